@@ -1,0 +1,22 @@
+"""Errors that are the user's to fix.
+
+Anything raised as a `UserError` is printed by the CLI as plain lines (no traceback unless
+`--debug`) and ends the process with exit code 2. Everything else is a bug in compressor and
+keeps its traceback, so the two never get confused.
+"""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """Bad input: a recipe, checkpoint, data set, file or flag the user can correct.
+
+    `lines` holds one self-contained message per problem, so several recipe errors can be
+    reported at once instead of one per run.
+    """
+
+    def __init__(self, *lines: str) -> None:
+        if not lines:
+            raise ValueError("UserError needs at least one message line")
+        self.lines = list(lines)
+        super().__init__("\n".join(self.lines))

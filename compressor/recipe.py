@@ -1,0 +1,390 @@
+"""The recipe: one YAML file that drives distillation, export and the gate.
+
+These pydantic models are the single source of defaults and validation. Every model forbids
+unknown keys, so a typo is an error instead of a silently ignored setting. Methods form a
+discriminated union on `name`, so each method validates only the options it understands.
+
+Paths in a recipe may use `${VAR}` or `${VAR:-default}` and `~`; relative paths are taken
+relative to the recipe file, so a recipe works from any working directory.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
+
+from compressor.errors import UserError
+
+DATA_ROOT_ENV = "COMPRESSOR_DATA_ROOT"
+_ENV_PATTERN = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
+
+
+def expand_path_text(text: str) -> str:
+    """Expand `${VAR}`, `${VAR:-default}` and `~`; an unset variable with no default is an error."""
+
+    def substitute(match: re.Match[str]) -> str:
+        value = os.environ.get(match["name"])
+        if value:
+            return value
+        if match["default"] is not None:
+            return match["default"]
+        raise ValueError(f"environment variable {match['name']} is not set (use ${{VAR:-default}})")
+
+    return os.path.expanduser(_ENV_PATTERN.sub(substitute, text))
+
+
+def _to_path(value: Any, info: ValidationInfo) -> Any:
+    if not isinstance(value, str | Path):
+        return value
+    path = Path(expand_path_text(str(value)))
+    base_dir = (info.context or {}).get("base_dir")
+    if not path.is_absolute() and base_dir is not None:
+        path = Path(base_dir) / path
+    return path
+
+
+UserPath = Annotated[Path, BeforeValidator(_to_path)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class TeacherConfig(Strict):
+    """Where the teacher comes from. See docs: zoo name, `module:callable`, TorchScript, .pt2."""
+
+    arch: str | None = Field(None, description="Model zoo or torchvision name, e.g. resnet56.")
+    entrypoint: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+        description="'package.module:callable' returning an nn.Module; imported only when set.",
+    )
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="Constructor arguments.")
+    checkpoint: UserPath | None = Field(None, description="Weights, TorchScript or .pt2 file.")
+    format: Literal["auto", "state_dict", "torchscript", "export"] = "auto"
+    trust_pickle: bool = Field(
+        False, description="Allow full pickle loading (runs code from the file). Only if trusted."
+    )
+    num_classes: int | None = Field(None, ge=2, description="Defaults to the data set's.")
+    min_accuracy: float = Field(
+        0.0, ge=0.0, le=100.0, description="Stop before distilling if the teacher scores below (%)."
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TeacherConfig:
+        if self.arch and self.entrypoint:
+            raise ValueError("give either arch or entrypoint, not both")
+        self_contained = self.format in ("torchscript", "export") or (
+            self.format == "auto" and self.checkpoint is not None
+        )
+        if not (self.arch or self.entrypoint or self_contained):
+            raise ValueError(
+                "the teacher needs arch (zoo name), entrypoint (module:callable) or a "
+                "TorchScript/.pt2 checkpoint"
+            )
+        if self.format in ("torchscript", "export") and self.checkpoint is None:
+            raise ValueError(f"format {self.format!r} needs a checkpoint file")
+        return self
+
+
+class StudentConfig(Strict):
+    arch: str = Field(description="Model zoo or torchvision name, e.g. resnet8, mobilenetv2.")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="Constructor arguments.")
+
+
+DatasetName = Literal["digits", "cifar10", "cifar100", "tiny_imagenet", "imagefolder"]
+
+
+class DataConfig(Strict):
+    name: DatasetName = "digits"
+    root: UserPath | None = Field(
+        None, description=f"Data directory; defaults to ${DATA_ROOT_ENV}. Not used by digits."
+    )
+    download: bool = Field(False, description="Let torchvision download CIFAR if it is missing.")
+    image_size: int | None = Field(
+        None, ge=8, le=1024, description="Resize once at load time; default: native size."
+    )
+    mean: tuple[float, ...] | None = Field(None, description="Per-channel mean on [0, 1] pixels.")
+    std: tuple[float, ...] | None = Field(None, description="Per-channel std on [0, 1] pixels.")
+    crop_padding: int | None = Field(None, ge=0, le=64, description="Random-crop padding.")
+    flip: bool | None = Field(None, description="Random horizontal flip; default per data set.")
+    max_train_samples: int | None = Field(None, ge=1, description="Class-balanced subset.")
+    max_test_samples: int | None = Field(None, ge=1, description="Class-balanced subset.")
+
+    @model_validator(mode="after")
+    def _root_and_stats(self) -> DataConfig:
+        if self.root is None and self.name != "digits" and os.environ.get(DATA_ROOT_ENV):
+            self.root = Path(expand_path_text(os.environ[DATA_ROOT_ENV]))
+        if (self.mean is None) != (self.std is None):
+            raise ValueError("give both mean and std, or neither")
+        if self.mean is not None and self.std is not None:
+            if len(self.mean) != len(self.std):
+                raise ValueError("mean and std need one value per channel each")
+            if any(s <= 0 for s in self.std):
+                raise ValueError("std values must be > 0")
+        return self
+
+
+class AttackConfig(Strict):
+    """Boundary-supporting sample search (BSS, Heo et al. 2019)."""
+
+    max_samples: int = Field(64, ge=1, description="Attacked samples per batch (64 per 256).")
+    step_size: float = Field(0.3, gt=0.0, description="eta in the BSS update.")
+    epsilon: float = Field(1e-4, ge=0.0, description="Pushes slightly past the boundary.")
+    max_steps: int = Field(10, ge=1, le=100)
+    keep: Literal["all", "boundary"] = Field(
+        "all", description="'all' uses every result (reference); 'boundary' only (b, k) hits."
+    )
+
+
+class ScheduleWeights(Strict):
+    """alpha(e) = 1 + alpha_extra * max(1 - e/E, 0); beta(e) = beta_init * max(1 - e/(f E), 0)."""
+
+    alpha_extra: float = Field(3.0, ge=0.0)
+    beta_init: float = Field(2.0, ge=0.0)
+    beta_stop_fraction: float = Field(0.75, gt=0.0, le=1.0)
+
+
+class CEMethod(Strict):
+    name: Literal["ce"] = "ce"
+
+
+class KDMethod(Strict):
+    name: Literal["kd"] = "kd"
+    temperature: float = Field(4.0, gt=0.0)
+    ce_weight: float = Field(1.0, ge=0.0)
+    kd_weight: float = Field(1.0, ge=0.0)
+
+
+class BSSMethod(Strict):
+    name: Literal["bss"] = "bss"
+    temperature: float = Field(3.0, gt=0.0)
+    attack: AttackConfig = Field(default_factory=AttackConfig)
+    weights: ScheduleWeights = Field(default_factory=ScheduleWeights)
+
+
+class TripletMethod(Strict):
+    name: Literal["triplet"] = "triplet"
+    temperature: float = Field(4.0, gt=0.0)
+    margin: float = Field(5.0, ge=0.0)
+    triplet_weight: float = Field(2.0, ge=0.0)
+
+
+class AMKDMethod(Strict):
+    name: Literal["amkd"] = "amkd"
+    temperature: float = Field(3.0, gt=0.0)
+    attack: AttackConfig = Field(default_factory=AttackConfig)
+    weights: ScheduleWeights = Field(default_factory=ScheduleWeights)
+    embedding: Literal["logits", "softmax", "features"] = "logits"
+    negative_source: Literal["teacher", "student"] = "teacher"
+    mining: Literal["random", "hardest"] = "random"
+    lambda_bss: float = Field(1.0, ge=0.0, description="0: the triplet replaces BSS's KD term.")
+    gamma: float = Field(1.0, ge=0.0, description="Weight of the triplet term.")
+    margin: float = Field(1.0, ge=0.0)
+    bank_epochs: int = Field(0, ge=0, description="Reuse boundary samples for K epochs (0: off).")
+
+
+MethodConfig = Annotated[
+    CEMethod | KDMethod | BSSMethod | TripletMethod | AMKDMethod, Field(discriminator="name")
+]
+METHOD_MODELS: dict[str, type[Strict]] = {
+    "ce": CEMethod,
+    "kd": KDMethod,
+    "bss": BSSMethod,
+    "triplet": TripletMethod,
+    "amkd": AMKDMethod,
+}
+METHOD_NAMES = tuple(METHOD_MODELS)
+
+
+class OptimizerConfig(Strict):
+    name: Literal["sgd", "adamw"] = "sgd"
+    lr: float = Field(0.1, gt=0.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    weight_decay: float = Field(5e-4, ge=0.0)
+    nesterov: bool = False
+
+
+class ScheduleConfig(Strict):
+    name: Literal["multistep", "cosine", "constant"] = "cosine"
+    milestones: list[int] = Field(default_factory=list, description="Epochs (multistep).")
+    gamma: float = Field(0.1, gt=0.0, le=1.0)
+    warmup_epochs: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _sorted_milestones(self) -> ScheduleConfig:
+        if self.milestones != sorted(set(self.milestones)) or any(m < 1 for m in self.milestones):
+            raise ValueError("milestones must be increasing epoch numbers >= 1")
+        return self
+
+
+class TrainConfig(Strict):
+    epochs: int = Field(10, ge=1, le=100_000)
+    batch_size: int = Field(128, ge=2)
+    eval_batch_size: int = Field(512, ge=1)
+    max_steps_per_epoch: int | None = Field(None, ge=1, description="Cut epochs short.")
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    seed: int = Field(0, ge=0)
+    deterministic: bool = Field(False, description="Deterministic kernels (slower).")
+    device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")
+    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
+    channels_last: bool | None = Field(None, description="Default: on for CUDA.")
+    compile: bool = False
+    num_threads: int | None = Field(None, ge=1, description="CPU threads; default: torch's.")
+
+    @model_validator(mode="after")
+    def _milestones_within(self) -> TrainConfig:
+        if any(m > self.epochs for m in self.schedule.milestones):
+            raise ValueError(f"schedule milestones must be <= epochs ({self.epochs})")
+        if self.schedule.warmup_epochs >= self.epochs and self.epochs > 1:
+            raise ValueError("schedule.warmup_epochs must be smaller than epochs")
+        return self
+
+
+class ExportConfig(Strict):
+    opset: int = Field(17, ge=13, le=23)
+    batch_sizes: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [1, 64])
+
+
+class GateConfig(Strict):
+    max_drop: float = Field(1.0, ge=0.0, description="Student may trail the teacher by (points).")
+    max_export_drop: float = Field(0.5, ge=0.0, description="Exported vs PyTorch (points).")
+    min_agreement: float = Field(99.5, ge=0.0, le=100.0, description="Top-1 agreement (%).")
+    min_speedup: float | None = Field(None, gt=0.0)
+
+
+class OutputConfig(Strict):
+    dir: UserPath = Field(Path("runs"), description="Parent of run directories.")
+    name: str | None = Field(
+        None, pattern=r"^[\w.-]+$", description="Run name; default: the recipe file name."
+    )
+
+
+class Recipe(Strict):
+    teacher: TeacherConfig | None = None
+    student: StudentConfig
+    data: DataConfig = Field(default_factory=DataConfig)
+    method: MethodConfig = Field(default_factory=CEMethod)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)
+    gate: GateConfig = Field(default_factory=GateConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+
+
+def recipe_schema() -> dict[str, Any]:
+    """JSON Schema of the recipe, for editors (yaml-language-server) and docs."""
+    schema = Recipe.model_json_schema()
+    schema["title"] = "compressor recipe"
+    return schema
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    parts = list(loc)
+    # A discriminated union inserts the tag ("method", "amkd", ...): the user never wrote it.
+    if len(parts) >= 2 and parts[0] == "method" and parts[1] in METHOD_NAMES:
+        del parts[1]
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def _allowed_keys(loc: tuple[int | str, ...]) -> list[str]:
+    """Walk the recipe models along `loc` to list the keys the user could have meant."""
+    model: Any = Recipe
+    parts = list(loc[:-1])
+    while parts:
+        part = parts.pop(0)
+        if model is Recipe and part == "method" and parts:
+            model = METHOD_MODELS.get(str(parts.pop(0)))
+            continue
+        field = model.model_fields.get(str(part)) if _is_model(model) else None
+        if field is None:
+            return []
+        model = _model_in(field.annotation)
+    return sorted(model.model_fields) if _is_model(model) else []
+
+
+def _is_model(candidate: Any) -> bool:
+    return isinstance(candidate, type) and issubclass(candidate, BaseModel)
+
+
+def _model_in(annotation: Any) -> Any:
+    if _is_model(annotation):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _describe(error: Any) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(error["loc"])
+        hint = f"; allowed keys: {', '.join(allowed)}" if allowed else ""
+        return f"unknown key{hint}"
+    if kind == "missing":
+        return "required, but missing"
+    if kind == "union_tag_invalid":
+        return f"unknown method {error['input'].get('name')!r}; allowed: {', '.join(METHOD_NAMES)}"
+    if kind == "union_tag_not_found":
+        return f"needs a 'name' key; allowed: {', '.join(METHOD_NAMES)}"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if "input" in error and not isinstance(error["input"], dict):
+        return f"{message} (got {error['input']!r})"
+    return message
+
+
+def format_validation_error(source: str, error: ValidationError) -> list[str]:
+    """One line per problem: file, field path, what is wrong and what is allowed."""
+    return [f"{source}: {_field_path(e['loc'])}: {_describe(e)}" for e in error.errors()]
+
+
+def parse_recipe(data: Any, source: str = "<recipe>", base_dir: Path | None = None) -> Recipe:
+    """Validate a recipe mapping; raise UserError with one line per schema problem."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise UserError(f"{source}: the recipe must be a YAML mapping of sections, not a list")
+    try:
+        return Recipe.model_validate(data, context={"base_dir": base_dir})
+    except ValidationError as error:
+        raise UserError(*format_validation_error(source, error)) from None
+
+
+def load_recipe(path: Path | str) -> Recipe:
+    """Read a recipe file with `yaml.safe_load` and validate its schema."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: recipe file not found (check the path)")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or "invalid YAML"
+        raise UserError(f"{path}:{where}: not valid YAML: {problem}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a text file; a recipe is UTF-8 YAML") from None
+    return parse_recipe(data, source=str(path), base_dir=path.resolve().parent)
+
+
+def recipe_to_yaml(recipe: Recipe) -> str:
+    """The resolved recipe (defaults filled in, paths absolute) as YAML."""
+    return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)
