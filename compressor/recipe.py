@@ -4,8 +4,9 @@ These pydantic models are the single source of defaults and validation. Every mo
 unknown keys, so a typo is an error instead of a silently ignored setting. Methods form a
 discriminated union on `name`, so each method validates only the options it understands.
 
-Paths in a recipe may use `${VAR}` or `${VAR:-default}` and `~`; relative paths are taken
-relative to the recipe file, so a recipe works from any working directory.
+Paths in a recipe may use `${VAR}` or `${VAR:-default}` and `~`. Relative input paths (data,
+checkpoints) are taken relative to the recipe file, so a recipe finds its inputs from any
+working directory; `output.dir` is relative to the working directory.
 """
 
 from __future__ import annotations
@@ -56,7 +57,14 @@ def _to_path(value: Any, info: ValidationInfo) -> Any:
     return path
 
 
+def _to_output_path(value: Any) -> Any:
+    return Path(expand_path_text(str(value))) if isinstance(value, str | Path) else value
+
+
 UserPath = Annotated[Path, BeforeValidator(_to_path)]
+# Outputs are relative to the working directory, like every CLI's output flag: `runs/` lands
+# where the user runs the command, not beside a recipe that may sit in a read-only checkout.
+OutputPath = Annotated[Path, BeforeValidator(_to_output_path)]
 
 
 class Strict(BaseModel):
@@ -178,7 +186,7 @@ class BSSMethod(Strict):
 
 class TripletMethod(Strict):
     name: Literal["triplet"] = "triplet"
-    temperature: float = Field(4.0, gt=0.0)
+    temperature: float = Field(1.0, gt=0.0, description="Oki et al. use plain KL (T = 1).")
     margin: float = Field(5.0, ge=0.0)
     triplet_weight: float = Field(2.0, ge=0.0)
 
@@ -268,7 +276,9 @@ class GateConfig(Strict):
 
 
 class OutputConfig(Strict):
-    dir: UserPath = Field(Path("runs"), description="Parent of run directories.")
+    dir: OutputPath = Field(
+        Path("runs"), description="Parent of run directories, relative to the working directory."
+    )
     name: str | None = Field(
         None, pattern=r"^[\w.-]+$", description="Run name; default: the recipe file name."
     )

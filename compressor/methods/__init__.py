@@ -12,6 +12,10 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
+from torch import nn
+
+from compressor.errors import UserError
+from compressor.recipe import BSSMethod, CEMethod, KDMethod, MethodConfig, TripletMethod
 
 
 @dataclass(frozen=True)
@@ -40,3 +44,42 @@ class Method(Protocol):
     def step(
         self, images: torch.Tensor, labels: torch.Tensor, progress: TrainProgress
     ) -> StepOutput: ...
+
+
+def build_method(
+    config: MethodConfig,
+    student: nn.Module,
+    teacher: nn.Module | None = None,
+    *,
+    bounds: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> Method:
+    """The method the recipe's `method:` section names, bound to its models.
+
+    `teacher` must be frozen and in eval mode; methods only call it (never `.train()`,
+    never an optimiser), so a TorchScript or `torch.export` teacher works too. `bounds` is
+    the per-channel (low, high) range of valid normalised inputs, e.g.
+    `boundary.normalized_bounds(mean, std)`; the boundary-sample search clamps to it
+    (BSS, AMKD). Without it, adversarial images are not range-limited.
+    """
+    # Imported here: the method modules import the contract defined above.
+    from compressor.methods.amkd import AMKD
+    from compressor.methods.bss import BSS
+    from compressor.methods.ce import CE
+    from compressor.methods.kd import KD
+    from compressor.methods.triplet import TripletKD
+
+    if isinstance(config, CEMethod):
+        return CE(config, student)
+    if teacher is None:
+        raise UserError(
+            f"method {config.name!r} distils from a teacher, but the recipe has no `teacher:` "
+            "section; add one (e.g. teacher: {arch: resnet56, checkpoint: teacher.pt}) or use "
+            "method: {name: ce} to train without a teacher"
+        )
+    if isinstance(config, KDMethod):
+        return KD(config, student, teacher)
+    if isinstance(config, TripletMethod):
+        return TripletKD(config, student, teacher)
+    if isinstance(config, BSSMethod):
+        return BSS(config, student, teacher, bounds)
+    return AMKD(config, student, teacher, bounds)

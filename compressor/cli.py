@@ -1,0 +1,174 @@
+"""The `compress` command. Thin: parse arguments, call library functions, map errors to exits.
+
+Exit codes: 0 success, 1 a check failed (the gate), 2 bad input (recipe, checkpoint, data,
+flags) — printed as one line per problem, without a traceback unless `--debug` is given.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+import compressor
+from compressor.errors import UserError
+
+app = typer.Typer(
+    name="compress",
+    help="Distil a PyTorch teacher into a small, fast student (AMKD), export it, gate it in CI.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+recipe_app = typer.Typer(help="Check a recipe, or print its JSON Schema.", no_args_is_help=True)
+app.add_typer(recipe_app, name="recipe")
+
+console = Console()
+error_console = Console(stderr=True)
+_debug = {"enabled": False}
+
+RecipeFile = Annotated[Path, typer.Argument(help="Recipe YAML file.", show_default=False)]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue from checkpoints/last.pt.")]
+Overwrite = Annotated[
+    bool, typer.Option("--overwrite", help="Write over an existing run directory's results.")
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"compressor {compressor.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show full tracebacks for errors.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    _debug["enabled"] = debug
+
+
+@recipe_app.command("validate")
+def recipe_validate(path: RecipeFile) -> None:
+    """Check a recipe's schema, files, architectures and class counts without running it."""
+    from compressor.preflight import check_recipe
+    from compressor.recipe import load_recipe
+
+    recipe = load_recipe(path)
+    check_recipe(recipe, str(path), needs_teacher=False)
+    teacher = "no teacher" if recipe.teacher is None else "teacher ok"
+    console.print(
+        f"{path}: valid (method {recipe.method.name}, student {recipe.student.arch}, "
+        f"data {recipe.data.name}, {teacher})"
+    )
+
+
+@recipe_app.command("schema")
+def recipe_schema_command(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to a file instead of stdout.")
+    ] = None,
+) -> None:
+    """Print the recipe's JSON Schema (for editor completion and validation)."""
+    from compressor.io import write_text
+    from compressor.recipe import recipe_schema
+
+    text = json.dumps(recipe_schema(), indent=2) + "\n"
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        write_text(output, text)
+        console.print(f"wrote {output}")
+
+
+@app.command("models")
+def models_command() -> None:
+    """List the model zoo's architectures (any torchvision classifier name works too)."""
+    from compressor.models import list_models
+
+    for name in list_models():
+        console.print(name)
+
+
+@app.command("teacher")
+def teacher_command(path: RecipeFile) -> None:
+    """Load the recipe's teacher and measure its test accuracy: the check before distilling."""
+    from compressor.engine.run import check_teacher
+    from compressor.recipe import load_recipe
+
+    recipe = load_recipe(path)
+    summary, count = check_teacher(recipe, str(path))
+    console.print(
+        f"teacher: test top-1 {summary.accuracy:.2f} % on {count:,} images, "
+        f"{summary.parameters:,} parameters, {summary.flops / 1e6:,.1f} MFLOPs per image"
+    )
+
+
+def _run(path: Path, *, distill: bool, resume: bool, overwrite: bool) -> None:
+    from compressor.engine.run import run_training
+    from compressor.progress import RichObserver
+    from compressor.recipe import load_recipe
+
+    recipe = load_recipe(path)
+    result = run_training(
+        recipe,
+        path,
+        distill=distill,
+        resume=resume,
+        overwrite=overwrite,
+        observer=RichObserver(console),
+    )
+    table = Table(title=f"run {result.run.root}")
+    table.add_column("")
+    if result.teacher is not None:
+        table.add_column("teacher", justify="right")
+    table.add_column("student", justify="right")
+    models = [m for m in (result.teacher, result.student) if m is not None]
+    table.add_row("test top-1 (%)", *(f"{m.accuracy:.2f}" for m in models))
+    table.add_row("parameters", *(f"{m.parameters:,}" for m in models))
+    table.add_row("MFLOPs / image", *(f"{m.flops / 1e6:,.2f}" for m in models))
+    console.print(table)
+    if result.agreement is not None:
+        console.print(f"top-1 agreement teacher/student: {result.agreement:.2f} %")
+    console.print(f"reports: {result.run.root / 'report.html'} (also .md, .json)")
+
+
+@app.command("train")
+def train_command(path: RecipeFile, resume: Resume = False, overwrite: Overwrite = False) -> None:
+    """Train the recipe's student from scratch with cross-entropy (no teacher).
+
+    Use it for the CE baseline, or to train a teacher: name the teacher's architecture as the
+    student.
+    """
+    _run(path, distill=False, resume=resume, overwrite=overwrite)
+
+
+@app.command("distill")
+def distill_command(path: RecipeFile, resume: Resume = False, overwrite: Overwrite = False) -> None:
+    """Distil the recipe's teacher into its student with the recipe's method (AMKD, KD, ...)."""
+    _run(path, distill=True, resume=resume, overwrite=overwrite)
+
+
+def main() -> None:
+    """Console-script entry point: user errors become one line each and exit code 2."""
+    try:
+        app()
+    except UserError as error:
+        if _debug["enabled"]:
+            raise
+        for line in error.lines:
+            error_console.print(f"error: {line}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        error_console.print("interrupted; continue a run with --resume", markup=False)
+        sys.exit(130)

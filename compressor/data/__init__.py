@@ -1,0 +1,18 @@
+"""Data sets decoded once into uint8 tensors, and on-device batching with augmentation.
+
+    dataset = load_dataset(recipe.data)
+    loader = BatchLoader(dataset.train, batch_size=128, device=device, mean=dataset.mean,
+                         std=dataset.std, train=True, crop_padding=dataset.crop_padding,
+                         flip=dataset.flip, seed=recipe.train.seed)
+    for epoch in range(epochs):
+        loader.set_epoch(epoch)
+        for images, labels in loader: ...
+
+Readers (one module per data set) only decode files; `load.py` does what all share.
+"""
+
+from compressor.data.load import dataset_num_classes, load_dataset
+from compressor.data.loader import BatchLoader
+from compressor.data.sets import Dataset, ImageSet
+
+__all__ = ["BatchLoader", "Dataset", "ImageSet", "dataset_num_classes", "load_dataset"]

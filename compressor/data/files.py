@@ -1,0 +1,121 @@
+"""Shared file handling for readers: locating data.root and decoding image files once.
+
+Decoding happens at load time only; the training loop never sees a file or PIL image.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from compressor.errors import UserError
+from compressor.recipe import DATA_ROOT_ENV, DataConfig
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+_DECODE_CHUNK = 256
+
+
+def require_root(cfg: DataConfig) -> Path:
+    """`cfg.root` as an existing directory, or a UserError that says how to set it."""
+    if cfg.root is None:
+        raise UserError(
+            f"data.root is not set for data set {cfg.name!r}; set data.root in the recipe "
+            f"or {DATA_ROOT_ENV}"
+        )
+    root = Path(cfg.root)
+    if not root.exists():
+        raise UserError(
+            f"data.root {root} does not exist; set data.root in the recipe or {DATA_ROOT_ENV}"
+        )
+    if not root.is_dir():
+        raise UserError(f"data.root {root} is a file, not a directory; point it at the data set")
+    return root
+
+
+def list_images(directory: Path) -> list[Path]:
+    """Image files under `directory` (recursively), sorted so the order is reproducible.
+
+    Hidden files are skipped: macOS copies leave `._name.jpg` AppleDouble files next to the
+    real images, and they would fail to decode.
+    """
+    return sorted(
+        path
+        for path in directory.rglob("*")
+        if path.suffix.lower() in IMAGE_SUFFIXES
+        and not path.name.startswith(".")
+        and path.is_file()
+    )
+
+
+def resize_images(images: torch.Tensor, size: int, chunk: int = 1024) -> torch.Tensor:
+    """Resize uint8 [N, C, H, W] to [N, C, size, size] (bilinear, antialiased), as uint8.
+
+    Works in chunks so the float32 intermediate stays small whatever N is.
+    """
+    out = torch.empty((len(images), images.shape[1], size, size), dtype=torch.uint8)
+    for start in range(0, len(images), chunk):
+        part = images[start : start + chunk].float()
+        part = F.interpolate(part, size=(size, size), mode="bilinear", antialias=True)
+        out[start : start + chunk] = part.round_().clamp_(0, 255).to(torch.uint8)
+    return out
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    """One image file as uint8 [3, H, W]; grayscale, palette and RGBA become RGB."""
+    try:
+        with Image.open(path) as image:
+            rgb = np.asarray(image.convert("RGB"))
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        raise UserError(f"cannot decode image {path}: {error}; fix or delete the file") from None
+    return rgb.transpose(2, 0, 1)
+
+
+def decode_images(paths: Sequence[Path], image_size: int | None) -> torch.Tensor:
+    """Decode image files into one uint8 tensor [N, 3, H, W] using a thread pool.
+
+    PIL releases the GIL while decoding, so threads scale over cores without the cost of
+    shipping arrays between processes. Every image must have the size of the first one,
+    unless `image_size` is given: then each image that differs is resized to it.
+    """
+    first = _read_rgb(paths[0])
+    if image_size is not None:
+        height = width = image_size
+    else:
+        height, width = first.shape[1:]
+    out = torch.empty((len(paths), 3, height, width), dtype=torch.uint8)
+    frames = out.numpy()  # same memory: numpy copies PIL's read-only arrays straight in
+
+    def store(index: int, pixels: np.ndarray) -> None:
+        if pixels.shape[1:] == (height, width):
+            frames[index] = pixels
+        elif image_size is not None:
+            out[index] = resize_images(torch.tensor(pixels)[None], image_size)[0]
+        else:
+            raise UserError(
+                f"image {paths[index]} is {pixels.shape[2]}x{pixels.shape[1]} but {paths[0]} is "
+                f"{width}x{height}; set data.image_size to resize all images to one size"
+            )
+
+    def decode_chunk(start: int) -> None:
+        for index in range(start, min(start + _DECODE_CHUNK, len(paths))):
+            store(index, _read_rgb(paths[index]))
+
+    store(0, first)
+    workers = min(16, (os.cpu_count() or 1) + 2)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(decode_chunk, s) for s in range(1, len(paths), _DECODE_CHUNK)]
+        try:
+            for future in futures:
+                future.result()
+        except BaseException:
+            for future in futures:  # one bad file: report it now, not after decoding the rest
+                future.cancel()
+            raise
+    return out

@@ -1,0 +1,90 @@
+"""A user's own images, one folder per class (the torchvision ImageFolder convention):
+
+    root/train/<class>/**/*.{jpg,jpeg,png,bmp,webp}
+    root/val/<class>/...        (or root/test/<class>/...; val wins when both exist)
+
+Classes are the sorted names of train's sub-folders; label i is the i-th name, as in
+torchvision. Images are converted to RGB. Differing sizes need data.image_size: silently
+picking a size for the user would change what the deployed model expects. data.image_size
+resizes to a square (image_size x image_size), like torchvision's Resize((s, s)).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from compressor.data.files import IMAGE_SUFFIXES, decode_images, list_images, require_root
+from compressor.data.sets import ImageSet
+from compressor.errors import UserError
+from compressor.recipe import DataConfig
+
+
+def _class_dirs(split_dir: Path) -> list[Path]:
+    return sorted(p for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _train_dir(root: Path) -> Path:
+    train = root / "train"
+    if not train.is_dir():
+        raise UserError(
+            f"{train} does not exist; an imagefolder data set needs "
+            f"{root}/train/<class>/<image> and {root}/val/<class>/<image>"
+        )
+    return train
+
+
+def _test_dir(root: Path) -> Path:
+    for name in ("val", "test"):
+        if (root / name).is_dir():
+            return root / name
+    raise UserError(f"{root} has no val/ (or test/) folder; put held-out images in val/<class>/")
+
+
+def _classes(train: Path) -> list[str]:
+    classes = [p.name for p in _class_dirs(train)]
+    if len(classes) < 2:
+        raise UserError(
+            f"{train} has {len(classes)} class folder(s); classification needs at least 2 "
+            f"(one sub-folder per class)"
+        )
+    return classes
+
+
+def num_classes(cfg: DataConfig) -> int:
+    return len(_classes(_train_dir(require_root(cfg))))
+
+
+def _files(split_dir: Path, classes: list[str], require_all: bool) -> tuple[list[Path], list[int]]:
+    label_of = {name: label for label, name in enumerate(classes)}
+    paths: list[Path] = []
+    labels: list[int] = []
+    for folder in _class_dirs(split_dir):
+        if folder.name not in label_of:
+            raise UserError(
+                f"{folder}: class {folder.name!r} has no folder in train/; remove it or add "
+                f"training images for it"
+            )
+        files = list_images(folder)
+        if require_all and not files:
+            raise UserError(f"{folder} has no images ({', '.join(IMAGE_SUFFIXES)})")
+        paths += files
+        labels += [label_of[folder.name]] * len(files)
+    if not paths:
+        raise UserError(f"{split_dir} has no images in class folders ({', '.join(IMAGE_SUFFIXES)})")
+    return paths, labels
+
+
+def read(cfg: DataConfig) -> tuple[ImageSet, ImageSet, list[str]]:
+    """Decode train and val/test images into uint8 tensors."""
+    root = require_root(cfg)
+    train_dir = _train_dir(root)
+    classes = _classes(train_dir)
+    # List both splits before decoding either, so layout mistakes surface in a second.
+    listed = [_files(train_dir, classes, True), _files(_test_dir(root), classes, False)]
+    train, test = (
+        ImageSet(decode_images(paths, cfg.image_size), torch.tensor(labels, dtype=torch.int64))
+        for paths, labels in listed
+    )
+    return train, test, classes

@@ -1,0 +1,94 @@
+"""The in-memory data set types every reader produces and the engine consumes.
+
+A split is decoded once into a uint8 tensor: 4x smaller than float32, so even Tiny ImageNet
+(100k x 3 x 64 x 64 = 1.2 GB) fits on a training GPU, where `BatchLoader` indexes, augments
+and normalises whole batches without touching the CPU again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class ImageSet:
+    """One split: uint8 images [N, C, H, W] (CPU, contiguous) and int64 labels [N]."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != torch.uint8 or self.images.dim() != 4:
+            raise ValueError(
+                f"images must be uint8 [N, C, H, W], got {self.images.dtype} "
+                f"{tuple(self.images.shape)}"
+            )
+        if self.labels.dtype != torch.int64 or self.labels.shape != self.images.shape[:1]:
+            raise ValueError(
+                f"labels must be int64 [{len(self.images)}], got {self.labels.dtype} "
+                f"{tuple(self.labels.shape)}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def select(self, indices: torch.Tensor | np.ndarray) -> ImageSet:
+        """The samples at `indices`, copied into new contiguous tensors."""
+        indices = torch.as_tensor(indices, dtype=torch.int64)
+        return ImageSet(self.images[indices].contiguous(), self.labels[indices].contiguous())
+
+
+@dataclass
+class Dataset:
+    """Both splits plus everything needed to train on them and to deploy the result.
+
+    mean/std/crop_padding/flip are resolved: the recipe's value when given, else the data
+    set's default. They travel with the run (and into the ONNX metadata), so the student is
+    always fed the same normalisation it was trained with.
+    """
+
+    name: str
+    train: ImageSet
+    test: ImageSet
+    classes: list[str]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    crop_padding: int
+    flip: bool
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one image."""
+        channels, height, width = self.train.images.shape[1:]
+        return channels, height, width
+
+
+def balanced_indices(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """Sorted indices of `count` samples spread as evenly as possible over the classes.
+
+    Round-robin over classes in a seeded shuffle: every class gives its 1st sample, then its
+    2nd, ..., so a small class runs out without starving the others. The fixed seed makes the
+    subset identical across runs and machines, which is what quick runs and tests compare.
+    """
+    labels = np.asarray(labels)
+    if count >= len(labels):
+        return np.arange(len(labels))
+    shuffled = np.random.default_rng(seed).permutation(len(labels))
+    shuffled_labels = labels[shuffled]
+    by_class = np.argsort(shuffled_labels, kind="stable")
+    grouped = shuffled_labels[by_class]
+    rank_grouped = np.arange(len(grouped)) - np.searchsorted(grouped, grouped, side="left")
+    rank = np.empty_like(rank_grouped)
+    rank[by_class] = rank_grouped
+    chosen = np.lexsort((shuffled_labels, rank))[:count]
+    return np.sort(shuffled[chosen])

@@ -1,0 +1,108 @@
+"""Tiny ImageNet (200 classes, 64x64 RGB): JPEG files decoded once at load time.
+
+Layout (as unpacked from the official archive; data.root may also be its parent):
+    wnids.txt                        one WordNet id per line = the classes, in label order
+    words.txt                        optional: "<wnid>\\t<names>" for readable class names
+    train/<wnid>/images/*.JPEG       500 per class
+    val/images/*.JPEG + val/val_annotations.txt ("<file>\\t<wnid>\\t<bbox...>"), 50 per class
+The unlabeled test/ folder is not used; val is the test split.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from compressor.data.files import decode_images, list_images, require_root
+from compressor.data.sets import ImageSet
+from compressor.errors import UserError
+from compressor.recipe import DataConfig
+
+FOLDER = "tiny-imagenet-200"
+
+
+def _find_root(cfg: DataConfig) -> Path:
+    root = require_root(cfg)
+    for candidate in (root, root / FOLDER):
+        if (candidate / "wnids.txt").is_file():
+            return candidate
+    raise UserError(
+        f"data.root {root} is not a Tiny ImageNet directory: no wnids.txt there or in "
+        f"{root / FOLDER}; expected wnids.txt, train/<wnid>/images/, val/val_annotations.txt"
+    )
+
+
+def _wnids(root: Path) -> list[str]:
+    path = root / "wnids.txt"
+    wnids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if len(set(wnids)) != len(wnids):
+        raise UserError(f"{path} lists a class twice; each WordNet id must appear once")
+    if len(wnids) < 2:
+        raise UserError(f"{path} lists {len(wnids)} class(es); classification needs at least 2")
+    return wnids
+
+
+def num_classes(cfg: DataConfig) -> int:
+    return len(_wnids(_find_root(cfg)))
+
+
+def _class_names(root: Path, wnids: list[str]) -> list[str]:
+    """First synonym from words.txt ("goldfish, Carassius auratus" -> "goldfish"), else wnid."""
+    words: dict[str, str] = {}
+    if (root / "words.txt").is_file():
+        for line in (root / "words.txt").read_text().splitlines():
+            wnid, _, names = line.partition("\t")
+            words[wnid.strip()] = names.split(",")[0].strip()
+    return [words.get(wnid) or wnid for wnid in wnids]
+
+
+def _train_files(root: Path, wnids: list[str]) -> tuple[list[Path], list[int]]:
+    paths: list[Path] = []
+    labels: list[int] = []
+    for label, wnid in enumerate(wnids):
+        folder = root / "train" / wnid / "images"
+        files = list_images(folder) if folder.is_dir() else []
+        if not files:
+            raise UserError(
+                f"{folder} has no images; every class in wnids.txt needs training images"
+            )
+        paths += files
+        labels += [label] * len(files)
+    return paths, labels
+
+
+def _val_files(root: Path, wnids: list[str]) -> tuple[list[Path], list[int]]:
+    annotations = root / "val" / "val_annotations.txt"
+    if not annotations.is_file():
+        raise UserError(f"{annotations} is missing; it labels the validation images")
+    label_of = {wnid: label for label, wnid in enumerate(wnids)}
+    paths: list[Path] = []
+    labels: list[int] = []
+    for number, line in enumerate(annotations.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) < 2 or fields[1].strip() not in label_of:
+            raise UserError(
+                f"{annotations} line {number}: expected '<file>\\t<wnid>...' with a wnid from "
+                f"wnids.txt, got {line.strip()!r}"
+            )
+        paths.append(root / "val" / "images" / fields[0].strip())
+        labels.append(label_of[fields[1].strip()])
+    if not paths:
+        raise UserError(f"{annotations} lists no images; the test split would be empty")
+    return paths, labels
+
+
+def read(cfg: DataConfig) -> tuple[ImageSet, ImageSet, list[str]]:
+    """Decode both splits (about 100k + 10k JPEGs for the full set)."""
+    root = _find_root(cfg)
+    wnids = _wnids(root)
+    # List both splits before decoding either, so layout mistakes surface in a second.
+    listed = [_train_files(root, wnids), _val_files(root, wnids)]
+    train, test = (
+        ImageSet(decode_images(paths, cfg.image_size), torch.tensor(labels, dtype=torch.int64))
+        for paths, labels in listed
+    )
+    return train, test, _class_names(root, wnids)

@@ -1,0 +1,1 @@
+"""Training engine: device setup, the training loop, evaluation, checkpoints and the run."""

@@ -1,0 +1,81 @@
+"""Pick the device and the numeric settings that make training fast there.
+
+CUDA gets mixed precision (bf16 where the GPU supports it, else fp16 with loss scaling) and
+channels_last, which lets cuDNN pick its fastest convolution kernels. The CPU keeps fp32:
+CPU autocast is slower than fp32 on most machines and would only cost accuracy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from compressor.errors import UserError
+from compressor.recipe import TrainConfig
+
+
+@dataclass(frozen=True)
+class DeviceSetup:
+    device: torch.device
+    amp_dtype: torch.dtype | None  # None: train in fp32
+    channels_last: bool
+
+    @property
+    def needs_grad_scaler(self) -> bool:
+        return self.amp_dtype is torch.float16
+
+    def autocast(self) -> torch.autocast:
+        return torch.autocast(
+            self.device.type,
+            dtype=self.amp_dtype or torch.float32,
+            enabled=self.amp_dtype is not None,
+        )
+
+
+def select_device(spec: str) -> torch.device:
+    """`auto` prefers cuda, then mps, then cpu; an explicit device must exist."""
+    if spec == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(spec)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(
+                f"train.device is {spec!r} but no CUDA GPU is visible; use 'auto' or 'cpu'"
+            )
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UserError(
+                f"train.device is {spec!r} but only {torch.cuda.device_count()} GPU(s) are visible"
+            )
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError("train.device is 'mps' but MPS is not available; use 'auto' or 'cpu'")
+    return device
+
+
+def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    if amp == "off" or device.type != "cuda":
+        if amp in ("bf16", "fp16") and device.type != "cuda":
+            raise UserError(
+                f"train.amp is {amp!r} but the device is {device.type}; mixed precision is for "
+                "CUDA here: use amp: auto or off"
+            )
+        return None
+    if amp == "fp16":
+        return torch.float16
+    if amp == "bf16" or torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float16
+
+
+def setup_device(config: TrainConfig) -> DeviceSetup:
+    device = select_device(config.device)
+    if config.num_threads is not None:
+        torch.set_num_threads(config.num_threads)
+    channels_last = (
+        config.channels_last if config.channels_last is not None else (device.type == "cuda")
+    )
+    return DeviceSetup(device, _amp_dtype(config.amp, device), channels_last)

@@ -1,0 +1,61 @@
+"""Evaluation: top-1 accuracy, loss and per-sample predictions on a whole split.
+
+Predictions are kept so reports can compare teacher and student sample by sample (top-1
+agreement) without a second pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from compressor.engine.device import DeviceSetup
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    accuracy: float  # top-1, percent
+    loss: float  # mean cross-entropy
+    predictions: torch.Tensor  # int64 [N] on the CPU, in loader order
+    count: int
+
+
+@torch.inference_mode()
+def evaluate(
+    model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], setup: DeviceSetup
+) -> Evaluation:
+    """Run `model` as it is (the caller puts it in eval mode) over every batch."""
+    correct = torch.zeros((), dtype=torch.int64, device=setup.device)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=setup.device)
+    predictions = []
+    for images, labels in batches:
+        with setup.autocast():
+            logits = model(images)
+        logits = logits.float()
+        loss_sum += F.cross_entropy(logits, labels, reduction="sum").double()
+        predicted = logits.argmax(dim=1)
+        correct += (predicted == labels).sum()
+        predictions.append(predicted)
+    all_predictions = (
+        torch.cat(predictions).cpu() if predictions else torch.empty(0, dtype=torch.int64)
+    )
+    count = all_predictions.numel()
+    if count == 0:
+        return Evaluation(0.0, 0.0, all_predictions, 0)
+    return Evaluation(
+        accuracy=100.0 * correct.item() / count,
+        loss=loss_sum.item() / count,
+        predictions=all_predictions,
+        count=count,
+    )
+
+
+def agreement(first: torch.Tensor, second: torch.Tensor) -> float:
+    """Percentage of samples on which two prediction vectors agree."""
+    if first.numel() == 0:
+        return 0.0
+    return 100.0 * (first == second).float().mean().item()

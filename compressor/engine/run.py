@@ -1,0 +1,301 @@
+"""A whole run, top to bottom: check → load data and models → train epochs → evaluate → save.
+
+`compress train` and `compress distill` both land here; they differ only in whether a teacher
+is loaded and which method computes the loss. The run directory is claimed only after the
+recipe, data, and teacher have proven good, so a bad input never leaves a half-made run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from compressor.data import BatchLoader, Dataset, ImageSet, load_dataset
+from compressor.engine.checkpoint import (
+    load_checkpoint,
+    restore_rng_state,
+    rng_state,
+    save_checkpoint,
+)
+from compressor.engine.device import DeviceSetup, setup_device
+from compressor.engine.evaluate import Evaluation, agreement, evaluate
+from compressor.engine.schedule import build_optimizer
+from compressor.engine.training import EpochResult, train_one_epoch
+from compressor.errors import UserError
+from compressor.io import append_line, save_torch, write_json, write_text
+from compressor.methods import build_method
+from compressor.methods.boundary import normalized_bounds
+from compressor.models import count_flops, count_parameters, create_model, load_teacher
+from compressor.preflight import check_recipe
+from compressor.recipe import CEMethod, Recipe, recipe_to_yaml
+from compressor.reporting import write_run_report
+from compressor.rundir import RunDir, claim_run_dir, manifest, now_iso, recipe_hash, run_dir_for
+
+StepCallback = Callable[[int, int, float], None]
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    accuracy: float
+    parameters: int
+    flops: int
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run: RunDir
+    student: ModelSummary
+    teacher: ModelSummary | None
+    agreement: float | None  # top-1 agreement teacher vs student on the test set, percent
+
+
+class RunObserver:
+    """What a run tells its user; the CLI renders it with rich, tests can stay silent."""
+
+    def message(self, text: str) -> None:
+        """A line for the user."""
+
+    def epoch_started(self, epoch: int, epochs: int, steps: int) -> StepCallback | None:
+        return None
+
+    def epoch_finished(self, epoch: int, epochs: int, result: EpochResult, test: float) -> None:
+        """Called after the test evaluation of each epoch."""
+
+
+def _eval_loader(split: ImageSet, dataset: Dataset, recipe: Recipe, setup: DeviceSetup):
+    return BatchLoader(
+        split,
+        batch_size=recipe.train.eval_batch_size,
+        device=setup.device,
+        mean=dataset.mean,
+        std=dataset.std,
+        train=False,
+        channels_last=setup.channels_last,
+    )
+
+
+def _summary(model: nn.Module, evaluation: Evaluation, dataset: Dataset) -> ModelSummary:
+    return ModelSummary(
+        accuracy=evaluation.accuracy,
+        parameters=count_parameters(model),
+        flops=count_flops(model, dataset.image_shape),
+    )
+
+
+def _prepare_teacher(
+    recipe: Recipe, dataset: Dataset, setup: DeviceSetup
+) -> tuple[nn.Module, Evaluation]:
+    """Load the teacher, move it, and refuse to distil from one that does not score."""
+    assert recipe.teacher is not None
+    teacher = load_teacher(recipe.teacher, dataset.num_classes, dataset.image_shape[0])
+    teacher = teacher.to(setup.device)
+    if setup.channels_last:
+        teacher = teacher.to(memory_format=torch.channels_last)
+    evaluation = evaluate(teacher, _eval_loader(dataset.test, dataset, recipe, setup), setup)
+    if evaluation.accuracy < recipe.teacher.min_accuracy:
+        raise UserError(
+            f"the teacher scores {evaluation.accuracy:.2f} % on the {dataset.name} test set, below "
+            f"teacher.min_accuracy {recipe.teacher.min_accuracy:.2f} %; check teacher.arch and "
+            "teacher.checkpoint, and that data.mean/std match the teacher's training"
+        )
+    return teacher, evaluation
+
+
+def check_teacher(recipe: Recipe, source: str) -> tuple[ModelSummary, int]:
+    """Load and score the recipe's teacher alone: the quick check before a long run."""
+    if recipe.teacher is None:
+        raise UserError(f"{source}: teacher: the recipe has no teacher: section to check")
+    check_recipe(recipe, source, needs_teacher=True)
+    setup = setup_device(recipe.train)
+    dataset = load_dataset(recipe.data)
+    teacher, evaluation = _prepare_teacher(recipe, dataset, setup)
+    return _summary(teacher, evaluation, dataset), evaluation.count
+
+
+def _student_record(recipe: Recipe, dataset: Dataset, student: nn.Module) -> dict[str, Any]:
+    """student.pt: weights plus everything needed to rebuild and feed the model."""
+    return {
+        "schema_version": 1,
+        "arch": recipe.student.arch,
+        "kwargs": recipe.student.kwargs,
+        "num_classes": dataset.num_classes,
+        "image_shape": list(dataset.image_shape),
+        "classes": list(dataset.classes),
+        "mean": list(dataset.mean),
+        "std": list(dataset.std),
+        "state_dict": {k: v.detach().cpu() for k, v in student.state_dict().items()},
+    }
+
+
+def run_training(
+    recipe: Recipe,
+    recipe_path: Path,
+    *,
+    distill: bool,
+    resume: bool = False,
+    overwrite: bool = False,
+    observer: RunObserver | None = None,
+) -> RunResult:
+    observer = observer or RunObserver()
+    source = str(recipe_path)
+    if not distill:
+        recipe = recipe.model_copy(update={"method": CEMethod(), "teacher": None})
+    check_recipe(recipe, source, needs_teacher=distill)
+    run = run_dir_for(recipe, recipe_path)
+
+    # 1. Inputs: device, data, models. Nothing is written before these are known good.
+    setup = setup_device(recipe.train)
+    torch.manual_seed(recipe.train.seed)
+    if recipe.train.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    observer.message(f"device {setup.device}, reading data set {recipe.data.name}")
+    dataset = load_dataset(recipe.data)
+    student = create_model(
+        recipe.student.arch, dataset.num_classes, dataset.image_shape[0], **recipe.student.kwargs
+    )
+    teacher: nn.Module | None = None
+    teacher_eval: Evaluation | None = None
+    if distill:
+        teacher, teacher_eval = _prepare_teacher(recipe, dataset, setup)
+        observer.message(f"teacher test accuracy {teacher_eval.accuracy:.2f} %")
+
+    # 2. The run directory.
+    claim_run_dir(run, resume=resume, overwrite=overwrite)
+    write_text(run.recipe, recipe_to_yaml(recipe))
+    started_at = now_iso()
+    write_json(run.manifest, manifest(recipe, str(setup.device), "running", started=started_at))
+
+    student = student.to(setup.device)
+    if setup.channels_last:
+        student = student.to(memory_format=torch.channels_last)
+    trained = torch.compile(student) if recipe.train.compile else student
+    bounds = normalized_bounds(dataset.mean, dataset.std)
+    method = build_method(recipe.method, trained, teacher, bounds=bounds)
+    optimizer = build_optimizer(list(student.parameters()), recipe.train.optimizer)
+    scaler = torch.amp.GradScaler(setup.device.type, enabled=setup.needs_grad_scaler)
+
+    start_epoch = 0
+    if resume:
+        state = load_checkpoint(run.checkpoint)
+        if state["recipe_sha256"] != recipe_hash(recipe):
+            raise UserError(
+                f"{source}: the recipe changed since {run.root} started; resume with the same "
+                "recipe, or start a new run (output.name) or --overwrite"
+            )
+        student.load_state_dict(state["student"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        restore_rng_state(state["rng"], setup.device)
+        start_epoch = state["epoch"]
+        _drop_metrics_after(run.metrics, start_epoch)
+        observer.message(f"resuming {run.root} after epoch {start_epoch}")
+    elif run.metrics.exists():
+        run.metrics.unlink()  # --overwrite: the old run's epochs must not mix with the new
+
+    # 3. Train.
+    train_loader = BatchLoader(
+        dataset.train,
+        batch_size=recipe.train.batch_size,
+        device=setup.device,
+        mean=dataset.mean,
+        std=dataset.std,
+        train=True,
+        crop_padding=dataset.crop_padding,
+        flip=dataset.flip,
+        seed=recipe.train.seed,
+        channels_last=setup.channels_last,
+        max_steps=recipe.train.max_steps_per_epoch,
+    )
+    test_loader = _eval_loader(dataset.test, dataset, recipe, setup)
+    epochs = recipe.train.epochs
+    student_eval: Evaluation | None = None
+    for epoch in range(start_epoch, epochs):
+        on_step = observer.epoch_started(epoch, epochs, len(train_loader))
+        result = train_one_epoch(
+            trained, method, train_loader, optimizer, scaler, setup, recipe.train, epoch, on_step
+        )
+        student.eval()
+        student_eval = evaluate(student, test_loader, setup)
+        observer.epoch_finished(epoch, epochs, result, student_eval.accuracy)
+        append_line(run.metrics, json.dumps(_metrics_line(epoch, result, student_eval)))
+        save_checkpoint(
+            run.checkpoint,
+            {
+                "epoch": epoch + 1,
+                "recipe_sha256": recipe_hash(recipe),
+                "student": student.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scaler": scaler.state_dict(),
+                "rng": rng_state(setup.device),
+            },
+        )
+
+    # 4. Final evaluation, artifacts, report.
+    if student_eval is None:
+        student.eval()
+        student_eval = evaluate(student, test_loader, setup)
+    save_torch(run.student, _student_record(recipe, dataset, student))
+    student_summary = _summary(student, student_eval, dataset)
+    teacher_summary = None
+    top1_agreement = None
+    if teacher is not None and teacher_eval is not None:
+        teacher_summary = _summary(teacher, teacher_eval, dataset)
+        top1_agreement = agreement(teacher_eval.predictions, student_eval.predictions)
+    result = RunResult(run, student_summary, teacher_summary, top1_agreement)
+    write_run_report(run, recipe, result_fields(result, dataset))
+    write_json(
+        run.manifest,
+        manifest(recipe, str(setup.device), "completed", started=started_at, finished=now_iso()),
+    )
+    return result
+
+
+def _drop_metrics_after(path: Path, epoch: int) -> None:
+    """A kill between the metrics line and the checkpoint leaves an epoch that will rerun."""
+    if not path.exists():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines()
+    kept = [line for line in lines if line.strip() and json.loads(line)["epoch"] <= epoch]
+    write_text(path, "".join(f"{line}\n" for line in kept))
+
+
+def _metrics_line(epoch: int, result: EpochResult, test: Evaluation) -> dict[str, Any]:
+    return {
+        "epoch": epoch + 1,
+        "loss": result.loss,
+        **{f"loss_{name}": value for name, value in result.parts.items()},
+        "lr": result.lr,
+        "train_accuracy": result.train_accuracy,
+        "test_accuracy": test.accuracy,
+        "test_loss": test.loss,
+        "images_per_second": result.images_per_second,
+        "epoch_seconds": result.seconds,
+        **{f"stat_{name}": value for name, value in result.stats.items()},
+    }
+
+
+def result_fields(result: RunResult, dataset: Dataset) -> dict[str, Any]:
+    """The headline numbers of a run, as the report records them."""
+
+    def model(summary: ModelSummary | None) -> dict[str, Any] | None:
+        if summary is None:
+            return None
+        return {
+            "accuracy": summary.accuracy,
+            "parameters": summary.parameters,
+            "flops": summary.flops,
+        }
+
+    return {
+        "dataset": dataset.name,
+        "test_samples": dataset.test.labels.numel(),
+        "student": model(result.student),
+        "teacher": model(result.teacher),
+        "top1_agreement": result.agreement,
+    }

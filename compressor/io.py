@@ -1,0 +1,68 @@
+"""Atomic file writes: a reader sees the old file or the new one, never half of either.
+
+Runs are long and get killed; a report or checkpoint cut off mid-write would make a run
+directory look complete when it is not. Every write goes to a temporary file in the same
+directory, is fsynced, then renamed over the target (rename is atomic on POSIX and Windows).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+import torch
+
+
+def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            write(stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+    _fsync_directory(path.parent)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the rename itself durable; not every platform lets a directory be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    _atomic_write(path, lambda stream: stream.write(data))
+
+
+def write_text(path: Path, text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: Path, payload: Any) -> None:
+    write_text(path, json.dumps(payload, indent=2, sort_keys=False) + "\n")
+
+
+def save_torch(path: Path, payload: Any) -> None:
+    _atomic_write(path, lambda stream: torch.save(payload, stream))
+
+
+def append_line(path: Path, line: str) -> None:
+    """Append one line to a log, rewriting it atomically so a kill never leaves half a line."""
+    existing = path.read_bytes() if path.exists() else b""
+    write_bytes(path, existing + line.rstrip("\n").encode("utf-8") + b"\n")

@@ -1,0 +1,216 @@
+"""Boundary-supporting samples (BSS, Heo et al., AAAI 2019), shared by the BSS and AMKD methods.
+
+A boundary-supporting sample is a training image pushed by a targeted attack on the frozen
+teacher from its class b towards a sampled class k until the teacher's decision flips: it
+lies next to the teacher's b/k decision boundary, which is what the student should learn.
+
+The search follows the authors' reference code, vectorised over the whole batch (no Python
+loop over samples): base images are the ones teacher and student both classify correctly,
+ranked by how much they disagree; targets are drawn with `torch.multinomial`; every step
+moves each still-active image along the normalised input gradient of the teacher's logit
+margin z_b - z_k. Only input gradients are taken (`torch.autograd.grad` w.r.t. the images),
+so the teacher's parameters never receive `.grad`, and the teacher is only ever called, never
+switched between train and eval mode: the caller hands it over frozen and in eval mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from compressor.recipe import AttackConfig
+
+Bounds = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class BoundarySamples:
+    """The adversarial batch of one training step; row i came from `images[index[i]]`."""
+
+    images: torch.Tensor  # [A, C, H, W] fp32 adversarial images, in the caller's memory format
+    teacher_logits: torch.Tensor  # [A, K] fp32 teacher logits on `images`, no autograd graph
+    index: torch.Tensor  # [A] row of each base image in the clean batch
+    source: torch.Tensor  # [A] b: the teacher's (and the label's) class of the base image
+    target: torch.Tensor  # [A] k: the class the attack pushed towards
+    landed: torch.Tensor  # [A] bool: the teacher's final argmax is k (crossed b -> k)
+    steps: torch.Tensor  # [A] attack updates applied to each sample
+    stats: dict[str, float]  # attacked, mean_steps, boundary_fraction (over attacked samples)
+
+
+def normalized_bounds(mean: Sequence[float], std: Sequence[float]) -> Bounds:
+    """Per-channel valid range of images normalised as (pixel - mean) / std, pixels in [0, 1].
+
+    The attack clamps to this range so that a boundary sample is still a real image: without
+    it the search can leave the data manifold (the reference clamps CIFAR to [-2.5, 2.5]).
+    """
+    mean_t = torch.tensor(mean, dtype=torch.float32)
+    std_t = torch.tensor(std, dtype=torch.float32)
+    return (0.0 - mean_t) / std_t, (1.0 - mean_t) / std_t
+
+
+def select_base(
+    labels: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    student_logits: torch.Tensor,
+    max_samples: int,
+) -> torch.Tensor:
+    """Indices of the base images: correct for teacher and student, largest disagreement first.
+
+    The disagreement sum_{c != y} (p_t,c - p_s,c)^2 (softmax at T = 1) picks the images whose
+    boundary the student has learnt worst; at most `max_samples` are kept, which bounds the
+    attack's cost per batch.
+    """
+    p_t = teacher_logits.detach().float().softmax(dim=1)
+    p_s = student_logits.detach().float().softmax(dim=1)
+    diff = (p_t - p_s).square()
+    score = diff.sum(dim=1) - diff.gather(1, labels[:, None]).squeeze(1)
+    correct = (p_t.argmax(dim=1) == labels) & (p_s.argmax(dim=1) == labels)
+    score = score.masked_fill(~correct, float("-inf"))
+    count = min(int(correct.sum()), max_samples)
+    return score.topk(count).indices
+
+
+def sample_targets(
+    teacher_logits: torch.Tensor,
+    source: torch.Tensor,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Draw one target class k != b per row with probability q_t(k) / (1 - q_t(b)).
+
+    q_t is the teacher softmax at T = 1: likely confusions are attacked more often, as in the
+    reference. `torch.multinomial` renormalises each row, so zeroing column b is all it takes.
+    A row whose non-b mass underflows to zero falls back to a uniform choice among k != b.
+    """
+    q = teacher_logits.detach().float().softmax(dim=1)
+    weights = q.scatter(1, source[:, None], 0.0)
+    uniform = torch.ones_like(weights).scatter(1, source[:, None], 0.0)
+    weights = torch.where(weights.sum(dim=1, keepdim=True) > 0, weights, uniform)
+    return torch.multinomial(weights, 1, generator=generator).squeeze(1)
+
+
+def attack_to_boundary(
+    teacher: nn.Module,
+    images: torch.Tensor,
+    source: torch.Tensor,
+    target: torch.Tensor,
+    config: AttackConfig,
+    bounds: Bounds | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Move each image from class b across the teacher's b/k boundary.
+
+    Update per step, for samples whose teacher argmax is still b:
+        x <- x - eta * (z_b - z_k + eps) * g / ||g||_2,   g = d(z_b - z_k)/dx,
+    a Newton-like step sized by the remaining margin. A sample freezes for good once the
+    teacher's argmax leaves b (into k or a third class); the loop ends when all are frozen
+    or after `max_steps` updates. Runs in fp32 with autocast disabled because bf16/fp16
+    input gradients are too coarse to land on a boundary. `bounds` is the per-channel
+    (low, high) valid range of the normalised input (see `normalized_bounds`); None means
+    the inputs are not range-limited.
+
+    Returns the adversarial images (detached), the teacher's fp32 logits on them and the
+    number of updates each sample received.
+    """
+    x = images.detach().float()
+    frozen = torch.zeros_like(source, dtype=torch.bool)
+    steps = torch.zeros_like(source)
+    low, high = _broadcast_bounds(bounds, x)
+    logits = None
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        for _ in range(config.max_steps):
+            x.requires_grad_(True)
+            with torch.enable_grad():
+                logits = teacher(x)
+                frozen |= logits.detach().argmax(dim=1) != source
+                if bool(frozen.all()):
+                    logits = logits.detach().float()
+                    break
+                margin = _margin(logits, source, target)
+                (grad,) = torch.autograd.grad(margin.sum(), x)
+            with torch.no_grad():
+                active = (~frozen).to(x.dtype)
+                norm = grad.square().sum(dim=tuple(range(1, x.dim()))).sqrt().clamp_min(1e-12)
+                scale = config.step_size * (margin.detach() + config.epsilon) * active / norm
+                x = x.detach() - scale.view(-1, *([1] * (x.dim() - 1))) * grad
+                if low is not None:
+                    x = torch.clamp(x, low, high)
+            steps += (~frozen).to(steps.dtype)
+        else:
+            logits = None  # the last update moved x: its logits are stale
+        x = x.detach()
+        if logits is None:
+            with torch.no_grad():
+                logits = teacher(x).float()
+    return x, logits, steps
+
+
+def find_boundary_samples(
+    teacher: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    student_logits: torch.Tensor,
+    config: AttackConfig,
+    bounds: Bounds | None,
+) -> BoundarySamples:
+    """Select base images, sample targets, attack; keep all results or boundary hits only.
+
+    `teacher_logits`/`student_logits` are the clean-batch logits the caller already has (no
+    extra forward pass is spent on selection). A sample has *landed* when the teacher's final
+    argmax is k: it crossed from b straight into k, so it sits on the b/k boundary (within one
+    step). The reference keeps every result, including samples that stopped in a third class
+    or never crossed; `config.keep == "boundary"` keeps landed samples only. The stats are
+    over all attacked samples, before that filter.
+    """
+    index = select_base(labels, teacher_logits, student_logits, config.max_samples)
+    source = labels[index]
+    if index.numel() == 0:
+        none = labels[:0]
+        return BoundarySamples(
+            images=images[:0].detach().float(),
+            teacher_logits=teacher_logits[:0].detach().float(),
+            index=index,
+            source=none,
+            target=none,
+            landed=none.bool(),
+            steps=none,
+            stats=attack_stats(0, 0.0, 0.0),
+        )
+    target = sample_targets(teacher_logits[index], source)
+    adv, adv_logits, steps = attack_to_boundary(
+        teacher, images[index], source, target, config, bounds
+    )
+    landed = adv_logits.argmax(dim=1) == target
+    mean_steps, fraction = torch.stack([steps.float().mean(), landed.float().mean()]).tolist()
+    stats = attack_stats(index.numel(), mean_steps, fraction)
+    if config.keep == "boundary":
+        adv, adv_logits, index, source, target, landed, steps = (
+            t[landed] for t in (adv, adv_logits, index, source, target, landed, steps)
+        )
+    return BoundarySamples(adv, adv_logits, index, source, target, landed, steps, stats)
+
+
+def attack_stats(attacked: int, mean_steps: float, boundary_fraction: float) -> dict[str, float]:
+    """The per-batch attack statistics; methods log zeros when no attack ran."""
+    return {
+        "attacked": float(attacked),
+        "mean_steps": mean_steps,
+        "boundary_fraction": boundary_fraction,
+    }
+
+
+def _margin(logits: torch.Tensor, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return (logits.gather(1, source[:, None]) - logits.gather(1, target[:, None])).squeeze(1)
+
+
+def _broadcast_bounds(
+    bounds: Bounds | None, x: torch.Tensor
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Per-channel [C] bounds as [1, C, 1, 1] on x's device, ready for `torch.clamp`."""
+    if bounds is None:
+        return None, None
+    shape = (1, -1, *([1] * (x.dim() - 2)))
+    low, high = (b.to(device=x.device, dtype=x.dtype).view(shape) for b in bounds)
+    return low, high

@@ -1,0 +1,366 @@
+"""Reading weights files safely and loading them strictly, with errors a user can act on.
+
+Checkpoints arrive in many shapes: wrapped in `{"state_dict": ...}` or `{"model": ...}`,
+saved from `nn.DataParallel` (`module.` prefixes) or `torch.compile` (`_orig_mod.`), saved on
+a GPU, sometimes with pickled Python objects inside. Everything here turns those into a plain
+`{name: tensor}` dict on the CPU, or into a UserError that names the file and the fix.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import pickletools
+import re
+import warnings
+import zipfile
+from collections import OrderedDict
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
+
+from compressor.errors import UserError
+from compressor.models.registry import create_model, list_models
+
+FileFormat = Literal["state_dict", "torchscript", "export"]
+
+# Keys under which training scripts commonly nest the weights, tried in this order.
+WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "student")
+# Added by nn.DataParallel / DistributedDataParallel and by torch.compile, in any nesting.
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+_PREVIEW = 5  # keys or shapes shown per problem; the counts say how many more there are
+
+
+def detect_format(path: Path) -> FileFormat:
+    """What `format: auto` resolves to: `.pt2` or a torch.export archive, TorchScript, else weights.
+
+    Archive layouts as written by torch 2.14 (one top-level folder named after the file):
+    torch.export.save → `<stem>/archive_format` (contains "pt2"), `<stem>/models/model.json`;
+    torch.jit.save → `<stem>/code/__torch__/...`, `<stem>/constants.pkl`;
+    torch.save → `<stem>/data.pkl`, `<stem>/data/0...` (the old format is not a zip).
+    """
+    if path.suffix == ".pt2":
+        return "export"
+    return _archive_kind(path)
+
+
+def _archive_kind(path: Path) -> FileFormat:
+    if not zipfile.is_zipfile(path):
+        return "state_dict"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = {name.split("/", 1)[-1] for name in archive.namelist()}
+    except (zipfile.BadZipFile, OSError):
+        return "state_dict"  # torch.load then reports the damage with the file's name
+    if "archive_format" in names:
+        return "export"
+    if "constants.pkl" in names or any(name.startswith("code/") for name in names):
+        return "torchscript"
+    return "state_dict"
+
+
+def check_file(path: Path) -> None:
+    """Fail early, with the path, on the two mistakes torch reports least clearly."""
+    if not path.exists():
+        raise UserError(f"{path}: file not found (check the path)")
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory; expected a checkpoint file")
+
+
+def read_checkpoint(path: Path | str, trust_pickle: bool = False) -> Any:
+    """`torch.load` on the CPU, refusing pickled code unless the user trusts the file.
+
+    `weights_only=True` restricts unpickling to tensors and plain containers, so a crafted
+    file cannot run code while we read it. With `trust_pickle` the full unpickler runs.
+    """
+    path = Path(path)
+    check_file(path)
+    kind = _archive_kind(path)
+    if kind != "state_dict":
+        name = "TorchScript" if kind == "torchscript" else "torch.export"
+        raise UserError(
+            f"{path}: is a {name} program, not a checkpoint of weights; "
+            f"load it with teacher.format: auto (or {kind})"
+        )
+    try:
+        with warnings.catch_warnings():
+            # Plain pickle files (protocol > 2) make torch warn before it refuses them; the
+            # refusal below says what matters.
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
+    except pickle.UnpicklingError as error:
+        if not trust_pickle and _carries_objects(path, error):
+            found = re.search(r"GLOBAL ([\w.]+)", str(error))
+            what = f" ({found[1]})" if found else ""
+            raise UserError(
+                f"{path} contains pickled Python objects{what} that could run code when loaded; "
+                "if you trust this file set teacher.trust_pickle: true"
+            ) from None
+        raise UserError(_unreadable(path, error)) from None
+    except (ModuleNotFoundError, AttributeError) as error:
+        if not trust_pickle:
+            raise UserError(_unreadable(path, error)) from None
+        # Only the full unpickler imports classes: the file pickles a model object whose code
+        # is not importable here.
+        raise UserError(
+            f"{path}: the pickled objects need Python code that is not importable here "
+            f"({error}); save model.state_dict() instead, or make that module importable"
+        ) from None
+    except Exception as error:
+        raise UserError(_unreadable(path, error)) from None
+
+
+def _carries_objects(path: Path, error: Exception) -> bool:
+    """Is this weights-only refusal about objects in a valid pickle, or about a broken file?"""
+    if "GLOBAL" in str(error):
+        return True
+    # A pickle of protocol 4+ (`pickle.dump`, `torch.save(..., pickle_protocol=4)`) is refused
+    # for its first opcode, just like random bytes are; parsing the opcodes (nothing is
+    # executed) tells them apart.
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                member = next(n for n in archive.namelist() if n.endswith("data.pkl"))
+                pickletools.dis(archive.read(member), out=io.StringIO())
+        else:
+            with path.open("rb") as stream:
+                pickletools.dis(stream, out=io.StringIO())
+    except Exception:
+        return False
+    return True
+
+
+def _unreadable(path: Path, error: Exception) -> str:
+    if isinstance(error, pickle.UnpicklingError) and "Weights only" in str(error):
+        reason = "not a valid pickle"  # torch's text would suggest weights_only=False here
+    else:
+        reason = short_reason(error)
+    return (
+        f"{path}: cannot read this file as a PyTorch checkpoint; it is truncated, corrupt "
+        f"or not written by torch.save ({reason})"
+    )
+
+
+def short_reason(error: BaseException) -> str:
+    """The error's type and first sentence: torch's messages run to paragraphs."""
+    lines = str(error).strip().splitlines() or ["no details"]
+    if lines[0].startswith("The following operation failed in the TorchScript interpreter"):
+        return lines[-1][:200]  # the TorchScript traceback ends with the real "Error: ..." line
+    return f"{type(error).__name__}: {lines[0].split('. ')[0][:160]}"
+
+
+def read_state_dict(path: Path | str, trust_pickle: bool = False) -> dict[str, torch.Tensor]:
+    """The `{name: tensor}` weights in a checkpoint file, unwrapped and prefix-free, on the CPU."""
+    return extract_state_dict(read_checkpoint(path, trust_pickle), str(path))
+
+
+def find_module(checkpoint: Any) -> nn.Module | None:
+    """A whole model object pickled by `torch.save(model)`, directly or under a wrapper key."""
+    for _ in range(len(WRAPPER_KEYS)):
+        if isinstance(checkpoint, nn.Module):
+            return checkpoint
+        key = _wrapper_key(checkpoint)
+        if key is None:
+            return None
+        checkpoint = checkpoint[key]
+    return None
+
+
+def extract_state_dict(checkpoint: Any, source: str) -> dict[str, torch.Tensor]:
+    """Unwrap `{"state_dict": ...}`-style nesting or a model object; strip wrapper prefixes."""
+    for _ in range(len(WRAPPER_KEYS) + 1):
+        if isinstance(checkpoint, nn.Module):
+            checkpoint = checkpoint.state_dict()
+        if _is_state_dict(checkpoint):
+            return strip_prefixes(checkpoint)
+        key = _wrapper_key(checkpoint)
+        if key is None:
+            break
+        checkpoint = checkpoint[key]
+    if isinstance(checkpoint, Mapping):
+        keys = ", ".join(map(str, list(checkpoint)[:10])) or "none"
+        found = f"a dict with keys: {keys}"
+    else:
+        found = f"a {type(checkpoint).__name__}"
+    raise UserError(
+        f"{source}: no weights found; expected a state dict (names → tensors), possibly under "
+        f"one of {', '.join(WRAPPER_KEYS)}, but the file holds {found}"
+    )
+
+
+def _is_state_dict(candidate: Any) -> bool:
+    return (
+        isinstance(candidate, Mapping)
+        and len(candidate) > 0
+        and all(isinstance(key, str) for key in candidate)
+        and all(isinstance(value, torch.Tensor) for value in candidate.values())
+    )
+
+
+def _wrapper_key(candidate: Any) -> str | None:
+    if not isinstance(candidate, Mapping):
+        return None
+    return next((key for key in WRAPPER_KEYS if key in candidate), None)
+
+
+def strip_prefixes(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Remove `module.` / `_orig_mod.` while every key carries one (DDP of compile and back).
+
+    Returns a copy; the per-module version `_metadata` moves along, so layers that convert old
+    checkpoints by version (batch norm's `num_batches_tracked`) still do.
+    """
+    stripped: OrderedDict[str, torch.Tensor] = OrderedDict(state_dict)
+    metadata = getattr(state_dict, "_metadata", None)
+    if metadata is not None:
+        stripped._metadata = OrderedDict(metadata)  # type: ignore[attr-defined]
+    while prefix := next(
+        (p for p in WRAPPER_PREFIXES if all(key.startswith(p) for key in stripped)), None
+    ):
+        consume_prefix_in_state_dict_if_present(stripped, prefix)
+    return stripped
+
+
+def load_weights(
+    model: nn.Module,
+    state_dict: Mapping[str, torch.Tensor],
+    *,
+    source: str,
+    model_name: str,
+    arch_field: str = "arch",
+) -> None:
+    """Strict `load_state_dict`, but every mismatch is reported at once in readable lines.
+
+    `model_name` names the architecture in messages ("resnet56"); `arch_field` is the recipe
+    field to point at ("teacher.arch"). A missing `num_batches_tracked` is accepted: old
+    checkpoints (like the akamaster ResNets) predate it and batch norm fills it in.
+    """
+    expected = model.state_dict()
+    state_dict = _strip_outer_name(state_dict, expected)
+    missing = [k for k in expected if k not in state_dict and not _is_counter(k)]
+    unexpected = [k for k in state_dict if k not in expected]
+    mismatched = [
+        k for k in expected if k in state_dict and state_dict[k].shape != expected[k].shape
+    ]
+    if missing or unexpected or mismatched:
+        lines = []
+        if missing:
+            lines.append(
+                f"{source}: {len(missing)} weights of {model_name} are missing from the "
+                f"checkpoint: {_preview(missing)}"
+            )
+        if unexpected:
+            lines.append(
+                f"{source}: {len(unexpected)} checkpoint weights do not exist in {model_name}: "
+                f"{_preview(unexpected)}"
+            )
+        head = _head_prefix(expected)
+        for key in mismatched[:_PREVIEW]:
+            lines.append(f"{source}: {_shape_problem(key, state_dict[key], expected[key], head)}")
+        if len(mismatched) > _PREVIEW:
+            lines.append(f"{source}: ... and {len(mismatched) - _PREVIEW} more shape mismatches")
+        if missing or unexpected:
+            lines.append(_arch_hint(source, model_name, arch_field, expected, state_dict))
+        raise UserError(*lines)
+    complete: OrderedDict[str, torch.Tensor] = OrderedDict(state_dict)
+    metadata = getattr(state_dict, "_metadata", None)
+    if metadata is not None:
+        complete._metadata = metadata  # type: ignore[attr-defined]
+    for key in expected:
+        complete.setdefault(key, expected[key])  # only the accepted num_batches_tracked
+    model.load_state_dict(complete, strict=True)
+
+
+def _is_counter(key: str) -> bool:
+    return key.rsplit(".", 1)[-1] == "num_batches_tracked"
+
+
+def _strip_outer_name(
+    state_dict: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor]
+) -> Mapping[str, torch.Tensor]:
+    """Drop an outer attribute name (Lightning's `model.`) when that makes the keys fit exactly."""
+    if set(state_dict) == set(expected):
+        return state_dict
+    outer = {key.split(".", 1)[0] for key in state_dict}
+    if len(outer) != 1 or not all("." in key for key in state_dict):
+        return state_dict
+    inner = {key.split(".", 1)[1]: value for key, value in state_dict.items()}
+    fits = set(inner) <= set(expected) and all(_is_counter(k) for k in set(expected) - set(inner))
+    return inner if fits else state_dict
+
+
+def _preview(keys: list[str]) -> str:
+    more = f", ... (+{len(keys) - _PREVIEW} more)" if len(keys) > _PREVIEW else ""
+    return ", ".join(keys[:_PREVIEW]) + more
+
+
+def _head_prefix(expected: Mapping[str, torch.Tensor]) -> str | None:
+    """The classifier: the last module with a matrix or conv weight (fc, linear, classifier.1)."""
+    weights = [k for k, v in expected.items() if k.endswith(".weight") and v.dim() >= 2]
+    return weights[-1].rsplit(".", 1)[0] if weights else None
+
+
+def _shape_problem(key: str, got: torch.Tensor, want: torch.Tensor, head: str | None) -> str:
+    text = f"{key}: checkpoint {list(got.shape)} vs model {list(want.shape)}"
+    in_head = head is not None and key.rsplit(".", 1)[0] == head
+    if in_head and got.dim() == want.dim() and got.shape[1:] == want.shape[1:]:
+        text += (
+            f" — the checkpoint was trained for {got.shape[0]} classes, "
+            f"the data has {want.shape[0]}"
+        )
+    return text
+
+
+def _arch_hint(
+    source: str,
+    model_name: str,
+    arch_field: str,
+    expected: Mapping[str, torch.Tensor],
+    state_dict: Mapping[str, torch.Tensor],
+) -> str:
+    """Say how the layer counts differ and which zoo architectures the checkpoint does fit."""
+    parts = []
+    want, got = _block_ranges(expected), _block_ranges(state_dict)
+    stage = next((s for s in want if s in got and want[s] != got[s]), None)
+    if stage is not None:
+        parts.append(
+            f"{model_name} expects {stage}.0..{stage}.{want[stage]}, "
+            f"the checkpoint has {stage}.0..{stage}.{got[stage]}"
+        )
+    fits = _zoo_fits(state_dict)
+    if fits:
+        parts.append(f"the checkpoint fits {', '.join(fits)}")
+    detail = "; ".join(parts) if parts else "the layer names differ"
+    return f"{source}: is {arch_field} right? {detail}"
+
+
+def _block_ranges(state_dict: Mapping[str, torch.Tensor]) -> dict[str, int]:
+    """Highest block index per repeated stage: {"layer1": 8} for ResNet-56."""
+    highest: dict[str, int] = {}
+    for key in state_dict:
+        found = re.match(r"^(.*?)\.(\d+)\.", key)
+        if found:
+            highest[found[1]] = max(highest.get(found[1], 0), int(found[2]))
+    return highest
+
+
+def _zoo_fits(state_dict: Mapping[str, torch.Tensor]) -> list[str]:
+    """Zoo models with exactly these layers and shapes (classifier and input channels aside).
+
+    Built on the meta device: no memory and no initialisation cost, even for WRN-28-10.
+    """
+    fits = []
+    for name in list_models():
+        with torch.device("meta"):
+            candidate = create_model(name, num_classes=2).state_dict()
+        keys = [k for k in candidate if not _is_counter(k)]
+        if set(keys) != {k for k in state_dict if not _is_counter(k)}:
+            continue
+        head = _head_prefix(candidate)
+        free = {keys[0]} | {k for k in keys if k.rsplit(".", 1)[0] == head}
+        if all(candidate[k].shape == state_dict[k].shape for k in keys if k not in free):
+            fits.append(name)
+    return fits

@@ -1,0 +1,105 @@
+"""One name → model registry, timm-style, with torchvision's classifiers as a fallback.
+
+A recipe names its teacher and student by string (`resnet56`, `mobilenetv2`, `resnet18`), so
+every architecture must be reachable from a name. Zoo families register themselves with
+`@register_model`; any other name is tried against torchvision's classification models, so a
+user can pick `mobilenet_v3_small` without anyone writing a wrapper for it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Callable
+from functools import cache
+from typing import Any, TypeVar
+
+import torchvision
+from torch import nn
+
+from compressor.errors import UserError
+
+ModelFn = Callable[..., nn.Module]
+F = TypeVar("F", bound=ModelFn)
+
+_ZOO: dict[str, ModelFn] = {}
+_FIXED_ARGS = ("num_classes", "in_channels")  # passed by create_model, not by the recipe
+
+
+def register_model(name: str) -> Callable[[F], F]:
+    """Register `fn(num_classes, in_channels=3, **kwargs) -> nn.Module` under `name`."""
+
+    def decorator(fn: F) -> F:
+        if name in _ZOO:
+            raise ValueError(f"model {name!r} is registered twice")
+        _ZOO[name] = fn
+        return fn
+
+    return decorator
+
+
+def list_models() -> list[str]:
+    """The zoo's names, sorted (torchvision's names are accepted too but not listed)."""
+    return sorted(_ZOO)
+
+
+@cache
+def _torchvision_classifiers() -> frozenset[str]:
+    # `module=torchvision.models` restricts the list to classification models: detection or
+    # segmentation builders do not take `num_classes` the same way and return dicts.
+    return frozenset(torchvision.models.list_models(module=torchvision.models))
+
+
+def is_known_model(name: str) -> bool:
+    """True for a zoo name or a torchvision classification model name."""
+    return name in _ZOO or name in _torchvision_classifiers()
+
+
+def create_model(name: str, num_classes: int, in_channels: int = 3, **kwargs: Any) -> nn.Module:
+    """Build a freshly initialised model; no weights are downloaded, ever.
+
+    Raises UserError for an unknown name, a channel count torchvision cannot take, or
+    constructor arguments the architecture does not accept.
+    """
+    if name in _ZOO:
+        fn = _ZOO[name]
+        try:
+            # Bind first so a typo in the recipe's kwargs becomes a readable error, while a
+            # TypeError raised inside the constructor (a bug) keeps its traceback.
+            inspect.signature(fn).bind(num_classes, in_channels, **kwargs)
+        except TypeError as error:
+            accepted = [p for p in inspect.signature(fn).parameters if p not in _FIXED_ARGS]
+            accepts = ", ".join(accepted) or "no extra arguments"
+            raise UserError(f"model {name!r}: {error}; it accepts: {accepts}") from None
+        try:
+            return fn(num_classes, in_channels, **kwargs)
+        except ValueError as error:
+            raise UserError(f"model {name!r}: {error}") from None
+    if name in _torchvision_classifiers():
+        return _create_torchvision(name, num_classes, in_channels, kwargs)
+    raise UserError(_unknown_name_message(name))
+
+
+def _create_torchvision(
+    name: str, num_classes: int, in_channels: int, kwargs: dict[str, Any]
+) -> nn.Module:
+    if in_channels != 3:
+        raise UserError(
+            f"model {name!r}: torchvision models take 3-channel images, the data has "
+            f"{in_channels}; pick a zoo model ({', '.join(list_models())}) for this data"
+        )
+    try:
+        return torchvision.models.get_model(name, weights=None, num_classes=num_classes, **kwargs)
+    except TypeError as error:
+        if not kwargs:
+            raise
+        raise UserError(f"model {name!r} (torchvision) rejected its kwargs: {error}") from None
+
+
+def _unknown_name_message(name: str) -> str:
+    close = difflib.get_close_matches(name, [*_ZOO, *_torchvision_classifiers()], n=3)
+    hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+    return (
+        f"unknown model {name!r}{hint}; known models: {', '.join(list_models())}, "
+        "or any torchvision classification model (e.g. resnet18, mobilenet_v3_small)"
+    )

@@ -1,0 +1,273 @@
+"""Teacher loading: from a recipe's `teacher:` section to a frozen model on the CPU.
+
+Four sources, because users bring what they have:
+  zoo/torchvision `arch` + state dict · `entrypoint: package.module:callable` + state dict ·
+  TorchScript file · `torch.export` program (.pt2).
+The caller (the engine) moves the teacher to its device and checks its accuracy.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import types
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from compressor.errors import UserError
+from compressor.models.checkpoint import (
+    check_file,
+    detect_format,
+    find_module,
+    load_weights,
+    read_checkpoint,
+    read_state_dict,
+    short_reason,
+)
+from compressor.models.registry import create_model
+from compressor.recipe import TeacherConfig
+
+
+def load_teacher(cfg: TeacherConfig, num_classes: int, in_channels: int) -> nn.Module:
+    """Build or load the teacher, strictly load its weights, freeze it; CPU, eval mode.
+
+    `num_classes` and `in_channels` are the data set's. With a TorchScript or .pt2 file the
+    file is the whole model and `arch`/`entrypoint`/`kwargs` are not used.
+    """
+    if cfg.num_classes is not None and cfg.num_classes != num_classes:
+        raise UserError(
+            f"teacher.num_classes is {cfg.num_classes} but the data set has {num_classes} "
+            "classes; remove teacher.num_classes or use a teacher trained on this data"
+        )
+    path = cfg.checkpoint
+    file_format = cfg.format
+    if path is not None:
+        check_file(path)
+        if file_format == "auto":
+            file_format = detect_format(path)
+    if path is not None and file_format == "torchscript":
+        model = _load_torchscript(path)
+    elif path is not None and file_format == "export":
+        model = _load_exported(path, in_channels)
+    else:
+        model = _build_with_weights(cfg, num_classes, in_channels)
+    for parameter in model.parameters():  # ScriptModules refuse model.requires_grad_()
+        parameter.requires_grad_(False)
+    model.eval()
+    return model
+
+
+def _build_with_weights(cfg: TeacherConfig, num_classes: int, in_channels: int) -> nn.Module:
+    path = cfg.checkpoint
+    if cfg.entrypoint:
+        model = _call_entrypoint(cfg.entrypoint, cfg.kwargs, num_classes, in_channels)
+        name, field = cfg.entrypoint, "teacher.entrypoint"
+    elif cfg.arch:
+        model = create_model(cfg.arch, num_classes, in_channels, **cfg.kwargs)
+        name, field = cfg.arch, "teacher.arch"
+    else:
+        # Only a weights file: usable if it pickles the whole model (torch.save(model)).
+        assert path is not None  # TeacherConfig guarantees a source
+        model = find_module(read_checkpoint(path, cfg.trust_pickle))
+        if model is None:
+            raise UserError(
+                f"{path} holds weights only; set teacher.arch (e.g. resnet56) or "
+                "teacher.entrypoint to say which model they belong to"
+            )
+        return model
+    if path is not None:
+        state_dict = read_state_dict(path, cfg.trust_pickle)
+        load_weights(model, state_dict, source=str(path), model_name=name, arch_field=field)
+    return model
+
+
+def _call_entrypoint(
+    entrypoint: str, kwargs: dict[str, Any], num_classes: int, in_channels: int
+) -> nn.Module:
+    """Import `package.module:callable` (only now: the recipe asked for it) and call it.
+
+    `teacher.kwargs` are passed as given; `num_classes` and `in_channels` are added when the
+    callable names them as parameters, so `torchvision.models:resnet18` and `def build():`
+    both work.
+    """
+    module_name, _, attribute = entrypoint.partition(":")
+    where = f"teacher.entrypoint {entrypoint}"
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if error.name and (module_name + ".").startswith(error.name + "."):
+            raise UserError(
+                f"{where}: module {module_name!r} not found; install it or add its folder "
+                "to PYTHONPATH"
+            ) from None
+        raise UserError(f"{where}: importing {module_name} failed: {error}") from error
+    except Exception as error:
+        raise UserError(
+            f"{where}: importing {module_name} raised {type(error).__name__}: {error}"
+        ) from error
+    if not hasattr(module, attribute):
+        names = [n for n in vars(module) if not n.startswith("_") and callable(vars(module)[n])]
+        raise UserError(
+            f"{where}: module {module_name} has no attribute {attribute!r}; "
+            f"its callables: {', '.join(sorted(names)[:15]) or 'none'}"
+        )
+    build = getattr(module, attribute)
+    if not callable(build):
+        raise UserError(
+            f"{where}: {attribute} is a {type(build).__name__}, not a function or class "
+            "that builds the model"
+        )
+    arguments = dict(kwargs)
+    for parameter, value in (("num_classes", num_classes), ("in_channels", in_channels)):
+        if parameter not in arguments and _takes_parameter(build, parameter):
+            arguments[parameter] = value
+    try:
+        model = build(**arguments)
+    except Exception as error:
+        raise UserError(f"{where} raised {type(error).__name__}: {error}") from error
+    if not isinstance(model, nn.Module):
+        raise UserError(
+            f"{where} returned a {type(model).__name__}; it must return a torch.nn.Module"
+        )
+    return model
+
+
+def _takes_parameter(fn: Any, name: str) -> bool:
+    try:
+        parameter = inspect.signature(fn).parameters.get(name)
+    except (TypeError, ValueError):  # builtins and some C extensions have no signature
+        return False
+    return parameter is not None and parameter.kind in (
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        inspect.Parameter.KEYWORD_ONLY,
+    )
+
+
+def _load_torchscript(path: Path) -> nn.Module:
+    try:
+        with warnings.catch_warnings():
+            # torch deprecates TorchScript in favour of torch.export; a user who only has a
+            # TorchScript teacher cannot act on that warning, so it is not shown.
+            warnings.filterwarnings("ignore", category=FutureWarning, message=".*torch.jit")
+            return torch.jit.load(str(path), map_location="cpu")
+    except Exception as error:
+        raise UserError(
+            f"{path}: cannot load as TorchScript ({short_reason(error)}); "
+            "save one with torch.jit.save(torch.jit.script(model), path)"
+        ) from None
+
+
+# Ops whose `training` flag torch.export records in the graph, and that flag's position.
+_TRAINING_FLAG = {
+    "aten::batch_norm": 5,
+    "aten::native_batch_norm": 5,
+    "aten::_native_batch_norm_legit": 5,
+    "aten::_native_batch_norm_legit_functional": 5,
+    "aten::dropout": 2,
+    "aten::native_dropout": 2,
+    "aten::feature_dropout": 2,
+    "aten::alpha_dropout": 2,
+    "aten::feature_alpha_dropout": 2,
+}
+
+
+def _load_exported(path: Path, in_channels: int) -> nn.Module:
+    """`torch.export.load(path).module()`, checked to be usable as a teacher.
+
+    In torch 2.14 the train/eval behaviour of an exported program is fixed when it is
+    exported: `.module()` returns a GraphModule whose `train()` and `eval()` raise
+    NotImplementedError. The graph rewrite that used to switch one to eval,
+    `torch.ao.quantization.move_exported_model_to_eval`, is no longer in torch (pt2e lives in
+    torchao) and only ever handled dropout and batch-norm patterns. So we refuse programs
+    exported in training mode, and make `eval()` an allowed no-op (the graph already is eval)
+    while `train()` still refuses. Moving it with `.to(device)` works for graphs without
+    device constants; otherwise see `torch.export.passes.move_to_device_pass`.
+    """
+    try:
+        # From an open file: torch.export.load logs a warning for names not ending in .pt2.
+        with path.open("rb") as stream:
+            program = torch.export.load(stream)
+    except Exception as error:
+        raise UserError(
+            f"{path}: cannot load as a torch.export program ({short_reason(error)}); "
+            "save one with torch.export.save(torch.export.export(model, (x,)), path)"
+        ) from None
+    _check_exported(program, path, in_channels)
+    module = program.module()
+    for submodule in module.modules():
+        submodule.training = False
+    module.train = types.MethodType(_eval_only, module)
+    module.eval = types.MethodType(nn.Module.eval, module)  # calls the train(False) above
+    return module
+
+
+def _eval_only(self: nn.Module, mode: bool = True) -> nn.Module:
+    if mode:
+        raise RuntimeError(
+            "this teacher is a torch.export program: its eval behaviour is fixed in the graph "
+            "and it cannot be switched to training mode"
+        )
+    return self
+
+
+def _check_exported(program: torch.export.ExportedProgram, path: Path, in_channels: int) -> None:
+    """Refuse, with the fix, what would fail later: training-mode graphs, fixed batch sizes."""
+    user_inputs = program.graph_signature.user_inputs
+    if len(user_inputs) != 1:
+        raise UserError(
+            f"{path}: the exported program takes {len(user_inputs)} inputs; a teacher takes "
+            "one batch of images"
+        )
+    placeholder = next(n for n in program.graph.nodes if n.name == user_inputs[0])
+    shape = placeholder.meta["val"].shape
+    export_hint = (
+        "export with torch.export.export(model.eval(), (x,), "
+        "dynamic_shapes=({0: torch.export.Dim('batch')},))"
+    )
+    if len(shape) != 4:
+        raise UserError(f"{path}: the exported program takes a {len(shape)}-d input, not images")
+    if isinstance(shape[0], int):
+        raise UserError(
+            f"{path}: exported for a fixed batch size of {shape[0]}; {export_hint} so it "
+            "accepts any batch size"
+        )
+    if isinstance(shape[1], int) and shape[1] != in_channels:
+        raise UserError(
+            f"{path}: the exported program takes {shape[1]}-channel images, the data has "
+            f"{in_channels}"
+        )
+    for node in program.graph.nodes:
+        schema = getattr(node.target, "_schema", None)  # aten ops have one; getitem does not
+        position = _TRAINING_FLAG.get(schema.name) if schema is not None else None
+        if position is not None and len(node.args) > position and node.args[position]:
+            raise UserError(
+                f"{path}: exported in training mode (batch norm uses batch statistics, "
+                f"dropout is active); call model.eval() first: {export_hint}"
+            )
+
+
+def check_teacher_output(teacher: nn.Module, images: torch.Tensor, num_classes: int) -> None:
+    """Run the teacher once on a real batch and check it returns [batch, num_classes] logits.
+
+    Catches, with a readable message, what loading cannot: a TorchScript or exported
+    teacher built for another input size, or one that outputs a different class count.
+    """
+    try:
+        with torch.inference_mode():
+            logits = teacher(images)
+    except Exception as error:
+        raise UserError(
+            f"the teacher fails on a batch of shape {list(images.shape)} "
+            f"({short_reason(error)}); was it built for this input size and channel count?"
+        ) from error
+    expected = [images.shape[0], num_classes]
+    if not isinstance(logits, torch.Tensor) or list(logits.shape) != expected:
+        got = list(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise UserError(
+            f"the teacher returns {got} for a batch of {images.shape[0]}; expected logits of "
+            f"shape {expected} (one score per class of the data set)"
+        )

@@ -1,0 +1,64 @@
+"""Checks a recipe against the world before any work starts.
+
+The schema (recipe.py) knows what a valid recipe looks like; this module knows whether it can
+run here: files exist, architectures are known, the teacher and the data agree on the number
+of classes. All problems are collected and reported together, one line each, so a user fixes
+a recipe in one pass instead of one failed run per typo.
+"""
+
+from __future__ import annotations
+
+from compressor.data import dataset_num_classes
+from compressor.errors import UserError
+from compressor.models import is_known_model, list_models
+from compressor.recipe import Recipe
+
+
+def _unknown_arch(field: str, name: str) -> str:
+    return (
+        f"{field}: {name!r} is not a known architecture; allowed: {', '.join(list_models())}, "
+        "or any torchvision classification model name (e.g. resnet18, mobilenet_v3_small)"
+    )
+
+
+def preflight_problems(recipe: Recipe, *, needs_teacher: bool) -> list[str]:
+    """Problems as 'field: what is wrong; how to fix' lines (without the file name)."""
+    problems: list[str] = []
+    num_classes: int | None = None
+    try:
+        num_classes = dataset_num_classes(recipe.data)
+    except UserError as error:
+        problems.extend(f"data: {line}" for line in error.lines)
+
+    if not is_known_model(recipe.student.arch):
+        problems.append(_unknown_arch("student.arch", recipe.student.arch))
+
+    teacher = recipe.teacher
+    method_needs_teacher = recipe.method.name != "ce"
+    if teacher is None:
+        if needs_teacher or method_needs_teacher:
+            problems.append(
+                f"teacher: method {recipe.method.name!r} distils from a teacher, but the recipe "
+                "has no teacher: section; add one (arch + checkpoint) or use method: {name: ce}"
+            )
+        return problems
+    if teacher.arch and not is_known_model(teacher.arch):
+        problems.append(_unknown_arch("teacher.arch", teacher.arch))
+    if teacher.checkpoint is not None and not teacher.checkpoint.is_file():
+        problems.append(
+            f"teacher.checkpoint: file {str(teacher.checkpoint)!r} does not exist; "
+            "relative paths are taken from the recipe's folder"
+        )
+    if None not in (teacher.num_classes, num_classes) and teacher.num_classes != num_classes:
+        problems.append(
+            f"teacher.num_classes: the teacher has {teacher.num_classes} classes but data "
+            f"set {recipe.data.name!r} has {num_classes}; a teacher must be trained on the "
+            "same classes as the data"
+        )
+    return problems
+
+
+def check_recipe(recipe: Recipe, source: str, *, needs_teacher: bool) -> None:
+    problems = preflight_problems(recipe, needs_teacher=needs_teacher)
+    if problems:
+        raise UserError(*(f"{source}: {problem}" for problem in problems))

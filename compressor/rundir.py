@@ -1,0 +1,139 @@
+"""The run directory: the contract between distillation, export and the gate.
+
+```
+runs/<name>/
+  recipe.yaml  manifest.json  checkpoints/last.pt  student.pt  metrics.jsonl
+  report.json|md|html  export/
+```
+Everything a later stage needs is read from here, so the export box needs no training code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import compressor
+from compressor.errors import UserError
+from compressor.recipe import Recipe, recipe_to_yaml
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class RunDir:
+    root: Path
+
+    @property
+    def recipe(self) -> Path:
+        return self.root / "recipe.yaml"
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / "manifest.json"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.root / "checkpoints" / "last.pt"
+
+    @property
+    def student(self) -> Path:
+        return self.root / "student.pt"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.jsonl"
+
+    def report(self, suffix: str) -> Path:
+        return self.root / f"report.{suffix}"
+
+    @property
+    def export_dir(self) -> Path:
+        return self.root / "export"
+
+
+def run_dir_for(recipe: Recipe, recipe_path: Path) -> RunDir:
+    name = recipe.output.name or recipe_path.stem
+    return RunDir(Path(recipe.output.dir) / name)
+
+
+def claim_run_dir(run: RunDir, *, resume: bool, overwrite: bool) -> None:
+    """Create the run directory, refusing to clobber an earlier run by accident.
+
+    Nothing is ever deleted: `--overwrite` lets a new run write over the old files in place.
+    """
+    if resume and overwrite:
+        raise UserError("--resume and --overwrite contradict each other; pick one")
+    started = run.manifest.exists() or run.checkpoint.exists()
+    if resume and not run.checkpoint.exists():
+        raise UserError(f"{run.root}: nothing to resume (no checkpoints/last.pt); drop --resume")
+    if started and not (resume or overwrite):
+        raise UserError(
+            f"{run.root} already holds a run; use --resume to continue it, --overwrite to "
+            "replace it, or set output.name to start a new one"
+        )
+    try:
+        run.root.mkdir(parents=True, exist_ok=True)
+        probe = run.root / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise UserError(
+            f"{run.root}: cannot write the run directory ({error.strerror}); "
+            "choose another output.dir"
+        ) from None
+
+
+def recipe_hash(recipe: Recipe) -> str:
+    return hashlib.sha256(recipe_to_yaml(recipe).encode("utf-8")).hexdigest()
+
+
+def package_versions() -> dict[str, str | None]:
+    """Versions of what produced the run; looked up without importing the heavy packages."""
+    versions: dict[str, str | None] = {
+        "python": platform.python_version(),
+        "compressor": compressor.__version__,
+    }
+    for package in ("torch", "torchvision", "onnx", "onnxruntime", "onnxruntime-gpu", "tensorrt"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return versions
+
+
+def git_revision() -> str | None:
+    """The compressor source revision, when it runs from a git checkout."""
+    source = Path(compressor.__file__).resolve().parent
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=source, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None if result.returncode == 0 else None
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def manifest(recipe: Recipe, device: str, status: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "status": status,
+        "command": sys.argv,
+        "versions": package_versions(),
+        "device": device,
+        "seed": recipe.train.seed,
+        "recipe_sha256": recipe_hash(recipe),
+        "git_revision": git_revision(),
+        **extra,
+    }

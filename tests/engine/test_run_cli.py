@@ -1,0 +1,191 @@
+"""End to end through the `compress` CLI on the embedded digits data: train a teacher, distil
+it with every method, and check the run directory against an independent evaluation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from compressor.cli import app
+from compressor.data import load_dataset
+from compressor.engine.run import RunObserver, run_training
+from compressor.models import create_model
+from compressor.recipe import DataConfig, load_recipe
+from tests.cli_helpers import run_cli
+
+RUN_FILES = [
+    "recipe.yaml",
+    "manifest.json",
+    "checkpoints/last.pt",
+    "student.pt",
+    "metrics.jsonl",
+    "report.json",
+    "report.md",
+    "report.html",
+]
+
+
+def write(path: Path, recipe: dict) -> Path:
+    path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("runs")
+
+
+@pytest.fixture(scope="module")
+def teacher_checkpoint(workdir: Path) -> Path:
+    """A resnet20 teacher trained for a few epochs on digits with `compress train`."""
+    recipe = write(
+        workdir / "teacher.yaml",
+        {
+            "student": {"arch": "resnet20"},
+            "train": {"epochs": 3, "batch_size": 64, "device": "cpu"},
+            "output": {"dir": str(workdir)},
+        },
+    )
+    result = CliRunner().invoke(app, ["train", str(recipe)])
+    assert result.exit_code == 0, result.output
+    return workdir / "teacher" / "student.pt"
+
+
+def independent_accuracy(student_file: Path) -> float:
+    """Rebuild the student from student.pt and score it without the engine's code."""
+    record = torch.load(student_file, map_location="cpu", weights_only=True)
+    model = create_model(record["arch"], record["num_classes"], record["image_shape"][0])
+    model.load_state_dict(record["state_dict"])
+    model.eval()
+    test = load_dataset(DataConfig(name="digits")).test
+    mean = torch.tensor(record["mean"]).view(1, -1, 1, 1)
+    std = torch.tensor(record["std"]).view(1, -1, 1, 1)
+    with torch.no_grad():
+        logits = model((test.images.float() / 255 - mean) / std)
+    return 100.0 * (logits.argmax(1) == test.labels).sum().item() / test.labels.numel()
+
+
+@pytest.mark.parametrize("method", ["ce", "kd", "bss", "triplet", "amkd"])
+def test_distill_writes_a_complete_run(
+    workdir: Path,
+    teacher_checkpoint: Path,
+    capsys: pytest.CaptureFixture[str],
+    method: str,
+) -> None:
+    recipe = write(
+        workdir / f"distill-{method}.yaml",
+        {
+            "teacher": {"arch": "resnet20", "checkpoint": str(teacher_checkpoint)},
+            "student": {"arch": "resnet8"},
+            "method": {"name": method},
+            "train": {"epochs": 2, "batch_size": 64, "device": "cpu"},
+            "output": {"dir": str(workdir)},
+        },
+    )
+    result = run_cli(capsys, "distill", str(recipe))
+    assert result.code == 0, result.stderr
+    run = workdir / f"distill-{method}"
+    for name in RUN_FILES:
+        assert (run / name).is_file(), name
+
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["status"] == "completed"
+    assert manifest["versions"]["torch"]
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in metrics] == [1, 2]
+    for key in ("loss", "lr", "train_accuracy", "test_accuracy", "images_per_second"):
+        assert all(key in m for m in metrics), key
+    if method in ("bss", "amkd"):
+        assert metrics[0]["stat_attacked"] > 0
+        assert 0.0 <= metrics[0]["stat_boundary_fraction"] <= 1.0
+
+    report = json.loads((run / "report.json").read_text())
+    assert report["schema_version"] == 1
+    student_accuracy = report["results"]["student"]["accuracy"]
+    assert student_accuracy == pytest.approx(independent_accuracy(run / "student.pt"), abs=1e-6)
+    assert student_accuracy == pytest.approx(metrics[-1]["test_accuracy"])
+    assert report["results"]["teacher"]["accuracy"] > 50
+    assert 0 <= report["results"]["top1_agreement"] <= 100
+    assert report["results"]["student"]["parameters"] < report["results"]["teacher"]["parameters"]
+    html = (run / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 3
+    assert f"student {student_accuracy:.2f}" not in result.stderr
+
+
+def test_existing_run_is_not_overwritten(
+    workdir: Path, teacher_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recipe = workdir / "teacher.yaml"
+    before = (workdir / "teacher" / "student.pt").read_bytes()
+    result = run_cli(capsys, "train", str(recipe))
+    assert result.code == 2
+    assert "already holds a run" in result.stderr and "--overwrite" in result.stderr
+    assert (workdir / "teacher" / "student.pt").read_bytes() == before
+
+
+def test_weak_teacher_stops_before_anything_is_written(
+    workdir: Path, teacher_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recipe = write(
+        workdir / "picky.yaml",
+        {
+            "teacher": {
+                "arch": "resnet20",
+                "checkpoint": str(teacher_checkpoint),
+                "min_accuracy": 99.99,
+            },
+            "student": {"arch": "resnet8"},
+            "method": {"name": "kd"},
+            "output": {"dir": str(workdir)},
+        },
+    )
+    result = run_cli(capsys, "distill", str(recipe))
+    assert result.code == 2
+    assert "below teacher.min_accuracy 99.99" in result.stderr
+    assert not (workdir / "picky").exists()
+
+
+class Interrupt(RunObserver):
+    """Stops a run when `epoch` is about to start, as a kill between epochs would."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def epoch_started(self, epoch: int, epochs: int, steps: int) -> None:
+        if epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_resume_continues_to_the_same_student(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = {
+        "student": {"arch": "resnet8"},
+        "train": {"epochs": 2, "batch_size": 64, "device": "cpu", "deterministic": True},
+        "output": {"dir": str(workdir)},
+    }
+    straight = write(workdir / "straight.yaml", base)
+    assert run_cli(capsys, "train", str(straight)).code == 0
+
+    interrupted = write(workdir / "interrupted.yaml", base)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(load_recipe(interrupted), interrupted, distill=False, observer=Interrupt(1))
+    run = workdir / "interrupted"
+    assert json.loads((run / "manifest.json").read_text())["status"] == "running"
+    assert not (run / "student.pt").exists()
+
+    result = run_cli(capsys, "train", str(interrupted), "--resume")
+    assert result.code == 0, result.stderr
+    assert "resuming" in result.stdout
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in metrics] == [1, 2]
+    first = torch.load(workdir / "straight" / "student.pt", weights_only=True)["state_dict"]
+    second = torch.load(run / "student.pt", weights_only=True)["state_dict"]
+    assert first.keys() == second.keys()
+    for key in first:
+        assert torch.equal(first[key], second[key]), key

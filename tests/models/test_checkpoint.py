@@ -1,0 +1,222 @@
+"""Reading weights files: unwrapping, prefixes, refusing code, and readable load reports."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import pickle
+import sys
+from collections import OrderedDict
+from pathlib import Path
+
+import pytest
+import torch
+
+from compressor.errors import UserError
+from compressor.models import create_model, detect_format, load_weights, read_state_dict
+
+
+@pytest.fixture(scope="module")
+def resnet8_weights() -> OrderedDict[str, torch.Tensor]:
+    torch.manual_seed(0)
+    return create_model("resnet8", num_classes=10).state_dict()
+
+
+def _prefixed(state_dict: dict[str, torch.Tensor], prefix: str) -> OrderedDict:
+    return OrderedDict((prefix + k, v) for k, v in state_dict.items())
+
+
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        lambda sd: sd,
+        lambda sd: {"state_dict": _prefixed(sd, "module."), "best_prec1": 91.7},
+        lambda sd: {"model": sd, "epoch": 3},
+        lambda sd: {"model_state_dict": sd, "optimizer_state_dict": {"state": {}}},
+        lambda sd: {"net": _prefixed(sd, "_orig_mod."), "acc": 90.0},
+        lambda sd: {"student": sd},
+        lambda sd: {"model": {"state_dict": _prefixed(sd, "module._orig_mod.")}},
+        lambda sd: _prefixed(sd, "_orig_mod.module."),
+    ],
+    ids=[
+        "plain",
+        "state_dict+module",
+        "model",
+        "model_state_dict",
+        "net+compile",
+        "student",
+        "nested+ddp_of_compile",
+        "compile_of_ddp",
+    ],
+)
+def test_unwraps_and_strips(tmp_path: Path, resnet8_weights: OrderedDict, wrap) -> None:
+    path = tmp_path / "weights.pth"
+    torch.save(wrap(resnet8_weights), path)
+    loaded = read_state_dict(path)
+    assert list(loaded) == list(resnet8_weights)
+    assert all(torch.equal(loaded[k], v) for k, v in resnet8_weights.items())
+
+
+def test_whole_model_object_needs_trust(tmp_path: Path) -> None:
+    model = create_model("resnet8", num_classes=10)
+    path = tmp_path / "whole.pt"
+    torch.save({"model": model}, path)
+    with pytest.raises(UserError, match=r"CifarResNet\) that could run code.*trust_pickle: true"):
+        read_state_dict(path)
+    assert set(read_state_dict(path, trust_pickle=True)) == set(model.state_dict())
+
+
+class _RunsCode:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("writer", ["torch.save", "pickle.dump"])
+def test_pickle_that_runs_code_is_refused_without_running(tmp_path: Path, writer: str) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pth"
+    payload = {"state_dict": {"w": torch.zeros(2)}, "extra": _RunsCode(marker)}
+    if writer == "torch.save":
+        torch.save(payload, path)
+    else:
+        path.write_bytes(pickle.dumps(payload, protocol=5))
+    with pytest.raises(UserError) as error:
+        read_state_dict(path)
+    assert str(error.value).startswith(f"{path} contains pickled Python objects") and str(
+        error.value
+    ).endswith(
+        "that could run code when loaded; if you trust this file set teacher.trust_pickle: true"
+    )
+    assert not marker.exists()
+
+
+def test_trusted_pickle_with_harmless_objects(tmp_path: Path, resnet8_weights) -> None:
+    path = tmp_path / "with_args.pth"
+    torch.save({"args": argparse.Namespace(lr=0.1), "state_dict": resnet8_weights}, path)
+    with pytest.raises(UserError, match=r"\(argparse\.Namespace\)"):
+        read_state_dict(path)
+    assert len(read_state_dict(path, trust_pickle=True)) == len(resnet8_weights)
+
+
+def test_newer_pickle_protocol_needs_trust(tmp_path: Path, resnet8_weights) -> None:
+    """torch's safe loader reads only pickle protocol 2 (torch.save's default)."""
+    path = tmp_path / "protocol4.pth"
+    torch.save(resnet8_weights, path, pickle_protocol=4)
+    with pytest.raises(UserError, match=r"if you trust this file set teacher\.trust_pickle: true"):
+        read_state_dict(path)
+    assert len(read_state_dict(path, trust_pickle=True)) == len(resnet8_weights)
+
+
+def test_trusted_pickle_whose_class_is_gone(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "gone_model_mod.py").write_text(
+        "import torch\nclass Net(torch.nn.Linear):\n    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("gone_model_mod")
+    path = tmp_path / "net.pt"
+    torch.save(module.Net(2, 2), path)
+    monkeypatch.delitem(sys.modules, "gone_model_mod")
+    (tmp_path / "gone_model_mod.py").unlink()
+    importlib.invalidate_caches()
+    with pytest.raises(UserError, match=r"not importable here.*save model\.state_dict"):
+        read_state_dict(path, trust_pickle=True)
+
+
+@pytest.mark.parametrize("trust", [False, True])
+def test_damaged_files(tmp_path: Path, resnet8_weights, trust: bool) -> None:
+    good = tmp_path / "good.pth"
+    torch.save(resnet8_weights, good)
+    data = good.read_bytes()
+    legacy = tmp_path / "legacy.pth"
+    torch.save(resnet8_weights, legacy, _use_new_zipfile_serialization=False)
+    damaged = {
+        "truncated.pth": data[: len(data) // 2],
+        "legacy_truncated.pth": legacy.read_bytes()[:-100],
+        "random.pth": os.urandom(4096),
+        "empty.pth": b"",
+        "notes.pth": b"these are my weights\n",
+    }
+    for name, content in damaged.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        with pytest.raises(UserError) as error:
+            read_state_dict(path, trust_pickle=trust)
+        message = str(error.value)
+        assert message.startswith(f"{path}: cannot read this file as a PyTorch checkpoint")
+        assert "truncated, corrupt or not written by torch.save" in message
+        assert "weights_only" not in message  # torch's advice to drop the safety net: not ours
+
+
+def test_missing_and_directory(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match=r"nope\.pth: file not found"):
+        read_state_dict(tmp_path / "nope.pth")
+    with pytest.raises(UserError, match="is a directory"):
+        read_state_dict(tmp_path)
+
+
+def test_no_weights_inside(tmp_path: Path) -> None:
+    path = tmp_path / "meta.pth"
+    torch.save({"epoch": 3, "best": 91.2}, path)
+    with pytest.raises(UserError, match=r"no weights found.*dict with keys: epoch, best"):
+        read_state_dict(path)
+
+
+def test_programs_are_not_weights(tmp_path: Path) -> None:
+    model = create_model("resnet8", num_classes=10).eval()
+    scripted, exported = tmp_path / "model.ts", tmp_path / "model.bin"
+    with pytest.warns(FutureWarning):
+        torch.jit.save(torch.jit.script(model), scripted)
+    torch.export.save(torch.export.export(model, (torch.randn(2, 3, 32, 32),)), exported)
+    assert detect_format(scripted) == "torchscript" and detect_format(exported) == "export"
+    with pytest.raises(UserError, match=r"is a TorchScript program.*format: auto"):
+        read_state_dict(scripted)
+    with pytest.raises(UserError, match=r"is a torch\.export program"):
+        read_state_dict(exported)
+
+
+def test_detect_format_of_weights(tmp_path: Path, resnet8_weights) -> None:
+    zipped, legacy = tmp_path / "a.pth", tmp_path / "b.pth"
+    torch.save(resnet8_weights, zipped)
+    torch.save(resnet8_weights, legacy, _use_new_zipfile_serialization=False)
+    assert detect_format(zipped) == detect_format(legacy) == "state_dict"
+    assert detect_format(tmp_path / "anything.pt2") == "export"  # by suffix, before reading
+
+
+def test_load_report_missing_keys(resnet8_weights) -> None:
+    model = create_model("resnet20", num_classes=10)
+    with pytest.raises(UserError) as error:
+        load_weights(model, resnet8_weights, source="r8.pth", model_name="resnet20")
+    lines = error.value.lines
+    assert lines[0].startswith("r8.pth: 60 weights of resnet20 are missing from the checkpoint: ")
+    assert "layer1.1.conv1.weight" in lines[0] and "(+55 more)" in lines[0]
+    assert lines[-1] == (
+        "r8.pth: is arch right? resnet20 expects layer1.0..layer1.2, the checkpoint has "
+        "layer1.0..layer1.0; the checkpoint fits resnet8"
+    )
+
+
+def test_load_report_classes_and_unexpected(resnet8_weights) -> None:
+    model = create_model("resnet8", num_classes=100)
+    weights = dict(resnet8_weights, **{"extra.weight": torch.zeros(1)})
+    with pytest.raises(UserError) as error:
+        load_weights(model, weights, source="r8.pth", model_name="resnet8", arch_field="t.arch")
+    assert error.value.lines[:3] == [
+        "r8.pth: 1 checkpoint weights do not exist in resnet8: extra.weight",
+        "r8.pth: linear.weight: checkpoint [10, 64] vs model [100, 64] — the checkpoint was "
+        "trained for 10 classes, the data has 100",
+        "r8.pth: linear.bias: checkpoint [10] vs model [100] — the checkpoint was trained for "
+        "10 classes, the data has 100",
+    ]
+    assert error.value.lines[3].startswith("r8.pth: is t.arch right?")
+
+
+def test_load_accepts_old_batch_norm_and_lightning_names(resnet8_weights) -> None:
+    old = {k: v for k, v in resnet8_weights.items() if not k.endswith("num_batches_tracked")}
+    lightning = {f"model.{k}": v for k, v in old.items()}
+    model = create_model("resnet8", num_classes=10)
+    load_weights(model, lightning, source="pl.ckpt", model_name="resnet8")
+    assert torch.equal(model.linear.weight, resnet8_weights["linear.weight"])

@@ -1,0 +1,163 @@
+"""The model zoo and registry: shapes, the feature/head split, published sizes, FLOPs."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+from torch import nn
+
+from compressor.errors import UserError
+from compressor.models import (
+    count_flops,
+    count_parameters,
+    create_model,
+    is_known_model,
+    list_models,
+)
+from compressor.models.cifar_resnet import cifar_resnet
+from compressor.models.wide_resnet import wide_resnet
+
+ZOO = list_models()
+BIG = {"wrn28_10", "wrn16_8", "wrn40_4"}  # forward at 32x32 costs seconds on 2 cores
+
+
+def test_zoo_names() -> None:
+    expected = {f"resnet{d}" for d in (8, 14, 20, 26, 32, 44, 56, 110)}
+    expected |= {"mobilenetv2", "wrn16_2", "wrn40_2", "wrn16_4", "wrn28_10"}
+    assert expected <= set(ZOO)
+    assert sorted(ZOO) == ZOO
+
+
+@pytest.mark.parametrize("name", [n for n in ZOO if n not in BIG])
+def test_forward_shape_and_feature_split(name: str) -> None:
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=7).eval()
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        logits = model(images)
+        features = model.forward_features(images)
+        assert torch.equal(logits, model.forward_head(features))
+    assert logits.shape == (2, 7)
+    assert features.shape == (2, model.num_features)
+
+
+@pytest.mark.parametrize("name", ["resnet8", "resnet20", "wrn16_2", "mobilenetv2"])
+def test_tiny_grayscale_digits(name: str) -> None:
+    """The embedded digits data set is 1x8x8: every stride still leaves at least 1x1."""
+    model = create_model(name, num_classes=10, in_channels=1).eval()
+    with torch.no_grad():
+        assert model(torch.randn(3, 1, 8, 8)).shape == (3, 10)
+    assert count_flops(model, (1, 8, 8)) > 0
+
+
+@pytest.mark.parametrize(
+    ("name", "published", "tolerance"),
+    [
+        ("resnet20", 0.27e6, 0.005e6),
+        ("resnet56", 0.85e6, 0.005e6),
+        ("resnet110", 1.7e6, 0.03e6),
+        ("wrn16_2", 0.69e6, 0.005e6),
+        ("wrn40_2", 2.2e6, 0.05e6),
+        ("wrn28_10", 36.5e6, 0.05e6),
+        ("mobilenetv2", 2.25e6, 0.05e6),
+    ],
+)
+def test_parameter_counts_match_the_papers(name: str, published: float, tolerance: float) -> None:
+    with torch.device("meta"):  # sizes only: no memory, no initialisation
+        model = create_model(name, num_classes=10)
+    assert count_parameters(model) == pytest.approx(published, abs=tolerance)
+
+
+def test_flops_resnet20_and_model_state_kept() -> None:
+    model = create_model("resnet20", num_classes=10).train()
+    model.layer1.eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    flops = count_flops(model, (3, 32, 32))
+    # 40.55 M multiply-accumulates in convolutions and the classifier.
+    assert flops == pytest.approx(81.1e6, rel=0.005)
+    assert model.training and not model.layer1.training and model.layer2.training
+    assert all(p.requires_grad for p in model.parameters())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_flops_grow_with_width() -> None:
+    small = count_flops(create_model("mobilenetv2", 10, width_mult=0.5), (3, 32, 32))
+    full = count_flops(create_model("mobilenetv2", 10), (3, 32, 32))
+    assert 0 < small < full
+
+
+def test_generic_constructors() -> None:
+    assert len(cifar_resnet(10, depth=38).layer1) == 6
+    assert count_parameters(wide_resnet(10, depth=22, widen_factor=8)) > 10e6
+    with pytest.raises(ValueError, match=r"6n\+2"):
+        cifar_resnet(10, depth=21)
+    with pytest.raises(ValueError, match=r"6n\+4"):
+        wide_resnet(10, depth=20)
+
+
+def test_bad_constructor_value_is_a_user_error() -> None:
+    with pytest.raises(UserError, match="'mobilenetv2': width_mult must be > 0"):
+        create_model("mobilenetv2", 10, width_mult=0)
+
+
+def test_bad_kwargs_name_the_arch_and_argument() -> None:
+    with pytest.raises(UserError) as error:
+        create_model("resnet20", 10, widht=2)
+    message = str(error.value)
+    assert "'resnet20'" in message and "widht" in message and "no extra arguments" in message
+    with pytest.raises(UserError, match=r"'wrn16_2'.*'dropuot'.*accepts: dropout"):
+        create_model("wrn16_2", 10, dropuot=0.3)
+
+
+def test_dropout_kwargs() -> None:
+    wrn = create_model("wrn16_2", 10, dropout=0.3)
+    assert any(isinstance(m, nn.Dropout) and m.p == 0.3 for m in wrn.modules())
+    mobile = create_model("mobilenetv2", 10, dropout=0.2)
+    assert mobile.classifier[0].p == 0.2
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3_small"])
+def test_torchvision_by_name(name: str) -> None:
+    assert is_known_model(name) and name not in ZOO
+    model = create_model(name, num_classes=5).eval()
+    with torch.no_grad():
+        assert model(torch.randn(2, 3, 32, 32)).shape == (2, 5)
+
+
+def test_torchvision_kwargs_and_channels() -> None:
+    model = create_model("mobilenet_v3_small", num_classes=5, dropout=0.0)
+    assert model.classifier[2].p == 0.0
+    with pytest.raises(UserError, match=r"torchvision models take 3-channel images.*resnet8"):
+        create_model("resnet18", num_classes=10, in_channels=1)
+    with pytest.raises(UserError, match=r"'resnet18' \(torchvision\).*width"):
+        create_model("resnet18", num_classes=10, width=3)
+
+
+def test_unknown_name() -> None:
+    assert not is_known_model("resnet21") and not is_known_model("fasterrcnn_resnet50_fpn")
+    with pytest.raises(UserError) as error:
+        create_model("resnet21", num_classes=10)
+    message = str(error.value)
+    assert "unknown model 'resnet21'" in message
+    assert "did you mean" in message and "resnet20" in message
+    assert "resnet56" in message and "mobilenetv2" in message and "wrn16_2" in message
+    assert "or any torchvision classification model (e.g. resnet18, mobilenet_v3_small)" in message
+
+
+@pytest.mark.parametrize("name", ["resnet20", "mobilenetv2", "wrn16_2"])
+def test_models_pickle_script_and_export(name: str) -> None:
+    """No lambdas: models survive pickling, TorchScript and torch.export unchanged."""
+    model = create_model(name, num_classes=10).eval()
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = model(images)
+        assert torch.equal(pickle.loads(pickle.dumps(model))(images), expected)
+        with pytest.warns(FutureWarning):  # TorchScript is deprecated, but users still have it
+            scripted = torch.jit.script(model)
+        torch.testing.assert_close(scripted(images), expected)
+        batch = torch.export.Dim("batch")
+        exported = torch.export.export(model, (images,), dynamic_shapes=({0: batch},))
+        doubled = torch.cat([images, images])
+        torch.testing.assert_close(exported.module()(doubled), torch.cat([expected, expected]))

@@ -1,0 +1,63 @@
+"""Pre-flight checks: problems a schema cannot see (files, architectures, class counts)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.cli_helpers import run_cli
+from tests.test_recipe import merged, write_recipe
+
+BAD_SETUPS = [
+    (
+        "unknown student architecture",
+        merged(student={"arch": "resnet21"}),
+        ["student.arch", "'resnet21'", "resnet20", "torchvision"],
+    ),
+    (
+        "unknown teacher architecture",
+        merged(teacher={"arch": "resnet57"}, method={"name": "kd"}),
+        ["teacher.arch", "'resnet57'"],
+    ),
+    (
+        "missing teacher checkpoint",
+        merged(teacher={"arch": "resnet20", "checkpoint": "missing.th"}, method={"name": "kd"}),
+        ["teacher.checkpoint", "missing.th", "does not exist"],
+    ),
+    (
+        "teacher/data class-count mismatch",
+        merged(teacher={"arch": "resnet20", "num_classes": 100}, method={"name": "kd"}),
+        ["teacher.num_classes", "100 classes", "has 10"],
+    ),
+    (
+        "distillation method without a teacher",
+        merged(method={"name": "amkd"}),
+        ["teacher", "'amkd'", "no teacher"],
+    ),
+    (
+        "data root that does not exist",
+        merged(data={"name": "cifar10", "root": "/definitely/not/here"}),
+        ["data", "/definitely/not/here"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "data", "expected"), BAD_SETUPS, ids=[case for case, _, _ in BAD_SETUPS]
+)
+def test_bad_setup(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str, data: dict, expected: list[str]
+) -> None:
+    path = write_recipe(tmp_path, data)
+    result = run_cli(capsys, "recipe", "validate", str(path))
+    assert result.code == 2, result
+    assert "Traceback" not in result.stderr
+    for fragment in expected:
+        assert fragment in result.stderr, (case, fragment, result.stderr)
+
+
+def test_good_recipe_validates(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_cli(capsys, "recipe", "validate", str(write_recipe(tmp_path, merged())))
+    assert result.code == 0, result.stderr
+    assert "valid" in result.stdout

@@ -1,0 +1,196 @@
+"""Recipe validation: every bad recipe ends in one readable line per problem and exit 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from compressor.recipe import Recipe, load_recipe, parse_recipe, recipe_schema, recipe_to_yaml
+from tests.cli_helpers import run_cli
+
+GOOD = {
+    "student": {"arch": "resnet8"},
+    "data": {"name": "digits"},
+    "train": {"epochs": 2, "batch_size": 64},
+}
+
+
+def write_recipe(tmp_path: Path, data: object, name: str = "recipe.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+def merged(**sections: object) -> dict:
+    recipe = json.loads(json.dumps(GOOD))
+    recipe.update(sections)
+    return recipe
+
+
+def test_defaults_are_filled_in_and_round_trip(tmp_path: Path) -> None:
+    recipe = load_recipe(write_recipe(tmp_path, {"student": {"arch": "resnet8"}}))
+    assert recipe.method.name == "ce"
+    assert recipe.data.name == "digits"
+    assert recipe.train.optimizer.name == "sgd"
+    again = parse_recipe(yaml.safe_load(recipe_to_yaml(recipe)))
+    assert again == recipe
+
+
+def test_method_defaults_follow_the_design() -> None:
+    recipe = parse_recipe(merged(method={"name": "amkd"}, teacher={"arch": "resnet20"}))
+    assert recipe.method.attack.step_size == 0.3
+    assert recipe.method.attack.epsilon == 1e-4
+    assert recipe.method.attack.max_steps == 10
+    assert recipe.method.weights.beta_stop_fraction == 0.75
+    triplet = parse_recipe(merged(method={"name": "triplet"}, teacher={"arch": "resnet20"}))
+    assert (triplet.method.margin, triplet.method.triplet_weight) == (5.0, 2.0)
+
+
+def test_relative_paths_resolve_against_the_recipe_folder(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    recipe = load_recipe(
+        write_recipe(tmp_path / "sub", merged(teacher={"arch": "resnet20", "checkpoint": "t.pt"}))
+    )
+    assert recipe.teacher.checkpoint == (tmp_path / "sub" / "t.pt").resolve()
+
+
+def test_environment_variables_expand_in_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MY_ROOT", str(tmp_path))
+    recipe = parse_recipe(merged(data={"name": "cifar10", "root": "${MY_ROOT}/cifar"}))
+    assert recipe.data.root == tmp_path / "cifar"
+    fallback = parse_recipe(merged(data={"name": "cifar10", "root": "${UNSET_VAR_X:-/d}/c"}))
+    assert fallback.data.root == Path("/d/c")
+
+
+def test_data_root_defaults_to_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COMPRESSOR_DATA_ROOT", "/some/where")
+    assert parse_recipe(merged(data={"name": "cifar10"})).data.root == Path("/some/where")
+
+
+def test_schema_is_json_schema_with_every_section() -> None:
+    schema = recipe_schema()
+    assert set(schema["properties"]) == set(Recipe.model_fields)
+    assert schema["additionalProperties"] is False
+    json.dumps(schema)
+
+
+BAD_RECIPES = [
+    ("unknown top-level key", merged(trainer={"epochs": 1}), ["trainer", "unknown key"]),
+    (
+        "typo in a nested key",
+        merged(train={"optimizer": {"momentm": 0.9}}),
+        ["train.optimizer.momentm", "unknown key", "momentum"],
+    ),
+    ("wrong type", merged(train={"epochs": "ten"}), ["train.epochs", "'ten'", "integer"]),
+    ("out of range", merged(train={"batch_size": 1}), ["train.batch_size", "greater than"]),
+    ("negative lr", merged(train={"optimizer": {"lr": -0.1}}), ["train.optimizer.lr", "-0.1"]),
+    ("unknown method", merged(method={"name": "dkd"}), ["method", "'dkd'", "amkd"]),
+    (
+        "option of another method",
+        merged(method={"name": "kd", "margin": 1.0}, teacher={"arch": "resnet20"}),
+        ["method.margin", "unknown key", "temperature"],
+    ),
+    (
+        "bad AMKD choice",
+        merged(method={"name": "amkd", "embedding": "pixels"}, teacher={"arch": "resnet20"}),
+        ["method.embedding", "'logits'", "'pixels'"],
+    ),
+    ("missing student", {"data": {"name": "digits"}}, ["student", "missing"]),
+    ("unknown data set", merged(data={"name": "mnist"}), ["data.name", "'mnist'", "cifar10"]),
+    ("mean without std", merged(data={"mean": [0.5]}), ["data", "both mean and std"]),
+    ("bad device", merged(train={"device": "gpu"}), ["train.device", "'gpu'"]),
+    ("bad amp", merged(train={"amp": "int8"}), ["train.amp", "'int8'", "bf16"]),
+    (
+        "milestone past the end",
+        merged(train={"epochs": 5, "schedule": {"name": "multistep", "milestones": [3, 9]}}),
+        ["train", "milestones", "<= epochs (5)"],
+    ),
+    (
+        "teacher with arch and entrypoint",
+        merged(teacher={"arch": "resnet20", "entrypoint": "pkg.mod:build"}),
+        ["teacher", "either arch or entrypoint"],
+    ),
+    (
+        "malformed entrypoint",
+        merged(teacher={"entrypoint": "pkg.mod.build"}),
+        ["teacher.entrypoint", "pkg.mod.build"],
+    ),
+    (
+        "unset environment variable",
+        merged(data={"name": "cifar10", "root": "${SURELY_UNSET_VAR_123}/x"}),
+        ["data.root", "SURELY_UNSET_VAR_123", "not set"],
+    ),
+    (
+        "min_accuracy as a fraction above 100",
+        merged(teacher={"arch": "resnet20", "min_accuracy": 900}),
+        ["teacher.min_accuracy", "less than or equal to 100"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "data", "expected"), BAD_RECIPES, ids=[case for case, _, _ in BAD_RECIPES]
+)
+def test_bad_recipe_schema_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str, data: dict, expected: list[str]
+) -> None:
+    path = write_recipe(tmp_path, data)
+    result = run_cli(capsys, "recipe", "validate", str(path))
+    assert result.code == 2, result
+    assert "Traceback" not in result.stderr
+    first = result.stderr.strip().splitlines()[0]
+    assert first.startswith(f"error: {path}: "), first
+    for fragment in expected:
+        assert fragment in result.stderr, (case, fragment, result.stderr)
+
+
+def test_several_problems_are_reported_together(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_recipe(tmp_path, merged(train={"epochs": 0, "batch_size": 0, "amp": "x"}))
+    result = run_cli(capsys, "recipe", "validate", str(path))
+    assert result.code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 3
+    assert {line.split(": ")[2] for line in lines} == {
+        "train.epochs",
+        "train.batch_size",
+        "train.amp",
+    }
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("student: {arch: resnet8\n", ["not valid YAML", "line"]),
+        ("- student\n- data\n", ["YAML mapping"]),
+        ("just a string\n", ["YAML mapping"]),
+    ],
+)
+def test_unreadable_recipe_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, expected: list[str]
+) -> None:
+    result = run_cli(capsys, "recipe", "validate", str(write_recipe(tmp_path, content)))
+    assert result.code == 2
+    for fragment in expected:
+        assert fragment in result.stderr
+
+
+def test_missing_recipe_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_cli(capsys, "recipe", "validate", str(tmp_path / "nope.yaml"))
+    assert result.code == 2
+    assert "recipe file not found" in result.stderr
+
+
+def test_yaml_tags_that_build_objects_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    content = "student: !!python/object/apply:os.system ['echo pwned']\n"
+    result = run_cli(capsys, "recipe", "validate", str(write_recipe(tmp_path, content)))
+    assert result.code == 2
+    assert "not valid YAML" in result.stderr
