@@ -44,7 +44,12 @@ def preflight_problems(recipe: Recipe, *, needs_teacher: bool) -> list[str]:
         return problems
     if teacher.arch and not is_known_model(teacher.arch):
         problems.append(_unknown_arch("teacher.arch", teacher.arch))
-    if teacher.checkpoint is not None and not teacher.checkpoint.is_file():
+    if teacher.arch and teacher.checkpoint is None:
+        problems.append(
+            f"teacher.checkpoint: missing; teacher.arch {teacher.arch!r} alone is an untrained "
+            "network with nothing to teach. Point checkpoint at the trained weights"
+        )
+    elif teacher.checkpoint is not None and not teacher.checkpoint.is_file():
         problems.append(
             f"teacher.checkpoint: file {str(teacher.checkpoint)!r} does not exist; "
             "relative paths are taken from the recipe's folder"

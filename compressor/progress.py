@@ -11,8 +11,8 @@ import time
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from compressor.engine.run import RunObserver, StepCallback
-from compressor.engine.training import EpochResult
+from compressor.engine.run import RunObserver
+from compressor.engine.training import EpochResult, StepCallback
 
 
 class RichObserver(RunObserver):
@@ -21,7 +21,7 @@ class RichObserver(RunObserver):
         self._progress: Progress | None = None
 
     def message(self, text: str) -> None:
-        self.console.print(text)
+        self.console.print(text, soft_wrap=True)
 
     def epoch_started(self, epoch: int, epochs: int, steps: int) -> StepCallback | None:
         if not self.console.is_terminal:
@@ -40,10 +40,12 @@ class RichObserver(RunObserver):
         self._progress = progress
         started = time.perf_counter()
 
-        def on_step(step: int, total: int, running_loss: float) -> None:
+        def on_step(step: int, total: int, loss: float, accuracy: float, images: int) -> None:
             elapsed = max(time.perf_counter() - started, 1e-9)
             progress.update(
-                task, completed=step, status=f"loss {running_loss:.4f}  {step / elapsed:.1f} it/s"
+                task,
+                completed=step,
+                status=f"loss {loss:.4f}  top-1 {accuracy:.1f} %  {images / elapsed:,.0f} images/s",
             )
 
         return on_step
@@ -57,5 +59,6 @@ class RichObserver(RunObserver):
         self.console.print(
             f"epoch {epoch + 1}/{epochs}: loss {result.loss:.4f}, train top-1 "
             f"{result.train_accuracy:.2f} %, test top-1 {test:.2f} %, "
-            f"{result.images_per_second:,.0f} images/s, lr {result.lr:.4g}{attack_text}"
+            f"{result.images_per_second:,.0f} images/s, lr {result.lr:.4g}{attack_text}",
+            soft_wrap=True,
         )

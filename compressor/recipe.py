@@ -149,7 +149,9 @@ class DataConfig(Strict):
 class AttackConfig(Strict):
     """Boundary-supporting sample search (BSS, Heo et al. 2019)."""
 
-    max_samples: int = Field(64, ge=1, description="Attacked samples per batch (64 per 256).")
+    fraction: float = Field(
+        0.25, gt=0.0, le=1.0, description="Attacked share of each batch (BSS: 64 per 256)."
+    )
     step_size: float = Field(0.3, gt=0.0, description="eta in the BSS update.")
     epsilon: float = Field(1e-4, ge=0.0, description="Pushes slightly past the boundary.")
     max_steps: int = Field(10, ge=1, le=100)
@@ -202,7 +204,6 @@ class AMKDMethod(Strict):
     lambda_bss: float = Field(1.0, ge=0.0, description="0: the triplet replaces BSS's KD term.")
     gamma: float = Field(1.0, ge=0.0, description="Weight of the triplet term.")
     margin: float = Field(1.0, ge=0.0)
-    bank_epochs: int = Field(0, ge=0, description="Reuse boundary samples for K epochs (0: off).")
 
 
 MethodConfig = Annotated[

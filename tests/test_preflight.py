@@ -17,8 +17,13 @@ BAD_SETUPS = [
     ),
     (
         "unknown teacher architecture",
-        merged(teacher={"arch": "resnet57"}, method={"name": "kd"}),
+        merged(teacher={"arch": "resnet57", "checkpoint": "t.pt"}, method={"name": "kd"}),
         ["teacher.arch", "'resnet57'"],
+    ),
+    (
+        "teacher without weights",
+        merged(teacher={"arch": "resnet20"}, method={"name": "kd"}),
+        ["teacher.checkpoint", "untrained"],
     ),
     (
         "missing teacher checkpoint",
@@ -27,7 +32,10 @@ BAD_SETUPS = [
     ),
     (
         "teacher/data class-count mismatch",
-        merged(teacher={"arch": "resnet20", "num_classes": 100}, method={"name": "kd"}),
+        merged(
+            teacher={"arch": "resnet20", "checkpoint": "t.pt", "num_classes": 100},
+            method={"name": "kd"},
+        ),
         ["teacher.num_classes", "100 classes", "has 10"],
     ),
     (

@@ -8,7 +8,6 @@ recipe, data, and teacher have proven good, so a bad input never leaves a half-m
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from compressor.engine.checkpoint import (
 from compressor.engine.device import DeviceSetup, setup_device
 from compressor.engine.evaluate import Evaluation, agreement, evaluate
 from compressor.engine.schedule import build_optimizer
-from compressor.engine.training import EpochResult, train_one_epoch
+from compressor.engine.training import EpochResult, StepCallback, train_one_epoch
 from compressor.errors import UserError
 from compressor.io import append_line, save_torch, write_json, write_text
 from compressor.methods import build_method
@@ -36,8 +35,6 @@ from compressor.preflight import check_recipe
 from compressor.recipe import CEMethod, Recipe, recipe_to_yaml
 from compressor.reporting import write_run_report
 from compressor.rundir import RunDir, claim_run_dir, manifest, now_iso, recipe_hash, run_dir_for
-
-StepCallback = Callable[[int, int, float], None]
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,8 @@ from compressor.methods import Method, TrainProgress
 from compressor.recipe import TrainConfig
 
 SYNC_EVERY = 10
+# on_step(step, steps, running loss, running train top-1 %, images so far): drives a live bar.
+StepCallback = Callable[[int, int, float, float, int], None]
 
 
 @dataclass(frozen=True)
@@ -59,9 +61,9 @@ def train_one_epoch(
     setup: DeviceSetup,
     config: TrainConfig,
     epoch: int,
-    on_step: Callable[[int, int, float], None] | None = None,
+    on_step: StepCallback | None = None,
 ) -> EpochResult:
-    """Train `student` for one epoch; `on_step(step, steps, running_loss)` drives a progress bar."""
+    """Train `student` for one epoch, reporting running figures through `on_step`."""
     student.train()
     loader.set_epoch(epoch)
     steps = len(loader)
@@ -94,7 +96,13 @@ def train_one_epoch(
         if (step + 1) % SYNC_EVERY == 0 or step + 1 == steps:
             _check_finite(sums, epoch, step)
             if on_step is not None:
-                on_step(step + 1, steps, sums["loss"].item() / (step + 1))
+                on_step(
+                    step + 1,
+                    steps,
+                    sums["loss"].item() / (step + 1),
+                    100.0 * correct.item() / images_seen,
+                    images_seen,
+                )
     if setup.device.type == "cuda":
         torch.cuda.synchronize(setup.device)
     seconds = time.perf_counter() - started

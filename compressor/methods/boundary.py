@@ -113,36 +113,39 @@ def attack_to_boundary(
     Returns the adversarial images (detached), the teacher's fp32 logits on them and the
     number of updates each sample received.
     """
-    x = images.detach().float()
-    frozen = torch.zeros_like(source, dtype=torch.bool)
+    x = images.detach().float().clone()
     steps = torch.zeros_like(source)
+    logits = torch.empty(0)
     low, high = _broadcast_bounds(bounds, x)
-    logits = None
+    # Only samples still in class b are forwarded: the teacher is in eval mode, so a sample's
+    # logits do not depend on the rest of the batch, and stragglers cost only their own rows.
+    active = torch.arange(source.numel(), device=source.device)
     with torch.autocast(device_type=x.device.type, enabled=False):
         for _ in range(config.max_steps):
-            x.requires_grad_(True)
+            x_active = x[active].requires_grad_(True)
             with torch.enable_grad():
-                logits = teacher(x)
-                frozen |= logits.detach().argmax(dim=1) != source
-                if bool(frozen.all()):
-                    logits = logits.detach().float()
+                active_logits = teacher(x_active)
+                margin = _margin(active_logits, source[active], target[active])
+                (grad,) = torch.autograd.grad(margin.sum(), x_active)
+            if logits.numel() == 0:
+                logits = x.new_empty(source.numel(), active_logits.shape[1])
+            with torch.no_grad():
+                crossed = active_logits.argmax(dim=1) != source[active]
+                logits[active] = active_logits.detach().float()
+                still = ~crossed
+                if not bool(still.any()):
+                    active = active[:0]
                     break
-                margin = _margin(logits, source, target)
-                (grad,) = torch.autograd.grad(margin.sum(), x)
-            with torch.no_grad():
-                active = (~frozen).to(x.dtype)
+                grad, margin, x_still = grad[still], margin[still], x_active.detach()[still]
+                active = active[still]
                 norm = grad.square().sum(dim=tuple(range(1, x.dim()))).sqrt().clamp_min(1e-12)
-                scale = config.step_size * (margin.detach() + config.epsilon) * active / norm
-                x = x.detach() - scale.view(-1, *([1] * (x.dim() - 1))) * grad
-                if low is not None:
-                    x = torch.clamp(x, low, high)
-            steps += (~frozen).to(steps.dtype)
-        else:
-            logits = None  # the last update moved x: its logits are stale
-        x = x.detach()
-        if logits is None:
+                scale = config.step_size * (margin + config.epsilon) / norm
+                moved = x_still - scale.view(-1, *([1] * (x.dim() - 1))) * grad
+                x[active] = torch.clamp(moved, low, high) if low is not None else moved
+                steps[active] += 1
+        if active.numel():  # the last update moved these: their logits are stale
             with torch.no_grad():
-                logits = teacher(x).float()
+                logits[active] = teacher(x[active]).float()
     return x, logits, steps
 
 
@@ -164,7 +167,8 @@ def find_boundary_samples(
     or never crossed; `config.keep == "boundary"` keeps landed samples only. The stats are
     over all attacked samples, before that filter.
     """
-    index = select_base(labels, teacher_logits, student_logits, config.max_samples)
+    max_samples = max(1, round(config.fraction * labels.numel()))
+    index = select_base(labels, teacher_logits, student_logits, max_samples)
     source = labels[index]
     if index.numel() == 0:
         none = labels[:0]

@@ -198,11 +198,17 @@ def test_keep_boundary_returns_landed_samples_only(
     labels = logits.argmax(dim=1)  # every sample correct for the teacher (and the "student")
     torch.manual_seed(0)
     kept_all = find_boundary_samples(
-        teacher, images, labels, logits, logits, AttackConfig(max_steps=40), None
+        teacher, images, labels, logits, logits, AttackConfig(max_steps=40, fraction=1.0), None
     )
     torch.manual_seed(0)
     kept_hits = find_boundary_samples(
-        teacher, images, labels, logits, logits, AttackConfig(max_steps=40, keep="boundary"), None
+        teacher,
+        images,
+        labels,
+        logits,
+        logits,
+        AttackConfig(max_steps=40, fraction=1.0, keep="boundary"),
+        None,
     )
     assert kept_all.stats == kept_hits.stats
     assert kept_all.stats["attacked"] == 32

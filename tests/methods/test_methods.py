@@ -12,6 +12,7 @@ from compressor.errors import UserError
 from compressor.methods import StepOutput, TrainProgress, build_method
 from compressor.recipe import (
     AMKDMethod,
+    AttackConfig,
     BSSMethod,
     CEMethod,
     KDMethod,
@@ -93,25 +94,52 @@ def test_step_trains_the_student_and_never_touches_the_teacher(
 
 # (id, part, without, with): each case scales one loss part between two otherwise identical
 # steps; a different student gradient proves that the part reaches the student.
+# The test batch is small: attack all of it so every part has samples to work on.
+EVERY_SAMPLE = AttackConfig(fraction=1.0)
 PART_CASES = [
     ("kd", "kd", KDMethod(kd_weight=0.0), KDMethod()),
     ("triplet", "triplet", TripletMethod(triplet_weight=0.0), TripletMethod()),
-    ("bss-kd", "kd", BSSMethod(weights=ScheduleWeights(alpha_extra=0.0)), BSSMethod()),
-    ("bss-adv", "bss", BSSMethod(weights=ScheduleWeights(beta_init=1.0)), BSSMethod()),
-    ("amkd-kd", "kd", AMKDMethod(weights=ScheduleWeights(alpha_extra=0.0)), AMKDMethod()),
-    ("amkd-bss", "bss", AMKDMethod(lambda_bss=0.0), AMKDMethod()),
-    ("amkd-triplet", "triplet", AMKDMethod(gamma=0.0), AMKDMethod()),
+    (
+        "bss-kd",
+        "kd",
+        BSSMethod(attack=EVERY_SAMPLE, weights=ScheduleWeights(alpha_extra=0.0)),
+        BSSMethod(attack=EVERY_SAMPLE),
+    ),
+    (
+        "bss-adv",
+        "bss",
+        BSSMethod(attack=EVERY_SAMPLE, weights=ScheduleWeights(beta_init=1.0)),
+        BSSMethod(attack=EVERY_SAMPLE),
+    ),
+    (
+        "amkd-kd",
+        "kd",
+        AMKDMethod(attack=EVERY_SAMPLE, weights=ScheduleWeights(alpha_extra=0.0)),
+        AMKDMethod(attack=EVERY_SAMPLE),
+    ),
+    (
+        "amkd-bss",
+        "bss",
+        AMKDMethod(attack=EVERY_SAMPLE, lambda_bss=0.0),
+        AMKDMethod(attack=EVERY_SAMPLE),
+    ),
+    (
+        "amkd-triplet",
+        "triplet",
+        AMKDMethod(attack=EVERY_SAMPLE, gamma=0.0),
+        AMKDMethod(attack=EVERY_SAMPLE),
+    ),
     (
         "amkd-triplet-student-negatives",
         "triplet",
-        AMKDMethod(gamma=0.0, negative_source="student", embedding="softmax"),
-        AMKDMethod(negative_source="student", embedding="softmax"),
+        AMKDMethod(attack=EVERY_SAMPLE, gamma=0.0, negative_source="student", embedding="softmax"),
+        AMKDMethod(attack=EVERY_SAMPLE, negative_source="student", embedding="softmax"),
     ),
     (
         "amkd-triplet-features",
         "triplet",
-        AMKDMethod(gamma=0.0, embedding="features", mining="hardest"),
-        AMKDMethod(embedding="features", mining="hardest"),
+        AMKDMethod(attack=EVERY_SAMPLE, gamma=0.0, embedding="features", mining="hardest"),
+        AMKDMethod(attack=EVERY_SAMPLE, embedding="features", mining="hardest"),
     ),
 ]
 
