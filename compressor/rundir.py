@@ -72,7 +72,7 @@ def claim_run_dir(run: RunDir, *, resume: bool, overwrite: bool) -> None:
     if resume and overwrite:
         raise UserError("--resume and --overwrite contradict each other; pick one")
     started = run.manifest.exists() or run.checkpoint.exists()
-    if resume and not run.checkpoint.exists():
+    if resume and not run.checkpoint.parent.is_dir():
         raise UserError(f"{run.root}: nothing to resume (no checkpoints/last.pt); drop --resume")
     if started and not (resume or overwrite):
         raise UserError(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pickle
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,27 +33,48 @@ def restore_rng_state(state: dict[str, Any], device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
+def previous_of(path: Path) -> Path:
+    return path.with_name(f"previous-{path.name}")
+
+
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write `path` atomically, keeping the checkpoint it replaces as `previous-<name>`.
+
+    Atomic writes already rule out a half-written file from a kill; the previous copy covers
+    what they cannot: a file damaged later on disk, or by hand.
+    """
+    if path.exists():
+        path.replace(previous_of(path))
     save_torch(path, state)
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Load a training checkpoint; a damaged file is the user's to know about, not a traceback."""
+_DAMAGE = (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError)
+
+
+def _read(path: Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise UserError(f"{path}: no checkpoint to resume from; start without --resume") from None
-    except (
-        RuntimeError,
-        EOFError,
-        pickle.UnpicklingError,
-        zipfile.BadZipFile,
-        ValueError,
-    ) as error:
-        raise UserError(
-            f"{path}: checkpoint is damaged or truncated ({type(error).__name__}); "
-            "delete it to start over, or restore it from a backup"
-        ) from None
+        raise UserError(f"{path}: missing") from None
+    except _DAMAGE as error:
+        raise UserError(f"{path}: damaged or truncated ({type(error).__name__})") from None
     if not isinstance(state, dict) or "epoch" not in state or "student" not in state:
         raise UserError(f"{path}: not a compressor training checkpoint")
     return state
+
+
+def load_checkpoint(path: Path, warn: Callable[[str], None]) -> dict[str, Any]:
+    """Load the newest good checkpoint: `path`, else the one it replaced (with a warning)."""
+    previous = previous_of(path)
+    if not path.exists() and not previous.exists():
+        raise UserError(f"{path}: no checkpoint to resume from; start without --resume")
+    try:
+        return _read(path)
+    except UserError as error:
+        if not previous.exists():
+            raise UserError(
+                f"cannot resume: {error.lines[0]}, and no earlier checkpoint is left; start "
+                "over with --overwrite"
+            ) from None
+        warn(f"{error.lines[0]}; resuming from the checkpoint before it, {previous.name}")
+        return _read(previous)

@@ -179,7 +179,7 @@ def run_training(
 
     start_epoch = 0
     if resume:
-        state = load_checkpoint(run.checkpoint)
+        state = load_checkpoint(run.checkpoint, warn=observer.message)
         if state["recipe_sha256"] != recipe_hash(recipe):
             raise UserError(
                 f"{source}: the recipe changed since {run.root} started; resume with the same "

@@ -67,7 +67,6 @@ def train_one_epoch(
     student.train()
     loader.set_epoch(epoch)
     steps = len(loader)
-    progress = TrainProgress(epoch=epoch, epochs=config.epochs)
     sums: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros((), device=setup.device))
     stats_sums: dict[str, float] = defaultdict(float)
     stats_counts: dict[str, int] = defaultdict(int)
@@ -78,6 +77,7 @@ def train_one_epoch(
     for step, (images, labels) in enumerate(loader):
         lr = config.optimizer.lr * lr_factor(config.schedule, epoch + step / steps, config.epochs)
         set_lr(optimizer, lr)
+        progress = TrainProgress(epoch=epoch, epochs=config.epochs, within_epoch=step / steps)
         with setup.autocast():
             output = method.step(images, labels, progress)
         optimizer.zero_grad(set_to_none=True)

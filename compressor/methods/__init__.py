@@ -24,6 +24,12 @@ class TrainProgress:
 
     epoch: int  # 0-based
     epochs: int
+    within_epoch: float = 0.0  # share of this epoch's steps already taken, in [0, 1)
+
+    @property
+    def elapsed_epochs(self) -> float:
+        """Continuous training time in epochs, so schedules move per step, not per epoch."""
+        return self.epoch + self.within_epoch
 
 
 @dataclass

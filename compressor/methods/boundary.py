@@ -125,21 +125,21 @@ def attack_to_boundary(
             x_active = x[active].requires_grad_(True)
             with torch.enable_grad():
                 active_logits = teacher(x_active)
-                margin = _margin(active_logits, source[active], target[active])
-                (grad,) = torch.autograd.grad(margin.sum(), x_active)
             if logits.numel() == 0:
                 logits = x.new_empty(source.numel(), active_logits.shape[1])
+            still = active_logits.detach().argmax(dim=1) == source[active]
+            logits[active] = active_logits.detach().float()
+            if not bool(still.any()):  # checked before the backward pass: none is wasted
+                active = active[:0]
+                break
+            with torch.enable_grad():
+                margin = _margin(active_logits[still], source[active][still], target[active][still])
+                (grad,) = torch.autograd.grad(margin.sum(), x_active)
             with torch.no_grad():
-                crossed = active_logits.argmax(dim=1) != source[active]
-                logits[active] = active_logits.detach().float()
-                still = ~crossed
-                if not bool(still.any()):
-                    active = active[:0]
-                    break
-                grad, margin, x_still = grad[still], margin[still], x_active.detach()[still]
+                grad, x_still = grad[still], x_active.detach()[still]
                 active = active[still]
                 norm = grad.square().sum(dim=tuple(range(1, x.dim()))).sqrt().clamp_min(1e-12)
-                scale = config.step_size * (margin + config.epsilon) / norm
+                scale = config.step_size * (margin.detach() + config.epsilon) / norm
                 moved = x_still - scale.view(-1, *([1] * (x.dim() - 1))) * grad
                 x[active] = torch.clamp(moved, low, high) if low is not None else moved
                 steps[active] += 1

@@ -22,10 +22,12 @@ def schedule(weights: ScheduleWeights, progress: TrainProgress) -> tuple[float, 
     """alpha(e) on the clean KD term and beta(e) on the adversarial term.
 
     alpha(e) = 1 + alpha_extra * max(1 - e/E, 0), beta(e) = beta_init * max(1 - e/(f E), 0),
-    with e counted from 1 as in the reference script, so the last epoch has alpha = 1 and
-    beta reaches 0 at fraction f of training.
+    with e the continuous training time in epochs. The reference counts whole epochs from 1;
+    moving per step instead changes nothing over its 80 epochs (< 1/80 of the range) but keeps
+    the schedule meaningful for short runs: with whole epochs a 1-epoch run would have
+    beta = 0 throughout and never attack.
     """
-    e = progress.epoch + 1
+    e = progress.elapsed_epochs
     total = progress.epochs
     alpha = 1.0 + weights.alpha_extra * max(1.0 - e / total, 0.0)
     beta = weights.beta_init * max(1.0 - e / (weights.beta_stop_fraction * total), 0.0)

@@ -189,3 +189,39 @@ def test_resume_continues_to_the_same_student(
     assert first.keys() == second.keys()
     for key in first:
         assert torch.equal(first[key], second[key]), key
+
+
+def test_damaged_checkpoint_falls_back_to_the_previous_one(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = {
+        "student": {"arch": "resnet8"},
+        "train": {"epochs": 3, "batch_size": 64, "device": "cpu", "deterministic": True},
+        "output": {"dir": str(workdir)},
+    }
+    straight = write(workdir / "straight3.yaml", base)
+    assert run_cli(capsys, "train", str(straight)).code == 0
+
+    damaged = write(workdir / "damaged.yaml", base)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(load_recipe(damaged), damaged, distill=False, observer=Interrupt(2))
+    last = workdir / "damaged" / "checkpoints" / "last.pt"
+    last.write_bytes(last.read_bytes()[:1000])  # a disk error after the write
+
+    result = run_cli(capsys, "train", str(damaged), "--resume")
+    assert result.code == 0, result.stderr
+    assert "damaged or truncated" in result.stdout
+    assert "resuming from the checkpoint before it" in result.stdout
+    first = torch.load(workdir / "straight3" / "student.pt", weights_only=True)["state_dict"]
+    second = torch.load(workdir / "damaged" / "student.pt", weights_only=True)["state_dict"]
+    for key in first:
+        assert torch.equal(first[key], second[key]), key
+
+
+def test_resume_without_a_checkpoint_is_refused(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recipe = write(workdir / "fresh.yaml", {"student": {"arch": "resnet8"}})
+    result = run_cli(capsys, "train", str(recipe), "--resume")
+    assert result.code == 2
+    assert "nothing to resume" in result.stderr
