@@ -1,0 +1,82 @@
+"""A run killed with SIGKILL at random points and resumed each time ends with exactly the
+student of an uninterrupted run: nothing computed is lost, nothing is computed differently."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+RECIPE = {
+    "student": {"arch": "resnet14"},
+    "train": {"epochs": 5, "batch_size": 64, "device": "cpu", "deterministic": True, "seed": 3},
+}
+
+
+def compress(*args: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "compressor", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+
+
+def finish(process: subprocess.Popen[bytes]) -> None:
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr.decode()
+
+
+def checkpoint_epoch(run: Path) -> int:
+    path = run / "checkpoints" / "last.pt"
+    if not path.exists():
+        return 0
+    return torch.load(path, weights_only=True)["epoch"]
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
+def test_sigkill_and_resume_gives_the_uninterrupted_student(tmp_path: Path) -> None:
+    straight = tmp_path / "straight.yaml"
+    straight.write_text(yaml.safe_dump({**RECIPE, "output": {"dir": str(tmp_path)}}))
+    finish(compress("train", str(straight)))
+
+    killed = tmp_path / "killed.yaml"
+    killed.write_text(yaml.safe_dump({**RECIPE, "output": {"dir": str(tmp_path)}}))
+    run = tmp_path / "killed"
+    rng = random.Random(0)
+    kills = 0
+    process = compress("train", str(killed))
+    while kills < 3:
+        # Wait for the first checkpoint (before it there is nothing to resume), then kill at a
+        # random moment: mid-epoch, mid-evaluation or mid-write.
+        deadline = time.monotonic() + 120
+        while checkpoint_epoch(run) == 0 and process.poll() is None:
+            assert time.monotonic() < deadline, "no checkpoint appeared"
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 1.5))
+        if process.poll() is not None:
+            break  # finished before the kill: resume anyway below to prove it is a no-op
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        kills += 1
+        assert not (run / "student.pt").exists() or checkpoint_epoch(run) == 5
+        process = compress("train", str(killed), "--resume")
+    finish(process)
+    assert kills >= 2, "the run finished before it could be killed twice; make it longer"
+
+    first = torch.load(tmp_path / "straight" / "student.pt", weights_only=True)["state_dict"]
+    second = torch.load(run / "student.pt", weights_only=True)["state_dict"]
+    assert first.keys() == second.keys()
+    for key in first:
+        assert torch.equal(first[key], second[key]), key
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert [yaml.safe_load(line)["epoch"] for line in lines] == [1, 2, 3, 4, 5]
