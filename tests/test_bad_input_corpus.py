@@ -1,0 +1,349 @@
+"""The bad-input corpus: every case a user can get wrong ends in exit code 2 and one clear line
+on stderr — never a traceback, never a run directory that looks complete.
+
+Each case builds its bad input for real (truncated files, pickles that carry code, broken
+images, unwritable paths) and runs the real `compress` entry point.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from compressor.models import create_model
+from tests.cli_helpers import run_cli
+
+MARKER = "compressor-corpus-pwned"
+
+
+@dataclass
+class Case:
+    name: str
+    build: Callable[[Path], list[str]]  # makes the files, returns the CLI arguments
+    expected: tuple[str, ...]  # fragments the error must contain
+    lines: int = 1  # a key-by-key checkpoint report gives one line per kind of mismatch
+
+
+def recipe(tmp: Path, body: dict, name: str = "recipe.yaml") -> Path:
+    body = {"output": {"dir": str(tmp / "runs")}, **body}
+    path = tmp / name
+    path.write_text(yaml.safe_dump(body), encoding="utf-8")
+    return path
+
+
+def distill(tmp: Path, teacher: dict, **sections: object) -> list[str]:
+    body = {
+        "teacher": teacher,
+        "student": {"arch": "resnet8"},
+        "method": {"name": "kd"},
+        "train": {"epochs": 1, "device": "cpu"},
+        **sections,
+    }
+    return ["distill", str(recipe(tmp, body))]
+
+
+def train(tmp: Path, **sections: object) -> list[str]:
+    body = {"student": {"arch": "resnet8"}, "train": {"epochs": 1, "device": "cpu"}, **sections}
+    return ["train", str(recipe(tmp, body))]
+
+
+def state_dict_file(tmp: Path, arch: str, classes: int = 10, channels: int = 1) -> Path:
+    path = tmp / f"{arch}-{classes}.pt"
+    torch.save({"state_dict": create_model(arch, classes, channels).state_dict()}, path)
+    return path
+
+
+class CarriesCode:
+    """Unpickling this runs a shell command: exactly what weights_only loading must refuse."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {MARKER}",))
+
+
+def code_pickle(tmp: Path) -> Path:
+    path = tmp / "evil.pt"
+    torch.save({"state_dict": {}, "payload": CarriesCode()}, path)
+    return path
+
+
+def truncated(tmp: Path) -> Path:
+    good = state_dict_file(tmp, "resnet20")
+    path = tmp / "truncated.pt"
+    path.write_bytes(good.read_bytes()[:5000])
+    return path
+
+
+def random_bytes(tmp: Path, name: str = "noise.pt") -> Path:
+    path = tmp / name
+    path.write_bytes(np.random.default_rng(0).bytes(4096))
+    return path
+
+
+def image_tree(tmp: Path, sizes: dict[str, list[tuple[int, int]]], split: str = "val") -> Path:
+    root = tmp / "images"
+    for part in ("train", split):
+        for label, shapes in sizes.items():
+            folder = root / part / label
+            folder.mkdir(parents=True, exist_ok=True)
+            for i, (w, h) in enumerate(shapes):
+                Image.new("RGB", (w, h), (i * 40 % 255, 90, 30)).save(folder / f"{i}.png")
+    return root
+
+
+def cifar_with_truncated_batch(tmp: Path) -> Path:
+    folder = tmp / "cifar-10-batches-py"
+    folder.mkdir()
+    batch = {b"data": np.zeros((10, 3072), np.uint8), b"labels": list(range(10))}
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
+    (folder / "batches.meta").write_bytes(
+        pickle.dumps({b"label_names": [str(i).encode() for i in range(10)]}, protocol=2)
+    )
+    (folder / "data_batch_3").write_bytes((folder / "data_batch_3").read_bytes()[:500])
+    return tmp
+
+
+def existing_run(tmp: Path, *extra: str) -> list[str]:
+    args = train(tmp)
+    (tmp / "runs" / "recipe").mkdir(parents=True)
+    (tmp / "runs" / "recipe" / "manifest.json").write_text("{}")
+    return [*args, *extra]
+
+
+def changed_recipe_resume(tmp: Path) -> list[str]:
+    args = train(tmp)
+    assert run_cli_plain(args) == 0
+    recipe(tmp, {"student": {"arch": "resnet8"}, "train": {"epochs": 2, "device": "cpu"}})
+    return [*args, "--resume"]
+
+
+def run_cli_plain(args: list[str]) -> int:
+    import sys
+
+    from compressor.cli import main
+
+    argv, sys.argv = sys.argv, ["compress", *args]
+    try:
+        main()
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    finally:
+        sys.argv = argv
+    return 0
+
+
+CASES = [
+    # Recipes.
+    Case("unknown key", lambda t: train(t, trian={}), ("trian", "unknown key")),
+    Case("wrong type", lambda t: train(t, train={"epochs": "many"}), ("train.epochs", "'many'")),
+    Case("out of range", lambda t: train(t, train={"batch_size": 0}), ("train.batch_size",)),
+    Case("unknown method", lambda t: train(t, method={"name": "fitnet"}), ("'fitnet'",)),
+    Case(
+        "invalid YAML",
+        lambda t: ["train", str(_write(t / "r.yaml", "student: [resnet8\n"))],
+        ("not valid YAML",),
+    ),
+    Case(
+        "binary recipe",
+        lambda t: ["train", str(_write_bytes(t / "r.yaml", b"\xff\xfe\x00\x81" * 10))],
+        ("not",),
+    ),
+    Case("recipe is a folder", lambda t: ["train", str(t)], ("recipe file not found",)),
+    Case(
+        "bad student kwargs",
+        lambda t: train(t, student={"arch": "mobilenetv2", "kwargs": {"widht": 2}}),
+        ("mobilenetv2", "widht"),
+    ),
+    Case(
+        "unknown student",
+        lambda t: train(t, student={"arch": "resnet9000"}),
+        ("student.arch", "resnet9000"),
+    ),
+    # Checkpoints.
+    Case(
+        "checkpoint of another architecture",
+        lambda t: distill(
+            t, {"arch": "resnet56", "checkpoint": str(state_dict_file(t, "resnet20"))}
+        ),
+        ("missing", "the checkpoint fits resnet20"),
+        lines=2,
+    ),
+    Case(
+        "checkpoint with another class count",
+        lambda t: distill(
+            t, {"arch": "resnet20", "checkpoint": str(state_dict_file(t, "resnet20", classes=100))}
+        ),
+        ("trained for 100 classes, the data has 10",),
+        lines=2,
+    ),
+    Case(
+        "pickle that carries code",
+        lambda t: distill(t, {"arch": "resnet20", "checkpoint": str(code_pickle(t))}),
+        ("trust_pickle",),
+    ),
+    Case(
+        "truncated checkpoint",
+        lambda t: distill(t, {"arch": "resnet20", "checkpoint": str(truncated(t))}),
+        ("truncated.pt",),
+    ),
+    Case(
+        "random bytes as checkpoint",
+        lambda t: distill(t, {"arch": "resnet20", "checkpoint": str(random_bytes(t))}),
+        ("noise.pt",),
+    ),
+    Case(
+        "empty checkpoint file",
+        lambda t: distill(t, {"arch": "resnet20", "checkpoint": str(_write(t / "e.pt", ""))}),
+        ("e.pt",),
+    ),
+    Case(
+        "state dict declared as TorchScript",
+        lambda t: distill(
+            t, {"checkpoint": str(state_dict_file(t, "resnet20")), "format": "torchscript"}
+        ),
+        ("TorchScript",),
+    ),
+    Case(
+        "missing entrypoint module",
+        lambda t: distill(t, {"entrypoint": "no_such_module_xyz:build"}),
+        ("no_such_module_xyz",),
+    ),
+    Case(
+        "missing teacher file",
+        lambda t: distill(t, {"arch": "resnet20", "checkpoint": str(t / "nope.pt")}),
+        ("nope.pt", "does not exist"),
+    ),
+    Case(
+        "teacher below min_accuracy",
+        lambda t: distill(
+            t,
+            {
+                "arch": "resnet20",
+                "checkpoint": str(state_dict_file(t, "resnet20")),
+                "min_accuracy": 90,
+            },
+        ),
+        ("below teacher.min_accuracy",),
+    ),
+    # Data.
+    Case(
+        "images of different sizes",
+        lambda t: train(
+            t,
+            data={
+                "name": "imagefolder",
+                "root": str(image_tree(t, {"a": [(8, 8), (9, 7)], "b": [(8, 8)]})),
+            },
+        ),
+        ("image_size",),
+    ),
+    Case(
+        "one-class data set",
+        lambda t: train(
+            t, data={"name": "imagefolder", "root": str(image_tree(t, {"a": [(8, 8), (8, 8)]}))}
+        ),
+        ("class",),
+    ),
+    Case(
+        "empty data set",
+        lambda t: train(t, data={"name": "imagefolder", "root": str(_mkdirs(t / "d" / "train"))}),
+        ("d",),
+    ),
+    Case(
+        "broken image file",
+        lambda t: train(t, data={"name": "imagefolder", "root": str(broken_image_tree(t))}),
+        ("broken.png",),
+    ),
+    Case(
+        "truncated CIFAR batch",
+        lambda t: train(t, data={"name": "cifar10", "root": str(cifar_with_truncated_batch(t))}),
+        ("data_batch_3",),
+    ),
+    Case(
+        "missing data root",
+        lambda t: train(t, data={"name": "cifar10", "root": str(t / "nowhere")}),
+        ("nowhere",),
+    ),
+    # Output and flags.
+    Case(
+        "output dir under a file",
+        lambda t: train(t, output={"dir": str(_write(t / "file", "x") / "runs")}),
+        ("cannot write",),
+    ),
+    Case(
+        "resume and overwrite together",
+        lambda t: [*train(t), "--resume", "--overwrite"],
+        ("--resume", "--overwrite"),
+    ),
+    Case("resume without a run", lambda t: [*train(t), "--resume"], ("nothing to resume",)),
+    Case("existing run", lambda t: existing_run(t), ("already holds a run",)),
+    Case("resume with a changed recipe", changed_recipe_resume, ("recipe changed",)),
+    Case(
+        "mixed precision on the CPU",
+        lambda t: train(t, train={"device": "cpu", "amp": "fp16"}),
+        ("train.amp",),
+    ),
+    Case("unknown command", lambda t: ["squeeze", "x"], ("No such command",)),
+]
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _write_bytes(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def _mkdirs(path: Path) -> Path:
+    path.mkdir(parents=True)
+    return path.parent
+
+
+def broken_image_tree(tmp: Path) -> Path:
+    root = image_tree(tmp, {"a": [(8, 8)], "b": [(8, 8)]})
+    (root / "train" / "a" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
+    return root
+
+
+def test_the_corpus_is_large_enough() -> None:
+    assert len(CASES) >= 30
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+def test_bad_input_ends_in_one_clear_line(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    case: Case,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    args = case.build(tmp_path)
+    capsys.readouterr()
+    result = run_cli(capsys, *args)
+    assert result.code == 2, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    if case.name != "unknown command":  # click frames its usage errors in a box
+        assert len(lines) <= case.lines, lines
+        assert all(line.startswith("error: ") for line in lines), lines
+    for fragment in case.expected:
+        assert fragment in result.stderr, (fragment, result.stderr)
+    assert not (tmp_path / MARKER).exists(), "a pickle ran code"
+    for manifest in (tmp_path / "runs").glob("*/manifest.json"):
+        assert json.loads(manifest.read_text()).get("status") != "completed" or (
+            case.name == "resume with a changed recipe"
+        )
