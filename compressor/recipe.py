@@ -247,6 +247,9 @@ class TrainConfig(Strict):
     max_steps_per_epoch: int | None = Field(None, ge=1, description="Cut epochs short.")
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    grad_clip_norm: float | None = Field(
+        None, gt=0.0, description="Clip the gradient's global L2 norm (off by default)."
+    )
     seed: int = Field(0, ge=0)
     deterministic: bool = Field(False, description="Deterministic kernels (slower).")
     device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -265,8 +268,37 @@ class TrainConfig(Strict):
 
 
 class ExportConfig(Strict):
-    opset: int = Field(17, ge=13, le=23)
-    batch_sizes: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [1, 64])
+    """`compress export`: ONNX opset, latency batch sizes, parity tolerances per precision."""
+
+    opset: int = Field(
+        18,
+        ge=13,
+        le=23,
+        description="ONNX opset. torch's exporter writes 18+ natively; lower opsets need a "
+        "down-conversion that fails for models with Pad (the CIFAR ResNets).",
+    )
+    batch_sizes: list[Annotated[int, Field(ge=1)]] = Field(
+        default_factory=lambda: [1, 64],
+        min_length=1,
+        description="Latency batch sizes: batch 1 and a throughput batch.",
+    )
+    max_abs_diff: float = Field(
+        1e-4, gt=0.0, description="fp32 parity: largest |logit difference| vs PyTorch."
+    )
+    min_agreement: float = Field(
+        99.9, ge=0.0, le=100.0, description="fp32 parity: top-1 agreement with PyTorch (%)."
+    )
+    fp16_min_agreement: float = Field(
+        99.0,
+        ge=0.0,
+        le=100.0,
+        description="fp16 parity: top-1 agreement (%); fp16 logits are not judged elementwise.",
+    )
+    int8_min_agreement: float = Field(
+        98.0, ge=0.0, le=100.0, description="int8 parity (a quantised ONNX file): agreement (%)."
+    )
+    warmup_runs: int = Field(10, ge=0, description="Untimed runs before each latency measurement.")
+    timed_runs: int = Field(50, ge=1, description="Timed runs per model, backend and batch size.")
 
 
 class GateConfig(Strict):

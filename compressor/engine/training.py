@@ -82,6 +82,9 @@ def train_one_epoch(
             output = method.step(images, labels, progress)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(output.loss).backward()
+        if config.grad_clip_norm is not None:
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(student.parameters(), config.grad_clip_norm)
         scaler.step(optimizer)
         scaler.update()
 

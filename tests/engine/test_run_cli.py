@@ -225,3 +225,61 @@ def test_resume_without_a_checkpoint_is_refused(
     result = run_cli(capsys, "train", str(recipe), "--resume")
     assert result.code == 2
     assert "nothing to resume" in result.stderr
+
+
+def test_diverging_loss_stops_the_run_with_the_part_named(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recipe = write(
+        workdir / "diverge.yaml",
+        {
+            "student": {"arch": "resnet8"},
+            "train": {
+                "epochs": 2,
+                "batch_size": 64,
+                "device": "cpu",
+                "optimizer": {"name": "sgd", "lr": 1.0e30, "weight_decay": 0.0},
+                "schedule": {"name": "constant"},
+            },
+            "output": {"dir": str(workdir)},
+        },
+    )
+    result = run_cli(capsys, "train", str(recipe))
+    assert result.code == 2
+    assert "loss part" in result.stderr and "epoch 1" in result.stderr
+    assert "NaN or infinite" in result.stderr
+    run = workdir / "diverge"
+    assert json.loads((run / "manifest.json").read_text())["status"] == "running"
+    assert not (run / "checkpoints" / "last.pt").exists()
+    assert not (run / "student.pt").exists()
+
+
+def test_gradient_clipping_bounds_the_update(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    body = {
+        "student": {"arch": "resnet8"},
+        "train": {
+            "epochs": 1,
+            "batch_size": 64,
+            "device": "cpu",
+            "max_steps_per_epoch": 1,
+            "optimizer": {"name": "sgd", "lr": 1.0, "momentum": 0.0, "weight_decay": 0.0},
+            "schedule": {"name": "constant"},
+            "grad_clip_norm": 1.0e-3,
+        },
+        "output": {"dir": str(workdir)},
+    }
+    recipe = write(workdir / "clipped.yaml", body)
+    assert run_cli(capsys, "train", str(recipe)).code == 0
+    torch.manual_seed(0)
+    initial = create_model("resnet8", 10, 1).state_dict()
+    final = torch.load(workdir / "clipped" / "student.pt", weights_only=True)["state_dict"]
+    step = torch.cat(
+        [(final[k] - initial[k]).flatten() for k in initial if initial[k].is_floating_point()]
+    ).norm()
+    # One SGD step of lr 1 moves the weights by the clipped gradient (plus BN running stats).
+    weights = [k for k in initial if "running" not in k and initial[k].is_floating_point()]
+    moved = torch.cat([(final[k] - initial[k]).flatten() for k in weights]).norm()
+    assert moved <= 1.0e-3 * 1.001
+    assert step > 0
