@@ -159,6 +159,83 @@ def distill_command(path: RecipeFile, resume: Resume = False, overwrite: Overwri
     _run(path, distill=True, resume=resume, overwrite=overwrite)
 
 
+def _threshold_option(field: str, help_text: str) -> typer.models.OptionInfo:
+    return typer.Option(f"--{field}", help=f"{help_text} Default: the recipe's gate section.")
+
+
+@app.command("gate")
+def gate_command(
+    run: Annotated[Path, typer.Argument(help="Run directory (runs/<name>).", show_default=False)],
+    max_drop: Annotated[
+        float | None, _threshold_option("max-drop", "Student may trail the teacher by (points).")
+    ] = None,
+    max_export_drop: Annotated[
+        float | None,
+        _threshold_option("max-export-drop", "Export may trail PyTorch by (points)."),
+    ] = None,
+    min_agreement: Annotated[
+        float | None,
+        _threshold_option("min-agreement", "Top-1 agreement export vs PyTorch (%)."),
+    ] = None,
+    min_speedup: Annotated[
+        float | None, _threshold_option("min-speedup", "Teacher/student p50 latency ratio.")
+    ] = None,
+    backend: Annotated[
+        str, typer.Option(help="Exported backend to gate: onnxruntime or tensorrt.")
+    ] = "onnxruntime",
+    precision: Annotated[
+        str, typer.Option(help="Exported precision: fp32, fp16 or int8.")
+    ] = "fp32",
+    speedup_batch: Annotated[
+        int | None,
+        typer.Option(help="Batch size for the speedup rule. Default: the largest timed."),
+    ] = None,
+    junit: Annotated[
+        Path | None, typer.Option("--junit", help="Also write the verdict as JUnit XML.")
+    ] = None,
+) -> None:
+    """Check a run against its quality gate: exit 0 if all rules pass, 1 if any fails."""
+    from rich.text import Text
+
+    from compressor.gate import evaluate_gate, write_junit
+
+    result = evaluate_gate(
+        run,
+        {
+            "max_drop": max_drop,
+            "max_export_drop": max_export_drop,
+            "min_agreement": min_agreement,
+            "min_speedup": min_speedup,
+        },
+        backend=backend,
+        precision=precision,
+        speedup_batch=speedup_batch,
+    )
+    table = Table(title=f"gate {run} ({backend} {precision})")
+    table.add_column("rule", no_wrap=True)
+    table.add_column("measured", justify="right", no_wrap=True)
+    table.add_column("threshold", justify="right", no_wrap=True)
+    table.add_column("result", no_wrap=True)
+    table.add_column("detail", overflow="fold")
+    styles = {"PASS": "green", "FAIL": "bold red", "SKIP": "yellow"}
+    for rule in result.rules:
+        table.add_row(
+            rule.name,
+            rule.measured_text,
+            rule.threshold_text,
+            Text(rule.status, style=styles[rule.status]),
+            Text(rule.detail),
+        )
+    console.print(table)
+    if junit is not None:
+        write_junit(result, junit)
+        console.print(f"wrote {junit}", markup=False, highlight=False)
+    if not result.passed:
+        console.print(f"gate FAILED: {', '.join(rule.name for rule in result.failed)}")
+        raise typer.Exit(1)
+    console.print("gate passed")
+
+
 def main() -> None:
     """Console-script entry point: user errors become one line each and exit code 2."""
     try:

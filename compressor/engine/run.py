@@ -193,7 +193,7 @@ def run_training(
         _drop_metrics_after(run.metrics, start_epoch)
         observer.message(f"resuming {run.root} after epoch {start_epoch}")
     elif run.metrics.exists():
-        run.metrics.unlink()  # --overwrite: the old run's epochs must not mix with the new
+        write_text(run.metrics, "")  # --overwrite: the old run's epochs must not mix in
 
     # 3. Train.
     train_loader = BatchLoader(
