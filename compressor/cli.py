@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 import compressor
 from compressor.errors import UserError
@@ -195,22 +197,25 @@ def gate_command(
     ] = None,
 ) -> None:
     """Check a run against its quality gate: exit 0 if all rules pass, 1 if any fails."""
-    from rich.text import Text
+    from compressor.gate import evaluate_gate, write_junit, write_junit_error
 
-    from compressor.gate import evaluate_gate, write_junit
-
-    result = evaluate_gate(
-        run,
-        {
-            "max_drop": max_drop,
-            "max_export_drop": max_export_drop,
-            "min_agreement": min_agreement,
-            "min_speedup": min_speedup,
-        },
-        backend=backend,
-        precision=precision,
-        speedup_batch=speedup_batch,
-    )
+    try:
+        result = evaluate_gate(
+            run,
+            {
+                "max_drop": max_drop,
+                "max_export_drop": max_export_drop,
+                "min_agreement": min_agreement,
+                "min_speedup": min_speedup,
+            },
+            backend=backend,
+            precision=precision,
+            speedup_batch=speedup_batch,
+        )
+    except UserError as error:
+        if junit is not None:
+            write_junit_error(error, junit)
+        raise
     table = Table(title=f"gate {run} ({backend} {precision})")
     table.add_column("rule", no_wrap=True)
     table.add_column("measured", justify="right", no_wrap=True)
@@ -234,6 +239,105 @@ def gate_command(
         console.print(f"gate FAILED: {', '.join(rule.name for rule in result.failed)}")
         raise typer.Exit(1)
     console.print("gate passed")
+
+
+def _batch_sizes(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UserError(f"--batch-sizes {text!r}: give whole numbers separated by commas") from None
+
+
+@app.command("export")
+def export_command(
+    run: Annotated[Path, typer.Argument(help="Run directory (runs/<name>).", show_default=False)],
+    onnx: Annotated[
+        bool,
+        typer.Option(
+            "--onnx/--no-onnx",
+            help="Validate and time with ONNX Runtime. The ONNX files are always written.",
+        ),
+    ] = True,
+    trt: Annotated[bool, typer.Option("--trt", help="Also build and validate TensorRT.")] = False,
+    fp16: Annotated[
+        bool, typer.Option("--fp16", help="Also export and validate a float16 student.")
+    ] = False,
+    batch_sizes: Annotated[
+        str | None,
+        typer.Option(help="Latency batch sizes, e.g. 1,64. Default: recipe export.batch_sizes."),
+    ] = None,
+    teacher: Annotated[
+        bool | None,
+        typer.Option(
+            "--teacher/--no-teacher", help="Export the teacher too. Default: if the run has one."
+        ),
+    ] = None,
+    runs: Annotated[
+        int | None, typer.Option(help="Timed runs per latency. Default: export.timed_runs.")
+    ] = None,
+    warmup: Annotated[
+        int | None, typer.Option(help="Warm-up runs. Default: export.warmup_runs.")
+    ] = None,
+    opset: Annotated[int | None, typer.Option(help="ONNX opset. Default: export.opset.")] = None,
+    max_abs_diff: Annotated[
+        float | None,
+        typer.Option(help="fp32 parity: max |logit diff|. Default: export.max_abs_diff."),
+    ] = None,
+    min_agreement: Annotated[
+        float | None,
+        typer.Option(help="fp32 parity: top-1 agreement, %. Default: export.min_agreement."),
+    ] = None,
+    student_onnx: Annotated[
+        Path | None,
+        typer.Option(help="Validate this ONNX file (optimised, quantised) as the student."),
+    ] = None,
+) -> None:
+    """Export the run's student (and teacher) to ONNX (+ TensorRT); check parity and accuracy
+    on the run's test set, time every backend, write export/export_report.json|md|html."""
+    from export import ExportOptions, export_run
+
+    options = ExportOptions(
+        onnxruntime=onnx,
+        tensorrt=trt,
+        fp16=fp16,
+        teacher=teacher,
+        student_onnx=student_onnx,
+        batch_sizes=_batch_sizes(batch_sizes),
+        opset=opset,
+        warmup_runs=warmup,
+        timed_runs=runs,
+        max_abs_diff=max_abs_diff,
+        min_agreement=min_agreement,
+    )
+    report = export_run(run, options, log=lambda line: console.print(line, markup=False))
+    batches = report.settings.batch_sizes
+    table = Table(title=f"export {report.run} (p50 latency in ms)", box=box.SIMPLE_HEAD)
+    for column in ("model", "backend", "prec.", "device", "top-1 %", "parity"):
+        table.add_column(column, justify="right" if column == "top-1 %" else "left")
+    for batch in batches:
+        table.add_column(f"@{batch}", justify="right")
+    for result in report.results:
+        parity = result.parity
+        table.add_row(
+            result.model,
+            result.backend,
+            result.precision,
+            result.device,
+            f"{result.accuracy:.2f}",
+            "—" if parity is None else ("pass" if parity.passed else "FAIL"),
+            *(f"{result.latency[b].p50_ms:.3g}" if b in result.latency else "—" for b in batches),
+        )
+    console.print(table)
+    for backend, by_batch in report.speedup.items():
+        figures = ", ".join(f"{value:.2f}× at batch {batch}" for batch, value in by_batch.items())
+        console.print(f"student speedup over the teacher ({backend}): {figures}")
+    for warning in report.warnings:
+        console.print(f"warning: {warning}", markup=False, style="yellow")
+    console.print(f"reports: {report.files['html']} (also .md, .json)")
+    if report.problems:
+        raise UserError(*report.problems)
 
 
 def main() -> None:

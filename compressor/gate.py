@@ -1,0 +1,469 @@
+"""The CI gate: decide from a run's reports whether its student may ship.
+
+`compress gate RUN` measures nothing itself. It reads what distillation and export already
+measured — RUN/report.json and RUN/export/export_report.json — so a gate job needs no GPU, no
+data set and no model files, and its verdict is reproducible from the run directory alone.
+Thresholds come from the `gate:` section of RUN/recipe.yaml (the resolved recipe, so the run
+carries its own acceptance criteria) and flags override them.
+
+The rules, in table order (all in percentage points unless said otherwise):
+
+- `student_accuracy`: student top-1 ≥ teacher top-1 − max_drop (report.json). A run trained
+  without a teacher (`compress train`) has nothing to compare with: the rule is SKIPPED with
+  the reason shown in the table and as JUnit <skipped>, so it is visible instead of a silent
+  pass. An explicit `--max-drop` on such a run asks for a check that cannot be made and is
+  bad input (exit 2), not a skip.
+- `export_accuracy`: exported student (chosen backend and precision) top-1 ≥ PyTorch student
+  top-1 − max_export_drop. Both numbers come from the export report, which scores both on
+  the same evaluation set; report.json's accuracy may be on a different subset.
+- `export_agreement`: top-1 agreement of the exported student with the PyTorch fp32 student
+  ≥ min_agreement.
+- `speedup`: teacher p50 / student p50 latency on the chosen backend ≥ min_speedup, at the
+  largest batch both were timed at (the throughput batch: batch 1 is dominated by per-call
+  overhead and hides what compression bought) unless a batch is given. The student is the
+  row at the chosen precision; the teacher is the row at the same precision, or at fp32 when
+  that is all there is (the exporter converts only the student to fp16/int8) — the baseline
+  is the teacher as it would be deployed without compression. Computed from the rows rather
+  than read from the report's `speedup` map, which holds fp32 against fp32 only. SKIPPED
+  when min_speedup is not set; once set (flag or recipe), missing timings are bad input,
+  never a skip.
+
+Anything that stops a rule from being judged — missing or corrupt reports, an export made
+for another recipe, a backend or precision that was not exported, out-of-range thresholds —
+is a `UserError` (exit 2), so a broken pipeline can never read as a pass or as a quality fail.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, TypeVar
+
+from pydantic import BaseModel, Field, ValidationError
+
+from compressor.errors import UserError
+from compressor.io import write_bytes
+from compressor.recipe import GateConfig, format_validation_error, load_recipe
+from compressor.rundir import SCHEMA_VERSION, RunDir
+
+BACKENDS = ("onnxruntime", "tensorrt")
+PRECISIONS = ("fp32", "fp16", "int8")
+SUITE_NAME = "compressor.gate"
+EXPORT_REPORT = "export_report.json"
+
+# Measured accuracies and agreements pass through float32 (99.5 % of samples reads back as
+# 99.4999993 %), while thresholds are typed as short decimals. This slack keeps rounding from
+# flipping a verdict; it is far below one sample of any real test set (1e-3 points at 100k),
+# and for speedups far below timing noise.
+_SLACK = 1e-4
+
+Status = Literal["PASS", "FAIL", "SKIP"]
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    """One rule's verdict. `measured`/`threshold` are None when a skipped rule has none."""
+
+    name: str
+    measured: float | None
+    threshold: float | None
+    status: Status
+    detail: str
+    unit: Literal["%", "×"] = "%"
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "FAIL"
+
+    @property
+    def skipped(self) -> bool:
+        return self.status == "SKIP"
+
+    @property
+    def measured_text(self) -> str:
+        return _format(self.measured, self.unit)
+
+    @property
+    def threshold_text(self) -> str:
+        return "—" if self.threshold is None else f"≥ {_format(self.threshold, self.unit)}"
+
+    @property
+    def summary(self) -> str:
+        """One line for logs and JUnit messages: the numbers first, then how they were got."""
+        if self.skipped:
+            return f"{self.name}: skipped: {self.detail}"
+        return (
+            f"{self.name}: {self.status}: measured {self.measured_text}, "
+            f"needs {self.threshold_text} ({self.detail})"
+        )
+
+
+@dataclass(frozen=True)
+class GateResult:
+    run: Path
+    backend: str
+    precision: str
+    rules: list[RuleResult]
+    seconds: float
+
+    @property
+    def failed(self) -> list[RuleResult]:
+        return [rule for rule in self.rules if rule.failed]
+
+    @property
+    def passed(self) -> bool:
+        """Skipped rules do not fail the gate; they are shown so nobody mistakes them for passes."""
+        return not self.failed
+
+
+def _format(value: float | None, unit: str) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.2f} %" if unit == "%" else f"{value:.2f}×"
+
+
+def _judge(
+    name: str, measured: float, threshold: float, detail: str, unit: Literal["%", "×"] = "%"
+) -> RuleResult:
+    status: Status = "PASS" if measured >= threshold - _SLACK else "FAIL"
+    return RuleResult(name, measured, threshold, status, detail, unit)
+
+
+# The reports as the gate reads them: only the fields it uses (pydantic ignores the rest), so the
+# exporter can add fields without breaking the gate while a missing or mistyped field still
+# surfaces as one precise line (file, field path, problem).
+class _Report(BaseModel):
+    schema_version: int
+    recipe_sha256: str
+
+
+class _Score(BaseModel):
+    accuracy: float
+
+
+class _RunResults(BaseModel):
+    student: _Score
+    teacher: _Score | None
+
+
+class _RunReport(_Report):
+    results: _RunResults
+
+
+class _Parity(BaseModel):
+    max_abs_diff: float
+    top1_agreement: float
+
+
+class _Latency(BaseModel):
+    p50_ms: float = Field(gt=0.0)
+
+
+class _ExportRow(BaseModel):
+    model: Literal["student", "teacher"]
+    backend: str
+    precision: str
+    device: str
+    accuracy: float
+    parity: _Parity | None
+    latency: dict[int, _Latency] = Field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return f"{self.backend} {self.precision}"
+
+
+class _ExportReport(_Report):
+    results: list[_ExportRow]
+
+
+ReportT = TypeVar("ReportT", bound=_Report)
+
+
+def _read_report(path: Path, model: type[ReportT], remedy: str) -> ReportT:
+    if not path.is_file():
+        raise UserError(f"{path}: not found; {remedy}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise UserError(
+            f"{path}: not valid JSON (line {error.lineno}, column {error.colno}: {error.msg}); "
+            f"{remedy}"
+        ) from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a text file; {remedy}") from None
+    try:
+        report = model.model_validate(data)
+    except ValidationError as error:
+        raise UserError(*format_validation_error(str(path), error)) from None
+    if report.schema_version != SCHEMA_VERSION:
+        raise UserError(
+            f"{path}: schema_version {report.schema_version}, but this compressor reads "
+            f"{SCHEMA_VERSION}; gate it with the compressor version that wrote it"
+        )
+    return report
+
+
+def _flag(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def _validated_overrides(overrides: Mapping[str, float | None] | None) -> dict[str, float]:
+    """The thresholds given on the command line, range-checked by the recipe's own model."""
+    given = {name: value for name, value in (overrides or {}).items() if value is not None}
+    try:
+        GateConfig.model_validate(given)
+    except ValidationError as error:
+        raise UserError(
+            *(f"{_flag(str(e['loc'][0]))} {e['input']!r}: {e['msg']}" for e in error.errors())
+        ) from None
+    return given
+
+
+def _check_choice(flag: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise UserError(f"{flag} {value!r} is unknown; choose one of: {', '.join(choices)}")
+
+
+def _one_row(
+    export: _ExportReport, path: Path, model: str, backend: str, precision: str
+) -> _ExportRow | None:
+    rows = [
+        row
+        for row in export.results
+        if (row.model, row.backend, row.precision) == (model, backend, precision)
+    ]
+    if len(rows) > 1:
+        devices = ", ".join(row.device for row in rows)
+        raise UserError(
+            f"{path}: {len(rows)} {model} {backend} {precision} results (devices {devices}); "
+            "the gate needs exactly one, re-export"
+        )
+    return rows[0] if rows else None
+
+
+def _exported_student(
+    export: _ExportReport, path: Path, run: Path, backend: str, precision: str
+) -> _ExportRow:
+    row = _one_row(export, path, "student", backend, precision)
+    if row is not None:
+        return row
+    exported = sorted(
+        {r.label for r in export.results if r.model == "student" and r.backend != "pytorch"}
+    )
+    flags = {"tensorrt": " --trt"}.get(backend, "") + {
+        "fp16": " --fp16",
+        "int8": " --student-onnx QUANTISED.onnx",
+    }.get(precision, "")
+    where = " on a machine with an NVIDIA GPU and TensorRT" if backend == "tensorrt" else ""
+    raise UserError(
+        f"{path}: no {backend} {precision} student (exported: {', '.join(exported) or 'none'}); "
+        f"run `compress export {run}{flags}`{where}, or gate an exported one with "
+        "--backend/--precision"
+    )
+
+
+def _student_rule(report: _RunReport, config: GateConfig, flags: dict[str, float]) -> RuleResult:
+    student, teacher = report.results.student.accuracy, report.results.teacher
+    if teacher is None:
+        if "max_drop" in flags:
+            raise UserError(
+                "--max-drop compares the student with its teacher, but this run was trained "
+                "without one (compress train); drop --max-drop"
+            )
+        return RuleResult(
+            "student_accuracy",
+            student,
+            None,
+            "SKIP",
+            "run has no teacher (trained with `compress train`); nothing to compare with",
+        )
+    return _judge(
+        "student_accuracy",
+        student,
+        teacher.accuracy - config.max_drop,
+        f"teacher {teacher.accuracy:.2f} % − max_drop {config.max_drop:g}",
+    )
+
+
+def _speedup_rule(
+    export: _ExportReport,
+    path: Path,
+    student: _ExportRow,
+    min_speedup: float | None,
+    batch: int | None,
+) -> RuleResult:
+    if min_speedup is None:
+        return RuleResult("speedup", None, None, "SKIP", "min_speedup is not set", "×")
+    teacher = _one_row(export, path, "teacher", student.backend, student.precision) or _one_row(
+        export, path, "teacher", student.backend, "fp32"
+    )
+    if teacher is None:
+        raise UserError(
+            f"{path}: no teacher {student.backend} timing, which min_speedup needs; the run must "
+            "have a teacher and the export must time it, or leave min_speedup unset"
+        )
+    batches = sorted(set(student.latency) & set(teacher.latency))
+    if not batches:
+        raise UserError(
+            f"{path}: the {student.label} student and {teacher.label} teacher share no timed "
+            "batch size"
+        )
+    if batch is None:
+        batch = batches[-1]
+    elif batch not in batches:
+        measured = ", ".join(map(str, batches))
+        raise UserError(
+            f"--speedup-batch {batch}: not timed for {student.label}; timed batches: {measured} "
+            "(set by export.batch_sizes or `compress export --batch-sizes`)"
+        )
+    teacher_ms, student_ms = teacher.latency[batch].p50_ms, student.latency[batch].p50_ms
+    return _judge(
+        "speedup",
+        teacher_ms / student_ms,
+        min_speedup,
+        f"{student.backend} batch {batch}: teacher {teacher.precision} p50 {teacher_ms:.3g} ms"
+        f" / student {student.precision} p50 {student_ms:.3g} ms",
+        "×",
+    )
+
+
+def evaluate_gate(
+    run_dir: Path,
+    overrides: Mapping[str, float | None] | None = None,
+    *,
+    backend: str = "onnxruntime",
+    precision: str = "fp32",
+    speedup_batch: int | None = None,
+) -> GateResult:
+    """Judge a run directory against its gate rules.
+
+    `overrides` maps GateConfig field names (max_drop, max_export_drop, min_agreement,
+    min_speedup) to flag values; None means "not given, use the recipe's". Raises UserError
+    for anything that keeps a rule from being judged, before any verdict is returned.
+    """
+    started = time.perf_counter()
+    flags = _validated_overrides(overrides)
+    _check_choice("--backend", backend, BACKENDS)
+    _check_choice("--precision", precision, PRECISIONS)
+    if speedup_batch is not None and speedup_batch < 1:
+        raise UserError(f"--speedup-batch {speedup_batch}: must be a batch size >= 1")
+
+    run = RunDir(Path(run_dir))
+    if not run.root.is_dir():
+        raise UserError(f"{run.root}: no such run directory (give the path runs/<name>)")
+    report = _read_report(
+        run.report("json"),
+        _RunReport,
+        "`compress distill` (or `train`) writes it when the run finishes; finish an "
+        "interrupted run with --resume",
+    )
+    if not run.recipe.is_file():
+        raise UserError(f"{run.recipe}: not found; {run.root} is not a complete run directory")
+    config = load_recipe(run.recipe).gate.model_copy(update=flags)
+
+    export_path = run.export_dir / EXPORT_REPORT
+    export = _read_report(
+        export_path, _ExportReport, f"run `compress export {run.root}` first, then gate"
+    )
+    if export.recipe_sha256 != report.recipe_sha256:
+        raise UserError(
+            f"{export_path}: made for another recipe (sha256 {export.recipe_sha256[:12]}, run "
+            f"{report.recipe_sha256[:12]}); re-export with `compress export {run.root}`"
+        )
+    student = _exported_student(export, export_path, run.root, backend, precision)
+    reference = _one_row(export, export_path, "student", "pytorch", "fp32")
+    if reference is None:
+        raise UserError(
+            f"{export_path}: no PyTorch fp32 student result to compare the export with; "
+            f"re-export with `compress export {run.root}`"
+        )
+    if student.parity is None:
+        raise UserError(f"{export_path}: the {student.label} student has no parity results")
+
+    rules = [
+        _student_rule(report, config, flags),
+        _judge(
+            "export_accuracy",
+            student.accuracy,
+            reference.accuracy - config.max_export_drop,
+            f"{student.label} vs PyTorch {reference.accuracy:.2f} % − max_export_drop "
+            f"{config.max_export_drop:g}",
+        ),
+        _judge(
+            "export_agreement",
+            student.parity.top1_agreement,
+            config.min_agreement,
+            f"{student.label} vs PyTorch fp32 top-1, max |Δ| {student.parity.max_abs_diff:.2g}",
+        ),
+        _speedup_rule(export, export_path, student, config.min_speedup, speedup_batch),
+    ]
+    return GateResult(run.root, backend, precision, rules, time.perf_counter() - started)
+
+
+def _junit_suite(
+    *, tests: int, failures: int, errors: int, skipped: int, seconds: float
+) -> tuple[ET.Element, ET.Element]:
+    counts = {"tests": str(tests), "failures": str(failures), "errors": str(errors)}
+    time_text = f"{seconds:.3f}"
+    suites = ET.Element("testsuites", name=SUITE_NAME, **counts, time=time_text)
+    suite = ET.SubElement(
+        suites, "testsuite", name=SUITE_NAME, **counts, skipped=str(skipped), time=time_text
+    )
+    return suites, suite
+
+
+def _write_xml(root: ET.Element, path: Path) -> None:
+    ET.indent(root)
+    try:
+        write_bytes(Path(path), ET.tostring(root, encoding="utf-8", xml_declaration=True))
+    except OSError as error:
+        raise UserError(f"{path}: cannot write the JUnit file ({error.strerror})") from None
+
+
+def write_junit(result: GateResult, path: Path) -> None:
+    """Write the verdict as JUnit XML (Jenkins junit-10 schema), one testcase per rule.
+
+    CI systems already render JUnit, so a failed gate shows up as failed tests with the
+    measured value and threshold in the message instead of being buried in a job log.
+    """
+    suites, suite = _junit_suite(
+        tests=len(result.rules),
+        failures=len(result.failed),
+        errors=0,
+        skipped=sum(rule.skipped for rule in result.rules),
+        seconds=result.seconds,
+    )
+    properties = ET.SubElement(suite, "properties")
+    for name, value in (
+        ("run", str(result.run)),
+        ("backend", result.backend),
+        ("precision", result.precision),
+    ):
+        ET.SubElement(properties, "property", name=name, value=value)
+    for rule in result.rules:
+        case = ET.SubElement(suite, "testcase", name=rule.name, classname=SUITE_NAME, time="0")
+        if rule.failed:
+            failure = ET.SubElement(case, "failure", message=rule.summary, type="GateFailure")
+            failure.text = rule.summary
+        elif rule.skipped:
+            ET.SubElement(case, "skipped", message=rule.detail)
+        ET.SubElement(case, "system-out").text = rule.summary
+    _write_xml(suites, path)
+
+
+def write_junit_error(error: UserError, path: Path) -> None:
+    """Record a gate that could not run as one JUnit <error>.
+
+    Without it a CI job would go on displaying the JUnit file of an earlier, passing gate
+    while this one exits 2.
+    """
+    suites, suite = _junit_suite(tests=1, failures=0, errors=1, skipped=0, seconds=0.0)
+    case = ET.SubElement(suite, "testcase", name="inputs", classname=SUITE_NAME, time="0")
+    element = ET.SubElement(case, "error", message=error.lines[0], type="UserError")
+    element.text = "\n".join(error.lines)
+    _write_xml(suites, path)

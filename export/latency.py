@@ -1,0 +1,84 @@
+"""Latency of one backend at one batch size: warm-up, timed runs, percentiles. numpy only.
+
+What is timed is `infer(batch)`: host numpy in → host numpy out, the same for every backend
+(PyTorch includes its device copies, ONNX Runtime and TensorRT theirs), so the figures
+compare what a caller of the deployed model waits for. Warm-up runs let allocators, cuDNN/
+TensorRT tactic choices and CPU caches settle before anything is recorded.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from export.validate import Infer
+
+# Above this coefficient of variation the p50 is not trustworthy: other processes, CPU
+# frequency scaling or a shared GPU were interfering.
+NOISY_CV = 0.15
+
+
+@dataclass(frozen=True)
+class Latency:
+    batch: int
+    p50_ms: float
+    p90_ms: float
+    p95_ms: float
+    p99_ms: float
+    mean_ms: float
+    cv: float  # standard deviation / mean of the timed runs
+    throughput_ips: float  # images per second at the mean latency
+    runs: int
+
+    @property
+    def noisy(self) -> bool:
+        return self.cv > NOISY_CV
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "p50_ms": self.p50_ms,
+            "p90_ms": self.p90_ms,
+            "p95_ms": self.p95_ms,
+            "p99_ms": self.p99_ms,
+            "mean_ms": self.mean_ms,
+            "cv": self.cv,
+            "throughput_ips": self.throughput_ips,
+            "runs": self.runs,
+        }
+
+
+def summarize(seconds: np.ndarray, batch: int) -> Latency:
+    """Percentiles and spread of per-run wall times (seconds) for a batch of `batch` images."""
+    ms = np.asarray(seconds, dtype=np.float64) * 1e3
+    if ms.size == 0 or not np.all(ms > 0):
+        raise ValueError("latency needs at least one positive timing")
+    p50, p90, p95, p99 = np.percentile(ms, [50, 90, 95, 99])
+    mean = float(ms.mean())
+    return Latency(
+        batch=batch,
+        p50_ms=float(p50),
+        p90_ms=float(p90),
+        p95_ms=float(p95),
+        p99_ms=float(p99),
+        mean_ms=mean,
+        cv=float(ms.std() / mean),
+        throughput_ips=batch * 1e3 / mean,
+        runs=int(ms.size),
+    )
+
+
+def measure_latency(infer: Infer, batch: np.ndarray, *, warmup: int, runs: int) -> Latency:
+    """Call `infer(batch)` `warmup` times untimed, then `runs` times timed one by one."""
+    if runs < 1:
+        raise ValueError(f"runs must be >= 1, got {runs}")
+    for _ in range(warmup):
+        infer(batch)
+    seconds = np.empty(runs)
+    for index in range(runs):
+        start = time.perf_counter()
+        infer(batch)
+        seconds[index] = time.perf_counter() - start
+    return summarize(seconds, len(batch))

@@ -1,0 +1,280 @@
+"""torch → ONNX, and reading ONNX files back with errors a user can act on.
+
+Exporter: torch 2.14's default, torch.export-based `torch.onnx.export(..., dynamo=True)`,
+with `dynamic_shapes` for the batch axis. Why this one:
+  * it is the maintained path; the TorchScript exporter warns that it will be removed;
+  * its graph optimiser folds batch norm into the convolutions, so a ResNet-20 becomes 56
+    ONNX nodes instead of 118 (less work for ONNX Runtime and TensorRT, same numbers);
+  * it exports `torch.export` (.pt2) teachers, which the TorchScript exporter cannot (tracing
+    calls `train()`, which those modules refuse).
+Its cost: it implements opset 18 and newer; a lower opset is reached by a down-conversion
+that has no adapter for some operators (Pad, used by the CIFAR ResNets' shortcuts). A model
+that comes out at another opset than asked is refused with the fix, never written silently.
+The one exception is a TorchScript teacher: torch.export cannot take a ScriptModule, so it
+goes through the TorchScript exporter, the only one that accepts it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import io
+import json
+import logging
+import re
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import onnx
+import torch
+from torch import nn
+
+from compressor.errors import UserError
+from compressor.io import write_bytes
+from compressor.models.checkpoint import short_reason
+
+INPUT_NAME = "input"
+OUTPUT_NAME = "logits"
+BATCH_AXIS = "batch"
+# ONNX Runtime's oldest supported opset; older files need an upgrade before anything else.
+MIN_OPSET = 7
+# Operators that only appear in quantised graphs (QDQ or QOperator form).
+_QUANTIZED_OPS = frozenset(
+    {
+        "QuantizeLinear",
+        "DequantizeLinear",
+        "DynamicQuantizeLinear",
+        "QLinearConv",
+        "QLinearMatMul",
+        "ConvInteger",
+        "MatMulInteger",
+    }
+)
+
+
+def export_onnx(
+    model: nn.Module,
+    path: Path | str,
+    *,
+    image_shape: Sequence[int],
+    opset: int,
+    metadata: Mapping[str, Any],
+    half: bool = False,
+    name: str = "model",
+) -> onnx.ModelProto:
+    """Export `model` (images [batch, C, H, W] → logits [batch, classes]) to `path`.
+
+    The batch axis is dynamic, so one file serves batch 1 and throughput batches. `metadata`
+    goes into `metadata_props` (non-string values as JSON), where any ONNX consumer can read
+    the class names and preprocessing without this package. `half` exports a float16 copy
+    (float16 inputs, weights and outputs): the form a strongly typed TensorRT network needs
+    for FP16. The file is checked with `onnx.checker` and written atomically.
+    """
+    path = Path(path)
+    # Flags set directly, not model.eval(): modules from torch.export programs refuse eval().
+    for module in model.modules():
+        module.training = False
+    example = torch.zeros(2, *image_shape)  # batch 2: torch.export specialises a batch of 1
+    if half:
+        model = copy.deepcopy(model).half()
+        example = example.half()
+    try:
+        with _quiet_exporter():
+            if isinstance(model, torch.jit.ScriptModule):
+                proto = _export_torchscript(model, example, opset)
+            else:
+                program = torch.onnx.export(
+                    model,
+                    (example,),
+                    None,
+                    dynamo=True,
+                    opset_version=opset,
+                    input_names=[INPUT_NAME],
+                    output_names=[OUTPUT_NAME],
+                    dynamic_shapes=({0: torch.export.Dim(BATCH_AXIS)},),
+                    verbose=False,
+                )
+                proto = program.model_proto
+    except Exception as error:
+        skip = "; export without it: --no-teacher" if name == "teacher" else ""
+        raise UserError(
+            f"{name}: torch.onnx.export cannot export this model ({_exporter_reason(error)})" + skip
+        ) from error
+    written = onnx_opset(proto)
+    if written != opset:
+        raise UserError(
+            f"{name}: ONNX opset {opset} is not supported for this model: torch's exporter "
+            f"implements opset {written} and newer and could not convert it down (an operator "
+            f"has no down-conversion); use --opset {written} or set export.opset: {written}"
+        )
+    onnx.helper.set_model_props(proto, _metadata_strings(metadata))
+    proto.doc_string = (
+        "Image classifier. Input: float NCHW, pixels scaled to [0, 1] then (x - mean) / std "
+        "per channel (metadata_props mean, std). Output: logits, one per class "
+        "(metadata_props classes)."
+    )
+    if proto.ByteSize() >= onnx.checker.MAXIMUM_PROTOBUF:
+        raise UserError(f"{name}: the model is over 2 GB, too large for one ONNX file")
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except Exception as error:
+        raise UserError(
+            f"{name}: the exported ONNX model fails onnx.checker ({short_reason(error)})"
+        ) from error
+    write_bytes(path, proto.SerializeToString())
+    return proto
+
+
+def _export_torchscript(model: torch.jit.ScriptModule, example: torch.Tensor, opset: int):
+    buffer = io.BytesIO()
+    torch.onnx.export(
+        model,
+        (example,),
+        buffer,
+        dynamo=False,
+        opset_version=opset,
+        input_names=[INPUT_NAME],
+        output_names=[OUTPUT_NAME],
+        dynamic_axes={INPUT_NAME: {0: BATCH_AXIS}, OUTPUT_NAME: {0: BATCH_AXIS}},
+    )
+    return onnx.load_from_string(buffer.getvalue())
+
+
+def _exporter_reason(error: Exception) -> str:
+    """The root cause from the exporter's multi-paragraph message, without its colour codes.
+
+    The dynamo exporter ends its message with an "## Exception summary" whose first line is
+    the underlying error (e.g. "DispatchError: No ONNX function found for <custom op>").
+    """
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
+    _, found, summary = text.partition("## Exception summary")
+    if not found:
+        return short_reason(error)
+    line = next((line for line in summary.splitlines() if line.strip()), "")
+    line = re.sub(r"^<class '(?:[\w]+\.)*(\w+)'>", r"\1", line.strip())
+    return line.split(". Failure message")[0][:300]
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """Silence the exporter's chatter: deprecation notices, the version converter's logged
+    tracebacks, torch.export's graph dumps. None of it is actionable for a user; what matters
+    is raised (and shown with --debug) or checked after the export."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.CRITICAL)
+    try:
+        # torch.export prints a failed trace's partial graph straight to sys.stderr.
+        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(previous)
+
+
+def _metadata_strings(metadata: Mapping[str, Any]) -> dict[str, str]:
+    return {
+        key: value if isinstance(value, str) else json.dumps(value)
+        for key, value in metadata.items()
+    }
+
+
+def read_metadata(path: Path | str) -> dict[str, Any]:
+    """metadata_props of an ONNX file, JSON values decoded (lists, numbers) where they parse."""
+    proto = onnx.load(str(path), load_external_data=False)
+    values: dict[str, Any] = {}
+    for entry in proto.metadata_props:
+        try:
+            values[entry.key] = json.loads(entry.value)
+        except json.JSONDecodeError:
+            values[entry.key] = entry.value
+    return values
+
+
+def onnx_opset(proto: onnx.ModelProto) -> int:
+    """The default-domain (ai.onnx) opset a model is stamped with."""
+    versions = [o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")]
+    return versions[0] if versions else 0
+
+
+def onnx_precision(proto: onnx.ModelProto) -> str:
+    """ "int8" for a quantised graph, "fp16" for float16 inputs or weights, else "fp32"."""
+    if any(node.op_type in _QUANTIZED_OPS for node in proto.graph.node):
+        return "int8"
+    graph_input = next(iter(proto.graph.input), None)
+    if (
+        graph_input is not None
+        and graph_input.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+    ):
+        return "fp16"
+    kinds = [init.data_type for init in proto.graph.initializer]
+    if kinds and kinds.count(onnx.TensorProto.FLOAT16) > kinds.count(onnx.TensorProto.FLOAT):
+        return "fp16"
+    return "fp32"
+
+
+def load_onnx(path: Path | str) -> onnx.ModelProto:
+    """Read and check an ONNX file someone else made: one clear line for each way it can fail."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: ONNX file not found (check the path)")
+    try:
+        proto = onnx.load(str(path))
+    except Exception as error:
+        raise UserError(
+            f"{path}: not a readable ONNX model: the file is truncated, corrupt or not ONNX "
+            f"({short_reason(error)})"
+        ) from None
+    opset = onnx_opset(proto)
+    newest = onnx.defs.onnx_opset_version()
+    if not MIN_OPSET <= opset <= newest:
+        raise UserError(
+            f"{path}: ONNX opset {opset or 'missing'} is not supported; this onnx "
+            f"{onnx.__version__} knows opsets {MIN_OPSET} to {newest}: re-export the model "
+            "with one of those"
+        )
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except Exception as error:
+        raise UserError(f"{path}: not a valid ONNX model ({short_reason(error)})") from None
+    return proto
+
+
+def check_classifier_io(
+    proto: onnx.ModelProto, path: Path, image_shape: Sequence[int], num_classes: int
+) -> None:
+    """The file must take this run's images and return one logit per class of its data."""
+    inputs = [
+        i for i in proto.graph.input if i.name not in {t.name for t in proto.graph.initializer}
+    ]
+    if len(inputs) != 1 or len(proto.graph.output) != 1:
+        raise UserError(
+            f"{path}: the model has {len(inputs)} inputs and {len(proto.graph.output)} outputs; "
+            "an image classifier has one of each"
+        )
+    got_in = _dims(inputs[0])
+    got_out = _dims(proto.graph.output[0])
+    if got_in[1:] != list(image_shape):
+        raise UserError(
+            f"{path}: takes input {got_in}, the run's images are [batch, "
+            f"{', '.join(map(str, image_shape))}]"
+        )
+    if len(got_out) != 2 or got_out[1] != num_classes:
+        raise UserError(
+            f"{path}: returns {got_out}, expected [batch, {num_classes}] logits for the run's "
+            f"{num_classes} classes"
+        )
+
+
+def _dims(value: onnx.ValueInfoProto) -> list[int | str]:
+    return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,71 @@
+"""ONNX Runtime: numpy images in, numpy float32 logits out.
+
+The CUDA execution provider when this onnxruntime has it (onnxruntime-gpu), else the CPU.
+TF32 is switched off on CUDA: with it, convolutions run with a 10-bit mantissa and fp32
+logits drift past the 1e-4 parity tolerance, which would measure TF32, not the export.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from compressor.errors import UserError
+from compressor.models.checkpoint import short_reason
+
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+_NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+
+
+def providers() -> list[str | tuple[str, dict[str, str]]]:
+    """CUDA first when this onnxruntime build has it; CPU always, as the fallback."""
+    if CUDA in ort.get_available_providers():
+        return [(CUDA, {"use_tf32": "0"}), CPU]
+    return [CPU]
+
+
+class OnnxRuntimeRunner:
+    """One InferenceSession over one ONNX file; `infer` takes float32 images of any batch."""
+
+    backend = "onnxruntime"
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        try:
+            self.session = ort.InferenceSession(str(self.path), providers=providers())
+        except Exception as error:  # onnxruntime raises its own untyped Fail/InvalidProtobuf
+            raise UserError(
+                f"{self.path}: ONNX Runtime {ort.__version__} cannot load this model "
+                f"({_ort_reason(error)})"
+            ) from None
+        graph_input = self.session.get_inputs()[0]
+        if graph_input.type not in _NUMPY_TYPES:
+            raise UserError(
+                f"{self.path}: input {graph_input.name!r} is {graph_input.type}; "
+                "expected float or float16 images"
+            )
+        self.input_name = graph_input.name
+        self.input_type = _NUMPY_TYPES[graph_input.type]
+        # A CUDA provider that cannot start (no driver, no GPU) falls back to the CPU quietly,
+        # so the device is what the session actually got, not what was asked for.
+        self.device = "cuda" if CUDA in self.session.get_providers() else "cpu"
+
+    def infer(self, images: np.ndarray) -> np.ndarray:
+        """Logits as float32, whatever precision the model computes in."""
+        feed = {self.input_name: images.astype(self.input_type, copy=False)}
+        (logits,) = self.session.run(None, feed)
+        return logits.astype(np.float32, copy=False)
+
+
+def _ort_reason(error: Exception) -> str:
+    """ONNX Runtime's messages start with a C++ source location; keep what follows it."""
+    text = " ".join(str(error).split())
+    if "Protobuf parsing failed" in text:
+        return "the file is truncated, corrupt or not ONNX"
+    marker = text.rfind(") ")
+    if "onnxruntime::" in text and marker != -1:
+        text = text[marker + 2 :]
+    return text[:300] if text else short_reason(error)

@@ -1,0 +1,424 @@
+"""`export_run`: a run directory in, ONNX (+ TensorRT) files and an export report out.
+
+Top to bottom: read the run (bad input fails here, before any work) → export every model to
+ONNX (a model that cannot export fails before any evaluation time is spent) → per model:
+the PyTorch reference logits, computed once, and PyTorch latency; ONNX Runtime parity,
+accuracy and latency → TensorRT likewise, when asked and possible → speedups →
+export_report.json|md|html.
+
+A requested backend that cannot run here (TensorRT without a GPU) or fails to build does not
+discard what did run: the report is written, and the reasons come back in
+`ExportReport.problems` for the caller (the CLI exits 2 with them).
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import ValidationError
+from torch import nn
+
+import compressor
+from compressor.errors import UserError
+from compressor.recipe import ExportConfig, format_validation_error
+from compressor.rundir import SCHEMA_VERSION, RunDir, now_iso, package_versions
+from export.latency import Latency, measure_latency
+from export.onnx_export import check_classifier_io, export_onnx, load_onnx, onnx_precision
+from export.onnxruntime_runner import OnnxRuntimeRunner
+from export.report import write_reports
+from export.run_inputs import RunInputs, read_eval_set, read_run, read_teacher
+from export.tensorrt_runner import TensorRTRunner, build_engine, tensorrt_missing
+from export.torch_runner import TorchRunner
+from export.validate import EvalSet, Infer, Parity, Tolerance, accuracy, parity, predict
+
+# Evaluation runs in batches of at least this size (bigger when a latency batch is bigger):
+# large enough to keep every backend busy, and the TensorRT profile's maximum batch.
+EVAL_BATCH = 64
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """What a caller can change; None takes the value from the recipe's `export:` section."""
+
+    onnxruntime: bool = True  # validate and time the ONNX files with ONNX Runtime
+    tensorrt: bool = False
+    fp16: bool = False  # also export student.fp16.onnx (float16 weights and inputs)
+    teacher: bool | None = None  # None: when the run has a teacher
+    student_onnx: Path | None = None  # validate this file instead of exporting the student
+    batch_sizes: Sequence[int] | None = None
+    opset: int | None = None
+    warmup_runs: int | None = None
+    timed_runs: int | None = None
+    max_abs_diff: float | None = None  # fp32 parity
+    min_agreement: float | None = None  # fp32 parity
+
+
+@dataclass(frozen=True)
+class Result:
+    """One model on one backend at one precision: a row of the report."""
+
+    model: str
+    backend: str
+    precision: str
+    device: str
+    file: str | None
+    size_bytes: int | None
+    accuracy: float
+    parity: Parity | None
+    latency: dict[int, Latency]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "backend": self.backend,
+            "precision": self.precision,
+            "device": self.device,
+            "file": self.file,
+            "size_bytes": self.size_bytes,
+            "accuracy": self.accuracy,
+            "parity": None if self.parity is None else self.parity.to_json(),
+            "latency": {str(batch): value.to_json() for batch, value in self.latency.items()},
+        }
+
+
+@dataclass
+class ExportReport:
+    run: Path
+    recipe_sha256: str
+    dataset: str
+    eval_samples: int
+    settings: ExportConfig
+    host: dict[str, str | None]
+    results: list[Result] = field(default_factory=list)
+    speedup: dict[str, dict[int, float]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # requested work that could not run
+    files: dict[str, Path] = field(default_factory=dict)  # "json" | "md" | "html" → path
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "run": self.run.name,
+            "recipe_sha256": self.recipe_sha256,
+            "dataset": self.dataset,
+            "eval_samples": self.eval_samples,
+            "created": now_iso(),
+            "versions": package_versions(),
+            "host": self.host,
+            "settings": self.settings.model_dump(mode="json"),
+            "results": [result.to_json() for result in self.results],
+            "speedup": {
+                backend: {str(batch): value for batch, value in by_batch.items()}
+                for backend, by_batch in self.speedup.items()
+            },
+            "warnings": self.warnings,
+            "problems": self.problems,
+        }
+
+
+@dataclass(frozen=True)
+class _Artifact:
+    """An ONNX file to validate: which model, at which precision."""
+
+    model: str
+    precision: str
+    path: Path
+
+
+def export_run(
+    run_dir: Path | str,
+    options: ExportOptions | None = None,
+    log: Callable[[str], None] | None = None,
+) -> ExportReport:
+    """Export, validate and time the run's student (and teacher); write the export report."""
+    options = options or ExportOptions()
+    say = log or (lambda _line: None)
+
+    # 1. Inputs. Everything that can be wrong with them fails here, before any file is written.
+    inputs = read_run(run_dir)
+    settings = _settings(inputs.recipe.export, options)
+    with_teacher = options.teacher if options.teacher is not None else bool(inputs.recipe.teacher)
+    models: dict[str, nn.Module] = {"student": inputs.student}
+    if with_teacher:
+        models["teacher"] = read_teacher(inputs)
+    given = _given_student(options.student_onnx, inputs)
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+    trt_missing = tensorrt_missing(gpu is not None) if options.tensorrt else None
+    bench = _Bench(read_eval_set(inputs), settings, inputs.run.root)
+    report = ExportReport(
+        run=inputs.run.root,
+        recipe_sha256=inputs.recipe_sha256,
+        dataset=bench.eval_set.name,
+        eval_samples=len(bench.eval_set),
+        settings=settings,
+        host={"cpu": platform.processor() or platform.machine(), "gpu": gpu},
+    )
+
+    # 2. ONNX files for every model.
+    artifacts = {
+        name: _export_model(name, model, inputs, settings, options.fp16, given, say)
+        for name, model in models.items()
+    }
+
+    # 3. Per model: the PyTorch reference (computed once), then ONNX Runtime.
+    references: dict[str, np.ndarray] = {}
+    for name, model in models.items():
+        say(f"{name}: PyTorch reference on {len(bench.eval_set):,} test images")
+        torch_runner = TorchRunner(model)  # only after the export: it changes the weights' layout
+        references[name] = predict(torch_runner.infer, bench.eval_set, bench.eval_batch)
+        source = inputs.run.student if name == "student" else _teacher_file(inputs)
+        report.results.append(
+            Result(
+                model=name,
+                backend=torch_runner.backend,
+                precision="fp32",
+                device=torch_runner.device,
+                file=bench.display(source),
+                size_bytes=source.stat().st_size if source is not None else None,
+                accuracy=accuracy(references[name], bench.eval_set.labels),
+                parity=None,
+                latency=bench.latencies(torch_runner.infer),
+            )
+        )
+        if options.onnxruntime:
+            for artifact in artifacts[name]:
+                say(f"{name}: ONNX Runtime on {artifact.path.name}")
+                ort_runner = OnnxRuntimeRunner(artifact.path)
+                report.results.append(
+                    bench.measure(artifact, ort_runner, artifact.path, references[name])
+                )
+
+    # 4. TensorRT, from the same ONNX files.
+    if options.tensorrt:
+        try:
+            if trt_missing is not None:
+                raise UserError(f"--trt: {trt_missing}; the ONNX results were still written")
+            assert gpu is not None  # tensorrt_missing reports a missing GPU
+            for files in artifacts.values():
+                for artifact in files:
+                    result = _tensorrt(artifact, references[artifact.model], bench, gpu, say)
+                    report.results.append(result)
+        except UserError as error:
+            report.problems.extend(error.lines)
+
+    # 5. Speedups, warnings, the report.
+    report.speedup = speedups(report.results)
+    report.warnings = _warnings(report.results)
+    report.files = write_reports(report.to_json(), inputs.run.export_dir)
+    return report
+
+
+@dataclass(frozen=True)
+class _Bench:
+    """The evaluation set and the measuring rules every backend is put through."""
+
+    eval_set: EvalSet
+    settings: ExportConfig
+    root: Path  # the run directory: report paths are relative to it
+
+    @property
+    def eval_batch(self) -> int:
+        return max(EVAL_BATCH, *self.settings.batch_sizes)
+
+    def latencies(self, infer: Infer) -> dict[int, Latency]:
+        return {
+            batch: measure_latency(
+                infer,
+                self.eval_set.sample(batch),
+                warmup=self.settings.warmup_runs,
+                runs=self.settings.timed_runs,
+            )
+            for batch in self.settings.batch_sizes
+        }
+
+    def measure(
+        self,
+        artifact: _Artifact,
+        runner: OnnxRuntimeRunner | TensorRTRunner,
+        file: Path,
+        reference: np.ndarray,
+    ) -> Result:
+        """Accuracy, parity with the PyTorch reference, and latency of one deployed file."""
+        logits = predict(runner.infer, self.eval_set, self.eval_batch)
+        return Result(
+            model=artifact.model,
+            backend=runner.backend,
+            precision=artifact.precision,
+            device=runner.device,
+            file=self.display(file),
+            size_bytes=file.stat().st_size,
+            accuracy=accuracy(logits, self.eval_set.labels),
+            parity=parity(reference, logits, tolerance_for(self.settings, artifact.precision)),
+            latency=self.latencies(runner.infer),
+        )
+
+    def display(self, path: Path | None) -> str | None:
+        """Paths inside the run directory are written relative to it: reports move with it."""
+        if path is None:
+            return None
+        try:
+            return str(path.resolve().relative_to(self.root.resolve()))
+        except ValueError:
+            return str(path)
+
+
+def _tensorrt(
+    artifact: _Artifact, reference: np.ndarray, bench: _Bench, gpu: str, say: Callable[[str], None]
+) -> Result:
+    """Build (or reuse) the engine for one ONNX file, then measure it like any backend."""
+    engine, reused = build_engine(
+        artifact.path,
+        RunDir(bench.root).export_dir / "trt",
+        gpu=gpu,
+        precision=artifact.precision,
+        image_shape=bench.eval_set.images.shape[1:],
+        opt_batch=max(bench.settings.batch_sizes),
+        max_batch=bench.eval_batch,
+    )
+    say(f"{artifact.model}: TensorRT engine {engine.name} ({'reused' if reused else 'built'})")
+    with TensorRTRunner(engine) as runner:
+        return bench.measure(artifact, runner, engine, reference)
+
+
+def _settings(recipe_export: ExportConfig, options: ExportOptions) -> ExportConfig:
+    """The recipe's export section with the caller's overrides, validated by the same rules."""
+    overrides = {
+        "batch_sizes": list(options.batch_sizes) if options.batch_sizes is not None else None,
+        "opset": options.opset,
+        "warmup_runs": options.warmup_runs,
+        "timed_runs": options.timed_runs,
+        "max_abs_diff": options.max_abs_diff,
+        "min_agreement": options.min_agreement,
+    }
+    merged = recipe_export.model_dump() | {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return ExportConfig.model_validate(merged)
+    except ValidationError as error:
+        raise UserError(*format_validation_error("export options", error)) from None
+
+
+def tolerance_for(settings: ExportConfig, precision: str) -> Tolerance:
+    """fp32 is judged elementwise and by agreement; fp16 and int8 by agreement only."""
+    if precision == "fp32":
+        return Tolerance(settings.max_abs_diff, settings.min_agreement)
+    if precision == "fp16":
+        return Tolerance(None, settings.fp16_min_agreement)
+    return Tolerance(None, settings.int8_min_agreement)
+
+
+def _given_student(path: Path | None, inputs: RunInputs) -> _Artifact | None:
+    """A student ONNX file made elsewhere (optimised, quantised): checked before any work."""
+    if path is None:
+        return None
+    proto = load_onnx(path)
+    check_classifier_io(proto, path, inputs.image_shape, inputs.record["num_classes"])
+    return _Artifact("student", onnx_precision(proto), path)
+
+
+def _export_model(
+    name: str,
+    model: nn.Module,
+    inputs: RunInputs,
+    settings: ExportConfig,
+    fp16: bool,
+    given: _Artifact | None,
+    say: Callable[[str], None],
+) -> list[_Artifact]:
+    out = inputs.run.export_dir
+    plans = [("fp32", out / f"{name}.onnx")]
+    if name == "student" and fp16:
+        plans.append(("fp16", out / f"{name}.fp16.onnx"))
+    if name == "student" and given is not None:
+        plans = [plan for plan in plans if plan[0] != "fp32"]
+    artifacts = [given] if name == "student" and given is not None else []
+    arch = _arch(name, inputs)
+    for precision, path in plans:
+        say(f"{name}: exporting {arch} to export/{path.name}")
+        export_onnx(
+            model,
+            path,
+            image_shape=inputs.image_shape,
+            opset=settings.opset,
+            metadata=_metadata(inputs, name, arch, precision),
+            half=precision == "fp16",
+            name=name,
+        )
+        artifacts.append(_Artifact(name, precision, path))
+    return artifacts
+
+
+def _metadata(inputs: RunInputs, name: str, arch: str, precision: str) -> dict[str, Any]:
+    """What a deployment needs to feed the model and read its output, without this package."""
+    return {
+        "model": name,
+        "arch": arch,
+        "precision": precision,
+        "classes": inputs.classes,
+        "input_shape": list(inputs.image_shape),
+        "input_layout": "NCHW",
+        "preprocessing": "x = (pixels / 255 - mean) / std, per channel",
+        "mean": list(inputs.record["mean"]),
+        "std": list(inputs.record["std"]),
+        "recipe_sha256": inputs.recipe_sha256,
+        "run": inputs.run.root.name,
+        "producer": f"compressor {compressor.__version__}",
+    }
+
+
+def _arch(name: str, inputs: RunInputs) -> str:
+    if name == "student":
+        return str(inputs.record["arch"])
+    teacher = inputs.recipe.teacher
+    assert teacher is not None
+    if teacher.arch or teacher.entrypoint:
+        return str(teacher.arch or teacher.entrypoint)
+    return Path(str(teacher.checkpoint)).name
+
+
+def _teacher_file(inputs: RunInputs) -> Path | None:
+    teacher = inputs.recipe.teacher
+    return teacher.checkpoint if teacher is not None and teacher.checkpoint else None
+
+
+def speedups(results: Sequence[Result]) -> dict[str, dict[int, float]]:
+    """Teacher p50 / student p50 per backend and batch, fp32 against fp32."""
+    p50 = {
+        (r.model, r.backend): {batch: lat.p50_ms for batch, lat in r.latency.items()}
+        for r in results
+        if r.precision == "fp32"
+    }
+    table: dict[str, dict[int, float]] = {}
+    for (model, backend), student in p50.items():
+        teacher = p50.get(("teacher", backend))
+        if model == "student" and teacher is not None:
+            table[backend] = {b: teacher[b] / student[b] for b in student if b in teacher}
+    return table
+
+
+def _warnings(results: Sequence[Result]) -> list[str]:
+    lines = []
+    for r in results:
+        what = f"{r.model} {r.backend} {r.precision}"
+        if r.parity is not None and not r.parity.passed:
+            limit = (
+                f"max |diff| {r.parity.max_abs_diff:.2e} (limit {r.parity.tolerance_max_abs:.0e}), "
+                if r.parity.tolerance_max_abs is not None
+                else ""
+            )
+            lines.append(
+                f"parity failed for {what}: {limit}top-1 agreement "
+                f"{r.parity.top1_agreement:.2f} % (minimum {r.parity.min_agreement:.2f} %)"
+            )
+        for batch, latency in r.latency.items():
+            if latency.noisy:
+                lines.append(
+                    f"noisy latency for {what} at batch {batch}: coefficient of variation "
+                    f"{latency.cv:.2f}; close other programs or raise --runs"
+                )
+    return lines

@@ -1,0 +1,217 @@
+"""export_report.json|md|html, all rendered from the JSON payload alone.
+
+The Markdown is written to be pasted as a pull-request comment: one table a reviewer reads
+at a glance (accuracy, parity verdict, p50 latency, size), speedups in a sentence, the full
+percentiles folded away in a <details> block. The HTML adds plots and is self-contained.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from pathlib import Path
+from typing import Any
+
+from compressor.io import write_json, write_text
+from compressor.reporting.plots import grouped_bar_plot
+
+REPORT_NAME = "export_report"
+
+
+def write_reports(payload: dict[str, Any], out_dir: Path) -> dict[str, Path]:
+    """Write the three files atomically; returns {"json" | "md" | "html": path}."""
+    paths = {suffix: out_dir / f"{REPORT_NAME}.{suffix}" for suffix in ("json", "md", "html")}
+    write_json(paths["json"], payload)
+    write_text(paths["md"], markdown(payload))
+    write_text(paths["html"], html_page(payload))
+    return paths
+
+
+def _batches(payload: dict[str, Any]) -> list[str]:
+    return [str(batch) for batch in payload["settings"]["batch_sizes"]]
+
+
+def _size(size: int | None) -> str:
+    if size is None:
+        return "—"
+    for unit in ("B", "KB", "MB"):
+        if size < 1024:
+            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
+        size /= 1024  # type: ignore[assignment]
+    return f"{size:,.1f} GB"
+
+
+def _verdict(result: dict[str, Any]) -> str:
+    if result["parity"] is None:
+        return "reference"
+    return "✅ pass" if result["parity"]["passed"] else "❌ FAIL"
+
+
+def _summary_rows(payload: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the main table, as display strings (shared by Markdown and HTML)."""
+    batches = _batches(payload)
+    header = ["model", "backend", "precision", "device", "top-1 %", "max abs diff", "agree %"]
+    header += ["parity"] + [f"p50 ms @{b}" for b in batches]
+    header += [f"img/s @{batches[-1]}", "size"]
+    rows = []
+    for result in payload["results"]:
+        parity = result["parity"]
+        latency = result["latency"]
+        rows.append(
+            [
+                result["model"],
+                result["backend"],
+                result["precision"],
+                result["device"],
+                f"{result['accuracy']:.2f}",
+                f"{parity['max_abs_diff']:.1e}" if parity else "—",
+                f"{parity['top1_agreement']:.2f}" if parity else "—",
+                _verdict(result),
+                *(f"{latency[b]['p50_ms']:.3g}" if b in latency else "—" for b in batches),
+                f"{latency[batches[-1]]['throughput_ips']:,.0f}" if batches[-1] in latency else "—",
+                _size(result["size_bytes"]),
+            ]
+        )
+    return header, rows
+
+
+def _percentile_rows(payload: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    header = ["model", "backend", "precision", "batch", "p50", "p90", "p95", "p99", "mean"]
+    header += ["CV", "img/s", "runs"]
+    rows = []
+    for result in payload["results"]:
+        for batch, lat in result["latency"].items():
+            rows.append(
+                [
+                    result["model"],
+                    result["backend"],
+                    result["precision"],
+                    batch,
+                    *(f"{lat[key]:.3g}" for key in ("p50_ms", "p90_ms", "p95_ms", "p99_ms")),
+                    f"{lat['mean_ms']:.3g}",
+                    f"{lat['cv']:.2f}",
+                    f"{lat['throughput_ips']:,.0f}",
+                    str(lat["runs"]),
+                ]
+            )
+    return header, rows
+
+
+def _speedup_sentence(payload: dict[str, Any]) -> str | None:
+    parts = [
+        f"{backend} "
+        + ", ".join(f"**{value:.2f}×** at batch {batch}" for batch, value in by_batch.items())
+        for backend, by_batch in payload["speedup"].items()
+    ]
+    return "Student speedup over the teacher (p50, fp32): " + "; ".join(parts) if parts else None
+
+
+def _intro(payload: dict[str, Any]) -> str:
+    settings = payload["settings"]
+    host = payload["host"]
+    where = host["cpu"] + (f", {host['gpu']}" if host.get("gpu") else "")
+    return (
+        f"{payload['eval_samples']:,} `{payload['dataset']}` test images, recipe "
+        f"`{payload['recipe_sha256'][:12]}`, ONNX opset {settings['opset']}. Latency: p50 of "
+        f"{settings['timed_runs']} runs after {settings['warmup_runs']} warm-up, numpy in → "
+        f"numpy out, on {where}."
+    )
+
+
+def _markdown_table(header: list[str], rows: list[list[str]], text_columns: int) -> list[str]:
+    align = ["---"] * text_columns + ["--:"] * (len(header) - text_columns)
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def markdown(payload: dict[str, Any]) -> str:
+    header, rows = _summary_rows(payload)
+    lines = [f"## compressor export: `{payload['run']}`", "", _intro(payload), ""]
+    lines += _markdown_table(header, rows, text_columns=4)
+    speedup = _speedup_sentence(payload)
+    if speedup:
+        lines += ["", speedup]
+    for problem in payload["problems"]:
+        lines += ["", f"> ❌ {problem}"]
+    for warning in payload["warnings"]:
+        lines += ["", f"> ⚠️ {warning}"]
+    header, rows = _percentile_rows(payload)
+    lines += ["", "<details><summary>Latency percentiles (ms)</summary>", ""]
+    lines += _markdown_table(header, rows, text_columns=3)
+    lines += ["", "</details>"]
+    return "\n".join(lines) + "\n"
+
+
+def _html_table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(cell)}</th>" for cell in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>" for row in rows
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _plots(payload: dict[str, Any]) -> list[str]:
+    """Accuracy per backend and p50 latency per batch size: student vs teacher side by side."""
+    results = payload["results"]
+    groups = list(dict.fromkeys(f"{r['backend']}\n{r['precision']}" for r in results))
+    models = list(dict.fromkeys(r["model"] for r in results))
+
+    def series(value: Any) -> dict[str, list[float]]:
+        table = {(r["model"], f"{r['backend']}\n{r['precision']}"): value(r) for r in results}
+        return {m: [table.get((m, g), math.nan) for g in groups] for m in models}
+
+    images = [
+        grouped_bar_plot(
+            "top-1 accuracy per backend",
+            groups,
+            series(lambda r: r["accuracy"]),
+            "%",
+            fmt=".2f",
+        )
+    ]
+    for batch in _batches(payload):
+        p50 = series(lambda r, b=batch: r["latency"].get(b, {}).get("p50_ms", math.nan))
+        values = [v for column in p50.values() for v in column if not math.isnan(v)]
+        # Eager PyTorch vs TensorRT can differ 100-fold: then only a log axis shows both.
+        log = bool(values) and max(values) > 20 * min(values)
+        images.append(
+            grouped_bar_plot(
+                f"p50 latency, batch {batch}",
+                groups,
+                p50,
+                "ms (log scale)" if log else "ms",
+                log=log,
+            )
+        )
+    return images
+
+
+def html_page(payload: dict[str, Any]) -> str:
+    title = f"compressor export {html.escape(payload['run'])}"
+    summary = _html_table(*_summary_rows(payload))
+    percentiles = _html_table(*_percentile_rows(payload))
+    speedup = _speedup_sentence(payload)
+    notes = "".join(
+        f'<p class="problem">{html.escape(line)}</p>' for line in payload["problems"]
+    ) + "".join(f'<p class="warning">{html.escape(line)}</p>' for line in payload["warnings"])
+    speedup_html = f"<p>{html.escape(speedup).replace('**', '')}</p>" if speedup is not None else ""
+    figures = "".join(
+        f'<img alt="plot" src="data:image/png;base64,{image}">' for image in _plots(payload)
+    )
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}}
+table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:3px 8px;
+text-align:right}}td:nth-child(-n+4){{text-align:left}}img{{max-width:100%;margin:8px 0}}
+.problem{{color:#b00}}.warning{{color:#a60}}</style></head><body>
+<h1>{title}</h1>
+<p>{html.escape(_intro(payload)).replace("`", "")}</p>
+{summary}
+{speedup_html}
+{notes}
+{figures}
+<h2>Latency percentiles (ms)</h2>
+{percentiles}
+</body></html>
+"""

@@ -1,0 +1,123 @@
+"""What `compress export` reads from a run directory: the recipe, student.pt, the teacher the
+recipe names, and the evaluation set. Every problem is found here, before any work starts.
+
+student.pt (written by the engine) holds the architecture, its kwargs, class names, input
+shape, mean/std and the weights; it is read with `weights_only=True`, so a run directory
+from elsewhere cannot run code when it is exported.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from compressor.data import load_dataset
+from compressor.errors import UserError
+from compressor.models import create_model, load_teacher, load_weights, read_checkpoint
+from compressor.recipe import Recipe, load_recipe
+from compressor.rundir import RunDir
+from export.validate import EvalSet
+
+_STUDENT_KEYS = ("arch", "num_classes", "image_shape", "classes", "mean", "std", "state_dict")
+
+
+@dataclass
+class RunInputs:
+    run: RunDir
+    recipe: Recipe
+    recipe_sha256: str
+    student: nn.Module
+    record: dict[str, Any]  # student.pt without the weights: arch, classes, mean, std, ...
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return tuple(self.record["image_shape"])
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.record["classes"])
+
+
+def read_run(path: Path | str) -> RunInputs:
+    """Check the run directory and rebuild its student; UserError names what is missing."""
+    run = RunDir(Path(path))
+    if not run.root.is_dir():
+        raise UserError(
+            f"{run.root}: no such run directory; give the folder `compress distill` wrote "
+            "(runs/<name>)"
+        )
+    if not run.recipe.is_file():
+        raise UserError(f"{run.root}: not a run directory (no recipe.yaml in it)")
+    recipe = load_recipe(run.recipe)
+    if not run.student.is_file():
+        raise UserError(
+            f"{run.root}: the run has no student.pt (training has not finished); finish it "
+            "with `compress distill RECIPE --resume`"
+        )
+    record = read_checkpoint(run.student)
+    if not isinstance(record, dict) or any(key not in record for key in _STUDENT_KEYS):
+        raise UserError(
+            f"{run.student}: not a student record written by compress train/distill "
+            f"(it needs {', '.join(_STUDENT_KEYS)})"
+        )
+    student = create_model(
+        record["arch"],
+        record["num_classes"],
+        record["image_shape"][0],
+        **record.get("kwargs", {}),
+    )
+    load_weights(
+        student,
+        record["state_dict"],
+        source=str(run.student),
+        model_name=record["arch"],
+        arch_field="student.arch",
+    )
+    student.eval()
+    info = {key: value for key, value in record.items() if key != "state_dict"}
+    return RunInputs(run, recipe, _recorded_recipe_hash(run), student, info)
+
+
+def _recorded_recipe_hash(run: RunDir) -> str:
+    """The hash the run recorded when it started: a recomputed one would change whenever a
+    later compressor adds a recipe field with a default, orphaning older runs."""
+    try:
+        return str(json.loads(run.manifest.read_text(encoding="utf-8"))["recipe_sha256"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UserError(
+            f"{run.manifest}: missing or unreadable; the run directory is incomplete"
+        ) from None
+
+
+def read_teacher(inputs: RunInputs) -> nn.Module:
+    """The recipe's teacher, loaded the way distillation loaded it (CPU, frozen, eval)."""
+    teacher = inputs.recipe.teacher
+    if teacher is None:
+        raise UserError(
+            f"{inputs.run.recipe}: the run has no teacher (trained with `compress train`); "
+            "drop --teacher"
+        )
+    return load_teacher(teacher, inputs.record["num_classes"], inputs.image_shape[0])
+
+
+def read_eval_set(inputs: RunInputs) -> EvalSet:
+    """The recipe's test split, normalised with the mean/std the student was trained with."""
+    dataset = load_dataset(inputs.recipe.data)
+    shape = tuple(dataset.image_shape)
+    if shape != inputs.image_shape or dataset.num_classes != inputs.record["num_classes"]:
+        raise UserError(
+            f"{inputs.run.root}: the recipe's data ({dataset.name}, {dataset.num_classes} "
+            f"classes of {list(shape)}) no longer matches student.pt "
+            f"({inputs.record['num_classes']} classes of {list(inputs.image_shape)})"
+        )
+    return EvalSet(
+        name=dataset.name,
+        images=dataset.test.images.numpy(),
+        labels=dataset.test.labels.numpy(),
+        mean=tuple(inputs.record["mean"]),
+        std=tuple(inputs.record["std"]),
+    )

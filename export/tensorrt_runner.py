@@ -1,0 +1,160 @@
+"""TensorRT (the `[trt]` extra, NVIDIA GPUs only): engine from an ONNX file, then a runner.
+
+Built with Polygraphy's loaders, which own the CUDA buffers and the host↔device copies, so
+this stays numpy in → numpy out like the other runners and needs neither torch nor pycuda.
+
+* Strongly typed network: TensorRT 10.12+ deprecates the builder's precision flags in favour
+  of the network's own types, so FP16 comes from a float16 ONNX file (export.fp16), and an
+  fp32 file builds an fp32 engine — no silent reduced precision.
+* One optimisation profile over the batch axis: min 1, opt = the throughput batch, max = the
+  largest batch the export uses.
+* Engines are cached under `export/trt/`, named by the ONNX file's hash, the TensorRT version,
+  the GPU, the precision and the profile: an engine only runs on the TensorRT build and GPU
+  that made it, and a changed model or profile must never reuse a stale one. The timing cache
+  (measured tactic timings) is keyed by TensorRT version and GPU only: it holds per-layer
+  timings that every model built there can reuse, which is its whole point.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+
+from compressor.errors import UserError
+from compressor.io import write_bytes
+from export.onnx_export import INPUT_NAME, OUTPUT_NAME, file_sha256
+
+INSTALL_HINT = "pip install 'compressor[trt]'"
+
+
+def tensorrt_missing(gpu_available: bool) -> str | None:
+    """What keeps TensorRT from running here, as one phrase; None when it can run."""
+    problems = []
+    packages = []
+    try:
+        import tensorrt as trt
+    except (ImportError, OSError):  # OSError: the wheel is there but its CUDA libraries are not
+        packages.append("TensorRT")
+    else:
+        if not hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):
+            problems.append(f"TensorRT {trt.__version__} is too old (10 or newer is needed)")
+    try:
+        import polygraphy  # noqa: F401
+    except ImportError:
+        packages.append("polygraphy")
+    if packages:
+        verb = "is" if len(packages) == 1 else "are"
+        problems.insert(0, f"{' and '.join(packages)} {verb} not installed ({INSTALL_HINT})")
+    if not gpu_available:
+        problems.append("no NVIDIA GPU is visible (CUDA)")
+    return "; ".join(problems) or None
+
+
+def _quiet_polygraphy() -> None:
+    from polygraphy.logger import G_LOGGER
+
+    G_LOGGER.module_severity = G_LOGGER.ERROR
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-")
+
+
+def engine_path(
+    onnx_path: Path, cache_dir: Path, *, gpu: str, precision: str, max_batch: int
+) -> Path:
+    """Where the engine for this ONNX file, TensorRT, GPU, precision and profile lives."""
+    import tensorrt as trt
+
+    key = f"{file_sha256(onnx_path)[:16]}-trt{trt.__version__}-{_slug(gpu)}-{precision}"
+    return cache_dir / f"{onnx_path.stem}-{key}-b{max_batch}.engine"
+
+
+def timing_cache_path(cache_dir: Path, *, gpu: str) -> Path:
+    import tensorrt as trt
+
+    return cache_dir / f"timing-trt{trt.__version__}-{_slug(gpu)}.cache"
+
+
+def build_engine(
+    onnx_path: Path,
+    cache_dir: Path,
+    *,
+    gpu: str,
+    precision: str,
+    image_shape: Sequence[int],
+    opt_batch: int,
+    max_batch: int,
+) -> tuple[Path, bool]:
+    """Build (or reuse) the engine for `onnx_path`; returns (engine file, reused?)."""
+    import tensorrt as trt
+    from polygraphy.backend.trt import (
+        CreateConfig,
+        EngineBytesFromNetwork,
+        NetworkFromOnnxPath,
+        Profile,
+    )
+    from polygraphy.exception import PolygraphyException
+
+    _quiet_polygraphy()
+    target = engine_path(onnx_path, cache_dir, gpu=gpu, precision=precision, max_batch=max_batch)
+    if target.is_file():
+        return target, True
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    timing_cache = timing_cache_path(cache_dir, gpu=gpu)
+    shape = tuple(image_shape)
+    profile = Profile().add(
+        INPUT_NAME, min=(1, *shape), opt=(opt_batch, *shape), max=(max_batch, *shape)
+    )
+    config = CreateConfig(
+        profiles=[profile],
+        load_timing_cache=str(timing_cache) if timing_cache.is_file() else None,
+    )
+    network = NetworkFromOnnxPath(str(onnx_path), strongly_typed=True)
+    try:
+        serialized = EngineBytesFromNetwork(network, config, save_timing_cache=str(timing_cache))()
+    except PolygraphyException as error:
+        raise UserError(
+            f"{onnx_path}: TensorRT {trt.__version__} cannot build an engine "
+            f"({' '.join(str(error).split())[:300]})"
+        ) from None
+    write_bytes(target, bytes(serialized))
+    return target, False
+
+
+class TensorRTRunner:
+    """An execution context over one engine file; use it as a context manager."""
+
+    backend = "tensorrt"
+    device = "cuda"
+
+    def __init__(self, engine_file: Path) -> None:
+        import tensorrt as trt
+        from polygraphy.backend.trt import EngineFromBytes, TrtRunner
+
+        _quiet_polygraphy()
+        self.engine_file = engine_file
+        engine = EngineFromBytes(engine_file.read_bytes())()
+        self.input_type = trt.nptype(engine.get_tensor_dtype(INPUT_NAME))
+        self._runner = TrtRunner(engine)
+
+    def __enter__(self) -> TensorRTRunner:
+        self._runner.activate()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._runner.deactivate()
+
+    def infer(self, images: np.ndarray) -> np.ndarray:
+        outputs = self._runner.infer({INPUT_NAME: images.astype(self.input_type, copy=False)})
+        # The runner reuses its output buffers between calls: copy before the next one.
+        return np.array(outputs[OUTPUT_NAME], dtype=np.float32)

@@ -1,0 +1,325 @@
+"""`compress export` end to end on real digits runs: real ONNX files, real ONNX Runtime
+sessions, the report a gate reads, and one clear line with exit 2 for every bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from onnxruntime.quantization import QuantType, quantize_dynamic
+
+from compressor.data import load_dataset
+from compressor.models import create_model
+from compressor.recipe import DataConfig
+from export.tensorrt_runner import tensorrt_missing
+from tests.cli_helpers import CliResult, run_cli
+from tests.export.helpers import QUICK, invoke, write_recipe
+
+LATENCY_KEYS = {"p50_ms", "p90_ms", "p95_ms", "p99_ms", "mean_ms", "cv", "throughput_ips", "runs"}
+
+
+def report_of(run: Path) -> dict:
+    return json.loads((run / "export" / "export_report.json").read_text())
+
+
+def rows_of(report: dict) -> dict[tuple[str, str, str], dict]:
+    return {(r["model"], r["backend"], r["precision"]): r for r in report["results"]}
+
+
+def one_error_line(result: CliResult) -> str:
+    """A bad input ends with exit 2 and exactly one `error:` line, no traceback."""
+    assert result.code == 2, result.stdout + result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+def digits_inputs(record: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The digits test set, normalised by hand with student.pt's statistics."""
+    test = load_dataset(DataConfig(name="digits")).test
+    mean = np.asarray(record["mean"], dtype=np.float32).reshape(1, -1, 1, 1)
+    std = np.asarray(record["std"], dtype=np.float32).reshape(1, -1, 1, 1)
+    images = (test.images.numpy().astype(np.float32) / 255.0 - mean) / std
+    return images.astype(np.float32), test.labels.numpy()
+
+
+def test_export_writes_onnx_files_and_reports(exported_run: Path) -> None:
+    export = exported_run / "export"
+    for name in ("student.onnx", "student.fp16.onnx", "teacher.onnx"):
+        assert (export / name).stat().st_size > 10_000, name
+    for suffix in ("json", "md", "html"):
+        assert (export / f"export_report.{suffix}").is_file(), suffix
+
+
+def test_report_follows_the_schema_the_gate_reads(exported_run: Path) -> None:
+    report = report_of(exported_run)
+    manifest = json.loads((exported_run / "manifest.json").read_text())
+    assert report["schema_version"] == 1
+    assert report["run"] == "distilled"
+    assert report["recipe_sha256"] == manifest["recipe_sha256"]
+    assert report["dataset"] == "digits"
+    assert report["eval_samples"] == len(load_dataset(DataConfig(name="digits")).test)
+
+    rows = rows_of(report)
+    assert set(rows) == {
+        ("student", "pytorch", "fp32"),
+        ("student", "onnxruntime", "fp32"),
+        ("student", "onnxruntime", "fp16"),
+        ("teacher", "pytorch", "fp32"),
+        ("teacher", "onnxruntime", "fp32"),
+    }
+    for result in rows.values():
+        assert result["device"] == "cpu"
+        assert 0.0 <= result["accuracy"] <= 100.0
+        assert set(result["latency"]) == {"1", "8"}
+        for latency in result["latency"].values():
+            assert set(latency) == LATENCY_KEYS
+            assert latency["runs"] == 2
+            assert all(latency[key] > 0 for key in LATENCY_KEYS - {"cv"})
+            assert latency["cv"] >= 0
+            assert latency["p50_ms"] <= latency["p90_ms"] <= latency["p95_ms"] <= latency["p99_ms"]
+
+    student_pt = rows[("student", "pytorch", "fp32")]
+    assert student_pt["parity"] is None
+    assert student_pt["file"] == "student.pt"
+    assert student_pt["size_bytes"] == (exported_run / "student.pt").stat().st_size
+    run_report = json.loads((exported_run / "report.json").read_text())
+    # Same model, same images: only the normalisation's float rounding differs from training.
+    assert student_pt["accuracy"] == pytest.approx(
+        run_report["results"]["student"]["accuracy"], abs=100 / 360 + 1e-9
+    )
+
+    fp32 = rows[("student", "onnxruntime", "fp32")]
+    assert fp32["file"] == "export/student.onnx"
+    assert fp32["size_bytes"] == (exported_run / "export" / "student.onnx").stat().st_size
+    assert fp32["parity"]["max_abs_diff"] <= 1e-4
+    assert fp32["parity"]["mean_abs_diff"] <= fp32["parity"]["max_abs_diff"]
+    assert fp32["parity"]["top1_agreement"] >= 99.9
+    assert fp32["parity"]["tolerance_max_abs"] == 1e-4
+    assert fp32["parity"]["min_agreement"] == 99.9
+    assert fp32["parity"]["passed"] is True
+    assert fp32["accuracy"] == pytest.approx(student_pt["accuracy"], abs=0.3)
+
+    fp16 = rows[("student", "onnxruntime", "fp16")]
+    assert fp16["file"] == "export/student.fp16.onnx"
+    assert fp16["size_bytes"] < fp32["size_bytes"]
+    assert fp16["parity"]["tolerance_max_abs"] is None  # fp16 is judged by agreement
+    assert fp16["parity"]["min_agreement"] == 99.0
+    assert fp16["parity"]["passed"] is True
+    assert rows[("teacher", "onnxruntime", "fp32")]["parity"]["passed"] is True
+
+    assert set(report["speedup"]) == {"pytorch", "onnxruntime"}
+    for backend, by_batch in report["speedup"].items():
+        for batch, value in by_batch.items():
+            teacher = rows[("teacher", backend, "fp32")]["latency"][batch]["p50_ms"]
+            student = rows[("student", backend, "fp32")]["latency"][batch]["p50_ms"]
+            assert value == pytest.approx(teacher / student)
+
+
+def test_onnx_files_carry_readable_metadata(exported_run: Path) -> None:
+    record = torch.load(exported_run / "student.pt", map_location="cpu", weights_only=True)
+    recipe_sha = json.loads((exported_run / "manifest.json").read_text())["recipe_sha256"]
+    for name, precision in (("student", "fp32"), ("student.fp16", "fp16"), ("teacher", "fp32")):
+        model = onnx.load(exported_run / "export" / f"{name}.onnx")
+        onnx.checker.check_model(model, full_check=True)
+        props = {entry.key: entry.value for entry in model.metadata_props}
+        assert json.loads(props["classes"]) == record["classes"]
+        assert json.loads(props["input_shape"]) == record["image_shape"]
+        assert json.loads(props["mean"]) == pytest.approx(record["mean"])
+        assert json.loads(props["std"]) == pytest.approx(record["std"])
+        assert props["recipe_sha256"] == recipe_sha
+        assert props["precision"] == precision
+        assert [o.version for o in model.opset_import if o.domain == ""] == [18]
+        batch_axis = model.graph.input[0].type.tensor_type.shape.dim[0]
+        assert batch_axis.dim_param == "batch"
+        elem_type = model.graph.input[0].type.tensor_type.elem_type
+        expected = onnx.TensorProto.FLOAT16 if precision == "fp16" else onnx.TensorProto.FLOAT
+        assert elem_type == expected
+
+
+def test_onnx_runtime_matches_pytorch_at_any_batch_size(exported_run: Path) -> None:
+    """Checked without the export package: a plain session against the rebuilt student."""
+    record = torch.load(exported_run / "student.pt", map_location="cpu", weights_only=True)
+    model = create_model(record["arch"], record["num_classes"], record["image_shape"][0])
+    model.load_state_dict(record["state_dict"])
+    model.eval()
+    images, labels = digits_inputs(record)
+    session = ort.InferenceSession(
+        str(exported_run / "export" / "student.onnx"), providers=["CPUExecutionProvider"]
+    )
+    for batch in (1, 7, len(images)):
+        (logits,) = session.run(None, {"input": images[:batch]})
+        with torch.no_grad():
+            reference = model(torch.from_numpy(images[:batch])).numpy()
+        assert logits.shape == (batch, 10)
+        assert np.abs(logits - reference).max() < 1e-4
+    report = rows_of(report_of(exported_run))
+    accuracy = 100.0 * float(np.mean(logits.argmax(1) == labels))
+    assert report[("student", "onnxruntime", "fp32")]["accuracy"] == pytest.approx(accuracy)
+
+
+def test_markdown_reads_as_a_pull_request_comment(exported_run: Path) -> None:
+    text = (exported_run / "export" / "export_report.md").read_text()
+    assert text.startswith("## compressor export: `distilled`")
+    table = []
+    for line in text.splitlines():
+        if line.startswith("| model | backend | precision | device"):
+            table = [line]
+        elif table and line.startswith("|"):
+            table.append(line)
+        elif table:
+            break
+    header, align, *rows = table
+    assert len(rows) == 5
+    assert all(row.count("|") == header.count("|") for row in [align, *rows])
+    assert sum("✅ pass" in row for row in rows) == 3
+    assert sum("reference" in row for row in rows) == 2
+    assert "Student speedup over the teacher" in text
+    assert "<details><summary>Latency percentiles (ms)</summary>" in text
+
+
+def test_html_report_is_self_contained(exported_run: Path) -> None:
+    page = (exported_run / "export" / "export_report.html").read_text()
+    # accuracy per backend + p50 latency at batch 1 and at batch 8
+    assert page.count("data:image/png;base64,") == 3
+    assert "http://" not in page and "https://" not in page
+    assert "<table>" in page
+
+
+def test_run_without_teacher_and_trt_without_a_gpu(
+    teacher_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if tensorrt_missing(torch.cuda.is_available()) is None:
+        pytest.skip("TensorRT can run here; tests/export/test_tensorrt.py covers it")
+    result = run_cli(capsys, "export", str(teacher_run), "--trt", *QUICK)
+    line = one_error_line(result)
+    assert line.startswith("error: --trt: ")
+    assert "not installed" in line or "no NVIDIA GPU" in line
+    assert "ONNX results were still written" in line
+    report = report_of(teacher_run)
+    assert set(rows_of(report)) == {
+        ("student", "pytorch", "fp32"),
+        ("student", "onnxruntime", "fp32"),
+    }
+    assert report["speedup"] == {}
+    assert report["problems"] == [line.removeprefix("error: ")]
+    assert (teacher_run / "export" / "student.onnx").is_file()
+    assert "export_report.html" in result.stdout
+
+
+def test_quantized_student_file_is_validated_as_int8(
+    exported_run: Path, teacher_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--student-onnx: a file made elsewhere (here: ONNX Runtime's dynamic quantisation of
+    the ResNet-20 exported as the distilled run's teacher, i.e. teacher_run's student)."""
+    quantized = tmp_path / "resnet20.int8.onnx"
+    quantize_dynamic(
+        exported_run / "export" / "teacher.onnx", quantized, weight_type=QuantType.QUInt8
+    )
+    result = run_cli(capsys, "export", str(teacher_run), "--student-onnx", str(quantized), *QUICK)
+    assert result.code == 0, result.stderr
+    rows = rows_of(report_of(teacher_run))
+    int8 = rows[("student", "onnxruntime", "int8")]
+    assert int8["file"] == str(quantized)
+    assert int8["parity"]["tolerance_max_abs"] is None
+    assert int8["parity"]["min_agreement"] == 98.0
+    assert int8["parity"]["top1_agreement"] > 90.0
+
+
+def test_model_that_cannot_export(
+    workdir: Path, teacher_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A teacher with a custom operator distils fine in eager PyTorch, but has no ONNX form."""
+    recipe = write_recipe(
+        workdir / "custom-op.yaml",
+        {
+            "teacher": {"entrypoint": "tests.export.unexportable:build"},
+            "student": {"arch": "resnet8"},
+            "method": {"name": "kd"},
+            "train": {"epochs": 1, "batch_size": 64, "max_steps_per_epoch": 2, "device": "cpu"},
+            "output": {"dir": str(workdir)},
+        },
+    )
+    invoke("distill", str(recipe))
+    line = one_error_line(run_cli(capsys, "export", str(workdir / "custom-op"), *QUICK))
+    assert line.startswith("error: teacher: torch.onnx.export cannot export this model")
+    assert "soft_clip" in line
+    assert line.endswith("--no-teacher")
+
+
+def test_missing_run_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    line = one_error_line(run_cli(capsys, "export", str(tmp_path / "nowhere")))
+    assert "no such run directory" in line
+
+
+def test_run_without_student(
+    distilled_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    shutil.copy(distilled_run / "recipe.yaml", unfinished / "recipe.yaml")
+    line = one_error_line(run_cli(capsys, "export", str(unfinished)))
+    assert "no student.pt" in line and "--resume" in line
+
+
+def test_teacher_flag_on_a_run_without_teacher(
+    teacher_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    line = one_error_line(run_cli(capsys, "export", str(teacher_run), "--teacher"))
+    assert "the run has no teacher" in line
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_corrupt_onnx_file(
+    exported_run: Path,
+    teacher_run: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    damage: str,
+) -> None:
+    good = (exported_run / "export" / "teacher.onnx").read_bytes()
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"\x00not onnx at all" * 64 if damage == "garbage" else good[:2000])
+    line = one_error_line(
+        run_cli(capsys, "export", str(teacher_run), "--student-onnx", str(broken))
+    )
+    assert "not a readable ONNX model" in line and "corrupt" in line
+
+
+def test_onnx_file_with_unsupported_opset(
+    exported_run: Path, teacher_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = onnx.load(exported_run / "export" / "teacher.onnx")
+    for entry in model.opset_import:
+        if entry.domain == "":
+            entry.version = 40
+    future = tmp_path / "future.onnx"
+    onnx.save(model, future)
+    line = one_error_line(
+        run_cli(capsys, "export", str(teacher_run), "--student-onnx", str(future))
+    )
+    assert "ONNX opset 40 is not supported" in line
+
+
+def test_opset_the_exporter_cannot_write(
+    teacher_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """torch's exporter writes opset 18+; the ResNets' Pad has no down-conversion to 17."""
+    line = one_error_line(run_cli(capsys, "export", str(teacher_run), "--opset", "17", *QUICK))
+    assert "ONNX opset 17 is not supported for this model" in line
+    assert "--opset 18" in line
+
+
+def test_opset_outside_the_recipe_range(
+    teacher_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    line = one_error_line(run_cli(capsys, "export", str(teacher_run), "--opset", "12"))
+    assert "opset" in line and "13" in line

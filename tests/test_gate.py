@@ -1,0 +1,587 @@
+"""`compress gate` through the real CLI, on real run directories.
+
+The runs come from the real `compress train` (no teacher) and `compress distill` on digits.
+Their export reports are written here from the exporter's documented schema, with the numbers
+derived from each run's own report.json and varied per test to make each rule pass or fail:
+they are the gate's real input file, written by the test instead of by the exporter.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from compressor.cli import app
+from compressor.gate import evaluate_gate
+from tests.cli_helpers import CliResult, run_cli
+
+RULES = ["student_accuracy", "export_accuracy", "export_agreement", "speedup"]
+# The distilled run's own acceptance criteria; each differs from the GateConfig default so a
+# test can tell which one was applied.
+RECIPE_GATE = {"max_drop": 90.0, "max_export_drop": 1.0, "min_agreement": 99.0, "min_speedup": 2.0}
+
+
+def write_yaml(path: Path, data: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def made_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A resnet8 trained without a teacher (3 epochs on 640 images, ~85 %), then distilled
+    into a student stopped after 2 steps (~15 %): a real run with and one without a teacher."""
+    workdir = tmp_path_factory.mktemp("gate-runs")
+    data = {"max_train_samples": 640, "max_test_samples": 300}
+    plain = write_yaml(
+        workdir / "plain.yaml",
+        {
+            "student": {"arch": "resnet8"},
+            "data": data,
+            "train": {"epochs": 3, "batch_size": 64, "device": "cpu"},
+            "output": {"dir": str(workdir)},
+        },
+    )
+    result = CliRunner().invoke(app, ["train", str(plain)])
+    assert result.exit_code == 0, result.output
+    distilled = write_yaml(
+        workdir / "kd.yaml",
+        {
+            "teacher": {"arch": "resnet8", "checkpoint": str(workdir / "plain" / "student.pt")},
+            "student": {"arch": "resnet8"},
+            "method": {"name": "kd"},
+            "data": data,
+            "train": {"epochs": 1, "batch_size": 64, "device": "cpu", "max_steps_per_epoch": 2},
+            "gate": RECIPE_GATE,
+            "output": {"dir": str(workdir)},
+        },
+    )
+    result = CliRunner().invoke(app, ["distill", str(distilled)])
+    assert result.exit_code == 0, result.output
+    return {"kd": workdir / "kd", "plain": workdir / "plain"}
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def accuracies(run: Path) -> tuple[float, float | None]:
+    """(student, teacher) top-1 from the run's report.json; teacher None without one."""
+    results = read_json(run / "report.json")["results"]
+    teacher = results["teacher"]
+    return results["student"]["accuracy"], teacher["accuracy"] if teacher else None
+
+
+def latency(batch_1_ms: float, batch_64_ms: float) -> dict[str, dict[str, float | int]]:
+    def timing(batch: int, p50: float) -> dict[str, float | int]:
+        return {
+            "p50_ms": p50,
+            "p90_ms": p50 * 1.1,
+            "p95_ms": p50 * 1.2,
+            "p99_ms": p50 * 1.3,
+            "mean_ms": p50 * 1.05,
+            "cv": 0.02,
+            "throughput_ips": batch * 1000 / p50,
+            "runs": 100,
+        }
+
+    return {"1": timing(1, batch_1_ms), "64": timing(64, batch_64_ms)}
+
+
+def parity(agreement: float) -> dict[str, Any]:
+    return {
+        "max_abs_diff": 2e-5,
+        "mean_abs_diff": 3e-6,
+        "top1_agreement": agreement,
+        "tolerance_max_abs": 1e-4,
+        "min_agreement": 99.0,
+        "passed": True,
+    }
+
+
+def write_export_report(
+    run: Path,
+    *,
+    export_drop: float = 0.1,
+    agreement: float = 99.9,
+    teacher_ms: tuple[float, float] = (0.75, 15.0),
+    fp16: bool = False,
+) -> None:
+    """An export report for `run` as the exporter writes it: PyTorch and ONNX Runtime fp32
+    rows for the student (and the teacher, when the run has one). The student's p50 is 0.5 ms
+    at batch 1 and 5 ms at batch 64, so the default speedups are 1.5× and 3×. `fp16` adds an
+    ONNX Runtime fp16 student only, as the exporter does: 0.2 points lower, twice as fast."""
+    report = read_json(run / "report.json")
+    student, teacher = accuracies(run)
+    rows: list[dict[str, Any]] = []
+    models = [("student", student, (0.5, 5.0))]
+    if teacher is not None:
+        models.append(("teacher", teacher, teacher_ms))
+    for model, accuracy, timings in models:
+        rows.append(
+            {
+                "model": model,
+                "backend": "pytorch",
+                "precision": "fp32",
+                "device": "cpu",
+                "file": None,
+                "size_bytes": None,
+                "accuracy": accuracy,
+                "parity": None,
+                "latency": latency(timings[0] * 2, timings[1] * 2),
+            }
+        )
+        rows.append(
+            {
+                "model": model,
+                "backend": "onnxruntime",
+                "precision": "fp32",
+                "device": "cpu",
+                "file": f"{model}.onnx",
+                "size_bytes": 300_000,
+                "accuracy": accuracy - export_drop if model == "student" else accuracy,
+                "parity": parity(agreement if model == "student" else 100.0),
+                "latency": latency(*timings),
+            }
+        )
+    if fp16:
+        rows.append(
+            {
+                **rows[1],
+                "precision": "fp16",
+                "file": "student.fp16.onnx",
+                "accuracy": student - 0.2,
+                "parity": parity(99.8),
+                "latency": latency(0.25, 2.5),
+            }
+        )
+    speedup = {"onnxruntime": {"1": teacher_ms[0] / 0.5, "64": teacher_ms[1] / 5.0}}
+    export = {
+        "schema_version": 1,
+        "run": run.name,
+        "recipe_sha256": report["recipe_sha256"],
+        "dataset": "digits",
+        "eval_samples": report["results"]["test_samples"],
+        "results": rows,
+        "speedup": speedup if teacher is not None else {},
+    }
+    (run / "export").mkdir(exist_ok=True)
+    (run / "export" / "export_report.json").write_text(json.dumps(export), encoding="utf-8")
+
+
+@pytest.fixture
+def kd_run(made_runs: dict[str, Path], tmp_path: Path) -> Path:
+    """A private copy of the distilled run, so each test can write its own export report."""
+    run = Path(shutil.copytree(made_runs["kd"], tmp_path / "kd"))
+    write_export_report(run)
+    return run
+
+
+@pytest.fixture
+def plain_run(made_runs: dict[str, Path], tmp_path: Path) -> Path:
+    run = Path(shutil.copytree(made_runs["plain"], tmp_path / "plain"))
+    write_export_report(run)
+    return run
+
+
+def row(result: CliResult, rule: str) -> list[str]:
+    """The cells (rule, measured, threshold, result) of a rule's first table line."""
+    for line in result.stdout.splitlines():
+        cells = [cell.strip() for cell in line.strip("│┃ ").split("│")]
+        if cells[0] == rule:
+            return cells[:4]
+    raise AssertionError(f"no table row for {rule}:\n{result.stdout}")
+
+
+def test_all_rules_pass(kd_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    student, teacher = accuracies(kd_run)
+    result = run_cli(capsys, "gate", str(kd_run))
+    assert result.code == 0, result.stdout + result.stderr
+    assert [row(result, rule)[3] for rule in RULES] == ["PASS"] * 4
+    assert row(result, "student_accuracy")[1:3] == [f"{student:.2f} %", f"≥ {teacher - 90:.2f} %"]
+    # The speedup is judged at the largest timed batch: 15 / 5 ms, not 0.75 / 0.5 ms.
+    assert row(result, "speedup")[1:3] == ["3.00×", "≥ 2.00×"]
+    assert "gate passed" in result.stdout
+    assert result.stderr == ""
+
+
+def test_recipe_gate_section_applies_without_flags(
+    kd_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Drop 0.8 and agreement 99.2 fail the defaults (0.5, 99.5) but pass the recipe's."""
+    student, _ = accuracies(kd_run)
+    write_export_report(kd_run, export_drop=0.8, agreement=99.2)
+    result = run_cli(capsys, "gate", str(kd_run))
+    assert result.code == 0, result.stdout
+    assert row(result, "export_accuracy")[1:] == [
+        f"{student - 0.8:.2f} %",
+        f"≥ {student - 1.0:.2f} %",
+        "PASS",
+    ]
+    assert row(result, "export_agreement")[1:] == ["99.20 %", "≥ 99.00 %", "PASS"]
+
+
+def test_flags_override_the_recipe(kd_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    student, _ = accuracies(kd_run)
+    write_export_report(kd_run, export_drop=0.8, agreement=99.2)
+    result = run_cli(
+        capsys,
+        "gate",
+        str(kd_run),
+        "--max-export-drop",
+        "0.5",
+        "--min-agreement",
+        "99.5",
+        "--min-speedup",
+        "4",
+    )
+    assert result.code == 1
+    assert row(result, "export_accuracy")[2:] == [f"≥ {student - 0.5:.2f} %", "FAIL"]
+    assert row(result, "export_agreement")[2:] == ["≥ 99.50 %", "FAIL"]
+    assert row(result, "speedup")[1:] == ["3.00×", "≥ 4.00×", "FAIL"]
+    assert row(result, "student_accuracy")[3] == "PASS"
+    assert "gate FAILED: export_accuracy, export_agreement, speedup" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("rule", "export", "measured"),
+    [
+        ("student_accuracy", {}, "{student:.2f} %"),
+        ("export_accuracy", {"export_drop": 1.5}, "{exported:.2f} %"),
+        ("export_agreement", {"agreement": 98.75}, "98.75 %"),
+        ("speedup", {"teacher_ms": (0.75, 7.5)}, "1.50×"),
+    ],
+)
+def test_each_rule_can_fail(
+    kd_run: Path,
+    capsys: pytest.CaptureFixture[str],
+    rule: str,
+    export: dict[str, Any],
+    measured: str,
+) -> None:
+    student, teacher = accuracies(kd_run)
+    assert teacher is not None and teacher - student > 10, "the fixture's student must trail"
+    write_export_report(kd_run, **export)
+    flags = ["--max-drop", f"{(teacher - student) / 2:.3f}"] if rule == "student_accuracy" else []
+    result = run_cli(capsys, "gate", str(kd_run), *flags)
+    assert result.code == 1, result.stdout + result.stderr
+    cells = row(result, rule)
+    assert cells[1] == measured.format(student=student, exported=student - 1.5)
+    assert cells[3] == "FAIL"
+    assert all(row(result, other)[3] == "PASS" for other in RULES if other != rule)
+    assert f"gate FAILED: {rule}\n" in result.stdout
+    assert result.stderr == ""
+
+
+def test_speedup_batch_flag_picks_the_batch(
+    kd_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = run_cli(capsys, "gate", str(kd_run), "--speedup-batch", "1")
+    assert result.code == 1
+    assert row(result, "speedup")[1:] == ["1.50×", "≥ 2.00×", "FAIL"]
+
+
+def test_fp16_student_is_compared_with_the_fp32_teacher(
+    kd_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The exporter converts only the student to fp16; the teacher baseline stays fp32."""
+    student, _ = accuracies(kd_run)
+    write_export_report(kd_run, fp16=True)
+    result = run_cli(capsys, "gate", str(kd_run), "--precision", "fp16")
+    assert result.code == 0, result.stdout + result.stderr
+    assert row(result, "export_accuracy")[1] == f"{student - 0.2:.2f} %"
+    assert row(result, "export_agreement")[1] == "99.80 %"
+    assert row(result, "speedup")[1] == "6.00×"
+    detail = evaluate_gate(kd_run, precision="fp16").rules[3].detail
+    assert "teacher fp32 p50 15 ms / student fp16 p50 2.5 ms" in detail
+
+
+def test_comparison_tolerates_float32_rounding(
+    kd_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """199 of 200 samples agree: 99.5 %, which float32 arithmetic reports as 99.4999993 %."""
+    write_export_report(kd_run, agreement=99.49999928474426)
+    assert run_cli(capsys, "gate", str(kd_run), "--min-agreement", "99.5").code == 0
+    write_export_report(kd_run, agreement=99.49)
+    assert run_cli(capsys, "gate", str(kd_run), "--min-agreement", "99.5").code == 1
+
+
+def test_run_without_teacher_skips_the_teacher_rule(
+    plain_run: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    student, teacher = accuracies(plain_run)
+    assert teacher is None
+    junit = tmp_path / "reports" / "gate.xml"
+    result = run_cli(capsys, "gate", str(plain_run), "--junit", str(junit))
+    assert result.code == 0, result.stdout + result.stderr
+    assert row(result, "student_accuracy") == ["student_accuracy", f"{student:.2f} %", "—", "SKIP"]
+    assert row(result, "speedup")[3] == "SKIP"
+    assert "run has no teacher" in result.stdout
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite is not None
+    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("4", "0", "2")
+    skipped = {case.get("name"): case.find("skipped") for case in suite.iter("testcase")}
+    assert skipped["student_accuracy"] is not None and skipped["speedup"] is not None
+    assert "no teacher" in skipped["student_accuracy"].get("message", "")
+    assert skipped["export_accuracy"] is None
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--max-drop", "1"], "--max-drop compares the student with its teacher"),
+        (["--min-speedup", "1.5"], "no teacher onnxruntime timing, which min_speedup needs"),
+    ],
+)
+def test_teacher_rules_asked_of_a_run_without_teacher_are_refused(
+    plain_run: Path, capsys: pytest.CaptureFixture[str], flags: list[str], message: str
+) -> None:
+    result = run_cli(capsys, "gate", str(plain_run), *flags)
+    assert result.code == 2
+    assert message in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+
+
+# What the Jenkins junit-10 schema (the one CI systems accept) allows per element:
+# (allowed attributes, required attributes, allowed children).
+JUNIT_10: dict[str, tuple[set[str], set[str], set[str]]] = {
+    "testsuites": ({"name", "time", "tests", "failures", "errors"}, set(), {"testsuite"}),
+    "testsuite": (
+        {"name", "tests", "failures", "errors", "group", "time", "skipped", "timestamp"}
+        | {"hostname", "id", "package", "file", "log", "url"},
+        {"name", "tests", "failures", "errors"},
+        {"testsuite", "properties", "testcase", "system-out", "system-err"},
+    ),
+    "properties": (set(), set(), {"property"}),
+    "property": ({"name", "value"}, {"name", "value"}, set()),
+    "testcase": (
+        {"name", "time", "classname", "group"},
+        {"name"},
+        {"skipped", "error", "failure", "system-out", "system-err"},
+    ),
+    "failure": ({"type", "message"}, set(), set()),
+    "error": ({"type", "message"}, set(), set()),
+    "skipped": ({"type", "message"}, set(), set()),
+    "system-out": (set(), set(), set()),
+}
+SUREFIRE_TIME = re.compile(r"(([0-9]{0,3},)*[0-9]{3}|[0-9]{0,3})*(\.[0-9]*)?")
+
+
+def assert_junit_10(element: ET.Element) -> None:
+    allowed, required, children = JUNIT_10[element.tag]
+    assert required <= set(element.attrib) <= allowed, (element.tag, element.attrib)
+    if element.tag in ("testsuites", "testsuite"):
+        assert SUREFIRE_TIME.fullmatch(element.get("time", "")), element.get("time")
+    for child in element:
+        assert child.tag in children, (element.tag, child.tag)
+        assert_junit_10(child)
+
+
+def test_junit_file_reports_each_rule(
+    kd_run: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    write_export_report(kd_run, agreement=98.75)
+    junit = tmp_path / "gate.xml"
+    result = run_cli(capsys, "gate", str(kd_run), "--junit", str(junit))
+    assert result.code == 1
+    assert f"wrote {junit}" in result.stdout
+    root = ET.parse(junit).getroot()
+    assert_junit_10(root)
+    assert root.tag == "testsuites"
+    assert (root.get("tests"), root.get("failures"), root.get("errors")) == ("4", "1", "0")
+    suites = root.findall("testsuite")
+    assert len(suites) == 1 and suites[0].get("name") == "compressor.gate"
+    assert suites[0].get("skipped") == "0"
+    properties = {p.get("name"): p.get("value") for p in suites[0].iter("property")}
+    assert properties == {"run": str(kd_run), "backend": "onnxruntime", "precision": "fp32"}
+    cases = suites[0].findall("testcase")
+    assert [case.get("name") for case in cases] == RULES
+    assert {case.get("classname") for case in cases} == {"compressor.gate"}
+    failures = {case.get("name"): case.find("failure") for case in cases}
+    failure = failures.pop("export_agreement")
+    assert failure is not None
+    assert "measured 98.75 %, needs ≥ 99.00 %" in failure.get("message", "")
+    assert set(failures.values()) == {None}
+    assert all(case.find("skipped") is None for case in cases)
+
+
+def test_junit_file_records_a_gate_that_could_not_run(
+    kd_run: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A bad input replaces an earlier passing JUnit file, so CI cannot show a stale pass."""
+    junit = tmp_path / "gate.xml"
+    assert run_cli(capsys, "gate", str(kd_run), "--junit", str(junit)).code == 0
+    (kd_run / "export" / "export_report.json").unlink()
+    result = run_cli(capsys, "gate", str(kd_run), "--junit", str(junit))
+    assert result.code == 2
+    root = ET.parse(junit).getroot()
+    assert_junit_10(root)
+    assert (root.get("tests"), root.get("failures"), root.get("errors")) == ("1", "0", "1")
+    error = root.find("testsuite/testcase/error")
+    assert error is not None
+    assert "export_report.json: not found" in error.get("message", "")
+    assert error.get("message", "") in result.stderr
+
+
+def test_python_api_returns_the_verdict(kd_run: Path) -> None:
+    result = evaluate_gate(kd_run, {"min_speedup": 5.0, "max_drop": None})
+    assert [rule.name for rule in result.rules] == RULES
+    assert [rule.status for rule in result.rules] == ["PASS", "PASS", "PASS", "FAIL"]
+    assert not result.passed and [rule.name for rule in result.failed] == ["speedup"]
+    speedup = result.rules[3]
+    assert (speedup.measured, speedup.threshold, speedup.unit) == (pytest.approx(3.0), 5.0, "×")
+
+
+def edit_json(name: str, change: Callable[[dict[str, Any]], None]) -> Callable[[Path], None]:
+    def apply(run: Path) -> None:
+        data = read_json(run / name)
+        change(data)
+        (run / name).write_text(json.dumps(data), encoding="utf-8")
+
+    return apply
+
+
+def delete(name: str) -> Callable[[Path], None]:
+    return lambda run: (run / name).unlink()
+
+
+def corrupt(name: str) -> Callable[[Path], None]:
+    return lambda run: (run / name).write_text('{"schema_version": 1, "resu', encoding="utf-8")
+
+
+EXPORT = "export/export_report.json"
+BAD_INPUTS: list[tuple[str, Callable[[Path], None] | None, list[str], list[str]]] = [
+    ("missing run dir", None, ["{run}-absent"], ["kd-absent: no such run directory"]),
+    ("missing report", delete("report.json"), [], ["report.json: not found", "--resume"]),
+    ("corrupt report", corrupt("report.json"), [], ["report.json: not valid JSON (line 1"]),
+    (
+        "report without student accuracy",
+        edit_json("report.json", lambda d: d["results"]["student"].pop("accuracy")),
+        [],
+        ["report.json: results.student.accuracy: required, but missing"],
+    ),
+    ("missing recipe", delete("recipe.yaml"), [], ["recipe.yaml: not found"]),
+    ("missing export", delete(EXPORT), [], ["export_report.json: not found", "compress export"]),
+    ("corrupt export", corrupt(EXPORT), [], ["export_report.json: not valid JSON"]),
+    (
+        "newer export schema",
+        edit_json(EXPORT, lambda d: d.update(schema_version=2)),
+        [],
+        ["schema_version 2, but this compressor reads 1"],
+    ),
+    (
+        "export row without agreement",
+        edit_json(EXPORT, lambda d: d["results"][1]["parity"].pop("top1_agreement")),
+        [],
+        ["results[1].parity.top1_agreement: required, but missing"],
+    ),
+    (
+        "export of another recipe",
+        edit_json(EXPORT, lambda d: d.update(recipe_sha256="0" * 64)),
+        [],
+        ["made for another recipe", "re-export with `compress export"],
+    ),
+    (
+        "export without pytorch reference",
+        edit_json(EXPORT, lambda d: d["results"].pop(0)),
+        [],
+        ["no PyTorch fp32 student result"],
+    ),
+    (
+        "unknown backend",
+        None,
+        ["--backend", "tflite"],
+        ["--backend 'tflite' is unknown; choose one of: onnxruntime, tensorrt"],
+    ),
+    ("unknown precision", None, ["--precision", "bf16"], ["--precision 'bf16' is unknown"]),
+    (
+        "backend not exported",
+        None,
+        ["--backend", "tensorrt"],
+        [
+            "no tensorrt fp32 student (exported: onnxruntime fp32)",
+            "--trt` on a machine with an NVIDIA GPU and TensorRT",
+        ],
+    ),
+    (
+        "precision not exported",
+        None,
+        ["--precision", "int8"],
+        ["no onnxruntime int8 student (exported: onnxruntime fp32)", "--student-onnx"],
+    ),
+    (
+        "fp16 not exported",
+        None,
+        ["--precision", "fp16"],
+        ["no onnxruntime fp16 student", "run `compress export", " --fp16`"],
+    ),
+    (
+        "batch not timed",
+        None,
+        ["--speedup-batch", "32"],
+        ["--speedup-batch 32: not timed", "timed batches: 1, 64"],
+    ),
+    ("batch below 1", None, ["--speedup-batch", "0"], ["--speedup-batch 0: must be"]),
+    (
+        "negative max drop",
+        None,
+        ["--max-drop", "-1"],
+        ["--max-drop -1.0: ", "greater than or equal to 0"],
+    ),
+    ("negative export drop", None, ["--max-export-drop", "-0.5"], ["--max-export-drop -0.5"]),
+    ("agreement over 100", None, ["--min-agreement", "100.5"], ["less than or equal to 100"]),
+    ("zero speedup", None, ["--min-speedup", "0"], ["--min-speedup 0.0: ", "greater than 0"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("setup", "args", "fragments"),
+    [pytest.param(*case[1:], id=case[0]) for case in BAD_INPUTS],
+)
+def test_bad_input_exits_2_with_one_line(
+    kd_run: Path,
+    capsys: pytest.CaptureFixture[str],
+    setup: Callable[[Path], None] | None,
+    args: list[str],
+    fragments: list[str],
+) -> None:
+    if setup is not None:
+        setup(kd_run)
+    if not args or args[0].startswith("--"):
+        args = [str(kd_run), *args]
+    result = run_cli(capsys, "gate", *(arg.format(run=kd_run) for arg in args))
+    assert result.code == 2, result.stdout + result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+    assert "PASS" not in result.stdout and "FAIL" not in result.stdout
+
+
+def test_distill_export_gate_end_to_end(
+    made_runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The real `compress export` writes the report here: the two stages must agree on it."""
+    run = Path(shutil.copytree(made_runs["kd"], tmp_path / "kd"))
+    exported = run_cli(
+        capsys, "export", str(run), "--batch-sizes", "1,8", "--runs", "3", "--warmup", "1"
+    )
+    assert exported.code == 0, exported.stdout + exported.stderr
+    junit = tmp_path / "gate.xml"
+    # Lenient speedup: teacher and student share an architecture here.
+    result = run_cli(capsys, "gate", str(run), "--min-speedup", "0.01", "--junit", str(junit))
+    assert result.code == 0, result.stdout + result.stderr
+    assert [row(result, rule)[3] for rule in RULES] == ["PASS"] * 4
+    rows = read_json(run / "export" / "export_report.json")["results"]
+    ort = next(r for r in rows if (r["model"], r["backend"]) == ("student", "onnxruntime"))
+    assert row(result, "export_accuracy")[1] == f"{ort['accuracy']:.2f} %"
+    assert row(result, "export_agreement")[1] == f"{ort['parity']['top1_agreement']:.2f} %"
+    assert ET.parse(junit).getroot().get("failures") == "0"
