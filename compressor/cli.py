@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
@@ -19,6 +19,11 @@ from rich.text import Text
 
 import compressor
 from compressor.errors import UserError
+
+if TYPE_CHECKING:
+    from compressor.engine.run import RunResult
+    from compressor.gate import GateResult
+    from export import ExportReport
 
 app = typer.Typer(
     name="compress",
@@ -116,7 +121,7 @@ def teacher_command(path: RecipeFile) -> None:
     )
 
 
-def _run(path: Path, *, distill: bool, resume: bool, overwrite: bool) -> None:
+def _run(path: Path, *, distill: bool, resume: bool, overwrite: bool) -> RunResult:
     from compressor.engine.run import run_training
     from compressor.progress import RichObserver
     from compressor.recipe import load_recipe
@@ -143,6 +148,7 @@ def _run(path: Path, *, distill: bool, resume: bool, overwrite: bool) -> None:
     if result.agreement is not None:
         console.print(f"top-1 agreement teacher/student: {result.agreement:.2f} %")
     console.print(f"reports: {result.run.root / 'report.html'} (also .md, .json)")
+    return result
 
 
 @app.command("train")
@@ -163,6 +169,29 @@ def distill_command(path: RecipeFile, resume: Resume = False, overwrite: Overwri
 
 def _threshold_option(field: str, help_text: str) -> typer.models.OptionInfo:
     return typer.Option(f"--{field}", help=f"{help_text} Default: the recipe's gate section.")
+
+
+def _print_gate(result: GateResult) -> None:
+    table = Table(title=f"gate {result.run} ({result.backend} {result.precision})")
+    table.add_column("rule", no_wrap=True)
+    table.add_column("measured", justify="right", no_wrap=True)
+    table.add_column("threshold", justify="right", no_wrap=True)
+    table.add_column("result", no_wrap=True)
+    table.add_column("detail", overflow="fold")
+    styles = {"PASS": "green", "FAIL": "bold red", "SKIP": "yellow"}
+    for rule in result.rules:
+        table.add_row(
+            rule.name,
+            rule.measured_text,
+            rule.threshold_text,
+            Text(rule.status, style=styles[rule.status]),
+            Text(rule.detail),
+        )
+    console.print(table)
+    if result.passed:
+        console.print("gate passed")
+    else:
+        console.print(f"gate FAILED: {', '.join(rule.name for rule in result.failed)}")
 
 
 @app.command("gate")
@@ -216,29 +245,12 @@ def gate_command(
         if junit is not None:
             write_junit_error(error, junit)
         raise
-    table = Table(title=f"gate {run} ({backend} {precision})")
-    table.add_column("rule", no_wrap=True)
-    table.add_column("measured", justify="right", no_wrap=True)
-    table.add_column("threshold", justify="right", no_wrap=True)
-    table.add_column("result", no_wrap=True)
-    table.add_column("detail", overflow="fold")
-    styles = {"PASS": "green", "FAIL": "bold red", "SKIP": "yellow"}
-    for rule in result.rules:
-        table.add_row(
-            rule.name,
-            rule.measured_text,
-            rule.threshold_text,
-            Text(rule.status, style=styles[rule.status]),
-            Text(rule.detail),
-        )
-    console.print(table)
+    _print_gate(result)
     if junit is not None:
         write_junit(result, junit)
         console.print(f"wrote {junit}", markup=False, highlight=False)
     if not result.passed:
-        console.print(f"gate FAILED: {', '.join(rule.name for rule in result.failed)}")
         raise typer.Exit(1)
-    console.print("gate passed")
 
 
 def _batch_sizes(text: str | None) -> list[int] | None:
@@ -312,6 +324,13 @@ def export_command(
         min_agreement=min_agreement,
     )
     report = export_run(run, options, log=lambda line: console.print(line, markup=False))
+    _print_export(report)
+    console.print(f"reports: {report.files['html']} (also .md, .json)")
+    if report.problems:
+        raise UserError(*report.problems)
+
+
+def _print_export(report: ExportReport) -> None:
     batches = report.settings.batch_sizes
     table = Table(title=f"export {report.run} (p50 latency in ms)", box=box.SIMPLE_HEAD)
     for column in ("model", "backend", "prec.", "device", "top-1 %", "parity"):
@@ -335,9 +354,53 @@ def export_command(
         console.print(f"student speedup over the teacher ({backend}): {figures}")
     for warning in report.warnings:
         console.print(f"warning: {warning}", markup=False, style="yellow")
-    console.print(f"reports: {report.files['html']} (also .md, .json)")
-    if report.problems:
-        raise UserError(*report.problems)
+
+
+@app.command("quickstart")
+def quickstart_command(
+    recipes: Annotated[
+        Path, typer.Option(help="Folder with quickstart-teacher.yaml and quickstart.yaml.")
+    ] = Path("recipes"),
+    overwrite: Overwrite = False,
+) -> None:
+    """The whole flow on the embedded digits data, no download: train a teacher, distil it
+    with AMKD, export to ONNX and validate, gate. A few minutes on 2 CPU cores."""
+    from compressor.gate import evaluate_gate
+    from export import ExportOptions, export_run
+
+    teacher_recipe, student_recipe = (
+        recipes / "quickstart-teacher.yaml",
+        recipes / "quickstart.yaml",
+    )
+    for path in (teacher_recipe, student_recipe):
+        if not path.is_file():
+            raise UserError(
+                f"{path}: not found; run from the repository root or pass --recipes FOLDER"
+            )
+    console.rule("1/4 train the teacher (cross-entropy)")
+    _run(teacher_recipe, distill=False, resume=False, overwrite=overwrite)
+    console.rule("2/4 distil it into the student (AMKD)")
+    run = _run(student_recipe, distill=True, resume=False, overwrite=overwrite)
+    console.rule("3/4 export to ONNX, validate, time")
+    report = export_run(run.run.root, ExportOptions(), log=lambda line: console.print(line))
+    _print_export(report)
+    console.rule("4/4 gate")
+    gate = evaluate_gate(run.run.root)
+    _print_gate(gate)
+
+    assert run.teacher is not None  # a distillation run always has one
+    speedups = report.speedup.get("onnxruntime", {})
+    speedup = f", {max(speedups.values()):.2f}× faster in ONNX Runtime" if speedups else ""
+    console.rule("summary")
+    console.print(
+        f"teacher {run.teacher.accuracy:.2f} % → student {run.student.accuracy:.2f} % top-1, "
+        f"{run.teacher.parameters / run.student.parameters:.1f}× fewer parameters{speedup}; "
+        f"gate {'passed' if gate.passed else 'FAILED'}",
+        soft_wrap=True,
+    )
+    console.print(f"reports: {run.run.root / 'report.html'}, {report.files['html']}")
+    if not gate.passed:
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -294,8 +294,28 @@ CASES = [
         lambda t: train(t, train={"device": "cpu", "amp": "fp16"}),
         ("train.amp",),
     ),
+    Case(
+        "ONNX file that is not ONNX",
+        lambda t: [
+            "export",
+            trained_run(t),
+            "--student-onnx",
+            str(random_bytes(t, "model.onnx")),
+        ],
+        ("model.onnx",),
+    ),
+    Case("export of a missing run", lambda t: ["export", str(t / "runs" / "nope")], ("nope",)),
     Case("unknown command", lambda t: ["squeeze", "x"], ("No such command",)),
 ]
+
+
+def trained_run(tmp: Path) -> str:
+    """A real, finished run to point the exporter at."""
+    assert (
+        run_cli_plain(train(tmp, train={"epochs": 1, "device": "cpu", "max_steps_per_epoch": 2}))
+        == 0
+    )
+    return str(tmp / "runs" / "recipe")
 
 
 def _write(path: Path, text: str) -> Path:
@@ -332,6 +352,7 @@ def test_bad_input_ends_in_one_clear_line(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     args = case.build(tmp_path)
+    before = finished_results(tmp_path)
     capsys.readouterr()
     result = run_cli(capsys, *args)
     assert result.code == 2, (result.stdout, result.stderr)
@@ -343,7 +364,14 @@ def test_bad_input_ends_in_one_clear_line(
     for fragment in case.expected:
         assert fragment in result.stderr, (fragment, result.stderr)
     assert not (tmp_path / MARKER).exists(), "a pickle ran code"
-    for manifest in (tmp_path / "runs").glob("*/manifest.json"):
-        assert json.loads(manifest.read_text()).get("status") != "completed" or (
-            case.name == "resume with a changed recipe"
-        )
+    assert finished_results(tmp_path) == before, "bad input left a result that looks complete"
+
+
+def finished_results(root: Path) -> set[Path]:
+    """Completed runs and export reports under `root`."""
+    runs = {
+        path
+        for path in root.glob("runs/*/manifest.json")
+        if json.loads(path.read_text()).get("status") == "completed"
+    }
+    return runs | set(root.glob("runs/*/export/export_report.json"))

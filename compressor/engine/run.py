@@ -162,8 +162,9 @@ def run_training(
         teacher, teacher_eval = _prepare_teacher(recipe, dataset, setup)
         observer.message(f"teacher test accuracy {teacher_eval.accuracy:.2f} %")
 
-    # 2. The run directory.
+    # 2. The run directory: claimed, and a resumed run's state checked, before any write.
     claim_run_dir(run, resume=resume, overwrite=overwrite)
+    state = _resume_state(run, recipe, source, observer) if resume else None
     write_text(run.recipe, recipe_to_yaml(recipe))
     started_at = now_iso()
     write_json(run.manifest, manifest(recipe, str(setup.device), "running", started=started_at))
@@ -178,13 +179,7 @@ def run_training(
     scaler = torch.amp.GradScaler(setup.device.type, enabled=setup.needs_grad_scaler)
 
     start_epoch = 0
-    if resume:
-        state = load_checkpoint(run.checkpoint, warn=observer.message)
-        if state["recipe_sha256"] != recipe_hash(recipe):
-            raise UserError(
-                f"{source}: the recipe changed since {run.root} started; resume with the same "
-                "recipe, or start a new run (output.name) or --overwrite"
-            )
+    if state is not None:
         student.load_state_dict(state["student"])
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
@@ -251,6 +246,18 @@ def run_training(
         manifest(recipe, str(setup.device), "completed", started=started_at, finished=now_iso()),
     )
     return result
+
+
+def _resume_state(
+    run: RunDir, recipe: Recipe, source: str, observer: RunObserver
+) -> dict[str, Any]:
+    state = load_checkpoint(run.checkpoint, warn=observer.message)
+    if state["recipe_sha256"] != recipe_hash(recipe):
+        raise UserError(
+            f"{source}: the recipe changed since {run.root} started; resume with the same "
+            "recipe, or start a new run (output.name) or --overwrite"
+        )
+    return state
 
 
 def _drop_metrics_after(path: Path, epoch: int) -> None:

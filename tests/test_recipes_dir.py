@@ -1,0 +1,107 @@
+"""Every ready recipe in recipes/ validates once its inputs exist (here: placeholder files
+where a user would have data and teachers), and the quickstart runs end to end."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.cli_helpers import run_cli
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+
+
+@pytest.fixture
+def inputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of recipes/ beside placeholder data sets and teacher files."""
+    shutil.copytree(RECIPES, tmp_path / "recipes")
+    data = tmp_path / "data"
+    for folder, files in {
+        "cifar-10-batches-py": [
+            *(f"data_batch_{i}" for i in range(1, 6)),
+            "test_batch",
+            "batches.meta",
+        ],
+        "cifar-100-python": ["train", "test", "meta"],
+    }.items():
+        (data / folder).mkdir(parents=True)
+        for name in files:
+            (data / folder / name).write_bytes(b"")
+    tiny = data / "tiny-imagenet-200"
+    (tiny / "train").mkdir(parents=True)
+    (tiny / "val").mkdir()
+    (tiny / "wnids.txt").write_text("".join(f"n{i:08d}\n" for i in range(200)))
+    for label in ("cat", "dog"):
+        (tmp_path / "my-data" / "train" / label).mkdir(parents=True)
+    teachers = tmp_path / "teachers"
+    teachers.mkdir()
+    for name in ("resnet56-4bfd9763.th", "c100.pt", "tiny.pt", "mine.pt"):
+        (teachers / name).write_bytes(b"")
+    runs = tmp_path / "runs" / "quickstart-teacher"
+    runs.mkdir(parents=True)
+    (runs / "student.pt").write_bytes(b"")
+    for variable, value in {
+        "COMPRESSOR_DATA_ROOT": data,
+        "COMPRESSOR_TEACHERS": teachers,
+        "CIFAR100_TEACHER": teachers / "c100.pt",
+        "TINY_IMAGENET_TEACHER": teachers / "tiny.pt",
+        "MY_TEACHER": teachers / "mine.pt",
+        "MY_DATA": tmp_path / "my-data",
+    }.items():
+        monkeypatch.setenv(variable, str(value))
+    return tmp_path / "recipes"
+
+
+def test_the_ready_recipes_are_all_there() -> None:
+    names = {path.stem for path in RECIPES.glob("*.yaml")}
+    assert {
+        "quickstart",
+        "quickstart-teacher",
+        "cifar10-resnet56-resnet8",
+        "cifar10-resnet56-mobilenetv2",
+        "cifar100-teacher",
+        "cifar100-resnet56-resnet20",
+        "tiny-imagenet-resnet18-mobilenetv2",
+        "custom-imagefolder",
+    } <= names
+
+
+@pytest.mark.parametrize("name", sorted(path.name for path in RECIPES.glob("*.yaml")))
+def test_recipe_validates(inputs: Path, capsys: pytest.CaptureFixture[str], name: str) -> None:
+    result = run_cli(capsys, "recipe", "validate", str(inputs / name))
+    assert result.code == 0, result.stderr
+    assert "valid" in result.stdout
+
+
+def test_quickstart_runs_the_whole_flow(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's main job: teacher → AMKD → ONNX export and validation → gate."""
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(RECIPES, tmp_path / "recipes")
+    result = run_cli(capsys, "quickstart")
+    assert result.code == 0, result.stderr
+    assert "gate passed" in result.stdout
+    summary = result.stdout.split("summary")[-1]
+    assert "teacher" in summary and "student" in summary and "faster in ONNX Runtime" in summary
+    for path in (
+        "runs/quickstart-teacher/student.pt",
+        "runs/quickstart/report.html",
+        "runs/quickstart/export/student.onnx",
+        "runs/quickstart/export/export_report.html",
+    ):
+        assert (tmp_path / path).is_file(), path
+    again = run_cli(capsys, "quickstart")
+    assert again.code == 2
+    assert "--overwrite" in again.stderr
+
+
+def test_quickstart_outside_the_repository(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = run_cli(capsys, "quickstart")
+    assert result.code == 2
+    assert "run from the repository root or pass --recipes" in result.stderr
