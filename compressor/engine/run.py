@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from compressor.data import BatchLoader, Dataset, ImageSet, load_dataset
 from compressor.engine.checkpoint import (
@@ -23,6 +24,7 @@ from compressor.engine.checkpoint import (
     save_checkpoint,
 )
 from compressor.engine.device import DeviceSetup, setup_device
+from compressor.engine.distributed import Distributed, init_distributed
 from compressor.engine.evaluate import Evaluation, agreement, evaluate
 from compressor.engine.schedule import build_optimizer
 from compressor.engine.training import EpochResult, StepCallback, train_one_epoch
@@ -147,6 +149,26 @@ def run_training(
     run = run_dir_for(recipe, recipe_path)
 
     # 1. Inputs: device, data, models. Nothing is written before these are known good.
+    distributed = init_distributed()
+    try:
+        return _execute(recipe, source, run, distributed, resume, overwrite, observer)
+    finally:
+        distributed.close()
+
+
+def _execute(
+    recipe: Recipe,
+    source: str,
+    run: RunDir,
+    distributed: Distributed,
+    resume: bool,
+    overwrite: bool,
+    observer: RunObserver,
+) -> RunResult:
+    distill = recipe.teacher is not None
+    if not distributed.is_main:
+        observer = RunObserver()  # one voice: rank 0 talks, the others work
+    per_rank_batch = distributed.per_rank_batch(recipe.train.batch_size)
     setup = setup_device(recipe.train)
     torch.manual_seed(recipe.train.seed)
     if recipe.train.deterministic:
@@ -163,16 +185,25 @@ def run_training(
         observer.message(f"teacher test accuracy {teacher_eval.accuracy:.2f} %")
 
     # 2. The run directory: claimed, and a resumed run's state checked, before any write.
-    claim_run_dir(run, resume=resume, overwrite=overwrite)
+    #    Only rank 0 writes; every rank reads the checkpoint it resumes from.
+    main = distributed.is_main
+    if main:
+        claim_run_dir(run, resume=resume, overwrite=overwrite)
     state = _resume_state(run, recipe, source, observer) if resume else None
-    write_text(run.recipe, recipe_to_yaml(recipe))
     started_at = now_iso()
-    write_json(run.manifest, manifest(recipe, str(setup.device), "running", started=started_at))
+    if main:
+        write_text(run.recipe, recipe_to_yaml(recipe))
+        write_json(run.manifest, manifest(recipe, str(setup.device), "running", started=started_at))
 
     student = student.to(setup.device)
     if setup.channels_last:
         student = student.to(memory_format=torch.channels_last)
-    trained = torch.compile(student) if recipe.train.compile else student
+    trained: nn.Module = student
+    if distributed.enabled:  # the student only: the frozen teacher has nothing to synchronise
+        device_ids = [setup.device.index or 0] if setup.device.type == "cuda" else None
+        trained = DistributedDataParallel(student, device_ids=device_ids)
+    if recipe.train.compile:
+        trained = torch.compile(trained)
     bounds = normalized_bounds(dataset.mean, dataset.std)
     method = build_method(recipe.method, trained, teacher, bounds=bounds)
     optimizer = build_optimizer(list(student.parameters()), recipe.train.optimizer)
@@ -185,15 +216,16 @@ def run_training(
         scaler.load_state_dict(state["scaler"])
         restore_rng_state(state["rng"], setup.device)
         start_epoch = state["epoch"]
-        _drop_metrics_after(run.metrics, start_epoch)
+        if main:
+            _drop_metrics_after(run.metrics, start_epoch)
         observer.message(f"resuming {run.root} after epoch {start_epoch}")
-    elif run.metrics.exists():
+    elif main and run.metrics.exists():
         write_text(run.metrics, "")  # --overwrite: the old run's epochs must not mix in
 
     # 3. Train.
     train_loader = BatchLoader(
         dataset.train,
-        batch_size=recipe.train.batch_size,
+        batch_size=per_rank_batch,
         device=setup.device,
         mean=dataset.mean,
         std=dataset.std,
@@ -201,6 +233,8 @@ def run_training(
         crop_padding=dataset.crop_padding,
         flip=dataset.flip,
         seed=recipe.train.seed,
+        rank=distributed.rank,
+        world_size=distributed.world_size,
         channels_last=setup.channels_last,
         max_steps=recipe.train.max_steps_per_epoch,
     )
@@ -210,11 +244,23 @@ def run_training(
     for epoch in range(start_epoch, epochs):
         on_step = observer.epoch_started(epoch, epochs, len(train_loader))
         result = train_one_epoch(
-            trained, method, train_loader, optimizer, scaler, setup, recipe.train, epoch, on_step
+            trained,
+            method,
+            train_loader,
+            optimizer,
+            scaler,
+            setup,
+            recipe.train,
+            epoch,
+            distributed,
+            on_step,
         )
+        # Every rank evaluates the whole (small) test set: identical numbers, no collectives.
         student.eval()
         student_eval = evaluate(student, test_loader, setup)
         observer.epoch_finished(epoch, epochs, result, student_eval.accuracy)
+        if not main:
+            continue
         append_line(run.metrics, json.dumps(_metrics_line(epoch, result, student_eval)))
         save_checkpoint(
             run.checkpoint,
@@ -232,7 +278,8 @@ def run_training(
     if student_eval is None:
         student.eval()
         student_eval = evaluate(student, test_loader, setup)
-    save_torch(run.student, _student_record(recipe, dataset, student))
+    if main:
+        save_torch(run.student, _student_record(recipe, dataset, student))
     student_summary = _summary(student, student_eval, dataset)
     teacher_summary = None
     top1_agreement = None
@@ -240,11 +287,14 @@ def run_training(
         teacher_summary = _summary(teacher, teacher_eval, dataset)
         top1_agreement = agreement(teacher_eval.predictions, student_eval.predictions)
     result = RunResult(run, student_summary, teacher_summary, top1_agreement)
-    write_run_report(run, recipe, result_fields(result, dataset))
-    write_json(
-        run.manifest,
-        manifest(recipe, str(setup.device), "completed", started=started_at, finished=now_iso()),
-    )
+    if main:
+        write_run_report(run, recipe, result_fields(result, dataset))
+        write_json(
+            run.manifest,
+            manifest(
+                recipe, str(setup.device), "completed", started=started_at, finished=now_iso()
+            ),
+        )
     return result
 
 

@@ -7,6 +7,7 @@ step; the same read-back is where a NaN or inf loss is caught and named.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -17,12 +18,14 @@ from torch import nn
 
 from compressor.data import BatchLoader
 from compressor.engine.device import DeviceSetup
+from compressor.engine.distributed import Distributed
 from compressor.engine.schedule import lr_factor, set_lr
 from compressor.errors import UserError
 from compressor.methods import Method, TrainProgress
 from compressor.recipe import TrainConfig
 
 SYNC_EVERY = 10
+_CORRECT, _IMAGES = "_correct", "_images"  # counters kept beside the loss parts
 # on_step(step, steps, running loss, running train top-1 %, images so far): drives a live bar.
 StepCallback = Callable[[int, int, float, float, int], None]
 
@@ -42,14 +45,22 @@ class NonFiniteLoss(UserError):
     """Training diverged; the run stops before a bad epoch reaches the checkpoint."""
 
 
-def _check_finite(sums: dict[str, torch.Tensor], epoch: int, step: int) -> None:
-    bad = [name for name, value in sums.items() if not torch.isfinite(value).item()]
+def _check_finite(sums: dict[str, float], epoch: int, step: int) -> None:
+    bad = [name for name, value in sums.items() if not math.isfinite(value)]
     if bad:
         raise NonFiniteLoss(
             f"loss part {', '.join(bad)} became NaN or infinite in epoch {epoch + 1} by step "
             f"{step + 1}; the last good checkpoint is kept. Lower train.optimizer.lr, or use "
             "train.amp: off to rule out mixed-precision overflow"
         )
+
+
+def _totals(values: dict[str, torch.Tensor], distributed: Distributed) -> dict[str, float]:
+    """Sums over every process, read back in one transfer (and one all-reduce)."""
+    if not values:
+        return {}
+    summed = distributed.sum(torch.stack([value.double() for value in values.values()]))
+    return dict(zip(values, summed.tolist(), strict=True))
 
 
 def train_one_epoch(
@@ -61,17 +72,21 @@ def train_one_epoch(
     setup: DeviceSetup,
     config: TrainConfig,
     epoch: int,
+    distributed: Distributed,
     on_step: StepCallback | None = None,
 ) -> EpochResult:
-    """Train `student` for one epoch, reporting running figures through `on_step`."""
+    """Train `student` for one epoch, reporting running figures through `on_step`.
+
+    Under torchrun every figure is summed over the processes, so all of them see the same
+    numbers and stop together if the loss diverges.
+    """
     student.train()
     loader.set_epoch(epoch)
     steps = len(loader)
-    sums: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros((), device=setup.device))
+    zero = torch.zeros((), dtype=torch.float64, device=setup.device)
+    sums: dict[str, torch.Tensor] = defaultdict(zero.clone)
     stats_sums: dict[str, float] = defaultdict(float)
-    stats_counts: dict[str, int] = defaultdict(int)
-    correct = torch.zeros((), dtype=torch.int64, device=setup.device)
-    images_seen = 0
+    totals: dict[str, float] = {}
     lr = config.optimizer.lr
     started = time.perf_counter()
     for step, (images, labels) in enumerate(loader):
@@ -88,35 +103,39 @@ def train_one_epoch(
         scaler.step(optimizer)
         scaler.update()
 
-        sums["loss"] += output.loss.detach().float()
+        sums["loss"] += output.loss.detach()
         for name, value in output.parts.items():
-            sums[name] += value.detach().float()
+            sums[name] += value.detach()
         for name, value in output.stats.items():
             stats_sums[name] += value
-            stats_counts[name] += 1
-        correct += (output.logits.detach().argmax(dim=1) == labels).sum()
-        images_seen += labels.numel()
+        sums[_CORRECT] += (output.logits.detach().argmax(dim=1) == labels).sum()
+        sums[_IMAGES] += labels.numel()
         if (step + 1) % SYNC_EVERY == 0 or step + 1 == steps:
-            _check_finite(sums, epoch, step)
+            totals = _totals(sums, distributed)
+            _check_finite(totals, epoch, step)
             if on_step is not None:
                 on_step(
                     step + 1,
                     steps,
-                    sums["loss"].item() / (step + 1),
-                    100.0 * correct.item() / images_seen,
-                    images_seen,
+                    totals["loss"] / ((step + 1) * distributed.world_size),
+                    100.0 * totals[_CORRECT] / totals[_IMAGES],
+                    int(totals[_IMAGES]),
                 )
     if setup.device.type == "cuda":
         torch.cuda.synchronize(setup.device)
     seconds = time.perf_counter() - started
+    batches = max(steps * distributed.world_size, 1)
+    stats = _totals({k: torch.tensor(v) for k, v in stats_sums.items()}, distributed)
     return EpochResult(
-        loss=sums["loss"].item() / max(steps, 1),
+        loss=totals.get("loss", 0.0) / batches,
         parts={
-            name: value.item() / max(steps, 1) for name, value in sums.items() if name != "loss"
+            name: value / batches
+            for name, value in totals.items()
+            if name not in ("loss", _CORRECT, _IMAGES)
         },
-        stats={name: stats_sums[name] / stats_counts[name] for name in stats_sums},
-        train_accuracy=100.0 * correct.item() / max(images_seen, 1),
-        images_per_second=images_seen / max(seconds, 1e-9),
+        stats={name: value / batches for name, value in stats.items()},
+        train_accuracy=100.0 * totals.get(_CORRECT, 0.0) / max(totals.get(_IMAGES, 0.0), 1.0),
+        images_per_second=totals.get(_IMAGES, 0.0) / max(seconds, 1e-9),
         lr=lr,
         seconds=seconds,
     )

@@ -1,0 +1,68 @@
+"""Multi-process training under `torchrun`: one process per GPU (or CPU worker).
+
+`torchrun --nproc_per_node N -m compressor distill recipe.yaml` sets RANK, WORLD_SIZE and
+LOCAL_RANK; without them everything here is a no-op for a single process. The student is
+wrapped in DistributedDataParallel by the run; the frozen teacher never is (it has no
+gradients to synchronise). `train.batch_size` stays the global batch, split evenly over the
+processes, so a recipe means the same optimisation at any process count.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from compressor.errors import UserError
+
+
+@dataclass(frozen=True)
+class Distributed:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 alone writes files and talks to the user."""
+        return self.rank == 0
+
+    def per_rank_batch(self, batch_size: int) -> int:
+        if batch_size % self.world_size:
+            raise UserError(
+                f"train.batch_size {batch_size} does not split evenly over {self.world_size} "
+                "processes; use a multiple of the process count (it is the global batch)"
+            )
+        return batch_size // self.world_size
+
+    def sum(self, values: torch.Tensor) -> torch.Tensor:
+        """Element-wise sum over all processes (a copy; the input is left as it is)."""
+        if not self.enabled:
+            return values
+        total = values.clone()
+        dist.all_reduce(total)
+        return total
+
+    def close(self) -> None:
+        if self.enabled and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def init_distributed() -> Distributed:
+    """Join the process group that torchrun describes in the environment, if any."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return Distributed()
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank)
+        dist.init_process_group("nccl")
+    else:
+        dist.init_process_group("gloo")
+    return Distributed(rank, world_size, local_rank)
