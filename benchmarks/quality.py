@@ -1,0 +1,326 @@
+"""Quality benchmark: CE, KD, BSS, triplet-KD and AMKD under one budget, over several seeds.
+
+Every run is a real run directory made by the engine (`run_training`), from a recipe built in
+code from one base recipe, so the methods differ only in `method:` and the seed: same data,
+augmentation, optimiser, schedule and epochs. Each recipe is also written as YAML under
+`<out>/recipes/`, so any single run can be repeated with `compress distill`.
+
+The benchmark is long on a CPU, so it is resumable: running the same command again skips runs
+whose manifest says "completed" and resumes the others from `checkpoints/last.pt`.
+
+    python benchmarks/quality.py --epochs 15 --seeds 0 1 2 --ablations --write-docs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from compressor.engine.run import run_training
+from compressor.errors import UserError
+from compressor.recipe import DATA_ROOT_ENV, load_recipe, parse_recipe, recipe_to_yaml
+from compressor.rundir import RunDir, recipe_hash, run_dir_for
+
+REPO = Path(__file__).resolve().parents[1]
+DOCS = REPO / "docs" / "BENCHMARKS.md"
+DOCS_BEGIN = "<!-- quality:begin (written by benchmarks/quality.py --write-docs) -->"
+DOCS_END = "<!-- quality:end -->"
+METHODS = ("ce", "kd", "bss", "triplet", "amkd")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One configuration to run over every seed: a table label and its `method:` section."""
+
+    label: str
+    slug: str  # run-directory stem; must match the recipe's output.name pattern [\w.-]+
+    method: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What the tables need from one finished run, read from its report.json and metrics."""
+
+    label: str
+    seed: int
+    final_top1: float
+    best_top1: float
+    teacher_top1: float | None
+    train_seconds: float
+    epochs: int
+
+
+def main_variants(methods: Sequence[str]) -> list[Variant]:
+    """The chosen methods with their documented defaults (docs/METHOD.md)."""
+    return [Variant(name, name, {"name": name}) for name in methods]
+
+
+def ablation_variants(margins: Sequence[float]) -> list[Variant]:
+    """AMKD with one option changed at a time from its defaults; the first row is the default.
+
+    The default row has the same recipe as the main AMKD run, so it shares its run directory.
+    """
+    variants = [Variant("amkd (logits, teacher, λ_bss 1, margin 1)", "amkd", {"name": "amkd"})]
+    for embedding in ("softmax", "features"):
+        variants.append(
+            Variant(
+                f"embedding {embedding}",
+                f"amkd-emb-{embedding}",
+                {"name": "amkd", "embedding": embedding},
+            )
+        )
+    variants.append(
+        Variant(
+            "negative_source student",
+            "amkd-neg-student",
+            {"name": "amkd", "negative_source": "student"},
+        )
+    )
+    variants.append(Variant("lambda_bss 0", "amkd-lbss-0", {"name": "amkd", "lambda_bss": 0.0}))
+    for margin in margins:
+        if margin != 1.0:
+            variants.append(
+                Variant(
+                    f"margin {margin:g}",
+                    f"amkd-margin-{margin:g}",
+                    {"name": "amkd", "margin": margin},
+                )
+            )
+    return variants
+
+
+def base_recipe(args: argparse.Namespace) -> dict[str, Any]:
+    """The one recipe every run starts from: CIFAR-10, ResNet-20 → ResNet-8, cosine schedule.
+
+    Cosine rather than the multistep schedule of the shipped recipes, because it needs no
+    milestones rescaled when `--epochs` changes.
+    """
+    return {
+        "teacher": {
+            "arch": "resnet20",
+            "checkpoint": str(Path(args.teacher_checkpoint).resolve()),
+            "min_accuracy": 90.0,
+        },
+        "student": {"arch": "resnet8"},
+        "data": {
+            "name": "cifar10",
+            "root": str(Path(args.data_root).resolve()),
+            "max_train_samples": args.max_train_samples,
+            "max_test_samples": args.max_test_samples,
+        },
+        "train": {
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4},
+            "schedule": {"name": "cosine"},
+            "device": args.device,
+        },
+        "output": {"dir": str((Path(args.out) / "runs").resolve())},
+    }
+
+
+def write_recipe(args: argparse.Namespace, variant: Variant, seed: int) -> Path:
+    """Build, validate and write one run's recipe; return its path.
+
+    The run is trained from the file re-read with `load_recipe`, so the YAML on disk is exactly
+    what `compress distill` would run.
+    """
+    data = base_recipe(args)
+    name = f"{variant.slug}-s{seed}"
+    data["method"] = variant.method
+    data["train"]["seed"] = seed
+    data["output"]["name"] = name
+    recipe = parse_recipe(data, source=name)
+    path = Path(args.out) / "recipes" / f"{name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(recipe_to_yaml(recipe), encoding="utf-8")
+    return path
+
+
+def read_manifest(run: RunDir) -> dict[str, Any] | None:
+    if not run.manifest.exists():
+        return None
+    return json.loads(run.manifest.read_text(encoding="utf-8"))
+
+
+def ensure_run(recipe_path: Path) -> RunDir:
+    """Train one run unless it is complete: resume it from its checkpoint, or start it fresh."""
+    recipe = load_recipe(recipe_path)
+    run = run_dir_for(recipe, recipe_path)
+    manifest = read_manifest(run)
+    if manifest is not None and manifest["status"] == "completed":
+        if manifest["recipe_sha256"] != recipe_hash(recipe):
+            raise UserError(
+                f"{run.root} was completed with a different recipe (budget, data or paths "
+                "changed); use another --out for a different budget"
+            )
+        print(f"skip   {run.root.name} (completed)", flush=True)
+        return run
+    resume = run.checkpoint.exists()
+    print(f"{'resume' if resume else 'train '} {run.root.name}", flush=True)
+    # No checkpoint means no finished epoch: a stale manifest from a kill in epoch 1 is
+    # written over rather than refused.
+    run_training(recipe, recipe_path, distill=True, resume=resume, overwrite=not resume)
+    return run
+
+
+def collect(run: RunDir, label: str, seed: int) -> RunRecord:
+    """Read one completed run: final and best test top-1, teacher top-1, training seconds.
+
+    Training seconds are the sum of `epoch_seconds` over metrics.jsonl, not the manifest's
+    started/finished, because a resumed run's manifest only covers its last session.
+    """
+    report = json.loads(run.report("json").read_text(encoding="utf-8"))
+    epochs = [
+        json.loads(line)
+        for line in run.metrics.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
+    teacher = report["results"]["teacher"]
+    return RunRecord(
+        label=label,
+        seed=seed,
+        final_top1=report["results"]["student"]["accuracy"],
+        best_top1=max(epoch["test_accuracy"] for epoch in epochs),
+        teacher_top1=teacher["accuracy"] if teacher else None,
+        train_seconds=sum(epoch["epoch_seconds"] for epoch in epochs),
+        epochs=len(epochs),
+    )
+
+
+def _mean_std(values: Sequence[float]) -> str:
+    if len(values) < 2:
+        return f"{values[0]:.2f}"
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+
+def build_table(records: Sequence[RunRecord], labels: Sequence[str], first_column: str) -> str:
+    """A markdown table, one row per label in the given order; a pure function of the records.
+
+    ± is the sample standard deviation over seeds; a single seed shows the value alone.
+    """
+    lines = [
+        f"| {first_column} | final top-1 (%) | best top-1 (%) | seeds | teacher top-1 (%) "
+        "| train s / run | s / epoch |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for label in labels:
+        rows = [record for record in records if record.label == label]
+        if not rows:
+            continue
+        teachers = {record.teacher_top1 for record in rows if record.teacher_top1 is not None}
+        teacher = ", ".join(f"{value:.2f}" for value in sorted(teachers)) or "—"
+        seconds = statistics.mean(record.train_seconds for record in rows)
+        per_epoch = statistics.mean(record.train_seconds / record.epochs for record in rows)
+        lines.append(
+            f"| {label} | {_mean_std([r.final_top1 for r in rows])} "
+            f"| {_mean_std([r.best_top1 for r in rows])} | {len(rows)} | {teacher} "
+            f"| {seconds:.1f} | {per_epoch:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def budget_text(args: argparse.Namespace) -> str:
+    """One sentence that states the budget behind the tables, and whether it is a smoke run."""
+    samples = (
+        f"a class-balanced {args.max_train_samples}-image subset of the training set"
+        if args.max_train_samples
+        else "the full 50,000-image training set"
+    )
+    tested = (
+        f"a class-balanced {args.max_test_samples}-image subset of the test set"
+        if args.max_test_samples
+        else "the full 10,000-image test set"
+    )
+    text = (
+        f"Budget: {args.epochs} epoch(s) on {samples}, batch {args.batch_size}, SGD lr 0.1 "
+        f"(momentum 0.9, weight decay 1e-4), cosine schedule, seeds "
+        f"{' '.join(map(str, args.seeds))}; test top-1 on {tested}."
+    )
+    if args.max_train_samples or args.max_test_samples:
+        text = (
+            "**Smoke run — proves the pipeline, NOT a result.** The accuracies below say "
+            "nothing about which method is better. " + text
+        )
+    return text
+
+
+def write_docs(section: str, docs: Path = DOCS) -> None:
+    """Replace the text between the Quality section's markers, leaving other sections alone."""
+    text = docs.read_text(encoding="utf-8")
+    start, end = text.find(DOCS_BEGIN), text.find(DOCS_END)
+    if start < 0 or end < start:
+        raise UserError(f"{docs}: the Quality section's markers are missing")
+    docs.write_text(
+        text[: start + len(DOCS_BEGIN)] + "\n" + section + "\n" + text[end:], encoding="utf-8"
+    )
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    shared = Path(os.environ.get(DATA_ROOT_ENV) or REPO.parent / "shared" / "data")
+    teachers = Path(os.environ.get("COMPRESSOR_TEACHERS") or REPO.parent / "shared" / "teachers")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-root", type=Path, default=shared, help="holds cifar-10-batches-py")
+    parser.add_argument(
+        "--teacher-checkpoint", type=Path, default=teachers / "resnet20-12fca82f.th"
+    )
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument(
+        "--max-train-samples", type=int, default=None, help="class-balanced subset (smoke runs)"
+    )
+    parser.add_argument(
+        "--max-test-samples", type=int, default=None, help="class-balanced subset (smoke runs)"
+    )
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument(
+        "--methods", nargs="+", choices=METHODS, default=list(METHODS), help="default: all five"
+    )
+    parser.add_argument("--ablations", action="store_true", help="also run the AMKD ablations")
+    parser.add_argument(
+        "--margins", type=float, nargs="+", default=[0.5, 2.0], help="ablation triplet margins"
+    )
+    parser.add_argument("--device", default="auto", help="train.device: auto, cpu, cuda, ...")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "quality")
+    parser.add_argument(
+        "--write-docs", action="store_true", help="write the tables into docs/BENCHMARKS.md"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    groups = [("method", main_variants(args.methods))]
+    if args.ablations:
+        groups.append(("AMKD ablation", ablation_variants(args.margins)))
+    records: list[RunRecord] = []
+    try:
+        for _, variants in groups:
+            for variant in variants:
+                for seed in args.seeds:
+                    run = ensure_run(write_recipe(args, variant, seed))
+                    records.append(collect(run, variant.label, seed))
+    except UserError as error:
+        print("\n".join(error.lines), file=sys.stderr)
+        return 2
+    tables = [
+        build_table(records, [v.label for v in variants], first_column)
+        for first_column, variants in groups
+    ]
+    command = " ".join(["python benchmarks/quality.py", *(argv or sys.argv[1:])])
+    section = "\n\n".join([f"`{command}`", budget_text(args), *tables])
+    print("\n" + section)
+    if args.write_docs:
+        write_docs(section)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,496 @@
+"""Training throughput and peak memory of CE, KD, BSS, triplet and AMKD on real CIFAR-10.
+
+Why this exists: the methods differ mainly in how much teacher work they do per step (one
+forward for KD, an input-gradient attack for BSS and AMKD), and DESIGN.md promises that the
+data pipeline never becomes the bottleneck. Both claims need numbers from the real engine,
+not from a toy loop, so every timed step is the engine's own `train_one_epoch` on a
+`BatchLoader` over real CIFAR-10, with the method from `build_method` and the optimiser from
+`compressor.engine.schedule`: data → method.step → backward → optimiser step.
+
+Each measurement runs in a fresh subprocess, so its peak resident set size (`ru_maxrss`) is
+that method's alone and not the high-water mark of whatever ran before it. Figures are
+medians of `--repeats` timed runs of `--steps` steps each, after `--warmup` untimed steps.
+
+`--torchdistill` adds an outside reference: torchdistill's Hinton KD (its CIFAR ResNet-56
+teacher → ResNet-20 student, its `KDLoss`, torchvision's CIFAR10 dataset and transforms,
+batch 128, 2 loader workers) in its own virtual environment, against ours on the same
+teacher/student/batch in the same run.
+
+    .venv/bin/python benchmarks/throughput.py --data-root ../shared/data \\
+        --teacher-checkpoint ../shared/teachers/resnet56-4bfd9763.th --write-docs
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import resource
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import venv
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DOCS = REPO / "docs" / "BENCHMARKS.md"
+SECTION = "## Throughput"
+DOCS_WIDTH = 95
+TORCHDISTILL_VENV = REPO / "benchmarks" / ".venv-torchdistill"
+METHODS = ("ce", "kd", "bss", "triplet", "amkd")
+LABELS = {"ce": "CE", "kd": "KD", "bss": "BSS", "triplet": "triplet", "amkd": "AMKD"}
+DATA_ONLY = "data"  # worker mode that times the BatchLoader alone
+RESULT_PREFIX = "RESULT "  # marks the one stdout line a worker hands back to the parent
+
+# torchdistill's side, run by the torchdistill venv's interpreter. Written to a temporary
+# file at run time because that interpreter cannot import compressor (different torch).
+TORCHDISTILL_WORKER = """
+import json, resource, statistics, sys, time
+import torch
+from torch.utils.data import DataLoader
+from torchvision import transforms
+from torchvision.datasets import CIFAR10
+from torchdistill.losses.mid_level import KDLoss
+from torchdistill.models.classification.resnet import resnet20, resnet56
+
+root, batch, steps, warmup, repeats = sys.argv[1], *map(int, sys.argv[2:6])
+torch.manual_seed(0)
+# The shared CIFAR-10 files fail torchvision's MD5 check; the arrays themselves are fine.
+CIFAR10._check_integrity = lambda self: True
+transform = transforms.Compose([
+    transforms.RandomCrop(32, padding=4),
+    transforms.RandomHorizontalFlip(),
+    transforms.ToTensor(),
+    transforms.Normalize((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+])
+dataset = CIFAR10(root, train=True, download=False, transform=transform)
+loader = DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=2, drop_last=True,
+                    persistent_workers=True)
+teacher, student = resnet56(num_classes=10).eval(), resnet20(num_classes=10).train()
+for p in teacher.parameters():
+    p.requires_grad_(False)
+criterion = KDLoss("fc", "output", "fc", "output", temperature=4.0, alpha=0.5)
+optimizer = torch.optim.SGD(student.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+
+def batches():
+    while True:
+        yield from loader
+
+stream = batches()
+
+def run(count):
+    for _ in range(count):
+        images, targets = next(stream)
+        with torch.no_grad():
+            teacher_logits = teacher(images)
+        student_logits = student(images)
+        loss = criterion({"fc": {"output": student_logits}},
+                         {"fc": {"output": teacher_logits}}, targets)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+run(warmup)
+rates = []
+for _ in range(repeats):
+    started = time.perf_counter()
+    run(steps)
+    rates.append(steps * batch / (time.perf_counter() - started))
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print("RESULT " + json.dumps({"rates": rates, "peak_rss_mb": rss, "device": "cpu"}))
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class Measurement:
+    """What one worker subprocess reports: images/s of each timed repeat and its peak RSS."""
+
+    rates: list[float]
+    peak_rss_mb: float
+    device: str
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.rates)
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident set size; Linux reports kilobytes, macOS bytes."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def _timed_rates(run: Callable[[int], int], steps: int, warmup: int, repeats: int) -> list[float]:
+    """Images/s of `repeats` runs of `steps` steps after one untimed warm-up of `warmup` steps.
+
+    `run(n)` executes n steps and returns the number of images it processed.
+    """
+    run(warmup)
+    rates = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        images = run(steps)
+        rates.append(images / (time.perf_counter() - started))
+    return rates
+
+
+def worker(args: argparse.Namespace) -> Measurement:
+    """Measure one method (or the data pipeline alone) in this process; imports are local
+    so the parent process never loads torch and stays out of the way of the timing."""
+    import torch
+
+    from compressor.data import BatchLoader, ImageSet, load_dataset
+    from compressor.engine.device import setup_device
+    from compressor.engine.distributed import Distributed
+    from compressor.engine.schedule import build_optimizer
+    from compressor.engine.training import train_one_epoch
+    from compressor.methods import build_method
+    from compressor.methods.boundary import normalized_bounds
+    from compressor.models import create_model, load_teacher
+    from compressor.recipe import (
+        METHOD_MODELS,
+        DataConfig,
+        OptimizerConfig,
+        ScheduleConfig,
+        TeacherConfig,
+        TrainConfig,
+    )
+
+    # The recipe's optimiser, a constant schedule so every timed step is alike.
+    config = TrainConfig(
+        epochs=1,
+        batch_size=args.batch_size,
+        optimizer=OptimizerConfig(name="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4),
+        schedule=ScheduleConfig(name="constant"),
+        device=args.device,
+    )
+    setup = setup_device(config)
+    torch.manual_seed(config.seed)
+    dataset = load_dataset(DataConfig(name="cifar10", root=args.data_root))
+
+    # Moved to the device once; both loaders then share it instead of copying it again.
+    split = ImageSet(dataset.train.images.to(setup.device), dataset.train.labels.to(setup.device))
+
+    def loader(steps: int) -> BatchLoader:
+        return BatchLoader(
+            split,
+            batch_size=args.batch_size,
+            device=setup.device,
+            mean=dataset.mean,
+            std=dataset.std,
+            train=True,
+            crop_padding=dataset.crop_padding,
+            flip=dataset.flip,
+            seed=config.seed,
+            channels_last=setup.channels_last,
+            max_steps=steps,
+        )
+
+    loaders = {args.warmup: loader(args.warmup), args.steps: loader(args.steps)}
+    epoch = 0  # a new epoch per run, so each run draws a fresh shuffle like real training
+
+    if args.worker == DATA_ONLY:
+
+        def iterate(steps: int) -> int:
+            nonlocal epoch
+            batches = loaders[steps]
+            batches.set_epoch(epoch)
+            epoch += 1
+            images = 0
+            for batch, _ in batches:
+                images += batch.shape[0]
+            if setup.device.type == "cuda":
+                torch.cuda.synchronize(setup.device)
+            return images
+
+        return Measurement(
+            _timed_rates(iterate, args.steps, args.warmup, args.repeats),
+            _peak_rss_mb(),
+            str(setup.device),
+        )
+
+    method_config = METHOD_MODELS[args.worker]()
+    student = create_model(args.student, dataset.num_classes, dataset.image_shape[0])
+    student = student.to(setup.device)
+    if setup.channels_last:
+        student = student.to(memory_format=torch.channels_last)
+    teacher = None
+    if args.worker != "ce":
+        teacher_config = TeacherConfig(arch=args.teacher, checkpoint=args.teacher_checkpoint)
+        teacher = load_teacher(teacher_config, dataset.num_classes, dataset.image_shape[0])
+        teacher = teacher.to(setup.device)
+        if setup.channels_last:
+            teacher = teacher.to(memory_format=torch.channels_last)
+    bounds = normalized_bounds(dataset.mean, dataset.std)
+    method = build_method(method_config, student, teacher, bounds=bounds)
+    optimizer = build_optimizer(list(student.parameters()), config.optimizer)
+    scaler = torch.amp.GradScaler(setup.device.type, enabled=setup.needs_grad_scaler)
+
+    def train(steps: int) -> int:
+        nonlocal epoch
+        batches = loaders[steps]
+        train_one_epoch(
+            student, method, batches, optimizer, scaler, setup, config, epoch, Distributed()
+        )
+        epoch += 1
+        return len(batches) * args.batch_size  # training batches are full (drop_last)
+
+    rates = _timed_rates(train, args.steps, args.warmup, args.repeats)
+    return Measurement(rates, _peak_rss_mb(), str(setup.device))
+
+
+def _worker_command(args: argparse.Namespace, mode: str, student: str, batch: int) -> list[str]:
+    return [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        mode,
+        "--teacher",
+        args.teacher,
+        "--teacher-checkpoint",
+        str(args.teacher_checkpoint),
+        "--student",
+        student,
+        "--batch-size",
+        str(batch),
+        "--steps",
+        str(args.steps),
+        "--warmup",
+        str(args.warmup),
+        "--repeats",
+        str(args.repeats),
+        "--data-root",
+        str(args.data_root),
+        "--device",
+        args.device,
+    ]
+
+
+def _run_worker(command: list[str], label: str) -> Measurement:
+    """Run one worker subprocess and read back its RESULT line."""
+    print(f"measuring {label} ...", file=sys.stderr, flush=True)
+    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+    if done.returncode != 0:
+        sys.exit(f"{label} failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
+    lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
+    if not lines:
+        sys.exit(f"{label} printed no result:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    payload = json.loads(lines[-1].removeprefix(RESULT_PREFIX))
+    measurement = Measurement(**payload)
+    rates = ", ".join(f"{rate:.0f}" for rate in measurement.rates)
+    print(
+        f"  {label}: {rates} images/s, peak RSS {measurement.peak_rss_mb:.0f} MB", file=sys.stderr
+    )
+    return measurement
+
+
+def _torchdistill_python() -> Path:
+    """The torchdistill venv's interpreter, creating the venv on first use.
+
+    A separate venv because torchdistill pins its own torch/torchvision and must not
+    change the project's environment.
+    """
+    python = TORCHDISTILL_VENV / "bin" / "python"
+    if not python.exists():
+        print(f"creating {TORCHDISTILL_VENV} (pip install torchdistill) ...", file=sys.stderr)
+        venv.create(TORCHDISTILL_VENV, with_pip=True)
+    check = subprocess.run([python, "-c", "import torchdistill"], capture_output=True)
+    if check.returncode != 0:
+        subprocess.run([python, "-m", "pip", "install", "-q", "torchdistill"], check=True)
+    return python
+
+
+def _torchdistill(args: argparse.Namespace) -> tuple[str, Measurement]:
+    """torchdistill's KD throughput and its version, from a script run in its own venv."""
+    python = _torchdistill_python()
+    version = subprocess.run(
+        [python, "-c", "import importlib.metadata as m; print(m.version('torchdistill'))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as script:
+        script.write(TORCHDISTILL_WORKER)
+    try:
+        command = [
+            str(python),
+            script.name,
+            str(args.data_root),
+            str(args.torchdistill_batch_size),
+            str(args.steps),
+            str(args.warmup),
+            str(args.repeats),
+        ]
+        return version, _run_worker(command, f"torchdistill {version} KD")
+    finally:
+        Path(script.name).unlink()
+
+
+def _command_line(argv: list[str]) -> str:
+    return " ".join(
+        [".venv/bin/python", "benchmarks/throughput.py", *(shlex.quote(a) for a in argv)]
+    )
+
+
+def _report(
+    args: argparse.Namespace,
+    argv: list[str],
+    methods: dict[str, Measurement],
+    data: Measurement,
+    torchdistill: tuple[str, Measurement, Measurement] | None,
+) -> str:
+    """The Markdown section: what was run, the table, and the derived ratios."""
+    import torch  # the parent needs only the version string, after all timing is done
+
+    kd = methods["kd"].median
+    lines = [
+        SECTION,
+        "",
+        "`benchmarks/throughput.py` times full training steps of the real engine "
+        "(`train_one_epoch`: BatchLoader on CIFAR-10 with crop+flip → `method.step` → "
+        "backward → SGD step) for each method, each in a fresh subprocess so its peak resident "
+        "memory (`ru_maxrss`, which includes the decoded CIFAR-10 arrays and torch itself) is "
+        "its own. Figures are medians of `--repeats` runs of `--steps` steps after `--warmup` "
+        "steps. The student starts untrained, so BSS/AMKD attack only the few samples both "
+        "models classify correctly; later in training they attack more and run slower. "
+        "`--write-docs` replaces this section; `--torchdistill` adds the comparison below "
+        "(its own venv in `benchmarks/.venv-torchdistill`).",
+        "",
+        f"Measured on {platform.machine()}, {torch.get_num_threads()} torch threads, device "
+        f"{methods['kd'].device}, torch {torch.__version__}, Python {platform.python_version()}:",
+        "",
+        "```",
+        _command_line(argv),
+        "```",
+        "",
+        f"{args.teacher} → {args.student}, batch {args.batch_size}:",
+        "",
+        "| method | images/s (median) | ratio vs KD | peak RSS MB |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, measured in methods.items():
+        lines.append(
+            f"| {LABELS[name]} "
+            f"| {measured.median:.0f} | {measured.median / kd:.2f}× "
+            f"| {measured.peak_rss_mb:.0f} |"
+        )
+    lines += [
+        "",
+        f"Data pipeline alone (BatchLoader with crop+flip, batch {args.batch_size}): "
+        f"{data.median:.0f} images/s, {data.median / methods['ce'].median:.1f}× the student's "
+        "CE training rate.",
+    ]
+    if torchdistill is not None:
+        version, ours, theirs = torchdistill
+        lines += [
+            "",
+            f"torchdistill {version}, Hinton KD (T = 4, α = 0.5), ResNet-56 → ResNet-20, "
+            f"batch {args.torchdistill_batch_size}: a plain loop over its `resnet56`/`resnet20` "
+            "(random weights: speed does not depend on them), its `KDLoss`, SGD, and a "
+            "DataLoader over torchvision's `CIFAR10` (MD5 check bypassed by patching "
+            "`_check_integrity`; RandomCrop 4 + flip + normalise, 2 workers): teacher forward "
+            "under `no_grad`, student forward, loss, backward, step — the step its "
+            "`DistillationBox` takes, without its forward hooks and logging. Ours: `kd` on the "
+            "same teacher/student/batch in this run.",
+            "",
+            "| | images/s (median) | peak RSS MB |",
+            "|---|---:|---:|",
+            f"| compressor KD | {ours.median:.0f} | {ours.peak_rss_mb:.0f} |",
+            f"| torchdistill KD | {theirs.median:.0f} | {theirs.peak_rss_mb:.0f} |",
+            "",
+            f"ours / torchdistill: **{ours.median / theirs.median:.2f}×**.",
+        ]
+    return "\n".join(_wrap(line) for line in lines) + "\n"
+
+
+def _wrap(line: str) -> str:
+    """Prose wrapped like the rest of BENCHMARKS.md; tables and code stay one line each."""
+    if line.startswith(("|", "```", ".venv")) or len(line) <= DOCS_WIDTH:
+        return line
+    return textwrap.fill(line, DOCS_WIDTH, break_long_words=False, break_on_hyphens=False)
+
+
+def _write_docs(section: str) -> None:
+    """Replace the Throughput section of docs/BENCHMARKS.md, or append it; nothing else moves."""
+    text = DOCS.read_text(encoding="utf-8")
+    start = text.find(f"\n{SECTION}\n")
+    if start < 0:
+        text = text.rstrip("\n") + "\n\n" + section
+    else:
+        end = text.find("\n## ", start + 1)
+        rest = "" if end < 0 else "\n" + text[end + 1 :]
+        text = text[: start + 1] + section + rest
+    DOCS.write_text(text, encoding="utf-8")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--teacher", default="resnet56", help="zoo name of the teacher")
+    parser.add_argument(
+        "--teacher-checkpoint",
+        type=Path,
+        default=REPO.parent / "shared" / "teachers" / "resnet56-4bfd9763.th",
+    )
+    parser.add_argument("--student", default="resnet8", help="zoo name of the student")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per repeat")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps first")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs; the median is kept")
+    parser.add_argument(
+        "--data-root",
+        type=Path,
+        default=REPO.parent / "shared" / "data",
+        help="folder holding cifar-10-batches-py/",
+    )
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    parser.add_argument(
+        "--methods", nargs="+", choices=METHODS, default=list(METHODS), help="methods to time"
+    )
+    parser.add_argument("--write-docs", action="store_true", help="update docs/BENCHMARKS.md")
+    parser.add_argument(
+        "--torchdistill",
+        action="store_true",
+        help="also time torchdistill's KD (ResNet-56 → ResNet-20) against ours",
+    )
+    parser.add_argument("--torchdistill-batch-size", type=int, default=128)
+    parser.add_argument("--worker", choices=(*METHODS, DATA_ONLY), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if "kd" not in args.methods or "ce" not in args.methods:
+        parser.error("--methods must include ce and kd: the table's ratios are relative to them")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    if args.worker is not None:
+        measured = worker(args)
+        print(RESULT_PREFIX + json.dumps(dataclasses.asdict(measured)))
+        return
+    methods = {
+        name: _run_worker(_worker_command(args, name, args.student, args.batch_size), name)
+        for name in args.methods
+    }
+    data = _run_worker(_worker_command(args, DATA_ONLY, args.student, args.batch_size), "data")
+    torchdistill = None
+    if args.torchdistill:
+        batch = args.torchdistill_batch_size
+        ours = _run_worker(
+            _worker_command(args, "kd", "resnet20", batch), f"compressor KD resnet20 b{batch}"
+        )
+        version, theirs = _torchdistill(args)
+        torchdistill = (version, ours, theirs)
+    section = _report(args, argv, methods, data, torchdistill)
+    print(section)
+    if args.write_docs:
+        _write_docs(section)
+
+
+if __name__ == "__main__":
+    main()
