@@ -36,10 +36,15 @@ def preflight_problems(recipe: Recipe, *, needs_teacher: bool) -> list[str]:
     teacher = recipe.teacher
     method_needs_teacher = recipe.method.name != "ce"
     if teacher is None:
-        if needs_teacher or method_needs_teacher:
+        if method_needs_teacher:
             problems.append(
                 f"teacher: method {recipe.method.name!r} distils from a teacher, but the recipe "
                 "has no teacher: section; add one (arch + checkpoint) or use method: {name: ce}"
+            )
+        elif needs_teacher:
+            problems.append(
+                "teacher: distillation needs a teacher: section (arch + checkpoint); to train "
+                "the student alone use `compress train`"
             )
         return problems
     if teacher.arch and not is_known_model(teacher.arch):

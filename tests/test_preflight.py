@@ -69,3 +69,11 @@ def test_good_recipe_validates(tmp_path: Path, capsys: pytest.CaptureFixture[str
     result = run_cli(capsys, "recipe", "validate", str(write_recipe(tmp_path, merged())))
     assert result.code == 0, result.stderr
     assert "valid" in result.stdout
+
+
+def test_distilling_without_a_teacher_points_to_train(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = run_cli(capsys, "distill", str(write_recipe(tmp_path, merged())))
+    assert result.code == 2
+    assert "compress train" in result.stderr
