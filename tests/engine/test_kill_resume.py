@@ -17,7 +17,7 @@ import yaml
 
 RECIPE = {
     "student": {"arch": "resnet14"},
-    "train": {"epochs": 5, "batch_size": 64, "device": "cpu", "deterministic": True, "seed": 3},
+    "train": {"epochs": 6, "batch_size": 64, "device": "cpu", "deterministic": True, "seed": 3},
 }
 
 
@@ -56,19 +56,21 @@ def test_sigkill_and_resume_gives_the_uninterrupted_student(tmp_path: Path) -> N
     kills = 0
     process = compress("train", str(killed))
     while kills < 3:
-        # Wait for the first checkpoint (before it there is nothing to resume), then kill at a
-        # random moment: mid-epoch, mid-evaluation or mid-write.
+        # Wait until this process has checkpointed an epoch of its own (so every kill lands
+        # at a new point of training), then kill at a random moment: mid-epoch,
+        # mid-evaluation or mid-write.
+        seen = checkpoint_epoch(run) if kills else 0
         deadline = time.monotonic() + 120
-        while checkpoint_epoch(run) == 0 and process.poll() is None:
-            assert time.monotonic() < deadline, "no checkpoint appeared"
+        while checkpoint_epoch(run) <= seen and process.poll() is None:
+            assert time.monotonic() < deadline, "no new checkpoint appeared"
             time.sleep(0.05)
-        time.sleep(rng.uniform(0.0, 1.5))
+        time.sleep(rng.uniform(0.0, 0.8))
         if process.poll() is not None:
-            break  # finished before the kill: resume anyway below to prove it is a no-op
+            break  # finished before the kill
         process.send_signal(signal.SIGKILL)
         process.wait()
         kills += 1
-        assert not (run / "student.pt").exists() or checkpoint_epoch(run) == 5
+        assert not (run / "student.pt").exists() or checkpoint_epoch(run) == 6
         process = compress("train", str(killed), "--resume")
     finish(process)
     assert kills >= 2, "the run finished before it could be killed twice; make it longer"
@@ -79,4 +81,4 @@ def test_sigkill_and_resume_gives_the_uninterrupted_student(tmp_path: Path) -> N
     for key in first:
         assert torch.equal(first[key], second[key]), key
     lines = (run / "metrics.jsonl").read_text().splitlines()
-    assert [yaml.safe_load(line)["epoch"] for line in lines] == [1, 2, 3, 4, 5]
+    assert [yaml.safe_load(line)["epoch"] for line in lines] == [1, 2, 3, 4, 5, 6]
