@@ -254,7 +254,7 @@ class TrainConfig(Strict):
     deterministic: bool = Field(False, description="Deterministic kernels (slower).")
     device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
-    channels_last: bool | None = Field(None, description="Default: on for CUDA.")
+    channels_last: bool | None = Field(None, description="Default: on for CUDA and CPU.")
     compile: bool = False
     num_threads: int | None = Field(None, ge=1, description="CPU threads; default: torch's.")
 

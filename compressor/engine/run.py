@@ -33,6 +33,7 @@ from compressor.io import append_line, save_torch, write_json, write_text
 from compressor.methods import build_method
 from compressor.methods.boundary import normalized_bounds
 from compressor.models import count_flops, count_parameters, create_model, load_teacher
+from compressor.models.inference import fold_batchnorm
 from compressor.preflight import check_recipe
 from compressor.recipe import CEMethod, Recipe, recipe_to_yaml
 from compressor.reporting import write_run_report
@@ -93,6 +94,7 @@ def _prepare_teacher(
     """Load the teacher, move it, and refuse to distil from one that does not score."""
     assert recipe.teacher is not None
     teacher = load_teacher(recipe.teacher, dataset.num_classes, dataset.image_shape[0])
+    teacher = fold_batchnorm(teacher)
     teacher = teacher.to(setup.device)
     if setup.channels_last:
         teacher = teacher.to(memory_format=torch.channels_last)

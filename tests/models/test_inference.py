@@ -1,0 +1,31 @@
+"""Folding batch norm into the teacher's convolutions keeps its function."""
+
+from __future__ import annotations
+
+import torch
+from torch import fx, nn
+
+from compressor.models import create_model
+from compressor.models.inference import fold_batchnorm
+
+
+def test_folded_teacher_computes_the_same_logits_and_input_gradients() -> None:
+    torch.manual_seed(0)
+    teacher = create_model("resnet20", 10, 3).eval()
+    for module in teacher.modules():  # non-trivial statistics, as a trained teacher has
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    folded = fold_batchnorm(teacher)
+    assert isinstance(folded, fx.GraphModule)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    x = torch.randn(4, 3, 32, 32, requires_grad=True)
+    torch.testing.assert_close(folded(x), teacher(x), rtol=1e-4, atol=1e-4)
+    (grad_folded,) = torch.autograd.grad(folded(x).sum(), x)
+    (grad_plain,) = torch.autograd.grad(teacher(x).sum(), x)
+    torch.testing.assert_close(grad_folded, grad_plain, rtol=1e-4, atol=1e-4)
+
+
+def test_untraceable_models_run_unfolded() -> None:
+    scripted = torch.jit.script(create_model("resnet8", 10, 3).eval())
+    assert fold_batchnorm(scripted) is scripted
