@@ -148,6 +148,7 @@ def worker(args: argparse.Namespace) -> Measurement:
     from compressor.data import BatchLoader, ImageSet, load_dataset
     from compressor.engine.device import setup_device
     from compressor.engine.distributed import Distributed
+    from compressor.engine.run import ready_teacher
     from compressor.engine.schedule import build_optimizer
     from compressor.engine.training import train_one_epoch
     from compressor.methods import build_method
@@ -223,10 +224,9 @@ def worker(args: argparse.Namespace) -> Measurement:
     teacher = None
     if args.worker != "ce":
         teacher_config = TeacherConfig(arch=args.teacher, checkpoint=args.teacher_checkpoint)
-        teacher = load_teacher(teacher_config, dataset.num_classes, dataset.image_shape[0])
-        teacher = teacher.to(setup.device)
-        if setup.channels_last:
-            teacher = teacher.to(memory_format=torch.channels_last)
+        teacher = ready_teacher(
+            load_teacher(teacher_config, dataset.num_classes, dataset.image_shape[0]), setup
+        )
     bounds = normalized_bounds(dataset.mean, dataset.std)
     method = build_method(method_config, student, teacher, bounds=bounds)
     optimizer = build_optimizer(list(student.parameters()), config.optimizer)

@@ -88,16 +88,21 @@ def _summary(model: nn.Module, evaluation: Evaluation, dataset: Dataset) -> Mode
     )
 
 
+def ready_teacher(teacher: nn.Module, setup: DeviceSetup) -> nn.Module:
+    """The frozen teacher as training runs it: batch norm folded, on the device, its layout."""
+    teacher = fold_batchnorm(teacher).to(setup.device)
+    if setup.channels_last:
+        teacher = teacher.to(memory_format=torch.channels_last)
+    return teacher
+
+
 def _prepare_teacher(
     recipe: Recipe, dataset: Dataset, setup: DeviceSetup
 ) -> tuple[nn.Module, Evaluation]:
-    """Load the teacher, move it, and refuse to distil from one that does not score."""
+    """Load the teacher, ready it, and refuse to distil from one that does not score."""
     assert recipe.teacher is not None
     teacher = load_teacher(recipe.teacher, dataset.num_classes, dataset.image_shape[0])
-    teacher = fold_batchnorm(teacher)
-    teacher = teacher.to(setup.device)
-    if setup.channels_last:
-        teacher = teacher.to(memory_format=torch.channels_last)
+    teacher = ready_teacher(teacher, setup)
     evaluation = evaluate(teacher, _eval_loader(dataset.test, dataset, recipe, setup), setup)
     if evaluation.accuracy < recipe.teacher.min_accuracy:
         raise UserError(
