@@ -125,7 +125,10 @@ def train_one_epoch(
         torch.cuda.synchronize(setup.device)
     seconds = time.perf_counter() - started
     batches = max(steps * distributed.world_size, 1)
-    stats = _totals({k: torch.tensor(v) for k, v in stats_sums.items()}, distributed)
+    # On the device: NCCL all-reduces only GPU tensors.
+    stats = _totals(
+        {k: torch.tensor(v, device=setup.device) for k, v in stats_sums.items()}, distributed
+    )
     return EpochResult(
         loss=totals.get("loss", 0.0) / batches,
         parts={
