@@ -276,6 +276,18 @@ def export_command(
     fp16: Annotated[
         bool, typer.Option("--fp16", help="Also export and validate a float16 student.")
     ] = False,
+    int8: Annotated[
+        bool,
+        typer.Option(
+            "--int8",
+            help="Also quantise each exported model to INT8 (static Q/DQ, calibrated on "
+            "training images; settings: recipe export.int8) and validate it.",
+        ),
+    ] = False,
+    calibration_images: Annotated[
+        int | None,
+        typer.Option(help="INT8 calibration images. Default: export.int8.calibration_images."),
+    ] = None,
     batch_sizes: Annotated[
         str | None,
         typer.Option(help="Latency batch sizes, e.g. 1,64. Default: recipe export.batch_sizes."),
@@ -314,6 +326,8 @@ def export_command(
         onnxruntime=onnx,
         tensorrt=trt,
         fp16=fp16,
+        int8=int8,
+        calibration_images=calibration_images,
         teacher=teacher,
         student_onnx=student_onnx,
         batch_sizes=_batch_sizes(batch_sizes),
@@ -352,6 +366,13 @@ def _print_export(report: ExportReport) -> None:
     for backend, by_batch in report.speedup.items():
         figures = ", ".join(f"{value:.2f}× at batch {batch}" for batch, value in by_batch.items())
         console.print(f"student speedup over the teacher ({backend}): {figures}")
+    for row in report.precisions:
+        speed = ", ".join(f"{value:.2f}× at batch {b}" for b, value in row["speedup"].items())
+        smaller = f", {row['size_ratio']:.1f}× smaller" if row["size_ratio"] else ""
+        console.print(
+            f"{row['model']} {row['precision']} vs fp32 ({row['backend']}): top-1 "
+            f"{-row['accuracy_drop']:+.2f} points, {speed}{smaller}"
+        )
     for warning in report.warnings:
         console.print(f"warning: {warning}", markup=False, style="yellow")
 

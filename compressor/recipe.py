@@ -267,6 +267,35 @@ class TrainConfig(Strict):
         return self
 
 
+class Int8Config(Strict):
+    """`compress export --int8`: static post-training quantisation with ONNX Runtime's tools.
+
+    Calibration images come from the recipe's training split (never the test split the report
+    scores on), preprocessed exactly as at evaluation: no augmentation, the run's mean/std.
+    """
+
+    calibration_images: int = Field(
+        512,
+        ge=32,
+        description="Training images whose activation ranges set the scales; fewer than 32 "
+        "gives ranges that depend on which images were drawn.",
+    )
+    calibration_method: Literal["minmax", "entropy", "percentile"] = Field(
+        "minmax",
+        description="How activation ranges are chosen: minmax (fast), entropy or percentile "
+        "(99.999; clip rare outliers).",
+    )
+    per_channel: bool = Field(
+        True, description="One weight scale per output channel (per tensor when false)."
+    )
+    activations: Literal["auto", "uint8", "int8"] = Field(
+        "auto",
+        description="Activation type: uint8 (asymmetric; fastest in ONNX Runtime on x86), int8 "
+        "(symmetric; what TensorRT accepts). auto: int8 with --trt, else uint8.",
+    )
+    seed: int = Field(0, ge=0, description="Which training images are drawn for calibration.")
+
+
 class ExportConfig(Strict):
     """`compress export`: ONNX opset, latency batch sizes, parity tolerances per precision."""
 
@@ -297,6 +326,7 @@ class ExportConfig(Strict):
     int8_min_agreement: float = Field(
         98.0, ge=0.0, le=100.0, description="int8 parity (a quantised ONNX file): agreement (%)."
     )
+    int8: Int8Config = Field(default_factory=Int8Config)
     warmup_runs: int = Field(10, ge=0, description="Untimed runs before each latency measurement.")
     timed_runs: int = Field(50, ge=1, description="Timed runs per model, backend and batch size.")
 

@@ -3,8 +3,12 @@
 Top to bottom: read the run (bad input fails here, before any work) → export every model to
 ONNX (a model that cannot export fails before any evaluation time is spent) → per model:
 the PyTorch reference logits, computed once, and PyTorch latency; ONNX Runtime parity,
-accuracy and latency → TensorRT likewise, when asked and possible → speedups →
-export_report.json|md|html.
+accuracy and latency → TensorRT likewise, when asked and possible → speedups and the
+precision comparison (fp16/INT8 against fp32 on the same backend) → export_report.json|md|html.
+
+`--int8` quantises every exported fp32 model (student, and teacher when exported) with
+calibration images from the training split (export/quantize.py); the INT8 file is then
+validated exactly like the fp32 one, on every backend that runs.
 
 A requested backend that cannot run here (TensorRT without a GPU) or fails to build does not
 discard what did run: the report is written, and the reasons come back in
@@ -15,7 +19,7 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +35,9 @@ from compressor.rundir import SCHEMA_VERSION, RunDir, now_iso, package_versions
 from export.latency import Latency, measure_latency
 from export.onnx_export import check_classifier_io, export_onnx, load_onnx, onnx_precision
 from export.onnxruntime_runner import OnnxRuntimeRunner
+from export.quantize import Int8Settings, calibration_batch, quantize_int8, resolve_settings
 from export.report import write_reports
-from export.run_inputs import RunInputs, read_eval_set, read_run, read_teacher
+from export.run_inputs import RunInputs, read_run, read_splits, read_teacher
 from export.tensorrt_runner import TensorRTRunner, build_engine, tensorrt_missing
 from export.torch_runner import TorchRunner
 from export.validate import EvalSet, Infer, Parity, Tolerance, accuracy, parity, predict
@@ -49,6 +54,8 @@ class ExportOptions:
     onnxruntime: bool = True  # validate and time the ONNX files with ONNX Runtime
     tensorrt: bool = False
     fp16: bool = False  # also export student.fp16.onnx (float16 weights and inputs)
+    int8: bool = False  # also quantise every exported model to <name>.int8.onnx (static Q/DQ)
+    calibration_images: int | None = None  # INT8 calibration set size
     teacher: bool | None = None  # None: when the run has a teacher
     student_onnx: Path | None = None  # validate this file instead of exporting the student
     batch_sizes: Sequence[int] | None = None
@@ -95,8 +102,10 @@ class ExportReport:
     eval_samples: int
     settings: ExportConfig
     host: dict[str, str | None]
+    int8: Int8Settings | None = None  # how the INT8 files were made; None without --int8
     results: list[Result] = field(default_factory=list)
     speedup: dict[str, dict[int, float]] = field(default_factory=dict)
+    precisions: list[dict[str, Any]] = field(default_factory=list)  # vs fp32, same backend
     warnings: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # requested work that could not run
     files: dict[str, Path] = field(default_factory=dict)  # "json" | "md" | "html" → path
@@ -112,11 +121,13 @@ class ExportReport:
             "versions": package_versions(),
             "host": self.host,
             "settings": self.settings.model_dump(mode="json"),
+            "int8": None if self.int8 is None else asdict(self.int8),
             "results": [result.to_json() for result in self.results],
             "speedup": {
                 backend: {str(batch): value for batch, value in by_batch.items()}
                 for backend, by_batch in self.speedup.items()
             },
+            "precision_comparison": self.precisions,
             "warnings": self.warnings,
             "problems": self.problems,
         }
@@ -147,10 +158,12 @@ def export_run(
     models: dict[str, nn.Module] = {"student": inputs.student}
     if with_teacher:
         models["teacher"] = read_teacher(inputs)
-    given = _given_student(options.student_onnx, inputs)
+    given = _given_student(options.student_onnx, inputs, int8=options.int8)
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
     trt_missing = tensorrt_missing(gpu is not None) if options.tensorrt else None
-    bench = _Bench(read_eval_set(inputs), settings, inputs.run.root)
+    train_set, test_set = read_splits(inputs)
+    int8 = _int8_job(settings, train_set, options) if options.int8 else None
+    bench = _Bench(test_set, settings, inputs.run.root)
     report = ExportReport(
         run=inputs.run.root,
         recipe_sha256=inputs.recipe_sha256,
@@ -158,13 +171,17 @@ def export_run(
         eval_samples=len(bench.eval_set),
         settings=settings,
         host={"cpu": platform.processor() or platform.machine(), "gpu": gpu},
+        int8=None if int8 is None else int8.settings,
     )
 
-    # 2. ONNX files for every model.
+    # 2. ONNX files for every model (and their INT8 forms).
     artifacts = {
         name: _export_model(name, model, inputs, settings, options.fp16, given, say)
         for name, model in models.items()
     }
+    if int8 is not None:
+        for name, files in artifacts.items():
+            files.append(int8.quantize(name, files, inputs.run.export_dir, say))
 
     # 3. Per model: the PyTorch reference (computed once), then ONNX Runtime.
     references: dict[str, np.ndarray] = {}
@@ -207,8 +224,9 @@ def export_run(
         except UserError as error:
             report.problems.extend(error.lines)
 
-    # 5. Speedups, warnings, the report.
+    # 5. Speedups, the precision comparison, warnings, the report.
     report.speedup = speedups(report.results)
+    report.precisions = precision_comparison(report.results)
     report.warnings = _warnings(report.results)
     report.files = write_reports(report.to_json(), inputs.run.export_dir)
     return report
@@ -288,6 +306,9 @@ def _tensorrt(
 
 def _settings(recipe_export: ExportConfig, options: ExportOptions) -> ExportConfig:
     """The recipe's export section with the caller's overrides, validated by the same rules."""
+    merged = recipe_export.model_dump()
+    if options.calibration_images is not None:
+        merged["int8"]["calibration_images"] = options.calibration_images
     overrides = {
         "batch_sizes": list(options.batch_sizes) if options.batch_sizes is not None else None,
         "opset": options.opset,
@@ -296,7 +317,7 @@ def _settings(recipe_export: ExportConfig, options: ExportOptions) -> ExportConf
         "max_abs_diff": options.max_abs_diff,
         "min_agreement": options.min_agreement,
     }
-    merged = recipe_export.model_dump() | {k: v for k, v in overrides.items() if v is not None}
+    merged |= {k: v for k, v in overrides.items() if v is not None}
     try:
         return ExportConfig.model_validate(merged)
     except ValidationError as error:
@@ -312,13 +333,46 @@ def tolerance_for(settings: ExportConfig, precision: str) -> Tolerance:
     return Tolerance(None, settings.int8_min_agreement)
 
 
-def _given_student(path: Path | None, inputs: RunInputs) -> _Artifact | None:
+def _given_student(path: Path | None, inputs: RunInputs, *, int8: bool) -> _Artifact | None:
     """A student ONNX file made elsewhere (optimised, quantised): checked before any work."""
     if path is None:
         return None
     proto = load_onnx(path)
     check_classifier_io(proto, path, inputs.image_shape, inputs.record["num_classes"])
-    return _Artifact("student", onnx_precision(proto), path)
+    precision = onnx_precision(proto)
+    if int8 and precision != "fp32":
+        raise UserError(
+            f"{path}: is already {precision}; --int8 quantises an fp32 model: give the fp32 "
+            "file to --student-onnx, or drop --int8"
+        )
+    return _Artifact("student", precision, path)
+
+
+@dataclass(frozen=True)
+class _Int8Job:
+    """The resolved INT8 settings and the calibration images, drawn once for every model."""
+
+    settings: Int8Settings
+    images: np.ndarray
+
+    def quantize(
+        self, name: str, files: Sequence[_Artifact], out: Path, say: Callable[[str], None]
+    ) -> _Artifact:
+        source = next(artifact.path for artifact in files if artifact.precision == "fp32")
+        target = out / f"{name}.int8.onnx"
+        say(
+            f"{name}: quantising {source.name} to INT8 ({len(self.images)} calibration "
+            f"images, {self.settings.calibration_method}) → export/{target.name}"
+        )
+        quantize_int8(source, target, self.images, self.settings, name=name)
+        return _Artifact(name, "int8", target)
+
+
+def _int8_job(settings: ExportConfig, train: EvalSet, options: ExportOptions) -> _Int8Job:
+    """Check the INT8 settings and draw the calibration images, before any export work."""
+    resolved = resolve_settings(settings.int8, tensorrt=options.tensorrt)
+    images = calibration_batch(train, settings.int8.calibration_images, settings.int8.seed)
+    return _Int8Job(resolved, images)
 
 
 def _export_model(
@@ -399,6 +453,37 @@ def speedups(results: Sequence[Result]) -> dict[str, dict[int, float]]:
         if model == "student" and teacher is not None:
             table[backend] = {b: teacher[b] / student[b] for b in student if b in teacher}
     return table
+
+
+def precision_comparison(results: Sequence[Result]) -> list[dict[str, Any]]:
+    """Each reduced-precision file against the fp32 file of the same model on the same backend:
+    what it cost in accuracy and agreement, and what it bought in latency and size."""
+    fp32 = {(r.model, r.backend): r for r in results if r.precision == "fp32"}
+    rows = []
+    for r in results:
+        base = fp32.get((r.model, r.backend))
+        if r.precision == "fp32" or base is None:
+            continue
+        rows.append(
+            {
+                "model": r.model,
+                "backend": r.backend,
+                "precision": r.precision,
+                "accuracy": r.accuracy,
+                "fp32_accuracy": base.accuracy,
+                "accuracy_drop": base.accuracy - r.accuracy,
+                "top1_agreement": None if r.parity is None else r.parity.top1_agreement,
+                "size_ratio": (
+                    base.size_bytes / r.size_bytes if base.size_bytes and r.size_bytes else None
+                ),
+                "speedup": {
+                    str(batch): base.latency[batch].p50_ms / latency.p50_ms
+                    for batch, latency in r.latency.items()
+                    if batch in base.latency
+                },
+            }
+        )
+    return rows
 
 
 def _warnings(results: Sequence[Result]) -> list[str]:

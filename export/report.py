@@ -97,6 +97,42 @@ def _percentile_rows(payload: dict[str, Any]) -> tuple[list[str], list[list[str]
     return header, rows
 
 
+def _precision_rows(payload: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """fp16/INT8 against fp32, same model and backend: the cost and the gain of each."""
+    batches = _batches(payload)
+    header = ["model", "backend", "precision", "top-1 %", "fp32 top-1 %", "drop (points)"]
+    header += ["agree % (vs fp32)"] + [f"speedup @{b}" for b in batches] + ["smaller"]
+    rows = []
+    for row in payload.get("precision_comparison", []):
+        agreement = row["top1_agreement"]
+        rows.append(
+            [
+                row["model"],
+                row["backend"],
+                row["precision"],
+                f"{row['accuracy']:.2f}",
+                f"{row['fp32_accuracy']:.2f}",
+                f"{row['accuracy_drop']:+.2f}",
+                "—" if agreement is None else f"{agreement:.2f}",
+                *(f"{row['speedup'][b]:.2f}×" if b in row["speedup"] else "—" for b in batches),
+                f"{row['size_ratio']:.1f}×" if row["size_ratio"] else "—",
+            ]
+        )
+    return header, rows
+
+
+def _int8_sentence(payload: dict[str, Any]) -> str | None:
+    int8 = payload.get("int8")
+    if not int8:
+        return None
+    return (
+        f"INT8: static Q/DQ (ONNX Runtime quantization), {int8['calibration_images']} "
+        f"calibration images from the training split, {int8['calibration_method']} ranges, "
+        f"{int8['activations']} activations, int8 weights "
+        f"{'per channel' if int8['per_channel'] else 'per tensor'}."
+    )
+
+
 def _speedup_sentence(payload: dict[str, Any]) -> str | None:
     parts = [
         f"{backend} "
@@ -132,6 +168,13 @@ def markdown(payload: dict[str, Any]) -> str:
     speedup = _speedup_sentence(payload)
     if speedup:
         lines += ["", speedup]
+    header, rows = _precision_rows(payload)
+    if rows:
+        lines += ["", "Reduced precision against fp32 (same model, same backend):", ""]
+        lines += _markdown_table(header, rows, text_columns=3)
+    int8 = _int8_sentence(payload)
+    if int8:
+        lines += ["", int8]
     for problem in payload["problems"]:
         lines += ["", f"> ❌ {problem}"]
     for warning in payload["warnings"]:
@@ -170,6 +213,18 @@ def _plots(payload: dict[str, Any]) -> list[str]:
             fmt=".2f",
         )
     ]
+    if any(r["precision"] != "fp32" for r in results):
+        sizes = {(r["model"], r["precision"]): r["size_bytes"] for r in results if r["file"]}
+        precisions = list(dict.fromkeys(precision for _, precision in sizes))
+        images.append(
+            grouped_bar_plot(
+                "size on disk per precision",
+                precisions,
+                {m: [(sizes.get((m, p)) or math.nan) / 1024 for p in precisions] for m in models},
+                "KB",
+                fmt=".0f",
+            )
+        )
     for batch in _batches(payload):
         p50 = series(lambda r, b=batch: r["latency"].get(b, {}).get("p50_ms", math.nan))
         values = [v for column in p50.values() for v in column if not math.isnan(v)]
@@ -192,6 +247,14 @@ def html_page(payload: dict[str, Any]) -> str:
     summary = _html_table(*_summary_rows(payload))
     percentiles = _html_table(*_percentile_rows(payload))
     speedup = _speedup_sentence(payload)
+    precision_header, precision_rows = _precision_rows(payload)
+    precision_html = (
+        "<h2>Reduced precision against fp32</h2>"
+        + _html_table(precision_header, precision_rows)
+        + "".join(f"<p>{html.escape(line)}</p>" for line in [_int8_sentence(payload)] if line)
+        if precision_rows
+        else ""
+    )
     notes = "".join(
         f'<p class="problem">{html.escape(line)}</p>' for line in payload["problems"]
     ) + "".join(f'<p class="warning">{html.escape(line)}</p>' for line in payload["warnings"])
@@ -209,6 +272,7 @@ text-align:right}}td:nth-child(-n+4){{text-align:left}}img{{max-width:100%;margi
 <p>{html.escape(_intro(payload)).replace("`", "")}</p>
 {summary}
 {speedup_html}
+{precision_html}
 {notes}
 {figures}
 <h2>Latency percentiles (ms)</h2>

@@ -104,8 +104,10 @@ def read_teacher(inputs: RunInputs) -> nn.Module:
     return load_teacher(teacher, inputs.record["num_classes"], inputs.image_shape[0])
 
 
-def read_eval_set(inputs: RunInputs) -> EvalSet:
-    """The recipe's test split, normalised with the mean/std the student was trained with."""
+def read_splits(inputs: RunInputs) -> tuple[EvalSet, EvalSet]:
+    """The recipe's (train, test) splits, normalised with the mean/std the student was
+    trained with: the test split is what every backend is scored on, the training split is
+    where INT8 calibration images come from."""
     dataset = load_dataset(inputs.recipe.data)
     shape = tuple(dataset.image_shape)
     if shape != inputs.image_shape or dataset.num_classes != inputs.record["num_classes"]:
@@ -114,10 +116,16 @@ def read_eval_set(inputs: RunInputs) -> EvalSet:
             f"classes of {list(shape)}) no longer matches student.pt "
             f"({inputs.record['num_classes']} classes of {list(inputs.image_shape)})"
         )
-    return EvalSet(
-        name=dataset.name,
-        images=dataset.test.images.numpy(),
-        labels=dataset.test.labels.numpy(),
-        mean=tuple(inputs.record["mean"]),
-        std=tuple(inputs.record["std"]),
+    mean = tuple(inputs.record["mean"])
+    std = tuple(inputs.record["std"])
+    train, test = (
+        EvalSet(
+            name=dataset.name,
+            images=split.images.numpy(),
+            labels=split.labels.numpy(),
+            mean=mean,
+            std=std,
+        )
+        for split in (dataset.train, dataset.test)
     )
+    return train, test

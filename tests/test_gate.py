@@ -304,6 +304,24 @@ def test_fp16_student_is_compared_with_the_fp32_teacher(
     assert "teacher fp32 p50 15 ms / student fp16 p50 2.5 ms" in detail
 
 
+def test_reduced_precision_is_held_to_the_exports_agreement_bar(
+    kd_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """fp16 at 99.2 % agreement passes the export's 99.0 % bar, not gate.min_agreement's 99.5 %,
+    unless --min-agreement asks for more."""
+    write_export_report(kd_run, fp16=True)
+    report_path = kd_run / "export" / "export_report.json"
+    export = read_json(report_path)
+    export["results"][-1]["parity"] = parity(99.2)
+    report_path.write_text(json.dumps(export))
+    result = run_cli(capsys, "gate", str(kd_run), "--precision", "fp16")
+    assert result.code == 0, result.stdout + result.stderr
+    assert row(result, "export_agreement")[1:] == ["99.20 %", "≥ 99.00 %", "PASS"]
+    result = run_cli(capsys, "gate", str(kd_run), "--precision", "fp16", "--min-agreement", "99.5")
+    assert result.code == 1
+    assert row(result, "export_agreement")[1:] == ["99.20 %", "≥ 99.50 %", "FAIL"]
+
+
 def test_comparison_tolerates_float32_rounding(
     kd_run: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -515,7 +533,7 @@ BAD_INPUTS: list[tuple[str, Callable[[Path], None] | None, list[str], list[str]]
         "precision not exported",
         None,
         ["--precision", "int8"],
-        ["no onnxruntime int8 student (exported: onnxruntime fp32)", "--student-onnx"],
+        ["no onnxruntime int8 student (exported: onnxruntime fp32)", "--int8"],
     ),
     (
         "fp16 not exported",

@@ -4,6 +4,7 @@ the teacher checkpoint) and a ResNet-8 distilled from it."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,13 @@ def exported_run(distilled_run: Path) -> Path:
     """`compress export RUN --fp16`: student (fp32 + fp16) and teacher, ONNX Runtime."""
     invoke("export", str(distilled_run), "--fp16", *QUICK)
     return distilled_run
+
+
+@pytest.fixture(scope="session")
+def int8_run(workdir: Path, distilled_run: Path) -> Path:
+    """`compress export RUN --int8` on a copy of the distilled run (the fp32-only reports of
+    `exported_run` stay as they are): student and teacher, fp32 and INT8, ONNX Runtime."""
+    run = workdir / "int8"
+    shutil.copytree(distilled_run, run, ignore=shutil.ignore_patterns("export"))
+    invoke("export", str(run), "--int8", "--calibration-images", "256", *QUICK)
+    return run

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import yaml
 from typer.testing import CliRunner
 
 from compressor.cli import app
+from tests.cli_helpers import CliResult
 
 # Latency settings that keep every export in these tests to a few seconds on 2 CPU cores;
 # timings are checked for structure and sign, never for speed.
@@ -23,3 +25,21 @@ def invoke(*args: str) -> None:
     """Run a `compress` command that must succeed (fixtures: no capsys at session scope)."""
     result = CliRunner().invoke(app, list(args))
     assert result.exit_code == 0, result.output
+
+
+def report_of(run: Path) -> dict:
+    return json.loads((run / "export" / "export_report.json").read_text())
+
+
+def rows_of(report: dict) -> dict[tuple[str, str, str], dict]:
+    return {(r["model"], r["backend"], r["precision"]): r for r in report["results"]}
+
+
+def one_error_line(result: CliResult) -> str:
+    """A bad input ends with exit 2 and exactly one `error:` line, no traceback."""
+    assert result.code == 2, result.stdout + result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    assert "Traceback" not in result.stderr
+    return lines[0]

@@ -18,28 +18,10 @@ from compressor.data import load_dataset
 from compressor.models import create_model
 from compressor.recipe import DataConfig
 from export.tensorrt_runner import tensorrt_missing
-from tests.cli_helpers import CliResult, run_cli
-from tests.export.helpers import QUICK, invoke, write_recipe
+from tests.cli_helpers import run_cli
+from tests.export.helpers import QUICK, invoke, one_error_line, report_of, rows_of, write_recipe
 
 LATENCY_KEYS = {"p50_ms", "p90_ms", "p95_ms", "p99_ms", "mean_ms", "cv", "throughput_ips", "runs"}
-
-
-def report_of(run: Path) -> dict:
-    return json.loads((run / "export" / "export_report.json").read_text())
-
-
-def rows_of(report: dict) -> dict[tuple[str, str, str], dict]:
-    return {(r["model"], r["backend"], r["precision"]): r for r in report["results"]}
-
-
-def one_error_line(result: CliResult) -> str:
-    """A bad input ends with exit 2 and exactly one `error:` line, no traceback."""
-    assert result.code == 2, result.stdout + result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    assert "Traceback" not in result.stderr
-    return lines[0]
 
 
 def digits_inputs(record: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -188,8 +170,9 @@ def test_markdown_reads_as_a_pull_request_comment(exported_run: Path) -> None:
 
 def test_html_report_is_self_contained(exported_run: Path) -> None:
     page = (exported_run / "export" / "export_report.html").read_text()
-    # accuracy per backend + p50 latency at batch 1 and at batch 8
-    assert page.count("data:image/png;base64,") == 3
+    # accuracy per backend, size per precision (fp16 was exported), p50 at batch 1 and 8
+    assert page.count("data:image/png;base64,") == 4
+    assert "Reduced precision against fp32" in page
     assert "http://" not in page and "https://" not in page
     assert "<table>" in page
 

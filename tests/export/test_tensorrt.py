@@ -5,6 +5,7 @@ Skipped, with the reason, where TensorRT or a GPU is missing."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -62,3 +63,22 @@ def test_onnx_runtime_uses_cuda_when_it_has_it(
     row = next(r for r in report["results"] if r["backend"] == "onnxruntime")
     assert row["device"] == "cuda"
     assert row["parity"]["passed"], row["parity"]
+
+
+def test_tensorrt_runs_the_same_int8_qdq_file(
+    workdir: Path, distilled_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--trt --int8: one symmetric S8S8 Q/DQ file, validated on ONNX Runtime and TensorRT."""
+    run = workdir / "int8-trt"
+    shutil.copytree(distilled_run, run, ignore=shutil.ignore_patterns("export"))
+    args = ["export", str(run), "--trt", "--int8", "--no-teacher", "--calibration-images", "256"]
+    result = run_cli(capsys, *args, *QUICK)
+    assert result.code == 0, result.stderr
+    report = json.loads((run / "export" / "export_report.json").read_text())
+    assert report["int8"]["activations"] == "int8"
+    rows = {(r["model"], r["backend"], r["precision"]): r for r in report["results"]}
+    for backend in ("onnxruntime", "tensorrt"):
+        row = rows[("student", backend, "int8")]
+        assert row["parity"]["passed"], (backend, row["parity"])
+    engine = rows[("student", "tensorrt", "int8")]["file"]
+    assert engine.startswith("export/trt/student.int8-") and engine.endswith(".engine")

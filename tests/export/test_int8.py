@@ -1,0 +1,167 @@
+"""`compress export RUN --int8` end to end on a real digits run: static Q/DQ files made by
+ONNX Runtime's quantisation tools, validated like the fp32 files, compared with them in the
+report, and gated on with `compress gate --precision int8`."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import yaml
+
+from export.onnx_export import onnx_precision, read_metadata
+from tests.cli_helpers import run_cli
+from tests.export.helpers import QUICK, one_error_line, report_of, rows_of
+
+
+def test_int8_files_are_static_qdq_with_metadata(int8_run: Path) -> None:
+    for name in ("student", "teacher"):
+        fp32 = int8_run / "export" / f"{name}.onnx"
+        int8 = int8_run / "export" / f"{name}.int8.onnx"
+        proto = onnx.load(str(int8))
+        ops = {node.op_type for node in proto.graph.node}
+        assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops, ops
+        assert onnx_precision(proto) == "int8"
+        assert int8.stat().st_size < fp32.stat().st_size / 2, name
+        onnx.checker.check_model(proto, full_check=True)
+        metadata = read_metadata(int8)
+        assert metadata["precision"] == "int8"
+        assert metadata["int8_calibration_images"] == 256
+        assert metadata["int8_activations"] == "uint8"  # no --trt: ONNX Runtime's fast form
+        assert metadata["classes"] == read_metadata(fp32)["classes"]
+        assert metadata["recipe_sha256"] == read_metadata(fp32)["recipe_sha256"]
+
+
+def test_int8_is_validated_like_fp32(int8_run: Path) -> None:
+    report = report_of(int8_run)
+    rows = rows_of(report)
+    for name in ("student", "teacher"):
+        int8 = rows[(name, "onnxruntime", "int8")]
+        fp32 = rows[(name, "onnxruntime", "fp32")]
+        assert int8["file"] == f"export/{name}.int8.onnx"
+        assert int8["parity"]["passed"], int8["parity"]
+        assert int8["parity"]["tolerance_max_abs"] is None  # judged by agreement only
+        assert int8["parity"]["top1_agreement"] >= 98.0
+        assert abs(int8["accuracy"] - fp32["accuracy"]) <= 2.0
+        assert set(int8["latency"]) == {"1", "8"}
+    assert report["int8"] == {
+        "calibration_images": 256,
+        "calibration_method": "minmax",
+        "per_channel": True,
+        "activations": "uint8",
+    }
+    assert report["settings"]["int8"]["calibration_images"] == 256
+
+
+def test_int8_session_reproduces_the_reported_accuracy(int8_run: Path) -> None:
+    """Recompute the INT8 student's accuracy with a plain ONNX Runtime session."""
+    from compressor.data import load_dataset
+    from compressor.recipe import DataConfig
+
+    metadata = read_metadata(int8_run / "export" / "student.int8.onnx")
+    test = load_dataset(DataConfig(name="digits")).test
+    mean = np.asarray(metadata["mean"], dtype=np.float32).reshape(1, -1, 1, 1)
+    std = np.asarray(metadata["std"], dtype=np.float32).reshape(1, -1, 1, 1)
+    images = ((test.images.numpy().astype(np.float32) / 255.0 - mean) / std).astype(np.float32)
+    session = ort.InferenceSession(
+        str(int8_run / "export" / "student.int8.onnx"), providers=["CPUExecutionProvider"]
+    )
+    (logits,) = session.run(None, {session.get_inputs()[0].name: images})
+    accuracy = 100.0 * float(np.mean(logits.argmax(1) == test.labels.numpy()))
+    reported = rows_of(report_of(int8_run))[("student", "onnxruntime", "int8")]["accuracy"]
+    assert accuracy == pytest.approx(reported, abs=1e-9)
+
+
+def test_report_compares_int8_with_fp32(int8_run: Path) -> None:
+    report = report_of(int8_run)
+    rows = rows_of(report)
+    comparison = {(r["model"], r["precision"]): r for r in report["precision_comparison"]}
+    assert set(comparison) == {("student", "int8"), ("teacher", "int8")}
+    for name in ("student", "teacher"):
+        row = comparison[(name, "int8")]
+        fp32 = rows[(name, "onnxruntime", "fp32")]
+        int8 = rows[(name, "onnxruntime", "int8")]
+        assert row["backend"] == "onnxruntime"
+        assert row["accuracy_drop"] == pytest.approx(fp32["accuracy"] - int8["accuracy"])
+        assert row["size_ratio"] == pytest.approx(fp32["size_bytes"] / int8["size_bytes"])
+        assert row["speedup"]["8"] == pytest.approx(
+            fp32["latency"]["8"]["p50_ms"] / int8["latency"]["8"]["p50_ms"]
+        )
+    markdown = (int8_run / "export" / "export_report.md").read_text()
+    assert "Reduced precision against fp32" in markdown
+    assert "| student | onnxruntime | int8 |" in markdown
+    assert "256 calibration images from the training split" in markdown
+    page = (int8_run / "export" / "export_report.html").read_text()
+    assert "Reduced precision against fp32" in page
+    assert page.count("data:image/png;base64,") == 4  # accuracy, size, latency @1 and @8
+
+
+def test_gate_on_the_int8_student(int8_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_cli(capsys, "gate", str(int8_run), "--precision", "int8", "--max-drop", "100")
+    assert result.code == 0, result.stdout + result.stderr
+    assert "int8" in result.stdout
+
+
+def test_gate_without_int8_export_says_how(
+    exported_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    line = one_error_line(run_cli(capsys, "gate", str(exported_run), "--precision", "int8"))
+    assert "no onnxruntime int8 student" in line
+    assert "--int8" in line
+
+
+@pytest.mark.parametrize(
+    ("count", "expected"),
+    [
+        ("8", "export options: int8.calibration_images"),
+        ("100000", "the training split has only"),
+    ],
+)
+def test_too_few_or_too_many_calibration_images(
+    distilled_run: Path, count: str, expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = run_cli(
+        capsys, "export", str(distilled_run), "--int8", "--calibration-images", count, *QUICK
+    )
+    assert expected in one_error_line(result)
+
+
+def test_int8_of_an_already_quantized_student(
+    int8_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    quantized = int8_run / "export" / "student.int8.onnx"
+    result = run_cli(
+        capsys, "export", str(int8_run), "--int8", "--student-onnx", str(quantized), *QUICK
+    )
+    line = one_error_line(result)
+    assert "already int8" in line
+    assert "drop --int8" in line
+
+
+@pytest.mark.parametrize("damage", ["missing", "corrupt"])
+def test_calibration_data_that_cannot_be_read(
+    workdir: Path,
+    distilled_run: Path,
+    tmp_path: Path,
+    damage: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The recipe's training data is gone or damaged: one line naming it, exit 2, no files."""
+    run = workdir / f"int8-{damage}-data"
+    shutil.copytree(distilled_run, run, ignore=shutil.ignore_patterns("export"))
+    root = tmp_path / "cifar"
+    if damage == "corrupt":
+        batches = root / "cifar-10-batches-py"
+        batches.mkdir(parents=True)
+        for name in ["batches.meta", "test_batch", *(f"data_batch_{i}" for i in range(1, 6))]:
+            (batches / name).write_bytes(b"not a pickle")
+    recipe = yaml.safe_load((run / "recipe.yaml").read_text())
+    recipe["data"] = {"name": "cifar10", "root": str(root)}
+    (run / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    line = one_error_line(run_cli(capsys, "export", str(run), "--int8", *QUICK))
+    assert str(root) in line
+    assert not (run / "export").exists()

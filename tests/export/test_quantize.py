@@ -1,0 +1,193 @@
+"""export/quantize.py on small real models: the calibration draw, the settings that decide the
+Q/DQ form, and one clear UserError for every model ONNX Runtime's tools cannot quantise."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper
+from torch import nn
+
+from compressor.errors import UserError
+from compressor.recipe import Int8Config
+from export.onnx_export import export_onnx, read_metadata
+from export.quantize import Int8Settings, calibration_batch, quantize_int8, resolve_settings
+from export.validate import EvalSet
+
+SHAPE = (1, 8, 8)
+
+
+def _train_set(count: int = 200) -> EvalSet:
+    rng = np.random.default_rng(0)
+    return EvalSet(
+        name="toy",
+        images=rng.integers(0, 256, size=(count, *SHAPE), dtype=np.uint8),
+        labels=np.arange(count) % 10,
+        mean=(0.5,),
+        std=(0.25,),
+    )
+
+
+@pytest.fixture(scope="module")
+def fp32_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 10),
+    ).eval()
+    path = tmp_path_factory.mktemp("quantize") / "toy.onnx"
+    export_onnx(model, path, image_shape=SHAPE, opset=18, metadata={"classes": list("0123456789")})
+    return path
+
+
+def _settings(**changes: object) -> Int8Settings:
+    base = {
+        "calibration_images": 64,
+        "calibration_method": "minmax",
+        "per_channel": True,
+        "activations": "uint8",
+    }
+    return Int8Settings(**(base | changes))  # type: ignore[arg-type]
+
+
+def test_calibration_draw_is_balanced_normalised_and_repeatable() -> None:
+    train = _train_set()
+    images = calibration_batch(train, 50, seed=3)
+    assert images.shape == (50, *SHAPE) and images.dtype == np.float32
+    again = calibration_batch(train, 50, seed=3)
+    np.testing.assert_array_equal(images, again)
+    assert not np.array_equal(images, calibration_batch(train, 50, seed=4))
+    pixels = train.images.astype(np.float32) / 255.0
+    assert images.min() >= (pixels.min() - 0.5) / 0.25 - 1e-6
+    # Every training image normalised; the draw must be a subset of them, five per class.
+    normalised = {image.tobytes() for image in ((pixels - 0.5) / 0.25).astype(np.float32)}
+    assert all(image.tobytes() in normalised for image in images)
+
+
+def test_more_calibration_images_than_training_images() -> None:
+    with pytest.raises(UserError, match="training split has only 200 images"):
+        calibration_batch(_train_set(), 512, seed=0)
+
+
+def test_activation_type_follows_the_backends() -> None:
+    assert resolve_settings(Int8Config(), tensorrt=False).activations == "uint8"
+    assert resolve_settings(Int8Config(), tensorrt=True).activations == "int8"
+    assert resolve_settings(Int8Config(activations="int8"), tensorrt=False).activations == "int8"
+    with pytest.raises(UserError, match=r"TensorRT .* symmetric int8"):
+        resolve_settings(Int8Config(activations="uint8"), tensorrt=True)
+
+
+@pytest.mark.parametrize("method", ["minmax", "entropy", "percentile"])
+def test_every_calibration_method_quantises(fp32_model: Path, tmp_path: Path, method: str) -> None:
+    target = tmp_path / "toy.int8.onnx"
+    images = calibration_batch(_train_set(), 64, seed=0)
+    quantize_int8(fp32_model, target, images, _settings(calibration_method=method), name="toy")
+    metadata = read_metadata(target)
+    assert metadata["precision"] == "int8"
+    assert metadata["int8_calibration_method"] == method
+    assert metadata["classes"] == list("0123456789")
+
+
+def test_symmetric_int8_activations_for_tensorrt(fp32_model: Path, tmp_path: Path) -> None:
+    """TensorRT's explicit quantisation: int8 with zero point 0 everywhere."""
+    target = tmp_path / "toy.int8.onnx"
+    images = calibration_batch(_train_set(), 64, seed=0)
+    quantize_int8(fp32_model, target, images, _settings(activations="int8"), name="toy")
+    proto = onnx.load(str(target))
+    initializers = {init.name: init for init in proto.graph.initializer}
+    zero_points = [
+        initializers[node.input[2]]
+        for node in proto.graph.node
+        if node.op_type == "QuantizeLinear" and len(node.input) > 2
+    ]
+    assert zero_points
+    for zero_point in zero_points:
+        assert zero_point.data_type == TensorProto.INT8
+        assert not onnx.numpy_helper.to_array(zero_point).any()
+
+
+@pytest.mark.parametrize(("per_channel", "elements"), [(True, 8), (False, 1)])
+def test_weight_scales_per_channel_or_per_tensor(
+    fp32_model: Path, tmp_path: Path, per_channel: bool, elements: int
+) -> None:
+    """The first convolution has 8 output channels: 8 weight scales, or 1 per tensor."""
+    target = tmp_path / "toy.int8.onnx"
+    images = calibration_batch(_train_set(), 64, seed=0)
+    quantize_int8(fp32_model, target, images, _settings(per_channel=per_channel), name="toy")
+    proto = onnx.load(str(target))
+    scales = {init.name: onnx.numpy_helper.to_array(init).size for init in proto.graph.initializer}
+    conv_weight_scales = [size for name, size in scales.items() if name == "0.weight_scale"]
+    assert conv_weight_scales == [elements], sorted(scales)
+
+
+def _save(graph: onnx.GraphProto, path: Path, opsets: list[onnx.OperatorSetIdProto]) -> Path:
+    model = helper.make_model(graph, opset_imports=opsets)
+    onnx.save(model, str(path))
+    return path
+
+
+def _io() -> tuple[onnx.ValueInfoProto, onnx.ValueInfoProto]:
+    return (
+        helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", *SHAPE]),
+        helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 10]),
+    )
+
+
+def test_a_model_with_nothing_to_quantise(tmp_path: Path) -> None:
+    image, logits = _io()
+    starts = helper.make_tensor("starts", TensorProto.INT64, [1], [0])
+    ends = helper.make_tensor("ends", TensorProto.INT64, [1], [10])
+    axes = helper.make_tensor("axes", TensorProto.INT64, [1], [1])
+    graph = helper.make_graph(
+        [
+            helper.make_node("Flatten", ["input"], ["flat"]),
+            helper.make_node("Slice", ["flat", "starts", "ends", "axes"], ["logits"]),
+        ],
+        "no-weights",
+        [image],
+        [logits],
+        [starts, ends, axes],
+    )
+    path = _save(graph, tmp_path / "slice.onnx", [helper.make_opsetid("", 18)])
+    images = calibration_batch(_train_set(), 64, seed=0)
+    with pytest.raises(UserError, match=r"found nothing to quantise in slice\.onnx"):
+        quantize_int8(path, tmp_path / "out.onnx", images, _settings(), name="student")
+    assert not (tmp_path / "out.onnx").exists()
+
+
+def test_a_model_onnx_runtime_cannot_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A custom-domain operator: valid ONNX, but no ONNX Runtime kernel to calibrate with.
+    ONNX Runtime's shape inference dumps a file into the working directory when it fails;
+    none may be left in the user's."""
+    monkeypatch.chdir(tmp_path)
+    image, logits = _io()
+    graph = helper.make_graph(
+        [helper.make_node("Mystery", ["input"], ["logits"], domain="example.custom")],
+        "custom-op",
+        [image],
+        [logits],
+    )
+    opsets = [helper.make_opsetid("", 18), helper.make_opsetid("example.custom", 1)]
+    path = _save(graph, tmp_path / "custom.onnx", opsets)
+    images = calibration_batch(_train_set(), 64, seed=0)
+    with pytest.raises(UserError, match=r"ONNX Runtime cannot quantise custom\.onnx") as caught:
+        quantize_int8(path, tmp_path / "out.onnx", images, _settings(), name="student")
+    assert len(caught.value.lines) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["custom.onnx"]
+
+
+def test_an_already_quantised_model(fp32_model: Path, tmp_path: Path) -> None:
+    images = calibration_batch(_train_set(), 64, seed=0)
+    once = tmp_path / "once.onnx"
+    quantize_int8(fp32_model, once, images, _settings(), name="toy")
+    with pytest.raises(UserError, match="is already int8"):
+        quantize_int8(once, tmp_path / "twice.onnx", images, _settings(), name="toy")
