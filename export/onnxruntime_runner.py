@@ -32,10 +32,14 @@ class OnnxRuntimeRunner:
 
     backend = "onnxruntime"
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, threads: int | None = None) -> None:
+        """`threads`: intra-op threads (None: ONNX Runtime's default, one per physical core)."""
         self.path = Path(path)
+        options = ort.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = threads
         try:
-            self.session = ort.InferenceSession(str(self.path), providers=providers())
+            self.session = ort.InferenceSession(str(self.path), options, providers=providers())
         except Exception as error:  # onnxruntime raises its own untyped Fail/InvalidProtobuf
             raise UserError(
                 f"{self.path}: ONNX Runtime {ort.__version__} cannot load this model "

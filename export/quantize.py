@@ -107,6 +107,7 @@ def quantize_int8(
     cannot do with the model ends in one UserError naming the file; `target` is written
     atomically, only once the quantised model has passed `onnx.checker`.
     """
+    source = source.resolve()  # the pre-processing step runs in a scratch directory
     fp32 = onnx.load(str(source))
     precision = onnx_precision(fp32)
     if precision != "fp32":
@@ -129,7 +130,7 @@ def quantize_int8(
             # because its symbolic shape inference dumps a file into the working directory
             # when it fails.
             with _working_directory(Path(scratch)):
-                quant_pre_process(str(source.resolve()), str(prepared))
+                quant_pre_process(str(source), str(prepared))
             quantize_static(
                 str(prepared),
                 str(quantized),

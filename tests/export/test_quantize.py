@@ -87,10 +87,15 @@ def test_activation_type_follows_the_backends() -> None:
 
 
 @pytest.mark.parametrize("method", ["minmax", "entropy", "percentile"])
-def test_every_calibration_method_quantises(fp32_model: Path, tmp_path: Path, method: str) -> None:
+def test_every_calibration_method_quantises(
+    fp32_model: Path, tmp_path: Path, method: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Relative paths, as a user types them, resolve against the user's directory."""
+    monkeypatch.chdir(fp32_model.parent)
     target = tmp_path / "toy.int8.onnx"
     images = calibration_batch(_train_set(), 64, seed=0)
-    quantize_int8(fp32_model, target, images, _settings(calibration_method=method), name="toy")
+    settings = _settings(calibration_method=method)
+    quantize_int8(Path(fp32_model.name), target, images, settings, name="toy")
     metadata = read_metadata(target)
     assert metadata["precision"] == "int8"
     assert metadata["int8_calibration_method"] == method
