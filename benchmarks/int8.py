@@ -8,6 +8,9 @@ fp32). Its latencies are single measurements taken one model after another; this
 re-times the four files (student/teacher × fp32/INT8) interleaved, `--repeats` rounds of
 `--runs` timed calls each, and reports the median of the rounds' p50s, so a burst of other
 load hits every file alike. Speedups are fp32 median / INT8 median of the same model.
+
+`--symmetric` also quantises each model with symmetric int8 activations (S8S8, the form
+TensorRT needs) and times it alongside, to show what the activation type costs in ONNX Runtime.
 """
 
 from __future__ import annotations
@@ -27,13 +30,15 @@ from compressor.errors import UserError
 from export import ExportOptions, export_run
 from export.latency import measure_latency
 from export.onnxruntime_runner import OnnxRuntimeRunner
+from export.quantize import calibration_batch, quantize_int8, resolve_settings
 from export.run_inputs import read_run, read_splits
+from export.validate import accuracy, predict
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs" / "BENCHMARKS.md"
 SECTION = "## INT8 post-training quantisation (ONNX Runtime, CPU)"
 DOCS_WIDTH = 95
-PRECISIONS = ("fp32", "int8")
+PRECISIONS = ("fp32", "int8", "int8 s8s8")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -45,8 +50,47 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=50, help="timed calls per round")
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--calibration-images", type=int, default=None)
+    parser.add_argument(
+        "--symmetric", action="store_true", help="also time S8S8 (TensorRT's form) in ONNX Runtime"
+    )
     parser.add_argument("--write-docs", action="store_true", help="update docs/BENCHMARKS.md")
     return parser.parse_args(argv)
+
+
+def symmetric_rows(report: dict, run: Path, args: argparse.Namespace) -> list[dict]:
+    """The fp32 files quantised again with symmetric int8 activations, scored on the test set
+    (result rows shaped like the export report's)."""
+    inputs = read_run(run)
+    train, test = read_splits(inputs)
+    config = inputs.recipe.export.int8.model_copy(update={"activations": "int8"})
+    if args.calibration_images is not None:
+        config = config.model_copy(update={"calibration_images": args.calibration_images})
+    settings = resolve_settings(config, tensorrt=True)
+    images = calibration_batch(train, config.calibration_images, config.seed)
+    fp32 = {
+        r["model"]: r
+        for r in report["results"]
+        if r["backend"] == "onnxruntime" and r["precision"] == "fp32"
+    }
+    rows = []
+    for model, row in fp32.items():
+        target = run / "export" / f"{model}.int8-s8s8.onnx"
+        quantize_int8(run / row["file"], target, images, settings, name=model)
+        logits = predict(OnnxRuntimeRunner(target).infer, test, 256)
+        reference = predict(OnnxRuntimeRunner(run / row["file"]).infer, test, 256)
+        agreement = 100.0 * float((logits.argmax(1) == reference.argmax(1)).mean())
+        rows.append(
+            {
+                "model": model,
+                "backend": "onnxruntime",
+                "precision": "int8 s8s8",
+                "file": str(target.relative_to(run)),
+                "size_bytes": target.stat().st_size,
+                "accuracy": accuracy(logits, test.labels),
+                "parity": {"top1_agreement": agreement},
+            }
+        )
+    return rows
 
 
 def median_p50s(
@@ -66,43 +110,56 @@ def median_p50s(
     return {key: statistics.median(values) for key, values in rounds.items()}
 
 
-def table(report: dict, p50: dict[tuple[str, str, int], float], batches: list[int]) -> list[str]:
-    rows = {(r["model"], r["precision"]): r for r in report["results"] if r["file"]}
-    rows = {k: v for k, v in rows.items() if v["backend"] == "onnxruntime"}
-    header = "| model | precision | top-1 % | drop (points) | agree % vs PyTorch fp32 | "
+Rows = dict[tuple[str, str], dict]  # (model, precision) → an ONNX Runtime result row
+P50 = dict[tuple[str, str, int], float]  # (model, precision, batch) → median p50 (ms)
+
+
+def table(rows: Rows, p50: P50, batches: list[int]) -> list[str]:
+    header = "| model | precision | top-1 % | drop (points) | agree % vs fp32 | "
     header += " | ".join(f"p50 ms @{b}" for b in batches) + " | "
     header += " | ".join(f"speedup @{b}" for b in batches) + " | size |"
     lines = [header, "|---|---|" + "--:|" * (3 + 2 * len(batches) + 1)]
-    for model in ("student", "teacher"):
-        if (model, "int8") not in rows:
-            continue
-        fp32 = rows[(model, "fp32")]
-        for precision in PRECISIONS:
-            row = rows[(model, precision)]
-            drop = fp32["accuracy"] - row["accuracy"]
-            cells = [
-                model,
-                precision,
-                f"{row['accuracy']:.2f}",
-                "—" if precision == "fp32" else f"{drop:+.2f}",
-                f"{row['parity']['top1_agreement']:.2f}",
-                *(f"{p50[(model, precision, b)]:.3g}" for b in batches),
-                *(
-                    "1.00×"
-                    if precision == "fp32"
-                    else f"{p50[(model, 'fp32', b)] / p50[(model, precision, b)]:.2f}×"
-                    for b in batches
-                ),
-                f"{row['size_bytes'] / 1024:,.0f} KB",
-            ]
-            lines.append("| " + " | ".join(cells) + " |")
+    for model, precision in rows:
+        row, fp32 = rows[(model, precision)], rows[(model, "fp32")]
+        cells = [
+            model,
+            precision,
+            f"{row['accuracy']:.2f}",
+            "—" if precision == "fp32" else f"{fp32['accuracy'] - row['accuracy']:+.2f}",
+            f"{row['parity']['top1_agreement']:.2f}",
+            *(f"{p50[(model, precision, b)]:.3g}" for b in batches),
+            *(f"{p50[(model, 'fp32', b)] / p50[(model, precision, b)]:.2f}×" for b in batches),
+            f"{row['size_bytes'] / 1024:,.0f} KB",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
-def section(args: argparse.Namespace, argv: list[str], report: dict, p50: dict) -> str:
+def verdict(rows: Rows, p50: P50, batch: int) -> str:
+    """Issue 9's targets: accuracy drop ≤ 0.5 points and a latency gain at the largest batch."""
+    parts = []
+    for model, precision in rows:
+        if precision != "int8":
+            continue
+        drop = rows[(model, "fp32")]["accuracy"] - rows[(model, precision)]["accuracy"]
+        speedup = p50[(model, "fp32", batch)] / p50[(model, precision, batch)]
+        met = drop <= 0.5 and speedup > 1.0
+        parts.append(
+            f"{model}: drop {drop:+.2f} points, {speedup:.2f}× at batch {batch} — "
+            f"{'met' if met else 'NOT met'}"
+        )
+    return "Targets (accuracy drop ≤ 0.5 points, a latency gain at batch " + (
+        f"{batch}): " + "; ".join(parts) + "."
+    )
+
+
+def section(args: argparse.Namespace, argv: list[str], report: dict, rows: Rows, p50: P50) -> str:
     int8 = report["int8"]
     threads = args.threads or "default (one per physical core)"
     command = " ".join([".venv/bin/python benchmarks/int8.py", *map(shlex.quote, argv)])
+    record = read_run(args.run)
+    recipe = record.recipe
+    teacher = recipe.teacher.arch if recipe.teacher is not None else None
     lines = [
         SECTION,
         "",
@@ -112,12 +169,21 @@ def section(args: argparse.Namespace, argv: list[str], report: dict, p50: dict) 
         f"quantisation tools: {int8['calibration_images']} class-balanced training images, "
         f"{int8['calibration_method']} ranges, {int8['activations']} activations, int8 weights "
         f"{'per channel' if int8['per_channel'] else 'per tensor'}), scores every file on the "
-        f"{report['eval_samples']:,} {report['dataset']} test images, then re-times the fp32 and "
-        f"INT8 files interleaved: median of {args.repeats} rounds' p50 of {args.runs} calls. "
-        f"Run `{report['run']}`; {platform.machine()}, onnxruntime {ort.__version__}, "
-        f"intra-op threads: {threads}.",
+        f"{report['eval_samples']:,} {report['dataset']} test images, then re-times the files "
+        f"interleaved: median of {args.repeats} rounds' p50 of {args.runs} calls. Run "
+        f"`{report['run']}`: {record.record['arch']} distilled from {teacher} with "
+        f"`{recipe.method.name}` for {recipe.train.epochs} epochs; {platform.machine()}, "
+        f"onnxruntime {ort.__version__}, intra-op threads: {threads}."
+        + (
+            " `int8 s8s8` is the same model with symmetric int8 activations, the form TensorRT "
+            "needs (`export.int8.activations: int8`, chosen by `auto` with `--trt`)."
+            if args.symmetric
+            else ""
+        ),
         "",
-        *table(report, p50, args.batch_sizes),
+        *table(rows, p50, args.batch_sizes),
+        "",
+        verdict(rows, p50, max(args.batch_sizes)),
     ]
     return "\n".join(_wrap(line) for line in lines) + "\n"
 
@@ -156,12 +222,14 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(f"error: {line}" for line in error.lines), file=sys.stderr)
         return 2
     report = json.loads(result.files["json"].read_text(encoding="utf-8"))
-    files = {
-        (r["model"], r["precision"]): args.run / r["file"]
-        for r in report["results"]
-        if r["backend"] == "onnxruntime"
-    }
-    text = section(args, argv, report, median_p50s(files, args, args.run))
+    results = [r for r in report["results"] if r["backend"] == "onnxruntime"]
+    if args.symmetric:
+        results += symmetric_rows(report, args.run, args)
+    order = {precision: index for index, precision in enumerate(PRECISIONS)}
+    results.sort(key=lambda r: (r["model"] != "student", order[r["precision"]]))
+    rows = {(r["model"], r["precision"]): r for r in results}
+    files = {key: args.run / row["file"] for key, row in rows.items()}
+    text = section(args, argv, report, rows, median_p50s(files, args, args.run))
     print("\n" + text)
     if args.write_docs:
         write_docs(text)
