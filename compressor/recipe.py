@@ -184,6 +184,12 @@ class BSSMethod(Strict):
     temperature: float = Field(3.0, gt=0.0)
     attack: AttackConfig = Field(default_factory=AttackConfig)
     weights: ScheduleWeights = Field(default_factory=ScheduleWeights)
+    bank_epochs: int = Field(
+        1,
+        ge=1,
+        description="Reuse each boundary sample for this many epochs: attack in the first of "
+        "each window, reuse the banked samples in the rest (1: attack every step).",
+    )
 
 
 class TripletMethod(Strict):
@@ -198,6 +204,12 @@ class AMKDMethod(Strict):
     temperature: float = Field(3.0, gt=0.0)
     attack: AttackConfig = Field(default_factory=AttackConfig)
     weights: ScheduleWeights = Field(default_factory=ScheduleWeights)
+    bank_epochs: int = Field(
+        1,
+        ge=1,
+        description="Reuse each boundary sample for this many epochs: attack in the first of "
+        "each window, reuse the banked samples in the rest (1: attack every step).",
+    )
     embedding: Literal["logits", "softmax", "features"] = "logits"
     negative_source: Literal["teacher", "student"] = "teacher"
     mining: Literal["random", "hardest"] = "random"

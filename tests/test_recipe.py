@@ -45,6 +45,9 @@ def test_method_defaults_follow_the_design() -> None:
     assert recipe.method.attack.epsilon == 1e-4
     assert recipe.method.attack.max_steps == 10
     assert recipe.method.weights.beta_stop_fraction == 0.75
+    assert recipe.method.bank_epochs == 1  # bank mode is opt-in
+    banked = parse_recipe(merged(method={"name": "bss", "bank_epochs": 5}, teacher={"arch": "x"}))
+    assert banked.method.bank_epochs == 5
     triplet = parse_recipe(merged(method={"name": "triplet"}, teacher={"arch": "resnet20"}))
     assert (triplet.method.margin, triplet.method.triplet_weight) == (5.0, 2.0)
 
@@ -94,6 +97,11 @@ BAD_RECIPES = [
         "option of another method",
         merged(method={"name": "kd", "margin": 1.0}, teacher={"arch": "resnet20"}),
         ["method.margin", "unknown key", "temperature"],
+    ),
+    (
+        "bank of zero epochs",
+        merged(method={"name": "amkd", "bank_epochs": 0}, teacher={"arch": "resnet20"}),
+        ["method.bank_epochs", "greater than or equal to 1", "(got 0)"],
     ),
     (
         "bad AMKD choice",

@@ -40,7 +40,8 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
 
 
 class BatchLoader:
-    """Iterates (images float32 [B, C, H, W] normalised, labels int64 [B]) on `device`.
+    """Iterates (images float32 [B, C, H, W] normalised, labels int64 [B]) on `device`;
+    `indexed()` adds each sample's index into the split.
 
     `crop_padding` and `flip` apply only when `train` is True. `drop_last` defaults to True
     for training (unless the split is smaller than one global batch) and False for eval.
@@ -152,9 +153,19 @@ class BatchLoader:
         return order, offsets, flips
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for images, labels, _ in self.indexed():
+            yield images, labels
+
+    def indexed(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Like iterating, plus each sample's index into the split (int64 [B], on `device`).
+
+        The index names a sample across epochs whatever the shuffle, so a method can keep
+        per-sample state (the boundary-sample bank) from one epoch to the next.
+        """
         if not self.train:
             for start, stop in self._steps():
-                yield self._finish(self.images[start:stop]), self.labels[start:stop]
+                index = torch.arange(start, stop, device=self.device)
+                yield self._finish(self.images[start:stop]), self.labels[start:stop], index
             return
         order, offsets, flips = self._plan()
         for start, stop in self._steps():
@@ -164,7 +175,7 @@ class BatchLoader:
                 images = crop(images, self.crop_padding, offsets[start:stop])
             if flips is not None:
                 images = hflip(images, flips[start:stop])
-            yield self._finish(images), self.labels[index]
+            yield self._finish(images), self.labels[index], index
 
     def _finish(self, images: torch.Tensor) -> torch.Tensor:
         if self.channels_last:

@@ -212,7 +212,9 @@ def _execute(
     if recipe.train.compile:
         trained = torch.compile(trained)
     bounds = normalized_bounds(dataset.mean, dataset.std)
-    method = build_method(recipe.method, trained, teacher, bounds=bounds)
+    method = build_method(
+        recipe.method, trained, teacher, bounds=bounds, dataset_size=len(dataset.train)
+    )
     optimizer = build_optimizer(list(student.parameters()), recipe.train.optimizer)
     scaler = torch.amp.GradScaler(setup.device.type, enabled=setup.needs_grad_scaler)
 
@@ -269,6 +271,8 @@ def _execute(
         if not main:
             continue
         append_line(run.metrics, json.dumps(_metrics_line(epoch, result, student_eval)))
+        # Not saved: bank mode's boundary samples (a resume starts with a refresh epoch; see
+        # compressor/methods/bank.py for why).
         save_checkpoint(
             run.checkpoint,
             {

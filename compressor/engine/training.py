@@ -77,6 +77,8 @@ def train_one_epoch(
 ) -> EpochResult:
     """Train `student` for one epoch, reporting running figures through `on_step`.
 
+    The method gets each batch's data-set indices too (bank mode keys its samples by them).
+
     Under torchrun every figure is summed over the processes, so all of them see the same
     numbers and stop together if the loss diverges.
     """
@@ -89,12 +91,12 @@ def train_one_epoch(
     totals: dict[str, float] = {}
     lr = config.optimizer.lr
     started = time.perf_counter()
-    for step, (images, labels) in enumerate(loader):
+    for step, (images, labels, indices) in enumerate(loader.indexed()):
         lr = config.optimizer.lr * lr_factor(config.schedule, epoch + step / steps, config.epochs)
         set_lr(optimizer, lr)
         progress = TrainProgress(epoch=epoch, epochs=config.epochs, within_epoch=step / steps)
         with setup.autocast():
-            output = method.step(images, labels, progress)
+            output = method.step(images, labels, progress, indices)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(output.loss).backward()
         if config.grad_clip_norm is not None:

@@ -43,12 +43,21 @@ class StepOutput:
 
 
 class Method(Protocol):
-    """A distillation method: the engine calls `step` once per batch inside autocast."""
+    """A distillation method: the engine calls `step` once per batch inside autocast.
+
+    `indices` (int64 [B]) are the batch's data-set indices, which name a sample across epochs:
+    BSS and AMKD in bank mode key their reused boundary samples by them; other methods ignore
+    them, and without them (None) bank mode cannot run.
+    """
 
     needs_teacher: bool
 
     def step(
-        self, images: torch.Tensor, labels: torch.Tensor, progress: TrainProgress
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        progress: TrainProgress,
+        indices: torch.Tensor | None = None,
     ) -> StepOutput: ...
 
 
@@ -58,6 +67,7 @@ def build_method(
     teacher: nn.Module | None = None,
     *,
     bounds: tuple[torch.Tensor, torch.Tensor] | None = None,
+    dataset_size: int | None = None,
 ) -> Method:
     """The method the recipe's `method:` section names, bound to its models.
 
@@ -65,7 +75,9 @@ def build_method(
     never an optimiser), so a TorchScript or `torch.export` teacher works too. `bounds` is
     the per-channel (low, high) range of valid normalised inputs, e.g.
     `boundary.normalized_bounds(mean, std)`; the boundary-sample search clamps to it
-    (BSS, AMKD). Without it, adversarial images are not range-limited.
+    (BSS, AMKD). Without it, adversarial images are not range-limited. `dataset_size` is the
+    training split's length, which sizes the boundary-sample bank of BSS and AMKD with
+    `method.bank_epochs` > 1 (required then).
     """
     # Imported here: the method modules import the contract defined above.
     from compressor.methods.amkd import AMKD
@@ -87,5 +99,5 @@ def build_method(
     if isinstance(config, TripletMethod):
         return TripletKD(config, student, teacher)
     if isinstance(config, BSSMethod):
-        return BSS(config, student, teacher, bounds)
-    return AMKD(config, student, teacher, bounds)
+        return BSS(config, student, teacher, bounds, dataset_size)
+    return AMKD(config, student, teacher, bounds, dataset_size)

@@ -24,7 +24,8 @@ from torch import nn
 
 from compressor.errors import UserError
 from compressor.methods import StepOutput, TrainProgress
-from compressor.methods.boundary import Bounds, attack_stats, find_boundary_samples
+from compressor.methods.bank import BoundarySampler
+from compressor.methods.boundary import Bounds, attack_stats
 from compressor.methods.bss import schedule
 from compressor.methods.kd import soft_kl
 from compressor.methods.triplet import pick_negatives, triplet_margin
@@ -42,16 +43,30 @@ class AMKD:
         student: nn.Module,
         teacher: nn.Module,
         bounds: Bounds | None = None,
+        dataset_size: int | None = None,
     ) -> None:
         if config.embedding == "features":
             _check_feature_embedding(student, teacher)
         self.config = config
         self.student = student
         self.teacher = teacher
-        self.bounds = bounds
+        # The sampler also hands over the teacher's features on each boundary sample when the
+        # triplet lives in feature space, so banked samples need no teacher pass either.
+        self.sampler = BoundarySampler(
+            teacher,
+            config.attack,
+            bounds,
+            bank_epochs=config.bank_epochs,
+            dataset_size=dataset_size,
+            features=config.embedding == "features",
+        )
 
     def step(
-        self, images: torch.Tensor, labels: torch.Tensor, progress: TrainProgress
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        progress: TrainProgress,
+        indices: torch.Tensor | None = None,
     ) -> StepOutput:
         cfg = self.config
         alpha, beta = schedule(cfg.weights, progress)
@@ -63,25 +78,19 @@ class AMKD:
         bss = triplet = torch.zeros((), device=logits.device)
         stats = {"alpha": alpha, "beta": beta, **attack_stats(0, 0.0, 0.0)}
         if beta > 0:
-            adv = find_boundary_samples(
-                self.teacher, images, labels, teacher_logits, logits, cfg.attack, self.bounds
+            adv = self.sampler.samples(
+                images, labels, indices, teacher_logits, logits, progress.epoch
             )
             stats.update(adv.stats)
             if adv.images.shape[0]:
                 adv_logits, adv_features = self._forward(self.student, adv.images)
                 bss = soft_kl(adv_logits, adv.teacher_logits, cfg.temperature)
-                with torch.no_grad():
-                    adv_teacher_features = (
-                        self.teacher.forward_features(adv.images)
-                        if cfg.embedding == "features"
-                        else None
-                    )
                 if cfg.negative_source == "teacher":
                     negatives = self._embed(teacher_logits, teacher_features).detach()
                 else:
                     negatives = self._embed(logits, features)
                 anchor = self._embed(adv_logits, adv_features)
-                positive = self._embed(adv.teacher_logits, adv_teacher_features).detach()
+                positive = self._embed(adv.teacher_logits, adv.teacher_features).detach()
                 triplet = self._triplet(anchor, positive, negatives, labels, adv.source, adv.target)
         loss = ce + alpha * kd + beta * (cfg.lambda_bss * bss + cfg.gamma * triplet)
         parts = {"ce": ce.detach(), "kd": kd.detach(), "bss": bss.detach()}

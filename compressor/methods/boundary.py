@@ -38,6 +38,8 @@ class BoundarySamples:
     landed: torch.Tensor  # [A] bool: the teacher's final argmax is k (crossed b -> k)
     steps: torch.Tensor  # [A] attack updates applied to each sample
     stats: dict[str, float]  # attacked, mean_steps, boundary_fraction (over attacked samples)
+    # [A, F] the teacher's penultimate features on `images`, for methods that embed there
+    teacher_features: torch.Tensor | None = None
 
 
 def normalized_bounds(mean: Sequence[float], std: Sequence[float]) -> Bounds:
@@ -51,23 +53,32 @@ def normalized_bounds(mean: Sequence[float], std: Sequence[float]) -> Bounds:
     return (0.0 - mean_t) / std_t, (1.0 - mean_t) / std_t
 
 
+def max_base_samples(config: AttackConfig, batch_size: int) -> int:
+    """How many base images one batch may contribute: `attack.fraction` of it, at least one."""
+    return max(1, round(config.fraction * batch_size))
+
+
 def select_base(
     labels: torch.Tensor,
     teacher_logits: torch.Tensor,
     student_logits: torch.Tensor,
     max_samples: int,
+    candidates: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Indices of the base images: correct for teacher and student, largest disagreement first.
 
     The disagreement sum_{c != y} (p_t,c - p_s,c)^2 (softmax at T = 1) picks the images whose
     boundary the student has learnt worst; at most `max_samples` are kept, which bounds the
-    attack's cost per batch.
+    attack's cost per batch. `candidates` (bool [B]) limits the choice to some rows, e.g. those
+    with a banked boundary sample, under the same rule.
     """
     p_t = teacher_logits.detach().float().softmax(dim=1)
     p_s = student_logits.detach().float().softmax(dim=1)
     diff = (p_t - p_s).square()
     score = diff.sum(dim=1) - diff.gather(1, labels[:, None]).squeeze(1)
     correct = (p_t.argmax(dim=1) == labels) & (p_s.argmax(dim=1) == labels)
+    if candidates is not None:
+        correct &= candidates
     score = score.masked_fill(~correct, float("-inf"))
     count = min(int(correct.sum()), max_samples)
     return score.topk(count).indices
@@ -167,21 +178,11 @@ def find_boundary_samples(
     or never crossed; `config.keep == "boundary"` keeps landed samples only. The stats are
     over all attacked samples, before that filter.
     """
-    max_samples = max(1, round(config.fraction * labels.numel()))
+    max_samples = max_base_samples(config, labels.numel())
     index = select_base(labels, teacher_logits, student_logits, max_samples)
     source = labels[index]
     if index.numel() == 0:
-        none = labels[:0]
-        return BoundarySamples(
-            images=images[:0].detach().float(),
-            teacher_logits=teacher_logits[:0].detach().float(),
-            index=index,
-            source=none,
-            target=none,
-            landed=none.bool(),
-            steps=none,
-            stats=attack_stats(0, 0.0, 0.0),
-        )
+        return no_samples(images, labels, teacher_logits)
     target = sample_targets(teacher_logits[index], source)
     adv, adv_logits, steps = attack_to_boundary(
         teacher, images[index], source, target, config, bounds
@@ -194,6 +195,23 @@ def find_boundary_samples(
             t[landed] for t in (adv, adv_logits, index, source, target, landed, steps)
         )
     return BoundarySamples(adv, adv_logits, index, source, target, landed, steps, stats)
+
+
+def no_samples(
+    images: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tensor
+) -> BoundarySamples:
+    """The empty result of a batch without base images: zero rows, zero stats."""
+    none = labels[:0]
+    return BoundarySamples(
+        images=images[:0].detach().float(),
+        teacher_logits=teacher_logits[:0].detach().float(),
+        index=none,
+        source=none,
+        target=none,
+        landed=none.bool(),
+        steps=none,
+        stats=attack_stats(0, 0.0, 0.0),
+    )
 
 
 def attack_stats(attacked: int, mean_steps: float, boundary_fraction: float) -> dict[str, float]:

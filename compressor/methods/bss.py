@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from compressor.methods import StepOutput, TrainProgress
-from compressor.methods.boundary import Bounds, attack_stats, find_boundary_samples
+from compressor.methods.bank import BoundarySampler
+from compressor.methods.boundary import Bounds, attack_stats
 from compressor.methods.kd import soft_kl
 from compressor.recipe import BSSMethod, ScheduleWeights
 
@@ -38,6 +39,8 @@ class BSS:
     """L = CE + alpha(e) * KL_T(clean) + beta(e) * KL_T(boundary samples).
 
     Both KL terms average over their own sample count. With beta(e) = 0 no attack runs.
+    With `bank_epochs` > 1 the boundary samples come from the bank on reuse epochs
+    (`compressor.methods.bank`); `dataset_size` sizes that bank.
     """
 
     needs_teacher = True
@@ -48,14 +51,25 @@ class BSS:
         student: nn.Module,
         teacher: nn.Module,
         bounds: Bounds | None = None,
+        dataset_size: int | None = None,
     ) -> None:
         self.config = config
         self.student = student
         self.teacher = teacher
-        self.bounds = bounds
+        self.sampler = BoundarySampler(
+            teacher,
+            config.attack,
+            bounds,
+            bank_epochs=config.bank_epochs,
+            dataset_size=dataset_size,
+        )
 
     def step(
-        self, images: torch.Tensor, labels: torch.Tensor, progress: TrainProgress
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        progress: TrainProgress,
+        indices: torch.Tensor | None = None,
     ) -> StepOutput:
         cfg = self.config
         alpha, beta = schedule(cfg.weights, progress)
@@ -67,8 +81,8 @@ class BSS:
         bss = torch.zeros((), device=logits.device)
         stats = {"alpha": alpha, "beta": beta, **attack_stats(0, 0.0, 0.0)}
         if beta > 0:
-            adv = find_boundary_samples(
-                self.teacher, images, labels, teacher_logits, logits, cfg.attack, self.bounds
+            adv = self.sampler.samples(
+                images, labels, indices, teacher_logits, logits, progress.epoch
             )
             stats.update(adv.stats)
             if adv.images.shape[0]:

@@ -20,7 +20,11 @@ class CE:
         self.student = student
 
     def step(
-        self, images: torch.Tensor, labels: torch.Tensor, progress: TrainProgress
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        progress: TrainProgress,
+        indices: torch.Tensor | None = None,
     ) -> StepOutput:
         logits = self.student(images)
         ce = F.cross_entropy(logits.float(), labels)

@@ -68,7 +68,11 @@ class TripletKD:
         self.teacher = teacher
 
     def step(
-        self, images: torch.Tensor, labels: torch.Tensor, progress: TrainProgress
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        progress: TrainProgress,
+        indices: torch.Tensor | None = None,
     ) -> StepOutput:
         cfg = self.config
         with torch.no_grad():

@@ -94,6 +94,17 @@ def test_ranks_stay_in_lockstep_on_a_partial_last_batch() -> None:
     assert sorted(set(seen)) == list(range(21)) and len(seen) == 22  # one wrapped-around sample
 
 
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+def test_indexed_batches_name_each_sample_by_its_index_in_the_split(train: bool) -> None:
+    loader = _loader(_split(21), train=train, crop_padding=1, flip=True, drop_last=False)
+    plain, indexed = list(loader), list(loader.indexed())
+    assert len(plain) == len(indexed) == 3
+    for (x, y), (xi, yi, index) in zip(plain, indexed, strict=True):
+        assert torch.equal(x, xi) and torch.equal(y, yi)
+        assert torch.equal(index, y)  # the split's label is its index
+        assert index.dtype == torch.int64
+
+
 def test_crops_come_from_the_zero_padded_image() -> None:
     split = _split(40)
     images, labels = _epoch(_loader(split, batch_size=40, crop_padding=2))[0]

@@ -191,6 +191,33 @@ def test_resume_continues_to_the_same_student(
         assert torch.equal(first[key], second[key]), key
 
 
+def test_bank_mode_reuses_samples_and_refreshes_after_a_resume(
+    workdir: Path, teacher_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """bank_epochs 2: epoch 2 takes its boundary samples from the bank (no attack step), but
+    a run resumed at epoch 2 has no bank (it is not checkpointed) and attacks again."""
+    base = {
+        "teacher": {"arch": "resnet20", "checkpoint": str(teacher_checkpoint)},
+        "student": {"arch": "resnet8"},
+        "method": {"name": "bss", "bank_epochs": 2},
+        "train": {"epochs": 2, "batch_size": 64, "device": "cpu"},
+        "output": {"dir": str(workdir)},
+    }
+    straight = write(workdir / "bank.yaml", base)
+    assert run_cli(capsys, "distill", str(straight)).code == 0
+    refresh, reuse = [json.loads(line) for line in (workdir / "bank" / "metrics.jsonl").open()]
+    assert refresh["stat_mean_steps"] > 0
+    assert reuse["stat_mean_steps"] == 0
+    assert reuse["stat_attacked"] > 0 and reuse["loss_bss"] > 0
+
+    resumed = write(workdir / "bank-resumed.yaml", base)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(load_recipe(resumed), resumed, distill=True, observer=Interrupt(1))
+    assert run_cli(capsys, "distill", str(resumed), "--resume").code == 0
+    lines = (workdir / "bank-resumed" / "metrics.jsonl").read_text().splitlines()
+    assert json.loads(lines[1])["stat_mean_steps"] > 0
+
+
 def test_damaged_checkpoint_falls_back_to_the_previous_one(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
