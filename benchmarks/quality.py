@@ -26,7 +26,7 @@ from typing import Any
 from compressor.engine.run import run_training
 from compressor.errors import UserError
 from compressor.recipe import DATA_ROOT_ENV, load_recipe, parse_recipe, recipe_to_yaml
-from compressor.rundir import RunDir, recipe_hash, run_dir_for
+from compressor.rundir import RunDir, run_dir_for
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs" / "BENCHMARKS.md"
@@ -62,7 +62,9 @@ def main_variants(methods: Sequence[str]) -> list[Variant]:
     return [Variant(name, name, {"name": name}) for name in methods]
 
 
-def ablation_variants(margins: Sequence[float], bank_epochs: int) -> list[Variant]:
+def ablation_variants(
+    margins: Sequence[float], bank_epochs: int, only: Sequence[str] = ()
+) -> list[Variant]:
     """AMKD with one option changed at a time from its defaults; the first row is the default.
 
     The default row has the same recipe as the main AMKD run, so it shares its run directory.
@@ -102,7 +104,7 @@ def ablation_variants(margins: Sequence[float], bank_epochs: int) -> list[Varian
             {"name": "amkd", "bank_epochs": bank_epochs},
         )
     )
-    return variants
+    return [variant for variant in variants if not only or variant.slug in only]
 
 
 def base_recipe(args: argparse.Namespace) -> dict[str, Any]:
@@ -160,19 +162,34 @@ def read_manifest(run: RunDir) -> dict[str, Any] | None:
     return json.loads(run.manifest.read_text(encoding="utf-8"))
 
 
-def ensure_run(recipe_path: Path) -> RunDir:
-    """Train one run unless it is complete: resume it from its checkpoint, or start it fresh."""
+def completed_run(recipe_path: Path) -> RunDir | None:
+    """The run of this recipe if it is complete, None if it is not (yet).
+
+    A completed run must have been made by the same recipe: compared as recipes (its
+    recipe.yaml read by this compressor, so fields added since take their defaults), not by
+    the hash in its manifest, whose format an older compressor may have computed differently.
+    """
     recipe = load_recipe(recipe_path)
     run = run_dir_for(recipe, recipe_path)
     manifest = read_manifest(run)
-    if manifest is not None and manifest["status"] == "completed":
-        if manifest["recipe_sha256"] != recipe_hash(recipe):
-            raise UserError(
-                f"{run.root} was completed with a different recipe (budget, data or paths "
-                "changed); use another --out for a different budget"
-            )
-        print(f"skip   {run.root.name} (completed)", flush=True)
-        return run
+    if manifest is None or manifest["status"] != "completed":
+        return None
+    if load_recipe(run.recipe) != recipe:
+        raise UserError(
+            f"{run.root} was completed with a different recipe (budget, data or paths "
+            "changed); use another --out for a different budget"
+        )
+    return run
+
+
+def ensure_run(recipe_path: Path) -> RunDir:
+    """Train one run unless it is complete: resume it from its checkpoint, or start it fresh."""
+    done = completed_run(recipe_path)
+    if done is not None:
+        print(f"skip   {done.root.name} (completed)", flush=True)
+        return done
+    recipe = load_recipe(recipe_path)
+    run = run_dir_for(recipe, recipe_path)
     resume = run.checkpoint.exists()
     print(f"{'resume' if resume else 'train '} {run.root.name}", flush=True)
     # No checkpoint means no finished epoch: a stale manifest from a kill in epoch 1 is
@@ -291,9 +308,26 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument(
-        "--methods", nargs="+", choices=METHODS, default=list(METHODS), help="default: all five"
+        "--methods",
+        nargs="*",
+        choices=METHODS,
+        default=list(METHODS),
+        help="default: all five; none (`--methods` alone): ablations only",
     )
-    parser.add_argument("--ablations", action="store_true", help="also run the AMKD ablations")
+    parser.add_argument(
+        "--ablations",
+        nargs="*",
+        metavar="SLUG",
+        default=None,
+        help="also run the AMKD ablations: all, or only those named by run-directory stem "
+        "(amkd-emb-softmax, amkd-bank-5, ...)",
+    )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="train nothing: tabulate the runs that are complete (e.g. while another process "
+        "is still training the rest)",
+    )
     parser.add_argument(
         "--margins", type=float, nargs="+", default=[0.5, 2.0], help="ablation triplet margins"
     )
@@ -317,8 +351,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     groups = [("method", main_variants(args.methods))]
-    if args.ablations:
-        groups.append(("AMKD ablation", ablation_variants(args.margins, args.bank_epochs)))
+    if args.ablations is not None:
+        variants = ablation_variants(args.margins, args.bank_epochs, args.ablations)
+        groups.append(("AMKD ablation", variants))
     records: list[RunRecord] = []
     try:
         # Seeds outermost: an interrupted benchmark has every method at the seeds it finished,
@@ -326,8 +361,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for seed in args.seeds:
             for _, variants in groups:
                 for variant in variants:
-                    run = ensure_run(write_recipe(args, variant, seed))
-                    records.append(collect(run, variant.label, seed))
+                    recipe = write_recipe(args, variant, seed)
+                    run = completed_run(recipe) if args.report_only else ensure_run(recipe)
+                    if run is not None:
+                        records.append(collect(run, variant.label, seed))
     except UserError as error:
         print("\n".join(error.lines), file=sys.stderr)
         return 2

@@ -11,6 +11,7 @@ Everything a later stage needs is read from here, so the export box needs no tra
 from __future__ import annotations
 
 import hashlib
+import json
 import platform
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from typing import Any
 
 import compressor
 from compressor.errors import UserError
-from compressor.recipe import Recipe, recipe_to_yaml
+from compressor.recipe import Recipe
 
 SCHEMA_VERSION = 1
 
@@ -92,7 +93,16 @@ def claim_run_dir(run: RunDir, *, resume: bool, overwrite: bool) -> None:
 
 
 def recipe_hash(recipe: Recipe) -> str:
-    return hashlib.sha256(recipe_to_yaml(recipe).encode("utf-8")).hexdigest()
+    """What the recipe asks for, hashed: only the values that differ from the defaults.
+
+    A later compressor that adds a recipe field with a default must not change the hash of a
+    recipe that does not set it, or every run made before the upgrade could no longer be
+    resumed (`--resume` compares this hash) or extended (benchmarks/quality.py).
+    """
+    asked = recipe.model_dump(mode="json", exclude_defaults=True)
+    # The method's name is its default within its own class, but it picks the class.
+    asked["method"] = {"name": recipe.method.name, **asked.get("method", {})}
+    return hashlib.sha256(json.dumps(asked, sort_keys=True).encode("utf-8")).hexdigest()
 
 
 def package_versions() -> dict[str, str | None]:
