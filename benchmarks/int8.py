@@ -21,10 +21,10 @@ import platform
 import shlex
 import statistics
 import sys
-import textwrap
 from pathlib import Path
 
 import onnxruntime as ort
+from docs_section import replace_section, wrap
 
 from compressor.errors import UserError
 from export import ExportOptions, export_run
@@ -34,10 +34,7 @@ from export.quantize import calibration_batch, quantize_int8, resolve_settings
 from export.run_inputs import read_run, read_splits
 from export.validate import accuracy, predict
 
-REPO = Path(__file__).resolve().parents[1]
-DOCS = REPO / "docs" / "BENCHMARKS.md"
 SECTION = "## INT8 post-training quantisation (ONNX Runtime, CPU)"
-DOCS_WIDTH = 95
 PRECISIONS = ("fp32", "int8", "int8 s8s8")
 
 
@@ -185,25 +182,7 @@ def section(args: argparse.Namespace, argv: list[str], report: dict, rows: Rows,
         "",
         verdict(rows, p50, max(args.batch_sizes)),
     ]
-    return "\n".join(_wrap(line) for line in lines) + "\n"
-
-
-def _wrap(line: str) -> str:
-    if line.startswith(("|", "`.venv")) or len(line) <= DOCS_WIDTH:
-        return line
-    return textwrap.fill(line, DOCS_WIDTH, break_long_words=False, break_on_hyphens=False)
-
-
-def write_docs(text: str) -> None:
-    """Replace this section of docs/BENCHMARKS.md, or append it; nothing else moves."""
-    docs = DOCS.read_text(encoding="utf-8")
-    start = docs.find(f"\n{SECTION}\n")
-    if start < 0:
-        docs = docs.rstrip("\n") + "\n\n" + text
-    else:
-        end = docs.find("\n## ", start + 1)
-        docs = docs[: start + 1] + text + ("" if end < 0 else docs[end:])
-    DOCS.write_text(docs, encoding="utf-8")
+    return "\n".join(wrap(line) for line in lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -232,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     text = section(args, argv, report, rows, median_p50s(files, args, args.run))
     print("\n" + text)
     if args.write_docs:
-        write_docs(text)
+        replace_section(SECTION, text)
     return 0
 
 

@@ -40,17 +40,16 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 import venv
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from docs_section import replace_section, wrap
+
 REPO = Path(__file__).resolve().parent.parent
-DOCS = REPO / "docs" / "BENCHMARKS.md"
 SECTION = "## Throughput"
-DOCS_WIDTH = 95
 TORCHDISTILL_VENV = REPO / "benchmarks" / ".venv-torchdistill"
 BANK = "amkd-bank"  # AMKD in bank mode, timed on reuse epochs
 METHODS = ("ce", "kd", "bss", "triplet", "amkd", BANK)
@@ -472,7 +471,7 @@ def _report(
             "",
             f"ours / torchdistill: **{ours.median / theirs.median:.2f}×**.",
         ]
-    return "\n".join(_wrap(line) for line in lines) + "\n"
+    return "\n".join(wrap(line) for line in lines) + "\n"
 
 
 def _method_table(methods: dict[str, Measurement]) -> list[str]:
@@ -509,26 +508,6 @@ def _bank_lines(methods: dict[str, Measurement]) -> list[str]:
         f"(zero-filled for all 50,000 training images at the first refresh step) adds "
         f"{extra:.0f} MB of peak RSS over AMKD.",
     ]
-
-
-def _wrap(line: str) -> str:
-    """Prose wrapped like the rest of BENCHMARKS.md; tables and code stay one line each."""
-    if line.startswith(("|", "```", ".venv")) or len(line) <= DOCS_WIDTH:
-        return line
-    return textwrap.fill(line, DOCS_WIDTH, break_long_words=False, break_on_hyphens=False)
-
-
-def _write_docs(section: str) -> None:
-    """Replace the Throughput section of docs/BENCHMARKS.md, or append it; nothing else moves."""
-    text = DOCS.read_text(encoding="utf-8")
-    start = text.find(f"\n{SECTION}\n")
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + 1)
-        rest = "" if end < 0 else "\n" + text[end + 1 :]
-        text = text[: start + 1] + section + rest
-    DOCS.write_text(text, encoding="utf-8")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -600,7 +579,7 @@ def main(argv: list[str] | None = None) -> None:
     section = _report(args, argv, methods, data, torchdistill)
     print(section)
     if args.write_docs:
-        _write_docs(section)
+        replace_section(SECTION, section)
 
 
 if __name__ == "__main__":

@@ -118,14 +118,17 @@ def export_onnx(
     )
     if proto.ByteSize() >= onnx.checker.MAXIMUM_PROTOBUF:
         raise UserError(f"{name}: the model is over 2 GB, too large for one ONNX file")
+    write_checked(proto, path, f"{name}: the exported ONNX model")
+    return proto
+
+
+def write_checked(proto: onnx.ModelProto, path: Path, what: str) -> None:
+    """`onnx.checker` first, then an atomic write: a file on disk is always a valid model."""
     try:
         onnx.checker.check_model(proto, full_check=True)
     except Exception as error:
-        raise UserError(
-            f"{name}: the exported ONNX model fails onnx.checker ({short_reason(error)})"
-        ) from error
+        raise UserError(f"{what} fails onnx.checker ({short_reason(error)})") from error
     write_bytes(path, proto.SerializeToString())
-    return proto
 
 
 def _export_torchscript(model: torch.jit.ScriptModule, example: torch.Tensor, opset: int):

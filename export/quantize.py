@@ -39,10 +39,9 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from compressor.data.sets import balanced_indices
 from compressor.errors import UserError
-from compressor.io import write_bytes
 from compressor.models.checkpoint import short_reason
 from compressor.recipe import Int8Config
-from export.onnx_export import onnx_precision
+from export.onnx_export import onnx_precision, write_checked
 from export.validate import EvalSet
 
 CALIBRATION_BATCH = 64
@@ -160,13 +159,7 @@ def quantize_int8(
             "MatMul or Gemm with constant weights); INT8 would equal fp32: drop --int8"
         )
     _copy_metadata(fp32, model, settings)
-    try:
-        onnx.checker.check_model(model, full_check=True)
-    except Exception as error:
-        raise UserError(
-            f"{name}: the INT8 model fails onnx.checker ({short_reason(error)})"
-        ) from None
-    write_bytes(target, model.SerializeToString())
+    write_checked(model, target, f"{name}: the INT8 model")
 
 
 @contextlib.contextmanager
