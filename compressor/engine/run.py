@@ -35,7 +35,7 @@ from compressor.methods.boundary import normalized_bounds
 from compressor.models import count_flops, count_parameters, create_model, load_teacher
 from compressor.models.inference import fold_batchnorm
 from compressor.preflight import check_recipe
-from compressor.recipe import CEMethod, Recipe, recipe_to_yaml
+from compressor.recipe import CEMethod, Recipe, load_recipe, recipe_to_yaml
 from compressor.reporting import write_run_report
 from compressor.rundir import RunDir, claim_run_dir, manifest, now_iso, recipe_hash, run_dir_for
 
@@ -312,11 +312,22 @@ def _execute(
 def _resume_state(
     run: RunDir, recipe: Recipe, source: str, observer: RunObserver
 ) -> dict[str, Any]:
+    """The checkpoint to resume from, once the recipe is known to be the run's own.
+
+    Compared as recipes, against the run's recipe.yaml (every value resolved when it started)
+    read by this compressor: a field added since takes its default on both sides, while a
+    default that changed since shows up as a difference, because the run pinned the old one.
+    """
     state = load_checkpoint(run.checkpoint, warn=observer.message)
-    if state["recipe_sha256"] != recipe_hash(recipe):
+    try:
+        started_with = load_recipe(run.recipe)
+    except UserError:
+        started_with = None
+    if started_with != recipe:
         raise UserError(
-            f"{source}: the recipe changed since {run.root} started; resume with the same "
-            "recipe, or start a new run (output.name) or --overwrite"
+            f"{source}: the recipe changed since {run.root} started (compare with its "
+            "recipe.yaml); resume with the same recipe, or start a new run (output.name) or "
+            "--overwrite"
         )
     return state
 

@@ -245,6 +245,39 @@ def test_damaged_checkpoint_falls_back_to_the_previous_one(
         assert torch.equal(first[key], second[key]), key
 
 
+def test_resume_compares_with_the_recipe_the_run_started_with(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A default that changed since the run started is a changed recipe (the run's recipe.yaml
+    pinned the old value); a field added since, absent from that file, is not."""
+    recipe = write(
+        workdir / "upgraded.yaml",
+        {
+            "student": {"arch": "resnet8"},
+            "train": {"epochs": 2, "batch_size": 64, "device": "cpu"},
+            "output": {"dir": str(workdir)},
+        },
+    )
+    with pytest.raises(KeyboardInterrupt):
+        run_training(load_recipe(recipe), recipe, distill=False, observer=Interrupt(1))
+    started = workdir / "upgraded" / "recipe.yaml"
+    original = yaml.safe_load(started.read_text())
+
+    pinned_other_default = json.loads(json.dumps(original))
+    pinned_other_default["train"]["optimizer"]["weight_decay"] = 1e-4
+    started.write_text(yaml.safe_dump(pinned_other_default))
+    refused = run_cli(capsys, "train", str(recipe), "--resume")
+    assert refused.code == 2
+    assert "the recipe changed since" in refused.stderr
+
+    before_int8 = json.loads(json.dumps(original))
+    del before_int8["export"]["int8"]
+    started.write_text(yaml.safe_dump(before_int8))
+    resumed = run_cli(capsys, "train", str(recipe), "--resume")
+    assert resumed.code == 0, resumed.stderr
+    assert "resuming" in resumed.stdout
+
+
 def test_resume_without_a_checkpoint_is_refused(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
