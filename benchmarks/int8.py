@@ -31,8 +31,8 @@ from export import ExportOptions, export_run
 from export.latency import measure_latency
 from export.onnxruntime_runner import OnnxRuntimeRunner
 from export.quantize import calibration_batch, quantize_int8, resolve_settings
-from export.run_inputs import read_run, read_splits
-from export.validate import accuracy, predict
+from export.run_inputs import RunInputs, read_run, read_splits
+from export.validate import EvalSet, accuracy, predict
 
 SECTION = "## INT8 post-training quantisation (ONNX Runtime, CPU)"
 PRECISIONS = ("fp32", "int8", "int8 s8s8")
@@ -54,11 +54,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def symmetric_rows(report: dict, run: Path, args: argparse.Namespace) -> list[dict]:
+def symmetric_rows(
+    report: dict, inputs: RunInputs, splits: tuple[EvalSet, EvalSet], args: argparse.Namespace
+) -> list[dict]:
     """The fp32 files quantised again with symmetric int8 activations, scored on the test set
     (result rows shaped like the export report's)."""
-    inputs = read_run(run)
-    train, test = read_splits(inputs)
+    run = inputs.run.root
+    train, test = splits
     config = inputs.recipe.export.int8.model_copy(update={"activations": "int8"})
     if args.calibration_images is not None:
         config = config.model_copy(update={"calibration_images": args.calibration_images})
@@ -91,10 +93,9 @@ def symmetric_rows(report: dict, run: Path, args: argparse.Namespace) -> list[di
 
 
 def median_p50s(
-    files: dict[tuple[str, str], Path], args: argparse.Namespace, run: Path
+    files: dict[tuple[str, str], Path], args: argparse.Namespace, test: EvalSet
 ) -> dict[tuple[str, str, int], float]:
     """Median over rounds of each file's p50 (ms) per batch size, files interleaved."""
-    _, test = read_splits(read_run(run))
     runners = {key: OnnxRuntimeRunner(path, threads=args.threads) for key, path in files.items()}
     rounds: dict[tuple[str, str, int], list[float]] = {}
     for _ in range(args.repeats):
@@ -150,11 +151,17 @@ def verdict(rows: Rows, p50: P50, batch: int) -> str:
     )
 
 
-def section(args: argparse.Namespace, argv: list[str], report: dict, rows: Rows, p50: P50) -> str:
+def section(
+    args: argparse.Namespace,
+    argv: list[str],
+    report: dict,
+    record: RunInputs,
+    rows: Rows,
+    p50: P50,
+) -> str:
     int8 = report["int8"]
     threads = args.threads or "default (one per physical core)"
     command = " ".join([".venv/bin/python benchmarks/int8.py", *map(shlex.quote, argv)])
-    record = read_run(args.run)
     recipe = record.recipe
     teacher = recipe.teacher.arch if recipe.teacher is not None else None
     lines = [
@@ -201,14 +208,17 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(f"error: {line}" for line in error.lines), file=sys.stderr)
         return 2
     report = json.loads(result.files["json"].read_text(encoding="utf-8"))
+    inputs = read_run(args.run)
+    splits = read_splits(inputs)  # read once: the S8S8 rows and the re-timing both need them
     results = [r for r in report["results"] if r["backend"] == "onnxruntime"]
     if args.symmetric:
-        results += symmetric_rows(report, args.run, args)
+        results += symmetric_rows(report, inputs, splits, args)
     order = {precision: index for index, precision in enumerate(PRECISIONS)}
     results.sort(key=lambda r: (r["model"] != "student", order[r["precision"]]))
     rows = {(r["model"], r["precision"]): r for r in results}
     files = {key: args.run / row["file"] for key, row in rows.items()}
-    text = section(args, argv, report, rows, median_p50s(files, args, args.run))
+    p50 = median_p50s(files, args, splits[1])
+    text = section(args, argv, report, inputs, rows, p50)
     print("\n" + text)
     if args.write_docs:
         replace_section(SECTION, text)

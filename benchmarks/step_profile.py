@@ -30,10 +30,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from replay import Replay
 from torch import nn
 
 import compressor.methods.bank as bank_module
-from compressor.data import BatchLoader, Dataset, load_dataset
+from compressor.data import Dataset, load_dataset
 from compressor.engine.device import setup_device
 from compressor.engine.distributed import Distributed
 from compressor.engine.run import ready_teacher
@@ -121,14 +122,6 @@ class StageClock:
                 self.in_attack = False
 
         return call
-
-
-class Replay(BatchLoader):
-    """Epoch 0's batches whatever epoch the engine sets: every method is profiled on the same
-    batches, and bank mode's reuse epochs meet exactly the samples its refresh banked."""
-
-    def set_epoch(self, epoch: int) -> None:
-        super().set_epoch(0)
 
 
 def profile(

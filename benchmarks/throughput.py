@@ -164,6 +164,7 @@ def worker(args: argparse.Namespace) -> Measurement:
     """Measure one method (or the data pipeline alone) in this process; imports are local
     so the parent process never loads torch and stays out of the way of the timing."""
     import torch
+    from replay import Replay
 
     from compressor.data import BatchLoader, ImageSet, load_dataset
     from compressor.engine.device import setup_device
@@ -203,13 +204,6 @@ def worker(args: argparse.Namespace) -> Measurement:
     split = ImageSet(dataset.train.images.to(setup.device), dataset.train.labels.to(setup.device))
 
     bank = args.worker == BANK
-
-    class Replay(BatchLoader):
-        """Epoch 0's batches whatever epoch the engine sets, so that the timed reuse steps of
-        bank mode meet exactly the samples the untimed refresh pass banked."""
-
-        def set_epoch(self, epoch: int) -> None:
-            super().set_epoch(0)
 
     def loader(steps: int) -> BatchLoader:
         return (Replay if bank else BatchLoader)(

@@ -37,7 +37,7 @@ from compressor.models.inference import fold_batchnorm
 from compressor.preflight import check_recipe
 from compressor.recipe import CEMethod, Recipe, load_recipe, recipe_to_yaml
 from compressor.reporting import write_run_report
-from compressor.rundir import RunDir, claim_run_dir, manifest, now_iso, recipe_hash, run_dir_for
+from compressor.rundir import RunDir, claim_run_dir, manifest, now_iso, run_dir_for
 
 
 @dataclass(frozen=True)
@@ -277,7 +277,6 @@ def _execute(
             run.checkpoint,
             {
                 "epoch": epoch + 1,
-                "recipe_sha256": recipe_hash(recipe),
                 "student": student.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "scaler": scaler.state_dict(),
