@@ -25,7 +25,13 @@ from typing import Any
 
 from compressor.engine.run import run_training
 from compressor.errors import UserError
-from compressor.recipe import DATA_ROOT_ENV, load_recipe, parse_recipe, recipe_to_yaml
+from compressor.recipe import (
+    DATA_ROOT_ENV,
+    AMKDMethod,
+    load_recipe,
+    parse_recipe,
+    recipe_to_yaml,
+)
 from compressor.rundir import RunDir, run_dir_for
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,18 +74,27 @@ def ablation_variants(
     """AMKD with one option changed at a time from its defaults; the first row is the default.
 
     The default row has the same recipe as the main AMKD run, so it shares its run directory.
-    The last row is bank mode (boundary samples reused for `bank_epochs` epochs): what its
-    speed costs in accuracy.
+    The last row is bank mode (boundary samples reused for `bank_epochs`
+    epochs): what its speed costs in accuracy.
     """
-    variants = [Variant("amkd (logits, teacher, λ_bss 1, margin 1)", "amkd", {"name": "amkd"})]
-    for embedding in ("softmax", "features"):
-        variants.append(
-            Variant(
-                f"embedding {embedding}",
-                f"amkd-emb-{embedding}",
-                {"name": "amkd", "embedding": embedding},
-            )
+    defaults = AMKDMethod()
+    variants = [
+        Variant(
+            f"amkd ({defaults.embedding}, {defaults.negative_source}, λ_bss "
+            f"{defaults.lambda_bss:g}, γ {defaults.gamma:g}, margin {defaults.margin:g})",
+            "amkd",
+            {"name": "amkd"},
         )
+    ]
+    for embedding in ("logits", "softmax", "features"):
+        if embedding != defaults.embedding:
+            variants.append(
+                Variant(
+                    f"embedding {embedding}",
+                    f"amkd-emb-{embedding}",
+                    {"name": "amkd", "embedding": embedding},
+                )
+            )
     variants.append(
         Variant(
             "negative_source student",
@@ -87,9 +102,20 @@ def ablation_variants(
             {"name": "amkd", "negative_source": "student"},
         )
     )
-    variants.append(Variant("lambda_bss 0", "amkd-lbss-0", {"name": "amkd", "lambda_bss": 0.0}))
+    lambda_bss = 1.0 if defaults.lambda_bss == 0 else 0.0
+    variants.append(
+        Variant(
+            f"lambda_bss {lambda_bss:g}",
+            f"amkd-lbss-{lambda_bss:g}",
+            {"name": "amkd", "lambda_bss": lambda_bss},
+        )
+    )
+    variants.append(Variant("gamma 1", "amkd-gamma-1", {"name": "amkd", "gamma": 1.0}))
+    variants.append(
+        Variant("no T² on the KL terms", "amkd-no-t2", {"name": "amkd", "t_squared": False})
+    )
     for margin in margins:
-        if margin != 1.0:
+        if margin != defaults.margin:
             variants.append(
                 Variant(
                     f"margin {margin:g}",
@@ -329,7 +355,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "is still training the rest)",
     )
     parser.add_argument(
-        "--margins", type=float, nargs="+", default=[0.5, 2.0], help="ablation triplet margins"
+        "--margins", type=float, nargs="+", default=[0.5], help="ablation triplet margins"
     )
     parser.add_argument(
         "--bank-epochs", type=int, default=5, help="ablation bank mode: method.bank_epochs"

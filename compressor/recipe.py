@@ -168,6 +168,16 @@ class ScheduleWeights(Strict):
     beta_stop_fraction: float = Field(0.75, gt=0.0, le=1.0)
 
 
+class AMKDWeights(ScheduleWeights):
+    """AMKD's schedule: a constant clean-KD weight (its clean term is plain KD), beta from 1.
+
+    Own defaults rather than BSS's, so a recipe that sets one field keeps AMKD's others.
+    """
+
+    alpha_extra: float = Field(0.0, ge=0.0)
+    beta_init: float = Field(1.0, ge=0.0)
+
+
 class CEMethod(Strict):
     name: Literal["ce"] = "ce"
 
@@ -201,21 +211,30 @@ class TripletMethod(Strict):
 
 class AMKDMethod(Strict):
     name: Literal["amkd"] = "amkd"
-    temperature: float = Field(3.0, gt=0.0)
+    temperature: float = Field(4.0, gt=0.0)
     attack: AttackConfig = Field(default_factory=AttackConfig)
-    weights: ScheduleWeights = Field(default_factory=ScheduleWeights)
+    weights: AMKDWeights = Field(default_factory=AMKDWeights)
     bank_epochs: int = Field(
         1,
         ge=1,
         description="Reuse each boundary sample for this many epochs: attack in the first of "
         "each window, reuse the banked samples in the rest (1: attack every step).",
     )
-    embedding: Literal["logits", "softmax", "features"] = "logits"
+    embedding: Literal["logits", "softmax", "features"] = "softmax"
     negative_source: Literal["teacher", "student"] = "teacher"
     mining: Literal["random", "hardest"] = "random"
-    lambda_bss: float = Field(1.0, ge=0.0, description="0: the triplet replaces BSS's KD term.")
-    gamma: float = Field(1.0, ge=0.0, description="Weight of the triplet term.")
-    margin: float = Field(1.0, ge=0.0)
+    lambda_bss: float = Field(
+        0.0, ge=0.0, description="Weight of BSS's KD term on x~; 0: the triplet replaces it."
+    )
+    gamma: float = Field(8.0, ge=0.0, description="Weight of the triplet term.")
+    margin: float = Field(
+        0.2, ge=0.0, description="Triplet margin, in the embedding's units (softmax: <= sqrt 2)."
+    )
+    t_squared: bool = Field(
+        True,
+        description="Scale both KL terms by T^2 as Hinton's KD does (the BSS reference does "
+        "not), so the clean term is as strong as plain KD's.",
+    )
 
 
 MethodConfig = Annotated[

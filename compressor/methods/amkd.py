@@ -1,4 +1,4 @@
-"""AMKD, reconstructed: BSS plus a triplet constraint on the boundary-supporting samples.
+"""AMKD, reconstructed: KD plus a triplet constraint on the boundary-supporting samples.
 
 The paper's abstract (all that is available) says: adversarial samples near the boundary of
 two classes measure the distance to samples of the other (negative) classes through a
@@ -9,11 +9,16 @@ docs/METHOD.md for which parts are sourced and which inferred).
 
     L = CE + alpha(e) * KD + beta(e) * (lambda_bss * BSS + gamma * Triplet)
 
-KD and BSS are the BSS method's terms (KL at T, no T^2), so lambda_bss = 1, gamma = 0 is
-exactly BSS. Triplet on a boundary sample x~ of the b -> k attack: anchor = student(x~),
-positive = teacher(x~) (detached), negative = the teacher's (or student's) embedding of a
-clean batch image j with y_j not in {b, k} (falling back to y_j != b when the batch has
-none), chosen at random or as the hardest (closest to the anchor).
+KD and BSS are KL terms at T on the clean batch and on the boundary samples, scaled by T^2
+when `t_squared` is on. The defaults (T = 4, T^2, alpha = 1, lambda_bss = 0) make the clean
+term exactly the KD baseline and leave the boundary samples to the triplet alone, so AMKD is
+KD plus the metric constraint; BSS's settings (T = 3, no T^2, its schedule, lambda_bss = 1,
+gamma = 0) give BSS's loss.
+
+Triplet on a boundary sample x~ of the b -> k attack: anchor = student(x~), positive =
+teacher(x~) (detached), negative = the teacher's (or student's) embedding of a clean batch
+image j with y_j not in {b, k} (falling back to y_j != b when the batch has none), chosen at
+random or as the hardest (closest to the anchor).
 """
 
 from __future__ import annotations
@@ -92,6 +97,8 @@ class AMKD:
                 anchor = self._embed(adv_logits, adv_features)
                 positive = self._embed(adv.teacher_logits, adv.teacher_features).detach()
                 triplet = self._triplet(anchor, positive, negatives, labels, adv.source, adv.target)
+        if cfg.t_squared:
+            kd, bss = kd * cfg.temperature**2, bss * cfg.temperature**2
         loss = ce + alpha * kd + beta * (cfg.lambda_bss * bss + cfg.gamma * triplet)
         parts = {"ce": ce.detach(), "kd": kd.detach(), "bss": bss.detach()}
         parts["triplet"] = triplet.detach()

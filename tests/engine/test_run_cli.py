@@ -117,6 +117,26 @@ def test_distill_writes_a_complete_run(
     assert f"student {student_accuracy:.2f}" not in result.stderr
 
 
+def test_amkd_feature_embedding_runs_with_a_checkpoint_teacher(
+    workdir: Path, teacher_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The engine folds the teacher's batch norms; the folded teacher keeps forward_features."""
+    recipe = write(
+        workdir / "features.yaml",
+        {
+            "teacher": {"arch": "resnet20", "checkpoint": str(teacher_checkpoint)},
+            "student": {"arch": "resnet8"},
+            "method": {"name": "amkd", "embedding": "features"},
+            "train": {"epochs": 1, "batch_size": 64, "max_steps_per_epoch": 3, "device": "cpu"},
+            "output": {"dir": str(workdir)},
+        },
+    )
+    result = run_cli(capsys, "distill", str(recipe))
+    assert result.code == 0, result.stderr
+    metrics = json.loads((workdir / "features" / "metrics.jsonl").read_text().splitlines()[0])
+    assert metrics["stat_attacked"] > 0 and metrics["loss_triplet"] > 0
+
+
 def test_existing_run_is_not_overwritten(
     workdir: Path, teacher_checkpoint: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -97,8 +97,15 @@ def test_bank_mode_needs_a_size_and_indices(
 
 BANKED = [
     BSSMethod(attack=EVERY_SAMPLE, bank_epochs=2),
-    AMKDMethod(attack=EVERY_SAMPLE, bank_epochs=2, mining="hardest"),
-    AMKDMethod(attack=EVERY_SAMPLE, bank_epochs=2, mining="hardest", embedding="features"),
+    AMKDMethod(attack=EVERY_SAMPLE, bank_epochs=2, mining="hardest", lambda_bss=1.0),
+    AMKDMethod(  # a margin the tiny test models' feature distances leave active
+        attack=EVERY_SAMPLE,
+        bank_epochs=2,
+        mining="hardest",
+        embedding="features",
+        lambda_bss=1.0,
+        margin=1.0,
+    ),
 ]
 
 

@@ -12,6 +12,7 @@ from compressor.errors import UserError
 from compressor.methods import StepOutput, TrainProgress, build_method
 from compressor.recipe import (
     AMKDMethod,
+    AMKDWeights,
     AttackConfig,
     BSSMethod,
     CEMethod,
@@ -114,14 +115,14 @@ PART_CASES = [
     (
         "amkd-kd",
         "kd",
-        AMKDMethod(attack=EVERY_SAMPLE, weights=ScheduleWeights(alpha_extra=0.0)),
         AMKDMethod(attack=EVERY_SAMPLE),
+        AMKDMethod(attack=EVERY_SAMPLE, weights=AMKDWeights(alpha_extra=3.0)),
     ),
     (
         "amkd-bss",
         "bss",
-        AMKDMethod(attack=EVERY_SAMPLE, lambda_bss=0.0),
         AMKDMethod(attack=EVERY_SAMPLE),
+        AMKDMethod(attack=EVERY_SAMPLE, lambda_bss=1.0),
     ),
     (
         "amkd-triplet",
@@ -138,8 +139,8 @@ PART_CASES = [
     (
         "amkd-triplet-features",
         "triplet",
-        AMKDMethod(attack=EVERY_SAMPLE, gamma=0.0, embedding="features", mining="hardest"),
-        AMKDMethod(attack=EVERY_SAMPLE, embedding="features", mining="hardest"),
+        AMKDMethod(attack=EVERY_SAMPLE, gamma=0.0, embedding="features", margin=1.0),
+        AMKDMethod(attack=EVERY_SAMPLE, embedding="features", mining="hardest", margin=1.0),
     ),
 ]
 
@@ -187,9 +188,28 @@ def test_amkd_without_triplet_is_bss(
 ) -> None:
     student = student_factory()
     bss = _step(build_method(BSSMethod(), student, teacher), batch)
-    amkd = _step(build_method(AMKDMethod(gamma=0.0), student, teacher), batch)
+    bss_terms = AMKDMethod(
+        gamma=0.0,
+        lambda_bss=1.0,
+        temperature=3.0,
+        t_squared=False,
+        weights=AMKDWeights(**BSSMethod().weights.model_dump()),
+    )
+    amkd = _step(build_method(bss_terms, student, teacher), batch)
     torch.testing.assert_close(amkd.loss, bss.loss)
     assert amkd.stats == bss.stats
+
+
+def test_amkd_clean_term_is_plain_kd(
+    teacher: nn.Module, student_factory: Callable[..., nn.Module], batch
+) -> None:
+    """By default AMKD's clean term is the KD baseline's (T = 4, T^2), at a constant weight 1."""
+    student = student_factory()
+    kd = _step(build_method(KDMethod(), student, teacher), batch)
+    amkd = _step(build_method(AMKDMethod(), student, teacher), batch, LATE)
+    torch.testing.assert_close(amkd.parts["kd"], kd.parts["kd"])
+    torch.testing.assert_close(amkd.loss, kd.loss)
+    assert amkd.stats["alpha"] == 1.0 and amkd.stats["beta"] == 0.0
 
 
 def test_amkd_under_bf16_autocast_with_channels_last(

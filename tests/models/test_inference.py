@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from torch import fx, nn
+from torch import nn
 
 from compressor.models import create_model
 from compressor.models.inference import fold_batchnorm
@@ -17,10 +17,15 @@ def test_folded_teacher_computes_the_same_logits_and_input_gradients() -> None:
             module.running_mean.uniform_(-0.5, 0.5)
             module.running_var.uniform_(0.5, 2.0)
     folded = fold_batchnorm(teacher)
-    assert isinstance(folded, fx.GraphModule)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in teacher.modules())  # a copy was folded
     x = torch.randn(4, 3, 32, 32, requires_grad=True)
     torch.testing.assert_close(folded(x), teacher(x), rtol=1e-4, atol=1e-4)
+    # Still the zoo class: AMKD's feature embedding calls these on the teacher.
+    assert type(folded) is type(teacher)
+    torch.testing.assert_close(
+        folded.forward_features(x), teacher.forward_features(x), rtol=1e-4, atol=1e-4
+    )
     (grad_folded,) = torch.autograd.grad(folded(x).sum(), x)
     (grad_plain,) = torch.autograd.grad(teacher(x).sum(), x)
     torch.testing.assert_close(grad_folded, grad_plain, rtol=1e-4, atol=1e-4)
@@ -29,3 +34,24 @@ def test_folded_teacher_computes_the_same_logits_and_input_gradients() -> None:
 def test_untraceable_models_run_unfolded() -> None:
     scripted = torch.jit.script(create_model("resnet8", 10, 3).eval())
     assert fold_batchnorm(scripted) is scripted
+
+
+def test_a_conv_output_read_twice_is_not_folded() -> None:
+    """Folding BN into a conv whose raw output is also used elsewhere would change that use."""
+
+    class Branchy(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+            self.norm = nn.BatchNorm2d(4)
+
+        def forward(self, x):
+            y = self.conv(x)
+            return self.norm(y) + y
+
+    model = Branchy().eval()
+    model.norm.running_mean.uniform_(-0.5, 0.5)
+    folded = fold_batchnorm(model)
+    assert isinstance(folded.norm, nn.BatchNorm2d)
+    x = torch.randn(2, 3, 8, 8)
+    torch.testing.assert_close(folded(x), model(x))
