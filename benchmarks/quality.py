@@ -74,62 +74,39 @@ def ablation_variants(
     """AMKD with one option changed at a time from its defaults; the first row is the default.
 
     The default row has the same recipe as the main AMKD run, so it shares its run directory.
-    The last row is bank mode (boundary samples reused for `bank_epochs`
-    epochs): what its speed costs in accuracy.
+    The last row is bank mode (boundary samples reused for `bank_epochs` epochs): what its
+    speed costs in accuracy.
     """
     defaults = AMKDMethod()
-    variants = [
-        Variant(
-            f"amkd ({defaults.embedding}, {defaults.negative_source}, λ_bss "
-            f"{defaults.lambda_bss:g}, γ {defaults.gamma:g}, margin {defaults.margin:g})",
-            "amkd",
-            {"name": "amkd"},
-        )
-    ]
-    for embedding in ("logits", "softmax", "features"):
-        if embedding != defaults.embedding:
-            variants.append(
-                Variant(
-                    f"embedding {embedding}",
-                    f"amkd-emb-{embedding}",
-                    {"name": "amkd", "embedding": embedding},
-                )
-            )
-    variants.append(
-        Variant(
-            "negative_source student",
-            "amkd-neg-student",
-            {"name": "amkd", "negative_source": "student"},
-        )
-    )
     lambda_bss = 1.0 if defaults.lambda_bss == 0 else 0.0
-    variants.append(
-        Variant(
-            f"lambda_bss {lambda_bss:g}",
-            f"amkd-lbss-{lambda_bss:g}",
-            {"name": "amkd", "lambda_bss": lambda_bss},
-        )
+    # (label, run-directory stem, the one option changed)
+    changes: list[tuple[str, str, dict[str, Any]]] = [
+        (f"embedding {space}", f"amkd-emb-{space}", {"embedding": space})
+        for space in ("logits", "softmax", "features")
+        if space != defaults.embedding
+    ]
+    changes += [
+        ("negative_source student", "amkd-neg-student", {"negative_source": "student"}),
+        (f"lambda_bss {lambda_bss:g}", f"amkd-lbss-{lambda_bss:g}", {"lambda_bss": lambda_bss}),
+        ("gamma 1", "amkd-gamma-1", {"gamma": 1.0}),
+        ("no T² on the KL terms", "amkd-no-t2", {"t_squared": False}),
+    ]
+    changes += [
+        (f"margin {margin:g}", f"amkd-margin-{margin:g}", {"margin": margin})
+        for margin in margins
+        if margin != defaults.margin
+    ]
+    changes.append(
+        (f"bank K={bank_epochs}", f"amkd-bank-{bank_epochs}", {"bank_epochs": bank_epochs})
     )
-    variants.append(Variant("gamma 1", "amkd-gamma-1", {"name": "amkd", "gamma": 1.0}))
-    variants.append(
-        Variant("no T² on the KL terms", "amkd-no-t2", {"name": "amkd", "t_squared": False})
+    default_label = (
+        f"amkd ({defaults.embedding}, {defaults.negative_source}, λ_bss {defaults.lambda_bss:g}, "
+        f"γ {defaults.gamma:g}, margin {defaults.margin:g})"
     )
-    for margin in margins:
-        if margin != defaults.margin:
-            variants.append(
-                Variant(
-                    f"margin {margin:g}",
-                    f"amkd-margin-{margin:g}",
-                    {"name": "amkd", "margin": margin},
-                )
-            )
-    variants.append(
-        Variant(
-            f"bank K={bank_epochs}",
-            f"amkd-bank-{bank_epochs}",
-            {"name": "amkd", "bank_epochs": bank_epochs},
-        )
-    )
+    variants = [Variant(default_label, "amkd", {"name": "amkd"})]
+    variants += [
+        Variant(label, slug, {"name": "amkd", **change}) for label, slug, change in changes
+    ]
     return [variant for variant in variants if not only or variant.slug in only]
 
 
@@ -280,6 +257,40 @@ def build_table(records: Sequence[RunRecord], labels: Sequence[str], first_colum
     return "\n".join(lines)
 
 
+def target_text(records: Sequence[RunRecord]) -> str | None:
+    """Issue 7's target, checked: AMKD's mean final top-1 against KD's and BSS's.
+
+    "Above by more than one standard deviation" is read strictly: the gap must exceed the
+    larger of the two rows' sample standard deviations. The gap is also given in standard
+    errors of the difference of the means (sqrt(s1²/n1 + s2²/n2)), which shrink with seeds
+    while the standard deviations do not. None while a row has fewer than two seeds.
+    """
+    finals: dict[str, list[float]] = {}
+    for record in records:
+        finals.setdefault(record.label, []).append(record.final_top1)
+    if any(len(finals.get(name, [])) < 2 for name in ("amkd", "kd", "bss")):
+        return None
+    amkd = finals["amkd"]
+    parts = []
+    for name in ("kd", "bss"):
+        other = finals[name]
+        gap = statistics.mean(amkd) - statistics.mean(other)
+        spread = max(statistics.stdev(amkd), statistics.stdev(other))
+        error = (
+            statistics.variance(amkd) / len(amkd) + statistics.variance(other) / len(other)
+        ) ** 0.5
+        verdict = "met" if gap > spread else "not met"
+        parts.append(
+            f"AMKD − {name.upper()} = {gap:+.2f} points, larger std {spread:.2f} ({verdict}), "
+            f"{gap / error:+.1f} standard errors"
+        )
+    return (
+        "Target (AMKD above KD and BSS by more than one standard deviation): "
+        + "; ".join(parts)
+        + "."
+    )
+
+
 def budget_text(args: argparse.Namespace) -> str:
     """One sentence that states the budget behind the tables, and whether it is a smoke run."""
     samples = (
@@ -399,7 +410,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for first_column, variants in groups
     ]
     command = " ".join(["python benchmarks/quality.py", *(argv or sys.argv[1:])])
-    section = "\n\n".join([f"`{command}`", budget_text(args), *tables])
+    target = target_text(records)
+    section = "\n\n".join(
+        [f"`{command}`", budget_text(args), *tables, *([target] if target else [])]
+    )
     print("\n" + section)
     if args.write_docs:
         write_docs(section)
