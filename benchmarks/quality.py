@@ -69,7 +69,10 @@ def main_variants(methods: Sequence[str]) -> list[Variant]:
 
 
 def ablation_variants(
-    margins: Sequence[float], bank_epochs: int, only: Sequence[str] = ()
+    margins: Sequence[float],
+    gammas: Sequence[float],
+    bank_epochs: int,
+    only: Sequence[str] = (),
 ) -> list[Variant]:
     """AMKD with one option changed at a time from its defaults; the first row is the default.
 
@@ -88,13 +91,17 @@ def ablation_variants(
     changes += [
         ("negative_source student", "amkd-neg-student", {"negative_source": "student"}),
         (f"lambda_bss {lambda_bss:g}", f"amkd-lbss-{lambda_bss:g}", {"lambda_bss": lambda_bss}),
-        ("gamma 1", "amkd-gamma-1", {"gamma": 1.0}),
         ("no T² on the KL terms", "amkd-no-t2", {"t_squared": False}),
     ]
     changes += [
         (f"margin {margin:g}", f"amkd-margin-{margin:g}", {"margin": margin})
         for margin in margins
         if margin != defaults.margin
+    ]
+    changes += [
+        (f"gamma {gamma:g}", f"amkd-gamma-{gamma:g}", {"gamma": gamma})
+        for gamma in gammas
+        if gamma != defaults.gamma
     ]
     changes.append(
         (f"bank K={bank_epochs}", f"amkd-bank-{bank_epochs}", {"bank_epochs": bank_epochs})
@@ -369,6 +376,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--margins", type=float, nargs="+", default=[0.5], help="ablation triplet margins"
     )
     parser.add_argument(
+        "--gammas", type=float, nargs="+", default=[1.0], help="ablation triplet weights"
+    )
+    parser.add_argument(
         "--bank-epochs", type=int, default=5, help="ablation bank mode: method.bank_epochs"
     )
     parser.add_argument("--device", default="auto", help="train.device: auto, cpu, cuda, ...")
@@ -389,7 +399,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     groups = [("method", main_variants(args.methods))]
     if args.ablations is not None:
-        variants = ablation_variants(args.margins, args.bank_epochs, args.ablations)
+        variants = ablation_variants(args.margins, args.gammas, args.bank_epochs, args.ablations)
         groups.append(("AMKD ablation", variants))
     records: list[RunRecord] = []
     try:
