@@ -8,7 +8,7 @@ augmentation, optimiser, schedule and epochs. Each recipe is also written as YAM
 The benchmark is long on a CPU, so it is resumable: running the same command again skips runs
 whose manifest says "completed" and resumes the others from `checkpoints/last.pt`.
 
-    python benchmarks/quality.py --epochs 15 --seeds 0 1 2 --ablations --write-docs
+    python benchmarks/quality.py --epochs 15 --ablations --write-docs --docs-block quality-e15
 """
 
 from __future__ import annotations
@@ -36,8 +36,6 @@ from compressor.rundir import RunDir, run_dir_for
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs" / "BENCHMARKS.md"
-DOCS_BEGIN = "<!-- quality:begin (written by benchmarks/quality.py --write-docs) -->"
-DOCS_END = "<!-- quality:end -->"
 METHODS = ("ce", "kd", "bss", "triplet", "amkd")
 
 
@@ -270,18 +268,27 @@ def target_text(records: Sequence[RunRecord]) -> str | None:
     "Above by more than one standard deviation" is read strictly: the gap must exceed the
     larger of the two rows' sample standard deviations. The gap is also given in standard
     errors of the difference of the means (sqrt(s1²/n1 + s2²/n2)), which shrink with seeds
-    while the standard deviations do not. None while a row has fewer than two seeds.
+    while the standard deviations do not. A baseline with one seed gets its gap but no
+    verdict (no spread to judge it by); None while AMKD has fewer than two seeds.
     """
     finals: dict[str, list[float]] = {}
     for record in records:
         finals.setdefault(record.label, []).append(record.final_top1)
-    if any(len(finals.get(name, [])) < 2 for name in ("amkd", "kd", "bss")):
+    amkd = finals.get("amkd", [])
+    if len(amkd) < 2:
         return None
-    amkd = finals["amkd"]
     parts = []
     for name in ("kd", "bss"):
-        other = finals[name]
+        other = finals.get(name, [])
+        if not other:
+            continue
         gap = statistics.mean(amkd) - statistics.mean(other)
+        if len(other) < 2:
+            parts.append(
+                f"AMKD − {name.upper()} = {gap:+.2f} points ({name.upper()} has one seed: "
+                "no verdict)"
+            )
+            continue
         spread = max(statistics.stdev(amkd), statistics.stdev(other))
         error = (
             statistics.variance(amkd) / len(amkd) + statistics.variance(other) / len(other)
@@ -291,6 +298,8 @@ def target_text(records: Sequence[RunRecord]) -> str | None:
             f"AMKD − {name.upper()} = {gap:+.2f} points, larger std {spread:.2f} ({verdict}), "
             f"{gap / error:+.1f} standard errors"
         )
+    if not parts:
+        return None
     return (
         "Target (AMKD above KD and BSS by more than one standard deviation): "
         + "; ".join(parts)
@@ -323,15 +332,35 @@ def budget_text(args: argparse.Namespace) -> str:
     return text
 
 
-def write_docs(section: str, docs: Path = DOCS) -> None:
-    """Replace the text between the Quality section's markers, leaving other sections alone."""
-    text = docs.read_text(encoding="utf-8")
-    start, end = text.find(DOCS_BEGIN), text.find(DOCS_END)
-    if start < 0 or end < start:
-        raise UserError(f"{docs}: the Quality section's markers are missing")
-    docs.write_text(
-        text[: start + len(DOCS_BEGIN)] + "\n" + section + "\n" + text[end:], encoding="utf-8"
+def docs_markers(name: str) -> tuple[str, str]:
+    """The comment lines that fence one generated table block in docs/BENCHMARKS.md.
+
+    Named, so budgets that are reported side by side (a 4-epoch screen beside a 15-epoch run)
+    each have their own block and writing one never overwrites another.
+    """
+    return (
+        f"<!-- {name}:begin (written by benchmarks/quality.py --write-docs) -->",
+        f"<!-- {name}:end -->",
     )
+
+
+def block_span(text: str, name: str, docs: Path = DOCS) -> tuple[int, int]:
+    """Where the named block's content starts and ends in `text`; a clear error if unmarked."""
+    begin, end_marker = docs_markers(name)
+    start, end = text.find(begin), text.find(end_marker)
+    if start < 0 or end < start:
+        raise UserError(
+            f"{docs}: no block named {name!r}; add the lines {begin!r} and {end_marker!r} "
+            "where its tables belong, or name an existing block with --docs-block"
+        )
+    return start + len(begin), end
+
+
+def write_docs(section: str, name: str, docs: Path = DOCS) -> None:
+    """Replace the text between the named block's markers, leaving the rest of the file alone."""
+    text = docs.read_text(encoding="utf-8")
+    start, end = block_span(text, name, docs)
+    docs.write_text(text[:start] + "\n" + section + "\n" + text[end:], encoding="utf-8")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -389,6 +418,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--write-docs", action="store_true", help="write the tables into docs/BENCHMARKS.md"
     )
+    parser.add_argument(
+        "--docs-block",
+        default="quality",
+        help="which marked block of docs/BENCHMARKS.md --write-docs replaces (default: quality)",
+    )
     args = parser.parse_args(argv)
     if args.bank_epochs < 2:
         parser.error("--bank-epochs must be >= 2: bank_epochs 1 is the default AMKD row")
@@ -403,6 +437,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         groups.append(("AMKD ablation", variants))
     records: list[RunRecord] = []
     try:
+        if args.write_docs:  # a missing block is found before hours of training, not after
+            block_span(DOCS.read_text(encoding="utf-8"), args.docs_block)
         # Seeds outermost: an interrupted benchmark has every method at the seeds it finished,
         # not all seeds of the first methods only.
         for seed in args.seeds:
@@ -426,7 +462,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print("\n" + section)
     if args.write_docs:
-        write_docs(section)
+        write_docs(section, args.docs_block)
     return 0
 
 
