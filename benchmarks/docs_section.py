@@ -1,13 +1,18 @@
 """Writing a benchmark's section into docs/BENCHMARKS.md, shared by the benchmark scripts.
 
 A section runs from its `## ` heading to the next one; a script replaces only its own, so the
-hand-written sections around it and the other scripts' sections never move.
+hand-written sections around it and the other scripts' sections never move. A block is a
+smaller unit, fenced by named comment lines inside a hand-written section, for tables that sit
+between prose (the quality benchmark's, one block per budget). Writes are atomic.
 """
 
 from __future__ import annotations
 
 import textwrap
 from pathlib import Path
+
+from compressor.errors import UserError
+from compressor.io import write_text
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "BENCHMARKS.md"
 WIDTH = 95
@@ -29,4 +34,31 @@ def replace_section(heading: str, text: str, docs: Path = DOCS) -> None:
     else:
         end = current.find("\n## ", start + 1)
         current = current[: start + 1] + text + ("" if end < 0 else current[end:])
-    docs.write_text(current, encoding="utf-8")
+    write_text(docs, current)
+
+
+def block_markers(name: str) -> tuple[str, str]:
+    """The comment lines that fence the block `name`: one per budget, so none overwrites another."""
+    return (
+        f"<!-- {name}:begin (written by benchmarks/quality.py --write-docs) -->",
+        f"<!-- {name}:end -->",
+    )
+
+
+def block_span(text: str, name: str, docs: Path = DOCS) -> tuple[int, int]:
+    """Where the block's content starts and ends in `text`; a one-line error if it is unmarked."""
+    begin, end_marker = block_markers(name)
+    start, end = text.find(begin), text.find(end_marker)
+    if start < 0 or end < start:
+        raise UserError(
+            f"{docs}: no block named {name!r}; add the lines {begin!r} and {end_marker!r} "
+            "where its tables belong, or name an existing block with --docs-block"
+        )
+    return start + len(begin), end
+
+
+def replace_block(name: str, text: str, docs: Path = DOCS) -> None:
+    """Put `text` between the block's markers, leaving the rest of the file alone."""
+    current = docs.read_text(encoding="utf-8")
+    start, end = block_span(current, name, docs)
+    write_text(docs, current[:start] + "\n" + text + "\n" + current[end:])

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from docs_section import DOCS, block_span, replace_block
+
 from compressor.engine.run import run_training
 from compressor.errors import UserError
 from compressor.recipe import (
@@ -35,7 +37,6 @@ from compressor.recipe import (
 from compressor.rundir import RunDir, run_dir_for
 
 REPO = Path(__file__).resolve().parents[1]
-DOCS = REPO / "docs" / "BENCHMARKS.md"
 METHODS = ("ce", "kd", "bss", "triplet", "amkd")
 
 
@@ -332,37 +333,6 @@ def budget_text(args: argparse.Namespace) -> str:
     return text
 
 
-def docs_markers(name: str) -> tuple[str, str]:
-    """The comment lines that fence one generated table block in docs/BENCHMARKS.md.
-
-    Named, so budgets that are reported side by side (a 4-epoch screen beside a 15-epoch run)
-    each have their own block and writing one never overwrites another.
-    """
-    return (
-        f"<!-- {name}:begin (written by benchmarks/quality.py --write-docs) -->",
-        f"<!-- {name}:end -->",
-    )
-
-
-def block_span(text: str, name: str, docs: Path = DOCS) -> tuple[int, int]:
-    """Where the named block's content starts and ends in `text`; a clear error if unmarked."""
-    begin, end_marker = docs_markers(name)
-    start, end = text.find(begin), text.find(end_marker)
-    if start < 0 or end < start:
-        raise UserError(
-            f"{docs}: no block named {name!r}; add the lines {begin!r} and {end_marker!r} "
-            "where its tables belong, or name an existing block with --docs-block"
-        )
-    return start + len(begin), end
-
-
-def write_docs(section: str, name: str, docs: Path = DOCS) -> None:
-    """Replace the text between the named block's markers, leaving the rest of the file alone."""
-    text = docs.read_text(encoding="utf-8")
-    start, end = block_span(text, name, docs)
-    docs.write_text(text[:start] + "\n" + section + "\n" + text[end:], encoding="utf-8")
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     shared = Path(os.environ.get(DATA_ROOT_ENV) or REPO.parent / "shared" / "data")
     teachers = Path(os.environ.get("COMPRESSOR_TEACHERS") or REPO.parent / "shared" / "teachers")
@@ -462,7 +432,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print("\n" + section)
     if args.write_docs:
-        write_docs(section, args.docs_block)
+        replace_block(args.docs_block, section)
     return 0
 
 
