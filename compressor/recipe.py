@@ -158,6 +158,12 @@ class AttackConfig(Strict):
     keep: Literal["all", "boundary"] = Field(
         "all", description="'all' uses every result (reference); 'boundary' only (b, k) hits."
     )
+    search: Literal["gradient", "interpolation"] = Field(
+        "gradient",
+        description="'gradient': the BSS attack along the teacher's input gradient (reference); "
+        "'interpolation': bisect the line from the base image to a batch image of class k for "
+        "the teacher's b/k crossing (max_steps halvings, no input gradients).",
+    )
 
 
 class ScheduleWeights(Strict):

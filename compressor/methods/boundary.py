@@ -88,16 +88,19 @@ def sample_targets(
     teacher_logits: torch.Tensor,
     source: torch.Tensor,
     generator: torch.Generator | None = None,
+    allowed: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Draw one target class k != b per row with probability q_t(k) / (1 - q_t(b)).
 
     q_t is the teacher softmax at T = 1: likely confusions are attacked more often, as in the
     reference. `torch.multinomial` renormalises each row, so zeroing column b is all it takes.
     A row whose non-b mass underflows to zero falls back to a uniform choice among k != b.
+    `allowed` (bool [K]) limits k to some classes; every row must have one besides b.
     """
     q = teacher_logits.detach().float().softmax(dim=1)
-    weights = q.scatter(1, source[:, None], 0.0)
-    uniform = torch.ones_like(weights).scatter(1, source[:, None], 0.0)
+    mask = torch.ones_like(q) if allowed is None else allowed.to(q.dtype).expand_as(q)
+    weights = (q * mask).scatter(1, source[:, None], 0.0)
+    uniform = mask.scatter(1, source[:, None], 0.0)
     weights = torch.where(weights.sum(dim=1, keepdim=True) > 0, weights, uniform)
     return torch.multinomial(weights, 1, generator=generator).squeeze(1)
 
@@ -160,6 +163,89 @@ def attack_to_boundary(
     return x, logits, steps
 
 
+def interpolate_to_boundary(
+    teacher: nn.Module,
+    images: torch.Tensor,
+    partners: torch.Tensor,
+    partner_logits: torch.Tensor,
+    source: torch.Tensor,
+    target: torch.Tensor,
+    halvings: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bisect the segment x(l) = (1 - l) x + l p for the teacher's b/k crossing, z_b = z_k.
+
+    The base image x is class b for the teacher (z_b > z_k) and the partner p, a batch image
+    of class k, is class k (z_k > z_b), so the margin changes sign on the segment and each
+    halving keeps a bracket around a zero. Unlike the gradient attack, which moves along the
+    teacher's own input gradient (a direction specific to the teacher that a smaller student
+    may be unable to follow), the path is a blend of two real images. The result is the k end
+    of the final bracket, just past the boundary (as the attack's epsilon push is). Mixes of
+    valid images stay in the valid range, so no clamping is needed. No autograd at all.
+
+    Returns the samples and the teacher's fp32 logits on them.
+    """
+    x, p = images.detach().float(), partners.detach().float()
+    low = torch.zeros(source.numel(), device=x.device)
+    high = torch.ones_like(low)
+    logits = partner_logits.detach().float().clone()
+    shape = (-1, *([1] * (x.dim() - 1)))
+    with torch.no_grad(), torch.autocast(device_type=x.device.type, enabled=False):
+        for _ in range(halvings):
+            middle = (low + high) / 2
+            middle_logits = teacher(torch.lerp(x, p, middle.view(shape))).float()
+            on_source_side = _margin(middle_logits, source, target) > 0
+            low = torch.where(on_source_side, middle, low)
+            high = torch.where(on_source_side, high, middle)
+            logits = torch.where(on_source_side[:, None], logits, middle_logits)
+    return torch.lerp(x, p, high.view(shape)), logits
+
+
+def pick_partners(
+    labels: torch.Tensor, teacher_correct: torch.Tensor, target: torch.Tensor
+) -> torch.Tensor:
+    """For each target class k, a random batch row of class k that the teacher gets right."""
+    candidates = (labels[None, :] == target[:, None]) & teacher_correct[None, :]
+    return torch.multinomial(candidates.float(), 1).squeeze(1)
+
+
+def _available_classes(labels: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """bool [K]: the classes the batch has an image of that the teacher classifies correctly."""
+    available = torch.zeros(teacher_logits.shape[1], dtype=torch.bool, device=labels.device)
+    available[labels[teacher_logits.argmax(dim=1) == labels]] = True
+    return available
+
+
+def interpolation_bases(
+    labels: torch.Tensor, teacher_logits: torch.Tensor, index: torch.Tensor
+) -> torch.Tensor:
+    """The base rows that have a partner class: some class other than their own available."""
+    available = _available_classes(labels, teacher_logits)
+    return index[available.sum() - available[labels[index]].long() > 0]
+
+
+def _interpolation_search(
+    teacher: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    index: torch.Tensor,
+    halvings: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Targets among the available classes, a partner image of each, then bisection.
+
+    Returns the targets, the samples, the teacher's logits on them and the halvings per row.
+    """
+    source = labels[index]
+    target = sample_targets(
+        teacher_logits[index], source, allowed=_available_classes(labels, teacher_logits)
+    )
+    partner = pick_partners(labels, teacher_logits.argmax(dim=1) == labels, target)
+    adv, adv_logits = interpolate_to_boundary(
+        teacher, images[index], images[partner], teacher_logits[partner], source, target, halvings
+    )
+    return target, adv, adv_logits, torch.full_like(source, halvings)
+
+
 def find_boundary_samples(
     teacher: nn.Module,
     images: torch.Tensor,
@@ -180,13 +266,20 @@ def find_boundary_samples(
     """
     max_samples = max_base_samples(config, labels.numel())
     index = select_base(labels, teacher_logits, student_logits, max_samples)
-    source = labels[index]
+    if config.search == "interpolation":
+        index = interpolation_bases(labels, teacher_logits, index)
     if index.numel() == 0:
         return no_samples(images, labels, teacher_logits)
-    target = sample_targets(teacher_logits[index], source)
-    adv, adv_logits, steps = attack_to_boundary(
-        teacher, images[index], source, target, config, bounds
-    )
+    source = labels[index]
+    if config.search == "interpolation":
+        target, adv, adv_logits, steps = _interpolation_search(
+            teacher, images, labels, teacher_logits, index, config.max_steps
+        )
+    else:
+        target = sample_targets(teacher_logits[index], source)
+        adv, adv_logits, steps = attack_to_boundary(
+            teacher, images[index], source, target, config, bounds
+        )
     landed = adv_logits.argmax(dim=1) == target
     mean_steps, fraction = torch.stack([steps.float().mean(), landed.float().mean()]).tolist()
     stats = attack_stats(index.numel(), mean_steps, fraction)

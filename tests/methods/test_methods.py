@@ -33,6 +33,8 @@ TEACHER_METHODS: list[MethodConfig] = [
     AMKDMethod(embedding="softmax", negative_source="student", mining="hardest"),
     AMKDMethod(embedding="features", mining="hardest", lambda_bss=0.0),
     AMKDMethod(attack={"keep": "boundary", "max_steps": 30}),
+    AMKDMethod(attack={"search": "interpolation"}),
+    BSSMethod(attack={"search": "interpolation"}),
 ]
 
 
@@ -97,6 +99,7 @@ def test_step_trains_the_student_and_never_touches_the_teacher(
 # steps; a different student gradient proves that the part reaches the student.
 # The test batch is small: attack all of it so every part has samples to work on.
 EVERY_SAMPLE = AttackConfig(fraction=1.0)
+INTERPOLATE_EVERY_SAMPLE = AttackConfig(fraction=1.0, search="interpolation")
 PART_CASES = [
     ("kd", "kd", KDMethod(kd_weight=0.0), KDMethod()),
     ("triplet", "triplet", TripletMethod(triplet_weight=0.0), TripletMethod()),
@@ -135,6 +138,12 @@ PART_CASES = [
         "triplet",
         AMKDMethod(attack=EVERY_SAMPLE, gamma=0.0, negative_source="student", embedding="softmax"),
         AMKDMethod(attack=EVERY_SAMPLE, negative_source="student", embedding="softmax"),
+    ),
+    (
+        "amkd-triplet-interpolation",
+        "triplet",
+        AMKDMethod(attack=INTERPOLATE_EVERY_SAMPLE, gamma=0.0, margin=1.0),
+        AMKDMethod(attack=INTERPOLATE_EVERY_SAMPLE, margin=1.0),
     ),
     (
         "amkd-triplet-features",
