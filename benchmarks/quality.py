@@ -38,8 +38,6 @@ from compressor.rundir import RunDir, run_dir_for
 
 REPO = Path(__file__).resolve().parents[1]
 METHODS = ("ce", "kd", "bss", "triplet", "amkd")
-# Boundary precision 1/256 of the segment: a finer bracket adds teacher passes, not accuracy.
-INTERPOLATION_HALVINGS = 8
 
 
 @dataclass(frozen=True)
@@ -94,15 +92,13 @@ def ablation_variants(
         (f"lambda_bss {lambda_bss:g}", f"amkd-lbss-{lambda_bss:g}", {"lambda_bss": lambda_bss}),
         ("no T² on the KL terms", "amkd-no-t2", {"t_squared": False}),
     ]
-    if defaults.attack.search == "gradient":
-        interpolation = {"search": "interpolation", "max_steps": INTERPOLATION_HALVINGS}
-        changes.append(
-            (
-                f"search interpolation ({INTERPOLATION_HALVINGS} halvings)",
-                "amkd-search-interpolation",
-                {"attack": interpolation},
-            )
+    changes.append(
+        (
+            f"search interpolation ({defaults.attack.halvings} halvings)",
+            "amkd-search-interpolation",
+            {"attack": {"search": "interpolation"}},
         )
+    )
     changes += [
         (f"margin {margin:g}", f"amkd-margin-{margin:g}", {"margin": margin})
         for margin in margins

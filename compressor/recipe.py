@@ -154,15 +154,22 @@ class AttackConfig(Strict):
     )
     step_size: float = Field(0.3, gt=0.0, description="eta in the BSS update.")
     epsilon: float = Field(1e-4, ge=0.0, description="Pushes slightly past the boundary.")
-    max_steps: int = Field(10, ge=1, le=100)
+    max_steps: int = Field(10, ge=1, le=100, description="Gradient search: attack updates.")
     keep: Literal["all", "boundary"] = Field(
         "all", description="'all' uses every result (reference); 'boundary' only (b, k) hits."
     )
     search: Literal["gradient", "interpolation"] = Field(
         "gradient",
         description="'gradient': the BSS attack along the teacher's input gradient (reference); "
-        "'interpolation': bisect the line from the base image to a batch image of class k for "
-        "the teacher's b/k crossing (max_steps halvings, no input gradients).",
+        "'interpolation': bisect the segment from the base image to a batch image of class k "
+        "for the teacher's b/k crossing (no input gradients; docs/METHOD.md).",
+    )
+    halvings: int = Field(
+        8,
+        ge=1,
+        le=24,
+        description="Interpolation search: bisection steps; the sample lies within 2^-halvings "
+        "of the segment past the crossing (float32 resolves no finer than about 2^-24).",
     )
 
 

@@ -11,6 +11,8 @@ moves each still-active image along the normalised input gradient of the teacher
 margin z_b - z_k. Only input gradients are taken (`torch.autograd.grad` w.r.t. the images),
 so the teacher's parameters never receive `.grad`, and the teacher is only ever called, never
 switched between train and eval mode: the caller hands it over frozen and in eval mode.
+`attack.search: interpolation` replaces the attack step with a bisection between the base
+image and a real image of class k (interpolation.py); selection and targets stay as here.
 """
 
 from __future__ import annotations
@@ -21,6 +23,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from compressor.methods.interpolation import (
+    available_classes,
+    interpolate_to_boundary,
+    pick_partners,
+)
 from compressor.recipe import AttackConfig
 
 Bounds = tuple[torch.Tensor, torch.Tensor]
@@ -36,7 +43,7 @@ class BoundarySamples:
     source: torch.Tensor  # [A] b: the teacher's (and the label's) class of the base image
     target: torch.Tensor  # [A] k: the class the attack pushed towards
     landed: torch.Tensor  # [A] bool: the teacher's final argmax is k (crossed b -> k)
-    steps: torch.Tensor  # [A] attack updates applied to each sample
+    steps: torch.Tensor  # [A] attack updates (interpolation search: halvings) per sample
     stats: dict[str, float]  # attacked, mean_steps, boundary_fraction (over attacked samples)
     # [A, F] the teacher's penultimate features on `images`, for methods that embed there
     teacher_features: torch.Tensor | None = None
@@ -163,89 +170,6 @@ def attack_to_boundary(
     return x, logits, steps
 
 
-def interpolate_to_boundary(
-    teacher: nn.Module,
-    images: torch.Tensor,
-    partners: torch.Tensor,
-    partner_logits: torch.Tensor,
-    source: torch.Tensor,
-    target: torch.Tensor,
-    halvings: int,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Bisect the segment x(l) = (1 - l) x + l p for the teacher's b/k crossing, z_b = z_k.
-
-    The base image x is class b for the teacher (z_b > z_k) and the partner p, a batch image
-    of class k, is class k (z_k > z_b), so the margin changes sign on the segment and each
-    halving keeps a bracket around a zero. Unlike the gradient attack, which moves along the
-    teacher's own input gradient (a direction specific to the teacher that a smaller student
-    may be unable to follow), the path is a blend of two real images. The result is the k end
-    of the final bracket, just past the boundary (as the attack's epsilon push is). Mixes of
-    valid images stay in the valid range, so no clamping is needed. No autograd at all.
-
-    Returns the samples and the teacher's fp32 logits on them.
-    """
-    x, p = images.detach().float(), partners.detach().float()
-    low = torch.zeros(source.numel(), device=x.device)
-    high = torch.ones_like(low)
-    logits = partner_logits.detach().float().clone()
-    shape = (-1, *([1] * (x.dim() - 1)))
-    with torch.no_grad(), torch.autocast(device_type=x.device.type, enabled=False):
-        for _ in range(halvings):
-            middle = (low + high) / 2
-            middle_logits = teacher(torch.lerp(x, p, middle.view(shape))).float()
-            on_source_side = _margin(middle_logits, source, target) > 0
-            low = torch.where(on_source_side, middle, low)
-            high = torch.where(on_source_side, high, middle)
-            logits = torch.where(on_source_side[:, None], logits, middle_logits)
-    return torch.lerp(x, p, high.view(shape)), logits
-
-
-def pick_partners(
-    labels: torch.Tensor, teacher_correct: torch.Tensor, target: torch.Tensor
-) -> torch.Tensor:
-    """For each target class k, a random batch row of class k that the teacher gets right."""
-    candidates = (labels[None, :] == target[:, None]) & teacher_correct[None, :]
-    return torch.multinomial(candidates.float(), 1).squeeze(1)
-
-
-def _available_classes(labels: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
-    """bool [K]: the classes the batch has an image of that the teacher classifies correctly."""
-    available = torch.zeros(teacher_logits.shape[1], dtype=torch.bool, device=labels.device)
-    available[labels[teacher_logits.argmax(dim=1) == labels]] = True
-    return available
-
-
-def interpolation_bases(
-    labels: torch.Tensor, teacher_logits: torch.Tensor, index: torch.Tensor
-) -> torch.Tensor:
-    """The base rows that have a partner class: some class other than their own available."""
-    available = _available_classes(labels, teacher_logits)
-    return index[available.sum() - available[labels[index]].long() > 0]
-
-
-def _interpolation_search(
-    teacher: nn.Module,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    teacher_logits: torch.Tensor,
-    index: torch.Tensor,
-    halvings: int,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Targets among the available classes, a partner image of each, then bisection.
-
-    Returns the targets, the samples, the teacher's logits on them and the halvings per row.
-    """
-    source = labels[index]
-    target = sample_targets(
-        teacher_logits[index], source, allowed=_available_classes(labels, teacher_logits)
-    )
-    partner = pick_partners(labels, teacher_logits.argmax(dim=1) == labels, target)
-    adv, adv_logits = interpolate_to_boundary(
-        teacher, images[index], images[partner], teacher_logits[partner], source, target, halvings
-    )
-    return target, adv, adv_logits, torch.full_like(source, halvings)
-
-
 def find_boundary_samples(
     teacher: nn.Module,
     images: torch.Tensor,
@@ -255,26 +179,32 @@ def find_boundary_samples(
     config: AttackConfig,
     bounds: Bounds | None,
 ) -> BoundarySamples:
-    """Select base images, sample targets, attack; keep all results or boundary hits only.
+    """Select base images, sample targets, attack (or bisect); keep all or boundary hits only.
 
     `teacher_logits`/`student_logits` are the clean-batch logits the caller already has (no
     extra forward pass is spent on selection). A sample has *landed* when the teacher's final
     argmax is k: it crossed from b straight into k, so it sits on the b/k boundary (within one
-    step). The reference keeps every result, including samples that stopped in a third class
+    step or halving). The interpolation search draws k only among classes with a
+    teacher-correct image in the batch (the partners), so a batch with one such class has no
+    samples. The reference keeps every result, including samples that stopped in a third class
     or never crossed; `config.keep == "boundary"` keeps landed samples only. The stats are
     over all attacked samples, before that filter.
     """
     max_samples = max_base_samples(config, labels.numel())
     index = select_base(labels, teacher_logits, student_logits, max_samples)
-    if config.search == "interpolation":
-        index = interpolation_bases(labels, teacher_logits, index)
+    available = available_classes(labels, teacher_logits)
+    if config.search == "interpolation" and int(available.sum()) < 2:
+        index = index[:0]  # every base image is of the one available class: no partner
     if index.numel() == 0:
         return no_samples(images, labels, teacher_logits)
     source = labels[index]
     if config.search == "interpolation":
-        target, adv, adv_logits, steps = _interpolation_search(
-            teacher, images, labels, teacher_logits, index, config.max_steps
+        target = sample_targets(teacher_logits[index], source, allowed=available)
+        partner = pick_partners(labels, teacher_logits, target)
+        adv, adv_logits = interpolate_to_boundary(
+            teacher, images[index], images[partner], source, target, config.halvings
         )
+        steps = torch.full_like(source, config.halvings)
     else:
         target = sample_targets(teacher_logits[index], source)
         adv, adv_logits, steps = attack_to_boundary(

@@ -8,7 +8,6 @@ from torch import nn
 from compressor.methods.boundary import (
     attack_to_boundary,
     find_boundary_samples,
-    interpolate_to_boundary,
     normalized_bounds,
     sample_targets,
     select_base,
@@ -239,72 +238,3 @@ def test_targets_stay_within_the_allowed_classes() -> None:
     allowed = torch.tensor([True, False, True, True])
     targets = sample_targets(logits, torch.zeros(2000, dtype=torch.long), allowed=allowed)
     assert set(targets.tolist()) == {2, 3}
-
-
-def _mix_weight(sample: torch.Tensor, start: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
-    """l with sample = (1 - l) start + l end, by projection on the segment (per row)."""
-    direction = (end - start).flatten(1)
-    return ((sample - start).flatten(1) * direction).sum(1) / direction.square().sum(1)
-
-
-def test_interpolation_lands_within_one_halving_past_the_crossing(
-    teacher: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]
-) -> None:
-    images, _ = batch
-    with torch.no_grad():
-        logits = teacher(images)
-    predicted = logits.argmax(dim=1)
-    # Pair each image with the first image the teacher puts in another class.
-    partner = torch.stack([(predicted != c).nonzero()[0, 0] for c in predicted.tolist()])
-    source, target = predicted, predicted[partner]
-    halvings = 12
-    adv, adv_logits = interpolate_to_boundary(
-        teacher, images, images[partner], logits[partner], source, target, halvings
-    )
-    with torch.no_grad():
-        torch.testing.assert_close(teacher(adv), adv_logits)
-        weight = _mix_weight(adv, images, images[partner])
-        torch.testing.assert_close(
-            adv, torch.lerp(images, images[partner], weight.view(-1, 1, 1, 1))
-        )
-        assert (_margin(adv_logits, source, target) <= 0).all()  # on the k side of z_b = z_k
-        step_back = torch.lerp(images, images[partner], (weight - 2**-halvings).view(-1, 1, 1, 1))
-        assert (_margin(teacher(step_back), source, target) > 0).all()  # ... by one halving
-
-
-def test_interpolation_search_pairs_each_base_with_a_correct_image_of_its_target(
-    teacher: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]
-) -> None:
-    images, _ = batch
-    with torch.no_grad():
-        logits = teacher(images)
-    labels = logits.argmax(dim=1)
-    labels[:4] = (labels[:4] + 1) % 4  # four rows the teacher gets wrong: never a partner
-    config = AttackConfig(fraction=1.0, search="interpolation", max_steps=10)
-    torch.manual_seed(0)
-    result = find_boundary_samples(teacher, images, labels, logits, logits, config, None)
-    assert result.stats["attacked"] == len(result.images) == 28
-    assert result.stats["mean_steps"] == 10
-    assert (result.index >= 4).all() and (result.target != result.source).all()
-    assert (_margin(result.teacher_logits, result.source, result.target) <= 0).all()
-    correct = logits.argmax(dim=1) == labels
-    for row, sample, target in zip(result.index, result.images, result.target, strict=True):
-        # Some teacher-correct image of the target class is the other end of the segment.
-        ends = images[(labels == target) & correct]
-        weights = _mix_weight(sample.expand_as(ends), images[row].expand_as(ends), ends)
-        mixes = torch.lerp(images[row].expand_as(ends), ends, weights.view(-1, 1, 1, 1))
-        assert ((mixes - sample).flatten(1).abs().amax(1) < 1e-4).any()
-
-
-def test_interpolation_needs_a_second_class_in_the_batch(
-    teacher: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]
-) -> None:
-    images, _ = batch
-    with torch.no_grad():
-        logits = teacher(images)
-    only = logits.argmax(dim=1) == logits.argmax(dim=1)[0]
-    config = AttackConfig(fraction=1.0, search="interpolation")
-    result = find_boundary_samples(
-        teacher, images[only], logits[only].argmax(dim=1), logits[only], logits[only], config, None
-    )
-    assert result.images.shape[0] == 0 and result.stats["attacked"] == 0

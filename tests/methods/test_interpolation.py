@@ -1,0 +1,105 @@
+"""The interpolation search: bisection onto the teacher's b/k crossing between two real images."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from compressor.methods.boundary import find_boundary_samples
+from compressor.methods.interpolation import interpolate_to_boundary
+from compressor.recipe import AttackConfig
+
+
+def _margin(logits: torch.Tensor, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return (logits.gather(1, source[:, None]) - logits.gather(1, target[:, None])).squeeze(1)
+
+
+def _mix_weight(sample: torch.Tensor, start: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
+    """l with sample = (1 - l) start + l end, by projection on the segment (per row)."""
+    direction = (end - start).flatten(1)
+    return ((sample - start).flatten(1) * direction).sum(1) / direction.square().sum(1)
+
+
+def _logits(teacher: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return teacher(images)
+
+
+@pytest.mark.parametrize("halvings", [1, 12])
+def test_bisection_lands_within_one_halving_past_the_crossing(
+    halvings: int, teacher: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    images, _ = batch
+    predicted = _logits(teacher, images).argmax(dim=1)
+    # Pair each image with the first image the teacher puts in another class.
+    partner = torch.stack([(predicted != c).nonzero()[0, 0] for c in predicted.tolist()])
+    source, target = predicted, predicted[partner]
+    adv, adv_logits = interpolate_to_boundary(
+        teacher, images, images[partner], source, target, halvings
+    )
+    # The logits are the teacher's on the returned samples, also for rows that never moved
+    # off the partner (with one halving, every row whose midpoint is still class b).
+    torch.testing.assert_close(_logits(teacher, adv), adv_logits)
+    weight = _mix_weight(adv, images, images[partner])
+    assert (weight == 1).any() if halvings == 1 else (weight < 1).all()
+    expected = torch.lerp(images, images[partner], weight.view(-1, 1, 1, 1))
+    torch.testing.assert_close(adv, expected)
+    assert (_margin(adv_logits, source, target) <= 0).all()  # on the k side of z_b = z_k
+    back = torch.lerp(images, images[partner], (weight - 2**-halvings).view(-1, 1, 1, 1))
+    assert (_margin(_logits(teacher, back), source, target) > 0).all()  # ... by one halving
+
+
+def test_search_pairs_each_base_with_a_correct_image_of_its_target(
+    teacher: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    images, _ = batch
+    logits = _logits(teacher, images)
+    labels = logits.argmax(dim=1)
+    labels[:4] = (labels[:4] + 1) % 4  # four rows the teacher gets wrong: never a partner
+    config = AttackConfig(fraction=1.0, search="interpolation", halvings=10)
+    torch.manual_seed(0)
+    result = find_boundary_samples(teacher, images, labels, logits, logits, config, None)
+    assert result.stats["attacked"] == len(result.images) == 28
+    assert result.stats["mean_steps"] == 10
+    assert (result.index >= 4).all() and (result.target != result.source).all()
+    assert (_margin(result.teacher_logits, result.source, result.target) <= 0).all()
+    correct = logits.argmax(dim=1) == labels
+    for row, sample, target in zip(result.index, result.images, result.target, strict=True):
+        # Some teacher-correct image of the target class is the other end of the segment.
+        ends = images[(labels == target) & correct]
+        start = images[row].expand_as(ends)
+        weights = _mix_weight(sample.expand_as(ends), start, ends)
+        mixes = torch.lerp(start, ends, weights.view(-1, 1, 1, 1))
+        assert ((mixes - sample).flatten(1).abs().amax(1) < 1e-4).any()
+
+
+def test_a_class_without_a_correct_image_is_never_a_target(
+    teacher: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    images, _ = batch
+    logits = _logits(teacher, images)
+    labels = logits.argmax(dim=1)
+    missing = int(labels[0])
+    # The teacher gets every image of one class wrong: that class has no partner.
+    labels[labels == missing] = (missing + 1) % 4
+    config = AttackConfig(fraction=1.0, search="interpolation")
+    for seed in range(5):
+        torch.manual_seed(seed)
+        result = find_boundary_samples(teacher, images, labels, logits, logits, config, None)
+        assert len(result.images) > 0
+        assert (result.target != missing).all()
+
+
+def test_a_batch_with_one_available_class_has_no_samples(
+    teacher: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    images, _ = batch
+    logits = _logits(teacher, images)
+    only = logits.argmax(dim=1) == logits.argmax(dim=1)[0]
+    labels = logits[only].argmax(dim=1)
+    config = AttackConfig(fraction=1.0, search="interpolation")
+    result = find_boundary_samples(
+        teacher, images[only], labels, logits[only], logits[only], config, None
+    )
+    assert result.images.shape[0] == 0 and result.stats["attacked"] == 0
