@@ -26,6 +26,7 @@ from torch import nn
 from compressor.methods.interpolation import (
     available_classes,
     interpolate_to_boundary,
+    logit_margin,
     pick_partners,
 )
 from compressor.recipe import AttackConfig
@@ -154,7 +155,9 @@ def attack_to_boundary(
                 active = active[:0]
                 break
             with torch.enable_grad():
-                margin = _margin(active_logits[still], source[active][still], target[active][still])
+                margin = logit_margin(
+                    active_logits[still], source[active][still], target[active][still]
+                )
                 (grad,) = torch.autograd.grad(margin.sum(), x_active)
             with torch.no_grad():
                 grad, x_still = grad[still], x_active.detach()[still]
@@ -184,32 +187,61 @@ def find_boundary_samples(
     `teacher_logits`/`student_logits` are the clean-batch logits the caller already has (no
     extra forward pass is spent on selection). A sample has *landed* when the teacher's final
     argmax is k: it crossed from b straight into k, so it sits on the b/k boundary (within one
-    step or halving). The interpolation search draws k only among classes with a
-    teacher-correct image in the batch (the partners), so a batch with one such class has no
-    samples. The reference keeps every result, including samples that stopped in a third class
-    or never crossed; `config.keep == "boundary"` keeps landed samples only. The stats are
-    over all attacked samples, before that filter.
+    step or halving). The reference keeps every result, including samples that stopped in a
+    third class or never crossed; `config.keep == "boundary"` keeps landed samples only. The
+    stats are over all attacked samples, before that filter.
     """
     max_samples = max_base_samples(config, labels.numel())
     index = select_base(labels, teacher_logits, student_logits, max_samples)
-    available = available_classes(labels, teacher_logits)
-    if config.search == "interpolation" and int(available.sum()) < 2:
-        index = index[:0]  # every base image is of the one available class: no partner
+    if config.search == "interpolation":
+        return _interpolation_samples(teacher, images, labels, teacher_logits, index, config)
     if index.numel() == 0:
         return no_samples(images, labels, teacher_logits)
     source = labels[index]
-    if config.search == "interpolation":
-        target = sample_targets(teacher_logits[index], source, allowed=available)
-        partner = pick_partners(labels, teacher_logits, target)
-        adv, adv_logits = interpolate_to_boundary(
-            teacher, images[index], images[partner], source, target, config.halvings
-        )
-        steps = torch.full_like(source, config.halvings)
-    else:
-        target = sample_targets(teacher_logits[index], source)
-        adv, adv_logits, steps = attack_to_boundary(
-            teacher, images[index], source, target, config, bounds
-        )
+    target = sample_targets(teacher_logits[index], source)
+    adv, adv_logits, steps = attack_to_boundary(
+        teacher, images[index], source, target, config, bounds
+    )
+    return _collect(adv, adv_logits, index, source, target, steps, config)
+
+
+def _interpolation_samples(
+    teacher: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    index: torch.Tensor,
+    config: AttackConfig,
+) -> BoundarySamples:
+    """The interpolation search's samples for the chosen base rows (see interpolation.py).
+
+    Targets are drawn only among classes with a teacher-correct image in the batch, the
+    possible partners; a batch with fewer than two such classes gives no samples.
+    """
+    correct = teacher_logits.argmax(dim=1) == labels
+    available = available_classes(labels, correct, teacher_logits.shape[1])
+    if index.numel() == 0 or int(available.sum()) < 2:
+        return no_samples(images, labels, teacher_logits)
+    source = labels[index]
+    target = sample_targets(teacher_logits[index], source, allowed=available)
+    partner = pick_partners(labels, correct, target)
+    adv, adv_logits = interpolate_to_boundary(
+        teacher, images[index], images[partner], source, target, config.halvings
+    )
+    steps = torch.full_like(source, config.halvings)
+    return _collect(adv, adv_logits, index, source, target, steps, config)
+
+
+def _collect(
+    adv: torch.Tensor,
+    adv_logits: torch.Tensor,
+    index: torch.Tensor,
+    source: torch.Tensor,
+    target: torch.Tensor,
+    steps: torch.Tensor,
+    config: AttackConfig,
+) -> BoundarySamples:
+    """Landed flags and stats over every searched sample, then `keep`'s filter."""
     landed = adv_logits.argmax(dim=1) == target
     mean_steps, fraction = torch.stack([steps.float().mean(), landed.float().mean()]).tolist()
     stats = attack_stats(index.numel(), mean_steps, fraction)
@@ -244,10 +276,6 @@ def attack_stats(attacked: int, mean_steps: float, boundary_fraction: float) -> 
         "mean_steps": mean_steps,
         "boundary_fraction": boundary_fraction,
     }
-
-
-def _margin(logits: torch.Tensor, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return (logits.gather(1, source[:, None]) - logits.gather(1, target[:, None])).squeeze(1)
 
 
 def _broadcast_bounds(

@@ -13,23 +13,24 @@ import torch
 from torch import nn
 
 
-def available_classes(labels: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+def available_classes(
+    labels: torch.Tensor, teacher_correct: torch.Tensor, num_classes: int
+) -> torch.Tensor:
     """bool [K]: the classes the batch has an image of that the teacher classifies correctly.
 
     Only those can be targets: a partner must be an image the teacher puts in class k, so that
     the segment's two ends lie on either side of the b/k crossing.
     """
-    available = torch.zeros(teacher_logits.shape[1], dtype=torch.bool, device=labels.device)
-    available[labels[teacher_logits.argmax(dim=1) == labels]] = True
+    available = torch.zeros(num_classes, dtype=torch.bool, device=labels.device)
+    available[labels[teacher_correct]] = True
     return available
 
 
 def pick_partners(
-    labels: torch.Tensor, teacher_logits: torch.Tensor, target: torch.Tensor
+    labels: torch.Tensor, teacher_correct: torch.Tensor, target: torch.Tensor
 ) -> torch.Tensor:
     """For each row's target class k, a random batch row of class k the teacher gets right."""
-    correct = teacher_logits.argmax(dim=1) == labels
-    candidates = (labels[None, :] == target[:, None]) & correct[None, :]
+    candidates = (labels[None, :] == target[:, None]) & teacher_correct[None, :]
     return torch.multinomial(candidates.float(), 1).squeeze(1)
 
 
@@ -63,7 +64,7 @@ def interpolate_to_boundary(
         for _ in range(halvings):
             middle = (low + high) / 2
             middle_logits = teacher(torch.lerp(x, p, middle.view(shape))).float()
-            source_side = _margin(middle_logits, source, target) > 0
+            source_side = logit_margin(middle_logits, source, target) > 0
             low = torch.where(source_side, middle, low)
             high = torch.where(source_side, high, middle)
             logits = middle_logits if logits.numel() == 0 else logits
@@ -77,5 +78,6 @@ def interpolate_to_boundary(
     return samples, logits
 
 
-def _margin(logits: torch.Tensor, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def logit_margin(logits: torch.Tensor, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """z_b - z_k per row: positive while the teacher prefers the source class to the target."""
     return (logits.gather(1, source[:, None]) - logits.gather(1, target[:, None])).squeeze(1)
