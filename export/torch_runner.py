@@ -9,12 +9,11 @@ CPU (oneDNN) and CUDA, so the eager baseline is not handicapped by its memory fo
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import numpy as np
 import torch
 from torch import nn
+
+from compressor.engine.device import full_fp32
 
 
 def default_device() -> torch.device:
@@ -32,16 +31,6 @@ class TorchRunner:
     def infer(self, images: np.ndarray) -> np.ndarray:
         batch = torch.from_numpy(images).to(self.torch_device)
         batch = batch.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), _full_fp32():
+        with torch.inference_mode(), full_fp32():
             logits = self.model(batch)
         return logits.float().cpu().numpy()
-
-
-@contextlib.contextmanager
-def _full_fp32() -> Iterator[None]:
-    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn

@@ -8,6 +8,8 @@ keeps fp32: CPU autocast is slower than fp32 on most machines and would only cos
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -32,6 +34,22 @@ class DeviceSetup:
             dtype=self.amp_dtype or torch.float32,
             enabled=self.amp_dtype is not None,
         )
+
+
+@contextlib.contextmanager
+def full_fp32() -> Iterator[None]:
+    """Switch TF32 off while the block runs, and restore what was set.
+
+    cuDNN computes fp32 convolutions in TF32 by default, which moves logits by ~1e-3: enough
+    to make PyTorch-vs-export parity measure TF32 instead of the export, and to flip the odd
+    top-1 prediction. A no-op on the CPU.
+    """
+    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
 
 
 def select_device(spec: str) -> torch.device:

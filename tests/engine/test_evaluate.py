@@ -1,0 +1,44 @@
+"""Evaluation is fp32 whatever the training precision, so reported accuracies match what the
+exported fp32 model scores."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from compressor.engine.device import DeviceSetup, full_fp32
+from compressor.engine.evaluate import evaluate
+from compressor.models.registry import create_model
+
+
+def _batches() -> list[tuple[torch.Tensor, torch.Tensor]]:
+    generator = torch.Generator().manual_seed(0)
+    return [
+        (torch.randn(16, 3, 32, 32, generator=generator), torch.randint(0, 10, (16,)))
+        for _ in range(3)
+    ]
+
+
+def test_mixed_precision_setup_evaluates_in_fp32() -> None:
+    torch.manual_seed(0)
+    model = create_model("resnet8", num_classes=10).eval()
+    batches = _batches()
+    cpu = torch.device("cpu")
+    fp32 = evaluate(model, batches, DeviceSetup(cpu, None, channels_last=False))
+    bf16 = evaluate(model, batches, DeviceSetup(cpu, torch.bfloat16, channels_last=False))
+    assert bf16.loss == fp32.loss  # under bf16 autocast the loss moves in the third digit
+    assert torch.equal(bf16.predictions, fp32.predictions)
+    assert (bf16.accuracy, bf16.count) == (fp32.accuracy, 48)
+
+
+def test_full_fp32_switches_tf32_off_and_restores_it() -> None:
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        with pytest.raises(RuntimeError, match="inside"), full_fp32():
+            assert not torch.backends.cuda.matmul.allow_tf32
+            assert not torch.backends.cudnn.allow_tf32
+            raise RuntimeError("inside")
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
