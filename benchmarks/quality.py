@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import statistics
 import sys
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,9 @@ from compressor.rundir import RunDir, run_dir_for
 
 REPO = Path(__file__).resolve().parents[1]
 METHODS = ("ce", "kd", "bss", "triplet", "amkd")
+# The teachers in ../shared/teachers, by zoo name: the default checkpoint for --teacher.
+TEACHER_FILES = {"resnet20": "resnet20-12fca82f.th", "resnet56": "resnet56-4bfd9763.th"}
+TEACHER_TITLES = {"resnet20": "ResNet-20", "resnet56": "ResNet-56"}
 
 
 @dataclass(frozen=True)
@@ -124,14 +129,14 @@ def ablation_variants(
 
 
 def base_recipe(args: argparse.Namespace) -> dict[str, Any]:
-    """The one recipe every run starts from: CIFAR-10, ResNet-20 → ResNet-8, cosine schedule.
+    """The one recipe every run starts from: CIFAR-10, `--teacher` → ResNet-8, cosine schedule.
 
     Cosine rather than the multistep schedule of the shipped recipes, because it needs no
     milestones rescaled when `--epochs` changes.
     """
     return {
         "teacher": {
-            "arch": "resnet20",
+            "arch": args.teacher,
             "checkpoint": str(Path(args.teacher_checkpoint).resolve()),
             "min_accuracy": 90.0,
         },
@@ -170,6 +175,24 @@ def write_recipe(args: argparse.Namespace, variant: Variant, seed: int) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(recipe_to_yaml(recipe), encoding="utf-8")
     return path
+
+
+def train_all(recipes: list[Path], jobs: int) -> None:
+    """Train every recipe's run, `jobs` at a time, each in its own process when jobs > 1.
+
+    Several runs share one GPU well: a ResNet-8 step is a chain of small kernels that leaves
+    the GPU idle between launches, so runs side by side finish sooner than one after another
+    (the 40-epoch ResNet-56 benchmark ran its 15 runs at once on one H100). Spawned, not
+    forked, because a forked child cannot use CUDA once the parent has.
+    """
+    if jobs == 1:
+        for recipe in recipes:
+            ensure_run(recipe)
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        for _ in pool.map(ensure_run, recipes):
+            pass
 
 
 def read_manifest(run: RunDir) -> dict[str, Any] | None:
@@ -328,6 +351,7 @@ def budget_text(args: argparse.Namespace) -> str:
         else "the full 10,000-image test set"
     )
     text = (
+        f"Teacher {TEACHER_TITLES[args.teacher]} → student ResNet-8, device {args.device}. "
         f"Budget: {args.epochs} epoch(s) on {samples}, batch {args.batch_size}, SGD lr 0.1 "
         f"(momentum 0.9, weight decay 1e-4), cosine schedule, seeds "
         f"{' '.join(map(str, args.seeds))}; test top-1 on {tested}."
@@ -345,8 +369,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     teachers = Path(os.environ.get("COMPRESSOR_TEACHERS") or REPO.parent / "shared" / "teachers")
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", type=Path, default=shared, help="holds cifar-10-batches-py")
+    parser.add_argument("--teacher", choices=sorted(TEACHER_FILES), default="resnet20")
     parser.add_argument(
-        "--teacher-checkpoint", type=Path, default=teachers / "resnet20-12fca82f.th"
+        "--teacher-checkpoint",
+        type=Path,
+        default=None,
+        help="default: the --teacher's file in ../shared/teachers (or $COMPRESSOR_TEACHERS)",
     )
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--batch-size", type=int, default=256)
@@ -389,6 +417,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--device", default="auto", help="train.device: auto, cpu, cuda, ...")
     parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="runs trained at once, each in its own process (on a GPU: up to one per run; "
+        "on a CPU: cores / --num-threads)",
+    )
+    parser.add_argument(
         "--num-threads", type=int, default=None, help="train.num_threads (CPU); default: torch's"
     )
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "quality")
@@ -401,6 +436,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="which marked block of docs/BENCHMARKS.md --write-docs replaces (default: quality)",
     )
     args = parser.parse_args(argv)
+    if args.teacher_checkpoint is None:
+        args.teacher_checkpoint = teachers / TEACHER_FILES[args.teacher]
+    if args.jobs < 1:
+        parser.error("--jobs must be >= 1")
     if args.bank_epochs < 2:
         parser.error("--bank-epochs must be >= 2: bank_epochs 1 is the default AMKD row")
     return args
@@ -418,13 +457,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             block_span(DOCS.read_text(encoding="utf-8"), args.docs_block)
         # Seeds outermost: an interrupted benchmark has every method at the seeds it finished,
         # not all seeds of the first methods only.
-        for seed in args.seeds:
-            for _, variants in groups:
-                for variant in variants:
-                    recipe = write_recipe(args, variant, seed)
-                    run = completed_run(recipe) if args.report_only else ensure_run(recipe)
-                    if run is not None:
-                        records.append(collect(run, variant.label, seed))
+        planned = [
+            (variant.label, seed, write_recipe(args, variant, seed))
+            for seed in args.seeds
+            for _, variants in groups
+            for variant in variants
+        ]
+        if not args.report_only:
+            train_all([recipe for _, _, recipe in planned], args.jobs)
+        for label, seed, recipe in planned:
+            run = completed_run(recipe)
+            if run is not None:
+                records.append(collect(run, label, seed))
     except UserError as error:
         print("\n".join(error.lines), file=sys.stderr)
         return 2
