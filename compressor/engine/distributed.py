@@ -49,20 +49,34 @@ class Distributed:
         dist.all_reduce(total)
         return total
 
+    def device_for(self, device: torch.device) -> torch.device:
+        """This process's device: under torchrun each process takes the GPU of its LOCAL_RANK
+        (a bare `cuda` would put every rank's DDP replica on GPU 0)."""
+        if self.enabled and device.type == "cuda":
+            return torch.device("cuda", self.local_rank)
+        return device
+
     def close(self) -> None:
         if self.enabled and dist.is_initialized():
             dist.destroy_process_group()
 
 
-def init_distributed() -> Distributed:
-    """Join the process group that torchrun describes in the environment, if any."""
+def process_group_backend(device: torch.device) -> str:
+    """NCCL for CUDA training, gloo for anything else: chosen by the recipe's device, not by
+    whether a GPU exists, because NCCL cannot reduce the CPU tensors of a CPU run."""
+    return "nccl" if device.type == "cuda" else "gloo"
+
+
+def init_distributed(device: torch.device) -> Distributed:
+    """Join the process group that torchrun describes in the environment, if any.
+
+    `device` is the recipe's resolved `train.device`.
+    """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
         return Distributed()
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    if torch.cuda.is_available():
+    if device.type == "cuda":
         torch.cuda.set_device(local_rank)
-        dist.init_process_group("nccl")
-    else:
-        dist.init_process_group("gloo")
+    dist.init_process_group(process_group_backend(device))
     return Distributed(rank, world_size, local_rank)

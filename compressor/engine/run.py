@@ -7,6 +7,7 @@ recipe, data, and teacher have proven good, so a bad input never leaves a half-m
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ from compressor.engine.checkpoint import (
     rng_state,
     save_checkpoint,
 )
-from compressor.engine.device import DeviceSetup, setup_device
+from compressor.engine.device import DeviceSetup, select_device, setup_device
 from compressor.engine.distributed import Distributed, init_distributed
 from compressor.engine.evaluate import Evaluation, agreement, evaluate
 from compressor.engine.schedule import build_optimizer
@@ -156,7 +157,7 @@ def run_training(
     run = run_dir_for(recipe, recipe_path)
 
     # 1. Inputs: device, data, models. Nothing is written before these are known good.
-    distributed = init_distributed()
+    distributed = init_distributed(select_device(recipe.train.device))
     try:
         return _execute(recipe, source, run, distributed, resume, overwrite, observer)
     finally:
@@ -177,6 +178,7 @@ def _execute(
         observer = RunObserver()  # one voice: rank 0 talks, the others work
     per_rank_batch = distributed.per_rank_batch(recipe.train.batch_size)
     setup = setup_device(recipe.train)
+    setup = dataclasses.replace(setup, device=distributed.device_for(setup.device))
     torch.manual_seed(recipe.train.seed)
     if recipe.train.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -207,7 +209,7 @@ def _execute(
         student = student.to(memory_format=torch.channels_last)
     trained: nn.Module = student
     if distributed.enabled:  # the student only: the frozen teacher has nothing to synchronise
-        device_ids = [setup.device.index or 0] if setup.device.type == "cuda" else None
+        device_ids = [setup.device.index] if setup.device.type == "cuda" else None
         trained = DistributedDataParallel(student, device_ids=device_ids)
     if recipe.train.compile:
         trained = torch.compile(trained)

@@ -18,6 +18,7 @@ import torch
 import yaml
 from PIL import Image
 
+from compressor.engine.distributed import Distributed, process_group_backend
 from tests.cli_helpers import run_cli
 
 
@@ -73,3 +74,16 @@ def test_two_processes_train_the_same_student_as_one(
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-4)
         assert b["train_accuracy"] == pytest.approx(a["train_accuracy"])
         assert b["test_accuracy"] == pytest.approx(a["test_accuracy"])
+
+
+def test_backend_follows_the_recipes_device_not_the_machine() -> None:
+    """A CPU run on a GPU machine must use gloo: NCCL cannot reduce CPU tensors."""
+    assert process_group_backend(torch.device("cpu")) == "gloo"
+    assert process_group_backend(torch.device("cuda")) == "nccl"
+
+
+def test_each_rank_trains_on_the_gpu_of_its_local_rank() -> None:
+    rank_one = Distributed(rank=1, world_size=2, local_rank=1)
+    assert rank_one.device_for(torch.device("cuda")) == torch.device("cuda", 1)
+    assert rank_one.device_for(torch.device("cpu")) == torch.device("cpu")
+    assert Distributed().device_for(torch.device("cuda")) == torch.device("cuda")

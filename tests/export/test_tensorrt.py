@@ -15,16 +15,10 @@ from export.tensorrt_runner import tensorrt_missing
 from tests.cli_helpers import run_cli
 from tests.export.helpers import QUICK
 
-pytestmark = pytest.mark.gpu
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _needs_tensorrt() -> None:
-    if not torch.cuda.is_available():
-        pytest.skip("no CUDA GPU")
-    missing = tensorrt_missing(gpu_available=True)
-    if missing is not None:
-        pytest.skip(missing)
+# Decided at collection, not in a fixture: a fixture's skip would come after the session-wide
+# training fixtures it depends on had already trained, only to throw the runs away.
+_MISSING = "no CUDA GPU" if not torch.cuda.is_available() else tensorrt_missing(gpu_available=True)
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(_MISSING is not None, reason=str(_MISSING))]
 
 
 def test_tensorrt_engines_match_pytorch(
