@@ -20,7 +20,7 @@ import os
 import statistics
 import sys
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -183,7 +183,10 @@ def train_all(recipes: list[Path], jobs: int) -> None:
     Several runs share one GPU well: a ResNet-8 step is a chain of small kernels that leaves
     the GPU idle between launches, so runs side by side finish sooner than one after another
     (the 40-epoch ResNet-56 benchmark ran its 15 runs at once on one H100). Spawned, not
-    forked, because a forked child cannot use CUDA once the parent has.
+    forked, because a forked child cannot use CUDA once the parent has. A recipe listed twice
+    (the default ablation row is the AMKD run) is trained once: two workers on one run
+    directory would write over each other. A failed run stops the queued ones from starting;
+    those already training finish first.
     """
     if jobs == 1:
         for recipe in recipes:
@@ -191,8 +194,12 @@ def train_all(recipes: list[Path], jobs: int) -> None:
         return
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        for _ in pool.map(ensure_run, recipes):
-            pass
+        futures = [pool.submit(ensure_run, recipe) for recipe in dict.fromkeys(recipes)]
+        for future in as_completed(futures):
+            if future.exception() is not None:
+                for queued in futures:
+                    queued.cancel()
+                raise future.exception()
 
 
 def read_manifest(run: RunDir) -> dict[str, Any] | None:

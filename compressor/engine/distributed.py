@@ -70,13 +70,20 @@ def process_group_backend(device: torch.device) -> str:
 def init_distributed(device: torch.device) -> Distributed:
     """Join the process group that torchrun describes in the environment, if any.
 
-    `device` is the recipe's resolved `train.device`.
+    `device` is the recipe's resolved `train.device`. With CUDA each process takes the GPU of
+    its LOCAL_RANK, whatever index the recipe names: one process per GPU is the torchrun model.
     """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
         return Distributed()
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     if device.type == "cuda":
+        if local_rank >= torch.cuda.device_count():
+            raise UserError(
+                f"torchrun started process {local_rank} on this machine but only "
+                f"{torch.cuda.device_count()} GPU(s) are visible; use --nproc_per_node "
+                f"{torch.cuda.device_count()} or fewer (one process per GPU)"
+            )
         torch.cuda.set_device(local_rank)
     dist.init_process_group(process_group_backend(device))
     return Distributed(rank, world_size, local_rank)

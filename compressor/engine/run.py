@@ -7,9 +7,8 @@ recipe, data, and teacher have proven good, so a bad input never leaves a half-m
 
 from __future__ import annotations
 
-import dataclasses
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -178,7 +177,7 @@ def _execute(
         observer = RunObserver()  # one voice: rank 0 talks, the others work
     per_rank_batch = distributed.per_rank_batch(recipe.train.batch_size)
     setup = setup_device(recipe.train)
-    setup = dataclasses.replace(setup, device=distributed.device_for(setup.device))
+    setup = replace(setup, device=distributed.device_for(setup.device))
     torch.manual_seed(recipe.train.seed)
     if recipe.train.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)

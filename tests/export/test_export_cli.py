@@ -61,7 +61,8 @@ def test_report_follows_the_schema_the_gate_reads(exported_run: Path) -> None:
     # Each backend reports the device it actually ran on: PyTorch takes the GPU when there is
     # one, ONNX Runtime only with its CUDA execution provider (onnxruntime-gpu).
     torch_device = "cuda" if torch.cuda.is_available() else "cpu"
-    ort_device = "cuda" if "CUDAExecutionProvider" in ort.get_available_providers() else "cpu"
+    ort_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
+    ort_device = "cuda" if ort_cuda and torch.cuda.is_available() else "cpu"
     for (_, backend, _), result in rows.items():
         assert result["device"] == (torch_device if backend == "pytorch" else ort_device)
         assert 0.0 <= result["accuracy"] <= 100.0

@@ -209,7 +209,8 @@ def test_torchscript(tmp_path: Path, original) -> None:
     # torch.jit is deprecated: FutureWarning in torch 2.14, DeprecationWarning in 2.11 (seen
     # on the GPU machine), none in older releases. Which one is not this test's business.
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", (FutureWarning, DeprecationWarning))
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
         torch.jit.save(torch.jit.script(original[0]), path)
     assert detect_format(path) == "torchscript"
     _check_same(load_teacher(TeacherConfig(checkpoint=path), 10, 3), original)
