@@ -196,10 +196,11 @@ def train_all(recipes: list[Path], jobs: int) -> None:
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
         futures = [pool.submit(ensure_run, recipe) for recipe in dict.fromkeys(recipes)]
         for future in as_completed(futures):
-            if future.exception() is not None:
+            error = future.exception()
+            if error is not None:
                 for queued in futures:
                     queued.cancel()
-                raise future.exception()
+                raise error
 
 
 def read_manifest(run: RunDir) -> dict[str, Any] | None:

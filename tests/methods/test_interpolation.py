@@ -7,12 +7,8 @@ import torch
 from torch import nn
 
 from compressor.methods.boundary import find_boundary_samples
-from compressor.methods.interpolation import interpolate_to_boundary
+from compressor.methods.interpolation import interpolate_to_boundary, logit_margin
 from compressor.recipe import AttackConfig
-
-
-def _margin(logits: torch.Tensor, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return (logits.gather(1, source[:, None]) - logits.gather(1, target[:, None])).squeeze(1)
 
 
 def _mix_weight(sample: torch.Tensor, start: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
@@ -24,6 +20,15 @@ def _mix_weight(sample: torch.Tensor, start: torch.Tensor, end: torch.Tensor) ->
 def _logits(teacher: nn.Module, images: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         return teacher(images)
+
+
+def _labelled_by_teacher(
+    teacher: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The batch's images, the teacher's logits and labels it gets all right (its argmax)."""
+    images, _ = batch
+    logits = _logits(teacher, images)
+    return images, logits, logits.argmax(dim=1)
 
 
 @pytest.mark.parametrize("halvings", [1, 12])
@@ -45,17 +50,15 @@ def test_bisection_lands_within_one_halving_past_the_crossing(
     assert (weight == 1).any() if halvings == 1 else (weight < 1).all()
     expected = torch.lerp(images, images[partner], weight.view(-1, 1, 1, 1))
     torch.testing.assert_close(adv, expected)
-    assert (_margin(adv_logits, source, target) <= 0).all()  # on the k side of z_b = z_k
+    assert (logit_margin(adv_logits, source, target) <= 0).all()  # on the k side of z_b = z_k
     back = torch.lerp(images, images[partner], (weight - 2**-halvings).view(-1, 1, 1, 1))
-    assert (_margin(_logits(teacher, back), source, target) > 0).all()  # ... by one halving
+    assert (logit_margin(_logits(teacher, back), source, target) > 0).all()  # ... by one halving
 
 
 def test_search_pairs_each_base_with_a_correct_image_of_its_target(
     teacher: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]
 ) -> None:
-    images, _ = batch
-    logits = _logits(teacher, images)
-    labels = logits.argmax(dim=1)
+    images, logits, labels = _labelled_by_teacher(teacher, batch)
     labels[:4] = (labels[:4] + 1) % 4  # four rows the teacher gets wrong: never a partner
     config = AttackConfig(fraction=1.0, search="interpolation", halvings=10)
     torch.manual_seed(0)
@@ -63,7 +66,7 @@ def test_search_pairs_each_base_with_a_correct_image_of_its_target(
     assert result.stats["attacked"] == len(result.images) == 28
     assert result.stats["mean_steps"] == 10
     assert (result.index >= 4).all() and (result.target != result.source).all()
-    assert (_margin(result.teacher_logits, result.source, result.target) <= 0).all()
+    assert (logit_margin(result.teacher_logits, result.source, result.target) <= 0).all()
     correct = logits.argmax(dim=1) == labels
     for row, sample, target in zip(result.index, result.images, result.target, strict=True):
         # Some teacher-correct image of the target class is the other end of the segment.
@@ -77,9 +80,7 @@ def test_search_pairs_each_base_with_a_correct_image_of_its_target(
 def test_a_class_without_a_correct_image_is_never_a_target(
     teacher: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]
 ) -> None:
-    images, _ = batch
-    logits = _logits(teacher, images)
-    labels = logits.argmax(dim=1)
+    images, logits, labels = _labelled_by_teacher(teacher, batch)
     missing = int(labels[0])
     # The teacher gets every image of one class wrong: that class has no partner.
     labels[labels == missing] = (missing + 1) % 4
