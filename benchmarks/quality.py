@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from docs_section import DOCS, block_span, replace_block
 
@@ -32,6 +32,7 @@ from compressor.errors import UserError
 from compressor.recipe import (
     DATA_ROOT_ENV,
     AMKDMethod,
+    BoundaryNorm,
     load_recipe,
     parse_recipe,
     recipe_to_yaml,
@@ -65,6 +66,7 @@ class RunRecord:
     teacher_top1: float | None
     train_seconds: float
     epochs: int
+    device: str  # what the run trained on (its manifest), not the --device it was asked for
 
 
 def main_variants(methods: Sequence[str]) -> list[Variant]:
@@ -113,6 +115,11 @@ def ablation_variants(
         (f"gamma {gamma:g}", f"amkd-gamma-{gamma:g}", {"gamma": gamma})
         for gamma in gammas
         if gamma != defaults.gamma
+    ]
+    changes += [
+        (f"boundary_norm {mode}", f"amkd-bn-{mode}", {"boundary_norm": mode})
+        for mode in get_args(BoundaryNorm)
+        if mode != defaults.boundary_norm
     ]
     changes.append(
         (f"bank K={bank_epochs}", f"amkd-bank-{bank_epochs}", {"bank_epochs": bank_epochs})
@@ -258,6 +265,8 @@ def collect(run: RunDir, label: str, seed: int) -> RunRecord:
         if line.strip()
     ]
     teacher = report["results"]["teacher"]
+    manifest = read_manifest(run)
+    assert manifest is not None  # collect() reads completed runs only
     return RunRecord(
         label=label,
         seed=seed,
@@ -266,6 +275,7 @@ def collect(run: RunDir, label: str, seed: int) -> RunRecord:
         teacher_top1=teacher["accuracy"] if teacher else None,
         train_seconds=sum(epoch["epoch_seconds"] for epoch in epochs),
         epochs=len(epochs),
+        device=manifest["device"],
     )
 
 
@@ -346,8 +356,11 @@ def target_text(records: Sequence[RunRecord]) -> str | None:
     )
 
 
-def budget_text(args: argparse.Namespace) -> str:
-    """One sentence that states the budget behind the tables, and whether it is a smoke run."""
+def budget_text(args: argparse.Namespace, devices: Sequence[str]) -> str:
+    """One sentence that states the budget behind the tables, and whether it is a smoke run.
+
+    `devices` are those the tabulated runs trained on: `--device auto` says nothing about it.
+    """
     samples = (
         f"a class-balanced {args.max_train_samples}-image subset of the training set"
         if args.max_train_samples
@@ -358,8 +371,9 @@ def budget_text(args: argparse.Namespace) -> str:
         if args.max_test_samples
         else "the full 10,000-image test set"
     )
+    trained_on = ", ".join(sorted(set(devices))) or args.device
     text = (
-        f"Teacher {TEACHER_TITLES[args.teacher]} → student ResNet-8, device {args.device}. "
+        f"Teacher {TEACHER_TITLES[args.teacher]} → student ResNet-8, device {trained_on}. "
         f"Budget: {args.epochs} epoch(s) on {samples}, batch {args.batch_size}, SGD lr 0.1 "
         f"(momentum 0.9, weight decay 1e-4), cosine schedule, seeds "
         f"{' '.join(map(str, args.seeds))}; test top-1 on {tested}."
@@ -486,9 +500,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     command = " ".join(["python benchmarks/quality.py", *(argv or sys.argv[1:])])
     target = target_text(records)
-    section = "\n\n".join(
-        [f"`{command}`", budget_text(args), *tables, *([target] if target else [])]
-    )
+    budget = budget_text(args, [record.device for record in records])
+    section = "\n\n".join([f"`{command}`", budget, *tables, *([target] if target else [])])
     print("\n" + section)
     if args.write_docs:
         replace_block(args.docs_block, section)

@@ -173,6 +173,15 @@ class AttackConfig(Strict):
     )
 
 
+# How the student's BatchNorm layers treat the boundary samples (compressor.methods.boundary_norm).
+BoundaryNorm = Literal["update", "batch", "running"]
+BOUNDARY_NORM_HELP = (
+    "Student BatchNorm on the boundary samples: 'update' (BSS reference) normalises by their "
+    "batch and folds it into the running statistics; 'batch' leaves the running statistics to "
+    "clean batches; 'running' normalises by the running statistics, as the deployed student does."
+)
+
+
 class ScheduleWeights(Strict):
     """alpha(e) = 1 + alpha_extra * max(1 - e/E, 0); beta(e) = beta_init * max(1 - e/(f E), 0)."""
 
@@ -213,6 +222,7 @@ class BSSMethod(Strict):
         description="Reuse each boundary sample for this many epochs: attack in the first of "
         "each window, reuse the banked samples in the rest (1: attack every step).",
     )
+    boundary_norm: BoundaryNorm = Field("update", description=BOUNDARY_NORM_HELP)
 
 
 class TripletMethod(Strict):
@@ -233,6 +243,7 @@ class AMKDMethod(Strict):
         description="Reuse each boundary sample for this many epochs: attack in the first of "
         "each window, reuse the banked samples in the rest (1: attack every step).",
     )
+    boundary_norm: BoundaryNorm = Field("batch", description=BOUNDARY_NORM_HELP)
     embedding: Literal["logits", "softmax", "features"] = "softmax"
     negative_source: Literal["teacher", "student"] = "teacher"
     mining: Literal["random", "hardest"] = "random"

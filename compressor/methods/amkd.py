@@ -31,6 +31,7 @@ from compressor.errors import UserError
 from compressor.methods import StepOutput, TrainProgress
 from compressor.methods.bank import BoundarySampler
 from compressor.methods.boundary import Bounds, attack_stats
+from compressor.methods.boundary_norm import boundary_norm
 from compressor.methods.bss import schedule
 from compressor.methods.kd import soft_kl
 from compressor.methods.triplet import pick_negatives, triplet_margin
@@ -88,7 +89,8 @@ class AMKD:
             )
             stats.update(adv.stats)
             if adv.images.shape[0]:
-                adv_logits, adv_features = self._forward(self.student, adv.images)
+                with boundary_norm(self.student, cfg.boundary_norm):
+                    adv_logits, adv_features = self._forward(self.student, adv.images)
                 bss = soft_kl(adv_logits, adv.teacher_logits, cfg.temperature)
                 if cfg.negative_source == "teacher":
                     negatives = self._embed(teacher_logits, teacher_features).detach()

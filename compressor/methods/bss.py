@@ -15,6 +15,7 @@ from torch import nn
 from compressor.methods import StepOutput, TrainProgress
 from compressor.methods.bank import BoundarySampler
 from compressor.methods.boundary import Bounds, attack_stats
+from compressor.methods.boundary_norm import boundary_norm
 from compressor.methods.kd import soft_kl
 from compressor.recipe import BSSMethod, ScheduleWeights
 
@@ -86,7 +87,9 @@ class BSS:
             )
             stats.update(adv.stats)
             if adv.images.shape[0]:
-                bss = soft_kl(self.student(adv.images), adv.teacher_logits, cfg.temperature)
+                with boundary_norm(self.student, cfg.boundary_norm):
+                    adv_logits = self.student(adv.images)
+                bss = soft_kl(adv_logits, adv.teacher_logits, cfg.temperature)
         loss = ce + alpha * kd + beta * bss
         parts = {"ce": ce.detach(), "kd": kd.detach(), "bss": bss.detach()}
         return StepOutput(loss=loss, parts=parts, logits=logits, stats=stats)
