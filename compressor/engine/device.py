@@ -52,6 +52,24 @@ def full_fp32() -> Iterator[None]:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
 
 
+@contextlib.contextmanager
+def restored_torch_settings() -> Iterator[None]:
+    """Put back the process-wide torch settings a run changes, however the run ends.
+
+    `train.num_threads` and `train.deterministic` set process globals. A caller that runs
+    several recipes in one process (benchmarks/quality.py, a notebook, the tests) must not
+    have one run's settings carry over into the next, or into its own code afterwards.
+    """
+    threads = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+
+
 def select_device(spec: str) -> torch.device:
     """`auto` prefers cuda, then mps, then cpu; an explicit device must exist."""
     if spec == "auto":

@@ -23,7 +23,12 @@ from compressor.engine.checkpoint import (
     rng_state,
     save_checkpoint,
 )
-from compressor.engine.device import DeviceSetup, select_device, setup_device
+from compressor.engine.device import (
+    DeviceSetup,
+    restored_torch_settings,
+    select_device,
+    setup_device,
+)
 from compressor.engine.distributed import Distributed, init_distributed
 from compressor.engine.evaluate import Evaluation, agreement, evaluate
 from compressor.engine.schedule import build_optimizer
@@ -158,7 +163,8 @@ def run_training(
     # 1. Inputs: device, data, models. Nothing is written before these are known good.
     distributed = init_distributed(select_device(recipe.train.device))
     try:
-        return _execute(recipe, source, run, distributed, resume, overwrite, observer)
+        with restored_torch_settings():
+            return _execute(recipe, source, run, distributed, resume, overwrite, observer)
     finally:
         distributed.close()
 

@@ -363,3 +363,41 @@ def test_gradient_clipping_bounds_the_update(
     moved = torch.cat([(final[k] - initial[k]).flatten() for k in weights]).norm()
     assert moved <= 1.0e-3 * 1.001
     assert step > 0
+
+
+def test_a_run_puts_back_the_process_wide_torch_settings(workdir: Path) -> None:
+    """`train.num_threads` and `train.deterministic` are process globals: the caller's come back."""
+    recipe = write(
+        workdir / "settings.yaml",
+        {
+            "student": {"arch": "resnet8"},
+            "data": {"max_train_samples": 128, "max_test_samples": 64},
+            "train": {
+                "epochs": 1,
+                "batch_size": 64,
+                "device": "cpu",
+                "deterministic": True,
+                "num_threads": 1,
+            },
+            "output": {"dir": str(workdir)},
+        },
+    )
+    threads = torch.get_num_threads()
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(2)
+    try:
+        seen = {}
+
+        class Watch(RunObserver):
+            def epoch_finished(self, epoch, epochs, result, test) -> None:
+                seen["during"] = (
+                    torch.get_num_threads(),
+                    torch.are_deterministic_algorithms_enabled(),
+                )
+
+        run_training(load_recipe(recipe), recipe, distill=False, observer=Watch())
+        assert seen["during"] == (1, True)
+        assert torch.get_num_threads() == 2
+        assert torch.are_deterministic_algorithms_enabled() is before
+    finally:
+        torch.set_num_threads(threads)
