@@ -116,10 +116,11 @@ def ablation_variants(
         for gamma in gammas
         if gamma != defaults.gamma
     ]
+    # `update` trains exactly as `batch` does (only the evaluated statistics differ): no row.
     changes += [
         (f"boundary_norm {mode}", f"amkd-bn-{mode}", {"boundary_norm": mode})
         for mode in get_args(BoundaryNorm)
-        if mode != defaults.boundary_norm
+        if mode not in (defaults.boundary_norm, "update")
     ]
     changes.append(
         (f"bank K={bank_epochs}", f"amkd-bank-{bank_epochs}", {"bank_epochs": bank_epochs})

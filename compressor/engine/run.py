@@ -123,10 +123,11 @@ def check_teacher(recipe: Recipe, source: str) -> tuple[ModelSummary, int]:
     if recipe.teacher is None:
         raise UserError(f"{source}: teacher: the recipe has no teacher: section to check")
     check_recipe(recipe, source, needs_teacher=True)
-    setup = setup_device(recipe.train)
-    dataset = load_dataset(recipe.data)
-    teacher, evaluation = _prepare_teacher(recipe, dataset, setup)
-    return _summary(teacher, evaluation, dataset), evaluation.count
+    with restored_torch_settings():
+        setup = setup_device(recipe.train)
+        dataset = load_dataset(recipe.data)
+        teacher, evaluation = _prepare_teacher(recipe, dataset, setup)
+        return _summary(teacher, evaluation, dataset), evaluation.count
 
 
 def _student_record(recipe: Recipe, dataset: Dataset, student: nn.Module) -> dict[str, Any]:
@@ -215,7 +216,11 @@ def _execute(
     trained: nn.Module = student
     if distributed.enabled:  # the student only: the frozen teacher has nothing to synchronise
         device_ids = [setup.device.index] if setup.device.type == "cuda" else None
-        trained = DistributedDataParallel(student, device_ids=device_ids)
+        # No buffer broadcast: it is a collective in every forward pass, and BSS/AMKD run a
+        # second pass only on ranks whose batch gave boundary samples, so the ranks' collectives
+        # would stop pairing up. Each rank keeps its own BatchNorm statistics; rank 0's are the
+        # ones saved, as they were when rank 0 broadcast them (it never receives the others').
+        trained = DistributedDataParallel(student, device_ids=device_ids, broadcast_buffers=False)
     if recipe.train.compile:
         trained = torch.compile(trained)
     bounds = normalized_bounds(dataset.mean, dataset.std)
@@ -271,7 +276,7 @@ def _execute(
             distributed,
             on_step,
         )
-        # Every rank evaluates the whole (small) test set: identical numbers, no collectives.
+        # Every rank evaluates the whole (small) test set, no collectives; rank 0 reports.
         student.eval()
         student_eval = evaluate(student, test_loader, setup)
         observer.epoch_finished(epoch, epochs, result, student_eval.accuracy)

@@ -1,14 +1,17 @@
 """How the student's BatchNorm layers see the boundary samples in a training step.
 
 BSS's reference script runs the student on the boundary samples as a second forward pass in
-training mode. BatchNorm then normalises them by their own batch (a quarter of the batch size
-at most) and also folds that batch into its running statistics, which are what the student is
-evaluated and deployed with, although the samples are off the clean distribution. The modes:
+training mode. BatchNorm then normalises them by their own batch (`attack.fraction` of the
+batch at most, a quarter by default) and also folds that batch into its running statistics,
+which are what the student is evaluated and deployed with, although the samples are off the
+clean distribution. The modes:
 
 - `update` — the reference (BSS's default): batch statistics, folded into the running ones.
 - `batch` — batch statistics; the running statistics are left to the clean batches (AMKD's
-  default). Training is bit-for-bit that of `update`; only evaluation changes, during the
-  attack epochs and at the end of a run whose attack lasts to its last step.
+  default). The losses and gradients are those of `update` (a training-mode BatchNorm never
+  reads its running statistics; bitwise on the CPU, tested), so what changes is the model
+  that is evaluated: during the attack epochs, and after them where the clean steps since do
+  not wash the boundary samples out (an attack to the last step, `momentum=None` layers).
 - `running` — normalise by the running statistics, as the deployed student does, and update
   nothing. This changes training (an ablation; docs/BENCHMARKS.md).
 """
@@ -33,10 +36,10 @@ def boundary_norm(model: nn.Module, mode: BoundaryNorm) -> Iterator[None]:
     pass (`training`; `track_running_stats`, which with training on means batch statistics
     and no update, the batch counter included), so no buffer is copied on the hot path.
     """
-    layers = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.training]
     if mode == "update":
         yield
         return
+    layers = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.training]
     attribute = "training" if mode == "running" else "track_running_stats"
     saved = [getattr(layer, attribute) for layer in layers]
     for layer in layers:

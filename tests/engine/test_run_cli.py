@@ -383,8 +383,10 @@ def test_a_run_puts_back_the_process_wide_torch_settings(workdir: Path) -> None:
         },
     )
     threads = torch.get_num_threads()
-    before = torch.are_deterministic_algorithms_enabled()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     torch.set_num_threads(2)
+    torch.use_deterministic_algorithms(False)
     try:
         seen = {}
 
@@ -398,6 +400,8 @@ def test_a_run_puts_back_the_process_wide_torch_settings(workdir: Path) -> None:
         run_training(load_recipe(recipe), recipe, distill=False, observer=Watch())
         assert seen["during"] == (1, True)
         assert torch.get_num_threads() == 2
-        assert torch.are_deterministic_algorithms_enabled() is before
+        assert not torch.are_deterministic_algorithms_enabled()
+        assert not torch.is_deterministic_algorithms_warn_only_enabled()
     finally:
         torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
