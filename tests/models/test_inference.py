@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -31,6 +32,8 @@ def test_folded_teacher_computes_the_same_logits_and_input_gradients() -> None:
     torch.testing.assert_close(grad_folded, grad_plain, rtol=1e-4, atol=1e-4)
 
 
+# torch.jit.script is deprecated (FutureWarning in torch 2.14, DeprecationWarning in 2.11).
+@pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::DeprecationWarning")
 def test_untraceable_models_run_unfolded() -> None:
     scripted = torch.jit.script(create_model("resnet8", 10, 3).eval())
     assert fold_batchnorm(scripted) is scripted
