@@ -135,6 +135,8 @@ def _run(path: Path, *, distill: bool, resume: bool, overwrite: bool) -> RunResu
         overwrite=overwrite,
         observer=RichObserver(console),
     )
+    if not result.main_process:
+        return result  # torchrun: rank 0 prints the results once
     table = Table(title=f"run {result.run.root}")
     table.add_column("")
     if result.teacher is not None:

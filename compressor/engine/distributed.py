@@ -9,11 +9,14 @@ processes, so a recipe means the same optimisation at any process count.
 
 from __future__ import annotations
 
+import inspect
 import os
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from compressor.errors import UserError
 
@@ -48,6 +51,42 @@ class Distributed:
         total = values.clone()
         dist.all_reduce(total)
         return total
+
+    def average_buffers(self, module: nn.Module) -> None:
+        """Make every process's buffers equal: floating ones (BatchNorm's running mean and
+        variance) averaged over the processes, the rest (counters) taken from rank 0.
+
+        Why: buffers are not synchronised during the epoch (see `ddp_wrap`), so each process's
+        BatchNorm statistics describe only its own shard. Called once per epoch, at a point every
+        process reaches, it gives all of them the whole data set's statistics, so they evaluate
+        the same model and rank 0 saves it.
+        """
+        if not self.enabled:
+            return
+        for buffer in module.buffers():
+            if buffer.is_floating_point():
+                dist.all_reduce(buffer)
+                buffer.div_(self.world_size)
+            else:
+                dist.broadcast(buffer, src=0)
+
+    def stop_together(self, error: UserError | None, device: torch.device) -> None:
+        """Raise on every process if any one of them hit `error` (a step only some ranks take,
+        such as rank 0 claiming the run directory): the others would otherwise wait for it in
+        their next collective and die with a broken-connection traceback."""
+        if not self.enabled:
+            if error is not None:
+                raise error
+            return
+        failed = torch.tensor([float(error is not None)], device=device)
+        dist.all_reduce(failed)
+        if error is not None:
+            raise error
+        if failed.item():
+            raise UserError(
+                f"process {self.rank} stopped: another process could not start the run "
+                "(see its error line)"
+            )
 
     def device_for(self, device: torch.device) -> torch.device:
         """This process's device: under torchrun each process takes the GPU of its LOCAL_RANK
@@ -87,3 +126,18 @@ def init_distributed(device: torch.device) -> Distributed:
         torch.cuda.set_device(local_rank)
     dist.init_process_group(process_group_backend(device))
     return Distributed(rank, world_size, local_rank)
+
+
+def ddp_wrap(module: nn.Module, device: torch.device) -> DistributedDataParallel:
+    """`module` in DistributedDataParallel, without the per-forward buffer broadcast.
+
+    That broadcast is a collective in every forward pass, and BSS/AMKD run a second pass only
+    on processes whose batch gave boundary samples, so the processes' collectives would stop
+    pairing up and training would hang. Buffers are synchronised at start (DDP) and once per
+    epoch instead (`Distributed.average_buffers`). Newer torch names the switch
+    `forward_sync_buffers` and warns about the old `broadcast_buffers`.
+    """
+    device_ids = [device.index] if device.type == "cuda" else None
+    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters:
+        return DistributedDataParallel(module, device_ids=device_ids, forward_sync_buffers=False)
+    return DistributedDataParallel(module, device_ids=device_ids, broadcast_buffers=False)

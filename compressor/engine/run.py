@@ -14,7 +14,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 
 from compressor.data import BatchLoader, Dataset, ImageSet, load_dataset
 from compressor.engine.checkpoint import (
@@ -29,13 +28,13 @@ from compressor.engine.device import (
     select_device,
     setup_device,
 )
-from compressor.engine.distributed import Distributed, init_distributed
+from compressor.engine.distributed import Distributed, ddp_wrap, init_distributed
 from compressor.engine.evaluate import Evaluation, agreement, evaluate
 from compressor.engine.schedule import build_optimizer
 from compressor.engine.training import EpochResult, StepCallback, train_one_epoch
 from compressor.errors import UserError
 from compressor.io import append_line, save_torch, write_json, write_text
-from compressor.methods import build_method
+from compressor.methods import build_method, training_module
 from compressor.methods.boundary import normalized_bounds
 from compressor.models import count_flops, count_parameters, create_model, load_teacher
 from compressor.models.inference import fold_batchnorm
@@ -58,6 +57,7 @@ class RunResult:
     student: ModelSummary
     teacher: ModelSummary | None
     agreement: float | None  # top-1 agreement teacher vs student on the test set, percent
+    main_process: bool = True  # False on torchrun's other ranks: only rank 0 reports
 
 
 class RunObserver:
@@ -202,8 +202,13 @@ def _execute(
     # 2. The run directory: claimed, and a resumed run's state checked, before any write.
     #    Only rank 0 writes; every rank reads the checkpoint it resumes from.
     main = distributed.is_main
+    claim_error: UserError | None = None
     if main:
-        claim_run_dir(run, resume=resume, overwrite=overwrite)
+        try:
+            claim_run_dir(run, resume=resume, overwrite=overwrite)
+        except UserError as error:
+            claim_error = error
+    distributed.stop_together(claim_error, setup.device)
     state = _resume_state(run, recipe, source, observer) if resume else None
     started_at = now_iso()
     if main:
@@ -213,14 +218,9 @@ def _execute(
     student = student.to(setup.device)
     if setup.channels_last:
         student = student.to(memory_format=torch.channels_last)
-    trained: nn.Module = student
+    trained = training_module(recipe.method, student)
     if distributed.enabled:  # the student only: the frozen teacher has nothing to synchronise
-        device_ids = [setup.device.index] if setup.device.type == "cuda" else None
-        # No buffer broadcast: it is a collective in every forward pass, and BSS/AMKD run a
-        # second pass only on ranks whose batch gave boundary samples, so the ranks' collectives
-        # would stop pairing up. Each rank keeps its own BatchNorm statistics; rank 0's are the
-        # ones saved, as they were when rank 0 broadcast them (it never receives the others').
-        trained = DistributedDataParallel(student, device_ids=device_ids, broadcast_buffers=False)
+        trained = ddp_wrap(trained, setup.device)
     if recipe.train.compile:
         trained = torch.compile(trained)
     bounds = normalized_bounds(dataset.mean, dataset.std)
@@ -276,7 +276,9 @@ def _execute(
             distributed,
             on_step,
         )
-        # Every rank evaluates the whole (small) test set, no collectives; rank 0 reports.
+        # Every rank evaluates the whole (small) test set with the same statistics, no more
+        # collectives; rank 0 reports.
+        distributed.average_buffers(student)
         student.eval()
         student_eval = evaluate(student, test_loader, setup)
         observer.epoch_finished(epoch, epochs, result, student_eval.accuracy)
@@ -308,7 +310,7 @@ def _execute(
     if teacher is not None and teacher_eval is not None:
         teacher_summary = _summary(teacher, teacher_eval, dataset)
         top1_agreement = agreement(teacher_eval.predictions, student_eval.predictions)
-    result = RunResult(run, student_summary, teacher_summary, top1_agreement)
+    result = RunResult(run, student_summary, teacher_summary, top1_agreement, main)
     if main:
         write_run_report(run, recipe, result_fields(result, dataset))
         write_json(

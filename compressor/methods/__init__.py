@@ -15,7 +15,15 @@ import torch
 from torch import nn
 
 from compressor.errors import UserError
-from compressor.recipe import BSSMethod, CEMethod, KDMethod, MethodConfig, TripletMethod
+from compressor.models.features import LogitsAndFeatures
+from compressor.recipe import (
+    AMKDMethod,
+    BSSMethod,
+    CEMethod,
+    KDMethod,
+    MethodConfig,
+    TripletMethod,
+)
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,18 @@ class Method(Protocol):
         progress: TrainProgress,
         indices: torch.Tensor | None = None,
     ) -> StepOutput: ...
+
+
+def training_module(config: MethodConfig, student: nn.Module) -> nn.Module:
+    """The module the engine trains through (and wraps in DistributedDataParallel).
+
+    The student itself, except for AMKD in feature space: its triplet needs the penultimate
+    features of the same pass, and DDP synchronises gradients only for passes through its own
+    forward, so the student is wrapped to return (logits, features) first.
+    """
+    if isinstance(config, AMKDMethod) and config.embedding == "features":
+        return LogitsAndFeatures(student)
+    return student
 
 
 def build_method(

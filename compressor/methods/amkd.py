@@ -35,6 +35,7 @@ from compressor.methods.boundary_norm import boundary_norm
 from compressor.methods.bss import schedule
 from compressor.methods.kd import soft_kl
 from compressor.methods.triplet import pick_negatives, triplet_margin
+from compressor.models.features import LogitsAndFeatures, has_feature_interface, innermost
 from compressor.recipe import AMKDMethod
 
 
@@ -51,10 +52,12 @@ class AMKD:
         bounds: Bounds | None = None,
         dataset_size: int | None = None,
     ) -> None:
-        if config.embedding == "features":
-            _check_feature_embedding(student, teacher)
         self.config = config
         self.student = student
+        # Returns (logits, features) when the triplet lives in feature space.
+        self.student_forward = (
+            _features_forward(student, teacher) if config.embedding == "features" else student
+        )
         self.teacher = teacher
         # The sampler also hands over the teacher's features on each boundary sample when the
         # triplet lives in feature space, so banked samples need no teacher pass either.
@@ -77,8 +80,8 @@ class AMKD:
         cfg = self.config
         alpha, beta = schedule(cfg.weights, progress)
         with torch.no_grad():
-            teacher_logits, teacher_features = self._forward(self.teacher, images)
-        logits, features = self._forward(self.student, images)
+            teacher_logits, teacher_features = self._teacher_forward(images)
+        logits, features = self._student_forward(images)
         ce = F.cross_entropy(logits.float(), labels)
         kd = soft_kl(logits, teacher_logits, cfg.temperature)
         bss = triplet = torch.zeros((), device=logits.device)
@@ -90,7 +93,7 @@ class AMKD:
             stats.update(adv.stats)
             if adv.images.shape[0]:
                 with boundary_norm(self.student, cfg.boundary_norm):
-                    adv_logits, adv_features = self._forward(self.student, adv.images)
+                    adv_logits, adv_features = self._student_forward(adv.images)
                 bss = soft_kl(adv_logits, adv.teacher_logits, cfg.temperature)
                 if cfg.negative_source == "teacher":
                     negatives = self._embed(teacher_logits, teacher_features).detach()
@@ -106,14 +109,18 @@ class AMKD:
         parts["triplet"] = triplet.detach()
         return StepOutput(loss=loss, parts=parts, logits=logits, stats=stats)
 
-    def _forward(
-        self, model: nn.Module, images: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _student_forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits, plus the penultimate features when they are the embedding (same pass)."""
         if self.config.embedding != "features":
-            return model(images), None
-        features = model.forward_features(images)
-        return model.forward_head(features), features
+            return self.student(images), None
+        return self.student_forward(images)
+
+    def _teacher_forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """As `_student_forward`; the teacher is never wrapped, so its methods can be called."""
+        if self.config.embedding != "features":
+            return self.teacher(images), None
+        features = self.teacher.forward_features(images)
+        return self.teacher.forward_head(features), features
 
     def _embed(self, logits: torch.Tensor, features: torch.Tensor | None) -> torch.Tensor:
         """The space the triplet distances are measured in."""
@@ -146,10 +153,28 @@ class AMKD:
         return triplet_margin(anchor, positive, negatives[choice], self.config.margin, has_negative)
 
 
+def _features_forward(student: nn.Module, teacher: nn.Module) -> nn.Module:
+    """The student as a module returning (logits, features): the one the engine wrapped in
+    `LogitsAndFeatures` (before DistributedDataParallel, see compressor/models/features.py),
+    or, for a bare student, a new such wrapper around it."""
+    inner = innermost(student)
+    wrapped = isinstance(inner, LogitsAndFeatures)
+    _check_feature_embedding(inner.model if wrapped else inner, teacher)
+    if wrapped:
+        return student
+    if inner is not student:
+        # Calling past DDP would train without gradient synchronisation: a caller's bug.
+        raise ValueError(
+            "embedding: features needs the student wrapped by "
+            "compressor.methods.training_module before DistributedDataParallel or torch.compile"
+        )
+    return LogitsAndFeatures(student)
+
+
 def _check_feature_embedding(student: nn.Module, teacher: nn.Module) -> None:
     """Feature-space triplets compare teacher and student vectors directly: widths must match."""
     for role, model in (("student", student), ("teacher", teacher)):
-        if not all(hasattr(model, a) for a in ("forward_features", "forward_head", "num_features")):
+        if not has_feature_interface(model):
             raise UserError(
                 f"method.embedding: features needs a {role} with forward_features, forward_head "
                 "and num_features (zoo models have them); use embedding: logits or softmax"

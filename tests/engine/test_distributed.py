@@ -1,8 +1,9 @@
-"""`torchrun` with 2 CPU processes (gloo) trains the same student as 1 process with the same
-global batch: data sharding, gradient averaging and metric reduction add up to one run.
+"""`torchrun` with 2 CPU processes (gloo): the same student as 1 process with the same global
+batch (data sharding, gradient averaging and metric reduction add up to one run), and AMKD
+with a batch-norm student, whose second forward pass only some processes take.
 
-A batch-norm-free student keeps the comparison exact: under DDP each process normalises its
-own half batch (SyncBatchNorm exists only for GPUs), so a BN model differs by design.
+A batch-norm-free student keeps the first comparison exact: under DDP each process normalises
+its own half batch (SyncBatchNorm exists only for GPUs), so a BN model differs by design.
 """
 
 from __future__ import annotations
@@ -12,11 +13,15 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from subprocess import PIPE
 
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 import yaml
 from PIL import Image
+from torch import nn
 
 from compressor.engine.distributed import Distributed, process_group_backend
 from tests.cli_helpers import run_cli
@@ -74,6 +79,109 @@ def test_two_processes_train_the_same_student_as_one(
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-4)
         assert b["train_accuracy"] == pytest.approx(a["train_accuracy"])
         assert b["test_accuracy"] == pytest.approx(a["test_accuracy"])
+
+
+def torchrun(recipe: Path) -> subprocess.CompletedProcess[str]:
+    """`compress distill` in 2 CPU processes; a hang (collectives out of step) fails at 240 s."""
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "compressor", "distill", str(recipe),
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, stdout=PIPE, stderr=PIPE, text=True, env=env)
+    try:
+        stdout, stderr = process.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        # SIGTERM, not SIGKILL: torchrun passes it on to its workers (each in a session of
+        # its own), which a killed launcher would leave running.
+        process.terminate()
+        process.communicate(timeout=120)
+        pytest.fail("torchrun hung for 240 s: the processes' collectives fell out of step")
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+@pytest.fixture(scope="module")
+def digits_teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ResNet-8 trained briefly on the embedded digits: accurate enough to attack."""
+    root = tmp_path_factory.mktemp("teacher")
+    recipe = {
+        "student": {"arch": "resnet8"},
+        "train": {"epochs": 2, "batch_size": 64, "device": "cpu"},
+        "output": {"dir": str(root), "name": "teacher"},
+    }
+    (root / "teacher.yaml").write_text(yaml.safe_dump(recipe))
+    done = subprocess.run(
+        [sys.executable, "-m", "compressor", "train", str(root / "teacher.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return root / "teacher" / "student.pt"
+
+
+@pytest.mark.parametrize("embedding", ["softmax", "features"])
+def test_amkd_with_a_batchnorm_student_under_torchrun(
+    tmp_path: Path, digits_teacher: Path, embedding: str
+) -> None:
+    """AMKD's second student pass runs only on processes whose batch gave boundary samples.
+
+    With 4 images per process and a student that starts out mostly wrong, many steps give one
+    process boundary samples and the other none; with DDP's per-forward buffer broadcast the
+    processes' collectives then fall out of step and the run hangs (checked: it does). The
+    feature-space triplet must reach the student's features through DDP's forward.
+    """
+    recipe = tmp_path / "amkd.yaml"
+    config = {
+        "teacher": {"arch": "resnet8", "checkpoint": str(digits_teacher)},
+        "student": {"arch": "resnet8"},
+        "method": {"name": "amkd", "embedding": embedding},
+        "train": {"epochs": 2, "batch_size": 8, "max_steps_per_epoch": 40, "device": "cpu"},
+        "output": {"dir": str(tmp_path), "name": "run"},
+    }
+    recipe.write_text(yaml.safe_dump(config))
+    done = torchrun(recipe)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("reports:") == 1  # rank 0 alone prints the results
+    assert "Warning" not in done.stderr
+
+    metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    assert [m["epoch"] for m in metrics] == [1, 2]
+    assert metrics[0]["stat_attacked"] > 0 and metrics[0]["loss_triplet"] > 0
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["results"]["student"]["accuracy"] == pytest.approx(metrics[-1]["test_accuracy"])
+
+    # Rank 0 finds the run directory taken; the other process stops with it, not with a
+    # broken-connection traceback from its next collective.
+    again = torchrun(recipe)
+    assert again.returncode != 0
+    assert "already holds a run" in again.stderr
+    assert "process 1 stopped: another process could not start the run" in again.stderr
+    assert "Connection closed" not in again.stderr
+
+
+def _average_buffers_worker(rank: int, store_file: str, results: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{store_file}", rank=rank, world_size=2)
+    try:
+        norm = nn.BatchNorm1d(3)
+        norm.running_mean.fill_(float(rank))  # 0 on rank 0, 1 on rank 1
+        norm.running_var.fill_(1.0 + 2.0 * rank)  # 1 and 3
+        norm.num_batches_tracked.fill_(5 + rank)
+        Distributed(rank=rank, world_size=2).average_buffers(norm)
+        torch.save(dict(norm.named_buffers()), f"{results}.{rank}")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_buffers_are_averaged_over_processes(tmp_path: Path) -> None:
+    """BatchNorm statistics: the mean of the processes' values; counters: rank 0's."""
+    results = str(tmp_path / "buffers")
+    mp.spawn(_average_buffers_worker, args=(str(tmp_path / "store"), results), nprocs=2, join=True)
+    for rank in (0, 1):
+        buffers = torch.load(f"{results}.{rank}", weights_only=True)
+        torch.testing.assert_close(buffers["running_mean"], torch.full((3,), 0.5))
+        torch.testing.assert_close(buffers["running_var"], torch.full((3,), 2.0))
+        assert buffers["num_batches_tracked"].item() == 5
 
 
 def test_backend_follows_the_recipes_device_not_the_machine() -> None:

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from compressor.errors import UserError
-from compressor.methods import StepOutput, TrainProgress, build_method
+from compressor.methods import StepOutput, TrainProgress, build_method, training_module
+from compressor.models.features import LogitsAndFeatures
 from compressor.recipe import (
     AMKDMethod,
     AMKDWeights,
@@ -233,3 +234,38 @@ def test_amkd_under_bf16_autocast_with_channels_last(
     assert torch.isfinite(out.loss)
     assert out.stats["attacked"] > 0
     assert all(p.grad is None for p in teacher.parameters())
+
+
+def test_feature_embedding_trains_the_same_through_the_engines_wrapper(
+    teacher: nn.Module, student_factory: Callable[..., nn.Module], batch
+) -> None:
+    """The engine hands AMKD `training_module(...)` (what DDP wraps) instead of the student:
+    the same loss and gradients as the bare student, and a triplet that really ran."""
+    config = AMKDMethod(embedding="features", margin=5.0)
+    images, labels = batch
+    results = []
+    for wrap in (False, True):
+        student = student_factory(width=16)
+        model = training_module(config, student) if wrap else student
+        assert isinstance(model, LogitsAndFeatures) == wrap
+        torch.manual_seed(0)  # the attack draws its targets
+        output = build_method(config, model, teacher).step(images, labels, TrainProgress(0, 4))
+        output.loss.backward()
+        results.append((output, [p.grad.clone() for p in student.parameters()]))
+    (bare, bare_grads), (wrapped, wrapped_grads) = results
+    assert bare.parts["triplet"] > 0
+    torch.testing.assert_close(wrapped.loss, bare.loss, rtol=0, atol=0)
+    for wrapped_grad, bare_grad in zip(wrapped_grads, bare_grads, strict=True):
+        torch.testing.assert_close(wrapped_grad, bare_grad, rtol=0, atol=0)
+
+
+def test_feature_embedding_refuses_a_student_wrapped_the_wrong_way_round(
+    teacher: nn.Module, student_factory: Callable[..., nn.Module]
+) -> None:
+    """Wrapped (here by torch.compile) before `training_module`, the features could only be
+    reached past the wrapper, which under DDP means without gradient synchronisation."""
+    compiled = torch.compile(student_factory(width=16))
+    with pytest.raises(ValueError, match="training_module"):
+        build_method(AMKDMethod(embedding="features"), compiled, teacher)
+    wrapped = torch.compile(training_module(AMKDMethod(embedding="features"), compiled._orig_mod))
+    build_method(AMKDMethod(embedding="features"), wrapped, teacher)
