@@ -122,6 +122,14 @@ def ablation_variants(
         for mode in get_args(BoundaryNorm)
         if mode not in (defaults.boundary_norm, "update")
     ]
+    changes.append(("mining hardest", "amkd-mining-hardest", {"mining": "hardest"}))
+    changes.append(
+        (
+            "β fades out at the end of training, not at 75 %",
+            "amkd-beta-to-end",
+            {"weights": {"beta_stop_fraction": 1.0}},
+        )
+    )
     changes.append(
         (f"bank K={bank_epochs}", f"amkd-bank-{bank_epochs}", {"bank_epochs": bank_epochs})
     )
