@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.parallel import DistributedDataParallel
 
 from compressor.errors import UserError
@@ -53,22 +54,26 @@ class Distributed:
         return total
 
     def average_buffers(self, module: nn.Module) -> None:
-        """Make every process's buffers equal: floating ones (BatchNorm's running mean and
-        variance) averaged over the processes, the rest (counters) taken from rank 0.
+        """Make every process's BatchNorm statistics equal: running mean and variance averaged
+        over the processes, the batch counter taken from rank 0. Other buffers are left alone
+        (averaging, say, spectral norm's vectors would break them).
 
         Why: buffers are not synchronised during the epoch (see `ddp_wrap`), so each process's
-        BatchNorm statistics describe only its own shard. Called once per epoch, at a point every
-        process reaches, it gives all of them the whole data set's statistics, so they evaluate
-        the same model and rank 0 saves it.
+        statistics describe only its own shard. Called once per epoch, at a point every process
+        reaches, it gives all of them statistics of the whole data set (the mean of the shards'
+        variances, leaving out the small spread between the shards' means), so they evaluate the
+        same model and rank 0 saves it.
         """
         if not self.enabled:
             return
-        for buffer in module.buffers():
-            if buffer.is_floating_point():
-                dist.all_reduce(buffer)
-                buffer.div_(self.world_size)
-            else:
-                dist.broadcast(buffer, src=0)
+        for norm in module.modules():
+            if not isinstance(norm, _BatchNorm) or norm.running_mean is None:
+                continue
+            for statistic in (norm.running_mean, norm.running_var):
+                dist.all_reduce(statistic)
+                statistic.div_(self.world_size)
+            if norm.num_batches_tracked is not None:
+                dist.broadcast(norm.num_batches_tracked, src=0)
 
     def stop_together(self, error: UserError | None, device: torch.device) -> None:
         """Raise on every process if any one of them hit `error` (a step only some ranks take,
@@ -133,8 +138,9 @@ def ddp_wrap(module: nn.Module, device: torch.device) -> DistributedDataParallel
 
     That broadcast is a collective in every forward pass, and BSS/AMKD run a second pass only
     on processes whose batch gave boundary samples, so the processes' collectives would stop
-    pairing up and training would hang. Buffers are synchronised at start (DDP) and once per
-    epoch instead (`Distributed.average_buffers`). Newer torch names the switch
+    pairing up and training would hang. BatchNorm statistics are synchronised once per epoch
+    instead (`Distributed.average_buffers`); at start every process holds the same model
+    anyway (same seed, or the same checkpoint on resume). Newer torch names the switch
     `forward_sync_buffers` and warns about the old `broadcast_buffers`.
     """
     device_ids = [device.index] if device.type == "cuda" else None

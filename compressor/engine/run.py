@@ -201,15 +201,18 @@ def _execute(
 
     # 2. The run directory: claimed, and a resumed run's state checked, before any write.
     #    Only rank 0 writes; every rank reads the checkpoint it resumes from.
+    #    Under torchrun these can fail on some processes only (rank 0 alone claims; a node
+    #    without the shared checkpoint cannot resume), so all of them stop together.
     main = distributed.is_main
-    claim_error: UserError | None = None
-    if main:
-        try:
+    start_error: UserError | None = None
+    state: dict[str, Any] | None = None
+    try:
+        if main:
             claim_run_dir(run, resume=resume, overwrite=overwrite)
-        except UserError as error:
-            claim_error = error
-    distributed.stop_together(claim_error, setup.device)
-    state = _resume_state(run, recipe, source, observer) if resume else None
+        state = _resume_state(run, recipe, source, observer) if resume else None
+    except UserError as error:
+        start_error = error
+    distributed.stop_together(start_error, setup.device)
     started_at = now_iso()
     if main:
         write_text(run.recipe, recipe_to_yaml(recipe))
