@@ -54,11 +54,11 @@ class AMKD:
     ) -> None:
         self.config = config
         self.student = student
-        # Returns (logits, features) when the triplet lives in feature space.
-        self.student_forward = (
-            _features_forward(student, teacher) if config.embedding == "features" else student
-        )
         self.teacher = teacher
+        # In feature space, each model as a module returning (logits, features) in one pass.
+        features = config.embedding == "features"
+        self.student_pair = _features_forward(student, teacher) if features else None
+        self.teacher_pair = LogitsAndFeatures(teacher) if features else None
         # The sampler also hands over the teacher's features on each boundary sample when the
         # triplet lives in feature space, so banked samples need no teacher pass either.
         self.sampler = BoundarySampler(
@@ -80,8 +80,8 @@ class AMKD:
         cfg = self.config
         alpha, beta = schedule(cfg.weights, progress)
         with torch.no_grad():
-            teacher_logits, teacher_features = self._teacher_forward(images)
-        logits, features = self._student_forward(images)
+            teacher_logits, teacher_features = _forward(self.teacher, self.teacher_pair, images)
+        logits, features = _forward(self.student, self.student_pair, images)
         ce = F.cross_entropy(logits.float(), labels)
         kd = soft_kl(logits, teacher_logits, cfg.temperature)
         bss = triplet = torch.zeros((), device=logits.device)
@@ -93,7 +93,7 @@ class AMKD:
             stats.update(adv.stats)
             if adv.images.shape[0]:
                 with boundary_norm(self.student, cfg.boundary_norm):
-                    adv_logits, adv_features = self._student_forward(adv.images)
+                    adv_logits, adv_features = _forward(self.student, self.student_pair, adv.images)
                 bss = soft_kl(adv_logits, adv.teacher_logits, cfg.temperature)
                 if cfg.negative_source == "teacher":
                     negatives = self._embed(teacher_logits, teacher_features).detach()
@@ -108,19 +108,6 @@ class AMKD:
         parts = {"ce": ce.detach(), "kd": kd.detach(), "bss": bss.detach()}
         parts["triplet"] = triplet.detach()
         return StepOutput(loss=loss, parts=parts, logits=logits, stats=stats)
-
-    def _student_forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Logits, plus the penultimate features when they are the embedding (same pass)."""
-        if self.config.embedding != "features":
-            return self.student(images), None
-        return self.student_forward(images)
-
-    def _teacher_forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """As `_student_forward`; the teacher is never wrapped, so its methods can be called."""
-        if self.config.embedding != "features":
-            return self.teacher(images), None
-        features = self.teacher.forward_features(images)
-        return self.teacher.forward_head(features), features
 
     def _embed(self, logits: torch.Tensor, features: torch.Tensor | None) -> torch.Tensor:
         """The space the triplet distances are measured in."""
@@ -151,6 +138,15 @@ class AMKD:
         )
         choice, has_negative = pick_negatives(valid, distance)
         return triplet_margin(anchor, positive, negatives[choice], self.config.margin, has_negative)
+
+
+def _forward(
+    model: nn.Module, pair: nn.Module | None, images: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Logits, plus the penultimate features (same pass) when the embedding needs them."""
+    if pair is None:
+        return model(images), None
+    return pair(images)
 
 
 def _features_forward(student: nn.Module, teacher: nn.Module) -> nn.Module:
