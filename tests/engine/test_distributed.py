@@ -153,8 +153,13 @@ def test_amkd_with_a_batchnorm_student_under_torchrun(
 
     # Rank 0 finds the run directory taken; the other process stops with it, not with a
     # broken-connection traceback from its next collective.
+    before = {
+        name: (tmp_path / "run" / name).read_bytes() for name in ("metrics.jsonl", "student.pt")
+    }
     again = torchrun(recipe)
-    assert again.returncode != 0
+    assert again.returncode == 1  # torchrun's own code when a worker fails (each exits 2)
+    for name, content in before.items():
+        assert (tmp_path / "run" / name).read_bytes() == content, name
     assert "already holds a run" in again.stderr
     assert "Connection closed" not in again.stderr
 
