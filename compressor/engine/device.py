@@ -36,20 +36,40 @@ class DeviceSetup:
         )
 
 
+def _tf32_switches() -> list[tuple[object, str, object]]:
+    """Every process-wide switch that lets fp32 math run as TF32, with its full-fp32 value.
+
+    torch >= 2.9 has one `fp32_precision` per backend and raises when the legacy `allow_tf32`
+    is read after code (the user's, or a library's) set the two cuDNN backends apart through
+    the new one; older torch has only `allow_tf32`.
+    """
+    backends = torch.backends
+    if hasattr(backends.cudnn, "conv") and hasattr(backends.cuda.matmul, "fp32_precision"):
+        return [
+            (backends.cuda.matmul, "fp32_precision", "ieee"),
+            (backends.cudnn.conv, "fp32_precision", "ieee"),
+            (backends.cudnn.rnn, "fp32_precision", "ieee"),
+        ]
+    return [(backends.cuda.matmul, "allow_tf32", False), (backends.cudnn, "allow_tf32", False)]
+
+
 @contextlib.contextmanager
 def full_fp32() -> Iterator[None]:
-    """Switch TF32 off while the block runs, and restore what was set.
+    """Switch TF32 off while the block runs, and restore exactly what was set.
 
     cuDNN computes fp32 convolutions in TF32 by default, which moves logits by ~1e-3: enough
     to make PyTorch-vs-export parity measure TF32 instead of the export, and to flip the odd
-    top-1 prediction. A no-op on the CPU.
+    top-1 prediction. Harmless on the CPU.
     """
-    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    switches = _tf32_switches()
+    saved = [getattr(owner, name) for owner, name, _ in switches]
+    for owner, name, value in switches:
+        setattr(owner, name, value)
     try:
         yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
+        for (owner, name, _), value in zip(switches, saved, strict=True):
+            setattr(owner, name, value)
 
 
 @contextlib.contextmanager

@@ -61,12 +61,7 @@ def test_two_processes_train_the_same_student_as_one(
 
     double = tmp_path / "double.yaml"
     double.write_text(yaml.safe_dump({**recipe, "output": {"dir": str(tmp_path)}}))
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        "-m", "compressor", "train", str(double),
-    ]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    done = torchrun("train", double)
     assert done.returncode == 0, done.stderr[-3000:]
 
     first = torch.load(tmp_path / "single" / "student.pt", weights_only=True)["state_dict"]
@@ -81,13 +76,16 @@ def test_two_processes_train_the_same_student_as_one(
         assert b["test_accuracy"] == pytest.approx(a["test_accuracy"])
 
 
-def torchrun(recipe: Path) -> subprocess.CompletedProcess[str]:
-    """`compress distill` in 2 CPU processes; a hang (collectives out of step) fails at 240 s."""
+def torchrun(subcommand: str, recipe: Path) -> subprocess.CompletedProcess[str]:
+    """`compress SUBCOMMAND recipe` in 2 CPU processes; a hang (collectives out of step) fails
+    at 240 s. torchrun's scratch folders go next to the recipe, not into the machine's /tmp."""
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        "-m", "compressor", "distill", str(recipe),
+        "-m", "compressor", subcommand, str(recipe),
     ]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    scratch = recipe.parent / "torchrun-tmp"
+    scratch.mkdir(exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(scratch)}
     process = subprocess.Popen(command, stdout=PIPE, stderr=PIPE, text=True, env=env)
     try:
         stdout, stderr = process.communicate(timeout=240)
@@ -140,7 +138,7 @@ def test_amkd_with_a_batchnorm_student_under_torchrun(
         "output": {"dir": str(tmp_path), "name": "run"},
     }
     recipe.write_text(yaml.safe_dump(config))
-    done = torchrun(recipe)
+    done = torchrun("distill", recipe)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("reports:") == 1  # rank 0 alone prints the results
     assert "Warning" not in done.stderr
@@ -156,7 +154,7 @@ def test_amkd_with_a_batchnorm_student_under_torchrun(
     before = {
         name: (tmp_path / "run" / name).read_bytes() for name in ("metrics.jsonl", "student.pt")
     }
-    again = torchrun(recipe)
+    again = torchrun("distill", recipe)
     assert again.returncode == 1  # torchrun's own code when a worker fails (each exits 2)
     for name, content in before.items():
         assert (tmp_path / "run" / name).read_bytes() == content, name
