@@ -50,15 +50,18 @@ class RichObserver(RunObserver):
 
         return on_step
 
-    def epoch_finished(self, epoch: int, epochs: int, result: EpochResult, test: float) -> None:
+    def epoch_finished(
+        self, epoch: int, epochs: int, result: EpochResult, test: float | None
+    ) -> None:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
         attack = result.stats.get("boundary_fraction")
         attack_text = f", on boundary {100 * attack:.0f} %" if attack is not None else ""
+        test_text = f", test top-1 {test:.2f} %" if test is not None else ""
         self.console.print(
             f"epoch {epoch + 1}/{epochs}: loss {result.loss:.4f}, train top-1 "
-            f"{result.train_accuracy:.2f} %, test top-1 {test:.2f} %, "
+            f"{result.train_accuracy:.2f} %{test_text}, "
             f"{result.images_per_second:,.0f} images/s, lr {result.lr:.4g}{attack_text}",
             soft_wrap=True,
         )

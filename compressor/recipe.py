@@ -299,6 +299,13 @@ class TrainConfig(Strict):
     epochs: int = Field(10, ge=1, le=100_000)
     batch_size: int = Field(128, ge=2)
     eval_batch_size: int = Field(512, ge=1)
+    eval_every: int = Field(
+        1,
+        ge=1,
+        description="Score the student on the test set every N epochs and after the last; the "
+        "epochs in between log no test figures (long schedules on small training sets, large "
+        "test sets).",
+    )
     max_steps_per_epoch: int | None = Field(None, ge=1, description="Cut epochs short.")
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)

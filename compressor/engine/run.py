@@ -69,8 +69,10 @@ class RunObserver:
     def epoch_started(self, epoch: int, epochs: int, steps: int) -> StepCallback | None:
         return None
 
-    def epoch_finished(self, epoch: int, epochs: int, result: EpochResult, test: float) -> None:
-        """Called after the test evaluation of each epoch."""
+    def epoch_finished(
+        self, epoch: int, epochs: int, result: EpochResult, test: float | None
+    ) -> None:
+        """Called at the end of each epoch; `test` is None when the epoch was not scored."""
 
 
 def _eval_loader(split: ImageSet, dataset: Dataset, recipe: Recipe, setup: DeviceSetup):
@@ -280,11 +282,15 @@ def _execute(
             on_step,
         )
         # Every rank evaluates the whole (small) test set with the same statistics, no more
-        # collectives; rank 0 reports.
+        # collectives; rank 0 reports. The last epoch is always scored: it is the result.
         distributed.average_buffers(student)
-        student.eval()
-        student_eval = evaluate(student, test_loader, setup)
-        observer.epoch_finished(epoch, epochs, result, student_eval.accuracy)
+        student_eval = None
+        if (epoch + 1) % recipe.train.eval_every == 0 or epoch + 1 == epochs:
+            student.eval()
+            student_eval = evaluate(student, test_loader, setup)
+        observer.epoch_finished(
+            epoch, epochs, result, student_eval.accuracy if student_eval else None
+        )
         if not main:
             continue
         append_line(run.metrics, json.dumps(_metrics_line(epoch, result, student_eval)))
@@ -357,15 +363,15 @@ def _drop_metrics_after(path: Path, epoch: int) -> None:
     write_text(path, "".join(f"{line}\n" for line in kept))
 
 
-def _metrics_line(epoch: int, result: EpochResult, test: Evaluation) -> dict[str, Any]:
+def _metrics_line(epoch: int, result: EpochResult, test: Evaluation | None) -> dict[str, Any]:
+    """One epoch's line of metrics.jsonl; the test figures only for an epoch that was scored."""
     return {
         "epoch": epoch + 1,
         "loss": result.loss,
         **{f"loss_{name}": value for name, value in result.parts.items()},
         "lr": result.lr,
         "train_accuracy": result.train_accuracy,
-        "test_accuracy": test.accuracy,
-        "test_loss": test.loss,
+        **({"test_accuracy": test.accuracy, "test_loss": test.loss} if test else {}),
         "images_per_second": result.images_per_second,
         "epoch_seconds": result.seconds,
         **{f"stat_{name}": value for name, value in result.stats.items()},

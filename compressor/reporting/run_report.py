@@ -76,11 +76,12 @@ def _html(report: dict[str, Any], markdown: str) -> str:
     images = []
     if epochs_log:
         x = [entry["epoch"] for entry in epochs_log]
+        scored = [entry for entry in epochs_log if "test_accuracy" in entry]  # train.eval_every
         images.append(
             line_plot(
                 "test top-1",
-                x,
-                {"student": [entry["test_accuracy"] for entry in epochs_log]},
+                [entry["epoch"] for entry in scored],
+                {"student": [entry["test_accuracy"] for entry in scored]},
                 "%",
             )
         )

@@ -117,6 +117,55 @@ def test_distill_writes_a_complete_run(
     assert f"student {student_accuracy:.2f}" not in result.stderr
 
 
+def test_eval_every_scores_some_epochs_and_always_the_last(
+    workdir: Path, teacher_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Skipping the test evaluation changes what is logged, never what is trained."""
+    runs = {}
+    for eval_every in (1, 2):
+        recipe = write(
+            workdir / f"every-{eval_every}.yaml",
+            {
+                "teacher": {"arch": "resnet20", "checkpoint": str(teacher_checkpoint)},
+                "student": {"arch": "resnet8"},
+                "method": {"name": "kd"},
+                "train": {
+                    "epochs": 3,
+                    "batch_size": 64,
+                    "device": "cpu",
+                    "deterministic": True,
+                    "eval_every": eval_every,
+                },
+                "output": {"dir": str(workdir)},
+            },
+        )
+        result = run_cli(capsys, "distill", str(recipe))
+        assert result.code == 0, result.stderr
+        runs[eval_every] = (workdir / f"every-{eval_every}", result.stdout)
+
+    every_epoch, every_epoch_out = runs[1]
+    sparse, sparse_out = runs[2]
+    logged = [json.loads(line) for line in (sparse / "metrics.jsonl").read_text().splitlines()]
+    assert [("test_accuracy" in m, "test_loss" in m) for m in logged] == [
+        (False, False),
+        (True, True),
+        (True, True),
+    ]
+    assert "epoch 1/3: loss" in sparse_out and "test top-1" not in sparse_out.split("epoch 2/3")[0]
+    assert every_epoch_out.count("test top-1") == sparse_out.count("test top-1") + 1
+
+    first = torch.load(every_epoch / "student.pt", weights_only=True)["state_dict"]
+    second = torch.load(sparse / "student.pt", weights_only=True)["state_dict"]
+    for key in first:
+        assert torch.equal(first[key], second[key]), key
+    report = json.loads((sparse / "report.json").read_text())
+    assert report["results"]["student"]["accuracy"] == pytest.approx(logged[-1]["test_accuracy"])
+    assert report["results"]["student"]["accuracy"] == pytest.approx(
+        independent_accuracy(sparse / "student.pt"), abs=1e-6
+    )
+    assert (sparse / "report.html").read_text().count("data:image/png;base64,") == 3
+
+
 def test_amkd_feature_embedding_runs_with_a_checkpoint_teacher(
     workdir: Path, teacher_checkpoint: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
