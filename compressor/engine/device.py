@@ -36,40 +36,81 @@ class DeviceSetup:
         )
 
 
-def _tf32_switches() -> list[tuple[object, str, object]]:
-    """Every process-wide switch that lets fp32 math run as TF32, with its full-fp32 value.
+@dataclass(frozen=True)
+class _PrecisionSwitch:
+    """One process-wide switch that decides whether fp32 math may run in lower precision."""
 
-    torch >= 2.9 has one `fp32_precision` per backend and raises when the legacy `allow_tf32`
-    is read after code (the user's, or a library's) set the two cuDNN backends apart through
-    the new one; older torch has only `allow_tf32`.
-    """
+    owner: object
+    name: str
+    full_fp32: object  # the value that forces true fp32
+    inherit: object | None = None  # the value that defers to the parent switch, if any
+
+    def restore(self, value: object) -> None:
+        """Put `value` back, as an inherited setting when it was one.
+
+        torch's getters resolve `none` to what the parent switch says, so a saved value cannot
+        tell an inherited setting from an explicit one; writing it back explicitly would pin
+        it, and a later change of the parent (`torch.backends.cudnn.fp32_precision = ...`)
+        would no longer reach it.
+        """
+        if self.inherit is not None:
+            setattr(self.owner, self.name, self.inherit)
+            if getattr(self.owner, self.name) == value:
+                return
+        setattr(self.owner, self.name, value)
+
+
+def _precision_api_switches() -> list[_PrecisionSwitch]:
+    """torch >= 2.9: one `fp32_precision` per backend. The CPU's oneDNN ones count too: under
+    `torch.set_float32_matmul_precision("medium")` they run fp32 matmuls in bf16."""
     backends = torch.backends
-    if hasattr(backends.cudnn, "conv") and hasattr(backends.cuda.matmul, "fp32_precision"):
-        return [
-            (backends.cuda.matmul, "fp32_precision", "ieee"),
-            (backends.cudnn.conv, "fp32_precision", "ieee"),
-            (backends.cudnn.rnn, "fp32_precision", "ieee"),
-        ]
-    return [(backends.cuda.matmul, "allow_tf32", False), (backends.cudnn, "allow_tf32", False)]
+    leaves = [
+        backends.cuda.matmul,
+        backends.cudnn.conv,
+        backends.cudnn.rnn,
+        backends.mkldnn.matmul,
+        backends.mkldnn.conv,
+        backends.mkldnn.rnn,
+    ]
+    return [_PrecisionSwitch(leaf, "fp32_precision", "ieee", inherit="none") for leaf in leaves]
+
+
+def _legacy_switches() -> list[_PrecisionSwitch]:
+    """torch < 2.9: TF32 on CUDA only, through `allow_tf32`."""
+    backends = torch.backends
+    return [
+        _PrecisionSwitch(backends.cuda.matmul, "allow_tf32", False),
+        _PrecisionSwitch(backends.cudnn, "allow_tf32", False),
+    ]
+
+
+def _has_precision_api() -> bool:
+    # torch raises when the legacy `allow_tf32` is read after code (the user's, or a
+    # library's) set cuDNN's conv and RNN apart through this API, so it is used where it exists.
+    backends = torch.backends
+    return all(
+        hasattr(leaf, "fp32_precision")
+        for leaf in (backends.cuda.matmul, getattr(backends.cudnn, "rnn", None))
+    ) and hasattr(getattr(backends.mkldnn, "matmul", None), "fp32_precision")
 
 
 @contextlib.contextmanager
 def full_fp32() -> Iterator[None]:
-    """Switch TF32 off while the block runs, and restore exactly what was set.
+    """Run the block in true fp32 (no TF32, no bf16 matmuls), and restore what was set.
 
     cuDNN computes fp32 convolutions in TF32 by default, which moves logits by ~1e-3: enough
     to make PyTorch-vs-export parity measure TF32 instead of the export, and to flip the odd
-    top-1 prediction. Harmless on the CPU.
+    top-1 prediction.
     """
-    switches = _tf32_switches()
-    saved = [getattr(owner, name) for owner, name, _ in switches]
-    for owner, name, value in switches:
-        setattr(owner, name, value)
+    switches = _precision_api_switches() if _has_precision_api() else _legacy_switches()
+    saved = [getattr(switch.owner, switch.name) for switch in switches]
+    for switch in switches:
+        setattr(switch.owner, switch.name, switch.full_fp32)
     try:
         yield
     finally:
-        for (owner, name, _), value in zip(switches, saved, strict=True):
-            setattr(owner, name, value)
+        for switch, value in zip(switches, saved, strict=True):
+            switch.restore(value)
 
 
 @contextlib.contextmanager
