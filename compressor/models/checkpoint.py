@@ -93,7 +93,7 @@ def read_checkpoint(path: Path | str, trust_pickle: bool = False) -> Any:
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
             return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except pickle.UnpicklingError as error:
-        if not trust_pickle and _carries_objects(path, error):
+        if not trust_pickle and _carries_objects(path):
             found = re.search(r"GLOBAL ([\w.]+)", str(error))
             what = f" ({found[1]})" if found else ""
             raise UserError(
@@ -114,13 +114,15 @@ def read_checkpoint(path: Path | str, trust_pickle: bool = False) -> Any:
         raise UserError(_unreadable(path, error)) from None
 
 
-def _carries_objects(path: Path, error: Exception) -> bool:
-    """Is this weights-only refusal about objects in a valid pickle, or about a broken file?"""
-    if "GLOBAL" in str(error):
-        return True
-    # A pickle of protocol 4+ (`pickle.dump`, `torch.save(..., pickle_protocol=4)`) is refused
-    # for its first opcode, just like random bytes are; parsing the opcodes (nothing is
-    # executed) tells them apart.
+def _carries_objects(path: Path) -> bool:
+    """Is this weights-only refusal about objects in a valid pickle, or about a broken file?
+
+    torch's refusal cannot tell: a pickle of protocol 4+ (`pickle.dump`,
+    `torch.save(..., pickle_protocol=4)`) is refused for its first opcode, just like random
+    bytes are, and a damaged file whose first byte happens to be the GLOBAL opcode is refused
+    as "Unsupported global", just like a pickled model. Parsing the opcodes to the end (nothing
+    is executed) tells them apart.
+    """
     try:
         if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as archive:

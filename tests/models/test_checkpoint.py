@@ -6,6 +6,7 @@ import argparse
 import importlib
 import os
 import pickle
+import random
 import sys
 from collections import OrderedDict
 from pathlib import Path
@@ -136,10 +137,15 @@ def test_damaged_files(tmp_path: Path, resnet8_weights, trust: bool) -> None:
     damaged = {
         "truncated.pth": data[: len(data) // 2],
         "legacy_truncated.pth": legacy.read_bytes()[:-100],
-        "random.pth": os.urandom(4096),
+        "random.pth": random.Random(0).randbytes(4096),
         "empty.pth": b"",
         "notes.pth": b"these are my weights\n",
     }
+    if not trust:
+        # A GLOBAL opcode first, then garbage: the weights-only unpickler refuses it with the
+        # same words as a real pickled model ("Unsupported global: GLOBAL foo.bar"). (The full
+        # unpickler imports `foo` before it reaches the garbage, and says so.)
+        damaged["global_then_garbage.pth"] = b"cfoo\nbar\n" + random.Random(1).randbytes(64)
     for name, content in damaged.items():
         path = tmp_path / name
         path.write_bytes(content)
