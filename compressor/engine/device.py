@@ -60,18 +60,25 @@ class _PrecisionSwitch:
         setattr(self.owner, self.name, value)
 
 
-def _precision_api_switches() -> list[_PrecisionSwitch]:
-    """torch >= 2.9: one `fp32_precision` per backend. The CPU's oneDNN ones count too: under
-    `torch.set_float32_matmul_precision("medium")` they run fp32 matmuls in bf16."""
+def _precision_api_switches() -> list[_PrecisionSwitch] | None:
+    """torch >= 2.9: one `fp32_precision` per backend (None on older torch). The CPU's oneDNN
+    ones count too: under `torch.set_float32_matmul_precision("medium")` they run fp32
+    matmuls in bf16. Used wherever it exists, because torch raises when the legacy
+    `allow_tf32` is read after code set cuDNN's conv and RNN apart through this API."""
     backends = torch.backends
-    leaves = [
-        backends.cuda.matmul,
-        backends.cudnn.conv,
-        backends.cudnn.rnn,
-        backends.mkldnn.matmul,
-        backends.mkldnn.conv,
-        backends.mkldnn.rnn,
-    ]
+    try:
+        leaves = [
+            backends.cuda.matmul,
+            backends.cudnn.conv,
+            backends.cudnn.rnn,
+            backends.mkldnn.matmul,
+            backends.mkldnn.conv,
+            backends.mkldnn.rnn,
+        ]
+    except AttributeError:
+        return None
+    if not all(hasattr(leaf, "fp32_precision") for leaf in leaves):
+        return None
     return [_PrecisionSwitch(leaf, "fp32_precision", "ieee", inherit="none") for leaf in leaves]
 
 
@@ -84,16 +91,6 @@ def _legacy_switches() -> list[_PrecisionSwitch]:
     ]
 
 
-def _has_precision_api() -> bool:
-    # torch raises when the legacy `allow_tf32` is read after code (the user's, or a
-    # library's) set cuDNN's conv and RNN apart through this API, so it is used where it exists.
-    backends = torch.backends
-    return all(
-        hasattr(leaf, "fp32_precision")
-        for leaf in (backends.cuda.matmul, getattr(backends.cudnn, "rnn", None))
-    ) and hasattr(getattr(backends.mkldnn, "matmul", None), "fp32_precision")
-
-
 @contextlib.contextmanager
 def full_fp32() -> Iterator[None]:
     """Run the block in true fp32 (no TF32, no bf16 matmuls), and restore what was set.
@@ -102,7 +99,7 @@ def full_fp32() -> Iterator[None]:
     to make PyTorch-vs-export parity measure TF32 instead of the export, and to flip the odd
     top-1 prediction.
     """
-    switches = _precision_api_switches() if _has_precision_api() else _legacy_switches()
+    switches = _precision_api_switches() or _legacy_switches()
     saved = [getattr(switch.owner, switch.name) for switch in switches]
     for switch in switches:
         setattr(switch.owner, switch.name, switch.full_fp32)

@@ -111,7 +111,7 @@ def test_full_fp32_leaves_inherited_settings_inherited() -> None:
 @pytest.mark.usefixtures("torch_defaults")
 def test_full_fp32_through_the_legacy_switches(monkeypatch: pytest.MonkeyPatch) -> None:
     """What torch < 2.9 runs: the legacy `allow_tf32` flags, which torch 2.9+ still honours."""
-    monkeypatch.setattr(device, "_has_precision_api", lambda: False)
+    monkeypatch.setattr(device, "_precision_api_switches", lambda: None)
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     with full_fp32():
         assert not torch.backends.cuda.matmul.allow_tf32
