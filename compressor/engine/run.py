@@ -39,7 +39,7 @@ from compressor.methods.boundary import normalized_bounds
 from compressor.models import count_flops, count_parameters, create_model, load_teacher
 from compressor.models.inference import fold_batchnorm
 from compressor.preflight import check_recipe
-from compressor.recipe import CEMethod, Recipe, load_recipe, recipe_to_yaml
+from compressor.recipe import CEMethod, Recipe, load_recipe, recipe_differences, recipe_to_yaml
 from compressor.reporting import write_run_report
 from compressor.rundir import RunDir, claim_run_dir, manifest, now_iso, run_dir_for
 
@@ -346,12 +346,21 @@ def _resume_state(
     except UserError:
         started_with = None
     if started_with != recipe:
+        changes = _changes(started_with, recipe)
         raise UserError(
-            f"{source}: the recipe changed since {run.root} started (compare with its "
-            "recipe.yaml); resume with the same recipe, or start a new run (output.name) or "
-            "--overwrite"
+            f"{source}: the recipe changed since {run.root} started ({changes}); resume with "
+            "the same recipe, or start a new run (output.name) or --overwrite"
         )
     return state
+
+
+def _changes(started_with: Recipe | None, recipe: Recipe, shown: int = 3) -> str:
+    """The first few changed settings, run value → new value, for the refusal's one line."""
+    if started_with is None:
+        return "its recipe.yaml cannot be read as a recipe"
+    differences = recipe_differences(started_with, recipe)
+    more = len(differences) - shown
+    return "; ".join(differences[:shown]) + (f"; and {more} more" if more > 0 else "")
 
 
 def _drop_metrics_after(path: Path, epoch: int) -> None:

@@ -338,6 +338,7 @@ def test_resume_compares_with_the_recipe_the_run_started_with(
     refused = run_cli(capsys, "train", str(recipe), "--resume")
     assert refused.code == 2
     assert "the recipe changed since" in refused.stderr
+    assert "train.optimizer.weight_decay: 0.0001 → 0.0005" in refused.stderr
 
     before_int8 = json.loads(json.dumps(original))
     del before_int8["export"]["int8"]
