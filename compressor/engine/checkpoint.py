@@ -8,8 +8,6 @@ is needed to continue exactly where an interrupted run stopped.
 
 from __future__ import annotations
 
-import pickle
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ import torch
 
 from compressor.errors import UserError
 from compressor.io import save_torch
+from compressor.models.checkpoint import short_reason
 
 
 def rng_state(device: torch.device) -> dict[str, Any]:
@@ -48,16 +47,17 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     save_torch(path, state)
 
 
-_DAMAGE = (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError)
-
-
 def _read(path: Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise UserError(f"{path}: missing") from None
-    except _DAMAGE as error:
-        raise UserError(f"{path}: damaged or truncated ({type(error).__name__})") from None
+    except PermissionError:
+        raise UserError(f"{path}: not readable (permission denied)") from None
+    except Exception as error:
+        # Damaged bytes surface as whatever the zip or pickle reader trips on first
+        # (RuntimeError, KeyError, OSError, EOFError, ...): all of them mean the same here.
+        raise UserError(f"{path}: damaged or truncated ({short_reason(error)})") from None
     if not isinstance(state, dict) or "epoch" not in state or "student" not in state:
         raise UserError(f"{path}: not a compressor training checkpoint")
     return state
@@ -77,4 +77,10 @@ def load_checkpoint(path: Path, warn: Callable[[str], None]) -> dict[str, Any]:
                 "over with --overwrite"
             ) from None
         warn(f"{error.lines[0]}; resuming from the checkpoint before it, {previous.name}")
+    try:
         return _read(previous)
+    except UserError as error:
+        raise UserError(
+            f"cannot resume: {error.lines[0]}, and {path.name} could not be read either; start "
+            "over with --overwrite"
+        ) from None

@@ -1,0 +1,79 @@
+"""Training checkpoints: however a file is damaged, resuming falls back or says what to do."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+from compressor.engine.checkpoint import load_checkpoint, previous_of, save_checkpoint
+from compressor.errors import UserError
+
+
+def _state(epoch: int) -> dict[str, object]:
+    generator = torch.Generator().manual_seed(epoch)
+    return {"epoch": epoch, "student": {"weight": torch.randn(64, 64, generator=generator)}}
+
+
+def _text(path: Path) -> None:
+    path.write_text("junk\n")
+
+
+def _truncated(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _empty(path: Path) -> None:
+    path.write_bytes(b"")
+
+
+def _tail_cut(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:-100])
+
+
+# Each kind of damage trips torch.load differently (KeyError, OSError, RuntimeError, ...).
+DAMAGE = [_text, _truncated, _empty, _tail_cut]
+
+
+@pytest.fixture
+def two_checkpoints(tmp_path: Path) -> Path:
+    last = tmp_path / "last.pt"
+    save_checkpoint(last, _state(1))
+    save_checkpoint(last, _state(2))
+    assert previous_of(last).exists()
+    return last
+
+
+@pytest.mark.parametrize("damage", DAMAGE, ids=lambda damage: damage.__name__.strip("_"))
+def test_a_damaged_last_checkpoint_falls_back_to_the_previous_one(
+    two_checkpoints: Path, damage: Callable[[Path], None]
+) -> None:
+    damage(two_checkpoints)
+    warnings: list[str] = []
+    state = load_checkpoint(two_checkpoints, warn=warnings.append)
+    assert state["epoch"] == 1
+    assert torch.equal(state["student"]["weight"], _state(1)["student"]["weight"])
+    assert len(warnings) == 1 and "damaged or truncated" in warnings[0]
+
+
+@pytest.mark.parametrize("damage", DAMAGE, ids=lambda damage: damage.__name__.strip("_"))
+def test_with_both_checkpoints_damaged_one_line_says_start_over(
+    two_checkpoints: Path, damage: Callable[[Path], None]
+) -> None:
+    damage(two_checkpoints)
+    damage(previous_of(two_checkpoints))
+    with pytest.raises(UserError) as refused:
+        load_checkpoint(two_checkpoints, warn=lambda _: None)
+    assert len(refused.value.lines) == 1
+    assert "cannot resume" in refused.value.lines[0]
+    assert "--overwrite" in refused.value.lines[0]
+
+
+def test_a_damaged_only_checkpoint_says_start_over(tmp_path: Path) -> None:
+    last = tmp_path / "last.pt"
+    save_checkpoint(last, _state(1))
+    _text(last)
+    with pytest.raises(UserError, match="no earlier checkpoint is left; start over"):
+        load_checkpoint(last, warn=lambda _: None)
