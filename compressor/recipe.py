@@ -25,12 +25,22 @@ from pydantic import (
     Field,
     ValidationError,
     ValidationInfo,
+    field_validator,
     model_validator,
 )
 
 from compressor.errors import UserError
 
 DATA_ROOT_ENV = "COMPRESSOR_DATA_ROOT"
+_ENTRYPOINT_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
+_DEVICE_PATTERN = r"^(auto|cpu|mps|cuda(:\d+)?)$"
+_RUN_NAME_PATTERN = r"^[\w.-]+$"
+# What each pattern means, for error messages: a regular expression is not an explanation.
+_PATTERN_HELP = {
+    _ENTRYPOINT_PATTERN: "expected 'module:function', e.g. my_models.zoo:build_teacher",
+    _DEVICE_PATTERN: "expected auto, cpu, mps, cuda or cuda:N",
+    _RUN_NAME_PATTERN: "use letters, digits, '_', '-' and '.' only (it names a folder)",
+}
 _ENV_PATTERN = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
 
 
@@ -78,7 +88,7 @@ class TeacherConfig(Strict):
     arch: str | None = Field(None, description="Model zoo or torchvision name, e.g. resnet56.")
     entrypoint: str | None = Field(
         None,
-        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+        pattern=_ENTRYPOINT_PATTERN,
         description="'package.module:callable' returning an nn.Module; imported only when set.",
     )
     kwargs: dict[str, Any] = Field(default_factory=dict, description="Constructor arguments.")
@@ -315,7 +325,7 @@ class TrainConfig(Strict):
     )
     seed: int = Field(0, ge=0)
     deterministic: bool = Field(False, description="Deterministic kernels (slower).")
-    device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")
+    device: str = Field("auto", pattern=_DEVICE_PATTERN)
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
     channels_last: bool | None = Field(None, description="Default: on for CUDA and CPU.")
     compile: bool = False
@@ -406,8 +416,19 @@ class OutputConfig(Strict):
         Path("runs"), description="Parent of run directories, relative to the working directory."
     )
     name: str | None = Field(
-        None, pattern=r"^[\w.-]+$", description="Run name; default: the recipe file name."
+        None, pattern=_RUN_NAME_PATTERN, description="Run name; default: the recipe file name."
     )
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_folder_of_its_own(cls, name: str | None) -> str | None:
+        # "." and ".." pass the pattern but name output.dir itself or its parent: the run's
+        # files would land among the user's own.
+        if name is not None and set(name) == {"."}:
+            raise ValueError(
+                "names output.dir or its parent, not a folder of its own; name the run"
+            )
+        return name
 
 
 class Recipe(Strict):
@@ -481,6 +502,9 @@ def _describe(error: Any) -> str:
         return f"unknown method {error['input'].get('name')!r}; allowed: {', '.join(METHOD_NAMES)}"
     if kind == "union_tag_not_found":
         return f"needs a 'name' key; allowed: {', '.join(METHOD_NAMES)}"
+    if kind == "string_pattern_mismatch":
+        expected = _PATTERN_HELP.get(error["ctx"]["pattern"], error["msg"])
+        return f"{expected} (got {error['input']!r})"
     message = str(error["msg"]).removeprefix("Value error, ")
     if "input" in error and not isinstance(error["input"], dict):
         return f"{message} (got {error['input']!r})"
@@ -507,6 +531,8 @@ def parse_recipe(data: Any, source: str = "<recipe>", base_dir: Path | None = No
 def load_recipe(path: Path | str) -> Recipe:
     """Read a recipe file with `yaml.safe_load` and validate its schema."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder, not a recipe file (name the .yaml file in it)")
     if not path.is_file():
         raise UserError(f"{path}: recipe file not found (check the path)")
     try:

@@ -159,7 +159,22 @@ CASES = [
         lambda t: ["train", str(_write_bytes(t / "r.yaml", b"\xff\xfe\x00\x81" * 10))],
         ("not",),
     ),
-    Case("recipe is a folder", lambda t: ["train", str(t)], ("recipe file not found",)),
+    Case("recipe is a folder", lambda t: ["train", str(t)], ("is a folder, not a recipe file",)),
+    Case(
+        "run name is the output folder's parent",
+        lambda t: train(t, output={"dir": str(t / "runs"), "name": ".."}),
+        ("output.name", "not a folder of its own"),
+    ),
+    Case(
+        "device typo",
+        lambda t: train(t, train={"device": "gpu0"}),
+        ("train.device", "cuda:N", "'gpu0'"),
+    ),
+    Case(
+        "entrypoint without a function",
+        lambda t: distill(t, {"entrypoint": "my_models"}),
+        ("teacher.entrypoint", "'module:function'"),
+    ),
     Case(
         "bad student kwargs",
         lambda t: train(t, student={"arch": "mobilenetv2", "kwargs": {"widht": 2}}),
