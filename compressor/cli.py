@@ -94,7 +94,10 @@ def recipe_schema_command(
     if output is None:
         sys.stdout.write(text)
     else:
-        write_text(output, text)
+        try:
+            write_text(output, text)
+        except OSError as error:
+            raise UserError(f"{output}: cannot write the schema ({error.strerror})") from None
         console.print(f"wrote {output}")
 
 
@@ -127,14 +130,27 @@ def _run(path: Path, *, distill: bool, resume: bool, overwrite: bool) -> RunResu
     from compressor.recipe import load_recipe
 
     recipe = load_recipe(path)
-    result = run_training(
-        recipe,
-        path,
-        distill=distill,
-        resume=resume,
-        overwrite=overwrite,
-        observer=RichObserver(console),
-    )
+    try:
+        result = run_training(
+            recipe,
+            path,
+            distill=distill,
+            resume=resume,
+            overwrite=overwrite,
+            observer=RichObserver(console),
+        )
+    except KeyboardInterrupt:
+        # Typer turns the interrupt into exit code 130 without a word; say how to go on.
+        command = "distill" if distill else "train"
+        error_console.print(
+            f"interrupted; continue from the last finished epoch with: compress {command} "
+            f"{path} --resume",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise
+
     if not result.main_process:
         return result  # torchrun: rank 0 prints the results once
     table = Table(title=f"run {result.run.root}")
@@ -389,6 +405,8 @@ def quickstart_command(
     """The whole flow on the embedded digits data, no download: train a teacher, distil it
     with AMKD, export to ONNX and validate, gate. A few minutes on 2 CPU cores."""
     from compressor.gate import evaluate_gate
+    from compressor.recipe import load_recipe
+    from compressor.rundir import holds_run, run_dir_for
     from export import ExportOptions, export_run
 
     teacher_recipe, student_recipe = (
@@ -399,6 +417,13 @@ def quickstart_command(
         if not path.is_file():
             raise UserError(
                 f"{path}: not found; run from the repository root or pass --recipes FOLDER"
+            )
+        run_dir = run_dir_for(load_recipe(path), path)
+        if holds_run(run_dir) and not overwrite:
+            # The steps' own refusal would suggest --resume, which quickstart does not have.
+            raise UserError(
+                f"{run_dir.root} already holds a quickstart run; start over with "
+                "`compress quickstart --overwrite`"
             )
     console.rule("1/4 train the teacher (cross-entropy)")
     _run(teacher_recipe, distill=False, resume=False, overwrite=overwrite)
@@ -436,6 +461,3 @@ def main() -> None:
         for line in error.lines:
             error_console.print(f"error: {line}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
-    except KeyboardInterrupt:
-        error_console.print("interrupted; continue a run with --resume", markup=False)
-        sys.exit(130)

@@ -23,6 +23,7 @@ from typing import Any
 
 import compressor
 from compressor.errors import UserError
+from compressor.io import write_json
 from compressor.recipe import Recipe
 
 SCHEMA_VERSION = 1
@@ -65,6 +66,25 @@ def run_dir_for(recipe: Recipe, recipe_path: Path) -> RunDir:
     return RunDir(Path(recipe.output.dir) / name)
 
 
+def holds_run(run: RunDir) -> bool:
+    """Has a run started here (finished or not)? Then starting afresh would write over it."""
+    return run.manifest.exists() or run.checkpoint.exists()
+
+
+def mark_interrupted(run: RunDir) -> None:
+    """Record in the manifest that a run which said "running" was stopped (Ctrl-C).
+
+    A manifest left at "running" would read as a live run to anyone who lists runs; the
+    checkpoint it can resume from is untouched.
+    """
+    try:
+        record = json.loads(run.manifest.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if isinstance(record, dict) and record.get("status") == "running":
+        write_json(run.manifest, {**record, "status": "interrupted", "interrupted": now_iso()})
+
+
 def claim_run_dir(run: RunDir, *, resume: bool, overwrite: bool) -> None:
     """Create the run directory, refusing to clobber an earlier run by accident.
 
@@ -72,7 +92,7 @@ def claim_run_dir(run: RunDir, *, resume: bool, overwrite: bool) -> None:
     """
     if resume and overwrite:
         raise UserError("--resume and --overwrite contradict each other; pick one")
-    started = run.manifest.exists() or run.checkpoint.exists()
+    started = holds_run(run)
     if resume and not run.checkpoint.parent.is_dir():
         raise UserError(f"{run.root}: nothing to resume (no checkpoints/last.pt); drop --resume")
     if started and not (resume or overwrite):

@@ -161,6 +161,11 @@ CASES = [
     ),
     Case("recipe is a folder", lambda t: ["train", str(t)], ("is a folder, not a recipe file",)),
     Case(
+        "schema written onto a folder",
+        lambda t: ["recipe", "schema", "--output", str(t)],
+        ("cannot write the schema", "Is a directory"),
+    ),
+    Case(
         "run name is the output folder's parent",
         lambda t: train(t, output={"dir": str(t / "runs"), "name": ".."}),
         ("output.name", "not a folder of its own"),

@@ -95,7 +95,8 @@ def test_quickstart_runs_the_whole_flow(
         assert (tmp_path / path).is_file(), path
     again = run_cli(capsys, "quickstart")
     assert again.code == 2
-    assert "--overwrite" in again.stderr
+    assert "compress quickstart --overwrite" in again.stderr
+    assert "--resume" not in again.stderr  # quickstart has no such flag
 
 
 def test_quickstart_outside_the_repository(

@@ -41,7 +41,14 @@ from compressor.models.inference import fold_batchnorm
 from compressor.preflight import check_recipe
 from compressor.recipe import CEMethod, Recipe, load_recipe, recipe_differences, recipe_to_yaml
 from compressor.reporting import write_run_report
-from compressor.rundir import RunDir, claim_run_dir, manifest, now_iso, run_dir_for
+from compressor.rundir import (
+    RunDir,
+    claim_run_dir,
+    manifest,
+    mark_interrupted,
+    now_iso,
+    run_dir_for,
+)
 
 
 @dataclass(frozen=True)
@@ -168,6 +175,10 @@ def run_training(
     try:
         with restored_torch_settings():
             return _execute(recipe, source, run, distributed, resume, overwrite, observer)
+    except KeyboardInterrupt:
+        if distributed.is_main:
+            mark_interrupted(run)
+        raise
     finally:
         distributed.close()
 

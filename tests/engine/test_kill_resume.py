@@ -82,3 +82,26 @@ def test_sigkill_and_resume_gives_the_uninterrupted_student(tmp_path: Path) -> N
         assert torch.equal(first[key], second[key]), key
     lines = (run / "metrics.jsonl").read_text().splitlines()
     assert [yaml.safe_load(line)["epoch"] for line in lines] == [1, 2, 3, 4, 5, 6]
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGINT"), reason="needs POSIX signals")
+def test_ctrl_c_says_how_to_resume_and_marks_the_run_interrupted(tmp_path: Path) -> None:
+    recipe = tmp_path / "stopped.yaml"
+    recipe.write_text(yaml.safe_dump({**RECIPE, "output": {"dir": str(tmp_path)}}))
+    run = tmp_path / "stopped"
+    process = compress("train", str(recipe))
+    deadline = time.monotonic() + 120
+    while checkpoint_epoch(run) < 1:
+        assert process.poll() is None and time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+
+    assert process.returncode == 130
+    message = stderr.decode()
+    assert f"compress train {recipe} --resume" in message
+    assert "Traceback" not in message
+    manifest = yaml.safe_load((run / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted"
+    finish(compress("train", str(recipe), "--resume"))
+    assert yaml.safe_load((run / "manifest.json").read_text())["status"] == "completed"
