@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +70,21 @@ class CarriesCode:
         import os
 
         return (os.system, (f"touch {MARKER}",))
+
+
+class SevenScores(torch.nn.Module):
+    """A teacher for another task: seven scores per image, whatever the data set's classes."""
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return images.flatten(1)[:, :7]
+
+
+def scripted_seven_class_teacher(tmp: Path) -> Path:
+    path = tmp / "seven.ts"
+    with warnings.catch_warnings():  # users still hold TorchScript teachers, deprecated or not
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.save(torch.jit.script(SevenScores()), str(path))
+    return path
 
 
 def code_pickle(tmp: Path) -> Path:
@@ -233,6 +249,11 @@ CASES = [
             t, {"checkpoint": str(state_dict_file(t, "resnet20")), "format": "torchscript"}
         ),
         ("TorchScript",),
+    ),
+    Case(
+        "TorchScript teacher with another class count",
+        lambda t: distill(t, {"checkpoint": str(scripted_seven_class_teacher(t))}),
+        ("the teacher returns [2, 7]", "expected logits of shape [2, 10]"),
     ),
     Case(
         "missing entrypoint module",

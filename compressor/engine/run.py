@@ -36,7 +36,13 @@ from compressor.errors import UserError
 from compressor.io import append_line, save_torch, write_json, write_text
 from compressor.methods import build_method, training_module
 from compressor.methods.boundary import normalized_bounds
-from compressor.models import count_flops, count_parameters, create_model, load_teacher
+from compressor.models import (
+    check_teacher_output,
+    count_flops,
+    count_parameters,
+    create_model,
+    load_teacher,
+)
 from compressor.models.inference import fold_batchnorm
 from compressor.preflight import check_recipe
 from compressor.recipe import CEMethod, Recipe, load_recipe, recipe_differences, recipe_to_yaml
@@ -117,7 +123,12 @@ def _prepare_teacher(
     assert recipe.teacher is not None
     teacher = load_teacher(recipe.teacher, dataset.num_classes, dataset.image_shape[0])
     teacher = ready_teacher(teacher, setup)
-    evaluation = evaluate(teacher, _eval_loader(dataset.test, dataset, recipe, setup), setup)
+    test_loader = _eval_loader(dataset.test, dataset, recipe, setup)
+    # A TorchScript, exported or entrypoint teacher has no class count to check at load time:
+    # one real batch shows a wrong output shape as one line, not as a crash inside a loss.
+    probe, _ = next(iter(test_loader))
+    check_teacher_output(teacher, probe[:2], dataset.num_classes)
+    evaluation = evaluate(teacher, test_loader, setup)
     if evaluation.accuracy < recipe.teacher.min_accuracy:
         raise UserError(
             f"the teacher scores {evaluation.accuracy:.2f} % on the {dataset.name} test set, below "
