@@ -85,11 +85,8 @@ def mark_interrupted(run: RunDir) -> None:
         write_json(run.manifest, {**record, "status": "interrupted", "interrupted": now_iso()})
 
 
-def claim_run_dir(run: RunDir, *, resume: bool, overwrite: bool) -> None:
-    """Create the run directory, refusing to clobber an earlier run by accident.
-
-    Nothing is ever deleted: `--overwrite` lets a new run write over the old files in place.
-    """
+def check_run_dir(run: RunDir, *, resume: bool, overwrite: bool) -> None:
+    """Refuse, without writing anything, to clobber an earlier run or resume a missing one."""
     if resume and overwrite:
         raise UserError("--resume and --overwrite contradict each other; pick one")
     started = holds_run(run)
@@ -100,6 +97,14 @@ def claim_run_dir(run: RunDir, *, resume: bool, overwrite: bool) -> None:
             f"{run.root} already holds a run; use --resume to continue it, --overwrite to "
             "replace it, or set output.name to start a new one"
         )
+
+
+def claim_run_dir(run: RunDir, *, resume: bool, overwrite: bool) -> None:
+    """Create the run directory, refusing to clobber an earlier run by accident.
+
+    Nothing is ever deleted: `--overwrite` lets a new run write over the old files in place.
+    """
+    check_run_dir(run, resume=resume, overwrite=overwrite)
     try:
         run.root.mkdir(parents=True, exist_ok=True)
         probe = run.root / ".write-test"

@@ -49,6 +49,7 @@ from compressor.recipe import CEMethod, Recipe, load_recipe, recipe_differences,
 from compressor.reporting import write_run_report
 from compressor.rundir import (
     RunDir,
+    check_run_dir,
     claim_run_dir,
     manifest,
     mark_interrupted,
@@ -212,6 +213,12 @@ def _execute(
     torch.manual_seed(recipe.train.seed)
     if recipe.train.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
+    if not distributed.enabled:
+        # Alone, refuse a run directory before minutes of data loading and teacher scoring;
+        # under torchrun the checks below stay where every rank stops together.
+        check_run_dir(run, resume=resume, overwrite=overwrite)
+        if resume:
+            _check_same_recipe(run, recipe, source)
     observer.message(f"device {setup.device}, reading data set {recipe.data.name}")
     dataset = load_dataset(recipe.data)
     student = create_model(
@@ -356,24 +363,35 @@ def _execute(
 def _resume_state(
     run: RunDir, recipe: Recipe, source: str, observer: RunObserver
 ) -> dict[str, Any]:
-    """The checkpoint to resume from, once the recipe is known to be the run's own.
+    """The checkpoint to resume from, once the recipe is known to be the run's own."""
+    state = load_checkpoint(run.checkpoint, warn=observer.message)
+    _check_same_recipe(run, recipe, source)
+    return state
+
+
+def _check_same_recipe(run: RunDir, recipe: Recipe, source: str) -> None:
+    """Refuse to resume with another recipe than the one the run started with.
 
     Compared as recipes, against the run's recipe.yaml (every value resolved when it started)
     read by this compressor: a field added since takes its default on both sides, while a
     default that changed since shows up as a difference, because the run pinned the old one.
     """
-    state = load_checkpoint(run.checkpoint, warn=observer.message)
     try:
         started_with = load_recipe(run.recipe)
     except UserError:
         started_with = None
-    if started_with != recipe:
-        changes = _changes(started_with, recipe)
+    if started_with == recipe:
+        return
+    if started_with is not None and started_with.teacher is not None and recipe.teacher is None:
         raise UserError(
-            f"{source}: the recipe changed since {run.root} started ({changes}); resume with "
-            "the same recipe, or start a new run (output.name) or --overwrite"
+            f"{source}: {run.root} was started by `compress distill`; resume it with "
+            f"`compress distill {source} --resume`"
         )
-    return state
+    changes = _changes(started_with, recipe)
+    raise UserError(
+        f"{source}: the recipe changed since {run.root} started ({changes}); resume with "
+        "the same recipe, or start a new run (output.name) or --overwrite"
+    )
 
 
 def _changes(started_with: Recipe | None, recipe: Recipe, shown: int = 3) -> str:

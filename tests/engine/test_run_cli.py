@@ -195,6 +195,29 @@ def test_existing_run_is_not_overwritten(
     assert result.code == 2
     assert "already holds a run" in result.stderr and "--overwrite" in result.stderr
     assert (workdir / "teacher" / "student.pt").read_bytes() == before
+    assert "reading data set" not in result.stdout  # refused before any slow work
+
+
+def test_train_resuming_a_distill_run_names_the_command_that_started_it(
+    workdir: Path, teacher_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recipe = write(
+        workdir / "started-by-distill.yaml",
+        {
+            "teacher": {"arch": "resnet20", "checkpoint": str(teacher_checkpoint)},
+            "student": {"arch": "resnet8"},
+            "method": {"name": "kd"},
+            "train": {"epochs": 2, "batch_size": 64, "device": "cpu"},
+            "output": {"dir": str(workdir)},
+        },
+    )
+    with pytest.raises(KeyboardInterrupt):
+        run_training(load_recipe(recipe), recipe, distill=True, observer=Interrupt(1))
+    refused = run_cli(capsys, "train", str(recipe), "--resume")
+    assert refused.code == 2
+    assert f"resume it with `compress distill {recipe} --resume`" in refused.stderr
+    assert "reading data set" not in refused.stdout
+    assert run_cli(capsys, "distill", str(recipe), "--resume").code == 0
 
 
 def test_weak_teacher_stops_before_anything_is_written(
@@ -245,7 +268,7 @@ def test_resume_continues_to_the_same_student(
     with pytest.raises(KeyboardInterrupt):
         run_training(load_recipe(interrupted), interrupted, distill=False, observer=Interrupt(1))
     run = workdir / "interrupted"
-    assert json.loads((run / "manifest.json").read_text())["status"] == "running"
+    assert json.loads((run / "manifest.json").read_text())["status"] == "interrupted"
     assert not (run / "student.pt").exists()
 
     result = run_cli(capsys, "train", str(interrupted), "--resume")
