@@ -67,13 +67,15 @@ def _root(
 
 @recipe_app.command("validate")
 def recipe_validate(path: RecipeFile) -> None:
-    """Check a recipe's schema, files, architectures and class counts without running it."""
-    from compressor.preflight import check_recipe
+    """Check a recipe's schema, files, architectures, class counts and that its teacher loads,
+    without reading the data or running anything (`compress teacher` also scores the teacher)."""
+    from compressor.preflight import check_recipe, check_teacher_loads
     from compressor.recipe import load_recipe
 
     recipe = load_recipe(path)
     check_recipe(recipe, str(path), needs_teacher=False)
-    teacher = "no teacher" if recipe.teacher is None else "teacher ok"
+    check_teacher_loads(recipe, str(path))
+    teacher = "no teacher" if recipe.teacher is None else "teacher loads"
     console.print(
         f"{path}: valid (method {recipe.method.name}, student {recipe.student.arch}, "
         f"data {recipe.data.name}, {teacher})"

@@ -8,9 +8,9 @@ a recipe in one pass instead of one failed run per typo.
 
 from __future__ import annotations
 
-from compressor.data import dataset_num_classes
+from compressor.data import dataset_channels, dataset_num_classes
 from compressor.errors import UserError
-from compressor.models import is_known_model, list_models
+from compressor.models import is_known_model, list_models, load_teacher
 from compressor.recipe import Recipe
 
 
@@ -72,3 +72,20 @@ def check_recipe(recipe: Recipe, source: str, *, needs_teacher: bool) -> None:
     problems = preflight_problems(recipe, needs_teacher=needs_teacher)
     if problems:
         raise UserError(*(f"{source}: {problem}" for problem in problems))
+
+
+def check_teacher_loads(recipe: Recipe, source: str) -> None:
+    """Build the teacher and load its weights, as training would, without scoring it.
+
+    Existence is not enough for `recipe validate` to call a teacher fine: a checkpoint of
+    another architecture or class count, a file that is not a checkpoint, or an entrypoint
+    that does not exist would otherwise pass until the run starts. Scoring needs the data,
+    which is `compress teacher`'s job.
+    """
+    if recipe.teacher is None:
+        return
+    num_classes = dataset_num_classes(recipe.data)
+    try:
+        load_teacher(recipe.teacher, num_classes, dataset_channels(recipe.data))
+    except UserError as error:
+        raise UserError(*(f"{source}: teacher: {line}" for line in error.lines)) from None

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
+from compressor.models import create_model
 from tests.cli_helpers import run_cli
 from tests.test_recipe import merged, write_recipe
 
@@ -77,3 +79,63 @@ def test_distilling_without_a_teacher_points_to_train(
     result = run_cli(capsys, "distill", str(write_recipe(tmp_path, merged())))
     assert result.code == 2
     assert "compress train" in result.stderr
+
+
+def _teacher_recipe(tmp_path: Path, teacher: dict) -> Path:
+    return write_recipe(tmp_path, merged(teacher=teacher, method={"name": "kd"}))
+
+
+def _weights(tmp_path: Path, arch: str) -> str:
+    path = tmp_path / f"{arch}.pt"
+    torch.save(create_model(arch, 10, 1).state_dict(), path)
+    return str(path)
+
+
+def test_validate_loads_the_teacher(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = _teacher_recipe(
+        tmp_path, {"arch": "resnet20", "checkpoint": _weights(tmp_path, "resnet20")}
+    )
+    result = run_cli(capsys, "recipe", "validate", str(good))
+    assert result.code == 0, result.stderr
+    assert "teacher loads" in result.stdout
+
+
+UNLOADABLE_TEACHERS = [
+    (
+        "another architecture's weights",
+        lambda t: {"arch": "resnet20", "checkpoint": _weights(t, "resnet56")},
+        "resnet56",
+    ),
+    (
+        "a text file as checkpoint",
+        lambda t: {"arch": "resnet20", "checkpoint": str(_text(t))},
+        "cannot read this file",
+    ),
+    (
+        "an entrypoint that does not exist",
+        lambda t: {"entrypoint": "json:build_teacher"},
+        "build_teacher",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "teacher", "expected"),
+    UNLOADABLE_TEACHERS,
+    ids=[case for case, _, _ in UNLOADABLE_TEACHERS],
+)
+def test_validate_refuses_a_teacher_that_would_not_load(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str, teacher, expected: str
+) -> None:
+    result = run_cli(
+        capsys, "recipe", "validate", str(_teacher_recipe(tmp_path, teacher(tmp_path)))
+    )
+    assert result.code == 2, (case, result.stdout)
+    assert "teacher:" in result.stderr and expected in result.stderr, (case, result.stderr)
+    assert "Traceback" not in result.stderr
+
+
+def _text(tmp_path: Path) -> Path:
+    path = tmp_path / "notes.pt"
+    path.write_text("these are not weights\n")
+    return path

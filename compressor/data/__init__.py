@@ -11,8 +11,15 @@
 Readers (one module per data set) only decode files; `load.py` does what all share.
 """
 
-from compressor.data.load import dataset_num_classes, load_dataset
+from compressor.data.load import dataset_channels, dataset_num_classes, load_dataset
 from compressor.data.loader import BatchLoader
 from compressor.data.sets import Dataset, ImageSet
 
-__all__ = ["BatchLoader", "Dataset", "ImageSet", "dataset_num_classes", "load_dataset"]
+__all__ = [
+    "BatchLoader",
+    "Dataset",
+    "ImageSet",
+    "dataset_channels",
+    "dataset_num_classes",
+    "load_dataset",
+]

@@ -28,6 +28,7 @@ class _Reader:
     flip: bool
     mean: tuple[float, ...] | None = IMAGENET_MEAN  # None: measured on the training split
     std: tuple[float, ...] | None = IMAGENET_STD
+    channels: int = 3  # image files are converted to RGB
 
 
 # ImageNet statistics wherever a pretrained teacher is likely (the shared CIFAR teachers were
@@ -35,7 +36,7 @@ class _Reader:
 # measured on load (microseconds for 1437 8x8 images), which keeps them right if the scaling
 # or the split ever changes instead of leaving stale constants behind.
 READERS: dict[str, _Reader] = {
-    "digits": _Reader(digits.read, digits.num_classes, flip=False, mean=None, std=None),
+    "digits": _Reader(digits.read, digits.num_classes, flip=False, mean=None, std=None, channels=1),
     "cifar10": _Reader(cifar.read, cifar.num_classes, flip=True),
     "cifar100": _Reader(cifar.read, cifar.num_classes, flip=True),
     "tiny_imagenet": _Reader(tiny_imagenet.read, tiny_imagenet.num_classes, flip=True),
@@ -49,6 +50,11 @@ def dataset_num_classes(cfg: DataConfig) -> int:
     Raises UserError when data.root is missing or does not hold the data set.
     """
     return READERS[cfg.name].num_classes(cfg)
+
+
+def dataset_channels(cfg: DataConfig) -> int:
+    """Image channels without reading the data, for building a teacher to check a recipe."""
+    return READERS[cfg.name].channels
 
 
 def default_crop_padding(height: int, width: int) -> int:
