@@ -102,6 +102,8 @@ def _eval_loader(split: ImageSet, dataset: Dataset, recipe: Recipe, setup: Devic
 
 
 def _summary(model: nn.Module, evaluation: Evaluation, dataset: Dataset) -> ModelSummary:
+    """Accuracy and size; the size of the model as defined, batch norm unfolded, so teacher
+    and student compare like for like and the counts match the architectures' usual ones."""
     return ModelSummary(
         accuracy=evaluation.accuracy,
         parameters=count_parameters(model),
@@ -119,11 +121,11 @@ def ready_teacher(teacher: nn.Module, setup: DeviceSetup) -> nn.Module:
 
 def _prepare_teacher(
     recipe: Recipe, dataset: Dataset, setup: DeviceSetup
-) -> tuple[nn.Module, Evaluation]:
+) -> tuple[nn.Module, Evaluation, ModelSummary]:
     """Load the teacher, ready it, and refuse to distil from one that does not score."""
     assert recipe.teacher is not None
-    teacher = load_teacher(recipe.teacher, dataset.num_classes, dataset.image_shape[0])
-    teacher = ready_teacher(teacher, setup)
+    loaded = load_teacher(recipe.teacher, dataset.num_classes, dataset.image_shape[0])
+    teacher = ready_teacher(loaded, setup)
     test_loader = _eval_loader(dataset.test, dataset, recipe, setup)
     # A TorchScript, exported or entrypoint teacher has no class count to check at load time:
     # one real batch shows a wrong output shape as one line, not as a crash inside a loss.
@@ -136,7 +138,7 @@ def _prepare_teacher(
             f"teacher.min_accuracy {recipe.teacher.min_accuracy:.2f} %; check teacher.arch and "
             "teacher.checkpoint, and that data.mean/std match the teacher's training"
         )
-    return teacher, evaluation
+    return teacher, evaluation, _summary(loaded, evaluation, dataset)
 
 
 def check_teacher(recipe: Recipe, source: str) -> tuple[ModelSummary, int]:
@@ -147,8 +149,8 @@ def check_teacher(recipe: Recipe, source: str) -> tuple[ModelSummary, int]:
     with restored_torch_settings():
         setup = setup_device(recipe.train)
         dataset = load_dataset(recipe.data)
-        teacher, evaluation = _prepare_teacher(recipe, dataset, setup)
-        return _summary(teacher, evaluation, dataset), evaluation.count
+        _, evaluation, summary = _prepare_teacher(recipe, dataset, setup)
+        return summary, evaluation.count
 
 
 def _student_record(recipe: Recipe, dataset: Dataset, student: nn.Module) -> dict[str, Any]:
@@ -226,8 +228,9 @@ def _execute(
     )
     teacher: nn.Module | None = None
     teacher_eval: Evaluation | None = None
+    teacher_summary: ModelSummary | None = None
     if distill:
-        teacher, teacher_eval = _prepare_teacher(recipe, dataset, setup)
+        teacher, teacher_eval, teacher_summary = _prepare_teacher(recipe, dataset, setup)
         observer.message(f"teacher test accuracy {teacher_eval.accuracy:.2f} %")
 
     # 2. The run directory: claimed, and a resumed run's state checked, before any write.
@@ -343,10 +346,8 @@ def _execute(
     if main:
         save_torch(run.student, _student_record(recipe, dataset, student))
     student_summary = _summary(student, student_eval, dataset)
-    teacher_summary = None
     top1_agreement = None
-    if teacher is not None and teacher_eval is not None:
-        teacher_summary = _summary(teacher, teacher_eval, dataset)
+    if teacher_eval is not None:
         top1_agreement = agreement(teacher_eval.predictions, student_eval.predictions)
     result = RunResult(run, student_summary, teacher_summary, top1_agreement, main)
     if main:

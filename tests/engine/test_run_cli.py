@@ -112,6 +112,11 @@ def test_distill_writes_a_complete_run(
     assert report["results"]["teacher"]["accuracy"] > 50
     assert 0 <= report["results"]["top1_agreement"] <= 100
     assert report["results"]["student"]["parameters"] < report["results"]["teacher"]["parameters"]
+    # The teacher's size is its architecture's, as when it was trained (batch norm unfolded),
+    # so "N× fewer parameters" compares like with like.
+    as_trained = json.loads((workdir / "teacher" / "report.json").read_text())["results"]
+    assert report["results"]["teacher"]["parameters"] == as_trained["student"]["parameters"]
+    assert report["results"]["teacher"]["flops"] == as_trained["student"]["flops"]
     html = (run / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 3
     assert f"student {student_accuracy:.2f}" not in result.stderr
