@@ -391,10 +391,15 @@ def _print_export(report: ExportReport) -> None:
         smaller = f", {row['size_ratio']:.1f}× smaller" if row["size_ratio"] else ""
         console.print(
             f"{row['model']} {row['precision']} vs fp32 ({row['backend']}): top-1 "
-            f"{-row['accuracy_drop']:+.2f} points, {speed}{smaller}"
+            f"{_signed(-row['accuracy_drop'])} points, {speed}{smaller}"
         )
     for warning in report.warnings:
         console.print(f"warning: {warning}", markup=False, style="yellow")
+
+
+def _signed(points: float) -> str:
+    """+0.12 / -0.12, and +0.00 rather than the -0.00 a tiny negative rounds to."""
+    return f"{round(points, 2) + 0.0:+.2f}"
 
 
 @app.command("quickstart")
@@ -405,7 +410,7 @@ def quickstart_command(
     overwrite: Overwrite = False,
 ) -> None:
     """The whole flow on the embedded digits data, no download: train a teacher, distil it
-    with AMKD, export to ONNX and validate, gate. A few minutes on 2 CPU cores."""
+    with AMKD, export to ONNX and validate, gate. About a minute on 2 CPU cores."""
     from compressor.gate import evaluate_gate
     from compressor.recipe import load_recipe
     from compressor.rundir import holds_run, run_dir_for

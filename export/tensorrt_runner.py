@@ -28,7 +28,8 @@ from compressor.errors import UserError
 from compressor.io import write_bytes
 from export.onnx_export import INPUT_NAME, OUTPUT_NAME, file_sha256
 
-INSTALL_HINT = "pip install 'compressor[trt]'"
+# onnxruntime-gpu replaces the CPU package, which must go first: both install `onnxruntime`.
+INSTALL_HINT = "pip uninstall -y onnxruntime && pip install -e '.[trt]' from the clone"
 
 
 def tensorrt_missing(gpu_available: bool) -> str | None:
