@@ -7,6 +7,7 @@ flags) — printed as one line per problem, without a traceback unless `--debug`
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -128,10 +129,14 @@ def teacher_command(path: RecipeFile) -> None:
 
 def _run(path: Path, *, distill: bool, resume: bool, overwrite: bool) -> RunResult:
     from compressor.engine.run import run_training
+    from compressor.preflight import unused_settings
     from compressor.progress import RichObserver
     from compressor.recipe import load_recipe
 
     recipe = load_recipe(path)
+    one_voice = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 warns for all
+    for warning in unused_settings(recipe, distill=distill) if one_voice else []:
+        console.print(f"warning: {warning}", markup=False, style="yellow", soft_wrap=True)
     try:
         result = run_training(
             recipe,

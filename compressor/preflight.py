@@ -89,3 +89,23 @@ def check_teacher_loads(recipe: Recipe, source: str) -> None:
         load_teacher(recipe.teacher, num_classes, dataset_channels(recipe.data))
     except UserError as error:
         raise UserError(*(f"{source}: teacher: {line}" for line in error.lines)) from None
+
+
+def unused_settings(recipe: Recipe, *, distill: bool) -> list[str]:
+    """Warnings for a recipe whose teacher or method the chosen command will not use.
+
+    Not errors: `train` on a distillation recipe is how its CE baseline is made, and
+    `distill` with `ce` scores the teacher for the report. But done by mistake, either runs
+    for a long time and trains something else than the user thinks.
+    """
+    if not distill and (recipe.teacher is not None or recipe.method.name != "ce"):
+        return [
+            f"`compress train` trains with cross-entropy alone: the recipe's method "
+            f"{recipe.method.name!r} and its teacher are not used (`compress distill` uses them)"
+        ]
+    if distill and recipe.method.name == "ce":
+        return [
+            "method 'ce' does not learn from the teacher (it is only scored for the report); "
+            "set method.name to kd or amkd to distil"
+        ]
+    return []

@@ -8,6 +8,8 @@ import pytest
 import torch
 
 from compressor.models import create_model
+from compressor.preflight import unused_settings
+from compressor.recipe import parse_recipe
 from tests.cli_helpers import run_cli
 from tests.test_recipe import merged, write_recipe
 
@@ -139,3 +141,14 @@ def _text(tmp_path: Path) -> Path:
     path = tmp_path / "notes.pt"
     path.write_text("these are not weights\n")
     return path
+
+
+def test_a_teacher_or_method_the_command_will_not_use_is_warned_about() -> None:
+    teacher = {"arch": "resnet20", "checkpoint": "t.pt"}
+    distillation = parse_recipe(merged(teacher=teacher, method={"name": "amkd"}))
+    assert "not used" in unused_settings(distillation, distill=False)[0]
+    assert unused_settings(distillation, distill=True) == []
+    teacher_training = parse_recipe(merged())
+    assert unused_settings(teacher_training, distill=False) == []
+    no_method = parse_recipe(merged(teacher=teacher))
+    assert "set method.name to kd or amkd" in unused_settings(no_method, distill=True)[0]
