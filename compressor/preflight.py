@@ -54,10 +54,20 @@ def preflight_problems(recipe: Recipe, *, needs_teacher: bool) -> list[str]:
             f"teacher.checkpoint: missing; teacher.arch {teacher.arch!r} alone is an untrained "
             "network with nothing to teach. Point checkpoint at the trained weights"
         )
+    elif teacher.checkpoint is not None and teacher.checkpoint.is_dir():
+        problems.append(
+            f"teacher.checkpoint: {str(teacher.checkpoint)!r} is a folder; point it at the "
+            "weights file in it"
+        )
     elif teacher.checkpoint is not None and not teacher.checkpoint.is_file():
         problems.append(
             f"teacher.checkpoint: file {str(teacher.checkpoint)!r} does not exist; "
             "relative paths are taken from the recipe's folder"
+        )
+    elif teacher.checkpoint is not None and teacher.checkpoint.suffix.lower() == ".onnx":
+        problems.append(
+            f"teacher.checkpoint: {str(teacher.checkpoint)!r} is an ONNX model; distillation "
+            "needs the teacher in PyTorch (weights, TorchScript or torch.export), not ONNX"
         )
     if None not in (teacher.num_classes, num_classes) and teacher.num_classes != num_classes:
         problems.append(

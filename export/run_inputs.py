@@ -101,7 +101,16 @@ def read_teacher(inputs: RunInputs) -> nn.Module:
             f"{inputs.run.recipe}: the run has no teacher (trained with `compress train`); "
             "drop --teacher"
         )
-    return load_teacher(teacher, inputs.record["num_classes"], inputs.image_shape[0])
+    try:
+        return load_teacher(teacher, inputs.record["num_classes"], inputs.image_shape[0])
+    except UserError as error:
+        # The path alone does not say it came from the run's recipe, nor that the student's
+        # export does not need it.
+        raise UserError(
+            f"the run's teacher (teacher: in {inputs.run.recipe}) cannot be loaded: "
+            f"{error.lines[0]}; fix the path there, or export the student alone with --no-teacher",
+            *error.lines[1:],
+        ) from None
 
 
 def read_splits(inputs: RunInputs) -> tuple[EvalSet, EvalSet]:

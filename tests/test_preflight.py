@@ -152,3 +152,18 @@ def test_a_teacher_or_method_the_command_will_not_use_is_warned_about() -> None:
     assert unused_settings(teacher_training, distill=False) == []
     no_method = parse_recipe(merged(teacher=teacher))
     assert "set method.name to kd or amkd" in unused_settings(no_method, distill=True)[0]
+
+
+@pytest.mark.parametrize(
+    ("checkpoint", "expected"),
+    [("weights", "is a folder; point it at the weights file"), ("teacher.onnx", "ONNX model")],
+)
+def test_a_teacher_checkpoint_that_is_a_folder_or_onnx_is_named_as_such(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], checkpoint: str, expected: str
+) -> None:
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "teacher.onnx").write_bytes(b"\x08\x07")
+    recipe = _teacher_recipe(tmp_path, {"arch": "resnet20", "checkpoint": checkpoint})
+    result = run_cli(capsys, "recipe", "validate", str(recipe))
+    assert result.code == 2
+    assert "teacher.checkpoint" in result.stderr and expected in result.stderr

@@ -12,6 +12,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+import yaml
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
 from compressor.data import load_dataset
@@ -311,3 +312,17 @@ def test_opset_outside_the_recipe_range(
 ) -> None:
     line = one_error_line(run_cli(capsys, "export", str(teacher_run), "--opset", "12"))
     assert "opset" in line and "13" in line
+
+
+def test_a_run_whose_teacher_file_is_gone_names_the_recipe_and_no_teacher(
+    distilled_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    moved = tmp_path / "moved"
+    shutil.copytree(distilled_run, moved, ignore=shutil.ignore_patterns("export"))
+    recipe = yaml.safe_load((moved / "recipe.yaml").read_text())
+    recipe["teacher"]["checkpoint"] = str(tmp_path / "gone" / "teacher.pt")
+    (moved / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    result = run_cli(capsys, "export", str(moved), *QUICK)
+    line = one_error_line(result)
+    assert "the run's teacher" in line and str(moved / "recipe.yaml") in line
+    assert "--no-teacher" in line and "gone" in line
