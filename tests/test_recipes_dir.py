@@ -7,15 +7,45 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
+from compressor.models import create_model
 from tests.cli_helpers import run_cli
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
 
+# The teachers the recipes name, as untrained weights of the right architecture, class count
+# and channels: `recipe validate` loads them. (file, architecture, classes, channels)
+TEACHER_FILES = [
+    ("resnet56-4bfd9763.th", "resnet56", 10, 3),
+    ("c100.pt", "resnet56", 100, 3),
+    ("tiny.pt", "resnet18", 200, 3),
+    ("mine.pt", "resnet8", 2, 3),  # my_project.models:build_teacher below
+]
+USER_MODELS = """
+from compressor.models import create_model
+
+
+def build_teacher(num_classes, in_channels):
+    return create_model("resnet8", num_classes, in_channels)
+"""
+
+
+@pytest.fixture(scope="module")
+def teachers(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("teachers")
+    for name, arch, classes, channels in TEACHER_FILES:
+        torch.save(
+            {"state_dict": create_model(arch, classes, channels).state_dict()}, folder / name
+        )
+    return folder
+
+
 @pytest.fixture
-def inputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A copy of recipes/ beside placeholder data sets and teacher files."""
+def inputs(tmp_path: Path, teachers: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of recipes/ beside placeholder data sets, teacher weights and the user's model
+    code that custom-imagefolder.yaml names."""
     shutil.copytree(RECIPES, tmp_path / "recipes")
     data = tmp_path / "data"
     for folder, files in {
@@ -35,13 +65,13 @@ def inputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tiny / "wnids.txt").write_text("".join(f"n{i:08d}\n" for i in range(200)))
     for label in ("cat", "dog"):
         (tmp_path / "my-data" / "train" / label).mkdir(parents=True)
-    teachers = tmp_path / "teachers"
-    teachers.mkdir()
-    for name in ("resnet56-4bfd9763.th", "c100.pt", "tiny.pt", "mine.pt"):
-        (teachers / name).write_bytes(b"")
+    (tmp_path / "my_project").mkdir()
+    (tmp_path / "my_project" / "__init__.py").write_text("")
+    (tmp_path / "my_project" / "models.py").write_text(USER_MODELS)
+    monkeypatch.syspath_prepend(str(tmp_path))
     runs = tmp_path / "runs" / "quickstart-teacher"
     runs.mkdir(parents=True)
-    (runs / "student.pt").write_bytes(b"")
+    torch.save({"state_dict": create_model("resnet20", 10, 1).state_dict()}, runs / "student.pt")
     for variable, value in {
         "COMPRESSOR_DATA_ROOT": data,
         "COMPRESSOR_TEACHERS": teachers,
