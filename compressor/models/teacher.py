@@ -131,7 +131,8 @@ def _call_entrypoint(
         raise UserError(f"{where} raised {type(error).__name__}: {error}") from error
     if not isinstance(model, nn.Module):
         raise UserError(
-            f"{where} returned a {type(model).__name__}; it must return a torch.nn.Module"
+            f"{where} returned {type(model).__name__!r}, not a torch.nn.Module; return the "
+            "model itself"
         )
     return model
 

@@ -182,7 +182,7 @@ def test_entrypoint_into_the_zoo_generic_depth() -> None:
         ("no_such_mod:build", {}, "module 'no_such_mod' not found; install it or add its folder"),
         (f"{ENTRYPOINT_MODULE}:biuld", {}, "has no attribute 'biuld'; its callables: broken, "),
         (f"{ENTRYPOINT_MODULE}:ANSWER", {}, "ANSWER is a int, not a function or class"),
-        (f"{ENTRYPOINT_MODULE}:not_a_model", {}, "returned a dict; it must return a torch.nn"),
+        (f"{ENTRYPOINT_MODULE}:not_a_model", {}, "returned 'dict', not a torch.nn.Module"),
         (f"{ENTRYPOINT_MODULE}:broken", {}, "raised RuntimeError: GPU not found"),
         (f"{ENTRYPOINT_MODULE}:build", {"width": 2}, "raised TypeError: build() got an unexp"),
     ],
