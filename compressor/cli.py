@@ -24,6 +24,7 @@ from compressor.errors import UserError
 if TYPE_CHECKING:
     from compressor.engine.run import RunResult
     from compressor.gate import GateResult
+    from compressor.rundir import RunDir
     from export import ExportReport
 
 app = typer.Typer(
@@ -68,8 +69,9 @@ def _root(
 
 @recipe_app.command("validate")
 def recipe_validate(path: RecipeFile) -> None:
-    """Check a recipe's schema, files, architectures, class counts and that its teacher loads,
-    without reading the data or running anything (`compress teacher` also scores the teacher)."""
+    """Check a recipe's schema, files, architectures, class counts and that its teacher loads
+    (building it runs the entrypoint a recipe names), without reading the data or training;
+    `compress teacher` also scores the teacher."""
     from compressor.preflight import check_recipe, check_teacher_loads
     from compressor.recipe import load_recipe
 
@@ -127,11 +129,22 @@ def teacher_command(path: RecipeFile) -> None:
     )
 
 
+def _interrupted_message(run: RunDir, path: Path, distill: bool) -> str:
+    """What to type next: resume from a checkpoint, or start again if none was written."""
+    command = f"compress {'distill' if distill else 'train'} {path}"
+    if "RANK" in os.environ:
+        command = f"the same torchrun command with `{command}`"
+    if run.checkpoint.exists():
+        return f"interrupted; continue from the last finished epoch with: {command} --resume"
+    return f"interrupted before the first epoch finished; start again with: {command} --overwrite"
+
+
 def _run(path: Path, *, distill: bool, resume: bool, overwrite: bool) -> RunResult:
     from compressor.engine.run import run_training
     from compressor.preflight import unused_settings
     from compressor.progress import RichObserver
     from compressor.recipe import load_recipe
+    from compressor.rundir import run_dir_for
 
     recipe = load_recipe(path)
     one_voice = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 warns for all
@@ -148,14 +161,9 @@ def _run(path: Path, *, distill: bool, resume: bool, overwrite: bool) -> RunResu
         )
     except KeyboardInterrupt:
         # Typer turns the interrupt into exit code 130 without a word; say how to go on.
-        command = "distill" if distill else "train"
-        error_console.print(
-            f"interrupted; continue from the last finished epoch with: compress {command} "
-            f"{path} --resume",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
-        )
+        if one_voice:
+            message = _interrupted_message(run_dir_for(recipe, path), path, distill)
+            error_console.print(message, markup=False, highlight=False, soft_wrap=True)
         raise
 
     if not result.main_process:

@@ -108,11 +108,17 @@ def unused_settings(recipe: Recipe, *, distill: bool) -> list[str]:
     `distill` with `ce` scores the teacher for the report. But done by mistake, either runs
     for a long time and trains something else than the user thinks.
     """
-    if not distill and (recipe.teacher is not None or recipe.method.name != "ce"):
-        return [
-            f"`compress train` trains with cross-entropy alone: the recipe's method "
-            f"{recipe.method.name!r} and its teacher are not used (`compress distill` uses them)"
+    if not distill:
+        unused = [
+            *([f"method {recipe.method.name!r}"] if recipe.method.name != "ce" else []),
+            *(["teacher"] if recipe.teacher is not None else []),
         ]
+        if unused:
+            return [
+                "`compress train` trains with cross-entropy alone: the recipe's "
+                f"{' and '.join(unused)} {'are' if len(unused) > 1 else 'is'} not used "
+                "(`compress distill` uses them)"
+            ]
     if distill and recipe.method.name == "ce":
         return [
             "method 'ce' does not learn from the teacher (it is only scored for the report); "

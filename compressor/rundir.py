@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import compressor
+from compressor.engine.checkpoint import previous_of
 from compressor.errors import UserError
 from compressor.io import write_json
 from compressor.recipe import Recipe
@@ -71,17 +72,21 @@ def holds_run(run: RunDir) -> bool:
     return run.manifest.exists() or run.checkpoint.exists()
 
 
-def mark_interrupted(run: RunDir) -> None:
-    """Record in the manifest that a run which said "running" was stopped (Ctrl-C).
+def mark_interrupted(run: RunDir, since: str) -> None:
+    """Record in the manifest that a run this process started (at or after `since`, a
+    `now_iso()` time) was stopped (Ctrl-C).
 
-    A manifest left at "running" would read as a live run to anyone who lists runs; the
-    checkpoint it can resume from is untouched.
+    A manifest left at "running" would read as a live run to anyone who lists runs. One that
+    says "running" from before `since` is another process's, live or crashed: left alone. The
+    checkpoint the run can resume from is untouched.
     """
     try:
         record = json.loads(run.manifest.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return
-    if isinstance(record, dict) and record.get("status") == "running":
+    if not isinstance(record, dict) or str(record.get("started", "")) < since:
+        return
+    if record.get("status") == "running":
         write_json(run.manifest, {**record, "status": "interrupted", "interrupted": now_iso()})
 
 
@@ -90,7 +95,7 @@ def check_run_dir(run: RunDir, *, resume: bool, overwrite: bool) -> None:
     if resume and overwrite:
         raise UserError("--resume and --overwrite contradict each other; pick one")
     started = holds_run(run)
-    if resume and not run.checkpoint.parent.is_dir():
+    if resume and not (run.checkpoint.exists() or previous_of(run.checkpoint).exists()):
         raise UserError(f"{run.root}: nothing to resume (no checkpoints/last.pt); drop --resume")
     if started and not (resume or overwrite):
         raise UserError(
@@ -102,9 +107,13 @@ def check_run_dir(run: RunDir, *, resume: bool, overwrite: bool) -> None:
 def claim_run_dir(run: RunDir, *, resume: bool, overwrite: bool) -> None:
     """Create the run directory, refusing to clobber an earlier run by accident.
 
-    Nothing is ever deleted: `--overwrite` lets a new run write over the old files in place.
+    `--overwrite` lets a new run write over the old files in place; only the old checkpoints
+    go at once, since a later `--resume` of the new run would otherwise continue the old one.
     """
     check_run_dir(run, resume=resume, overwrite=overwrite)
+    if overwrite:
+        for checkpoint in (run.checkpoint, previous_of(run.checkpoint)):
+            checkpoint.unlink(missing_ok=True)
     try:
         run.root.mkdir(parents=True, exist_ok=True)
         probe = run.root / ".write-test"

@@ -108,7 +108,7 @@ def read_teacher(inputs: RunInputs) -> nn.Module:
         # export does not need it.
         raise UserError(
             f"the run's teacher (teacher: in {inputs.run.recipe}) cannot be loaded: "
-            f"{error.lines[0]}; fix the path there, or export the student alone with --no-teacher",
+            f"{error.lines[0]}; fix teacher: there, or export the student alone with --no-teacher",
             *error.lines[1:],
         ) from None
 

@@ -28,8 +28,12 @@ from compressor.errors import UserError
 from compressor.io import write_bytes
 from export.onnx_export import INPUT_NAME, OUTPUT_NAME, file_sha256
 
-# onnxruntime-gpu replaces the CPU package, which must go first: both install `onnxruntime`.
-INSTALL_HINT = "pip uninstall -y onnxruntime && pip install -e '.[trt]' from the clone"
+# onnxruntime (a core dependency) and onnxruntime-gpu install the same `onnxruntime` module:
+# after the extra, the CPU package goes and the GPU one is reinstalled over what it removed.
+INSTALL_HINT = (
+    "pip install -e '.[trt]' && pip uninstall -y onnxruntime && "
+    "pip install --force-reinstall --no-deps onnxruntime-gpu"
+)
 
 
 def tensorrt_missing(gpu_available: bool) -> str | None:

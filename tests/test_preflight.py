@@ -146,7 +146,11 @@ def _text(tmp_path: Path) -> Path:
 def test_a_teacher_or_method_the_command_will_not_use_is_warned_about() -> None:
     teacher = {"arch": "resnet20", "checkpoint": "t.pt"}
     distillation = parse_recipe(merged(teacher=teacher, method={"name": "amkd"}))
-    assert "not used" in unused_settings(distillation, distill=False)[0]
+    assert (
+        "method 'amkd' and teacher are not used" in unused_settings(distillation, distill=False)[0]
+    )
+    scored_teacher = parse_recipe(merged(teacher=teacher))
+    assert "the recipe's teacher is not used" in unused_settings(scored_teacher, distill=False)[0]
     assert unused_settings(distillation, distill=True) == []
     teacher_training = parse_recipe(merged())
     assert unused_settings(teacher_training, distill=False) == []

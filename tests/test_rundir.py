@@ -1,11 +1,22 @@
-"""compressor/rundir.py: the recipe hash that `--resume` and the reports compare."""
+"""compressor/rundir.py: the recipe hash, and claiming, checking and marking a run directory."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
+import pytest
+
+from compressor.errors import UserError
 from compressor.recipe import parse_recipe
-from compressor.rundir import recipe_hash
+from compressor.rundir import (
+    RunDir,
+    check_run_dir,
+    claim_run_dir,
+    mark_interrupted,
+    recipe_hash,
+)
 
 
 def _hash(**sections: Any) -> str:
@@ -31,3 +42,36 @@ def test_what_the_recipe_asks_for_changes_the_hash() -> None:
         _hash(export={"int8": {"calibration_images": 256}}),
     }
     assert len(hashes) == 7
+
+
+def _started_run(root: Path, started: str = "2026-01-01T00:00:00+00:00") -> RunDir:
+    run = RunDir(root)
+    run.checkpoint.parent.mkdir(parents=True)
+    run.checkpoint.write_bytes(b"old run")
+    run.checkpoint.with_name("previous-last.pt").write_bytes(b"older")
+    run.manifest.write_text(json.dumps({"status": "running", "started": started}))
+    return run
+
+
+def test_overwrite_removes_the_old_runs_checkpoints(tmp_path: Path) -> None:
+    """Else an overwriting run stopped before its first checkpoint would --resume the old one."""
+    run = _started_run(tmp_path / "run")
+    claim_run_dir(run, resume=False, overwrite=True)
+    assert not any(run.checkpoint.parent.iterdir())
+    with pytest.raises(UserError, match="nothing to resume"):
+        check_run_dir(run, resume=True, overwrite=False)
+
+
+def test_an_empty_checkpoints_folder_is_nothing_to_resume(tmp_path: Path) -> None:
+    run = RunDir(tmp_path / "run")
+    run.checkpoint.parent.mkdir(parents=True)
+    with pytest.raises(UserError, match="nothing to resume"):
+        check_run_dir(run, resume=True, overwrite=False)
+
+
+def test_interrupted_is_marked_only_on_the_processs_own_run(tmp_path: Path) -> None:
+    run = _started_run(tmp_path / "run", started="2026-01-01T00:00:00+00:00")
+    mark_interrupted(run, since="2026-06-01T00:00:00+00:00")  # another, earlier process's
+    assert json.loads(run.manifest.read_text())["status"] == "running"
+    mark_interrupted(run, since="2025-12-31T23:59:59+00:00")
+    assert json.loads(run.manifest.read_text())["status"] == "interrupted"

@@ -186,12 +186,13 @@ def run_training(
 
     # 1. Inputs: device, data, models. Nothing is written before these are known good.
     distributed = init_distributed(select_device(recipe.train.device))
+    invoked_at = now_iso()
     try:
         with restored_torch_settings():
             return _execute(recipe, source, run, distributed, resume, overwrite, observer)
     except KeyboardInterrupt:
         if distributed.is_main:
-            mark_interrupted(run)
+            mark_interrupted(run, since=invoked_at)
         raise
     finally:
         distributed.close()
@@ -215,12 +216,17 @@ def _execute(
     torch.manual_seed(recipe.train.seed)
     if recipe.train.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
-    if not distributed.enabled:
-        # Alone, refuse a run directory before minutes of data loading and teacher scoring;
-        # under torchrun the checks below stay where every rank stops together.
-        check_run_dir(run, resume=resume, overwrite=overwrite)
-        if resume:
-            _check_same_recipe(run, recipe, source)
+    # Refuse a run directory before minutes of data loading and teacher scoring: rank 0
+    # checks (it alone claims the directory below), and every rank stops if it refuses.
+    early_error: UserError | None = None
+    if distributed.is_main:
+        try:
+            check_run_dir(run, resume=resume, overwrite=overwrite)
+            if resume:
+                _check_same_recipe(run, recipe, source)
+        except UserError as error:
+            early_error = error
+    distributed.stop_together(early_error, setup.device)
     observer.message(f"device {setup.device}, reading data set {recipe.data.name}")
     dataset = load_dataset(recipe.data)
     student = create_model(
@@ -383,10 +389,11 @@ def _check_same_recipe(run: RunDir, recipe: Recipe, source: str) -> None:
         started_with = None
     if started_with == recipe:
         return
-    if started_with is not None and started_with.teacher is not None and recipe.teacher is None:
+    if started_with is not None and (started_with.teacher is None) != (recipe.teacher is None):
+        command = "train" if started_with.teacher is None else "distill"
         raise UserError(
-            f"{source}: {run.root} was started by `compress distill`; resume it with "
-            f"`compress distill {source} --resume`"
+            f"{source}: {run.root} was started by `compress {command}`; resume it with "
+            f"`compress {command} {source} --resume`"
         )
     changes = _changes(started_with, recipe)
     raise UserError(
@@ -399,7 +406,7 @@ def _changes(started_with: Recipe | None, recipe: Recipe, shown: int = 3) -> str
     """The first few changed settings, run value → new value, for the refusal's one line."""
     if started_with is None:
         return "its recipe.yaml cannot be read as a recipe"
-    differences = recipe_differences(started_with, recipe)
+    differences = recipe_differences(started_with, recipe) or ["compare with its recipe.yaml"]
     more = len(differences) - shown
     return "; ".join(differences[:shown]) + (f"; and {more} more" if more > 0 else "")
 

@@ -224,6 +224,14 @@ def test_train_resuming_a_distill_run_names_the_command_that_started_it(
     assert "reading data set" not in refused.stdout
     assert run_cli(capsys, "distill", str(recipe), "--resume").code == 0
 
+    # The other way round: a run `compress train` started, resumed by `distill`.
+    with pytest.raises(KeyboardInterrupt):
+        run_training(
+            load_recipe(recipe), recipe, distill=False, overwrite=True, observer=Interrupt(1)
+        )
+    refused = run_cli(capsys, "distill", str(recipe), "--resume")
+    assert f"resume it with `compress train {recipe} --resume`" in refused.stderr
+
 
 def test_weak_teacher_stops_before_anything_is_written(
     workdir: Path, teacher_checkpoint: Path, capsys: pytest.CaptureFixture[str]
