@@ -321,6 +321,26 @@ def build_table(records: Sequence[RunRecord], labels: Sequence[str], first_colum
     return "\n".join(lines)
 
 
+def seed_table(records: Sequence[RunRecord], labels: Sequence[str]) -> str:
+    """Final top-1 of every run, one column per seed.
+
+    Runs with the same seed share the student's initialisation and every epoch's data order
+    and augmentation (both are functions of the seed alone), so a column compares methods on
+    equal terms: the paired view that the mean ± std rows hide.
+    """
+    seeds = sorted({record.seed for record in records})
+    finals = {(record.label, record.seed): record.final_top1 for record in records}
+    lines = [
+        "| final top-1 (%) by seed | " + " | ".join(f"seed {seed}" for seed in seeds) + " |",
+        "|---|" + "---:|" * len(seeds),
+    ]
+    for label in dict.fromkeys(labels):
+        if any((label, seed) in finals for seed in seeds):
+            cells = [f"{finals[label, s]:.2f}" if (label, s) in finals else "—" for s in seeds]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def target_text(records: Sequence[RunRecord]) -> str | None:
     """Issue 7's target, checked: AMKD's mean final top-1 against KD's and BSS's.
 
@@ -355,7 +375,7 @@ def target_text(records: Sequence[RunRecord]) -> str | None:
         verdict = "met" if gap > spread else "not met"
         parts.append(
             f"AMKD − {name.upper()} = {gap:+.2f} points, larger std {spread:.2f} ({verdict}), "
-            f"{gap / error:+.1f} standard errors"
+            f"{gap / error:+.1f} standard errors{_paired_text(records, name)}"
         )
     if not parts:
         return None
@@ -364,6 +384,18 @@ def target_text(records: Sequence[RunRecord]) -> str | None:
         + "; ".join(parts)
         + "."
     )
+
+
+def _paired_text(records: Sequence[RunRecord], baseline: str) -> str:
+    """AMKD against a baseline seed by seed (see seed_table): on how many seeds it is ahead."""
+    finals = {(record.label, record.seed): record.final_top1 for record in records}
+    shared = sorted(
+        seed for label, seed in finals if label == "amkd" and (baseline, seed) in finals
+    )
+    if not shared:
+        return ""
+    ahead = sum(finals["amkd", seed] > finals[baseline, seed] for seed in shared)
+    return f", ahead on {ahead} of {len(shared)} shared seeds"
 
 
 def budget_text(args: argparse.Namespace, devices: Sequence[str]) -> str:
@@ -521,6 +553,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         build_table(records, [v.label for v in variants], first_column)
         for first_column, variants in groups
     ]
+    if records:
+        # One row per run directory: the ablations' default row is the main AMKD run.
+        first_label: dict[str, str] = {}
+        for _, variants in groups:
+            for variant in variants:
+                first_label.setdefault(variant.slug, variant.label)
+        tables.append(seed_table(records, list(first_label.values())))
     command = " ".join(["python benchmarks/quality.py", *(argv or sys.argv[1:])])
     target = target_text(records)
     budget = budget_text(args, [record.device for record in records])
