@@ -7,7 +7,6 @@ flags) — printed as one line per problem, without a traceback unless `--debug`
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -24,7 +23,6 @@ from compressor.errors import UserError
 if TYPE_CHECKING:
     from compressor.engine.run import RunResult
     from compressor.gate import GateResult
-    from compressor.rundir import RunDir
     from export import ExportReport
 
 app = typer.Typer(
@@ -129,43 +127,20 @@ def teacher_command(path: RecipeFile) -> None:
     )
 
 
-def _interrupted_message(run: RunDir, path: Path, distill: bool) -> str:
-    """What to type next: resume from a checkpoint, or start again if none was written."""
-    command = f"compress {'distill' if distill else 'train'} {path}"
-    if "RANK" in os.environ:
-        command = f"the same torchrun command with `{command}`"
-    if run.checkpoint.exists():
-        return f"interrupted; continue from the last finished epoch with: {command} --resume"
-    return f"interrupted before the first epoch finished; start again with: {command} --overwrite"
-
-
 def _run(path: Path, *, distill: bool, resume: bool, overwrite: bool) -> RunResult:
     from compressor.engine.run import run_training
-    from compressor.preflight import unused_settings
     from compressor.progress import RichObserver
     from compressor.recipe import load_recipe
-    from compressor.rundir import run_dir_for
 
     recipe = load_recipe(path)
-    one_voice = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 warns for all
-    for warning in unused_settings(recipe, distill=distill) if one_voice else []:
-        console.print(f"warning: {warning}", markup=False, style="yellow", soft_wrap=True)
-    try:
-        result = run_training(
-            recipe,
-            path,
-            distill=distill,
-            resume=resume,
-            overwrite=overwrite,
-            observer=RichObserver(console),
-        )
-    except KeyboardInterrupt:
-        # Typer turns the interrupt into exit code 130 without a word; say how to go on.
-        if one_voice:
-            message = _interrupted_message(run_dir_for(recipe, path), path, distill)
-            error_console.print(message, markup=False, highlight=False, soft_wrap=True)
-        raise
-
+    result = run_training(
+        recipe,
+        path,
+        distill=distill,
+        resume=resume,
+        overwrite=overwrite,
+        observer=RichObserver(console),
+    )
     if not result.main_process:
         return result  # torchrun: rank 0 prints the results once
     table = Table(title=f"run {result.run.root}")

@@ -114,10 +114,11 @@ def unused_settings(recipe: Recipe, *, distill: bool) -> list[str]:
             *(["teacher"] if recipe.teacher is not None else []),
         ]
         if unused:
+            many = len(unused) > 1
             return [
                 "`compress train` trains with cross-entropy alone: the recipe's "
-                f"{' and '.join(unused)} {'are' if len(unused) > 1 else 'is'} not used "
-                "(`compress distill` uses them)"
+                f"{' and '.join(unused)} {'are' if many else 'is'} not used "
+                f"(`compress distill` uses {'them' if many else 'it'})"
             ]
     if distill and recipe.method.name == "ce":
         return [

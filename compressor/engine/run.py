@@ -44,7 +44,7 @@ from compressor.models import (
     load_teacher,
 )
 from compressor.models.inference import fold_batchnorm
-from compressor.preflight import check_recipe
+from compressor.preflight import check_recipe, unused_settings
 from compressor.recipe import CEMethod, Recipe, load_recipe, recipe_differences, recipe_to_yaml
 from compressor.reporting import write_run_report
 from compressor.rundir import (
@@ -179,6 +179,7 @@ def run_training(
 ) -> RunResult:
     observer = observer or RunObserver()
     source = str(recipe_path)
+    unused = unused_settings(recipe, distill=distill)  # before `train` drops teacher and method
     if not distill:
         recipe = recipe.model_copy(update={"method": CEMethod(), "teacher": None})
     check_recipe(recipe, source, needs_teacher=distill)
@@ -186,6 +187,10 @@ def run_training(
 
     # 1. Inputs: device, data, models. Nothing is written before these are known good.
     distributed = init_distributed(select_device(recipe.train.device))
+    if not distributed.is_main:
+        observer = RunObserver()  # one voice: rank 0 talks, the others work
+    for warning in unused:
+        observer.message(f"warning: {warning}")
     invoked_at = now_iso()
     try:
         with restored_torch_settings():
@@ -193,6 +198,7 @@ def run_training(
     except KeyboardInterrupt:
         if distributed.is_main:
             mark_interrupted(run, since=invoked_at)
+            observer.message(interrupted_message(run, source, distill, distributed.enabled))
         raise
     finally:
         distributed.close()
@@ -208,8 +214,6 @@ def _execute(
     observer: RunObserver,
 ) -> RunResult:
     distill = recipe.teacher is not None
-    if not distributed.is_main:
-        observer = RunObserver()  # one voice: rank 0 talks, the others work
     per_rank_batch = distributed.per_rank_batch(recipe.train.batch_size)
     setup = setup_device(recipe.train)
     setup = replace(setup, device=distributed.device_for(setup.device))
@@ -249,7 +253,8 @@ def _execute(
     try:
         if main:
             claim_run_dir(run, resume=resume, overwrite=overwrite)
-        state = _resume_state(run, recipe, source, observer) if resume else None
+        # The recipe was compared with the run's before the data was read (step 1).
+        state = load_checkpoint(run.checkpoint, warn=observer.message) if resume else None
     except UserError as error:
         start_error = error
     distributed.stop_together(start_error, setup.device)
@@ -367,13 +372,15 @@ def _execute(
     return result
 
 
-def _resume_state(
-    run: RunDir, recipe: Recipe, source: str, observer: RunObserver
-) -> dict[str, Any]:
-    """The checkpoint to resume from, once the recipe is known to be the run's own."""
-    state = load_checkpoint(run.checkpoint, warn=observer.message)
-    _check_same_recipe(run, recipe, source)
-    return state
+def interrupted_message(run: RunDir, source: str, distill: bool, torchrun: bool) -> str:
+    """What to type after Ctrl-C: resume from a checkpoint, or start again if none was written
+    (the CLI's framework exits 130 without a word)."""
+    command = f"compress {'distill' if distill else 'train'} {source}"
+    if torchrun:
+        command = f"the same torchrun command with `{command}`"
+    if run.checkpoint.exists():
+        return f"interrupted; continue from the last finished epoch with: {command} --resume"
+    return f"interrupted before the first epoch finished; start again with: {command} --overwrite"
 
 
 def _check_same_recipe(run: RunDir, recipe: Recipe, source: str) -> None:

@@ -21,11 +21,11 @@ RECIPE = {
 }
 
 
-def compress(*args: str) -> subprocess.Popen[bytes]:
+def compress(*args: str, stdout: int = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(
         [sys.executable, "-m", "compressor", *args],
-        stdout=subprocess.DEVNULL,
+        stdout=stdout,
         stderr=subprocess.PIPE,
         env=env,
     )
@@ -89,18 +89,17 @@ def test_ctrl_c_says_how_to_resume_and_marks_the_run_interrupted(tmp_path: Path)
     recipe = tmp_path / "stopped.yaml"
     recipe.write_text(yaml.safe_dump({**RECIPE, "output": {"dir": str(tmp_path)}}))
     run = tmp_path / "stopped"
-    process = compress("train", str(recipe))
+    process = compress("train", str(recipe), stdout=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while checkpoint_epoch(run) < 1:
         assert process.poll() is None and time.monotonic() < deadline, "no checkpoint appeared"
         time.sleep(0.05)
     process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=120)
+    stdout, stderr = process.communicate(timeout=120)
 
     assert process.returncode == 130
-    message = stderr.decode()
-    assert f"compress train {recipe} --resume" in message
-    assert "Traceback" not in message
+    assert f"compress train {recipe} --resume" in stdout.decode()
+    assert "Traceback" not in stderr.decode()
     manifest = yaml.safe_load((run / "manifest.json").read_text())
     assert manifest["status"] == "interrupted"
     finish(compress("train", str(recipe), "--resume"))

@@ -13,9 +13,10 @@ from typer.testing import CliRunner
 
 from compressor.cli import app
 from compressor.data import load_dataset
-from compressor.engine.run import RunObserver, run_training
+from compressor.engine.run import RunObserver, interrupted_message, run_training
 from compressor.models import create_model
 from compressor.recipe import DataConfig, load_recipe
+from compressor.rundir import RunDir
 from tests.cli_helpers import run_cli
 
 RUN_FILES = [
@@ -264,6 +265,18 @@ class Interrupt(RunObserver):
     def epoch_started(self, epoch: int, epochs: int, steps: int) -> None:
         if epoch == self.epoch:
             raise KeyboardInterrupt
+
+
+def test_an_interrupt_before_any_checkpoint_says_start_again_not_resume(tmp_path: Path) -> None:
+    run = RunDir(tmp_path / "run")
+    message = interrupted_message(run, "r.yaml", distill=True, torchrun=False)
+    assert "compress distill r.yaml --overwrite" in message and "--resume" not in message
+    run.checkpoint.parent.mkdir(parents=True)
+    run.checkpoint.write_bytes(b"")
+    message = interrupted_message(run, "r.yaml", distill=False, torchrun=False)
+    assert message.endswith("compress train r.yaml --resume")
+    torchrun = interrupted_message(run, "r.yaml", distill=False, torchrun=True)
+    assert "the same torchrun command" in torchrun
 
 
 def test_resume_continues_to_the_same_student(
