@@ -163,7 +163,7 @@ def section(
     threads = args.threads or "default (one per physical core)"
     command = " ".join([".venv/bin/python benchmarks/int8.py", *map(shlex.quote, argv)])
     recipe = record.recipe
-    teacher = recipe.teacher.arch if recipe.teacher is not None else None
+    origin = f"distilled from {recipe.teacher.arch}" if recipe.teacher is not None else "trained"
     lines = [
         SECTION,
         "",
@@ -175,7 +175,7 @@ def section(
         f"{'per channel' if int8['per_channel'] else 'per tensor'}), scores every file on the "
         f"{report['eval_samples']:,} {report['dataset']} test images, then re-times the files "
         f"interleaved: median of {args.repeats} rounds' p50 of {args.runs} calls. Run "
-        f"`{report['run']}`: {record.record['arch']} distilled from {teacher} with "
+        f"`{report['run']}`: {record.record['arch']} {origin} with "
         f"`{recipe.method.name}` for {recipe.train.epochs} epochs; {platform.machine()}, "
         f"onnxruntime {ort.__version__}, intra-op threads: {threads}."
         + (

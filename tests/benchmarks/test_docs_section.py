@@ -1,0 +1,51 @@
+"""benchmarks/docs_section.py: a script rewrites only its own part of BENCHMARKS.md."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from docs_section import block_markers, replace_block, replace_section, wrap
+
+from compressor.errors import UserError
+
+
+def _docs(tmp_path: Path, text: str) -> Path:
+    docs = tmp_path / "BENCHMARKS.md"
+    docs.write_text(text, encoding="utf-8")
+    return docs
+
+
+def test_replace_block_keeps_the_prose_and_other_blocks(tmp_path: Path) -> None:
+    begin_a, end_a = block_markers("a")
+    begin_b, end_b = block_markers("b")
+    rest = f"{end_a}\nbetween\n{begin_b}\nb\n{end_b}\nafter\n"
+    docs = _docs(tmp_path, f"# T\n\nbefore\n{begin_a}\nold a\n{rest}")
+    replace_block("a", "new a\n\n| x |", docs)
+    assert docs.read_text(encoding="utf-8") == f"# T\n\nbefore\n{begin_a}\nnew a\n\n| x |\n{rest}"
+    replace_block("a", "newer", docs)  # idempotent markers: a second write replaces the first
+    assert docs.read_text(encoding="utf-8").count("new") == 1
+
+
+def test_missing_block_is_a_user_error_and_writes_nothing(tmp_path: Path) -> None:
+    docs = _docs(tmp_path, "# T\n")
+    with pytest.raises(UserError, match=r"no block named 'absent'.*--docs-block"):
+        replace_block("absent", "x", docs)
+    assert docs.read_text(encoding="utf-8") == "# T\n"
+
+
+def test_replace_section_stops_at_the_next_heading_or_appends(tmp_path: Path) -> None:
+    docs = _docs(tmp_path, "# T\n\n## A\nold\n\n## B\nkeep\n")
+    replace_section("## A", "## A\nnew\n", docs)
+    assert docs.read_text(encoding="utf-8") == "# T\n\n## A\nnew\n\n## B\nkeep\n"
+    replace_section("## C", "## C\nadded\n", docs)
+    assert docs.read_text(encoding="utf-8").endswith("## B\nkeep\n\n## C\nadded\n")
+
+
+def test_wrap_folds_prose_but_not_tables_or_commands() -> None:
+    prose = "word " * 40
+    assert "\n" in wrap(prose)
+    table = "| " + "cell | " * 30
+    assert wrap(table) == table
+    command = "`.venv/bin/python " + "--flag " * 30 + "`"
+    assert wrap(command) == command

@@ -1,0 +1,131 @@
+"""benchmarks/quality.py: the tables and the target verdict, and a real run end to end.
+
+The table functions are pure functions of run records, so they are checked on records with
+chosen numbers; the end-to-end test trains real (tiny) runs on the real CIFAR-10 and teacher.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import quality
+from quality import RunRecord, build_table, seed_table, target_text
+
+
+def _record(label: str, seed: int, final: float, best: float | None = None) -> RunRecord:
+    return RunRecord(
+        label=label,
+        seed=seed,
+        final_top1=final,
+        best_top1=final if best is None else best,
+        teacher_top1=91.73,
+        train_seconds=100.0,
+        epochs=4,
+        device="cpu",
+    )
+
+
+def _records(finals: dict[str, list[float]]) -> list[RunRecord]:
+    return [
+        _record(label, seed, final)
+        for label, values in finals.items()
+        for seed, final in enumerate(values)
+    ]
+
+
+def test_target_met_only_when_the_gap_exceeds_the_larger_std() -> None:
+    text = target_text(_records({"amkd": [57.0, 56.0, 58.0], "kd": [55.0, 54.5, 55.5]}))
+    assert text is not None
+    assert "AMKD − KD = +2.00 points, larger std 1.00 (met)" in text
+    assert "ahead on 3 of 3 shared seeds" in text
+    text = target_text(_records({"amkd": [57.0, 55.0, 59.0], "kd": [55.0, 54.5, 55.5]}))
+    assert text is not None and "(not met)" in text
+
+
+def test_target_counts_paired_seeds_and_withholds_a_verdict_on_one_seed() -> None:
+    records = _records({"amkd": [56.0, 54.0, 57.0], "kd": [55.0, 55.0], "bss": [50.0]})
+    text = target_text(records)
+    assert text is not None
+    assert "ahead on 1 of 2 shared seeds" in text  # seed 2 has no KD run to pair with
+    assert "BSS has one seed: no verdict" in text
+    assert target_text(_records({"amkd": [56.0], "kd": [55.0, 54.0]})) is None
+
+
+def test_build_table_follows_the_label_order_and_skips_labels_without_runs() -> None:
+    records = _records({"kd": [55.0, 57.0], "amkd": [60.0]})
+    lines = build_table(records, ["amkd", "ce", "kd"], "method").splitlines()
+    assert [line.split(" | ")[0] for line in lines[2:]] == ["| amkd", "| kd"]
+    assert "| amkd | 60.00 | 60.00 | 1 | 91.73 | 100.0 | 25.0 |" in lines
+    assert "| kd | 56.00 ± 1.41 | 56.00 ± 1.41 | 2 | 91.73 | 100.0 | 25.0 |" in lines
+
+
+def test_seed_table_marks_missing_runs_and_lists_a_shared_run_once() -> None:
+    records = [_record("kd", 0, 55.0), _record("kd", 1, 54.0), _record("amkd", 1, 56.5)]
+    table = seed_table(records, ["kd", "amkd", "kd"])
+    assert table.splitlines() == [
+        "| final top-1 (%) by seed | seed 0 | seed 1 |",
+        "|---|---:|---:|",
+        "| kd | 55.00 | 54.00 |",
+        "| amkd | — | 56.50 |",
+    ]
+
+
+def test_ablation_rows_change_one_option_and_start_with_the_default() -> None:
+    variants = quality.ablation_variants([0.5], [1.0, 8.0], bank_epochs=5)
+    assert variants[0].slug == "amkd" and variants[0].method == {"name": "amkd"}
+    slugs = [variant.slug for variant in variants]
+    assert len(slugs) == len(set(slugs))
+    assert "amkd-gamma-8" not in slugs  # γ 8 is the default: the first row already is it
+    assert all(len(variant.method) == 2 for variant in variants[1:])
+    only = quality.ablation_variants([0.5], [1.0], 5, only=["amkd-bank-5"])
+    assert [variant.method for variant in only] == [{"name": "amkd", "bank_epochs": 5}]
+
+
+def test_a_missing_docs_block_is_refused_before_any_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    code = quality.main(["--out", str(out), "--write-docs", "--docs-block", "no-such-block"])
+    assert code == 2
+    assert "no block named 'no-such-block'" in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_tiny_benchmark_trains_tabulates_and_resumes(
+    tmp_path: Path,
+    shared_dir: Path,
+    cifar10_root: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Two methods × two seeds on 100 images, one epoch: every run is a real run directory; a
+    second call trains nothing; a changed budget into the same --out is refused."""
+    out = tmp_path / "out"
+    argv = [
+        "--data-root", str(cifar10_root),
+        "--teacher-checkpoint", str(shared_dir / "teachers" / "resnet20-12fca82f.th"),
+        "--max-train-samples", "100", "--max-test-samples", "100",
+        "--epochs", "1", "--batch-size", "50", "--seeds", "0", "1",
+        "--methods", "kd", "amkd", "--device", "cpu", "--num-threads", "1",
+        "--out", str(out),
+    ]  # fmt: skip
+    assert quality.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert re.findall(r"^train  (\S+)$", printed, re.M) == ["kd-s0", "amkd-s0", "kd-s1", "amkd-s1"]
+    assert "**Smoke run — proves the pipeline, NOT a result.**" in printed
+    assert "| final top-1 (%) by seed | seed 0 | seed 1 |" in printed
+    assert "ahead on" in printed and "of 2 shared seeds" in printed
+    for run in ("kd-s0", "kd-s1", "amkd-s0", "amkd-s1"):
+        assert (out / "runs" / run / "report.json").is_file()
+        assert (out / "recipes" / f"{run}.yaml").is_file()
+
+    metrics = (out / "runs" / "amkd-s0" / "metrics.jsonl").read_bytes()
+    assert quality.main(argv) == 0
+    assert len(re.findall(r"^skip   \S+ \(completed\)$", capsys.readouterr().out, re.M)) == 4
+    assert (out / "runs" / "amkd-s0" / "metrics.jsonl").read_bytes() == metrics
+
+    changed = [*argv[:-2], "--epochs", "2", "--out", str(out)]
+    assert quality.main(changed) == 2
+    assert "completed with a different recipe" in capsys.readouterr().err

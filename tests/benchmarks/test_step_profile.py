@@ -1,0 +1,36 @@
+"""benchmarks/step_profile.py on the real CIFAR-10 and ResNet-56: each stage's time lands in
+its own row (a few steps, so the figures are checked for where they fall, not for speed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import step_profile
+
+
+@pytest.mark.slow
+def test_attack_time_is_charged_to_amkd_only(
+    shared_dir: Path, cifar10_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    step_profile.main(
+        [
+            "--data-root", str(cifar10_root),
+            "--teacher-checkpoint", str(shared_dir / "teachers" / "resnet56-4bfd9763.th"),
+            "--steps", "2", "--warmup", "1", "--repeats", "1",
+            "--batch-size", "32", "--num-threads", "1",
+        ]
+    )  # fmt: skip
+    printed = capsys.readouterr().out
+    rows = {
+        cells[0]: [float(cell) for cell in cells[1:]]
+        for line in printed.splitlines()[2:]
+        if line.startswith("| ")
+        for cells in [[cell.strip() for cell in line.strip("|").split("|")]]
+    }
+    assert printed.splitlines()[0] == "| stage (ms / step) | KD | AMKD | AMKD bank, reuse epoch |"
+    kd, amkd, bank_reuse = zip(*rows.values(), strict=True)
+    assert rows["attack"][0] == 0 and rows["attack"][1] > 0 and rows["attack"][2] == 0
+    assert rows["student, boundary samples"][0] == 0
+    assert all(column[-1] > 0 for column in (kd, amkd, bank_reuse))  # the totals
+    assert "AMKD: " in printed and "boundary samples per batch" in printed
