@@ -234,8 +234,10 @@ def gate_command(
     ] = None,
 ) -> None:
     """Check a run against its quality gate: exit 0 if all rules pass, 1 if any fails."""
-    from compressor.gate import evaluate_gate, write_junit, write_junit_error
+    from compressor.gate import check_junit_path, evaluate_gate, write_junit, write_junit_error
 
+    if junit is not None:
+        check_junit_path(junit)
     try:
         result = evaluate_gate(
             run,
@@ -345,7 +347,17 @@ def export_command(
         max_abs_diff=max_abs_diff,
         min_agreement=min_agreement,
     )
-    report = export_run(run, options, log=lambda line: console.print(line, markup=False))
+    try:
+        report = export_run(run, options, log=lambda line: console.print(line, markup=False))
+    except KeyboardInterrupt:
+        # The report is written last, so a stopped export leaves none for the gate to trust.
+        console.print(
+            f"export interrupted: run `compress export {run}` again to finish it",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(130) from None
     _print_export(report)
     console.print(f"reports: {report.files['html']} (also .md, .json)")
     if report.problems:

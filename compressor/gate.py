@@ -29,16 +29,19 @@ The rules, in table order (all in percentage points unless said otherwise):
   fp16) — the baseline is the teacher deployed the same way, without distillation. Computed
   from the rows rather than read from the report's `speedup` map, which holds fp32 against
   fp32 only. SKIPPED when min_speedup is not set; once set (flag or recipe), missing timings
-  are bad input, never a skip.
+  are bad input, never a skip. A --speedup-batch that was not timed for both is bad input
+  even when the rule is skipped: the user asked about that batch.
 
-Anything that stops a rule from being judged — missing or corrupt reports, an export made
-for another recipe, a backend or precision that was not exported, out-of-range thresholds —
-is a `UserError` (exit 2), so a broken pipeline can never read as a pass or as a quality fail.
+Anything that stops a rule from being judged — a run that is not completed, missing or
+corrupt reports, an export made for another recipe, a backend or precision that was not
+exported, out-of-range or non-finite thresholds — is a `UserError` (exit 2), so a broken
+pipeline can never read as a pass or as a quality fail.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
@@ -50,8 +53,8 @@ from pydantic import BaseModel, Field, ValidationError
 
 from compressor.errors import UserError
 from compressor.io import write_bytes
-from compressor.recipe import GateConfig, format_validation_error, load_recipe
-from compressor.rundir import SCHEMA_VERSION, RunDir
+from compressor.recipe import GateConfig, Recipe, format_validation_error
+from compressor.rundir import SCHEMA_VERSION, RunDir, read_completed_run, training_command
 
 BACKENDS = ("onnxruntime", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -188,7 +191,11 @@ class _ExportReport(_Report):
 ReportT = TypeVar("ReportT", bound=_Report)
 
 
-def _read_report(path: Path, model: type[ReportT], remedy: str) -> ReportT:
+def _read_report(path: Path, model: type[ReportT], what: str, remedy: str) -> ReportT:
+    """Read and check one JSON record of the run; `what` names it when a folder stands in its
+    place, `remedy` is what to run to (re)write it."""
+    if path.is_dir():
+        raise UserError(f"{path}: a folder, not {what}; remove it, then {remedy}")
     if not path.is_file():
         raise UserError(f"{path}: not found; {remedy}")
     try:
@@ -216,9 +223,18 @@ def _flag(field: str) -> str:
     return "--" + field.replace("_", "-")
 
 
+def _refuse_non_finite(thresholds: Mapping[str, float | None]) -> None:
+    """inf passes the range checks (inf ≥ 0) yet makes a bar nothing can miss (`≥ -inf`) or
+    nothing can meet, and nan compares false with everything: neither is a threshold."""
+    for label, value in thresholds.items():
+        if value is not None and not math.isfinite(value):
+            raise UserError(f"{label} {value!r}: must be a finite number")
+
+
 def _validated_overrides(overrides: Mapping[str, float | None] | None) -> dict[str, float]:
     """The thresholds given on the command line, range-checked by the recipe's own model."""
     given = {name: value for name, value in (overrides or {}).items() if value is not None}
+    _refuse_non_finite({_flag(name): value for name, value in given.items()})
     try:
         GateConfig.model_validate(given)
     except ValidationError as error:
@@ -294,23 +310,15 @@ def _student_rule(report: _RunReport, config: GateConfig, flags: dict[str, float
     )
 
 
-def _speedup_rule(
-    export: _ExportReport,
-    path: Path,
-    student: _ExportRow,
-    min_speedup: float | None,
-    batch: int | None,
-) -> RuleResult:
-    if min_speedup is None:
-        return RuleResult("speedup", None, None, "SKIP", "min_speedup is not set", "×")
-    teacher = _one_row(export, path, "teacher", student.backend, student.precision) or _one_row(
+def _speedup_teacher(export: _ExportReport, path: Path, student: _ExportRow) -> _ExportRow | None:
+    """The teacher at the student's precision, or at fp32: it is never converted to fp16."""
+    return _one_row(export, path, "teacher", student.backend, student.precision) or _one_row(
         export, path, "teacher", student.backend, "fp32"
     )
-    if teacher is None:
-        raise UserError(
-            f"{path}: no teacher {student.backend} timing, which min_speedup needs; the run must "
-            "have a teacher and the export must time it, or leave min_speedup unset"
-        )
+
+
+def _speedup_batch(path: Path, student: _ExportRow, teacher: _ExportRow, batch: int | None) -> int:
+    """The asked batch, checked against the timings, else the largest batch both were timed at."""
     batches = sorted(set(student.latency) & set(teacher.latency))
     if not batches:
         raise UserError(
@@ -318,13 +326,39 @@ def _speedup_rule(
             "batch size"
         )
     if batch is None:
-        batch = batches[-1]
-    elif batch not in batches:
+        return batches[-1]
+    if batch not in batches:
         measured = ", ".join(map(str, batches))
         raise UserError(
             f"--speedup-batch {batch}: not timed for {student.label}; timed batches: {measured} "
             "(set by export.batch_sizes or `compress export --batch-sizes`)"
         )
+    return batch
+
+
+def _speedup_rule(
+    export: _ExportReport,
+    path: Path,
+    student: _ExportRow,
+    min_speedup: float | None,
+    batch: int | None,
+) -> RuleResult:
+    if min_speedup is None and batch is None:
+        return RuleResult("speedup", None, None, "SKIP", "min_speedup is not set", "×")
+    teacher = _speedup_teacher(export, path, student)
+    if teacher is None and min_speedup is not None:
+        raise UserError(
+            f"{path}: no teacher {student.backend} timing, which min_speedup needs; the run must "
+            "have a teacher and the export must time it, or leave min_speedup unset"
+        )
+    if teacher is None:
+        raise UserError(
+            f"--speedup-batch {batch}: {path} has no teacher {student.backend} timing to "
+            "compare the student with; drop --speedup-batch"
+        )
+    batch = _speedup_batch(path, student, teacher, batch)
+    if min_speedup is None:
+        return RuleResult("speedup", None, None, "SKIP", "min_speedup is not set", "×")
     teacher_ms, student_ms = teacher.latency[batch].p50_ms, student.latency[batch].p50_ms
     return _judge(
         "speedup",
@@ -334,6 +368,18 @@ def _speedup_rule(
         f" / student {student.precision} p50 {student_ms:.3g} ms",
         "×",
     )
+
+
+def _read_run(run: RunDir) -> tuple[Recipe, _RunReport]:
+    """The run's recipe and report, once the directory is known to hold a completed run."""
+    recipe, _ = read_completed_run(run)
+    report = _read_report(
+        run.report("json"),
+        _RunReport,
+        "the run report",
+        f"train the run again with `compress {training_command(recipe)} RECIPE --overwrite`",
+    )
+    return recipe, report
 
 
 def evaluate_gate(
@@ -358,21 +404,17 @@ def evaluate_gate(
         raise UserError(f"--speedup-batch {speedup_batch}: must be a batch size >= 1")
 
     run = RunDir(Path(run_dir))
-    if not run.root.is_dir():
-        raise UserError(f"{run.root}: no such run directory (give the path runs/<name>)")
-    report = _read_report(
-        run.report("json"),
-        _RunReport,
-        "`compress distill` (or `train`) writes it when the run finishes; finish an "
-        "interrupted run with --resume",
-    )
-    if not run.recipe.is_file():
-        raise UserError(f"{run.recipe}: not found; {run.root} is not a complete run directory")
-    config = load_recipe(run.recipe).gate.model_copy(update=flags)
+    recipe, report = _read_run(run)
+    config = recipe.gate.model_copy(update=flags)
+    # The flags are finite by now: anything left comes from the recipe's gate section.
+    _refuse_non_finite({f"{run.recipe}: gate.{name}": value for name, value in config})
 
     export_path = run.export_dir / EXPORT_REPORT
     export = _read_report(
-        export_path, _ExportReport, f"run `compress export {run.root}` first, then gate"
+        export_path,
+        _ExportReport,
+        "the export report",
+        f"export the run with `compress export {run.root}`",
     )
     if export.recipe_sha256 != report.recipe_sha256:
         raise UserError(
@@ -427,10 +469,22 @@ def _junit_suite(
     return suites, suite
 
 
+def check_junit_path(path: Path) -> None:
+    """A --junit that names a folder is refused before the gate runs, not after it printed."""
+    if Path(path).is_dir():
+        # Path("") is Path("."): an empty --junit names the working directory.
+        empty = " (an empty --junit names the current one)" if Path(path) == Path() else ""
+        raise UserError(
+            f"--junit {path}: a folder{empty}, not a file; give a file name such as gate.xml"
+        )
+
+
 def _write_xml(root: ET.Element, path: Path) -> None:
+    path = Path(path)
+    check_junit_path(path)
     ET.indent(root)
     try:
-        write_bytes(Path(path), ET.tostring(root, encoding="utf-8", xml_declaration=True))
+        write_bytes(path, ET.tostring(root, encoding="utf-8", xml_declaration=True))
     except OSError as error:
         raise UserError(f"{path}: cannot write the JUnit file ({error.strerror})") from None
 

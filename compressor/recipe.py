@@ -403,6 +403,16 @@ class ExportConfig(Strict):
     warmup_runs: int = Field(10, ge=0, description="Untimed runs before each latency measurement.")
     timed_runs: int = Field(50, ge=1, description="Timed runs per model, backend and batch size.")
 
+    @field_validator("batch_sizes")
+    @classmethod
+    def _each_batch_size_once(cls, sizes: list[int]) -> list[int]:
+        # The reports key latencies by batch size: a repeated size would be timed twice and
+        # shown as two columns, yet stored once.
+        repeated = sorted({size for size in sizes if sizes.count(size) > 1})
+        if repeated:
+            raise ValueError(f"lists {', '.join(map(str, repeated))} more than once")
+        return sizes
+
 
 class GateConfig(Strict):
     max_drop: float = Field(1.0, ge=0.0, description="Student may trail the teacher by (points).")

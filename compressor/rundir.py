@@ -25,7 +25,7 @@ import compressor
 from compressor.engine.checkpoint import previous_of
 from compressor.errors import UserError
 from compressor.io import write_json
-from compressor.recipe import Recipe
+from compressor.recipe import Recipe, load_recipe
 
 SCHEMA_VERSION = 1
 
@@ -65,6 +65,47 @@ class RunDir:
 def run_dir_for(recipe: Recipe, recipe_path: Path) -> RunDir:
     name = recipe.output.name or recipe_path.stem
     return RunDir(Path(recipe.output.dir) / name)
+
+
+def training_command(run_recipe: Recipe) -> str:
+    """`train` or `distill`: which command made a run, read from the recipe.yaml it holds
+    (`compress train` drops the teacher from the recipe it stores, `distill` needs one)."""
+    return "train" if run_recipe.teacher is None else "distill"
+
+
+def read_completed_run(run: RunDir) -> tuple[Recipe, dict[str, Any]]:
+    """The recipe and manifest of a finished run: where `compress export` and `gate` start.
+
+    Only a "completed" manifest says the files beside it are this run's: `--overwrite`
+    leaves the replaced run's student.pt and report.json in place until the new run
+    finishes, so a run that is still going, or was stopped, must not be exported or gated.
+    """
+    where = "give the folder `compress train` or `distill` wrote (runs/<name>)"
+    if not run.root.exists():
+        raise UserError(f"{run.root}: no such run directory; {where}")
+    if not run.root.is_dir():
+        raise UserError(f"{run.root}: a file, not a run directory; {where}")
+    if not run.recipe.is_file():
+        raise UserError(f"{run.root}: not a run directory (no recipe.yaml in it)")
+    recipe = load_recipe(run.recipe)
+    command = f"compress {training_command(recipe)} RECIPE"
+    try:
+        record = json.loads(run.manifest.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        record = None
+    if not isinstance(record, dict) or not isinstance(record.get("recipe_sha256"), str):
+        raise UserError(
+            f"{run.manifest}: missing or unreadable; the run directory is incomplete: run it "
+            f"again with `{command} --overwrite`"
+        )
+    status = record.get("status")
+    if status != "completed":
+        state = f"is {status}" if isinstance(status, str) else "has no status"
+        raise UserError(
+            f"{run.root}: the run {state}, not completed (manifest.json); finish it with "
+            f"`{command} --resume`, or let it end"
+        )
+    return recipe, record
 
 
 def holds_run(run: RunDir) -> bool:

@@ -221,6 +221,8 @@ def onnx_precision(proto: onnx.ModelProto) -> str:
 def load_onnx(path: Path | str) -> onnx.ModelProto:
     """Read and check an ONNX file someone else made: one clear line for each way it can fail."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder, not an ONNX file (name the .onnx file in it)")
     if not path.is_file():
         raise UserError(f"{path}: ONNX file not found (check the path)")
     try:
@@ -230,6 +232,9 @@ def load_onnx(path: Path | str) -> onnx.ModelProto:
             f"{path}: not a readable ONNX model: the file is truncated, corrupt or not ONNX "
             f"({short_reason(error)})"
         ) from None
+    if not proto.opset_import and not proto.graph.node:
+        # Protobuf parses many short files (`{}`, a few text bytes) as an empty message.
+        raise UserError(f"{path}: not an ONNX model (it holds no graph); give an .onnx file")
     opset = onnx_opset(proto)
     newest = onnx.defs.onnx_opset_version()
     if not MIN_OPSET <= opset <= newest:
@@ -259,6 +264,12 @@ def check_classifier_io(
         )
     got_in = _dims(inputs[0])
     got_out = _dims(proto.graph.output[0])
+    if got_in and isinstance(got_in[0], int) and got_in[0] > 0:
+        raise UserError(
+            f"{path}: the input's batch dimension is fixed at {got_in[0]}; it is validated and "
+            "timed at several batch sizes: export it with a dynamic batch axis "
+            "(torch.onnx.export dynamic_shapes or dynamic_axes)"
+        )
     if got_in[1:] != list(image_shape):
         raise UserError(
             f"{path}: takes input {got_in}, the run's images are [batch, "

@@ -17,8 +17,11 @@ discard what did run: the report is written, and the reasons come back in
 
 from __future__ import annotations
 
+import math
 import platform
-from collections.abc import Callable, Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +39,7 @@ from export.latency import Latency, measure_latency
 from export.onnx_export import check_classifier_io, export_onnx, load_onnx, onnx_precision
 from export.onnxruntime_runner import OnnxRuntimeRunner
 from export.quantize import Int8Settings, calibration_batch, quantize_int8, resolve_settings
-from export.report import write_reports
+from export.report import REPORT_NAME, write_reports
 from export.run_inputs import RunInputs, read_run, read_splits, read_teacher
 from export.tensorrt_runner import TensorRTRunner, build_engine, tensorrt_missing
 from export.torch_runner import TorchRunner
@@ -45,6 +48,7 @@ from export.validate import EvalSet, Infer, Parity, Tolerance, accuracy, parity,
 # Evaluation runs in batches of at least this size (bigger when a latency batch is bigger):
 # large enough to keep every backend busy, and the TensorRT profile's maximum batch.
 EVAL_BATCH = 64
+MODELS = ("student", "teacher")  # what an export holds; each file is named after its model
 
 
 @dataclass(frozen=True)
@@ -174,7 +178,8 @@ def export_run(
         int8=None if int8 is None else int8.settings,
     )
 
-    # 2. ONNX files for every model (and their INT8 forms).
+    # 2. ONNX files for every model (and their INT8 forms), in place of the previous export's.
+    _clear_previous_export(inputs.run.export_dir, keep=given.path if given else None)
     artifacts = {
         name: _export_model(name, model, inputs, settings, options.fp16, given, say)
         for name, model in models.items()
@@ -183,51 +188,59 @@ def export_run(
         for name, files in artifacts.items():
             files.append(int8.quantize(name, files, inputs.run.export_dir, say))
 
-    # 3. Per model: the PyTorch reference (computed once), then ONNX Runtime.
-    references: dict[str, np.ndarray] = {}
-    for name, model in models.items():
-        say(f"{name}: PyTorch reference on {len(bench.eval_set):,} test images")
-        torch_runner = TorchRunner(model)  # only after the export: it changes the weights' layout
-        references[name] = predict(torch_runner.infer, bench.eval_set, bench.eval_batch)
-        source = inputs.run.student if name == "student" else _teacher_file(inputs)
-        report.results.append(
-            Result(
-                model=name,
-                backend=torch_runner.backend,
-                precision="fp32",
-                device=torch_runner.device,
-                file=bench.display(source),
-                size_bytes=source.stat().st_size if source is not None else None,
-                accuracy=accuracy(references[name], bench.eval_set.labels),
-                parity=None,
-                latency=bench.latencies(torch_runner.infer),
-            )
-        )
-        if options.onnxruntime:
-            for artifact in artifacts[name]:
-                say(f"{name}: ONNX Runtime on {artifact.path.name}")
-                ort_runner = OnnxRuntimeRunner(artifact.path)
-                report.results.append(
-                    bench.measure(artifact, ort_runner, artifact.path, references[name])
+    with _fits_in_memory(settings.batch_sizes, inputs.image_shape):
+        # 3. Per model: the PyTorch reference (computed once), then ONNX Runtime.
+        references: dict[str, np.ndarray] = {}
+        for name, model in models.items():
+            say(f"{name}: PyTorch reference on {len(bench.eval_set):,} test images")
+            # Only after the export: it changes the weights' layout.
+            torch_runner = TorchRunner(model)
+            references[name] = predict(torch_runner.infer, bench.eval_set, bench.eval_batch)
+            source = inputs.run.student if name == "student" else _teacher_file(inputs)
+            report.results.append(
+                Result(
+                    model=name,
+                    backend=torch_runner.backend,
+                    precision="fp32",
+                    device=torch_runner.device,
+                    file=bench.display(source),
+                    size_bytes=source.stat().st_size if source is not None else None,
+                    accuracy=accuracy(references[name], bench.eval_set.labels),
+                    parity=None,
+                    latency=bench.latencies(torch_runner.infer),
                 )
+            )
+            if options.onnxruntime:
+                for artifact in artifacts[name]:
+                    say(f"{name}: ONNX Runtime on {artifact.path.name}")
+                    ort_runner = OnnxRuntimeRunner(artifact.path)
+                    report.results.append(
+                        bench.measure(artifact, ort_runner, artifact.path, references[name])
+                    )
 
-    # 4. TensorRT, from the same ONNX files.
-    if options.tensorrt:
-        try:
-            if trt_missing is not None:
-                raise UserError(f"--trt: {trt_missing}; the ONNX results were still written")
-            assert gpu is not None  # tensorrt_missing reports a missing GPU
-            for files in artifacts.values():
-                for artifact in files:
-                    result = _tensorrt(artifact, references[artifact.model], bench, gpu, say)
-                    report.results.append(result)
-        except UserError as error:
-            report.problems.extend(error.lines)
+        # 4. TensorRT, from the same ONNX files.
+        if options.tensorrt:
+            try:
+                if trt_missing is not None:
+                    raise UserError(f"--trt: {trt_missing}; the ONNX results were still written")
+                assert gpu is not None  # tensorrt_missing reports a missing GPU
+                for files in artifacts.values():
+                    for artifact in files:
+                        result = _tensorrt(artifact, references[artifact.model], bench, gpu, say)
+                        report.results.append(result)
+            except UserError as error:
+                report.problems.extend(error.lines)
 
     # 5. Speedups, the precision comparison, warnings, the report.
     report.speedup = speedups(report.results)
     report.precisions = precision_comparison(report.results)
     report.warnings = _warnings(report.results)
+    if not options.onnxruntime and not options.tensorrt:
+        written = ", ".join(a.path.name for files in artifacts.values() for a in files)
+        report.warnings.append(
+            f"--no-onnx: {written} written but not validated or timed (no backend ran them); "
+            "drop --no-onnx, or add --trt, to check them"
+        )
     report.files = write_reports(report.to_json(), inputs.run.export_dir)
     return report
 
@@ -321,7 +334,77 @@ def _settings(recipe_export: ExportConfig, options: ExportOptions) -> ExportConf
     try:
         return ExportConfig.model_validate(merged)
     except ValidationError as error:
-        raise UserError(*format_validation_error("export options", error)) from None
+        given = {field for field, value in overrides.items() if value is not None}
+        if options.calibration_images is not None:
+            given.add("int8.calibration_images")
+        lines = format_validation_error("export", error)
+        raise UserError(*(_name_the_flag(line, given) for line in lines)) from None
+
+
+# The command-line flag behind each overridable export setting: an error names what was typed.
+_FLAGS = {
+    "batch_sizes": "--batch-sizes",
+    "opset": "--opset",
+    "warmup_runs": "--warmup",
+    "timed_runs": "--runs",
+    "max_abs_diff": "--max-abs-diff",
+    "min_agreement": "--min-agreement",
+    "int8.calibration_images": "--calibration-images",
+}
+
+
+def _name_the_flag(line: str, given: set[str]) -> str:
+    """'export: timed_runs: …' → '--runs: …' when the caller set it, else the recipe's key."""
+    for setting in sorted(given, key=len, reverse=True):
+        prefix = f"export: {setting}"
+        if line.startswith((f"{prefix}:", f"{prefix}.")) and setting in _FLAGS:
+            return _FLAGS[setting] + line[len(prefix) :]
+    return "recipe " + line
+
+
+@contextmanager
+def _fits_in_memory(batch_sizes: Sequence[int], image_shape: tuple[int, ...]) -> Iterator[None]:
+    """A latency batch too big for this machine is a bad flag, not a crash: numpy raises
+    MemoryError when it cannot allocate the batch (or the evaluation batch, as large)."""
+    try:
+        yield
+    except MemoryError:
+        largest = max(batch_sizes)
+        gib = largest * math.prod(image_shape) * 4 / 2**30
+        raise UserError(
+            f"--batch-sizes {largest}: a batch of {largest:,} images needs {gib:,.1f} GiB as "
+            "float32, more than this machine can allocate; give smaller batch sizes "
+            "(or export.batch_sizes in the recipe)"
+        ) from None
+
+
+def _clear_previous_export(out: Path, keep: Path | None) -> None:
+    """Remove the reports and ONNX files an earlier export wrote, before writing new ones.
+
+    The report is what the gate trusts, so it must never outlive the files it describes: an
+    export that fails or is interrupted half-way leaves no report (the gate then asks for an
+    export) rather than an old one beside new files, and an export with fewer outputs than
+    the last (no --fp16, --no-teacher) leaves no stale models to be shipped by mistake.
+    Only names this exporter writes are removed, never `keep` (a --student-onnx file placed
+    there); cached TensorRT engines stay, keyed by their ONNX file's content.
+    """
+    names = [f"{REPORT_NAME}.{suffix}" for suffix in ("json", "md", "html")]
+    names += [f"{model}{kind}.onnx" for model in MODELS for kind in ("", ".fp16", ".int8")]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            path = out / name
+            if path.is_file() and (keep is None or path.resolve() != keep.resolve()):
+                path.unlink()
+        with tempfile.TemporaryFile(dir=out):
+            pass  # a folder that lets files be removed may still refuse new ones
+    except FileExistsError:
+        raise UserError(f"{out}: is a file, not a folder; move it away and export again") from None
+    except OSError as error:
+        raise UserError(
+            f"{out}: cannot write the export there ({error.strerror}); make the run directory "
+            "writable, or copy it somewhere writable and export the copy"
+        ) from None
 
 
 def tolerance_for(settings: ExportConfig, precision: str) -> Tolerance:

@@ -89,8 +89,9 @@ def calibration_batch(train: EvalSet, count: int, seed: int) -> np.ndarray:
     """`count` training images, class-balanced, normalised as at evaluation: float32 NCHW."""
     if count > len(train):
         raise UserError(
-            f"export.int8.calibration_images is {count}, but the training split has only "
-            f"{len(train)} images; lower it (at least 32) or use more training data"
+            f"{count} calibration images asked for (--calibration-images, or "
+            f"export.int8.calibration_images in the recipe), but the training split has only "
+            f"{len(train)} images; ask for fewer (at least 32) or use more training data"
         )
     index = balanced_indices(train.labels, count, seed)
     chosen = EvalSet(train.name, train.images[index], train.labels[index], train.mean, train.std)

@@ -19,11 +19,14 @@ REPORT_NAME = "export_report"
 
 
 def write_reports(payload: dict[str, Any], out_dir: Path) -> dict[str, Path]:
-    """Write the three files atomically; returns {"json" | "md" | "html": path}."""
+    """Write the three files atomically; returns {"json" | "md" | "html": path}.
+
+    The JSON goes last: it is what the gate reads, so its presence means the export finished.
+    """
     paths = {suffix: out_dir / f"{REPORT_NAME}.{suffix}" for suffix in ("json", "md", "html")}
-    write_json(paths["json"], payload)
     write_text(paths["md"], markdown(payload))
     write_text(paths["html"], html_page(payload))
+    write_json(paths["json"], payload)
     return paths
 
 

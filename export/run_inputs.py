@@ -8,7 +8,6 @@ from elsewhere cannot run code when it is exported.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,8 @@ from torch import nn
 from compressor.data import load_dataset
 from compressor.errors import UserError
 from compressor.models import create_model, load_teacher, load_weights, read_checkpoint
-from compressor.recipe import Recipe, load_recipe
-from compressor.rundir import RunDir
+from compressor.recipe import Recipe
+from compressor.rundir import RunDir, read_completed_run, training_command
 from export.validate import EvalSet
 
 _STUDENT_KEYS = ("arch", "num_classes", "image_shape", "classes", "mean", "std", "state_dict")
@@ -45,20 +44,18 @@ class RunInputs:
 def read_run(path: Path | str) -> RunInputs:
     """Check the run directory and rebuild its student; UserError names what is missing."""
     run = RunDir(Path(path))
-    if not run.root.is_dir():
-        raise UserError(
-            f"{run.root}: no such run directory; give the folder `compress distill` wrote "
-            "(runs/<name>)"
-        )
-    if not run.recipe.is_file():
-        raise UserError(f"{run.root}: not a run directory (no recipe.yaml in it)")
-    recipe = load_recipe(run.recipe)
+    recipe, manifest = read_completed_run(run)
+    command = f"compress {training_command(recipe)} RECIPE"
     if not run.student.is_file():
         raise UserError(
-            f"{run.root}: the run has no student.pt (training has not finished); finish it "
-            "with `compress distill RECIPE --resume`"
+            f"{run.root}: the run has no student.pt although it completed; the run directory "
+            f"is incomplete: train it again with `{command} --overwrite`"
         )
-    record = read_checkpoint(run.student)
+    record = read_checkpoint(
+        run.student,
+        if_pickled="compress writes student.pt with tensors and plain values only, so this "
+        f"one was replaced: train the run again with `{command} --overwrite`",
+    )
     if not isinstance(record, dict) or any(key not in record for key in _STUDENT_KEYS):
         raise UserError(
             f"{run.student}: not a student record written by compress train/distill "
@@ -79,18 +76,9 @@ def read_run(path: Path | str) -> RunInputs:
     )
     student.eval()
     info = {key: value for key, value in record.items() if key != "state_dict"}
-    return RunInputs(run, recipe, _recorded_recipe_hash(run), student, info)
-
-
-def _recorded_recipe_hash(run: RunDir) -> str:
-    """The hash the run recorded when it started: a recomputed one would change whenever a
-    later compressor adds a recipe field with a default, orphaning older runs."""
-    try:
-        return str(json.loads(run.manifest.read_text(encoding="utf-8"))["recipe_sha256"])
-    except (OSError, ValueError, KeyError, TypeError):
-        raise UserError(
-            f"{run.manifest}: missing or unreadable; the run directory is incomplete"
-        ) from None
+    # The hash the run recorded when it started: a recomputed one would change whenever a
+    # later compressor adds a recipe field with a default, orphaning older runs.
+    return RunInputs(run, recipe, str(manifest["recipe_sha256"]), student, info)
 
 
 def read_teacher(inputs: RunInputs) -> nn.Module:

@@ -346,6 +346,46 @@ CASES = [
         ("model.onnx",),
     ),
     Case("export of a missing run", lambda t: ["export", str(t / "runs" / "nope")], ("nope",)),
+    Case(
+        "export of a stopped run",
+        lambda t: ["export", stopped_run(t)],
+        ("the run is interrupted, not completed", "`compress train RECIPE --resume`"),
+    ),
+    Case(
+        "student.pt replaced by a pickle that runs code",
+        lambda t: ["export", replaced_student(t)],
+        ("pickled Python objects", "`compress train RECIPE --overwrite`"),
+    ),
+    Case(
+        "export batch size listed twice",
+        lambda t: ["export", trained_run(t), "--batch-sizes", "64,1,64"],
+        ("--batch-sizes: lists 64 more than once",),
+    ),
+    Case(
+        "export batch size beyond memory",
+        lambda t: ["export", trained_run(t), "--batch-sizes", "1000000000000", "--no-teacher"],
+        ("--batch-sizes 1000000000000", "smaller batch sizes"),
+    ),
+    Case(
+        "zero timed runs",
+        lambda t: ["export", trained_run(t), "--runs", "0"],
+        ("--runs: Input should be greater than or equal to 1",),
+    ),
+    Case(
+        "ONNX file that is JSON",
+        lambda t: ["export", trained_run(t), "--student-onnx", str(_write(t / "x.json", "{}"))],
+        ("x.json: not an ONNX model",),
+    ),
+    Case(
+        "ONNX file that is a folder",
+        lambda t: ["export", trained_run(t), "--student-onnx", str(_mkdirs(t / "d" / "e"))],
+        ("is a folder, not an ONNX file",),
+    ),
+    Case(
+        "ONNX file with a fixed batch size",
+        lambda t: ["export", trained_run(t), "--student-onnx", str(fixed_batch_onnx(t))],
+        ("batch dimension is fixed at 1", "dynamic batch axis"),
+    ),
     Case("unknown command", lambda t: ["squeeze", "x"], ("No such command",)),
 ]
 
@@ -357,6 +397,29 @@ def trained_run(tmp: Path) -> str:
         == 0
     )
     return str(tmp / "runs" / "recipe")
+
+
+def stopped_run(tmp: Path) -> str:
+    """A finished run whose manifest says it was interrupted (as after an --overwrite that
+    was stopped: the old student.pt is still there)."""
+    run = Path(trained_run(tmp))
+    manifest = json.loads((run / "manifest.json").read_text())
+    (run / "manifest.json").write_text(json.dumps({**manifest, "status": "interrupted"}))
+    return str(run)
+
+
+def replaced_student(tmp: Path) -> str:
+    run = trained_run(tmp)
+    torch.save({"state_dict": {}, "payload": CarriesCode()}, Path(run) / "student.pt")
+    return run
+
+
+def fixed_batch_onnx(tmp: Path) -> Path:
+    """A valid ResNet-8 for the digits whose input is fixed at batch 1."""
+    path = tmp / "fixed.onnx"
+    model = create_model("resnet8", 10, 1).eval()
+    torch.onnx.export(model, (torch.zeros(1, 1, 8, 8),), str(path), dynamo=True)
+    return path
 
 
 def _write(path: Path, text: str) -> Path:

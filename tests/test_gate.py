@@ -353,19 +353,90 @@ def test_run_without_teacher_skips_the_teacher_rule(
 
 
 @pytest.mark.parametrize(
-    ("flags", "message"),
+    ("flags", "fragments"),
     [
-        (["--max-drop", "1"], "--max-drop compares the student with its teacher"),
-        (["--min-speedup", "1.5"], "no teacher onnxruntime timing, which min_speedup needs"),
+        (["--max-drop", "1"], ["--max-drop compares the student with its teacher"]),
+        (["--min-speedup", "1.5"], ["no teacher onnxruntime timing, which min_speedup needs"]),
+        # No batch was timed for a teacher, so --speedup-batch names an untimed batch.
+        (["--speedup-batch", "64"], ["--speedup-batch 64: ", "drop --speedup-batch"]),
+        (["--speedup-batch", "7"], ["--speedup-batch 7: ", "no teacher onnxruntime timing"]),
     ],
 )
 def test_teacher_rules_asked_of_a_run_without_teacher_are_refused(
-    plain_run: Path, capsys: pytest.CaptureFixture[str], flags: list[str], message: str
+    plain_run: Path, capsys: pytest.CaptureFixture[str], flags: list[str], fragments: list[str]
 ) -> None:
     result = run_cli(capsys, "gate", str(plain_run), *flags)
     assert result.code == 2
-    assert message in result.stderr
+    assert all(fragment in result.stderr for fragment in fragments), result.stderr
     assert len(result.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize("status", ["running", "interrupted", "failed"])
+def test_unfinished_run_is_refused_with_its_resume_command(
+    plain_run: Path, capsys: pytest.CaptureFixture[str], status: str
+) -> None:
+    """A run trained without a teacher is resumed with `compress train`, not `distill`."""
+    edit_json("manifest.json", lambda manifest: manifest.update(status=status))(plain_run)
+    result = run_cli(capsys, "gate", str(plain_run))
+    assert result.code == 2
+    assert result.stderr == (
+        f"error: {plain_run}: the run is {status}, not completed (manifest.json); finish it "
+        "with `compress train RECIPE --resume`, or let it end\n"
+    )
+    assert "gate passed" not in result.stdout
+
+
+def without_min_speedup(run: Path) -> None:
+    """Leave the recipe's min_speedup unset, so the speedup rule is skipped."""
+    recipe = yaml.safe_load((run / "recipe.yaml").read_text(encoding="utf-8"))
+    recipe["gate"]["min_speedup"] = None
+    write_yaml(run / "recipe.yaml", recipe)
+
+
+def test_infinite_threshold_in_the_recipe_is_refused(
+    kd_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The recipe's gate section is a threshold source too: `.inf` there printed `≥ -inf %`."""
+    recipe = yaml.safe_load((kd_run / "recipe.yaml").read_text(encoding="utf-8"))
+    recipe["gate"]["max_drop"] = float("inf")
+    write_yaml(kd_run / "recipe.yaml", recipe)
+    result = run_cli(capsys, "gate", str(kd_run))
+    assert result.code == 2
+    assert result.stderr == (
+        f"error: {kd_run / 'recipe.yaml'}: gate.max_drop inf: must be a finite number\n"
+    )
+    # A finite flag replaces the recipe's value, so the gate can still be run.
+    assert run_cli(capsys, "gate", str(kd_run), "--max-drop", "90").code == 0
+
+
+def test_timed_speedup_batch_without_min_speedup_is_accepted(
+    kd_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Checking --speedup-batch against the timings must not refuse a batch that was timed."""
+    without_min_speedup(kd_run)
+    result = run_cli(capsys, "gate", str(kd_run), "--speedup-batch", "1")
+    assert result.code == 0, result.stdout + result.stderr
+    assert row(result, "speedup")[3] == "SKIP"
+
+
+@pytest.mark.parametrize("name", ["", "reports"])
+def test_junit_path_that_is_a_folder_is_refused(
+    kd_run: Path,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+) -> None:
+    """`--junit ""` names the working directory; neither it nor any folder can be written."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "reports").mkdir()
+    result = run_cli(capsys, "gate", str(kd_run), "--junit", name)
+    assert result.code == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "gate passed" not in result.stdout  # refused before the gate runs
+    assert lines[0].startswith(f"error: --junit {name or '.'}: a folder")
+    assert "give a file name such as gate.xml" in lines[0]
 
 
 # What the Jenkins junit-10 schema (the one CI systems accept) allows per element:
@@ -478,7 +549,7 @@ def corrupt(name: str) -> Callable[[Path], None]:
 EXPORT = "export/export_report.json"
 BAD_INPUTS: list[tuple[str, Callable[[Path], None] | None, list[str], list[str]]] = [
     ("missing run dir", None, ["{run}-absent"], ["kd-absent: no such run directory"]),
-    ("missing report", delete("report.json"), [], ["report.json: not found", "--resume"]),
+    ("missing report", delete("report.json"), [], ["report.json: not found", "--overwrite"]),
     ("corrupt report", corrupt("report.json"), [], ["report.json: not valid JSON (line 1"]),
     (
         "report without student accuracy",
@@ -486,8 +557,49 @@ BAD_INPUTS: list[tuple[str, Callable[[Path], None] | None, list[str], list[str]]
         [],
         ["report.json: results.student.accuracy: required, but missing"],
     ),
-    ("missing recipe", delete("recipe.yaml"), [], ["recipe.yaml: not found"]),
+    (
+        "missing recipe",
+        delete("recipe.yaml"),
+        [],
+        ["kd: not a run directory (no recipe.yaml in it)"],
+    ),
+    (
+        "folder that is not a run",
+        lambda run: (run.parent / "notarun").mkdir(),
+        ["{run}/../notarun"],
+        ["notarun: not a run directory (no recipe.yaml in it)"],
+    ),
+    (
+        "file instead of a run",
+        lambda run: (run.parent / "run.txt").write_text("", encoding="utf-8"),
+        ["{run}/../run.txt"],
+        ["run.txt: a file, not a run directory"],
+    ),
+    (
+        "missing manifest",
+        delete("manifest.json"),
+        [],
+        ["manifest.json: missing or unreadable", "`compress distill RECIPE --overwrite`"],
+    ),
+    *(
+        (
+            f"{status} run",
+            edit_json("manifest.json", lambda d, status=status: d.update(status=status)),
+            [],
+            [
+                f"kd: the run is {status}, not completed (manifest.json); finish it with "
+                "`compress distill RECIPE --resume`"
+            ],
+        )
+        for status in ("running", "interrupted", "failed")
+    ),
     ("missing export", delete(EXPORT), [], ["export_report.json: not found", "compress export"]),
+    (
+        "export report is a folder",
+        lambda run: (delete(EXPORT)(run), (run / EXPORT).mkdir()),
+        [],
+        ["export_report.json: a folder, not the export report", "`compress export"],
+    ),
     ("corrupt export", corrupt(EXPORT), [], ["export_report.json: not valid JSON"]),
     (
         "newer export schema",
@@ -547,6 +659,12 @@ BAD_INPUTS: list[tuple[str, Callable[[Path], None] | None, list[str], list[str]]
         ["--speedup-batch", "32"],
         ["--speedup-batch 32: not timed", "timed batches: 1, 64"],
     ),
+    (
+        "batch not timed, min speedup unset",
+        without_min_speedup,
+        ["--speedup-batch", "7"],
+        ["--speedup-batch 7: not timed", "timed batches: 1, 64"],
+    ),
     ("batch below 1", None, ["--speedup-batch", "0"], ["--speedup-batch 0: must be"]),
     (
         "negative max drop",
@@ -557,6 +675,11 @@ BAD_INPUTS: list[tuple[str, Callable[[Path], None] | None, list[str], list[str]]
     ("negative export drop", None, ["--max-export-drop", "-0.5"], ["--max-export-drop -0.5"]),
     ("agreement over 100", None, ["--min-agreement", "100.5"], ["less than or equal to 100"]),
     ("zero speedup", None, ["--min-speedup", "0"], ["--min-speedup 0.0: ", "greater than 0"]),
+    *(
+        (f"{value} {flag}", None, [flag, value], [f"{flag} {value}: must be a finite number"])
+        for flag in ("--max-drop", "--max-export-drop", "--min-agreement", "--min-speedup")
+        for value in ("inf", "-inf", "nan")
+    ),
 ]
 
 

@@ -55,6 +55,7 @@ from compressor.rundir import (
     mark_interrupted,
     now_iso,
     run_dir_for,
+    training_command,
 )
 
 
@@ -397,7 +398,7 @@ def _check_same_recipe(run: RunDir, recipe: Recipe, source: str) -> None:
     if started_with == recipe:
         return
     if started_with is not None and (started_with.teacher is None) != (recipe.teacher is None):
-        command = "train" if started_with.teacher is None else "distill"
+        command = training_command(started_with)
         raise UserError(
             f"{source}: {run.root} was started by `compress {command}`; resume it with "
             f"`compress {command} {source} --resume`"

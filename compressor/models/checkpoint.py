@@ -71,11 +71,16 @@ def check_file(path: Path) -> None:
         raise UserError(f"{path}: is a directory; expected a checkpoint file")
 
 
-def read_checkpoint(path: Path | str, trust_pickle: bool = False) -> Any:
+def read_checkpoint(
+    path: Path | str,
+    trust_pickle: bool = False,
+    if_pickled: str = "if you trust this file set teacher.trust_pickle: true",
+) -> Any:
     """`torch.load` on the CPU, refusing pickled code unless the user trusts the file.
 
     `weights_only=True` restricts unpickling to tensors and plain containers, so a crafted
     file cannot run code while we read it. With `trust_pickle` the full unpickler runs.
+    `if_pickled` is the way out that a refusal offers: only a teacher can be trusted.
     """
     path = Path(path)
     check_file(path)
@@ -98,7 +103,7 @@ def read_checkpoint(path: Path | str, trust_pickle: bool = False) -> Any:
             what = f" ({found[1]})" if found else ""
             raise UserError(
                 f"{path} contains pickled Python objects{what} that could run code when loaded; "
-                "if you trust this file set teacher.trust_pickle: true"
+                + if_pickled
             ) from None
         raise UserError(_unreadable(path, error)) from None
     except (ModuleNotFoundError, AttributeError) as error:

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -226,7 +230,10 @@ def test_quantized_student_file_is_validated_as_int8(
 def test_model_that_cannot_export(
     workdir: Path, teacher_run: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A teacher with a custom operator distils fine in eager PyTorch, but has no ONNX form."""
+    """A teacher with a custom operator distils fine in eager PyTorch, but has no ONNX form.
+
+    The failure comes after the student's file is rewritten: the earlier export's report must
+    not survive to vouch for it."""
     recipe = write_recipe(
         workdir / "custom-op.yaml",
         {
@@ -238,10 +245,71 @@ def test_model_that_cannot_export(
         },
     )
     invoke("distill", str(recipe))
-    line = one_error_line(run_cli(capsys, "export", str(workdir / "custom-op"), *QUICK))
+    run = workdir / "custom-op"
+    invoke("export", str(run), "--no-teacher", *QUICK)
+    assert (run / "export" / "export_report.json").is_file()
+    line = one_error_line(run_cli(capsys, "export", str(run), *QUICK))
     assert line.startswith("error: teacher: torch.onnx.export cannot export this model")
     assert "soft_clip" in line
     assert line.endswith("--no-teacher")
+    assert sorted(path.name for path in (run / "export").iterdir()) == ["student.onnx"]
+    assert "export_report.json: not found" in one_error_line(run_cli(capsys, "gate", str(run)))
+
+
+def test_a_new_export_removes_what_the_last_one_wrote(
+    distilled_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Files an earlier export made that this one does not are gone, not shipped stale; a
+    --student-onnx file kept in export/ stays."""
+    run = _copy_run(distilled_run, tmp_path / "again", "completed")
+    invoke("export", str(run), "--fp16", "--int8", "--calibration-images", "64", *QUICK)
+    export = run / "export"
+    shutil.copy(export / "student.onnx", export / "optimised.onnx")
+    assert {"teacher.onnx", "teacher.int8.onnx", "student.fp16.onnx"} <= {
+        path.name for path in export.iterdir()
+    }
+    invoke(
+        "export", str(run), "--no-teacher", "--student-onnx", str(export / "student.onnx"), *QUICK
+    )
+    assert sorted(path.name for path in export.iterdir()) == [
+        "export_report.html",
+        "export_report.json",
+        "export_report.md",
+        "optimised.onnx",
+        "student.onnx",
+    ]
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGINT"), reason="needs POSIX signals")
+def test_ctrl_c_leaves_no_report_and_says_how_to_finish(
+    distilled_run: Path, tmp_path: Path
+) -> None:
+    run = _copy_run(distilled_run, tmp_path / "stopped", "completed")
+    invoke("export", str(run), "--no-teacher", *QUICK)
+    command = [sys.executable, "-m", "compressor", "export", str(run), "--runs", "100000"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while (run / "export" / "export_report.json").exists() or not (
+        run / "export" / "teacher.onnx"
+    ).exists():
+        assert process.poll() is None and time.monotonic() < deadline, "the export did not start"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert f"export interrupted: run `compress export {run}` again" in stdout.decode()
+    assert "Traceback" not in stderr.decode()
+    assert not any(path.name.startswith("export_report") for path in (run / "export").iterdir())
+
+
+def test_an_export_folder_that_is_a_file(
+    distilled_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = _copy_run(distilled_run, tmp_path / "blocked", "completed")
+    (run / "export").write_text("not a folder")
+    line = one_error_line(run_cli(capsys, "export", str(run), *QUICK))
+    assert "export: is a file, not a folder; move it away" in line
+    assert (run / "export").read_text() == "not a folder"
 
 
 def test_missing_run_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -249,14 +317,55 @@ def test_missing_run_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert "no such run directory" in line
 
 
-def test_run_without_student(
+def _copy_run(run: Path, to: Path, status: str | None) -> Path:
+    """A copy of a finished run (without its export) whose manifest says `status`."""
+    shutil.copytree(run, to, ignore=shutil.ignore_patterns("export"))
+    manifest = json.loads((to / "manifest.json").read_text())
+    if status is None:
+        manifest.pop("status")
+    else:
+        manifest["status"] = status
+    (to / "manifest.json").write_text(json.dumps(manifest))
+    return to
+
+
+@pytest.mark.parametrize(
+    ("run", "status", "command"),
+    [
+        ("distilled", "running", "compress distill RECIPE --resume"),
+        ("distilled", "failed", "compress distill RECIPE --resume"),
+        ("teacher", "interrupted", "compress train RECIPE --resume"),
+        ("teacher", None, "compress train RECIPE --resume"),
+    ],
+)
+def test_an_unfinished_run_is_refused_with_its_own_resume_command(
+    run: str,
+    status: str | None,
+    command: str,
+    teacher_run: Path,
+    distilled_run: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Its student.pt may be a previous run's (an --overwrite stopped early): not exportable."""
+    source = distilled_run if run == "distilled" else teacher_run
+    copy = _copy_run(source, tmp_path / "copy", status)
+    line = one_error_line(run_cli(capsys, "export", str(copy), *QUICK))
+    assert f"the run {f'is {status}' if status else 'has no status'}, not completed" in line
+    assert f"`{command}`" in line
+    assert not (copy / "export").exists()
+
+
+def test_run_without_student_or_manifest(
     distilled_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    unfinished = tmp_path / "unfinished"
-    unfinished.mkdir()
-    shutil.copy(distilled_run / "recipe.yaml", unfinished / "recipe.yaml")
-    line = one_error_line(run_cli(capsys, "export", str(unfinished)))
-    assert "no student.pt" in line and "--resume" in line
+    completed = _copy_run(distilled_run, tmp_path / "completed", "completed")
+    (completed / "student.pt").unlink()
+    line = one_error_line(run_cli(capsys, "export", str(completed)))
+    assert "no student.pt" in line and "`compress distill RECIPE --overwrite`" in line
+    (completed / "manifest.json").unlink()
+    line = one_error_line(run_cli(capsys, "export", str(completed)))
+    assert "manifest.json: missing or unreadable" in line
 
 
 def test_teacher_flag_on_a_run_without_teacher(

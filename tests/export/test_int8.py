@@ -117,7 +117,7 @@ def test_gate_without_int8_export_says_how(
 @pytest.mark.parametrize(
     ("count", "expected"),
     [
-        ("8", "export options: int8.calibration_images"),
+        ("8", "error: --calibration-images: Input should be greater than or equal to 32"),
         ("100000", "the training split has only"),
     ],
 )
