@@ -79,7 +79,8 @@ OutputPath = Annotated[Path, BeforeValidator(_to_output_path)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    # No setting is meaningful at inf or nan, and both pass range checks or compare false.
+    model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False)
 
 
 class TeacherConfig(Strict):

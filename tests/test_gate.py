@@ -396,17 +396,16 @@ def without_min_speedup(run: Path) -> None:
 def test_infinite_threshold_in_the_recipe_is_refused(
     kd_run: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The recipe's gate section is a threshold source too: `.inf` there printed `≥ -inf %`."""
+    """The recipe's gate section is a threshold source too: `.inf` there printed `≥ -inf %`.
+    Such a recipe is not valid, so the run's recipe.yaml is refused as it is read."""
     recipe = yaml.safe_load((kd_run / "recipe.yaml").read_text(encoding="utf-8"))
     recipe["gate"]["max_drop"] = float("inf")
     write_yaml(kd_run / "recipe.yaml", recipe)
     result = run_cli(capsys, "gate", str(kd_run))
     assert result.code == 2
-    assert result.stderr == (
-        f"error: {kd_run / 'recipe.yaml'}: gate.max_drop inf: must be a finite number\n"
+    assert result.stderr.startswith(
+        f"error: {kd_run / 'recipe.yaml'}: gate.max_drop: Input should be a finite number"
     )
-    # A finite flag replaces the recipe's value, so the gate can still be run.
-    assert run_cli(capsys, "gate", str(kd_run), "--max-drop", "90").code == 0
 
 
 def test_timed_speedup_batch_without_min_speedup_is_accepted(
@@ -676,7 +675,12 @@ BAD_INPUTS: list[tuple[str, Callable[[Path], None] | None, list[str], list[str]]
     ("agreement over 100", None, ["--min-agreement", "100.5"], ["less than or equal to 100"]),
     ("zero speedup", None, ["--min-speedup", "0"], ["--min-speedup 0.0: ", "greater than 0"]),
     *(
-        (f"{value} {flag}", None, [flag, value], [f"{flag} {value}: must be a finite number"])
+        (
+            f"{value} {flag}",
+            None,
+            [flag, value],
+            [f"{flag} {float(value)!r}: Input should be a finite number"],
+        )
         for flag in ("--max-drop", "--max-export-drop", "--min-agreement", "--min-speedup")
         for value in ("inf", "-inf", "nan")
     ),
