@@ -7,6 +7,7 @@ flags) — printed as one line per problem, without a traceback unless `--debug`
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -352,7 +353,8 @@ def export_command(
     except KeyboardInterrupt:
         # The report is written last, so a stopped export leaves none for the gate to trust.
         console.print(
-            f"export interrupted: run `compress export {run}` again to finish it",
+            f"export interrupted: run `{shlex.join(['compress', *sys.argv[1:]])}` again to "
+            "finish it; the previous export is as it was",
             markup=False,
             highlight=False,
             soft_wrap=True,

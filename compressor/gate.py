@@ -34,7 +34,7 @@ The rules, in table order (all in percentage points unless said otherwise):
 
 Anything that stops a rule from being judged — a run that is not completed, missing or
 corrupt reports, an export made for another recipe, a backend or precision that was not
-exported, out-of-range or non-finite thresholds — is a `UserError` (exit 2), so a broken
+exported, out-of-range or nan thresholds — is a `UserError` (exit 2), so a broken
 pipeline can never read as a pass or as a quality fail.
 """
 
@@ -461,7 +461,7 @@ def check_junit_path(path: Path) -> None:
     """A --junit that names a folder is refused before the gate runs, not after it printed."""
     if Path(path).is_dir():
         # Path("") is Path("."): an empty --junit names the working directory.
-        empty = " (an empty --junit names the current one)" if Path(path) == Path() else ""
+        empty = " (the working directory)" if Path(path) == Path() else ""
         raise UserError(
             f"--junit {path}: a folder{empty}, not a file; give a file name such as gate.xml"
         )

@@ -79,8 +79,7 @@ OutputPath = Annotated[Path, BeforeValidator(_to_output_path)]
 
 
 class Strict(BaseModel):
-    # No setting is meaningful at inf or nan, and both pass range checks or compare false.
-    model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", validate_default=True)
 
 
 class TeacherConfig(Strict):

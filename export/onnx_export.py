@@ -264,12 +264,6 @@ def check_classifier_io(
         )
     got_in = _dims(inputs[0])
     got_out = _dims(proto.graph.output[0])
-    if got_in and isinstance(got_in[0], int) and got_in[0] > 0:
-        raise UserError(
-            f"{path}: the input's batch dimension is fixed at {got_in[0]}; it is validated and "
-            "timed at several batch sizes: export it with a dynamic batch axis "
-            "(torch.onnx.export dynamic_shapes or dynamic_axes)"
-        )
     if got_in[1:] != list(image_shape):
         raise UserError(
             f"{path}: takes input {got_in}, the run's images are [batch, "
@@ -280,6 +274,14 @@ def check_classifier_io(
             f"{path}: returns {got_out}, expected [batch, {num_classes}] logits for the run's "
             f"{num_classes} classes"
         )
+
+
+def fixed_batch(proto: onnx.ModelProto) -> int | None:
+    """The batch size a model's image input is fixed at; None when it is dynamic."""
+    initializers = {tensor.name for tensor in proto.graph.initializer}
+    image = next(i for i in proto.graph.input if i.name not in initializers)
+    batch = _dims(image)[0] if _dims(image) else None
+    return batch if isinstance(batch, int) and batch > 0 else None
 
 
 def _dims(value: onnx.ValueInfoProto) -> list[int | str]:

@@ -17,8 +17,9 @@ discard what did run: the report is written, and the reasons come back in
 
 from __future__ import annotations
 
-import math
+import os
 import platform
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -36,7 +37,13 @@ from compressor.errors import UserError
 from compressor.recipe import ExportConfig, format_validation_error
 from compressor.rundir import SCHEMA_VERSION, RunDir, now_iso, package_versions
 from export.latency import Latency, measure_latency
-from export.onnx_export import check_classifier_io, export_onnx, load_onnx, onnx_precision
+from export.onnx_export import (
+    check_classifier_io,
+    export_onnx,
+    fixed_batch,
+    load_onnx,
+    onnx_precision,
+)
 from export.onnxruntime_runner import OnnxRuntimeRunner
 from export.quantize import Int8Settings, calibration_batch, quantize_int8, resolve_settings
 from export.report import REPORT_NAME, write_reports
@@ -49,6 +56,7 @@ from export.validate import EvalSet, Infer, Parity, Tolerance, accuracy, parity,
 # large enough to keep every backend busy, and the TensorRT profile's maximum batch.
 EVAL_BATCH = 64
 MODELS = ("student", "teacher")  # what an export holds; each file is named after its model
+STAGING_PREFIX = ".partial-"  # export/.partial-*/: an export in progress
 
 
 @dataclass(frozen=True)
@@ -162,12 +170,12 @@ def export_run(
     models: dict[str, nn.Module] = {"student": inputs.student}
     if with_teacher:
         models["teacher"] = read_teacher(inputs)
-    given = _given_student(options.student_onnx, inputs, int8=options.int8)
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
     trt_missing = tensorrt_missing(gpu is not None) if options.tensorrt else None
     train_set, test_set = read_splits(inputs)
     int8 = _int8_job(settings, train_set, options) if options.int8 else None
     bench = _Bench(test_set, settings, inputs.run.root)
+    given = _given_student(options.student_onnx, inputs, bench, int8=options.int8)
     report = ExportReport(
         run=inputs.run.root,
         recipe_sha256=inputs.recipe_sha256,
@@ -178,70 +186,71 @@ def export_run(
         int8=None if int8 is None else int8.settings,
     )
 
-    # 2. ONNX files for every model (and their INT8 forms), in place of the previous export's.
-    _clear_previous_export(inputs.run.export_dir, keep=given.path if given else None)
-    artifacts = {
-        name: _export_model(name, model, inputs, settings, options.fp16, given, say)
-        for name, model in models.items()
-    }
-    if int8 is not None:
-        for name, files in artifacts.items():
-            files.append(int8.quantize(name, files, inputs.run.export_dir, say))
+    # 2–5 in a staging folder inside export/: the previous export stays whole until this one
+    # has finished, and one that fails or is stopped leaves it as it was.
+    with _staging(inputs.run.export_dir) as staging:
+        # 2. ONNX files for every model (and their INT8 forms).
+        artifacts = {
+            name: _export_model(name, model, inputs, settings, options.fp16, given, staging, say)
+            for name, model in models.items()
+        }
+        if int8 is not None:
+            for name, files in artifacts.items():
+                files.append(int8.quantize(name, files, staging, say))
 
-    with _fits_in_memory(settings.batch_sizes, inputs.image_shape):
-        # 3. Per model: the PyTorch reference (computed once), then ONNX Runtime.
-        references: dict[str, np.ndarray] = {}
-        for name, model in models.items():
-            say(f"{name}: PyTorch reference on {len(bench.eval_set):,} test images")
-            # Only after the export: it changes the weights' layout.
-            torch_runner = TorchRunner(model)
-            references[name] = predict(torch_runner.infer, bench.eval_set, bench.eval_batch)
-            source = inputs.run.student if name == "student" else _teacher_file(inputs)
-            report.results.append(
-                Result(
-                    model=name,
-                    backend=torch_runner.backend,
-                    precision="fp32",
-                    device=torch_runner.device,
-                    file=bench.display(source),
-                    size_bytes=source.stat().st_size if source is not None else None,
-                    accuracy=accuracy(references[name], bench.eval_set.labels),
-                    parity=None,
-                    latency=bench.latencies(torch_runner.infer),
-                )
-            )
-            if options.onnxruntime:
-                for artifact in artifacts[name]:
-                    say(f"{name}: ONNX Runtime on {artifact.path.name}")
-                    ort_runner = OnnxRuntimeRunner(artifact.path)
-                    report.results.append(
-                        bench.measure(artifact, ort_runner, artifact.path, references[name])
+        with _fits_in_memory(settings.batch_sizes):
+            # 3. Per model: the PyTorch reference (computed once), then ONNX Runtime.
+            references: dict[str, np.ndarray] = {}
+            for name, model in models.items():
+                say(f"{name}: PyTorch reference on {len(bench.eval_set):,} test images")
+                # Only after the export: it changes the weights' layout.
+                torch_runner = TorchRunner(model)
+                references[name] = predict(torch_runner.infer, bench.eval_set, bench.eval_batch)
+                source = inputs.run.student if name == "student" else _teacher_file(inputs)
+                report.results.append(
+                    Result(
+                        model=name,
+                        backend=torch_runner.backend,
+                        precision="fp32",
+                        device=torch_runner.device,
+                        file=bench.display(source),
+                        size_bytes=source.stat().st_size if source is not None else None,
+                        accuracy=accuracy(references[name], bench.eval_set.labels),
+                        parity=None,
+                        latency=bench.latencies(torch_runner.infer),
                     )
+                )
+                if options.onnxruntime:
+                    for artifact in artifacts[name]:
+                        say(f"{name}: ONNX Runtime on {artifact.path.name}")
+                        ort_runner = OnnxRuntimeRunner(artifact.path)
+                        report.results.append(
+                            bench.measure(artifact, ort_runner, artifact.path, references[name])
+                        )
 
-        # 4. TensorRT, from the same ONNX files.
-        if options.tensorrt:
-            try:
-                if trt_missing is not None:
-                    raise UserError(f"--trt: {trt_missing}; the ONNX results were still written")
-                assert gpu is not None  # tensorrt_missing reports a missing GPU
-                for files in artifacts.values():
-                    for artifact in files:
-                        result = _tensorrt(artifact, references[artifact.model], bench, gpu, say)
-                        report.results.append(result)
-            except UserError as error:
-                report.problems.extend(error.lines)
+            # 4. TensorRT, from the same ONNX files.
+            if options.tensorrt:
+                try:
+                    if trt_missing is not None:
+                        raise UserError(
+                            f"--trt: {trt_missing}; the ONNX results were still written"
+                        )
+                    assert gpu is not None  # tensorrt_missing reports a missing GPU
+                    for files in artifacts.values():
+                        for artifact in files:
+                            reference = references[artifact.model]
+                            report.results.append(_tensorrt(artifact, reference, bench, gpu, say))
+                except UserError as error:
+                    report.problems.extend(error.lines)
 
-    # 5. Speedups, the precision comparison, warnings, the report.
-    report.speedup = speedups(report.results)
-    report.precisions = precision_comparison(report.results)
-    report.warnings = _warnings(report.results)
-    if not options.onnxruntime and not options.tensorrt:
-        written = ", ".join(a.path.name for files in artifacts.values() for a in files)
-        report.warnings.append(
-            f"--no-onnx: {written} written but not validated or timed (no backend ran them); "
-            "drop --no-onnx, or add --trt, to check them"
-        )
-    report.files = write_reports(report.to_json(), inputs.run.export_dir)
+        # 5. Speedups, the precision comparison, warnings; the files, then the report.
+        report.speedup = speedups(report.results)
+        report.precisions = precision_comparison(report.results)
+        report.warnings = _warnings(report.results)
+        if not options.onnxruntime and not options.tensorrt:
+            report.warnings.append(_unchecked_warning(artifacts, bench))
+        _publish(staging, inputs.run.export_dir, keep=given.path if given else None)
+        report.files = write_reports(report.to_json(), inputs.run.export_dir)
     return report
 
 
@@ -256,6 +265,16 @@ class _Bench:
     @property
     def eval_batch(self) -> int:
         return max(EVAL_BATCH, *self.settings.batch_sizes)
+
+    @property
+    def batch_sizes_run(self) -> list[int]:
+        """Every batch size a model meets: the latency batches, the evaluation batch and the
+        evaluation's last, partial batch."""
+        last = len(self.eval_set) % self.eval_batch
+        return sorted({*self.settings.batch_sizes, self.eval_batch, *([last] if last else [])})
+
+    def runs_only_at(self, batch: int) -> bool:
+        return self.batch_sizes_run == [batch]
 
     def latencies(self, infer: Infer) -> dict[int, Latency]:
         return {
@@ -290,9 +309,12 @@ class _Bench:
         )
 
     def display(self, path: Path | None) -> str | None:
-        """Paths inside the run directory are written relative to it: reports move with it."""
+        """Paths inside the run directory are written relative to it: reports move with it.
+        A staged file is named where it is published, in export/."""
         if path is None:
             return None
+        if path.parent.name.startswith(STAGING_PREFIX):
+            path = path.parent.parent / path.name
         try:
             return str(path.resolve().relative_to(self.root.resolve()))
         except ValueError:
@@ -357,54 +379,80 @@ def _name_the_flag(line: str, given: set[str]) -> str:
     """'export: timed_runs: …' → '--runs: …' when the caller set it, else the recipe's key."""
     for setting in sorted(given, key=len, reverse=True):
         prefix = f"export: {setting}"
-        if line.startswith((f"{prefix}:", f"{prefix}.")) and setting in _FLAGS:
+        if line.startswith((f"{prefix}:", f"{prefix}.", f"{prefix}[")) and setting in _FLAGS:
             return _FLAGS[setting] + line[len(prefix) :]
     return "recipe " + line
 
 
 @contextmanager
-def _fits_in_memory(batch_sizes: Sequence[int], image_shape: tuple[int, ...]) -> Iterator[None]:
+def _fits_in_memory(batch_sizes: Sequence[int]) -> Iterator[None]:
     """A latency batch too big for this machine is a bad flag, not a crash: numpy raises
-    MemoryError when it cannot allocate the batch (or the evaluation batch, as large)."""
+    MemoryError, torch's allocators a RuntimeError (OutOfMemoryError on CUDA)."""
     try:
         yield
-    except MemoryError:
+    except (MemoryError, RuntimeError) as error:
+        if not isinstance(error, MemoryError) and "allocate" not in str(error):
+            raise
         largest = max(batch_sizes)
-        gib = largest * math.prod(image_shape) * 4 / 2**30
         raise UserError(
-            f"--batch-sizes {largest}: a batch of {largest:,} images needs {gib:,.1f} GiB as "
-            "float32, more than this machine can allocate; give smaller batch sizes "
-            "(or export.batch_sizes in the recipe)"
+            f"--batch-sizes {largest}: out of memory evaluating and timing batches of "
+            f"{largest:,} images; give smaller batch sizes (or export.batch_sizes in the recipe)"
         ) from None
 
 
-def _clear_previous_export(out: Path, keep: Path | None) -> None:
-    """Remove the reports and ONNX files an earlier export wrote, before writing new ones.
-
-    The report is what the gate trusts, so it must never outlive the files it describes: an
-    export that fails or is interrupted half-way leaves no report (the gate then asks for an
-    export) rather than an old one beside new files, and an export with fewer outputs than
-    the last (no --fp16, --no-teacher) leaves no stale models to be shipped by mistake.
-    Only names this exporter writes are removed, never `keep` (a --student-onnx file placed
-    there); cached TensorRT engines stay, keyed by their ONNX file's content.
-    """
-    names = [f"{REPORT_NAME}.{suffix}" for suffix in ("json", "md", "html")]
-    names += [f"{model}{kind}.onnx" for model in MODELS for kind in ("", ".fp16", ".int8")]
+@contextmanager
+def _staging(export_dir: Path) -> Iterator[Path]:
+    """A fresh folder inside export/ for this export's files, removed however the export ends
+    (after `_publish`, it is empty). Inside export/, so publishing is a rename on one disk."""
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        for name in names:
-            path = out / name
-            if path.is_file() and (keep is None or path.resolve() != keep.resolve()):
-                path.unlink()
-        with tempfile.TemporaryFile(dir=out):
-            pass  # a folder that lets files be removed may still refuse new ones
+        export_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=export_dir))
     except FileExistsError:
-        raise UserError(f"{out}: is a file, not a folder; move it away and export again") from None
+        raise UserError(
+            f"{export_dir}: is a file, not a folder; move it away and export again"
+        ) from None
     except OSError as error:
         raise UserError(
-            f"{out}: cannot write the export there ({error.strerror}); make the run directory "
-            "writable, or copy it somewhere writable and export the copy"
+            f"{export_dir}: cannot write the export there ({error.strerror}); make the run "
+            "directory writable, or copy it somewhere writable and export the copy"
         ) from None
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _publish(staging: Path, export_dir: Path, keep: Path | None) -> None:
+    """Swap this export's files in for the previous export's; the caller writes the report.
+
+    The old report goes first, so no report ever sits beside files it did not check; then
+    the new files move in (renames); then the files the previous export wrote and this one
+    did not (no --fp16 now, --no-teacher) go, so no stale model is shipped by mistake. Only
+    names this exporter writes are removed, never `keep` (a --student-onnx file kept there);
+    cached TensorRT engines stay, keyed by their ONNX file's content.
+    """
+    for suffix in ("json", "md", "html"):
+        (export_dir / f"{REPORT_NAME}.{suffix}").unlink(missing_ok=True)
+    written = {path.name for path in staging.iterdir()}
+    for path in staging.iterdir():
+        os.replace(path, export_dir / path.name)
+    ours = [f"{model}{kind}.onnx" for model in MODELS for kind in ("", ".fp16", ".int8")]
+    for name in ours:
+        path = export_dir / name
+        stale = name not in written and path.is_file()
+        if stale and (keep is None or path.resolve() != keep.resolve()):
+            path.unlink()
+
+
+def _unchecked_warning(artifacts: dict[str, list[_Artifact]], bench: _Bench) -> str:
+    """--no-onnx without --trt: which files no backend ran (the user's own named as given)."""
+    files = ", ".join(
+        str(bench.display(artifact.path)) for found in artifacts.values() for artifact in found
+    )
+    return (
+        f"--no-onnx: no backend validated or timed {files}; drop --no-onnx, or add --trt, "
+        "to check them"
+    )
 
 
 def tolerance_for(settings: ExportConfig, precision: str) -> Tolerance:
@@ -416,12 +464,22 @@ def tolerance_for(settings: ExportConfig, precision: str) -> Tolerance:
     return Tolerance(None, settings.int8_min_agreement)
 
 
-def _given_student(path: Path | None, inputs: RunInputs, *, int8: bool) -> _Artifact | None:
+def _given_student(
+    path: Path | None, inputs: RunInputs, bench: _Bench, *, int8: bool
+) -> _Artifact | None:
     """A student ONNX file made elsewhere (optimised, quantised): checked before any work."""
     if path is None:
         return None
     proto = load_onnx(path)
     check_classifier_io(proto, path, inputs.image_shape, inputs.record["num_classes"])
+    fixed = fixed_batch(proto)
+    if fixed is not None and not bench.runs_only_at(fixed):
+        raise UserError(
+            f"{path}: the input's batch dimension is fixed at {fixed}, but it would be run at "
+            f"batch sizes {', '.join(map(str, bench.batch_sizes_run))}; export it with a "
+            f"dynamic batch axis, or time it with --batch-sizes {fixed} when {fixed} ≥ "
+            f"{EVAL_BATCH} divides the {len(bench.eval_set):,} test images"
+        )
     precision = onnx_precision(proto)
     if int8 and precision != "fp32":
         raise UserError(
@@ -465,9 +523,9 @@ def _export_model(
     settings: ExportConfig,
     fp16: bool,
     given: _Artifact | None,
+    out: Path,
     say: Callable[[str], None],
 ) -> list[_Artifact]:
-    out = inputs.run.export_dir
     plans = [("fp32", out / f"{name}.onnx")]
     if name == "student" and fp16:
         plans.append(("fp16", out / f"{name}.fp16.onnx"))

@@ -393,21 +393,6 @@ def without_min_speedup(run: Path) -> None:
     write_yaml(run / "recipe.yaml", recipe)
 
 
-def test_infinite_threshold_in_the_recipe_is_refused(
-    kd_run: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """The recipe's gate section is a threshold source too: `.inf` there printed `≥ -inf %`.
-    Such a recipe is not valid, so the run's recipe.yaml is refused as it is read."""
-    recipe = yaml.safe_load((kd_run / "recipe.yaml").read_text(encoding="utf-8"))
-    recipe["gate"]["max_drop"] = float("inf")
-    write_yaml(kd_run / "recipe.yaml", recipe)
-    result = run_cli(capsys, "gate", str(kd_run))
-    assert result.code == 2
-    assert result.stderr.startswith(
-        f"error: {kd_run / 'recipe.yaml'}: gate.max_drop: Input should be a finite number"
-    )
-
-
 def test_timed_speedup_batch_without_min_speedup_is_accepted(
     kd_run: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -674,15 +659,11 @@ BAD_INPUTS: list[tuple[str, Callable[[Path], None] | None, list[str], list[str]]
     ("negative export drop", None, ["--max-export-drop", "-0.5"], ["--max-export-drop -0.5"]),
     ("agreement over 100", None, ["--min-agreement", "100.5"], ["less than or equal to 100"]),
     ("zero speedup", None, ["--min-speedup", "0"], ["--min-speedup 0.0: ", "greater than 0"]),
+    # inf is a bar nothing misses (--max-drop inf turns the rule off); nan and -inf are no bar.
     *(
-        (
-            f"{value} {flag}",
-            None,
-            [flag, value],
-            [f"{flag} {float(value)!r}: Input should be a finite number"],
-        )
+        (f"{value} {flag}", None, [flag, value], [f"{flag} {float(value)!r}: Input should be"])
         for flag in ("--max-drop", "--max-export-drop", "--min-agreement", "--min-speedup")
-        for value in ("inf", "-inf", "nan")
+        for value in ("-inf", "nan")
     ),
 ]
 

@@ -120,8 +120,7 @@ BAD_RECIPES = [
     ("wrong type", merged(train={"epochs": "ten"}), ["train.epochs", "'ten'", "integer"]),
     ("out of range", merged(train={"batch_size": 1}), ["train.batch_size", "greater than"]),
     ("negative lr", merged(train={"optimizer": {"lr": -0.1}}), ["train.optimizer.lr", "-0.1"]),
-    ("nan lr", merged(train={"optimizer": {"lr": float("nan")}}), ["train.optimizer.lr", "finite"]),
-    ("infinite gate bar", merged(gate={"max_drop": float("inf")}), ["gate.max_drop", "finite"]),
+    ("nan lr", merged(train={"optimizer": {"lr": float("nan")}}), ["train.optimizer.lr", "nan"]),
     ("unknown method", merged(method={"name": "dkd"}), ["method", "'dkd'", "amkd"]),
     (
         "option of another method",

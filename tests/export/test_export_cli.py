@@ -232,8 +232,8 @@ def test_model_that_cannot_export(
 ) -> None:
     """A teacher with a custom operator distils fine in eager PyTorch, but has no ONNX form.
 
-    The failure comes after the student's file is rewritten: the earlier export's report must
-    not survive to vouch for it."""
+    The failure comes after the student's new file is written: the earlier export must be
+    left whole, its files still those its report describes."""
     recipe = write_recipe(
         workdir / "custom-op.yaml",
         {
@@ -247,13 +247,19 @@ def test_model_that_cannot_export(
     invoke("distill", str(recipe))
     run = workdir / "custom-op"
     invoke("export", str(run), "--no-teacher", *QUICK)
-    assert (run / "export" / "export_report.json").is_file()
+    before = _contents(run / "export")
     line = one_error_line(run_cli(capsys, "export", str(run), *QUICK))
     assert line.startswith("error: teacher: torch.onnx.export cannot export this model")
     assert "soft_clip" in line
     assert line.endswith("--no-teacher")
-    assert sorted(path.name for path in (run / "export").iterdir()) == ["student.onnx"]
-    assert "export_report.json: not found" in one_error_line(run_cli(capsys, "gate", str(run)))
+    assert _contents(run / "export") == before
+
+
+def _contents(folder: Path) -> dict[str, bytes]:
+    """Every entry of a folder (a leftover staging folder included) with its bytes."""
+    return {
+        path.name: path.read_bytes() if path.is_file() else b"<folder>" for path in folder.iterdir()
+    }
 
 
 def test_a_new_export_removes_what_the_last_one_wrote(
@@ -281,25 +287,49 @@ def test_a_new_export_removes_what_the_last_one_wrote(
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGINT"), reason="needs POSIX signals")
-def test_ctrl_c_leaves_no_report_and_says_how_to_finish(
+def test_ctrl_c_keeps_the_previous_export_and_says_how_to_finish(
     distilled_run: Path, tmp_path: Path
 ) -> None:
     run = _copy_run(distilled_run, tmp_path / "stopped", "completed")
     invoke("export", str(run), "--no-teacher", *QUICK)
+    before = _contents(run / "export")
     command = [sys.executable, "-m", "compressor", "export", str(run), "--runs", "100000"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
-    while (run / "export" / "export_report.json").exists() or not (
-        run / "export" / "teacher.onnx"
-    ).exists():
+    while not list((run / "export").glob(".partial-*/teacher.onnx")):
         assert process.poll() is None and time.monotonic() < deadline, "the export did not start"
         time.sleep(0.05)
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 130
-    assert f"export interrupted: run `compress export {run}` again" in stdout.decode()
+    assert f"export interrupted: run `compress export {run} --runs 100000` again" in (
+        stdout.decode()
+    )
     assert "Traceback" not in stderr.decode()
-    assert not any(path.name.startswith("export_report") for path in (run / "export").iterdir())
+    assert _contents(run / "export") == before
+
+
+def test_a_student_onnx_fixed_at_one_batch_is_run_at_that_batch_only(
+    distilled_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Fixed at 72, it fits the 360 digits test images and --batch-sizes 72; not 1 and 8."""
+    record = torch.load(distilled_run / "student.pt", weights_only=True)
+    model = create_model(record["arch"], record["num_classes"], record["image_shape"][0])
+    model.load_state_dict(record["state_dict"])
+    fixed = tmp_path / "fixed72.onnx"
+    torch.onnx.export(model.eval(), (torch.zeros(72, *record["image_shape"]),), fixed, dynamo=True)
+    run = _copy_run(distilled_run, tmp_path / "fixed", "completed")
+    line = one_error_line(
+        run_cli(capsys, "export", str(run), "--no-teacher", "--student-onnx", str(fixed), *QUICK)
+    )
+    assert "fixed at 72, but it would be run at batch sizes 1, 8, 40, 64" in line
+    invoke(
+        "export", str(run), "--no-teacher", "--student-onnx", str(fixed),
+        "--batch-sizes", "72", "--runs", "2", "--warmup", "1",
+    )  # fmt: skip
+    row = rows_of(report_of(run))[("student", "onnxruntime", "fp32")]
+    assert row["file"] == str(fixed)
+    assert row["parity"]["top1_agreement"] == 100.0
 
 
 def test_an_export_folder_that_is_a_file(
