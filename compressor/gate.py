@@ -51,7 +51,7 @@ from typing import Literal, TypeVar
 from pydantic import BaseModel, Field, ValidationError
 
 from compressor.errors import UserError
-from compressor.io import write_bytes
+from compressor.io import file_sha256, write_bytes
 from compressor.recipe import GateConfig, Recipe, format_validation_error
 from compressor.rundir import SCHEMA_VERSION, RunDir, read_completed_run, training_command
 
@@ -185,6 +185,7 @@ class _ExportRow(BaseModel):
 
 class _ExportReport(_Report):
     results: list[_ExportRow]
+    student_sha256: str | None = None  # absent from reports written before it was recorded
 
 
 ReportT = TypeVar("ReportT", bound=_Report)
@@ -372,6 +373,21 @@ def _read_run(run: RunDir) -> tuple[Recipe, _RunReport]:
     return recipe, report
 
 
+def _check_same_student(export: _ExportReport, export_path: Path, run: RunDir) -> None:
+    """The export must be of the student.pt the run holds now: a run trained again with the
+    same recipe (--overwrite) has the same recipe hash but other weights, and its old export
+    would otherwise be gated in the new student's name."""
+    if export.student_sha256 is None or not run.student.is_file():
+        return
+    current = file_sha256(run.student)
+    if export.student_sha256 != current:
+        raise UserError(
+            f"{export_path}: made from another student.pt (sha256 {export.student_sha256[:12]}, "
+            f"now {current[:12]}: the run was trained again since); re-export with "
+            f"`compress export {run.root}`"
+        )
+
+
 def evaluate_gate(
     run_dir: Path,
     overrides: Mapping[str, float | None] | None = None,
@@ -409,6 +425,7 @@ def evaluate_gate(
             f"{export_path}: made for another recipe (sha256 {export.recipe_sha256[:12]}, run "
             f"{report.recipe_sha256[:12]}); re-export with `compress export {run.root}`"
         )
+    _check_same_student(export, export_path, run)
     student = _exported_student(export, export_path, run.root, backend, precision)
     reference = _one_row(export, export_path, "student", "pytorch", "fp32")
     if reference is None:

@@ -1,4 +1,5 @@
-"""Atomic file writes: a reader sees the old file or the new one, never half of either.
+"""Atomic file writes: a reader sees the old file or the new one, never half of either; and
+file hashes, which tie a later stage's outputs to the file they were made from.
 
 Runs are long and get killed; a report or checkpoint cut off mid-write would make a run
 directory look complete when it is not. Every write goes to a temporary file in the same
@@ -7,6 +8,7 @@ directory, is fsynced, then renamed over the target (rename is atomic on POSIX a
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -78,3 +80,12 @@ def append_line(path: Path, line: str) -> None:
     """Append one line to a log, rewriting it atomically so a kill never leaves half a line."""
     existing = path.read_bytes() if path.exists() else b""
     write_bytes(path, existing + line.rstrip("\n").encode("utf-8") + b"\n")
+
+
+def file_sha256(path: Path) -> str:
+    """The file's SHA-256, read in 1 MiB blocks (checkpoints and ONNX files can be large)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

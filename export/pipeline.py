@@ -34,6 +34,7 @@ from torch import nn
 
 import compressor
 from compressor.errors import UserError
+from compressor.io import file_sha256
 from compressor.recipe import ExportConfig, format_validation_error
 from compressor.rundir import SCHEMA_VERSION, RunDir, now_iso, package_versions
 from export.latency import Latency, measure_latency
@@ -110,6 +111,7 @@ class Result:
 class ExportReport:
     run: Path
     recipe_sha256: str
+    student_sha256: str  # the student.pt exported: the gate refuses a report of another one
     dataset: str
     eval_samples: int
     settings: ExportConfig
@@ -127,6 +129,7 @@ class ExportReport:
             "schema_version": SCHEMA_VERSION,
             "run": self.run.name,
             "recipe_sha256": self.recipe_sha256,
+            "student_sha256": self.student_sha256,
             "dataset": self.dataset,
             "eval_samples": self.eval_samples,
             "created": now_iso(),
@@ -179,6 +182,7 @@ def export_run(
     report = ExportReport(
         run=inputs.run.root,
         recipe_sha256=inputs.recipe_sha256,
+        student_sha256=file_sha256(inputs.run.student),
         dataset=bench.eval_set.name,
         eval_samples=len(bench.eval_set),
         settings=settings,

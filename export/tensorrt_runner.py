@@ -25,8 +25,8 @@ from types import TracebackType
 import numpy as np
 
 from compressor.errors import UserError
-from compressor.io import write_bytes
-from export.onnx_export import INPUT_NAME, OUTPUT_NAME, file_sha256
+from compressor.io import file_sha256, write_bytes
+from export.onnx_export import INPUT_NAME, OUTPUT_NAME
 
 # onnxruntime (a core dependency) and onnxruntime-gpu install the same `onnxruntime` module:
 # after the extra, the CPU package goes and the GPU one is reinstalled over what it removed.

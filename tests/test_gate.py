@@ -8,6 +8,7 @@ they are the gate's real input file, written by the test instead of by the expor
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -168,6 +169,7 @@ def write_export_report(
         "schema_version": 1,
         "run": run.name,
         "recipe_sha256": report["recipe_sha256"],
+        "student_sha256": hashlib.sha256((run / "student.pt").read_bytes()).hexdigest(),
         "dataset": "digits",
         "eval_samples": report["results"]["test_samples"],
         "results": rows,
@@ -393,6 +395,13 @@ def without_min_speedup(run: Path) -> None:
     write_yaml(run / "recipe.yaml", recipe)
 
 
+def test_an_export_report_from_before_student_hashes_is_still_gated(
+    kd_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    edit_json(EXPORT, lambda report: report.pop("student_sha256"))(kd_run)
+    assert run_cli(capsys, "gate", str(kd_run)).code == 0
+
+
 def test_timed_speedup_batch_without_min_speedup_is_accepted(
     kd_run: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -602,6 +611,12 @@ BAD_INPUTS: list[tuple[str, Callable[[Path], None] | None, list[str], list[str]]
         edit_json(EXPORT, lambda d: d.update(recipe_sha256="0" * 64)),
         [],
         ["made for another recipe", "re-export with `compress export"],
+    ),
+    (
+        "export of an earlier student.pt",
+        edit_json(EXPORT, lambda d: d.update(student_sha256="0" * 64)),
+        [],
+        ["made from another student.pt (sha256 000000000000", "trained again since"],
     ),
     (
         "export without pytorch reference",

@@ -3,6 +3,7 @@ sessions, the report a gate reads, and one clear line with exit 2 for every bad 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import signal
@@ -52,6 +53,8 @@ def test_report_follows_the_schema_the_gate_reads(exported_run: Path) -> None:
     assert report["schema_version"] == 1
     assert report["run"] == "distilled"
     assert report["recipe_sha256"] == manifest["recipe_sha256"]
+    student = (exported_run / "student.pt").read_bytes()
+    assert report["student_sha256"] == hashlib.sha256(student).hexdigest()
     assert report["dataset"] == "digits"
     assert report["eval_samples"] == len(load_dataset(DataConfig(name="digits")).test)
 
