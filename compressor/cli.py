@@ -351,7 +351,7 @@ def export_command(
     try:
         report = export_run(run, options, log=lambda line: console.print(line, markup=False))
     except KeyboardInterrupt:
-        # The report is written last, so a stopped export leaves none for the gate to trust.
+        # The export is staged and swapped in only when it finishes: the previous one is intact.
         console.print(
             f"export interrupted: run `{shlex.join(['compress', *sys.argv[1:]])}` again to "
             "finish it; the previous export is as it was",

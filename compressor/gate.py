@@ -334,8 +334,9 @@ def _speedup_rule(
     min_speedup: float | None,
     batch: int | None,
 ) -> RuleResult:
+    skipped = RuleResult("speedup", None, None, "SKIP", "min_speedup is not set", "×")
     if min_speedup is None and batch is None:
-        return RuleResult("speedup", None, None, "SKIP", "min_speedup is not set", "×")
+        return skipped
     teacher = _speedup_teacher(export, path, student)
     if teacher is None and min_speedup is not None:
         raise UserError(
@@ -349,7 +350,7 @@ def _speedup_rule(
         )
     batch = _speedup_batch(path, student, teacher, batch)
     if min_speedup is None:
-        return RuleResult("speedup", None, None, "SKIP", "min_speedup is not set", "×")
+        return skipped  # the batch asked about was still checked
     teacher_ms, student_ms = teacher.latency[batch].p50_ms, student.latency[batch].p50_ms
     return _judge(
         "speedup",

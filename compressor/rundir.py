@@ -89,11 +89,8 @@ def read_completed_run(run: RunDir) -> tuple[Recipe, dict[str, Any]]:
         raise UserError(f"{run.root}: not a run directory (no recipe.yaml in it)")
     recipe = load_recipe(run.recipe)
     command = f"compress {training_command(recipe)} RECIPE"
-    try:
-        record = json.loads(run.manifest.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        record = None
-    if not isinstance(record, dict) or not isinstance(record.get("recipe_sha256"), str):
+    record = _manifest_record(run)
+    if record is None or not isinstance(record.get("recipe_sha256"), str):
         raise UserError(
             f"{run.manifest}: missing or unreadable; the run directory is incomplete: run it "
             f"again with `{command} --overwrite`"
@@ -106,6 +103,15 @@ def read_completed_run(run: RunDir) -> tuple[Recipe, dict[str, Any]]:
             f"`{command} --resume`, or let it end"
         )
     return recipe, record
+
+
+def _manifest_record(run: RunDir) -> dict[str, Any] | None:
+    """manifest.json as a mapping; None when it is missing, unreadable or not a mapping."""
+    try:
+        record = json.loads(run.manifest.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def holds_run(run: RunDir) -> bool:
@@ -121,11 +127,8 @@ def mark_interrupted(run: RunDir, since: str) -> None:
     says "running" from before `since` is another process's, live or crashed: left alone. The
     checkpoint the run can resume from is untouched.
     """
-    try:
-        record = json.loads(run.manifest.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return
-    if not isinstance(record, dict) or str(record.get("started", "")) < since:
+    record = _manifest_record(run)
+    if record is None or str(record.get("started", "")) < since:
         return
     if record.get("status") == "running":
         write_json(run.manifest, {**record, "status": "interrupted", "interrupted": now_iso()})

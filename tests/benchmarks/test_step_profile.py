@@ -3,24 +3,15 @@ its own row (a few steps, so the figures are checked for where they fall, not fo
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import step_profile
 
 
 @pytest.mark.slow
 def test_attack_time_is_charged_to_amkd_only(
-    shared_dir: Path, cifar10_root: Path, capsys: pytest.CaptureFixture[str]
+    toy_timing_args: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    step_profile.main(
-        [
-            "--data-root", str(cifar10_root),
-            "--teacher-checkpoint", str(shared_dir / "teachers" / "resnet56-4bfd9763.th"),
-            "--steps", "2", "--warmup", "1", "--repeats", "1",
-            "--batch-size", "32", "--num-threads", "1",
-        ]
-    )  # fmt: skip
+    step_profile.main(toy_timing_args)
     printed = capsys.readouterr().out
     rows = {
         cells[0]: [float(cell) for cell in cells[1:]]

@@ -3,8 +3,6 @@ own worker process and lands in the table, with KD as the 1.00× reference."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import throughput
 
@@ -18,17 +16,9 @@ def test_ratios_need_ce_and_kd(capsys: pytest.CaptureFixture[str]) -> None:
 
 @pytest.mark.slow
 def test_each_method_is_timed_in_a_worker_and_tabulated(
-    shared_dir: Path, cifar10_root: Path, capsys: pytest.CaptureFixture[str]
+    toy_timing_args: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    throughput.main(
-        [
-            "--data-root", str(cifar10_root),
-            "--teacher-checkpoint", str(shared_dir / "teachers" / "resnet56-4bfd9763.th"),
-            "--methods", "ce", "kd", "amkd",
-            "--steps", "2", "--warmup", "1", "--repeats", "1",
-            "--batch-size", "32", "--num-threads", "1",
-        ]
-    )  # fmt: skip
+    throughput.main([*toy_timing_args, "--methods", "ce", "kd", "amkd"])
     printed = capsys.readouterr().out
     rows = {
         cells[0]: cells
