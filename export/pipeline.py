@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from filelock import FileLock, Timeout
 from pydantic import ValidationError
 from torch import nn
 
@@ -58,6 +59,7 @@ from export.validate import EvalSet, Infer, Parity, Tolerance, accuracy, parity,
 EVAL_BATCH = 64
 MODELS = ("student", "teacher")  # what an export holds; each file is named after its model
 STAGING_PREFIX = ".partial-"  # export/.partial-*/: an export in progress
+LOCK_NAME = ".lock"  # export/.lock: held by the export in progress
 
 
 @dataclass(frozen=True)
@@ -179,6 +181,7 @@ def export_run(
     int8 = _int8_job(settings, train_set, options) if options.int8 else None
     bench = _Bench(test_set, settings, inputs.run.root)
     given = _given_student(options.student_onnx, inputs, bench, int8=options.int8)
+    _refuse_replacing(given, inputs.run.export_dir, models, options)
     report = ExportReport(
         run=inputs.run.root,
         recipe_sha256=inputs.recipe_sha256,
@@ -407,10 +410,21 @@ def _fits_in_memory(batch_sizes: Sequence[int]) -> Iterator[None]:
 @contextmanager
 def _staging(export_dir: Path) -> Iterator[Path]:
     """A fresh folder inside export/ for this export's files, removed however the export ends
-    (after `_publish`, it is empty). Inside export/, so publishing is a rename on one disk."""
+    (after `_publish`, it is empty). Inside export/, so publishing is a rename on one disk.
+
+    The export holds `export/.lock` throughout: two exports of one run would otherwise publish
+    over each other. Holding it also proves that any other staging folder there belongs to an
+    export that died without cleaning up (killed, power lost), so it is removed.
+    """
     try:
         export_dir.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=export_dir))
+        lock = FileLock(export_dir / LOCK_NAME)
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise UserError(
+            f"{export_dir}: another export of this run is in progress; wait for it to "
+            "finish, then export again"
+        ) from None
     except FileExistsError:
         raise UserError(
             f"{export_dir}: is a file, not a folder; move it away and export again"
@@ -421,9 +435,15 @@ def _staging(export_dir: Path) -> Iterator[Path]:
             "directory writable, or copy it somewhere writable and export the copy"
         ) from None
     try:
-        yield staging
+        for abandoned in export_dir.glob(f"{STAGING_PREFIX}*"):
+            shutil.rmtree(abandoned, ignore_errors=True)
+        staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=export_dir))
+        try:
+            yield staging
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        lock.release()
 
 
 def _publish(staging: Path, export_dir: Path, keep: Path | None) -> None:
@@ -491,6 +511,26 @@ def _given_student(
             "file to --student-onnx, or drop --int8"
         )
     return _Artifact("student", precision, path)
+
+
+def _refuse_replacing(
+    given: _Artifact | None, export_dir: Path, models: dict[str, nn.Module], options: ExportOptions
+) -> None:
+    """A --student-onnx file kept in export/ under a name this export writes (student.fp16.onnx
+    with --fp16) would be replaced by the export's own file when it finishes: refuse first."""
+    if given is None:
+        return
+    target = given.path.resolve()
+    writes = {f"{name}.onnx" for name in models if name != "student"}
+    if options.fp16:
+        writes.add("student.fp16.onnx")
+    if options.int8:
+        writes |= {f"{name}.int8.onnx" for name in models}
+    if target.parent == export_dir.resolve() and target.name in writes:
+        raise UserError(
+            f"--student-onnx {given.path}: this export writes its own {target.name} there and "
+            "would replace your file; move or copy it out of export/ and give that path"
+        )
 
 
 @dataclass(frozen=True)

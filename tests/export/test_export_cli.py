@@ -18,6 +18,7 @@ import onnxruntime as ort
 import pytest
 import torch
 import yaml
+from filelock import FileLock
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
 from compressor.data import load_dataset
@@ -281,6 +282,7 @@ def test_a_new_export_removes_what_the_last_one_wrote(
         "export", str(run), "--no-teacher", "--student-onnx", str(export / "student.onnx"), *QUICK
     )
     assert sorted(path.name for path in export.iterdir()) == [
+        ".lock",
         "export_report.html",
         "export_report.json",
         "export_report.md",
@@ -309,6 +311,50 @@ def test_ctrl_c_keeps_the_previous_export_and_says_how_to_finish(
         stdout.decode()
     )
     assert "Traceback" not in stderr.decode()
+    assert _contents(run / "export") == before
+
+
+def test_an_export_removes_the_staging_folder_a_killed_one_left(
+    distilled_run: Path, tmp_path: Path
+) -> None:
+    """SIGKILL or a power cut skips all clean-up: the next export finds the folder and, holding
+    the run's export lock, knows no live export owns it."""
+    run = _copy_run(distilled_run, tmp_path / "killed", "completed")
+    abandoned = run / "export" / ".partial-killed"
+    abandoned.mkdir(parents=True)
+    (abandoned / "teacher.onnx").write_bytes(b"half written")
+    invoke("export", str(run), "--no-teacher", *QUICK)
+    assert not list((run / "export").glob(".partial-*"))
+    assert report_of(run)["run"] == "killed"
+
+
+def test_a_second_export_of_one_run_is_refused_while_the_first_runs(
+    distilled_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two exports publishing into one export/ would mix their files; the second one stops
+    before writing anything, and the first one's staging folder is left alone."""
+    run = _copy_run(distilled_run, tmp_path / "busy", "completed")
+    invoke("export", str(run), "--no-teacher", *QUICK)
+    (run / "export" / ".partial-live").mkdir()
+    before = _contents(run / "export")
+    with FileLock(run / "export" / ".lock"):
+        line = one_error_line(run_cli(capsys, "export", str(run), *QUICK))
+    assert "another export of this run is in progress; wait for it to finish" in line
+    assert _contents(run / "export") == before
+
+
+def test_a_student_onnx_the_export_would_replace_is_refused(
+    distilled_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """export/student.fp16.onnx given back with --fp16 would be overwritten by the new fp16
+    export of the PyTorch student, losing the user's file."""
+    run = _copy_run(distilled_run, tmp_path / "mine", "completed")
+    invoke("export", str(run), "--no-teacher", "--fp16", *QUICK)
+    mine = run / "export" / "student.fp16.onnx"
+    before = _contents(run / "export")
+    flags = ["--no-teacher", "--fp16", "--student-onnx", str(mine), *QUICK]
+    line = one_error_line(run_cli(capsys, "export", str(run), *flags))
+    assert "this export writes its own student.fp16.onnx there and would replace" in line
     assert _contents(run / "export") == before
 
 
