@@ -3,7 +3,7 @@
 ```
 runs/<name>/
   recipe.yaml  manifest.json  checkpoints/last.pt  student.pt  metrics.jsonl
-  report.json|md|html  export/
+  report.json|md|html  export/  .lock (held while a process trains the run)
 ```
 Everything a later stage needs is read from here, so the export box needs no training code.
 """
@@ -20,6 +20,8 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock, Timeout
 
 import compressor
 from compressor.engine.checkpoint import previous_of
@@ -60,6 +62,10 @@ class RunDir:
     @property
     def export_dir(self) -> Path:
         return self.root / "export"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / ".lock"
 
 
 def run_dir_for(recipe: Recipe, recipe_path: Path) -> RunDir:
@@ -135,9 +141,18 @@ def mark_interrupted(run: RunDir, since: str) -> None:
 
 
 def check_run_dir(run: RunDir, *, resume: bool, overwrite: bool) -> None:
-    """Refuse, without writing anything, to clobber an earlier run or resume a missing one."""
+    """Refuse, without writing anything, to clobber an earlier run, resume a missing one, or
+    touch one another process is training."""
     if resume and overwrite:
         raise UserError("--resume and --overwrite contradict each other; pick one")
+    if run.lock.exists():
+        _lock(run).release()
+    _check_run_state(run, resume=resume, overwrite=overwrite)
+
+
+def _check_run_state(run: RunDir, *, resume: bool, overwrite: bool) -> None:
+    """What the run directory holds allows this start: no run to clobber, a checkpoint to
+    resume from."""
     started = holds_run(run)
     if resume and not (run.checkpoint.exists() or previous_of(run.checkpoint).exists()):
         raise UserError(f"{run.root}: nothing to resume (no checkpoints/last.pt); drop --resume")
@@ -148,16 +163,16 @@ def check_run_dir(run: RunDir, *, resume: bool, overwrite: bool) -> None:
         )
 
 
-def claim_run_dir(run: RunDir, *, resume: bool, overwrite: bool) -> None:
-    """Create the run directory, refusing to clobber an earlier run by accident.
+def claim_run_dir(run: RunDir, *, resume: bool, overwrite: bool) -> FileLock:
+    """Create the run directory, refusing to clobber an earlier run by accident; return the
+    run's lock, held: the caller releases it when training ends, and until then any other
+    process's claim is refused (two trainings of one run would overwrite each other's
+    checkpoints, and an --overwrite would delete a live run's).
 
     `--overwrite` lets a new run write over the old files in place; only the old checkpoints
     go at once, since a later `--resume` of the new run would otherwise continue the old one.
     """
     check_run_dir(run, resume=resume, overwrite=overwrite)
-    if overwrite:
-        for checkpoint in (run.checkpoint, previous_of(run.checkpoint)):
-            checkpoint.unlink(missing_ok=True)
     try:
         run.root.mkdir(parents=True, exist_ok=True)
         probe = run.root / ".write-test"
@@ -168,6 +183,35 @@ def claim_run_dir(run: RunDir, *, resume: bool, overwrite: bool) -> None:
             f"{run.root}: cannot write the run directory ({error.strerror}); "
             "choose another output.dir"
         ) from None
+    lock = _lock(run)
+    try:
+        # Again, holding the lock: another process may have claimed the run since the check.
+        _check_run_state(run, resume=resume, overwrite=overwrite)
+        if overwrite:
+            for checkpoint in (run.checkpoint, previous_of(run.checkpoint)):
+                checkpoint.unlink(missing_ok=True)
+    except BaseException:
+        lock.release()
+        raise
+    return lock
+
+
+def _lock(run: RunDir) -> FileLock:
+    """The run's lock, acquired without waiting; one line if another process holds it."""
+    lock = FileLock(run.lock)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise UserError(
+            f"{run.root}: another process is training this run now (it holds "
+            f"{run.lock.name}); wait for it to end, or set output.name to start a new one"
+        ) from None
+    except OSError as error:
+        raise UserError(
+            f"{run.lock}: cannot lock the run directory ({error.strerror}); "
+            "choose another output.dir"
+        ) from None
+    return lock
 
 
 def recipe_hash(recipe: Recipe) -> str:

@@ -56,10 +56,23 @@ def _started_run(root: Path, started: str = "2026-01-01T00:00:00+00:00") -> RunD
 def test_overwrite_removes_the_old_runs_checkpoints(tmp_path: Path) -> None:
     """Else an overwriting run stopped before its first checkpoint would --resume the old one."""
     run = _started_run(tmp_path / "run")
-    claim_run_dir(run, resume=False, overwrite=True)
+    claim_run_dir(run, resume=False, overwrite=True).release()
     assert not any(run.checkpoint.parent.iterdir())
     with pytest.raises(UserError, match="nothing to resume"):
         check_run_dir(run, resume=True, overwrite=False)
+
+
+def test_a_claimed_run_is_refused_to_everyone_else_until_released(tmp_path: Path) -> None:
+    """The lock is an OS lock (flock): it is the second claim, not the process, that is
+    refused, and it goes when the holder releases it or dies."""
+    run = _started_run(tmp_path / "run")
+    held = claim_run_dir(run, resume=True, overwrite=False)
+    for resume, overwrite in [(True, False), (False, True)]:
+        with pytest.raises(UserError, match="another process is training this run now"):
+            claim_run_dir(run, resume=resume, overwrite=overwrite)
+    assert run.checkpoint.read_bytes() == b"old run"  # the refused --overwrite deleted nothing
+    held.release()
+    claim_run_dir(run, resume=True, overwrite=False).release()
 
 
 def test_an_empty_checkpoints_folder_is_nothing_to_resume(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ recipe, data, and teacher have proven good, so a bad input never leaves a half-m
 from __future__ import annotations
 
 import json
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -193,16 +194,18 @@ def run_training(
     for warning in unused:
         observer.message(f"warning: {warning}")
     invoked_at = now_iso()
-    try:
-        with restored_torch_settings():
-            return _execute(recipe, source, run, distributed, resume, overwrite, observer)
-    except KeyboardInterrupt:
-        if distributed.is_main:
-            mark_interrupted(run, since=invoked_at)
-            observer.message(interrupted_message(run, source, distill, distributed.enabled))
-        raise
-    finally:
-        distributed.close()
+    # `held` keeps the run's lock until the manifest says how the run ended (Ctrl-C included).
+    with ExitStack() as held:
+        try:
+            with restored_torch_settings():
+                return _execute(recipe, source, run, distributed, resume, overwrite, observer, held)
+        except KeyboardInterrupt:
+            if distributed.is_main:
+                mark_interrupted(run, since=invoked_at)
+                observer.message(interrupted_message(run, source, distill, distributed.enabled))
+            raise
+        finally:
+            distributed.close()
 
 
 def _execute(
@@ -213,6 +216,7 @@ def _execute(
     resume: bool,
     overwrite: bool,
     observer: RunObserver,
+    held: ExitStack,
 ) -> RunResult:
     distill = recipe.teacher is not None
     per_rank_batch = distributed.per_rank_batch(recipe.train.batch_size)
@@ -253,7 +257,7 @@ def _execute(
     state: dict[str, Any] | None = None
     try:
         if main:
-            claim_run_dir(run, resume=resume, overwrite=overwrite)
+            held.callback(claim_run_dir(run, resume=resume, overwrite=overwrite).release)
         # The recipe was compared with the run's before the data was read (step 1).
         state = load_checkpoint(run.checkpoint, warn=observer.message) if resume else None
     except UserError as error:

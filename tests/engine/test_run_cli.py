@@ -4,6 +4,10 @@ it with every method, and check the run directory against an independent evaluat
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -395,6 +399,37 @@ def test_resume_compares_with_the_recipe_the_run_started_with(
     resumed = run_cli(capsys, "train", str(recipe), "--resume")
     assert resumed.code == 0, resumed.stderr
     assert "resuming" in resumed.stdout
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGINT"), reason="needs POSIX signals")
+def test_a_run_being_trained_is_refused_to_a_second_process(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A second `--resume` (another terminal, a retried CI job) would train the same run
+    twice over one checkpoint, and `--overwrite` would delete the live run's checkpoints."""
+    recipe = write(
+        workdir / "busy.yaml",
+        {"student": {"arch": "resnet8"}, "train": {"epochs": 500}, "output": {"dir": str(workdir)}},
+    )
+    run = RunDir(workdir / "busy")
+    command = [sys.executable, "-m", "compressor", "train", str(recipe)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not run.checkpoint.exists():
+            assert process.poll() is None and time.monotonic() < deadline, "training did not start"
+            time.sleep(0.05)
+        for flag in ("--resume", "--overwrite"):
+            refused = run_cli(capsys, "train", str(recipe), flag)
+            assert refused.code == 2
+            assert "another process is training this run now" in refused.stderr
+            assert "reading data set" not in refused.stdout  # refused before any slow work
+            assert run.checkpoint.exists()
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr.decode()
+    assert json.loads(run.manifest.read_text())["status"] == "interrupted"
 
 
 def test_resume_without_a_checkpoint_is_refused(
