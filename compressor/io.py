@@ -1,5 +1,6 @@
 """Atomic file writes: a reader sees the old file or the new one, never half of either; and
-file hashes, which tie a later stage's outputs to the file they were made from.
+file hashes, which tie a later stage's outputs to the file they were made from; and the locks
+that keep two processes from writing one run or one export at once.
 
 Runs are long and get killed; a report or checkpoint cut off mid-write would make a run
 directory look complete when it is not. Every write goes to a temporary file in the same
@@ -17,6 +18,9 @@ from pathlib import Path
 from typing import IO, Any
 
 import torch
+from filelock import FileLock, Timeout
+
+from compressor.errors import UserError
 
 
 def _umask() -> int:
@@ -89,3 +93,15 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: stream.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def lock_or_refuse(path: Path, busy: str) -> FileLock:
+    """Take the OS lock on `path` (flock; the kernel drops it when its holder dies, so a killed
+    process never leaves it stuck) without waiting: UserError(busy) when another holds it.
+    OSError (a read-only folder) is the caller's to word."""
+    lock = FileLock(path)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise UserError(busy) from None
+    return lock

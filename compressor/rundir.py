@@ -21,12 +21,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock, Timeout
+from filelock import FileLock
 
 import compressor
 from compressor.engine.checkpoint import previous_of
 from compressor.errors import UserError
-from compressor.io import write_json
+from compressor.io import lock_or_refuse, write_json
 from compressor.recipe import Recipe, load_recipe
 
 SCHEMA_VERSION = 1
@@ -197,21 +197,18 @@ def claim_run_dir(run: RunDir, *, resume: bool, overwrite: bool) -> FileLock:
 
 
 def _lock(run: RunDir) -> FileLock:
-    """The run's lock, acquired without waiting; one line if another process holds it."""
-    lock = FileLock(run.lock)
+    """The run's lock, taken without waiting; one line if another process holds it."""
+    busy = (
+        f"{run.root}: another process is training this run now (it holds {run.lock.name}); "
+        "wait for it to end, or set output.name to start a new one"
+    )
     try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        raise UserError(
-            f"{run.root}: another process is training this run now (it holds "
-            f"{run.lock.name}); wait for it to end, or set output.name to start a new one"
-        ) from None
+        return lock_or_refuse(run.lock, busy)
     except OSError as error:
         raise UserError(
             f"{run.lock}: cannot lock the run directory ({error.strerror}); "
             "choose another output.dir"
         ) from None
-    return lock
 
 
 def recipe_hash(recipe: Recipe) -> str:

@@ -29,13 +29,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from filelock import FileLock, Timeout
 from pydantic import ValidationError
 from torch import nn
 
 import compressor
 from compressor.errors import UserError
-from compressor.io import file_sha256
+from compressor.io import file_sha256, lock_or_refuse
 from compressor.recipe import ExportConfig, format_validation_error
 from compressor.rundir import SCHEMA_VERSION, RunDir, now_iso, package_versions
 from export.latency import Latency, measure_latency
@@ -418,13 +417,8 @@ def _staging(export_dir: Path) -> Iterator[Path]:
     """
     try:
         export_dir.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(export_dir / LOCK_NAME)
-        lock.acquire(timeout=0)
-    except Timeout:
-        raise UserError(
-            f"{export_dir}: another export of this run is in progress; wait for it to "
-            "finish, then export again"
-        ) from None
+        busy = f"{export_dir}: another export of this run is in progress; wait for it to end"
+        lock = lock_or_refuse(export_dir / LOCK_NAME, busy)
     except FileExistsError:
         raise UserError(
             f"{export_dir}: is a file, not a folder; move it away and export again"
