@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -461,7 +462,13 @@ def quickstart_command(
 
 
 def main() -> None:
-    """Console-script entry point: user errors become one line each and exit code 2."""
+    """Console-script entry point: user errors become one line each and exit code 2.
+
+    SIGTERM (a scheduler's or CI job's timeout, torchrun passing one on) stops a command as
+    Ctrl-C does: a run's manifest says "interrupted" and the resume command is printed, an
+    export keeps the previous one, instead of a silent exit that leaves the run "running".
+    """
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         app()
     except UserError as error:

@@ -146,7 +146,9 @@ class DataConfig(Strict):
     @model_validator(mode="after")
     def _root_and_stats(self) -> DataConfig:
         if self.root is None and self.name != "digits" and os.environ.get(DATA_ROOT_ENV):
-            self.root = Path(expand_path_text(os.environ[DATA_ROOT_ENV]))
+            # Absolute now: the run's recipe.yaml is read again from the run directory (by
+            # export and --resume), where a relative root would point somewhere else.
+            self.root = Path(expand_path_text(os.environ[DATA_ROOT_ENV])).absolute()
         if (self.mean is None) != (self.std is None):
             raise ValueError("give both mean and std, or neither")
         if self.mean is not None and self.std is not None:

@@ -103,6 +103,23 @@ def test_data_root_defaults_to_the_environment(monkeypatch: pytest.MonkeyPatch) 
     assert parse_recipe(merged(data={"name": "cifar10"})).data.root == Path("/some/where")
 
 
+def test_a_relative_environment_data_root_is_kept_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From the working directory at load time: the run's recipe.yaml, read again from the run
+    directory by export and --resume, must name the same folder (it used to say `root: data`,
+    which then meant RUN/data)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COMPRESSOR_DATA_ROOT", "data")
+    recipe = parse_recipe(merged(data={"name": "cifar10"}))
+    assert recipe.data.root == tmp_path / "data"
+    saved = tmp_path / "runs" / "r" / "recipe.yaml"
+    saved.parent.mkdir(parents=True)
+    saved.write_text(recipe_to_yaml(recipe), encoding="utf-8")
+    monkeypatch.delenv("COMPRESSOR_DATA_ROOT")
+    assert load_recipe(saved).data.root == tmp_path / "data"
+
+
 def test_schema_is_json_schema_with_every_section() -> None:
     schema = recipe_schema()
     assert set(schema["properties"]) == set(Recipe.model_fields)

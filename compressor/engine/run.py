@@ -8,6 +8,7 @@ recipe, data, and teacher have proven good, so a bad input never leaves a half-m
 from __future__ import annotations
 
 import json
+import shlex
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -379,13 +380,15 @@ def _execute(
 
 def interrupted_message(run: RunDir, source: str, distill: bool, torchrun: bool) -> str:
     """What to type after Ctrl-C: resume from a checkpoint, or start again if none was written
-    (the CLI's framework exits 130 without a word)."""
-    command = f"compress {'distill' if distill else 'train'} {source}"
-    if torchrun:
-        command = f"the same torchrun command with `{command}`"
+    (the CLI's framework exits 130 without a word). Quoted for the shell: a recipe path with
+    a space must paste back as one argument."""
     if run.checkpoint.exists():
-        return f"interrupted; continue from the last finished epoch with: {command} --resume"
-    return f"interrupted before the first epoch finished; start again with: {command} --overwrite"
+        said, flag = "interrupted; continue from the last finished epoch with", "--resume"
+    else:
+        said, flag = "interrupted before the first epoch finished; start again with", "--overwrite"
+    if torchrun:
+        return f"{said} the same torchrun command, {flag} added"
+    return f"{said}: {shlex.join(['compress', 'distill' if distill else 'train', source, flag])}"
 
 
 def _check_same_recipe(run: RunDir, recipe: Recipe, source: str) -> None:

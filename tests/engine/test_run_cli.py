@@ -280,7 +280,9 @@ def test_an_interrupt_before_any_checkpoint_says_start_again_not_resume(tmp_path
     message = interrupted_message(run, "r.yaml", distill=False, torchrun=False)
     assert message.endswith("compress train r.yaml --resume")
     torchrun = interrupted_message(run, "r.yaml", distill=False, torchrun=True)
-    assert "the same torchrun command" in torchrun
+    assert torchrun.endswith("with the same torchrun command, --resume added")
+    spaced = interrupted_message(run, "my recipe.yaml", distill=False, torchrun=False)
+    assert spaced.endswith("compress train 'my recipe.yaml' --resume")
 
 
 def test_resume_continues_to_the_same_student(
@@ -401,34 +403,40 @@ def test_resume_compares_with_the_recipe_the_run_started_with(
     assert "resuming" in resumed.stdout
 
 
-@pytest.mark.skipif(not hasattr(signal, "SIGINT"), reason="needs POSIX signals")
-def test_a_run_being_trained_is_refused_to_a_second_process(
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
+def test_a_run_being_trained_is_refused_to_a_second_process_and_stops_on_sigterm(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A second `--resume` (another terminal, a retried CI job) would train the same run
-    twice over one checkpoint, and `--overwrite` would delete the live run's checkpoints."""
+    twice over one checkpoint, and `--overwrite` would delete the live run's checkpoints.
+    SIGTERM (a scheduler's timeout) then stops the live one as Ctrl-C does."""
     recipe = write(
         workdir / "busy.yaml",
         {"student": {"arch": "resnet8"}, "train": {"epochs": 500}, "output": {"dir": str(workdir)}},
     )
     run = RunDir(workdir / "busy")
     command = [sys.executable, "-m", "compressor", "train", str(recipe)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 120
-        while not run.checkpoint.exists():
-            assert process.poll() is None and time.monotonic() < deadline, "training did not start"
-            time.sleep(0.05)
-        for flag in ("--resume", "--overwrite"):
-            refused = run_cli(capsys, "train", str(recipe), flag)
-            assert refused.code == 2
-            assert "another process is training this run now" in refused.stderr
-            assert "reading data set" not in refused.stdout  # refused before any slow work
-            assert run.checkpoint.exists()
-    finally:
-        process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 130, stderr.decode()
+    log = workdir / "busy.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 120
+            while not run.checkpoint.exists():
+                assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.05)
+            for flag in ("--resume", "--overwrite"):
+                refused = run_cli(capsys, "train", str(recipe), flag)
+                assert refused.code == 2
+                assert "another process is training this run now" in refused.stderr
+                assert "reading data set" not in refused.stdout  # refused before slow work
+                assert run.checkpoint.exists()
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=120)
+    assert process.returncode == 130, log.read_text()
+    assert f"continue from the last finished epoch with: compress train {recipe} --resume" in (
+        log.read_text()
+    )
     assert json.loads(run.manifest.read_text())["status"] == "interrupted"
 
 
