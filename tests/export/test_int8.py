@@ -101,9 +101,15 @@ def test_report_compares_int8_with_fp32(int8_run: Path) -> None:
 
 
 def test_gate_on_the_int8_student(int8_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    result = run_cli(capsys, "gate", str(int8_run), "--precision", "int8", "--max-drop", "100")
+    """The gate judges the INT8 row. On 360 test images one image is 0.28 points, and which
+    one or two flip under INT8 depends on the CPU's float kernels that trained the student, so
+    the export bar here is the 2 points the report tests above allow, not the default 0.5."""
+    args = ["gate", str(int8_run), "--precision", "int8", "--max-drop", "100"]
+    result = run_cli(capsys, *args, "--max-export-drop", "2")
     assert result.code == 0, result.stdout + result.stderr
-    assert "int8" in result.stdout
+    assert "onnxruntime int8" in result.stdout
+    int8 = rows_of(report_of(int8_run))[("student", "onnxruntime", "int8")]["accuracy"]
+    assert f"{int8:.2f} %" in result.stdout  # the INT8 row's accuracy is what was judged
 
 
 def test_gate_without_int8_export_says_how(
