@@ -467,13 +467,44 @@ def main() -> None:
     SIGTERM (a scheduler's or CI job's timeout, torchrun passing one on) stops a command as
     Ctrl-C does: a run's manifest says "interrupted" and the resume command is printed, an
     export keeps the previous one, instead of a silent exit that leaves the run "running".
+
+    Typer runs without its standalone mode so that a usage error (a mistyped flag, a value
+    that does not parse, a missing argument) comes back here and is printed like every other
+    bad input, one `error:` line, instead of typer's boxed panel after the usage text.
     """
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        app()
+        code = app(standalone_mode=False)
     except UserError as error:
         if _debug["enabled"]:
             raise
         for line in error.lines:
-            error_console.print(f"error: {line}", markup=False, highlight=False, soft_wrap=True)
+            _print_error(line)
         sys.exit(2)
+    except _UsageError as error:
+        # A group called with no command has printed its help already, as typer does.
+        if type(error).__name__ != "NoArgsIsHelpError":
+            _print_error(_usage_line(error))
+        sys.exit(2)
+    # typer.Exit(n), --help and Ctrl-C (130) come back as the exit code; commands return None.
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+# typer raises click's UsageError: its own copy of click since typer 0.2x, click itself before.
+# The public typer.BadParameter subclasses it in both layouts, so it names the class in either.
+_UsageError: type[Exception] = next(
+    cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "UsageError"
+)
+
+
+def _usage_line(error: Exception) -> str:
+    """click's message on one line, and where the command's options are listed."""
+    message = " ".join(error.format_message().split()).rstrip(".")  # type: ignore[attr-defined]
+    context = getattr(error, "ctx", None)
+    if context is None:
+        return message
+    return f"{message}; see `{context.command_path} --help`"
+
+
+def _print_error(line: str) -> None:
+    error_console.print(f"error: {line}", markup=False, highlight=False, soft_wrap=True)
