@@ -79,6 +79,7 @@ def ablation_variants(
     gammas: Sequence[float],
     bank_epochs: int,
     only: Sequence[str] = (),
+    fractions: Sequence[float] = (),
 ) -> list[Variant]:
     """AMKD with one option changed at a time from its defaults; the first row is the default.
 
@@ -115,6 +116,15 @@ def ablation_variants(
         (f"gamma {gamma:g}", f"amkd-gamma-{gamma:g}", {"gamma": gamma})
         for gamma in gammas
         if gamma != defaults.gamma
+    ]
+    changes += [
+        (
+            f"attack fraction {fraction:g}",
+            f"amkd-fraction-{fraction:g}",
+            {"attack": {"fraction": fraction}},
+        )
+        for fraction in fractions
+        if fraction != defaults.attack.fraction
     ]
     # `update` trains exactly as `batch` does (only the evaluated statistics differ): no row.
     changes += [
@@ -490,6 +500,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--gammas", type=float, nargs="+", default=[1.0], help="ablation triplet weights"
     )
     parser.add_argument(
+        "--fractions",
+        type=float,
+        nargs="+",
+        default=[0.5],
+        help="ablation attack.fraction: the share of each batch attacked",
+    )
+    parser.add_argument(
         "--bank-epochs", type=int, default=5, help="ablation bank mode: method.bank_epochs"
     )
     parser.add_argument("--device", default="auto", help="train.device: auto, cpu, cuda, ...")
@@ -526,7 +543,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     groups = [("method", main_variants(args.methods))]
     if args.ablations is not None:
-        variants = ablation_variants(args.margins, args.gammas, args.bank_epochs, args.ablations)
+        variants = ablation_variants(
+            args.margins, args.gammas, args.bank_epochs, args.ablations, args.fractions
+        )
         groups.append(("AMKD ablation", variants))
     records: list[RunRecord] = []
     try:
