@@ -10,6 +10,7 @@ import json
 import shlex
 import signal
 import sys
+import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -69,9 +70,11 @@ def _root(
 
 @recipe_app.command("validate")
 def recipe_validate(path: RecipeFile) -> None:
-    """Check a recipe's schema, files, architectures, class counts and that its teacher loads
-    (building it runs the entrypoint a recipe names), without reading the data or training;
-    `compress teacher` also scores the teacher."""
+    """Check a recipe without reading the data or training; one line per problem.
+
+    Checks the schema, files, architectures, class counts and that the teacher loads (building
+    it runs the entrypoint a recipe names); `compress teacher` also scores the teacher.
+    """
     from compressor.preflight import check_recipe, check_teacher_loads
     from compressor.recipe import load_recipe
 
@@ -330,8 +333,11 @@ def export_command(
         typer.Option(help="Validate this ONNX file (optimised, quantised) as the student."),
     ] = None,
 ) -> None:
-    """Export the run's student (and teacher) to ONNX (+ TensorRT); check parity and accuracy
-    on the run's test set, time every backend, write export/export_report.json|md|html."""
+    """Export the run's student (and teacher) to ONNX (+ TensorRT), validate and time them.
+
+    Checks parity and accuracy on the run's test set, times every backend, and writes
+    export/export_report.json|md|html.
+    """
     from export import ExportOptions, export_run
 
     options = ExportOptions(
@@ -412,8 +418,10 @@ def quickstart_command(
     ] = Path("recipes"),
     overwrite: Overwrite = False,
 ) -> None:
-    """The whole flow on the embedded digits data, no download: train a teacher, distil it
-    with AMKD, export to ONNX and validate, gate. About a minute on 2 CPU cores."""
+    """The whole flow on the embedded digits data, no download; about a minute on 2 cores.
+
+    Trains a teacher, distils it with AMKD, exports both to ONNX and validates them, gates.
+    """
     from compressor.gate import evaluate_gate
     from compressor.recipe import load_recipe
     from compressor.rundir import holds_run, run_dir_for
@@ -474,10 +482,10 @@ def main() -> None:
     """
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        code = app(standalone_mode=False)
+        code = app(prog_name="compress", standalone_mode=False)
     except UserError as error:
         if _debug["enabled"]:
-            raise
+            traceback.print_exc()  # the traceback asked for, with bad input's exit code still
         for line in error.lines:
             _print_error(line)
         sys.exit(2)
@@ -503,7 +511,8 @@ def _usage_line(error: Exception) -> str:
     context = getattr(error, "ctx", None)
     if context is None:
         return message
-    return f"{message}; see `{context.command_path} --help`"
+    see = " See" if message.endswith("?") else "; see"  # after "Did you mean 'distill'?"
+    return f"{message}{see} `{context.command_path} --help`"
 
 
 def _print_error(line: str) -> None:

@@ -378,14 +378,14 @@ def _check_same_student(export: _ExportReport, export_path: Path, run: RunDir) -
     """The export must be of the student.pt the run holds now: a run trained again with the
     same recipe (--overwrite) has the same recipe hash but other weights, and its old export
     would otherwise be gated in the new student's name."""
-    if export.student_sha256 is None or not run.student.is_file():
+    if export.student_sha256 is None:
         return
     current = file_sha256(run.student)
     if export.student_sha256 != current:
         raise UserError(
             f"{export_path}: made from another student.pt (sha256 {export.student_sha256[:12]}, "
-            f"now {current[:12]}: the run was trained again since); re-export with "
-            f"`compress export {run.root}`"
+            f"now {current[:12]}: the run was trained again, or student.pt replaced, since); "
+            f"re-export with `compress export {run.root}`"
         )
 
 

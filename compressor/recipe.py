@@ -14,8 +14,9 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Hashable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -64,7 +65,7 @@ def _to_path(value: Any, info: ValidationInfo) -> Any:
     path = Path(expand_path_text(str(value)))
     base_dir = (info.context or {}).get("base_dir")
     if not path.is_absolute() and base_dir is not None:
-        path = Path(base_dir) / path
+        path = Path(os.path.normpath(Path(base_dir) / path))  # recipes/../data → data
     return path
 
 
@@ -80,6 +81,26 @@ OutputPath = Annotated[Path, BeforeValidator(_to_output_path)]
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_true_or_false_for_a_number(cls, data: Any) -> Any:
+        """pydantic reads `epochs: true` as 1 and `lr: false` as 0.0; in a recipe that is a
+        slip (a flag's value in a number's place), so it is an error. (A model validator: a
+        field validator may not touch a method's `name`, the union's discriminator.)"""
+        if isinstance(data, dict):
+            for key, value in data.items():
+                field = cls.model_fields.get(key)
+                if isinstance(value, bool) and field and not _admits_bool(field.annotation):
+                    raise ValueError(f"{key}: expected a number or text, not {str(value).lower()}")
+        return data
+
+
+def _admits_bool(annotation: Any) -> bool:
+    """Does a field's type take true/false: bool itself, Any, or a union or Literal with it?"""
+    if annotation is bool or annotation is Any or isinstance(annotation, bool):
+        return True
+    return any(_admits_bool(argument) for argument in get_args(annotation))
 
 
 class TeacherConfig(Strict):
@@ -510,6 +531,8 @@ def _describe(error: Any) -> str:
         return f"unknown key{hint}"
     if kind == "missing":
         return "required, but missing"
+    if kind in ("model_type", "model_attributes_type"):  # not pydantic's class names
+        return f"expected a section of keys, not {_yaml_kind(error['input'])}"
     if kind == "union_tag_invalid":
         return f"unknown method {error['input'].get('name')!r}; allowed: {', '.join(METHOD_NAMES)}"
     if kind == "union_tag_not_found":
@@ -533,27 +556,61 @@ def parse_recipe(data: Any, source: str = "<recipe>", base_dir: Path | None = No
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise UserError(f"{source}: the recipe must be a YAML mapping of sections, not a list")
+        raise UserError(
+            f"{source}: the recipe must be a YAML mapping of sections (student:, data:, ...), "
+            f"not {_yaml_kind(data)}"
+        )
     try:
         return Recipe.model_validate(data, context={"base_dir": base_dir})
     except ValidationError as error:
         raise UserError(*format_validation_error(source, error)) from None
 
 
+def _yaml_kind(value: Any) -> str:
+    if value is None:
+        return "empty (null)"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int | float):
+        return "a number"
+    return "a string" if isinstance(value, str) else f"a {type(value).__name__}"
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice in one mapping: PyYAML keeps the last,
+    so a second `train:` section would silently drop every setting of the first."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, Hashable) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    problem=f"{key!r} is given twice in one section; keep one",
+                    problem_mark=key_node.start_mark,
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_recipe(path: Path | str) -> Recipe:
-    """Read a recipe file with `yaml.safe_load` and validate its schema."""
+    """Read a recipe file with a safe YAML loader (yaml.SafeLoader, duplicate keys refused)
+    and validate its schema."""
     path = Path(path)
     if path.is_dir():
         raise UserError(f"{path}: is a folder, not a recipe file (name the .yaml file in it)")
     if not path.is_file():
         raise UserError(f"{path}: recipe file not found (check the path)")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(error, "problem", None) or "invalid YAML"
-        raise UserError(f"{path}:{where}: not valid YAML: {problem}") from None
+        where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
+        # A ReaderError (a control character) has a reason, not a problem.
+        problem = getattr(error, "problem", None) or getattr(error, "reason", None) or error
+        raise UserError(f"{path}:{where} not valid YAML: {problem}") from None
     except UnicodeDecodeError:
         raise UserError(f"{path}: not a text file; a recipe is UTF-8 YAML") from None
     return parse_recipe(data, source=str(path), base_dir=path.resolve().parent)

@@ -80,7 +80,8 @@ def training_command(run_recipe: Recipe) -> str:
 
 
 def read_completed_run(run: RunDir) -> tuple[Recipe, dict[str, Any]]:
-    """The recipe and manifest of a finished run: where `compress export` and `gate` start.
+    """The recipe and manifest of a finished run, its student.pt present: where `compress
+    export` and `gate` start.
 
     Only a "completed" manifest says the files beside it are this run's: `--overwrite`
     leaves the replaced run's student.pt and report.json in place until the new run
@@ -102,11 +103,22 @@ def read_completed_run(run: RunDir) -> tuple[Recipe, dict[str, Any]]:
             f"again with `{command} --overwrite`"
         )
     status = record.get("status")
+    if status == "running" and not is_being_trained(run):
+        raise UserError(
+            f"{run.root}: the run stopped without finishing: manifest.json says running, but no "
+            f"process is training it (it crashed or was killed); continue it with "
+            f"`{command} --resume`"
+        )
     if status != "completed":
         state = f"is {status}" if isinstance(status, str) else "has no status"
         raise UserError(
             f"{run.root}: the run {state}, not completed (manifest.json); finish it with "
             f"`{command} --resume`, or let it end"
+        )
+    if not run.student.is_file():
+        raise UserError(
+            f"{run.root}: the run has no student.pt although it completed; the run directory "
+            f"is incomplete: train it again with `{command} --overwrite`"
         )
     return recipe, record
 
@@ -125,9 +137,9 @@ def holds_run(run: RunDir) -> bool:
     return run.manifest.exists() or run.checkpoint.exists()
 
 
-def mark_interrupted(run: RunDir, since: str) -> None:
+def mark_stopped(run: RunDir, since: str, status: str = "interrupted") -> None:
     """Record in the manifest that a run this process started (at or after `since`, a
-    `now_iso()` time) was stopped (Ctrl-C).
+    `now_iso()` time) was stopped: "interrupted" (Ctrl-C, SIGTERM) or "failed" (an error).
 
     A manifest left at "running" would read as a live run to anyone who lists runs. One that
     says "running" from before `since` is another process's, live or crashed: left alone. The
@@ -137,7 +149,21 @@ def mark_interrupted(run: RunDir, since: str) -> None:
     if record is None or str(record.get("started", "")) < since:
         return
     if record.get("status") == "running":
-        write_json(run.manifest, {**record, "status": "interrupted", "interrupted": now_iso()})
+        write_json(run.manifest, {**record, "status": status, status: now_iso()})
+
+
+def is_being_trained(run: RunDir) -> bool:
+    """Does a live process hold the run's lock? The kernel drops it when its holder dies, so
+    a "running" manifest with the lock free is a run that crashed or was killed (SIGKILL, out
+    of memory) before it could say so. A lock that cannot be taken to find out (a read-only
+    copy of the run) counts as held: the manifest is then taken at its word."""
+    if not run.lock.exists():
+        return False
+    try:
+        lock_or_refuse(run.lock, busy="").release()
+    except (UserError, OSError):
+        return True
+    return False
 
 
 def check_run_dir(run: RunDir, *, resume: bool, overwrite: bool) -> None:

@@ -171,6 +171,34 @@ CASES = [
         ("not valid YAML",),
     ),
     Case(
+        "a section given twice",
+        lambda t: [
+            "train",
+            str(_write(t / "r.yaml", "student: {arch: resnet8}\ntrain: {epochs: 1}\ntrain: {}\n")),
+        ],
+        ("line 3, column 1", "'train' is given twice"),
+    ),
+    Case(
+        "true for a number",
+        lambda t: train(t, train={"epochs": True}),
+        ("train: epochs: expected a number or text, not true",),
+    ),
+    Case(
+        "control characters in the recipe",
+        lambda t: ["train", str(_write_bytes(t / "r.yaml", b"\x00\x01student"))],
+        ("r.yaml: not valid YAML: special characters are not allowed",),
+    ),
+    Case(
+        "a section that is a number",
+        lambda t: train(t, train=5),
+        ("train: expected a section of keys, not a number",),
+    ),
+    Case(
+        "a recipe that is one number",
+        lambda t: ["train", str(_write(t / "r.yaml", "42\n"))],
+        ("mapping of sections", "not a number"),
+    ),
+    Case(
         "binary recipe",
         lambda t: ["train", str(_write_bytes(t / "r.yaml", b"\xff\xfe\x00\x81" * 10))],
         ("not",),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from compressor.cli import _signed
@@ -23,6 +25,10 @@ def test_signed_points_never_read_minus_zero() -> None:
         ),
         (["export"], "error: Missing argument 'run'; see `compress export --help`"),
         (["nosuch"], "error: No such command 'nosuch'; see `compress --help`"),
+        (
+            ["distil", "r.yaml"],
+            "error: No such command 'distil'. Did you mean 'distill'? See `compress --help`",
+        ),
         (["gate", "runs/x", "--max-drop"], "error: Option '--max-drop' requires an argument"),
         (["recipe", "validate", "a.yaml", "--bogus"], "error: No such option: --bogus"),
     ],
@@ -47,3 +53,13 @@ def test_help_and_version_exit_zero(capsys: pytest.CaptureFixture[str]) -> None:
     result = run_cli(capsys, "--version")
     assert result.code == 0
     assert result.stdout.startswith("compressor ")
+
+
+def test_debug_shows_the_traceback_and_keeps_exit_code_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--debug adds the traceback; bad input still exits 2, not 1 (the gate's "failed")."""
+    result = run_cli(capsys, "--debug", "gate", str(tmp_path / "nope"))
+    assert result.code == 2
+    assert "Traceback" in result.stderr
+    assert result.stderr.rstrip().splitlines()[-1].startswith("error: ")

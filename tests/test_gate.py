@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
+from filelock import FileLock
 from typer.testing import CliRunner
 
 from compressor.cli import app
@@ -377,9 +378,11 @@ def test_teacher_rules_asked_of_a_run_without_teacher_are_refused(
 def test_unfinished_run_is_refused_with_its_resume_command(
     plain_run: Path, capsys: pytest.CaptureFixture[str], status: str
 ) -> None:
-    """A run trained without a teacher is resumed with `compress train`, not `distill`."""
+    """A run trained without a teacher is resumed with `compress train`, not `distill`.
+    ("running" with its lock held: a process is training it now.)"""
     edit_json("manifest.json", lambda manifest: manifest.update(status=status))(plain_run)
-    result = run_cli(capsys, "gate", str(plain_run))
+    with FileLock(plain_run / ".lock"):
+        result = run_cli(capsys, "gate", str(plain_run))
     assert result.code == 2
     assert result.stderr == (
         f"error: {plain_run}: the run is {status}, not completed (manifest.json); finish it "
@@ -584,7 +587,23 @@ BAD_INPUTS: list[tuple[str, Callable[[Path], None] | None, list[str], list[str]]
                 "`compress distill RECIPE --resume`"
             ],
         )
-        for status in ("running", "interrupted", "failed")
+        for status in ("interrupted", "failed")
+    ),
+    (
+        "run that crashed",
+        edit_json("manifest.json", lambda d: d.update(status="running")),
+        [],
+        [
+            "kd: the run stopped without finishing: manifest.json says running, but no process "
+            "is training it",
+            "`compress distill RECIPE --resume`",
+        ],
+    ),
+    (
+        "run without student.pt",
+        delete("student.pt"),
+        [],
+        ["the run has no student.pt although it completed", "`compress distill RECIPE"],
     ),
     ("missing export", delete(EXPORT), [], ["export_report.json: not found", "compress export"]),
     (
@@ -616,7 +635,7 @@ BAD_INPUTS: list[tuple[str, Callable[[Path], None] | None, list[str], list[str]]
         "export of an earlier student.pt",
         edit_json(EXPORT, lambda d: d.update(student_sha256="0" * 64)),
         [],
-        ["made from another student.pt (sha256 000000000000", "trained again since"],
+        ["made from another student.pt (sha256 000000000000", "student.pt replaced, since"],
     ),
     (
         "export without pytorch reference",

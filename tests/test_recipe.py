@@ -86,6 +86,10 @@ def test_relative_paths_resolve_against_the_recipe_folder(tmp_path: Path) -> Non
         write_recipe(tmp_path / "sub", merged(teacher={"arch": "resnet20", "checkpoint": "t.pt"}))
     )
     assert recipe.teacher.checkpoint == (tmp_path / "sub" / "t.pt").resolve()
+    up = write_recipe(
+        tmp_path / "sub", merged(teacher={"arch": "resnet20", "checkpoint": "../w/t.pt"})
+    )
+    assert load_recipe(up).teacher.checkpoint == (tmp_path / "w" / "t.pt").resolve()  # no ".."
 
 
 def test_environment_variables_expand_in_paths(

@@ -14,7 +14,7 @@ from compressor.rundir import (
     RunDir,
     check_run_dir,
     claim_run_dir,
-    mark_interrupted,
+    mark_stopped,
     recipe_hash,
 )
 
@@ -84,7 +84,7 @@ def test_an_empty_checkpoints_folder_is_nothing_to_resume(tmp_path: Path) -> Non
 
 def test_interrupted_is_marked_only_on_the_processs_own_run(tmp_path: Path) -> None:
     run = _started_run(tmp_path / "run", started="2026-01-01T00:00:00+00:00")
-    mark_interrupted(run, since="2026-06-01T00:00:00+00:00")  # another, earlier process's
+    mark_stopped(run, since="2026-06-01T00:00:00+00:00")  # another, earlier process's
     assert json.loads(run.manifest.read_text())["status"] == "running"
-    mark_interrupted(run, since="2025-12-31T23:59:59+00:00")
+    mark_stopped(run, since="2025-12-31T23:59:59+00:00")
     assert json.loads(run.manifest.read_text())["status"] == "interrupted"

@@ -64,7 +64,12 @@ def _read(path: Path) -> dict[str, Any]:
 
 
 def load_checkpoint(path: Path, warn: Callable[[str], None]) -> dict[str, Any]:
-    """Load the newest good checkpoint: `path`, else the one it replaced (with a warning)."""
+    """Load the newest good checkpoint: `path`, else the one it replaced (with a warning).
+
+    A damaged `path` is set aside as `damaged-<name>` once the previous one has loaded: left
+    in place, the next save would rotate it into `previous-<name>` over the good copy, and a
+    second damage would leave nothing to resume from.
+    """
     previous = previous_of(path)
     if not path.exists() and not previous.exists():
         raise UserError(f"{path}: no checkpoint to resume from; start without --resume")
@@ -76,11 +81,17 @@ def load_checkpoint(path: Path, warn: Callable[[str], None]) -> dict[str, Any]:
                 f"cannot resume: {error.lines[0]}, and no earlier checkpoint is left; start "
                 "over with --overwrite"
             ) from None
-        warn(f"{error.lines[0]}; resuming from the checkpoint before it, {previous.name}")
+        damaged = error.lines[0]
     try:
-        return _read(previous)
+        state = _read(previous)
     except UserError as error:
         raise UserError(
             f"cannot resume: {error.lines[0]}, and {path.name} could not be read either; start "
             "over with --overwrite"
         ) from None
+    aside = ""
+    if path.exists():
+        path.replace(path.with_name(f"damaged-{path.name}"))
+        aside = f" ({path.name} set aside as damaged-{path.name})"
+    warn(f"{damaged}; resuming from the checkpoint before it, {previous.name}{aside}")
+    return state

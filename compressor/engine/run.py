@@ -54,7 +54,7 @@ from compressor.rundir import (
     check_run_dir,
     claim_run_dir,
     manifest,
-    mark_interrupted,
+    mark_stopped,
     now_iso,
     run_dir_for,
     training_command,
@@ -202,8 +202,18 @@ def run_training(
                 return _execute(recipe, source, run, distributed, resume, overwrite, observer, held)
         except KeyboardInterrupt:
             if distributed.is_main:
-                mark_interrupted(run, since=invoked_at)
+                mark_stopped(run, since=invoked_at)
                 observer.message(interrupted_message(run, source, distill, distributed.enabled))
+            raise
+        except Exception as error:
+            # Bad input found mid-run, a crash, a closed pipe: the manifest says the run ended
+            # (export and the gate then say how to resume it) before the error propagates.
+            if distributed.is_main:
+                mark_stopped(run, since=invoked_at, status="failed")
+                if not isinstance(error, UserError):  # bad input stays one line
+                    observer.message(
+                        interrupted_message(run, source, distill, distributed.enabled, "failed")
+                    )
             raise
         finally:
             distributed.close()
@@ -378,14 +388,16 @@ def _execute(
     return result
 
 
-def interrupted_message(run: RunDir, source: str, distill: bool, torchrun: bool) -> str:
-    """What to type after Ctrl-C: resume from a checkpoint, or start again if none was written
-    (the CLI's framework exits 130 without a word). Quoted for the shell: a recipe path with
-    a space must paste back as one argument."""
+def interrupted_message(
+    run: RunDir, source: str, distill: bool, torchrun: bool, ended: str = "interrupted"
+) -> str:
+    """What to type after Ctrl-C (or a crash, `ended` "failed"): resume from a checkpoint, or
+    start again if none was written (the CLI's framework exits 130 without a word). Quoted for
+    the shell: a recipe path with a space must paste back as one argument."""
     if run.checkpoint.exists():
-        said, flag = "interrupted; continue from the last finished epoch with", "--resume"
+        said, flag = f"{ended}; continue from the last finished epoch with", "--resume"
     else:
-        said, flag = "interrupted before the first epoch finished; start again with", "--overwrite"
+        said, flag = f"{ended} before the first epoch finished; start again with", "--overwrite"
     if torchrun:
         return f"{said} the same torchrun command, {flag} added"
     return f"{said}: {shlex.join(['compress', 'distill' if distill else 'train', source, flag])}"

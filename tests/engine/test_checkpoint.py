@@ -58,6 +58,18 @@ def test_a_damaged_last_checkpoint_falls_back_to_the_previous_one(
     assert len(warnings) == 1 and "damaged or truncated" in warnings[0]
 
 
+def test_the_good_previous_checkpoint_survives_the_saves_after_a_fallback(
+    two_checkpoints: Path,
+) -> None:
+    """The damaged file is set aside, not rotated over the good copy by the next save."""
+    _truncated(two_checkpoints)
+    load_checkpoint(two_checkpoints, warn=lambda _: None)
+    assert (two_checkpoints.parent / "damaged-last.pt").exists()
+    save_checkpoint(two_checkpoints, _state(2))
+    _text(two_checkpoints)  # damaged again before the next save
+    assert load_checkpoint(two_checkpoints, warn=lambda _: None)["epoch"] == 1
+
+
 @pytest.mark.parametrize("damage", DAMAGE, ids=lambda damage: damage.__name__.strip("_"))
 def test_with_both_checkpoints_damaged_one_line_says_start_over(
     two_checkpoints: Path, damage: Callable[[Path], None]

@@ -22,6 +22,7 @@ from compressor.models import create_model
 from compressor.recipe import DataConfig, load_recipe
 from compressor.rundir import RunDir
 from tests.cli_helpers import run_cli
+from tests.export.helpers import one_error_line
 
 RUN_FILES = [
     "recipe.yaml",
@@ -271,6 +272,47 @@ class Interrupt(RunObserver):
             raise KeyboardInterrupt
 
 
+class Crash(Interrupt):
+    """Fails as a bug in user code (a teacher entrypoint, a data set) would, and keeps what the
+    run told the user."""
+
+    def __init__(self, epoch: int) -> None:
+        super().__init__(epoch)
+        self.messages: list[str] = []
+
+    def message(self, text: str) -> None:
+        self.messages.append(text)
+
+    def epoch_started(self, epoch: int, epochs: int, steps: int) -> None:
+        if epoch == self.epoch:
+            raise RuntimeError("boom")
+
+
+def test_a_crashed_run_is_marked_failed_and_export_says_how_to_resume(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recipe = write(
+        workdir / "crash.yaml",
+        {
+            "student": {"arch": "resnet8"},
+            "train": {"epochs": 2, "batch_size": 64, "device": "cpu"},
+            "output": {"dir": str(workdir)},
+        },
+    )
+    crash = Crash(1)
+    with pytest.raises(RuntimeError, match="boom"):
+        run_training(load_recipe(recipe), recipe, distill=False, observer=crash)
+    run = workdir / "crash"
+    assert json.loads((run / "manifest.json").read_text())["status"] == "failed"
+    assert crash.messages[-1].endswith(
+        f"failed; continue from the last finished epoch with: compress train {recipe} --resume"
+    )
+    line = one_error_line(run_cli(capsys, "export", str(run)))
+    assert "the run is failed, not completed" in line
+    assert run_cli(capsys, "train", str(recipe), "--resume").code == 0
+    assert json.loads((run / "manifest.json").read_text())["status"] == "completed"
+
+
 def test_an_interrupt_before_any_checkpoint_says_start_again_not_resume(tmp_path: Path) -> None:
     run = RunDir(tmp_path / "run")
     message = interrupted_message(run, "r.yaml", distill=True, torchrun=False)
@@ -471,7 +513,9 @@ def test_diverging_loss_stops_the_run_with_the_part_named(
     assert "loss part" in result.stderr and "epoch 1" in result.stderr
     assert "NaN or infinite" in result.stderr
     run = workdir / "diverge"
-    assert json.loads((run / "manifest.json").read_text())["status"] == "running"
+    assert (
+        json.loads((run / "manifest.json").read_text())["status"] == "failed"
+    )  # ended, not left looking live
     assert not (run / "checkpoints" / "last.pt").exists()
     assert not (run / "student.pt").exists()
 
