@@ -160,8 +160,8 @@ def is_being_trained(run: RunDir) -> bool:
     if not run.lock.exists():
         return False
     try:
-        lock_or_refuse(run.lock, busy="").release()
-    except (UserError, OSError):
+        _lock(run).release()
+    except UserError:
         return True
     return False
 
