@@ -205,15 +205,20 @@ def run_training(
                 mark_stopped(run, since=invoked_at)
                 observer.message(interrupted_message(run, source, distill, distributed.enabled))
             raise
-        except Exception as error:
-            # Bad input found mid-run, a crash, a closed pipe: the manifest says the run ended
-            # (export and the gate then say how to resume it) before the error propagates.
+        except UserError:
+            # Mostly a refusal before this process claimed the run (another process may be
+            # training it, its manifest started within the same second): the manifest is not
+            # this process's to touch. A run left "running" by a later one (a diverging loss)
+            # has its lock free, which export and the gate read as stopped.
+            raise
+        except Exception:
+            # A crash (user code, a closed pipe): the manifest says the run ended, and how to
+            # resume it is printed, before the traceback.
             if distributed.is_main:
                 mark_stopped(run, since=invoked_at, status="failed")
-                if not isinstance(error, UserError):  # bad input stays one line
-                    observer.message(
-                        interrupted_message(run, source, distill, distributed.enabled, "failed")
-                    )
+                observer.message(
+                    interrupted_message(run, source, distill, distributed.enabled, "failed")
+                )
             raise
         finally:
             distributed.close()
