@@ -137,16 +137,16 @@ def holds_run(run: RunDir) -> bool:
     return run.manifest.exists() or run.checkpoint.exists()
 
 
-def mark_stopped(run: RunDir, since: str, status: str = "interrupted") -> None:
-    """Record in the manifest that a run this process started (at or after `since`, a
-    `now_iso()` time) was stopped: "interrupted" (Ctrl-C, SIGTERM) or "failed" (an error).
+def mark_stopped(run: RunDir, attempt: str, status: str = "interrupted") -> None:
+    """Record in the manifest that the run this process started (its manifest carries this
+    process's `attempt` token) was stopped: "interrupted" (Ctrl-C, SIGTERM) or "failed".
 
     A manifest left at "running" would read as a live run to anyone who lists runs. One that
-    says "running" from before `since` is another process's, live or crashed: left alone. The
-    checkpoint the run can resume from is untouched.
+    another process wrote (a live run this process was refused, or an earlier crash) carries
+    another token: left alone. The checkpoint the run can resume from is untouched.
     """
     record = _manifest_record(run)
-    if record is None or str(record.get("started", "")) < since:
+    if record is None or record.get("attempt") != attempt:
         return
     if record.get("status") == "running":
         write_json(run.manifest, {**record, "status": status, status: now_iso()})

@@ -82,9 +82,13 @@ def test_an_empty_checkpoints_folder_is_nothing_to_resume(tmp_path: Path) -> Non
         check_run_dir(run, resume=True, overwrite=False)
 
 
-def test_interrupted_is_marked_only_on_the_processs_own_run(tmp_path: Path) -> None:
-    run = _started_run(tmp_path / "run", started="2026-01-01T00:00:00+00:00")
-    mark_stopped(run, since="2026-06-01T00:00:00+00:00")  # another, earlier process's
+def test_stopped_is_marked_only_on_the_processs_own_run(tmp_path: Path) -> None:
+    run = _started_run(tmp_path / "run")
+    record = {**json.loads(run.manifest.read_text()), "attempt": "mine"}
+    run.manifest.write_text(json.dumps(record))
+    mark_stopped(run, "theirs")  # a process refused the run, or an earlier crash
     assert json.loads(run.manifest.read_text())["status"] == "running"
-    mark_stopped(run, since="2025-12-31T23:59:59+00:00")
-    assert json.loads(run.manifest.read_text())["status"] == "interrupted"
+    mark_stopped(run, "mine", status="failed")
+    assert json.loads(run.manifest.read_text())["status"] == "failed"
+    mark_stopped(run, "mine")  # only a running manifest changes
+    assert json.loads(run.manifest.read_text())["status"] == "failed"

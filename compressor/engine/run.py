@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import uuid
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -194,28 +195,31 @@ def run_training(
         observer = RunObserver()  # one voice: rank 0 talks, the others work
     for warning in unused:
         observer.message(f"warning: {warning}")
-    invoked_at = now_iso()
+    # This process's manifest carries the token, so only the run it started is marked stopped.
+    attempt = uuid.uuid4().hex
     # `held` keeps the run's lock until the manifest says how the run ended (Ctrl-C included).
     with ExitStack() as held:
         try:
             with restored_torch_settings():
-                return _execute(recipe, source, run, distributed, resume, overwrite, observer, held)
+                return _execute(
+                    recipe, source, run, distributed, resume, overwrite, observer, held, attempt
+                )
         except KeyboardInterrupt:
             if distributed.is_main:
-                mark_stopped(run, since=invoked_at)
+                mark_stopped(run, attempt)
                 observer.message(interrupted_message(run, source, distill, distributed.enabled))
             raise
         except UserError:
-            # Mostly a refusal before this process claimed the run (another process may be
-            # training it, its manifest started within the same second): the manifest is not
-            # this process's to touch. A run left "running" by a later one (a diverging loss)
-            # has its lock free, which export and the gate read as stopped.
+            # Bad input found mid-run (a diverging loss): its message says what to change.
+            # A refusal before this process wrote its manifest leaves the run alone.
+            if distributed.is_main:
+                mark_stopped(run, attempt, status="failed")
             raise
         except Exception:
             # A crash (user code, a closed pipe): the manifest says the run ended, and how to
             # resume it is printed, before the traceback.
             if distributed.is_main:
-                mark_stopped(run, since=invoked_at, status="failed")
+                mark_stopped(run, attempt, status="failed")
                 observer.message(
                     interrupted_message(run, source, distill, distributed.enabled, "failed")
                 )
@@ -233,6 +237,7 @@ def _execute(
     overwrite: bool,
     observer: RunObserver,
     held: ExitStack,
+    attempt: str,
 ) -> RunResult:
     distill = recipe.teacher is not None
     per_rank_batch = distributed.per_rank_batch(recipe.train.batch_size)
@@ -282,7 +287,10 @@ def _execute(
     started_at = now_iso()
     if main:
         write_text(run.recipe, recipe_to_yaml(recipe))
-        write_json(run.manifest, manifest(recipe, str(setup.device), "running", started=started_at))
+        write_json(
+            run.manifest,
+            manifest(recipe, str(setup.device), "running", started=started_at, attempt=attempt),
+        )
 
     student = student.to(setup.device)
     if setup.channels_last:
@@ -387,7 +395,12 @@ def _execute(
         write_json(
             run.manifest,
             manifest(
-                recipe, str(setup.device), "completed", started=started_at, finished=now_iso()
+                recipe,
+                str(setup.device),
+                "completed",
+                started=started_at,
+                finished=now_iso(),
+                attempt=attempt,
             ),
         )
     return result

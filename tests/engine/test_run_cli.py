@@ -472,6 +472,8 @@ def test_a_run_being_trained_is_refused_to_a_second_process_and_stops_on_sigterm
                 assert "another process is training this run now" in refused.stderr
                 assert "reading data set" not in refused.stdout  # refused before slow work
                 assert run.checkpoint.exists()
+                # The refusal leaves the live run's manifest alone, however soon it came.
+                assert json.loads(run.manifest.read_text())["status"] == "running"
         finally:
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=120)
@@ -513,9 +515,8 @@ def test_diverging_loss_stops_the_run_with_the_part_named(
     assert "loss part" in result.stderr and "epoch 1" in result.stderr
     assert "NaN or infinite" in result.stderr
     run = workdir / "diverge"
-    assert json.loads((run / "manifest.json").read_text())["status"] == "running"
-    line = one_error_line(run_cli(capsys, "export", str(run)))  # but nothing holds its lock
-    assert "the run stopped without finishing" in line
+    assert json.loads((run / "manifest.json").read_text())["status"] == "failed"
+    assert "the run is failed, not completed" in one_error_line(run_cli(capsys, "export", str(run)))
     assert not (run / "checkpoints" / "last.pt").exists()
     assert not (run / "student.pt").exists()
 
