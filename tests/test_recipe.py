@@ -131,6 +131,15 @@ def test_schema_is_json_schema_with_every_section() -> None:
     json.dumps(schema)
 
 
+def test_schema_shows_list_and_mapping_defaults() -> None:
+    """pydantic leaves factory-made defaults out of the schema; an editor should show them."""
+    definitions = recipe_schema()["$defs"]
+    assert definitions["ExportConfig"]["properties"]["batch_sizes"]["default"] == [1, 64]
+    assert definitions["ScheduleConfig"]["properties"]["milestones"]["default"] == []
+    assert definitions["StudentConfig"]["properties"]["kwargs"]["default"] == {}
+    assert "default" not in recipe_schema()["properties"]["train"]  # a section: per field
+
+
 BAD_RECIPES = [
     ("unknown top-level key", merged(trainer={"epochs": 1}), ["trainer", "unknown key"]),
     (
