@@ -117,7 +117,9 @@ class TeacherConfig(Strict):
     checkpoint: UserPath | None = Field(None, description="Weights, TorchScript or .pt2 file.")
     format: Literal["auto", "state_dict", "torchscript", "export"] = "auto"
     trust_pickle: bool = Field(
-        False, description="Allow full pickle loading (runs code from the file). Only if trusted."
+        False,
+        description="Allow full pickle loading and TorchScript/.pt2 programs (both run code "
+        "from the file). Only if trusted.",
     )
     num_classes: int | None = Field(None, ge=2, description="Defaults to the data set's.")
     min_accuracy: float = Field(

@@ -274,13 +274,25 @@ CASES = [
     Case(
         "state dict declared as TorchScript",
         lambda t: distill(
-            t, {"checkpoint": str(state_dict_file(t, "resnet20")), "format": "torchscript"}
+            t,
+            {
+                "checkpoint": str(state_dict_file(t, "resnet20")),
+                "format": "torchscript",
+                "trust_pickle": True,
+            },
         ),
-        ("TorchScript",),
+        ("cannot load as TorchScript",),
+    ),
+    Case(
+        "TorchScript teacher not trusted",
+        lambda t: distill(t, {"checkpoint": str(scripted_seven_class_teacher(t))}),
+        ("seven.ts: loading a TorchScript program runs code", "teacher.trust_pickle: true"),
     ),
     Case(
         "TorchScript teacher with another class count",
-        lambda t: distill(t, {"checkpoint": str(scripted_seven_class_teacher(t))}),
+        lambda t: distill(
+            t, {"checkpoint": str(scripted_seven_class_teacher(t)), "trust_pickle": True}
+        ),
         ("the teacher returns [2, 7]", "expected logits of shape [2, 10]"),
     ),
     Case(

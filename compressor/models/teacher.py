@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import logging
 import types
 import warnings
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +53,8 @@ def load_teacher(cfg: TeacherConfig, num_classes: int, in_channels: int) -> nn.M
         check_file(path)
         if file_format == "auto":
             file_format = detect_format(path)
+    if path is not None and file_format in _PROGRAMS:
+        _check_trusted_program(path, file_format, cfg.trust_pickle)
     if path is not None and file_format == "torchscript":
         model = _load_torchscript(path)
     elif path is not None and file_format == "export":
@@ -59,6 +65,29 @@ def load_teacher(cfg: TeacherConfig, num_classes: int, in_channels: int) -> nn.M
         parameter.requires_grad_(False)
     model.eval()
     return model
+
+
+_PROGRAMS = {"torchscript": "TorchScript", "export": "torch.export"}
+
+
+def _check_trusted_program(path: Path, file_format: str, trusted: bool) -> None:
+    """A TorchScript or torch.export file is a program, not data: loading it runs what the
+    file says. torch.export.load unpickles parts of the archive with the full unpickler and
+    parses shape expressions with sympy (eval), and a graph's targets reach any attribute of
+    torch; TorchScript runs the file's code in its interpreter. So, like a pickled model,
+    such a file is loaded only when the recipe says the file is trusted."""
+    name = _PROGRAMS[file_format]
+    if not zipfile.is_zipfile(path):  # a damaged file: no point in asking for trust
+        raise UserError(
+            f"{path}: cannot load as a {name} program (not a zip archive: truncated, "
+            "corrupt or another kind of file)"
+        )
+    if not trusted:
+        raise UserError(
+            f"{path}: loading a {name} program runs code from the file; if you trust this "
+            "file set teacher.trust_pickle: true (or give teacher.arch and a checkpoint of "
+            "weights)"
+        )
 
 
 def _build_with_weights(cfg: TeacherConfig, num_classes: int, in_channels: int) -> nn.Module:
@@ -190,7 +219,7 @@ def _load_exported(path: Path, in_channels: int) -> nn.Module:
     """
     try:
         # From an open file: torch.export.load logs a warning for names not ending in .pt2.
-        with path.open("rb") as stream:
+        with path.open("rb") as stream, _quiet_loggers("torch.export", "torch._export"):
             program = torch.export.load(stream)
     except Exception as error:
         raise UserError(
@@ -204,6 +233,21 @@ def _load_exported(path: Path, in_channels: int) -> nn.Module:
     module.train = types.MethodType(_eval_only, module)
     module.eval = types.MethodType(nn.Module.eval, module)  # calls the train(False) above
     return module
+
+
+@contextmanager
+def _quiet_loggers(*names: str) -> Iterator[None]:
+    """torch logs a damaged archive's whole traceback before it raises; the error below names
+    the file and the reason in one line, so the log is not shown."""
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def _eval_only(self: nn.Module, mode: bool = True) -> nn.Module:

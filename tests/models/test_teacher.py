@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import pickle
 import shutil
 import sys
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -213,9 +217,11 @@ def test_torchscript(tmp_path: Path, original) -> None:
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.jit.save(torch.jit.script(original[0]), path)
     assert detect_format(path) == "torchscript"
-    _check_same(load_teacher(TeacherConfig(checkpoint=path), 10, 3), original)
+    _check_same(load_teacher(TeacherConfig(checkpoint=path, trust_pickle=True), 10, 3), original)
     # An arch given by habit is not needed: the file is the whole model.
-    config = TeacherConfig(arch="resnet56", checkpoint=path, format="torchscript")
+    config = TeacherConfig(
+        arch="resnet56", checkpoint=path, format="torchscript", trust_pickle=True
+    )
     _check_same(load_teacher(config, 10, 3), original)
 
 
@@ -232,9 +238,9 @@ def test_torch_export_program(tmp_path: Path, original) -> None:
     shutil.copy(path, other_name)
     assert detect_format(path) == detect_format(other_name) == "export"
     for config in (
-        TeacherConfig(checkpoint=path),
-        TeacherConfig(checkpoint=other_name),
-        TeacherConfig(checkpoint=other_name, format="export"),
+        TeacherConfig(checkpoint=path, trust_pickle=True),
+        TeacherConfig(checkpoint=other_name, trust_pickle=True),
+        TeacherConfig(checkpoint=other_name, format="export", trust_pickle=True),
     ):
         teacher = load_teacher(config, 10, 3)
         _check_same(teacher, original)
@@ -247,19 +253,86 @@ def test_torch_export_programs_unfit_as_teachers(tmp_path: Path, original) -> No
     fixed = tmp_path / "fixed.pt2"
     _export(original[0], fixed, dynamic=False)
     with pytest.raises(UserError, match=r"exported for a fixed batch size of 2; .*Dim\('batch'\)"):
-        load_teacher(TeacherConfig(checkpoint=fixed), 10, 3)
+        load_teacher(TeacherConfig(checkpoint=fixed, trust_pickle=True), 10, 3)
     training = tmp_path / "training.pt2"
     _export(create_model("resnet8", 10).train(), training)
     with pytest.raises(UserError, match=r"exported in training mode .* call model\.eval\(\) first"):
-        load_teacher(TeacherConfig(checkpoint=training), 10, 3)
+        load_teacher(TeacherConfig(checkpoint=training, trust_pickle=True), 10, 3)
     rgb = tmp_path / "rgb.pt2"
     _export(original[0], rgb)
     with pytest.raises(UserError, match="takes 3-channel images, the data has 1"):
-        load_teacher(TeacherConfig(checkpoint=rgb), 10, 1)
+        load_teacher(TeacherConfig(checkpoint=rgb, trust_pickle=True), 10, 1)
     garbage = tmp_path / "garbage.pt2"
     garbage.write_bytes(b"not a zip")
-    with pytest.raises(UserError, match=r"garbage\.pt2: cannot load as a torch\.export program"):
-        load_teacher(TeacherConfig(checkpoint=garbage), 10, 3)
+    for trusted in (False, True):  # a damaged file is not one to be asked to trust
+        with pytest.raises(UserError, match=r"garbage\.pt2: cannot load as a torch\.export"):
+            load_teacher(TeacherConfig(checkpoint=garbage, trust_pickle=trusted), 10, 3)
+    truncated = tmp_path / "truncated.pt2"
+    truncated.write_bytes(fixed.read_bytes()[: fixed.stat().st_size // 2])
+    with pytest.raises(UserError, match=r"truncated\.pt2: cannot load as a torch\.export"):
+        load_teacher(TeacherConfig(checkpoint=truncated, trust_pickle=True), 10, 3)
+
+
+def test_program_files_are_refused_unless_trusted(tmp_path: Path, original) -> None:
+    """torch.export.load and torch.jit.load run code from the file (full unpickling, sympy's
+    eval, TorchScript), so such a teacher is loaded only when the recipe trusts the file,
+    whatever its name, and before anything of it is read."""
+    exported, scripted = tmp_path / "innocent.pth", tmp_path / "scripted.pt"
+    _export(original[0], exported)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.save(torch.jit.script(original[0]), scripted)
+    crafted = _crafted_program(exported, marker=tmp_path / "ran")
+    for path, name in (
+        (exported, "torch.export"),
+        (crafted, "torch.export"),
+        (scripted, "TorchScript"),
+    ):
+        for config in (
+            TeacherConfig(checkpoint=path),
+            TeacherConfig(arch="resnet8", checkpoint=path),
+        ):
+            with pytest.raises(
+                UserError,
+                match=rf"loading a {name} program runs code from the file; "
+                r"if you trust this file set teacher\.trust_pickle: true",
+            ):
+                load_teacher(config, 10, 3)
+    assert not (tmp_path / "ran").exists()
+
+
+class _OpensAFile:
+    """Unpickling this calls open(path, "w"): what a crafted file could run instead."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return open, (str(self.path), "w")
+
+
+def _crafted_program(program: Path, marker: Path) -> Path:
+    """A torch.export archive one of whose weights torch.export.load fully unpickles."""
+    with zipfile.ZipFile(program) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    config_name = next(name for name in members if name.endswith("_weights_config.json"))
+    config = json.loads(members[config_name])
+    weight = next(iter(config["config"].values()))
+    weight["use_pickle"] = True
+    members[config_name] = json.dumps(config).encode()
+    payload = io.BytesIO()
+    torch.save(_OpensAFile(marker), payload)
+    members[config_name.rsplit("/", 1)[0] + "/" + weight["path_name"]] = payload.getvalue()
+    crafted = program.with_name("crafted.pt2")
+    with zipfile.ZipFile(crafted, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    with contextlib.suppress(Exception):  # it does run code when trusted: the premise holds
+        load_teacher(TeacherConfig(checkpoint=crafted, trust_pickle=True), 10, 3)
+    assert marker.exists(), "the crafted archive should run code when loaded"
+    marker.unlink()
+    return crafted
 
 
 def test_whole_pickled_model(tmp_path: Path, original) -> None:
