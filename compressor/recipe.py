@@ -140,12 +140,32 @@ class TeacherConfig(Strict):
             )
         if self.format in ("torchscript", "export") and self.checkpoint is None:
             raise ValueError(f"format {self.format!r} needs a checkpoint file")
+        if self.arch:
+            _no_data_set_arguments(self.kwargs, "teacher")
         return self
+
+
+# What a zoo or torchvision model is built with from the data set itself.
+_DATA_SET_ARGUMENTS = ("num_classes", "in_channels")
+
+
+def _no_data_set_arguments(kwargs: dict[str, Any], section: str) -> None:
+    given = [name for name in _DATA_SET_ARGUMENTS if name in kwargs]
+    if given:
+        raise ValueError(
+            f"kwargs may not set {' or '.join(given)}: the {section} is built with the data "
+            "set's class and channel counts; remove it from kwargs"
+        )
 
 
 class StudentConfig(Strict):
     arch: str = Field(description="Model zoo or torchvision name, e.g. resnet8, mobilenetv2.")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="Constructor arguments.")
+
+    @model_validator(mode="after")
+    def _kwargs_leave_the_data_set_alone(self) -> StudentConfig:
+        _no_data_set_arguments(self.kwargs, "student")
+        return self
 
 
 DatasetName = Literal["digits", "cifar10", "cifar100", "tiny_imagenet", "imagefolder"]

@@ -153,6 +153,16 @@ BAD_RECIPES = [
     ("nan lr", merged(train={"optimizer": {"lr": float("nan")}}), ["train.optimizer.lr", "nan"]),
     ("unknown method", merged(method={"name": "dkd"}), ["method", "'dkd'", "amkd"]),
     (
+        "class count in student kwargs",
+        merged(student={"arch": "resnet8", "kwargs": {"num_classes": 5}}),
+        ["student", "kwargs may not set num_classes", "data set's class and channel counts"],
+    ),
+    (
+        "channel count in zoo teacher kwargs",
+        merged(teacher={"arch": "resnet20", "kwargs": {"in_channels": 1}}),
+        ["teacher", "kwargs may not set in_channels"],
+    ),
+    (
         "option of another method",
         merged(method={"name": "kd", "margin": 1.0}, teacher={"arch": "resnet20"}),
         ["method.margin", "unknown key", "temperature"],

@@ -47,6 +47,7 @@ from compressor.models import (
     load_teacher,
 )
 from compressor.models.inference import fold_batchnorm
+from compressor.models.probe import check_student_output
 from compressor.preflight import check_recipe, unused_settings
 from compressor.recipe import CEMethod, Recipe, load_recipe, recipe_differences, recipe_to_yaml
 from compressor.reporting import write_run_report
@@ -268,6 +269,23 @@ def _execute(
     if distill:
         teacher, teacher_eval, teacher_summary = _prepare_teacher(recipe, dataset, setup)
         observer.message(f"teacher test accuracy {teacher_eval.accuracy:.2f} %")
+    # The student and the method, built before the run directory is claimed: what they refuse
+    # (a student that cannot train on these images, a feature triplet between layers of
+    # different widths) is bad input, and must leave no run behind.
+    student = student.to(setup.device)
+    if setup.channels_last:
+        student = student.to(memory_format=torch.channels_last)
+    probe, _ = next(iter(_eval_loader(dataset.test, dataset, recipe, setup)))
+    check_student_output(student, recipe.student.arch, probe[:2], dataset.num_classes)
+    trained = training_module(recipe.method, student)
+    if distributed.enabled:  # the student only: the frozen teacher has nothing to synchronise
+        trained = ddp_wrap(trained, setup.device)
+    if recipe.train.compile:
+        trained = torch.compile(trained)
+    bounds = normalized_bounds(dataset.mean, dataset.std)
+    method = build_method(
+        recipe.method, trained, teacher, bounds=bounds, dataset_size=len(dataset.train)
+    )
 
     # 2. The run directory: claimed, and a resumed run's state checked, before any write.
     #    Only rank 0 writes; every rank reads the checkpoint it resumes from.
@@ -292,18 +310,6 @@ def _execute(
             manifest(recipe, str(setup.device), "running", started=started_at, attempt=attempt),
         )
 
-    student = student.to(setup.device)
-    if setup.channels_last:
-        student = student.to(memory_format=torch.channels_last)
-    trained = training_module(recipe.method, student)
-    if distributed.enabled:  # the student only: the frozen teacher has nothing to synchronise
-        trained = ddp_wrap(trained, setup.device)
-    if recipe.train.compile:
-        trained = torch.compile(trained)
-    bounds = normalized_bounds(dataset.mean, dataset.std)
-    method = build_method(
-        recipe.method, trained, teacher, bounds=bounds, dataset_size=len(dataset.train)
-    )
     optimizer = build_optimizer(list(student.parameters()), recipe.train.optimizer)
     scaler = torch.amp.GradScaler(setup.device.type, enabled=setup.needs_grad_scaler)
 

@@ -80,6 +80,9 @@ def create_model(name: str, num_classes: int, in_channels: int = 3, **kwargs: An
     raise UserError(_unknown_name_message(name))
 
 
+_AUXILIARY_OUTPUTS = ("googlenet", "inception_v3")
+
+
 def _create_torchvision(
     name: str, num_classes: int, in_channels: int, kwargs: dict[str, Any]
 ) -> nn.Module:
@@ -88,6 +91,9 @@ def _create_torchvision(
             f"model {name!r}: torchvision models take 3-channel images, the data has "
             f"{in_channels}; pick a zoo model ({', '.join(list_models())}) for this data"
         )
+    if name in _AUXILIARY_OUTPUTS:
+        # Their auxiliary heads make training-mode outputs a tuple that no loss here takes.
+        kwargs = {"aux_logits": False, **kwargs}
     try:
         return torchvision.models.get_model(name, weights=None, num_classes=num_classes, **kwargs)
     except TypeError as error:

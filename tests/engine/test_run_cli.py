@@ -197,6 +197,34 @@ def test_amkd_feature_embedding_runs_with_a_checkpoint_teacher(
     assert metrics["stat_attacked"] > 0 and metrics["loss_triplet"] > 0
 
 
+def test_a_method_refused_at_build_time_leaves_no_run_behind(
+    workdir: Path, teacher_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Bad input found while building the method (or probing the student, tests/models/
+    test_probe.py) comes before the run directory is claimed: no half-made run, and an
+    --overwrite keeps the old run whole."""
+    body = {
+        "teacher": {"arch": "resnet20", "checkpoint": str(teacher_checkpoint)},
+        "student": {"arch": "resnet8"},
+        "method": {"name": "amkd", "embedding": "features"},
+        "train": {"epochs": 1, "batch_size": 64, "max_steps_per_epoch": 2, "device": "cpu"},
+        "output": {"dir": str(workdir)},
+    }
+    # resnet20's penultimate features are 64 wide, mobilenetv2's 1280.
+    refused = {**body, "student": {"arch": "mobilenetv2"}}
+    recipe = write(workdir / "refused.yaml", refused)
+    result = run_cli(capsys, "distill", str(recipe))
+    assert "the teacher has 64 and the student 1280" in one_error_line(result)
+    assert not (workdir / "refused").exists()
+    recipe = write(workdir / "refused.yaml", body)
+    assert run_cli(capsys, "distill", str(recipe)).code == 0
+    run = workdir / "refused"
+    kept = {path: path.read_bytes() for path in run.rglob("*") if path.is_file()}
+    recipe = write(workdir / "refused.yaml", refused)
+    assert run_cli(capsys, "distill", str(recipe), "--overwrite").code == 2
+    assert {path: path.read_bytes() for path in run.rglob("*") if path.is_file()} == kept
+
+
 def test_existing_run_is_not_overwritten(
     workdir: Path, teacher_checkpoint: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
