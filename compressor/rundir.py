@@ -21,12 +21,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import yaml
 from filelock import FileLock
 
 import compressor
 from compressor.engine.checkpoint import previous_of
 from compressor.errors import UserError
-from compressor.io import lock_or_refuse, write_json
+from compressor.io import file_sha256, lock_or_refuse, write_json
 from compressor.recipe import Recipe, load_recipe
 
 SCHEMA_VERSION = 1
@@ -120,7 +121,44 @@ def read_completed_run(run: RunDir) -> tuple[Recipe, dict[str, Any]]:
             f"{run.root}: the run has no student.pt although it completed; the run directory "
             f"is incomplete: train it again with `{command} --overwrite`"
         )
+    recorded = record.get("trained_recipe_sha256")  # absent from runs made before it was
+    if isinstance(recorded, str) and trained_recipe_sha256(run.recipe) != recorded:
+        raise UserError(
+            f"{run.recipe}: changed since the run was trained, beyond where files are "
+            "(data.root, teacher.checkpoint) and the output, export and gate sections; export "
+            f"and the gate need the run's own recipe: put it back, or train again with "
+            f"`{command} --overwrite`"
+        )
+    recorded = record.get("student_sha256")
+    if isinstance(recorded, str) and file_sha256(run.student) != recorded:
+        raise UserError(
+            f"{run.student}: not the student this run trained (manifest.json records another "
+            f"sha256); put the run's own student.pt back, or train again with "
+            f"`{command} --overwrite`"
+        )
     return recipe, record
+
+
+# What may change in a finished run's recipe.yaml: where files are (the run moved to another
+# machine) and how it is exported and gated. What was trained, from what, on which data, may not.
+_FREE_TO_CHANGE = (("data", "root"), ("teacher", "checkpoint"), ("output",), ("export",), ("gate",))
+
+
+def trained_recipe_sha256(path: Path) -> str:
+    """Hash of recipe.yaml as written, less the parts in _FREE_TO_CHANGE.
+
+    Hashed from the YAML mapping rather than from a parsed Recipe, so a later compressor
+    that adds a field or changes a default does not make an old run's recipe differ."""
+    mapping = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if isinstance(mapping, dict):
+        for *parents, key in _FREE_TO_CHANGE:
+            section = mapping
+            for parent in parents:
+                section = section.get(parent) if isinstance(section, dict) else None
+            if isinstance(section, dict):
+                section.pop(key, None)
+    text = json.dumps(mapping, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _manifest_record(run: RunDir) -> dict[str, Any] | None:

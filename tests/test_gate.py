@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 import yaml
 from filelock import FileLock
 from typer.testing import CliRunner
@@ -398,6 +399,23 @@ def without_min_speedup(run: Path) -> None:
     write_yaml(run / "recipe.yaml", recipe)
 
 
+def test_a_run_moved_elsewhere_may_say_where_its_files_are_now(
+    kd_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The recipe check leaves data.root, teacher.checkpoint, output, export and gate free."""
+
+    def moved(recipe: dict[str, Any]) -> None:
+        recipe["data"]["root"] = "/elsewhere/data"
+        recipe["teacher"]["checkpoint"] = "/elsewhere/teacher.pt"
+        recipe["gate"]["max_drop"] = 95.0
+
+    _, teacher = accuracies(kd_run)
+    edit_yaml("recipe.yaml", moved)(kd_run)
+    result = run_cli(capsys, "gate", str(kd_run))
+    assert result.code == 0, result.stdout + result.stderr
+    assert row(result, "student_accuracy")[2] == f"≥ {teacher - 95.0:.2f} %"
+
+
 def test_an_export_report_from_before_student_hashes_is_still_gated(
     kd_run: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -534,6 +552,23 @@ def edit_json(name: str, change: Callable[[dict[str, Any]], None]) -> Callable[[
     return apply
 
 
+def edit_yaml(name: str, change: Callable[[dict[str, Any]], None]) -> Callable[[Path], None]:
+    def apply(run: Path) -> None:
+        data = yaml.safe_load((run / name).read_text(encoding="utf-8"))
+        change(data)
+        write_yaml(run / name, data)
+
+    return apply
+
+
+def retrained_student(run: Path) -> None:
+    """student.pt replaced by another one of the same architecture."""
+    record = torch.load(run / "student.pt", weights_only=True)
+    for weights in record["state_dict"].values():
+        weights.add_(1)
+    torch.save(record, run / "student.pt")
+
+
 def delete(name: str) -> Callable[[Path], None]:
     return lambda run: (run / name).unlink()
 
@@ -570,6 +605,18 @@ BAD_INPUTS: list[tuple[str, Callable[[Path], None] | None, list[str], list[str]]
         lambda run: (run.parent / "run.txt").write_text("", encoding="utf-8"),
         ["{run}/../run.txt"],
         ["run.txt: a file, not a run directory"],
+    ),
+    (
+        "recipe changed since training",
+        edit_yaml("recipe.yaml", lambda d: d["data"].update(max_test_samples=20)),
+        [],
+        ["kd/recipe.yaml: changed since the run was trained", "`compress distill RECIPE"],
+    ),
+    (
+        "student.pt of another run",
+        retrained_student,
+        [],
+        ["kd/student.pt: not the student this run trained"],
     ),
     (
         "missing manifest",

@@ -36,7 +36,7 @@ from compressor.engine.evaluate import Evaluation, agreement, evaluate
 from compressor.engine.schedule import build_optimizer
 from compressor.engine.training import EpochResult, StepCallback, train_one_epoch
 from compressor.errors import UserError
-from compressor.io import append_line, save_torch, write_json, write_text
+from compressor.io import append_line, file_sha256, save_torch, write_json, write_text
 from compressor.methods import build_method, training_module
 from compressor.methods.boundary import normalized_bounds
 from compressor.models import (
@@ -59,6 +59,7 @@ from compressor.rundir import (
     mark_stopped,
     now_iso,
     run_dir_for,
+    trained_recipe_sha256,
     training_command,
 )
 
@@ -407,6 +408,9 @@ def _execute(
                 started=started_at,
                 finished=now_iso(),
                 attempt=attempt,
+                # Export and the gate check the files they read are the ones this run wrote.
+                trained_recipe_sha256=trained_recipe_sha256(run.recipe),
+                student_sha256=file_sha256(run.student),
             ),
         )
     return result

@@ -4,18 +4,19 @@ report, and gated on with `compress gate --precision int8`."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+import torch
 import yaml
+from PIL import Image
 
 from export.onnx_export import onnx_precision, read_metadata
 from tests.cli_helpers import run_cli
-from tests.export.helpers import QUICK, one_error_line, report_of, rows_of
+from tests.export.helpers import QUICK, one_error_line, report_of, rows_of, write_recipe
 
 
 def test_int8_files_are_static_qdq_with_metadata(int8_run: Path) -> None:
@@ -148,26 +149,46 @@ def test_int8_of_an_already_quantized_student(
     assert "drop --int8" in line
 
 
+def _image_folder(root: Path, images: bool = True) -> Path:
+    """Two classes of 8x8 RGB images, 8 per class in train/ and 4 in val/."""
+    generator = torch.Generator().manual_seed(0)
+    for split, count in (("train", 8), ("val", 4)):
+        for label in ("a", "b"):
+            folder = root / split / label
+            folder.mkdir(parents=True)
+            for index in range(count):
+                path = folder / f"{index}.png"
+                if images:
+                    pixels = torch.randint(0, 256, (8, 8, 3), generator=generator)
+                    Image.fromarray(pixels.numpy().astype(np.uint8)).save(path)
+                else:
+                    path.write_bytes(b"not an image")
+    return root
+
+
 @pytest.mark.parametrize("damage", ["missing", "corrupt"])
 def test_calibration_data_that_cannot_be_read(
-    workdir: Path,
-    distilled_run: Path,
-    tmp_path: Path,
-    damage: str,
-    capsys: pytest.CaptureFixture[str],
+    workdir: Path, tmp_path: Path, damage: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The recipe's training data is gone or damaged: one line naming it, exit 2, no files."""
-    run = workdir / f"int8-{damage}-data"
-    shutil.copytree(distilled_run, run, ignore=shutil.ignore_patterns("export"))
-    root = tmp_path / "cifar"
+    """The run's training data is gone or damaged where data.root now points (the run moved
+    to another machine): one line naming it, exit 2, no files."""
+    recipe = write_recipe(
+        tmp_path / f"folder-{damage}.yaml",
+        {
+            "student": {"arch": "resnet8"},
+            "data": {"name": "imagefolder", "root": str(_image_folder(tmp_path / "images"))},
+            "train": {"epochs": 1, "batch_size": 8, "device": "cpu"},
+            "output": {"dir": str(workdir)},
+        },
+    )
+    assert run_cli(capsys, "train", str(recipe)).code == 0
+    run = workdir / f"folder-{damage}"
+    root = tmp_path / "moved"
     if damage == "corrupt":
-        batches = root / "cifar-10-batches-py"
-        batches.mkdir(parents=True)
-        for name in ["batches.meta", "test_batch", *(f"data_batch_{i}" for i in range(1, 6))]:
-            (batches / name).write_bytes(b"not a pickle")
-    recipe = yaml.safe_load((run / "recipe.yaml").read_text())
-    recipe["data"] = {"name": "cifar10", "root": str(root)}
-    (run / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+        _image_folder(root, images=False)
+    trained = yaml.safe_load((run / "recipe.yaml").read_text())
+    trained["data"]["root"] = str(root)
+    (run / "recipe.yaml").write_text(yaml.safe_dump(trained))
     line = one_error_line(run_cli(capsys, "export", str(run), "--int8", *QUICK))
     assert str(root) in line
     assert not (run / "export").exists()
