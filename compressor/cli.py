@@ -371,6 +371,12 @@ def export_command(
     console.print(f"reports: {report.files['html']} (also .md, .json)")
     if report.problems:
         raise UserError(*report.problems)
+    failed = [r for r in report.results if r.parity is not None and not r.parity.passed]
+    if failed:
+        # Like a failed gate rule: the export and its reports are written, and CI sees a fail.
+        names = ", ".join(f"{r.model} {r.backend} {r.precision}" for r in failed)
+        console.print(f"export FAILED: parity with PyTorch for {names}", markup=False)
+        raise typer.Exit(1)
 
 
 def _print_export(report: ExportReport) -> None:

@@ -231,6 +231,22 @@ def test_quantized_student_file_is_validated_as_int8(
     assert int8["parity"]["top1_agreement"] > 90.0
 
 
+def test_a_failed_parity_check_fails_the_export_and_keeps_its_reports(
+    exported_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Another model given as the student: its logits are not the student's. Exit 1, as a
+    failed gate rule, so a CI step that exports fails too; the reports say what happened."""
+    run = Path(shutil.copytree(exported_run, tmp_path / "run"))
+    other = shutil.copy(run / "export" / "teacher.onnx", tmp_path / "resnet20.onnx")
+    result = run_cli(
+        capsys, "export", str(run), "--no-teacher", "--student-onnx", str(other), *QUICK
+    )
+    assert result.code == 1, result.stdout + result.stderr
+    assert "export FAILED: parity with PyTorch for student onnxruntime fp32" in result.stdout
+    fp32 = rows_of(report_of(run))[("student", "onnxruntime", "fp32")]
+    assert fp32["parity"]["passed"] is False
+
+
 def test_model_that_cannot_export(
     workdir: Path, teacher_run: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
