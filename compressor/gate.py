@@ -46,7 +46,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -146,8 +146,13 @@ class _Report(BaseModel):
     recipe_sha256: str
 
 
+# A percentage in a report is a number from 0 to 100: NaN, infinities and anything else mean
+# a broken pipeline, never a pass or a quality fail.
+Percent = Annotated[float, Field(ge=0.0, le=100.0, allow_inf_nan=False)]
+
+
 class _Score(BaseModel):
-    accuracy: float
+    accuracy: Percent
 
 
 class _RunResults(BaseModel):
@@ -160,9 +165,9 @@ class _RunReport(_Report):
 
 
 class _Parity(BaseModel):
-    max_abs_diff: float
-    top1_agreement: float
-    min_agreement: float = Field(ge=0.0, le=100.0)
+    max_abs_diff: float  # infinite when the exported model's outputs are not finite: a fail
+    top1_agreement: Percent
+    min_agreement: Percent
 
 
 class _Latency(BaseModel):
@@ -174,7 +179,7 @@ class _ExportRow(BaseModel):
     backend: str
     precision: str
     device: str
-    accuracy: float
+    accuracy: Percent
     parity: _Parity | None
     latency: dict[int, _Latency] = Field(default_factory=dict)
 

@@ -606,6 +606,21 @@ BAD_INPUTS: list[tuple[str, Callable[[Path], None] | None, list[str], list[str]]
         ["{run}/../run.txt"],
         ["run.txt: a file, not a run directory"],
     ),
+    *(
+        (
+            f"student accuracy {value} in the export report",
+            edit_json(EXPORT, lambda d, value=value: d["results"][1].update(accuracy=value)),
+            [],
+            ["export_report.json: results[1].accuracy: Input should be"],
+        )
+        for value in (float("nan"), 1e9)
+    ),
+    (
+        "agreement NaN in the export report",
+        edit_json(EXPORT, lambda d: d["results"][1]["parity"].update(top1_agreement=float("nan"))),
+        [],
+        ["export_report.json: results[1].parity.top1_agreement: Input should be"],
+    ),
     (
         "recipe changed since training",
         edit_yaml("recipe.yaml", lambda d: d["data"].update(max_test_samples=20)),
