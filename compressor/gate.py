@@ -165,9 +165,13 @@ class _RunReport(_Report):
 
 
 class _Parity(BaseModel):
-    max_abs_diff: float  # infinite when the exported model's outputs are not finite: a fail
+    max_abs_diff: float | None  # null when the exported model's outputs are not finite
     top1_agreement: Percent
     min_agreement: Percent
+
+
+def _difference(parity: _Parity) -> str:
+    return "not finite" if parity.max_abs_diff is None else f"{parity.max_abs_diff:.2g}"
 
 
 class _Latency(BaseModel):
@@ -460,7 +464,7 @@ def evaluate_gate(
             "export_agreement",
             student.parity.top1_agreement,
             agreement_floor,
-            f"{student.label} vs PyTorch fp32 top-1, max |Δ| {student.parity.max_abs_diff:.2g}"
+            f"{student.label} vs PyTorch fp32 top-1, max |Δ| {_difference(student.parity)}"
             + ("" if agreement_floor == config.min_agreement else " (export's bar for it)"),
         ),
         _speedup_rule(export, export_path, student, config.min_speedup, speedup_batch),

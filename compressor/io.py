@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -73,7 +74,20 @@ def write_text(path: Path, text: str) -> None:
 
 
 def write_json(path: Path, payload: Any) -> None:
-    write_text(path, json.dumps(payload, indent=2, sort_keys=False) + "\n")
+    """Strict JSON, which jq and browsers read: a non-finite number (the parity of a model
+    whose outputs are not finite) is written as null, not as Python's NaN or Infinity."""
+    text = json.dumps(_finite(payload), indent=2, sort_keys=False, allow_nan=False)
+    write_text(path, text + "\n")
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
 
 
 def save_torch(path: Path, payload: Any) -> None:

@@ -807,3 +807,16 @@ def test_distill_export_gate_end_to_end(
     assert row(result, "export_accuracy")[1] == f"{ort['accuracy']:.2f} %"
     assert row(result, "export_agreement")[1] == f"{ort['parity']['top1_agreement']:.2f} %"
     assert ET.parse(junit).getroot().get("failures") == "0"
+
+
+def test_an_export_whose_outputs_are_not_finite_fails_the_agreement_rule(
+    kd_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The exporter writes a non-finite max |Δ| as null (strict JSON); the gate reads it."""
+    edit_json(
+        EXPORT,
+        lambda report: report["results"][1]["parity"].update(max_abs_diff=None, top1_agreement=0),
+    )(kd_run)
+    result = run_cli(capsys, "gate", str(kd_run))
+    assert result.code == 1, result.stdout + result.stderr
+    assert "gate FAILED: export_agreement" in result.stdout
