@@ -20,3 +20,11 @@ class UserError(Exception):
             raise ValueError("UserError needs at least one message line")
         self.lines = list(lines)
         super().__init__("\n".join(self.lines))
+
+
+def short_reason(error: BaseException) -> str:
+    """The error's type and first sentence: torch's messages run to paragraphs."""
+    lines = str(error).strip().splitlines() or ["no details"]
+    if lines[0].startswith("The following operation failed in the TorchScript interpreter"):
+        return lines[-1][:200]  # the TorchScript traceback ends with the real "Error: ..." line
+    return f"{type(error).__name__}: {lines[0].split('. ')[0][:160]}"

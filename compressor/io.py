@@ -18,7 +18,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-import torch
 from filelock import FileLock, Timeout
 
 from compressor.errors import UserError
@@ -73,6 +72,11 @@ def write_text(path: Path, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
 
 
+def previous_of(path: Path) -> Path:
+    """Where a rotating file keeps the copy it replaced (checkpoints/previous-last.pt)."""
+    return path.with_name(f"previous-{path.name}")
+
+
 def write_json(path: Path, payload: Any) -> None:
     """Strict JSON, which jq and browsers read: a non-finite number (the parity of a model
     whose outputs are not finite) is written as null, not as Python's NaN or Infinity."""
@@ -91,6 +95,8 @@ def _finite(value: Any) -> Any:
 
 
 def save_torch(path: Path, payload: Any) -> None:
+    import torch  # here, not at the top: the gate and the ONNX checks run without torch
+
     _atomic_write(path, lambda stream: torch.save(payload, stream))
 
 

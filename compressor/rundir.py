@@ -25,9 +25,8 @@ import yaml
 from filelock import FileLock
 
 import compressor
-from compressor.engine.checkpoint import previous_of
 from compressor.errors import UserError
-from compressor.io import file_sha256, lock_or_refuse, write_json
+from compressor.io import file_sha256, lock_or_refuse, previous_of, write_json
 from compressor.recipe import Recipe, load_recipe
 
 SCHEMA_VERSION = 1

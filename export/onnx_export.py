@@ -31,27 +31,15 @@ import onnx
 import torch
 from torch import nn
 
-from compressor.errors import UserError
+from compressor.errors import UserError, short_reason
 from compressor.io import write_bytes
-from compressor.models.checkpoint import short_reason
+from export.onnx_inspect import onnx_opset
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 BATCH_AXIS = "batch"
 # ONNX Runtime's oldest supported opset; older files need an upgrade before anything else.
 MIN_OPSET = 7
-# Operators that only appear in quantised graphs (QDQ or QOperator form).
-_QUANTIZED_OPS = frozenset(
-    {
-        "QuantizeLinear",
-        "DequantizeLinear",
-        "DynamicQuantizeLinear",
-        "QLinearConv",
-        "QLinearMatMul",
-        "ConvInteger",
-        "MatMulInteger",
-    }
-)
 
 
 def export_onnx(
@@ -181,40 +169,6 @@ def _metadata_strings(metadata: Mapping[str, Any]) -> dict[str, str]:
         key: value if isinstance(value, str) else json.dumps(value)
         for key, value in metadata.items()
     }
-
-
-def read_metadata(path: Path | str) -> dict[str, Any]:
-    """metadata_props of an ONNX file, JSON values decoded (lists, numbers) where they parse."""
-    proto = onnx.load(str(path), load_external_data=False)
-    values: dict[str, Any] = {}
-    for entry in proto.metadata_props:
-        try:
-            values[entry.key] = json.loads(entry.value)
-        except json.JSONDecodeError:
-            values[entry.key] = entry.value
-    return values
-
-
-def onnx_opset(proto: onnx.ModelProto) -> int:
-    """The default-domain (ai.onnx) opset a model is stamped with."""
-    versions = [o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")]
-    return versions[0] if versions else 0
-
-
-def onnx_precision(proto: onnx.ModelProto) -> str:
-    """ "int8" for a quantised graph, "fp16" for float16 inputs or weights, else "fp32"."""
-    if any(node.op_type in _QUANTIZED_OPS for node in proto.graph.node):
-        return "int8"
-    graph_input = next(iter(proto.graph.input), None)
-    if (
-        graph_input is not None
-        and graph_input.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
-    ):
-        return "fp16"
-    kinds = [init.data_type for init in proto.graph.initializer]
-    if kinds and kinds.count(onnx.TensorProto.FLOAT16) > kinds.count(onnx.TensorProto.FLOAT):
-        return "fp16"
-    return "fp32"
 
 
 def load_onnx(path: Path | str) -> onnx.ModelProto:

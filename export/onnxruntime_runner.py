@@ -12,8 +12,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from compressor.errors import UserError
-from compressor.models.checkpoint import short_reason
+from compressor.errors import UserError, short_reason
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"

@@ -43,8 +43,8 @@ from export.onnx_export import (
     export_onnx,
     fixed_batch,
     load_onnx,
-    onnx_precision,
 )
+from export.onnx_inspect import onnx_precision
 from export.onnxruntime_runner import OnnxRuntimeRunner
 from export.quantize import Int8Settings, calibration_batch, quantize_int8, resolve_settings
 from export.report import REPORT_NAME, write_reports

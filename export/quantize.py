@@ -38,10 +38,10 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from compressor.data.sets import balanced_indices
-from compressor.errors import UserError
-from compressor.models.checkpoint import short_reason
+from compressor.errors import UserError, short_reason
 from compressor.recipe import Int8Config
-from export.onnx_export import onnx_precision, write_checked
+from export.onnx_export import write_checked
+from export.onnx_inspect import onnx_precision
 from export.validate import EvalSet
 
 CALIBRATION_BATCH = 64

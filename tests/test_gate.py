@@ -12,6 +12,8 @@ import hashlib
 import json
 import re
 import shutil
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
@@ -820,3 +822,35 @@ def test_an_export_whose_outputs_are_not_finite_fails_the_agreement_rule(
     result = run_cli(capsys, "gate", str(kd_run))
     assert result.code == 1, result.stdout + result.stderr
     assert "gate FAILED: export_agreement" in result.stdout
+
+
+NO_TORCH = """
+import sys
+for name in ("torch", "torchvision"):
+    sys.modules[name] = None  # as on a deployment box without them: importing either fails
+from compressor.cli import main
+sys.argv = ["compress", "gate", *sys.argv[1:]]
+main()
+"""
+
+
+def test_the_gate_runs_without_torch(kd_run: Path, tmp_path: Path) -> None:
+    """A gate job reads JSON reports only: a CI runner needs no torch, GPU, data or models."""
+    junit = tmp_path / "gate.xml"
+    command = [sys.executable, "-c", NO_TORCH, str(kd_run), "--junit", str(junit)]
+    passed = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    assert "gate passed" in passed.stdout and junit.is_file()
+    failed = subprocess.run(
+        [*command, "--max-drop", "0"], capture_output=True, text=True, timeout=120
+    )
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+
+
+def test_onnx_validation_imports_without_torch() -> None:
+    """What a deployment box validates an ONNX file with: onnxruntime, onnx and numpy."""
+    code = NO_TORCH.split("from compressor.cli")[0] + (
+        "from export import OnnxRuntimeRunner, measure_latency, parity, predict, read_metadata\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

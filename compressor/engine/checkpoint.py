@@ -14,9 +14,8 @@ from typing import Any
 
 import torch
 
-from compressor.errors import UserError
-from compressor.io import save_torch
-from compressor.models.checkpoint import short_reason
+from compressor.errors import UserError, short_reason
+from compressor.io import previous_of, save_torch
 
 
 def rng_state(device: torch.device) -> dict[str, Any]:
@@ -30,10 +29,6 @@ def restore_rng_state(state: dict[str, Any], device: torch.device) -> None:
     torch.set_rng_state(state["cpu"])
     if device.type == "cuda" and "cuda" in state:
         torch.cuda.set_rng_state(state["cuda"], device)
-
-
-def previous_of(path: Path) -> Path:
-    return path.with_name(f"previous-{path.name}")
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:

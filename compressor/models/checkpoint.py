@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 
-from compressor.errors import UserError
+from compressor.errors import UserError, short_reason
 from compressor.models.registry import create_model, list_models
 
 FileFormat = Literal["state_dict", "torchscript", "export"]
@@ -150,14 +150,6 @@ def _unreadable(path: Path, error: Exception) -> str:
         f"{path}: cannot read this file as a PyTorch checkpoint; it is truncated, corrupt "
         f"or not written by torch.save ({reason})"
     )
-
-
-def short_reason(error: BaseException) -> str:
-    """The error's type and first sentence: torch's messages run to paragraphs."""
-    lines = str(error).strip().splitlines() or ["no details"]
-    if lines[0].startswith("The following operation failed in the TorchScript interpreter"):
-        return lines[-1][:200]  # the TorchScript traceback ends with the real "Error: ..." line
-    return f"{type(error).__name__}: {lines[0].split('. ')[0][:160]}"
 
 
 def read_state_dict(path: Path | str, trust_pickle: bool = False) -> dict[str, torch.Tensor]:

@@ -13,8 +13,7 @@ import copy
 import torch
 from torch import nn
 
-from compressor.errors import UserError
-from compressor.models.checkpoint import short_reason
+from compressor.errors import UserError, short_reason
 
 
 def check_student_output(

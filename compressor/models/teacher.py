@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from compressor.errors import UserError
+from compressor.errors import UserError, short_reason
 from compressor.models.checkpoint import (
     check_file,
     detect_format,
@@ -30,7 +30,6 @@ from compressor.models.checkpoint import (
     load_weights,
     read_checkpoint,
     read_state_dict,
-    short_reason,
 )
 from compressor.models.registry import create_model
 from compressor.recipe import TeacherConfig

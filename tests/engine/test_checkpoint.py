@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from compressor.engine.checkpoint import load_checkpoint, previous_of, save_checkpoint
+from compressor.engine.checkpoint import load_checkpoint, save_checkpoint
 from compressor.errors import UserError
+from compressor.io import previous_of
 
 
 def _state(epoch: int) -> dict[str, object]:

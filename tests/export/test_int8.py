@@ -14,7 +14,7 @@ import torch
 import yaml
 from PIL import Image
 
-from export.onnx_export import onnx_precision, read_metadata
+from export.onnx_inspect import onnx_precision, read_metadata
 from tests.cli_helpers import run_cli
 from tests.export.helpers import QUICK, one_error_line, report_of, rows_of, write_recipe
 

@@ -14,7 +14,8 @@ from torch import nn
 
 from compressor.errors import UserError
 from compressor.recipe import Int8Config
-from export.onnx_export import export_onnx, read_metadata
+from export.onnx_export import export_onnx
+from export.onnx_inspect import read_metadata
 from export.quantize import Int8Settings, calibration_batch, quantize_int8, resolve_settings
 from export.validate import EvalSet
 
