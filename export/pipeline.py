@@ -20,7 +20,9 @@ from __future__ import annotations
 import os
 import platform
 import shutil
+import signal
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -57,6 +59,7 @@ from export.validate import EvalSet, Infer, Parity, Tolerance, accuracy, parity,
 # large enough to keep every backend busy, and the TensorRT profile's maximum batch.
 EVAL_BATCH = 64
 MODELS = ("student", "teacher")  # what an export holds; each file is named after its model
+_OUR_FILES = tuple(f"{model}{kind}.onnx" for model in MODELS for kind in ("", ".fp16", ".int8"))
 STAGING_PREFIX = ".partial-"  # export/.partial-*/: an export in progress
 LOCK_NAME = ".lock"  # export/.lock: held by the export in progress
 
@@ -255,8 +258,9 @@ def export_run(
         report.warnings = _warnings(report.results)
         if not options.onnxruntime and not options.tensorrt:
             report.warnings.append(_unchecked_warning(artifacts, bench))
+        staged = write_reports(report.to_json(), staging)
         _publish(staging, inputs.run.export_dir, keep=given.path if given else None)
-        report.files = write_reports(report.to_json(), inputs.run.export_dir)
+        report.files = {kind: inputs.run.export_dir / path.name for kind, path in staged.items()}
     return report
 
 
@@ -429,6 +433,7 @@ def _staging(export_dir: Path) -> Iterator[Path]:
             "directory writable, or copy it somewhere writable and export the copy"
         ) from None
     try:
+        _check_targets(export_dir)
         for abandoned in export_dir.glob(f"{STAGING_PREFIX}*"):
             shutil.rmtree(abandoned, ignore_errors=True)
         staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=export_dir))
@@ -441,25 +446,54 @@ def _staging(export_dir: Path) -> Iterator[Path]:
 
 
 def _publish(staging: Path, export_dir: Path, keep: Path | None) -> None:
-    """Swap this export's files in for the previous export's; the caller writes the report.
+    """Swap this export's files, reports included, in for the previous export's.
 
-    The old report goes first, so no report ever sits beside files it did not check; then
-    the new files move in (renames); then the files the previous export wrote and this one
-    did not (no --fp16 now, --no-teacher) go, so no stale model is shipped by mistake. Only
-    names this exporter writes are removed, never `keep` (a --student-onnx file kept there);
-    cached TensorRT engines stay, keyed by their ONNX file's content.
+    Renames only, with Ctrl-C and SIGTERM ignored until they are done, so an export is either
+    the previous one or this one. The old JSON report (what the gate reads) goes first and
+    the new one comes last, so no report ever sits beside files it did not check; then the
+    files the previous export wrote and this one did not (no --fp16 now, --no-teacher) go, so
+    no stale model is shipped by mistake. Only names this exporter writes are removed, never
+    `keep` (a --student-onnx file kept there); cached TensorRT engines stay, keyed by their
+    ONNX file's content.
     """
-    for suffix in ("json", "md", "html"):
-        (export_dir / f"{REPORT_NAME}.{suffix}").unlink(missing_ok=True)
-    written = {path.name for path in staging.iterdir()}
-    for path in staging.iterdir():
-        os.replace(path, export_dir / path.name)
-    ours = [f"{model}{kind}.onnx" for model in MODELS for kind in ("", ".fp16", ".int8")]
-    for name in ours:
-        path = export_dir / name
-        stale = name not in written and path.is_file()
-        if stale and (keep is None or path.resolve() != keep.resolve()):
-            path.unlink()
+    report = f"{REPORT_NAME}.json"
+    with _interrupts_held():
+        (export_dir / report).unlink(missing_ok=True)
+        written = {path.name for path in staging.iterdir()}
+        for path in sorted(staging.iterdir(), key=lambda path: path.name == report):
+            os.replace(path, export_dir / path.name)
+        for name in _OUR_FILES:
+            path = export_dir / name
+            stale = name not in written and path.is_file()
+            if stale and (keep is None or path.resolve() != keep.resolve()):
+                path.unlink()
+
+
+@contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """Ctrl-C or SIGTERM during the block is ignored: the block is a few renames, after which
+    the export is complete and the command ends in moments anyway. Main thread only (signal
+    handlers cannot be set elsewhere)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {number: signal.signal(number, signal.SIG_IGN) for number in held}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def _check_targets(export_dir: Path) -> None:
+    """A folder where the export writes a file would stop it halfway through publishing."""
+    for name in (*_OUR_FILES, *(f"{REPORT_NAME}.{kind}" for kind in ("json", "md", "html"))):
+        if (export_dir / name).is_dir():
+            raise UserError(
+                f"{export_dir / name}: a folder where the export writes a file; move it away "
+                "and export again"
+            )
 
 
 def _unchecked_warning(artifacts: dict[str, list[_Artifact]], bench: _Bench) -> str:

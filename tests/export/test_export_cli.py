@@ -247,6 +247,21 @@ def test_a_failed_parity_check_fails_the_export_and_keeps_its_reports(
     assert fp32["parity"]["passed"] is False
 
 
+def test_a_folder_where_the_export_writes_a_file_is_refused_before_any_work(
+    exported_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It would stop the export halfway through swapping its files in."""
+    run = Path(shutil.copytree(exported_run, tmp_path / "run"))
+    for name in ("teacher.onnx", "export_report.md"):
+        (run / "export" / name).unlink()
+        (run / "export" / name).mkdir()
+        before = _contents(run / "export")
+        line = one_error_line(run_cli(capsys, "export", str(run), *QUICK))
+        assert f"export/{name}: a folder where the export writes a file" in line
+        assert _contents(run / "export") == before
+        (run / "export" / name).rmdir()
+
+
 def test_model_that_cannot_export(
     workdir: Path, teacher_run: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
