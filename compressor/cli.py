@@ -239,7 +239,7 @@ def gate_command(
     ] = None,
 ) -> None:
     """Check a run against its quality gate: exit 0 if all rules pass, 1 if any fails."""
-    from compressor.gate import check_junit_path, evaluate_gate, write_junit, write_junit_error
+    from compressor.gate import check_junit_path, evaluate_gate, write_junit
 
     if junit is not None:
         check_junit_path(junit)
@@ -258,7 +258,7 @@ def gate_command(
         )
     except UserError as error:
         if junit is not None:
-            write_junit_error(error, junit)
+            _record_gate_error(error, junit)
         raise
     _print_gate(result)
     if junit is not None:
@@ -266,6 +266,30 @@ def gate_command(
         console.print(f"wrote {junit}", markup=False, highlight=False)
     if not result.passed:
         raise typer.Exit(1)
+
+
+def _record_gate_error(error: UserError, junit: Path) -> None:
+    """The gate could not run: say so in the JUnit file, so a CI job does not go on showing an
+    earlier, passing verdict. If that file cannot be written either, both problems are told."""
+    from compressor.gate import write_junit_error
+
+    try:
+        write_junit_error(error, junit)
+    except UserError as unwritable:
+        raise UserError(*error.lines, *unwritable.lines) from None
+
+
+def _junit_of_gate(argv: list[str]) -> Path | None:
+    """The --junit file of a `compress gate` command line, for a usage error typer raised
+    before the command could record it."""
+    if "gate" not in argv:
+        return None
+    for index, argument in enumerate(argv):
+        if argument.startswith("--junit="):
+            return Path(argument.removeprefix("--junit="))
+        if argument == "--junit" and index + 1 < len(argv):
+            return Path(argv[index + 1])
+    return None
 
 
 def _batch_sizes(text: str | None) -> list[int] | None:
@@ -498,7 +522,15 @@ def main() -> None:
     except _UsageError as error:
         # A group called with no command has printed its help already, as typer does.
         if type(error).__name__ != "NoArgsIsHelpError":
-            _print_error(_usage_line(error))
+            lines = [_usage_line(error)]
+            junit = _junit_of_gate(sys.argv[1:])
+            if junit is not None:
+                try:
+                    _record_gate_error(UserError(*lines), junit)
+                except UserError as both:
+                    lines = both.lines
+            for line in lines:
+                _print_error(line)
         sys.exit(2)
     # typer.Exit(n), --help and Ctrl-C (130) come back as the exit code; commands return None.
     sys.exit(code if isinstance(code, int) else 0)

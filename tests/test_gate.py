@@ -536,6 +536,31 @@ def test_junit_file_records_a_gate_that_could_not_run(
     assert error.get("message", "") in result.stderr
 
 
+def test_junit_file_records_a_mistyped_command_line(
+    kd_run: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A flag typer refuses before the gate runs also replaces an earlier passing file."""
+    junit = tmp_path / "gate.xml"
+    for bad in (["--max-drop", "abc"], ["--max-dorp", "1"]):
+        assert run_cli(capsys, "gate", str(kd_run), "--junit", str(junit)).code == 0
+        result = run_cli(capsys, "gate", str(kd_run), f"--junit={junit}", *bad)
+        assert result.code == 2
+        error = ET.parse(junit).getroot().find("testsuite/testcase/error")
+        assert error is not None and error.get("message", "") in result.stderr
+
+
+def test_an_unwritable_junit_file_does_not_hide_why_the_gate_could_not_run(
+    kd_run: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "file").write_text("")
+    result = run_cli(
+        capsys, "gate", f"{kd_run}-absent", "--junit", str(tmp_path / "file" / "g.xml")
+    )
+    assert result.code == 2
+    assert "no such run directory" in result.stderr
+    assert "cannot write the JUnit file" in result.stderr
+
+
 def test_python_api_returns_the_verdict(kd_run: Path) -> None:
     result = evaluate_gate(kd_run, {"min_speedup": 5.0, "max_drop": None})
     assert [rule.name for rule in result.rules] == RULES
