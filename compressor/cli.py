@@ -72,15 +72,16 @@ def _root(
 def recipe_validate(path: RecipeFile) -> None:
     """Check a recipe without reading the data or training; one line per problem.
 
-    Checks the schema, files, architectures, class counts and that the teacher loads (building
-    it runs the entrypoint a recipe names); `compress teacher` also scores the teacher.
+    Checks the schema, files, architectures, class counts, that the student builds and the
+    teacher loads (building it runs the entrypoint a recipe names), and that a feature-space
+    triplet compares layers of one width; `compress teacher` also scores the teacher.
     """
-    from compressor.preflight import check_recipe, check_teacher_loads
+    from compressor.preflight import check_models_build, check_recipe
     from compressor.recipe import load_recipe
 
     recipe = load_recipe(path)
     check_recipe(recipe, str(path), needs_teacher=False)
-    check_teacher_loads(recipe, str(path))
+    check_models_build(recipe, str(path))
     teacher = "no teacher" if recipe.teacher is None else "teacher loads"
     console.print(
         f"{path}: valid (method {recipe.method.name}, student {recipe.student.arch}, "

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from compressor.data import dataset_channels, dataset_num_classes
 from compressor.errors import UserError
-from compressor.models import is_known_model, list_models, load_teacher
-from compressor.recipe import Recipe
+from compressor.methods.amkd import check_feature_embedding
+from compressor.models import create_model, is_known_model, list_models, load_teacher
+from compressor.recipe import AMKDMethod, Recipe
 
 
 def _unknown_arch(field: str, name: str) -> str:
@@ -84,21 +85,36 @@ def check_recipe(recipe: Recipe, source: str, *, needs_teacher: bool) -> None:
         raise UserError(*(f"{source}: {problem}" for problem in problems))
 
 
-def check_teacher_loads(recipe: Recipe, source: str) -> None:
-    """Build the teacher and load its weights, as training would, without scoring it.
+def check_models_build(recipe: Recipe, source: str) -> None:
+    """Build the student, and the teacher with its weights, as training would; without data.
 
-    Existence is not enough for `recipe validate` to call a teacher fine: a checkpoint of
-    another architecture or class count, a file that is not a checkpoint, or an entrypoint
-    that does not exist would otherwise pass until the run starts. Scoring needs the data,
-    which is `compress teacher`'s job.
+    Existence is not enough for `recipe validate` to call a recipe fine: student kwargs the
+    architecture does not take, a checkpoint of another architecture or class count, a file
+    that is not a checkpoint, an entrypoint that does not exist, or a feature-space triplet
+    between layers of different widths would otherwise pass until the run starts. Scoring
+    the teacher needs the data, which is `compress teacher`'s job.
     """
-    if recipe.teacher is None:
-        return
     num_classes = dataset_num_classes(recipe.data)
+    channels = dataset_channels(recipe.data)
+    problems: list[str] = []
+    student = teacher = None
     try:
-        load_teacher(recipe.teacher, num_classes, dataset_channels(recipe.data))
+        student = create_model(recipe.student.arch, num_classes, channels, **recipe.student.kwargs)
     except UserError as error:
-        raise UserError(*(f"{source}: teacher: {line}" for line in error.lines)) from None
+        problems.extend(f"{source}: student: {line}" for line in error.lines)
+    if recipe.teacher is not None:
+        try:
+            teacher = load_teacher(recipe.teacher, num_classes, channels)
+        except UserError as error:
+            problems.extend(f"{source}: teacher: {line}" for line in error.lines)
+    features = isinstance(recipe.method, AMKDMethod) and recipe.method.embedding == "features"
+    if features and student is not None and teacher is not None:
+        try:
+            check_feature_embedding(student, teacher)
+        except UserError as error:
+            problems.extend(f"{source}: {line}" for line in error.lines)
+    if problems:
+        raise UserError(*problems)
 
 
 def unused_settings(recipe: Recipe, *, distill: bool) -> list[str]:

@@ -137,6 +137,30 @@ def test_validate_refuses_a_teacher_that_would_not_load(
     assert "Traceback" not in result.stderr
 
 
+def test_validate_builds_the_student_and_checks_feature_widths(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What training would refuse in its first seconds, validate says without the data."""
+    teacher = {"arch": "resnet20", "checkpoint": _weights(tmp_path, "resnet20")}
+    typo = merged(teacher=teacher, student={"arch": "mobilenetv2", "kwargs": {"width": 2}})
+    features = merged(
+        teacher=teacher,
+        student={"arch": "mobilenetv2"},
+        method={"name": "amkd", "embedding": "features"},
+    )
+    for recipe, expected in (
+        (typo, "student: model 'mobilenetv2': got an unexpected keyword argument 'width'"),
+        (
+            features,
+            "method.embedding: features compares penultimate features, but the "
+            "teacher has 64 and the student 1280",
+        ),
+    ):
+        result = run_cli(capsys, "recipe", "validate", str(write_recipe(tmp_path, recipe)))
+        assert result.code == 2, result.stdout
+        assert expected in result.stderr and "Traceback" not in result.stderr
+
+
 def _text(tmp_path: Path) -> Path:
     path = tmp_path / "notes.pt"
     path.write_text("these are not weights\n")

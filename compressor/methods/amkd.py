@@ -155,7 +155,7 @@ def _features_forward(student: nn.Module, teacher: nn.Module) -> nn.Module:
     or, for a bare student, a new such wrapper around it."""
     inner = innermost(student)
     wrapped = isinstance(inner, LogitsAndFeatures)
-    _check_feature_embedding(inner.model if wrapped else inner, teacher)
+    check_feature_embedding(inner.model if wrapped else inner, teacher)
     if wrapped:
         return student
     if inner is not student:
@@ -167,7 +167,7 @@ def _features_forward(student: nn.Module, teacher: nn.Module) -> nn.Module:
     return LogitsAndFeatures(student)
 
 
-def _check_feature_embedding(student: nn.Module, teacher: nn.Module) -> None:
+def check_feature_embedding(student: nn.Module, teacher: nn.Module) -> None:
     """Feature-space triplets compare teacher and student vectors directly: widths must match."""
     for role, model in (("student", student), ("teacher", teacher)):
         if not has_feature_interface(model):
