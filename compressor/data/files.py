@@ -18,7 +18,7 @@ from PIL import Image
 from compressor.errors import UserError
 from compressor.recipe import DATA_ROOT_ENV, DataConfig
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 _DECODE_CHUNK = 256
 
 

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from compressor.data.files import IMAGE_SUFFIXES, decode_images, list_images, require_root
-from compressor.data.sets import ImageSet
+from compressor.data.sets import ImageSet, subset_indices
 from compressor.errors import UserError
 from compressor.recipe import DataConfig
 
@@ -83,8 +84,24 @@ def read(cfg: DataConfig) -> tuple[ImageSet, ImageSet, list[str]]:
     classes = _classes(train_dir)
     # List both splits before decoding either, so layout mistakes surface in a second.
     listed = [_files(train_dir, classes, True), _files(_test_dir(root), classes, False)]
+    if cfg.mean is not None and cfg.std is not None:
+        # No statistics to take over the whole training split: decode only the images
+        # data.max_*_samples keeps (the ones load_dataset would keep), so a quick run on a
+        # large folder of photos does not decode them all.
+        counts = (cfg.max_train_samples, cfg.max_test_samples)
+        listed = [
+            _kept(paths, labels, count)
+            for (paths, labels), count in zip(listed, counts, strict=True)
+        ]
     train, test = (
         ImageSet(decode_images(paths, cfg.image_size), torch.tensor(labels, dtype=torch.int64))
         for paths, labels in listed
     )
     return train, test, classes
+
+
+def _kept(paths: list[Path], labels: list[int], count: int | None) -> tuple[list[Path], list[int]]:
+    kept = subset_indices(np.asarray(labels), count)
+    if kept is None:
+        return paths, labels
+    return [paths[i] for i in kept], [labels[i] for i in kept]

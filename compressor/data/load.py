@@ -14,11 +14,9 @@ import torch
 
 from compressor.data import cifar, digits, imagefolder, tiny_imagenet
 from compressor.data.files import resize_images
-from compressor.data.sets import IMAGENET_MEAN, IMAGENET_STD, Dataset, ImageSet, balanced_indices
+from compressor.data.sets import IMAGENET_MEAN, IMAGENET_STD, Dataset, ImageSet, subset_indices
 from compressor.errors import UserError
 from compressor.recipe import DataConfig
-
-SUBSET_SEED = 0  # fixed, not the recipe seed: max_*_samples must pick the same images every run
 
 
 @dataclass(frozen=True)
@@ -79,9 +77,8 @@ def _resized(split: ImageSet, size: int | None) -> ImageSet:
 
 
 def _subset(split: ImageSet, count: int | None) -> ImageSet:
-    if count is None or count >= len(split):
-        return split
-    return split.select(balanced_indices(split.labels.numpy(), count, SUBSET_SEED))
+    kept = subset_indices(split.labels.numpy(), count)
+    return split if kept is None else split.select(kept)
 
 
 def _check(cfg: DataConfig, train: ImageSet, test: ImageSet, classes: list[str]) -> None:

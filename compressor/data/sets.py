@@ -73,6 +73,16 @@ class Dataset:
         return channels, height, width
 
 
+SUBSET_SEED = 0  # fixed, not the recipe seed: max_*_samples must pick the same images every run
+
+
+def subset_indices(labels: np.ndarray, count: int | None) -> np.ndarray | None:
+    """The images data.max_*_samples keeps, class-balanced; None when it keeps them all."""
+    if count is None or count >= len(labels):
+        return None
+    return balanced_indices(labels, count, SUBSET_SEED)
+
+
 def balanced_indices(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
     """Sorted indices of `count` samples spread as evenly as possible over the classes.
 

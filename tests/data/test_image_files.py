@@ -9,7 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from compressor.data import dataset_num_classes, load_dataset
+from compressor.data import dataset_num_classes, imagefolder, load_dataset
+from compressor.data.sets import subset_indices
 from compressor.errors import UserError
 from compressor.recipe import DataConfig
 
@@ -158,3 +159,25 @@ def test_undecodable_image_is_named(tmp_path: Path) -> None:
     (root / "train" / "dog" / "broken.jpg").write_bytes(b"\xff\xd8 this is not a JPEG")
     message = _error(DataConfig(name="imagefolder", root=root))
     assert "cannot decode image" in message and "broken.jpg" in message
+
+
+def test_imagefolder_with_given_stats_decodes_only_the_kept_images(tmp_path: Path) -> None:
+    """With data.mean/std given there are no statistics to take over the whole split, so a
+    quick run decodes only the images max_*_samples keeps (a damaged one elsewhere is never
+    opened); they are the images a full read would keep."""
+    root = make_imagefolder(tmp_path)
+    paths, labels = imagefolder._files(root / "train", ["cat", "dog"], True)
+    kept = set(subset_indices(np.asarray(labels), 2).tolist())
+    dropped = next(path for index, path in enumerate(paths) if index not in kept)
+    original = dropped.read_bytes()
+    stats = {"mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
+    quick = DataConfig(name="imagefolder", root=root, max_train_samples=2, **stats)
+    dropped.write_bytes(b"damaged")
+    subset = load_dataset(quick)
+    assert "cannot decode image" in _error(
+        DataConfig(name="imagefolder", root=root, max_train_samples=2)
+    )
+    dropped.write_bytes(original)
+    full = load_dataset(DataConfig(name="imagefolder", root=root, max_train_samples=2))
+    assert torch.equal(subset.train.images, full.train.images)
+    assert torch.equal(subset.train.labels, full.train.labels)
