@@ -394,7 +394,8 @@ CASES = [
     Case(
         "student.pt replaced by a pickle that runs code",
         lambda t: ["export", replaced_student(t)],
-        ("pickled Python objects", "`compress train RECIPE --overwrite`"),
+        # Refused by its hash before anything of it is unpickled.
+        ("student.pt: not the student this run trained", "`compress train RECIPE --overwrite`"),
     ),
     Case(
         "export batch size listed twice",

@@ -32,7 +32,8 @@ def require_root(cfg: DataConfig) -> Path:
     root = Path(cfg.root)
     if not root.exists():
         raise UserError(
-            f"data.root {root} does not exist; set data.root in the recipe or {DATA_ROOT_ENV}"
+            f"data.root {root} does not exist; point data.root in the recipe at the data "
+            f"set's folder (a recipe without data.root takes ${DATA_ROOT_ENV})"
         )
     if not root.is_dir():
         raise UserError(f"data.root {root} is a file, not a directory; point it at the data set")
