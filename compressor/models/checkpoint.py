@@ -138,18 +138,34 @@ def _carries_objects(path: Path) -> bool:
                 pickletools.dis(stream, out=io.StringIO())
     except Exception:
         return False
-    return True
+    # A plain pickle.dump file is a valid pickle too, but torch.load cannot read it even
+    # trusted: asking the user to trust it would lower their guard for nothing.
+    return zipfile.is_zipfile(path) or _starts_like_torch_save(path)
+
+
+def _starts_like_torch_save(path: Path) -> bool:
+    """torch.save's legacy (non-zip) format opens with a pickled magic number; reading that
+    one integer runs nothing (no class may be looked up)."""
+
+    class _NoGlobals(pickle.Unpickler):
+        def find_class(self, module: str, name: str) -> Any:
+            raise pickle.UnpicklingError(f"global {module}.{name}")
+
+    try:
+        with path.open("rb") as stream:
+            return _NoGlobals(stream).load() == torch.serialization.MAGIC_NUMBER
+    except Exception:
+        return False
 
 
 def _unreadable(path: Path, error: Exception) -> str:
-    if isinstance(error, pickle.UnpicklingError) and "Weights only" in str(error):
-        reason = "not a valid pickle"  # torch's text would suggest weights_only=False here
-    else:
-        reason = short_reason(error)
-    return (
+    message = (
         f"{path}: cannot read this file as a PyTorch checkpoint; it is truncated, corrupt "
-        f"or not written by torch.save ({reason})"
+        "or not written by torch.save"
     )
+    if isinstance(error, pickle.UnpicklingError) and "Weights only" in str(error):
+        return message  # torch's text would suggest weights_only=False, which cannot help
+    return f"{message} ({short_reason(error)})"
 
 
 def read_state_dict(path: Path | str, trust_pickle: bool = False) -> dict[str, torch.Tensor]:
