@@ -297,7 +297,7 @@ def _batch_sizes(text: str | None) -> list[int] | None:
     if text is None:
         return None
     try:
-        return [int(part) for part in text.split(",") if part.strip()]
+        return [int(part) for part in text.split(",")]
     except ValueError:
         raise UserError(f"--batch-sizes {text!r}: give whole numbers separated by commas") from None
 
@@ -365,6 +365,8 @@ def export_command(
     """
     from export import ExportOptions, export_run
 
+    if calibration_images is not None and not int8:
+        raise UserError("--calibration-images: applies to --int8 only; add --int8, or drop it")
     options = ExportOptions(
         onnxruntime=onnx,
         tensorrt=trt,

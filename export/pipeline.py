@@ -180,9 +180,11 @@ def export_run(
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
     trt_missing = tensorrt_missing(gpu is not None) if options.tensorrt else None
     train_set, test_set = read_splits(inputs)
-    int8 = _int8_job(settings, train_set, options) if options.int8 else None
+    # Without TensorRT here, nothing runs the INT8 files on it: quantise for ONNX Runtime.
+    int8_for_trt = options.tensorrt and trt_missing is None
+    int8 = _int8_job(settings, train_set, int8_for_trt) if options.int8 else None
     bench = _Bench(test_set, settings, inputs.run.root)
-    given = _given_student(options.student_onnx, inputs, bench, int8=options.int8)
+    given = _given_student(options.student_onnx, inputs, bench, options)
     _refuse_replacing(given, inputs.run.export_dir, models, options)
     report = ExportReport(
         run=inputs.run.root,
@@ -517,7 +519,7 @@ def tolerance_for(settings: ExportConfig, precision: str) -> Tolerance:
 
 
 def _given_student(
-    path: Path | None, inputs: RunInputs, bench: _Bench, *, int8: bool
+    path: Path | None, inputs: RunInputs, bench: _Bench, options: ExportOptions
 ) -> _Artifact | None:
     """A student ONNX file made elsewhere (optimised, quantised): checked before any work."""
     if path is None:
@@ -533,10 +535,15 @@ def _given_student(
             f"{EVAL_BATCH} divides the {len(bench.eval_set):,} test images"
         )
     precision = onnx_precision(proto)
-    if int8 and precision != "fp32":
+    if options.int8 and precision != "fp32":
         raise UserError(
             f"{path}: is already {precision}; --int8 quantises an fp32 model: give the fp32 "
             "file to --student-onnx, or drop --int8"
+        )
+    if options.fp16 and precision == "fp16":
+        raise UserError(
+            f"{path}: is already fp16, and --fp16 would add a second fp16 student of its own; "
+            "drop --fp16"
         )
     return _Artifact("student", precision, path)
 
@@ -581,9 +588,9 @@ class _Int8Job:
         return _Artifact(name, "int8", target)
 
 
-def _int8_job(settings: ExportConfig, train: EvalSet, options: ExportOptions) -> _Int8Job:
+def _int8_job(settings: ExportConfig, train: EvalSet, tensorrt: bool) -> _Int8Job:
     """Check the INT8 settings and draw the calibration images, before any export work."""
-    resolved = resolve_settings(settings.int8, tensorrt=options.tensorrt)
+    resolved = resolve_settings(settings.int8, tensorrt=tensorrt)
     images = calibration_batch(train, settings.int8.calibration_images, settings.int8.seed)
     return _Int8Job(resolved, images)
 

@@ -403,6 +403,16 @@ CASES = [
         ("--batch-sizes: lists 64 more than once",),
     ),
     Case(
+        "export batch sizes with an empty item",
+        lambda t: ["export", trained_run(t), "--batch-sizes", "1,,64"],
+        ("--batch-sizes '1,,64': give whole numbers separated by commas",),
+    ),
+    Case(
+        "calibration images without --int8",
+        lambda t: ["export", trained_run(t), "--calibration-images", "64"],
+        ("--calibration-images: applies to --int8 only",),
+    ),
+    Case(
         "export batch size beyond memory",
         lambda t: ["export", trained_run(t), "--batch-sizes", "1000000000000", "--no-teacher"],
         ("--batch-sizes 1000000000000", "smaller batch sizes"),

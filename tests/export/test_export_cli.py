@@ -247,6 +247,15 @@ def test_a_failed_parity_check_fails_the_export_and_keeps_its_reports(
     assert fp32["parity"]["passed"] is False
 
 
+def test_an_fp16_student_file_with_fp16_is_refused(
+    exported_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two fp16 students in one report: the gate could never tell which to judge."""
+    given = shutil.copy(exported_run / "export" / "student.fp16.onnx", tmp_path / "s16.onnx")
+    result = run_cli(capsys, "export", str(exported_run), "--student-onnx", str(given), "--fp16")
+    assert "s16.onnx: is already fp16, and --fp16 would add" in one_error_line(result)
+
+
 def test_a_folder_where_the_export_writes_a_file_is_refused_before_any_work(
     exported_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -377,15 +386,14 @@ def test_a_second_export_of_one_run_is_refused_while_the_first_runs(
 def test_a_student_onnx_the_export_would_replace_is_refused(
     distilled_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """export/student.fp16.onnx given back with --fp16 would be overwritten by the new fp16
-    export of the PyTorch student, losing the user's file."""
+    """export/teacher.onnx given back as the student would be overwritten by the new export
+    of the teacher, losing the user's file (and the student's validation with it)."""
     run = _copy_run(distilled_run, tmp_path / "mine", "completed")
-    invoke("export", str(run), "--no-teacher", "--fp16", *QUICK)
-    mine = run / "export" / "student.fp16.onnx"
+    invoke("export", str(run), *QUICK)
+    mine = run / "export" / "teacher.onnx"
     before = _contents(run / "export")
-    flags = ["--no-teacher", "--fp16", "--student-onnx", str(mine), *QUICK]
-    line = one_error_line(run_cli(capsys, "export", str(run), *flags))
-    assert "this export writes its own student.fp16.onnx there and would replace" in line
+    line = one_error_line(run_cli(capsys, "export", str(run), "--student-onnx", str(mine), *QUICK))
+    assert "this export writes its own teacher.onnx there and would replace" in line
     assert _contents(run / "export") == before
 
 
