@@ -90,11 +90,27 @@ class Strict(BaseModel):
         slip (a flag's value in a number's place), so it is an error. (A model validator: a
         field validator may not touch a method's `name`, the union's discriminator.)"""
         if isinstance(data, dict):
-            for key, value in data.items():
-                field = cls.model_fields.get(key)
-                if isinstance(value, bool) and field and not _admits_bool(field.annotation):
-                    raise ValueError(f"{key}: expected a number or text, not {str(value).lower()}")
+            flagged = {
+                key: _TrueOrFalse(value)
+                for key, value in data.items()
+                if isinstance(value, bool)
+                and key in cls.model_fields
+                and not _admits_bool(cls.model_fields[key].annotation)
+            }
+            if flagged:
+                # The field's own validation then refuses it, with its path and its type.
+                return {**data, **flagged}
         return data
+
+
+class _TrueOrFalse:
+    """A YAML true/false where a field wants no bool: no field type accepts it."""
+
+    def __init__(self, value: bool) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return str(self.value).lower()
 
 
 def _admits_bool(annotation: Any) -> bool:
@@ -579,6 +595,8 @@ def _describe(error: Any) -> str:
         expected = _PATTERN_HELP.get(error["ctx"]["pattern"], error["msg"])
         return f"{expected} (got {error['input']!r})"
     message = str(error["msg"]).removeprefix("Value error, ")
+    if kind == "tuple_type":  # YAML has lists; a fixed-length field is a tuple to pydantic
+        message = "Input should be a list"
     if "input" in error and not isinstance(error["input"], dict):
         return f"{message} (got {error['input']!r})"
     return message

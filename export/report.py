@@ -55,7 +55,7 @@ def _summary_rows(payload: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     batches = _batches(payload)
     header = ["model", "backend", "precision", "device", "top-1 %", "max abs diff", "agree %"]
     header += ["parity"] + [f"p50 ms @{b}" for b in batches]
-    header += [f"img/s @{batches[-1]}", "size"]
+    header += [f"img/s @{batches[-1]} (mean)", "size"]
     rows = []
     for result in payload["results"]:
         parity = result["parity"]
@@ -80,7 +80,7 @@ def _summary_rows(payload: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 
 def _percentile_rows(payload: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     header = ["model", "backend", "precision", "batch", "p50", "p90", "p95", "p99", "mean"]
-    header += ["CV", "img/s", "runs"]
+    header += ["CV", "img/s (mean)", "runs"]
     rows = []
     for result in payload["results"]:
         for batch, lat in result["latency"].items():

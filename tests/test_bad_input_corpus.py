@@ -181,7 +181,7 @@ CASES = [
     Case(
         "true for a number",
         lambda t: train(t, train={"epochs": True}),
-        ("train: epochs: expected a number or text, not true",),
+        ("train.epochs: Input should be a valid integer (got true)",),
     ),
     Case(
         "control characters in the recipe",

@@ -153,6 +153,11 @@ BAD_RECIPES = [
     ("nan lr", merged(train={"optimizer": {"lr": float("nan")}}), ["train.optimizer.lr", "nan"]),
     ("unknown method", merged(method={"name": "dkd"}), ["method", "'dkd'", "amkd"]),
     (
+        "one number for a per-channel list",
+        merged(data={"mean": 0.5, "std": [0.2]}),
+        ["data.mean: Input should be a list (got 0.5)"],
+    ),
+    (
         "class count in student kwargs",
         merged(student={"arch": "resnet8", "kwargs": {"num_classes": 5}}),
         ["student", "kwargs may not set num_classes", "data set's class and channel counts"],
