@@ -103,17 +103,23 @@ def read_completed_run(run: RunDir) -> tuple[Recipe, dict[str, Any]]:
             f"again with `{command} --overwrite`"
         )
     status = record.get("status")
+    # Resumed from its last checkpoint, or started again when it stopped before the first.
+    again = f"`{command} --resume`" if has_checkpoint(run) else f"`{command} --overwrite`"
     if status == "running" and not is_being_trained(run):
         raise UserError(
             f"{run.root}: the run stopped without finishing: manifest.json says running, but no "
-            f"process is training it (it crashed or was killed); continue it with "
-            f"`{command} --resume`"
+            f"process is training it (it crashed or was killed); continue it with {again}"
+        )
+    if status == "running":
+        raise UserError(
+            f"{run.root}: the run is still being trained (a process holds its .lock); wait "
+            "for it to end"
         )
     if status != "completed":
         state = f"is {status}" if isinstance(status, str) else "has no status"
         raise UserError(
             f"{run.root}: the run {state}, not completed (manifest.json); finish it with "
-            f"`{command} --resume`, or let it end"
+            f"{again}, or let it end"
         )
     if not run.student.is_file():
         raise UserError(
@@ -169,6 +175,11 @@ def _manifest_record(run: RunDir) -> dict[str, Any] | None:
     return record if isinstance(record, dict) else None
 
 
+def has_checkpoint(run: RunDir) -> bool:
+    """Can the run be resumed: is there a checkpoint, or the one before it?"""
+    return run.checkpoint.exists() or previous_of(run.checkpoint).exists()
+
+
 def holds_run(run: RunDir) -> bool:
     """Has a run started here (finished or not)? Then starting afresh would write over it."""
     return run.manifest.exists() or run.checkpoint.exists()
@@ -217,8 +228,10 @@ def _check_run_state(run: RunDir, *, resume: bool, overwrite: bool) -> None:
     """What the run directory holds allows this start: no run to clobber, a checkpoint to
     resume from."""
     started = holds_run(run)
-    if resume and not (run.checkpoint.exists() or previous_of(run.checkpoint).exists()):
-        raise UserError(f"{run.root}: nothing to resume (no checkpoints/last.pt); drop --resume")
+    if resume and not has_checkpoint(run):
+        # A run stopped before its first checkpoint can only start again.
+        instead = "start it again with --overwrite" if started else "drop --resume"
+        raise UserError(f"{run.root}: nothing to resume (no checkpoints/last.pt); {instead}")
     if started and not (resume or overwrite):
         raise UserError(
             f"{run.root} already holds a run; use --resume to continue it, --overwrite to "

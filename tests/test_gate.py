@@ -387,11 +387,27 @@ def test_unfinished_run_is_refused_with_its_resume_command(
     with FileLock(plain_run / ".lock"):
         result = run_cli(capsys, "gate", str(plain_run))
     assert result.code == 2
-    assert result.stderr == (
-        f"error: {plain_run}: the run is {status}, not completed (manifest.json); finish it "
-        "with `compress train RECIPE --resume`, or let it end\n"
-    )
+    if status == "running":
+        assert result.stderr == (
+            f"error: {plain_run}: the run is still being trained (a process holds its .lock); "
+            "wait for it to end\n"
+        )
+    else:
+        assert result.stderr == (
+            f"error: {plain_run}: the run is {status}, not completed (manifest.json); finish it "
+            "with `compress train RECIPE --resume`, or let it end\n"
+        )
     assert "gate passed" not in result.stdout
+
+
+def test_a_run_stopped_before_its_first_checkpoint_is_started_again(
+    plain_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--resume would find nothing to resume: the way on is --overwrite."""
+    edit_json("manifest.json", lambda manifest: manifest.update(status="failed"))(plain_run)
+    shutil.rmtree(plain_run / "checkpoints")
+    result = run_cli(capsys, "gate", str(plain_run))
+    assert "finish it with `compress train RECIPE --overwrite`" in result.stderr
 
 
 def without_min_speedup(run: Path) -> None:

@@ -58,7 +58,8 @@ def test_overwrite_removes_the_old_runs_checkpoints(tmp_path: Path) -> None:
     run = _started_run(tmp_path / "run")
     claim_run_dir(run, resume=False, overwrite=True).release()
     assert not any(run.checkpoint.parent.iterdir())
-    with pytest.raises(UserError, match="nothing to resume"):
+    # Its manifest says a run is there: dropping --resume would be refused; --overwrite is it.
+    with pytest.raises(UserError, match=r"nothing to resume .*; start it again with --overwrite"):
         check_run_dir(run, resume=True, overwrite=False)
 
 
@@ -78,7 +79,7 @@ def test_a_claimed_run_is_refused_to_everyone_else_until_released(tmp_path: Path
 def test_an_empty_checkpoints_folder_is_nothing_to_resume(tmp_path: Path) -> None:
     run = RunDir(tmp_path / "run")
     run.checkpoint.parent.mkdir(parents=True)
-    with pytest.raises(UserError, match="nothing to resume"):
+    with pytest.raises(UserError, match=r"nothing to resume .*; drop --resume"):
         check_run_dir(run, resume=True, overwrite=False)
 
 
