@@ -104,7 +104,7 @@ def _precision_rows(payload: dict[str, Any]) -> tuple[list[str], list[list[str]]
     """fp16/INT8 against fp32, same model and backend: the cost and the gain of each."""
     batches = _batches(payload)
     header = ["model", "backend", "precision", "top-1 %", "fp32 top-1 %", "drop (points)"]
-    header += ["agree % (vs fp32)"] + [f"speedup @{b}" for b in batches] + ["smaller"]
+    header += ["agree % (vs PyTorch fp32)"] + [f"speedup @{b}" for b in batches] + ["smaller"]
     rows = []
     for row in payload.get("precision_comparison", []):
         agreement = row["top1_agreement"]
