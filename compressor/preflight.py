@@ -11,7 +11,13 @@ from __future__ import annotations
 from compressor.data import dataset_channels, dataset_num_classes
 from compressor.errors import UserError
 from compressor.methods.amkd import check_feature_embedding
-from compressor.models import create_model, is_known_model, list_models, load_teacher
+from compressor.models import (
+    create_model,
+    is_known_model,
+    list_models,
+    load_teacher,
+    student_kwargs,
+)
 from compressor.recipe import AMKDMethod, Recipe
 
 
@@ -99,7 +105,10 @@ def check_models_build(recipe: Recipe, source: str) -> None:
     problems: list[str] = []
     student = teacher = None
     try:
-        student = create_model(recipe.student.arch, num_classes, channels, **recipe.student.kwargs)
+        arch = recipe.student.arch
+        student = create_model(
+            arch, num_classes, channels, **student_kwargs(arch, recipe.student.kwargs)
+        )
     except UserError as error:
         problems.extend(f"{source}: student: {line}" for line in error.lines)
     if recipe.teacher is not None:

@@ -16,7 +16,13 @@ from torch import nn
 
 from compressor.data import load_dataset
 from compressor.errors import UserError
-from compressor.models import create_model, load_teacher, load_weights, read_checkpoint
+from compressor.models import (
+    create_model,
+    load_teacher,
+    load_weights,
+    read_checkpoint,
+    student_kwargs,
+)
 from compressor.recipe import Recipe
 from compressor.rundir import RunDir, read_completed_run, training_command
 from export.validate import EvalSet
@@ -60,7 +66,7 @@ def read_run(path: Path | str) -> RunInputs:
         record["arch"],
         record["num_classes"],
         record["image_shape"][0],
-        **record.get("kwargs", {}),
+        **student_kwargs(record["arch"], record.get("kwargs", {})),
     )
     load_weights(
         student,

@@ -45,6 +45,7 @@ from compressor.models import (
     count_parameters,
     create_model,
     load_teacher,
+    student_kwargs,
 )
 from compressor.models.inference import fold_batchnorm
 from compressor.models.probe import check_student_output
@@ -262,7 +263,10 @@ def _execute(
     observer.message(f"device {setup.device}, reading data set {recipe.data.name}")
     dataset = load_dataset(recipe.data)
     student = create_model(
-        recipe.student.arch, dataset.num_classes, dataset.image_shape[0], **recipe.student.kwargs
+        recipe.student.arch,
+        dataset.num_classes,
+        dataset.image_shape[0],
+        **student_kwargs(recipe.student.arch, recipe.student.kwargs),
     )
     teacher: nn.Module | None = None
     teacher_eval: Evaluation | None = None

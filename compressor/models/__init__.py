@@ -11,7 +11,13 @@ from compressor.models.checkpoint import (
     read_checkpoint,
     read_state_dict,
 )
-from compressor.models.registry import create_model, is_known_model, list_models, register_model
+from compressor.models.registry import (
+    create_model,
+    is_known_model,
+    list_models,
+    register_model,
+    student_kwargs,
+)
 from compressor.models.stats import count_flops, count_parameters
 from compressor.models.teacher import check_teacher_output, load_teacher
 
@@ -28,4 +34,5 @@ __all__ = [
     "read_checkpoint",
     "read_state_dict",
     "register_model",
+    "student_kwargs",
 ]

@@ -8,6 +8,7 @@ directory behind; found here, it is one line of bad input.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 
 import torch
@@ -25,10 +26,13 @@ def check_student_output(
     BatchNorm statistics nor the random stream training will draw from.
     """
     probe = copy.deepcopy(student).train()
-    devices = [images.device] if images.device.type == "cuda" else []
+    if len(images) == 1:  # BatchNorm in training mode needs two values per channel
+        images = images.repeat(2, 1, 1, 1)
     try:
-        with torch.random.fork_rng(devices=devices), torch.no_grad():
+        with _random_state_kept(images.device), torch.no_grad():
             logits = probe(images)
+    except torch.cuda.OutOfMemoryError:
+        raise  # the machine's limit, not the student's fault: the usual message says so
     except Exception as error:
         raise UserError(
             f"student {name} fails on a batch of shape {list(images.shape)} "
@@ -47,3 +51,10 @@ def check_student_output(
             f"student {name} returns {list(logits.shape)} for a batch of {images.shape[0]}; "
             f"expected logits of shape {expected} (one score per class of the data set)"
         )
+
+
+def _random_state_kept(device: torch.device) -> contextlib.AbstractContextManager[object]:
+    """fork_rng for the CPU generator and the accelerator's the images are on."""
+    if device.type == "cpu":
+        return torch.random.fork_rng(devices=[])
+    return torch.random.fork_rng(devices=[device.index or 0], device_type=device.type)

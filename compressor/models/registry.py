@@ -83,6 +83,16 @@ def create_model(name: str, num_classes: int, in_channels: int = 3, **kwargs: An
 _AUXILIARY_OUTPUTS = ("googlenet", "inception_v3")
 
 
+def student_kwargs(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The student's constructor arguments: GoogLeNet and Inception train with their auxiliary
+    heads off unless the recipe says otherwise, since those make training-mode outputs a tuple
+    that no loss here takes. (A teacher keeps them: it runs in eval mode, and its checkpoint
+    has their weights.)"""
+    if name in _AUXILIARY_OUTPUTS:
+        return {"aux_logits": False, **kwargs}
+    return kwargs
+
+
 def _create_torchvision(
     name: str, num_classes: int, in_channels: int, kwargs: dict[str, Any]
 ) -> nn.Module:
@@ -91,9 +101,6 @@ def _create_torchvision(
             f"model {name!r}: torchvision models take 3-channel images, the data has "
             f"{in_channels}; pick a zoo model ({', '.join(list_models())}) for this data"
         )
-    if name in _AUXILIARY_OUTPUTS:
-        # Their auxiliary heads make training-mode outputs a tuple that no loss here takes.
-        kwargs = {"aux_logits": False, **kwargs}
     try:
         return torchvision.models.get_model(name, weights=None, num_classes=num_classes, **kwargs)
     except TypeError as error:

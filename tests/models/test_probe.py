@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from compressor.errors import UserError
-from compressor.models import create_model
+from compressor.models import create_model, student_kwargs
 from compressor.models.probe import check_student_output
 
 
@@ -47,6 +47,17 @@ def test_students_that_cannot_train_on_the_data_are_one_line() -> None:
 
 
 def test_torchvision_students_with_auxiliary_heads_return_logits() -> None:
-    """GoogLeNet's auxiliary heads are off unless the recipe turns them on."""
-    student = create_model("googlenet", 10)
+    """GoogLeNet's auxiliary heads are off for a student unless the recipe turns them on; a
+    teacher keeps them, so a checkpoint with their weights still loads."""
+    student = create_model("googlenet", 10, **student_kwargs("googlenet", {}))
     check_student_output(student, "googlenet", torch.randn(2, 3, 64, 64), 10)
+    teacher = create_model("googlenet", 10)
+    assert any(name.startswith("aux1.") for name in teacher.state_dict())
+    with pytest.raises(UserError, match="returns a GoogLeNetOutputs in training mode"):
+        check_student_output(teacher, "googlenet", torch.randn(2, 3, 64, 64), 10)
+
+
+def test_one_image_is_enough_to_probe() -> None:
+    """An evaluation batch of one (eval_batch_size 1, a one-image test set): BatchNorm in
+    training mode needs two values per channel, so the probe doubles the image."""
+    check_student_output(create_model("resnet18", 10), "resnet18", torch.randn(1, 3, 32, 32), 10)
