@@ -398,7 +398,13 @@ def export_command(
     console.print(f"reports: {report.files['html']} (also .md, .json)")
     if report.problems:
         raise UserError(*report.problems)
-    failed = [r for r in report.results if r.parity is not None and not r.parity.passed]
+    # The student's files are what ships; a teacher's (exported for the speedup figures)
+    # failing parity stays a warning.
+    failed = [
+        r
+        for r in report.results
+        if r.model == "student" and r.parity is not None and not r.parity.passed
+    ]
     if failed:
         # Like a failed gate rule: the export and its reports are written, and CI sees a fail.
         names = ", ".join(f"{r.model} {r.backend} {r.precision}" for r in failed)

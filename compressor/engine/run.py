@@ -446,6 +446,12 @@ def _check_same_recipe(run: RunDir, recipe: Recipe, source: str) -> None:
         started_with = load_recipe(run.recipe)
     except UserError:
         started_with = None
+    granted = recipe.teacher is not None and recipe.teacher.trust_pickle
+    if started_with is not None and started_with.teacher is not None and granted:
+        # Trust may be given on resume: runs started before TorchScript and torch.export
+        # teachers needed it must be able to go on (the file is the same; only its trust).
+        trusted = started_with.teacher.model_copy(update={"trust_pickle": True})
+        started_with = started_with.model_copy(update={"teacher": trusted})
     if started_with == recipe:
         return
     if started_with is not None and (started_with.teacher is None) != (recipe.teacher is None):

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -471,6 +472,37 @@ def test_resume_compares_with_the_recipe_the_run_started_with(
     resumed = run_cli(capsys, "train", str(recipe), "--resume")
     assert resumed.code == 0, resumed.stderr
     assert "resuming" in resumed.stdout
+
+
+def test_trust_given_on_resume_is_not_a_changed_recipe(
+    workdir: Path, teacher_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A TorchScript teacher's run started before programs needed teacher.trust_pickle goes
+    on once the recipe trusts the file."""
+    teacher = create_model("resnet20", 10, 1)
+    teacher.load_state_dict(torch.load(teacher_checkpoint, weights_only=True)["state_dict"])
+    scripted = workdir / "teacher.ts"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.save(torch.jit.script(teacher.eval()), str(scripted))
+    recipe = write(
+        workdir / "scripted.yaml",
+        {
+            "teacher": {"checkpoint": str(scripted), "trust_pickle": True},
+            "student": {"arch": "resnet8"},
+            "method": {"name": "kd"},
+            "train": {"epochs": 2, "batch_size": 64, "max_steps_per_epoch": 2, "device": "cpu"},
+            "output": {"dir": str(workdir)},
+        },
+    )
+    with pytest.raises(KeyboardInterrupt):
+        run_training(load_recipe(recipe), recipe, distill=True, observer=Interrupt(1))
+    started = workdir / "scripted" / "recipe.yaml"
+    older = yaml.safe_load(started.read_text())
+    older["teacher"]["trust_pickle"] = False  # as the older compressor wrote it
+    started.write_text(yaml.safe_dump(older))
+    resumed = run_cli(capsys, "distill", str(recipe), "--resume")
+    assert resumed.code == 0, resumed.stderr
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
