@@ -16,7 +16,7 @@ import os
 import re
 from collections.abc import Hashable
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -91,7 +91,7 @@ class Strict(BaseModel):
         field validator may not touch a method's `name`, the union's discriminator.)"""
         if isinstance(data, dict):
             flagged = {
-                key: _TrueOrFalse(value)
+                key: _TrueOrFalse(value, _takes_words(cls.model_fields[key].annotation))
                 for key, value in data.items()
                 if isinstance(value, bool)
                 and key in cls.model_fields
@@ -106,11 +106,22 @@ class Strict(BaseModel):
 class _TrueOrFalse:
     """A YAML true/false where a field wants no bool: no field type accepts it."""
 
-    def __init__(self, value: bool) -> None:
+    def __init__(self, value: bool, words: bool) -> None:
         self.value = value
+        self.words = words  # the field takes words such as off: say how YAML read one
 
     def __repr__(self) -> str:
-        return str(self.value).lower()
+        text = str(self.value).lower()
+        if self.words:
+            text += "; YAML reads an unquoted on/off/yes/no as true/false: quote the word"
+        return text
+
+
+def _takes_words(annotation: Any) -> bool:
+    """Is the field (or a member of its union) a Literal of strings, like amp's 'off'?"""
+    if get_origin(annotation) is Literal:
+        return any(isinstance(choice, str) for choice in get_args(annotation))
+    return any(_takes_words(argument) for argument in get_args(annotation))
 
 
 def _admits_bool(annotation: Any) -> bool:

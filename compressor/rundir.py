@@ -113,7 +113,8 @@ def read_completed_run(run: RunDir) -> tuple[Recipe, dict[str, Any]]:
     if status == "running":
         raise UserError(
             f"{run.root}: the run is still being trained (a process holds its .lock); wait "
-            "for it to end"
+            "for it to end (a read-only copy of a run that stopped reads the same: copy it "
+            "somewhere writable)"
         )
     if status != "completed":
         state = f"is {status}" if isinstance(status, str) else "has no status"
@@ -130,7 +131,8 @@ def read_completed_run(run: RunDir) -> tuple[Recipe, dict[str, Any]]:
     if isinstance(recorded, str) and trained_recipe_sha256(run.recipe) != recorded:
         raise UserError(
             f"{run.recipe}: changed since the run was trained, beyond where files are "
-            "(data.root, teacher.checkpoint) and the output, export and gate sections; export "
+            "(data.root, data.download, teacher.checkpoint) and the output, export and gate "
+            "sections; export "
             f"and the gate need the run's own recipe: put it back, or train again with "
             f"`{command} --overwrite`"
         )
@@ -144,9 +146,17 @@ def read_completed_run(run: RunDir) -> tuple[Recipe, dict[str, Any]]:
     return recipe, record
 
 
-# What may change in a finished run's recipe.yaml: where files are (the run moved to another
-# machine) and how it is exported and gated. What was trained, from what, on which data, may not.
-_FREE_TO_CHANGE = (("data", "root"), ("teacher", "checkpoint"), ("output",), ("export",), ("gate",))
+# What may change in a finished run's recipe.yaml: where files are and how to get them (the run
+# moved to another machine), and how it is exported and gated. What was trained, from what, on
+# which data, may not.
+_FREE_TO_CHANGE = (
+    ("data", "root"),
+    ("data", "download"),
+    ("teacher", "checkpoint"),
+    ("output",),
+    ("export",),
+    ("gate",),
+)
 
 
 def trained_recipe_sha256(path: Path) -> str:
@@ -229,8 +239,15 @@ def _check_run_state(run: RunDir, *, resume: bool, overwrite: bool) -> None:
     resume from."""
     started = holds_run(run)
     if resume and not has_checkpoint(run):
-        # A run stopped before its first checkpoint can only start again.
-        instead = "start it again with --overwrite" if started else "drop --resume"
+        # A run stopped before its first checkpoint can only start again; a finished one whose
+        # checkpoints were removed has nothing left to do.
+        record = _manifest_record(run)
+        if record is not None and record.get("status") == "completed":
+            instead = "the run has completed (--overwrite would train it again from scratch)"
+        elif started:
+            instead = "start it again with --overwrite"
+        else:
+            instead = "drop --resume"
         raise UserError(f"{run.root}: nothing to resume (no checkpoints/last.pt); {instead}")
     if started and not (resume or overwrite):
         raise UserError(

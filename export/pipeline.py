@@ -453,22 +453,24 @@ def _publish(staging: Path, export_dir: Path, keep: Path | None) -> None:
     Renames only, with Ctrl-C and SIGTERM ignored until they are done, so an export is either
     the previous one or this one. The old JSON report (what the gate reads) goes first and
     the new one comes last, so no report ever sits beside files it did not check; then the
-    files the previous export wrote and this one did not (no --fp16 now, --no-teacher) go, so
-    no stale model is shipped by mistake. Only names this exporter writes are removed, never
-    `keep` (a --student-onnx file kept there); cached TensorRT engines stay, keyed by their
-    ONNX file's content.
+    files the previous export wrote and this one did not (no --fp16 now, --no-teacher) go,
+    before the new report comes in, so no stale model is shipped by mistake. Only names this
+    exporter writes are removed, never `keep` (a --student-onnx file kept there); cached
+    TensorRT engines stay, keyed by their ONNX file's content.
     """
     report = f"{REPORT_NAME}.json"
     with _interrupts_held():
         (export_dir / report).unlink(missing_ok=True)
         written = {path.name for path in staging.iterdir()}
-        for path in sorted(staging.iterdir(), key=lambda path: path.name == report):
-            os.replace(path, export_dir / path.name)
+        for path in staging.iterdir():
+            if path.name != report:
+                os.replace(path, export_dir / path.name)
         for name in _OUR_FILES:
             path = export_dir / name
             stale = name not in written and path.is_file()
             if stale and (keep is None or path.resolve() != keep.resolve()):
                 path.unlink()
+        os.replace(staging / report, export_dir / report)
 
 
 @contextmanager
@@ -485,7 +487,8 @@ def _interrupts_held() -> Iterator[None]:
         yield
     finally:
         for number, handler in previous.items():
-            signal.signal(number, handler)
+            # None: a handler set outside Python, which cannot be put back; the default is.
+            signal.signal(number, signal.SIG_DFL if handler is None else handler)
 
 
 def _check_targets(export_dir: Path) -> None:

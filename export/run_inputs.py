@@ -2,8 +2,10 @@
 recipe names, and the evaluation set. Every problem is found here, before any work starts.
 
 student.pt (written by the engine) holds the architecture, its kwargs, class names, input
-shape, mean/std and the weights; it is read with `weights_only=True`, so a run directory
-from elsewhere cannot run code when it is exported.
+shape, mean/std and the weights; it is read with `weights_only=True`, so a student.pt cannot
+run code when it is exported. The teacher is built as the run's recipe.yaml says, which may
+mean running code (an entrypoint, a file the recipe trusts): a run directory from someone
+else is exported with --no-teacher unless its recipe has been read first.
 """
 
 from __future__ import annotations

@@ -390,7 +390,8 @@ def test_unfinished_run_is_refused_with_its_resume_command(
     if status == "running":
         assert result.stderr == (
             f"error: {plain_run}: the run is still being trained (a process holds its .lock); "
-            "wait for it to end\n"
+            "wait for it to end (a read-only copy of a run that stopped reads the same: copy "
+            "it somewhere writable)\n"
         )
     else:
         assert result.stderr == (
@@ -420,10 +421,12 @@ def without_min_speedup(run: Path) -> None:
 def test_a_run_moved_elsewhere_may_say_where_its_files_are_now(
     kd_run: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The recipe check leaves data.root, teacher.checkpoint, output, export and gate free."""
+    """The recipe check leaves data.root/download, teacher.checkpoint, output, export and gate
+    free."""
 
     def moved(recipe: dict[str, Any]) -> None:
         recipe["data"]["root"] = "/elsewhere/data"
+        recipe["data"]["download"] = True
         recipe["teacher"]["checkpoint"] = "/elsewhere/teacher.pt"
         recipe["gate"]["max_drop"] = 95.0
 

@@ -153,6 +153,11 @@ BAD_RECIPES = [
     ("nan lr", merged(train={"optimizer": {"lr": float("nan")}}), ["train.optimizer.lr", "nan"]),
     ("unknown method", merged(method={"name": "dkd"}), ["method", "'dkd'", "amkd"]),
     (
+        "unquoted off for a word",
+        merged(train={"amp": False}),
+        ["train.amp: Input should be", "(got false; YAML reads an unquoted on/off/yes/no"],
+    ),
+    (
         "one number for a per-channel list",
         merged(data={"mean": 0.5, "std": [0.2]}),
         ["data.mean: Input should be a list (got 0.5)"],

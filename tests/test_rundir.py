@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,15 @@ def test_a_claimed_run_is_refused_to_everyone_else_until_released(tmp_path: Path
     assert run.checkpoint.read_bytes() == b"old run"  # the refused --overwrite deleted nothing
     held.release()
     claim_run_dir(run, resume=True, overwrite=False).release()
+
+
+def test_a_finished_run_without_checkpoints_is_not_sent_to_overwrite(tmp_path: Path) -> None:
+    """--overwrite would train a completed run again from scratch: say it has completed."""
+    run = _started_run(tmp_path / "run")
+    shutil.rmtree(run.checkpoint.parent)
+    run.manifest.write_text(json.dumps({"status": "completed"}))
+    with pytest.raises(UserError, match=r"nothing to resume .*; the run has completed"):
+        check_run_dir(run, resume=True, overwrite=False)
 
 
 def test_an_empty_checkpoints_folder_is_nothing_to_resume(tmp_path: Path) -> None:
