@@ -46,6 +46,8 @@ def test_students_that_cannot_train_on_the_data_are_one_line() -> None:
         check_student_output(create_model("vit_b_16", 10), "vit_b_16", images, 10)
 
 
+# torchvision's own notice about GoogLeNet's future default initialisation.
+@pytest.mark.filterwarnings("ignore:The default weight initialization of GoogleNet")
 def test_torchvision_students_with_auxiliary_heads_return_logits() -> None:
     """GoogLeNet's auxiliary heads are off for a student unless the recipe turns them on; a
     teacher keeps them, so a checkpoint with their weights still loads."""
