@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import cache
 from typing import Any, TypeVar
 
@@ -81,6 +81,17 @@ def create_model(name: str, num_classes: int, in_channels: int = 3, **kwargs: An
 
 
 _AUXILIARY_OUTPUTS = ("googlenet", "inception_v3")
+
+
+def kwargs_for_weights(
+    name: str, kwargs: dict[str, Any], weights: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Build a GoogLeNet or Inception with auxiliary heads when its checkpoint has them: one
+    trained here as a student has them off, torchvision's and most others have them on."""
+    if name in _AUXILIARY_OUTPUTS and "aux_logits" not in kwargs:
+        aux = any(key.startswith(("aux1.", "aux2.", "AuxLogits.")) for key in weights)
+        return {**kwargs, "aux_logits": aux}
+    return kwargs
 
 
 def student_kwargs(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:

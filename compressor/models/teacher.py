@@ -31,7 +31,7 @@ from compressor.models.checkpoint import (
     read_checkpoint,
     read_state_dict,
 )
-from compressor.models.registry import create_model
+from compressor.models.registry import create_model, kwargs_for_weights
 from compressor.recipe import TeacherConfig
 
 
@@ -91,11 +91,17 @@ def _check_trusted_program(path: Path, file_format: str, trusted: bool) -> None:
 
 def _build_with_weights(cfg: TeacherConfig, num_classes: int, in_channels: int) -> nn.Module:
     path = cfg.checkpoint
+    state_dict = None if path is None else read_state_dict(path, cfg.trust_pickle)
     if cfg.entrypoint:
         model = _call_entrypoint(cfg.entrypoint, cfg.kwargs, num_classes, in_channels)
         name, field = cfg.entrypoint, "teacher.entrypoint"
     elif cfg.arch:
-        model = create_model(cfg.arch, num_classes, in_channels, **cfg.kwargs)
+        kwargs = (
+            cfg.kwargs
+            if state_dict is None
+            else kwargs_for_weights(cfg.arch, cfg.kwargs, state_dict)
+        )
+        model = create_model(cfg.arch, num_classes, in_channels, **kwargs)
         name, field = cfg.arch, "teacher.arch"
     else:
         # Only a weights file: usable if it pickles the whole model (torch.save(model)).
@@ -107,8 +113,7 @@ def _build_with_weights(cfg: TeacherConfig, num_classes: int, in_channels: int) 
                 "teacher.entrypoint to say which model they belong to"
             )
         return model
-    if path is not None:
-        state_dict = read_state_dict(path, cfg.trust_pickle)
+    if path is not None and state_dict is not None:
         load_weights(model, state_dict, source=str(path), model_name=name, arch_field=field)
     return model
 
