@@ -132,9 +132,8 @@ def read_completed_run(run: RunDir) -> tuple[Recipe, dict[str, Any]]:
         raise UserError(
             f"{run.recipe}: changed since the run was trained, beyond where files are "
             "(data.root, data.download, teacher.checkpoint) and the output, export and gate "
-            "sections; export "
-            f"and the gate need the run's own recipe: put it back, or train again with "
-            f"`{command} --overwrite`"
+            "sections; export and the gate need the run's own recipe: put it back, or train "
+            f"again with `{command} --overwrite`"
         )
     recorded = record.get("student_sha256")
     if isinstance(recorded, str) and file_sha256(run.student) != recorded:

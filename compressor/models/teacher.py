@@ -91,16 +91,14 @@ def _check_trusted_program(path: Path, file_format: str, trusted: bool) -> None:
 
 def _build_with_weights(cfg: TeacherConfig, num_classes: int, in_channels: int) -> nn.Module:
     path = cfg.checkpoint
-    state_dict = None if path is None else read_state_dict(path, cfg.trust_pickle)
+    # The weights of an arch or entrypoint teacher; a bare file is read below, as a model.
+    named = cfg.arch or cfg.entrypoint
+    state_dict = read_state_dict(path, cfg.trust_pickle) if path and named else None
     if cfg.entrypoint:
         model = _call_entrypoint(cfg.entrypoint, cfg.kwargs, num_classes, in_channels)
         name, field = cfg.entrypoint, "teacher.entrypoint"
     elif cfg.arch:
-        kwargs = (
-            cfg.kwargs
-            if state_dict is None
-            else kwargs_for_weights(cfg.arch, cfg.kwargs, state_dict)
-        )
+        kwargs = kwargs_for_weights(cfg.arch, cfg.kwargs, state_dict or {})
         model = create_model(cfg.arch, num_classes, in_channels, **kwargs)
         name, field = cfg.arch, "teacher.arch"
     else:
@@ -113,7 +111,7 @@ def _build_with_weights(cfg: TeacherConfig, num_classes: int, in_channels: int) 
                 "teacher.entrypoint to say which model they belong to"
             )
         return model
-    if path is not None and state_dict is not None:
+    if state_dict is not None:
         load_weights(model, state_dict, source=str(path), model_name=name, arch_field=field)
     return model
 
