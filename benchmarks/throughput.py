@@ -174,7 +174,7 @@ def worker(args: argparse.Namespace) -> Measurement:
     from compressor.engine.training import train_one_epoch
     from compressor.methods import build_method
     from compressor.methods.boundary import normalized_bounds
-    from compressor.models import create_model, load_teacher
+    from compressor.models import create_model, load_teacher, student_kwargs
     from compressor.recipe import (
         METHOD_MODELS,
         AMKDMethod,
@@ -247,7 +247,12 @@ def worker(args: argparse.Namespace) -> Measurement:
     method_config = (
         AMKDMethod(bank_epochs=args.repeats + 2) if bank else METHOD_MODELS[args.worker]()
     )
-    student = create_model(args.student, dataset.num_classes, dataset.image_shape[0])
+    student = create_model(
+        args.student,
+        dataset.num_classes,
+        dataset.image_shape[0],
+        **student_kwargs(args.student, {}),
+    )
     if args.student_checkpoint is not None:
         student.load_state_dict(_student_state(args.student_checkpoint, args.student))
     student = student.to(setup.device)

@@ -519,7 +519,7 @@ def main() -> None:
     that does not parse, a missing argument) comes back here and is printed like every other
     bad input, one `error:` line, instead of typer's boxed panel after the usage text.
     """
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _stop_as_ctrl_c)
     try:
         code = app(prog_name="compress", standalone_mode=False)
     except UserError as error:
@@ -542,7 +542,21 @@ def main() -> None:
                 _print_error(line)
         sys.exit(2)
     # typer.Exit(n), --help and Ctrl-C (130) come back as the exit code; commands return None.
-    sys.exit(code if isinstance(code, int) else 0)
+    code = code if isinstance(code, int) else 0
+    if code == _CTRL_C_EXIT and _stopped_by["signal"] == signal.SIGTERM:
+        code = _SIGTERM_EXIT  # a scheduler reads 128 + 15 as "stopped by my SIGTERM"
+    sys.exit(code)
+
+
+_CTRL_C_EXIT = 128 + signal.SIGINT
+_SIGTERM_EXIT = 128 + signal.SIGTERM
+_stopped_by: dict[str, int | None] = {"signal": None}
+
+
+def _stop_as_ctrl_c(signum: int, frame: object) -> None:
+    """SIGTERM takes Ctrl-C's path (KeyboardInterrupt), remembered so the exit code says which."""
+    _stopped_by["signal"] = signum
+    raise KeyboardInterrupt
 
 
 # typer raises click's UsageError: its own copy of click since typer 0.2x, click itself before.

@@ -30,7 +30,9 @@ The rules, in table order (all in percentage points unless said otherwise):
   from the rows rather than read from the report's `speedup` map, which holds fp32 against
   fp32 only. SKIPPED when min_speedup is not set; once set (flag or recipe), missing timings
   are bad input, never a skip. A --speedup-batch that was not timed for both is bad input
-  even when the rule is skipped: the user asked about that batch.
+  even when the rule is skipped: the user asked about that batch. A timing the export found
+  noisy (coefficient of variation above export/latency.py's bar) leaves the verdict as it is
+  and says so in the rule's detail.
 
 Anything that stops a rule from being judged — a run that is not completed, missing or
 corrupt reports, an export made for another recipe, a backend or precision that was not
@@ -54,6 +56,7 @@ from compressor.errors import UserError
 from compressor.io import file_sha256, write_bytes
 from compressor.recipe import GateConfig, Recipe, format_validation_error
 from compressor.rundir import SCHEMA_VERSION, RunDir, read_completed_run, training_command
+from export.latency import NOISY_CV
 
 BACKENDS = ("onnxruntime", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -176,6 +179,7 @@ def _difference(parity: _Parity) -> str:
 
 class _Latency(BaseModel):
     p50_ms: float = Field(gt=0.0)
+    cv: float | None = Field(None, ge=0.0)  # None: a report from before it was recorded
 
 
 class _ExportRow(BaseModel):
@@ -366,8 +370,25 @@ def _speedup_rule(
         teacher_ms / student_ms,
         min_speedup,
         f"{student.backend} batch {batch}: teacher {teacher.precision} p50 {teacher_ms:.3g} ms"
-        f" / student {student.precision} p50 {student_ms:.3g} ms",
+        f" / student {student.precision} p50 {student_ms:.3g} ms"
+        + _noise_note(teacher.latency[batch], student.latency[batch]),
         "×",
+    )
+
+
+def _noise_note(teacher: _Latency, student: _Latency) -> str:
+    """Say so when a timing behind the speedup was noisy (the export warned too): a verdict
+    near the bar may flip on a re-run, and CI logs should show why."""
+    noisy = [
+        f"{model} CV {timing.cv:.2f}"
+        for model, timing in (("teacher", teacher), ("student", student))
+        if timing.cv is not None and timing.cv > NOISY_CV
+    ]
+    if not noisy:
+        return ""
+    return (
+        f"; noisy timing ({', '.join(noisy)} > {NOISY_CV:g}): other load on the machine, "
+        "so re-export on a quiet one before trusting a verdict near the bar"
     )
 
 

@@ -295,6 +295,24 @@ def test_speedup_batch_flag_picks_the_batch(
     assert row(result, "speedup")[1:] == ["1.50×", "≥ 2.00×", "FAIL"]
 
 
+def test_a_speedup_from_noisy_timings_says_so(
+    kd_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The verdict stands, but its detail tells the CI log that the timing was not quiet."""
+    path = kd_run / "export" / "export_report.json"
+    export = json.loads(path.read_text())
+    teacher = next(r for r in export["results"] if r["model"] == "teacher" and r["file"])
+    teacher["latency"]["64"]["cv"] = 0.4
+    path.write_text(json.dumps(export))
+    junit = kd_run / "gate.xml"
+    result = run_cli(capsys, "gate", str(kd_run), "--min-speedup", "4", "--junit", str(junit))
+    assert result.code == 1
+    assert "noisy timing (teacher CV 0.40 &gt; 0.15)" in junit.read_text()
+    quiet = run_cli(capsys, "gate", str(kd_run), "--speedup-batch", "1", "--min-speedup", "1")
+    assert quiet.code == 0
+    assert "noisy timing" not in quiet.stdout
+
+
 def test_fp16_student_is_compared_with_the_fp32_teacher(
     kd_run: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

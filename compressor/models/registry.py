@@ -90,7 +90,8 @@ def kwargs_for_weights(
     trained here as a student has them off, torchvision's and most others have them on."""
     if name in _AUXILIARY_OUTPUTS and "aux_logits" not in kwargs:
         aux = any(key.startswith(("aux1.", "aux2.", "AuxLogits.")) for key in weights)
-        return {**kwargs, "aux_logits": aux}
+        # The checkpoint replaces every initial weight: skip torchvision's slow initialisation.
+        return {"init_weights": False, **kwargs, "aux_logits": aux}
     return kwargs
 
 
@@ -98,9 +99,10 @@ def student_kwargs(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     """The student's constructor arguments: GoogLeNet and Inception train with their auxiliary
     heads off unless the recipe says otherwise, since those make training-mode outputs a tuple
     that no loss here takes. (A teacher keeps them: it runs in eval mode, and its checkpoint
-    has their weights.)"""
+    has their weights.) `init_weights: True` is torchvision's present default, stated so that
+    torchvision does not warn on every run that the default will change."""
     if name in _AUXILIARY_OUTPUTS:
-        return {"aux_logits": False, **kwargs}
+        return {"aux_logits": False, "init_weights": True, **kwargs}
     return kwargs
 
 

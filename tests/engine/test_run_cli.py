@@ -537,7 +537,7 @@ def test_a_run_being_trained_is_refused_to_a_second_process_and_stops_on_sigterm
         finally:
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=120)
-    assert process.returncode == 130, log.read_text()
+    assert process.returncode == 128 + signal.SIGTERM, log.read_text()
     assert f"continue from the last finished epoch with: compress train {recipe} --resume" in (
         log.read_text()
     )

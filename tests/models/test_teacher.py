@@ -377,13 +377,15 @@ def test_check_teacher_output(original) -> None:
         check_teacher_output(teacher, images[:, :1], 10)
 
 
-# torchvision's own notice about GoogLeNet's future default initialisation.
-@pytest.mark.filterwarnings("ignore:The default weight initialization of GoogleNet")
+# torchvision warns about GoogLeNet's future default initialisation: an error here, as
+# loading a teacher says which initialisation it wants.
+@pytest.mark.filterwarnings("error:The default weight initialization of GoogleNet")
 def test_a_googlenet_with_or_without_auxiliary_heads_loads_as_a_teacher(tmp_path: Path) -> None:
     """A GoogLeNet trained here as a student has no auxiliary heads; torchvision's have them.
     Either checkpoint builds the teacher it fits."""
     for heads in (False, True):
         path = tmp_path / f"googlenet-{heads}.pt"
-        torch.save(create_model("googlenet", 10, aux_logits=heads).state_dict(), path)
+        saved = create_model("googlenet", 10, aux_logits=heads, init_weights=True)
+        torch.save(saved.state_dict(), path)
         teacher = load_teacher(TeacherConfig(arch="googlenet", checkpoint=path), 10, 3)
         assert (teacher.aux1 is not None) is heads
