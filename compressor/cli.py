@@ -38,8 +38,9 @@ app = typer.Typer(
 recipe_app = typer.Typer(help="Check a recipe, or print its JSON Schema.", no_args_is_help=True)
 app.add_typer(recipe_app, name="recipe")
 
-console = Console()
-error_console = Console(stderr=True)
+# Paths and recipe names may hold brackets, which rich would read as markup: none is used.
+console = Console(markup=False)
+error_console = Console(stderr=True, markup=False)
 _debug = {"enabled": False}
 
 RecipeFile = Annotated[Path, typer.Argument(help="Recipe YAML file.", show_default=False)]
@@ -398,18 +399,21 @@ def export_command(
     console.print(f"reports: {report.files['html']} (also .md, .json)")
     if report.problems:
         raise UserError(*report.problems)
-    # The student's files are what ships; a teacher's (exported for the speedup figures)
-    # failing parity stays a warning.
-    failed = [
-        r
-        for r in report.results
-        if r.model == "student" and r.parity is not None and not r.parity.passed
-    ]
+    failed = _students_failing_parity(report)
     if failed:
         # Like a failed gate rule: the export and its reports are written, and CI sees a fail.
-        names = ", ".join(f"{r.model} {r.backend} {r.precision}" for r in failed)
-        console.print(f"export FAILED: parity with PyTorch for {names}", markup=False)
+        console.print(f"export FAILED: parity with PyTorch for {failed}", markup=False)
         raise typer.Exit(1)
+
+
+def _students_failing_parity(report: ExportReport) -> str:
+    """The exported students whose outputs left PyTorch's: what ships must match it. (A
+    teacher's files, exported for the speedup figures, only warn.)"""
+    return ", ".join(
+        f"{r.model} {r.backend} {r.precision}"
+        for r in report.results
+        if r.model == "student" and r.parity is not None and not r.parity.passed
+    )
 
 
 def _print_export(report: ExportReport) -> None:
@@ -496,15 +500,17 @@ def quickstart_command(
     assert run.teacher is not None  # a distillation run always has one
     speedups = report.speedup.get("onnxruntime", {})
     speedup = f", {max(speedups.values()):.2f}× faster in ONNX Runtime" if speedups else ""
+    failed_parity = _students_failing_parity(report)
+    parity = f"; export FAILED: parity with PyTorch for {failed_parity}" if failed_parity else ""
     console.rule("summary")
     console.print(
         f"teacher {run.teacher.accuracy:.2f} % → student {run.student.accuracy:.2f} % top-1, "
         f"{run.teacher.parameters / run.student.parameters:.1f}× fewer parameters{speedup}; "
-        f"gate {'passed' if gate.passed else 'FAILED'}",
+        f"gate {'passed' if gate.passed else 'FAILED'}{parity}",
         soft_wrap=True,
     )
     console.print(f"reports: {run.run.root / 'report.html'}, {report.files['html']}")
-    if not gate.passed:
+    if not gate.passed or failed_parity:
         raise typer.Exit(1)
 
 
@@ -528,6 +534,16 @@ def main() -> None:
         for line in error.lines:
             _print_error(line)
         sys.exit(2)
+    except ModuleNotFoundError as error:
+        if error.name not in _TRAINING_PACKAGES or _debug["enabled"]:
+            raise
+        # A deployment box installed without torch (README: gating and ONNX validation).
+        _print_error(
+            f"`compress {' '.join(sys.argv[1:2])}` needs {error.name}, which is not installed; "
+            "install compressor with its dependencies (pip install compressor), or use "
+            "`compress gate`, which runs without it"
+        )
+        sys.exit(2)
     except _UsageError as error:
         # A group called with no command has printed its help already, as typer does.
         if type(error).__name__ != "NoArgsIsHelpError":
@@ -548,6 +564,7 @@ def main() -> None:
     sys.exit(code)
 
 
+_TRAINING_PACKAGES = ("torch", "torchvision")
 _CTRL_C_EXIT = 128 + signal.SIGINT
 _SIGTERM_EXIT = 128 + signal.SIGTERM
 _stopped_by: dict[str, int | None] = {"signal": None}

@@ -55,7 +55,13 @@ from pydantic import BaseModel, Field, ValidationError
 from compressor.errors import UserError
 from compressor.io import file_sha256, write_bytes
 from compressor.recipe import GateConfig, Recipe, format_validation_error
-from compressor.rundir import SCHEMA_VERSION, RunDir, read_completed_run, training_command
+from compressor.rundir import (
+    SCHEMA_VERSION,
+    RunDir,
+    has_checkpoint,
+    read_completed_run,
+    training_command,
+)
 from export.latency import NOISY_CV
 
 BACKENDS = ("onnxruntime", "tensorrt")
@@ -190,6 +196,8 @@ class _ExportRow(BaseModel):
     accuracy: Percent
     parity: _Parity | None
     latency: dict[int, _Latency] = Field(default_factory=dict)
+    file: str | None = None  # relative to the run directory, or absolute
+    sha256: str | None = None  # None: a report from before it was recorded
 
     @property
     def label(self) -> str:
@@ -289,6 +297,23 @@ def _exported_student(
         f"run `compress export {run}{flags}`{where}, or gate an exported one with "
         "--backend/--precision"
     )
+
+
+def _check_deployed_file(student: _ExportRow, run: Path) -> str:
+    """The judged file, when it is here, must be the one the export measured: a truncated or
+    replaced model would otherwise ship under the report's verdict. A gate job may have the
+    reports alone, so a missing file is said in the verdict's detail rather than refused."""
+    if student.file is None or student.sha256 is None:
+        return ""
+    path = Path(student.file) if Path(student.file).is_absolute() else run / student.file
+    if not path.is_file():
+        return f"; {path} is not here: judged from the export report alone"
+    if file_sha256(path) != student.sha256:
+        raise UserError(
+            f"{path}: not the file the export measured (its sha256 differs from the export "
+            f"report's); re-export with `compress export {run}`"
+        )
+    return ""
 
 
 def _student_rule(report: _RunReport, config: GateConfig, flags: dict[str, float]) -> RuleResult:
@@ -399,9 +424,17 @@ def _read_run(run: RunDir) -> tuple[Recipe, _RunReport]:
         run.report("json"),
         _RunReport,
         "the run report",
-        f"train the run again with `compress {training_command(recipe)} RECIPE --overwrite`",
+        _repair(run, recipe),
     )
     return recipe, report
+
+
+def _repair(run: RunDir, recipe: Recipe) -> str:
+    """How to get a finished run's files back: its last checkpoint writes them in seconds."""
+    command = f"compress {training_command(recipe)} RECIPE"
+    if has_checkpoint(run):
+        return f"write it again from the last checkpoint with `{command} --resume`"
+    return f"train the run again with `{command} --overwrite`"
 
 
 def _check_same_student(export: _ExportReport, export_path: Path, run: RunDir) -> None:
@@ -466,6 +499,7 @@ def evaluate_gate(
         )
     if student.parity is None:
         raise UserError(f"{export_path}: the {student.label} student has no parity results")
+    file_note = _check_deployed_file(student, run.root)
 
     agreement_floor = (
         config.min_agreement
@@ -479,7 +513,7 @@ def evaluate_gate(
             student.accuracy,
             reference.accuracy - config.max_export_drop,
             f"{student.label} vs PyTorch {reference.accuracy:.2f} % − max_export_drop "
-            f"{config.max_export_drop:g}",
+            f"{config.max_export_drop:g}{file_note}",
         ),
         _judge(
             "export_agreement",

@@ -361,9 +361,24 @@ METHOD_NAMES = tuple(METHOD_MODELS)
 class OptimizerConfig(Strict):
     name: Literal["sgd", "adamw"] = "sgd"
     lr: float = Field(0.1, gt=0.0)
-    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD only.")
     weight_decay: float = Field(5e-4, ge=0.0)
-    nesterov: bool = False
+    nesterov: bool = Field(False, description="SGD only; needs momentum > 0.")
+
+    @model_validator(mode="after")
+    def _no_setting_the_optimizer_ignores(self) -> OptimizerConfig:
+        """A setting that would be silently dropped is an error, as a typo is. Judged by value,
+        not by which keys were written: a run's recipe.yaml spells out every default."""
+        if self.name == "adamw" and (self.nesterov or self.momentum != _SGD_MOMENTUM):
+            raise ValueError(
+                "adamw takes no momentum or nesterov (they are SGD's); remove them or use sgd"
+            )
+        if self.nesterov and self.momentum == 0:
+            raise ValueError("nesterov needs momentum > 0")
+        return self
+
+
+_SGD_MOMENTUM = OptimizerConfig.model_fields["momentum"].default
 
 
 class ScheduleConfig(Strict):
@@ -376,7 +391,19 @@ class ScheduleConfig(Strict):
     def _sorted_milestones(self) -> ScheduleConfig:
         if self.milestones != sorted(set(self.milestones)) or any(m < 1 for m in self.milestones):
             raise ValueError("milestones must be increasing epoch numbers >= 1")
+        if self.name == "multistep" and not self.milestones:
+            raise ValueError(
+                "multistep needs milestones (epochs where the lr is multiplied by gamma)"
+            )
+        if self.name != "multistep" and (self.milestones or self.gamma != _MULTISTEP_GAMMA):
+            raise ValueError(
+                f"milestones and gamma are multistep's; a {self.name} schedule would ignore "
+                "them: remove them or use name: multistep"
+            )
         return self
+
+
+_MULTISTEP_GAMMA = ScheduleConfig.model_fields["gamma"].default
 
 
 class TrainConfig(Strict):
@@ -406,10 +433,17 @@ class TrainConfig(Strict):
 
     @model_validator(mode="after")
     def _milestones_within(self) -> TrainConfig:
-        if any(m > self.epochs for m in self.schedule.milestones):
-            raise ValueError(f"schedule milestones must be <= epochs ({self.epochs})")
-        if self.schedule.warmup_epochs >= self.epochs and self.epochs > 1:
-            raise ValueError("schedule.warmup_epochs must be smaller than epochs")
+        # Epoch e (from 0) trains at the lr of milestones <= e: one at `epochs` never applies.
+        if any(m >= self.epochs for m in self.schedule.milestones):
+            raise ValueError(
+                f"schedule milestones must be < epochs ({self.epochs}); a milestone at or past "
+                "the last epoch never applies"
+            )
+        if self.schedule.warmup_epochs and self.schedule.warmup_epochs >= self.epochs:
+            raise ValueError(
+                f"schedule.warmup_epochs must be smaller than epochs ({self.epochs}): the run "
+                "would end before the lr reaches its set value"
+            )
         return self
 
 

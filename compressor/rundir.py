@@ -96,15 +96,21 @@ def read_completed_run(run: RunDir) -> tuple[Recipe, dict[str, Any]]:
         raise UserError(f"{run.root}: not a run directory (no recipe.yaml in it)")
     recipe = load_recipe(run.recipe)
     command = f"compress {training_command(recipe)} RECIPE"
+    # Resumed from its last checkpoint, or started again when it stopped before the first.
+    again = f"`{command} --resume`" if has_checkpoint(run) else f"`{command} --overwrite`"
+    # A finished run's last checkpoint writes its files again in seconds; no need to retrain.
+    rebuild = (
+        f"`{command} --resume` (it writes them again from the last checkpoint)"
+        if has_checkpoint(run)
+        else f"`{command} --overwrite`"
+    )
     record = _manifest_record(run)
     if record is None or not isinstance(record.get("recipe_sha256"), str):
         raise UserError(
-            f"{run.manifest}: missing or unreadable; the run directory is incomplete: run it "
-            f"again with `{command} --overwrite`"
+            f"{run.manifest}: missing or unreadable; the run directory is incomplete: repair "
+            f"it with {rebuild}"
         )
     status = record.get("status")
-    # Resumed from its last checkpoint, or started again when it stopped before the first.
-    again = f"`{command} --resume`" if has_checkpoint(run) else f"`{command} --overwrite`"
     if status == "running" and not is_being_trained(run):
         raise UserError(
             f"{run.root}: the run stopped without finishing: manifest.json says running, but no "
@@ -125,7 +131,7 @@ def read_completed_run(run: RunDir) -> tuple[Recipe, dict[str, Any]]:
     if not run.student.is_file():
         raise UserError(
             f"{run.root}: the run has no student.pt although it completed; the run directory "
-            f"is incomplete: train it again with `{command} --overwrite`"
+            f"is incomplete: repair it with {rebuild}"
         )
     recorded = record.get("trained_recipe_sha256")  # absent from runs made before it was
     if isinstance(recorded, str) and trained_recipe_sha256(run.recipe) != recorded:
@@ -139,8 +145,7 @@ def read_completed_run(run: RunDir) -> tuple[Recipe, dict[str, Any]]:
     if isinstance(recorded, str) and file_sha256(run.student) != recorded:
         raise UserError(
             f"{run.student}: not the student this run trained (manifest.json records another "
-            f"sha256); put the run's own student.pt back, or train again with "
-            f"`{command} --overwrite`"
+            f"sha256); put the run's own student.pt back, or repair it with {rebuild}"
         )
     return recipe, record
 
@@ -265,16 +270,18 @@ def claim_run_dir(run: RunDir, *, resume: bool, overwrite: bool) -> FileLock:
     go at once, since a later `--resume` of the new run would otherwise continue the old one.
     """
     check_run_dir(run, resume=resume, overwrite=overwrite)
-    try:
-        run.root.mkdir(parents=True, exist_ok=True)
-        probe = run.root / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as error:
-        raise UserError(
-            f"{run.root}: cannot write the run directory ({error.strerror}); "
-            "choose another output.dir"
-        ) from None
+    # Both folders a run writes, before an epoch is spent: checkpoints/ may exist read-only.
+    for folder in (run.root, run.checkpoint.parent):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            probe = folder / ".write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as error:
+            raise UserError(
+                f"{folder}: cannot write the run directory ({error.strerror}); make it "
+                "writable or choose another output.dir"
+            ) from None
     lock = _lock(run)
     try:
         # Again, holding the lock: another process may have claimed the run since the check.
@@ -306,9 +313,11 @@ def _lock(run: RunDir) -> FileLock:
 def recipe_hash(recipe: Recipe) -> str:
     """What the recipe asks for, hashed: only the values that differ from the defaults.
 
-    A later compressor that adds a recipe field with a default must not change the hash of a
-    recipe that does not set it, or every run made before the upgrade could no longer be
-    resumed (`--resume` compares this hash) or extended (benchmarks/quality.py).
+    It ties an export to the run it was made from (the gate compares the export report's
+    hash with the run report's). A later compressor that adds a recipe field with a default
+    must not change the hash of a recipe that does not set it, or every export made before
+    the upgrade would read as made for another recipe. (`--resume` and benchmarks/quality.py
+    compare recipes as recipes instead; `trained_recipe_sha256` checks recipe.yaml's text.)
     """
     asked = recipe.model_dump(mode="json", exclude_defaults=True)
     # The method's name is its default within its own class, but it picks the class.

@@ -93,6 +93,7 @@ class Result:
     device: str
     file: str | None
     size_bytes: int | None
+    sha256: str | None  # the gate checks a deployed file against it, when the file is there
     accuracy: float
     parity: Parity | None
     latency: dict[int, Latency]
@@ -105,6 +106,7 @@ class Result:
             "device": self.device,
             "file": self.file,
             "size_bytes": self.size_bytes,
+            "sha256": self.sha256,
             "accuracy": self.accuracy,
             "parity": None if self.parity is None else self.parity.to_json(),
             "latency": {str(batch): value.to_json() for batch, value in self.latency.items()},
@@ -226,6 +228,7 @@ def export_run(
                         device=torch_runner.device,
                         file=bench.display(source),
                         size_bytes=source.stat().st_size if source is not None else None,
+                        sha256=file_sha256(source) if source is not None else None,
                         accuracy=accuracy(references[name], bench.eval_set.labels),
                         parity=None,
                         latency=bench.latencies(torch_runner.infer),
@@ -315,6 +318,7 @@ class _Bench:
             device=runner.device,
             file=self.display(file),
             size_bytes=file.stat().st_size,
+            sha256=file_sha256(file),
             accuracy=accuracy(logits, self.eval_set.labels),
             parity=parity(reference, logits, tolerance_for(self.settings, artifact.precision)),
             latency=self.latencies(runner.infer),
@@ -715,7 +719,7 @@ def _warnings(results: Sequence[Result]) -> list[str]:
         what = f"{r.model} {r.backend} {r.precision}"
         if r.parity is not None and not r.parity.passed:
             limit = (
-                f"max |diff| {r.parity.max_abs_diff:.2e} (limit {r.parity.tolerance_max_abs:.0e}), "
+                f"max |diff| {r.parity.max_abs_diff:.2e} (limit {r.parity.tolerance_max_abs:g}), "
                 if r.parity.tolerance_max_abs is not None
                 else ""
             )

@@ -313,6 +313,32 @@ def test_a_speedup_from_noisy_timings_says_so(
     assert "noisy timing" not in quiet.stdout
 
 
+def test_the_judged_file_must_be_the_one_the_export_measured(
+    kd_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A truncated or swapped student.onnx is bad input; a missing one (a gate job given the
+    reports alone) is judged from the report, and the verdict says so."""
+    model = kd_run / "export" / "student.onnx"
+    model.write_bytes(b"the exported model")
+    path = kd_run / "export" / "export_report.json"
+    export = json.loads(path.read_text())
+    judged = export["results"][1]
+    assert (judged["model"], judged["backend"]) == ("student", "onnxruntime")
+    judged.update(file="export/student.onnx", sha256=hashlib.sha256(model.read_bytes()).hexdigest())
+    path.write_text(json.dumps(export))
+    assert run_cli(capsys, "gate", str(kd_run)).code == 0
+
+    model.write_bytes(b"the exported mo")
+    result = run_cli(capsys, "gate", str(kd_run))
+    assert result.code == 2
+    assert "student.onnx: not the file the export measured" in result.stderr
+
+    model.unlink()
+    junit = kd_run / "gate.xml"
+    assert run_cli(capsys, "gate", str(kd_run), "--junit", str(junit)).code == 0
+    assert "student.onnx is not here: judged from the export report alone" in junit.read_text()
+
+
 def test_fp16_student_is_compared_with_the_fp32_teacher(
     kd_run: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -907,6 +933,18 @@ def test_the_gate_runs_without_torch(kd_run: Path, tmp_path: Path) -> None:
         [*command, "--max-drop", "0"], capture_output=True, text=True, timeout=120
     )
     assert failed.returncode == 1, failed.stdout + failed.stderr
+
+
+def test_the_other_commands_say_they_need_torch(kd_run: Path) -> None:
+    """On that box, training and export commands end in one line, not an import traceback."""
+    code = NO_TORCH.replace('"compress", "gate", ', '"compress", ')
+    for argv in (["models"], ["export", str(kd_run)]):
+        result = subprocess.run(
+            [sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120
+        )
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert result.stderr.startswith(f"error: `compress {argv[0]}` needs torch, which is not")
+        assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1
 
 
 def test_onnx_validation_imports_without_torch() -> None:

@@ -195,7 +195,47 @@ BAD_RECIPES = [
     (
         "milestone past the end",
         merged(train={"epochs": 5, "schedule": {"name": "multistep", "milestones": [3, 9]}}),
-        ["train", "milestones", "<= epochs (5)"],
+        ["train", "milestones", "< epochs (5)"],
+    ),
+    (
+        "milestone at the end, which never applies",
+        merged(train={"epochs": 5, "schedule": {"name": "multistep", "milestones": [3, 5]}}),
+        ["train", "< epochs (5)", "never applies"],
+    ),
+    (
+        "multistep without milestones",
+        merged(train={"schedule": {"name": "multistep"}}),
+        ["train.schedule", "multistep needs milestones"],
+    ),
+    (
+        "milestones on a cosine schedule",
+        merged(train={"schedule": {"name": "cosine", "milestones": [3]}}),
+        ["train.schedule", "a cosine schedule would ignore them"],
+    ),
+    (
+        "gamma on a constant schedule",
+        merged(train={"schedule": {"name": "constant", "gamma": 0.5}}),
+        ["train.schedule", "a constant schedule would ignore them"],
+    ),
+    (
+        "warm-up as long as a one-epoch run",
+        merged(train={"epochs": 1, "schedule": {"warmup_epochs": 1}}),
+        ["train", "warmup_epochs must be smaller than epochs (1)"],
+    ),
+    (
+        "adamw with momentum",
+        merged(train={"optimizer": {"name": "adamw", "momentum": 0.5}}),
+        ["train.optimizer", "adamw takes no momentum or nesterov"],
+    ),
+    (
+        "adamw with nesterov",
+        merged(train={"optimizer": {"name": "adamw", "nesterov": True}}),
+        ["train.optimizer", "adamw takes no momentum or nesterov"],
+    ),
+    (
+        "nesterov without momentum",
+        merged(train={"optimizer": {"momentum": 0, "nesterov": True}}),
+        ["train.optimizer", "nesterov needs momentum > 0"],
     ),
     (
         "teacher with arch and entrypoint",

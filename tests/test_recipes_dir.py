@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from compressor.models import create_model
 from tests.cli_helpers import run_cli
@@ -127,6 +128,38 @@ def test_quickstart_runs_the_whole_flow(
     assert again.code == 2
     assert "compress quickstart --overwrite" in again.stderr
     assert "--resume" not in again.stderr  # quickstart has no such flag
+
+
+def test_quickstart_fails_when_the_exported_student_fails_parity(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As `compress export` does: exit 1 even though the gate's own rules pass. (Short
+    schedules and an unreachable max |logit difference| make it quick and certain.)"""
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(RECIPES, tmp_path / "recipes")
+    for name, changes in (
+        ("quickstart-teacher.yaml", {"train": {"epochs": 2}}),
+        (
+            "quickstart.yaml",
+            {
+                "train": {"epochs": 1},
+                "teacher": {"min_accuracy": 0},
+                "export": {"max_abs_diff": 1e-12},
+                "gate": {"max_drop": 100},
+            },
+        ),
+    ):
+        path = tmp_path / "recipes" / name
+        recipe = yaml.safe_load(path.read_text())
+        for section, values in changes.items():
+            recipe[section] = {**recipe.get(section, {}), **values}
+        path.write_text(yaml.safe_dump(recipe))
+    result = run_cli(capsys, "quickstart")
+    assert result.code == 1, result.stdout + result.stderr
+    summary = result.stdout.split("summary")[-1]
+    assert "gate passed; export FAILED: parity with PyTorch for student onnxruntime fp32" in (
+        " ".join(summary.split())
+    )
 
 
 def test_quickstart_outside_the_repository(

@@ -103,3 +103,15 @@ def test_stopped_is_marked_only_on_the_processs_own_run(tmp_path: Path) -> None:
     assert json.loads(run.manifest.read_text())["status"] == "failed"
     mark_stopped(run, "mine")  # only a running manifest changes
     assert json.loads(run.manifest.read_text())["status"] == "failed"
+
+
+def test_a_checkpoints_folder_that_cannot_be_written_is_refused_before_training(
+    tmp_path: Path,
+) -> None:
+    """Found at the first checkpoint, it would cost an epoch and end in a traceback. (A file
+    in its place stands in for a read-only folder, which root could still write.)"""
+    run = RunDir(tmp_path / "run")
+    run.root.mkdir()
+    run.checkpoint.parent.write_bytes(b"")
+    with pytest.raises(UserError, match=r"checkpoints: cannot write the run directory"):
+        claim_run_dir(run, resume=False, overwrite=False)

@@ -84,15 +84,14 @@ def read(cfg: DataConfig) -> tuple[ImageSet, ImageSet, list[str]]:
     classes = _classes(train_dir)
     # List both splits before decoding either, so layout mistakes surface in a second.
     listed = [_files(train_dir, classes, True), _files(_test_dir(root), classes, False)]
-    if cfg.mean is not None and cfg.std is not None:
-        # No statistics to take over the whole training split: decode only the images
-        # data.max_*_samples keeps (the ones load_dataset would keep), so a quick run on a
-        # large folder of photos does not decode them all.
-        counts = (cfg.max_train_samples, cfg.max_test_samples)
-        listed = [
-            _kept(paths, labels, count)
-            for (paths, labels), count in zip(listed, counts, strict=True)
-        ]
+    # Image folders are normalised by data.mean/std or ImageNet's, never by statistics taken
+    # over the whole split: decode only the images data.max_*_samples keeps (the ones
+    # load_dataset would keep), so a quick run on a large folder of photos does not decode
+    # them all.
+    counts = (cfg.max_train_samples, cfg.max_test_samples)
+    listed = [
+        _kept(paths, labels, count) for (paths, labels), count in zip(listed, counts, strict=True)
+    ]
     train, test = (
         ImageSet(decode_images(paths, cfg.image_size), torch.tensor(labels, dtype=torch.int64))
         for paths, labels in listed

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shlex
 import uuid
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -56,6 +57,7 @@ from compressor.rundir import (
     RunDir,
     check_run_dir,
     claim_run_dir,
+    has_checkpoint,
     manifest,
     mark_stopped,
     now_iso,
@@ -326,7 +328,7 @@ def _execute(
         restore_rng_state(state["rng"], setup.device)
         start_epoch = state["epoch"]
         if main:
-            _drop_metrics_after(run.metrics, start_epoch)
+            _drop_metrics_after(run.metrics, start_epoch, observer.message)
         observer.message(f"resuming {run.root} after epoch {start_epoch}")
     elif main and run.metrics.exists():
         write_text(run.metrics, "")  # --overwrite: the old run's epochs must not mix in
@@ -426,7 +428,7 @@ def interrupted_message(
     """What to type after Ctrl-C (or a crash, `ended` "failed"): resume from a checkpoint, or
     start again if none was written (the CLI's framework exits 130 without a word). Quoted for
     the shell: a recipe path with a space must paste back as one argument."""
-    if run.checkpoint.exists():
+    if has_checkpoint(run):  # last.pt, or previous-last.pt that --resume falls back to
         said, flag = f"{ended}; continue from the last finished epoch with", "--resume"
     else:
         said, flag = f"{ended} before the first epoch finished; start again with", "--overwrite"
@@ -476,13 +478,34 @@ def _changes(started_with: Recipe | None, recipe: Recipe, shown: int = 3) -> str
     return "; ".join(differences[:shown]) + (f"; and {more} more" if more > 0 else "")
 
 
-def _drop_metrics_after(path: Path, epoch: int) -> None:
-    """A kill between the metrics line and the checkpoint leaves an epoch that will rerun."""
+def _drop_metrics_after(path: Path, epoch: int, warn: Callable[[str], None]) -> None:
+    """A kill between the metrics line and the checkpoint leaves an epoch that will rerun.
+    A damaged line (a disk error, an edit) is dropped with a warning rather than left to stop
+    every later resume and the final report."""
     if not path.exists():
         return
-    lines = path.read_text(encoding="utf-8").splitlines()
-    kept = [line for line in lines if line.strip() and json.loads(line)["epoch"] <= epoch]
+    kept, damaged = [], 0
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        if not line.strip():
+            continue
+        done = _epoch_of(line)
+        if done is None:
+            damaged += 1
+        elif done <= epoch:
+            kept.append(line)
+    if damaged:
+        warn(f"warning: {path}: dropped {damaged} damaged line(s); their epochs have no metrics")
     write_text(path, "".join(f"{line}\n" for line in kept))
+
+
+def _epoch_of(line: str) -> int | None:
+    """The epoch a metrics line records, or None when the line is not one."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    epoch = record.get("epoch") if isinstance(record, dict) else None
+    return epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else None
 
 
 def _metrics_line(epoch: int, result: EpochResult, test: Evaluation | None) -> dict[str, Any]:

@@ -24,7 +24,7 @@ def build_optimizer(
             lr=config.lr,
             momentum=config.momentum,
             weight_decay=config.weight_decay,
-            nesterov=config.nesterov and config.momentum > 0,
+            nesterov=config.nesterov,
         )
     return torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
 

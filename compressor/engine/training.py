@@ -50,8 +50,8 @@ def _check_finite(sums: dict[str, float], epoch: int, step: int) -> None:
     if bad:
         raise NonFiniteLoss(
             f"loss part {', '.join(bad)} became NaN or infinite in epoch {epoch + 1} by step "
-            f"{step + 1}; the last good checkpoint is kept. Lower train.optimizer.lr, or use "
-            "train.amp: off to rule out mixed-precision overflow"
+            f"{step + 1}; the epoch is not checkpointed. Lower train.optimizer.lr, or use "
+            "train.amp: off to rule out mixed-precision overflow, and start again with --overwrite"
         )
 
 

@@ -58,8 +58,6 @@ class Method(Protocol):
     them, and without them (None) bank mode cannot run.
     """
 
-    needs_teacher: bool
-
     def step(
         self,
         images: torch.Tensor,

@@ -42,8 +42,6 @@ from compressor.recipe import AMKDMethod
 class AMKD:
     """Adversarial metric KD; parts are logged unweighted, alpha/beta as stats."""
 
-    needs_teacher = True
-
     def __init__(
         self,
         config: AMKDMethod,

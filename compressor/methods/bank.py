@@ -142,7 +142,6 @@ class BoundaryBank:
             source=entries.source[rows],
             target=entries.target[rows],
             landed=landed,
-            steps=torch.zeros_like(index),
             stats=attack_stats(index.numel(), 0.0, landed.float().mean().item()),
             teacher_features=None if features is None else features[rows],
         )

@@ -44,7 +44,6 @@ class BoundarySamples:
     source: torch.Tensor  # [A] b: the teacher's (and the label's) class of the base image
     target: torch.Tensor  # [A] k: the class the attack pushed towards
     landed: torch.Tensor  # [A] bool: the teacher's final argmax is k (crossed b -> k)
-    steps: torch.Tensor  # [A] attack updates (interpolation search: halvings) per sample
     stats: dict[str, float]  # attacked, mean_steps, boundary_fraction (over attacked samples)
     # [A, F] the teacher's penultimate features on `images`, for methods that embed there
     teacher_features: torch.Tensor | None = None
@@ -246,10 +245,10 @@ def _collect(
     mean_steps, fraction = torch.stack([steps.float().mean(), landed.float().mean()]).tolist()
     stats = attack_stats(index.numel(), mean_steps, fraction)
     if config.keep == "boundary":
-        adv, adv_logits, index, source, target, landed, steps = (
-            t[landed] for t in (adv, adv_logits, index, source, target, landed, steps)
+        adv, adv_logits, index, source, target, landed = (
+            t[landed] for t in (adv, adv_logits, index, source, target, landed)
         )
-    return BoundarySamples(adv, adv_logits, index, source, target, landed, steps, stats)
+    return BoundarySamples(adv, adv_logits, index, source, target, landed, stats)
 
 
 def no_samples(
@@ -264,7 +263,6 @@ def no_samples(
         source=none,
         target=none,
         landed=none.bool(),
-        steps=none,
         stats=attack_stats(0, 0.0, 0.0),
     )
 

@@ -44,8 +44,6 @@ class BSS:
     (`compressor.methods.bank`); `dataset_size` sizes that bank.
     """
 
-    needs_teacher = True
-
     def __init__(
         self,
         config: BSSMethod,

@@ -13,8 +13,6 @@ from compressor.recipe import CEMethod
 class CE:
     """L = CE(student(x), y)."""
 
-    needs_teacher = False
-
     def __init__(self, config: CEMethod, student: nn.Module) -> None:
         self.config = config
         self.student = student

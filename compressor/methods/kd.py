@@ -32,8 +32,6 @@ class KD:
     whatever the temperature, so the weights need no retuning when T changes.
     """
 
-    needs_teacher = True
-
     def __init__(self, config: KDMethod, student: nn.Module, teacher: nn.Module) -> None:
         self.config = config
         self.student = student

@@ -60,8 +60,6 @@ def pick_negatives(
 class TripletKD:
     """L = CE + T^2 * KL_T + w * triplet(teacher(x), student(x), student(x_j)), y_j != y."""
 
-    needs_teacher = True
-
     def __init__(self, config: TripletMethod, student: nn.Module, teacher: nn.Module) -> None:
         self.config = config
         self.student = student

@@ -64,8 +64,7 @@ def create_model(name: str, num_classes: int, in_channels: int = 3, **kwargs: An
     if name in _ZOO:
         fn = _ZOO[name]
         try:
-            # Bind first so a typo in the recipe's kwargs becomes a readable error, while a
-            # TypeError raised inside the constructor (a bug) keeps its traceback.
+            # Bind first so a typo in the recipe's kwargs names what the model does accept.
             inspect.signature(fn).bind(num_classes, in_channels, **kwargs)
         except TypeError as error:
             accepted = [p for p in inspect.signature(fn).parameters if p not in _FIXED_ARGS]
@@ -75,6 +74,13 @@ def create_model(name: str, num_classes: int, in_channels: int = 3, **kwargs: An
             return fn(num_classes, in_channels, **kwargs)
         except ValueError as error:
             raise UserError(f"model {name!r}: {error}") from None
+        except TypeError as error:
+            # A kwarg of the wrong type (width_mult: abc); without kwargs it is a bug here.
+            if not kwargs:
+                raise
+            raise UserError(
+                f"model {name!r} rejected its kwargs {kwargs}: {error}; check their types"
+            ) from None
     if name in _torchvision_classifiers():
         return _create_torchvision(name, num_classes, in_channels, kwargs)
     raise UserError(_unknown_name_message(name))

@@ -161,23 +161,22 @@ def test_undecodable_image_is_named(tmp_path: Path) -> None:
     assert "cannot decode image" in message and "broken.jpg" in message
 
 
-def test_imagefolder_with_given_stats_decodes_only_the_kept_images(tmp_path: Path) -> None:
-    """With data.mean/std given there are no statistics to take over the whole split, so a
-    quick run decodes only the images max_*_samples keeps (a damaged one elsewhere is never
-    opened); they are the images a full read would keep."""
+def test_imagefolder_decodes_only_the_kept_images(tmp_path: Path) -> None:
+    """Image folders take no statistics over the whole split, so a quick run decodes only the
+    images max_*_samples keeps (a damaged one elsewhere is never opened), with or without
+    data.mean/std; they are the images a full read would keep."""
     root = make_imagefolder(tmp_path)
     paths, labels = imagefolder._files(root / "train", ["cat", "dog"], True)
     kept = set(subset_indices(np.asarray(labels), 2).tolist())
     dropped = next(path for index, path in enumerate(paths) if index not in kept)
-    original = dropped.read_bytes()
     stats = {"mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
-    quick = DataConfig(name="imagefolder", root=root, max_train_samples=2, **stats)
+    full = load_dataset(DataConfig(name="imagefolder", root=root))
     dropped.write_bytes(b"damaged")
-    subset = load_dataset(quick)
-    assert "cannot decode image" in _error(
-        DataConfig(name="imagefolder", root=root, max_train_samples=2)
-    )
-    dropped.write_bytes(original)
-    full = load_dataset(DataConfig(name="imagefolder", root=root, max_train_samples=2))
-    assert torch.equal(subset.train.images, full.train.images)
-    assert torch.equal(subset.train.labels, full.train.labels)
+    for given in ({}, stats):
+        subset = load_dataset(
+            DataConfig(name="imagefolder", root=root, max_train_samples=2, **given)
+        )
+        kept_images = full.train.images[sorted(kept)]
+        assert torch.equal(subset.train.images, kept_images)
+        assert torch.equal(subset.train.labels, full.train.labels[sorted(kept)])
+    assert "cannot decode image" in _error(DataConfig(name="imagefolder", root=root))

@@ -386,6 +386,81 @@ def test_resume_continues_to_the_same_student(
         assert torch.equal(first[key], second[key]), key
 
 
+def test_a_finished_runs_lost_files_are_written_again_from_its_last_checkpoint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A damaged manifest or a lost student.pt need no retraining: export says to --resume,
+    which finds the last epoch done and writes the run's files again."""
+    recipe = write(
+        tmp_path / "lost.yaml",
+        {
+            "student": {"arch": "resnet8"},
+            "train": {"epochs": 1, "batch_size": 64, "device": "cpu"},
+            "output": {"dir": str(tmp_path)},
+        },
+    )
+    assert run_cli(capsys, "train", str(recipe)).code == 0
+    run = tmp_path / "lost"
+    trained = torch.load(run / "student.pt", weights_only=True)["state_dict"]
+    (run / "student.pt").unlink()
+    line = one_error_line(run_cli(capsys, "export", str(run)))
+    assert "no student.pt" in line and "`compress train RECIPE --resume`" in line
+    (run / "manifest.json").write_text('{"status": "compl', encoding="utf-8")
+    line = one_error_line(run_cli(capsys, "export", str(run)))
+    assert "manifest.json: missing or unreadable" in line
+    assert "`compress train RECIPE --resume`" in line
+
+    assert run_cli(capsys, "train", str(recipe), "--resume").code == 0
+    assert json.loads((run / "manifest.json").read_text())["status"] == "completed"
+    rebuilt = torch.load(run / "student.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(trained[key], rebuilt[key]) for key in trained)
+    assert [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").open()] == [1]
+
+
+def test_a_damaged_metrics_line_does_not_stop_the_resume(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A half-written line (a disk error, a kill mid-write elsewhere) is dropped, with a word."""
+    recipe = write(
+        tmp_path / "metrics.yaml",
+        {
+            "student": {"arch": "resnet8"},
+            "train": {"epochs": 2, "batch_size": 64, "device": "cpu"},
+            "output": {"dir": str(tmp_path)},
+        },
+    )
+    with pytest.raises(KeyboardInterrupt):
+        run_training(load_recipe(recipe), recipe, distill=False, observer=Interrupt(1))
+    metrics = tmp_path / "metrics" / "metrics.jsonl"
+    metrics.write_text(metrics.read_text() + '{"epoch": 2, "lo\n[]\n', encoding="utf-8")
+
+    result = run_cli(capsys, "train", str(recipe), "--resume")
+    assert result.code == 0, result.stderr
+    assert "metrics.jsonl: dropped 2 damaged line(s)" in result.stdout
+    assert [json.loads(line)["epoch"] for line in metrics.open()] == [1, 2]
+
+
+def test_brackets_in_paths_are_printed_as_they_are(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """rich would read `[/b]` as a closing tag (and crash) or `[v2]` as a style (and drop it)."""
+    runs = tmp_path / "od[/b] d"
+    recipe = write(
+        tmp_path / "exp[v2].yaml",
+        {
+            "student": {"arch": "resnet8"},
+            "train": {"epochs": 2, "batch_size": 64, "device": "cpu", "max_steps_per_epoch": 2},
+            "output": {"dir": str(runs)},
+        },
+    )
+    with pytest.raises(KeyboardInterrupt):
+        run_training(load_recipe(recipe), recipe, distill=False, observer=Interrupt(1))
+    result = run_cli(capsys, "train", str(recipe), "--resume")
+    assert result.code == 0, result.stderr
+    assert f"resuming {runs / 'exp[v2]'} after epoch 1" in result.stdout
+    assert f"reports: {runs / 'exp[v2]' / 'report.html'}" in result.stdout.replace("\n", "")
+
+
 def test_bank_mode_reuses_samples_and_refreshes_after_a_resume(
     workdir: Path, teacher_checkpoint: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

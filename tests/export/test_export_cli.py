@@ -22,6 +22,7 @@ from filelock import FileLock
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
 from compressor.data import load_dataset
+from compressor.io import file_sha256
 from compressor.models import create_model
 from compressor.recipe import DataConfig
 from export.tensorrt_runner import tensorrt_missing
@@ -96,6 +97,8 @@ def test_report_follows_the_schema_the_gate_reads(exported_run: Path) -> None:
     fp32 = rows[("student", "onnxruntime", "fp32")]
     assert fp32["file"] == "export/student.onnx"
     assert fp32["size_bytes"] == (exported_run / "export" / "student.onnx").stat().st_size
+    for row in rows.values():  # the published files are the ones measured
+        assert row["sha256"] == file_sha256(exported_run / row["file"]), row["file"]
     assert fp32["parity"]["max_abs_diff"] <= 1e-4
     assert fp32["parity"]["mean_abs_diff"] <= fp32["parity"]["max_abs_diff"]
     assert fp32["parity"]["top1_agreement"] >= 99.9
@@ -239,10 +242,20 @@ def test_a_failed_parity_check_fails_the_export_and_keeps_its_reports(
     run = Path(shutil.copytree(exported_run, tmp_path / "run"))
     other = shutil.copy(run / "export" / "teacher.onnx", tmp_path / "resnet20.onnx")
     result = run_cli(
-        capsys, "export", str(run), "--no-teacher", "--student-onnx", str(other), *QUICK
+        capsys,
+        "export",
+        str(run),
+        "--no-teacher",
+        "--student-onnx",
+        str(other),
+        "--max-abs-diff",
+        "0.00015",
+        *QUICK,
     )
     assert result.code == 1, result.stdout + result.stderr
     assert "export FAILED: parity with PyTorch for student onnxruntime fp32" in result.stdout
+    warnings = report_of(run)["warnings"]
+    assert any("(limit 0.00015)" in line for line in warnings), warnings  # as it was set
     fp32 = rows_of(report_of(run))[("student", "onnxruntime", "fp32")]
     assert fp32["parity"]["passed"] is False
 

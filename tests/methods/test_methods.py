@@ -135,9 +135,10 @@ PART_CASES = [
         AMKDMethod(attack=EVERY_SAMPLE),
     ),
     (
+        # Against teacher negatives, so the case fails if negative_source is ignored.
         "amkd-triplet-student-negatives",
         "triplet",
-        AMKDMethod(attack=EVERY_SAMPLE, gamma=0.0, negative_source="student", embedding="softmax"),
+        AMKDMethod(attack=EVERY_SAMPLE, negative_source="teacher", embedding="softmax"),
         AMKDMethod(attack=EVERY_SAMPLE, negative_source="student", embedding="softmax"),
     ),
     (

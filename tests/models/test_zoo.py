@@ -102,6 +102,13 @@ def test_bad_constructor_value_is_a_user_error() -> None:
         create_model("mobilenetv2", 10, width_mult=0)
 
 
+def test_a_kwarg_of_the_wrong_type_is_a_user_error() -> None:
+    with pytest.raises(UserError, match=r"'mobilenetv2' rejected its kwargs .*'abc'.*types"):
+        create_model("mobilenetv2", 10, width_mult="abc")
+    with pytest.raises(UserError, match=r"'wrn16_2' rejected its kwargs"):
+        create_model("wrn16_2", 10, dropout="abc")
+
+
 def test_bad_kwargs_name_the_arch_and_argument() -> None:
     with pytest.raises(UserError) as error:
         create_model("resnet20", 10, widht=2)
