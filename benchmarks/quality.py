@@ -133,6 +133,7 @@ def ablation_variants(
         if mode not in (defaults.boundary_norm, "update")
     ]
     changes.append(("mining hardest", "amkd-mining-hardest", {"mining": "hardest"}))
+    changes.append(("conflict projection (PCGrad)", "amkd-project", {"project_conflicts": True}))
     changes.append(
         (
             "β fades out at the end of training, not at 75 %",

@@ -60,7 +60,7 @@ from compressor.rundir import (
     RunDir,
     has_checkpoint,
     read_completed_run,
-    training_command,
+    run_command,
 )
 from export.latency import NOISY_CV
 
@@ -431,7 +431,7 @@ def _read_run(run: RunDir) -> tuple[Recipe, _RunReport]:
 
 def _repair(run: RunDir, recipe: Recipe) -> str:
     """How to get a finished run's files back: its last checkpoint writes them in seconds."""
-    command = f"compress {training_command(recipe)} RECIPE"
+    command = run_command(run, recipe)
     if has_checkpoint(run):
         return f"write it again from the last checkpoint with `{command} --resume`"
     return f"train the run again with `{command} --overwrite`"

@@ -343,6 +343,12 @@ class AMKDMethod(Strict):
         description="Scale both KL terms by T^2 as Hinton's KD does (the BSS reference does "
         "not), so the clean term is as strong as plain KD's.",
     )
+    project_conflicts: bool = Field(
+        False,
+        description="On steps where the boundary term's gradient points against the clean "
+        "term's, drop its component along the clean gradient (PCGrad), so it cannot slow the "
+        "clean fit; costs two more backward passes per attack step. Not under torchrun.",
+    )
 
 
 MethodConfig = Annotated[

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import shlex
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -79,6 +80,16 @@ def training_command(run_recipe: Recipe) -> str:
     return "train" if run_recipe.teacher is None else "distill"
 
 
+def run_command(run: RunDir, recipe: Recipe) -> str:
+    """`compress train|distill <recipe>` for messages about a run: the recipe file that
+    started it (recorded in its manifest as an absolute path) while that file is still there,
+    so the command pastes as it is, else the placeholder RECIPE."""
+    record = _manifest_record(run)
+    path = record.get("recipe_file") if record is not None else None
+    given = shlex.quote(path) if isinstance(path, str) and Path(path).is_file() else "RECIPE"
+    return f"compress {training_command(recipe)} {given}"
+
+
 def read_completed_run(run: RunDir) -> tuple[Recipe, dict[str, Any]]:
     """The recipe and manifest of a finished run, its student.pt present: where `compress
     export` and `gate` start.
@@ -95,7 +106,7 @@ def read_completed_run(run: RunDir) -> tuple[Recipe, dict[str, Any]]:
     if not run.recipe.is_file():
         raise UserError(f"{run.root}: not a run directory (no recipe.yaml in it)")
     recipe = load_recipe(run.recipe)
-    command = f"compress {training_command(recipe)} RECIPE"
+    command = run_command(run, recipe)
     # Resumed from its last checkpoint, or started again when it stopped before the first.
     again = f"`{command} --resume`" if has_checkpoint(run) else f"`{command} --overwrite`"
     # A finished run's last checkpoint writes its files again in seconds; no need to retrain.

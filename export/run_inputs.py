@@ -26,7 +26,7 @@ from compressor.models import (
     student_kwargs,
 )
 from compressor.recipe import Recipe
-from compressor.rundir import RunDir, read_completed_run, training_command
+from compressor.rundir import RunDir, read_completed_run, run_command
 from export.validate import EvalSet
 
 _STUDENT_KEYS = ("arch", "num_classes", "image_shape", "classes", "mean", "std", "state_dict")
@@ -53,7 +53,7 @@ def read_run(path: Path | str) -> RunInputs:
     """Check the run directory and rebuild its student; UserError names what is missing."""
     run = RunDir(Path(path))
     recipe, manifest = read_completed_run(run)
-    command = f"compress {training_command(recipe)} RECIPE"
+    command = run_command(run, recipe)
     record = read_checkpoint(
         run.student,
         if_pickled="compress writes student.pt with tensors and plain values only, so this "

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import shlex
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -29,3 +32,12 @@ def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> CliResult:
         sys.argv = argv
     captured = capsys.readouterr()
     return CliResult(code, captured.out, captured.err)
+
+
+def with_recipe(text: str, run: Path) -> str:
+    """`text` with RECIPE as the messages about `run` write it: the recipe file that started
+    the run (compressor/rundir.py run_command), or RECIPE when its manifest is gone."""
+    manifest = run / "manifest.json"
+    if not manifest.is_file():
+        return text
+    return text.replace("RECIPE", shlex.quote(json.loads(manifest.read_text())["recipe_file"]))

@@ -389,13 +389,13 @@ CASES = [
     Case(
         "export of a stopped run",
         lambda t: ["export", stopped_run(t)],
-        ("the run is interrupted, not completed", "`compress train RECIPE --resume`"),
+        ("the run is interrupted, not completed", "`compress train /", "recipe.yaml --resume`"),
     ),
     Case(
         "student.pt replaced by a pickle that runs code",
         lambda t: ["export", replaced_student(t)],
         # Refused by its hash before anything of it is unpickled.
-        ("student.pt: not the student this run trained", "`compress train RECIPE --overwrite`"),
+        ("student.pt: not the student this run trained", "recipe.yaml --resume` (it writes"),
     ),
     Case(
         "export batch size listed twice",

@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 
 from compressor.cli import app
 from compressor.gate import evaluate_gate
-from tests.cli_helpers import CliResult, run_cli
+from tests.cli_helpers import CliResult, run_cli, with_recipe
 
 RULES = ["student_accuracy", "export_accuracy", "export_agreement", "speedup"]
 # The distilled run's own acceptance criteria; each differs from the GateConfig default so a
@@ -438,9 +438,10 @@ def test_unfinished_run_is_refused_with_its_resume_command(
             "it somewhere writable)\n"
         )
     else:
-        assert result.stderr == (
+        assert result.stderr == with_recipe(
             f"error: {plain_run}: the run is {status}, not completed (manifest.json); finish it "
-            "with `compress train RECIPE --resume`, or let it end\n"
+            "with `compress train RECIPE --resume`, or let it end\n",
+            plain_run,
         )
     assert "gate passed" not in result.stdout
 
@@ -452,7 +453,8 @@ def test_a_run_stopped_before_its_first_checkpoint_is_started_again(
     edit_json("manifest.json", lambda manifest: manifest.update(status="failed"))(plain_run)
     shutil.rmtree(plain_run / "checkpoints")
     result = run_cli(capsys, "gate", str(plain_run))
-    assert "finish it with `compress train RECIPE --overwrite`" in result.stderr
+    expected = with_recipe("finish it with `compress train RECIPE --overwrite`", plain_run)
+    assert expected in result.stderr
 
 
 def without_min_speedup(run: Path) -> None:
@@ -670,7 +672,7 @@ def corrupt(name: str) -> Callable[[Path], None]:
 EXPORT = "export/export_report.json"
 BAD_INPUTS: list[tuple[str, Callable[[Path], None] | None, list[str], list[str]]] = [
     ("missing run dir", None, ["{run}-absent"], ["kd-absent: no such run directory"]),
-    ("missing report", delete("report.json"), [], ["report.json: not found", "--overwrite"]),
+    ("missing report", delete("report.json"), [], ["report.json: not found", "RECIPE --resume"]),
     ("corrupt report", corrupt("report.json"), [], ["report.json: not valid JSON (line 1"]),
     (
         "report without student accuracy",
@@ -727,7 +729,7 @@ BAD_INPUTS: list[tuple[str, Callable[[Path], None] | None, list[str], list[str]]
         "missing manifest",
         delete("manifest.json"),
         [],
-        ["manifest.json: missing or unreadable", "`compress distill RECIPE --overwrite`"],
+        ["manifest.json: missing or unreadable", "`compress distill RECIPE --resume`"],
     ),
     *(
         (
@@ -874,7 +876,7 @@ def test_bad_input_exits_2_with_one_line(
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     for fragment in fragments:
-        assert fragment in lines[0]
+        assert with_recipe(fragment, kd_run) in lines[0]
     assert "PASS" not in result.stdout and "FAIL" not in result.stdout
 
 

@@ -314,7 +314,14 @@ def _execute(
         write_text(run.recipe, recipe_to_yaml(recipe))
         write_json(
             run.manifest,
-            manifest(recipe, str(setup.device), "running", started=started_at, attempt=attempt),
+            manifest(
+                recipe,
+                str(setup.device),
+                "running",
+                started=started_at,
+                attempt=attempt,
+                recipe_file=str(Path(source).resolve()),
+            ),
         )
 
     optimizer = build_optimizer(list(student.parameters()), recipe.train.optimizer)
@@ -414,6 +421,7 @@ def _execute(
                 started=started_at,
                 finished=now_iso(),
                 attempt=attempt,
+                recipe_file=str(Path(source).resolve()),
                 # Export and the gate check the files they read are the ones this run wrote.
                 trained_recipe_sha256=trained_recipe_sha256(run.recipe),
                 student_sha256=file_sha256(run.student),

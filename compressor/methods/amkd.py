@@ -24,6 +24,7 @@ random or as the hardest (closest to the anchor).
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -34,6 +35,7 @@ from compressor.methods.boundary import Bounds, attack_stats
 from compressor.methods.boundary_norm import boundary_norm
 from compressor.methods.bss import schedule
 from compressor.methods.kd import soft_kl
+from compressor.methods.projection import without_conflict
 from compressor.methods.triplet import pick_negatives, triplet_margin
 from compressor.models.features import LogitsAndFeatures, has_feature_interface, innermost
 from compressor.recipe import AMKDMethod
@@ -53,6 +55,14 @@ class AMKD:
         self.config = config
         self.student = student
         self.teacher = teacher
+        if config.project_conflicts and dist.is_available() and dist.is_initialized():
+            # Each process would project its own gradients before DDP averages them: not
+            # PCGrad on the batch's gradient, and not tested.
+            raise UserError(
+                "method.project_conflicts runs in one process only; drop it, or train "
+                "without torchrun"
+            )
+        self.trainable = [p for p in student.parameters() if p.requires_grad]
         # In feature space, each model as a module returning (logits, features) in one pass.
         features = config.embedding == "features"
         self.student_pair = _features_forward(student, teacher) if features else None
@@ -102,7 +112,13 @@ class AMKD:
                 triplet = self._triplet(anchor, positive, negatives, labels, adv.source, adv.target)
         if cfg.t_squared:
             kd, bss = kd * cfg.temperature**2, bss * cfg.temperature**2
-        loss = ce + alpha * kd + beta * (cfg.lambda_bss * bss + cfg.gamma * triplet)
+        clean = ce + alpha * kd
+        boundary = beta * (cfg.lambda_bss * bss + cfg.gamma * triplet)
+        if cfg.project_conflicts:
+            loss, projection = without_conflict(clean, boundary, self.trainable)
+            stats.update(projection)
+        else:
+            loss = clean + boundary
         parts = {"ce": ce.detach(), "kd": kd.detach(), "bss": bss.detach()}
         parts["triplet"] = triplet.detach()
         return StepOutput(loss=loss, parts=parts, logits=logits, stats=stats)

@@ -404,11 +404,14 @@ def test_a_finished_runs_lost_files_are_written_again_from_its_last_checkpoint(
     trained = torch.load(run / "student.pt", weights_only=True)["state_dict"]
     (run / "student.pt").unlink()
     line = one_error_line(run_cli(capsys, "export", str(run)))
-    assert "no student.pt" in line and "`compress train RECIPE --resume`" in line
+    assert "no student.pt" in line and f"`compress train {recipe} --resume`" in line
+    recipe.rename(tmp_path / "moved.yaml")  # a path that no longer works is not offered
+    assert "`compress train RECIPE --resume`" in one_error_line(run_cli(capsys, "export", str(run)))
+    (tmp_path / "moved.yaml").rename(recipe)
     (run / "manifest.json").write_text('{"status": "compl', encoding="utf-8")
     line = one_error_line(run_cli(capsys, "export", str(run)))
     assert "manifest.json: missing or unreadable" in line
-    assert "`compress train RECIPE --resume`" in line
+    assert "`compress train RECIPE --resume`" in line  # the manifest held the recipe's path
 
     assert run_cli(capsys, "train", str(recipe), "--resume").code == 0
     assert json.loads((run / "manifest.json").read_text())["status"] == "completed"

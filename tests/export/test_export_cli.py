@@ -26,7 +26,7 @@ from compressor.io import file_sha256
 from compressor.models import create_model
 from compressor.recipe import DataConfig
 from export.tensorrt_runner import tensorrt_missing
-from tests.cli_helpers import run_cli
+from tests.cli_helpers import run_cli, with_recipe
 from tests.export.helpers import QUICK, invoke, one_error_line, report_of, rows_of, write_recipe
 
 LATENCY_KEYS = {"p50_ms", "p90_ms", "p95_ms", "p99_ms", "mean_ms", "cv", "throughput_ips", "runs"}
@@ -486,7 +486,7 @@ def test_an_unfinished_run_is_refused_with_its_own_resume_command(
         assert "the run stopped without finishing: manifest.json says running" in line
     else:
         assert f"the run {f'is {status}' if status else 'has no status'}, not completed" in line
-    assert f"`{command}`" in line
+    assert with_recipe(f"`{command}`", copy) in line
     assert not (copy / "export").exists()
 
 
@@ -496,7 +496,8 @@ def test_run_without_student_or_manifest(
     completed = _copy_run(distilled_run, tmp_path / "completed", "completed")
     (completed / "student.pt").unlink()
     line = one_error_line(run_cli(capsys, "export", str(completed)))
-    assert "no student.pt" in line and "`compress distill RECIPE --overwrite`" in line
+    repair = with_recipe("`compress distill RECIPE --resume` (it writes them again", completed)
+    assert "no student.pt" in line and repair in line
     (completed / "manifest.json").unlink()
     line = one_error_line(run_cli(capsys, "export", str(completed)))
     assert "manifest.json: missing or unreadable" in line
