@@ -8,7 +8,9 @@ a recipe in one pass instead of one failed run per typo.
 
 from __future__ import annotations
 
-from compressor.data import dataset_channels, dataset_num_classes
+import torch
+
+from compressor.data import dataset_channels, dataset_image_side, dataset_num_classes
 from compressor.errors import UserError
 from compressor.methods.amkd import check_feature_embedding
 from compressor.models import (
@@ -18,6 +20,7 @@ from compressor.models import (
     load_teacher,
     student_kwargs,
 )
+from compressor.models.probe import check_student_output
 from compressor.recipe import AMKDMethod, Recipe
 
 
@@ -97,8 +100,10 @@ def check_models_build(recipe: Recipe, source: str) -> None:
     Existence is not enough for `recipe validate` to call a recipe fine: student kwargs the
     architecture does not take, a checkpoint of another architecture or class count, a file
     that is not a checkpoint, an entrypoint that does not exist, or a feature-space triplet
-    between layers of different widths would otherwise pass until the run starts. Scoring
-    the teacher needs the data, which is `compress teacher`'s job.
+    between layers of different widths would otherwise pass until the run starts. So would
+    a student that cannot take the images' size (a ViT on 32-pixel images): it is run once
+    on random images of that size, when the data set's size is known without reading it.
+    Scoring the teacher needs the data, which is `compress teacher`'s job.
     """
     num_classes = dataset_num_classes(recipe.data)
     channels = dataset_channels(recipe.data)
@@ -111,6 +116,13 @@ def check_models_build(recipe: Recipe, source: str) -> None:
         )
     except UserError as error:
         problems.extend(f"{source}: student: {line}" for line in error.lines)
+    side = dataset_image_side(recipe.data)
+    if student is not None and side is not None:
+        try:
+            images = torch.randn(2, channels, side, side)
+            check_student_output(student, recipe.student.arch, images, num_classes)
+        except UserError as error:
+            problems.extend(f"{source}: {line}" for line in error.lines)
     if recipe.teacher is not None:
         try:
             teacher = load_teacher(recipe.teacher, num_classes, channels)

@@ -11,6 +11,7 @@ from compressor.models import create_model
 from compressor.preflight import unused_settings
 from compressor.recipe import parse_recipe
 from tests.cli_helpers import run_cli
+from tests.data.test_image_files import make_imagefolder
 from tests.test_recipe import merged, write_recipe
 
 BAD_SETUPS = [
@@ -159,6 +160,21 @@ def test_validate_builds_the_student_and_checks_feature_widths(
         result = run_cli(capsys, "recipe", "validate", str(write_recipe(tmp_path, recipe)))
         assert result.code == 2, result.stdout
         assert expected in result.stderr and "Traceback" not in result.stderr
+
+
+def test_validate_runs_the_student_on_images_of_the_data_sets_size(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A ViT needs 224-pixel images: known from data.image_size without decoding a file.
+    A folder of photos without image_size has no one size, so that check waits for the run."""
+    root = make_imagefolder(tmp_path / "photos")
+    data = {"name": "imagefolder", "root": str(root)}
+    sized = merged(student={"arch": "vit_b_16"}, data={**data, "image_size": 32})
+    result = run_cli(capsys, "recipe", "validate", str(write_recipe(tmp_path, sized)))
+    assert result.code == 2, result.stdout
+    assert "student vit_b_16 fails on a batch of shape [2, 3, 32, 32]" in result.stderr
+    unsized = merged(student={"arch": "vit_b_16"}, data=data)
+    assert run_cli(capsys, "recipe", "validate", str(write_recipe(tmp_path, unsized))).code == 0
 
 
 def _text(tmp_path: Path) -> Path:

@@ -11,7 +11,12 @@
 Readers (one module per data set) only decode files; `load.py` does what all share.
 """
 
-from compressor.data.load import dataset_channels, dataset_num_classes, load_dataset
+from compressor.data.load import (
+    dataset_channels,
+    dataset_image_side,
+    dataset_num_classes,
+    load_dataset,
+)
 from compressor.data.loader import BatchLoader
 from compressor.data.sets import Dataset, ImageSet
 
@@ -20,6 +25,7 @@ __all__ = [
     "Dataset",
     "ImageSet",
     "dataset_channels",
+    "dataset_image_side",
     "dataset_num_classes",
     "load_dataset",
 ]
