@@ -584,6 +584,9 @@ def recipe_schema() -> dict[str, Any]:
     """JSON Schema of the recipe, for editors (yaml-language-server) and docs."""
     schema = Recipe.model_json_schema(schema_generator=_SchemaWithListDefaults)
     schema["title"] = "compressor recipe"
+    # Which method a recipe without `method:` trains is the one section default that is a
+    # choice, not a set of field defaults: say it.
+    schema["properties"]["method"]["default"] = {"name": CEMethod().name}
     return schema
 
 

@@ -138,6 +138,9 @@ def test_schema_shows_list_and_mapping_defaults() -> None:
     assert definitions["ScheduleConfig"]["properties"]["milestones"]["default"] == []
     assert definitions["StudentConfig"]["properties"]["kwargs"]["default"] == {}
     assert "default" not in recipe_schema()["properties"]["train"]  # a section: per field
+    # ...except which method a recipe without `method:` trains.
+    assert recipe_schema()["properties"]["method"]["default"] == {"name": "ce"}
+    assert parse_recipe({"student": {"arch": "resnet8"}}, source="t").method.name == "ce"
 
 
 BAD_RECIPES = [
