@@ -249,7 +249,7 @@ def completed_run(recipe_path: Path) -> RunDir | None:
     manifest = read_manifest(run)
     if manifest is None or manifest["status"] != "completed":
         return None
-    if load_recipe(run.recipe) != recipe:
+    if load_recipe(run.recipe, started=True) != recipe:
         raise UserError(
             f"{run.root} was completed with a different recipe (budget, data or paths "
             "changed); use another --out for a different budget"

@@ -139,7 +139,7 @@ def _run(path: Path, *, distill: bool, resume: bool, overwrite: bool) -> RunResu
     from compressor.progress import RichObserver
     from compressor.recipe import load_recipe
 
-    recipe = load_recipe(path)
+    recipe = load_recipe(path, started=resume)  # a run goes on with the settings it began with
     result = run_training(
         recipe,
         path,
@@ -538,10 +538,11 @@ def main() -> None:
         if error.name not in _TRAINING_PACKAGES or _debug["enabled"]:
             raise
         # A deployment box installed without torch (README: gating and ONNX validation).
+        words = sys.argv[1:3] if sys.argv[1:2] == ["recipe"] else sys.argv[1:2]
         _print_error(
-            f"`compress {' '.join(sys.argv[1:2])}` needs {error.name}, which is not installed; "
-            "install compressor with its dependencies (pip install compressor), or use "
-            "`compress gate`, which runs without it"
+            f"`compress {' '.join(words)}` needs {error.name}, which is not installed; install "
+            "compressor with its dependencies (`pip install -e .` in its clone, as the README "
+            "says), or use `compress gate`, which runs without it"
         )
         sys.exit(2)
     except _UsageError as error:

@@ -372,9 +372,11 @@ class OptimizerConfig(Strict):
     nesterov: bool = Field(False, description="SGD only; needs momentum > 0.")
 
     @model_validator(mode="after")
-    def _no_setting_the_optimizer_ignores(self) -> OptimizerConfig:
+    def _no_setting_the_optimizer_ignores(self, info: ValidationInfo) -> OptimizerConfig:
         """A setting that would be silently dropped is an error, as a typo is. Judged by value,
         not by which keys were written: a run's recipe.yaml spells out every default."""
+        if _started(info):
+            return self
         if self.name == "adamw" and (self.nesterov or self.momentum != _SGD_MOMENTUM):
             raise ValueError(
                 "adamw takes no momentum or nesterov (they are SGD's); remove them or use sgd"
@@ -387,6 +389,13 @@ class OptimizerConfig(Strict):
 _SGD_MOMENTUM = OptimizerConfig.model_fields["momentum"].default
 
 
+def _started(info: ValidationInfo) -> bool:
+    """Is this the recipe of a run that has started (its recipe.yaml, or the recipe it is
+    resumed with)? Checks for settings that would be ignored came after some runs were made;
+    such a run must still resume, export and gate, so it is read as it was written."""
+    return bool(info.context and info.context.get("started"))
+
+
 class ScheduleConfig(Strict):
     name: Literal["multistep", "cosine", "constant"] = "cosine"
     milestones: list[int] = Field(default_factory=list, description="Epochs (multistep).")
@@ -394,9 +403,11 @@ class ScheduleConfig(Strict):
     warmup_epochs: int = Field(0, ge=0)
 
     @model_validator(mode="after")
-    def _sorted_milestones(self) -> ScheduleConfig:
+    def _sorted_milestones(self, info: ValidationInfo) -> ScheduleConfig:
         if self.milestones != sorted(set(self.milestones)) or any(m < 1 for m in self.milestones):
             raise ValueError("milestones must be increasing epoch numbers >= 1")
+        if _started(info):
+            return self
         if self.name == "multistep" and not self.milestones:
             raise ValueError(
                 "multistep needs milestones (epochs where the lr is multiplied by gamma)"
@@ -438,14 +449,20 @@ class TrainConfig(Strict):
     num_threads: int | None = Field(None, ge=1, description="CPU threads; default: torch's.")
 
     @model_validator(mode="after")
-    def _milestones_within(self) -> TrainConfig:
+    def _milestones_within(self, info: ValidationInfo) -> TrainConfig:
         # Epoch e (from 0) trains at the lr of milestones <= e: one at `epochs` never applies.
-        if any(m >= self.epochs for m in self.schedule.milestones):
+        # (A run started before this was checked has milestones <= epochs.)
+        last = self.epochs if _started(info) else self.epochs - 1
+        if any(m > last for m in self.schedule.milestones):
             raise ValueError(
                 f"schedule milestones must be < epochs ({self.epochs}); a milestone at or past "
                 "the last epoch never applies"
             )
-        if self.schedule.warmup_epochs and self.schedule.warmup_epochs >= self.epochs:
+        if (
+            self.schedule.warmup_epochs >= self.epochs
+            and self.schedule.warmup_epochs
+            and (self.epochs > 1 or not _started(info))
+        ):
             raise ValueError(
                 f"schedule.warmup_epochs must be smaller than epochs ({self.epochs}): the run "
                 "would end before the lr reaches its set value"
@@ -661,8 +678,11 @@ def format_validation_error(source: str, error: ValidationError) -> list[str]:
     return [f"{source}: {_field_path(e['loc'])}: {_describe(e)}" for e in error.errors()]
 
 
-def parse_recipe(data: Any, source: str = "<recipe>", base_dir: Path | None = None) -> Recipe:
-    """Validate a recipe mapping; raise UserError with one line per schema problem."""
+def parse_recipe(
+    data: Any, source: str = "<recipe>", base_dir: Path | None = None, *, started: bool = False
+) -> Recipe:
+    """Validate a recipe mapping; raise UserError with one line per schema problem.
+    `started`: the recipe of a run that has started (see `_started`)."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -671,7 +691,7 @@ def parse_recipe(data: Any, source: str = "<recipe>", base_dir: Path | None = No
             f"not {_yaml_kind(data)}"
         )
     try:
-        return Recipe.model_validate(data, context={"base_dir": base_dir})
+        return Recipe.model_validate(data, context={"base_dir": base_dir, "started": started})
     except ValidationError as error:
         raise UserError(*format_validation_error(source, error)) from None
 
@@ -705,9 +725,9 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def load_recipe(path: Path | str) -> Recipe:
+def load_recipe(path: Path | str, *, started: bool = False) -> Recipe:
     """Read a recipe file with a safe YAML loader (yaml.SafeLoader, duplicate keys refused)
-    and validate its schema."""
+    and validate its schema. `started`: a run's recipe.yaml, or the recipe resuming it."""
     path = Path(path)
     if path.is_dir():
         raise UserError(f"{path}: is a folder, not a recipe file (name the .yaml file in it)")
@@ -723,7 +743,7 @@ def load_recipe(path: Path | str) -> Recipe:
         raise UserError(f"{path}:{where} not valid YAML: {problem}") from None
     except UnicodeDecodeError:
         raise UserError(f"{path}: not a text file; a recipe is UTF-8 YAML") from None
-    return parse_recipe(data, source=str(path), base_dir=path.resolve().parent)
+    return parse_recipe(data, source=str(path), base_dir=path.resolve().parent, started=started)
 
 
 def recipe_to_yaml(recipe: Recipe) -> str:

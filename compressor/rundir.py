@@ -83,11 +83,17 @@ def training_command(run_recipe: Recipe) -> str:
 def run_command(run: RunDir, recipe: Recipe) -> str:
     """`compress train|distill <recipe>` for messages about a run: the recipe file that
     started it (recorded in its manifest as an absolute path) while that file is still there,
-    so the command pastes as it is, else the placeholder RECIPE."""
-    record = _manifest_record(run)
-    path = record.get("recipe_file") if record is not None else None
-    given = shlex.quote(path) if isinstance(path, str) and Path(path).is_file() else "RECIPE"
-    return f"compress {training_command(recipe)} {given}"
+    so the command pastes as it is, else the placeholder RECIPE. A recipe's relative
+    output.dir is resolved against the folder training ran in, so from another folder the
+    command first changes to that one."""
+    record = _manifest_record(run) or {}
+    path, workdir = record.get("recipe_file"), record.get("workdir")
+    if not (isinstance(path, str) and Path(path).is_file()):
+        return f"compress {training_command(recipe)} RECIPE"
+    command = f"compress {training_command(recipe)} {shlex.quote(path)}"
+    if isinstance(workdir, str) and Path(workdir).is_dir() and Path(workdir) != Path.cwd():
+        return f"cd {shlex.quote(workdir)} && {command}"
+    return command
 
 
 def read_completed_run(run: RunDir) -> tuple[Recipe, dict[str, Any]]:
@@ -105,7 +111,7 @@ def read_completed_run(run: RunDir) -> tuple[Recipe, dict[str, Any]]:
         raise UserError(f"{run.root}: a file, not a run directory; {where}")
     if not run.recipe.is_file():
         raise UserError(f"{run.root}: not a run directory (no recipe.yaml in it)")
-    recipe = load_recipe(run.recipe)
+    recipe = load_recipe(run.recipe, started=True)
     command = run_command(run, recipe)
     # Resumed from its last checkpoint, or started again when it stopped before the first.
     again = f"`{command} --resume`" if has_checkpoint(run) else f"`{command} --overwrite`"

@@ -325,8 +325,9 @@ class _Bench:
         )
 
     def display(self, path: Path | None) -> str | None:
-        """Paths inside the run directory are written relative to it: reports move with it.
-        A staged file is named where it is published, in export/."""
+        """Paths inside the run directory are written relative to it: reports move with it;
+        others absolute, for the gate to find wherever it runs. A staged file is named where
+        it is published, in export/."""
         if path is None:
             return None
         if path.parent.name.startswith(STAGING_PREFIX):
@@ -334,7 +335,7 @@ class _Bench:
         try:
             return str(path.resolve().relative_to(self.root.resolve()))
         except ValueError:
-            return str(path)
+            return str(path.resolve())  # as typed it would be relative to another folder
 
 
 def _tensorrt(

@@ -940,12 +940,13 @@ def test_the_gate_runs_without_torch(kd_run: Path, tmp_path: Path) -> None:
 def test_the_other_commands_say_they_need_torch(kd_run: Path) -> None:
     """On that box, training and export commands end in one line, not an import traceback."""
     code = NO_TORCH.replace('"compress", "gate", ', '"compress", ')
-    for argv in (["models"], ["export", str(kd_run)]):
+    for argv in (["models"], ["export", str(kd_run)], ["recipe", "validate", "r.yaml"]):
         result = subprocess.run(
             [sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120
         )
         assert result.returncode == 2, result.stdout + result.stderr
-        assert result.stderr.startswith(f"error: `compress {argv[0]}` needs torch, which is not")
+        command = " ".join(argv[:2] if argv[0] == "recipe" else argv[:1])
+        assert result.stderr.startswith(f"error: `compress {command}` needs torch, which is not")
         assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1
 
 

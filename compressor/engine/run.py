@@ -321,6 +321,7 @@ def _execute(
                 started=started_at,
                 attempt=attempt,
                 recipe_file=str(Path(source).resolve()),
+                workdir=str(Path.cwd()),
             ),
         )
 
@@ -422,6 +423,7 @@ def _execute(
                 finished=now_iso(),
                 attempt=attempt,
                 recipe_file=str(Path(source).resolve()),
+                workdir=str(Path.cwd()),
                 # Export and the gate check the files they read are the ones this run wrote.
                 trained_recipe_sha256=trained_recipe_sha256(run.recipe),
                 student_sha256=file_sha256(run.student),
@@ -453,7 +455,7 @@ def _check_same_recipe(run: RunDir, recipe: Recipe, source: str) -> None:
     default that changed since shows up as a difference, because the run pinned the old one.
     """
     try:
-        started_with = load_recipe(run.recipe)
+        started_with = load_recipe(run.recipe, started=True)
     except UserError:
         started_with = None
     granted = recipe.teacher is not None and recipe.teacher.trust_pickle

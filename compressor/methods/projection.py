@@ -25,9 +25,11 @@ def without_conflict(
     and the cosine between their gradients (0 and 0 when `extra` has no gradient)."""
     if not extra.requires_grad:
         return main + extra, {"grad_conflict": 0.0, "grad_cosine": 0.0}
-    # Two extra backward passes (the graphs are kept for the engine's own backward).
-    g_main = torch.autograd.grad(main, parameters, retain_graph=True, allow_unused=True)
-    g_extra = torch.autograd.grad(extra, parameters, retain_graph=True, allow_unused=True)
+    # Two extra backward passes (the graphs are kept for the engine's own backward), of
+    # losses scaled by a common factor, which leaves c unchanged.
+    scale = _probe_scale(main)
+    g_main = torch.autograd.grad(main * scale, parameters, retain_graph=True, allow_unused=True)
+    g_extra = torch.autograd.grad(extra * scale, parameters, retain_graph=True, allow_unused=True)
     zero = main.detach().new_zeros((), dtype=torch.float32)
     dot, main_sq, extra_sq = zero, zero, zero
     for a, b in zip(g_main, g_extra, strict=True):
@@ -39,9 +41,21 @@ def without_conflict(
         if a is not None and b is not None:
             dot = dot + (a * b).sum()
     tiny = torch.finfo(torch.float32).tiny
+    if not torch.isfinite(torch.stack([dot, main_sq, extra_sq])).all():
+        # An fp16 gradient overflowed at this scale: this step goes unprojected.
+        return main + extra, {"grad_conflict": 0.0, "grad_cosine": 0.0}
     c = (dot.clamp(max=0.0) / main_sq.clamp_min(tiny)).detach()
     loss = main + extra - c * (main - main.detach())
     conflict, cosine = torch.stack(
         [(dot < 0).float(), dot / (main_sq * extra_sq).sqrt().clamp_min(tiny)]
     ).tolist()
     return loss, {"grad_conflict": conflict, "grad_cosine": cosine}
+
+
+def _probe_scale(loss: torch.Tensor) -> float:
+    """Under fp16 autocast the gradients of unscaled losses underflow, which is what the
+    engine's GradScaler prevents in its own backward pass: scale them as it starts to (bf16
+    and fp32 have fp32's range and need nothing)."""
+    device = loss.device.type
+    fp16 = torch.is_autocast_enabled(device) and torch.get_autocast_dtype(device) == torch.float16
+    return 2.0**16 if fp16 else 1.0

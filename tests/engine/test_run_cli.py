@@ -21,7 +21,7 @@ from compressor.data import load_dataset
 from compressor.engine.run import RunObserver, interrupted_message, run_training
 from compressor.models import create_model
 from compressor.recipe import DataConfig, load_recipe
-from compressor.rundir import RunDir
+from compressor.rundir import RunDir, read_completed_run
 from tests.cli_helpers import run_cli
 from tests.export.helpers import one_error_line
 
@@ -405,6 +405,12 @@ def test_a_finished_runs_lost_files_are_written_again_from_its_last_checkpoint(
     (run / "student.pt").unlink()
     line = one_error_line(run_cli(capsys, "export", str(run)))
     assert "no student.pt" in line and f"`compress train {recipe} --resume`" in line
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    with pytest.MonkeyPatch.context() as patch:  # output.dir may be relative to where it ran
+        patch.chdir(elsewhere)
+        line = one_error_line(run_cli(capsys, "export", str(run)))
+    assert f"`cd {Path.cwd()} && compress train {recipe} --resume`" in line
     recipe.rename(tmp_path / "moved.yaml")  # a path that no longer works is not offered
     assert "`compress train RECIPE --resume`" in one_error_line(run_cli(capsys, "export", str(run)))
     (tmp_path / "moved.yaml").rename(recipe)
@@ -462,6 +468,34 @@ def test_brackets_in_paths_are_printed_as_they_are(
     assert result.code == 0, result.stderr
     assert f"resuming {runs / 'exp[v2]'} after epoch 1" in result.stdout
     assert f"reports: {runs / 'exp[v2]' / 'report.html'}" in result.stdout.replace("\n", "")
+
+
+def test_a_run_started_before_a_settings_check_still_resumes_and_exports(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Settings that would be ignored (here gamma on a cosine schedule) are refused for a new
+    run, but a run an older compressor started with them goes on, and is exported, as is."""
+    recipe = write(
+        tmp_path / "old.yaml",
+        {
+            "student": {"arch": "resnet8"},
+            "train": {"epochs": 2, "batch_size": 64, "device": "cpu", "max_steps_per_epoch": 2},
+            "output": {"dir": str(tmp_path)},
+        },
+    )
+    with pytest.raises(KeyboardInterrupt):
+        run_training(load_recipe(recipe), recipe, distill=False, observer=Interrupt(1))
+    run = tmp_path / "old"
+    for path in (recipe, run / "recipe.yaml"):  # as the older compressor wrote them
+        data = yaml.safe_load(path.read_text())
+        data["train"]["schedule"] = {**data["train"].get("schedule", {}), "gamma": 0.5}
+        path.write_text(yaml.safe_dump(data))
+
+    refused = run_cli(capsys, "recipe", "validate", str(recipe))
+    assert refused.code == 2 and "a cosine schedule would ignore them" in refused.stderr
+    assert run_cli(capsys, "train", str(recipe), "--resume").code == 0
+    recipe_of_run, manifest = read_completed_run(RunDir(run))
+    assert recipe_of_run.train.schedule.gamma == 0.5 and manifest["status"] == "completed"
 
 
 def test_bank_mode_reuses_samples_and_refreshes_after_a_resume(

@@ -235,19 +235,23 @@ def test_quantized_student_file_is_validated_as_int8(
 
 
 def test_a_failed_parity_check_fails_the_export_and_keeps_its_reports(
-    exported_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    exported_run: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Another model given as the student: its logits are not the student's. Exit 1, as a
     failed gate rule, so a CI step that exports fails too; the reports say what happened."""
     run = Path(shutil.copytree(exported_run, tmp_path / "run"))
-    other = shutil.copy(run / "export" / "teacher.onnx", tmp_path / "resnet20.onnx")
+    other = Path(shutil.copy(run / "export" / "teacher.onnx", tmp_path / "resnet20.onnx"))
+    monkeypatch.chdir(tmp_path)
     result = run_cli(
         capsys,
         "export",
         str(run),
         "--no-teacher",
         "--student-onnx",
-        str(other),
+        "resnet20.onnx",  # relative to here, not to the run: the report names it absolutely
         "--max-abs-diff",
         "0.00015",
         *QUICK,
@@ -258,6 +262,7 @@ def test_a_failed_parity_check_fails_the_export_and_keeps_its_reports(
     assert any("(limit 0.00015)" in line for line in warnings), warnings  # as it was set
     fp32 = rows_of(report_of(run))[("student", "onnxruntime", "fp32")]
     assert fp32["parity"]["passed"] is False
+    assert fp32["file"] == str(other.resolve())
 
 
 def test_an_fp16_student_file_with_fp16_is_refused(

@@ -8,11 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch import nn
 
 from compressor.errors import UserError
 from compressor.methods import TrainProgress, build_method
 from compressor.methods.projection import without_conflict
+from compressor.models import create_model
 from compressor.recipe import AMKDMethod, KDMethod
 
 
@@ -103,3 +105,23 @@ def test_refused_when_processes_share_the_training(
             build_method(AMKDMethod(project_conflicts=True), student_factory(), teacher)
     finally:
         dist.destroy_process_group()
+
+
+def test_under_fp16_autocast_the_gradients_are_measured_without_underflow() -> None:
+    """Unscaled fp16 gradients of a small term underflow (the cosine read 0.61 against fp32's
+    0.86 before the probe passes were scaled); scaled, it reads what fp32 does."""
+    torch.manual_seed(0)
+    model = create_model("resnet8", 10).train()
+    images, labels = torch.randn(64, 3, 32, 32), torch.randint(0, 10, (64,))
+    targets = F.softmax(torch.randn(64, 10), dim=1)
+
+    def losses() -> tuple[torch.Tensor, torch.Tensor]:
+        main = F.cross_entropy(model(images).float(), labels)
+        flipped = F.log_softmax(model(images.flip(3)).float(), dim=1)
+        return main, 1e-3 * F.kl_div(flipped, targets, reduction="batchmean")
+
+    parameters = list(model.parameters())
+    _, fp32 = without_conflict(*losses(), parameters)
+    with torch.autocast("cpu", dtype=torch.float16):
+        _, fp16 = without_conflict(*losses(), parameters)
+    assert fp16["grad_cosine"] == pytest.approx(fp32["grad_cosine"], abs=0.1)
