@@ -216,19 +216,21 @@ def holds_run(run: RunDir) -> bool:
     return run.manifest.exists() or run.checkpoint.exists()
 
 
-def mark_stopped(run: RunDir, attempt: str, status: str = "interrupted") -> None:
+def mark_stopped(run: RunDir, attempt: str, status: str = "interrupted") -> bool:
     """Record in the manifest that the run this process started (its manifest carries this
     process's `attempt` token) was stopped: "interrupted" (Ctrl-C, SIGTERM) or "failed".
 
     A manifest left at "running" would read as a live run to anyone who lists runs. One that
     another process wrote (a live run this process was refused, or an earlier crash) carries
     another token: left alone. The checkpoint the run can resume from is untouched.
+    Returns whether this process had started the run (written its manifest) at all.
     """
     record = _manifest_record(run)
     if record is None or record.get("attempt") != attempt:
-        return
+        return False
     if record.get("status") == "running":
         write_json(run.manifest, {**record, "status": status, status: now_iso()})
+    return True
 
 
 def is_being_trained(run: RunDir) -> bool:

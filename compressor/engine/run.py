@@ -211,8 +211,11 @@ def run_training(
                 )
         except KeyboardInterrupt:
             if distributed.is_main:
-                mark_stopped(run, attempt)
-                observer.message(interrupted_message(run, source, distill, distributed.enabled))
+                if mark_stopped(run, attempt):
+                    message = interrupted_message(run, source, distill, distributed.enabled)
+                else:  # e.g. while reading the data: an --overwrite has replaced nothing yet
+                    message = f"stopped before the run started; {run.root} is as it was"
+                observer.message(message)
             raise
         except UserError:
             # Bad input found mid-run (a diverging loss): its message says what to change.
@@ -223,8 +226,7 @@ def run_training(
         except Exception:
             # A crash (user code, a closed pipe): the manifest says the run ended, and how to
             # resume it is printed, before the traceback.
-            if distributed.is_main:
-                mark_stopped(run, attempt, status="failed")
+            if distributed.is_main and mark_stopped(run, attempt, status="failed"):
                 observer.message(
                     interrupted_message(run, source, distill, distributed.enabled, "failed")
                 )

@@ -498,6 +498,41 @@ def test_a_run_started_before_a_settings_check_still_resumes_and_exports(
     assert recipe_of_run.train.schedule.gamma == 0.5 and manifest["status"] == "completed"
 
 
+class InterruptWhileReading(RunObserver):
+    """Ctrl-C while the data set is read: before the run directory is touched."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def message(self, text: str) -> None:
+        self.messages.append(text)
+        if "reading data set" in text:
+            raise KeyboardInterrupt
+
+
+def test_an_overwrite_stopped_before_it_started_says_nothing_changed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Not "continue with --resume": that would go on with the run the user meant to replace."""
+    recipe = write(
+        tmp_path / "kept.yaml",
+        {
+            "student": {"arch": "resnet8"},
+            "train": {"epochs": 1, "batch_size": 64, "device": "cpu", "max_steps_per_epoch": 2},
+            "output": {"dir": str(tmp_path)},
+        },
+    )
+    assert run_cli(capsys, "train", str(recipe)).code == 0
+    run = tmp_path / "kept"
+    before = (run / "manifest.json").read_text()
+    observer = InterruptWhileReading()
+    with pytest.raises(KeyboardInterrupt):
+        run_training(load_recipe(recipe), recipe, distill=False, overwrite=True, observer=observer)
+    assert observer.messages[-1] == f"stopped before the run started; {run} is as it was"
+    assert (run / "manifest.json").read_text() == before
+    assert (run / "checkpoints" / "last.pt").is_file()
+
+
 def test_bank_mode_reuses_samples_and_refreshes_after_a_resume(
     workdir: Path, teacher_checkpoint: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
