@@ -42,6 +42,19 @@ def write(path: Path, recipe: dict) -> Path:
     return path
 
 
+def small_recipe(path: Path, output: Path, **train: object) -> Path:
+    """A ResNet-8 trained without a teacher on the digits, batch 64 on the CPU; `train` sets
+    the rest of the train: section (epochs, deterministic, max_steps_per_epoch...)."""
+    return write(
+        path,
+        {
+            "student": {"arch": "resnet8"},
+            "train": {"batch_size": 64, "device": "cpu", **train},
+            "output": {"dir": str(output)},
+        },
+    )
+
+
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("runs")
@@ -320,14 +333,7 @@ class Crash(Interrupt):
 def test_a_crashed_run_is_marked_failed_and_export_says_how_to_resume(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    recipe = write(
-        workdir / "crash.yaml",
-        {
-            "student": {"arch": "resnet8"},
-            "train": {"epochs": 2, "batch_size": 64, "device": "cpu"},
-            "output": {"dir": str(workdir)},
-        },
-    )
+    recipe = small_recipe(workdir / "crash.yaml", workdir, epochs=2)
     crash = Crash(1)
     with pytest.raises(RuntimeError, match="boom"):
         run_training(load_recipe(recipe), recipe, distill=False, observer=crash)
@@ -391,14 +397,7 @@ def test_a_finished_runs_lost_files_are_written_again_from_its_last_checkpoint(
 ) -> None:
     """A damaged manifest or a lost student.pt need no retraining: export says to --resume,
     which finds the last epoch done and writes the run's files again."""
-    recipe = write(
-        tmp_path / "lost.yaml",
-        {
-            "student": {"arch": "resnet8"},
-            "train": {"epochs": 1, "batch_size": 64, "device": "cpu"},
-            "output": {"dir": str(tmp_path)},
-        },
-    )
+    recipe = small_recipe(tmp_path / "lost.yaml", tmp_path, epochs=1)
     assert run_cli(capsys, "train", str(recipe)).code == 0
     run = tmp_path / "lost"
     trained = torch.load(run / "student.pt", weights_only=True)["state_dict"]
@@ -430,14 +429,7 @@ def test_a_damaged_metrics_line_does_not_stop_the_resume(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A half-written line (a disk error, a kill mid-write elsewhere) is dropped, with a word."""
-    recipe = write(
-        tmp_path / "metrics.yaml",
-        {
-            "student": {"arch": "resnet8"},
-            "train": {"epochs": 2, "batch_size": 64, "device": "cpu"},
-            "output": {"dir": str(tmp_path)},
-        },
-    )
+    recipe = small_recipe(tmp_path / "metrics.yaml", tmp_path, epochs=2)
     with pytest.raises(KeyboardInterrupt):
         run_training(load_recipe(recipe), recipe, distill=False, observer=Interrupt(1))
     metrics = tmp_path / "metrics" / "metrics.jsonl"
@@ -454,14 +446,7 @@ def test_brackets_in_paths_are_printed_as_they_are(
 ) -> None:
     """rich would read `[/b]` as a closing tag (and crash) or `[v2]` as a style (and drop it)."""
     runs = tmp_path / "od[/b] d"
-    recipe = write(
-        tmp_path / "exp[v2].yaml",
-        {
-            "student": {"arch": "resnet8"},
-            "train": {"epochs": 2, "batch_size": 64, "device": "cpu", "max_steps_per_epoch": 2},
-            "output": {"dir": str(runs)},
-        },
-    )
+    recipe = small_recipe(tmp_path / "exp[v2].yaml", runs, epochs=2, max_steps_per_epoch=2)
     with pytest.raises(KeyboardInterrupt):
         run_training(load_recipe(recipe), recipe, distill=False, observer=Interrupt(1))
     result = run_cli(capsys, "train", str(recipe), "--resume")
@@ -475,14 +460,7 @@ def test_a_run_started_before_a_settings_check_still_resumes_and_exports(
 ) -> None:
     """Settings that would be ignored (here gamma on a cosine schedule) are refused for a new
     run, but a run an older compressor started with them goes on, and is exported, as is."""
-    recipe = write(
-        tmp_path / "old.yaml",
-        {
-            "student": {"arch": "resnet8"},
-            "train": {"epochs": 2, "batch_size": 64, "device": "cpu", "max_steps_per_epoch": 2},
-            "output": {"dir": str(tmp_path)},
-        },
-    )
+    recipe = small_recipe(tmp_path / "old.yaml", tmp_path, epochs=2, max_steps_per_epoch=2)
     with pytest.raises(KeyboardInterrupt):
         run_training(load_recipe(recipe), recipe, distill=False, observer=Interrupt(1))
     run = tmp_path / "old"
@@ -514,14 +492,7 @@ def test_an_overwrite_stopped_before_it_started_says_nothing_changed(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Not "continue with --resume": that would go on with the run the user meant to replace."""
-    recipe = write(
-        tmp_path / "kept.yaml",
-        {
-            "student": {"arch": "resnet8"},
-            "train": {"epochs": 1, "batch_size": 64, "device": "cpu", "max_steps_per_epoch": 2},
-            "output": {"dir": str(tmp_path)},
-        },
-    )
+    recipe = small_recipe(tmp_path / "kept.yaml", tmp_path, epochs=1, max_steps_per_epoch=2)
     assert run_cli(capsys, "train", str(recipe)).code == 0
     run = tmp_path / "kept"
     before = (run / "manifest.json").read_text()
@@ -592,14 +563,7 @@ def test_resume_compares_with_the_recipe_the_run_started_with(
 ) -> None:
     """A default that changed since the run started is a changed recipe (the run's recipe.yaml
     pinned the old value); a field added since, absent from that file, is not."""
-    recipe = write(
-        workdir / "upgraded.yaml",
-        {
-            "student": {"arch": "resnet8"},
-            "train": {"epochs": 2, "batch_size": 64, "device": "cpu"},
-            "output": {"dir": str(workdir)},
-        },
-    )
+    recipe = small_recipe(workdir / "upgraded.yaml", workdir, epochs=2)
     with pytest.raises(KeyboardInterrupt):
         run_training(load_recipe(recipe), recipe, distill=False, observer=Interrupt(1))
     started = workdir / "upgraded" / "recipe.yaml"
