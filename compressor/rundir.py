@@ -87,11 +87,15 @@ def run_command(run: RunDir, recipe: Recipe) -> str:
     output.dir is resolved against the folder training ran in, so from another folder the
     command first changes to that one."""
     record = _manifest_record(run) or {}
-    path, workdir = record.get("recipe_file"), record.get("workdir")
-    if not (isinstance(path, str) and Path(path).is_file()):
-        return f"compress {training_command(recipe)} RECIPE"
+    path, workdir, root = (record.get(key) for key in ("recipe_file", "workdir", "run_root"))
+    placeholder = f"compress {training_command(recipe)} RECIPE"
+    # A run moved or copied elsewhere: that recipe, from that folder, trains the original.
+    if not all(isinstance(value, str) for value in (path, workdir, root)):
+        return placeholder
+    if root != str(run.root.resolve()) or not Path(path).is_file() or not Path(workdir).is_dir():
+        return placeholder
     command = f"compress {training_command(recipe)} {shlex.quote(path)}"
-    if isinstance(workdir, str) and Path(workdir).is_dir() and Path(workdir) != Path.cwd():
+    if Path(workdir) != Path.cwd():
         return f"cd {shlex.quote(workdir)} && {command}"
     return command
 

@@ -12,7 +12,7 @@ import shlex
 import uuid
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -200,8 +200,7 @@ def run_training(
         observer = RunObserver()  # one voice: rank 0 talks, the others work
     for warning in unused:
         observer.message(f"warning: {warning}")
-    # This process's manifest carries the token, so only the run it started is marked stopped.
-    attempt = uuid.uuid4().hex
+    attempt = _Attempt()
     # `held` keeps the run's lock until the manifest says how the run ended (Ctrl-C included).
     with ExitStack() as held:
         try:
@@ -211,7 +210,8 @@ def run_training(
                 )
         except KeyboardInterrupt:
             if distributed.is_main:
-                if mark_stopped(run, attempt):
+                # Marked, or claimed (an --overwrite has removed the old checkpoints by then).
+                if mark_stopped(run, attempt.token) or attempt.claimed:
                     message = interrupted_message(run, source, distill, distributed.enabled)
                 else:  # e.g. while reading the data: an --overwrite has replaced nothing yet
                     message = f"stopped before the run started; {run.root} is as it was"
@@ -221,18 +221,29 @@ def run_training(
             # Bad input found mid-run (a diverging loss): its message says what to change.
             # A refusal before this process wrote its manifest leaves the run alone.
             if distributed.is_main:
-                mark_stopped(run, attempt, status="failed")
+                mark_stopped(run, attempt.token, status="failed")
             raise
         except Exception:
             # A crash (user code, a closed pipe): the manifest says the run ended, and how to
             # resume it is printed, before the traceback.
-            if distributed.is_main and mark_stopped(run, attempt, status="failed"):
+            started = distributed.is_main and mark_stopped(run, attempt.token, status="failed")
+            if started or (distributed.is_main and attempt.claimed):
                 observer.message(
                     interrupted_message(run, source, distill, distributed.enabled, "failed")
                 )
             raise
         finally:
             distributed.close()
+
+
+@dataclass
+class _Attempt:
+    """This process's start of a run. Its manifest carries the token, so only the run this
+    process started is marked stopped; once it has claimed the run directory, an --overwrite
+    has removed the old run's checkpoints, even before the new manifest is written."""
+
+    token: str = field(default_factory=lambda: uuid.uuid4().hex)
+    claimed: bool = False
 
 
 def _execute(
@@ -244,7 +255,7 @@ def _execute(
     overwrite: bool,
     observer: RunObserver,
     held: ExitStack,
-    attempt: str,
+    attempt: _Attempt,
 ) -> RunResult:
     distill = recipe.teacher is not None
     per_rank_batch = distributed.per_rank_batch(recipe.train.batch_size)
@@ -306,6 +317,7 @@ def _execute(
     try:
         if main:
             held.callback(claim_run_dir(run, resume=resume, overwrite=overwrite).release)
+            attempt.claimed = True
         # The recipe was compared with the run's before the data was read (step 1).
         state = load_checkpoint(run.checkpoint, warn=observer.message) if resume else None
     except UserError as error:
@@ -321,9 +333,10 @@ def _execute(
                 str(setup.device),
                 "running",
                 started=started_at,
-                attempt=attempt,
+                attempt=attempt.token,
                 recipe_file=str(Path(source).resolve()),
                 workdir=str(Path.cwd()),
+                run_root=str(run.root.resolve()),
             ),
         )
 
@@ -423,9 +436,10 @@ def _execute(
                 "completed",
                 started=started_at,
                 finished=now_iso(),
-                attempt=attempt,
+                attempt=attempt.token,
                 recipe_file=str(Path(source).resolve()),
                 workdir=str(Path.cwd()),
+                run_root=str(run.root.resolve()),
                 # Export and the gate check the files they read are the ones this run wrote.
                 trained_recipe_sha256=trained_recipe_sha256(run.recipe),
                 student_sha256=file_sha256(run.student),

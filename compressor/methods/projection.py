@@ -21,15 +21,36 @@ from torch import nn
 def without_conflict(
     main: torch.Tensor, extra: torch.Tensor, parameters: list[nn.Parameter]
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """`main + extra`, with PCGrad's gradient; stats: whether the two conflicted on this step
-    and the cosine between their gradients (0 and 0 when `extra` has no gradient)."""
+    """`main + extra`, with PCGrad's gradient. Stats: whether the two conflicted on this step,
+    the cosine between their gradients (0 and 0 when `extra` has no gradient), and whether
+    the step went unprojected because fp16 gradients overflowed even unscaled."""
     if not extra.requires_grad:
-        return main + extra, {"grad_conflict": 0.0, "grad_cosine": 0.0}
-    # Two extra backward passes (the graphs are kept for the engine's own backward), of
-    # losses scaled by a common factor, which leaves c unchanged.
-    scale = _probe_scale(main)
-    g_main = torch.autograd.grad(main * scale, parameters, retain_graph=True, allow_unused=True)
-    g_extra = torch.autograd.grad(extra * scale, parameters, retain_graph=True, allow_unused=True)
+        return main + extra, _stats(0.0, 0.0, skipped=0.0)
+    # Two extra backward passes (the graphs are kept for the engine's own backward) of the
+    # losses times a common factor, which leaves c unchanged. Under fp16 autocast the
+    # gradients of unscaled losses underflow, which is what the engine's GradScaler prevents
+    # in its own backward: scaled here too, by less after an overflow, as GradScaler does.
+    for scale in _probe_scales(main):
+        dot, main_sq, extra_sq = _products(main * scale, extra * scale, parameters)
+        if torch.isfinite(torch.stack([dot, main_sq, extra_sq])).all():
+            break
+    else:  # even unscaled gradients overflowed: this step goes unprojected, and says so
+        return main + extra, _stats(0.0, 0.0, skipped=1.0)
+    tiny = torch.finfo(torch.float32).tiny
+    c = (dot.clamp(max=0.0) / main_sq.clamp_min(tiny)).detach()
+    loss = main + extra - c * (main - main.detach())
+    conflict, cosine = torch.stack(
+        [(dot < 0).float(), dot / (main_sq * extra_sq).sqrt().clamp_min(tiny)]
+    ).tolist()
+    return loss, _stats(conflict, cosine, skipped=0.0)
+
+
+def _products(
+    main: torch.Tensor, extra: torch.Tensor, parameters: list[nn.Parameter]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """g_main . g_extra, |g_main|^2 and |g_extra|^2, in fp32."""
+    g_main = torch.autograd.grad(main, parameters, retain_graph=True, allow_unused=True)
+    g_extra = torch.autograd.grad(extra, parameters, retain_graph=True, allow_unused=True)
     zero = main.detach().new_zeros((), dtype=torch.float32)
     dot, main_sq, extra_sq = zero, zero, zero
     for a, b in zip(g_main, g_extra, strict=True):
@@ -40,22 +61,16 @@ def without_conflict(
             extra_sq = extra_sq + (b * b).sum()
         if a is not None and b is not None:
             dot = dot + (a * b).sum()
-    tiny = torch.finfo(torch.float32).tiny
-    if not torch.isfinite(torch.stack([dot, main_sq, extra_sq])).all():
-        # An fp16 gradient overflowed at this scale: this step goes unprojected.
-        return main + extra, {"grad_conflict": 0.0, "grad_cosine": 0.0}
-    c = (dot.clamp(max=0.0) / main_sq.clamp_min(tiny)).detach()
-    loss = main + extra - c * (main - main.detach())
-    conflict, cosine = torch.stack(
-        [(dot < 0).float(), dot / (main_sq * extra_sq).sqrt().clamp_min(tiny)]
-    ).tolist()
-    return loss, {"grad_conflict": conflict, "grad_cosine": cosine}
+    return dot, main_sq, extra_sq
 
 
-def _probe_scale(loss: torch.Tensor) -> float:
-    """Under fp16 autocast the gradients of unscaled losses underflow, which is what the
-    engine's GradScaler prevents in its own backward pass: scale them as it starts to (bf16
-    and fp32 have fp32's range and need nothing)."""
+def _stats(conflict: float, cosine: float, *, skipped: float) -> dict[str, float]:
+    return {"grad_conflict": conflict, "grad_cosine": cosine, "grad_probe_skipped": skipped}
+
+
+def _probe_scales(loss: torch.Tensor) -> tuple[float, ...]:
+    """The factors to try, largest first: fp16 autocast needs one (bf16 and fp32 have fp32's
+    range and need none)."""
     device = loss.device.type
     fp16 = torch.is_autocast_enabled(device) and torch.get_autocast_dtype(device) == torch.float16
-    return 2.0**16 if fp16 else 1.0
+    return (2.0**16, 2.0**8, 1.0) if fp16 else (1.0,)

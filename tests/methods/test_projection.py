@@ -45,7 +45,7 @@ def test_an_agreeing_or_absent_gradient_is_left_alone() -> None:
     assert torch.allclose(_gradient(loss, weight), _gradient(main + extra, weight))
     assert stats["grad_conflict"] == 0.0 and stats["grad_cosine"] > 0
     _, none = without_conflict(main, torch.zeros(()), [weight])  # beta 0: no boundary term
-    assert none == {"grad_conflict": 0.0, "grad_cosine": 0.0}
+    assert none == {"grad_conflict": 0.0, "grad_cosine": 0.0, "grad_probe_skipped": 0.0}
 
 
 # A student 4 wide conflicts with the teacher on this batch; one 8 wide does not.
@@ -107,16 +107,20 @@ def test_refused_when_processes_share_the_training(
         dist.destroy_process_group()
 
 
-def test_under_fp16_autocast_the_gradients_are_measured_without_underflow() -> None:
+# The main term's weight: 1 keeps its fp16 gradients small; 16 (AMKD's T² on KD) takes the
+# largest above 3, which overflows fp16 at the first probe scale, 2^16.
+@pytest.mark.parametrize("weight", [1.0, 16.0])
+def test_under_fp16_autocast_the_gradients_are_measured_without_underflow(weight: float) -> None:
     """Unscaled fp16 gradients of a small term underflow (the cosine read 0.61 against fp32's
-    0.86 before the probe passes were scaled); scaled, it reads what fp32 does."""
+    0.86 before the probe passes were scaled); scaled, and by less after an overflow, it
+    reads what fp32 does."""
     torch.manual_seed(0)
     model = create_model("resnet8", 10).train()
     images, labels = torch.randn(64, 3, 32, 32), torch.randint(0, 10, (64,))
     targets = F.softmax(torch.randn(64, 10), dim=1)
 
     def losses() -> tuple[torch.Tensor, torch.Tensor]:
-        main = F.cross_entropy(model(images).float(), labels)
+        main = weight * F.cross_entropy(model(images).float(), labels)
         flipped = F.log_softmax(model(images.flip(3)).float(), dim=1)
         return main, 1e-3 * F.kl_div(flipped, targets, reduction="batchmean")
 
@@ -124,4 +128,5 @@ def test_under_fp16_autocast_the_gradients_are_measured_without_underflow() -> N
     _, fp32 = without_conflict(*losses(), parameters)
     with torch.autocast("cpu", dtype=torch.float16):
         _, fp16 = without_conflict(*losses(), parameters)
+    assert fp16["grad_probe_skipped"] == 0.0
     assert fp16["grad_cosine"] == pytest.approx(fp32["grad_cosine"], abs=0.1)
