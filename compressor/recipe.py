@@ -452,8 +452,9 @@ class TrainConfig(Strict):
     def _milestones_within(self, info: ValidationInfo) -> TrainConfig:
         # Epoch e (from 0) trains at the lr of milestones <= e: one at `epochs` never applies.
         # (A run started before this was checked has milestones <= epochs.)
-        last = self.epochs if _started(info) else self.epochs - 1
-        if any(m > last for m in self.schedule.milestones):
+        if _started(info) and any(m > self.epochs for m in self.schedule.milestones):
+            raise ValueError(f"schedule milestones must be <= epochs ({self.epochs})")
+        if not _started(info) and any(m >= self.epochs for m in self.schedule.milestones):
             raise ValueError(
                 f"schedule milestones must be < epochs ({self.epochs}); a milestone at or past "
                 "the last epoch never applies"

@@ -4,6 +4,7 @@ it with every method, and check the run directory against an independent evaluat
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -410,6 +411,10 @@ def test_a_finished_runs_lost_files_are_written_again_from_its_last_checkpoint(
         patch.chdir(elsewhere)
         line = one_error_line(run_cli(capsys, "export", str(run)))
     assert f"`cd {Path.cwd()} && compress train {recipe} --resume`" in line
+    copy = shutil.copytree(run, tmp_path / "archive")  # that command would repair the original
+    assert "`compress train RECIPE --resume`" in one_error_line(
+        run_cli(capsys, "export", str(copy))
+    )
     recipe.rename(tmp_path / "moved.yaml")  # a path that no longer works is not offered
     assert "`compress train RECIPE --resume`" in one_error_line(run_cli(capsys, "export", str(run)))
     (tmp_path / "moved.yaml").rename(recipe)
@@ -476,14 +481,21 @@ def test_a_run_started_before_a_settings_check_still_resumes_and_exports(
     assert recipe_of_run.train.schedule.gamma == 0.5 and manifest["status"] == "completed"
 
 
-class InterruptWhileReading(RunObserver):
-    """Ctrl-C while the data set is read: before the run directory is touched."""
+class Messages(RunObserver):
+    """Keeps what the run told its user."""
 
     def __init__(self) -> None:
         self.messages: list[str] = []
 
     def message(self, text: str) -> None:
         self.messages.append(text)
+
+
+class InterruptWhileReading(Messages):
+    """Ctrl-C while the data set is read: before the run directory is touched."""
+
+    def message(self, text: str) -> None:
+        super().message(text)
         if "reading data set" in text:
             raise KeyboardInterrupt
 
@@ -502,6 +514,25 @@ def test_an_overwrite_stopped_before_it_started_says_nothing_changed(
     assert observer.messages[-1] == f"stopped before the run started; {run} is as it was"
     assert (run / "manifest.json").read_text() == before
     assert (run / "checkpoints" / "last.pt").is_file()
+
+
+def test_an_overwrite_stopped_once_it_claimed_the_run_says_start_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Claiming the run for --overwrite removes the old checkpoints before the new manifest is
+    written: a Ctrl-C in between must not say the run is as it was."""
+    recipe = small_recipe(tmp_path / "claimed.yaml", tmp_path, epochs=1, max_steps_per_epoch=2)
+    assert run_cli(capsys, "train", str(recipe)).code == 0
+
+    def ctrl_c() -> str:  # the first call after the claim: the new run's start time
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("compressor.engine.run.now_iso", ctrl_c)
+    observer = Messages()
+    with pytest.raises(KeyboardInterrupt):
+        run_training(load_recipe(recipe), recipe, distill=False, overwrite=True, observer=observer)
+    assert not (tmp_path / "claimed" / "checkpoints" / "last.pt").exists()
+    assert observer.messages[-1].endswith(f"start again with: compress train {recipe} --overwrite")
 
 
 def test_bank_mode_reuses_samples_and_refreshes_after_a_resume(
