@@ -265,7 +265,7 @@ def gate_command(
     _print_gate(result)
     if junit is not None:
         write_junit(result, junit)
-        console.print(f"wrote {junit}", markup=False, highlight=False)
+        console.print(f"wrote {junit}", highlight=False)
     if not result.passed:
         raise typer.Exit(1)
 
@@ -384,13 +384,12 @@ def export_command(
         min_agreement=min_agreement,
     )
     try:
-        report = export_run(run, options, log=lambda line: console.print(line, markup=False))
+        report = export_run(run, options, log=lambda line: console.print(line))
     except KeyboardInterrupt:
         # The export is staged and swapped in only when it finishes: the previous one is intact.
         console.print(
             f"export interrupted: run `{shlex.join(['compress', *sys.argv[1:]])}` again to "
             "finish it; the previous export is as it was",
-            markup=False,
             highlight=False,
             soft_wrap=True,
         )
@@ -402,7 +401,7 @@ def export_command(
     failed = _students_failing_parity(report)
     if failed:
         # Like a failed gate rule: the export and its reports are written, and CI sees a fail.
-        console.print(f"export FAILED: parity with PyTorch for {failed}", markup=False)
+        console.print(f"export FAILED: parity with PyTorch for {failed}")
         raise typer.Exit(1)
 
 
@@ -446,7 +445,7 @@ def _print_export(report: ExportReport) -> None:
             f"{_signed(-row['accuracy_drop'])} points, {speed}{smaller}"
         )
     for warning in report.warnings:
-        console.print(f"warning: {warning}", markup=False, style="yellow")
+        console.print(f"warning: {warning}", style="yellow")
 
 
 def _signed(points: float) -> str:
@@ -595,4 +594,4 @@ def _usage_line(error: Exception) -> str:
 
 
 def _print_error(line: str) -> None:
-    error_console.print(f"error: {line}", markup=False, highlight=False, soft_wrap=True)
+    error_console.print(f"error: {line}", highlight=False, soft_wrap=True)

@@ -58,9 +58,8 @@ from compressor.recipe import GateConfig, Recipe, format_validation_error
 from compressor.rundir import (
     SCHEMA_VERSION,
     RunDir,
-    has_checkpoint,
     read_completed_run,
-    run_command,
+    repair_command,
 )
 from export.latency import NOISY_CV
 
@@ -424,17 +423,9 @@ def _read_run(run: RunDir) -> tuple[Recipe, _RunReport]:
         run.report("json"),
         _RunReport,
         "the run report",
-        _repair(run, recipe),
+        f"repair the run with {repair_command(run, recipe)}",
     )
     return recipe, report
-
-
-def _repair(run: RunDir, recipe: Recipe) -> str:
-    """How to get a finished run's files back: its last checkpoint writes them in seconds."""
-    command = run_command(run, recipe)
-    if has_checkpoint(run):
-        return f"write it again from the last checkpoint with `{command} --resume`"
-    return f"train the run again with `{command} --overwrite`"
 
 
 def _check_same_student(export: _ExportReport, export_path: Path, run: RunDir) -> None:

@@ -100,6 +100,15 @@ def run_command(run: RunDir, recipe: Recipe) -> str:
     return command
 
 
+def repair_command(run: RunDir, recipe: Recipe) -> str:
+    """How to get back a finished run's lost files: its last checkpoint writes them again in
+    seconds (--resume); without one, only training again (--overwrite) does."""
+    command = run_command(run, recipe)
+    if has_checkpoint(run):
+        return f"`{command} --resume` (it writes them again from the last checkpoint)"
+    return f"`{command} --overwrite`"
+
+
 def read_completed_run(run: RunDir) -> tuple[Recipe, dict[str, Any]]:
     """The recipe and manifest of a finished run, its student.pt present: where `compress
     export` and `gate` start.
@@ -118,13 +127,8 @@ def read_completed_run(run: RunDir) -> tuple[Recipe, dict[str, Any]]:
     recipe = load_recipe(run.recipe, started=True)
     command = run_command(run, recipe)
     # Resumed from its last checkpoint, or started again when it stopped before the first.
-    again = f"`{command} --resume`" if has_checkpoint(run) else f"`{command} --overwrite`"
-    # A finished run's last checkpoint writes its files again in seconds; no need to retrain.
-    rebuild = (
-        f"`{command} --resume` (it writes them again from the last checkpoint)"
-        if has_checkpoint(run)
-        else f"`{command} --overwrite`"
-    )
+    again = f"`{command} {'--resume' if has_checkpoint(run) else '--overwrite'}`"
+    rebuild = repair_command(run, recipe)
     record = _manifest_record(run)
     if record is None or not isinstance(record.get("recipe_sha256"), str):
         raise UserError(

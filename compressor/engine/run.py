@@ -324,6 +324,12 @@ def _execute(
         start_error = error
     distributed.stop_together(start_error, setup.device)
     started_at = now_iso()
+    # Where the run came from, so messages about it can give a command that pastes as is.
+    where = {
+        "recipe_file": str(Path(source).resolve()),
+        "workdir": str(Path.cwd()),
+        "run_root": str(run.root.resolve()),
+    }
     if main:
         write_text(run.recipe, recipe_to_yaml(recipe))
         write_json(
@@ -334,9 +340,7 @@ def _execute(
                 "running",
                 started=started_at,
                 attempt=attempt.token,
-                recipe_file=str(Path(source).resolve()),
-                workdir=str(Path.cwd()),
-                run_root=str(run.root.resolve()),
+                **where,
             ),
         )
 
@@ -437,9 +441,7 @@ def _execute(
                 started=started_at,
                 finished=now_iso(),
                 attempt=attempt.token,
-                recipe_file=str(Path(source).resolve()),
-                workdir=str(Path.cwd()),
-                run_root=str(run.root.resolve()),
+                **where,
                 # Export and the gate check the files they read are the ones this run wrote.
                 trained_recipe_sha256=trained_recipe_sha256(run.recipe),
                 student_sha256=file_sha256(run.student),
