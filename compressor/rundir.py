@@ -4,6 +4,7 @@
 runs/<name>/
   recipe.yaml  manifest.json  checkpoints/last.pt  student.pt  metrics.jsonl
   report.json|md|html  export/  .lock (held while a process trains the run)
+runs/<name>.replaced/   the run an --overwrite replaces, until the new one completes
 ```
 Everything a later stage needs is read from here, so the export box needs no training code.
 """
@@ -14,6 +15,7 @@ import hashlib
 import json
 import platform
 import shlex
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -68,6 +70,16 @@ class RunDir:
     def lock(self) -> Path:
         return self.root / ".lock"
 
+    @property
+    def set_aside(self) -> Path:
+        """Where `--overwrite` keeps the run it replaces until the new one completes."""
+        return self.root.with_name(f"{self.root.name}.replaced")
+
+
+# Marks a folder as one `set_aside_replaced_run` made, so a run the user named
+# `<name>.replaced` is never taken for it (and never deleted).
+SET_ASIDE_MARK = ".set-aside"
+
 
 def run_dir_for(recipe: Recipe, recipe_path: Path) -> RunDir:
     name = recipe.output.name or recipe_path.stem
@@ -113,9 +125,9 @@ def read_completed_run(run: RunDir) -> tuple[Recipe, dict[str, Any]]:
     """The recipe and manifest of a finished run, its student.pt present: where `compress
     export` and `gate` start.
 
-    Only a "completed" manifest says the files beside it are this run's: `--overwrite`
-    leaves the replaced run's student.pt and report.json in place until the new run
-    finishes, so a run that is still going, or was stopped, must not be exported or gated.
+    Only a "completed" manifest says the files beside it are whole: a run that is still
+    going, or was stopped, has written some of them or none, and must not be exported or
+    gated.
     """
     where = "give the folder `compress train` or `distill` wrote (runs/<name>)"
     if not run.root.exists():
@@ -139,7 +151,8 @@ def read_completed_run(run: RunDir) -> tuple[Recipe, dict[str, Any]]:
     if status == "running" and not is_being_trained(run):
         raise UserError(
             f"{run.root}: the run stopped without finishing: manifest.json says running, but no "
-            f"process is training it (it crashed or was killed); continue it with {again}"
+            f"process is training it (it crashed or was killed); continue it with "
+            f"{again}{set_aside_note(run)}"
         )
     if status == "running":
         raise UserError(
@@ -151,7 +164,7 @@ def read_completed_run(run: RunDir) -> tuple[Recipe, dict[str, Any]]:
         state = f"is {status}" if isinstance(status, str) else "has no status"
         raise UserError(
             f"{run.root}: the run {state}, not completed (manifest.json); finish it with "
-            f"{again}, or let it end"
+            f"{again}, or let it end{set_aside_note(run)}"
         )
     if not run.student.is_file():
         raise UserError(
@@ -293,8 +306,8 @@ def claim_run_dir(run: RunDir, *, resume: bool, overwrite: bool) -> FileLock:
     process's claim is refused (two trainings of one run would overwrite each other's
     checkpoints, and an --overwrite would delete a live run's).
 
-    `--overwrite` lets a new run write over the old files in place; only the old checkpoints
-    go at once, since a later `--resume` of the new run would otherwise continue the old one.
+    `--overwrite` sets the run it replaces aside (`set_aside_replaced_run`) and starts from an
+    empty folder: none of the old run's files can be read as the new run's.
     """
     check_run_dir(run, resume=resume, overwrite=overwrite)
     # Both folders a run writes, before an epoch is spent: checkpoints/ may exist read-only.
@@ -314,12 +327,80 @@ def claim_run_dir(run: RunDir, *, resume: bool, overwrite: bool) -> FileLock:
         # Again, holding the lock: another process may have claimed the run since the check.
         _check_run_state(run, resume=resume, overwrite=overwrite)
         if overwrite:
-            for checkpoint in (run.checkpoint, previous_of(run.checkpoint)):
-                checkpoint.unlink(missing_ok=True)
+            set_aside_replaced_run(run)
     except BaseException:
         lock.release()
         raise
     return lock
+
+
+def set_aside_replaced_run(run: RunDir) -> None:
+    """`--overwrite`, holding the run's lock: move what the run directory holds to
+    `<name>.replaced` beside it instead of deleting it, so a new run that is interrupted, or
+    fails, costs nothing already written; `discard_replaced_run` removes it once the new run
+    completes. Renames only: no copy, no extra disk.
+
+    What is kept is the last run that can be gone back to: an earlier --overwrite's set-aside
+    run stays while the run it was replaced by has not completed (that unfinished run is what
+    goes), and is itself replaced by a completed run.
+    """
+    entries = [entry for entry in run.root.iterdir() if entry.name != run.lock.name]
+    aside = run.set_aside
+    if aside.exists() and not (aside / SET_ASIDE_MARK).is_file():
+        raise UserError(
+            f"{aside}: in the way of --overwrite, which keeps the run it replaces there until "
+            "the new one completes; move or rename that folder"
+        )
+    completed = (_manifest_record(run) or {}).get("status") == "completed"
+    try:
+        if aside.exists() and not completed:
+            for entry in entries:
+                _remove(entry)
+        elif entries:
+            if aside.exists():
+                shutil.rmtree(aside)
+            aside.mkdir()
+            for entry in entries:
+                entry.rename(aside / entry.name)
+            (aside / SET_ASIDE_MARK).write_text(
+                f"Set aside by --overwrite of {run.root} on {now_iso()}; removed when the run "
+                "that replaced it completes.\n",
+                encoding="utf-8",
+            )
+        run.checkpoint.parent.mkdir(exist_ok=True)
+    except OSError as error:
+        raise UserError(
+            f"{run.root}: cannot set the run it replaces aside in {aside} ({error.strerror}); "
+            "make both writable, or set output.name to start a new run"
+        ) from None
+
+
+def discard_replaced_run(run: RunDir) -> bool:
+    """The new run completed: the one its --overwrite set aside goes. Returns whether there
+    was one."""
+    aside = run.set_aside
+    if not (aside / SET_ASIDE_MARK).is_file():
+        return False
+    shutil.rmtree(aside, ignore_errors=True)
+    return True
+
+
+def set_aside_note(run: RunDir) -> str:
+    """For messages about an unfinished run: where the run it replaced is, and how to go
+    back to it; empty when an --overwrite set none aside."""
+    aside = run.set_aside
+    if not (aside / SET_ASIDE_MARK).is_file():
+        return ""
+    back = f"rm -r {shlex.quote(str(run.root))} && mv {shlex.quote(str(aside))} "
+    back += shlex.quote(str(run.root))
+    return f" (the run it replaced is kept in {aside} until it completes; to go back: {back})"
+
+
+def _remove(entry: Path) -> None:
+    if entry.is_dir() and not entry.is_symlink():
+        shutil.rmtree(entry)
+    else:
+        entry.unlink()
 
 
 def _lock(run: RunDir) -> FileLock:

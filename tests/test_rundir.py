@@ -15,8 +15,10 @@ from compressor.rundir import (
     RunDir,
     check_run_dir,
     claim_run_dir,
+    discard_replaced_run,
     mark_stopped,
     recipe_hash,
+    set_aside_note,
 )
 
 
@@ -54,14 +56,58 @@ def _started_run(root: Path, started: str = "2026-01-01T00:00:00+00:00") -> RunD
     return run
 
 
-def test_overwrite_removes_the_old_runs_checkpoints(tmp_path: Path) -> None:
-    """Else an overwriting run stopped before its first checkpoint would --resume the old one."""
+def test_overwrite_sets_the_old_run_aside_and_starts_empty(tmp_path: Path) -> None:
+    """Nothing of the old run is lost to an --overwrite that is then interrupted, and none of
+    it can be read as the new run's (a --resume of the new run must not continue the old)."""
+    run = _started_run(tmp_path / "run")
+    (run.root / "student.pt").write_bytes(b"old student")
+    claim_run_dir(run, resume=False, overwrite=True).release()
+    assert sorted(p.name for p in run.root.iterdir()) == [".lock", "checkpoints"]
+    assert not any(run.checkpoint.parent.iterdir())
+    aside = tmp_path / "run.replaced"
+    assert (aside / "checkpoints" / "last.pt").read_bytes() == b"old run"
+    assert (aside / "checkpoints" / "previous-last.pt").read_bytes() == b"older"
+    assert (aside / "student.pt").read_bytes() == b"old student"
+    assert json.loads((aside / "manifest.json").read_text())["status"] == "running"
+    with pytest.raises(UserError, match=r"nothing to resume .*; drop --resume"):
+        check_run_dir(run, resume=True, overwrite=False)
+    note = set_aside_note(run)
+    assert f"kept in {aside} until it completes" in note
+    assert note.endswith(f"to go back: rm -r {run.root} && mv {aside} {run.root})")
+    assert discard_replaced_run(run) and not aside.exists()
+    assert set_aside_note(run) == "" and not discard_replaced_run(run)
+
+
+def test_an_unfinished_replacement_does_not_push_out_the_run_it_replaced(tmp_path: Path) -> None:
+    """--overwrite, Ctrl-C, --overwrite: what stays aside is the run from before the first,
+    the last one that can be gone back to; a completed run takes its place."""
     run = _started_run(tmp_path / "run")
     claim_run_dir(run, resume=False, overwrite=True).release()
-    assert not any(run.checkpoint.parent.iterdir())
-    # Its manifest says a run is there: dropping --resume would be refused; --overwrite is it.
-    with pytest.raises(UserError, match=r"nothing to resume .*; start it again with --overwrite"):
-        check_run_dir(run, resume=True, overwrite=False)
+    aside = tmp_path / "run.replaced"
+    run.manifest.write_text(json.dumps({"status": "interrupted"}))
+    run.checkpoint.write_bytes(b"unfinished replacement")
+    claim_run_dir(run, resume=False, overwrite=True).release()
+    assert (aside / "checkpoints" / "last.pt").read_bytes() == b"old run"
+    assert not run.manifest.exists() and not run.checkpoint.exists()
+
+    run.manifest.write_text(json.dumps({"status": "completed"}))  # killed before discarding
+    run.checkpoint.write_bytes(b"completed replacement")
+    claim_run_dir(run, resume=False, overwrite=True).release()
+    assert (aside / "checkpoints" / "last.pt").read_bytes() == b"completed replacement"
+
+
+def test_a_folder_of_that_name_that_overwrite_did_not_make_is_never_touched(
+    tmp_path: Path,
+) -> None:
+    run = _started_run(tmp_path / "run")
+    theirs = tmp_path / "run.replaced"
+    theirs.mkdir()
+    (theirs / "manifest.json").write_text("{}")
+    with pytest.raises(UserError, match=r"run\.replaced: in the way of --overwrite"):
+        claim_run_dir(run, resume=False, overwrite=True)
+    assert run.checkpoint.read_bytes() == b"old run"
+    assert not discard_replaced_run(run) and (theirs / "manifest.json").exists()
+    assert set_aside_note(run) == ""
 
 
 def test_a_claimed_run_is_refused_to_everyone_else_until_released(tmp_path: Path) -> None:

@@ -57,11 +57,13 @@ from compressor.rundir import (
     RunDir,
     check_run_dir,
     claim_run_dir,
+    discard_replaced_run,
     has_checkpoint,
     manifest,
     mark_stopped,
     now_iso,
     run_dir_for,
+    set_aside_note,
     trained_recipe_sha256,
     training_command,
 )
@@ -210,7 +212,7 @@ def run_training(
                 )
         except KeyboardInterrupt:
             if distributed.is_main:
-                # Marked, or claimed (an --overwrite has removed the old checkpoints by then).
+                # Marked, or claimed (an --overwrite has set the old run aside by then).
                 if mark_stopped(run, attempt.token) or attempt.claimed:
                     message = interrupted_message(run, source, distill, distributed.enabled)
                 else:  # e.g. while reading the data: an --overwrite has replaced nothing yet
@@ -240,7 +242,7 @@ def run_training(
 class _Attempt:
     """This process's start of a run. Its manifest carries the token, so only the run this
     process started is marked stopped; once it has claimed the run directory, an --overwrite
-    has removed the old run's checkpoints, even before the new manifest is written."""
+    has set the old run aside, even before the new manifest is written."""
 
     token: str = field(default_factory=lambda: uuid.uuid4().hex)
     claimed: bool = False
@@ -358,7 +360,7 @@ def _execute(
             _drop_metrics_after(run.metrics, start_epoch, observer.message)
         observer.message(f"resuming {run.root} after epoch {start_epoch}")
     elif main and run.metrics.exists():
-        write_text(run.metrics, "")  # --overwrite: the old run's epochs must not mix in
+        write_text(run.metrics, "")  # left by a run whose manifest and checkpoints were lost
 
     # 3. Train.
     train_loader = BatchLoader(
@@ -447,6 +449,8 @@ def _execute(
                 student_sha256=file_sha256(run.student),
             ),
         )
+        if discard_replaced_run(run):
+            observer.message(f"removed {run.set_aside}, the run this one replaced")
     return result
 
 
@@ -461,8 +465,9 @@ def interrupted_message(
     else:
         said, flag = f"{ended} before the first epoch finished; start again with", "--overwrite"
     if torchrun:
-        return f"{said} the same torchrun command, {flag} added"
-    return f"{said}: {shlex.join(['compress', 'distill' if distill else 'train', source, flag])}"
+        return f"{said} the same torchrun command, {flag} added{set_aside_note(run)}"
+    command = shlex.join(["compress", "distill" if distill else "train", source, flag])
+    return f"{said}: {command}{set_aside_note(run)}"
 
 
 def _check_same_recipe(run: RunDir, recipe: Recipe, source: str) -> None:

@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from compressor.cli import app
 from compressor.data import load_dataset
 from compressor.engine.run import RunObserver, interrupted_message, run_training
+from compressor.errors import UserError
 from compressor.models import create_model
 from compressor.recipe import DataConfig, load_recipe
 from compressor.rundir import RunDir, read_completed_run
@@ -519,8 +520,8 @@ def test_an_overwrite_stopped_before_it_started_says_nothing_changed(
 def test_an_overwrite_stopped_once_it_claimed_the_run_says_start_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Claiming the run for --overwrite removes the old checkpoints before the new manifest is
-    written: a Ctrl-C in between must not say the run is as it was."""
+    """Claiming the run for --overwrite sets the old run aside before the new manifest is
+    written: a Ctrl-C in between must not say the run is as it was, and says where it went."""
     recipe = small_recipe(tmp_path / "claimed.yaml", tmp_path, epochs=1, max_steps_per_epoch=2)
     assert run_cli(capsys, "train", str(recipe)).code == 0
 
@@ -532,7 +533,38 @@ def test_an_overwrite_stopped_once_it_claimed_the_run_says_start_again(
     with pytest.raises(KeyboardInterrupt):
         run_training(load_recipe(recipe), recipe, distill=False, overwrite=True, observer=observer)
     assert not (tmp_path / "claimed" / "checkpoints" / "last.pt").exists()
-    assert observer.messages[-1].endswith(f"start again with: compress train {recipe} --overwrite")
+    aside = tmp_path / "claimed.replaced"
+    assert (aside / "checkpoints" / "last.pt").is_file()
+    assert observer.messages[-1].startswith(
+        f"interrupted before the first epoch finished; start again with: compress train "
+        f"{recipe} --overwrite (the run it replaced is kept in {aside} until it completes"
+    )
+
+
+def test_the_run_an_overwrite_replaced_stays_whole_until_the_new_one_completes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The old run can be gone back to, and exported, while its replacement is unfinished;
+    it goes when the replacement completes (resumed or not)."""
+    recipe = small_recipe(tmp_path / "swap.yaml", tmp_path, epochs=2, max_steps_per_epoch=2)
+    assert run_cli(capsys, "train", str(recipe)).code == 0
+    run, aside = tmp_path / "swap", tmp_path / "swap.replaced"
+    old_student = (run / "student.pt").read_bytes()
+    with pytest.raises(KeyboardInterrupt):
+        run_training(
+            load_recipe(recipe), recipe, distill=False, overwrite=True, observer=Interrupt(1)
+        )
+    assert (aside / "student.pt").read_bytes() == old_student
+    assert not (run / "student.pt").exists()
+    read_completed_run(RunDir(aside))  # the old run, whole: export and the gate can read it
+    with pytest.raises(UserError, match=f"the run it replaced is kept in {aside}"):
+        read_completed_run(RunDir(run))
+
+    resumed = run_cli(capsys, "train", str(recipe), "--resume")
+    assert resumed.code == 0
+    assert f"removed {aside}, the run this one replaced" in resumed.stdout + resumed.stderr
+    assert not aside.exists()
+    assert read_completed_run(RunDir(run))[1]["status"] == "completed"
 
 
 def test_bank_mode_reuses_samples_and_refreshes_after_a_resume(
