@@ -160,6 +160,9 @@ def read_completed_run(run: RunDir) -> tuple[Recipe, dict[str, Any]]:
             "for it to end (a read-only copy of a run that stopped reads the same: copy it "
             "somewhere writable)"
         )
+    reason = record.get("reason")
+    if status == "failed" and isinstance(reason, str):
+        raise UserError(f"{run.root}: the run failed on its input: {reason}{set_aside_note(run)}")
     if status != "completed":
         state = f"is {status}" if isinstance(status, str) else "has no status"
         raise UserError(
@@ -237,9 +240,13 @@ def holds_run(run: RunDir) -> bool:
     return run.manifest.exists() or run.checkpoint.exists()
 
 
-def mark_stopped(run: RunDir, attempt: str, status: str = "interrupted") -> bool:
+def mark_stopped(
+    run: RunDir, attempt: str, status: str = "interrupted", reason: str | None = None
+) -> bool:
     """Record in the manifest that the run this process started (its manifest carries this
     process's `attempt` token) was stopped: "interrupted" (Ctrl-C, SIGTERM) or "failed".
+    `reason`: bad input found mid-run (a diverging loss), which --resume would meet again;
+    export and the gate repeat it instead of offering --resume.
 
     A manifest left at "running" would read as a live run to anyone who lists runs. One that
     another process wrote (a live run this process was refused, or an earlier crash) carries
@@ -250,7 +257,8 @@ def mark_stopped(run: RunDir, attempt: str, status: str = "interrupted") -> bool
     if record is None or record.get("attempt") != attempt:
         return False
     if record.get("status") == "running":
-        write_json(run.manifest, {**record, "status": status, status: now_iso()})
+        reasons = {"reason": reason} if reason else {}
+        write_json(run.manifest, {**record, "status": status, status: now_iso(), **reasons})
     return True
 
 

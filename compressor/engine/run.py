@@ -219,11 +219,11 @@ def run_training(
                     message = f"stopped before the run started; {run.root} is as it was"
                 observer.message(message)
             raise
-        except UserError:
+        except UserError as error:
             # Bad input found mid-run (a diverging loss): its message says what to change.
             # A refusal before this process wrote its manifest leaves the run alone.
             if distributed.is_main:
-                mark_stopped(run, attempt.token, status="failed")
+                mark_stopped(run, attempt.token, status="failed", reason=str(error))
             raise
         except Exception:
             # A crash (user code, a closed pipe): the manifest says the run ended, and how to

@@ -750,7 +750,10 @@ def test_diverging_loss_stops_the_run_with_the_part_named(
     assert "NaN or infinite" in result.stderr
     run = workdir / "diverge"
     assert json.loads((run / "manifest.json").read_text())["status"] == "failed"
-    assert "the run is failed, not completed" in one_error_line(run_cli(capsys, "export", str(run)))
+    # Not "finish it with --resume": that would diverge again. The reason is repeated.
+    said = one_error_line(run_cli(capsys, "export", str(run)))
+    assert said.startswith(f"error: {run}: the run failed on its input: loss part")
+    assert said.endswith("and start again with --overwrite")
     assert not (run / "checkpoints" / "last.pt").exists()
     assert not (run / "student.pt").exists()
 
