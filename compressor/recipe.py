@@ -198,12 +198,18 @@ class StudentConfig(Strict):
 DatasetName = Literal["digits", "cifar10", "cifar100", "tiny_imagenet", "imagefolder"]
 
 
+# The data sets `data.download` fetches (compressor/data/cifar.py).
+_DOWNLOADABLE = ("cifar10", "cifar100")
+
+
 class DataConfig(Strict):
     name: DatasetName = "digits"
     root: UserPath | None = Field(
         None, description=f"Data directory; defaults to ${DATA_ROOT_ENV}. Not used by digits."
     )
-    download: bool = Field(False, description="Let torchvision download CIFAR if it is missing.")
+    download: bool = Field(
+        False, description="Let torchvision download CIFAR-10/100 if missing (CIFAR only)."
+    )
     image_size: int | None = Field(
         None, ge=8, le=1024, description="Resize once at load time; default: native size."
     )
@@ -227,6 +233,24 @@ class DataConfig(Strict):
                 raise ValueError("mean and std need one value per channel each")
             if any(s <= 0 for s in self.std):
                 raise ValueError("std values must be > 0")
+        return self
+
+    @model_validator(mode="after")
+    def _no_setting_the_data_set_ignores(self, info: ValidationInfo) -> DataConfig:
+        """A root or a download the data set would ignore is an error: the user believes the
+        data comes from there."""
+        if _started(info):
+            return self
+        if self.name == "digits" and self.root is not None:
+            raise ValueError(
+                "digits is embedded and reads no files, so root is not used; drop it, or name "
+                "the data set that lives there"
+            )
+        if self.download and self.name not in _DOWNLOADABLE:
+            raise ValueError(
+                f"only {' and '.join(_DOWNLOADABLE)} can be downloaded, not {self.name}; drop "
+                "download and set root to where the data is"
+            )
         return self
 
 

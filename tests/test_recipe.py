@@ -242,6 +242,16 @@ BAD_RECIPES = [
         ["train.optimizer", "nesterov needs momentum > 0"],
     ),
     (
+        "digits with a root",
+        merged(data={"name": "digits", "root": "/data/cifar"}),
+        ["data", "digits is embedded and reads no files, so root is not used"],
+    ),
+    (
+        "download of an image folder",
+        merged(data={"name": "imagefolder", "root": "/data/imgs", "download": True}),
+        ["data", "only cifar10 and cifar100 can be downloaded, not imagefolder"],
+    ),
+    (
         "teacher with arch and entrypoint",
         merged(teacher={"arch": "resnet20", "entrypoint": "pkg.mod:build"}),
         ["teacher", "either arch or entrypoint"],
@@ -278,6 +288,10 @@ def test_a_started_runs_recipe_is_read_as_the_compressor_that_started_it_wrote_i
         with pytest.raises(UserError):
             parse_recipe(merged(train=train))
         parse_recipe(merged(train=train), started=True)
+    for data in ({"name": "digits", "root": "/d"}, {"name": "tiny_imagenet", "download": True}):
+        with pytest.raises(UserError):
+            parse_recipe(merged(data=data))
+        parse_recipe(merged(data=data), started=True)
     past_the_end = {"epochs": 5, "schedule": {"name": "multistep", "milestones": [6]}}
     with pytest.raises(UserError, match=r"milestones must be <= epochs \(5\)"):
         parse_recipe(merged(train=past_the_end), started=True)
