@@ -34,8 +34,11 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,
 )
-recipe_app = typer.Typer(help="Check a recipe, or print its JSON Schema.", no_args_is_help=True)
+recipe_app = typer.Typer(
+    help="Check a recipe, or print its JSON Schema.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(recipe_app, name="recipe")
 
 # Paths and recipe names may hold brackets, which rich would read as markup: none is used.
@@ -46,7 +49,11 @@ _debug = {"enabled": False}
 RecipeFile = Annotated[Path, typer.Argument(help="Recipe YAML file.", show_default=False)]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue from checkpoints/last.pt.")]
 Overwrite = Annotated[
-    bool, typer.Option("--overwrite", help="Write over an existing run directory's results.")
+    bool,
+    typer.Option(
+        "--overwrite",
+        help="Replace an existing run; it is kept in <name>.replaced until the new one completes.",
+    ),
 ]
 
 
@@ -69,7 +76,7 @@ def _root(
     _debug["enabled"] = debug
 
 
-@recipe_app.command("validate")
+@recipe_app.command("validate", short_help="Check a recipe without reading data or training.")
 def recipe_validate(path: RecipeFile) -> None:
     """Check a recipe without reading the data or training; one line per problem.
 
@@ -90,7 +97,7 @@ def recipe_validate(path: RecipeFile) -> None:
     )
 
 
-@recipe_app.command("schema")
+@recipe_app.command("schema", short_help="Print the recipe's JSON Schema (for editors).")
 def recipe_schema_command(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write to a file instead of stdout.")
@@ -111,7 +118,7 @@ def recipe_schema_command(
         console.print(f"wrote {output}")
 
 
-@app.command("models")
+@app.command("models", short_help="List the model zoo's architectures.")
 def models_command() -> None:
     """List the model zoo's architectures (any torchvision classifier name works too)."""
     from compressor.models import list_models
@@ -120,7 +127,7 @@ def models_command() -> None:
         console.print(name)
 
 
-@app.command("teacher")
+@app.command("teacher", short_help="Measure the recipe's teacher on its test set.")
 def teacher_command(path: RecipeFile) -> None:
     """Load the recipe's teacher and measure its test accuracy: the check before distilling."""
     from compressor.engine.run import check_teacher
@@ -166,7 +173,7 @@ def _run(path: Path, *, distill: bool, resume: bool, overwrite: bool) -> RunResu
     return result
 
 
-@app.command("train")
+@app.command("train", short_help="Train the recipe's student with cross-entropy.")
 def train_command(path: RecipeFile, resume: Resume = False, overwrite: Overwrite = False) -> None:
     """Train the recipe's student from scratch with cross-entropy (no teacher).
 
@@ -176,7 +183,7 @@ def train_command(path: RecipeFile, resume: Resume = False, overwrite: Overwrite
     _run(path, distill=False, resume=resume, overwrite=overwrite)
 
 
-@app.command("distill")
+@app.command("distill", short_help="Distil the teacher into the student (AMKD, KD, ...).")
 def distill_command(path: RecipeFile, resume: Resume = False, overwrite: Overwrite = False) -> None:
     """Distil the recipe's teacher into its student with the recipe's method (AMKD, KD, ...)."""
     _run(path, distill=True, resume=resume, overwrite=overwrite)
@@ -209,7 +216,7 @@ def _print_gate(result: GateResult) -> None:
         console.print(f"gate FAILED: {', '.join(rule.name for rule in result.failed)}")
 
 
-@app.command("gate")
+@app.command("gate", short_help="Check a run against its quality gate (for CI).")
 def gate_command(
     run: Annotated[Path, typer.Argument(help="Run directory (runs/<name>).", show_default=False)],
     max_drop: Annotated[
@@ -303,7 +310,7 @@ def _batch_sizes(text: str | None) -> list[int] | None:
         raise UserError(f"--batch-sizes {text!r}: give whole numbers separated by commas") from None
 
 
-@app.command("export")
+@app.command("export", short_help="Export to ONNX (+ TensorRT), validate and time.")
 def export_command(
     run: Annotated[Path, typer.Argument(help="Run directory (runs/<name>).", show_default=False)],
     onnx: Annotated[
@@ -453,7 +460,7 @@ def _signed(points: float) -> str:
     return f"{round(points, 2) + 0.0:+.2f}"
 
 
-@app.command("quickstart")
+@app.command("quickstart", short_help="The whole flow on embedded data, no download.")
 def quickstart_command(
     recipes: Annotated[
         Path, typer.Option(help="Folder with quickstart-teacher.yaml and quickstart.yaml.")
@@ -545,8 +552,10 @@ def main() -> None:
         )
         sys.exit(2)
     except _UsageError as error:
-        # A group called with no command has printed its help already, as typer does.
-        if type(error).__name__ != "NoArgsIsHelpError":
+        # A group called with no command: its help, as click shows it (on stderr, exit 2).
+        if type(error).__name__ == "NoArgsIsHelpError":
+            error.show()
+        else:
             lines = [_usage_line(error)]
             junit = _junit_of_gate(sys.argv[1:])
             if junit is not None:

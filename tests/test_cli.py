@@ -50,6 +50,13 @@ def test_a_group_without_a_command_shows_its_help(capsys: pytest.CaptureFixture[
 
 def test_help_and_version_exit_zero(capsys: pytest.CaptureFixture[str]) -> None:
     assert run_cli(capsys, "export", "--help").code == 0
+    train = run_cli(capsys, "train", "--help")
+    # A flag takes no value: no type label beside it, as if it did.
+    assert "--overwrite  Replace an existing run" in train.stdout and "<bool>" not in train.stdout
+    listing = run_cli(capsys, "--help").stdout
+    assert "export      Export to ONNX (+ TensorRT), validate and time.\n" in listing
+    commands = listing[listing.index("Commands:") :]
+    assert "..." not in commands.replace("(AMKD, KD, ...)", "")  # no summary cut short
     result = run_cli(capsys, "--version")
     assert result.code == 0
     assert result.stdout.startswith("compressor ")
