@@ -18,6 +18,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -360,21 +361,35 @@ def set_aside_replaced_run(run: RunDir) -> None:
             "the new one completes; move or rename that folder"
         )
     completed = (_manifest_record(run) or {}).get("status") == "completed"
+    with ExitStack() as held:
+        if (run.export_dir / ".lock").exists():  # `compress export` holds it while it writes
+            busy = (
+                f"{run.root}: an export of this run is writing into {run.export_dir} now; wait "
+                "for it to end, then --overwrite"
+            )
+            # A lock that cannot be taken to find out (read-only): moving it will say why.
+            with suppress(OSError):
+                held.callback(lock_or_refuse(run.export_dir / ".lock", busy).release)
+        _move_aside(run, entries, keep_aside=aside.exists() and not completed)
+
+
+def _move_aside(run: RunDir, entries: list[Path], *, keep_aside: bool) -> None:
+    aside = run.set_aside
     try:
-        if aside.exists() and not completed:
+        if keep_aside:
             for entry in entries:
                 _remove(entry)
         elif entries:
             if aside.exists():
                 shutil.rmtree(aside)
             aside.mkdir()
-            for entry in entries:
-                entry.rename(aside / entry.name)
             (aside / SET_ASIDE_MARK).write_text(
                 f"Set aside by --overwrite of {run.root} on {now_iso()}; removed when the run "
                 "that replaced it completes.\n",
                 encoding="utf-8",
             )
+            for entry in entries:
+                entry.rename(aside / entry.name)
         run.checkpoint.parent.mkdir(exist_ok=True)
     except OSError as error:
         raise UserError(

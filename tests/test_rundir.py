@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from filelock import FileLock
 
 from compressor.errors import UserError
 from compressor.recipe import parse_recipe
@@ -94,6 +95,19 @@ def test_an_unfinished_replacement_does_not_push_out_the_run_it_replaced(tmp_pat
     run.checkpoint.write_bytes(b"completed replacement")
     claim_run_dir(run, resume=False, overwrite=True).release()
     assert (aside / "checkpoints" / "last.pt").read_bytes() == b"completed replacement"
+
+
+def test_overwrite_waits_for_an_export_of_the_run_to_end(tmp_path: Path) -> None:
+    run = _started_run(tmp_path / "run")
+    run.export_dir.mkdir()
+    export = FileLock(run.export_dir / ".lock")
+    export.acquire()
+    with pytest.raises(UserError, match="an export of this run is writing into"):
+        claim_run_dir(run, resume=False, overwrite=True)
+    assert run.checkpoint.read_bytes() == b"old run" and not run.set_aside.exists()
+    export.release()
+    claim_run_dir(run, resume=False, overwrite=True).release()
+    assert (run.set_aside / "export" / ".lock").exists()
 
 
 def test_a_folder_of_that_name_that_overwrite_did_not_make_is_never_touched(
