@@ -26,6 +26,7 @@ from compressor.errors import UserError
 if TYPE_CHECKING:
     from compressor.engine.run import RunResult
     from compressor.gate import GateResult
+    from compressor.recipe import Recipe
     from export import ExportReport
 
 app = typer.Typer(
@@ -141,12 +142,16 @@ def teacher_command(path: RecipeFile) -> None:
     )
 
 
-def _run(path: Path, *, distill: bool, resume: bool, overwrite: bool) -> RunResult:
+def _run(
+    path: Path, *, distill: bool, resume: bool, overwrite: bool, recipe: Recipe | None = None
+) -> RunResult:
+    """Train `path`'s recipe (or `recipe`, read from it and amended) and print the results."""
     from compressor.engine.run import run_training
     from compressor.progress import RichObserver
     from compressor.recipe import load_recipe
 
-    recipe = load_recipe(path, started=resume)  # a run goes on with the settings it began with
+    if recipe is None:  # a resumed run goes on with the settings it began with
+        recipe = load_recipe(path, started=resume)
     result = run_training(
         recipe,
         path,
@@ -493,9 +498,16 @@ def quickstart_command(
                 "`compress quickstart --overwrite`"
             )
     console.rule("1/4 train the teacher (cross-entropy)")
-    _run(teacher_recipe, distill=False, resume=False, overwrite=overwrite)
+    teacher_run = _run(teacher_recipe, distill=False, resume=False, overwrite=overwrite)
     console.rule("2/4 distil it into the student (AMKD)")
-    run = _run(student_recipe, distill=True, resume=False, overwrite=overwrite)
+    # The recipe finds the teacher relative to its own folder, which is the teacher run just
+    # trained only from the repository root: from anywhere else (--recipes) it is this one.
+    distilled = load_recipe(student_recipe)
+    if distilled.teacher is not None:
+        checkpoint = teacher_run.run.student.resolve()
+        teacher = distilled.teacher.model_copy(update={"checkpoint": checkpoint})
+        distilled = distilled.model_copy(update={"teacher": teacher})
+    run = _run(student_recipe, distill=True, resume=False, overwrite=overwrite, recipe=distilled)
     console.rule("3/4 export to ONNX, validate, time")
     report = export_run(run.run.root, ExportOptions(), log=lambda line: console.print(line))
     _print_export(report)

@@ -130,36 +130,52 @@ def test_quickstart_runs_the_whole_flow(
     assert "--resume" not in again.stderr  # quickstart has no such flag
 
 
+def _short_quickstart(recipes: Path, **student: dict[str, object]) -> None:
+    """A copy of the quickstart recipes in `recipes`, with 2 + 1 epochs and `student`'s
+    sections merged into quickstart.yaml."""
+    shutil.copytree(RECIPES, recipes)
+    for name, changes in (
+        ("quickstart-teacher.yaml", {"train": {"epochs": 2}}),
+        ("quickstart.yaml", {"train": {"epochs": 1}, "teacher": {"min_accuracy": 0}, **student}),
+    ):
+        path = recipes / name
+        recipe = yaml.safe_load(path.read_text())
+        for section, values in changes.items():
+            recipe[section] = {**recipe.get(section, {}), **values}
+        path.write_text(yaml.safe_dump(recipe))
+
+
 def test_quickstart_fails_when_the_exported_student_fails_parity(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """As `compress export` does: exit 1 even though the gate's own rules pass. (Short
     schedules and an unreachable max |logit difference| make it quick and certain.)"""
     monkeypatch.chdir(tmp_path)
-    shutil.copytree(RECIPES, tmp_path / "recipes")
-    for name, changes in (
-        ("quickstart-teacher.yaml", {"train": {"epochs": 2}}),
-        (
-            "quickstart.yaml",
-            {
-                "train": {"epochs": 1},
-                "teacher": {"min_accuracy": 0},
-                "export": {"max_abs_diff": 1e-12},
-                "gate": {"max_drop": 100},
-            },
-        ),
-    ):
-        path = tmp_path / "recipes" / name
-        recipe = yaml.safe_load(path.read_text())
-        for section, values in changes.items():
-            recipe[section] = {**recipe.get(section, {}), **values}
-        path.write_text(yaml.safe_dump(recipe))
+    _short_quickstart(tmp_path / "recipes", export={"max_abs_diff": 1e-12}, gate={"max_drop": 100})
     result = run_cli(capsys, "quickstart")
     assert result.code == 1, result.stdout + result.stderr
     summary = result.stdout.split("summary")[-1]
     assert "gate passed; export FAILED: parity with PyTorch for student onnxruntime fp32" in (
         " ".join(summary.split())
     )
+
+
+def test_quickstart_with_recipes_elsewhere_distils_the_teacher_it_trained(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--recipes FOLDER from another folder: the teacher is trained into runs/ here, while the
+    recipe names it relative to its own folder, where an older teacher may be lying."""
+    _short_quickstart(tmp_path / "repo" / "recipes", gate={"max_drop": 100})
+    stale = tmp_path / "repo" / "runs" / "quickstart-teacher" / "student.pt"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"an older teacher")
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    result = run_cli(capsys, "quickstart", "--recipes", str(tmp_path / "repo" / "recipes"))
+    assert result.code == 0, result.stdout + result.stderr
+    run_recipe = yaml.safe_load((tmp_path / "work/runs/quickstart/recipe.yaml").read_text())
+    trained = tmp_path / "work" / "runs" / "quickstart-teacher" / "student.pt"
+    assert run_recipe["teacher"]["checkpoint"] == str(trained.resolve())
 
 
 def test_quickstart_outside_the_repository(
