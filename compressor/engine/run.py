@@ -224,6 +224,8 @@ def run_training(
             # A refusal before this process wrote its manifest leaves the run alone.
             if distributed.is_main:
                 mark_stopped(run, attempt.token, status="failed", reason=str(error))
+                if attempt.claimed and set_aside_note(run):
+                    observer.message(f"{run.root} failed{set_aside_note(run)}")
             raise
         except Exception:
             # A crash (user code, a closed pipe): the manifest says the run ended, and how to

@@ -756,6 +756,12 @@ def test_diverging_loss_stops_the_run_with_the_part_named(
     assert said.endswith("and start again with --overwrite")
     assert not (run / "checkpoints" / "last.pt").exists()
     assert not (run / "student.pt").exists()
+    # Replacing a run with one that diverges: the run it replaced is where the message says.
+    again = run_cli(capsys, "train", str(recipe), "--overwrite")
+    assert again.code == 2
+    aside = workdir / "diverge.replaced"
+    assert f"{run} failed (the run it replaced is kept in {aside}" in again.stdout
+    assert (aside / "manifest.json").is_file()
 
 
 def test_gradient_clipping_bounds_the_update(
