@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import json
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,8 +52,13 @@ from typing import Annotated, Literal, TypeVar
 from pydantic import BaseModel, Field, ValidationError
 
 from compressor.errors import UserError
-from compressor.io import file_sha256, write_bytes
+from compressor.io import file_sha256
 from compressor.recipe import GateConfig, Recipe, format_validation_error
+
+# The CLI imports the JUnit writer from here: re-exported until it imports it from its module.
+from compressor.reporting.junit import check_junit_path as check_junit_path
+from compressor.reporting.junit import write_junit as write_junit
+from compressor.reporting.junit import write_junit_error as write_junit_error
 from compressor.rundir import (
     SCHEMA_VERSION,
     RunDir,
@@ -65,7 +69,6 @@ from export.latency import NOISY_CV
 
 BACKENDS = ("onnxruntime", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "int8")
-SUITE_NAME = "compressor.gate"
 EXPORT_REPORT = "export_report.json"
 
 # Measured accuracies and agreements pass through float32 (99.5 % of samples reads back as
@@ -516,79 +519,3 @@ def evaluate_gate(
         _speedup_rule(export, export_path, student, config.min_speedup, speedup_batch),
     ]
     return GateResult(run.root, backend, precision, rules, time.perf_counter() - started)
-
-
-def _junit_suite(
-    *, tests: int, failures: int, errors: int, skipped: int, seconds: float
-) -> tuple[ET.Element, ET.Element]:
-    counts = {"tests": str(tests), "failures": str(failures), "errors": str(errors)}
-    time_text = f"{seconds:.3f}"
-    suites = ET.Element("testsuites", name=SUITE_NAME, **counts, time=time_text)
-    suite = ET.SubElement(
-        suites, "testsuite", name=SUITE_NAME, **counts, skipped=str(skipped), time=time_text
-    )
-    return suites, suite
-
-
-def check_junit_path(path: Path) -> None:
-    """A --junit that names a folder is refused before the gate runs, not after it printed."""
-    if Path(path).is_dir():
-        # Path("") is Path("."): an empty --junit names the working directory.
-        empty = " (the working directory)" if Path(path) == Path() else ""
-        raise UserError(
-            f"--junit {path}: a folder{empty}, not a file; give a file name such as gate.xml"
-        )
-
-
-def _write_xml(root: ET.Element, path: Path) -> None:
-    path = Path(path)
-    check_junit_path(path)
-    ET.indent(root)
-    try:
-        write_bytes(path, ET.tostring(root, encoding="utf-8", xml_declaration=True))
-    except OSError as error:
-        raise UserError(f"{path}: cannot write the JUnit file ({error.strerror})") from None
-
-
-def write_junit(result: GateResult, path: Path) -> None:
-    """Write the verdict as JUnit XML (Jenkins junit-10 schema), one testcase per rule.
-
-    CI systems already render JUnit, so a failed gate shows up as failed tests with the
-    measured value and threshold in the message instead of being buried in a job log.
-    """
-    suites, suite = _junit_suite(
-        tests=len(result.rules),
-        failures=len(result.failed),
-        errors=0,
-        skipped=sum(rule.skipped for rule in result.rules),
-        seconds=result.seconds,
-    )
-    properties = ET.SubElement(suite, "properties")
-    for name, value in (
-        ("run", str(result.run)),
-        ("backend", result.backend),
-        ("precision", result.precision),
-    ):
-        ET.SubElement(properties, "property", name=name, value=value)
-    for rule in result.rules:
-        case = ET.SubElement(suite, "testcase", name=rule.name, classname=SUITE_NAME, time="0")
-        if rule.failed:
-            failure = ET.SubElement(case, "failure", message=rule.summary, type="GateFailure")
-            failure.text = rule.summary
-        elif rule.skipped:
-            ET.SubElement(case, "skipped", message=rule.detail)
-        ET.SubElement(case, "system-out").text = rule.summary
-    _write_xml(suites, path)
-
-
-def write_junit_error(error: UserError, path: Path) -> None:
-    """Record a gate that could not run as one JUnit <error>.
-
-    Without it a CI job would go on displaying the JUnit file of an earlier, passing gate
-    while this one exits 2.
-    """
-    suites, suite = _junit_suite(tests=1, failures=0, errors=1, skipped=0, seconds=0.0)
-    case = ET.SubElement(suite, "testcase", name="inputs", classname=SUITE_NAME, time="0")
-    element = ET.SubElement(case, "error", message=error.lines[0], type="UserError")
-    element.text = "\n".join(error.lines)
-    _write_xml(suites, path)

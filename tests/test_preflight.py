@@ -11,7 +11,7 @@ from compressor.models import create_model
 from compressor.preflight import unused_settings
 from compressor.recipe import parse_recipe
 from tests.cli_helpers import run_cli
-from tests.data.test_image_files import make_imagefolder
+from tests.data.image_files import make_imagefolder
 from tests.test_recipe import merged, write_recipe
 
 BAD_SETUPS = [

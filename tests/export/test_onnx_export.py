@@ -1,5 +1,4 @@
-"""The export package's parts one at a time: latency statistics, parity rules, the exporter
-on the teacher formats users bring, precision detection."""
+"""The exporter on the teacher formats users bring: dynamic batch, metadata, fp16, opsets."""
 
 from __future__ import annotations
 
@@ -17,69 +16,12 @@ from export import (
     OnnxRuntimeRunner,
     Tolerance,
     export_onnx,
-    measure_latency,
     onnx_precision,
     parity,
     predict,
     read_metadata,
 )
-from export.latency import summarize
-from export.tensorrt_runner import tensorrt_missing
 from export.torch_runner import TorchRunner
-
-
-def test_latency_percentiles_mean_spread_and_throughput() -> None:
-    seconds = np.arange(1, 101) / 1000.0  # 1..100 ms
-    latency = summarize(seconds, batch=8)
-    assert latency.p50_ms == pytest.approx(50.5)
-    assert latency.p90_ms == pytest.approx(90.1)
-    assert latency.p99_ms == pytest.approx(99.01)
-    assert latency.mean_ms == pytest.approx(50.5)
-    assert latency.cv == pytest.approx(np.std(np.arange(1, 101)) / 50.5)
-    assert latency.throughput_ips == pytest.approx(8 * 1000 / 50.5)
-    assert latency.runs == 100
-    assert latency.noisy  # 1..100 ms is anything but steady
-    assert not summarize(np.full(10, 0.002), batch=1).noisy
-
-
-def test_measure_latency_times_each_run() -> None:
-    calls = []
-    latency = measure_latency(
-        lambda x: calls.append(len(x)) or x, np.zeros((4, 3)), warmup=2, runs=5
-    )
-    assert calls == [4] * 7
-    assert latency.runs == 5 and latency.batch == 4 and latency.p50_ms > 0
-
-
-def test_parity_is_precision_aware() -> None:
-    rng = np.random.default_rng(0)
-    reference = rng.normal(size=(200, 10)).astype(np.float32)
-    close = reference + 5e-5
-    assert parity(reference, close, Tolerance(1e-4, 99.9)).passed
-    assert not parity(reference, reference + 2e-4, Tolerance(1e-4, 99.9)).passed
-    # fp16-sized differences: judged by agreement only, so they pass without an elementwise limit
-    drifted = reference + rng.normal(scale=1e-3, size=reference.shape).astype(np.float32)
-    result = parity(reference, drifted, Tolerance(None, 99.0))
-    assert result.passed and result.max_abs_diff > 1e-4 and result.tolerance_max_abs is None
-    flipped = reference.copy()
-    flipped[:10] = -flipped[:10]  # 10 of 200 decisions change: 95 % agreement
-    assert parity(reference, flipped, Tolerance(None, 99.0)).top1_agreement <= 95.0
-    assert not parity(reference, flipped, Tolerance(None, 99.0)).passed
-
-
-def test_parity_fails_on_nan_logits() -> None:
-    reference = np.ones((4, 3), dtype=np.float32)
-    broken = reference.copy()
-    broken[0, 0] = np.nan
-    assert not parity(reference, broken, Tolerance(None, 0.0)).passed
-
-
-def test_eval_set_normalises_and_cycles() -> None:
-    images = np.full((3, 1, 2, 2), 255, dtype=np.uint8)
-    eval_set = EvalSet("t", images, np.zeros(3, dtype=np.int64), mean=(0.5,), std=(0.25,))
-    assert np.allclose(eval_set.batch(0, 3), 2.0)
-    assert eval_set.sample(8).shape == (8, 1, 2, 2)
-    assert eval_set.sample(2).dtype == np.float32
 
 
 def _digits_like() -> EvalSet:
@@ -132,8 +74,3 @@ def test_export_refuses_an_opset_it_cannot_write(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="opset 17 is not supported"):
         export_onnx(model, tmp_path / "m.onnx", image_shape=(1, 8, 8), opset=17, metadata={})
     assert not (tmp_path / "m.onnx").exists()
-
-
-def test_tensorrt_missing_says_what_is_missing() -> None:
-    reason = tensorrt_missing(gpu_available=False)
-    assert reason is not None and "no NVIDIA GPU" in reason

@@ -1,0 +1,95 @@
+"""The gate's verdict as JUnit XML, the format CI systems already render as test results.
+
+Kept apart from the gate's rules (compressor.gate) so that deciding a verdict and reporting
+it change for different reasons: a CI system's schema is no business of the rules.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from compressor.errors import UserError
+from compressor.io import write_bytes
+
+if TYPE_CHECKING:  # at run time compressor.gate imports this module
+    from compressor.gate import GateResult
+
+SUITE_NAME = "compressor.gate"
+
+
+def _junit_suite(
+    *, tests: int, failures: int, errors: int, skipped: int, seconds: float
+) -> tuple[ET.Element, ET.Element]:
+    counts = {"tests": str(tests), "failures": str(failures), "errors": str(errors)}
+    time_text = f"{seconds:.3f}"
+    suites = ET.Element("testsuites", name=SUITE_NAME, **counts, time=time_text)
+    suite = ET.SubElement(
+        suites, "testsuite", name=SUITE_NAME, **counts, skipped=str(skipped), time=time_text
+    )
+    return suites, suite
+
+
+def check_junit_path(path: Path) -> None:
+    """A --junit that names a folder is refused before the gate runs, not after it printed."""
+    if Path(path).is_dir():
+        # Path("") is Path("."): an empty --junit names the working directory.
+        empty = " (the working directory)" if Path(path) == Path() else ""
+        raise UserError(
+            f"--junit {path}: a folder{empty}, not a file; give a file name such as gate.xml"
+        )
+
+
+def _write_xml(root: ET.Element, path: Path) -> None:
+    path = Path(path)
+    check_junit_path(path)
+    ET.indent(root)
+    try:
+        write_bytes(path, ET.tostring(root, encoding="utf-8", xml_declaration=True))
+    except OSError as error:
+        raise UserError(f"{path}: cannot write the JUnit file ({error.strerror})") from None
+
+
+def write_junit(result: GateResult, path: Path) -> None:
+    """Write the verdict as JUnit XML (Jenkins junit-10 schema), one testcase per rule.
+
+    CI systems already render JUnit, so a failed gate shows up as failed tests with the
+    measured value and threshold in the message instead of being buried in a job log.
+    """
+    suites, suite = _junit_suite(
+        tests=len(result.rules),
+        failures=len(result.failed),
+        errors=0,
+        skipped=sum(rule.skipped for rule in result.rules),
+        seconds=result.seconds,
+    )
+    properties = ET.SubElement(suite, "properties")
+    for name, value in (
+        ("run", str(result.run)),
+        ("backend", result.backend),
+        ("precision", result.precision),
+    ):
+        ET.SubElement(properties, "property", name=name, value=value)
+    for rule in result.rules:
+        case = ET.SubElement(suite, "testcase", name=rule.name, classname=SUITE_NAME, time="0")
+        if rule.failed:
+            failure = ET.SubElement(case, "failure", message=rule.summary, type="GateFailure")
+            failure.text = rule.summary
+        elif rule.skipped:
+            ET.SubElement(case, "skipped", message=rule.detail)
+        ET.SubElement(case, "system-out").text = rule.summary
+    _write_xml(suites, path)
+
+
+def write_junit_error(error: UserError, path: Path) -> None:
+    """Record a gate that could not run as one JUnit <error>.
+
+    Without it a CI job would go on displaying the JUnit file of an earlier, passing gate
+    while this one exits 2.
+    """
+    suites, suite = _junit_suite(tests=1, failures=0, errors=1, skipped=0, seconds=0.0)
+    case = ET.SubElement(suite, "testcase", name="inputs", classname=SUITE_NAME, time="0")
+    element = ET.SubElement(case, "error", message=error.lines[0], type="UserError")
+    element.text = "\n".join(error.lines)
+    _write_xml(suites, path)

@@ -1,0 +1,96 @@
+"""The image-folder reader on small real PNG/JPEG trees written with PIL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from compressor.data import dataset_num_classes, imagefolder, load_dataset
+from compressor.data.sets import subset_indices
+from compressor.errors import UserError
+from compressor.recipe import DataConfig
+from tests.data.image_files import load_error, make_imagefolder, save_image
+
+
+def test_imagefolder_reads_classes_from_folders(tmp_path: Path) -> None:
+    root = make_imagefolder(tmp_path)
+    config = DataConfig(name="imagefolder", root=root)
+    dataset = load_dataset(config)
+    assert dataset_num_classes(config) == dataset.num_classes == 2
+    assert dataset.classes == ["cat", "dog"]
+    assert dataset.train.labels.tolist() == [0, 0, 1, 1]  # nested/ included, junk skipped
+    assert dataset.test.labels.tolist() == [0, 1]
+    image = dataset.test.images[1]  # a lossless PNG: exact pixels, RGB planes
+    assert image[0, 0, 0] == 150 and image[0, 0, 15] == 50 and image[2, 4, 4] == 7
+    assert (dataset.crop_padding, dataset.flip) == (2, True)
+
+
+def test_imagefolder_accepts_test_instead_of_val(tmp_path: Path) -> None:
+    root = make_imagefolder(tmp_path)
+    (root / "val").rename(root / "test")
+    assert len(load_dataset(DataConfig(name="imagefolder", root=root)).test) == 2
+
+
+def test_imagefolder_sizes_must_agree_unless_image_size_is_set(tmp_path: Path) -> None:
+    root = make_imagefolder(tmp_path)
+    save_image(root / "train" / "dog" / "big.png", size=(40, 24))
+    message = load_error(DataConfig(name="imagefolder", root=root))
+    assert "big.png is 40x24" in message and "is 16x16" in message and "image_size" in message
+    dataset = load_dataset(DataConfig(name="imagefolder", root=root, image_size=12))
+    assert dataset.image_shape == (3, 12, 12) and len(dataset.train) == 5
+    assert dataset.crop_padding == 1
+
+
+def test_imagefolder_val_class_must_exist_in_train(tmp_path: Path) -> None:
+    root = make_imagefolder(tmp_path)
+    save_image(root / "val" / "horse" / "x.png")
+    message = load_error(DataConfig(name="imagefolder", root=root))
+    assert "'horse'" in message and "train/" in message
+
+
+def test_imagefolder_needs_two_classes(tmp_path: Path) -> None:
+    root = make_imagefolder(tmp_path, classes=("only",))
+    assert "at least 2" in load_error(DataConfig(name="imagefolder", root=root))
+    with pytest.raises(UserError, match="at least 2"):
+        dataset_num_classes(DataConfig(name="imagefolder", root=root))
+
+
+def test_imagefolder_empty_val_split(tmp_path: Path) -> None:
+    root = make_imagefolder(tmp_path)
+    for path in (root / "val").rglob("*.png"):
+        path.unlink()
+    assert "has no images" in load_error(DataConfig(name="imagefolder", root=root))
+
+
+def test_imagefolder_missing_folders(tmp_path: Path) -> None:
+    message = load_error(DataConfig(name="imagefolder", root=tmp_path))
+    assert "train does not exist" in message and "train/<class>/<image>" in message
+    root = make_imagefolder(tmp_path / "data")
+    for path in sorted((root / "val").rglob("*"), reverse=True):
+        path.unlink() if path.is_file() else path.rmdir()
+    (root / "val").rmdir()
+    assert "no val/ (or test/) folder" in load_error(DataConfig(name="imagefolder", root=root))
+
+
+def test_imagefolder_decodes_only_the_kept_images(tmp_path: Path) -> None:
+    """Image folders take no statistics over the whole split, so a quick run decodes only the
+    images max_*_samples keeps (a damaged one elsewhere is never opened), with or without
+    data.mean/std; they are the images a full read would keep."""
+    root = make_imagefolder(tmp_path)
+    paths, labels = imagefolder._files(root / "train", ["cat", "dog"], True)
+    kept = set(subset_indices(np.asarray(labels), 2).tolist())
+    dropped = next(path for index, path in enumerate(paths) if index not in kept)
+    stats = {"mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
+    full = load_dataset(DataConfig(name="imagefolder", root=root))
+    dropped.write_bytes(b"damaged")
+    for given in ({}, stats):
+        subset = load_dataset(
+            DataConfig(name="imagefolder", root=root, max_train_samples=2, **given)
+        )
+        kept_images = full.train.images[sorted(kept)]
+        assert torch.equal(subset.train.images, kept_images)
+        assert torch.equal(subset.train.labels, full.train.labels[sorted(kept)])
+    assert "cannot decode image" in load_error(DataConfig(name="imagefolder", root=root))

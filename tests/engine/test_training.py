@@ -1,0 +1,86 @@
+"""One training epoch on a small real model and data set: the figures it reports, the
+learning rate it sets, and a diverging loss stopped with the part named."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from compressor.data.loader import BatchLoader
+from compressor.data.sets import ImageSet
+from compressor.engine.device import DeviceSetup
+from compressor.engine.distributed import Distributed
+from compressor.engine.training import EpochResult, NonFiniteLoss, StepCallback, train_one_epoch
+from compressor.methods import build_method
+from compressor.recipe import CEMethod, TrainConfig
+
+CPU = DeviceSetup(torch.device("cpu"), None, channels_last=False)
+
+
+def small_net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 3),
+    )
+
+
+def loader(images: int = 40, batch_size: int = 8) -> BatchLoader:
+    """Random 1×6×6 images in 3 classes, shuffled and batched as training reads them."""
+    generator = torch.Generator().manual_seed(0)
+    split = ImageSet(
+        torch.randint(0, 256, (images, 1, 6, 6), dtype=torch.uint8, generator=generator),
+        torch.arange(images) % 3,
+    )
+    return BatchLoader(
+        split, batch_size=batch_size, device=CPU.device, mean=(0.5,), std=(0.25,), train=True
+    )
+
+
+def train(
+    student: nn.Module, config: TrainConfig, epoch: int = 0, on_step: StepCallback | None = None
+) -> EpochResult:
+    """One epoch of plain cross-entropy: 40 images, 5 steps of 8."""
+    optimizer = torch.optim.SGD(student.parameters(), lr=config.optimizer.lr)
+    return train_one_epoch(
+        student,
+        build_method(CEMethod(), student, None),
+        loader(),
+        optimizer,
+        torch.amp.GradScaler("cpu", enabled=False),
+        CPU,
+        config,
+        epoch,
+        Distributed(),
+        on_step,
+    )
+
+
+def test_an_epoch_reports_its_figures_and_follows_the_schedule() -> None:
+    config = TrainConfig.model_validate(
+        {"epochs": 4, "device": "cpu", "optimizer": {"lr": 0.4}, "schedule": {"name": "cosine"}}
+    )
+    student = small_net()
+    before = [p.detach().clone() for p in student.parameters()]
+    steps = []
+    result = train(student, config, epoch=2, on_step=lambda *figures: steps.append(figures))
+    assert [(step, total, images) for step, total, _, _, images in steps] == [(5, 5, 40)]
+    assert steps[-1][2] == pytest.approx(result.loss)  # the running mean ends as the epoch's
+    assert 0.0 <= result.train_accuracy <= 100.0 and set(result.parts) == {"ce"}
+    assert result.parts["ce"] == pytest.approx(result.loss)
+    # Cosine over 4 epochs, set per step: the last of 5 steps in epoch 2 is at 2.8 epochs.
+    assert result.lr == pytest.approx(0.4 * 0.5 * (1 + torch.cos(torch.tensor(torch.pi * 2.8 / 4))))
+    assert not any(torch.equal(a, b) for a, b in zip(before, student.parameters(), strict=True))
+    assert student.training
+
+
+def test_a_diverging_loss_names_the_part_and_epoch() -> None:
+    config = TrainConfig.model_validate(
+        {"epochs": 2, "device": "cpu", "optimizer": {"lr": 1e30}, "schedule": {"name": "constant"}}
+    )
+    with pytest.raises(NonFiniteLoss, match=r"loss part .*ce.* NaN or infinite in epoch 2"):
+        train(small_net(), config, epoch=1)

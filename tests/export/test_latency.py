@@ -1,0 +1,32 @@
+"""Latency statistics: percentiles, spread, throughput, and timing a callable."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from export import measure_latency
+from export.latency import summarize
+
+
+def test_latency_percentiles_mean_spread_and_throughput() -> None:
+    seconds = np.arange(1, 101) / 1000.0  # 1..100 ms
+    latency = summarize(seconds, batch=8)
+    assert latency.p50_ms == pytest.approx(50.5)
+    assert latency.p90_ms == pytest.approx(90.1)
+    assert latency.p99_ms == pytest.approx(99.01)
+    assert latency.mean_ms == pytest.approx(50.5)
+    assert latency.cv == pytest.approx(np.std(np.arange(1, 101)) / 50.5)
+    assert latency.throughput_ips == pytest.approx(8 * 1000 / 50.5)
+    assert latency.runs == 100
+    assert latency.noisy  # 1..100 ms is anything but steady
+    assert not summarize(np.full(10, 0.002), batch=1).noisy
+
+
+def test_measure_latency_times_each_run() -> None:
+    calls = []
+    latency = measure_latency(
+        lambda x: calls.append(len(x)) or x, np.zeros((4, 3)), warmup=2, runs=5
+    )
+    assert calls == [4] * 7
+    assert latency.runs == 5 and latency.batch == 4 and latency.p50_ms > 0

@@ -1,0 +1,103 @@
+"""AMKD on small real models: its terms reduce to BSS's and KD's, it runs under bf16
+autocast, and its feature embedding reaches the student the way DDP needs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import torch
+from torch import nn
+
+from compressor.errors import UserError
+from compressor.methods import TrainProgress, build_method, training_module
+from compressor.models.features import LogitsAndFeatures
+from compressor.recipe import AMKDMethod, AMKDWeights, BSSMethod, KDMethod
+from tests.methods.helpers import EARLY, LATE, step
+
+
+def test_feature_embedding_needs_matching_widths(
+    teacher: nn.Module, student_factory: Callable[..., nn.Module]
+) -> None:
+    with pytest.raises(UserError, match="logits or softmax"):
+        build_method(AMKDMethod(embedding="features"), student_factory(width=8), teacher)
+    with pytest.raises(UserError, match="forward_features"):
+        build_method(AMKDMethod(embedding="features"), nn.Linear(3, 4), teacher)
+
+
+def test_amkd_without_triplet_is_bss(
+    teacher: nn.Module, student_factory: Callable[..., nn.Module], batch
+) -> None:
+    student = student_factory()
+    bss = step(build_method(BSSMethod(), student, teacher), batch)
+    bss_terms = AMKDMethod(
+        gamma=0.0,
+        lambda_bss=1.0,
+        temperature=3.0,
+        t_squared=False,
+        weights=AMKDWeights(**BSSMethod().weights.model_dump()),
+    )
+    amkd = step(build_method(bss_terms, student, teacher), batch)
+    torch.testing.assert_close(amkd.loss, bss.loss)
+    assert amkd.stats == bss.stats
+
+
+def test_amkd_clean_term_is_plain_kd(
+    teacher: nn.Module, student_factory: Callable[..., nn.Module], batch
+) -> None:
+    """By default AMKD's clean term is the KD baseline's (T = 4, T^2), at a constant weight 1."""
+    student = student_factory()
+    kd = step(build_method(KDMethod(), student, teacher), batch)
+    amkd = step(build_method(AMKDMethod(), student, teacher), batch, LATE)
+    torch.testing.assert_close(amkd.parts["kd"], kd.parts["kd"])
+    torch.testing.assert_close(amkd.loss, kd.loss)
+    assert amkd.stats["alpha"] == 1.0 and amkd.stats["beta"] == 0.0
+
+
+def test_amkd_under_bf16_autocast_with_channels_last(
+    teacher: nn.Module, student_factory: Callable[..., nn.Module], batch
+) -> None:
+    student = student_factory().to(memory_format=torch.channels_last)
+    images, labels = batch
+    method = build_method(AMKDMethod(mining="hardest"), student, teacher)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = method.step(images.contiguous(memory_format=torch.channels_last), labels, EARLY)
+    out.loss.backward()
+    assert torch.isfinite(out.loss)
+    assert out.stats["attacked"] > 0
+    assert all(p.grad is None for p in teacher.parameters())
+
+
+def test_feature_embedding_trains_the_same_through_the_engines_wrapper(
+    teacher: nn.Module, student_factory: Callable[..., nn.Module], batch
+) -> None:
+    """The engine hands AMKD `training_module(...)` (what DDP wraps) instead of the student:
+    the same loss and gradients as the bare student, and a triplet that really ran."""
+    config = AMKDMethod(embedding="features", margin=5.0)
+    images, labels = batch
+    results = []
+    for wrap in (False, True):
+        student = student_factory(width=16)
+        model = training_module(config, student) if wrap else student
+        assert isinstance(model, LogitsAndFeatures) == wrap
+        torch.manual_seed(0)  # the attack draws its targets
+        output = build_method(config, model, teacher).step(images, labels, TrainProgress(0, 4))
+        output.loss.backward()
+        results.append((output, [p.grad.clone() for p in student.parameters()]))
+    (bare, bare_grads), (wrapped, wrapped_grads) = results
+    assert bare.parts["triplet"] > 0
+    torch.testing.assert_close(wrapped.loss, bare.loss, rtol=0, atol=0)
+    for wrapped_grad, bare_grad in zip(wrapped_grads, bare_grads, strict=True):
+        torch.testing.assert_close(wrapped_grad, bare_grad, rtol=0, atol=0)
+
+
+def test_feature_embedding_refuses_a_student_wrapped_the_wrong_way_round(
+    teacher: nn.Module, student_factory: Callable[..., nn.Module]
+) -> None:
+    """Wrapped (here by torch.compile) before `training_module`, the features could only be
+    reached past the wrapper, which under DDP means without gradient synchronisation."""
+    compiled = torch.compile(student_factory(width=16))
+    with pytest.raises(ValueError, match="training_module"):
+        build_method(AMKDMethod(embedding="features"), compiled, teacher)
+    wrapped = torch.compile(training_module(AMKDMethod(embedding="features"), compiled._orig_mod))
+    build_method(AMKDMethod(embedding="features"), wrapped, teacher)

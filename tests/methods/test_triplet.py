@@ -1,0 +1,37 @@
+"""Triplet-KD's building blocks against hand-computed values: the margin loss, the negatives."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from compressor.methods.triplet import pick_negatives, triplet_margin
+
+
+def test_triplet_is_zero_when_the_margin_holds_and_positive_when_violated() -> None:
+    anchor = torch.zeros(2, 3)
+    positive = torch.tensor([[1.0, 0, 0], [1.0, 0, 0]])
+    negative = torch.tensor([[0, 5.0, 0], [0, 1.5, 0]])
+    # d(a, p) = 1; d(a, n) = 5 and 1.5; margin 2: row 0 satisfied, row 1 violated by 1.5.
+    losses = [
+        triplet_margin(anchor[i : i + 1], positive[i : i + 1], negative[i : i + 1], 2.0)
+        for i in range(2)
+    ]
+    assert losses[0].item() == 0.0
+    assert losses[1].item() == pytest.approx(1.5, abs=1e-5)
+    both = triplet_margin(anchor, positive, negative, 2.0)
+    assert both.item() == pytest.approx(0.75, abs=1e-5)
+    only_row_0 = triplet_margin(anchor, positive, negative, 2.0, torch.tensor([True, False]))
+    assert only_row_0.item() == 0.0
+    nothing = triplet_margin(anchor, positive, negative, 2.0, torch.tensor([False, False]))
+    assert nothing.item() == 0.0
+
+
+def test_negatives_are_valid_random_or_the_closest() -> None:
+    torch.manual_seed(0)
+    valid = torch.tensor([[False, True, True, True], [False, False, False, False]])
+    picks = {int(pick_negatives(valid)[0][0]) for _ in range(200)}
+    assert picks == {1, 2, 3}
+    assert pick_negatives(valid)[1].tolist() == [True, False]
+    distance = torch.tensor([[0.0, 3.0, 1.0, 2.0], [0.0, 0.0, 0.0, 0.0]])
+    assert int(pick_negatives(valid, distance)[0][0]) == 2

@@ -1,0 +1,68 @@
+"""The name registry: the zoo's names, torchvision by name, and user errors that name the arch
+and argument."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from compressor.errors import UserError
+from compressor.models import create_model, is_known_model, list_models
+
+ZOO = list_models()
+
+
+def test_zoo_names() -> None:
+    expected = {f"resnet{d}" for d in (8, 14, 20, 26, 32, 44, 56, 110)}
+    expected |= {"mobilenetv2", "wrn16_2", "wrn40_2", "wrn16_4", "wrn28_10"}
+    assert expected <= set(ZOO)
+    assert sorted(ZOO) == ZOO
+
+
+def test_bad_constructor_value_is_a_user_error() -> None:
+    with pytest.raises(UserError, match="'mobilenetv2': width_mult must be > 0"):
+        create_model("mobilenetv2", 10, width_mult=0)
+
+
+def test_a_kwarg_of_the_wrong_type_is_a_user_error() -> None:
+    with pytest.raises(UserError, match=r"'mobilenetv2' rejected its kwargs .*'abc'.*types"):
+        create_model("mobilenetv2", 10, width_mult="abc")
+    with pytest.raises(UserError, match=r"'wrn16_2' rejected its kwargs"):
+        create_model("wrn16_2", 10, dropout="abc")
+
+
+def test_bad_kwargs_name_the_arch_and_argument() -> None:
+    with pytest.raises(UserError) as error:
+        create_model("resnet20", 10, widht=2)
+    message = str(error.value)
+    assert "'resnet20'" in message and "widht" in message and "no extra arguments" in message
+    with pytest.raises(UserError, match=r"'wrn16_2'.*'dropuot'.*accepts: dropout"):
+        create_model("wrn16_2", 10, dropuot=0.3)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3_small"])
+def test_torchvision_by_name(name: str) -> None:
+    assert is_known_model(name) and name not in ZOO
+    model = create_model(name, num_classes=5).eval()
+    with torch.no_grad():
+        assert model(torch.randn(2, 3, 32, 32)).shape == (2, 5)
+
+
+def test_torchvision_kwargs_and_channels() -> None:
+    model = create_model("mobilenet_v3_small", num_classes=5, dropout=0.0)
+    assert model.classifier[2].p == 0.0
+    with pytest.raises(UserError, match=r"torchvision models take 3-channel images.*resnet8"):
+        create_model("resnet18", num_classes=10, in_channels=1)
+    with pytest.raises(UserError, match=r"'resnet18' \(torchvision\).*width"):
+        create_model("resnet18", num_classes=10, width=3)
+
+
+def test_unknown_name() -> None:
+    assert not is_known_model("resnet21") and not is_known_model("fasterrcnn_resnet50_fpn")
+    with pytest.raises(UserError) as error:
+        create_model("resnet21", num_classes=10)
+    message = str(error.value)
+    assert "unknown model 'resnet21'" in message
+    assert "did you mean" in message and "resnet20" in message
+    assert "resnet56" in message and "mobilenetv2" in message and "wrn16_2" in message
+    assert "or any torchvision classification model (e.g. resnet18, mobilenet_v3_small)" in message

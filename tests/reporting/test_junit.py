@@ -1,0 +1,94 @@
+"""The gate's JUnit writer on verdicts built by hand: the exact file CI systems read.
+
+tests/test_gate.py checks the same files as `compress gate --junit` writes them on real runs;
+here each writer runs alone, so a change in what CI is shown fails one small test.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from compressor.errors import UserError
+from compressor.gate import GateResult, RuleResult
+from compressor.reporting.junit import check_junit_path, write_junit, write_junit_error
+
+VERDICT = GateResult(
+    run=Path("/runs/kd"),
+    backend="onnxruntime",
+    precision="fp16",
+    rules=[
+        RuleResult("student_accuracy", 91.234, 90.0, "PASS", "teacher 92.00 % − max_drop 2"),
+        RuleResult("export_agreement", 98.75, 99.0, "FAIL", "a <b> & c"),
+        RuleResult("speedup", None, None, "SKIP", "min_speedup is not set", "×"),
+    ],
+    seconds=1.23456,
+)
+
+EXPECTED = """\
+<?xml version='1.0' encoding='utf-8'?>
+<testsuites name="compressor.gate" tests="3" failures="1" errors="0" time="1.235">
+  <testsuite name="compressor.gate" tests="3" failures="1" errors="0" skipped="1" time="1.235">
+    <properties>
+      <property name="run" value="/runs/kd" />
+      <property name="backend" value="onnxruntime" />
+      <property name="precision" value="fp16" />
+    </properties>
+    <testcase name="student_accuracy" classname="compressor.gate" time="0">
+      <system-out>student_accuracy: PASS: measured 91.23 %, needs ≥ 90.00 % \
+(teacher 92.00 % − max_drop 2)</system-out>
+    </testcase>
+    <testcase name="export_agreement" classname="compressor.gate" time="0">
+      <failure message="export_agreement: FAIL: measured 98.75 %, needs ≥ 99.00 % \
+(a &lt;b&gt; &amp; c)" type="GateFailure">export_agreement: FAIL: measured 98.75 %, \
+needs ≥ 99.00 % (a &lt;b&gt; &amp; c)</failure>
+      <system-out>export_agreement: FAIL: measured 98.75 %, needs ≥ 99.00 % \
+(a &lt;b&gt; &amp; c)</system-out>
+    </testcase>
+    <testcase name="speedup" classname="compressor.gate" time="0">
+      <skipped message="min_speedup is not set" />
+      <system-out>speedup: skipped: min_speedup is not set</system-out>
+    </testcase>
+  </testsuite>
+</testsuites>"""
+
+
+def test_a_verdict_is_one_testcase_per_rule(tmp_path: Path) -> None:
+    """Byte for byte: CI dashboards key on these names, counts and messages."""
+    path = tmp_path / "gate.xml"
+    write_junit(VERDICT, path)
+    assert path.read_text(encoding="utf-8") == EXPECTED
+
+
+def test_a_gate_that_could_not_run_is_one_error(tmp_path: Path) -> None:
+    path = tmp_path / "gate.xml"
+    write_junit(VERDICT, path)  # an earlier verdict is replaced, never left standing
+    write_junit_error(UserError("run.json: not found", "run `compress distill` first"), path)
+    root = ET.parse(path).getroot()
+    assert (root.get("tests"), root.get("failures"), root.get("errors")) == ("1", "0", "1")
+    [case] = root.iter("testcase")
+    assert (case.get("name"), case.get("classname")) == ("inputs", "compressor.gate")
+    error = case.find("error")
+    assert error is not None
+    assert error.get("message") == "run.json: not found"
+    assert error.text == "run.json: not found\nrun `compress distill` first"
+
+
+@pytest.mark.parametrize("name", ["", "reports"])
+def test_a_folder_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """An empty name is the working directory, a folder too."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "reports").mkdir()
+    check_junit_path(Path("reports.xml"))  # a file that does not exist yet is fine
+    with pytest.raises(UserError, match="not a file; give a file name") as caught:
+        write_junit(VERDICT, Path(name))
+    assert ("(the working directory)" in str(caught.value)) == (name == "")
+    assert list(tmp_path.iterdir()) == [tmp_path / "reports"]
+
+
+def test_an_unwritable_file_is_a_user_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    with pytest.raises(UserError, match="cannot write the JUnit file"):
+        write_junit_error(UserError("why"), tmp_path / "file" / "gate.xml")
