@@ -253,7 +253,8 @@ def gate_command(
     ] = None,
 ) -> None:
     """Check a run against its quality gate: exit 0 if all rules pass, 1 if any fails."""
-    from compressor.gate import check_junit_path, evaluate_gate, write_junit
+    from compressor.gate import evaluate_gate
+    from compressor.reporting.junit import check_junit_path, write_junit
 
     if junit is not None:
         check_junit_path(junit)
@@ -285,7 +286,7 @@ def gate_command(
 def _record_gate_error(error: UserError, junit: Path) -> None:
     """The gate could not run: say so in the JUnit file, so a CI job does not go on showing an
     earlier, passing verdict. If that file cannot be written either, both problems are told."""
-    from compressor.gate import write_junit_error
+    from compressor.reporting.junit import write_junit_error
 
     try:
         write_junit_error(error, junit)

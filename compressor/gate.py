@@ -54,11 +54,6 @@ from pydantic import BaseModel, Field, ValidationError
 from compressor.errors import UserError
 from compressor.io import file_sha256
 from compressor.recipe import GateConfig, Recipe, format_validation_error
-
-# The CLI imports the JUnit writer from here: re-exported until it imports it from its module.
-from compressor.reporting.junit import check_junit_path as check_junit_path
-from compressor.reporting.junit import write_junit as write_junit
-from compressor.reporting.junit import write_junit_error as write_junit_error
 from compressor.rundir import (
     SCHEMA_VERSION,
     RunDir,
