@@ -52,7 +52,7 @@ from compressor.models.inference import fold_batchnorm
 from compressor.models.probe import check_student_output
 from compressor.preflight import check_recipe, unused_settings
 from compressor.recipe import CEMethod, Recipe, load_recipe, recipe_differences, recipe_to_yaml
-from compressor.reporting import write_run_report
+from compressor.reporting.run_report import write_run_report
 from compressor.rundir import (
     RunDir,
     check_run_dir,
