@@ -53,13 +53,9 @@ from pydantic import BaseModel, Field, ValidationError
 
 from compressor.errors import UserError
 from compressor.io import file_sha256
+from compressor.provenance import SCHEMA_VERSION
 from compressor.recipe import GateConfig, Recipe, format_validation_error
-from compressor.rundir import (
-    SCHEMA_VERSION,
-    RunDir,
-    read_completed_run,
-    repair_command,
-)
+from compressor.rundir import RunDir, read_completed_run, repair_command
 from export.latency import NOISY_CV
 
 BACKENDS = ("onnxruntime", "tensorrt")

@@ -11,29 +11,20 @@ Everything a later stage needs is read from here, so the export box needs no tra
 
 from __future__ import annotations
 
-import hashlib
 import json
-import platform
 import shlex
 import shutil
-import subprocess
-import sys
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import yaml
 from filelock import FileLock
 
-import compressor
 from compressor.errors import UserError
 from compressor.io import file_sha256, lock_or_refuse, previous_of, write_json
+from compressor.provenance import now_iso, trained_recipe_sha256
 from compressor.recipe import Recipe, load_recipe
-
-SCHEMA_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -190,36 +181,6 @@ def read_completed_run(run: RunDir) -> tuple[Recipe, dict[str, Any]]:
             f"sha256); put the run's own student.pt back, or repair it with {rebuild}"
         )
     return recipe, record
-
-
-# What may change in a finished run's recipe.yaml: where files are and how to get them (the run
-# moved to another machine), and how it is exported and gated. What was trained, from what, on
-# which data, may not.
-_FREE_TO_CHANGE = (
-    ("data", "root"),
-    ("data", "download"),
-    ("teacher", "checkpoint"),
-    ("output",),
-    ("export",),
-    ("gate",),
-)
-
-
-def trained_recipe_sha256(path: Path) -> str:
-    """Hash of recipe.yaml as written, less the parts in _FREE_TO_CHANGE.
-
-    Hashed from the YAML mapping rather than from a parsed Recipe, so a later compressor
-    that adds a field or changes a default does not make an old run's recipe differ."""
-    mapping = yaml.safe_load(path.read_text(encoding="utf-8"))
-    if isinstance(mapping, dict):
-        for *parents, key in _FREE_TO_CHANGE:
-            section = mapping
-            for parent in parents:
-                section = section.get(parent) if isinstance(section, dict) else None
-            if isinstance(section, dict):
-                section.pop(key, None)
-    text = json.dumps(mapping, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _manifest_record(run: RunDir) -> dict[str, Any] | None:
@@ -439,62 +400,3 @@ def _lock(run: RunDir) -> FileLock:
             f"{run.lock}: cannot lock the run directory ({error.strerror}); "
             "choose another output.dir"
         ) from None
-
-
-def recipe_hash(recipe: Recipe) -> str:
-    """What the recipe asks for, hashed: only the values that differ from the defaults.
-
-    It ties an export to the run it was made from (the gate compares the export report's
-    hash with the run report's). A later compressor that adds a recipe field with a default
-    must not change the hash of a recipe that does not set it, or every export made before
-    the upgrade would read as made for another recipe. (`--resume` and benchmarks/quality.py
-    compare recipes as recipes instead; `trained_recipe_sha256` checks recipe.yaml's text.)
-    """
-    asked = recipe.model_dump(mode="json", exclude_defaults=True)
-    # The method's name is its default within its own class, but it picks the class.
-    asked["method"] = {"name": recipe.method.name, **asked.get("method", {})}
-    return hashlib.sha256(json.dumps(asked, sort_keys=True).encode("utf-8")).hexdigest()
-
-
-def package_versions() -> dict[str, str | None]:
-    """Versions of what produced the run; looked up without importing the heavy packages."""
-    versions: dict[str, str | None] = {
-        "python": platform.python_version(),
-        "compressor": compressor.__version__,
-    }
-    for package in ("torch", "torchvision", "onnx", "onnxruntime", "onnxruntime-gpu", "tensorrt"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
-    return versions
-
-
-def git_revision() -> str | None:
-    """The compressor source revision, when it runs from a git checkout."""
-    source = Path(compressor.__file__).resolve().parent
-    try:
-        result = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=source, capture_output=True, text=True, timeout=5
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return result.stdout.strip() or None if result.returncode == 0 else None
-
-
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def manifest(recipe: Recipe, device: str, status: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "status": status,
-        "command": sys.argv,
-        "versions": package_versions(),
-        "device": device,
-        "seed": recipe.train.seed,
-        "recipe_sha256": recipe_hash(recipe),
-        "git_revision": git_revision(),
-        **extra,
-    }

@@ -37,8 +37,9 @@ from torch import nn
 import compressor
 from compressor.errors import UserError
 from compressor.io import file_sha256, lock_or_refuse
+from compressor.provenance import SCHEMA_VERSION, now_iso, package_versions
 from compressor.recipe import ExportConfig, format_validation_error
-from compressor.rundir import SCHEMA_VERSION, RunDir, now_iso, package_versions
+from compressor.rundir import RunDir
 from export.latency import Latency, measure_latency
 from export.onnx_export import (
     check_classifier_io,

@@ -51,6 +51,7 @@ from compressor.models import (
 from compressor.models.inference import fold_batchnorm
 from compressor.models.probe import check_student_output
 from compressor.preflight import check_recipe, unused_settings
+from compressor.provenance import manifest, now_iso, trained_recipe_sha256
 from compressor.recipe import CEMethod, Recipe, load_recipe, recipe_differences, recipe_to_yaml
 from compressor.reporting.run_report import write_run_report
 from compressor.rundir import (
@@ -59,12 +60,9 @@ from compressor.rundir import (
     claim_run_dir,
     discard_replaced_run,
     has_checkpoint,
-    manifest,
     mark_stopped,
-    now_iso,
     run_dir_for,
     set_aside_note,
-    trained_recipe_sha256,
     training_command,
 )
 

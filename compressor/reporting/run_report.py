@@ -7,9 +7,10 @@ import json
 from typing import Any
 
 from compressor.io import write_json, write_text
+from compressor.provenance import SCHEMA_VERSION, recipe_hash
 from compressor.recipe import Recipe
 from compressor.reporting.plots import bar_plot, line_plot
-from compressor.rundir import SCHEMA_VERSION, RunDir, recipe_hash
+from compressor.rundir import RunDir
 
 
 def read_metrics(run: RunDir) -> list[dict[str, Any]]:
