@@ -62,11 +62,11 @@ from compressor.rundir import (
     repair_command,
 )
 from export.latency import NOISY_CV
+from export.publish import REPORT_JSON, unfinished_publish
 
 BACKENDS = ("onnxruntime", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "int8")
 SUITE_NAME = "compressor.gate"
-EXPORT_REPORT = "export_report.json"
 
 # Measured accuracies and agreements pass through float32 (99.5 % of samples reads back as
 # 99.4999993 %), while thresholds are typed as short decimals. This slack keeps rounding from
@@ -468,7 +468,14 @@ def evaluate_gate(
     recipe, report = _read_run(run)
     config = recipe.gate.model_copy(update=flags)
 
-    export_path = run.export_dir / EXPORT_REPORT
+    export_path = run.export_dir / REPORT_JSON
+    killed = unfinished_publish(run.export_dir)
+    if killed is not None:
+        raise UserError(
+            f"{run.export_dir}: an export of this run was killed while putting its files in "
+            f"place ({killed.name} holds the rest), so they are part old, part new; re-export "
+            f"with `compress export {run.root}`, which completes that one first"
+        )
     export = _read_report(
         export_path,
         _ExportReport,
