@@ -1,16 +1,20 @@
 """The `compress` command. Thin: parse arguments, call library functions, map errors to exits.
 
 Exit codes: 0 success, 1 a check failed (the gate), 2 bad input (recipe, checkpoint, data,
-flags) — printed as one line per problem, without a traceback unless `--debug` is given.
+flags) — printed as one line per problem, without a traceback unless `--debug` is given;
+130 Ctrl-C, 143 SIGTERM, 141 output into a closed pipe.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shlex
 import signal
 import sys
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -152,14 +156,18 @@ def _run(
 
     if recipe is None:  # a resumed run goes on with the settings it began with
         recipe = load_recipe(path, started=resume)
-    result = run_training(
-        recipe,
-        path,
-        distill=distill,
-        resume=resume,
-        overwrite=overwrite,
-        observer=RichObserver(console),
-    )
+    try:
+        result = run_training(
+            recipe,
+            path,
+            distill=distill,
+            resume=resume,
+            overwrite=overwrite,
+            observer=RichObserver(console),
+        )
+    except KeyboardInterrupt:
+        _stop.said = True  # run_training printed where the run stopped and how to resume it
+        raise
     if not result.main_process:
         return result  # torchrun: rank 0 prints the results once
     table = Table(title=f"run {result.run.root}")
@@ -400,6 +408,7 @@ def export_command(
         report = export_run(run, options, log=lambda line: console.print(line))
     except KeyboardInterrupt:
         # The export is staged and swapped in only when it finishes: the previous one is intact.
+        _stop.said = True
         console.print(
             f"export interrupted: run `{shlex.join(['compress', *sys.argv[1:]])}` again to "
             "finish it; the previous export is as it was",
@@ -539,11 +548,32 @@ def main() -> None:
     SIGTERM (a scheduler's or CI job's timeout, torchrun passing one on) stops a command as
     Ctrl-C does: a run's manifest says "interrupted" and the resume command is printed, an
     export keeps the previous one, instead of a silent exit that leaves the run "running".
+    A command stopped where it has nothing to say (while it imports torch, say) ends with one
+    line that names the signal.
 
-    Typer runs without its standalone mode so that a usage error (a mistyped flag, a value
+    Output piped into a program that stops reading (`compress --help | head -1`) ends the
+    command quietly with exit 141, as a program killed by SIGPIPE does: the handling the
+    Python documentation gives (https://docs.python.org/3/library/signal.html#note-on-sigpipe)
+    with the exit code a shell's `pipefail` expects, and never 1, which says a check failed.
+    """
+    try:
+        _main()
+    except SystemExit as stop:
+        # typer ends a command whose output hit a closed pipe with exit 1, raised while it
+        # handles the BrokenPipeError: the error is the exit's context.
+        if isinstance(stop.__context__, BrokenPipeError):
+            _exit_on_closed_pipe()
+        raise
+    except BrokenPipeError:  # from this function's own output: an error line, click's help
+        _exit_on_closed_pipe()
+
+
+def _main() -> None:
+    """Typer runs without its standalone mode so that a usage error (a mistyped flag, a value
     that does not parse, a missing argument) comes back here and is printed like every other
     bad input, one `error:` line, instead of typer's boxed panel after the usage text.
     """
+    _stop.signal, _stop.said = None, False
     signal.signal(signal.SIGTERM, _stop_as_ctrl_c)
     try:
         code = app(prog_name="compress", standalone_mode=False)
@@ -581,20 +611,36 @@ def main() -> None:
         sys.exit(2)
     # typer.Exit(n), --help and Ctrl-C (130) come back as the exit code; commands return None.
     code = code if isinstance(code, int) else 0
-    if code == _CTRL_C_EXIT and _stopped_by["signal"] == signal.SIGTERM:
-        code = _SIGTERM_EXIT  # a scheduler reads 128 + 15 as "stopped by my SIGTERM"
+    if code == _CTRL_C_EXIT:
+        sigterm = _stop.signal == signal.SIGTERM
+        if not _stop.said:  # typer turned the KeyboardInterrupt into this exit, silently
+            error_console.print(f"stopped by {'SIGTERM' if sigterm else 'Ctrl-C'}", highlight=False)
+        if sigterm:
+            code = _SIGTERM_EXIT  # a scheduler reads 128 + 15 as "stopped by my SIGTERM"
+    sys.stdout.flush()  # a closed pipe shows here, where main() handles it, not at exit
     sys.exit(code)
 
 
 _TRAINING_PACKAGES = ("torch", "torchvision")
 _CTRL_C_EXIT = 128 + signal.SIGINT
 _SIGTERM_EXIT = 128 + signal.SIGTERM
-_stopped_by: dict[str, int | None] = {"signal": None}
+_BROKEN_PIPE_EXIT = 141  # 128 + SIGPIPE (13); Windows has no signal.SIGPIPE to compute it from
+
+
+@dataclass
+class _Stop:
+    """How the command now running was stopped by a signal, if it was."""
+
+    signal: int | None = None  # SIGTERM when it took Ctrl-C's path
+    said: bool = False  # the command printed where it stopped and how to go on
+
+
+_stop = _Stop()
 
 
 def _stop_as_ctrl_c(signum: int, frame: object) -> None:
     """SIGTERM takes Ctrl-C's path (KeyboardInterrupt), remembered so the exit code says which."""
-    _stopped_by["signal"] = signum
+    _stop.signal = signum
     raise KeyboardInterrupt
 
 
@@ -613,6 +659,18 @@ def _usage_line(error: Exception) -> str:
         return message
     see = " See" if message.endswith("?") else "; see"  # after "Did you mean 'distill'?"
     return f"{message}{see} `{context.command_path} --help`"
+
+
+def _exit_on_closed_pipe() -> None:
+    """Exit 141 without a word: whoever read the output has stopped, and there is nobody to
+    tell. Standard output and error point at the null device first, so that flushing them
+    as Python exits raises no second BrokenPipeError (the Python documentation's recipe)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        # A stream without a file descriptor (captured by a test) has nothing to flush there.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(devnull, stream.fileno())
+    sys.exit(_BROKEN_PIPE_EXIT)
 
 
 def _print_error(line: str) -> None:

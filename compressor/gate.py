@@ -32,7 +32,8 @@ The rules, in table order (all in percentage points unless said otherwise):
   are bad input, never a skip. A --speedup-batch that was not timed for both is bad input
   even when the rule is skipped: the user asked about that batch. A timing the export found
   noisy (coefficient of variation above export/latency.py's bar) leaves the verdict as it is
-  and says so in the rule's detail.
+  and says so in the rule's detail; so does a teacher file that failed parity with PyTorch
+  (the export only warns of it: the teacher does not ship).
 
 Anything that stops a rule from being judged — a run that is not completed, missing or
 corrupt reports, an export made for another recipe, a backend or precision that was not
@@ -57,10 +58,10 @@ from compressor.provenance import SCHEMA_VERSION
 from compressor.recipe import GateConfig, Recipe, format_validation_error
 from compressor.rundir import RunDir, read_completed_run, repair_command
 from export.latency import NOISY_CV
+from export.publish import REPORT_JSON, unfinished_publish
 
 BACKENDS = ("onnxruntime", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "int8")
-EXPORT_REPORT = "export_report.json"
 
 # Measured accuracies and agreements pass through float32 (99.5 % of samples reads back as
 # 99.4999993 %), while thresholds are typed as short decimals. This slack keeps rounding from
@@ -170,6 +171,7 @@ class _Parity(BaseModel):
     max_abs_diff: float | None  # null when the exported model's outputs are not finite
     top1_agreement: Percent
     min_agreement: Percent
+    passed: bool  # the export's verdict, by its tolerance for the file's precision
 
 
 def _difference(parity: _Parity) -> str:
@@ -389,8 +391,22 @@ def _speedup_rule(
         min_speedup,
         f"{student.backend} batch {batch}: teacher {teacher.precision} p50 {teacher_ms:.3g} ms"
         f" / student {student.precision} p50 {student_ms:.3g} ms"
-        + _noise_note(teacher.latency[batch], student.latency[batch]),
+        + _noise_note(teacher.latency[batch], student.latency[batch])
+        + _teacher_parity_note(teacher),
         "×",
+    )
+
+
+def _teacher_parity_note(teacher: _ExportRow) -> str:
+    """Say so when the timed teacher file failed parity with PyTorch (the export warned, and
+    exited 0: only the student ships). The speedup is then against a graph that computes
+    something else, which may run faster or slower than the teacher does."""
+    if teacher.parity is None or teacher.parity.passed:
+        return ""
+    return (
+        f"; the teacher's {teacher.label} file failed parity with PyTorch (max |Δ| "
+        f"{_difference(teacher.parity)}, top-1 agreement {teacher.parity.top1_agreement:.2f} %), "
+        "so its timing may not be the teacher's: see the export report's warning"
     )
 
 
@@ -462,7 +478,14 @@ def evaluate_gate(
     recipe, report = _read_run(run)
     config = recipe.gate.model_copy(update=flags)
 
-    export_path = run.export_dir / EXPORT_REPORT
+    export_path = run.export_dir / REPORT_JSON
+    killed = unfinished_publish(run.export_dir)
+    if killed is not None:
+        raise UserError(
+            f"{run.export_dir}: an export of this run was killed while putting its files in "
+            f"place ({killed.name} holds the rest), so they are part old, part new; re-export "
+            f"with `compress export {run.root}`, which completes that one first"
+        )
     export = _read_report(
         export_path,
         _ExportReport,

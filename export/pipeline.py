@@ -17,12 +17,9 @@ discard what did run: the report is written, and the reasons come back in
 
 from __future__ import annotations
 
-import os
 import platform
 import shutil
-import signal
 import tempfile
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -49,8 +46,9 @@ from export.onnx_export import (
 )
 from export.onnx_inspect import onnx_precision
 from export.onnxruntime_runner import OnnxRuntimeRunner
+from export.publish import OUR_FILES, REPORT_NAME, STAGING_PREFIX, finish_interrupted, publish
 from export.quantize import Int8Settings, calibration_batch, quantize_int8, resolve_settings
-from export.report import REPORT_NAME, write_reports
+from export.report import write_reports
 from export.run_inputs import RunInputs, read_run, read_splits, read_teacher
 from export.tensorrt_runner import TensorRTRunner, build_engine, tensorrt_missing
 from export.torch_runner import TorchRunner
@@ -59,9 +57,6 @@ from export.validate import EvalSet, Infer, Parity, Tolerance, accuracy, parity,
 # Evaluation runs in batches of at least this size (bigger when a latency batch is bigger):
 # large enough to keep every backend busy, and the TensorRT profile's maximum batch.
 EVAL_BATCH = 64
-MODELS = ("student", "teacher")  # what an export holds; each file is named after its model
-_OUR_FILES = tuple(f"{model}{kind}.onnx" for model in MODELS for kind in ("", ".fp16", ".int8"))
-STAGING_PREFIX = ".partial-"  # export/.partial-*/: an export in progress
 LOCK_NAME = ".lock"  # export/.lock: held by the export in progress
 
 
@@ -202,7 +197,7 @@ def export_run(
 
     # 2–5 in a staging folder inside export/: the previous export stays whole until this one
     # has finished, and one that fails or is stopped leaves it as it was.
-    with _staging(inputs.run.export_dir) as staging:
+    with _staging(inputs.run.export_dir, say) as staging:
         # 2. ONNX files for every model (and their INT8 forms).
         artifacts = {
             name: _export_model(name, model, inputs, settings, options.fp16, given, staging, say)
@@ -265,7 +260,7 @@ def export_run(
         if not options.onnxruntime and not options.tensorrt:
             report.warnings.append(_unchecked_warning(artifacts, bench))
         staged = write_reports(report.to_json(), staging)
-        _publish(staging, inputs.run.export_dir, keep=given.path if given else None)
+        publish(staging, inputs.run.export_dir, keep=given.path if given else None)
         report.files = {kind: inputs.run.export_dir / path.name for kind, path in staged.items()}
     return report
 
@@ -419,13 +414,15 @@ def _fits_in_memory(batch_sizes: Sequence[int]) -> Iterator[None]:
 
 
 @contextmanager
-def _staging(export_dir: Path) -> Iterator[Path]:
+def _staging(export_dir: Path, say: Callable[[str], None]) -> Iterator[Path]:
     """A fresh folder inside export/ for this export's files, removed however the export ends
-    (after `_publish`, it is empty). Inside export/, so publishing is a rename on one disk.
+    (publishing renames it away). Inside export/, so publishing is a rename on one disk.
 
     The export holds `export/.lock` throughout: two exports of one run would otherwise publish
-    over each other. Holding it also proves that any other staging folder there belongs to an
-    export that died without cleaning up (killed, power lost), so it is removed.
+    over each other. Holding it also proves that any other staging or publishing folder there
+    belongs to an export that died without cleaning up (killed, power lost): a staging folder
+    is removed, and a publish it left halfway is finished first (export/publish.py), so that
+    should this export fail too, the previous export is a whole one.
     """
     try:
         export_dir.mkdir(parents=True, exist_ok=True)
@@ -442,6 +439,8 @@ def _staging(export_dir: Path) -> Iterator[Path]:
         ) from None
     try:
         _check_targets(export_dir)
+        if finish_interrupted(export_dir):
+            say(f"{export_dir}: put in place the export that was killed while publishing it")
         for abandoned in export_dir.glob(f"{STAGING_PREFIX}*"):
             shutil.rmtree(abandoned, ignore_errors=True)
         staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=export_dir))
@@ -453,53 +452,9 @@ def _staging(export_dir: Path) -> Iterator[Path]:
         lock.release()
 
 
-def _publish(staging: Path, export_dir: Path, keep: Path | None) -> None:
-    """Swap this export's files, reports included, in for the previous export's.
-
-    Renames only, with Ctrl-C and SIGTERM ignored until they are done, so an export is either
-    the previous one or this one. The old JSON report (what the gate reads) goes first and
-    the new one comes last, so no report ever sits beside files it did not check; then the
-    files the previous export wrote and this one did not (no --fp16 now, --no-teacher) go,
-    before the new report comes in, so no stale model is shipped by mistake. Only names this
-    exporter writes are removed, never `keep` (a --student-onnx file kept there); cached
-    TensorRT engines stay, keyed by their ONNX file's content.
-    """
-    report = f"{REPORT_NAME}.json"
-    with _interrupts_held():
-        (export_dir / report).unlink(missing_ok=True)
-        written = {path.name for path in staging.iterdir()}
-        for path in staging.iterdir():
-            if path.name != report:
-                os.replace(path, export_dir / path.name)
-        for name in _OUR_FILES:
-            path = export_dir / name
-            stale = name not in written and path.is_file()
-            if stale and (keep is None or path.resolve() != keep.resolve()):
-                path.unlink()
-        os.replace(staging / report, export_dir / report)
-
-
-@contextmanager
-def _interrupts_held() -> Iterator[None]:
-    """Ctrl-C or SIGTERM during the block is ignored: the block is a few renames, after which
-    the export is complete and the command ends in moments anyway. Main thread only (signal
-    handlers cannot be set elsewhere)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    held = (signal.SIGINT, signal.SIGTERM)
-    previous = {number: signal.signal(number, signal.SIG_IGN) for number in held}
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            # None: a handler set outside Python, which cannot be put back; the default is.
-            signal.signal(number, signal.SIG_DFL if handler is None else handler)
-
-
 def _check_targets(export_dir: Path) -> None:
     """A folder where the export writes a file would stop it halfway through publishing."""
-    for name in (*_OUR_FILES, *(f"{REPORT_NAME}.{kind}" for kind in ("json", "md", "html"))):
+    for name in (*OUR_FILES, *(f"{REPORT_NAME}.{kind}" for kind in ("json", "md", "html"))):
         if (export_dir / name).is_dir():
             raise UserError(
                 f"{export_dir / name}: a folder where the export writes a file; move it away "

@@ -14,8 +14,7 @@ from typing import Any
 
 from compressor.io import write_json, write_text
 from compressor.reporting.plots import grouped_bar_plot
-
-REPORT_NAME = "export_report"
+from export.publish import REPORT_NAME
 
 
 def write_reports(payload: dict[str, Any], out_dir: Path) -> dict[str, Path]:

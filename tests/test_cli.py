@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,6 +13,7 @@ import pytest
 from compressor.cli import _signed
 from tests.cli_helpers import run_cli
 from tests.export.helpers import one_error_line
+from tests.signal_helpers import ctrl_c_while_importing
 
 
 def test_signed_points_never_read_minus_zero() -> None:
@@ -70,3 +75,45 @@ def test_debug_shows_the_traceback_and_keeps_exit_code_2(
     assert result.code == 2
     assert "Traceback" in result.stderr
     assert result.stderr.rstrip().splitlines()[-1].startswith("error: ")
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGINT"), reason="needs POSIX signals")
+def test_ctrl_c_while_a_command_loads_torch_is_one_line_and_130(tmp_path: Path) -> None:
+    """typer turns a KeyboardInterrupt the command does not handle into exit 130, silently:
+    the command line says what stopped it (and only that, no traceback)."""
+    result = ctrl_c_while_importing("torch", "export", str(tmp_path / "run"))
+    assert result.returncode == 130, result.stderr
+    assert result.stderr == "stopped by Ctrl-C\n"
+    assert result.stdout == ""
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGPIPE"), reason="needs POSIX pipes")
+@pytest.mark.parametrize(
+    ("args", "closed"),
+    [
+        (["--help"], "stdout"),  # typer handles the BrokenPipeError, with exit 1
+        (["models"], "stdout"),
+        (["recipe", "schema"], "stdout"),
+        (["recipe"], "stderr"),  # the group's help, printed by main() itself
+        (["gate", "no-such-run"], "stderr"),  # an error line, printed by main() itself
+    ],
+)
+def test_output_into_a_closed_pipe_ends_quietly_with_141(
+    args: list[str], closed: str, tmp_path: Path
+) -> None:
+    """`compress --help | head -1`, with the reader gone before the first byte is written:
+    no traceback, and 141 (128 + SIGPIPE), never 1, which would read as a failed check."""
+    reader, writer = os.pipe()
+    os.close(reader)
+    other = subprocess.PIPE
+    process = subprocess.Popen(
+        [sys.executable, "-m", "compressor", *args],
+        stdout=writer if closed == "stdout" else other,
+        stderr=writer if closed == "stderr" else other,
+        cwd=tmp_path,
+        text=True,
+    )
+    os.close(writer)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 141, (out, err)
+    assert (out or "") + (err or "") == ""

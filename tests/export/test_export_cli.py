@@ -22,6 +22,7 @@ from filelock import FileLock
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
 from compressor.data import load_dataset
+from compressor.gate import evaluate_gate
 from compressor.io import file_sha256
 from compressor.models import create_model
 from compressor.recipe import DataConfig
@@ -263,6 +264,51 @@ def test_a_failed_parity_check_fails_the_export_and_keeps_its_reports(
     fp32 = rows_of(report_of(run))[("student", "onnxruntime", "fp32")]
     assert fp32["parity"]["passed"] is False
     assert fp32["file"] == str(other.resolve())
+
+
+def test_a_teacher_failing_parity_warns_and_the_export_passes(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The teacher's files are exported for the speedup figures only; what ships is the
+    student. A teacher whose ONNX form drifts from PyTorch is reported (its row says FAIL, a
+    warning says by how much), and the export still exits 0 when every student passes; the
+    gate's speedup, timed on that file, says its baseline is not the teacher PyTorch runs."""
+    recipe = write_recipe(
+        workdir / "drifting.yaml",
+        {
+            "teacher": {"entrypoint": "tests.export.drifting:build"},
+            "student": {"arch": "resnet8"},
+            "method": {"name": "kd"},
+            "train": {"epochs": 1, "batch_size": 64, "max_steps_per_epoch": 2, "device": "cpu"},
+            "output": {"dir": str(workdir)},
+        },
+    )
+    invoke("distill", str(recipe))
+    run = workdir / "drifting"
+    result = run_cli(capsys, "export", str(run), *QUICK)
+    assert result.code == 0, result.stdout + result.stderr
+    said = " ".join(result.stdout.split())  # the console wraps long lines
+    assert "export FAILED" not in said
+    assert "warning: parity failed for teacher onnxruntime fp32: max |diff|" in said
+    rows = rows_of(report_of(run))
+    assert rows[("teacher", "onnxruntime", "fp32")]["parity"]["passed"] is False
+    assert rows[("teacher", "onnxruntime", "fp32")]["parity"]["top1_agreement"] == 100.0
+    assert rows[("student", "onnxruntime", "fp32")]["parity"]["passed"] is True
+    warnings = report_of(run)["warnings"]
+    assert [line for line in warnings if line.startswith("parity failed")] == [
+        next(line for line in warnings if line.startswith("parity failed for teacher "))
+    ]
+    markdown = (run / "export" / "export_report.md").read_text()
+    assert "parity failed for teacher onnxruntime fp32" in markdown
+    # The gate's speedup is against that teacher file: its detail says the baseline drifted.
+    speedup = evaluate_gate(run, {"min_speedup": 0.01}).rules[-1]
+    assert speedup.name == "speedup"
+    assert "; the teacher's onnxruntime fp32 file failed parity with PyTorch (max |Δ| " in (
+        speedup.detail
+    )
+    assert speedup.detail.endswith(
+        "so its timing may not be the teacher's: see the export report's warning"
+    )
 
 
 def test_an_fp16_student_file_with_fp16_is_refused(

@@ -1,0 +1,118 @@
+"""Putting a finished export in place of the previous one, so that a kill at any moment leaves
+export/ either as it was or recoverable to the new export, never silently mixed.
+
+An export is made whole in a staging folder (export/.partial-*/, reports included). Replacing
+the previous export's files takes several renames, and no single rename covers them, so
+publishing is a redo log:
+
+1. The staging folder records the names it holds (`publish.json`) and is renamed to
+   export/.publishing-*: the commit point. A kill before it leaves the previous export as it
+   was; the staging folder is removed by the next export.
+2. The old JSON report (what the gate reads) goes first, so no report ever sits beside files
+   it did not check; the new files replace the old; the files the previous export wrote and
+   this one did not (no --fp16 now, --no-teacher) go, so no stale model ships; the new report
+   comes last; the folder goes.
+
+A kill during step 2 (SIGKILL, power lost: Ctrl-C and SIGTERM are held off) leaves the folder
+with the new report and the files not yet moved. The next export of the run finishes the job
+before it starts its own (`finish_interrupted`), and until then the gate finds the folder
+(`unfinished_publish`) and refuses in one line that says so. Every step can be repeated, so a
+kill while finishing is finished in turn.
+
+No torch here: the gate imports this module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from compressor.io import write_json
+
+MODELS = ("student", "teacher")  # what an export holds; each file is named after its model
+OUR_FILES = tuple(f"{model}{kind}.onnx" for model in MODELS for kind in ("", ".fp16", ".int8"))
+REPORT_NAME = "export_report"
+REPORT_JSON = f"{REPORT_NAME}.json"
+STAGING_PREFIX = ".partial-"  # export/.partial-*/: an export in progress
+PUBLISHING_PREFIX = ".publishing-"  # export/.publishing-*/: an export being put in place
+JOURNAL = "publish.json"  # inside it: the names it brought, and the file to keep
+
+
+def publish(staging: Path, export_dir: Path, keep: Path | None) -> None:
+    """Swap the staged export, reports included, in for the previous one (module docstring).
+
+    Only names this exporter writes are removed, never `keep` (a --student-onnx file kept in
+    export/); cached TensorRT engines and files of the user's own stay.
+    """
+    names = sorted(path.name for path in staging.iterdir())
+    write_json(
+        staging / JOURNAL,
+        {"files": names, "keep": None if keep is None else str(keep.resolve())},
+    )
+    with _interrupts_held():
+        folder = export_dir / staging.name.replace(STAGING_PREFIX, PUBLISHING_PREFIX, 1)
+        os.replace(staging, folder)
+        _finish(folder, export_dir)
+
+
+def finish_interrupted(export_dir: Path) -> list[Path]:
+    """Complete every publish a killed export left halfway; the caller holds the export lock.
+    Returns the folders it finished, for the caller to say so."""
+    folders = sorted(export_dir.glob(f"{PUBLISHING_PREFIX}*"))
+    with _interrupts_held():
+        for folder in folders:
+            _finish(folder, export_dir)
+    return folders
+
+
+def unfinished_publish(export_dir: Path) -> Path | None:
+    """A publish a killed export left before its report was in place: export/ then holds
+    some old files and some new ones, and no report describes them. (Once the report is in,
+    what remains is an empty folder to remove: the new export is complete.)"""
+    for folder in sorted(export_dir.glob(f"{PUBLISHING_PREFIX}*")):
+        if (folder / REPORT_JSON).is_file():
+            return folder
+    return None
+
+
+def _finish(folder: Path, export_dir: Path) -> None:
+    """Step 2 of the module docstring, from wherever a kill stopped it."""
+    report = folder / REPORT_JSON
+    if report.is_file():
+        journal = json.loads((folder / JOURNAL).read_text(encoding="utf-8"))
+        (export_dir / REPORT_JSON).unlink(missing_ok=True)
+        for name in journal["files"]:
+            if name != REPORT_JSON and (folder / name).is_file():
+                os.replace(folder / name, export_dir / name)
+        keep = journal["keep"]
+        for name in OUR_FILES:
+            path = export_dir / name
+            stale = name not in journal["files"] and path.is_file()
+            if stale and (keep is None or str(path.resolve()) != keep):
+                path.unlink()
+        os.replace(report, export_dir / REPORT_JSON)
+    shutil.rmtree(folder)
+
+
+@contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """Ctrl-C or SIGTERM during the block is ignored: the block is a few renames, after which
+    the export is complete and the command ends in moments anyway. Main thread only (signal
+    handlers cannot be set elsewhere)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {number: signal.signal(number, signal.SIG_IGN) for number in held}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            # None: a handler set outside Python, which cannot be put back; the default is.
+            signal.signal(number, signal.SIG_DFL if handler is None else handler)

@@ -1,0 +1,37 @@
+"""Start `compress` in a real child process that gets a real SIGINT at a chosen moment."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+# The child sends itself SIGINT the moment it starts importing `module`: a Ctrl-C typed
+# while that import runs, on time however slow or busy the machine is.
+_CTRL_C_DURING_IMPORT = """
+import os, signal, sys
+
+module = sys.argv.pop(1)
+
+
+class CtrlC:
+    def find_spec(self, name, path=None, target=None):
+        if name == module:
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+
+sys.meta_path.insert(0, CtrlC())
+from compressor.__main__ import main
+
+main()
+"""
+
+
+def ctrl_c_while_importing(module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`compress ARGS`, through the console script's function, Ctrl-C'd importing `module`."""
+    return subprocess.run(
+        [sys.executable, "-c", _CTRL_C_DURING_IMPORT, module, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
