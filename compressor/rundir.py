@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import shlex
 import shutil
-from contextlib import ExitStack, suppress
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -264,10 +264,18 @@ def _check_run_state(run: RunDir, *, resume: bool, overwrite: bool) -> None:
             instead = "drop --resume"
         raise UserError(f"{run.root}: nothing to resume (no checkpoints/last.pt); {instead}")
     if started and not (resume or overwrite):
-        raise UserError(
-            f"{run.root} already holds a run; use --resume to continue it, --overwrite to "
-            "replace it, or set output.name to start a new one"
-        )
+        status = (_manifest_record(run) or {}).get("status")
+        if status == "completed":
+            held = "a completed run; use --overwrite to train it again"
+        elif has_checkpoint(run):
+            held = "an unfinished run; use --resume to continue it, --overwrite to replace it"
+        else:
+            held = "a run stopped before its first checkpoint; use --overwrite to start it again"
+        raise UserError(f"{run.root} already holds {held}, or set output.name to start a new one")
+    if overwrite:
+        checked = _refuse_while_exporting(run)
+        if checked is not None:
+            checked.release()
 
 
 def claim_run_dir(run: RunDir, *, resume: bool, overwrite: bool) -> FileLock:
@@ -322,16 +330,30 @@ def set_aside_replaced_run(run: RunDir) -> None:
             "the new one completes; move or rename that folder"
         )
     completed = (_manifest_record(run) or {}).get("status") == "completed"
+    # Nothing to go back to: a run stopped before its first checkpoint is only its recipe.
+    worth_keeping = completed or has_checkpoint(run)
     with ExitStack() as held:
-        if (run.export_dir / ".lock").exists():  # `compress export` holds it while it writes
-            busy = (
-                f"{run.root}: an export of this run is writing into {run.export_dir} now; wait "
-                "for it to end, then --overwrite"
-            )
-            # A lock that cannot be taken to find out (read-only): moving it will say why.
-            with suppress(OSError):
-                held.callback(lock_or_refuse(run.export_dir / ".lock", busy).release)
-        _move_aside(run, entries, keep_aside=aside.exists() and not completed)
+        export_lock = _refuse_while_exporting(run)
+        if export_lock is not None:
+            held.callback(export_lock.release)
+        keep_aside = (aside.exists() and not completed) or not worth_keeping
+        _move_aside(run, entries, keep_aside=keep_aside)
+
+
+def _refuse_while_exporting(run: RunDir) -> FileLock | None:
+    """Take the run's export lock, or refuse: an --overwrite must not move export/ away from
+    an export that is writing into it. Held by the caller while it moves the run; None when
+    there is none, or it cannot be locked to find out (read-only: moving will say why)."""
+    if not (run.export_dir / ".lock").exists():  # `compress export` holds it while it writes
+        return None
+    busy = (
+        f"{run.root}: an export of this run is writing into {run.export_dir} now; wait "
+        "for it to end, then --overwrite"
+    )
+    try:
+        return lock_or_refuse(run.export_dir / ".lock", busy)
+    except OSError:
+        return None
 
 
 def _move_aside(run: RunDir, entries: list[Path], *, keep_aside: bool) -> None:

@@ -368,7 +368,11 @@ CASES = [
         ("--resume", "--overwrite"),
     ),
     Case("resume without a run", lambda t: [*train(t), "--resume"], ("nothing to resume",)),
-    Case("existing run", lambda t: existing_run(t), ("already holds a run",)),
+    Case(
+        "existing run",
+        lambda t: existing_run(t),
+        ("holds a run stopped before its first checkpoint",),
+    ),
     Case("resume with a changed recipe", changed_recipe_resume, ("recipe changed",)),
     Case(
         "mixed precision on the CPU",

@@ -82,6 +82,25 @@ def test_overwrite_waits_for_an_export_of_the_run_to_end(tmp_path: Path) -> None
     assert (run.set_aside / "export" / ".lock").exists()
 
 
+def test_a_run_with_nothing_to_go_back_to_is_not_set_aside(tmp_path: Path) -> None:
+    run = RunDir(tmp_path / "run")
+    run.root.mkdir()
+    run.manifest.write_text(json.dumps({"status": "interrupted"}))
+    with pytest.raises(UserError, match="stopped before its first checkpoint; use --overwrite"):
+        check_run_dir(run, resume=False, overwrite=False)
+    claim_run_dir(run, resume=False, overwrite=True).release()
+    assert not run.set_aside.exists() and not run.manifest.exists()
+
+
+def test_a_started_run_is_refused_with_advice_for_its_state(tmp_path: Path) -> None:
+    run = _started_run(tmp_path / "run")
+    with pytest.raises(UserError, match="an unfinished run; use --resume to continue it"):
+        check_run_dir(run, resume=False, overwrite=False)
+    run.manifest.write_text(json.dumps({"status": "completed"}))
+    with pytest.raises(UserError, match="a completed run; use --overwrite to train it again"):
+        check_run_dir(run, resume=False, overwrite=False)
+
+
 def test_a_folder_of_that_name_that_overwrite_did_not_make_is_never_touched(
     tmp_path: Path,
 ) -> None:

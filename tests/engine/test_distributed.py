@@ -158,7 +158,7 @@ def test_amkd_with_a_batchnorm_student_under_torchrun(
     assert again.returncode == 1  # torchrun's own code when a worker fails (each exits 2)
     for name, content in before.items():
         assert (tmp_path / "run" / name).read_bytes() == content, name
-    assert "already holds a run" in again.stderr
+    assert "already holds a completed run" in again.stderr
     assert "Connection closed" not in again.stderr
 
 
