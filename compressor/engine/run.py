@@ -222,8 +222,9 @@ def run_training(
             # A refusal before this process wrote its manifest leaves the run alone.
             if distributed.is_main:
                 mark_stopped(run, attempt.token, status="failed", reason=str(error))
-                if attempt.claimed and set_aside_note(run):
-                    observer.message(f"{run.root} failed{set_aside_note(run)}")
+                note = set_aside_note(run) if attempt.claimed else ""
+                if note:
+                    observer.message(f"{run.root} failed{note}")
             raise
         except Exception:
             # A crash (user code, a closed pipe): the manifest says the run ended, and how to

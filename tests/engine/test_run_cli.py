@@ -762,6 +762,19 @@ def test_diverging_loss_stops_the_run_with_the_part_named(
     assert again.code == 2
     assert not (workdir / "diverge.replaced").exists()
     assert "the run it replaced" not in again.stdout + again.stderr
+    # A completed run replaced by one that diverges: kept, and the failure says where.
+    sane = yaml.safe_load(recipe.read_text())
+    sane["train"].update({"epochs": 1, "max_steps_per_epoch": 2})
+    sane["train"]["optimizer"]["lr"] = 0.01
+    recipe.write_text(yaml.safe_dump(sane))
+    assert run_cli(capsys, "train", str(recipe), "--overwrite").code == 0
+    sane["train"]["optimizer"]["lr"] = 1.0e30
+    recipe.write_text(yaml.safe_dump(sane))
+    failed = run_cli(capsys, "train", str(recipe), "--overwrite")
+    assert failed.code == 2
+    aside = workdir / "diverge.replaced"
+    assert f"{run} failed (the run it replaced is kept in {aside}" in failed.stdout
+    assert json.loads((aside / "manifest.json").read_text())["status"] == "completed"
 
 
 def test_gradient_clipping_bounds_the_update(
