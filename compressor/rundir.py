@@ -183,6 +183,22 @@ def read_completed_run(run: RunDir) -> tuple[Recipe, dict[str, Any]]:
     return recipe, record
 
 
+def check_same_teacher(run: RunDir, recipe: Recipe, weights_sha256: str, *, fix: str) -> None:
+    """Refuse a teacher other than the one the run was distilled from (manifest.json records
+    its weights' hash; runs made before it did record nothing, and pass). `fix` says what
+    the caller can do about it."""
+    recorded = (_manifest_record(run) or {}).get("teacher_weights_sha256")
+    if not isinstance(recorded, str) or recorded == weights_sha256:
+        return
+    checkpoint = recipe.teacher.checkpoint if recipe.teacher is not None else None
+    raise UserError(
+        f"{checkpoint or 'the teacher'}: not the teacher {run.root} was distilled from (its "
+        f"weights hash to {weights_sha256[:12]}…, manifest.json records {recorded[:12]}…); "
+        f"{fix}"
+        f"{set_aside_file_note(checkpoint) if checkpoint else ''}"
+    )
+
+
 def _manifest_record(run: RunDir) -> dict[str, Any] | None:
     """manifest.json as a mapping; None when it is missing, unreadable or not a mapping."""
     try:
@@ -394,12 +410,32 @@ def discard_replaced_run(run: RunDir) -> bool:
 def set_aside_note(run: RunDir) -> str:
     """For messages about an unfinished run: where the run it replaced is, and how to go
     back to it; empty when an --overwrite set none aside."""
-    aside = run.set_aside
-    if not (aside / SET_ASIDE_MARK).is_file():
+    if not (run.set_aside / SET_ASIDE_MARK).is_file():
         return ""
-    back = f"rm -r {shlex.quote(str(run.root))} && mv {shlex.quote(str(aside))} "
-    back += shlex.quote(str(run.root))
-    return f" (the run it replaced is kept in {aside} until it completes; to go back: {back})"
+    return (
+        f" (the run it replaced is kept in {run.set_aside} until it completes; to go back: "
+        f"{_go_back_command(run)})"
+    )
+
+
+def set_aside_file_note(path: Path | str) -> str:
+    """For messages about a file of another run (a teacher: runs/teacher/student.pt) that is
+    missing or not the one expected because that run is being replaced by an --overwrite:
+    where the file it had is, and how to go back; empty otherwise."""
+    path = Path(path)
+    owner = RunDir(path.parent)
+    kept = owner.set_aside / path.name
+    if not (owner.set_aside / SET_ASIDE_MARK).is_file() or not kept.is_file():
+        return ""
+    return (
+        f" ({owner.root} is being replaced by an --overwrite that has not completed; the file "
+        f"it held is kept in {kept}; to go back: {_go_back_command(owner)})"
+    )
+
+
+def _go_back_command(run: RunDir) -> str:
+    root, aside = (shlex.quote(str(path)) for path in (run.root, run.set_aside))
+    return f"rm -r {root} && mv {aside} {root}"
 
 
 def _remove(entry: Path) -> None:

@@ -25,8 +25,15 @@ from compressor.models import (
     read_checkpoint,
     student_kwargs,
 )
+from compressor.models.fingerprint import weights_sha256
 from compressor.recipe import Recipe
-from compressor.rundir import RunDir, read_completed_run, run_command
+from compressor.rundir import (
+    RunDir,
+    check_same_teacher,
+    read_completed_run,
+    run_command,
+    set_aside_file_note,
+)
 from export.validate import EvalSet
 
 _STUDENT_KEYS = ("arch", "num_classes", "image_shape", "classes", "mean", "std", "state_dict")
@@ -93,15 +100,27 @@ def read_teacher(inputs: RunInputs) -> nn.Module:
             "drop --teacher"
         )
     try:
-        return load_teacher(teacher, inputs.record["num_classes"], inputs.image_shape[0])
+        model = load_teacher(teacher, inputs.record["num_classes"], inputs.image_shape[0])
     except UserError as error:
         # The path alone does not say it came from the run's recipe, nor that the student's
         # export does not need it.
+        moved = set_aside_file_note(teacher.checkpoint) if teacher.checkpoint else ""
         raise UserError(
             f"the run's teacher (teacher: in {inputs.run.recipe}) cannot be loaded: "
-            f"{error.lines[0]}; fix teacher: there, or export the student alone with --no-teacher",
+            f"{error.lines[0]}; fix teacher: there, or export the student alone with "
+            f"--no-teacher{moved}",
             *error.lines[1:],
         ) from None
+    # A teacher retrained in place since: its rows would compare the student with a model it
+    # was not distilled from.
+    check_same_teacher(
+        inputs.run,
+        inputs.recipe,
+        weights_sha256(model),
+        fix=f"point teacher.checkpoint in {inputs.run.recipe} at that teacher, or export the "
+        "student alone with --no-teacher",
+    )
+    return model
 
 
 def read_splits(inputs: RunInputs) -> tuple[EvalSet, EvalSet]:

@@ -16,6 +16,7 @@ from compressor.rundir import (
     claim_run_dir,
     discard_replaced_run,
     mark_stopped,
+    set_aside_file_note,
     set_aside_note,
 )
 
@@ -166,3 +167,19 @@ def test_a_checkpoints_folder_that_cannot_be_written_is_refused_before_training(
     run.checkpoint.parent.write_bytes(b"")
     with pytest.raises(UserError, match=r"checkpoints: cannot write the run directory"):
         claim_run_dir(run, resume=False, overwrite=False)
+
+
+def test_a_file_of_a_run_being_replaced_is_found_where_it_was_set_aside(tmp_path: Path) -> None:
+    """A distillation run's teacher is another run's student.pt: while an --overwrite of that
+    run is unfinished, export's "not found" names where the teacher is and how to go back."""
+    run = _started_run(tmp_path / "teacher")
+    run.student.write_bytes(b"the teacher")
+    assert set_aside_file_note(run.student) == ""
+    claim_run_dir(run, resume=False, overwrite=True).release()
+    note = set_aside_file_note(run.student)
+    kept = tmp_path / "teacher.replaced" / "student.pt"
+    assert f"the file it held is kept in {kept}" in note
+    assert note.endswith(f"to go back: rm -r {run.root} && mv {run.set_aside} {run.root})")
+    assert set_aside_file_note(run.root / "other.pt") == ""
+    assert discard_replaced_run(run)
+    assert set_aside_file_note(run.student) == ""

@@ -48,6 +48,7 @@ from compressor.models import (
     load_teacher,
     student_kwargs,
 )
+from compressor.models.fingerprint import weights_sha256
 from compressor.models.inference import fold_batchnorm
 from compressor.models.probe import check_student_output
 from compressor.preflight import check_recipe, unused_settings
@@ -57,6 +58,7 @@ from compressor.reporting.run_report import write_run_report
 from compressor.rundir import (
     RunDir,
     check_run_dir,
+    check_same_teacher,
     claim_run_dir,
     discard_replaced_run,
     has_checkpoint,
@@ -128,12 +130,19 @@ def ready_teacher(teacher: nn.Module, setup: DeviceSetup) -> nn.Module:
     return teacher
 
 
-def _prepare_teacher(
-    recipe: Recipe, dataset: Dataset, setup: DeviceSetup
-) -> tuple[nn.Module, Evaluation, ModelSummary]:
+@dataclass(frozen=True)
+class PreparedTeacher:
+    model: nn.Module  # ready to run: folded, on the device
+    evaluation: Evaluation
+    summary: ModelSummary
+    weights_sha256: str  # of the weights as loaded (compressor/models/fingerprint.py)
+
+
+def _prepare_teacher(recipe: Recipe, dataset: Dataset, setup: DeviceSetup) -> PreparedTeacher:
     """Load the teacher, ready it, and refuse to distil from one that does not score."""
     assert recipe.teacher is not None
     loaded = load_teacher(recipe.teacher, dataset.num_classes, dataset.image_shape[0])
+    fingerprint = weights_sha256(loaded)  # before folding changes the weights
     teacher = ready_teacher(loaded, setup)
     test_loader = _eval_loader(dataset.test, dataset, recipe, setup)
     # A TorchScript, exported or entrypoint teacher has no class count to check at load time:
@@ -147,7 +156,7 @@ def _prepare_teacher(
             f"teacher.min_accuracy {recipe.teacher.min_accuracy:.2f} %; check teacher.arch and "
             "teacher.checkpoint, and that data.mean/std match the teacher's training"
         )
-    return teacher, evaluation, _summary(loaded, evaluation, dataset)
+    return PreparedTeacher(teacher, evaluation, _summary(loaded, evaluation, dataset), fingerprint)
 
 
 def check_teacher(recipe: Recipe, source: str) -> tuple[ModelSummary, int]:
@@ -158,8 +167,8 @@ def check_teacher(recipe: Recipe, source: str) -> tuple[ModelSummary, int]:
     with restored_torch_settings():
         setup = setup_device(recipe.train)
         dataset = load_dataset(recipe.data)
-        _, evaluation, summary = _prepare_teacher(recipe, dataset, setup)
-        return summary, evaluation.count
+        prepared = _prepare_teacher(recipe, dataset, setup)
+        return prepared.summary, prepared.evaluation.count
 
 
 def _student_record(recipe: Recipe, dataset: Dataset, student: nn.Module) -> dict[str, Any]:
@@ -286,12 +295,28 @@ def _execute(
         dataset.image_shape[0],
         **student_kwargs(recipe.student.arch, recipe.student.kwargs),
     )
-    teacher: nn.Module | None = None
-    teacher_eval: Evaluation | None = None
-    teacher_summary: ModelSummary | None = None
-    if distill:
-        teacher, teacher_eval, teacher_summary = _prepare_teacher(recipe, dataset, setup)
-        observer.message(f"teacher test accuracy {teacher_eval.accuracy:.2f} %")
+    prepared = _prepare_teacher(recipe, dataset, setup) if distill else None
+    teacher = prepared.model if prepared else None
+    teacher_eval = prepared.evaluation if prepared else None
+    teacher_summary = prepared.summary if prepared else None
+    # Which teacher: recorded in the manifest, so that a resume or an export that finds
+    # another file at teacher.checkpoint refuses instead of mixing two teachers.
+    pinned = {"teacher_weights_sha256": prepared.weights_sha256} if prepared else {}
+    if prepared:
+        observer.message(f"teacher test accuracy {prepared.evaluation.accuracy:.2f} %")
+        changed: UserError | None = None
+        if resume and distributed.is_main:
+            try:
+                check_same_teacher(
+                    run,
+                    recipe,
+                    prepared.weights_sha256,
+                    fix="put that teacher back there, or start over with "
+                    f"`compress distill {source} --overwrite`",
+                )
+            except UserError as error:
+                changed = error
+        distributed.stop_together(changed, setup.device)
     # The student and the method, built before the run directory is claimed: what they refuse
     # (a student that cannot train on these images, a feature triplet between layers of
     # different widths) is bad input, and must leave no run behind.
@@ -344,6 +369,7 @@ def _execute(
                 started=started_at,
                 attempt=attempt.token,
                 **where,
+                **pinned,
             ),
         )
 
@@ -445,6 +471,7 @@ def _execute(
                 finished=now_iso(),
                 attempt=attempt.token,
                 **where,
+                **pinned,
                 # Export and the gate check the files they read are the ones this run wrote.
                 trained_recipe_sha256=trained_recipe_sha256(run.recipe),
                 student_sha256=file_sha256(run.student),

@@ -394,6 +394,45 @@ def test_resume_continues_to_the_same_student(
         assert torch.equal(first[key], second[key]), key
 
 
+def test_resume_refuses_a_teacher_replaced_since_the_run_started(
+    workdir: Path, teacher_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The rest of the epochs would be distilled from another teacher than the first ones."""
+    teacher = tmp_path / "teacher.pt"
+    shutil.copy(teacher_checkpoint, teacher)
+    recipe = write(
+        tmp_path / "pinned.yaml",
+        {
+            "teacher": {"arch": "resnet20", "checkpoint": str(teacher)},
+            "student": {"arch": "resnet8"},
+            "method": {"name": "kd"},
+            "train": {"epochs": 2, "batch_size": 64, "max_steps_per_epoch": 3, "device": "cpu"},
+            "output": {"dir": str(tmp_path)},
+        },
+    )
+    with pytest.raises(KeyboardInterrupt):
+        run_training(load_recipe(recipe), recipe, distill=True, observer=Interrupt(1))
+    pinned = json.loads((tmp_path / "pinned" / "manifest.json").read_text())
+    assert len(pinned["teacher_weights_sha256"]) == 64
+    record = torch.load(teacher, weights_only=True)
+    record["state_dict"] = {
+        k: v + 1e-3 if v.is_floating_point() else v for k, v in record["state_dict"].items()
+    }
+    torch.save(record, teacher)
+
+    result = run_cli(capsys, "distill", str(recipe), "--resume")
+    line = one_error_line(result)
+    assert f"{teacher}: not the teacher {tmp_path / 'pinned'} was distilled from" in line
+    assert (
+        f"put that teacher back there, or start over with `compress distill {recipe} --overwrite`"
+        in line
+    )
+    shutil.copy(teacher_checkpoint, teacher)
+    assert run_cli(capsys, "distill", str(recipe), "--resume").code == 0
+    completed = json.loads((tmp_path / "pinned" / "manifest.json").read_text())
+    assert completed["teacher_weights_sha256"] == pinned["teacher_weights_sha256"]
+
+
 def test_a_finished_runs_lost_files_are_written_again_from_its_last_checkpoint(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -621,3 +621,31 @@ def test_a_run_whose_teacher_file_is_gone_names_the_recipe_and_no_teacher(
     line = one_error_line(result)
     assert "the run's teacher" in line and str(moved / "recipe.yaml") in line
     assert "--no-teacher" in line and "gone" in line
+
+
+def test_a_teacher_retrained_in_place_is_refused_and_the_same_weights_resaved_are_not(
+    distilled_run: Path, teacher_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The manifest pins the teacher by its weights: another teacher at teacher.checkpoint
+    would be timed and scored beside a student it did not teach."""
+    copy = tmp_path / "copy"
+    shutil.copytree(distilled_run, copy, ignore=shutil.ignore_patterns("export"))
+    record = torch.load(teacher_run / "student.pt", map_location="cpu", weights_only=True)
+    retrained = {**record, "state_dict": dict(record["state_dict"])}
+    name = next(key for key in retrained["state_dict"] if key.endswith("weight"))
+    retrained["state_dict"][name] = retrained["state_dict"][name] + 1e-3
+    torch.save(retrained, tmp_path / "retrained.pt")
+    torch.save(record["state_dict"], tmp_path / "resaved.pt")  # a bare state dict this time
+
+    def export_with_teacher(checkpoint: Path):
+        recipe = yaml.safe_load((copy / "recipe.yaml").read_text())
+        recipe["teacher"]["checkpoint"] = str(checkpoint)
+        (copy / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+        return run_cli(capsys, "export", str(copy), *QUICK)
+
+    line = one_error_line(export_with_teacher(tmp_path / "retrained.pt"))
+    assert f"{tmp_path / 'retrained.pt'}: not the teacher {copy} was distilled from" in line
+    assert "--no-teacher" in line and str(copy / "recipe.yaml") in line
+    assert not (copy / "export").exists()
+    assert export_with_teacher(tmp_path / "resaved.pt").code == 0
+    assert {row["model"] for row in report_of(copy)["results"]} == {"student", "teacher"}
