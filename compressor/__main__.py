@@ -5,7 +5,9 @@ second, more on a cold disk or a busy machine), so a Ctrl-C while that import ru
 a Ctrl-C anywhere else, one line and exit 130, instead of a traceback through importlib.
 """
 
+import os
 import sys
+from pathlib import Path
 
 
 def main() -> None:
@@ -18,5 +20,19 @@ def main() -> None:
     run_command()
 
 
+def _drop_working_folder_from_path() -> None:
+    """`python -m` puts the working folder first on sys.path, so a user's `export.py`,
+    `torch.py` or `yaml.py` there would be imported in place of ours (a traceback, or their
+    code run unasked). `compress` has no such entry; this makes `python -m compressor` the
+    same. A source checkout run without installing keeps it: that is where the packages are."""
+    if not sys.path or not sys.path[0]:
+        return
+    first = Path(sys.path[0]).resolve()
+    source = Path(__file__).resolve().parent.parent
+    if first == Path(os.getcwd()).resolve() and first != source:
+        del sys.path[0]
+
+
 if __name__ == "__main__":
+    _drop_working_folder_from_path()
     main()

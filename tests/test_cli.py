@@ -117,3 +117,75 @@ def test_output_into_a_closed_pipe_ends_quietly_with_141(
     out, err = process.communicate(timeout=120)
     assert process.returncode == 141, (out, err)
     assert (out or "") + (err or "") == ""
+
+
+_CRASHING_TEACHER = """
+import torch
+
+
+class Teacher(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(64, 10)
+
+    def forward(self, x):
+        if x.shape[0] > 2:  # passes the two-image probe, fails when scored: a bug in user code
+            raise RuntimeError("boom in the user's teacher")
+        return self.linear(x.flatten(1))
+
+
+def build():
+    return Teacher()
+"""
+
+
+def test_a_crash_shows_its_traceback_and_exits_3_not_a_failed_checks_1(tmp_path: Path) -> None:
+    (tmp_path / "crashing_teacher.py").write_text(_CRASHING_TEACHER, encoding="utf-8")
+    (tmp_path / "r.yaml").write_text(
+        "teacher: {entrypoint: 'crashing_teacher:build'}\nstudent: {arch: resnet8}\n"
+        "method: {name: kd}\ntrain: {epochs: 1, device: cpu}\n",
+        encoding="utf-8",
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "compressor", "distill", "r.yaml"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 3, result.stderr
+    assert "Traceback" in result.stderr and "boom in the user's teacher" in result.stderr
+    last = result.stderr.rstrip().splitlines()[-1]
+    assert last.startswith("error: compress crashed (RuntimeError: boom in the user's teacher)")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_gate_that_crashes_leaves_no_earlier_verdict_in_its_junit_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CI job shows the JUnit file: a crash (injected here; none is known) must replace an
+    earlier passing verdict there with an error."""
+    import compressor.gate
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise ZeroDivisionError("injected")
+
+    monkeypatch.setattr(compressor.gate, "evaluate_gate", crash)
+    junit = tmp_path / "gate.xml"
+    junit.write_text('<testsuites tests="1" failures="0" errors="0"/>', encoding="utf-8")
+    with pytest.raises(SystemExit) as stop:
+        from compressor.cli import main
+
+        monkeypatch.setattr(sys, "argv", ["compress", "gate", "runs/x", "--junit", str(junit)])
+        main()
+    assert stop.value.code == 3
+    assert 'errors="1"' in junit.read_text() and "ZeroDivisionError" in junit.read_text()
+    assert (
+        capsys.readouterr()
+        .err.rstrip()
+        .endswith(
+            "a bug, not bad input or a failed check; "
+            "the traceback above says where (in compressor, or in code the recipe runs)"
+        )
+    )
