@@ -43,9 +43,11 @@ pipeline can never read as a pass or as a quality fail.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
@@ -53,12 +55,12 @@ from typing import Annotated, Literal, TypeVar
 from pydantic import BaseModel, Field, ValidationError
 
 from compressor.errors import UserError
-from compressor.io import file_sha256
+from compressor.io import file_sha256, lock_or_refuse
 from compressor.provenance import SCHEMA_VERSION
 from compressor.recipe import GateConfig, Recipe, format_validation_error
 from compressor.rundir import RunDir, read_completed_run, repair_command
 from export.latency import NOISY_CV
-from export.publish import REPORT_JSON, unfinished_publish
+from export.publish import LOCK_NAME, REPORT_JSON, unfinished_publish
 
 BACKENDS = ("onnxruntime", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -453,6 +455,27 @@ def _check_same_student(export: _ExportReport, export_path: Path, run: RunDir) -
         )
 
 
+@contextmanager
+def _no_export_writing(run: RunDir) -> Iterator[None]:
+    """Hold export/.lock while the export's files are read. An export in progress holds it for
+    its whole length: its report is still the previous export's, about to be replaced, and
+    in the moment it publishes, its files are part old, part new. Without a lock file no
+    export ever ran here; where it cannot be taken (a read-only copy) none can be writing."""
+    path = run.export_dir / LOCK_NAME
+    lock = None
+    if path.exists():
+        busy = (
+            f"{run.export_dir}: an export of this run is in progress; wait for it to end, then gate"
+        )
+        with contextlib.suppress(OSError):
+            lock = lock_or_refuse(path, busy)
+    try:
+        yield
+    finally:
+        if lock is not None:
+            lock.release()
+
+
 def evaluate_gate(
     run_dir: Path,
     overrides: Mapping[str, float | None] | None = None,
@@ -478,58 +501,59 @@ def evaluate_gate(
     recipe, report = _read_run(run)
     config = recipe.gate.model_copy(update=flags)
 
-    export_path = run.export_dir / REPORT_JSON
-    killed = unfinished_publish(run.export_dir)
-    if killed is not None:
-        raise UserError(
-            f"{run.export_dir}: an export of this run was killed while putting its files in "
-            f"place ({killed.name} holds the rest), so they are part old, part new; re-export "
-            f"with `compress export {run.root}`, which completes that one first"
+    with _no_export_writing(run):
+        export_path = run.export_dir / REPORT_JSON
+        killed = unfinished_publish(run.export_dir)
+        if killed is not None:
+            raise UserError(
+                f"{run.export_dir}: an export of this run was killed while putting its files in "
+                f"place ({killed.name} holds the rest), so they are part old, part new; re-export "
+                f"with `compress export {run.root}`, which completes that one first"
+            )
+        export = _read_report(
+            export_path,
+            _ExportReport,
+            "the export report",
+            f"export the run with `compress export {run.root}`",
         )
-    export = _read_report(
-        export_path,
-        _ExportReport,
-        "the export report",
-        f"export the run with `compress export {run.root}`",
-    )
-    if export.recipe_sha256 != report.recipe_sha256:
-        raise UserError(
-            f"{export_path}: made for another recipe (sha256 {export.recipe_sha256[:12]}, run "
-            f"{report.recipe_sha256[:12]}); re-export with `compress export {run.root}`"
-        )
-    _check_same_student(export, export_path, run)
-    student = _exported_student(export, export_path, run.root, backend, precision)
-    reference = _one_row(export, export_path, "student", "pytorch", "fp32")
-    if reference is None:
-        raise UserError(
-            f"{export_path}: no PyTorch fp32 student result to compare the export with; "
-            f"re-export with `compress export {run.root}`"
-        )
-    if student.parity is None:
-        raise UserError(f"{export_path}: the {student.label} student has no parity results")
-    file_note = _check_deployed_file(student, run.root)
+        if export.recipe_sha256 != report.recipe_sha256:
+            raise UserError(
+                f"{export_path}: made for another recipe (sha256 {export.recipe_sha256[:12]}, run "
+                f"{report.recipe_sha256[:12]}); re-export with `compress export {run.root}`"
+            )
+        _check_same_student(export, export_path, run)
+        student = _exported_student(export, export_path, run.root, backend, precision)
+        reference = _one_row(export, export_path, "student", "pytorch", "fp32")
+        if reference is None:
+            raise UserError(
+                f"{export_path}: no PyTorch fp32 student result to compare the export with; "
+                f"re-export with `compress export {run.root}`"
+            )
+        if student.parity is None:
+            raise UserError(f"{export_path}: the {student.label} student has no parity results")
+        file_note = _check_deployed_file(student, run.root)
 
-    agreement_floor = (
-        config.min_agreement
-        if precision == "fp32" or "min_agreement" in flags
-        else student.parity.min_agreement
-    )
-    rules = [
-        _student_rule(report, config, flags),
-        _judge(
-            "export_accuracy",
-            student.accuracy,
-            reference.accuracy - config.max_export_drop,
-            f"{student.label} vs PyTorch {reference.accuracy:.2f} % − max_export_drop "
-            f"{config.max_export_drop:g}{file_note}",
-        ),
-        _judge(
-            "export_agreement",
-            student.parity.top1_agreement,
-            agreement_floor,
-            f"{student.label} vs PyTorch fp32 top-1, max |Δ| {_difference(student.parity)}"
-            + ("" if agreement_floor == config.min_agreement else " (export's bar for it)"),
-        ),
-        _speedup_rule(export, export_path, student, config.min_speedup, speedup_batch),
-    ]
-    return GateResult(run.root, backend, precision, rules, time.perf_counter() - started)
+        agreement_floor = (
+            config.min_agreement
+            if precision == "fp32" or "min_agreement" in flags
+            else student.parity.min_agreement
+        )
+        rules = [
+            _student_rule(report, config, flags),
+            _judge(
+                "export_accuracy",
+                student.accuracy,
+                reference.accuracy - config.max_export_drop,
+                f"{student.label} vs PyTorch {reference.accuracy:.2f} % − max_export_drop "
+                f"{config.max_export_drop:g}{file_note}",
+            ),
+            _judge(
+                "export_agreement",
+                student.parity.top1_agreement,
+                agreement_floor,
+                f"{student.label} vs PyTorch fp32 top-1, max |Δ| {_difference(student.parity)}"
+                + ("" if agreement_floor == config.min_agreement else " (export's bar for it)"),
+            ),
+            _speedup_rule(export, export_path, student, config.min_speedup, speedup_batch),
+        ]
+        return GateResult(run.root, backend, precision, rules, time.perf_counter() - started)

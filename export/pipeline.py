@@ -46,7 +46,14 @@ from export.onnx_export import (
 )
 from export.onnx_inspect import onnx_precision
 from export.onnxruntime_runner import OnnxRuntimeRunner
-from export.publish import OUR_FILES, REPORT_NAME, STAGING_PREFIX, finish_interrupted, publish
+from export.publish import (
+    LOCK_NAME,
+    OUR_FILES,
+    REPORT_NAME,
+    STAGING_PREFIX,
+    finish_interrupted,
+    publish,
+)
 from export.quantize import Int8Settings, calibration_batch, quantize_int8, resolve_settings
 from export.report import write_reports
 from export.run_inputs import RunInputs, read_run, read_splits, read_teacher
@@ -57,7 +64,6 @@ from export.validate import EvalSet, Infer, Parity, Tolerance, accuracy, parity,
 # Evaluation runs in batches of at least this size (bigger when a latency batch is bigger):
 # large enough to keep every backend busy, and the TensorRT profile's maximum batch.
 EVAL_BATCH = 64
-LOCK_NAME = ".lock"  # export/.lock: held by the export in progress
 
 
 @dataclass(frozen=True)
@@ -426,7 +432,10 @@ def _staging(export_dir: Path, say: Callable[[str], None]) -> Iterator[Path]:
     """
     try:
         export_dir.mkdir(parents=True, exist_ok=True)
-        busy = f"{export_dir}: another export of this run is in progress; wait for it to end"
+        busy = (
+            f"{export_dir}: another export of this run is in progress, or a gate is reading it; "
+            "wait for it to end"
+        )
         lock = lock_or_refuse(export_dir / LOCK_NAME, busy)
     except FileExistsError:
         raise UserError(

@@ -38,6 +38,7 @@ from compressor.io import write_json
 MODELS = ("student", "teacher")  # what an export holds; each file is named after its model
 OUR_FILES = tuple(f"{model}{kind}.onnx" for model in MODELS for kind in ("", ".fp16", ".int8"))
 REPORT_NAME = "export_report"
+LOCK_NAME = ".lock"  # export/.lock: held by the export in progress, and by a gate reading it
 REPORT_JSON = f"{REPORT_NAME}.json"
 STAGING_PREFIX = ".partial-"  # export/.partial-*/: an export in progress
 PUBLISHING_PREFIX = ".publishing-"  # export/.publishing-*/: an export being put in place

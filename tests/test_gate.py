@@ -957,3 +957,18 @@ def test_onnx_validation_imports_without_torch() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_run_whose_export_is_in_progress_is_refused_until_it_ends(
+    kd_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its report is the previous export's until it publishes, then part old, part new."""
+    lock = kd_run / "export" / ".lock"
+    with FileLock(lock):
+        result = run_cli(capsys, "gate", str(kd_run))
+    assert result.code == 2
+    assert result.stderr.strip() == (
+        f"error: {kd_run / 'export'}: an export of this run is in progress; wait for it to "
+        "end, then gate"
+    )
+    assert run_cli(capsys, "gate", str(kd_run)).code == 0  # the lock file stays; nobody holds it

@@ -443,7 +443,7 @@ def test_a_second_export_of_one_run_is_refused_while_the_first_runs(
     before = _contents(run / "export")
     with FileLock(run / "export" / ".lock"):
         line = one_error_line(run_cli(capsys, "export", str(run), *QUICK))
-    assert "another export of this run is in progress; wait for it to end" in line
+    assert "another export of this run is in progress, or a gate is reading it" in line
     assert _contents(run / "export") == before
 
 
