@@ -190,12 +190,20 @@ def check_same_teacher(run: RunDir, recipe: Recipe, weights_sha256: str, *, fix:
     recorded = (_manifest_record(run) or {}).get("teacher_weights_sha256")
     if not isinstance(recorded, str) or recorded == weights_sha256:
         return
-    checkpoint = recipe.teacher.checkpoint if recipe.teacher is not None else None
+    teacher = recipe.teacher
+    hashes = f"its weights hash to {weights_sha256[:12]}…, manifest.json records {recorded[:12]}…"
+    if teacher is not None and teacher.checkpoint is None and teacher.entrypoint:
+        # Nothing on disk changed: the entrypoint builds other weights each time it is called.
+        raise UserError(
+            f"teacher.entrypoint {teacher.entrypoint}: built another teacher than the one "
+            f"{run.root} was distilled from ({hashes}); an entrypoint without "
+            "teacher.checkpoint must build the same weights every time (load them, or seed "
+            "their initialisation), or name the weights in teacher.checkpoint"
+        )
+    checkpoint = teacher.checkpoint if teacher is not None else None
     raise UserError(
-        f"{checkpoint or 'the teacher'}: not the teacher {run.root} was distilled from (its "
-        f"weights hash to {weights_sha256[:12]}…, manifest.json records {recorded[:12]}…); "
-        f"{fix}"
-        f"{set_aside_file_note(checkpoint) if checkpoint else ''}"
+        f"{checkpoint or 'the teacher'}: not the teacher {run.root} was distilled from "
+        f"({hashes}); {fix}{set_aside_file_note(checkpoint) if checkpoint else ''}"
     )
 
 

@@ -20,5 +20,11 @@ class DriftingNet(nn.Module):
         return logits * 1.5 if torch.compiler.is_exporting() else logits
 
 
-def build(num_classes: int, in_channels: int) -> nn.Module:
-    return DriftingNet(num_classes, in_channels)
+def build(num_classes: int, in_channels: int, seed: int | None = 0) -> nn.Module:
+    """The same weights on every call, as a teacher that loads pretrained ones (the run pins
+    its teacher by them); `seed: null` in teacher.kwargs draws new ones each time."""
+    if seed is None:
+        return DriftingNet(num_classes, in_channels)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return DriftingNet(num_classes, in_channels)

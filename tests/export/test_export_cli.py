@@ -649,3 +649,27 @@ def test_a_teacher_retrained_in_place_is_refused_and_the_same_weights_resaved_ar
     assert not (copy / "export").exists()
     assert export_with_teacher(tmp_path / "resaved.pt").code == 0
     assert {row["model"] for row in report_of(copy)["results"]} == {"student", "teacher"}
+
+
+def test_an_entrypoint_teacher_that_draws_new_weights_each_time_is_refused(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No checkpoint changed, yet export would time a teacher the student never saw."""
+    recipe = write_recipe(
+        workdir / "unseeded.yaml",
+        {
+            "teacher": {"entrypoint": "tests.export.drifting:build", "kwargs": {"seed": None}},
+            "student": {"arch": "resnet8"},
+            "method": {"name": "kd"},
+            "train": {"epochs": 1, "batch_size": 64, "max_steps_per_epoch": 2, "device": "cpu"},
+            "output": {"dir": str(workdir)},
+        },
+    )
+    invoke("distill", str(recipe))
+    line = one_error_line(run_cli(capsys, "export", str(workdir / "unseeded"), *QUICK))
+    assert line.startswith(
+        "error: teacher.entrypoint tests.export.drifting:build: built another teacher than "
+        f"the one {workdir / 'unseeded'} was distilled from"
+    )
+    assert "must build the same weights every time" in line
+    invoke("export", str(workdir / "unseeded"), "--no-teacher", *QUICK)

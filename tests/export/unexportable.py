@@ -28,5 +28,11 @@ class CustomOpNet(nn.Module):
         return self.head(soft_clip(self.conv(images)).mean(dim=(2, 3)))
 
 
-def build(num_classes: int, in_channels: int) -> nn.Module:
-    return CustomOpNet(num_classes, in_channels)
+def build(num_classes: int, in_channels: int, seed: int | None = 0) -> nn.Module:
+    """The same weights on every call, as a teacher that loads pretrained ones (the run pins
+    its teacher by them); `seed: null` in teacher.kwargs draws new ones each time."""
+    if seed is None:
+        return CustomOpNet(num_classes, in_channels)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return CustomOpNet(num_classes, in_channels)
