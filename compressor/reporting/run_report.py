@@ -43,35 +43,89 @@ def _table_rows(fields: dict[str, Any]) -> list[tuple[str, str, str]]:
     return rows
 
 
-def _markdown(report: dict[str, Any]) -> str:
+# A piece of a sentence and how it stands out: "" (plain), "strong" or "code". The report's
+# sentences are written once as these pieces, so report.md and report.html say the same.
+Span = tuple[str, str]
+
+
+def _summary(report: dict[str, Any]) -> list[Span]:
+    """What was distilled into what, on which data, for how long."""
     fields = report["results"]
+    spans: list[Span] = [
+        ("Method ", ""),
+        (report["method"], "strong"),
+        (", student ", ""),
+        (report["student_arch"], "code"),
+    ]
+    if report["teacher_arch"]:
+        spans += [(", teacher ", ""), (report["teacher_arch"], "code")]
+    spans += [
+        (", data set ", ""),
+        (fields["dataset"], "code"),
+        (f" ({fields['test_samples']:,} test images), {report['epochs']} epoch(s).", ""),
+    ]
+    return spans
+
+
+def _notes(report: dict[str, Any]) -> list[list[Span]]:
+    """The paragraphs after the table: agreement (with a teacher) and the last epoch."""
+    fields = report["results"]
+    notes: list[list[Span]] = []
+    if fields["top1_agreement"] is not None:
+        notes.append(
+            [
+                ("Top-1 agreement teacher/student: ", ""),
+                (f"{fields['top1_agreement']:.2f} %", "strong"),
+                (".", ""),
+            ]
+        )
+    if report["epochs_log"]:
+        last = report["epochs_log"][-1]
+        notes.append(
+            [
+                (
+                    f"Last epoch: loss {last['loss']:.4f}, train top-1 "
+                    f"{last['train_accuracy']:.2f} %, {last['images_per_second']:,.0f} images/s.",
+                    "",
+                )
+            ]
+        )
+    return notes
+
+
+def _markdown_text(spans: list[Span]) -> str:
+    marks = {"": "", "strong": "**", "code": "`"}
+    return "".join(f"{marks[style]}{text}{marks[style]}" for text, style in spans)
+
+
+def _html_text(spans: list[Span]) -> str:
+    """Every piece escaped: run, data set and architecture names are the user's text."""
+    return "".join(
+        f"<{style}>{html.escape(text)}</{style}>" if style else html.escape(text)
+        for text, style in spans
+    )
+
+
+def _markdown(report: dict[str, Any]) -> str:
     lines = [
         f"## compressor run `{report['run']}`",
         "",
-        f"Method **{report['method']}**, student `{report['student_arch']}`"
-        + (f", teacher `{report['teacher_arch']}`" if report["teacher_arch"] else "")
-        + f", data set `{fields['dataset']}` ({fields['test_samples']:,} test images), "
-        f"{report['epochs']} epoch(s).",
+        _markdown_text(_summary(report)),
         "",
         "| | teacher | student |",
         "|---|---:|---:|",
     ]
     lines += [
-        f"| {name} | {teacher} | {student} |" for name, teacher, student in _table_rows(fields)
+        f"| {name} | {teacher} | {student} |"
+        for name, teacher, student in _table_rows(report["results"])
     ]
-    if fields["top1_agreement"] is not None:
-        lines += ["", f"Top-1 agreement teacher/student: **{fields['top1_agreement']:.2f} %**."]
-    if report["epochs_log"]:
-        last = report["epochs_log"][-1]
-        lines += [
-            "",
-            f"Last epoch: loss {last['loss']:.4f}, train top-1 {last['train_accuracy']:.2f} %, "
-            f"{last['images_per_second']:,.0f} images/s.",
-        ]
+    for note in _notes(report):
+        lines += ["", _markdown_text(note)]
     return "\n".join(lines) + "\n"
 
 
-def _html(report: dict[str, Any], markdown: str) -> str:
+def _html(report: dict[str, Any]) -> str:
+    """report.md's facts as a page that needs nothing else to open, plus the curves."""
     fields = report["results"]
     epochs_log = report["epochs_log"]
     images = []
@@ -112,7 +166,7 @@ def _html(report: dict[str, Any], markdown: str) -> str:
         for n, t, s in _table_rows(fields)
     )
     figures = "".join(f'<img alt="plot" src="data:image/png;base64,{image}">' for image in images)
-    summary = html.escape(markdown.splitlines()[2])
+    notes = "".join(f"<p>{_html_text(note)}</p>\n" for note in _notes(report))
     title = f"compressor run {html.escape(report['run'])}"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
@@ -120,9 +174,9 @@ def _html(report: dict[str, Any], markdown: str) -> str:
 table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}
 td:first-child{{text-align:left}}img{{max-width:100%;margin:8px 0}}</style></head><body>
 <h1>compressor run <code>{html.escape(report["run"])}</code></h1>
-<p>{summary}</p>
+<p>{_html_text(_summary(report))}</p>
 <table><tr><th></th><th>teacher</th><th>student</th></tr>{rows}</table>
-{figures}
+{notes}{figures}
 </body></html>
 """
 
@@ -142,8 +196,7 @@ def write_run_report(run: RunDir, recipe: Recipe, fields: dict[str, Any]) -> dic
         "results": fields,
         "epochs_log": read_metrics(run),
     }
-    markdown = _markdown(report)
     write_json(run.report("json"), report)
-    write_text(run.report("md"), markdown)
-    write_text(run.report("html"), _html(report, markdown))
+    write_text(run.report("md"), _markdown(report))
+    write_text(run.report("html"), _html(report))
     return report

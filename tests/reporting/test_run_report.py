@@ -1,0 +1,92 @@
+"""The run report's Markdown and HTML, written by the real writer into a run directory.
+
+tests/engine/test_run_cli.py checks the reports of real training runs; here the figures are
+fixed by hand, so the exact sentences each file shows can be compared.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from pathlib import Path
+
+from compressor.recipe import parse_recipe
+from compressor.reporting.run_report import write_run_report
+from compressor.rundir import RunDir
+
+FIELDS = {
+    "dataset": "digits",
+    "test_samples": 360,
+    "student": {"accuracy": 99.1667, "parameters": 75_002, "flops": 1_494_272},
+    "teacher": {"accuracy": 98.3333, "parameters": 269_434, "flops": 5_033_216},
+    "top1_agreement": 98.6111,
+}
+EPOCHS = [
+    {"epoch": 1, "loss": 1.5, "loss_ce": 1.0, "train_accuracy": 60.0, "test_accuracy": 70.0},
+    {"epoch": 2, "loss": 0.4294, "loss_ce": 0.3, "train_accuracy": 99.08, "test_accuracy": 99.17},
+]
+
+
+def _write_report(run_root: Path, student_arch: str) -> RunDir:
+    """report.md and report.html of a two-epoch KD run with the figures above."""
+    run = RunDir(run_root)
+    run_root.mkdir()
+    lines = [json.dumps({**entry, "images_per_second": 1234.4}) for entry in EPOCHS]
+    run.metrics.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    recipe = parse_recipe(
+        {
+            "teacher": {"entrypoint": "my_models:build"},
+            "student": {"arch": student_arch},
+            "method": {"name": "kd"},
+            "train": {"epochs": 2},
+        }
+    )
+    write_run_report(run, recipe, FIELDS)
+    return run
+
+
+def _markdown_paragraphs(text: str) -> list[str]:
+    """report.md's sentences (not its title or table), without Markdown's marks."""
+    return [
+        line.replace("**", "").replace("`", "")
+        for line in text.splitlines()
+        if line and not line.startswith(("#", "|"))
+    ]
+
+
+def _html_paragraphs(page: str) -> list[str]:
+    """report.html's <p> texts, tags dropped and entities read back."""
+    return [
+        html.unescape(re.sub(r"<[^>]+>", "", body))
+        for body in re.findall(r"<p>(.*?)</p>", page, re.S)
+    ]
+
+
+def test_html_says_what_the_markdown_says_rendered_as_html(tmp_path: Path) -> None:
+    run = _write_report(tmp_path / "kd", "resnet8")
+    markdown = run.report("md").read_text(encoding="utf-8")
+    page = run.report("html").read_text(encoding="utf-8")
+    assert _html_paragraphs(page) == _markdown_paragraphs(markdown)
+    assert _markdown_paragraphs(markdown) == [
+        "Method kd, student resnet8, teacher my_models:build, data set digits "
+        "(360 test images), 2 epoch(s).",
+        "Top-1 agreement teacher/student: 98.61 %.",
+        "Last epoch: loss 0.4294, train top-1 99.08 %, 1,234 images/s.",
+    ]
+    assert (
+        "<p>Method <strong>kd</strong>, student <code>resnet8</code>, teacher "
+        "<code>my_models:build</code>, data set <code>digits</code> (360 test images), "
+        "2 epoch(s).</p>"
+    ) in page
+    assert "<p>Top-1 agreement teacher/student: <strong>98.61 %</strong>.</p>" in page
+    assert "**" not in page and "`" not in page
+
+
+def test_html_escapes_the_users_names(tmp_path: Path) -> None:
+    """A run folder or architecture name is the user's text, never markup."""
+    run = _write_report(tmp_path / "exp<i>&1", "res<net>&8")
+    page = run.report("html").read_text(encoding="utf-8")
+    assert "<title>compressor run exp&lt;i&gt;&amp;1</title>" in page
+    assert "student <code>res&lt;net&gt;&amp;8</code>" in page
+    assert "<i>" not in page and "<net>" not in page
