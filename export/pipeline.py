@@ -10,9 +10,10 @@ precision comparison (fp16/INT8 against fp32 on the same backend) → export_rep
 calibration images from the training split (export/quantize.py); the INT8 file is then
 validated exactly like the fp32 one, on every backend that runs.
 
-A requested backend that cannot run here (TensorRT without a GPU) or fails to build does not
-discard what did run: the report is written, and the reasons come back in
-`ExportReport.problems` for the caller (the CLI exits 2 with them).
+`--trt` where TensorRT cannot run (not installed, no GPU) is refused before any work: an
+export without it would replace the previous one with less than was asked for. An engine that
+fails to build does not discard what did run: the report is written, and the reasons come
+back in `ExportReport.problems` for the caller (the CLI exits 2 with them).
 """
 
 from __future__ import annotations
@@ -175,18 +176,17 @@ def export_run(
     say = log or (lambda _line: None)
 
     # 1. Inputs. Everything that can be wrong with them fails here, before any file is written.
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+    if options.tensorrt:
+        _refuse_missing_tensorrt(gpu)
     inputs = read_run(run_dir)
     settings = _settings(inputs.recipe.export, options)
     with_teacher = options.teacher if options.teacher is not None else bool(inputs.recipe.teacher)
     models: dict[str, nn.Module] = {"student": inputs.student}
     if with_teacher:
         models["teacher"] = read_teacher(inputs)
-    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
-    trt_missing = tensorrt_missing(gpu is not None) if options.tensorrt else None
     train_set, test_set = read_splits(inputs)
-    # Without TensorRT here, nothing runs the INT8 files on it: quantise for ONNX Runtime.
-    int8_for_trt = options.tensorrt and trt_missing is None
-    int8 = _int8_job(settings, train_set, int8_for_trt) if options.int8 else None
+    int8 = _int8_job(settings, train_set, options.tensorrt) if options.int8 else None
     bench = _Bench(test_set, settings, inputs.run.root)
     given = _given_student(options.student_onnx, inputs, bench, options)
     _refuse_replacing(given, inputs.run.export_dir, models, options)
@@ -247,11 +247,7 @@ def export_run(
             # 4. TensorRT, from the same ONNX files.
             if options.tensorrt:
                 try:
-                    if trt_missing is not None:
-                        raise UserError(
-                            f"--trt: {trt_missing}; the ONNX results were still written"
-                        )
-                    assert gpu is not None  # tensorrt_missing reports a missing GPU
+                    assert gpu is not None  # _refuse_missing_tensorrt refused without one
                     for files in artifacts.values():
                         for artifact in files:
                             reference = references[artifact.model]
@@ -269,6 +265,17 @@ def export_run(
         publish(staging, inputs.run.export_dir, keep=given.path if given else None)
         report.files = {kind: inputs.run.export_dir / path.name for kind, path in staged.items()}
     return report
+
+
+def _refuse_missing_tensorrt(gpu: str | None) -> None:
+    """--trt where TensorRT cannot run: refused before any work, as an export without it would
+    replace the previous export with one that lacks the TensorRT results asked for."""
+    missing = tensorrt_missing(gpu is not None)
+    if missing is not None:
+        raise UserError(
+            f"--trt: {missing}; nothing was exported: drop --trt to export and validate "
+            "with ONNX Runtime alone"
+        )
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,6 @@ report, and gated on with `compress gate --precision int8`."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,6 @@ import yaml
 from PIL import Image
 
 from export.onnx_inspect import onnx_precision, read_metadata
-from export.tensorrt_runner import tensorrt_missing
 from tests.cli_helpers import run_cli
 from tests.export.helpers import QUICK, one_error_line, report_of, rows_of, write_recipe
 
@@ -194,19 +192,3 @@ def test_calibration_data_that_cannot_be_read(
     line = one_error_line(run_cli(capsys, "export", str(run), "--int8", *QUICK))
     assert str(root) in line
     assert not (run / "export").exists()
-
-
-ignore_export = shutil.ignore_patterns("export")
-
-
-def test_int8_for_trt_without_tensorrt_is_quantised_for_onnx_runtime(
-    distilled_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """With --trt but no TensorRT here, ONNX Runtime alone runs the INT8 files: they take its
-    asymmetric uint8 activations, not the symmetric int8 TensorRT would need."""
-    if tensorrt_missing(torch.cuda.is_available()) is None:
-        pytest.skip("TensorRT can run here; tests/export/test_tensorrt.py covers it")
-    run = Path(shutil.copytree(distilled_run, tmp_path / "run", ignore=ignore_export))
-    flags = ["--trt", "--int8", "--no-teacher", "--calibration-images", "64", *QUICK]
-    assert "--trt: " in one_error_line(run_cli(capsys, "export", str(run), *flags))
-    assert read_metadata(run / "export" / "student.int8.onnx")["int8_activations"] == "uint8"
