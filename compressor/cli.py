@@ -51,7 +51,23 @@ console = Console(markup=False)
 error_console = Console(stderr=True, markup=False)
 _debug = {"enabled": False}
 
-RecipeFile = Annotated[Path, typer.Argument(help="Recipe YAML file.", show_default=False)]
+
+class _Command(typer.core.TyperCommand):
+    """A command whose usage line names a required argument as click does, `compress export
+    RUN`, as the README and the messages write it, not as typer's `{RUN}`."""
+
+    def collect_usage_pieces(self, ctx: typer.Context) -> list[str]:
+        pieces = super().collect_usage_pieces(ctx)
+        return [piece.removeprefix("{").removesuffix("}") for piece in pieces]
+
+
+RecipeFile = Annotated[
+    Path, typer.Argument(metavar="FILE", help="Recipe YAML file.", show_default=False)
+]
+RunDirectory = Annotated[
+    Path,
+    typer.Argument(metavar="RUN", help="Run directory (runs/<name>).", show_default=False),
+]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue from checkpoints/last.pt.")]
 Overwrite = Annotated[
     bool,
@@ -81,7 +97,9 @@ def _root(
     _debug["enabled"] = debug
 
 
-@recipe_app.command("validate", short_help="Check a recipe without reading data or training.")
+@recipe_app.command(
+    "validate", cls=_Command, short_help="Check a recipe without reading data or training."
+)
 def recipe_validate(path: RecipeFile) -> None:
     """Check a recipe without reading the data or training; one line per problem.
 
@@ -132,7 +150,7 @@ def models_command() -> None:
         console.print(name)
 
 
-@app.command("teacher", short_help="Measure the recipe's teacher on its test set.")
+@app.command("teacher", cls=_Command, short_help="Measure the recipe's teacher on its test set.")
 def teacher_command(path: RecipeFile) -> None:
     """Load the recipe's teacher and measure its test accuracy: the check before distilling."""
     from compressor.engine.run import check_teacher
@@ -186,7 +204,7 @@ def _run(
     return result
 
 
-@app.command("train", short_help="Train the recipe's student with cross-entropy.")
+@app.command("train", cls=_Command, short_help="Train the recipe's student with cross-entropy.")
 def train_command(path: RecipeFile, resume: Resume = False, overwrite: Overwrite = False) -> None:
     """Train the recipe's student from scratch with cross-entropy (no teacher).
 
@@ -196,7 +214,9 @@ def train_command(path: RecipeFile, resume: Resume = False, overwrite: Overwrite
     _run(path, distill=False, resume=resume, overwrite=overwrite)
 
 
-@app.command("distill", short_help="Distil the teacher into the student (AMKD, KD, ...).")
+@app.command(
+    "distill", cls=_Command, short_help="Distil the teacher into the student (AMKD, KD, ...)."
+)
 def distill_command(path: RecipeFile, resume: Resume = False, overwrite: Overwrite = False) -> None:
     """Distil the recipe's teacher into its student with the recipe's method (AMKD, KD, ...)."""
     _run(path, distill=True, resume=resume, overwrite=overwrite)
@@ -229,9 +249,9 @@ def _print_gate(result: GateResult) -> None:
         console.print(f"gate FAILED: {', '.join(rule.name for rule in result.failed)}")
 
 
-@app.command("gate", short_help="Check a run against its quality gate (for CI).")
+@app.command("gate", cls=_Command, short_help="Check a run against its quality gate (for CI).")
 def gate_command(
-    run: Annotated[Path, typer.Argument(help="Run directory (runs/<name>).", show_default=False)],
+    run: RunDirectory,
     max_drop: Annotated[
         float | None, _threshold_option("max-drop", "Student may trail the teacher by (points).")
     ] = None,
@@ -329,9 +349,9 @@ def _batch_sizes(text: str | None) -> list[int] | None:
         raise UserError(f"--batch-sizes {text!r}: give whole numbers separated by commas") from None
 
 
-@app.command("export", short_help="Export to ONNX (+ TensorRT), validate and time.")
+@app.command("export", cls=_Command, short_help="Export to ONNX (+ TensorRT), validate and time.")
 def export_command(
-    run: Annotated[Path, typer.Argument(help="Run directory (runs/<name>).", show_default=False)],
+    run: RunDirectory,
     onnx: Annotated[
         bool,
         typer.Option(
@@ -679,8 +699,30 @@ def _usage_line(error: Exception) -> str:
     context = getattr(error, "ctx", None)
     if context is None:
         return message
+    misplaced = _misplaced_root_option(error, context)
+    if misplaced is not None:
+        return misplaced
     see = " See" if message.endswith("?") else "; see"  # after "Did you mean 'distill'?"
     return f"{message}{see} `{context.command_path} --help`"
+
+
+def _misplaced_root_option(error: Exception, context: typer.Context) -> str | None:
+    """`compress distill r.yaml --debug`: click says only "No such option", as --debug and
+    --version belong to `compress` itself; say where they go, with the command fixed."""
+    option = getattr(error, "option_name", None)
+    root = context.find_root()
+    if type(error).__name__ != "NoSuchOption" or context is root:
+        return None
+    if not any(option in param.opts for param in root.command.params):
+        return None
+    words = list(sys.argv[1:])
+    if option in words:
+        words.remove(option)
+    fixed = ["compress", option] if option == "--version" else ["compress", option, *words]
+    return (
+        f"{option} is an option of compress itself, not of `{context.command_path}`; put it "
+        f"before the command: `{shlex.join(fixed)}`"
+    )
 
 
 def _exit_on_closed_pipe() -> None:

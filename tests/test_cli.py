@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import typer
 
-from compressor.cli import _signed
+from compressor.cli import _signed, app
 from tests.cli_helpers import run_cli
 from tests.export.helpers import one_error_line
 from tests.signal_helpers import ctrl_c_while_importing
@@ -28,7 +29,7 @@ def test_signed_points_never_read_minus_zero() -> None:
             "error: Invalid value for '--runs': Input should be a valid integer, unable to parse "
             "string as an integer; see `compress export --help`",
         ),
-        (["export"], "error: Missing argument 'run'; see `compress export --help`"),
+        (["export"], "error: Missing argument 'RUN'; see `compress export --help`"),
         (["nosuch"], "error: No such command 'nosuch'; see `compress --help`"),
         (
             ["distil", "r.yaml"],
@@ -44,6 +45,66 @@ def test_a_usage_error_is_one_error_line(
     """A mistyped flag is bad input like any other: exit 2, one line, no usage text or panel."""
     line = one_error_line(run_cli(capsys, *args))
     assert line.startswith(expected), line
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            ["distill", "r.yaml", "--debug"],
+            "error: --debug is an option of compress itself, not of `compress distill`; put it "
+            "before the command: `compress --debug distill r.yaml`",
+        ),
+        (
+            ["recipe", "validate", "my recipe.yaml", "--debug"],
+            "error: --debug is an option of compress itself, not of `compress recipe validate`; "
+            "put it before the command: `compress --debug recipe validate 'my recipe.yaml'`",
+        ),
+        (
+            ["gate", "runs/x", "--version"],
+            "error: --version is an option of compress itself, not of `compress gate`; put it "
+            "before the command: `compress --version`",
+        ),
+    ],
+)
+def test_an_option_of_compress_after_the_command_says_where_it_goes(
+    args: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """click alone says "No such option: --debug", which reads as if there were none."""
+    assert one_error_line(run_cli(capsys, *args)) == expected
+
+
+def _commands(group: typer.core.TyperGroup, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command under `group`, as the words that call it."""
+    found = []
+    for name, command in group.commands.items():
+        if isinstance(command, typer.core.TyperGroup):
+            found += _commands(command, (*path, name))
+        else:
+            found.append((*path, name))
+    return found
+
+
+def test_every_usage_line_names_its_argument_as_the_readme_does(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`compress export [OPTIONS] RUN`, not typer's `{run}` or `{RUN}`."""
+    arguments = {
+        ("recipe", "validate"): " FILE",
+        ("recipe", "schema"): "",
+        ("teacher",): " FILE",
+        ("train",): " FILE",
+        ("distill",): " FILE",
+        ("export",): " RUN",
+        ("gate",): " RUN",
+        ("quickstart",): "",
+        ("models",): "",
+    }
+    commands = _commands(typer.main.get_command(app))
+    assert sorted(commands) == sorted(arguments)
+    for words in commands:
+        usage = run_cli(capsys, *words, "--help").stdout.splitlines()[0]
+        assert usage == f"Usage: compress {' '.join(words)} [OPTIONS]{arguments[words]}"
 
 
 def test_a_group_without_a_command_shows_its_help(capsys: pytest.CaptureFixture[str]) -> None:
