@@ -12,6 +12,7 @@ Everything a later stage needs is read from here, so the export box needs no tra
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import shutil
 from contextlib import ExitStack
@@ -69,8 +70,15 @@ class RunDir:
 
 
 # Marks a folder as one `set_aside_replaced_run` made, so a run the user named
-# `<name>.replaced` is never taken for it (and never deleted).
+# `<name>.replaced` is never taken for it (and never deleted). It names the run it was set
+# aside from: a run put back with the go-back command keeps the marker, and is not the
+# set-aside folder of another run even when its own name ends in `.replaced`.
 SET_ASIDE_MARK = ".set-aside"
+_MARK_TEXT = (
+    "Set aside by --overwrite of {root} on {time}; removed when the run that replaced it "
+    "completes.\n"
+)
+_MARK_PATTERN = re.compile(r"Set aside by --overwrite of (?P<root>.+) on \S+; removed when")
 
 
 def run_dir_for(recipe: Recipe, recipe_path: Path) -> RunDir:
@@ -346,9 +354,10 @@ def set_aside_replaced_run(run: RunDir) -> None:
     run stays while the run it was replaced by has not completed (that unfinished run is what
     goes), and is itself replaced by a completed run.
     """
-    entries = [entry for entry in run.root.iterdir() if entry.name != run.lock.name]
+    # A marker here came back with the run from a go-back; the new one is written in its place.
+    entries = [e for e in run.root.iterdir() if e.name not in (run.lock.name, SET_ASIDE_MARK)]
     aside = run.set_aside
-    if aside.exists() and not (aside / SET_ASIDE_MARK).is_file():
+    if aside.exists() and not _holds_set_aside(run):
         raise UserError(
             f"{aside}: in the way of --overwrite, which keeps the run it replaces there until "
             "the new one completes; move or rename that folder"
@@ -383,6 +392,7 @@ def _refuse_while_exporting(run: RunDir) -> FileLock | None:
 def _move_aside(run: RunDir, entries: list[Path], *, keep_aside: bool) -> None:
     aside = run.set_aside
     try:
+        (run.root / SET_ASIDE_MARK).unlink(missing_ok=True)
         if keep_aside:
             for entry in entries:
                 _remove(entry)
@@ -390,11 +400,8 @@ def _move_aside(run: RunDir, entries: list[Path], *, keep_aside: bool) -> None:
             if aside.exists():
                 shutil.rmtree(aside)
             aside.mkdir()
-            (aside / SET_ASIDE_MARK).write_text(
-                f"Set aside by --overwrite of {run.root} on {now_iso()}; removed when the run "
-                "that replaced it completes.\n",
-                encoding="utf-8",
-            )
+            mark = _MARK_TEXT.format(root=run.root, time=now_iso())
+            (aside / SET_ASIDE_MARK).write_text(mark, encoding="utf-8")
             for entry in entries:
                 entry.rename(aside / entry.name)
         run.checkpoint.parent.mkdir(exist_ok=True)
@@ -408,17 +415,30 @@ def _move_aside(run: RunDir, entries: list[Path], *, keep_aside: bool) -> None:
 def discard_replaced_run(run: RunDir) -> bool:
     """The new run completed: the one its --overwrite set aside goes. Returns whether there
     was one."""
-    aside = run.set_aside
-    if not (aside / SET_ASIDE_MARK).is_file():
+    if not _holds_set_aside(run):
         return False
-    shutil.rmtree(aside, ignore_errors=True)
+    shutil.rmtree(run.set_aside, ignore_errors=True)
     return True
+
+
+def _holds_set_aside(run: RunDir) -> bool:
+    """Is `<name>.replaced` the folder an --overwrite of this run set aside? Its marker must
+    name this run: one that names another is a run the user named `<name>.replaced` and put
+    back from its own set-aside folder with the go-back command, which is theirs to keep.
+    (Names, not paths, are compared: the run may be reached by another path than the one
+    training was given, or the runs folder moved since.)"""
+    try:
+        text = (run.set_aside / SET_ASIDE_MARK).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    found = _MARK_PATTERN.match(text)
+    return found is not None and Path(found["root"]).name == run.root.name
 
 
 def set_aside_note(run: RunDir) -> str:
     """For messages about an unfinished run: where the run it replaced is, and how to go
     back to it; empty when an --overwrite set none aside."""
-    if not (run.set_aside / SET_ASIDE_MARK).is_file():
+    if not _holds_set_aside(run):
         return ""
     return (
         f" (the run it replaced is kept in {run.set_aside} until it completes; to go back: "
@@ -433,7 +453,7 @@ def set_aside_file_note(path: Path | str) -> str:
     path = Path(path)
     owner = RunDir(path.parent)
     kept = owner.set_aside / path.name
-    if not (owner.set_aside / SET_ASIDE_MARK).is_file() or not kept.is_file():
+    if not _holds_set_aside(owner) or not kept.is_file():
         return ""
     return (
         f" ({owner.root} is being replaced by an --overwrite that has not completed; the file "

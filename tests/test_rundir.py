@@ -116,6 +116,48 @@ def test_a_folder_of_that_name_that_overwrite_did_not_make_is_never_touched(
     assert set_aside_note(run) == ""
 
 
+def _go_back(run: RunDir) -> None:
+    """The go-back command the messages print: `rm -r RUN && mv RUN.replaced RUN`."""
+    shutil.rmtree(run.root)
+    run.set_aside.rename(run.root)
+
+
+def test_a_run_put_back_named_like_a_set_aside_folder_is_not_taken_for_one(
+    tmp_path: Path,
+) -> None:
+    """A run the user named `run.replaced`, overwritten and then put back, comes back with the
+    marker of its own set-aside folder: `run`'s --overwrite must not take it for the run
+    `run` set aside, and delete it."""
+    theirs = _started_run(tmp_path / "run.replaced")
+    claim_run_dir(theirs, resume=False, overwrite=True).release()
+    _go_back(theirs)
+    assert (theirs.root / ".set-aside").is_file()
+    run = _started_run(tmp_path / "run")
+    run.manifest.write_text(json.dumps({"status": "completed"}))
+    with pytest.raises(UserError, match=r"run\.replaced: in the way of --overwrite"):
+        claim_run_dir(run, resume=False, overwrite=True)
+    assert theirs.checkpoint.read_bytes() == b"old run"
+    assert set_aside_note(run) == "" and set_aside_file_note(run.manifest) == ""
+    assert not discard_replaced_run(run) and theirs.checkpoint.is_file()
+
+
+def test_a_run_put_back_is_set_aside_again_under_a_marker_of_its_own(tmp_path: Path) -> None:
+    """The marker that came back with the run is not moved over the new --overwrite's (on
+    Windows, moving a file onto one stops the move halfway)."""
+    run = _started_run(tmp_path / "run")
+    claim_run_dir(run, resume=False, overwrite=True).release()
+    _go_back(run)
+    came_back = run.root / ".set-aside"
+    came_back.write_text(
+        "Set aside by --overwrite of run on 2020-01-01T00:00:00+00:00; removed when"
+    )
+    claim_run_dir(run, resume=False, overwrite=True).release()
+    assert sorted(p.name for p in run.root.iterdir()) == [".lock", "checkpoints"]
+    assert (run.set_aside / "checkpoints" / "last.pt").read_bytes() == b"old run"
+    assert "2020" not in (run.set_aside / ".set-aside").read_text()
+    assert discard_replaced_run(run) and not run.set_aside.exists()
+
+
 def test_a_claimed_run_is_refused_to_everyone_else_until_released(tmp_path: Path) -> None:
     """The lock is an OS lock (flock): it is the second claim, not the process, that is
     refused, and it goes when the holder releases it or dies."""
