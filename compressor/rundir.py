@@ -25,7 +25,7 @@ from filelock import FileLock
 from compressor.errors import UserError
 from compressor.io import file_sha256, lock_or_refuse, previous_of, write_json
 from compressor.provenance import now_iso, trained_recipe_sha256
-from compressor.recipe import Recipe, load_recipe
+from compressor.recipe import Recipe, TeacherConfig, load_recipe
 
 
 @dataclass(frozen=True)
@@ -191,6 +191,13 @@ def read_completed_run(run: RunDir) -> tuple[Recipe, dict[str, Any]]:
     return recipe, record
 
 
+def teacher_builder(teacher: TeacherConfig) -> str:
+    """The recipe field that builds a teacher without a checkpoint, for messages."""
+    if teacher.entrypoint:
+        return f"teacher.entrypoint {teacher.entrypoint}"
+    return f"teacher.arch {teacher.arch}"
+
+
 def check_same_teacher(run: RunDir, recipe: Recipe, weights_sha256: str, *, fix: str) -> None:
     """Refuse a teacher other than the one the run was distilled from (manifest.json records
     its weights' hash; runs made before it did record nothing, and pass). `fix` says what
@@ -200,10 +207,10 @@ def check_same_teacher(run: RunDir, recipe: Recipe, weights_sha256: str, *, fix:
         return
     teacher = recipe.teacher
     hashes = f"its weights hash to {weights_sha256[:12]}…, manifest.json records {recorded[:12]}…"
-    if teacher is not None and teacher.checkpoint is None and teacher.entrypoint:
-        # Nothing on disk changed: the entrypoint builds other weights each time it is called.
+    if teacher is not None and teacher.checkpoint is None:
+        # No file changed: what builds the teacher builds other weights than it did.
         raise UserError(
-            f"teacher.entrypoint {teacher.entrypoint}: built another teacher than the one "
+            f"{teacher_builder(teacher)}: built another teacher than the one "
             f"{run.root} was distilled from ({hashes}); an entrypoint without "
             "teacher.checkpoint must build the same weights every time (load them, or seed "
             "their initialisation), or name the weights in teacher.checkpoint"

@@ -65,6 +65,7 @@ from compressor.rundir import (
     mark_stopped,
     run_dir_for,
     set_aside_note,
+    teacher_builder,
     training_command,
 )
 
@@ -143,6 +144,8 @@ def _prepare_teacher(recipe: Recipe, dataset: Dataset, setup: DeviceSetup) -> Pr
     assert recipe.teacher is not None
     loaded = load_teacher(recipe.teacher, dataset.num_classes, dataset.image_shape[0])
     fingerprint = weights_sha256(loaded)  # before folding changes the weights
+    if recipe.teacher.checkpoint is None:
+        _check_builds_the_same_teacher(recipe, dataset, fingerprint)
     teacher = ready_teacher(loaded, setup)
     test_loader = _eval_loader(dataset.test, dataset, recipe, setup)
     # A TorchScript, exported or entrypoint teacher has no class count to check at load time:
@@ -159,6 +162,23 @@ def _prepare_teacher(recipe: Recipe, dataset: Dataset, setup: DeviceSetup) -> Pr
     return PreparedTeacher(teacher, evaluation, _summary(loaded, evaluation, dataset), fingerprint)
 
 
+def _check_builds_the_same_teacher(recipe: Recipe, dataset: Dataset, fingerprint: str) -> None:
+    """Without a checkpoint, what builds the teacher is its weights too: a builder that draws
+    new ones on every call (an untrained model, initialised from the global seed) would give
+    a resume or an export another teacher than the one distilled from. A second call tells,
+    before any training rather than at export."""
+    teacher = recipe.teacher
+    assert teacher is not None
+    again = load_teacher(teacher, dataset.num_classes, dataset.image_shape[0])
+    if weights_sha256(again) != fingerprint:
+        raise UserError(
+            f"{teacher_builder(teacher)}: builds other weights on every call (two calls "
+            "differ); without teacher.checkpoint it must build the same weights every time "
+            "(load them, or seed their initialisation), or name the weights in "
+            "teacher.checkpoint"
+        )
+
+
 def check_teacher(recipe: Recipe, source: str) -> tuple[ModelSummary, int]:
     """Load and score the recipe's teacher alone: the quick check before a long run."""
     if recipe.teacher is None:
@@ -169,6 +189,16 @@ def check_teacher(recipe: Recipe, source: str) -> tuple[ModelSummary, int]:
         dataset = load_dataset(recipe.data)
         prepared = _prepare_teacher(recipe, dataset, setup)
         return prepared.summary, prepared.evaluation.count
+
+
+def _teacher_source(recipe: Recipe) -> str:
+    """Where the teacher came from, as the run resolved it: a recipe run from another folder
+    than its author's may find another file at a relative path, and this line shows which."""
+    teacher = recipe.teacher
+    assert teacher is not None
+    if teacher.checkpoint is not None:
+        return str(teacher.checkpoint)
+    return f"{teacher_builder(teacher)} (no checkpoint)"
 
 
 def _student_record(recipe: Recipe, dataset: Dataset, student: nn.Module) -> dict[str, Any]:
@@ -303,7 +333,10 @@ def _execute(
     # another file at teacher.checkpoint refuses instead of mixing two teachers.
     pinned = {"teacher_weights_sha256": prepared.weights_sha256} if prepared else {}
     if prepared:
-        observer.message(f"teacher test accuracy {prepared.evaluation.accuracy:.2f} %")
+        observer.message(
+            f"teacher {_teacher_source(recipe)} (weights sha256 {prepared.weights_sha256[:12]}): "
+            f"test accuracy {prepared.evaluation.accuracy:.2f} %"
+        )
         changed: UserError | None = None
         if resume and distributed.is_main:
             try:

@@ -139,6 +139,7 @@ def _call_entrypoint(
     except Exception as error:
         raise UserError(
             f"{where}: importing {module_name} raised {type(error).__name__}: {error}"
+            f"{_WHERE_IN_YOUR_CODE}"
         ) from error
     if not hasattr(module, attribute):
         names = [n for n in vars(module) if not n.startswith("_") and callable(vars(module)[n])]
@@ -159,13 +160,19 @@ def _call_entrypoint(
     try:
         model = build(**arguments)
     except Exception as error:
-        raise UserError(f"{where} raised {type(error).__name__}: {error}") from error
+        raise UserError(
+            f"{where} raised {type(error).__name__}: {error}{_WHERE_IN_YOUR_CODE}"
+        ) from error
     if not isinstance(model, nn.Module):
         raise UserError(
             f"{where} returned {type(model).__name__!r}, not a torch.nn.Module; return the "
             "model itself"
         )
     return model
+
+
+# The user's own code failed: the line to fix is in its traceback, which bad input hides.
+_WHERE_IN_YOUR_CODE = " (`compress --debug ...` shows the traceback into your code)"
 
 
 def _takes_parameter(fn: Any, name: str) -> bool:

@@ -670,7 +670,8 @@ def test_a_teacher_retrained_in_place_is_refused_and_the_same_weights_resaved_ar
 def test_an_entrypoint_teacher_that_draws_new_weights_each_time_is_refused(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """No checkpoint changed, yet export would time a teacher the student never saw."""
+    """Distilled from one random teacher, it would be exported beside another: distill tells
+    before training; export tells a builder whose weights changed since (new code, here)."""
     recipe = write_recipe(
         workdir / "unseeded.yaml",
         {
@@ -681,11 +682,24 @@ def test_an_entrypoint_teacher_that_draws_new_weights_each_time_is_refused(
             "output": {"dir": str(workdir)},
         },
     )
-    invoke("distill", str(recipe))
-    line = one_error_line(run_cli(capsys, "export", str(workdir / "unseeded"), *QUICK))
+    line = one_error_line(run_cli(capsys, "distill", str(recipe)))
+    assert line.startswith(
+        "error: teacher.entrypoint tests.export.drifting:build: builds other weights on every "
+        "call (two calls differ)"
+    )
+    assert not (workdir / "unseeded").exists()
+
+    seeded = yaml.safe_load(recipe.read_text())
+    seeded["teacher"]["kwargs"] = {"seed": 0}
+    invoke("distill", str(write_recipe(recipe, seeded)))
+    run = workdir / "unseeded"
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["teacher_weights_sha256"] = "0" * 64  # what an older build() made
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    line = one_error_line(run_cli(capsys, "export", str(run), *QUICK))
     assert line.startswith(
         "error: teacher.entrypoint tests.export.drifting:build: built another teacher than "
-        f"the one {workdir / 'unseeded'} was distilled from"
+        f"the one {run} was distilled from"
     )
     assert "must build the same weights every time" in line
-    invoke("export", str(workdir / "unseeded"), "--no-teacher", *QUICK)
+    invoke("export", str(run), "--no-teacher", *QUICK)

@@ -187,7 +187,11 @@ def test_entrypoint_into_the_zoo_generic_depth() -> None:
         (f"{ENTRYPOINT_MODULE}:biuld", {}, "has no attribute 'biuld'; its callables: broken, "),
         (f"{ENTRYPOINT_MODULE}:ANSWER", {}, "ANSWER is a int, not a function or class"),
         (f"{ENTRYPOINT_MODULE}:not_a_model", {}, "returned 'dict', not a torch.nn.Module"),
-        (f"{ENTRYPOINT_MODULE}:broken", {}, "raised RuntimeError: GPU not found"),
+        (
+            f"{ENTRYPOINT_MODULE}:broken",
+            {},
+            "raised RuntimeError: GPU not found (`compress --debug ...` shows the traceback",
+        ),
         (f"{ENTRYPOINT_MODULE}:build", {"width": 2}, "raised TypeError: build() got an unexp"),
     ],
 )
@@ -204,7 +208,7 @@ def test_entrypoint_module_that_fails_to_import(tmp_path: Path, monkeypatch) -> 
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(UserError, match="importing needs_dep_mod failed: No module named 'not_in"):
         load_teacher(TeacherConfig(entrypoint="needs_dep_mod:build"), 10, 3)
-    with pytest.raises(UserError, match="importing syntax_mod raised SyntaxError"):
+    with pytest.raises(UserError, match=r"importing syntax_mod raised SyntaxError.*--debug"):
         load_teacher(TeacherConfig(entrypoint="syntax_mod:build"), 10, 3)
 
 
