@@ -164,10 +164,12 @@ def read_completed_run(run: RunDir) -> tuple[Recipe, dict[str, Any]]:
     if status == "failed" and isinstance(reason, str):
         raise UserError(f"{run.root}: the run failed on its input: {reason}{set_aside_note(run)}")
     if status != "completed":
-        state = f"is {status}" if isinstance(status, str) else "has no status"
+        state = _STOPPED.get(status) or (
+            f"'s status is {status!r}" if isinstance(status, str) else " has no status"
+        )
         raise UserError(
-            f"{run.root}: the run {state}, not completed (manifest.json); finish it with "
-            f"{again}, or let it end{set_aside_note(run)}"
+            f"{run.root}: the run{state}, not completed (manifest.json); finish it with "
+            f"{again}{set_aside_note(run)}"
         )
     if not run.student.is_file():
         raise UserError(
@@ -220,6 +222,10 @@ def check_same_teacher(run: RunDir, recipe: Recipe, weights_sha256: str, *, fix:
         f"{checkpoint or 'the teacher'}: not the teacher {run.root} was distilled from "
         f"({hashes}); {fix}{set_aside_file_note(checkpoint) if checkpoint else ''}"
     )
+
+
+# How a run that no process is training stopped, as manifest.json's status says.
+_STOPPED = {"interrupted": " was interrupted", "failed": " failed"}
 
 
 def _manifest_record(run: RunDir) -> dict[str, Any] | None:

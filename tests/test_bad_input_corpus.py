@@ -393,7 +393,7 @@ CASES = [
     Case(
         "export of a stopped run",
         lambda t: ["export", stopped_run(t)],
-        ("the run is interrupted, not completed", "`compress train /", "recipe.yaml --resume`"),
+        ("the run was interrupted, not completed", "`compress train /", "recipe.yaml --resume`"),
     ),
     Case(
         "student.pt replaced by a pickle that runs code",

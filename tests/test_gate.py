@@ -34,6 +34,9 @@ RULES = ["student_accuracy", "export_accuracy", "export_agreement", "speedup"]
 # test can tell which one was applied.
 RECIPE_GATE = {"max_drop": 90.0, "max_export_drop": 1.0, "min_agreement": 99.0, "min_speedup": 2.0}
 
+# How export and the gate word a stopped run's status.
+STOPPED = {"interrupted": "was interrupted", "failed": "failed"}
+
 
 def write_yaml(path: Path, data: dict[str, Any]) -> Path:
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
@@ -439,8 +442,8 @@ def test_unfinished_run_is_refused_with_its_resume_command(
         )
     else:
         assert result.stderr == with_recipe(
-            f"error: {plain_run}: the run is {status}, not completed (manifest.json); finish it "
-            "with `compress train RECIPE --resume`, or let it end\n",
+            f"error: {plain_run}: the run {STOPPED[status]}, not completed (manifest.json); "
+            "finish it with `compress train RECIPE --resume`\n",
             plain_run,
         )
     assert "gate passed" not in result.stdout
@@ -737,7 +740,7 @@ BAD_INPUTS: list[tuple[str, Callable[[Path], None] | None, list[str], list[str]]
             edit_json("manifest.json", lambda d, status=status: d.update(status=status)),
             [],
             [
-                f"kd: the run is {status}, not completed (manifest.json); finish it with "
+                f"kd: the run {STOPPED[status]}, not completed (manifest.json); finish it with "
                 "`compress distill RECIPE --resume`"
             ],
         )

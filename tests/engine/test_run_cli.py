@@ -345,7 +345,7 @@ def test_a_crashed_run_is_marked_failed_and_export_says_how_to_resume(
         f"failed; continue from the last finished epoch with: compress train {recipe} --resume"
     )
     line = one_error_line(run_cli(capsys, "export", str(run)))
-    assert "the run is failed, not completed" in line
+    assert "the run failed, not completed" in line
     assert run_cli(capsys, "train", str(recipe), "--resume").code == 0
     assert json.loads((run / "manifest.json").read_text())["status"] == "completed"
 

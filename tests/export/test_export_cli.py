@@ -32,6 +32,9 @@ from tests.export.helpers import QUICK, invoke, one_error_line, report_of, rows_
 
 LATENCY_KEYS = {"p50_ms", "p90_ms", "p95_ms", "p99_ms", "mean_ms", "cv", "throughput_ips", "runs"}
 
+# How export and the gate word a stopped run's status.
+STOPPED = {"interrupted": "was interrupted", "failed": "failed"}
+
 
 def digits_inputs(record: dict) -> tuple[np.ndarray, np.ndarray]:
     """The digits test set, normalised by hand with student.pt's statistics."""
@@ -552,7 +555,7 @@ def test_an_unfinished_run_is_refused_with_its_own_resume_command(
     if status == "running":  # and no process holds the run's lock
         assert "the run stopped without finishing: manifest.json says running" in line
     else:
-        assert f"the run {f'is {status}' if status else 'has no status'}, not completed" in line
+        assert f"the run {STOPPED.get(status, 'has no status')}, not completed" in line
     assert with_recipe(f"`{command}`", copy) in line
     assert not (copy / "export").exists()
 
