@@ -66,4 +66,5 @@ def agreement(first: torch.Tensor, second: torch.Tensor) -> float:
     """Percentage of samples on which two prediction vectors agree."""
     if first.numel() == 0:
         return 0.0
-    return 100.0 * (first == second).float().mean().item()
+    # Counted as an integer, divided in Python: a float32 mean reads 16.500000655651093.
+    return 100.0 * int((first == second).sum().item()) / first.numel()

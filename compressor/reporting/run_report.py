@@ -33,14 +33,17 @@ def _table_rows(fields: dict[str, Any]) -> list[tuple[str, str, str]]:
         ("FLOPs / image", fmt(teacher, "flops", ","), fmt(student, "flops", ",")),
     ]
     if teacher:
-        rows.append(
-            (
-                "compression (params)",
-                "1.0×",
-                f"{teacher['parameters'] / max(student['parameters'], 1):.1f}× smaller",
-            )
-        )
+        rows.append(("size vs the teacher (params)", "—", _relative_size(teacher, student)))
     return rows
+
+
+def _relative_size(teacher: dict[str, Any], student: dict[str, Any]) -> str:
+    """ "3.6× smaller"; a student bigger than its teacher (a wide one, or a tiny teacher) reads
+    "5.7× larger", never "0.2× smaller"."""
+    ratio = teacher["parameters"] / max(student["parameters"], 1)
+    if ratio >= 1:
+        return f"{ratio:.1f}× smaller"
+    return f"{student['parameters'] / max(teacher['parameters'], 1):.1f}× larger"
 
 
 # A piece of a sentence and how it stands out: "" (plain), "strong" or "code". The report's

@@ -28,7 +28,7 @@ EPOCHS = [
 ]
 
 
-def _write_report(run_root: Path, student_arch: str) -> RunDir:
+def _write_report(run_root: Path, student_arch: str, fields: dict = FIELDS) -> RunDir:
     """report.md and report.html of a two-epoch KD run with the figures above."""
     run = RunDir(run_root)
     run_root.mkdir()
@@ -42,7 +42,7 @@ def _write_report(run_root: Path, student_arch: str) -> RunDir:
             "train": {"epochs": 2},
         }
     )
-    write_run_report(run, recipe, FIELDS)
+    write_run_report(run, recipe, fields)
     return run
 
 
@@ -90,3 +90,15 @@ def test_html_escapes_the_users_names(tmp_path: Path) -> None:
     assert "<title>compressor run exp&lt;i&gt;&amp;1</title>" in page
     assert "student <code>res&lt;net&gt;&amp;8</code>" in page
     assert "<i>" not in page and "<net>" not in page
+
+
+def test_size_against_the_teacher_reads_smaller_or_larger_never_a_fraction(
+    tmp_path: Path,
+) -> None:
+    """A student bigger than its teacher (a wide one, or a tiny teacher) is "larger"."""
+    smaller = _write_report(tmp_path / "small", "resnet8").report("md").read_text()
+    assert "| size vs the teacher (params) | — | 3.6× smaller |" in smaller
+    swapped = {**FIELDS, "student": FIELDS["teacher"], "teacher": FIELDS["student"]}
+    larger = _write_report(tmp_path / "large", "resnet20", swapped).report("md").read_text()
+    assert "| size vs the teacher (params) | — | 3.6× larger |" in larger
+    assert "0.3×" not in larger
