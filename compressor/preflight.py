@@ -11,15 +11,19 @@ from __future__ import annotations
 import torch
 
 from compressor.data import dataset_channels, dataset_image_side, dataset_num_classes
+from compressor.engine.device import select_device
 from compressor.errors import UserError
 from compressor.methods.amkd import check_feature_embedding
 from compressor.models import (
+    check_builds_the_same_weights,
+    check_teacher_output,
     create_model,
     is_known_model,
     list_models,
     load_teacher,
     student_kwargs,
 )
+from compressor.models.fingerprint import weights_sha256
 from compressor.models.probe import check_student_output
 from compressor.recipe import AMKDMethod, Recipe
 
@@ -125,7 +129,7 @@ def check_models_build(recipe: Recipe, source: str) -> None:
             problems.extend(f"{source}: {line}" for line in error.lines)
     if recipe.teacher is not None:
         try:
-            teacher = load_teacher(recipe.teacher, num_classes, channels)
+            teacher = _built_teacher(recipe, num_classes, channels, side)
         except UserError as error:
             problems.extend(f"{source}: teacher: {line}" for line in error.lines)
     features = isinstance(recipe.method, AMKDMethod) and recipe.method.embedding == "features"
@@ -136,6 +140,32 @@ def check_models_build(recipe: Recipe, source: str) -> None:
             problems.extend(f"{source}: {line}" for line in error.lines)
     if problems:
         raise UserError(*problems)
+
+
+def _built_teacher(
+    recipe: Recipe, num_classes: int, channels: int, side: int | None
+) -> torch.nn.Module:
+    """The teacher as distillation will load it, and what distillation would refuse about it
+    before training: logits of another shape (an entrypoint's own class count), weights that
+    change from one build to the next (no checkpoint)."""
+    assert recipe.teacher is not None
+    teacher = load_teacher(recipe.teacher, num_classes, channels)
+    if recipe.teacher.checkpoint is None:
+        fingerprint = weights_sha256(teacher)
+        check_builds_the_same_weights(recipe.teacher, num_classes, channels, fingerprint)
+    if side is not None:
+        check_teacher_output(teacher.eval(), torch.randn(2, channels, side, side), num_classes)
+    return teacher
+
+
+def device_warnings(recipe: Recipe) -> list[str]:
+    """train.device names a device this machine lacks: fine for a recipe meant for another
+    machine, which is why it is a warning, but a run here would stop on it."""
+    try:
+        select_device(recipe.train.device)
+    except UserError as error:
+        return [f"{line} (here; a run on this machine would stop)" for line in error.lines]
+    return []
 
 
 def unused_settings(recipe: Recipe, *, distill: bool) -> list[str]:

@@ -211,3 +211,60 @@ def test_a_teacher_checkpoint_that_is_a_folder_or_onnx_is_named_as_such(
     result = run_cli(capsys, "recipe", "validate", str(recipe))
     assert result.code == 2
     assert "teacher.checkpoint" in result.stderr and expected in result.stderr
+
+
+_BUILDERS = """
+import torch
+
+
+def _linear(classes):
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, classes))
+
+
+def seven_classes():
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return _linear(7)
+
+
+def unseeded():
+    return _linear(10)
+"""
+
+
+@pytest.mark.parametrize(
+    ("builder", "expected"),
+    [
+        ("seven_classes", "the teacher returns [2, 7] for a batch of 2; expected logits of shape"),
+        ("unseeded", "builds other weights on every call (two calls differ)"),
+    ],
+)
+def test_validate_refuses_a_teacher_distillation_would_refuse_before_training(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    builder: str,
+    expected: str,
+) -> None:
+    (tmp_path / "builders.py").write_text(_BUILDERS, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    recipe = _teacher_recipe(tmp_path, {"entrypoint": f"builders:{builder}"})
+    result = run_cli(capsys, "recipe", "validate", str(recipe))
+    assert result.code == 2, result.stdout
+    assert result.stderr.startswith(f"error: {recipe}: teacher: ")
+    assert expected in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
+def test_a_device_this_machine_lacks_is_a_warning_not_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The recipe may be for the GPU box; a run here would stop on it, so validate says so."""
+    recipe = write_recipe(tmp_path, merged(train={"epochs": 2, "device": "cuda"}))
+    result = run_cli(capsys, "recipe", "validate", str(recipe))
+    assert result.code == 0, result.stderr
+    assert "valid" in result.stdout
+    assert result.stderr.strip() == (
+        f"warning: {recipe}: train.device is 'cuda' but no CUDA GPU is visible; use 'auto' or "
+        "'cpu' (here; a run on this machine would stop)"
+    )

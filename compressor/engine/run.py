@@ -41,6 +41,7 @@ from compressor.io import append_line, file_sha256, save_torch, write_json, writ
 from compressor.methods import build_method, training_module
 from compressor.methods.boundary import normalized_bounds
 from compressor.models import (
+    check_builds_the_same_weights,
     check_teacher_output,
     count_flops,
     count_parameters,
@@ -145,7 +146,9 @@ def _prepare_teacher(recipe: Recipe, dataset: Dataset, setup: DeviceSetup) -> Pr
     loaded = load_teacher(recipe.teacher, dataset.num_classes, dataset.image_shape[0])
     fingerprint = weights_sha256(loaded)  # before folding changes the weights
     if recipe.teacher.checkpoint is None:
-        _check_builds_the_same_teacher(recipe, dataset, fingerprint)
+        check_builds_the_same_weights(
+            recipe.teacher, dataset.num_classes, dataset.image_shape[0], fingerprint
+        )
     teacher = ready_teacher(loaded, setup)
     test_loader = _eval_loader(dataset.test, dataset, recipe, setup)
     # A TorchScript, exported or entrypoint teacher has no class count to check at load time:
@@ -160,23 +163,6 @@ def _prepare_teacher(recipe: Recipe, dataset: Dataset, setup: DeviceSetup) -> Pr
             "teacher.checkpoint, and that data.mean/std match the teacher's training"
         )
     return PreparedTeacher(teacher, evaluation, _summary(loaded, evaluation, dataset), fingerprint)
-
-
-def _check_builds_the_same_teacher(recipe: Recipe, dataset: Dataset, fingerprint: str) -> None:
-    """Without a checkpoint, what builds the teacher is its weights too: a builder that draws
-    new ones on every call (an untrained model, initialised from the global seed) would give
-    a resume or an export another teacher than the one distilled from. A second call tells,
-    before any training rather than at export."""
-    teacher = recipe.teacher
-    assert teacher is not None
-    again = load_teacher(teacher, dataset.num_classes, dataset.image_shape[0])
-    if weights_sha256(again) != fingerprint:
-        raise UserError(
-            f"{teacher_builder(teacher)}: builds other weights on every call (two calls "
-            "differ); without teacher.checkpoint it must build the same weights every time "
-            "(load them, or seed their initialisation), or name the weights in "
-            "teacher.checkpoint"
-        )
 
 
 def check_teacher(recipe: Recipe, source: str) -> tuple[ModelSummary, int]:

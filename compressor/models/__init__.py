@@ -19,9 +19,14 @@ from compressor.models.registry import (
     student_kwargs,
 )
 from compressor.models.stats import count_flops, count_parameters
-from compressor.models.teacher import check_teacher_output, load_teacher
+from compressor.models.teacher import (
+    check_builds_the_same_weights,
+    check_teacher_output,
+    load_teacher,
+)
 
 __all__ = [
+    "check_builds_the_same_weights",
     "check_teacher_output",
     "count_flops",
     "count_parameters",

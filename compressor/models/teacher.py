@@ -31,8 +31,10 @@ from compressor.models.checkpoint import (
     read_checkpoint,
     read_state_dict,
 )
+from compressor.models.fingerprint import weights_sha256
 from compressor.models.registry import create_model, kwargs_for_weights
 from compressor.recipe import TeacherConfig
+from compressor.rundir import teacher_builder
 
 
 def load_teacher(cfg: TeacherConfig, num_classes: int, in_channels: int) -> nn.Module:
@@ -324,4 +326,21 @@ def check_teacher_output(teacher: nn.Module, images: torch.Tensor, num_classes: 
         raise UserError(
             f"the teacher returns {got} for a batch of {images.shape[0]}; expected logits of "
             f"shape {expected} (one score per class of the data set)"
+        )
+
+
+def check_builds_the_same_weights(
+    cfg: TeacherConfig, num_classes: int, in_channels: int, fingerprint: str
+) -> None:
+    """Without a checkpoint, what builds the teacher is its weights too: a builder that draws
+    new ones on every call (an untrained model, initialised from the global seed) would give
+    a resume or an export another teacher than the one distilled from. A second call tells,
+    before any training rather than at export. `fingerprint` is the first call's
+    `weights_sha256`."""
+    again = load_teacher(cfg, num_classes, in_channels)
+    if weights_sha256(again) != fingerprint:
+        raise UserError(
+            f"{teacher_builder(cfg)}: builds other weights on every call (two calls differ); "
+            "without teacher.checkpoint it must build the same weights every time (load "
+            "them, or seed their initialisation), or name the weights in teacher.checkpoint"
         )
