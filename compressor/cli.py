@@ -466,6 +466,8 @@ def _students_failing_parity(report: ExportReport) -> str:
 
 
 def _print_export(report: ExportReport) -> None:
+    from export.report import signed_points
+
     batches = report.settings.batch_sizes
     table = Table(title=f"export {report.run} (p50 latency in ms)", box=box.SIMPLE_HEAD)
     for column in ("model", "backend", "prec.", "device", "top-1 %", "parity"):
@@ -492,15 +494,10 @@ def _print_export(report: ExportReport) -> None:
         smaller = f", {row['size_ratio']:.1f}× smaller" if row["size_ratio"] else ""
         console.print(
             f"{row['model']} {row['precision']} vs fp32 ({row['backend']}): top-1 "
-            f"{_signed(-row['accuracy_drop'])} points, {speed}{smaller}"
+            f"{signed_points(-row['accuracy_drop'])} points, {speed}{smaller}"
         )
     for warning in report.warnings:
         console.print(f"warning: {warning}", style="yellow")
-
-
-def _signed(points: float) -> str:
-    """+0.12 / -0.12, and +0.00 rather than the -0.00 a tiny negative rounds to."""
-    return f"{round(points, 2) + 0.0:+.2f}"
 
 
 @app.command("quickstart", short_help="The whole flow on embedded data, no download.")

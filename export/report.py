@@ -99,10 +99,15 @@ def _percentile_rows(payload: dict[str, Any]) -> tuple[list[str], list[list[str]
     return header, rows
 
 
+def signed_points(points: float) -> str:
+    """+0.12 / -0.12, and +0.00 rather than the -0.00 a tiny negative rounds to."""
+    return f"{round(points, 2) + 0.0:+.2f}"
+
+
 def _precision_rows(payload: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """fp16/INT8 against fp32, same model and backend: the cost and the gain of each."""
     batches = _batches(payload)
-    header = ["model", "backend", "precision", "top-1 %", "fp32 top-1 %", "drop (points)"]
+    header = ["model", "backend", "precision", "top-1 %", "fp32 top-1 %", "Δ top-1 (points)"]
     header += ["agree % (vs PyTorch fp32)"] + [f"speedup @{b}" for b in batches] + ["smaller"]
     rows = []
     for row in payload.get("precision_comparison", []):
@@ -114,7 +119,7 @@ def _precision_rows(payload: dict[str, Any]) -> tuple[list[str], list[list[str]]
                 row["precision"],
                 f"{row['accuracy']:.2f}",
                 f"{row['fp32_accuracy']:.2f}",
-                f"{row['accuracy_drop']:+.2f}",
+                signed_points(-row["accuracy_drop"]),  # as the console says it: -0.30 is lower
                 "—" if agreement is None else f"{agreement:.2f}",
                 *(f"{row['speedup'][b]:.2f}×" if b in row["speedup"] else "—" for b in batches),
                 f"{row['size_ratio']:.1f}×" if row["size_ratio"] else "—",

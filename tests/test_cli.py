@@ -11,14 +11,10 @@ from pathlib import Path
 import pytest
 import typer
 
-from compressor.cli import _signed, app
+from compressor.cli import app
 from tests.cli_helpers import run_cli
 from tests.export.helpers import one_error_line
 from tests.signal_helpers import ctrl_c_while_importing
-
-
-def test_signed_points_never_read_minus_zero() -> None:
-    assert [_signed(v) for v in (-0.0, -0.001, 0.126, -1.5)] == ["+0.00", "+0.00", "+0.13", "-1.50"]
 
 
 @pytest.mark.parametrize(
