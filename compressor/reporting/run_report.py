@@ -127,6 +127,18 @@ def _markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _loss_curves(epochs_log: list[dict[str, Any]]) -> dict[str, list[float]]:
+    """The loss trained on, and its parts as the methods log them: before their weights (a
+    part with weight 0, such as AMKD's bss at lambda_bss 0, is logged as a diagnostic), which
+    the legend says, so that no part reads as a share of the total."""
+    names = sorted({key for entry in epochs_log for key in entry if key.startswith("loss_")})
+    curves = {"loss (trained on)": [entry["loss"] for entry in epochs_log]}
+    for name in names:
+        label = f"{name.removeprefix('loss_')} (unweighted)"
+        curves[label] = [entry.get(name, float("nan")) for entry in epochs_log]
+    return curves
+
+
 def _html(report: dict[str, Any]) -> str:
     """report.md's facts as a page that needs nothing else to open, plus the curves."""
     fields = report["results"]
@@ -143,18 +155,7 @@ def _html(report: dict[str, Any]) -> str:
                 "%",
             )
         )
-        part_names = sorted({k for entry in epochs_log for k in entry if k.startswith("loss")})
-        images.append(
-            line_plot(
-                "training loss",
-                x,
-                {
-                    name: [entry.get(name, float("nan")) for entry in epochs_log]
-                    for name in part_names
-                },
-                "loss",
-            )
-        )
+        images.append(line_plot("training loss", x, _loss_curves(epochs_log), "loss"))
     if fields["teacher"]:
         images.append(
             bar_plot(

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import re
 from pathlib import Path
 
 from compressor.recipe import parse_recipe
-from compressor.reporting.run_report import write_run_report
+from compressor.reporting.run_report import _loss_curves, write_run_report
 from compressor.rundir import RunDir
 
 FIELDS = {
@@ -102,3 +103,16 @@ def test_size_against_the_teacher_reads_smaller_or_larger_never_a_fraction(
     larger = _write_report(tmp_path / "large", "resnet20", swapped).report("md").read_text()
     assert "| size vs the teacher (params) | — | 3.6× larger |" in larger
     assert "0.3×" not in larger
+
+
+def test_the_loss_plot_says_its_parts_are_unweighted() -> None:
+    """AMKD logs bss at lambda_bss 0 as a diagnostic (≈ 15 against a total of ≈ 1): the
+    legend must not let it read as part of the loss trained on."""
+    log = [
+        {"epoch": 1, "loss": 1.2, "loss_ce": 1.0, "loss_bss": 15.0},
+        {"epoch": 2, "loss": 0.8, "loss_ce": 0.7},
+    ]
+    curves = _loss_curves(log)
+    assert list(curves) == ["loss (trained on)", "bss (unweighted)", "ce (unweighted)"]
+    assert curves["loss (trained on)"] == [1.2, 0.8]
+    assert curves["bss (unweighted)"][0] == 15.0 and math.isnan(curves["bss (unweighted)"][1])
