@@ -505,17 +505,21 @@ def quickstart_command(
     recipes: Annotated[
         Path, typer.Option(help="Folder with quickstart-teacher.yaml and quickstart.yaml.")
     ] = Path("recipes"),
-    overwrite: Overwrite = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Start over: train both runs again (each old run is kept in <name>.replaced "
+            "until its new one completes).",
+        ),
+    ] = False,
 ) -> None:
     """The whole flow on the embedded digits data, no download; about a minute on 2 cores.
 
     Trains a teacher, distils it with AMKD, exports both to ONNX and validates them, gates.
+    Run again, it continues where it stopped: a finished step is skipped, an interrupted one
+    resumed; export and the gate always run.
     """
-    from compressor.gate import evaluate_gate
-    from compressor.recipe import load_recipe
-    from compressor.rundir import holds_run, run_dir_for
-    from export import ExportOptions, export_run
-
     teacher_recipe, student_recipe = (
         recipes / "quickstart-teacher.yaml",
         recipes / "quickstart.yaml",
@@ -525,15 +529,33 @@ def quickstart_command(
             raise UserError(
                 f"{path}: not found; run from the repository root or pass --recipes FOLDER"
             )
-        run_dir = run_dir_for(load_recipe(path), path)
-        if holds_run(run_dir) and not overwrite:
-            # The steps' own refusal would suggest --resume, which quickstart does not have.
-            raise UserError(
-                f"{run_dir.root} already holds a quickstart run; start over with "
-                "`compress quickstart --overwrite`"
-            )
+    try:
+        _quickstart(teacher_recipe, student_recipe, overwrite=overwrite)
+    except KeyboardInterrupt:
+        # The step's own line says `compress train ... --resume`; rerunning the quickstart
+        # does that, and the steps after it.
+        _stop.said = True
+        again = ["compress", "quickstart"]
+        if recipes != Path("recipes"):
+            again += ["--recipes", str(recipes)]
+        console.print(
+            f"quickstart interrupted; run `{shlex.join(again)}` again to continue where it stopped",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise
+
+
+def _quickstart(teacher_recipe: Path, student_recipe: Path, *, overwrite: bool) -> None:
+    """The four steps and the summary; exit 1 when the gate or the export's parity fails."""
+    from compressor.gate import evaluate_gate
+    from compressor.recipe import load_recipe
+    from export import ExportOptions, export_run
+
     console.rule("1/4 train the teacher (cross-entropy)")
-    teacher_run = _run(teacher_recipe, distill=False, resume=False, overwrite=overwrite)
+    teacher_run = _quickstart_step(
+        teacher_recipe, load_recipe(teacher_recipe), distill=False, start_over=overwrite
+    )
     console.rule("2/4 distil it into the student (AMKD)")
     # The recipe finds the teacher relative to its own folder, which is the teacher run just
     # trained only from the repository root: from anywhere else (--recipes) it is this one.
@@ -542,7 +564,7 @@ def quickstart_command(
         checkpoint = teacher_run.run.student.resolve()
         teacher = distilled.teacher.model_copy(update={"checkpoint": checkpoint})
         distilled = distilled.model_copy(update={"teacher": teacher})
-    run = _run(student_recipe, distill=True, resume=False, overwrite=overwrite, recipe=distilled)
+    run = _quickstart_step(student_recipe, distilled, distill=True, start_over=overwrite)
     console.rule("3/4 export to ONNX, validate, time")
     report = export_run(run.run.root, ExportOptions(), log=lambda line: console.print(line))
     _print_export(report)
@@ -565,6 +587,91 @@ def quickstart_command(
     console.print(f"reports: {run.run.root / 'report.html'}, {report.files['html']}")
     if not gate.passed or failed_parity:
         raise typer.Exit(1)
+
+
+def _quickstart_step(path: Path, recipe: Recipe, *, distill: bool, start_over: bool) -> RunResult:
+    """One training step, continued where an earlier quickstart left it: a run that completed
+    with this recipe is skipped, one that stopped is resumed from its checkpoint, and one
+    stopped before its first checkpoint is started again. `start_over`: train afresh."""
+    from compressor.rundir import has_checkpoint, holds_run, run_dir_for
+
+    run = run_dir_for(recipe, path)
+    if distill and not start_over and _distilled_from_another_teacher(path, recipe):
+        console.print(f"{run.root} was distilled from another teacher; distilling it again")
+        start_over = True
+    if start_over or not holds_run(run):
+        return _run(path, distill=distill, resume=False, overwrite=start_over, recipe=recipe)
+    done = _completed_run_result(path, recipe)
+    if done is None and not has_checkpoint(run):
+        return _run(path, distill=distill, resume=False, overwrite=True, recipe=recipe)
+    _check_begun_with(path, recipe)
+    if done is None:
+        return _run(path, distill=distill, resume=True, overwrite=False, recipe=recipe)
+    step = "student already distilled" if distill else "teacher already trained"
+    console.print(f"{step}: {run.root} ({done.student.accuracy:.2f} %); skipping")
+    return done
+
+
+def _completed_run_result(path: Path, recipe: Recipe) -> RunResult | None:
+    """The figures of the recipe's run, read from its report.json once `read_completed_run`
+    (where export starts) finds it completed and whole. None otherwise: resuming finishes the
+    run, or writes its lost files again from the last checkpoint."""
+    from compressor.engine.run import ModelSummary, RunResult
+    from compressor.rundir import read_completed_run, run_dir_for
+
+    run = run_dir_for(recipe, path)
+    try:
+        read_completed_run(run)
+        fields = json.loads(run.report("json").read_text(encoding="utf-8"))["results"]
+        teacher = ModelSummary(**fields["teacher"]) if fields["teacher"] else None
+        return RunResult(run, ModelSummary(**fields["student"]), teacher, fields["top1_agreement"])
+    except (UserError, OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _check_begun_with(path: Path, recipe: Recipe) -> None:
+    """Refuse to skip or resume a run begun with another recipe than `path` says now (it was
+    edited since): the quickstart would report, or go on with, a run the recipe does not
+    describe."""
+    from compressor.recipe import load_recipe, recipe_differences
+    from compressor.rundir import run_dir_for
+
+    run = run_dir_for(recipe, path)
+    try:
+        begun = load_recipe(run.recipe, started=True)
+    except UserError:
+        begun = None
+    if begun == recipe:
+        return
+    if begun is None:
+        changes = f"{run.recipe} cannot be read as a recipe"
+    else:
+        changes = "; ".join(recipe_differences(begun, recipe)[:3]) or f"compare {run.recipe}"
+    raise UserError(
+        f"{path}: not the recipe {run.root} was trained with ({changes}); start over with "
+        "`compress quickstart --overwrite`"
+    )
+
+
+def _distilled_from_another_teacher(path: Path, recipe: Recipe) -> bool:
+    """Was the recipe's run distilled from another teacher than the one it names now (trained
+    since: by this quickstart, or by `compress train --overwrite`)? Its student learnt from
+    weights that are gone, so it is distilled again rather than skipped or resumed. The
+    manifest records the teacher's weights hash when distillation starts."""
+    from compressor.models import load_teacher, read_checkpoint
+    from compressor.models.fingerprint import weights_sha256
+    from compressor.rundir import check_same_teacher, holds_run, run_dir_for
+
+    run = run_dir_for(recipe, path)
+    if recipe.teacher is None or recipe.teacher.checkpoint is None or not holds_run(run):
+        return False
+    record = read_checkpoint(recipe.teacher.checkpoint)  # the teacher run's student.pt
+    teacher = load_teacher(recipe.teacher, record["num_classes"], record["image_shape"][0])
+    try:
+        check_same_teacher(run, recipe, weights_sha256(teacher), fix="")
+    except UserError:
+        return True
+    return False
 
 
 def main() -> None:

@@ -4,6 +4,10 @@ where a user would have data and teachers), and the quickstart runs end to end."
 from __future__ import annotations
 
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -124,10 +128,25 @@ def test_quickstart_runs_the_whole_flow(
         "runs/quickstart/export/export_report.html",
     ):
         assert (tmp_path / path).is_file(), path
+    # Run again, it skips both trainings, reading their figures from the runs, and exports
+    # and gates again.
     again = run_cli(capsys, "quickstart")
-    assert again.code == 2
-    assert "compress quickstart --overwrite" in again.stderr
-    assert "--resume" not in again.stderr  # quickstart has no such flag
+    assert again.code == 0, again.stderr
+    assert "teacher already trained: runs/quickstart-teacher (" in again.stdout
+    assert "student already distilled: runs/quickstart (" in again.stdout
+    assert "epoch 1/" not in again.stdout
+    assert "student: exporting resnet8" in again.stdout and "gate passed" in again.stdout
+    figures = summary.split("fewer parameters")[0]  # the speedup is timed again
+    assert again.stdout.split("summary")[-1].split("fewer parameters")[0] == figures
+    # An edited recipe is not the one the run was trained with: neither skipped nor resumed.
+    edited = tmp_path / "recipes" / "quickstart.yaml"
+    edited.write_text(edited.read_text().replace("epochs: 15", "epochs: 16"))
+    changed = run_cli(capsys, "quickstart")
+    assert changed.code == 2
+    assert changed.stderr == (
+        "error: recipes/quickstart.yaml: not the recipe runs/quickstart was trained with "
+        "(train.epochs: 15 → 16); start over with `compress quickstart --overwrite`\n"
+    )
 
 
 def _short_quickstart(recipes: Path, **student: dict[str, object]) -> None:
@@ -185,3 +204,61 @@ def test_quickstart_outside_the_repository(
     result = run_cli(capsys, "quickstart")
     assert result.code == 2
     assert "run from the repository root or pass --recipes" in result.stderr
+
+
+def test_an_interrupted_quickstart_continues_where_it_stopped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C during the distillation says to run the quickstart again; run again, it skips
+    the teacher it trained and resumes the distillation from its last checkpoint."""
+    monkeypatch.chdir(tmp_path)
+    _short_quickstart(tmp_path / "recipes", train={"epochs": 3}, gate={"max_drop": 100})
+    checkpoint = tmp_path / "runs" / "quickstart" / "checkpoints" / "last.pt"
+    log = tmp_path / "quickstart.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "compressor", "quickstart"], stdout=out, stderr=out
+        )
+        try:
+            deadline = time.monotonic() + 240
+            while not checkpoint.exists():  # the distillation's first epoch is done
+                assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.05)
+        finally:
+            process.send_signal(signal.SIGINT)
+            process.wait(timeout=120)
+    said = log.read_text().rstrip().splitlines()
+    assert process.returncode == 130, said
+    assert "compress distill recipes/quickstart.yaml --resume" in said[-2]
+    assert said[-1] == (
+        "quickstart interrupted; run `compress quickstart` again to continue where it stopped"
+    )
+
+    again = run_cli(capsys, "quickstart")
+    assert again.code == 0, again.stdout + again.stderr
+    assert "teacher already trained: runs/quickstart-teacher (" in again.stdout
+    assert "resuming runs/quickstart after epoch" in again.stdout
+    assert "gate passed" in again.stdout
+
+
+def test_quickstart_distils_again_from_a_teacher_trained_since(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A teacher trained again with other weights (here: its run removed, its recipe's seed
+    changed): the student distilled from the old one is distilled again, not skipped (export
+    would refuse the pair) nor resumed."""
+    monkeypatch.chdir(tmp_path)
+    _short_quickstart(tmp_path / "recipes", gate={"max_drop": 100})
+    assert run_cli(capsys, "quickstart").code == 0
+    shutil.rmtree(tmp_path / "runs" / "quickstart-teacher")
+    teacher = tmp_path / "recipes" / "quickstart-teacher.yaml"
+    recipe = yaml.safe_load(teacher.read_text())
+    recipe["train"]["seed"] = 1
+    teacher.write_text(yaml.safe_dump(recipe))
+    again = run_cli(capsys, "quickstart")
+    assert again.code == 0, again.stdout + again.stderr
+    assert "runs/quickstart was distilled from another teacher; distilling it again" in (
+        again.stdout
+    )
+    assert "already" not in again.stdout
+    assert "gate passed" in again.stdout
