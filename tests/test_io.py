@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 from pathlib import Path
 
-from compressor.io import write_json
+import pytest
+import torch
+
+from compressor.io import save_torch, write_json
 
 
 def test_json_is_strict_non_finite_numbers_become_null(tmp_path: Path) -> None:
@@ -20,3 +25,23 @@ def test_json_is_strict_non_finite_numbers_become_null(tmp_path: Path) -> None:
     assert json.loads(text, parse_constant=strict) == {
         "parity": {"max_abs_diff": None, "top1": [None, 1.5]}
     }
+
+
+class _CtrlCWhileSaved:
+    """Pickled inside torch.save: a Ctrl-C typed while the checkpoint is being written."""
+
+    def __reduce__(self) -> tuple:
+        os.kill(os.getpid(), signal.SIGINT)
+        return (dict, ())
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGINT"), reason="needs POSIX signals")
+def test_a_ctrl_c_while_a_checkpoint_is_written_stops_after_it_is_whole(tmp_path: Path) -> None:
+    """torch.save writes through C++: an interrupt raised inside it aborts the process. It is
+    acted on once the file is in place, as the KeyboardInterrupt the caller handles."""
+    path = tmp_path / "last.pt"
+    with pytest.raises(KeyboardInterrupt):
+        save_torch(path, {"epoch": 3, "weights": torch.ones(2), "marker": _CtrlCWhileSaved()})
+    saved = torch.load(path, weights_only=False)
+    assert saved["epoch"] == 3 and torch.equal(saved["weights"], torch.ones(2))
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
