@@ -9,6 +9,7 @@ directory, is fsynced, then renamed over the target (rename is atomic on POSIX a
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
@@ -38,8 +39,31 @@ def _umask() -> int:
 _PUBLIC_MODE = 0o666 & ~_umask()
 
 
+def file_in_the_way(path: Path) -> Path | None:
+    """The file standing where one of `path`'s folders should be (`r20.yaml` in
+    `r20.yaml/out.xml`), or None."""
+    for folder in Path(path).parents:
+        if folder.exists():
+            return None if folder.is_dir() else folder
+    return None
+
+
+def _make_parent(path: Path) -> None:
+    """Create the folder `path` goes in. A file in the way is named: mkdir's own words, 'File
+    exists' or 'Not a directory', leave the user guessing which path they are about."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        in_the_way = file_in_the_way(path)
+        if in_the_way is None:
+            raise
+        raise NotADirectoryError(
+            errno.ENOTDIR, f"{in_the_way} is a file, not a folder", str(path)
+        ) from None
+
+
 def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _make_parent(path)
     handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as stream:

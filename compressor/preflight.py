@@ -75,8 +75,9 @@ def preflight_problems(recipe: Recipe, *, needs_teacher: bool) -> list[str]:
         )
     elif teacher.checkpoint is not None and not teacher.checkpoint.is_file():
         problems.append(
-            f"teacher.checkpoint: file {str(teacher.checkpoint)!r} does not exist; "
-            "relative paths are taken from the recipe's folder"
+            f"teacher.checkpoint: file {str(teacher.checkpoint)!r}"
+            f"{teacher.path_note('checkpoint')} does not exist; point teacher.checkpoint at "
+            "the weights file"
         )
     elif teacher.checkpoint is not None and teacher.checkpoint.suffix.lower() == ".onnx":
         problems.append(

@@ -4,9 +4,12 @@ These pydantic models are the single source of defaults and validation. Every mo
 unknown keys, so a typo is an error instead of a silently ignored setting. Methods form a
 discriminated union on `name`, so each method validates only the options it understands.
 
-Paths in a recipe may use `${VAR}` or `${VAR:-default}` and `~`. Relative input paths (data,
-checkpoints) are taken relative to the recipe file, so a recipe finds its inputs from any
-working directory; `output.dir` is relative to the working directory.
+Paths in a recipe may use `${VAR}` or `${VAR:-default}` and `~`. A relative input path (data,
+checkpoints) is read from the folder of whoever wrote its start: a path the recipe writes,
+including a `:-default` used because VAR is unset, from the recipe's folder, so a recipe finds
+its inputs from any working directory; a path that starts with a set variable's value from the
+working directory, as the shell that set it would. `output.dir` is relative to the working
+directory.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import json
 import os
 import re
 from collections.abc import Hashable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
 
@@ -24,6 +28,8 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -46,32 +52,76 @@ _PATTERN_HELP = {
 _ENV_PATTERN = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
 
 
-def expand_path_text(text: str) -> str:
+@dataclass(frozen=True)
+class PathSource:
+    """How a recipe path came about, so an error about a missing file can say what to change:
+    the variable that gave it, or the folder a relative path was read from."""
+
+    expanded: str  # after ${...} and ~
+    variable: str | None = None  # the set variable whose value starts the path
+    value: str = ""  # that variable's value
+    unset: tuple[str, ...] = ()  # variables whose `:-default` stood in
+    folder: Literal["recipe", "working"] | None = None  # a relative path's base; None: absolute
+
+    def note(self) -> str:
+        """E.g. 'from $COMPRESSOR_DATA_ROOT=mydata, read from the working folder'; '' for an
+        absolute path written in the recipe, which needs no explaining."""
+        if self.variable:
+            where = f"from ${self.variable}={self.value}"
+            where += ", read from the working folder" if self.folder else ""
+        elif self.folder == "recipe":
+            where = f"{self.expanded!r} read from the recipe's folder"
+        else:
+            where = "read from the working folder" if self.folder else ""
+        unset = [f"${name} is not set" for name in self.unset]
+        return "; ".join(part for part in (where, *unset) if part)
+
+
+def _expand(text: str) -> PathSource:
     """Expand `${VAR}`, `${VAR:-default}` and `~`; an unset variable with no default is an error."""
+    leading: list[tuple[str, str]] = []
+    unset: list[str] = []
 
     def substitute(match: re.Match[str]) -> str:
         value = os.environ.get(match["name"])
         if value:
+            if match.start() == 0:
+                leading.append((match["name"], value))
             return value
         if match["default"] is not None:
+            unset.append(match["name"])
             return match["default"]
         raise ValueError(f"environment variable {match['name']} is not set (use ${{VAR:-default}})")
 
-    return os.path.expanduser(_ENV_PATTERN.sub(substitute, text))
+    expanded = os.path.expanduser(_ENV_PATTERN.sub(substitute, text))
+    variable, value = leading[0] if leading else (None, "")
+    return PathSource(expanded, variable, value, tuple(unset))
+
+
+def read_user_path(text: str, base_dir: Path | None) -> tuple[Path, PathSource]:
+    """The input path `text` names, by the module docstring's rule, and how it came about."""
+    source = _expand(text)
+    path = Path(source.expanded)
+    if path.is_absolute():
+        return path, source
+    if source.variable is not None:
+        # Absolute now: the run's recipe.yaml is read again from the run directory (by export
+        # and --resume), where a relative path would point somewhere else.
+        return Path(os.path.abspath(path)), replace(source, folder="working")
+    if base_dir is None:
+        return path, replace(source, folder="working")
+    # normpath: recipes/../data → data
+    return Path(os.path.normpath(base_dir / path)), replace(source, folder="recipe")
 
 
 def _to_path(value: Any, info: ValidationInfo) -> Any:
     if not isinstance(value, str | Path):
         return value
-    path = Path(expand_path_text(str(value)))
-    base_dir = (info.context or {}).get("base_dir")
-    if not path.is_absolute() and base_dir is not None:
-        path = Path(os.path.normpath(Path(base_dir) / path))  # recipes/../data → data
-    return path
+    return read_user_path(str(value), (info.context or {}).get("base_dir"))[0]
 
 
 def _to_output_path(value: Any) -> Any:
-    return Path(expand_path_text(str(value))) if isinstance(value, str | Path) else value
+    return Path(_expand(str(value)).expanded) if isinstance(value, str | Path) else value
 
 
 UserPath = Annotated[Path, BeforeValidator(_to_path)]
@@ -131,7 +181,37 @@ def _admits_bool(annotation: Any) -> bool:
     return any(_admits_bool(argument) for argument in get_args(annotation))
 
 
-class TeacherConfig(Strict):
+class _WithInputPaths(Strict):
+    """A section with input paths (UserPath fields), which remembers how each came about so
+    that an error about one can name the variable or folder it was read from."""
+
+    _path_sources: dict[str, PathSource] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _remember_path_sources(
+        cls, data: Any, handler: ModelWrapValidatorHandler[Any], info: ValidationInfo
+    ) -> Any:
+        section = handler(data)
+        if isinstance(data, dict):
+            base_dir = (info.context or {}).get("base_dir")
+            for name, value in data.items():
+                if isinstance(value, str | Path) and isinstance(getattr(section, name), Path):
+                    section._path_sources[name] = read_user_path(str(value), base_dir)[1]
+        return section
+
+    def path_source(self, field: str) -> PathSource | None:
+        """How `field` was written; None when it was given as a Path or is unset."""
+        return self._path_sources.get(field)
+
+    def path_note(self, field: str) -> str:
+        """' (from $VAR=value, read from the working folder)' and the like, or ''."""
+        source = self.path_source(field)
+        note = source.note() if source else ""
+        return f" ({note})" if note else ""
+
+
+class TeacherConfig(_WithInputPaths):
     """Where the teacher comes from. See docs: zoo name, `module:callable`, TorchScript, .pt2."""
 
     arch: str | None = Field(None, description="Model zoo or torchvision name, e.g. resnet56.")
@@ -202,7 +282,7 @@ DatasetName = Literal["digits", "cifar10", "cifar100", "tiny_imagenet", "imagefo
 _DOWNLOADABLE = ("cifar10", "cifar100")
 
 
-class DataConfig(Strict):
+class DataConfig(_WithInputPaths):
     name: DatasetName = "digits"
     root: UserPath | None = Field(
         None, description=f"Data directory; defaults to ${DATA_ROOT_ENV}. Not used by digits."
@@ -223,9 +303,8 @@ class DataConfig(Strict):
     @model_validator(mode="after")
     def _root_and_stats(self) -> DataConfig:
         if self.root is None and self.name != "digits" and os.environ.get(DATA_ROOT_ENV):
-            # Absolute now: the run's recipe.yaml is read again from the run directory (by
-            # export and --resume), where a relative root would point somewhere else.
-            self.root = Path(expand_path_text(os.environ[DATA_ROOT_ENV])).absolute()
+            # As if the recipe said `root: ${COMPRESSOR_DATA_ROOT}`.
+            self.root, self._path_sources["root"] = read_user_path(f"${{{DATA_ROOT_ENV}}}", None)
         if (self.mean is None) != (self.std is None):
             raise ValueError("give both mean and std, or neither")
         if self.mean is not None and self.std is not None:

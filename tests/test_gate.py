@@ -620,13 +620,28 @@ def test_junit_file_records_a_mistyped_command_line(
 def test_an_unwritable_junit_file_does_not_hide_why_the_gate_could_not_run(
     kd_run: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    (tmp_path / "file").write_text("")
+    """(A folder that is a link to nowhere passes the checks made before the gate runs; only
+    writing finds it cannot hold the file.)"""
+    (tmp_path / "link").symlink_to(tmp_path / "nowhere")
     result = run_cli(
-        capsys, "gate", f"{kd_run}-absent", "--junit", str(tmp_path / "file" / "g.xml")
+        capsys, "gate", f"{kd_run}-absent", "--junit", str(tmp_path / "link" / "g.xml")
     )
     assert result.code == 2
     assert "no such run directory" in result.stderr
     assert "cannot write the JUnit file" in result.stderr
+
+
+def test_a_junit_path_in_a_file_is_refused_before_the_gate_runs(
+    kd_run: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "r20.yaml").write_text("")
+    result = run_cli(capsys, "gate", str(kd_run), "--junit", str(tmp_path / "r20.yaml" / "g.xml"))
+    assert result.code == 2
+    assert result.stderr.splitlines() == [
+        f"error: --junit {tmp_path / 'r20.yaml' / 'g.xml'}: {tmp_path / 'r20.yaml'} is a file, "
+        "not a folder; give a path in a folder, such as gate.xml"
+    ]
+    assert "PASS" not in result.stdout
 
 
 def test_python_api_returns_the_verdict(kd_run: Path) -> None:

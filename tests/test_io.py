@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from compressor.io import save_torch, write_json
+from compressor.io import save_torch, write_json, write_text
 
 
 def test_json_is_strict_non_finite_numbers_become_null(tmp_path: Path) -> None:
@@ -45,3 +45,14 @@ def test_a_ctrl_c_while_a_checkpoint_is_written_stops_after_it_is_whole(tmp_path
     saved = torch.load(path, weights_only=False)
     assert saved["epoch"] == 3 and torch.equal(saved["weights"], torch.ones(2))
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@pytest.mark.parametrize("inside", ["x.json", "sub/x.json"])
+def test_a_file_where_a_folder_should_be_is_named(tmp_path: Path, inside: str) -> None:
+    """mkdir says 'File exists' (or 'Not a directory') without naming the file in the way;
+    `compress recipe schema -o r20.yaml/x.json` printed just that."""
+    (tmp_path / "r20.yaml").write_text("student: {arch: resnet20}\n")
+    with pytest.raises(NotADirectoryError) as caught:
+        write_text(tmp_path / "r20.yaml" / inside, "{}")
+    assert caught.value.strerror == f"{tmp_path / 'r20.yaml'} is a file, not a folder"
+    assert (tmp_path / "r20.yaml").read_text() == "student: {arch: resnet20}\n"

@@ -125,6 +125,98 @@ def test_a_relative_environment_data_root_is_kept_absolute(
     assert load_recipe(saved).data.root == tmp_path / "data"
 
 
+def _recipe_in_a_subfolder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The shipped recipes' path lines, in tmp/repo/recipes/, run from tmp/work."""
+    recipe = merged(
+        teacher={
+            "arch": "resnet20",
+            "checkpoint": "${COMPRESSOR_TEACHERS:-../teachers}/resnet20.th",
+        },
+        data={"name": "cifar10", "root": "${COMPRESSOR_DATA_ROOT:-../data}"},
+    )
+    (tmp_path / "repo" / "recipes").mkdir(parents=True)
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    return write_recipe(tmp_path / "repo" / "recipes", recipe)
+
+
+def test_a_relative_path_from_a_variable_is_read_from_the_working_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the shell that set it means it: COMPRESSOR_DATA_ROOT=data is ./data, wherever the
+    recipe lies; it used to be read from the recipe's folder, while a recipe without
+    data.root read the same variable from the working folder."""
+    path = _recipe_in_a_subfolder(tmp_path, monkeypatch)
+    monkeypatch.setenv("COMPRESSOR_DATA_ROOT", "data")
+    monkeypatch.setenv("COMPRESSOR_TEACHERS", "../teachers")
+    recipe = load_recipe(path)
+    assert recipe.data.root == tmp_path / "work" / "data"
+    assert recipe.teacher.checkpoint == tmp_path / "teachers" / "resnet20.th"
+    assert parse_recipe(merged(data={"name": "cifar10"})).data.root == recipe.data.root
+
+
+def test_a_default_is_read_from_the_recipe_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _recipe_in_a_subfolder(tmp_path, monkeypatch)
+    monkeypatch.delenv("COMPRESSOR_DATA_ROOT", raising=False)
+    monkeypatch.delenv("COMPRESSOR_TEACHERS", raising=False)
+    recipe = load_recipe(path)
+    assert recipe.data.root == tmp_path / "repo" / "data"
+    assert recipe.teacher.checkpoint == tmp_path / "repo" / "teachers" / "resnet20.th"
+
+
+def test_a_variable_inside_a_path_leaves_it_the_recipe_s(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whoever wrote a relative path's start decides its folder: here the recipe did."""
+    monkeypatch.setenv("DATA_NAME", "cifar")
+    recipe = load_recipe(
+        write_recipe(tmp_path, merged(data={"name": "cifar10", "root": "sets/${DATA_NAME}"}))
+    )
+    assert recipe.data.root == tmp_path.resolve() / "sets" / "cifar"
+    assert recipe.data.path_note("root") == " ('sets/cifar' read from the recipe's folder)"
+
+
+def test_a_run_s_recipe_keeps_a_variable_s_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """recipe.yaml in the run directory names the folders the run read, without the
+    variables that gave them (export and --resume read it again from elsewhere)."""
+    path = _recipe_in_a_subfolder(tmp_path, monkeypatch)
+    monkeypatch.setenv("COMPRESSOR_DATA_ROOT", "data")
+    recipe = load_recipe(path)
+    saved = tmp_path / "work" / "runs" / "r" / "recipe.yaml"
+    saved.parent.mkdir(parents=True)
+    saved.write_text(recipe_to_yaml(recipe), encoding="utf-8")
+    monkeypatch.delenv("COMPRESSOR_DATA_ROOT")
+    monkeypatch.chdir(tmp_path)
+    again = load_recipe(saved, started=True)
+    assert again.data.root == tmp_path / "work" / "data"
+    assert again.teacher.checkpoint == tmp_path / "repo" / "teachers" / "resnet20.th"
+    assert again.data.path_note("root") == ""  # absolute, as written
+
+
+def test_a_path_note_names_the_variable_or_the_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _recipe_in_a_subfolder(tmp_path, monkeypatch)
+    monkeypatch.setenv("COMPRESSOR_DATA_ROOT", "mydata")
+    monkeypatch.delenv("COMPRESSOR_TEACHERS", raising=False)
+    recipe = load_recipe(path)
+    assert recipe.data.path_note("root") == (
+        " (from $COMPRESSOR_DATA_ROOT=mydata, read from the working folder)"
+    )
+    assert recipe.teacher.path_note("checkpoint") == (
+        " ('../teachers/resnet20.th' read from the recipe's folder; $COMPRESSOR_TEACHERS is not "
+        "set)"
+    )
+    monkeypatch.setenv("COMPRESSOR_DATA_ROOT", str(tmp_path))
+    assert parse_recipe(merged(data={"name": "cifar10"})).data.path_note("root") == (
+        f" (from $COMPRESSOR_DATA_ROOT={tmp_path})"
+    )
+
+
 def test_schema_is_json_schema_with_every_section() -> None:
     schema = recipe_schema()
     assert set(schema["properties"]) == set(Recipe.model_fields)

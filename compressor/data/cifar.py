@@ -23,7 +23,7 @@ import torch
 from torchvision.datasets import CIFAR10, CIFAR100
 from torchvision.datasets.utils import download_and_extract_archive
 
-from compressor.data.files import require_root
+from compressor.data.files import require_root, root_text
 from compressor.data.sets import ImageSet
 from compressor.errors import UserError
 from compressor.recipe import DATA_ROOT_ENV, DataConfig
@@ -90,11 +90,11 @@ def _find_batches(root: Path, layout: _Layout) -> Path | None:
     return None
 
 
-def _missing_message(root: Path, layout: _Layout) -> str:
+def _missing_message(cfg: DataConfig, root: Path, layout: _Layout) -> str:
     return (
-        f"no {layout.title} batches in {root} (looked for {', '.join(layout.all_files)} there "
-        f"and in {root / layout.source.base_folder}); point data.root at them or set "
-        f"data.download: true"
+        f"no {layout.title} batches in {root_text(cfg)}: looked for "
+        f"{', '.join(layout.all_files)} there and in {root / layout.source.base_folder}; point "
+        "data.root at them or set data.download: true"
     )
 
 
@@ -137,7 +137,7 @@ def _batches_dir(cfg: DataConfig, layout: _Layout) -> Path:
         _download(root, layout)
         found = _find_batches(root, layout)
     if found is None:
-        raise UserError(_missing_message(root, layout))
+        raise UserError(_missing_message(cfg, root, layout))
     return found
 
 
@@ -147,7 +147,7 @@ def num_classes(cfg: DataConfig) -> int:
     layout = LAYOUTS[cfg.name]
     root = _root(cfg, layout)
     if not cfg.download and _find_batches(root, layout) is None:
-        raise UserError(_missing_message(root, layout))
+        raise UserError(_missing_message(cfg, root, layout))
     return layout.num_classes
 
 

@@ -31,13 +31,28 @@ def require_root(cfg: DataConfig) -> Path:
         )
     root = Path(cfg.root)
     if not root.exists():
-        raise UserError(
-            f"data.root {root} does not exist; point data.root in the recipe at the data "
-            f"set's folder (a recipe without data.root takes ${DATA_ROOT_ENV})"
-        )
+        raise UserError(f"{root_text(cfg)} does not exist; {_how_to_point_root(cfg)}")
     if not root.is_dir():
-        raise UserError(f"data.root {root} is a file, not a directory; point it at the data set")
+        raise UserError(f"{root_text(cfg)} is a file, not a directory; {_how_to_point_root(cfg)}")
     return root
+
+
+def root_text(cfg: DataConfig) -> str:
+    """'data.root PATH', with the variable or folder it came from: a user who set
+    $COMPRESSOR_DATA_ROOT=data sees which folder that was read from."""
+    return f"data.root {cfg.root}{cfg.path_note('root')}"
+
+
+def _how_to_point_root(cfg: DataConfig) -> str:
+    """The fix names the variable to set where one gave the path, or could have."""
+    source = cfg.path_source("root")
+    variable = (source.variable or next(iter(source.unset), None)) if source else None
+    if variable:
+        return f"set ${variable} to the data set's folder, or point data.root at it"
+    return (
+        "point data.root in the recipe at the data set's folder (a recipe without data.root "
+        f"takes ${DATA_ROOT_ENV})"
+    )
 
 
 def list_images(directory: Path) -> list[Path]:

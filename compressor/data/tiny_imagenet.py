@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from compressor.data.files import decode_images, list_images, require_root
+from compressor.data.files import decode_images, list_images, require_root, root_text
 from compressor.data.sets import ImageSet
 from compressor.errors import UserError
 from compressor.recipe import DataConfig
@@ -28,7 +28,7 @@ def _find_root(cfg: DataConfig) -> Path:
         if (candidate / "wnids.txt").is_file():
             return candidate
     raise UserError(
-        f"data.root {root} is not a Tiny ImageNet directory: no wnids.txt there or in "
+        f"{root_text(cfg)} is not a Tiny ImageNet directory: no wnids.txt there or in "
         f"{root / FOLDER}; expected wnids.txt, train/<wnid>/images/, val/val_annotations.txt"
     )
 

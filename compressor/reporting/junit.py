@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from compressor.errors import UserError
-from compressor.io import write_bytes
+from compressor.io import file_in_the_way, write_bytes
 
 if TYPE_CHECKING:  # at run time compressor.gate imports this module
     from compressor.gate import GateResult
@@ -32,12 +32,23 @@ def _junit_suite(
 
 
 def check_junit_path(path: Path) -> None:
-    """A --junit that names a folder is refused before the gate runs, not after it printed."""
-    if Path(path).is_dir():
+    """A --junit that names a folder, or a path in a file, is refused before the gate runs,
+    not after it printed."""
+    try:
+        is_folder = Path(path).is_dir()
+        in_the_way = file_in_the_way(path)
+    except OSError as error:  # a name too long to look up, say
+        raise UserError(f"--junit {path}: cannot write the JUnit file ({error.strerror})") from None
+    if is_folder:
         # Path("") is Path("."): an empty --junit names the working directory.
         empty = " (the working directory)" if Path(path) == Path() else ""
         raise UserError(
             f"--junit {path}: a folder{empty}, not a file; give a file name such as gate.xml"
+        )
+    if in_the_way is not None:
+        raise UserError(
+            f"--junit {path}: {in_the_way} is a file, not a folder; give a path in a folder, "
+            "such as gate.xml"
         )
 
 

@@ -1,10 +1,15 @@
-"""Reading image files: a file that cannot be decoded is named."""
+"""Reading image files: a file that cannot be decoded is named; a data.root that is not a
+folder is named with the variable or folder it came from."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from compressor.recipe import DataConfig
+import pytest
+
+from compressor.data.files import require_root
+from compressor.errors import UserError
+from compressor.recipe import DataConfig, parse_recipe
 from tests.data.image_files import load_error, make_imagefolder
 
 
@@ -13,3 +18,37 @@ def test_undecodable_image_is_named(tmp_path: Path) -> None:
     (root / "train" / "dog" / "broken.jpg").write_bytes(b"\xff\xd8 this is not a JPEG")
     message = load_error(DataConfig(name="imagefolder", root=root))
     assert "cannot decode image" in message and "broken.jpg" in message
+
+
+def test_a_missing_root_names_the_variable_that_gave_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """COMPRESSOR_DATA_ROOT=mydata: the user sees which folder that was read from, and which
+    setting to change."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COMPRESSOR_DATA_ROOT", "mydata")
+    data = {"name": "cifar10", "root": "${COMPRESSOR_DATA_ROOT:-../data}"}
+    recipe = parse_recipe({"student": {"arch": "resnet8"}, "data": data}, base_dir=tmp_path / "r")
+    with pytest.raises(UserError) as caught:
+        require_root(recipe.data)
+    assert str(caught.value) == (
+        f"data.root {tmp_path / 'mydata'} (from $COMPRESSOR_DATA_ROOT=mydata, read from the "
+        "working folder) does not exist; set $COMPRESSOR_DATA_ROOT to the data set's folder, "
+        "or point data.root at it"
+    )
+
+
+def test_a_root_from_the_recipe_says_it_was_read_from_the_recipe_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("COMPRESSOR_DATA_ROOT", raising=False)
+    (tmp_path / "data").write_text("not a folder")
+    data = {"name": "cifar10", "root": "${COMPRESSOR_DATA_ROOT:-../data}"}
+    recipe = parse_recipe({"student": {"arch": "resnet8"}, "data": data}, base_dir=tmp_path / "r")
+    with pytest.raises(UserError) as caught:
+        require_root(recipe.data)
+    assert str(caught.value) == (
+        f"data.root {tmp_path / 'data'} ('../data' read from the recipe's folder; "
+        "$COMPRESSOR_DATA_ROOT is not set) is a file, not a directory; set "
+        "$COMPRESSOR_DATA_ROOT to the data set's folder, or point data.root at it"
+    )

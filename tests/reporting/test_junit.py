@@ -89,6 +89,20 @@ def test_a_folder_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, na
 
 
 def test_an_unwritable_file_is_a_user_error(tmp_path: Path) -> None:
-    (tmp_path / "file").write_text("")
-    with pytest.raises(UserError, match="cannot write the JUnit file"):
-        write_junit_error(UserError("why"), tmp_path / "file" / "gate.xml")
+    """Refused before the gate runs, too: looking a name this long up used to crash."""
+    path = tmp_path / f"{'x' * 300}.xml"
+    for write in (check_junit_path, lambda path: write_junit_error(UserError("why"), path)):
+        with pytest.raises(UserError, match=r"cannot write the JUnit file \(File name too long\)"):
+            write(path)
+
+
+def test_a_path_in_a_file_names_the_file(tmp_path: Path) -> None:
+    """`--junit r20.yaml/out.xml` with r20.yaml a file: mkdir's 'File exists' named no file."""
+    (tmp_path / "r20.yaml").write_text("")
+    for path in (tmp_path / "r20.yaml" / "out.xml", tmp_path / "r20.yaml" / "sub" / "out.xml"):
+        with pytest.raises(UserError) as caught:
+            check_junit_path(path)
+        assert str(caught.value) == (
+            f"--junit {path}: {tmp_path / 'r20.yaml'} is a file, not a folder; give a path in "
+            "a folder, such as gate.xml"
+        )
