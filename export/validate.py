@@ -92,7 +92,9 @@ def parity(reference: np.ndarray, logits: np.ndarray, tolerance: Tolerance) -> P
     # NaN compares False everywhere, so a NaN logit must fail explicitly, not pass silently.
     finite = bool(np.isfinite(logits).all())
     max_diff = float(difference.max()) if finite else float("inf")
-    agreement = 100.0 * float(np.mean(logits.argmax(axis=1) == reference.argmax(axis=1)))
+    # Counted, then divided: a mean reads 0.7000000000000001 % for 7 of 1,000 in report.json.
+    agreed = int(np.count_nonzero(logits.argmax(axis=1) == reference.argmax(axis=1)))
+    agreement = 100.0 * agreed / len(reference)
     within = tolerance.max_abs_diff is None or max_diff <= tolerance.max_abs_diff
     return Parity(
         max_abs_diff=max_diff,

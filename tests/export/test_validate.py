@@ -23,6 +23,14 @@ def test_parity_is_precision_aware() -> None:
     assert not parity(reference, flipped, Tolerance(None, 99.0)).passed
 
 
+def test_agreement_is_the_exact_share() -> None:
+    """7 of 1,000 top-1 decisions agree: 0.7 %, not the 0.7000000000000001 a mean gives."""
+    reference = np.tile(np.array([[1.0, 0.0]], dtype=np.float32), (1000, 1))
+    logits = reference[:, ::-1].copy()
+    logits[:7] = reference[:7]
+    assert parity(reference, logits, Tolerance(None, 0.0)).top1_agreement == 0.7
+
+
 def test_parity_fails_on_nan_logits() -> None:
     reference = np.ones((4, 3), dtype=np.float32)
     broken = reference.copy()
