@@ -8,6 +8,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from tests.export.helpers import seeded_build
+
 
 class DriftingNet(nn.Module):
     def __init__(self, num_classes: int, in_channels: int) -> None:
@@ -21,10 +23,4 @@ class DriftingNet(nn.Module):
 
 
 def build(num_classes: int, in_channels: int, seed: int | None = 0) -> nn.Module:
-    """The same weights on every call, as a teacher that loads pretrained ones (the run pins
-    its teacher by them); `seed: null` in teacher.kwargs draws new ones each time."""
-    if seed is None:
-        return DriftingNet(num_classes, in_channels)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return DriftingNet(num_classes, in_channels)
+    return seeded_build(lambda: DriftingNet(num_classes, in_channels), seed)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
+import torch
 import yaml
+from torch import nn
 from typer.testing import CliRunner
 
 from compressor.cli import app
@@ -43,3 +46,14 @@ def one_error_line(result: CliResult) -> str:
     assert lines[0].startswith("error: ")
     assert "Traceback" not in result.stderr
     return lines[0]
+
+
+def seeded_build(make: Callable[[], nn.Module], seed: int | None) -> nn.Module:
+    """A test teacher's entrypoint: the same weights on every call, as a teacher that loads
+    pretrained ones (a run pins its teacher by them); `seed: null` in teacher.kwargs draws
+    new ones each time. The global random state is left as it was."""
+    if seed is None:
+        return make()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return make()

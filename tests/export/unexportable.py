@@ -7,6 +7,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from tests.export.helpers import seeded_build
+
 
 @torch.library.custom_op("compressor_tests::soft_clip", mutates_args=())
 def soft_clip(images: torch.Tensor) -> torch.Tensor:
@@ -29,10 +31,4 @@ class CustomOpNet(nn.Module):
 
 
 def build(num_classes: int, in_channels: int, seed: int | None = 0) -> nn.Module:
-    """The same weights on every call, as a teacher that loads pretrained ones (the run pins
-    its teacher by them); `seed: null` in teacher.kwargs draws new ones each time."""
-    if seed is None:
-        return CustomOpNet(num_classes, in_channels)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return CustomOpNet(num_classes, in_channels)
+    return seeded_build(lambda: CustomOpNet(num_classes, in_channels), seed)
