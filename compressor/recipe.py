@@ -200,6 +200,17 @@ class _WithInputPaths(Strict):
                     section._path_sources[name] = read_user_path(str(value), base_dir)[1]
         return section
 
+    def __eq__(self, other: object) -> bool:
+        """Equal by value: how a path was written (for messages) is not part of what a recipe
+        asks for. pydantic would compare the private record too, and a run's recipe.yaml
+        (absolute paths) would never equal the recipe that started it (relative ones), so
+        --resume and quickstart would refuse the very recipe that made the run."""
+        if not isinstance(other, BaseModel):
+            return NotImplemented
+        return type(self) is type(other) and self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as pydantic models are
+
     def path_source(self, field: str) -> PathSource | None:
         """How `field` was written; None when it was given as a Path or is unset."""
         return self._path_sources.get(field)

@@ -453,3 +453,19 @@ def test_yaml_tags_that_build_objects_are_refused(
     result = run_cli(capsys, "recipe", "validate", str(write_recipe(tmp_path, content)))
     assert result.code == 2
     assert "not valid YAML" in result.stderr
+
+
+def test_a_recipe_equals_itself_however_its_paths_were_written(tmp_path: Path) -> None:
+    """A run's recipe.yaml holds absolute paths; the recipe that started it, relative ones.
+    --resume and quickstart compare the two: how a path was written must not count."""
+    (tmp_path / "t.pt").write_bytes(b"")
+    relative = {"teacher": {"arch": "resnet20", "checkpoint": "t.pt"}, "method": {"name": "kd"}}
+    absolute = merged(
+        teacher={"arch": "resnet20", "checkpoint": str(tmp_path / "t.pt")}, method={"name": "kd"}
+    )
+    first = load_recipe(write_recipe(tmp_path, merged(**relative), "relative.yaml"))
+    second = load_recipe(write_recipe(tmp_path, absolute, "absolute.yaml"))
+    assert first.teacher is not None and first.teacher.path_note("checkpoint")
+    assert first == second
+    other = merged(teacher={"arch": "resnet56", "checkpoint": "t.pt"}, method={"name": "kd"})
+    assert first != load_recipe(write_recipe(tmp_path, other, "other.yaml"))
