@@ -538,8 +538,12 @@ def quickstart_command(
         again = ["compress", "quickstart"]
         if recipes != Path("recipes"):
             again += ["--recipes", str(recipes)]
+        # After --overwrite, continuing keeps what the new runs share with the old (an
+        # identical teacher keeps its student): starting over needs the flag again.
+        fresh = f", or `{shlex.join([*again, '--overwrite'])}` to start over" if overwrite else ""
         console.print(
-            f"quickstart interrupted; run `{shlex.join(again)}` again to continue where it stopped",
+            f"quickstart interrupted; run `{shlex.join(again)}` again to continue where it "
+            f"stopped{fresh}",
             highlight=False,
             soft_wrap=True,
         )

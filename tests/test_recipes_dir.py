@@ -206,18 +206,23 @@ def test_quickstart_outside_the_repository(
     assert "run from the repository root or pass --recipes" in result.stderr
 
 
+@pytest.mark.parametrize("flags", [[], ["--overwrite"]], ids=["plain", "overwrite"])
 def test_an_interrupted_quickstart_continues_where_it_stopped(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    flags: list[str],
 ) -> None:
-    """Ctrl-C during the distillation says to run the quickstart again; run again, it skips
-    the teacher it trained and resumes the distillation from its last checkpoint."""
+    """Ctrl-C during the distillation says to run the quickstart again (and, after
+    --overwrite, how to start over instead); run again, it skips the teacher it trained and
+    resumes the distillation from its last checkpoint."""
     monkeypatch.chdir(tmp_path)
     _short_quickstart(tmp_path / "recipes", train={"epochs": 3}, gate={"max_drop": 100})
     checkpoint = tmp_path / "runs" / "quickstart" / "checkpoints" / "last.pt"
     log = tmp_path / "quickstart.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "compressor", "quickstart"], stdout=out, stderr=out
+            [sys.executable, "-m", "compressor", "quickstart", *flags], stdout=out, stderr=out
         )
         try:
             deadline = time.monotonic() + 240
@@ -230,8 +235,10 @@ def test_an_interrupted_quickstart_continues_where_it_stopped(
     said = log.read_text().rstrip().splitlines()
     assert process.returncode == 130, said
     assert "compress distill recipes/quickstart.yaml --resume" in said[-2]
+    start_over = ", or `compress quickstart --overwrite` to start over" if flags else ""
     assert said[-1] == (
-        "quickstart interrupted; run `compress quickstart` again to continue where it stopped"
+        "quickstart interrupted; run `compress quickstart` again to continue where it "
+        f"stopped{start_over}"
     )
 
     again = run_cli(capsys, "quickstart")
