@@ -637,23 +637,16 @@ def _check_begun_with(path: Path, recipe: Recipe) -> None:
     """Refuse to skip or resume a run begun with another recipe than `path` says now (it was
     edited since): the quickstart would report, or go on with, a run the recipe does not
     describe."""
-    from compressor.recipe import load_recipe, recipe_differences
+    from compressor.engine.run import recipe_changes, started_recipe
     from compressor.rundir import run_dir_for
 
     run = run_dir_for(recipe, path)
-    try:
-        begun = load_recipe(run.recipe, started=True)
-    except UserError:
-        begun = None
+    begun = started_recipe(run, recipe)
     if begun == recipe:
         return
-    if begun is None:
-        changes = f"{run.recipe} cannot be read as a recipe"
-    else:
-        changes = "; ".join(recipe_differences(begun, recipe)[:3]) or f"compare {run.recipe}"
     raise UserError(
-        f"{path}: not the recipe {run.root} was trained with ({changes}); start over with "
-        "`compress quickstart --overwrite`"
+        f"{path}: not the recipe {run.root} was trained with ({recipe_changes(begun, recipe)}); "
+        "start over with `compress quickstart --overwrite`"
     )
 
 

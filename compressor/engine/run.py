@@ -518,22 +518,8 @@ def interrupted_message(
 
 
 def _check_same_recipe(run: RunDir, recipe: Recipe, source: str) -> None:
-    """Refuse to resume with another recipe than the one the run started with.
-
-    Compared as recipes, against the run's recipe.yaml (every value resolved when it started)
-    read by this compressor: a field added since takes its default on both sides, while a
-    default that changed since shows up as a difference, because the run pinned the old one.
-    """
-    try:
-        started_with = load_recipe(run.recipe, started=True)
-    except UserError:
-        started_with = None
-    granted = recipe.teacher is not None and recipe.teacher.trust_pickle
-    if started_with is not None and started_with.teacher is not None and granted:
-        # Trust may be given on resume: runs started before TorchScript and torch.export
-        # teachers needed it must be able to go on (the file is the same; only its trust).
-        trusted = started_with.teacher.model_copy(update={"trust_pickle": True})
-        started_with = started_with.model_copy(update={"teacher": trusted})
+    """Refuse to resume with another recipe than the one the run started with."""
+    started_with = started_recipe(run, recipe)
     if started_with == recipe:
         return
     if started_with is not None and (started_with.teacher is None) != (recipe.teacher is None):
@@ -542,15 +528,36 @@ def _check_same_recipe(run: RunDir, recipe: Recipe, source: str) -> None:
             f"{source}: {run.root} was started by `compress {command}`; resume it with "
             f"`compress {command} {source} --resume`"
         )
-    changes = _changes(started_with, recipe)
     raise UserError(
-        f"{source}: the recipe changed since {run.root} started ({changes}); resume with "
-        "the same recipe, or start a new run (output.name) or --overwrite"
+        f"{source}: the recipe changed since {run.root} started "
+        f"({recipe_changes(started_with, recipe)}); resume with the same recipe, or start a "
+        "new run (output.name) or --overwrite"
     )
 
 
-def _changes(started_with: Recipe | None, recipe: Recipe, shown: int = 3) -> str:
-    """The first few changed settings, run value → new value, for the refusal's one line."""
+def started_recipe(run: RunDir, recipe: Recipe) -> Recipe | None:
+    """The recipe `run` started with, to compare with `recipe` (== means the same run);
+    None when its recipe.yaml cannot be read.
+
+    Read from the run's recipe.yaml (every value resolved when it started) by this
+    compressor: a field added since takes its default on both sides, while a default that
+    changed since shows up as a difference, because the run pinned the old one.
+    """
+    try:
+        started_with = load_recipe(run.recipe, started=True)
+    except UserError:
+        return None
+    granted = recipe.teacher is not None and recipe.teacher.trust_pickle
+    if started_with.teacher is not None and granted:
+        # Trust may be given on resume: runs started before TorchScript and torch.export
+        # teachers needed it must be able to go on (the file is the same; only its trust).
+        trusted = started_with.teacher.model_copy(update={"trust_pickle": True})
+        started_with = started_with.model_copy(update={"teacher": trusted})
+    return started_with
+
+
+def recipe_changes(started_with: Recipe | None, recipe: Recipe, shown: int = 3) -> str:
+    """The first few changed settings, run value → new value, for a refusal's one line."""
     if started_with is None:
         return "its recipe.yaml cannot be read as a recipe"
     differences = recipe_differences(started_with, recipe) or ["compare with its recipe.yaml"]
