@@ -80,6 +80,7 @@ def ablation_variants(
     bank_epochs: int,
     only: Sequence[str] = (),
     fractions: Sequence[float] = (),
+    beta_stops: Sequence[float] = (1.0,),
 ) -> list[Variant]:
     """AMKD with one option changed at a time from its defaults; the first row is the default.
 
@@ -134,13 +135,16 @@ def ablation_variants(
     ]
     changes.append(("mining hardest", "amkd-mining-hardest", {"mining": "hardest"}))
     changes.append(("conflict projection (PCGrad)", "amkd-project", {"project_conflicts": True}))
-    changes.append(
+    changes += [
         (
-            "β fades out at the end of training, not at 75 %",
-            "amkd-beta-to-end",
-            {"weights": {"beta_stop_fraction": 1.0}},
+            f"β fades out at {'the end' if stop == 1.0 else f'{stop * 100:g} %'} of training, "
+            f"not at {defaults.weights.beta_stop_fraction * 100:g} %",
+            "amkd-beta-to-end" if stop == 1.0 else f"amkd-beta-stop-{stop:g}",
+            {"weights": {"beta_stop_fraction": stop}},
         )
-    )
+        for stop in beta_stops
+        if stop != defaults.weights.beta_stop_fraction
+    ]
     changes.append(
         (f"bank K={bank_epochs}", f"amkd-bank-{bank_epochs}", {"bank_epochs": bank_epochs})
     )
@@ -508,6 +512,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="ablation attack.fraction: the share of each batch attacked",
     )
     parser.add_argument(
+        "--beta-stops",
+        type=float,
+        nargs="+",
+        default=[1.0],
+        help="ablation weights.beta_stop_fraction: the share of training after which β is 0",
+    )
+    parser.add_argument(
         "--bank-epochs", type=int, default=5, help="ablation bank mode: method.bank_epochs"
     )
     parser.add_argument("--device", default="auto", help="train.device: auto, cpu, cuda, ...")
@@ -545,7 +556,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     groups = [("method", main_variants(args.methods))]
     if args.ablations is not None:
         variants = ablation_variants(
-            args.margins, args.gammas, args.bank_epochs, args.ablations, args.fractions
+            args.margins,
+            args.gammas,
+            args.bank_epochs,
+            args.ablations,
+            args.fractions,
+            args.beta_stops,
         )
         groups.append(("AMKD ablation", variants))
     records: list[RunRecord] = []

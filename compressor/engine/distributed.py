@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import inspect
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
@@ -20,6 +22,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.parallel import DistributedDataParallel
 
 from compressor.errors import UserError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,17 @@ class Distributed:
                 f"process {self.rank} stopped: another process could not start the run "
                 "(see its error line)"
             )
+
+    def together(self, step: Callable[[], T], device: torch.device) -> T:
+        """Run `step` here; if it refuses (UserError) on any process, every process stops with
+        `stop_together`. For the steps that can refuse on some ranks only."""
+        error: UserError | None = None
+        try:
+            value = step()
+        except UserError as refused:
+            error = refused
+        self.stop_together(error, device)
+        return value
 
     def device_for(self, device: torch.device) -> torch.device:
         """This process's device: under torchrun each process takes the GPU of its LOCAL_RANK

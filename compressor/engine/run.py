@@ -38,7 +38,7 @@ from compressor.engine.schedule import build_optimizer
 from compressor.engine.training import EpochResult, StepCallback, train_one_epoch
 from compressor.errors import UserError
 from compressor.io import append_line, file_sha256, save_torch, write_json, write_text
-from compressor.methods import build_method, training_module
+from compressor.methods import Method, build_method, training_module
 from compressor.methods.boundary import normalized_bounds
 from compressor.models import (
     check_builds_the_same_weights,
@@ -274,6 +274,41 @@ class _Attempt:
     claimed: bool = False
 
 
+@dataclass(frozen=True)
+class _Context:
+    """What every phase of one run needs: the recipe, where it came from, the run directory,
+    this process's place under torchrun, the device set-up, and who hears about it."""
+
+    recipe: Recipe
+    source: str
+    run: RunDir
+    distributed: Distributed
+    batch_per_process: int  # train.batch_size is the global batch, split over the processes
+    setup: DeviceSetup
+    observer: RunObserver
+
+    @property
+    def main(self) -> bool:
+        """Rank 0 alone writes the run directory (and talks)."""
+        return self.distributed.is_main
+
+
+@dataclass(frozen=True)
+class _Models:
+    student: nn.Module  # the bare student: what is saved and evaluated
+    trained: nn.Module  # what the method steps through (the student wrapped for DDP, compiled)
+    method: Method
+    teacher: PreparedTeacher | None
+
+
+@dataclass(frozen=True)
+class _Started:
+    """What the manifest of a run in progress says, rewritten as it ends."""
+
+    at: str
+    fields: dict[str, Any]  # where it came from, and which teacher (see _write_start)
+
+
 def _execute(
     recipe: Recipe,
     source: str,
@@ -285,133 +320,188 @@ def _execute(
     held: ExitStack,
     attempt: _Attempt,
 ) -> RunResult:
-    distill = recipe.teacher is not None
-    per_rank_batch = distributed.per_rank_batch(recipe.train.batch_size)
+    batch_per_process = distributed.per_rank_batch(recipe.train.batch_size)
     setup = setup_device(recipe.train)
     setup = replace(setup, device=distributed.device_for(setup.device))
+    context = _Context(recipe, source, run, distributed, batch_per_process, setup, observer)
     torch.manual_seed(recipe.train.seed)
     if recipe.train.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
-    # Refuse a run directory before minutes of data loading and teacher scoring: rank 0
-    # checks (it alone claims the directory below), and every rank stops if it refuses.
-    early_error: UserError | None = None
-    if distributed.is_main:
-        try:
-            check_run_dir(run, resume=resume, overwrite=overwrite)
-            if resume:
-                _check_same_recipe(run, recipe, source)
-        except UserError as error:
-            early_error = error
-    distributed.stop_together(early_error, setup.device)
+    # 1. Inputs: nothing is written before the run directory, the data and the models are
+    #    known good. The directory first, before minutes of data loading and teacher scoring.
+    distributed.together(lambda: _check_run_dir(context, resume, overwrite), setup.device)
     observer.message(f"device {setup.device}, reading data set {recipe.data.name}")
     dataset = load_dataset(recipe.data)
+    models = _build_models(context, dataset, resume)
+
+    # 2. The run directory: claimed, and a resumed run's state read, before any write.
+    state = distributed.together(
+        lambda: _claim(context, resume, overwrite, held, attempt), setup.device
+    )
+    started = _write_start(context, attempt, models.teacher)
+    optimizer = build_optimizer(list(models.student.parameters()), recipe.train.optimizer)
+    scaler = torch.amp.GradScaler(setup.device.type, enabled=setup.needs_grad_scaler)
+    start_epoch = _restore(context, state, models.student, optimizer, scaler)
+
+    # 3. Train.
+    last_eval = _train_epochs(context, dataset, models, optimizer, scaler, start_epoch)
+
+    # 4. Final evaluation, artifacts, report.
+    return _finish(context, dataset, models, last_eval, attempt, started)
+
+
+def _check_run_dir(context: _Context, resume: bool, overwrite: bool) -> None:
+    """Rank 0 checks the run directory (it alone claims it in step 2) and, on --resume, that
+    the recipe is the one the run started with; every rank stops if it refuses."""
+    if context.main:
+        check_run_dir(context.run, resume=resume, overwrite=overwrite)
+        if resume:
+            _check_same_recipe(context.run, context.recipe, context.source)
+
+
+def _build_models(context: _Context, dataset: Dataset, resume: bool) -> _Models:
+    """The teacher (scored, its weights hash printed and, on --resume, compared with the run's),
+    the student and the method; built before the run directory is claimed: what they refuse
+    (a student that cannot train on these images, a feature triplet between layers of
+    different widths) is bad input, and must leave no run behind."""
+    recipe, setup = context.recipe, context.setup
     student = create_model(
         recipe.student.arch,
         dataset.num_classes,
         dataset.image_shape[0],
         **student_kwargs(recipe.student.arch, recipe.student.kwargs),
     )
-    prepared = _prepare_teacher(recipe, dataset, setup) if distill else None
-    teacher = prepared.model if prepared else None
-    teacher_eval = prepared.evaluation if prepared else None
-    teacher_summary = prepared.summary if prepared else None
-    # Which teacher: recorded in the manifest, so that a resume or an export that finds
-    # another file at teacher.checkpoint refuses instead of mixing two teachers.
-    pinned = {"teacher_weights_sha256": prepared.weights_sha256} if prepared else {}
-    if prepared:
-        observer.message(
-            f"teacher {_teacher_source(recipe)} (weights sha256 {prepared.weights_sha256[:12]}): "
-            f"test accuracy {prepared.evaluation.accuracy:.2f} %"
-        )
-        changed: UserError | None = None
-        if resume and distributed.is_main:
-            try:
-                check_same_teacher(
-                    run,
-                    recipe,
-                    prepared.weights_sha256,
-                    fix="put that teacher back there, or start over with "
-                    f"`compress distill {source} --overwrite`",
-                )
-            except UserError as error:
-                changed = error
-        distributed.stop_together(changed, setup.device)
-    # The student and the method, built before the run directory is claimed: what they refuse
-    # (a student that cannot train on these images, a feature triplet between layers of
-    # different widths) is bad input, and must leave no run behind.
+    teacher = _load_pinned_teacher(context, dataset, resume) if recipe.teacher else None
     student = student.to(setup.device)
     if setup.channels_last:
         student = student.to(memory_format=torch.channels_last)
     probe, _ = next(iter(_eval_loader(dataset.test, dataset, recipe, setup)))
     check_student_output(student, recipe.student.arch, probe[:2], dataset.num_classes)
     trained = training_module(recipe.method, student)
-    if distributed.enabled:  # the student only: the frozen teacher has nothing to synchronise
+    if context.distributed.enabled:  # the student only: the frozen teacher has nothing to sync
         trained = ddp_wrap(trained, setup.device)
     if recipe.train.compile:
         trained = torch.compile(trained)
-    bounds = normalized_bounds(dataset.mean, dataset.std)
     method = build_method(
-        recipe.method, trained, teacher, bounds=bounds, dataset_size=len(dataset.train)
+        recipe.method,
+        trained,
+        teacher.model if teacher else None,
+        bounds=normalized_bounds(dataset.mean, dataset.std),
+        dataset_size=len(dataset.train),
     )
+    return _Models(student, trained, method, teacher)
 
-    # 2. The run directory: claimed, and a resumed run's state checked, before any write.
-    #    Only rank 0 writes; every rank reads the checkpoint it resumes from.
-    #    Under torchrun these can fail on some processes only (rank 0 alone claims; a node
-    #    without the shared checkpoint cannot resume), so all of them stop together.
-    main = distributed.is_main
-    start_error: UserError | None = None
-    state: dict[str, Any] | None = None
-    try:
-        if main:
-            held.callback(claim_run_dir(run, resume=resume, overwrite=overwrite).release)
-            attempt.claimed = True
-        # The recipe was compared with the run's before the data was read (step 1).
-        state = load_checkpoint(run.checkpoint, warn=observer.message) if resume else None
-    except UserError as error:
-        start_error = error
-    distributed.stop_together(start_error, setup.device)
-    started_at = now_iso()
-    # Where the run came from, so messages about it can give a command that pastes as is.
-    where = {
-        "recipe_file": str(Path(source).resolve()),
+
+def _load_pinned_teacher(context: _Context, dataset: Dataset, resume: bool) -> PreparedTeacher:
+    """The teacher, and which one: its weights hash is printed and recorded in the manifest,
+    so that a resume or an export that finds another file at teacher.checkpoint refuses
+    instead of mixing two teachers."""
+    prepared = _prepare_teacher(context.recipe, dataset, context.setup)
+    context.observer.message(
+        f"teacher {_teacher_source(context.recipe)} (weights sha256 "
+        f"{prepared.weights_sha256[:12]}): test accuracy {prepared.evaluation.accuracy:.2f} %"
+    )
+    if resume:
+        fix = (
+            "put that teacher back there, or start over with "
+            f"`compress distill {context.source} --overwrite`"
+        )
+
+        def compare() -> None:
+            if context.main:
+                check_same_teacher(context.run, context.recipe, prepared.weights_sha256, fix=fix)
+
+        context.distributed.together(compare, context.setup.device)
+    return prepared
+
+
+def _claim(
+    context: _Context, resume: bool, overwrite: bool, held: ExitStack, attempt: _Attempt
+) -> dict[str, Any] | None:
+    """Rank 0 claims the run directory (held until the run ends); on --resume every rank
+    reads the checkpoint. Under torchrun either can fail on some processes only (a node
+    without the shared checkpoint cannot resume), hence `together` around it."""
+    if context.main:
+        claim = claim_run_dir(context.run, resume=resume, overwrite=overwrite)
+        held.callback(claim.release)
+        attempt.claimed = True
+    # The recipe was compared with the run's before the data was read (step 1).
+    if not resume:
+        return None
+    return load_checkpoint(context.run.checkpoint, warn=context.observer.message)
+
+
+def _write_start(context: _Context, attempt: _Attempt, teacher: PreparedTeacher | None) -> _Started:
+    """recipe.yaml and a "running" manifest: where the run came from, so messages about it
+    can give a command that pastes as is, and which teacher it is distilled from."""
+    run = context.run
+    fields: dict[str, Any] = {
+        "recipe_file": str(Path(context.source).resolve()),
         "workdir": str(Path.cwd()),
         "run_root": str(run.root.resolve()),
     }
-    if main:
-        write_text(run.recipe, recipe_to_yaml(recipe))
-        write_json(
-            run.manifest,
-            manifest(
-                recipe,
-                str(setup.device),
-                "running",
-                started=started_at,
-                attempt=attempt.token,
-                **where,
-                **pinned,
-            ),
-        )
+    if teacher is not None:
+        fields["teacher_weights_sha256"] = teacher.weights_sha256
+    started = _Started(now_iso(), fields)
+    if context.main:
+        write_text(run.recipe, recipe_to_yaml(context.recipe))
+        write_json(run.manifest, _manifest(context, "running", attempt, started))
+    return started
 
-    optimizer = build_optimizer(list(student.parameters()), recipe.train.optimizer)
-    scaler = torch.amp.GradScaler(setup.device.type, enabled=setup.needs_grad_scaler)
 
-    start_epoch = 0
-    if state is not None:
-        student.load_state_dict(state["student"])
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        restore_rng_state(state["rng"], setup.device)
-        start_epoch = state["epoch"]
-        if main:
-            _drop_metrics_after(run.metrics, start_epoch, observer.message)
-        observer.message(f"resuming {run.root} after epoch {start_epoch}")
-    elif main and run.metrics.exists():
-        write_text(run.metrics, "")  # left by a run whose manifest and checkpoints were lost
+def _manifest(
+    context: _Context, status: str, attempt: _Attempt, started: _Started, **more: Any
+) -> dict[str, Any]:
+    return manifest(
+        context.recipe,
+        str(context.setup.device),
+        status,
+        started=started.at,
+        attempt=attempt.token,
+        **started.fields,
+        **more,
+    )
 
-    # 3. Train.
+
+def _restore(
+    context: _Context,
+    state: dict[str, Any] | None,
+    student: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+) -> int:
+    """Put a resumed run's state back; the epoch to start from (0 for a new run)."""
+    run = context.run
+    if state is None:
+        if context.main and run.metrics.exists():
+            write_text(run.metrics, "")  # left by a run whose manifest and checkpoints were lost
+        return 0
+    student.load_state_dict(state["student"])
+    optimizer.load_state_dict(state["optimizer"])
+    scaler.load_state_dict(state["scaler"])
+    restore_rng_state(state["rng"], context.setup.device)
+    start_epoch = state["epoch"]
+    if context.main:
+        _drop_metrics_after(run.metrics, start_epoch, context.observer.message)
+    context.observer.message(f"resuming {run.root} after epoch {start_epoch}")
+    return start_epoch
+
+
+def _train_epochs(
+    context: _Context,
+    dataset: Dataset,
+    models: _Models,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    start_epoch: int,
+) -> Evaluation:
+    """The epochs from `start_epoch`, each logged to metrics.jsonl and checkpointed; the test
+    evaluation of the last one (scored now if a run resumed after its last epoch)."""
+    recipe, setup, distributed = context.recipe, context.setup, context.distributed
+    student = models.student
     train_loader = BatchLoader(
         dataset.train,
-        batch_size=per_rank_batch,
+        batch_size=context.batch_per_process,
         device=setup.device,
         mean=dataset.mean,
         std=dataset.std,
@@ -428,10 +518,10 @@ def _execute(
     epochs = recipe.train.epochs
     student_eval: Evaluation | None = None
     for epoch in range(start_epoch, epochs):
-        on_step = observer.epoch_started(epoch, epochs, len(train_loader))
+        on_step = context.observer.epoch_started(epoch, epochs, len(train_loader))
         result = train_one_epoch(
-            trained,
-            method,
+            models.trained,
+            models.method,
             train_loader,
             optimizer,
             scaler,
@@ -448,16 +538,16 @@ def _execute(
         if (epoch + 1) % recipe.train.eval_every == 0 or epoch + 1 == epochs:
             student.eval()
             student_eval = evaluate(student, test_loader, setup)
-        observer.epoch_finished(
+        context.observer.epoch_finished(
             epoch, epochs, result, student_eval.accuracy if student_eval else None
         )
-        if not main:
+        if not context.main:
             continue
-        append_line(run.metrics, json.dumps(_metrics_line(epoch, result, student_eval)))
+        append_line(context.run.metrics, json.dumps(_metrics_line(epoch, result, student_eval)))
         # Not saved: bank mode's boundary samples (a resume starts with a refresh epoch; see
         # compressor/methods/bank.py for why).
         save_checkpoint(
-            run.checkpoint,
+            context.run.checkpoint,
             {
                 "epoch": epoch + 1,
                 "student": student.state_dict(),
@@ -466,38 +556,50 @@ def _execute(
                 "rng": rng_state(setup.device),
             },
         )
-
-    # 4. Final evaluation, artifacts, report.
     if student_eval is None:
         student.eval()
         student_eval = evaluate(student, test_loader, setup)
-    if main:
-        save_torch(run.student, _student_record(recipe, dataset, student))
-    student_summary = _summary(student, student_eval, dataset)
+    return student_eval
+
+
+def _finish(
+    context: _Context,
+    dataset: Dataset,
+    models: _Models,
+    student_eval: Evaluation,
+    attempt: _Attempt,
+    started: _Started,
+) -> RunResult:
+    """student.pt, the report and a "completed" manifest (rank 0), then the result."""
+    run, teacher = context.run, models.teacher
+    if context.main:
+        save_torch(run.student, _student_record(context.recipe, dataset, models.student))
     top1_agreement = None
-    if teacher_eval is not None:
-        top1_agreement = agreement(teacher_eval.predictions, student_eval.predictions)
-    result = RunResult(run, student_summary, teacher_summary, top1_agreement, main)
-    if main:
-        write_run_report(run, recipe, result_fields(result, dataset))
-        write_json(
-            run.manifest,
-            manifest(
-                recipe,
-                str(setup.device),
-                "completed",
-                started=started_at,
-                finished=now_iso(),
-                attempt=attempt.token,
-                **where,
-                **pinned,
-                # Export and the gate check the files they read are the ones this run wrote.
-                trained_recipe_sha256=trained_recipe_sha256(run.recipe),
-                student_sha256=file_sha256(run.student),
-            ),
-        )
-        if discard_replaced_run(run):
-            observer.message(f"removed {run.set_aside}, the run this one replaced")
+    if teacher is not None:
+        top1_agreement = agreement(teacher.evaluation.predictions, student_eval.predictions)
+    result = RunResult(
+        run,
+        _summary(models.student, student_eval, dataset),
+        teacher.summary if teacher else None,
+        top1_agreement,
+        context.main,
+    )
+    if not context.main:
+        return result
+    write_run_report(run, context.recipe, result_fields(result, dataset))
+    # Export and the gate check the files they read are the ones this run wrote.
+    completed = _manifest(
+        context,
+        "completed",
+        attempt,
+        started,
+        finished=now_iso(),
+        trained_recipe_sha256=trained_recipe_sha256(run.recipe),
+        student_sha256=file_sha256(run.student),
+    )
+    write_json(run.manifest, completed)
+    if discard_replaced_run(run):
+        context.observer.message(f"removed {run.set_aside}, the run this one replaced")
     return result
 
 

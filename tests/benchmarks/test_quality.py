@@ -73,7 +73,9 @@ def test_seed_table_marks_missing_runs_and_lists_a_shared_run_once() -> None:
 
 
 def test_ablation_rows_change_one_option_and_start_with_the_default() -> None:
-    variants = quality.ablation_variants([0.5], [1.0, 8.0], bank_epochs=5, fractions=[0.25, 0.5])
+    variants = quality.ablation_variants(
+        [0.5], [1.0, 8.0], bank_epochs=5, fractions=[0.25, 0.5], beta_stops=[0.75, 1.0, 0.3]
+    )
     assert variants[0].slug == "amkd" and variants[0].method == {"name": "amkd"}
     slugs = [variant.slug for variant in variants]
     assert len(slugs) == len(set(slugs))
@@ -81,6 +83,10 @@ def test_ablation_rows_change_one_option_and_start_with_the_default() -> None:
     assert "amkd-fraction-0.25" not in slugs  # so is attack.fraction 0.25
     fraction = next(variant for variant in variants if variant.slug == "amkd-fraction-0.5")
     assert fraction.method == {"name": "amkd", "attack": {"fraction": 0.5}}
+    assert "amkd-beta-stop-0.75" not in slugs  # β stopping at 75 % is the default too
+    early = next(variant for variant in variants if variant.slug == "amkd-beta-stop-0.3")
+    assert early.method == {"name": "amkd", "weights": {"beta_stop_fraction": 0.3}}
+    assert "amkd-beta-to-end" in slugs  # the name session-4 runs were stored under
     assert all(len(variant.method) == 2 for variant in variants[1:])
     only = quality.ablation_variants([0.5], [1.0], 5, only=["amkd-bank-5"])
     assert [variant.method for variant in only] == [{"name": "amkd", "bank_epochs": 5}]
