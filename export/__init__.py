@@ -26,8 +26,8 @@ from typing import Any
 # Where each public name lives; `from export import X` imports only X's module.
 _HOMES = {
     "EvalSet": "export.validate",
-    "ExportOptions": "export.pipeline",
-    "ExportReport": "export.pipeline",
+    "ExportOptions": "export.settings",
+    "ExportReport": "export.results",
     "Latency": "export.latency",
     "OnnxRuntimeRunner": "export.onnxruntime_runner",
     "Parity": "export.validate",

@@ -1,0 +1,156 @@
+"""What an export measured: one `Result` per model, backend and precision, gathered in the
+`ExportReport`, and the tables derived from them (teacher/student speedups, reduced
+precision against fp32, warnings)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from compressor.provenance import SCHEMA_VERSION, now_iso, package_versions
+from compressor.recipe import ExportConfig
+from export.latency import Latency
+from export.quantize import Int8Settings
+from export.validate import Parity
+
+
+@dataclass(frozen=True)
+class Result:
+    """One model on one backend at one precision: a row of the report."""
+
+    model: str
+    backend: str
+    precision: str
+    device: str
+    file: str | None
+    size_bytes: int | None
+    sha256: str | None  # the gate checks a deployed file against it, when the file is there
+    accuracy: float
+    parity: Parity | None
+    latency: dict[int, Latency]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "backend": self.backend,
+            "precision": self.precision,
+            "device": self.device,
+            "file": self.file,
+            "size_bytes": self.size_bytes,
+            "sha256": self.sha256,
+            "accuracy": self.accuracy,
+            "parity": None if self.parity is None else self.parity.to_json(),
+            "latency": {str(batch): value.to_json() for batch, value in self.latency.items()},
+        }
+
+
+@dataclass
+class ExportReport:
+    run: Path
+    recipe_sha256: str
+    student_sha256: str  # the student.pt exported: the gate refuses a report of another one
+    dataset: str
+    eval_samples: int
+    settings: ExportConfig
+    host: dict[str, str | None]
+    int8: Int8Settings | None = None  # how the INT8 files were made; None without --int8
+    results: list[Result] = field(default_factory=list)
+    speedup: dict[str, dict[int, float]] = field(default_factory=dict)
+    precisions: list[dict[str, Any]] = field(default_factory=list)  # vs fp32, same backend
+    warnings: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # requested work that could not run
+    files: dict[str, Path] = field(default_factory=dict)  # "json" | "md" | "html" → path
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "run": self.run.name,
+            "recipe_sha256": self.recipe_sha256,
+            "student_sha256": self.student_sha256,
+            "dataset": self.dataset,
+            "eval_samples": self.eval_samples,
+            "created": now_iso(),
+            "versions": package_versions(),
+            "host": self.host,
+            "settings": self.settings.model_dump(mode="json"),
+            "int8": None if self.int8 is None else asdict(self.int8),
+            "results": [result.to_json() for result in self.results],
+            "speedup": {
+                backend: {str(batch): value for batch, value in by_batch.items()}
+                for backend, by_batch in self.speedup.items()
+            },
+            "precision_comparison": self.precisions,
+            "warnings": self.warnings,
+            "problems": self.problems,
+        }
+
+
+def speedups(results: Sequence[Result]) -> dict[str, dict[int, float]]:
+    """Teacher p50 / student p50 per backend and batch, fp32 against fp32."""
+    p50 = {
+        (r.model, r.backend): {batch: lat.p50_ms for batch, lat in r.latency.items()}
+        for r in results
+        if r.precision == "fp32"
+    }
+    table: dict[str, dict[int, float]] = {}
+    for (model, backend), student in p50.items():
+        teacher = p50.get(("teacher", backend))
+        if model == "student" and teacher is not None:
+            table[backend] = {b: teacher[b] / student[b] for b in student if b in teacher}
+    return table
+
+
+def precision_comparison(results: Sequence[Result]) -> list[dict[str, Any]]:
+    """Each reduced-precision file against the fp32 file of the same model on the same backend:
+    what it cost in accuracy and agreement, and what it bought in latency and size."""
+    fp32 = {(r.model, r.backend): r for r in results if r.precision == "fp32"}
+    rows = []
+    for r in results:
+        base = fp32.get((r.model, r.backend))
+        if r.precision == "fp32" or base is None:
+            continue
+        rows.append(
+            {
+                "model": r.model,
+                "backend": r.backend,
+                "precision": r.precision,
+                "accuracy": r.accuracy,
+                "fp32_accuracy": base.accuracy,
+                "accuracy_drop": base.accuracy - r.accuracy,
+                "top1_agreement": None if r.parity is None else r.parity.top1_agreement,
+                "size_ratio": (
+                    base.size_bytes / r.size_bytes if base.size_bytes and r.size_bytes else None
+                ),
+                "speedup": {
+                    str(batch): base.latency[batch].p50_ms / latency.p50_ms
+                    for batch, latency in r.latency.items()
+                    if batch in base.latency
+                },
+            }
+        )
+    return rows
+
+
+def result_warnings(results: Sequence[Result]) -> list[str]:
+    lines = []
+    for r in results:
+        what = f"{r.model} {r.backend} {r.precision}"
+        if r.parity is not None and not r.parity.passed:
+            limit = (
+                f"max |diff| {r.parity.max_abs_diff:.2e} (limit {r.parity.tolerance_max_abs:g}), "
+                if r.parity.tolerance_max_abs is not None
+                else ""
+            )
+            lines.append(
+                f"parity failed for {what}: {limit}top-1 agreement "
+                f"{r.parity.top1_agreement:.2f} % (minimum {r.parity.min_agreement:.2f} %)"
+            )
+        for batch, latency in r.latency.items():
+            if latency.noisy:
+                lines.append(
+                    f"noisy latency for {what} at batch {batch}: coefficient of variation "
+                    f"{latency.cv:.2f}; close other programs or raise --runs"
+                )
+    return lines

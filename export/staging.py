@@ -1,0 +1,66 @@
+"""The staging folder an export writes into, inside the run's export/ folder, under its lock:
+the previous export stays whole until export/publish.py swaps the new one in."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from compressor.errors import UserError
+from compressor.io import lock_or_refuse
+from export.publish import LOCK_NAME, OUR_FILES, REPORT_NAME, STAGING_PREFIX, finish_interrupted
+
+
+@contextmanager
+def staging_folder(export_dir: Path, say: Callable[[str], None]) -> Iterator[Path]:
+    """A fresh folder inside export/ for this export's files, removed however the export ends
+    (publishing renames it away). Inside export/, so publishing is a rename on one disk.
+
+    The export holds `export/.lock` throughout: two exports of one run would otherwise publish
+    over each other. Holding it also proves that any other staging or publishing folder there
+    belongs to an export that died without cleaning up (killed, power lost): a staging folder
+    is removed, and a publish it left halfway is finished first (export/publish.py), so that
+    should this export fail too, the previous export is a whole one.
+    """
+    try:
+        export_dir.mkdir(parents=True, exist_ok=True)
+        busy = (
+            f"{export_dir}: another export of this run is in progress, or a gate is reading it; "
+            "wait for it to end"
+        )
+        lock = lock_or_refuse(export_dir / LOCK_NAME, busy)
+    except FileExistsError:
+        raise UserError(
+            f"{export_dir}: is a file, not a folder; move it away and export again"
+        ) from None
+    except OSError as error:
+        raise UserError(
+            f"{export_dir}: cannot write the export there ({error.strerror}); make the run "
+            "directory writable, or copy it somewhere writable and export the copy"
+        ) from None
+    try:
+        _check_targets(export_dir)
+        if finish_interrupted(export_dir):
+            say(f"{export_dir}: put in place the export that was killed while publishing it")
+        for abandoned in export_dir.glob(f"{STAGING_PREFIX}*"):
+            shutil.rmtree(abandoned, ignore_errors=True)
+        staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=export_dir))
+        try:
+            yield staging
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    finally:
+        lock.release()
+
+
+def _check_targets(export_dir: Path) -> None:
+    """A folder where the export writes a file would stop it halfway through publishing."""
+    for name in (*OUR_FILES, *(f"{REPORT_NAME}.{kind}" for kind in ("json", "md", "html"))):
+        if (export_dir / name).is_dir():
+            raise UserError(
+                f"{export_dir / name}: a folder where the export writes a file; move it away "
+                "and export again"
+            )

@@ -1,0 +1,96 @@
+"""The tables an export report derives from its measurements: speedups, reduced precision
+against fp32, warnings. Built from hand-made rows, so each figure is known in advance."""
+
+from __future__ import annotations
+
+import pytest
+
+from export.latency import Latency
+from export.results import Result, precision_comparison, result_warnings, speedups
+from export.validate import Parity
+
+
+def _latency(batch: int, p50_ms: float, cv: float = 0.01) -> Latency:
+    return Latency(batch, p50_ms, p50_ms, p50_ms, p50_ms, p50_ms, cv, batch / p50_ms * 1e3, 30)
+
+
+def _row(
+    model: str,
+    backend: str,
+    precision: str,
+    p50_ms: dict[int, float],
+    accuracy: float = 90.0,
+    size: int | None = 1000,
+    parity: Parity | None = None,
+    cv: float = 0.01,
+) -> Result:
+    return Result(
+        model=model,
+        backend=backend,
+        precision=precision,
+        device="cpu",
+        file=f"export/{model}.onnx",
+        size_bytes=size,
+        sha256=None,
+        accuracy=accuracy,
+        parity=parity,
+        latency={batch: _latency(batch, ms, cv) for batch, ms in p50_ms.items()},
+    )
+
+
+def test_speedup_is_teacher_over_student_per_backend_and_batch_fp32_only() -> None:
+    rows = [
+        _row("student", "onnxruntime", "fp32", {1: 0.5, 64: 10.0}),
+        _row("teacher", "onnxruntime", "fp32", {1: 1.5, 64: 40.0}),
+        _row("student", "onnxruntime", "int8", {1: 0.1, 64: 1.0}),  # not a teacher/student pair
+        _row("student", "pytorch", "fp32", {1: 2.0}),  # no teacher on this backend: no entry
+    ]
+    assert speedups(rows) == {"onnxruntime": {1: 3.0, 64: 4.0}}
+
+
+def test_a_reduced_precision_row_is_compared_with_fp32_on_its_own_backend() -> None:
+    rows = [
+        _row("student", "onnxruntime", "fp32", {1: 0.4, 64: 16.0}, accuracy=70.0, size=400),
+        _row("student", "pytorch", "fp32", {1: 4.0}, accuracy=71.0, size=800),
+        _row(
+            "student",
+            "onnxruntime",
+            "int8",
+            {1: 0.2, 64: 10.0},
+            accuracy=69.5,
+            size=100,
+            parity=Parity(0.3, 0.01, 98.25, None, 97.0, True),
+        ),
+    ]
+    (row,) = precision_comparison(rows)
+    assert row["backend"] == "onnxruntime" and row["precision"] == "int8"
+    assert row["fp32_accuracy"] == 70.0 and row["accuracy_drop"] == pytest.approx(0.5)
+    assert row["top1_agreement"] == 98.25
+    assert row["size_ratio"] == 4.0
+    assert row["speedup"] == {"1": 2.0, "64": 1.6}
+
+
+def test_a_row_without_its_fp32_base_on_that_backend_is_not_compared() -> None:
+    rows = [
+        _row("student", "pytorch", "fp32", {1: 1.0}),
+        _row("student", "tensorrt", "fp16", {1: 0.1}),
+    ]
+    assert precision_comparison(rows) == []
+
+
+def test_failed_parity_and_noisy_latency_are_warned_about_by_name() -> None:
+    failed = Parity(0.02, 0.001, 99.0, 1e-4, 99.9, False)
+    rows = [
+        _row("student", "onnxruntime", "fp32", {1: 0.5}, parity=failed),
+        _row("teacher", "onnxruntime", "fp32", {1: 1.5, 64: 30.0}, cv=0.5),
+    ]
+    lines = result_warnings(rows)
+    assert lines[0] == (
+        "parity failed for student onnxruntime fp32: max |diff| 2.00e-02 (limit 0.0001), "
+        "top-1 agreement 99.00 % (minimum 99.90 %)"
+    )
+    assert [line.split(":")[0] for line in lines[1:]] == [
+        "noisy latency for teacher onnxruntime fp32 at batch 1",
+        "noisy latency for teacher onnxruntime fp32 at batch 64",
+    ]
+    assert result_warnings([_row("student", "onnxruntime", "fp32", {1: 0.5})]) == []
