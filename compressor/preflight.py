@@ -1,6 +1,6 @@
 """Checks a recipe against the world before any work starts.
 
-The schema (recipe.py) knows what a valid recipe looks like; this module knows whether it can
+The schema (recipe/) knows what a valid recipe looks like; this module knows whether it can
 run here: files exist, architectures are known, the teacher and the data agree on the number
 of classes. All problems are collected and reported together, one line each, so a user fixes
 a recipe in one pass instead of one failed run per typo.

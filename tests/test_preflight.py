@@ -12,7 +12,7 @@ from compressor.preflight import unused_settings
 from compressor.recipe import parse_recipe
 from tests.cli_helpers import run_cli
 from tests.data.image_files import make_imagefolder
-from tests.test_recipe import merged, write_recipe
+from tests.recipe.helpers import merged, write_recipe
 
 BAD_SETUPS = [
     (

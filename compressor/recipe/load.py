@@ -1,0 +1,75 @@
+"""Reading a recipe file into a validated Recipe, and writing the resolved recipe back as YAML."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from compressor.errors import UserError
+from compressor.recipe.messages import format_validation_error, yaml_kind
+from compressor.recipe.sections import Recipe
+
+
+def parse_recipe(
+    data: Any, source: str = "<recipe>", base_dir: Path | None = None, *, started: bool = False
+) -> Recipe:
+    """Validate a recipe mapping; raise UserError with one line per schema problem.
+    `started`: the recipe of a run that has started (see `compressor.recipe.sections._started`)."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise UserError(
+            f"{source}: the recipe must be a YAML mapping of sections (student:, data:, ...), "
+            f"not {yaml_kind(data)}"
+        )
+    try:
+        return Recipe.model_validate(data, context={"base_dir": base_dir, "started": started})
+    except ValidationError as error:
+        raise UserError(*format_validation_error(source, error)) from None
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice in one mapping: PyYAML keeps the last,
+    so a second `train:` section would silently drop every setting of the first."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, Hashable) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    problem=f"{key!r} is given twice in one section; keep one",
+                    problem_mark=key_node.start_mark,
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_recipe(path: Path | str, *, started: bool = False) -> Recipe:
+    """Read a recipe file with a safe YAML loader (yaml.SafeLoader, duplicate keys refused)
+    and validate its schema. `started`: a run's recipe.yaml, or the recipe resuming it."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder, not a recipe file (name the .yaml file in it)")
+    if not path.is_file():
+        raise UserError(f"{path}: recipe file not found (check the path)")
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
+        # A ReaderError (a control character) has a reason, not a problem.
+        problem = getattr(error, "problem", None) or getattr(error, "reason", None) or error
+        raise UserError(f"{path}:{where} not valid YAML: {problem}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a text file; a recipe is UTF-8 YAML") from None
+    return parse_recipe(data, source=str(path), base_dir=path.resolve().parent, started=started)
+
+
+def recipe_to_yaml(recipe: Recipe) -> str:
+    """The resolved recipe (defaults filled in, paths absolute) as YAML."""
+    return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,370 @@
+"""The recipe's sections (teacher, student, data, train, export, gate, output) and the whole.
+
+These pydantic models are the single source of defaults and validation. A section's class
+docstring is its description in the JSON schema editors show (`compress recipe schema`), so
+only sections with something to tell the user have one.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+
+from compressor.recipe.methods import CEMethod, MethodConfig
+from compressor.recipe.paths import OutputPath, UserPath, WithInputPaths, read_user_path
+from compressor.recipe.strict import Strict
+
+DATA_ROOT_ENV = "COMPRESSOR_DATA_ROOT"
+_ENTRYPOINT_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
+_DEVICE_PATTERN = r"^(auto|cpu|mps|cuda(:\d+)?)$"
+_RUN_NAME_PATTERN = r"^[\w.-]+$"
+# What each pattern means, for error messages: a regular expression is not an explanation.
+PATTERN_HELP = {
+    _ENTRYPOINT_PATTERN: "expected 'module:function', e.g. my_models.zoo:build_teacher",
+    _DEVICE_PATTERN: "expected auto, cpu, mps, cuda or cuda:N",
+    _RUN_NAME_PATTERN: "use letters, digits, '_', '-' and '.' only (it names a folder)",
+}
+
+
+def _started(info: ValidationInfo) -> bool:
+    """Is this the recipe of a run that has started (its recipe.yaml, or the recipe it is
+    resumed with)? Checks for settings that would be ignored came after some runs were made;
+    such a run must still resume, export and gate, so it is read as it was written."""
+    return bool(info.context and info.context.get("started"))
+
+
+class TeacherConfig(WithInputPaths):
+    """Where the teacher comes from. See docs: zoo name, `module:callable`, TorchScript, .pt2."""
+
+    arch: str | None = Field(None, description="Model zoo or torchvision name, e.g. resnet56.")
+    entrypoint: str | None = Field(
+        None,
+        pattern=_ENTRYPOINT_PATTERN,
+        description="'package.module:callable' returning an nn.Module; imported only when set.",
+    )
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="Constructor arguments.")
+    checkpoint: UserPath | None = Field(None, description="Weights, TorchScript or .pt2 file.")
+    format: Literal["auto", "state_dict", "torchscript", "export"] = "auto"
+    trust_pickle: bool = Field(
+        False,
+        description="Allow full pickle loading and TorchScript/.pt2 programs (both run code "
+        "from the file). Only if trusted.",
+    )
+    num_classes: int | None = Field(None, ge=2, description="Defaults to the data set's.")
+    min_accuracy: float = Field(
+        0.0, ge=0.0, le=100.0, description="Stop before distilling if the teacher scores below (%)."
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TeacherConfig:
+        if self.arch and self.entrypoint:
+            raise ValueError("give either arch or entrypoint, not both")
+        self_contained = self.format in ("torchscript", "export") or (
+            self.format == "auto" and self.checkpoint is not None
+        )
+        if not (self.arch or self.entrypoint or self_contained):
+            raise ValueError(
+                "the teacher needs arch (zoo name), entrypoint (module:callable) or a "
+                "TorchScript/.pt2 checkpoint"
+            )
+        if self.format in ("torchscript", "export") and self.checkpoint is None:
+            raise ValueError(f"format {self.format!r} needs a checkpoint file")
+        if self.arch:
+            _no_data_set_arguments(self.kwargs, "teacher")
+        return self
+
+
+# What a zoo or torchvision model is built with from the data set itself.
+_DATA_SET_ARGUMENTS = ("num_classes", "in_channels")
+
+
+def _no_data_set_arguments(kwargs: dict[str, Any], section: str) -> None:
+    given = [name for name in _DATA_SET_ARGUMENTS if name in kwargs]
+    if given:
+        raise ValueError(
+            f"kwargs may not set {' or '.join(given)}: the {section} is built with the data "
+            "set's class and channel counts; remove it from kwargs"
+        )
+
+
+class StudentConfig(Strict):
+    arch: str = Field(description="Model zoo or torchvision name, e.g. resnet8, mobilenetv2.")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="Constructor arguments.")
+
+    @model_validator(mode="after")
+    def _kwargs_leave_the_data_set_alone(self) -> StudentConfig:
+        _no_data_set_arguments(self.kwargs, "student")
+        return self
+
+
+DatasetName = Literal["digits", "cifar10", "cifar100", "tiny_imagenet", "imagefolder"]
+
+
+# The data sets `data.download` fetches (compressor/data/cifar.py).
+_DOWNLOADABLE = ("cifar10", "cifar100")
+
+
+class DataConfig(WithInputPaths):
+    name: DatasetName = "digits"
+    root: UserPath | None = Field(
+        None, description=f"Data directory; defaults to ${DATA_ROOT_ENV}. Not used by digits."
+    )
+    download: bool = Field(
+        False, description="Let torchvision download CIFAR-10/100 if missing (CIFAR only)."
+    )
+    image_size: int | None = Field(
+        None, ge=8, le=1024, description="Resize once at load time; default: native size."
+    )
+    mean: tuple[float, ...] | None = Field(None, description="Per-channel mean on [0, 1] pixels.")
+    std: tuple[float, ...] | None = Field(None, description="Per-channel std on [0, 1] pixels.")
+    crop_padding: int | None = Field(None, ge=0, le=64, description="Random-crop padding.")
+    flip: bool | None = Field(None, description="Random horizontal flip; default per data set.")
+    max_train_samples: int | None = Field(None, ge=1, description="Class-balanced subset.")
+    max_test_samples: int | None = Field(None, ge=1, description="Class-balanced subset.")
+
+    @model_validator(mode="after")
+    def _root_and_stats(self) -> DataConfig:
+        if self.root is None and self.name != "digits" and os.environ.get(DATA_ROOT_ENV):
+            # As if the recipe said `root: ${COMPRESSOR_DATA_ROOT}`.
+            self.root, self._path_sources["root"] = read_user_path(f"${{{DATA_ROOT_ENV}}}", None)
+        if (self.mean is None) != (self.std is None):
+            raise ValueError("give both mean and std, or neither")
+        if self.mean is not None and self.std is not None:
+            if len(self.mean) != len(self.std):
+                raise ValueError("mean and std need one value per channel each")
+            if any(s <= 0 for s in self.std):
+                raise ValueError("std values must be > 0")
+        return self
+
+    @model_validator(mode="after")
+    def _no_setting_the_data_set_ignores(self, info: ValidationInfo) -> DataConfig:
+        """A root or a download the data set would ignore is an error: the user believes the
+        data comes from there."""
+        if _started(info):
+            return self
+        if self.name == "digits" and self.root is not None:
+            raise ValueError(
+                "digits is embedded and reads no files, so root is not used; drop it, or name "
+                "the data set that lives there"
+            )
+        if self.download and self.name not in _DOWNLOADABLE:
+            raise ValueError(
+                f"only {' and '.join(_DOWNLOADABLE)} can be downloaded, not {self.name}; drop "
+                "download and set root to where the data is"
+            )
+        return self
+
+
+class OptimizerConfig(Strict):
+    name: Literal["sgd", "adamw"] = "sgd"
+    lr: float = Field(0.1, gt=0.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD only.")
+    weight_decay: float = Field(5e-4, ge=0.0)
+    nesterov: bool = Field(False, description="SGD only; needs momentum > 0.")
+
+    @model_validator(mode="after")
+    def _no_setting_the_optimizer_ignores(self, info: ValidationInfo) -> OptimizerConfig:
+        """A setting that would be silently dropped is an error, as a typo is. Judged by value,
+        not by which keys were written: a run's recipe.yaml spells out every default."""
+        if _started(info):
+            return self
+        if self.name == "adamw" and (self.nesterov or self.momentum != _SGD_MOMENTUM):
+            raise ValueError(
+                "adamw takes no momentum or nesterov (they are SGD's); remove them or use sgd"
+            )
+        if self.nesterov and self.momentum == 0:
+            raise ValueError("nesterov needs momentum > 0")
+        return self
+
+
+_SGD_MOMENTUM = OptimizerConfig.model_fields["momentum"].default
+
+
+class ScheduleConfig(Strict):
+    name: Literal["multistep", "cosine", "constant"] = "cosine"
+    milestones: list[int] = Field(default_factory=list, description="Epochs (multistep).")
+    gamma: float = Field(0.1, gt=0.0, le=1.0)
+    warmup_epochs: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _sorted_milestones(self, info: ValidationInfo) -> ScheduleConfig:
+        if self.milestones != sorted(set(self.milestones)) or any(m < 1 for m in self.milestones):
+            raise ValueError("milestones must be increasing epoch numbers >= 1")
+        if _started(info):
+            return self
+        if self.name == "multistep" and not self.milestones:
+            raise ValueError(
+                "multistep needs milestones (epochs where the lr is multiplied by gamma)"
+            )
+        if self.name != "multistep" and (self.milestones or self.gamma != _MULTISTEP_GAMMA):
+            raise ValueError(
+                f"milestones and gamma are multistep's; a {self.name} schedule would ignore "
+                "them: remove them or use name: multistep"
+            )
+        return self
+
+
+_MULTISTEP_GAMMA = ScheduleConfig.model_fields["gamma"].default
+
+
+class TrainConfig(Strict):
+    epochs: int = Field(10, ge=1, le=100_000)
+    batch_size: int = Field(128, ge=2)
+    eval_batch_size: int = Field(512, ge=1)
+    eval_every: int = Field(
+        1,
+        ge=1,
+        description="Score the student on the test set every N epochs and after the last; the "
+        "epochs in between log no test figures (long schedules on small training sets, large "
+        "test sets).",
+    )
+    max_steps_per_epoch: int | None = Field(None, ge=1, description="Cut epochs short.")
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    grad_clip_norm: float | None = Field(
+        None, gt=0.0, description="Clip the gradient's global L2 norm (off by default)."
+    )
+    seed: int = Field(0, ge=0)
+    deterministic: bool = Field(False, description="Deterministic kernels (slower).")
+    device: str = Field("auto", pattern=_DEVICE_PATTERN)
+    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
+    channels_last: bool | None = Field(None, description="Default: on for CUDA and CPU.")
+    compile: bool = False
+    num_threads: int | None = Field(None, ge=1, description="CPU threads; default: torch's.")
+
+    @model_validator(mode="after")
+    def _milestones_within(self, info: ValidationInfo) -> TrainConfig:
+        # Epoch e (from 0) trains at the lr of milestones <= e: one at `epochs` never applies.
+        # (A run started before this was checked has milestones <= epochs.)
+        if _started(info) and any(m > self.epochs for m in self.schedule.milestones):
+            raise ValueError(f"schedule milestones must be <= epochs ({self.epochs})")
+        if not _started(info) and any(m >= self.epochs for m in self.schedule.milestones):
+            raise ValueError(
+                f"schedule milestones must be < epochs ({self.epochs}); a milestone at or past "
+                "the last epoch never applies"
+            )
+        if (
+            self.schedule.warmup_epochs >= self.epochs
+            and self.schedule.warmup_epochs
+            and (self.epochs > 1 or not _started(info))
+        ):
+            raise ValueError(
+                f"schedule.warmup_epochs must be smaller than epochs ({self.epochs}): the run "
+                "would end before the lr reaches its set value"
+            )
+        return self
+
+
+class Int8Config(Strict):
+    """`compress export --int8`: static post-training quantisation with ONNX Runtime's tools.
+
+    Calibration images come from the recipe's training split (never the test split the report
+    scores on), preprocessed exactly as at evaluation: no augmentation, the run's mean/std.
+    """
+
+    calibration_images: int = Field(
+        512,
+        ge=32,
+        description="Training images whose activation ranges set the scales; fewer than 32 "
+        "gives ranges that depend on which images were drawn.",
+    )
+    calibration_method: Literal["minmax", "entropy", "percentile"] = Field(
+        "minmax",
+        description="How activation ranges are chosen: minmax (fast), entropy or percentile "
+        "(99.999; clip rare outliers).",
+    )
+    per_channel: bool = Field(
+        True, description="One weight scale per output channel (per tensor when false)."
+    )
+    activations: Literal["auto", "uint8", "int8"] = Field(
+        "auto",
+        description="Activation type: uint8 (asymmetric; fastest in ONNX Runtime on x86), int8 "
+        "(symmetric; what TensorRT accepts). auto: int8 with --trt, else uint8.",
+    )
+    seed: int = Field(0, ge=0, description="Which training images are drawn for calibration.")
+
+
+class ExportConfig(Strict):
+    """`compress export`: ONNX opset, latency batch sizes, parity tolerances per precision."""
+
+    opset: int = Field(
+        18,
+        ge=13,
+        le=23,
+        description="ONNX opset. torch's exporter writes 18+ natively; lower opsets need a "
+        "down-conversion that fails for models with Pad (the CIFAR ResNets).",
+    )
+    batch_sizes: list[Annotated[int, Field(ge=1)]] = Field(
+        default_factory=lambda: [1, 64],
+        min_length=1,
+        description="Latency batch sizes: batch 1 and a throughput batch.",
+    )
+    max_abs_diff: float = Field(
+        1e-4, gt=0.0, description="fp32 parity: largest |logit difference| vs PyTorch."
+    )
+    min_agreement: float = Field(
+        99.9, ge=0.0, le=100.0, description="fp32 parity: top-1 agreement with PyTorch (%)."
+    )
+    fp16_min_agreement: float = Field(
+        99.0,
+        ge=0.0,
+        le=100.0,
+        description="fp16 parity: top-1 agreement (%); fp16 logits are not judged elementwise.",
+    )
+    int8_min_agreement: float = Field(
+        98.0, ge=0.0, le=100.0, description="int8 parity (a quantised ONNX file): agreement (%)."
+    )
+    int8: Int8Config = Field(default_factory=Int8Config)
+    warmup_runs: int = Field(10, ge=0, description="Untimed runs before each latency measurement.")
+    timed_runs: int = Field(50, ge=1, description="Timed runs per model, backend and batch size.")
+
+    @field_validator("batch_sizes")
+    @classmethod
+    def _each_batch_size_once(cls, sizes: list[int]) -> list[int]:
+        # The reports key latencies by batch size: a repeated size would be timed twice and
+        # shown as two columns, yet stored once.
+        repeated = sorted({size for size in sizes if sizes.count(size) > 1})
+        if repeated:
+            raise ValueError(f"lists {', '.join(map(str, repeated))} more than once")
+        return sizes
+
+
+class GateConfig(Strict):
+    max_drop: float = Field(1.0, ge=0.0, description="Student may trail the teacher by (points).")
+    max_export_drop: float = Field(0.5, ge=0.0, description="Exported vs PyTorch (points).")
+    min_agreement: float = Field(99.5, ge=0.0, le=100.0, description="Top-1 agreement (%).")
+    min_speedup: float | None = Field(None, gt=0.0)
+
+
+class OutputConfig(Strict):
+    dir: OutputPath = Field(
+        Path("runs"), description="Parent of run directories, relative to the working directory."
+    )
+    name: str | None = Field(
+        None, pattern=_RUN_NAME_PATTERN, description="Run name; default: the recipe file name."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_folder_of_its_own(cls, name: str | None) -> str | None:
+        # "." and ".." pass the pattern but name output.dir itself or its parent: the run's
+        # files would land among the user's own.
+        if name is not None and set(name) == {"."}:
+            raise ValueError(
+                "names output.dir or its parent, not a folder of its own; name the run"
+            )
+        return name
+
+
+class Recipe(Strict):
+    teacher: TeacherConfig | None = None
+    student: StudentConfig
+    data: DataConfig = Field(default_factory=DataConfig)
+    method: MethodConfig = Field(default_factory=CEMethod)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)
+    gate: GateConfig = Field(default_factory=GateConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)

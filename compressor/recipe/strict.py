@@ -1,0 +1,65 @@
+"""The base of every recipe section: a setting the user did not mean is an error, not a guess.
+
+A section refuses unknown keys, so a typo is reported instead of silently ignored, and it
+refuses a YAML true/false where a number or a word belongs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, get_args, get_origin
+
+from pydantic import BaseModel, ConfigDict, model_validator
+
+
+class Strict(BaseModel):
+    """A recipe section: unknown keys are errors, and defaults pass the same validators as
+    the values a user writes (a default path is expanded like a written one)."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_true_or_false_for_a_number(cls, data: Any) -> Any:
+        """pydantic reads `epochs: true` as 1 and `lr: false` as 0.0; in a recipe that is a
+        slip (a flag's value in a number's place), so it is an error. (A model validator: a
+        field validator may not touch a method's `name`, the union's discriminator.)"""
+        if isinstance(data, dict):
+            flagged = {
+                key: _TrueOrFalse(value, _takes_words(cls.model_fields[key].annotation))
+                for key, value in data.items()
+                if isinstance(value, bool)
+                and key in cls.model_fields
+                and not _admits_bool(cls.model_fields[key].annotation)
+            }
+            if flagged:
+                # The field's own validation then refuses it, with its path and its type.
+                return {**data, **flagged}
+        return data
+
+
+class _TrueOrFalse:
+    """A YAML true/false where a field wants no bool: no field type accepts it."""
+
+    def __init__(self, value: bool, words: bool) -> None:
+        self.value = value
+        self.words = words  # the field takes words such as off: say how YAML read one
+
+    def __repr__(self) -> str:
+        text = str(self.value).lower()
+        if self.words:
+            text += "; YAML reads an unquoted on/off/yes/no as true/false: quote the word"
+        return text
+
+
+def _takes_words(annotation: Any) -> bool:
+    """Is the field (or a member of its union) a Literal of strings, like amp's 'off'?"""
+    if get_origin(annotation) is Literal:
+        return any(isinstance(choice, str) for choice in get_args(annotation))
+    return any(_takes_words(argument) for argument in get_args(annotation))
+
+
+def _admits_bool(annotation: Any) -> bool:
+    """Does a field's type take true/false: bool itself, Any, or a union or Literal with it?"""
+    if annotation is bool or annotation is Any or isinstance(annotation, bool):
+        return True
+    return any(_admits_bool(argument) for argument in get_args(annotation))

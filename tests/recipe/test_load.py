@@ -1,0 +1,53 @@
+"""Reading a recipe file: defaults filled in, unreadable or unsafe files refused in one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from compressor.recipe import load_recipe, parse_recipe, recipe_to_yaml
+from tests.cli_helpers import run_cli
+from tests.recipe.helpers import write_recipe
+
+
+def test_defaults_are_filled_in_and_round_trip(tmp_path: Path) -> None:
+    recipe = load_recipe(write_recipe(tmp_path, {"student": {"arch": "resnet8"}}))
+    assert recipe.method.name == "ce"
+    assert recipe.data.name == "digits"
+    assert recipe.train.optimizer.name == "sgd"
+    again = parse_recipe(yaml.safe_load(recipe_to_yaml(recipe)))
+    assert again == recipe
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("student: {arch: resnet8\n", ["not valid YAML", "line"]),
+        ("- student\n- data\n", ["YAML mapping"]),
+        ("just a string\n", ["YAML mapping"]),
+    ],
+)
+def test_unreadable_recipe_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, expected: list[str]
+) -> None:
+    result = run_cli(capsys, "recipe", "validate", str(write_recipe(tmp_path, content)))
+    assert result.code == 2
+    for fragment in expected:
+        assert fragment in result.stderr
+
+
+def test_missing_recipe_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_cli(capsys, "recipe", "validate", str(tmp_path / "nope.yaml"))
+    assert result.code == 2
+    assert "recipe file not found" in result.stderr
+
+
+def test_yaml_tags_that_build_objects_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    content = "student: !!python/object/apply:os.system ['echo pwned']\n"
+    result = run_cli(capsys, "recipe", "validate", str(write_recipe(tmp_path, content)))
+    assert result.code == 2
+    assert "not valid YAML" in result.stderr

@@ -1,0 +1,170 @@
+"""Recipe validation: every bad recipe ends in one readable line per problem and exit 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.cli_helpers import run_cli
+from tests.recipe.helpers import merged, write_recipe
+
+BAD_RECIPES = [
+    ("unknown top-level key", merged(trainer={"epochs": 1}), ["trainer", "unknown key"]),
+    (
+        "typo in a nested key",
+        merged(train={"optimizer": {"momentm": 0.9}}),
+        ["train.optimizer.momentm", "unknown key", "momentum"],
+    ),
+    ("wrong type", merged(train={"epochs": "ten"}), ["train.epochs", "'ten'", "integer"]),
+    ("out of range", merged(train={"batch_size": 1}), ["train.batch_size", "greater than"]),
+    ("negative lr", merged(train={"optimizer": {"lr": -0.1}}), ["train.optimizer.lr", "-0.1"]),
+    ("nan lr", merged(train={"optimizer": {"lr": float("nan")}}), ["train.optimizer.lr", "nan"]),
+    ("unknown method", merged(method={"name": "dkd"}), ["method", "'dkd'", "amkd"]),
+    (
+        "unquoted off for a word",
+        merged(train={"amp": False}),
+        ["train.amp: Input should be", "(got false; YAML reads an unquoted on/off/yes/no"],
+    ),
+    (
+        "one number for a per-channel list",
+        merged(data={"mean": 0.5, "std": [0.2]}),
+        ["data.mean: Input should be a list (got 0.5)"],
+    ),
+    (
+        "class count in student kwargs",
+        merged(student={"arch": "resnet8", "kwargs": {"num_classes": 5}}),
+        ["student", "kwargs may not set num_classes", "data set's class and channel counts"],
+    ),
+    (
+        "channel count in zoo teacher kwargs",
+        merged(teacher={"arch": "resnet20", "kwargs": {"in_channels": 1}}),
+        ["teacher", "kwargs may not set in_channels"],
+    ),
+    (
+        "option of another method",
+        merged(method={"name": "kd", "margin": 1.0}, teacher={"arch": "resnet20"}),
+        ["method.margin", "unknown key", "temperature"],
+    ),
+    (
+        "bank of zero epochs",
+        merged(method={"name": "amkd", "bank_epochs": 0}, teacher={"arch": "resnet20"}),
+        ["method.bank_epochs", "greater than or equal to 1", "(got 0)"],
+    ),
+    (
+        "bad AMKD choice",
+        merged(method={"name": "amkd", "embedding": "pixels"}, teacher={"arch": "resnet20"}),
+        ["method.embedding", "'logits'", "'pixels'"],
+    ),
+    ("missing student", {"data": {"name": "digits"}}, ["student", "missing"]),
+    ("unknown data set", merged(data={"name": "mnist"}), ["data.name", "'mnist'", "cifar10"]),
+    ("mean without std", merged(data={"mean": [0.5]}), ["data", "both mean and std"]),
+    ("bad device", merged(train={"device": "gpu"}), ["train.device", "'gpu'"]),
+    ("bad amp", merged(train={"amp": "int8"}), ["train.amp", "'int8'", "bf16"]),
+    (
+        "milestone past the end",
+        merged(train={"epochs": 5, "schedule": {"name": "multistep", "milestones": [3, 9]}}),
+        ["train", "milestones", "< epochs (5)"],
+    ),
+    (
+        "milestone at the end, which never applies",
+        merged(train={"epochs": 5, "schedule": {"name": "multistep", "milestones": [3, 5]}}),
+        ["train", "< epochs (5)", "never applies"],
+    ),
+    (
+        "multistep without milestones",
+        merged(train={"schedule": {"name": "multistep"}}),
+        ["train.schedule", "multistep needs milestones"],
+    ),
+    (
+        "milestones on a cosine schedule",
+        merged(train={"schedule": {"name": "cosine", "milestones": [3]}}),
+        ["train.schedule", "a cosine schedule would ignore them"],
+    ),
+    (
+        "gamma on a constant schedule",
+        merged(train={"schedule": {"name": "constant", "gamma": 0.5}}),
+        ["train.schedule", "a constant schedule would ignore them"],
+    ),
+    (
+        "warm-up as long as a one-epoch run",
+        merged(train={"epochs": 1, "schedule": {"warmup_epochs": 1}}),
+        ["train", "warmup_epochs must be smaller than epochs (1)"],
+    ),
+    (
+        "adamw with momentum",
+        merged(train={"optimizer": {"name": "adamw", "momentum": 0.5}}),
+        ["train.optimizer", "adamw takes no momentum or nesterov"],
+    ),
+    (
+        "adamw with nesterov",
+        merged(train={"optimizer": {"name": "adamw", "nesterov": True}}),
+        ["train.optimizer", "adamw takes no momentum or nesterov"],
+    ),
+    (
+        "nesterov without momentum",
+        merged(train={"optimizer": {"momentum": 0, "nesterov": True}}),
+        ["train.optimizer", "nesterov needs momentum > 0"],
+    ),
+    (
+        "digits with a root",
+        merged(data={"name": "digits", "root": "/data/cifar"}),
+        ["data", "digits is embedded and reads no files, so root is not used"],
+    ),
+    (
+        "download of an image folder",
+        merged(data={"name": "imagefolder", "root": "/data/imgs", "download": True}),
+        ["data", "only cifar10 and cifar100 can be downloaded, not imagefolder"],
+    ),
+    (
+        "teacher with arch and entrypoint",
+        merged(teacher={"arch": "resnet20", "entrypoint": "pkg.mod:build"}),
+        ["teacher", "either arch or entrypoint"],
+    ),
+    (
+        "malformed entrypoint",
+        merged(teacher={"entrypoint": "pkg.mod.build"}),
+        ["teacher.entrypoint", "pkg.mod.build"],
+    ),
+    (
+        "unset environment variable",
+        merged(data={"name": "cifar10", "root": "${SURELY_UNSET_VAR_123}/x"}),
+        ["data.root", "SURELY_UNSET_VAR_123", "not set"],
+    ),
+    (
+        "min_accuracy as a fraction above 100",
+        merged(teacher={"arch": "resnet20", "min_accuracy": 900}),
+        ["teacher.min_accuracy", "less than or equal to 100"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "data", "expected"), BAD_RECIPES, ids=[case for case, _, _ in BAD_RECIPES]
+)
+def test_bad_recipe_schema_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str, data: dict, expected: list[str]
+) -> None:
+    path = write_recipe(tmp_path, data)
+    result = run_cli(capsys, "recipe", "validate", str(path))
+    assert result.code == 2, result
+    assert "Traceback" not in result.stderr
+    first = result.stderr.strip().splitlines()[0]
+    assert first.startswith(f"error: {path}: "), first
+    for fragment in expected:
+        assert fragment in result.stderr, (case, fragment, result.stderr)
+
+
+def test_several_problems_are_reported_together(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_recipe(tmp_path, merged(train={"epochs": 0, "batch_size": 0, "amp": "x"}))
+    result = run_cli(capsys, "recipe", "validate", str(path))
+    assert result.code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 3
+    assert {line.split(": ")[2] for line in lines} == {
+        "train.epochs",
+        "train.batch_size",
+        "train.amp",
+    }

@@ -1,0 +1,29 @@
+"""What every section refuses: unknown keys (in test_messages) and true/false for a number."""
+
+from __future__ import annotations
+
+import pytest
+
+from compressor.errors import UserError
+from compressor.recipe import parse_recipe
+from tests.recipe.helpers import merged
+
+
+def test_true_or_false_where_a_number_belongs_is_refused() -> None:
+    """pydantic alone would read `epochs: true` as 1 and `lr: false` as 0.0."""
+    with pytest.raises(UserError) as refused:
+        parse_recipe(merged(train={"epochs": True, "optimizer": {"lr": False}}), source="r")
+    assert refused.value.lines == [
+        "r: train.epochs: Input should be a valid integer (got true)",
+        "r: train.optimizer.lr: Input should be a valid number (got false)",
+    ]
+
+
+def test_true_or_false_is_kept_where_a_flag_belongs() -> None:
+    train = {"epochs": 2, "deterministic": True, "channels_last": False, "compile": True}
+    recipe = parse_recipe(merged(train=train))
+    assert (recipe.train.deterministic, recipe.train.channels_last, recipe.train.compile) == (
+        True,
+        False,
+        True,
+    )
