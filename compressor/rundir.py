@@ -25,7 +25,7 @@ from filelock import FileLock
 from compressor.errors import UserError
 from compressor.io import file_sha256, lock_or_refuse, previous_of, write_json
 from compressor.provenance import now_iso, trained_recipe_sha256
-from compressor.recipe import Recipe, TeacherConfig, load_recipe
+from compressor.recipe import Recipe, load_recipe
 
 
 @dataclass(frozen=True)
@@ -193,13 +193,6 @@ def read_completed_run(run: RunDir) -> tuple[Recipe, dict[str, Any]]:
     return recipe, record
 
 
-def teacher_builder(teacher: TeacherConfig) -> str:
-    """The recipe field that builds a teacher without a checkpoint, for messages."""
-    if teacher.entrypoint:
-        return f"teacher.entrypoint {teacher.entrypoint}"
-    return f"teacher.arch {teacher.arch}"
-
-
 def check_same_teacher(run: RunDir, recipe: Recipe, weights_sha256: str, *, fix: str) -> None:
     """Refuse a teacher other than the one the run was distilled from (manifest.json records
     its weights' hash; runs made before it did record nothing, and pass). `fix` says what
@@ -212,7 +205,7 @@ def check_same_teacher(run: RunDir, recipe: Recipe, weights_sha256: str, *, fix:
     if teacher is not None and teacher.checkpoint is None:
         # No file changed: what builds the teacher builds other weights than it did.
         raise UserError(
-            f"{teacher_builder(teacher)}: built another teacher than the one "
+            f"{teacher.builder()}: built another teacher than the one "
             f"{run.root} was distilled from ({hashes}); an entrypoint without "
             "teacher.checkpoint must build the same weights every time (load them, or seed "
             "their initialisation), or name the weights in teacher.checkpoint"

@@ -66,7 +66,6 @@ from compressor.rundir import (
     mark_stopped,
     run_dir_for,
     set_aside_note,
-    teacher_builder,
     training_command,
 )
 
@@ -184,7 +183,7 @@ def _teacher_source(recipe: Recipe) -> str:
     assert teacher is not None
     if teacher.checkpoint is not None:
         return str(teacher.checkpoint)
-    return f"{teacher_builder(teacher)} (no checkpoint)"
+    return f"{teacher.builder()} (no checkpoint)"
 
 
 def _student_record(recipe: Recipe, dataset: Dataset, student: nn.Module) -> dict[str, Any]:

@@ -34,7 +34,6 @@ from compressor.models.checkpoint import (
 from compressor.models.fingerprint import weights_sha256
 from compressor.models.registry import create_model, kwargs_for_weights
 from compressor.recipe import TeacherConfig
-from compressor.rundir import teacher_builder
 
 
 def load_teacher(cfg: TeacherConfig, num_classes: int, in_channels: int) -> nn.Module:
@@ -340,7 +339,7 @@ def check_builds_the_same_weights(
     again = load_teacher(cfg, num_classes, in_channels)
     if weights_sha256(again) != fingerprint:
         raise UserError(
-            f"{teacher_builder(cfg)}: builds other weights on every call (two calls differ); "
+            f"{cfg.builder()}: builds other weights on every call (two calls differ); "
             "without teacher.checkpoint it must build the same weights every time (load "
             "them, or seed their initialisation), or name the weights in teacher.checkpoint"
         )

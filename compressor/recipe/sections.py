@@ -76,6 +76,13 @@ class TeacherConfig(WithInputPaths):
             _no_data_set_arguments(self.kwargs, "teacher")
         return self
 
+    def builder(self) -> str:
+        """The recipe field that builds the teacher's model, for messages about a teacher
+        without a checkpoint (its weights are whatever that code draws)."""
+        if self.entrypoint:
+            return f"teacher.entrypoint {self.entrypoint}"
+        return f"teacher.arch {self.arch}"
+
 
 # What a zoo or torchvision model is built with from the data set itself.
 _DATA_SET_ARGUMENTS = ("num_classes", "in_channels")
