@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 
 import compressor
 from compressor.recipe import Recipe
@@ -84,10 +85,10 @@ def manifest(recipe: Recipe, device: str, status: str, **extra: Any) -> dict[str
     }
 
 
-# What may change in a finished run's recipe.yaml: where files are and how to get them (the run
-# moved to another machine), and how it is exported and gated. What was trained, from what, on
-# which data, may not.
-_FREE_TO_CHANGE = (
+# What may change in a run's recipe.yaml, finished or resumed: where files are and how to get
+# them (the run moved to another machine; the teacher is pinned by its weights' hash), and how
+# it is exported and gated. What was trained, from what, on which data, may not.
+FREE_TO_CHANGE = (
     ("data", "root"),
     ("data", "download"),
     ("teacher", "checkpoint"),
@@ -97,14 +98,34 @@ _FREE_TO_CHANGE = (
 )
 
 
+def with_free_settings_of(started: Recipe, recipe: Recipe) -> Recipe:
+    """`started` with `recipe`'s values of the settings in FREE_TO_CHANGE: what is left to
+    compare says whether `recipe` trains the same run."""
+    for path in FREE_TO_CHANGE:
+        started = _taking(started, path, recipe)
+    return started
+
+
+def _taking(model: BaseModel, path: tuple[str, ...], source: BaseModel) -> Any:
+    """`model` with the value at `path` (section names, then a field) taken from `source`;
+    as it was where either side lacks the section (a recipe without a teacher)."""
+    name, *rest = path
+    if not rest:
+        return model.model_copy(update={name: getattr(source, name)})
+    inner, inner_source = getattr(model, name), getattr(source, name)
+    if inner is None or inner_source is None:
+        return model
+    return model.model_copy(update={name: _taking(inner, tuple(rest), inner_source)})
+
+
 def trained_recipe_sha256(path: Path) -> str:
-    """Hash of recipe.yaml as written, less the parts in _FREE_TO_CHANGE.
+    """Hash of recipe.yaml as written, less the parts in FREE_TO_CHANGE.
 
     Hashed from the YAML mapping rather than from a parsed Recipe, so a later compressor
     that adds a field or changes a default does not make an old run's recipe differ."""
     mapping = yaml.safe_load(path.read_text(encoding="utf-8"))
     if isinstance(mapping, dict):
-        for *parents, key in _FREE_TO_CHANGE:
+        for *parents, key in FREE_TO_CHANGE:
             section = mapping
             for parent in parents:
                 section = section.get(parent) if isinstance(section, dict) else None

@@ -293,6 +293,8 @@ def _check_run_state(run: RunDir, *, resume: bool, overwrite: bool) -> None:
     if resume and not has_checkpoint(run):
         # A run stopped before its first checkpoint can only start again; a finished one whose
         # checkpoints were removed has nothing left to do.
+        if not run.root.exists():
+            raise UserError(_no_run_to_resume(run))
         record = _manifest_record(run)
         if record is not None and record.get("status") == "completed":
             instead = "the run has completed (--overwrite would train it again from scratch)"
@@ -314,6 +316,19 @@ def _check_run_state(run: RunDir, *, resume: bool, overwrite: bool) -> None:
         checked = _refuse_while_exporting(run)
         if checked is not None:
             checked.release()
+
+
+def _no_run_to_resume(run: RunDir) -> str:
+    """--resume where no run folder is: typically a relative output.dir read from another
+    working folder than the run was started in, where "drop --resume" would start a new run
+    in the wrong place."""
+    where = f"{run.root}: no such run to resume"
+    if run.root.is_absolute():
+        return f"{where}; check output.dir and output.name, or drop --resume to start it"
+    return (
+        f"{where} (output.dir is read from the working folder, here {Path.cwd()}); run the "
+        "command from the folder the run was started in, or drop --resume to start it here"
+    )
 
 
 def claim_run_dir(run: RunDir, *, resume: bool, overwrite: bool) -> FileLock:

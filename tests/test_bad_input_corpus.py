@@ -367,7 +367,7 @@ CASES = [
         lambda t: [*train(t), "--resume", "--overwrite"],
         ("--resume", "--overwrite"),
     ),
-    Case("resume without a run", lambda t: [*train(t), "--resume"], ("nothing to resume",)),
+    Case("resume without a run", lambda t: [*train(t), "--resume"], ("no such run to resume",)),
     Case(
         "existing run",
         lambda t: existing_run(t),

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from compressor.provenance import recipe_hash
-from compressor.recipe import parse_recipe
+from compressor.provenance import recipe_hash, with_free_settings_of
+from compressor.recipe import Recipe, parse_recipe
 
 
 def _hash(**sections: Any) -> str:
@@ -31,3 +31,34 @@ def test_what_the_recipe_asks_for_changes_the_hash() -> None:
         _hash(export={"int8": {"calibration_images": 256}}),
     }
     assert len(hashes) == 7
+
+
+def _recipe(**sections: Any) -> Recipe:
+    base = {
+        "student": {"arch": "resnet8"},
+        "teacher": {"arch": "resnet20", "checkpoint": "/old/t.pt"},
+        "data": {"name": "cifar10", "root": "/old/data"},
+    }
+    for name, values in sections.items():
+        base[name] = {**base.get(name, {}), **values}
+    return parse_recipe(base, source="t")
+
+
+def test_free_settings_are_taken_from_the_new_recipe_and_the_rest_kept() -> None:
+    """What `--resume` compares: a run moved (data root, teacher file) or exported and gated
+    otherwise is the same run; anything it trains with is not."""
+    started = _recipe()
+    moved = _recipe(
+        data={"root": "/new/data"},
+        teacher={"checkpoint": "/new/t.pt"},
+        export={"batch_sizes": [1, 4]},
+        gate={"max_drop": 5.0},
+    )
+    assert started != moved
+    assert with_free_settings_of(started, moved) == moved
+    retrained = _recipe(train={"epochs": 3}, data={"root": "/new/data"})
+    taken = with_free_settings_of(started, retrained)
+    assert taken != retrained and taken.train == started.train
+    assert taken.data.root == retrained.data.root
+    untaught = parse_recipe({"student": {"arch": "resnet8"}}, source="t")
+    assert with_free_settings_of(started, untaught).teacher == started.teacher

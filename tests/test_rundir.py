@@ -180,6 +180,23 @@ def test_a_finished_run_without_checkpoints_is_not_sent_to_overwrite(tmp_path: P
         check_run_dir(run, resume=True, overwrite=False)
 
 
+def test_resuming_a_run_folder_that_is_not_there_says_where_it_was_looked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relative output.dir is read from the working folder: from another folder the run is
+    not found, and "drop --resume" alone would start a new run in the wrong place."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError) as relative:
+        check_run_dir(RunDir(Path("runs") / "r20"), resume=True, overwrite=False)
+    assert str(relative.value) == (
+        f"runs/r20: no such run to resume (output.dir is read from the working folder, here "
+        f"{tmp_path}); run the command from the folder the run was started in, or drop "
+        "--resume to start it here"
+    )
+    with pytest.raises(UserError, match=r"no such run to resume; check output.dir and output"):
+        check_run_dir(RunDir(tmp_path / "runs" / "r20"), resume=True, overwrite=False)
+
+
 def test_an_empty_checkpoints_folder_is_nothing_to_resume(tmp_path: Path) -> None:
     run = RunDir(tmp_path / "run")
     run.checkpoint.parent.mkdir(parents=True)

@@ -53,7 +53,12 @@ from compressor.models.fingerprint import weights_sha256
 from compressor.models.inference import fold_batchnorm
 from compressor.models.probe import check_student_output
 from compressor.preflight import check_recipe, unused_settings
-from compressor.provenance import manifest, now_iso, trained_recipe_sha256
+from compressor.provenance import (
+    manifest,
+    now_iso,
+    trained_recipe_sha256,
+    with_free_settings_of,
+)
 from compressor.recipe import CEMethod, Recipe, load_recipe, recipe_differences, recipe_to_yaml
 from compressor.reporting.run_report import write_run_report
 from compressor.rundir import (
@@ -331,6 +336,8 @@ def _execute(
     distributed.together(lambda: _check_run_dir(context, resume, overwrite), setup.device)
     observer.message(f"device {setup.device}, reading data set {recipe.data.name}")
     dataset = load_dataset(recipe.data)
+    for line in _data_summary(dataset, recipe.data.max_train_samples):
+        observer.message(line)
     models = _build_models(context, dataset, resume)
 
     # 2. The run directory: claimed, and a resumed run's state read, before any write.
@@ -347,6 +354,34 @@ def _execute(
 
     # 4. Final evaluation, artifacts, report.
     return _finish(context, dataset, models, last_eval, attempt, started)
+
+
+def _data_summary(dataset: Dataset, max_train_samples: int | None) -> list[str]:
+    """What was read, so a user sees a folder that yielded fewer images or classes than they
+    meant (files of another format are skipped); and a warning for classes with no training
+    image, which a data.max_train_samples below the class count leaves out."""
+    train, test = dataset.train, dataset.test
+    height, width = dataset.image_shape[1:]
+    lines = [
+        f"data {dataset.name}: {len(train):,} training and {len(test):,} test images of "
+        f"{height}x{width}, {dataset.num_classes} classes"
+    ]
+    present = set(train.labels.unique().tolist())
+    missing = [name for index, name in enumerate(dataset.classes) if index not in present]
+    if missing:
+        shown = ", ".join(missing[:5]) + (
+            f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        )
+        lines.append(
+            f"warning: no training image of {len(missing)} of the {dataset.num_classes} classes "
+            f"({shown}): the student cannot learn them; "
+            + (
+                f"data.max_train_samples {max_train_samples} is fewer than the classes: raise it"
+                if max_train_samples is not None and max_train_samples < dataset.num_classes
+                else "add images of them to the training split"
+            )
+        )
+    return lines
 
 
 def _check_run_dir(context: _Context, resume: bool, overwrite: bool) -> None:
@@ -482,7 +517,13 @@ def _restore(
     start_epoch = state["epoch"]
     if context.main:
         _drop_metrics_after(run.metrics, start_epoch, context.observer.message)
-    context.observer.message(f"resuming {run.root} after epoch {start_epoch}")
+    if start_epoch >= context.recipe.train.epochs:
+        context.observer.message(
+            f"{run.root} trained all {start_epoch} epochs; writing its student.pt, report and "
+            "manifest again from the last checkpoint"
+        )
+    else:
+        context.observer.message(f"resuming {run.root} after epoch {start_epoch}")
     return start_epoch
 
 
@@ -642,12 +683,15 @@ def started_recipe(run: RunDir, recipe: Recipe) -> Recipe | None:
 
     Read from the run's recipe.yaml (every value resolved when it started) by this
     compressor: a field added since takes its default on both sides, while a default that
-    changed since shows up as a difference, because the run pinned the old one.
+    changed since shows up as a difference, because the run pinned the old one. Where files
+    are and how the run is exported and gated (provenance.FREE_TO_CHANGE) are taken from
+    `recipe`: changing them does not make another run.
     """
     try:
         started_with = load_recipe(run.recipe, started=True)
     except UserError:
         return None
+    started_with = with_free_settings_of(started_with, recipe)
     granted = recipe.teacher is not None and recipe.teacher.trust_pickle
     if started_with.teacher is not None and granted:
         # Trust may be given on resume: runs started before TorchScript and torch.export

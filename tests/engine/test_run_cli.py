@@ -463,7 +463,10 @@ def test_a_finished_runs_lost_files_are_written_again_from_its_last_checkpoint(
     assert "manifest.json: missing or unreadable" in line
     assert "`compress train RECIPE --resume`" in line  # the manifest held the recipe's path
 
-    assert run_cli(capsys, "train", str(recipe), "--resume").code == 0
+    again = run_cli(capsys, "train", str(recipe), "--resume")
+    assert again.code == 0
+    assert "trained all 1 epochs; writing its student.pt, report and manifest again" in again.stdout
+    assert "resuming" not in again.stdout
     assert json.loads((run / "manifest.json").read_text())["status"] == "completed"
     rebuilt = torch.load(run / "student.pt", weights_only=True)["state_dict"]
     assert all(torch.equal(trained[key], rebuilt[key]) for key in trained)
@@ -687,6 +690,24 @@ def test_resume_compares_with_the_recipe_the_run_started_with(
     assert "resuming" in resumed.stdout
 
 
+def test_resume_takes_a_changed_gate_or_export_section_and_keeps_it(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """How a run is exported and gated does not change what it trains (the sections a
+    finished run's recipe.yaml may change, provenance.FREE_TO_CHANGE): a resume takes them,
+    and the run's recipe.yaml keeps the new values for export and the gate."""
+    recipe = small_recipe(workdir / "regated.yaml", workdir, epochs=2)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(load_recipe(recipe), recipe, distill=False, observer=Interrupt(1))
+    edited = yaml.safe_load(recipe.read_text())
+    edited |= {"gate": {"max_drop": 80.0}, "export": {"batch_sizes": [1, 4]}}
+    recipe.write_text(yaml.safe_dump(edited))
+    resumed = run_cli(capsys, "train", str(recipe), "--resume")
+    assert resumed.code == 0, resumed.stderr
+    kept = load_recipe(workdir / "regated" / "recipe.yaml", started=True)
+    assert kept.gate.max_drop == 80.0 and kept.export.batch_sizes == [1, 4]
+
+
 def test_trust_given_on_resume_is_not_a_changed_recipe(
     workdir: Path, teacher_checkpoint: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -757,13 +778,36 @@ def test_a_run_being_trained_is_refused_to_a_second_process_and_stops_on_sigterm
     assert json.loads(run.manifest.read_text())["status"] == "interrupted"
 
 
+def test_a_run_says_what_data_it_read_and_warns_of_classes_left_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A subset smaller than the class count leaves classes without a training image: said,
+    not left to show up as a student that never predicts them."""
+    recipe = write(
+        tmp_path / "five.yaml",
+        {
+            "student": {"arch": "resnet8"},
+            "data": {"max_train_samples": 5},
+            "train": {"epochs": 1, "batch_size": 5, "device": "cpu"},
+            "output": {"dir": str(tmp_path)},
+        },
+    )
+    result = run_cli(capsys, "train", str(recipe))
+    assert result.code == 0, result.stderr
+    assert "data digits: 5 training and 360 test images of 8x8, 10 classes" in result.stdout
+    assert (
+        "warning: no training image of 5 of the 10 classes (5, 6, 7, 8, 9): the student cannot "
+        "learn them; data.max_train_samples 5 is fewer than the classes: raise it"
+    ) in result.stdout.replace("\n", " ")
+
+
 def test_resume_without_a_checkpoint_is_refused(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     recipe = write(workdir / "fresh.yaml", {"student": {"arch": "resnet8"}})
     result = run_cli(capsys, "train", str(recipe), "--resume")
     assert result.code == 2
-    assert "nothing to resume" in result.stderr
+    assert "no such run to resume" in result.stderr
 
 
 def test_diverging_loss_stops_the_run_with_the_part_named(
