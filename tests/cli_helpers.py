@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from compressor.cli import main
+from compressor.entry import main
 
 
 @dataclass

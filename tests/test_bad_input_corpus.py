@@ -147,7 +147,7 @@ def changed_recipe_resume(tmp: Path) -> list[str]:
 def run_cli_plain(args: list[str]) -> int:
     import sys
 
-    from compressor.cli import main
+    from compressor.entry import main
 
     argv, sys.argv = sys.argv, ["compress", *args]
     try:

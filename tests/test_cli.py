@@ -1,10 +1,8 @@
-"""compressor/cli.py helpers that shape what the user reads."""
+"""compressor/cli.py: the commands' usage lines, help and version, and what `compress gate`
+leaves in its JUnit file when it crashes."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,61 +11,6 @@ import typer
 
 from compressor.cli import app
 from tests.cli_helpers import run_cli
-from tests.export.helpers import one_error_line
-from tests.signal_helpers import ctrl_c_while_importing
-
-
-@pytest.mark.parametrize(
-    ("args", "expected"),
-    [
-        (
-            ["export", "runs/x", "--runs", "abc"],
-            "error: Invalid value for '--runs': Input should be a valid integer, unable to parse "
-            "string as an integer; see `compress export --help`",
-        ),
-        (["export"], "error: Missing argument 'RUN'; see `compress export --help`"),
-        (["nosuch"], "error: No such command 'nosuch'; see `compress --help`"),
-        (
-            ["distil", "r.yaml"],
-            "error: No such command 'distil'. Did you mean 'distill'? See `compress --help`",
-        ),
-        (["gate", "runs/x", "--max-drop"], "error: Option '--max-drop' requires an argument"),
-        (["recipe", "validate", "a.yaml", "--bogus"], "error: No such option: --bogus"),
-    ],
-)
-def test_a_usage_error_is_one_error_line(
-    args: list[str], expected: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """A mistyped flag is bad input like any other: exit 2, one line, no usage text or panel."""
-    line = one_error_line(run_cli(capsys, *args))
-    assert line.startswith(expected), line
-
-
-@pytest.mark.parametrize(
-    ("args", "expected"),
-    [
-        (
-            ["distill", "r.yaml", "--debug"],
-            "error: --debug is an option of compress itself, not of `compress distill`; put it "
-            "before the command: `compress --debug distill r.yaml`",
-        ),
-        (
-            ["recipe", "validate", "my recipe.yaml", "--debug"],
-            "error: --debug is an option of compress itself, not of `compress recipe validate`; "
-            "put it before the command: `compress --debug recipe validate 'my recipe.yaml'`",
-        ),
-        (
-            ["gate", "runs/x", "--version"],
-            "error: --version is an option of compress itself, not of `compress gate`; put it "
-            "before the command: `compress --version`",
-        ),
-    ],
-)
-def test_an_option_of_compress_after_the_command_says_where_it_goes(
-    args: list[str], expected: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """click alone says "No such option: --debug", which reads as if there were none."""
-    assert one_error_line(run_cli(capsys, *args)) == expected
 
 
 def _commands(group: typer.core.TyperGroup, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
@@ -103,13 +46,6 @@ def test_every_usage_line_names_its_argument_as_the_readme_does(
         assert usage == f"Usage: compress {' '.join(words)} [OPTIONS]{arguments[words]}"
 
 
-def test_a_group_without_a_command_shows_its_help(capsys: pytest.CaptureFixture[str]) -> None:
-    result = run_cli(capsys, "recipe")
-    assert result.code == 2
-    assert "validate" in result.stdout + result.stderr
-    assert "error:" not in result.stdout + result.stderr
-
-
 def test_help_and_version_exit_zero(capsys: pytest.CaptureFixture[str]) -> None:
     assert run_cli(capsys, "export", "--help").code == 0
     train = run_cli(capsys, "train", "--help")
@@ -122,102 +58,6 @@ def test_help_and_version_exit_zero(capsys: pytest.CaptureFixture[str]) -> None:
     result = run_cli(capsys, "--version")
     assert result.code == 0
     assert result.stdout.startswith("compressor ")
-
-
-def test_debug_shows_the_traceback_and_keeps_exit_code_2(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """--debug adds the traceback; bad input still exits 2, not 1 (the gate's "failed")."""
-    result = run_cli(capsys, "--debug", "gate", str(tmp_path / "nope"))
-    assert result.code == 2
-    assert "Traceback" in result.stderr
-    assert result.stderr.rstrip().splitlines()[-1].startswith("error: ")
-
-
-@pytest.mark.skipif(not hasattr(signal, "SIGINT"), reason="needs POSIX signals")
-def test_ctrl_c_while_a_command_loads_torch_is_one_line_and_130(tmp_path: Path) -> None:
-    """typer turns a KeyboardInterrupt the command does not handle into exit 130, silently:
-    the command line says what stopped it (and only that, no traceback)."""
-    result = ctrl_c_while_importing("torch", "export", str(tmp_path / "run"))
-    assert result.returncode == 130, result.stderr
-    assert result.stderr == "stopped by Ctrl-C\n"
-    assert result.stdout == ""
-
-
-@pytest.mark.skipif(not hasattr(signal, "SIGPIPE"), reason="needs POSIX pipes")
-@pytest.mark.parametrize(
-    ("args", "closed"),
-    [
-        (["--help"], "stdout"),  # typer handles the BrokenPipeError, with exit 1
-        (["models"], "stdout"),
-        (["recipe", "schema"], "stdout"),
-        (["recipe"], "stderr"),  # the group's help, printed by main() itself
-        (["gate", "no-such-run"], "stderr"),  # an error line, printed by main() itself
-    ],
-)
-def test_output_into_a_closed_pipe_ends_quietly_with_141(
-    args: list[str], closed: str, tmp_path: Path
-) -> None:
-    """`compress --help | head -1`, with the reader gone before the first byte is written:
-    no traceback, and 141 (128 + SIGPIPE), never 1, which would read as a failed check."""
-    reader, writer = os.pipe()
-    os.close(reader)
-    other = subprocess.PIPE
-    process = subprocess.Popen(
-        [sys.executable, "-m", "compressor", *args],
-        stdout=writer if closed == "stdout" else other,
-        stderr=writer if closed == "stderr" else other,
-        cwd=tmp_path,
-        text=True,
-    )
-    os.close(writer)
-    out, err = process.communicate(timeout=120)
-    assert process.returncode == 141, (out, err)
-    assert (out or "") + (err or "") == ""
-
-
-_CRASHING_TEACHER = """
-import torch
-
-
-class Teacher(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.linear = torch.nn.Linear(64, 10)
-
-    def forward(self, x):
-        if x.shape[0] > 2:  # passes the two-image probe, fails when scored: a bug in user code
-            raise RuntimeError("boom in the user's teacher")
-        return self.linear(x.flatten(1))
-
-
-def build():
-    with torch.random.fork_rng(devices=[]):  # the same weights on every call
-        torch.manual_seed(0)
-        return Teacher()
-"""
-
-
-def test_a_crash_shows_its_traceback_and_exits_3_not_a_failed_checks_1(tmp_path: Path) -> None:
-    (tmp_path / "crashing_teacher.py").write_text(_CRASHING_TEACHER, encoding="utf-8")
-    (tmp_path / "r.yaml").write_text(
-        "teacher: {entrypoint: 'crashing_teacher:build'}\nstudent: {arch: resnet8}\n"
-        "method: {name: kd}\ntrain: {epochs: 1, device: cpu}\n",
-        encoding="utf-8",
-    )
-    result = subprocess.run(
-        [sys.executable, "-m", "compressor", "distill", "r.yaml"],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 3, result.stderr
-    assert "Traceback" in result.stderr and "boom in the user's teacher" in result.stderr
-    last = result.stderr.rstrip().splitlines()[-1]
-    assert last.startswith("error: compress crashed (RuntimeError: boom in the user's teacher)")
-    assert not (tmp_path / "runs").exists()
 
 
 def test_a_gate_that_crashes_leaves_no_earlier_verdict_in_its_junit_file(
@@ -234,7 +74,7 @@ def test_a_gate_that_crashes_leaves_no_earlier_verdict_in_its_junit_file(
     junit = tmp_path / "gate.xml"
     junit.write_text('<testsuites tests="1" failures="0" errors="0"/>', encoding="utf-8")
     with pytest.raises(SystemExit) as stop:
-        from compressor.cli import main
+        from compressor.entry import main
 
         monkeypatch.setattr(sys, "argv", ["compress", "gate", "runs/x", "--junit", str(junit)])
         main()

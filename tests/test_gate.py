@@ -936,7 +936,7 @@ NO_TORCH = """
 import sys
 for name in ("torch", "torchvision"):
     sys.modules[name] = None  # as on a deployment box without them: importing either fails
-from compressor.cli import main
+from compressor.entry import main
 sys.argv = ["compress", "gate", *sys.argv[1:]]
 main()
 """
@@ -970,7 +970,7 @@ def test_the_other_commands_say_they_need_torch(kd_run: Path) -> None:
 
 def test_onnx_validation_imports_without_torch() -> None:
     """What a deployment box validates an ONNX file with: onnxruntime, onnx and numpy."""
-    code = NO_TORCH.split("from compressor.cli")[0] + (
+    code = NO_TORCH.split("from compressor.entry")[0] + (
         "from export import OnnxRuntimeRunner, measure_latency, parity, predict, read_metadata\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -1,0 +1,201 @@
+"""The `compress` process: runs the command line and turns how a command ended into its exit
+code and its last words.
+
+Exit codes: 0 success, 1 a check failed (the gate), 2 bad input (recipe, checkpoint, data,
+flags) — printed as one line per problem, without a traceback unless `--debug` is given;
+3 a crash (a bug); 130 Ctrl-C, 143 SIGTERM, 141 output into a closed pipe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import signal
+import sys
+import traceback
+from pathlib import Path
+from typing import NoReturn
+
+import typer
+
+from compressor.cli import app, debug_mode, record_gate_error
+from compressor.errors import UserError
+from compressor.interrupt import stop
+from compressor.terminal import error_console
+
+
+def main() -> None:
+    """Console-script entry point: user errors become one line each and exit code 2.
+
+    SIGTERM (a scheduler's or CI job's timeout, torchrun passing one on) stops a command as
+    Ctrl-C does: a run's manifest says "interrupted" and the resume command is printed, an
+    export keeps the previous one, instead of a silent exit that leaves the run "running".
+    A command stopped where it has nothing to say (while it imports torch, say) ends with one
+    line that names the signal.
+
+    Output piped into a program that stops reading (`compress --help | head -1`) ends the
+    command quietly with exit 141, as a program killed by SIGPIPE does: the handling the
+    Python documentation gives (https://docs.python.org/3/library/signal.html#note-on-sigpipe)
+    with the exit code a shell's `pipefail` expects, and never 1, which says a check failed.
+    """
+    try:
+        _main()
+    except SystemExit as exit_:
+        # typer ends a command whose output hit a closed pipe with exit 1, raised while it
+        # handles the BrokenPipeError: the error is the exit's context.
+        if isinstance(exit_.__context__, BrokenPipeError):
+            _exit_on_closed_pipe()
+        raise
+    except BrokenPipeError:  # from this function's own output: an error line, click's help
+        _exit_on_closed_pipe()
+
+
+def _main() -> None:
+    """Typer runs without its standalone mode so that a usage error (a mistyped flag, a value
+    that does not parse, a missing argument) comes back here and is printed like every other
+    bad input, one `error:` line, instead of typer's boxed panel after the usage text.
+    """
+    stop.signal, stop.said = None, False
+    signal.signal(signal.SIGTERM, _stop_as_ctrl_c)
+    try:
+        code = app(prog_name="compress", standalone_mode=False)
+    except UserError as error:
+        if debug_mode["enabled"]:
+            traceback.print_exc()  # the traceback asked for, with bad input's exit code still
+        for line in error.lines:
+            _print_error(line)
+        sys.exit(2)
+    except BrokenPipeError:
+        raise  # main() ends it quietly
+    except ModuleNotFoundError as error:
+        if error.name not in _TRAINING_PACKAGES or debug_mode["enabled"]:
+            _crash(error)
+        # A deployment box installed without torch (README: gating and ONNX validation).
+        words = sys.argv[1:3] if sys.argv[1:2] == ["recipe"] else sys.argv[1:2]
+        _print_error(
+            f"`compress {' '.join(words)}` needs {error.name}, which is not installed; install "
+            "compressor with its dependencies (`pip install -e .` in its clone, as the README "
+            "says), or use `compress gate`, which runs without it"
+        )
+        sys.exit(2)
+    except _UsageError as error:
+        # A group called with no command: its help, as click shows it (on stderr, exit 2).
+        if type(error).__name__ == "NoArgsIsHelpError":
+            error.show()
+        else:
+            lines = [_usage_line(error)]
+            junit = _junit_of_gate(sys.argv[1:])
+            if junit is not None:
+                try:
+                    record_gate_error(UserError(*lines), junit)
+                except UserError as both:
+                    lines = both.lines
+            for line in lines:
+                _print_error(line)
+        sys.exit(2)
+    except Exception as error:
+        _crash(error)
+    # typer.Exit(n), --help and Ctrl-C (130) come back as the exit code; commands return None.
+    code = code if isinstance(code, int) else 0
+    if code == _CTRL_C_EXIT:
+        sigterm = stop.signal == signal.SIGTERM
+        if not stop.said:  # typer turned the KeyboardInterrupt into this exit, silently
+            error_console.print(f"stopped by {'SIGTERM' if sigterm else 'Ctrl-C'}", highlight=False)
+        if sigterm:
+            code = _SIGTERM_EXIT  # a scheduler reads 128 + 15 as "stopped by my SIGTERM"
+    sys.stdout.flush()  # a closed pipe shows here, where main() handles it, not at exit
+    sys.exit(code)
+
+
+def _crash(error: BaseException) -> NoReturn:
+    """An exception nobody expected: a bug in compressor or in code a recipe runs (a teacher
+    entrypoint). Its traceback is what fixes it, so it is always shown; the exit code is its
+    own, so a CI job does not read a crash as 1 (a failed check) or 2 (bad input)."""
+    traceback.print_exception(error)
+    _print_error(
+        f"compress crashed ({type(error).__name__}: {error}): a bug, not bad input or a failed "
+        "check; the traceback above says where (in compressor, or in code the recipe runs)"
+    )
+    sys.exit(_CRASH_EXIT)
+
+
+_TRAINING_PACKAGES = ("torch", "torchvision")
+_CRASH_EXIT = 3
+_CTRL_C_EXIT = 128 + signal.SIGINT
+_SIGTERM_EXIT = 128 + signal.SIGTERM
+_BROKEN_PIPE_EXIT = 141  # 128 + SIGPIPE (13); Windows has no signal.SIGPIPE to compute it from
+
+
+def _stop_as_ctrl_c(signum: int, frame: object) -> None:
+    """SIGTERM takes Ctrl-C's path (KeyboardInterrupt), remembered so the exit code says which."""
+    stop.signal = signum
+    raise KeyboardInterrupt
+
+
+# typer raises click's UsageError: its own copy of click since typer 0.2x, click itself before.
+# The public typer.BadParameter subclasses it in both layouts, so it names the class in either.
+_UsageError: type[Exception] = next(
+    cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "UsageError"
+)
+
+
+def _usage_line(error: Exception) -> str:
+    """click's message on one line, and where the command's options are listed."""
+    message = " ".join(error.format_message().split()).rstrip(".")  # type: ignore[attr-defined]
+    context = getattr(error, "ctx", None)
+    if context is None:
+        return message
+    misplaced = _misplaced_root_option(error, context)
+    if misplaced is not None:
+        return misplaced
+    see = " See" if message.endswith("?") else "; see"  # after "Did you mean 'distill'?"
+    return f"{message}{see} `{context.command_path} --help`"
+
+
+def _misplaced_root_option(error: Exception, context: typer.Context) -> str | None:
+    """`compress distill r.yaml --debug`: click says only "No such option", as --debug and
+    --version belong to `compress` itself; say where they go, with the command fixed."""
+    option = getattr(error, "option_name", None)
+    root = context.find_root()
+    if type(error).__name__ != "NoSuchOption" or context is root:
+        return None
+    if not any(option in param.opts for param in root.command.params):
+        return None
+    words = list(sys.argv[1:])
+    if option in words:
+        words.remove(option)
+    fixed = ["compress", option] if option == "--version" else ["compress", option, *words]
+    return (
+        f"{option} is an option of compress itself, not of `{context.command_path}`; put it "
+        f"before the command: `{shlex.join(fixed)}`"
+    )
+
+
+def _junit_of_gate(argv: list[str]) -> Path | None:
+    """The --junit file of a `compress gate` command line, for a usage error typer raised
+    before the command could record it."""
+    if "gate" not in argv:
+        return None
+    for index, argument in enumerate(argv):
+        if argument.startswith("--junit="):
+            return Path(argument.removeprefix("--junit="))
+        if argument == "--junit" and index + 1 < len(argv):
+            return Path(argv[index + 1])
+    return None
+
+
+def _exit_on_closed_pipe() -> None:
+    """Exit 141 without a word: whoever read the output has stopped, and there is nobody to
+    tell. Standard output and error point at the null device first, so that flushing them
+    as Python exits raises no second BrokenPipeError (the Python documentation's recipe)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        # A stream without a file descriptor (captured by a test) has nothing to flush there.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(devnull, stream.fileno())
+    sys.exit(_BROKEN_PIPE_EXIT)
+
+
+def _print_error(line: str) -> None:
+    error_console.print(f"error: {line}", highlight=False, soft_wrap=True)

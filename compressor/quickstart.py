@@ -1,0 +1,182 @@
+"""`compress quickstart`: train a teacher, distil it, export and gate the student, on the
+embedded digits data. Run again, it continues where it stopped, so each training step first
+decides whether to skip, resume or start over the run an earlier quickstart left."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from compressor.errors import UserError
+from compressor.interrupt import stop
+from compressor.terminal import (
+    console,
+    print_export,
+    print_gate,
+    students_failing_parity,
+    train_and_print,
+)
+
+if TYPE_CHECKING:
+    from compressor.engine.run import RunResult
+    from compressor.recipe import Recipe
+
+
+def run_quickstart(recipes: Path, *, overwrite: bool) -> None:
+    """The quickstart with the recipes in folder `recipes`; `overwrite`: train both runs again.
+    Ctrl-C says how to continue (or start over), as rerunning the quickstart resumes."""
+    teacher_recipe, student_recipe = (
+        recipes / "quickstart-teacher.yaml",
+        recipes / "quickstart.yaml",
+    )
+    for path in (teacher_recipe, student_recipe):
+        if not path.is_file():
+            raise UserError(
+                f"{path}: not found; run from the repository root or pass --recipes FOLDER"
+            )
+    try:
+        _run_steps(teacher_recipe, student_recipe, overwrite=overwrite)
+    except KeyboardInterrupt:
+        # The step's own line says `compress train ... --resume`; rerunning the quickstart
+        # does that, and the steps after it.
+        stop.said = True
+        again = ["compress", "quickstart"]
+        if recipes != Path("recipes"):
+            again += ["--recipes", str(recipes)]
+        # After --overwrite, continuing keeps what the new runs share with the old (an
+        # identical teacher keeps its student): starting over needs the flag again.
+        fresh = f", or `{shlex.join([*again, '--overwrite'])}` to start over" if overwrite else ""
+        console.print(
+            f"quickstart interrupted; run `{shlex.join(again)}` again to continue where it "
+            f"stopped{fresh}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise
+
+
+def _run_steps(teacher_recipe: Path, student_recipe: Path, *, overwrite: bool) -> None:
+    """The four steps and the summary; exit 1 when the gate or the export's parity fails."""
+    from compressor.gate import evaluate_gate
+    from compressor.recipe import load_recipe
+    from export import ExportOptions, export_run
+
+    console.rule("1/4 train the teacher (cross-entropy)")
+    teacher_run = _train_step(
+        teacher_recipe, load_recipe(teacher_recipe), distill=False, start_over=overwrite
+    )
+    console.rule("2/4 distil it into the student (AMKD)")
+    # The recipe finds the teacher relative to its own folder, which is the teacher run just
+    # trained only from the repository root: from anywhere else (--recipes) it is this one.
+    distilled = load_recipe(student_recipe)
+    if distilled.teacher is not None:
+        checkpoint = teacher_run.run.student.resolve()
+        teacher = distilled.teacher.model_copy(update={"checkpoint": checkpoint})
+        distilled = distilled.model_copy(update={"teacher": teacher})
+    run = _train_step(student_recipe, distilled, distill=True, start_over=overwrite)
+    console.rule("3/4 export to ONNX, validate, time")
+    report = export_run(run.run.root, ExportOptions(), log=lambda line: console.print(line))
+    print_export(report)
+    console.rule("4/4 gate")
+    gate = evaluate_gate(run.run.root)
+    print_gate(gate)
+
+    assert run.teacher is not None  # a distillation run always has one
+    speedups = report.speedup.get("onnxruntime", {})
+    speedup = f", {max(speedups.values()):.2f}× faster in ONNX Runtime" if speedups else ""
+    failed_parity = students_failing_parity(report)
+    parity = f"; export FAILED: parity with PyTorch for {failed_parity}" if failed_parity else ""
+    console.rule("summary")
+    console.print(
+        f"teacher {run.teacher.accuracy:.2f} % → student {run.student.accuracy:.2f} % top-1, "
+        f"{run.teacher.parameters / run.student.parameters:.1f}× fewer parameters{speedup}; "
+        f"gate {'passed' if gate.passed else 'FAILED'}{parity}",
+        soft_wrap=True,
+    )
+    console.print(f"reports: {run.run.root / 'report.html'}, {report.files['html']}")
+    if not gate.passed or failed_parity:
+        raise typer.Exit(1)
+
+
+def _train_step(path: Path, recipe: Recipe, *, distill: bool, start_over: bool) -> RunResult:
+    """One training step, continued where an earlier quickstart left it: a run that completed
+    with this recipe is skipped, one that stopped is resumed from its checkpoint, and one
+    stopped before its first checkpoint is started again. `start_over`: train afresh."""
+    from compressor.rundir import has_checkpoint, holds_run, run_dir_for
+
+    run = run_dir_for(recipe, path)
+    if distill and not start_over and _distilled_from_another_teacher(path, recipe):
+        console.print(f"{run.root} was distilled from another teacher; distilling it again")
+        start_over = True
+    if start_over or not holds_run(run):
+        return train_and_print(
+            path, distill=distill, resume=False, overwrite=start_over, recipe=recipe
+        )
+    done = _completed_run_result(path, recipe)
+    if done is None and not has_checkpoint(run):
+        return train_and_print(path, distill=distill, resume=False, overwrite=True, recipe=recipe)
+    _check_begun_with(path, recipe)
+    if done is None:
+        return train_and_print(path, distill=distill, resume=True, overwrite=False, recipe=recipe)
+    step = "student already distilled" if distill else "teacher already trained"
+    console.print(f"{step}: {run.root} ({done.student.accuracy:.2f} %); skipping")
+    return done
+
+
+def _completed_run_result(path: Path, recipe: Recipe) -> RunResult | None:
+    """The figures of the recipe's run, read from its report.json once `read_completed_run`
+    (where export starts) finds it completed and whole. None otherwise: resuming finishes the
+    run, or writes its lost files again from the last checkpoint."""
+    from compressor.engine.run import ModelSummary, RunResult
+    from compressor.rundir import read_completed_run, run_dir_for
+
+    run = run_dir_for(recipe, path)
+    try:
+        read_completed_run(run)
+        fields = json.loads(run.report("json").read_text(encoding="utf-8"))["results"]
+        teacher = ModelSummary(**fields["teacher"]) if fields["teacher"] else None
+        return RunResult(run, ModelSummary(**fields["student"]), teacher, fields["top1_agreement"])
+    except (UserError, OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _check_begun_with(path: Path, recipe: Recipe) -> None:
+    """Refuse to skip or resume a run begun with another recipe than `path` says now (it was
+    edited since): the quickstart would report, or go on with, a run the recipe does not
+    describe."""
+    from compressor.engine.run import recipe_changes, started_recipe
+    from compressor.rundir import run_dir_for
+
+    run = run_dir_for(recipe, path)
+    begun = started_recipe(run, recipe)
+    if begun == recipe:
+        return
+    raise UserError(
+        f"{path}: not the recipe {run.root} was trained with ({recipe_changes(begun, recipe)}); "
+        "start over with `compress quickstart --overwrite`"
+    )
+
+
+def _distilled_from_another_teacher(path: Path, recipe: Recipe) -> bool:
+    """Was the recipe's run distilled from another teacher than the one it names now (trained
+    since: by this quickstart, or by `compress train --overwrite`)? Its student learnt from
+    weights that are gone, so it is distilled again rather than skipped or resumed. The
+    manifest records the teacher's weights hash when distillation starts."""
+    from compressor.models import load_teacher, read_checkpoint
+    from compressor.models.fingerprint import weights_sha256
+    from compressor.rundir import check_same_teacher, holds_run, run_dir_for
+
+    run = run_dir_for(recipe, path)
+    if recipe.teacher is None or recipe.teacher.checkpoint is None or not holds_run(run):
+        return False
+    record = read_checkpoint(recipe.teacher.checkpoint)  # the teacher run's student.pt
+    teacher = load_teacher(recipe.teacher, record["num_classes"], record["image_shape"][0])
+    try:
+        check_same_teacher(run, recipe, weights_sha256(teacher), fix="")
+    except UserError:
+        return True
+    return False

@@ -1,0 +1,135 @@
+"""What the commands print: the two consoles, and the figures of a training run, an export
+and a gate, shown alike by their own commands and by the quickstart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from compressor.interrupt import stop
+
+if TYPE_CHECKING:
+    from compressor.engine.run import RunResult
+    from compressor.gate import GateResult
+    from compressor.recipe import Recipe
+    from export import ExportReport
+
+# Paths and recipe names may hold brackets, which rich would read as markup: none is used.
+console = Console(markup=False)
+error_console = Console(stderr=True, markup=False)
+
+
+def train_and_print(
+    path: Path, *, distill: bool, resume: bool, overwrite: bool, recipe: Recipe | None = None
+) -> RunResult:
+    """Train `path`'s recipe (or `recipe`, read from it and amended) and print the results."""
+    from compressor.engine.run import run_training
+    from compressor.progress import RichObserver
+    from compressor.recipe import load_recipe
+
+    if recipe is None:  # a resumed run goes on with the settings it began with
+        recipe = load_recipe(path, started=resume)
+    try:
+        result = run_training(
+            recipe,
+            path,
+            distill=distill,
+            resume=resume,
+            overwrite=overwrite,
+            observer=RichObserver(console),
+        )
+    except KeyboardInterrupt:
+        stop.said = True  # run_training printed where the run stopped and how to resume it
+        raise
+    if not result.main_process:
+        return result  # torchrun: rank 0 prints the results once
+    table = Table(title=f"run {result.run.root}")
+    table.add_column("")
+    if result.teacher is not None:
+        table.add_column("teacher", justify="right")
+    table.add_column("student", justify="right")
+    models = [m for m in (result.teacher, result.student) if m is not None]
+    table.add_row("test top-1 (%)", *(f"{m.accuracy:.2f}" for m in models))
+    table.add_row("parameters", *(f"{m.parameters:,}" for m in models))
+    table.add_row("MFLOPs / image", *(f"{m.flops / 1e6:,.2f}" for m in models))
+    console.print(table)
+    if result.agreement is not None:
+        console.print(f"top-1 agreement teacher/student: {result.agreement:.2f} %")
+    console.print(f"reports: {result.run.root / 'report.html'} (also .md, .json)")
+    return result
+
+
+def print_gate(result: GateResult) -> None:
+    """The gate's rules as a table, then its verdict on one line, naming the rules that failed."""
+    table = Table(title=f"gate {result.run} ({result.backend} {result.precision})")
+    table.add_column("rule", no_wrap=True)
+    table.add_column("measured", justify="right", no_wrap=True)
+    table.add_column("threshold", justify="right", no_wrap=True)
+    table.add_column("result", no_wrap=True)
+    table.add_column("detail", overflow="fold")
+    styles = {"PASS": "green", "FAIL": "bold red", "SKIP": "yellow"}
+    for rule in result.rules:
+        table.add_row(
+            rule.name,
+            rule.measured_text,
+            rule.threshold_text,
+            Text(rule.status, style=styles[rule.status]),
+            Text(rule.detail),
+        )
+    console.print(table)
+    if result.passed:
+        console.print("gate passed")
+    else:
+        console.print(f"gate FAILED: {', '.join(rule.name for rule in result.failed)}")
+
+
+def students_failing_parity(report: ExportReport) -> str:
+    """The exported students whose outputs left PyTorch's: what ships must match it. (A
+    teacher's files, exported for the speedup figures, only warn.)"""
+    return ", ".join(
+        f"{r.model} {r.backend} {r.precision}"
+        for r in report.results
+        if r.model == "student" and r.parity is not None and not r.parity.passed
+    )
+
+
+def print_export(report: ExportReport) -> None:
+    """The exported models as a table (accuracy, parity, p50 latency per batch size), then the
+    student's speedups, each precision against fp32, and the export's warnings."""
+    from export.report import signed_points
+
+    batches = report.settings.batch_sizes
+    table = Table(title=f"export {report.run} (p50 latency in ms)", box=box.SIMPLE_HEAD)
+    for column in ("model", "backend", "prec.", "device", "top-1 %", "parity"):
+        table.add_column(column, justify="right" if column == "top-1 %" else "left")
+    for batch in batches:
+        table.add_column(f"@{batch}", justify="right")
+    for result in report.results:
+        parity = result.parity
+        table.add_row(
+            result.model,
+            result.backend,
+            result.precision,
+            result.device,
+            f"{result.accuracy:.2f}",
+            "—" if parity is None else ("pass" if parity.passed else "FAIL"),
+            *(f"{result.latency[b].p50_ms:.3g}" if b in result.latency else "—" for b in batches),
+        )
+    console.print(table)
+    for backend, by_batch in report.speedup.items():
+        figures = ", ".join(f"{value:.2f}× at batch {batch}" for batch, value in by_batch.items())
+        console.print(f"student speedup over the teacher ({backend}): {figures}")
+    for row in report.precisions:
+        speed = ", ".join(f"{value:.2f}× at batch {b}" for b, value in row["speedup"].items())
+        smaller = f", {row['size_ratio']:.1f}× smaller" if row["size_ratio"] else ""
+        console.print(
+            f"{row['model']} {row['precision']} vs fp32 ({row['backend']}): top-1 "
+            f"{signed_points(-row['accuracy_drop'])} points, {speed}{smaller}"
+        )
+    for warning in report.warnings:
+        console.print(f"warning: {warning}", style="yellow")

@@ -1,0 +1,180 @@
+"""compressor/quickstart.py: the whole flow end to end on the ready quickstart recipes, and
+run again: after it finished, after Ctrl-C, after a recipe was edited or the teacher trained
+anew."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.cli_helpers import run_cli
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+
+
+def test_quickstart_runs_the_whole_flow(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's main job: teacher → AMKD → ONNX export and validation → gate."""
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(RECIPES, tmp_path / "recipes")
+    result = run_cli(capsys, "quickstart")
+    assert result.code == 0, result.stderr
+    assert "gate passed" in result.stdout
+    summary = result.stdout.split("summary")[-1]
+    assert "teacher" in summary and "student" in summary and "faster in ONNX Runtime" in summary
+    for path in (
+        "runs/quickstart-teacher/student.pt",
+        "runs/quickstart/report.html",
+        "runs/quickstart/export/student.onnx",
+        "runs/quickstart/export/export_report.html",
+    ):
+        assert (tmp_path / path).is_file(), path
+    # Run again, it skips both trainings, reading their figures from the runs, and exports
+    # and gates again.
+    again = run_cli(capsys, "quickstart")
+    assert again.code == 0, again.stderr
+    assert "teacher already trained: runs/quickstart-teacher (" in again.stdout
+    assert "student already distilled: runs/quickstart (" in again.stdout
+    assert "epoch 1/" not in again.stdout
+    assert "student: exporting resnet8" in again.stdout and "gate passed" in again.stdout
+    figures = summary.split("fewer parameters")[0]  # the speedup is timed again
+    assert again.stdout.split("summary")[-1].split("fewer parameters")[0] == figures
+    # An edited recipe is not the one the run was trained with: neither skipped nor resumed.
+    edited = tmp_path / "recipes" / "quickstart.yaml"
+    edited.write_text(edited.read_text().replace("epochs: 15", "epochs: 16"))
+    changed = run_cli(capsys, "quickstart")
+    assert changed.code == 2
+    assert changed.stderr == (
+        "error: recipes/quickstart.yaml: not the recipe runs/quickstart was trained with "
+        "(train.epochs: 15 → 16); start over with `compress quickstart --overwrite`\n"
+    )
+
+
+def _short_quickstart(recipes: Path, **student: dict[str, object]) -> None:
+    """A copy of the quickstart recipes in `recipes`, with 2 + 1 epochs and `student`'s
+    sections merged into quickstart.yaml."""
+    shutil.copytree(RECIPES, recipes)
+    for name, changes in (
+        ("quickstart-teacher.yaml", {"train": {"epochs": 2}}),
+        ("quickstart.yaml", {"train": {"epochs": 1}, "teacher": {"min_accuracy": 0}, **student}),
+    ):
+        path = recipes / name
+        recipe = yaml.safe_load(path.read_text())
+        for section, values in changes.items():
+            recipe[section] = {**recipe.get(section, {}), **values}
+        path.write_text(yaml.safe_dump(recipe))
+
+
+def test_quickstart_fails_when_the_exported_student_fails_parity(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As `compress export` does: exit 1 even though the gate's own rules pass. (Short
+    schedules and an unreachable max |logit difference| make it quick and certain.)"""
+    monkeypatch.chdir(tmp_path)
+    _short_quickstart(tmp_path / "recipes", export={"max_abs_diff": 1e-12}, gate={"max_drop": 100})
+    result = run_cli(capsys, "quickstart")
+    assert result.code == 1, result.stdout + result.stderr
+    summary = result.stdout.split("summary")[-1]
+    assert "gate passed; export FAILED: parity with PyTorch for student onnxruntime fp32" in (
+        " ".join(summary.split())
+    )
+
+
+def test_quickstart_with_recipes_elsewhere_distils_the_teacher_it_trained(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--recipes FOLDER from another folder: the teacher is trained into runs/ here, while the
+    recipe names it relative to its own folder, where an older teacher may be lying."""
+    _short_quickstart(tmp_path / "repo" / "recipes", gate={"max_drop": 100})
+    stale = tmp_path / "repo" / "runs" / "quickstart-teacher" / "student.pt"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"an older teacher")
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    result = run_cli(capsys, "quickstart", "--recipes", str(tmp_path / "repo" / "recipes"))
+    assert result.code == 0, result.stdout + result.stderr
+    run_recipe = yaml.safe_load((tmp_path / "work/runs/quickstart/recipe.yaml").read_text())
+    trained = tmp_path / "work" / "runs" / "quickstart-teacher" / "student.pt"
+    assert run_recipe["teacher"]["checkpoint"] == str(trained.resolve())
+
+
+def test_quickstart_outside_the_repository(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = run_cli(capsys, "quickstart")
+    assert result.code == 2
+    assert "run from the repository root or pass --recipes" in result.stderr
+
+
+@pytest.mark.parametrize("flags", [[], ["--overwrite"]], ids=["plain", "overwrite"])
+def test_an_interrupted_quickstart_continues_where_it_stopped(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    flags: list[str],
+) -> None:
+    """Ctrl-C during the distillation says to run the quickstart again (and, after
+    --overwrite, how to start over instead); run again, it skips the teacher it trained and
+    resumes the distillation from its last checkpoint."""
+    monkeypatch.chdir(tmp_path)
+    _short_quickstart(tmp_path / "recipes", train={"epochs": 3}, gate={"max_drop": 100})
+    checkpoint = tmp_path / "runs" / "quickstart" / "checkpoints" / "last.pt"
+    log = tmp_path / "quickstart.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "compressor", "quickstart", *flags], stdout=out, stderr=out
+        )
+        try:
+            deadline = time.monotonic() + 240
+            while not checkpoint.exists():  # the distillation's first epoch is done
+                assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.05)
+        finally:
+            process.send_signal(signal.SIGINT)
+            process.wait(timeout=120)
+    said = log.read_text().rstrip().splitlines()
+    assert process.returncode == 130, said
+    assert "compress distill recipes/quickstart.yaml --resume" in said[-2]
+    start_over = ", or `compress quickstart --overwrite` to start over" if flags else ""
+    assert said[-1] == (
+        "quickstart interrupted; run `compress quickstart` again to continue where it "
+        f"stopped{start_over}"
+    )
+
+    again = run_cli(capsys, "quickstart")
+    assert again.code == 0, again.stdout + again.stderr
+    assert "teacher already trained: runs/quickstart-teacher (" in again.stdout
+    assert "resuming runs/quickstart after epoch" in again.stdout
+    assert "gate passed" in again.stdout
+
+
+def test_quickstart_distils_again_from_a_teacher_trained_since(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A teacher trained again with other weights (here: its run removed, its recipe's seed
+    changed): the student distilled from the old one is distilled again, not skipped (export
+    would refuse the pair) nor resumed."""
+    monkeypatch.chdir(tmp_path)
+    _short_quickstart(tmp_path / "recipes", gate={"max_drop": 100})
+    assert run_cli(capsys, "quickstart").code == 0
+    shutil.rmtree(tmp_path / "runs" / "quickstart-teacher")
+    teacher = tmp_path / "recipes" / "quickstart-teacher.yaml"
+    recipe = yaml.safe_load(teacher.read_text())
+    recipe["train"]["seed"] = 1
+    teacher.write_text(yaml.safe_dump(recipe))
+    again = run_cli(capsys, "quickstart")
+    assert again.code == 0, again.stdout + again.stderr
+    assert "runs/quickstart was distilled from another teacher; distilling it again" in (
+        again.stdout
+    )
+    assert "already" not in again.stdout
+    assert "gate passed" in again.stdout
