@@ -20,8 +20,10 @@ if TYPE_CHECKING:
     from export import ExportReport
 
 # Paths and recipe names may hold brackets, which rich would read as markup: none is used.
-console = Console(markup=False)
-error_console = Console(stderr=True, markup=False)
+# soft_wrap: a line is one line whatever the width (rich assumes 80 columns off a terminal),
+# so a CI log can be grepped for a result or a warning; a terminal wraps it itself.
+console = Console(markup=False, soft_wrap=True)
+error_console = Console(stderr=True, markup=False, soft_wrap=True)
 
 
 def train_and_print(

@@ -1,0 +1,22 @@
+"""compressor/terminal.py: what the commands print, as a CI log or a pipe receives it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def test_a_long_line_stays_one_line_off_a_terminal() -> None:
+    """Off a terminal rich assumes 80 columns; a result or warning broken across lines could
+    not be grepped out of a CI log."""
+    line = "warning: noisy latency for student pytorch fp32 at batch 1: " + "x" * 200
+    script = (
+        "from compressor.terminal import console, error_console\n"
+        f"console.print({line!r})\n"
+        f"error_console.print({line!r})\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    assert done.stdout == line + "\n"
+    assert done.stderr == line + "\n"
