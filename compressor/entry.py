@@ -20,7 +20,7 @@ from typing import NoReturn
 import typer
 
 from compressor.cli import app, debug_mode, record_gate_error
-from compressor.errors import UserError
+from compressor.errors import DEBUG_HINT, UserError
 from compressor.interrupt import stop
 from compressor.terminal import error_console
 
@@ -61,9 +61,11 @@ def _main() -> None:
     try:
         code = app(prog_name="compress", standalone_mode=False)
     except UserError as error:
+        lines = error.lines
         if debug_mode["enabled"]:
             traceback.print_exc()  # the traceback asked for, with bad input's exit code still
-        for line in error.lines:
+            lines = [line.replace(DEBUG_HINT, "") for line in lines]  # it was just shown
+        for line in lines:
             _print_error(line)
         sys.exit(2)
     except BrokenPipeError:

@@ -22,6 +22,11 @@ class UserError(Exception):
         super().__init__("\n".join(self.lines))
 
 
+# Appended where the user's own code failed (an entrypoint): the line to fix is in its
+# traceback, which bad input hides. Left out of what is printed under --debug, which shows it.
+DEBUG_HINT = " (`compress --debug ...` shows the traceback into your code)"
+
+
 def short_reason(error: BaseException) -> str:
     """The error's type and first sentence: torch's messages run to paragraphs."""
     lines = str(error).strip().splitlines() or ["no details"]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from compressor.errors import DEBUG_HINT
 from tests.cli_helpers import run_cli
 from tests.export.helpers import one_error_line
 from tests.signal_helpers import ctrl_c_while_importing
@@ -85,6 +86,29 @@ def test_debug_shows_the_traceback_and_keeps_exit_code_2(
     assert result.code == 2
     assert "Traceback" in result.stderr
     assert result.stderr.rstrip().splitlines()[-1].startswith("error: ")
+
+
+def test_the_hint_to_use_debug_is_left_out_under_debug(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A teacher entrypoint that raises says how to see the traceback into the user's code;
+    under --debug that traceback is shown, and the hint would only repeat the command."""
+    (tmp_path / "raising_teacher.py").write_text(
+        "def build(num_classes):\n    raise RuntimeError('GPU not found')\n", encoding="utf-8"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        "teacher: {entrypoint: 'raising_teacher:build'}\nstudent: {arch: resnet8}\n",
+        encoding="utf-8",
+    )
+    plain = one_error_line(run_cli(capsys, "teacher", str(recipe)))
+    assert plain.endswith("raised RuntimeError: GPU not found" + DEBUG_HINT)
+    debugged = run_cli(capsys, "--debug", "teacher", str(recipe))
+    assert debugged.code == 2
+    assert "raise RuntimeError('GPU not found')" in debugged.stderr  # the user's own line
+    last = debugged.stderr.rstrip().splitlines()[-1]
+    assert last.endswith("raised RuntimeError: GPU not found") and "--debug" not in last
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGINT"), reason="needs POSIX signals")

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from compressor.errors import UserError, short_reason
+from compressor.errors import DEBUG_HINT, UserError, short_reason
 from compressor.models.checkpoint import (
     check_file,
     detect_format,
@@ -139,8 +139,7 @@ def _call_entrypoint(
         raise UserError(f"{where}: importing {module_name} failed: {error}") from error
     except Exception as error:
         raise UserError(
-            f"{where}: importing {module_name} raised {type(error).__name__}: {error}"
-            f"{_WHERE_IN_YOUR_CODE}"
+            f"{where}: importing {module_name} raised {type(error).__name__}: {error}{DEBUG_HINT}"
         ) from error
     if not hasattr(module, attribute):
         names = [n for n in vars(module) if not n.startswith("_") and callable(vars(module)[n])]
@@ -161,19 +160,13 @@ def _call_entrypoint(
     try:
         model = build(**arguments)
     except Exception as error:
-        raise UserError(
-            f"{where} raised {type(error).__name__}: {error}{_WHERE_IN_YOUR_CODE}"
-        ) from error
+        raise UserError(f"{where} raised {type(error).__name__}: {error}{DEBUG_HINT}") from error
     if not isinstance(model, nn.Module):
         raise UserError(
             f"{where} returned {type(model).__name__!r}, not a torch.nn.Module; return the "
             "model itself"
         )
     return model
-
-
-# The user's own code failed: the line to fix is in its traceback, which bad input hides.
-_WHERE_IN_YOUR_CODE = " (`compress --debug ...` shows the traceback into your code)"
 
 
 def _takes_parameter(fn: Any, name: str) -> bool:
