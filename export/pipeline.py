@@ -76,7 +76,8 @@ def export_run(
     if with_teacher:
         models["teacher"] = read_teacher(inputs)
     train_set, test_set = read_splits(inputs)
-    int8 = _int8_job(settings, train_set, options.tensorrt) if options.int8 else None
+    subset = inputs.recipe.data.max_train_samples
+    int8 = _int8_job(settings, train_set, options.tensorrt, subset) if options.int8 else None
     bench = Bench(test_set, settings, inputs.run.root)
     given = _given_student(options.student_onnx, inputs, bench, options)
     _refuse_replacing(given, inputs.run.export_dir, models, options)
@@ -283,10 +284,13 @@ class _Int8Job:
         return Artifact(name, "int8", target)
 
 
-def _int8_job(settings: ExportConfig, train: EvalSet, tensorrt: bool) -> _Int8Job:
+def _int8_job(
+    settings: ExportConfig, train: EvalSet, tensorrt: bool, max_train_samples: int | None
+) -> _Int8Job:
     """Check the INT8 settings and draw the calibration images, before any export work."""
     resolved = resolve_settings(settings.int8, tensorrt=tensorrt)
-    images = calibration_batch(train, settings.int8.calibration_images, settings.int8.seed)
+    config = settings.int8
+    images = calibration_batch(train, config.calibration_images, config.seed, max_train_samples)
     return _Int8Job(resolved, images)
 
 

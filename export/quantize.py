@@ -85,13 +85,20 @@ def resolve_settings(config: Int8Config, *, tensorrt: bool) -> Int8Settings:
     )
 
 
-def calibration_batch(train: EvalSet, count: int, seed: int) -> np.ndarray:
-    """`count` training images, class-balanced, normalised as at evaluation: float32 NCHW."""
+def calibration_batch(
+    train: EvalSet, count: int, seed: int, max_train_samples: int | None = None
+) -> np.ndarray:
+    """`count` training images, class-balanced, normalised as at evaluation: float32 NCHW.
+    `max_train_samples` is the run's data.max_train_samples: when it made the split this
+    small, the message says so."""
     if count > len(train):
+        cut = max_train_samples is not None and max_train_samples == len(train)
         raise UserError(
             f"{count} calibration images asked for (--calibration-images, or "
             f"export.int8.calibration_images in the recipe), but the training split has only "
-            f"{len(train)} images; ask for fewer (at least 32) or use more training data"
+            f"{len(train)} images"
+            + (f" (the run's data.max_train_samples {max_train_samples})" if cut else "")
+            + "; ask for fewer (at least 32) or use more training data"
         )
     index = balanced_indices(train.labels, count, seed)
     chosen = EvalSet(train.name, train.images[index], train.labels[index], train.mean, train.std)

@@ -75,8 +75,12 @@ def test_calibration_draw_is_balanced_normalised_and_repeatable() -> None:
 
 
 def test_more_calibration_images_than_training_images() -> None:
-    with pytest.raises(UserError, match="training split has only 200 images"):
+    with pytest.raises(UserError, match=r"training split has only 200 images; ask for fewer"):
         calibration_batch(_train_set(), 512, seed=0)
+    with pytest.raises(
+        UserError, match=r"only 200 images \(the run's data.max_train_samples 200\)"
+    ):
+        calibration_batch(_train_set(), 512, seed=0, max_train_samples=200)
 
 
 def test_activation_type_follows_the_backends() -> None:
