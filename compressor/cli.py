@@ -8,7 +8,7 @@ import json
 import shlex
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
@@ -24,6 +24,9 @@ from compressor.terminal import (
     students_failing_parity,
     train_and_print,
 )
+
+if TYPE_CHECKING:
+    from export import ExportReport
 
 app = typer.Typer(
     name="compress",
@@ -328,6 +331,7 @@ def export_command(
     export/export_report.json|md|html.
     """
     from export import ExportOptions, export_run
+    from export.pipeline import InterruptedOncePublished
 
     if calibration_images is not None and not int8:
         raise UserError("--calibration-images: applies to --int8 only; add --int8, or drop it")
@@ -348,6 +352,8 @@ def export_command(
     )
     try:
         report = export_run(run, options, log=lambda line: console.print(line))
+    except InterruptedOncePublished as late:
+        _stopped_once_published(late.report)
     except KeyboardInterrupt:
         # The export is staged and swapped in only when it finishes: the previous one is intact.
         stop.said = True
@@ -358,8 +364,11 @@ def export_command(
             soft_wrap=True,
         )
         raise typer.Exit(130) from None
-    print_export(report)
-    console.print(f"reports: {report.files['html']} (also .md, .json)")
+    try:
+        print_export(report)
+        console.print(f"reports: {report.files['html']} (also .md, .json)")
+    except KeyboardInterrupt:
+        _stopped_once_published(report)
     if report.problems:
         raise UserError(*report.problems)
     failed = students_failing_parity(report)
@@ -367,6 +376,17 @@ def export_command(
         # Like a failed gate rule: the export and its reports are written, and CI sees a fail.
         console.print(f"export FAILED: parity with PyTorch for {failed}")
         raise typer.Exit(1)
+
+
+def _stopped_once_published(report: ExportReport) -> NoReturn:
+    """Ctrl-C or SIGTERM after the export was in place: it is complete, and saying "run it
+    again" would send the user to redo it."""
+    stop.said = True
+    console.print(
+        f"export complete, then stopped: reports in {report.files['html']} (also .md, .json)",
+        highlight=False,
+    )
+    raise typer.Exit(130)
 
 
 @app.command("quickstart", short_help="The whole flow on embedded data, no download.")

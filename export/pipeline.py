@@ -94,68 +94,89 @@ def export_run(
 
     # 2–5 in a staging folder inside export/: the previous export stays whole until this one
     # has finished, and one that fails or is stopped leaves it as it was.
-    with staging_folder(inputs.run.export_dir, say) as staging:
-        # 2. ONNX files for every model (and their INT8 forms).
-        artifacts = {
-            name: _export_model(name, model, inputs, settings, options.fp16, given, staging, say)
-            for name, model in models.items()
-        }
-        if int8 is not None:
-            for name, files in artifacts.items():
-                files.append(int8.quantize(name, files, staging, say))
-
-        with _fits_in_memory(settings.batch_sizes):
-            # 3. Per model: the PyTorch reference (computed once), then ONNX Runtime.
-            references: dict[str, np.ndarray] = {}
-            for name, model in models.items():
-                say(f"{name}: PyTorch reference on {len(bench.eval_set):,} test images")
-                # Only after the export: it changes the weights' layout.
-                torch_runner = TorchRunner(model)
-                references[name] = predict(torch_runner.infer, bench.eval_set, bench.eval_batch)
-                source = inputs.run.student if name == "student" else _teacher_file(inputs)
-                report.results.append(
-                    Result(
-                        model=name,
-                        backend=torch_runner.backend,
-                        precision="fp32",
-                        device=torch_runner.device,
-                        file=bench.display(source),
-                        size_bytes=source.stat().st_size if source is not None else None,
-                        sha256=file_sha256(source) if source is not None else None,
-                        accuracy=accuracy(references[name], bench.eval_set.labels),
-                        parity=None,
-                        latency=bench.latencies(torch_runner.infer),
-                    )
+    published = False
+    try:
+        with staging_folder(inputs.run.export_dir, say) as staging:
+            # 2. ONNX files for every model (and their INT8 forms).
+            artifacts = {
+                name: _export_model(
+                    name, model, inputs, settings, options.fp16, given, staging, say
                 )
-                if options.onnxruntime:
-                    for artifact in artifacts[name]:
-                        say(f"{name}: ONNX Runtime on {artifact.path.name}")
-                        ort_runner = OnnxRuntimeRunner(artifact.path)
-                        report.results.append(
-                            bench.measure(artifact, ort_runner, artifact.path, references[name])
+                for name, model in models.items()
+            }
+            if int8 is not None:
+                for name, files in artifacts.items():
+                    files.append(int8.quantize(name, files, staging, say))
+
+            with _fits_in_memory(settings.batch_sizes):
+                # 3. Per model: the PyTorch reference (computed once), then ONNX Runtime.
+                references: dict[str, np.ndarray] = {}
+                for name, model in models.items():
+                    say(f"{name}: PyTorch reference on {len(bench.eval_set):,} test images")
+                    # Only after the export: it changes the weights' layout.
+                    torch_runner = TorchRunner(model)
+                    references[name] = predict(torch_runner.infer, bench.eval_set, bench.eval_batch)
+                    source = inputs.run.student if name == "student" else _teacher_file(inputs)
+                    report.results.append(
+                        Result(
+                            model=name,
+                            backend=torch_runner.backend,
+                            precision="fp32",
+                            device=torch_runner.device,
+                            file=bench.display(source),
+                            size_bytes=source.stat().st_size if source is not None else None,
+                            sha256=file_sha256(source) if source is not None else None,
+                            accuracy=accuracy(references[name], bench.eval_set.labels),
+                            parity=None,
+                            latency=bench.latencies(torch_runner.infer),
                         )
+                    )
+                    if options.onnxruntime:
+                        for artifact in artifacts[name]:
+                            say(f"{name}: ONNX Runtime on {artifact.path.name}")
+                            ort_runner = OnnxRuntimeRunner(artifact.path)
+                            report.results.append(
+                                bench.measure(artifact, ort_runner, artifact.path, references[name])
+                            )
 
-            # 4. TensorRT, from the same ONNX files.
-            if options.tensorrt:
-                try:
-                    assert gpu is not None  # _refuse_missing_tensorrt refused without one
-                    for files in artifacts.values():
-                        for artifact in files:
-                            reference = references[artifact.model]
-                            report.results.append(_tensorrt(artifact, reference, bench, gpu, say))
-                except UserError as error:
-                    report.problems.extend(error.lines)
+                # 4. TensorRT, from the same ONNX files.
+                if options.tensorrt:
+                    try:
+                        assert gpu is not None  # _refuse_missing_tensorrt refused without one
+                        for files in artifacts.values():
+                            for artifact in files:
+                                reference = references[artifact.model]
+                                report.results.append(
+                                    _tensorrt(artifact, reference, bench, gpu, say)
+                                )
+                    except UserError as error:
+                        report.problems.extend(error.lines)
 
-        # 5. Speedups, the precision comparison, warnings; the files, then the report.
-        report.speedup = speedups(report.results)
-        report.precisions = precision_comparison(report.results)
-        report.warnings = result_warnings(report.results)
-        if not options.onnxruntime and not options.tensorrt:
-            report.warnings.append(_unchecked_warning(artifacts, bench))
-        staged = write_reports(report.to_json(), staging)
-        publish(staging, inputs.run.export_dir, keep=given.path if given else None)
-        report.files = {kind: inputs.run.export_dir / path.name for kind, path in staged.items()}
+            # 5. Speedups, the precision comparison, warnings; the files, then the report.
+            report.speedup = speedups(report.results)
+            report.precisions = precision_comparison(report.results)
+            report.warnings = result_warnings(report.results)
+            if not options.onnxruntime and not options.tensorrt:
+                report.warnings.append(_unchecked_warning(artifacts, bench))
+            staged = write_reports(report.to_json(), staging)
+            export_dir = inputs.run.export_dir
+            report.files = {kind: export_dir / path.name for kind, path in staged.items()}
+            publish(staging, export_dir, keep=given.path if given else None)
+            published = True
+    except KeyboardInterrupt:
+        if published:  # the rest was removing the staging folder and releasing the lock
+            raise InterruptedOncePublished(report) from None
+        raise
     return report
+
+
+class InterruptedOncePublished(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM that came after the new export was put in place: the export is
+    complete, and the caller says so instead of "the previous export is as it was"."""
+
+    def __init__(self, report: ExportReport) -> None:
+        super().__init__()
+        self.report = report
 
 
 def _refuse_missing_tensorrt(gpu: str | None) -> None:

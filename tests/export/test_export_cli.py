@@ -21,11 +21,13 @@ import yaml
 from filelock import FileLock
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
+from compressor import cli
 from compressor.data import load_dataset
 from compressor.gate import evaluate_gate
 from compressor.io import file_sha256
 from compressor.models import create_model
 from compressor.recipe import DataConfig
+from export import staging
 from export.tensorrt_runner import tensorrt_missing
 from tests.cli_helpers import run_cli, with_recipe
 from tests.export.helpers import QUICK, invoke, one_error_line, report_of, rows_of, write_recipe
@@ -435,6 +437,47 @@ def test_ctrl_c_keeps_the_previous_export_and_says_how_to_finish(
     )
     assert "Traceback" not in stderr.decode()
     assert _contents(run / "export") == before
+
+
+def test_ctrl_c_once_the_export_is_in_place_says_it_is_complete(
+    distilled_run: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A Ctrl-C that lands after the publish (as the staging folder is removed, or while the
+    summary prints) must not say "run it again; the previous export is as it was"."""
+    run = _copy_run(distilled_run, tmp_path / "late", "completed")
+
+    class CtrlCOnRelease(FileLock):
+        """The export's lock, released last, after the publish: a Ctrl-C lands then."""
+
+        def release(self, force: bool = False) -> None:
+            super().release(force)
+            if not force:  # (filelock's own clean-up at garbage collection forces)
+                raise KeyboardInterrupt
+
+    def lock_then_ctrl_c(path: Path, busy: str) -> FileLock:
+        lock = CtrlCOnRelease(path)
+        lock.acquire(timeout=0)
+        return lock
+
+    with monkeypatch.context() as patch:
+        patch.setattr(staging, "lock_or_refuse", lock_then_ctrl_c)
+        late = run_cli(capsys, "export", str(run), "--no-teacher", *QUICK)
+    assert late.code == 130
+    html = run / "export" / "export_report.html"
+    assert f"export complete, then stopped: reports in {html}" in late.stdout
+    assert "export interrupted" not in late.stdout + late.stderr
+    assert report_of(run)["results"]  # the new export is there, whole
+
+    def print_then_ctrl_c(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "print_export", print_then_ctrl_c)
+    printing = run_cli(capsys, "export", str(run), "--no-teacher", *QUICK)
+    assert printing.code == 130
+    assert "export complete, then stopped" in printing.stdout
 
 
 def test_an_export_removes_the_staging_folder_a_killed_one_left(
