@@ -1,13 +1,24 @@
-"""How the command now running was stopped by a signal, if it was.
+"""Ctrl-C and SIGTERM: how the command now running was stopped, and holding them off around
+the steps a stop must not cut in two.
 
-The commands that print where they stopped and how to go on set `said`; compressor/entry.py
-sets `signal` from its SIGTERM handler, and reads both when the command has ended: to print
-the one line nobody printed yet, and to tell Ctrl-C's exit code from SIGTERM's.
+The commands that print where they stopped and how to go on set `stop.said`;
+compressor/entry.py sets `stop.signal` from its SIGTERM handler, and reads both when the
+command has ended: to print the one line nobody printed yet, and to tell Ctrl-C's exit code
+from SIGTERM's. `interrupts_deferred` (a checkpoint write: act on the stop after it) and
+`interrupts_ignored` (a publish: the command ends in moments anyway) hold them off.
 """
 
 from __future__ import annotations
 
+import signal as signals
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+_STOP_SIGNALS = (signals.SIGINT, signals.SIGTERM)
 
 
 @dataclass
@@ -19,3 +30,46 @@ class Stop:
 
 
 stop = Stop()
+
+
+@contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Run the block whole; a Ctrl-C or SIGTERM that came meanwhile is acted on after it,
+    by the handler that was in place (KeyboardInterrupt, or the CLI's own)."""
+    arrived: list[tuple[int, FrameType | None]] = []
+    with _stop_signals_handled_by(lambda number, frame: arrived.append((number, frame))) as before:
+        yield
+    if arrived:
+        number, frame = arrived[0]
+        handler = before[number]
+        if callable(handler):
+            handler(number, frame)
+        elif handler == signals.SIG_DFL:
+            signals.raise_signal(number)
+
+
+@contextmanager
+def interrupts_ignored() -> Iterator[None]:
+    """Ctrl-C or SIGTERM during the block is dropped: for a few renames after which the work
+    is complete and the command ends in moments anyway."""
+    with _stop_signals_handled_by(signals.SIG_IGN):
+        yield
+
+
+@contextmanager
+def _stop_signals_handled_by(
+    handler: Callable[[int, FrameType | None], Any] | int,
+) -> Iterator[dict[int, Any]]:
+    """SIGINT and SIGTERM go to `handler` during the block, then back to the handlers they
+    had (yielded, by signal). Main thread only, where Python runs signal handlers: elsewhere
+    nothing changes and nothing is yielded."""
+    if threading.current_thread() is not threading.main_thread():
+        yield {}
+        return
+    before = {number: signals.signal(number, handler) for number in _STOP_SIGNALS}
+    try:
+        yield before
+    finally:
+        for number, previous in before.items():
+            # None: a handler set outside Python, which cannot be put back; the default is.
+            signals.signal(number, signals.SIG_DFL if previous is None else previous)

@@ -14,18 +14,15 @@ import hashlib
 import json
 import math
 import os
-import signal
 import tempfile
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
 from typing import IO, Any
 
 from filelock import FileLock, Timeout
 
 from compressor.errors import UserError
+from compressor.interrupt import interrupts_deferred
 
 
 def _umask() -> int:
@@ -131,37 +128,8 @@ def save_torch(path: Path, payload: Any) -> None:
     instead of stopping as Ctrl-C should, with the run marked interrupted."""
     import torch  # here, not at the top: the gate and the ONNX checks run without torch
 
-    with _interrupts_deferred():
+    with interrupts_deferred():
         _atomic_write(path, lambda stream: torch.save(payload, stream))
-
-
-@contextmanager
-def _interrupts_deferred() -> Iterator[None]:
-    """Run the block whole; a Ctrl-C or SIGTERM that came meanwhile is acted on after it,
-    by the handler that was in place (KeyboardInterrupt, or the CLI's own). Main thread only:
-    signal handlers cannot be set elsewhere."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    arrived: list[tuple[int, FrameType | None]] = []
-    held = (signal.SIGINT, signal.SIGTERM)
-    previous = {
-        number: signal.signal(number, lambda signum, frame: arrived.append((signum, frame)))
-        for number in held
-    }
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            # None: a handler set outside Python, which cannot be put back; the default is.
-            signal.signal(number, signal.SIG_DFL if handler is None else handler)
-    if arrived:
-        signum, frame = arrived[0]
-        handler = previous[signum]
-        if callable(handler):
-            handler(signum, frame)
-        elif handler == signal.SIG_DFL:
-            signal.raise_signal(signum)
 
 
 def append_line(path: Path, line: str) -> None:

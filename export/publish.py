@@ -27,12 +27,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
+from compressor.interrupt import interrupts_ignored
 from compressor.io import write_json
 
 MODELS = ("student", "teacher")  # what an export holds; each file is named after its model
@@ -56,7 +53,7 @@ def publish(staging: Path, export_dir: Path, keep: Path | None) -> None:
         staging / JOURNAL,
         {"files": names, "keep": None if keep is None else str(keep.resolve())},
     )
-    with _interrupts_held():
+    with interrupts_ignored():
         folder = export_dir / staging.name.replace(STAGING_PREFIX, PUBLISHING_PREFIX, 1)
         os.replace(staging, folder)
         _finish(folder, export_dir)
@@ -66,7 +63,7 @@ def finish_interrupted(export_dir: Path) -> list[Path]:
     """Complete every publish a killed export left halfway; the caller holds the export lock.
     Returns the folders it finished, for the caller to say so."""
     folders = sorted(export_dir.glob(f"{PUBLISHING_PREFIX}*"))
-    with _interrupts_held():
+    with interrupts_ignored():
         for folder in folders:
             _finish(folder, export_dir)
     return folders
@@ -99,21 +96,3 @@ def _finish(folder: Path, export_dir: Path) -> None:
                 path.unlink()
         os.replace(report, export_dir / REPORT_JSON)
     shutil.rmtree(folder)
-
-
-@contextmanager
-def _interrupts_held() -> Iterator[None]:
-    """Ctrl-C or SIGTERM during the block is ignored: the block is a few renames, after which
-    the export is complete and the command ends in moments anyway. Main thread only (signal
-    handlers cannot be set elsewhere)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    held = (signal.SIGINT, signal.SIGTERM)
-    previous = {number: signal.signal(number, signal.SIG_IGN) for number in held}
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            # None: a handler set outside Python, which cannot be put back; the default is.
-            signal.signal(number, signal.SIG_DFL if handler is None else handler)
