@@ -10,7 +10,12 @@ from __future__ import annotations
 
 import torch
 
-from compressor.data import dataset_channels, dataset_image_side, dataset_num_classes
+from compressor.data import (
+    check_stats_channels,
+    dataset_channels,
+    dataset_image_size,
+    dataset_num_classes,
+)
 from compressor.engine.device import select_device
 from compressor.errors import UserError
 from compressor.methods.amkd import check_feature_embedding
@@ -35,6 +40,12 @@ def _unknown_arch(field: str, name: str) -> str:
     )
 
 
+def _in_section(section: str, line: str) -> str:
+    """'section: line', unless the line already names a field of that section
+    ('teacher.entrypoint m:f: ...'): the field says where, and the section again stutters."""
+    return line if line.startswith(f"{section}.") else f"{section}: {line}"
+
+
 def preflight_problems(recipe: Recipe, *, needs_teacher: bool) -> list[str]:
     """Problems as 'field: what is wrong; how to fix' lines (without the file name)."""
     problems: list[str] = []
@@ -42,7 +53,11 @@ def preflight_problems(recipe: Recipe, *, needs_teacher: bool) -> list[str]:
     try:
         num_classes = dataset_num_classes(recipe.data)
     except UserError as error:
-        problems.extend(f"data: {line}" for line in error.lines)
+        problems.extend(_in_section("data", line) for line in error.lines)
+    try:
+        check_stats_channels(recipe.data)
+    except UserError as error:
+        problems.extend(error.lines)
 
     if not is_known_model(recipe.student.arch):
         problems.append(_unknown_arch("student.arch", recipe.student.arch))
@@ -106,14 +121,19 @@ def check_models_build(recipe: Recipe, source: str) -> None:
     architecture does not take, a checkpoint of another architecture or class count, a file
     that is not a checkpoint, an entrypoint that does not exist, or a feature-space triplet
     between layers of different widths would otherwise pass until the run starts. So would
-    a student that cannot take the images' size (a ViT on 32-pixel images): it is run once
-    on random images of that size, when the data set's size is known without reading it.
-    Scoring the teacher needs the data, which is `compress teacher`'s job.
+    a student that cannot take the images' size (a ViT on 32-pixel images), or a teacher
+    whose output is not one logit per class: both are run once on random images of the size
+    training will see (an image folder's read from one image's header). Scoring the teacher
+    needs the data, which is `compress teacher`'s job.
     """
     num_classes = dataset_num_classes(recipe.data)
     channels = dataset_channels(recipe.data)
     problems: list[str] = []
-    student = teacher = None
+    images = student = teacher = None
+    try:
+        images = torch.randn(2, channels, *dataset_image_size(recipe.data))
+    except UserError as error:  # an unreadable image: reported, and the models not run
+        problems.extend(f"{source}: {_in_section('data', line)}" for line in error.lines)
     try:
         arch = recipe.student.arch
         student = create_model(
@@ -121,18 +141,16 @@ def check_models_build(recipe: Recipe, source: str) -> None:
         )
     except UserError as error:
         problems.extend(f"{source}: student: {line}" for line in error.lines)
-    side = dataset_image_side(recipe.data)
-    if student is not None and side is not None:
+    if student is not None and images is not None:
         try:
-            images = torch.randn(2, channels, side, side)
             check_student_output(student, recipe.student.arch, images, num_classes)
         except UserError as error:
             problems.extend(f"{source}: {line}" for line in error.lines)
     if recipe.teacher is not None:
         try:
-            teacher = _built_teacher(recipe, num_classes, channels, side)
+            teacher = _built_teacher(recipe, num_classes, channels, images)
         except UserError as error:
-            problems.extend(f"{source}: teacher: {line}" for line in error.lines)
+            problems.extend(f"{source}: {_in_section('teacher', line)}" for line in error.lines)
     features = isinstance(recipe.method, AMKDMethod) and recipe.method.embedding == "features"
     if features and student is not None and teacher is not None:
         try:
@@ -144,18 +162,19 @@ def check_models_build(recipe: Recipe, source: str) -> None:
 
 
 def _built_teacher(
-    recipe: Recipe, num_classes: int, channels: int, side: int | None
+    recipe: Recipe, num_classes: int, channels: int, images: torch.Tensor | None
 ) -> torch.nn.Module:
     """The teacher as distillation will load it, and what distillation would refuse about it
     before training: logits of another shape (an entrypoint's own class count), weights that
-    change from one build to the next (no checkpoint)."""
+    change from one build to the next (no checkpoint). `images` is None only when the data's
+    problem is reported instead."""
     assert recipe.teacher is not None
     teacher = load_teacher(recipe.teacher, num_classes, channels)
     if recipe.teacher.checkpoint is None:
         fingerprint = weights_sha256(teacher)
         check_builds_the_same_weights(recipe.teacher, num_classes, channels, fingerprint)
-    if side is not None:
-        check_teacher_output(teacher.eval(), torch.randn(2, channels, side, side), num_classes)
+    if images is not None:
+        check_teacher_output(teacher.eval(), images, num_classes)
     return teacher
 
 

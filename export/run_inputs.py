@@ -82,6 +82,7 @@ def read_run(path: Path | str) -> RunInputs:
         record["state_dict"],
         source=str(run.student),
         model_name=record["arch"],
+        data_classes=record["num_classes"],
         arch_field="student.arch",
     )
     student.eval()

@@ -315,7 +315,24 @@ CASES = [
                 "min_accuracy": 90,
             },
         ),
-        ("below teacher.min_accuracy",),
+        ("below teacher.min_accuracy", "check teacher.arch resnet20 and teacher.checkpoint"),
+    ),
+    Case(
+        "entrypoint teacher below min_accuracy",
+        lambda t: distill(
+            t,
+            {
+                "entrypoint": "compressor.models.cifar_resnet:cifar_resnet",
+                "kwargs": {"depth": 8},
+                "checkpoint": str(state_dict_file(t, "resnet8")),
+                "min_accuracy": 90,
+            },
+        ),
+        (
+            "below teacher.min_accuracy",
+            "check teacher.entrypoint compressor.models.cifar_resnet:cifar_resnet and "
+            "teacher.checkpoint,",
+        ),
     ),
     # Data.
     Case(

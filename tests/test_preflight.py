@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -165,16 +167,31 @@ def test_validate_builds_the_student_and_checks_feature_widths(
 def test_validate_runs_the_student_on_images_of_the_data_sets_size(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A ViT needs 224-pixel images: known from data.image_size without decoding a file.
-    A folder of photos without image_size has no one size, so that check waits for the run."""
+    """A ViT needs 224-pixel images: known from data.image_size without decoding a file, and
+    for a folder of photos without image_size from one image's header (the loader gives every
+    image the first one's size, or refuses the folder)."""
     root = make_imagefolder(tmp_path / "photos")
     data = {"name": "imagefolder", "root": str(root)}
-    sized = merged(student={"arch": "vit_b_16"}, data={**data, "image_size": 32})
-    result = run_cli(capsys, "recipe", "validate", str(write_recipe(tmp_path, sized)))
+    for given, shape in (({"image_size": 32}, [2, 3, 32, 32]), ({}, [2, 3, 16, 16])):
+        recipe = merged(student={"arch": "vit_b_16"}, data={**data, **given})
+        result = run_cli(capsys, "recipe", "validate", str(write_recipe(tmp_path, recipe)))
+        assert result.code == 2, result.stdout
+        assert f"student vit_b_16 fails on a batch of shape {shape}" in result.stderr
+
+
+def test_validate_names_an_unreadable_image_it_needs_the_size_of(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without the first image's size nothing can be run on images of it: the recipe is not
+    called valid with the models unchecked; the image is named, as loading would name it."""
+    root = make_imagefolder(tmp_path / "photos")
+    first = root / "train" / "cat" / "a.png"
+    first.write_bytes(b"not a PNG")
+    recipe = write_recipe(tmp_path, merged(data={"name": "imagefolder", "root": str(root)}))
+    result = run_cli(capsys, "recipe", "validate", str(recipe))
     assert result.code == 2, result.stdout
-    assert "student vit_b_16 fails on a batch of shape [2, 3, 32, 32]" in result.stderr
-    unsized = merged(student={"arch": "vit_b_16"}, data=data)
-    assert run_cli(capsys, "recipe", "validate", str(write_recipe(tmp_path, unsized))).code == 0
+    assert result.stderr.startswith(f"error: {recipe}: data: cannot decode image {first}: ")
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
 
 
 def _text(tmp_path: Path) -> Path:
@@ -229,30 +246,163 @@ def seven_classes():
 
 def unseeded():
     return _linear(10)
+
+
+class _Pair(torch.nn.Module):
+    # Logits and an auxiliary output, as some training code returns them.
+
+    def __init__(self, classes):
+        super().__init__()
+        self.head = _pooled(classes)
+
+    def forward(self, images):
+        return self.head(images), None
+
+
+def _pooled(classes):
+    # Any image size: average the pixels of each channel, then a linear layer.
+    return torch.nn.Sequential(
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(3, classes)
+    )
+
+
+def seven_from_photos():
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return _pooled(7)
+
+
+def pair_from_photos(num_classes):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return _Pair(num_classes)
+
+
+def from_photos(num_classes):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return _pooled(num_classes)
 """
+
+
+@pytest.fixture
+def builders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """_BUILDERS importable as `builders`, for entrypoint teachers."""
+    (tmp_path / "builders.py").write_text(_BUILDERS, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield
+    sys.modules.pop("builders", None)
 
 
 @pytest.mark.parametrize(
     ("builder", "expected"),
     [
-        ("seven_classes", "the teacher returns [2, 7] for a batch of 2; expected logits of shape"),
-        ("unseeded", "builds other weights on every call (two calls differ)"),
+        (
+            "seven_classes",
+            "teacher: the teacher returns [2, 7] for a batch of 2; expected logits of shape",
+        ),
+        # The field names the section: no "teacher: teacher.entrypoint ...".
+        (
+            "unseeded",
+            "teacher.entrypoint builders:unseeded: builds other weights on every call (two "
+            "calls differ)",
+        ),
     ],
 )
 def test_validate_refuses_a_teacher_distillation_would_refuse_before_training(
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-    builder: str,
-    expected: str,
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], builders: None, builder: str, expected: str
 ) -> None:
-    (tmp_path / "builders.py").write_text(_BUILDERS, encoding="utf-8")
-    monkeypatch.syspath_prepend(str(tmp_path))
     recipe = _teacher_recipe(tmp_path, {"entrypoint": f"builders:{builder}"})
     result = run_cli(capsys, "recipe", "validate", str(recipe))
     assert result.code == 2, result.stdout
-    assert result.stderr.startswith(f"error: {recipe}: teacher: ")
-    assert expected in result.stderr and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"error: {recipe}: {expected}"), result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("builder", "got"), [("seven_from_photos", "[2, 7]"), ("pair_from_photos", "tuple")]
+)
+def test_validate_runs_the_teacher_on_a_folder_of_photos_without_image_size(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], builders: None, builder: str, got: str
+) -> None:
+    """`compress teacher` and `distill` refuse these teachers on the first batch; validate
+    must not call the recipe valid because the folder's image size is not in the recipe."""
+    root = make_imagefolder(tmp_path / "photos")
+    recipe = write_recipe(
+        tmp_path,
+        merged(
+            teacher={"entrypoint": f"builders:{builder}"},
+            method={"name": "kd"},
+            data={"name": "imagefolder", "root": str(root)},
+        ),
+    )
+    result = run_cli(capsys, "recipe", "validate", str(recipe))
+    assert result.code == 2, result.stdout
+    assert result.stderr.strip() == (
+        f"error: {recipe}: teacher: the teacher returns {got} for a batch of 2; expected "
+        "logits of shape [2, 2] (one score per class of the data set)"
+    )
+
+
+def test_validate_refuses_stats_of_another_channel_count_for_photos(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Photos are read as RGB: known without reading them, so validate says what loading
+    would (and does not pass a recipe `compress teacher` refuses)."""
+    data = {"name": "imagefolder", "root": str(make_imagefolder(tmp_path / "photos"))}
+    recipe = write_recipe(tmp_path, merged(data={**data, "mean": [0.5], "std": [0.25]}))
+    result = run_cli(capsys, "recipe", "validate", str(recipe))
+    assert result.code == 2, result.stdout
+    assert result.stderr.strip() == (
+        f"error: {recipe}: data.mean and data.std have 1 value but imagefolder images have 3 "
+        "channels; give one value per channel"
+    )
+
+
+def test_validate_names_an_empty_class_folder_before_comparing_class_counts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An empty class folder is no class: a 2-class teacher is right for this data, which
+    loading refuses for the folder, not for the teacher."""
+    root = make_imagefolder(tmp_path / "photos")
+    (root / "train" / "empty").mkdir()
+    weights = tmp_path / "two.pt"
+    torch.save(create_model("resnet8", 2, 3).state_dict(), weights)
+    recipe = write_recipe(
+        tmp_path,
+        merged(
+            teacher={"arch": "resnet8", "checkpoint": str(weights)},
+            method={"name": "kd"},
+            data={"name": "imagefolder", "root": str(root)},
+        ),
+    )
+    result = run_cli(capsys, "recipe", "validate", str(recipe))
+    assert result.code == 2, result.stdout
+    assert result.stderr.strip() == (
+        f"error: {recipe}: data: {root / 'train' / 'empty'} has no images (.jpg, .jpeg, .png, "
+        ".ppm, .bmp, .pgm, .tif, .tiff, .webp)"
+    )
+
+
+def test_validate_tells_a_head_built_by_kwargs_from_the_data_s_classes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """teacher.kwargs set 100 outputs for 10-class data and a 10-class checkpoint: the
+    data does not have 100 classes, the model built does."""
+    torch.save(create_model("resnet8", 10, 1).state_dict(), tmp_path / "ten.pt")
+    teacher = {
+        "entrypoint": "compressor.models.cifar_resnet:cifar_resnet",
+        "kwargs": {"depth": 8, "num_classes": 100},
+        "checkpoint": str(tmp_path / "ten.pt"),
+    }
+    recipe = _teacher_recipe(tmp_path, teacher)
+    result = run_cli(capsys, "recipe", "validate", str(recipe))
+    assert result.code == 2, result.stdout
+    assert result.stderr.splitlines()[0] == (
+        f"error: {recipe}: teacher: {tmp_path / 'ten.pt'}: linear.weight: checkpoint [10, 64] vs "
+        "model [100, 64] — the model built has 100 outputs, the checkpoint 10; the data has 10 "
+        "classes: check teacher.entrypoint and its kwargs"
+    )
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")

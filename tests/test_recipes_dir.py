@@ -11,6 +11,7 @@ import torch
 
 from compressor.models import create_model
 from tests.cli_helpers import run_cli
+from tests.data.image_files import save_image
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
@@ -63,8 +64,8 @@ def inputs(tmp_path: Path, teachers: Path, monkeypatch: pytest.MonkeyPatch) -> P
     (tiny / "train").mkdir(parents=True)
     (tiny / "val").mkdir()
     (tiny / "wnids.txt").write_text("".join(f"n{i:08d}\n" for i in range(200)))
-    for label in ("cat", "dog"):
-        (tmp_path / "my-data" / "train" / label).mkdir(parents=True)
+    for label in ("cat", "dog"):  # validate refuses an empty class folder, as loading does
+        save_image(tmp_path / "my-data" / "train" / label / "a.png")
     (tmp_path / "my_project").mkdir()
     (tmp_path / "my_project" / "__init__.py").write_text("")
     (tmp_path / "my_project" / "models.py").write_text(USER_MODELS)

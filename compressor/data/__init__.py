@@ -12,8 +12,9 @@ Readers (one module per data set) only decode files; `load.py` does what all sha
 """
 
 from compressor.data.load import (
+    check_stats_channels,
     dataset_channels,
-    dataset_image_side,
+    dataset_image_size,
     dataset_num_classes,
     load_dataset,
 )
@@ -24,8 +25,9 @@ __all__ = [
     "BatchLoader",
     "Dataset",
     "ImageSet",
+    "check_stats_channels",
     "dataset_channels",
-    "dataset_image_side",
+    "dataset_image_size",
     "dataset_num_classes",
     "load_dataset",
 ]

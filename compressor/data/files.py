@@ -6,7 +6,7 @@ Decoding happens at load time only; the training loop never sees a file or PIL i
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -56,12 +56,23 @@ def _how_to_point_root(cfg: DataConfig) -> str:
 
 
 def list_images(directory: Path) -> list[Path]:
-    """Image files under `directory` (recursively), sorted so the order is reproducible.
+    """Image files under `directory` (recursively), sorted so the order is reproducible."""
+    return sorted(_image_files(directory))
+
+
+def has_images(directory: Path) -> bool:
+    """Is there an image file under `directory`? Stops at the first one, so checking a
+    recipe does not list a large folder of photos."""
+    return next(_image_files(directory), None) is not None
+
+
+def _image_files(directory: Path) -> Iterator[Path]:
+    """Image files under `directory` (recursively), in the file system's order.
 
     Hidden files are skipped: macOS copies leave `._name.jpg` AppleDouble files next to the
     real images, and they would fail to decode.
     """
-    return sorted(
+    return (
         path
         for path in directory.rglob("*")
         if path.suffix.lower() in IMAGE_SUFFIXES
@@ -83,14 +94,32 @@ def resize_images(images: torch.Tensor, size: int, chunk: int = 1024) -> torch.T
     return out
 
 
+_UNREADABLE = (OSError, ValueError, Image.DecompressionBombError)
+
+
 def _read_rgb(path: Path) -> np.ndarray:
     """One image file as uint8 [3, H, W]; grayscale, palette and RGBA become RGB."""
     try:
         with Image.open(path) as image:
             rgb = np.asarray(image.convert("RGB"))
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
-        raise UserError(f"cannot decode image {path}: {error}; fix or delete the file") from None
+    except _UNREADABLE as error:
+        raise _undecodable(path, error) from None
     return rgb.transpose(2, 0, 1)
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(height, width) of an image file from its header, without decoding the pixels: what
+    checking a recipe needs to know of a folder of photos, in milliseconds."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except _UNREADABLE as error:
+        raise _undecodable(path, error) from None
+    return height, width
+
+
+def _undecodable(path: Path, error: Exception) -> UserError:
+    return UserError(f"cannot decode image {path}: {error}; fix or delete the file")
 
 
 def decode_images(paths: Sequence[Path], image_size: int | None) -> torch.Tensor:

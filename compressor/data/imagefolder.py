@@ -16,7 +16,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from compressor.data.files import IMAGE_SUFFIXES, decode_images, list_images, require_root
+from compressor.data.files import (
+    IMAGE_SUFFIXES,
+    decode_images,
+    has_images,
+    image_size,
+    list_images,
+    require_root,
+)
 from compressor.data.sets import ImageSet, subset_indices
 from compressor.errors import UserError
 from compressor.recipe import DataConfig
@@ -54,7 +61,37 @@ def _classes(train: Path) -> list[str]:
 
 
 def num_classes(cfg: DataConfig) -> int:
-    return len(_classes(_train_dir(require_root(cfg))))
+    """The class count a recipe is checked against, refusing what loading refuses first.
+
+    An empty class folder still counts as a class: a teacher's head would be compared with a
+    count the data never has, and the mismatch reported instead of the folder. So each class
+    folder must hold an image (the first one found is enough), as `read` requires.
+    """
+    train = _train_dir(require_root(cfg))
+    classes = _classes(train)
+    empty = next((name for name in classes if not has_images(train / name)), None)
+    if empty is not None:
+        raise _no_images(train / empty)
+    return len(classes)
+
+
+def native_size(cfg: DataConfig) -> tuple[int, int]:
+    """(height, width) the loader gives the images without data.image_size, from one header.
+
+    Without image_size every image must have the size of the first training image, or
+    loading refuses the folder; so that image's header tells a recipe check which size to
+    try the models on without decoding the folder.
+    """
+    train = _train_dir(require_root(cfg))
+    first_class = train / _classes(train)[0]
+    images = list_images(first_class)
+    if not images:
+        raise _no_images(first_class)
+    return image_size(images[0])
+
+
+def _no_images(folder: Path) -> UserError:
+    return UserError(f"{folder} has no images ({', '.join(IMAGE_SUFFIXES)})")
 
 
 def _files(split_dir: Path, classes: list[str], require_all: bool) -> tuple[list[Path], list[int]]:
@@ -69,7 +106,7 @@ def _files(split_dir: Path, classes: list[str], require_all: bool) -> tuple[list
             )
         files = list_images(folder)
         if require_all and not files:
-            raise UserError(f"{folder} has no images ({', '.join(IMAGE_SUFFIXES)})")
+            raise _no_images(folder)
         paths += files
         labels += [label_of[folder.name]] * len(files)
     if not paths:

@@ -23,11 +23,16 @@ from compressor.recipe import DataConfig
 class _Reader:
     read: Callable[[DataConfig], tuple[ImageSet, ImageSet, list[str]]]
     num_classes: Callable[[DataConfig], int]
+    native_size: Callable[[DataConfig], tuple[int, int]]  # (height, width), data not decoded
     flip: bool
     mean: tuple[float, ...] | None = IMAGENET_MEAN  # None: measured on the training split
     std: tuple[float, ...] | None = IMAGENET_STD
     channels: int = 3  # image files are converted to RGB
-    side: int | None = None  # native image side when every image has it (None: it varies)
+
+
+def _square(side: int) -> Callable[[DataConfig], tuple[int, int]]:
+    """The native size of a data set whose images all have one published side."""
+    return lambda _cfg: (side, side)
 
 
 # ImageNet statistics wherever a pretrained teacher is likely (the shared CIFAR teachers were
@@ -36,12 +41,14 @@ class _Reader:
 # or the split ever changes instead of leaving stale constants behind.
 READERS: dict[str, _Reader] = {
     "digits": _Reader(
-        digits.read, digits.num_classes, flip=False, mean=None, std=None, channels=1, side=8
+        digits.read, digits.num_classes, _square(8), flip=False, mean=None, std=None, channels=1
     ),
-    "cifar10": _Reader(cifar.read, cifar.num_classes, flip=True, side=32),
-    "cifar100": _Reader(cifar.read, cifar.num_classes, flip=True, side=32),
-    "tiny_imagenet": _Reader(tiny_imagenet.read, tiny_imagenet.num_classes, flip=True, side=64),
-    "imagefolder": _Reader(imagefolder.read, imagefolder.num_classes, flip=True),
+    "cifar10": _Reader(cifar.read, cifar.num_classes, _square(32), flip=True),
+    "cifar100": _Reader(cifar.read, cifar.num_classes, _square(32), flip=True),
+    "tiny_imagenet": _Reader(tiny_imagenet.read, tiny_imagenet.num_classes, _square(64), flip=True),
+    "imagefolder": _Reader(
+        imagefolder.read, imagefolder.num_classes, imagefolder.native_size, flip=True
+    ),
 }
 
 
@@ -58,10 +65,31 @@ def dataset_channels(cfg: DataConfig) -> int:
     return READERS[cfg.name].channels
 
 
-def dataset_image_side(cfg: DataConfig) -> int | None:
-    """The side of the images training will see, without reading them: data.image_size, else
-    the data set's native side; None for image folders of mixed sizes."""
-    return cfg.image_size or READERS[cfg.name].side
+def dataset_image_size(cfg: DataConfig) -> tuple[int, int]:
+    """(height, width) of the images training will see, without decoding them: data.image_size,
+    else the data set's native size (an image folder's from one image's header).
+
+    Raises UserError when data.root does not hold the data set or that image is unreadable.
+    """
+    if cfg.image_size is not None:
+        return cfg.image_size, cfg.image_size
+    return READERS[cfg.name].native_size(cfg)
+
+
+def check_stats_channels(cfg: DataConfig) -> None:
+    """data.mean/std give one value per channel of the data set, whose channel count is known
+    without reading the data: `recipe validate` refuses what loading would, and loading
+    refuses it before minutes of decoding."""
+    channels = dataset_channels(cfg)
+    if cfg.mean is not None and len(cfg.mean) != channels:
+        raise UserError(
+            f"data.mean and data.std have {_count(len(cfg.mean), 'value')} but {cfg.name} "
+            f"images have {_count(channels, 'channel')}; give one value per channel"
+        )
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def default_crop_padding(height: int, width: int) -> int:
@@ -96,12 +124,6 @@ def _check(cfg: DataConfig, train: ImageSet, test: ImageSet, classes: list[str])
     for split_name, split in (("train", train), ("test", test)):
         if len(split) == 0:
             raise UserError(f"{cfg.name}: the {split_name} split has no images; add some")
-    channels = train.images.shape[1]
-    if cfg.mean is not None and len(cfg.mean) != channels:
-        raise UserError(
-            f"data.mean and data.std have {len(cfg.mean)} values but {cfg.name} images have "
-            f"{channels} channel(s); give one value per channel"
-        )
 
 
 def _check_same_shape(cfg: DataConfig, train: ImageSet, test: ImageSet) -> None:
@@ -119,6 +141,7 @@ def load_dataset(cfg: DataConfig) -> Dataset:
     Subsetting comes before resizing so a quick run never resizes images it then drops.
     Raises UserError, never a traceback, for anything wrong with the data or its location.
     """
+    check_stats_channels(cfg)
     reader = READERS[cfg.name]
     train, test, classes = reader.read(cfg)
     _check(cfg, train, test, classes)

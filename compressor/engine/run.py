@@ -161,9 +161,11 @@ def _prepare_teacher(recipe: Recipe, dataset: Dataset, setup: DeviceSetup) -> Pr
     check_teacher_output(teacher, probe[:2], dataset.num_classes)
     evaluation = evaluate(teacher, test_loader, setup)
     if evaluation.accuracy < recipe.teacher.min_accuracy:
+        named = recipe.teacher.arch or recipe.teacher.entrypoint  # not a self-contained file
+        builder = f"{recipe.teacher.builder()} and " if named else ""
         raise UserError(
             f"the teacher scores {evaluation.accuracy:.2f} % on the {dataset.name} test set, below "
-            f"teacher.min_accuracy {recipe.teacher.min_accuracy:.2f} %; check teacher.arch and "
+            f"teacher.min_accuracy {recipe.teacher.min_accuracy:.2f} %; check {builder}"
             "teacher.checkpoint, and that data.mean/std match the teacher's training"
         )
     return PreparedTeacher(teacher, evaluation, _summary(loaded, evaluation, dataset), fingerprint)

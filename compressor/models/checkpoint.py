@@ -245,13 +245,16 @@ def load_weights(
     *,
     source: str,
     model_name: str,
+    data_classes: int,
     arch_field: str = "arch",
 ) -> None:
     """Strict `load_state_dict`, but every mismatch is reported at once in readable lines.
 
     `model_name` names the architecture in messages ("resnet56"); `arch_field` is the recipe
-    field to point at ("teacher.arch"). A missing `num_batches_tracked` is accepted: old
-    checkpoints (like the akamaster ResNets) predate it and batch norm fills it in.
+    field to point at ("teacher.arch"); `data_classes` is the data set's class count, which
+    the model's head need not have (an entrypoint's kwargs may set another). A missing
+    `num_batches_tracked` is accepted: old checkpoints (like the akamaster ResNets) predate
+    it and batch norm fills it in.
     """
     expected = model.state_dict()
     state_dict = _strip_outer_name(state_dict, expected)
@@ -274,7 +277,10 @@ def load_weights(
             )
         head = _head_prefix(expected)
         for key in mismatched[:_PREVIEW]:
-            lines.append(f"{source}: {_shape_problem(key, state_dict[key], expected[key], head)}")
+            problem = _shape_problem(
+                key, state_dict[key], expected[key], head, data_classes, arch_field
+            )
+            lines.append(f"{source}: {problem}")
         if len(mismatched) > _PREVIEW:
             lines.append(f"{source}: ... and {len(mismatched) - _PREVIEW} more shape mismatches")
         if missing or unexpected:
@@ -318,15 +324,27 @@ def _head_prefix(expected: Mapping[str, torch.Tensor]) -> str | None:
     return weights[-1].rsplit(".", 1)[0] if weights else None
 
 
-def _shape_problem(key: str, got: torch.Tensor, want: torch.Tensor, head: str | None) -> str:
+def _shape_problem(
+    key: str,
+    got: torch.Tensor,
+    want: torch.Tensor,
+    head: str | None,
+    data_classes: int,
+    arch_field: str,
+) -> str:
+    """The shapes, and for the classifier which count differs: the checkpoint's from the
+    data's, or the model's from the data's (a builder's kwargs can set its outputs)."""
     text = f"{key}: checkpoint {list(got.shape)} vs model {list(want.shape)}"
     in_head = head is not None and key.rsplit(".", 1)[0] == head
-    if in_head and got.dim() == want.dim() and got.shape[1:] == want.shape[1:]:
-        text += (
-            f" — the checkpoint was trained for {got.shape[0]} classes, "
-            f"the data has {want.shape[0]}"
-        )
-    return text
+    if not (in_head and got.dim() == want.dim() and got.shape[1:] == want.shape[1:]):
+        return text
+    trained, built = got.shape[0], want.shape[0]
+    if built == data_classes:
+        return f"{text} — the checkpoint was trained for {trained} classes, the data has {built}"
+    return (
+        f"{text} — the model built has {built} outputs, the checkpoint {trained}; the data has "
+        f"{data_classes} classes: check {arch_field} and its kwargs"
+    )
 
 
 def _arch_hint(

@@ -113,7 +113,14 @@ def _build_with_weights(cfg: TeacherConfig, num_classes: int, in_channels: int) 
             )
         return model
     if state_dict is not None:
-        load_weights(model, state_dict, source=str(path), model_name=name, arch_field=field)
+        load_weights(
+            model,
+            state_dict,
+            source=str(path),
+            model_name=name,
+            data_classes=num_classes,
+            arch_field=field,
+        )
     return model
 
 

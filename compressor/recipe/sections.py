@@ -84,6 +84,14 @@ class TeacherConfig(WithInputPaths):
         return f"teacher.arch {self.arch}"
 
 
+def _bound_items(schema: dict[str, Any], **bounds: float) -> None:
+    """Add bounds to the items of an optional list's JSON schema, for editors; the message
+    for a value outside them is the field validator's."""
+    for option in schema["anyOf"]:
+        if option.get("type") == "array":
+            option["items"].update(bounds)
+
+
 # What a zoo or torchvision model is built with from the data set itself.
 _DATA_SET_ARGUMENTS = ("num_classes", "in_channels")
 
@@ -125,12 +133,41 @@ class DataConfig(WithInputPaths):
     image_size: int | None = Field(
         None, ge=8, le=1024, description="Resize once at load time; default: native size."
     )
-    mean: tuple[float, ...] | None = Field(None, description="Per-channel mean on [0, 1] pixels.")
-    std: tuple[float, ...] | None = Field(None, description="Per-channel std on [0, 1] pixels.")
+    mean: tuple[float, ...] | None = Field(
+        None,
+        description="Per-channel mean on [0, 1] pixels.",
+        json_schema_extra=lambda schema: _bound_items(schema, minimum=0.0, maximum=1.0),
+    )
+    std: tuple[float, ...] | None = Field(
+        None,
+        description="Per-channel std on [0, 1] pixels.",
+        json_schema_extra=lambda schema: _bound_items(schema, exclusiveMinimum=0.0, maximum=1.0),
+    )
     crop_padding: int | None = Field(None, ge=0, le=64, description="Random-crop padding.")
     flip: bool | None = Field(None, description="Random horizontal flip; default per data set.")
     max_train_samples: int | None = Field(None, ge=1, description="Class-balanced subset.")
     max_test_samples: int | None = Field(None, ge=1, description="Class-balanced subset.")
+
+    @field_validator("mean", "std")
+    @classmethod
+    def _on_the_unit_scale(
+        cls, values: tuple[float, ...] | None, info: ValidationInfo
+    ) -> tuple[float, ...] | None:
+        """Pixels are scaled to 0–1 before `(x - mean) / std`: statistics on the 0–255 scale,
+        as many papers print them, would feed the model inputs around -2 and train it
+        quietly worse. (A started run's recipe is read as written: this check came later.)"""
+        if values is None or _started(info):
+            return values
+        for value in values:  # a std <= 0 is refused below, for started runs too
+            if 1 < value <= 255:
+                raise ValueError(
+                    f"{value:g} is on the 0–255 scale; give values on the 0–1 scale (divide by 255)"
+                )
+            if value > 1 or (value < 0 and info.field_name == "mean"):
+                raise ValueError(
+                    f"{value:g} is outside [0, 1]; pixels are scaled to 0–1 before normalising"
+                )
+        return values
 
     @model_validator(mode="after")
     def _root_and_stats(self) -> DataConfig:

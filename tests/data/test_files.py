@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from compressor.data.files import require_root
+from compressor.data.files import has_images, image_size, require_root
 from compressor.errors import UserError
 from compressor.recipe import DataConfig, parse_recipe
-from tests.data.image_files import load_error, make_imagefolder
+from tests.data.image_files import load_error, make_imagefolder, save_image
 
 
 def test_undecodable_image_is_named(tmp_path: Path) -> None:
@@ -18,6 +18,23 @@ def test_undecodable_image_is_named(tmp_path: Path) -> None:
     (root / "train" / "dog" / "broken.jpg").write_bytes(b"\xff\xd8 this is not a JPEG")
     message = load_error(DataConfig(name="imagefolder", root=root))
     assert "cannot decode image" in message and "broken.jpg" in message
+
+
+def test_image_size_reads_the_header_height_first(tmp_path: Path) -> None:
+    save_image(tmp_path / "wide.png", size=(40, 24))
+    assert image_size(tmp_path / "wide.png") == (24, 40)
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 this is not a JPEG")
+    with pytest.raises(UserError, match=r"cannot decode image .*broken\.jpg.*fix or delete"):
+        image_size(tmp_path / "broken.jpg")
+
+
+def test_has_images_skips_what_is_not_an_image(tmp_path: Path) -> None:
+    (tmp_path / "a" / "deep").mkdir(parents=True)
+    (tmp_path / "a" / "notes.txt").write_text("not an image")
+    (tmp_path / "a" / "._x.png").write_bytes(b"macOS metadata")
+    assert not has_images(tmp_path / "a")
+    save_image(tmp_path / "a" / "deep" / "x.png")
+    assert has_images(tmp_path / "a")
 
 
 def test_a_missing_root_names_the_variable_that_gave_it(

@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from compressor.data import dataset_num_classes, imagefolder, load_dataset
+from compressor.data import (
+    check_stats_channels,
+    dataset_image_size,
+    dataset_num_classes,
+    imagefolder,
+    load_dataset,
+)
 from compressor.data.sets import subset_indices
 from compressor.errors import UserError
 from compressor.recipe import DataConfig
@@ -94,3 +100,51 @@ def test_imagefolder_decodes_only_the_kept_images(tmp_path: Path) -> None:
         assert torch.equal(subset.train.images, kept_images)
         assert torch.equal(subset.train.labels, full.train.labels[sorted(kept)])
     assert "cannot decode image" in load_error(DataConfig(name="imagefolder", root=root))
+
+
+def test_imagefolder_size_comes_from_the_first_training_image_header(tmp_path: Path) -> None:
+    """What `recipe validate` runs the models on without decoding: the size the loader gives
+    the images, height first (a 24-wide, 16-high photo is [16, 24]); data.image_size wins."""
+    root = make_imagefolder(tmp_path, classes=("ant", "bee"))
+    for path in (root / "train").rglob("*"):
+        if path.suffix in (".png", ".JPG"):
+            save_image(path, size=(24, 16))
+    for path in (root / "val").rglob("*.png"):
+        save_image(path, size=(24, 16))
+    config = DataConfig(name="imagefolder", root=root)
+    assert dataset_image_size(config) == (16, 24)
+    assert load_dataset(config).image_shape == (3, 16, 24)
+    assert dataset_image_size(DataConfig(name="imagefolder", root=root, image_size=20)) == (20, 20)
+    assert dataset_image_size(DataConfig(name="cifar10", root=root)) == (32, 32)
+
+
+def test_imagefolder_class_count_refuses_an_empty_class_folder(tmp_path: Path) -> None:
+    """An empty folder would be counted as a class the data never has; the check before a run
+    names it, as loading does."""
+    root = make_imagefolder(tmp_path)
+    (root / "train" / "empty" / "nested").mkdir(parents=True)
+    config = DataConfig(name="imagefolder", root=root)
+    expected = f"{root / 'train' / 'empty'} has no images (.jpg, .jpeg"
+    with pytest.raises(UserError) as caught:
+        dataset_num_classes(config)
+    assert str(caught.value).startswith(expected)
+    assert load_error(config).startswith(expected)
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ((0.5,), "have 1 value but imagefolder images have 3 channels;"),
+        ((0.5, 0.5), "have 2 values but imagefolder images have 3 channels;"),
+    ],
+)
+def test_imagefolder_stats_need_three_values_known_before_reading(
+    tmp_path: Path, values: tuple[float, ...], expected: str
+) -> None:
+    """Image files are read as RGB: a wrong count is refused without reading the folder, by
+    `recipe validate` and by loading alike."""
+    missing = DataConfig(name="imagefolder", root=tmp_path / "nowhere", mean=values, std=values)
+    with pytest.raises(UserError, match=expected):
+        check_stats_channels(missing)
+    with pytest.raises(UserError, match=expected):
+        load_dataset(missing)

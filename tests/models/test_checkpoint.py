@@ -204,7 +204,9 @@ def test_detect_format_of_weights(tmp_path: Path, resnet8_weights) -> None:
 def test_load_report_missing_keys(resnet8_weights) -> None:
     model = create_model("resnet20", num_classes=10)
     with pytest.raises(UserError) as error:
-        load_weights(model, resnet8_weights, source="r8.pth", model_name="resnet20")
+        load_weights(
+            model, resnet8_weights, source="r8.pth", model_name="resnet20", data_classes=10
+        )
     lines = error.value.lines
     assert lines[0].startswith("r8.pth: 60 weights of resnet20 are missing from the checkpoint: ")
     assert "layer1.1.conv1.weight" in lines[0] and "(+55 more)" in lines[0]
@@ -218,7 +220,14 @@ def test_load_report_classes_and_unexpected(resnet8_weights) -> None:
     model = create_model("resnet8", num_classes=100)
     weights = dict(resnet8_weights, **{"extra.weight": torch.zeros(1)})
     with pytest.raises(UserError) as error:
-        load_weights(model, weights, source="r8.pth", model_name="resnet8", arch_field="t.arch")
+        load_weights(
+            model,
+            weights,
+            source="r8.pth",
+            model_name="resnet8",
+            data_classes=100,
+            arch_field="t.arch",
+        )
     assert error.value.lines[:3] == [
         "r8.pth: 1 checkpoint weights do not exist in resnet8: extra.weight",
         "r8.pth: linear.weight: checkpoint [10, 64] vs model [100, 64] — the checkpoint was "
@@ -229,9 +238,31 @@ def test_load_report_classes_and_unexpected(resnet8_weights) -> None:
     assert error.value.lines[3].startswith("r8.pth: is t.arch right?")
 
 
+def test_load_report_a_head_built_for_other_classes_than_the_data(resnet8_weights) -> None:
+    """An entrypoint's kwargs can build a head of another size than the data's classes: the
+    message must not call the model's outputs the data's classes."""
+    model = create_model("resnet8", num_classes=100)
+    with pytest.raises(UserError) as error:
+        load_weights(
+            model,
+            resnet8_weights,
+            source="r8.pth",
+            model_name="my.zoo:build",
+            data_classes=10,
+            arch_field="teacher.entrypoint",
+        )
+    assert error.value.lines == [
+        "r8.pth: linear.weight: checkpoint [10, 64] vs model [100, 64] — the model built has "
+        "100 outputs, the checkpoint 10; the data has 10 classes: check teacher.entrypoint and "
+        "its kwargs",
+        "r8.pth: linear.bias: checkpoint [10] vs model [100] — the model built has 100 outputs, "
+        "the checkpoint 10; the data has 10 classes: check teacher.entrypoint and its kwargs",
+    ]
+
+
 def test_load_accepts_old_batch_norm_and_lightning_names(resnet8_weights) -> None:
     old = {k: v for k, v in resnet8_weights.items() if not k.endswith("num_batches_tracked")}
     lightning = {f"model.{k}": v for k, v in old.items()}
     model = create_model("resnet8", num_classes=10)
-    load_weights(model, lightning, source="pl.ckpt", model_name="resnet8")
+    load_weights(model, lightning, source="pl.ckpt", model_name="resnet8", data_classes=10)
     assert torch.equal(model.linear.weight, resnet8_weights["linear.weight"])

@@ -37,6 +37,11 @@ BAD_RECIPES = [
         ["student", "kwargs may not set num_classes", "data set's class and channel counts"],
     ),
     (
+        "class count in zoo teacher kwargs",
+        merged(teacher={"arch": "resnet20", "kwargs": {"num_classes": 100}}),
+        ["teacher", "kwargs may not set num_classes"],
+    ),
+    (
         "channel count in zoo teacher kwargs",
         merged(teacher={"arch": "resnet20", "kwargs": {"in_channels": 1}}),
         ["teacher", "kwargs may not set in_channels"],
@@ -59,6 +64,14 @@ BAD_RECIPES = [
     ("missing student", {"data": {"name": "digits"}}, ["student", "missing"]),
     ("unknown data set", merged(data={"name": "mnist"}), ["data.name", "'mnist'", "cifar10"]),
     ("mean without std", merged(data={"mean": [0.5]}), ["data", "both mean and std"]),
+    (
+        "statistics on the 0-255 scale",
+        merged(data={"mean": [125.3, 123.0, 113.9], "std": [63.0, 62.1, 66.7]}),
+        [
+            "data.mean: 125.3 is on the 0–255 scale; give values on the 0–1 scale (divide by 255)",
+            "data.std: 63 is on the 0–255 scale; give values on the 0–1 scale (divide by 255)",
+        ],
+    ),
     ("bad device", merged(train={"device": "gpu"}), ["train.device", "'gpu'"]),
     ("bad amp", merged(train={"amp": "int8"}), ["train.amp", "'int8'", "bf16"]),
     (

@@ -24,3 +24,14 @@ def test_schema_shows_list_and_mapping_defaults() -> None:
     # ...except which method a recipe without `method:` trains.
     assert recipe_schema()["properties"]["method"]["default"] == {"name": "ce"}
     assert parse_recipe({"student": {"arch": "resnet8"}}, source="t").method.name == "ce"
+
+
+def test_schema_bounds_mean_and_std_to_the_0_to_1_scale() -> None:
+    """An editor flags statistics on the 0–255 scale as the recipe check does."""
+    data = recipe_schema()["$defs"]["DataConfig"]["properties"]
+    arrays = {
+        name: next(o for o in data[name]["anyOf"] if o["type"] == "array")["items"]
+        for name in ("mean", "std")
+    }
+    assert arrays["mean"] == {"type": "number", "minimum": 0.0, "maximum": 1.0}
+    assert arrays["std"] == {"type": "number", "exclusiveMinimum": 0.0, "maximum": 1.0}

@@ -23,7 +23,11 @@ def test_a_started_runs_recipe_is_read_as_the_compressor_that_started_it_wrote_i
         with pytest.raises(UserError):
             parse_recipe(merged(train=train))
         parse_recipe(merged(train=train), started=True)
-    for data in ({"name": "digits", "root": "/d"}, {"name": "tiny_imagenet", "download": True}):
+    for data in (
+        {"name": "digits", "root": "/d"},
+        {"name": "tiny_imagenet", "download": True},
+        {"mean": [125.3, 123.0, 113.9], "std": [63.0, 62.1, 66.7]},
+    ):
         with pytest.raises(UserError):
             parse_recipe(merged(data=data))
         parse_recipe(merged(data=data), started=True)
@@ -33,3 +37,28 @@ def test_a_started_runs_recipe_is_read_as_the_compressor_that_started_it_wrote_i
     warm = {"epochs": 3, "schedule": {"warmup_epochs": 3}}
     with pytest.raises(UserError, match="warmup_epochs must be smaller than epochs"):
         parse_recipe(merged(train=warm), started=True)
+
+
+@pytest.mark.parametrize(
+    ("stats", "expected"),
+    [
+        ({"mean": [0.5, 0.5, 255], "std": [0.2] * 3}, "data.mean: 255 is on the 0–255 scale"),
+        ({"mean": [0.5] * 3, "std": [0.2, 1.5, 0.2]}, "data.std: 1.5 is on the 0–255 scale"),
+        ({"mean": [300.0], "std": [0.2]}, "data.mean: 300 is outside [0, 1]; pixels are"),
+        ({"mean": [-0.1], "std": [0.2]}, "data.mean: -0.1 is outside [0, 1]; pixels are"),
+        ({"mean": [0.5], "std": [0.0]}, "data: std values must be > 0"),
+    ],
+)
+def test_mean_and_std_are_on_the_scale_of_the_pixels_they_normalise(
+    stats: dict, expected: str
+) -> None:
+    """Pixels are scaled to 0–1 before `(x - mean) / std`: statistics outside [0, 1] are
+    another scale's (most often 0–255), and the schema says how to convert them."""
+    with pytest.raises(UserError) as caught:
+        parse_recipe(merged(data=stats), source="r.yaml")
+    assert str(caught.value).startswith(f"r.yaml: {expected}"), str(caught.value)
+
+
+def test_mean_and_std_at_the_ends_of_the_scale_are_accepted() -> None:
+    data = parse_recipe(merged(data={"mean": [0.0, 1.0], "std": [1.0, 0.001]})).data
+    assert (data.mean, data.std) == ((0.0, 1.0), (1.0, 0.001))
