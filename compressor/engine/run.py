@@ -521,8 +521,8 @@ def _restore(
         _drop_metrics_after(run.metrics, start_epoch, context.observer.message)
     if start_epoch >= context.recipe.train.epochs:
         context.observer.message(
-            f"{run.root} trained all {start_epoch} epochs; writing its student.pt, report and "
-            "manifest again from the last checkpoint"
+            f"{run.root} has trained its last epoch ({start_epoch}); writing its student.pt, "
+            "report and manifest again from the last checkpoint"
         )
     else:
         context.observer.message(f"resuming {run.root} after epoch {start_epoch}")

@@ -465,7 +465,9 @@ def test_a_finished_runs_lost_files_are_written_again_from_its_last_checkpoint(
 
     again = run_cli(capsys, "train", str(recipe), "--resume")
     assert again.code == 0
-    assert "trained all 1 epochs; writing its student.pt, report and manifest again" in again.stdout
+    assert (
+        "has trained its last epoch (1); writing its student.pt, report and manifest again"
+    ) in again.stdout
     assert "resuming" not in again.stdout
     assert json.loads((run / "manifest.json").read_text())["status"] == "completed"
     rebuilt = torch.load(run / "student.pt", weights_only=True)["state_dict"]
