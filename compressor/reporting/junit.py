@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from compressor.errors import UserError
 from compressor.io import file_in_the_way, write_bytes
 
-if TYPE_CHECKING:  # at run time compressor.gate imports this module
+if TYPE_CHECKING:  # for annotations only: writing XML needs none of the gate's imports
     from compressor.gate import GateResult
 
 SUITE_NAME = "compressor.gate"

@@ -1,7 +1,7 @@
 """The gate's JUnit writer on verdicts built by hand: the exact file CI systems read.
 
-tests/test_gate.py checks the same files as `compress gate --junit` writes them on real runs;
-here each writer runs alone, so a change in what CI is shown fails one small test.
+tests/gate/test_evaluate.py checks the same files as `compress gate --junit` writes them on
+real runs; here each writer runs alone, so a change in what CI is shown fails one small test.
 """
 
 from __future__ import annotations

@@ -1,0 +1,169 @@
+"""`evaluate_gate`: read the run's reports, check they belong together, judge the rules."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from compressor.errors import UserError
+from compressor.gate.reports import ExportReport, RunReport, one_row, read_report
+from compressor.gate.rules import (
+    check_deployed_file,
+    export_accuracy_rule,
+    export_agreement_rule,
+    exported_student,
+    speedup_rule,
+    student_rule,
+)
+from compressor.gate.verdict import GateResult
+from compressor.io import file_sha256, lock_or_refuse
+from compressor.recipe import GateConfig, Recipe
+from compressor.rundir import RunDir, read_completed_run, repair_command
+from export.publish import LOCK_NAME, REPORT_JSON, unfinished_publish
+
+BACKENDS = ("onnxruntime", "tensorrt")
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def _flag(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def _validated_overrides(overrides: Mapping[str, float | None] | None) -> dict[str, float]:
+    """The thresholds given on the command line, range-checked by the recipe's own model."""
+    given = {name: value for name, value in (overrides or {}).items() if value is not None}
+    try:
+        GateConfig.model_validate(given)
+    except ValidationError as error:
+        raise UserError(
+            *(f"{_flag(str(e['loc'][0]))} {e['input']!r}: {e['msg']}" for e in error.errors())
+        ) from None
+    return given
+
+
+def _check_choice(flag: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise UserError(f"{flag} {value!r} is unknown; choose one of: {', '.join(choices)}")
+
+
+def _read_run(run: RunDir) -> tuple[Recipe, RunReport]:
+    """The run's recipe and report, once the directory is known to hold a completed run."""
+    recipe, _ = read_completed_run(run)
+    report = read_report(
+        run.report("json"),
+        RunReport,
+        "the run report",
+        f"repair the run with {repair_command(run, recipe)}",
+    )
+    return recipe, report
+
+
+def _check_same_student(export: ExportReport, export_path: Path, run: RunDir) -> None:
+    """The export must be of the student.pt the run holds now: a run trained again with the
+    same recipe (--overwrite) has the same recipe hash but other weights, and its old export
+    would otherwise be gated in the new student's name."""
+    if export.student_sha256 is None:
+        return
+    current = file_sha256(run.student)
+    if export.student_sha256 != current:
+        raise UserError(
+            f"{export_path}: made from another student.pt (sha256 {export.student_sha256[:12]}, "
+            f"now {current[:12]}: the run was trained again, or student.pt replaced, since); "
+            f"re-export with `compress export {run.root}`"
+        )
+
+
+@contextmanager
+def _no_export_writing(run: RunDir) -> Iterator[None]:
+    """Hold export/.lock while the export's files are read. An export in progress holds it for
+    its whole length: its report is still the previous export's, about to be replaced, and
+    in the moment it publishes, its files are part old, part new. Without a lock file no
+    export ever ran here; where it cannot be taken (a read-only copy) none can be writing."""
+    path = run.export_dir / LOCK_NAME
+    lock = None
+    if path.exists():
+        busy = (
+            f"{run.export_dir}: an export of this run is in progress; wait for it to end, then gate"
+        )
+        with contextlib.suppress(OSError):
+            lock = lock_or_refuse(path, busy)
+    try:
+        yield
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def evaluate_gate(
+    run_dir: Path,
+    overrides: Mapping[str, float | None] | None = None,
+    *,
+    backend: str = "onnxruntime",
+    precision: str = "fp32",
+    speedup_batch: int | None = None,
+) -> GateResult:
+    """Judge a run directory against its gate rules.
+
+    `overrides` maps GateConfig field names (max_drop, max_export_drop, min_agreement,
+    min_speedup) to flag values; None means "not given, use the recipe's". Raises UserError
+    for anything that keeps a rule from being judged, before any verdict is returned.
+    """
+    started = time.perf_counter()
+    flags = _validated_overrides(overrides)
+    _check_choice("--backend", backend, BACKENDS)
+    _check_choice("--precision", precision, PRECISIONS)
+    if speedup_batch is not None and speedup_batch < 1:
+        raise UserError(f"--speedup-batch {speedup_batch}: must be a batch size >= 1")
+
+    run = RunDir(Path(run_dir))
+    recipe, report = _read_run(run)
+    config = recipe.gate.model_copy(update=flags)
+
+    with _no_export_writing(run):
+        export_path = run.export_dir / REPORT_JSON
+        export = _read_export(run, export_path, report)
+        student = exported_student(export, export_path, run.root, backend, precision)
+        reference = one_row(export, export_path, "student", "pytorch", "fp32")
+        if reference is None:
+            raise UserError(
+                f"{export_path}: no PyTorch fp32 student result to compare the export with; "
+                f"re-export with `compress export {run.root}`"
+            )
+        file_note = check_deployed_file(student, run.root)
+        rules = [
+            student_rule(report, config, flags),
+            export_accuracy_rule(student, reference, config, file_note),
+            export_agreement_rule(student, export_path, config, flags),
+            speedup_rule(export, export_path, student, config.min_speedup, speedup_batch),
+        ]
+        return GateResult(run.root, backend, precision, rules, time.perf_counter() - started)
+
+
+def _read_export(run: RunDir, export_path: Path, report: RunReport) -> ExportReport:
+    """The export report, once it is known to be whole and made from this run's recipe and
+    its student.pt as they are now."""
+    killed = unfinished_publish(run.export_dir)
+    if killed is not None:
+        raise UserError(
+            f"{run.export_dir}: an export of this run was killed while putting its files in "
+            f"place ({killed.name} holds the rest), so they are part old, part new; re-export "
+            f"with `compress export {run.root}`, which completes that one first"
+        )
+    export = read_report(
+        export_path,
+        ExportReport,
+        "the export report",
+        f"export the run with `compress export {run.root}`",
+    )
+    if export.recipe_sha256 != report.recipe_sha256:
+        raise UserError(
+            f"{export_path}: made for another recipe (sha256 {export.recipe_sha256[:12]}, run "
+            f"{report.recipe_sha256[:12]}); re-export with `compress export {run.root}`"
+        )
+    _check_same_student(export, export_path, run)
+    return export

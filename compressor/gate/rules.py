@@ -1,0 +1,203 @@
+"""The gate's rules, each judged from rows of the reports: the student against its teacher,
+the exported student against the PyTorch one (accuracy, agreement), and the speedup over the
+teacher deployed the same way, with the notes a verdict near its bar needs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from compressor.errors import UserError
+from compressor.gate.reports import ExportReport, ExportRow, Latency, RunReport, difference, one_row
+from compressor.gate.verdict import RuleResult, judge
+from compressor.io import file_sha256
+from compressor.recipe import GateConfig
+from export.latency import NOISY_CV
+
+
+def exported_student(
+    export: ExportReport, path: Path, run: Path, backend: str, precision: str
+) -> ExportRow:
+    row = one_row(export, path, "student", backend, precision)
+    if row is not None:
+        return row
+    exported = sorted(
+        {r.label for r in export.results if r.model == "student" and r.backend != "pytorch"}
+    )
+    flags = {"tensorrt": " --trt"}.get(backend, "") + {
+        "fp16": " --fp16",
+        "int8": " --int8",
+    }.get(precision, "")
+    where = " on a machine with an NVIDIA GPU and TensorRT" if backend == "tensorrt" else ""
+    raise UserError(
+        f"{path}: no {backend} {precision} student (exported: {', '.join(exported) or 'none'}); "
+        f"run `compress export {run}{flags}`{where}, or gate an exported one with "
+        "--backend/--precision"
+    )
+
+
+def check_deployed_file(student: ExportRow, run: Path) -> str:
+    """The judged file, when it is here, must be the one the export measured: a truncated or
+    replaced model would otherwise ship under the report's verdict. A gate job may have the
+    reports alone, so a missing file is said in the verdict's detail rather than refused."""
+    if student.file is None or student.sha256 is None:
+        return ""
+    path = Path(student.file) if Path(student.file).is_absolute() else run / student.file
+    if not path.is_file():
+        return f"; {path} is not here: judged from the export report alone"
+    if file_sha256(path) != student.sha256:
+        raise UserError(
+            f"{path}: not the file the export measured (its sha256 differs from the export "
+            f"report's); re-export with `compress export {run}`"
+        )
+    return ""
+
+
+def student_rule(report: RunReport, config: GateConfig, flags: dict[str, float]) -> RuleResult:
+    student, teacher = report.results.student.accuracy, report.results.teacher
+    if teacher is None:
+        if "max_drop" in flags:
+            raise UserError(
+                "--max-drop compares the student with its teacher, but this run was trained "
+                "without one (compress train); drop --max-drop"
+            )
+        return RuleResult(
+            "student_accuracy",
+            student,
+            None,
+            "SKIP",
+            "run has no teacher (trained with `compress train`); nothing to compare with",
+        )
+    return judge(
+        "student_accuracy",
+        student,
+        teacher.accuracy - config.max_drop,
+        f"teacher {teacher.accuracy:.2f} % − max_drop {config.max_drop:g}",
+    )
+
+
+def export_accuracy_rule(
+    student: ExportRow, reference: ExportRow, config: GateConfig, file_note: str
+) -> RuleResult:
+    """The exported student against the PyTorch student, both scored by the export on the
+    same evaluation set (report.json's accuracy may be on another subset)."""
+    return judge(
+        "export_accuracy",
+        student.accuracy,
+        reference.accuracy - config.max_export_drop,
+        f"{student.label} vs PyTorch {reference.accuracy:.2f} % − max_export_drop "
+        f"{config.max_export_drop:g}{file_note}",
+    )
+
+
+def export_agreement_rule(
+    student: ExportRow, path: Path, config: GateConfig, flags: dict[str, float]
+) -> RuleResult:
+    """Top-1 agreement with the PyTorch fp32 student. fp16 and int8 legitimately move a few
+    borderline decisions, so they are held to the bar the export applied to them unless
+    --min-agreement is given."""
+    if student.parity is None:
+        raise UserError(f"{path}: the {student.label} student has no parity results")
+    floor = (
+        config.min_agreement
+        if student.precision == "fp32" or "min_agreement" in flags
+        else student.parity.min_agreement
+    )
+    return judge(
+        "export_agreement",
+        student.parity.top1_agreement,
+        floor,
+        f"{student.label} vs PyTorch fp32 top-1, max |Δ| {difference(student.parity)}"
+        + ("" if floor == config.min_agreement else " (export's bar for it)"),
+    )
+
+
+def _speedup_teacher(export: ExportReport, path: Path, student: ExportRow) -> ExportRow | None:
+    """The teacher at the student's precision, or at fp32: it is never converted to fp16."""
+    return one_row(export, path, "teacher", student.backend, student.precision) or one_row(
+        export, path, "teacher", student.backend, "fp32"
+    )
+
+
+def _speedup_batch(path: Path, student: ExportRow, teacher: ExportRow, batch: int | None) -> int:
+    """The asked batch, checked against the timings, else the largest batch both were timed at."""
+    batches = sorted(set(student.latency) & set(teacher.latency))
+    if not batches:
+        raise UserError(
+            f"{path}: the {student.label} student and {teacher.label} teacher share no timed "
+            "batch size"
+        )
+    if batch is None:
+        return batches[-1]
+    if batch not in batches:
+        measured = ", ".join(map(str, batches))
+        raise UserError(
+            f"--speedup-batch {batch}: not timed for {student.label}; timed batches: {measured} "
+            "(set by export.batch_sizes or `compress export --batch-sizes`)"
+        )
+    return batch
+
+
+def speedup_rule(
+    export: ExportReport,
+    path: Path,
+    student: ExportRow,
+    min_speedup: float | None,
+    batch: int | None,
+) -> RuleResult:
+    skipped = RuleResult("speedup", None, None, "SKIP", "min_speedup is not set", "×")
+    if min_speedup is None and batch is None:
+        return skipped
+    teacher = _speedup_teacher(export, path, student)
+    if teacher is None and min_speedup is not None:
+        raise UserError(
+            f"{path}: no teacher {student.backend} timing, which min_speedup needs; the run must "
+            "have a teacher and the export must time it, or leave min_speedup unset"
+        )
+    if teacher is None:
+        raise UserError(
+            f"--speedup-batch {batch}: {path} has no teacher {student.backend} timing to "
+            "compare the student with; drop --speedup-batch"
+        )
+    batch = _speedup_batch(path, student, teacher, batch)
+    if min_speedup is None:
+        return skipped  # the batch asked about was still checked
+    teacher_ms, student_ms = teacher.latency[batch].p50_ms, student.latency[batch].p50_ms
+    return judge(
+        "speedup",
+        teacher_ms / student_ms,
+        min_speedup,
+        f"{student.backend} batch {batch}: teacher {teacher.precision} p50 {teacher_ms:.3g} ms"
+        f" / student {student.precision} p50 {student_ms:.3g} ms"
+        + _noise_note(teacher.latency[batch], student.latency[batch])
+        + _teacher_parity_note(teacher),
+        "×",
+    )
+
+
+def _teacher_parity_note(teacher: ExportRow) -> str:
+    """Say so when the timed teacher file failed parity with PyTorch (the export warned, and
+    exited 0: only the student ships). The speedup is then against a graph that computes
+    something else, which may run faster or slower than the teacher does."""
+    if teacher.parity is None or teacher.parity.passed:
+        return ""
+    return (
+        f"; the teacher's {teacher.label} file failed parity with PyTorch (max |Δ| "
+        f"{difference(teacher.parity)}, top-1 agreement {teacher.parity.top1_agreement:.2f} %), "
+        "so its timing may not be the teacher's: see the export report's warning"
+    )
+
+
+def _noise_note(teacher: Latency, student: Latency) -> str:
+    """Say so when a timing behind the speedup was noisy (the export warned too): a verdict
+    near the bar may flip on a re-run, and CI logs should show why."""
+    noisy = [
+        f"{model} CV {timing.cv:.2f}"
+        for model, timing in (("teacher", teacher), ("student", student))
+        if timing.cv is not None and timing.cv > NOISY_CV
+    ]
+    if not noisy:
+        return ""
+    return (
+        f"; noisy timing ({', '.join(noisy)} > {NOISY_CV:g}): other load on the machine, "
+        "so re-export on a quiet one before trusting a verdict near the bar"
+    )

@@ -1,0 +1,85 @@
+"""A gate rule's verdict and the gate's: what the terminal table, the JSON summary and the
+JUnit file are written from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+# Measured accuracies and agreements pass through float32 (99.5 % of samples reads back as
+# 99.4999993 %), while thresholds are typed as short decimals. This slack keeps rounding from
+# flipping a verdict; it is far below one sample of any real test set (1e-3 points at 100k),
+# and for speedups far below timing noise.
+_SLACK = 1e-4
+
+Status = Literal["PASS", "FAIL", "SKIP"]
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    """One rule's verdict. `measured`/`threshold` are None when a skipped rule has none."""
+
+    name: str
+    measured: float | None
+    threshold: float | None
+    status: Status
+    detail: str
+    unit: Literal["%", "×"] = "%"
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "FAIL"
+
+    @property
+    def skipped(self) -> bool:
+        return self.status == "SKIP"
+
+    @property
+    def measured_text(self) -> str:
+        return _format(self.measured, self.unit)
+
+    @property
+    def threshold_text(self) -> str:
+        return "—" if self.threshold is None else f"≥ {_format(self.threshold, self.unit)}"
+
+    @property
+    def summary(self) -> str:
+        """One line for logs and JUnit messages: the numbers first, then how they were got."""
+        if self.skipped:
+            return f"{self.name}: skipped: {self.detail}"
+        return (
+            f"{self.name}: {self.status}: measured {self.measured_text}, "
+            f"needs {self.threshold_text} ({self.detail})"
+        )
+
+
+@dataclass(frozen=True)
+class GateResult:
+    run: Path
+    backend: str
+    precision: str
+    rules: list[RuleResult]
+    seconds: float
+
+    @property
+    def failed(self) -> list[RuleResult]:
+        return [rule for rule in self.rules if rule.failed]
+
+    @property
+    def passed(self) -> bool:
+        """Skipped rules do not fail the gate; they are shown so nobody mistakes them for passes."""
+        return not self.failed
+
+
+def _format(value: float | None, unit: str) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.2f} %" if unit == "%" else f"{value:.2f}×"
+
+
+def judge(
+    name: str, measured: float, threshold: float, detail: str, unit: Literal["%", "×"] = "%"
+) -> RuleResult:
+    status: Status = "PASS" if measured >= threshold - _SLACK else "FAIL"
+    return RuleResult(name, measured, threshold, status, detail, unit)

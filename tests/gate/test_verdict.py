@@ -1,0 +1,29 @@
+"""A rule's verdict as the table, the JSON summary and the JUnit file read it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from compressor.gate.verdict import GateResult, RuleResult, judge
+
+
+def test_a_measurement_rounded_through_float32_passes_its_decimal_bar() -> None:
+    assert judge("export_agreement", 99.4999993, 99.5, "").status == "PASS"
+    assert judge("export_agreement", 99.49, 99.5, "").status == "FAIL"
+
+
+def test_the_summary_line_gives_the_numbers_before_how_they_were_got() -> None:
+    failed = judge("speedup", 1.5, 2.0, "onnxruntime batch 64", unit="×")
+    assert failed.summary == "speedup: FAIL: measured 1.50×, needs ≥ 2.00× (onnxruntime batch 64)"
+    skipped = RuleResult("speedup", None, None, "SKIP", "min_speedup is not set", "×")
+    assert skipped.summary == "speedup: skipped: min_speedup is not set"
+    assert (skipped.measured_text, skipped.threshold_text) == ("—", "—")
+
+
+def test_skipped_rules_do_not_fail_the_gate_and_failed_ones_are_listed() -> None:
+    passed = judge("student_accuracy", 91.0, 90.0, "")
+    skipped = RuleResult("speedup", None, None, "SKIP", "min_speedup is not set", "×")
+    failed = judge("export_accuracy", 80.0, 90.0, "")
+    assert GateResult(Path("run"), "onnxruntime", "fp32", [passed, skipped], 0.1).passed
+    gate = GateResult(Path("run"), "onnxruntime", "fp32", [passed, skipped, failed], 0.1)
+    assert not gate.passed and gate.failed == [failed]
