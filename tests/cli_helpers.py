@@ -36,7 +36,7 @@ def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> CliResult:
 
 def with_recipe(text: str, run: Path) -> str:
     """`text` with RECIPE as the messages about `run` write it: the recipe file that started
-    the run (compressor/rundir.py run_command), or RECIPE when its manifest is gone or the
+    the run (compressor/rundir/completed.py run_command), or RECIPE when its manifest is gone or the
     run is a copy (that recipe would train the original)."""
     manifest = run / "manifest.json"
     if not manifest.is_file():

@@ -1,0 +1,102 @@
+"""Starting a run: refuse, before anything is written, what would clobber an earlier run or
+resume a missing one; then claim the directory, its lock held until the run ends."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from filelock import FileLock
+
+from compressor.errors import UserError
+from compressor.rundir.layout import RunDir, has_checkpoint, holds_run, manifest_record
+from compressor.rundir.set_aside import refuse_while_exporting, set_aside_replaced_run
+from compressor.rundir.status import lock_run
+
+
+def check_run_dir(run: RunDir, *, resume: bool, overwrite: bool) -> None:
+    """Refuse, without writing anything, to clobber an earlier run, resume a missing one, or
+    touch one another process is training."""
+    if resume and overwrite:
+        raise UserError("--resume and --overwrite contradict each other; pick one")
+    if run.lock.exists():
+        lock_run(run).release()
+    _check_run_state(run, resume=resume, overwrite=overwrite)
+
+
+def _check_run_state(run: RunDir, *, resume: bool, overwrite: bool) -> None:
+    """What the run directory holds allows this start: no run to clobber, a checkpoint to
+    resume from."""
+    started = holds_run(run)
+    if resume and not has_checkpoint(run):
+        # A run stopped before its first checkpoint can only start again; a finished one whose
+        # checkpoints were removed has nothing left to do.
+        if not run.root.exists():
+            raise UserError(_no_run_to_resume(run))
+        record = manifest_record(run)
+        if record is not None and record.get("status") == "completed":
+            instead = "the run has completed (--overwrite would train it again from scratch)"
+        elif started:
+            instead = "start it again with --overwrite"
+        else:
+            instead = "drop --resume"
+        raise UserError(f"{run.root}: nothing to resume (no checkpoints/last.pt); {instead}")
+    if started and not (resume or overwrite):
+        status = (manifest_record(run) or {}).get("status")
+        if status == "completed":
+            held = "a completed run; use --overwrite to train it again"
+        elif has_checkpoint(run):
+            held = "an unfinished run; use --resume to continue it, --overwrite to replace it"
+        else:
+            held = "a run stopped before its first checkpoint; use --overwrite to start it again"
+        raise UserError(f"{run.root} already holds {held}, or set output.name to start a new one")
+    if overwrite:
+        checked = refuse_while_exporting(run)
+        if checked is not None:
+            checked.release()
+
+
+def _no_run_to_resume(run: RunDir) -> str:
+    """--resume where no run folder is: typically a relative output.dir read from another
+    working folder than the run was started in, where "drop --resume" would start a new run
+    in the wrong place."""
+    where = f"{run.root}: no such run to resume"
+    if run.root.is_absolute():
+        return f"{where}; check output.dir and output.name, or drop --resume to start it"
+    return (
+        f"{where} (output.dir is read from the working folder, here {Path.cwd()}); run the "
+        "command from the folder the run was started in, or drop --resume to start it here"
+    )
+
+
+def claim_run_dir(run: RunDir, *, resume: bool, overwrite: bool) -> FileLock:
+    """Create the run directory, refusing to clobber an earlier run by accident; return the
+    run's lock, held: the caller releases it when training ends, and until then any other
+    process's claim is refused (two trainings of one run would overwrite each other's
+    checkpoints, and an --overwrite would delete a live run's).
+
+    `--overwrite` sets the run it replaces aside (`set_aside_replaced_run`) and starts from an
+    empty folder: none of the old run's files can be read as the new run's.
+    """
+    check_run_dir(run, resume=resume, overwrite=overwrite)
+    # Both folders a run writes, before an epoch is spent: checkpoints/ may exist read-only.
+    for folder in (run.root, run.checkpoint.parent):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            probe = folder / ".write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as error:
+            raise UserError(
+                f"{folder}: cannot write the run directory ({error.strerror}); make it "
+                "writable or choose another output.dir"
+            ) from None
+    lock = lock_run(run)
+    try:
+        # Again, holding the lock: another process may have claimed the run since the check.
+        _check_run_state(run, resume=resume, overwrite=overwrite)
+        if overwrite:
+            set_aside_replaced_run(run)
+    except BaseException:
+        lock.release()
+        raise
+    return lock

@@ -1,0 +1,82 @@
+"""Where a run's files are, and what its manifest and checkpoints say about it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from compressor.io import previous_of
+from compressor.recipe import Recipe
+
+
+@dataclass(frozen=True)
+class RunDir:
+    root: Path
+
+    @property
+    def recipe(self) -> Path:
+        return self.root / "recipe.yaml"
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / "manifest.json"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.root / "checkpoints" / "last.pt"
+
+    @property
+    def student(self) -> Path:
+        return self.root / "student.pt"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.jsonl"
+
+    def report(self, suffix: str) -> Path:
+        return self.root / f"report.{suffix}"
+
+    @property
+    def export_dir(self) -> Path:
+        return self.root / "export"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / ".lock"
+
+    @property
+    def set_aside(self) -> Path:
+        """Where `--overwrite` keeps the run it replaces until the new one completes."""
+        return self.root.with_name(f"{self.root.name}.replaced")
+
+
+def run_dir_for(recipe: Recipe, recipe_path: Path) -> RunDir:
+    name = recipe.output.name or recipe_path.stem
+    return RunDir(Path(recipe.output.dir) / name)
+
+
+def training_command(run_recipe: Recipe) -> str:
+    """`train` or `distill`: which command made a run, read from the recipe.yaml it holds
+    (`compress train` drops the teacher from the recipe it stores, `distill` needs one)."""
+    return "train" if run_recipe.teacher is None else "distill"
+
+
+def manifest_record(run: RunDir) -> dict[str, Any] | None:
+    """manifest.json as a mapping; None when it is missing, unreadable or not a mapping."""
+    try:
+        record = json.loads(run.manifest.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def has_checkpoint(run: RunDir) -> bool:
+    """Can the run be resumed: is there a checkpoint, or the one before it?"""
+    return run.checkpoint.exists() or previous_of(run.checkpoint).exists()
+
+
+def holds_run(run: RunDir) -> bool:
+    """Has a run started here (finished or not)? Then starting afresh would write over it."""
+    return run.manifest.exists() or run.checkpoint.exists()

@@ -1,0 +1,157 @@
+"""`--overwrite` without loss: the run it replaces is set aside beside it, and removed only
+once the new run completes; messages say where it is and how to go back."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+from contextlib import ExitStack
+from pathlib import Path
+
+from filelock import FileLock
+
+from compressor.errors import UserError
+from compressor.io import lock_or_refuse
+from compressor.provenance import now_iso
+from compressor.rundir.layout import RunDir, has_checkpoint, manifest_record
+
+# Marks a folder as one `set_aside_replaced_run` made, so a run the user named
+# `<name>.replaced` is never taken for it (and never deleted). It names the run it was set
+# aside from: a run put back with the go-back command keeps the marker, and is not the
+# set-aside folder of another run even when its own name ends in `.replaced`.
+SET_ASIDE_MARK = ".set-aside"
+_MARK_TEXT = (
+    "Set aside by --overwrite of {root} on {time}; removed when the run that replaced it "
+    "completes.\n"
+)
+_MARK_PATTERN = re.compile(r"Set aside by --overwrite of (?P<root>.+) on \S+; removed when")
+
+
+def set_aside_replaced_run(run: RunDir) -> None:
+    """`--overwrite`, holding the run's lock: move what the run directory holds to
+    `<name>.replaced` beside it instead of deleting it, so a new run that is interrupted, or
+    fails, costs nothing already written; `discard_replaced_run` removes it once the new run
+    completes. Renames only: no copy, no extra disk.
+
+    What is kept is the last run that can be gone back to: an earlier --overwrite's set-aside
+    run stays while the run it was replaced by has not completed (that unfinished run is what
+    goes), and is itself replaced by a completed run.
+    """
+    # A marker here came back with the run from a go-back; the new one is written in its place.
+    entries = [e for e in run.root.iterdir() if e.name not in (run.lock.name, SET_ASIDE_MARK)]
+    aside = run.set_aside
+    if aside.exists() and not holds_set_aside(run):
+        raise UserError(
+            f"{aside}: in the way of --overwrite, which keeps the run it replaces there until "
+            "the new one completes; move or rename that folder"
+        )
+    completed = (manifest_record(run) or {}).get("status") == "completed"
+    # Nothing to go back to: a run stopped before its first checkpoint is only its recipe.
+    worth_keeping = completed or has_checkpoint(run)
+    with ExitStack() as held:
+        export_lock = refuse_while_exporting(run)
+        if export_lock is not None:
+            held.callback(export_lock.release)
+        keep_aside = (aside.exists() and not completed) or not worth_keeping
+        _move_aside(run, entries, keep_aside=keep_aside)
+
+
+def refuse_while_exporting(run: RunDir) -> FileLock | None:
+    """Take the run's export lock, or refuse: an --overwrite must not move export/ away from
+    an export that is writing into it. Held by the caller while it moves the run; None when
+    there is none, or it cannot be locked to find out (read-only: moving will say why)."""
+    if not (run.export_dir / ".lock").exists():  # `compress export` holds it while it writes
+        return None
+    busy = (
+        f"{run.root}: an export of this run is writing into {run.export_dir} now; wait "
+        "for it to end, then --overwrite"
+    )
+    try:
+        return lock_or_refuse(run.export_dir / ".lock", busy)
+    except OSError:
+        return None
+
+
+def _move_aside(run: RunDir, entries: list[Path], *, keep_aside: bool) -> None:
+    aside = run.set_aside
+    try:
+        (run.root / SET_ASIDE_MARK).unlink(missing_ok=True)
+        if keep_aside:
+            for entry in entries:
+                _remove(entry)
+        elif entries:
+            if aside.exists():
+                shutil.rmtree(aside)
+            aside.mkdir()
+            mark = _MARK_TEXT.format(root=run.root, time=now_iso())
+            (aside / SET_ASIDE_MARK).write_text(mark, encoding="utf-8")
+            for entry in entries:
+                entry.rename(aside / entry.name)
+        run.checkpoint.parent.mkdir(exist_ok=True)
+    except OSError as error:
+        raise UserError(
+            f"{run.root}: cannot set the run it replaces aside in {aside} ({error.strerror}); "
+            "make both writable, or set output.name to start a new run"
+        ) from None
+
+
+def discard_replaced_run(run: RunDir) -> bool:
+    """The new run completed: the one its --overwrite set aside goes. Returns whether there
+    was one."""
+    if not holds_set_aside(run):
+        return False
+    shutil.rmtree(run.set_aside, ignore_errors=True)
+    return True
+
+
+def holds_set_aside(run: RunDir) -> bool:
+    """Is `<name>.replaced` the folder an --overwrite of this run set aside? Its marker must
+    name this run: one that names another is a run the user named `<name>.replaced` and put
+    back from its own set-aside folder with the go-back command, which is theirs to keep.
+    (Names, not paths, are compared: the run may be reached by another path than the one
+    training was given, or the runs folder moved since.)"""
+    try:
+        text = (run.set_aside / SET_ASIDE_MARK).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    found = _MARK_PATTERN.match(text)
+    return found is not None and Path(found["root"]).name == run.root.name
+
+
+def set_aside_note(run: RunDir) -> str:
+    """For messages about an unfinished run: where the run it replaced is, and how to go
+    back to it; empty when an --overwrite set none aside."""
+    if not holds_set_aside(run):
+        return ""
+    return (
+        f" (the run it replaced is kept in {run.set_aside} until it completes; to go back: "
+        f"{_go_back_command(run)})"
+    )
+
+
+def set_aside_file_note(path: Path | str) -> str:
+    """For messages about a file of another run (a teacher: runs/teacher/student.pt) that is
+    missing or not the one expected because that run is being replaced by an --overwrite:
+    where the file it had is, and how to go back; empty otherwise."""
+    path = Path(path)
+    owner = RunDir(path.parent)
+    kept = owner.set_aside / path.name
+    if not holds_set_aside(owner) or not kept.is_file():
+        return ""
+    return (
+        f" ({owner.root} is being replaced by an --overwrite that has not completed; the file "
+        f"it held is kept in {kept}; to go back: {_go_back_command(owner)})"
+    )
+
+
+def _go_back_command(run: RunDir) -> str:
+    root, aside = (shlex.quote(str(path)) for path in (run.root, run.set_aside))
+    return f"rm -r {root} && mv {aside} {root}"
+
+
+def _remove(entry: Path) -> None:
+    if entry.is_dir() and not entry.is_symlink():
+        shutil.rmtree(entry)
+    else:
+        entry.unlink()

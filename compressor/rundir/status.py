@@ -1,0 +1,61 @@
+"""Who holds a run (its lock) and how it stopped (its manifest's status)."""
+
+from __future__ import annotations
+
+from filelock import FileLock
+
+from compressor.errors import UserError
+from compressor.io import lock_or_refuse, write_json
+from compressor.provenance import now_iso
+from compressor.rundir.layout import RunDir, manifest_record
+
+
+def mark_stopped(
+    run: RunDir, attempt: str, status: str = "interrupted", reason: str | None = None
+) -> bool:
+    """Record in the manifest that the run this process started (its manifest carries this
+    process's `attempt` token) was stopped: "interrupted" (Ctrl-C, SIGTERM) or "failed".
+    `reason`: bad input found mid-run (a diverging loss), which --resume would meet again;
+    export and the gate repeat it instead of offering --resume.
+
+    A manifest left at "running" would read as a live run to anyone who lists runs. One that
+    another process wrote (a live run this process was refused, or an earlier crash) carries
+    another token: left alone. The checkpoint the run can resume from is untouched.
+    Returns whether this process had started the run (written its manifest) at all.
+    """
+    record = manifest_record(run)
+    if record is None or record.get("attempt") != attempt:
+        return False
+    if record.get("status") == "running":
+        reasons = {"reason": reason} if reason else {}
+        write_json(run.manifest, {**record, "status": status, status: now_iso(), **reasons})
+    return True
+
+
+def is_being_trained(run: RunDir) -> bool:
+    """Does a live process hold the run's lock? The kernel drops it when its holder dies, so
+    a "running" manifest with the lock free is a run that crashed or was killed (SIGKILL, out
+    of memory) before it could say so. A lock that cannot be taken to find out (a read-only
+    copy of the run) counts as held: the manifest is then taken at its word."""
+    if not run.lock.exists():
+        return False
+    try:
+        lock_run(run).release()
+    except UserError:
+        return True
+    return False
+
+
+def lock_run(run: RunDir) -> FileLock:
+    """The run's lock, taken without waiting; one line if another process holds it."""
+    busy = (
+        f"{run.root}: another process is training this run now (it holds {run.lock.name}); "
+        "wait for it to end, or set output.name to start a new one"
+    )
+    try:
+        return lock_or_refuse(run.lock, busy)
+    except OSError as error:
+        raise UserError(
+            f"{run.lock}: cannot lock the run directory ({error.strerror}); "
+            "choose another output.dir"
+        ) from None

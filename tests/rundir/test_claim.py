@@ -1,0 +1,84 @@
+"""compressor/rundir/claim.py: refusing and claiming a run directory."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from compressor.errors import UserError
+from compressor.rundir import (
+    RunDir,
+    check_run_dir,
+    claim_run_dir,
+)
+from tests.rundir.helpers import started_run
+
+
+def test_a_started_run_is_refused_with_advice_for_its_state(tmp_path: Path) -> None:
+    run = started_run(tmp_path / "run")
+    with pytest.raises(UserError, match="an unfinished run; use --resume to continue it"):
+        check_run_dir(run, resume=False, overwrite=False)
+    run.manifest.write_text(json.dumps({"status": "completed"}))
+    with pytest.raises(UserError, match="a completed run; use --overwrite to train it again"):
+        check_run_dir(run, resume=False, overwrite=False)
+
+
+def test_a_claimed_run_is_refused_to_everyone_else_until_released(tmp_path: Path) -> None:
+    """The lock is an OS lock (flock): it is the second claim, not the process, that is
+    refused, and it goes when the holder releases it or dies."""
+    run = started_run(tmp_path / "run")
+    held = claim_run_dir(run, resume=True, overwrite=False)
+    for resume, overwrite in [(True, False), (False, True)]:
+        with pytest.raises(UserError, match="another process is training this run now"):
+            claim_run_dir(run, resume=resume, overwrite=overwrite)
+    assert run.checkpoint.read_bytes() == b"old run"  # the refused --overwrite deleted nothing
+    held.release()
+    claim_run_dir(run, resume=True, overwrite=False).release()
+
+
+def test_a_finished_run_without_checkpoints_is_not_sent_to_overwrite(tmp_path: Path) -> None:
+    """--overwrite would train a completed run again from scratch: say it has completed."""
+    run = started_run(tmp_path / "run")
+    shutil.rmtree(run.checkpoint.parent)
+    run.manifest.write_text(json.dumps({"status": "completed"}))
+    with pytest.raises(UserError, match=r"nothing to resume .*; the run has completed"):
+        check_run_dir(run, resume=True, overwrite=False)
+
+
+def test_resuming_a_run_folder_that_is_not_there_says_where_it_was_looked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relative output.dir is read from the working folder: from another folder the run is
+    not found, and "drop --resume" alone would start a new run in the wrong place."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError) as relative:
+        check_run_dir(RunDir(Path("runs") / "r20"), resume=True, overwrite=False)
+    assert str(relative.value) == (
+        f"runs/r20: no such run to resume (output.dir is read from the working folder, here "
+        f"{tmp_path}); run the command from the folder the run was started in, or drop "
+        "--resume to start it here"
+    )
+    with pytest.raises(UserError, match=r"no such run to resume; check output.dir and output"):
+        check_run_dir(RunDir(tmp_path / "runs" / "r20"), resume=True, overwrite=False)
+
+
+def test_an_empty_checkpoints_folder_is_nothing_to_resume(tmp_path: Path) -> None:
+    run = RunDir(tmp_path / "run")
+    run.checkpoint.parent.mkdir(parents=True)
+    with pytest.raises(UserError, match=r"nothing to resume .*; drop --resume"):
+        check_run_dir(run, resume=True, overwrite=False)
+
+
+def test_a_checkpoints_folder_that_cannot_be_written_is_refused_before_training(
+    tmp_path: Path,
+) -> None:
+    """Found at the first checkpoint, it would cost an epoch and end in a traceback. (A file
+    in its place stands in for a read-only folder, which root could still write.)"""
+    run = RunDir(tmp_path / "run")
+    run.root.mkdir()
+    run.checkpoint.parent.write_bytes(b"")
+    with pytest.raises(UserError, match=r"checkpoints: cannot write the run directory"):
+        claim_run_dir(run, resume=False, overwrite=False)
