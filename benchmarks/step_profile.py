@@ -37,8 +37,8 @@ import compressor.methods.bank as bank_module
 from compressor.data import Dataset, load_dataset
 from compressor.engine.device import setup_device
 from compressor.engine.distributed import Distributed
-from compressor.engine.run import ready_teacher
 from compressor.engine.schedule import build_optimizer
+from compressor.engine.teacher import ready_teacher
 from compressor.engine.training import train_one_epoch
 from compressor.methods import build_method
 from compressor.methods.boundary import normalized_bounds

@@ -149,7 +149,7 @@ def models_command() -> None:
 @app.command("teacher", cls=_Command, short_help="Measure the recipe's teacher on its test set.")
 def teacher_command(path: RecipeFile) -> None:
     """Load the recipe's teacher and measure its test accuracy: the check before distilling."""
-    from compressor.engine.run import check_teacher
+    from compressor.engine.teacher import check_teacher
     from compressor.recipe import load_recipe
 
     recipe = load_recipe(path)

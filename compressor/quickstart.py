@@ -131,7 +131,8 @@ def _completed_run_result(path: Path, recipe: Recipe) -> RunResult | None:
     """The figures of the recipe's run, read from its report.json once `read_completed_run`
     (where export starts) finds it completed and whole. None otherwise: resuming finishes the
     run, or writes its lost files again from the last checkpoint."""
-    from compressor.engine.run import ModelSummary, RunResult
+    from compressor.engine.run import RunResult
+    from compressor.engine.scoring import ModelSummary
     from compressor.rundir import read_completed_run, run_dir_for
 
     run = run_dir_for(recipe, path)

@@ -75,9 +75,9 @@ def export_run(
     models: dict[str, nn.Module] = {"student": inputs.student}
     if with_teacher:
         models["teacher"] = read_teacher(inputs)
-    train_set, test_set = read_splits(inputs)
+    train_set, test_set = read_splits(inputs, with_train=options.int8)
     subset = inputs.recipe.data.max_train_samples
-    int8 = _int8_job(settings, train_set, options.tensorrt, subset) if options.int8 else None
+    int8 = None if train_set is None else _int8_job(settings, train_set, options.tensorrt, subset)
     bench = Bench(test_set, settings, inputs.run.root)
     given = _given_student(options.student_onnx, inputs, bench, options)
     _refuse_replacing(given, inputs.run.export_dir, models, options)

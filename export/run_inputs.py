@@ -16,7 +16,7 @@ from typing import Any
 
 from torch import nn
 
-from compressor.data import load_dataset
+from compressor.data import Dataset, ImageSet, load_dataset, load_test_split
 from compressor.errors import UserError
 from compressor.models import (
     create_model,
@@ -124,28 +124,31 @@ def read_teacher(inputs: RunInputs) -> nn.Module:
     return model
 
 
-def read_splits(inputs: RunInputs) -> tuple[EvalSet, EvalSet]:
-    """The recipe's (train, test) splits, normalised with the mean/std the student was
-    trained with: the test split is what every backend is scored on, the training split is
-    where INT8 calibration images come from."""
-    dataset = load_dataset(inputs.recipe.data)
-    shape = tuple(dataset.image_shape)
-    if shape != inputs.image_shape or dataset.num_classes != inputs.record["num_classes"]:
+def read_splits(inputs: RunInputs, with_train: bool) -> tuple[EvalSet | None, EvalSet]:
+    """The recipe's test split and, `with_train`, its training split (None otherwise),
+    normalised with the mean/std the student was trained with: the test split is what every
+    backend is scored on, the training split is where INT8 calibration images come from, so
+    an export without INT8 does not read it."""
+    data = load_dataset(inputs.recipe.data) if with_train else load_test_split(inputs.recipe.data)
+    shape = tuple(data.image_shape)
+    if shape != inputs.image_shape or data.num_classes != inputs.record["num_classes"]:
         raise UserError(
-            f"{inputs.run.root}: the recipe's data ({dataset.name}, {dataset.num_classes} "
+            f"{inputs.run.root}: the recipe's data ({data.name}, {data.num_classes} "
             f"classes of {list(shape)}) no longer matches student.pt "
             f"({inputs.record['num_classes']} classes of {list(inputs.image_shape)})"
         )
-    mean = tuple(inputs.record["mean"])
-    std = tuple(inputs.record["std"])
-    train, test = (
-        EvalSet(
-            name=dataset.name,
+
+    def normalised_like_student(split: ImageSet) -> EvalSet:
+        return EvalSet(
+            name=data.name,
             images=split.images.numpy(),
             labels=split.labels.numpy(),
-            mean=mean,
-            std=std,
+            mean=tuple(inputs.record["mean"]),
+            std=tuple(inputs.record["std"]),
         )
-        for split in (dataset.train, dataset.test)
-    )
-    return train, test
+
+    test = normalised_like_student(data.test)
+    if not with_train:
+        return None, test
+    assert isinstance(data, Dataset)  # load_dataset's
+    return normalised_like_student(data.train), test

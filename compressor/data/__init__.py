@@ -17,17 +17,20 @@ from compressor.data.load import (
     dataset_image_size,
     dataset_num_classes,
     load_dataset,
+    load_test_split,
 )
 from compressor.data.loader import BatchLoader
-from compressor.data.sets import Dataset, ImageSet
+from compressor.data.sets import Dataset, EvalData, ImageSet
 
 __all__ = [
     "BatchLoader",
     "Dataset",
+    "EvalData",
     "ImageSet",
     "check_stats_channels",
     "dataset_channels",
     "dataset_image_size",
     "dataset_num_classes",
     "load_dataset",
+    "load_test_split",
 ]

@@ -194,8 +194,10 @@ def _read_split(directory: Path, files: list[str], layout: _Layout) -> ImageSet:
     return ImageSet(torch.from_numpy(data), torch.from_numpy(labels))
 
 
-def read(cfg: DataConfig) -> tuple[ImageSet, ImageSet, list[str]]:
-    """Train and test splits plus class names; downloads first if allowed and missing."""
+def read(cfg: DataConfig, with_train: bool = True) -> tuple[ImageSet | None, ImageSet, list[str]]:
+    """Train (None unless `with_train`) and test splits plus class names; downloads first if
+    allowed and missing. The training batches must be there either way (finding them all is
+    how a folder is known to hold the data set), but only read `with_train`."""
     layout = LAYOUTS[cfg.name]
     directory = _batches_dir(cfg, layout)
     meta = _unpickle(directory / layout.meta_file)
@@ -206,6 +208,6 @@ def read(cfg: DataConfig) -> tuple[ImageSet, ImageSet, list[str]]:
             f"{layout.num_classes} class names; is this {layout.title}?"
         )
     classes = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
-    train = _read_split(directory, layout.train_files, layout)
+    train = _read_split(directory, layout.train_files, layout) if with_train else None
     test = _read_split(directory, [layout.test_file], layout)
     return train, test, classes

@@ -24,8 +24,9 @@ def num_classes(cfg: DataConfig) -> int:
     return NUM_CLASSES
 
 
-def read(cfg: DataConfig) -> tuple[ImageSet, ImageSet, list[str]]:
-    """Train (1437) and test (360) splits, uint8 [N, 1, 8, 8] scaled from 0..16 to 0..255."""
+def read(cfg: DataConfig, with_train: bool = True) -> tuple[ImageSet | None, ImageSet, list[str]]:
+    """Train (1437; None unless `with_train`) and test (360) splits, uint8 [N, 1, 8, 8]
+    scaled from 0..16 to 0..255."""
     bunch = load_digits()
     pixels = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)[:, None]
     labels = bunch.target.astype(np.int64)
@@ -33,4 +34,5 @@ def read(cfg: DataConfig) -> tuple[ImageSet, ImageSet, list[str]]:
     test_index = balanced_indices(labels, TEST_SIZE, SPLIT_SEED)
     train_index = np.setdiff1d(np.arange(len(labels)), test_index)
     classes = [str(digit) for digit in range(NUM_CLASSES)]
-    return everything.select(train_index), everything.select(test_index), classes
+    train = everything.select(train_index) if with_train else None
+    return train, everything.select(test_index), classes

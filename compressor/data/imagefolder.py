@@ -67,12 +67,17 @@ def num_classes(cfg: DataConfig) -> int:
     count the data never has, and the mismatch reported instead of the folder. So each class
     folder must hold an image (the first one found is enough), as `read` requires.
     """
-    train = _train_dir(require_root(cfg))
+    return len(_checked_classes(_train_dir(require_root(cfg))))
+
+
+def _checked_classes(train: Path) -> list[str]:
+    """The classes, each folder checked for an image (the first one found) without listing
+    or decoding the training split."""
     classes = _classes(train)
     empty = next((name for name in classes if not has_images(train / name)), None)
     if empty is not None:
         raise _no_images(train / empty)
-    return len(classes)
+    return classes
 
 
 def native_size(cfg: DataConfig) -> tuple[int, int]:
@@ -114,26 +119,34 @@ def _files(split_dir: Path, classes: list[str], require_all: bool) -> tuple[list
     return paths, labels
 
 
-def read(cfg: DataConfig) -> tuple[ImageSet, ImageSet, list[str]]:
-    """Decode train and val/test images into uint8 tensors."""
+def read(cfg: DataConfig, with_train: bool = True) -> tuple[ImageSet | None, ImageSet, list[str]]:
+    """Decode val/test images and, when `with_train`, train images into uint8 tensors.
+
+    Without `with_train` no training image is listed or decoded, but the classes are still
+    train/'s folder names, each required to hold an image as reading the split requires: the
+    labels are the ones training used, and a folder training refuses is refused here too.
+    """
     root = require_root(cfg)
     train_dir = _train_dir(root)
-    classes = _classes(train_dir)
+    classes = _classes(train_dir) if with_train else _checked_classes(train_dir)
     # List both splits before decoding either, so layout mistakes surface in a second.
-    listed = [_files(train_dir, classes, True), _files(_test_dir(root), classes, False)]
+    train_listed = _files(train_dir, classes, True) if with_train else None
+    test_listed = _files(_test_dir(root), classes, False)
     # Image folders are normalised by data.mean/std or ImageNet's, never by statistics taken
     # over the whole split: decode only the images data.max_*_samples keeps (the ones
     # load_dataset would keep), so a quick run on a large folder of photos does not decode
     # them all.
-    counts = (cfg.max_train_samples, cfg.max_test_samples)
-    listed = [
-        _kept(paths, labels, count) for (paths, labels), count in zip(listed, counts, strict=True)
-    ]
-    train, test = (
-        ImageSet(decode_images(paths, cfg.image_size), torch.tensor(labels, dtype=torch.int64))
-        for paths, labels in listed
+    train = (
+        None
+        if train_listed is None
+        else _decoded(*_kept(*train_listed, cfg.max_train_samples), cfg.image_size)
     )
+    test = _decoded(*_kept(*test_listed, cfg.max_test_samples), cfg.image_size)
     return train, test, classes
+
+
+def _decoded(paths: list[Path], labels: list[int], image_size: int | None) -> ImageSet:
+    return ImageSet(decode_images(paths, image_size), torch.tensor(labels, dtype=torch.int64))
 
 
 def _kept(paths: list[Path], labels: list[int], count: int | None) -> tuple[list[Path], list[int]]:

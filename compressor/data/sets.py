@@ -45,22 +45,19 @@ class ImageSet:
 
 
 @dataclass
-class Dataset:
-    """Both splits plus everything needed to train on them and to deploy the result.
+class EvalData:
+    """What scoring a model needs: the test split, the class names and the resolved mean/std.
 
-    mean/std/crop_padding/flip are resolved: the recipe's value when given, else the data
-    set's default. They travel with the run (and into the ONNX metadata), so the student is
-    always fed the same normalisation it was trained with.
+    `compress teacher` and an export without INT8 score on the test split alone; loading
+    only this (`load_test_split`) spares them decoding the training split, minutes on a
+    large image folder.
     """
 
     name: str
-    train: ImageSet
     test: ImageSet
     classes: list[str]
     mean: tuple[float, ...]
     std: tuple[float, ...]
-    crop_padding: int
-    flip: bool
 
     @property
     def num_classes(self) -> int:
@@ -68,9 +65,23 @@ class Dataset:
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
-        """(C, H, W) of one image."""
-        channels, height, width = self.train.images.shape[1:]
+        """(C, H, W) of one image (loading checks that both splits share it)."""
+        channels, height, width = self.test.images.shape[1:]
         return channels, height, width
+
+
+@dataclass
+class Dataset(EvalData):
+    """Both splits plus everything needed to train on them and to deploy the result.
+
+    mean/std/crop_padding/flip are resolved: the recipe's value when given, else the data
+    set's default. They travel with the run (and into the ONNX metadata), so the student is
+    always fed the same normalisation it was trained with.
+    """
+
+    train: ImageSet
+    crop_padding: int
+    flip: bool
 
 
 SUBSET_SEED = 0  # fixed, not the recipe seed: max_*_samples must pick the same images every run

@@ -14,7 +14,13 @@ from pathlib import Path
 
 import torch
 
-from compressor.data.files import decode_images, list_images, require_root, root_text
+from compressor.data.files import (
+    decode_images,
+    has_images,
+    list_images,
+    require_root,
+    root_text,
+)
 from compressor.data.sets import ImageSet
 from compressor.errors import UserError
 from compressor.recipe import DataConfig
@@ -57,16 +63,31 @@ def _class_names(root: Path, wnids: list[str]) -> list[str]:
     return [words.get(wnid) or wnid for wnid in wnids]
 
 
+def _train_folder(root: Path, wnid: str) -> Path:
+    return root / "train" / wnid / "images"
+
+
+def _no_training_images(folder: Path) -> UserError:
+    return UserError(f"{folder} has no images; every class in wnids.txt needs training images")
+
+
+def _check_train_folders(root: Path, wnids: list[str]) -> None:
+    """Refuse a class without training images, as reading the training split does, from the
+    first image found in each folder: scoring on the test split alone lists no more."""
+    for wnid in wnids:
+        folder = _train_folder(root, wnid)
+        if not (folder.is_dir() and has_images(folder)):
+            raise _no_training_images(folder)
+
+
 def _train_files(root: Path, wnids: list[str]) -> tuple[list[Path], list[int]]:
     paths: list[Path] = []
     labels: list[int] = []
     for label, wnid in enumerate(wnids):
-        folder = root / "train" / wnid / "images"
+        folder = _train_folder(root, wnid)
         files = list_images(folder) if folder.is_dir() else []
         if not files:
-            raise UserError(
-                f"{folder} has no images; every class in wnids.txt needs training images"
-            )
+            raise _no_training_images(folder)
         paths += files
         labels += [label] * len(files)
     return paths, labels
@@ -95,14 +116,19 @@ def _val_files(root: Path, wnids: list[str]) -> tuple[list[Path], list[int]]:
     return paths, labels
 
 
-def read(cfg: DataConfig) -> tuple[ImageSet, ImageSet, list[str]]:
-    """Decode both splits (about 100k + 10k JPEGs for the full set)."""
+def read(cfg: DataConfig, with_train: bool = True) -> tuple[ImageSet | None, ImageSet, list[str]]:
+    """Decode the val split (10k JPEGs for the full set) and, when `with_train`, the training
+    split (100k)."""
     root = _find_root(cfg)
     wnids = _wnids(root)
     # List both splits before decoding either, so layout mistakes surface in a second.
-    listed = [_train_files(root, wnids), _val_files(root, wnids)]
-    train, test = (
-        ImageSet(decode_images(paths, cfg.image_size), torch.tensor(labels, dtype=torch.int64))
-        for paths, labels in listed
-    )
-    return train, test, _class_names(root, wnids)
+    if not with_train:
+        _check_train_folders(root, wnids)
+    train_listed = _train_files(root, wnids) if with_train else None
+    val_paths, val_labels = _val_files(root, wnids)
+    train = None if train_listed is None else _decoded(*train_listed, cfg.image_size)
+    return train, _decoded(val_paths, val_labels, cfg.image_size), _class_names(root, wnids)
+
+
+def _decoded(paths: list[Path], labels: list[int], image_size: int | None) -> ImageSet:
+    return ImageSet(decode_images(paths, image_size), torch.tensor(labels, dtype=torch.int64))

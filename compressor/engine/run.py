@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from compressor.data import BatchLoader, Dataset, ImageSet, load_dataset
+from compressor.data import BatchLoader, Dataset, load_dataset
 from compressor.engine.checkpoint import (
     load_checkpoint,
     restore_rng_state,
@@ -35,22 +35,17 @@ from compressor.engine.device import (
 from compressor.engine.distributed import Distributed, ddp_wrap, init_distributed
 from compressor.engine.evaluate import Evaluation, agreement, evaluate
 from compressor.engine.schedule import build_optimizer
+from compressor.engine.scoring import ModelSummary, eval_loader, model_summary
+from compressor.engine.teacher import PreparedTeacher, prepare_teacher, teacher_source
 from compressor.engine.training import EpochResult, StepCallback, train_one_epoch
 from compressor.errors import UserError
 from compressor.io import append_line, file_sha256, save_torch, write_json, write_text
 from compressor.methods import Method, build_method, training_module
 from compressor.methods.boundary import normalized_bounds
 from compressor.models import (
-    check_builds_the_same_weights,
-    check_teacher_output,
-    count_flops,
-    count_parameters,
     create_model,
-    load_teacher,
     student_kwargs,
 )
-from compressor.models.fingerprint import weights_sha256
-from compressor.models.inference import fold_batchnorm
 from compressor.models.probe import check_student_output
 from compressor.preflight import check_recipe, unused_settings
 from compressor.provenance import (
@@ -76,13 +71,6 @@ from compressor.rundir import (
 
 
 @dataclass(frozen=True)
-class ModelSummary:
-    accuracy: float
-    parameters: int
-    flops: int
-
-
-@dataclass(frozen=True)
 class RunResult:
     run: RunDir
     student: ModelSummary
@@ -104,93 +92,6 @@ class RunObserver:
         self, epoch: int, epochs: int, result: EpochResult, test: float | None
     ) -> None:
         """Called at the end of each epoch; `test` is None when the epoch was not scored."""
-
-
-def _eval_loader(split: ImageSet, dataset: Dataset, recipe: Recipe, setup: DeviceSetup):
-    return BatchLoader(
-        split,
-        batch_size=recipe.train.eval_batch_size,
-        device=setup.device,
-        mean=dataset.mean,
-        std=dataset.std,
-        train=False,
-        channels_last=setup.channels_last,
-    )
-
-
-def _summary(model: nn.Module, evaluation: Evaluation, dataset: Dataset) -> ModelSummary:
-    """Accuracy and size; the size of the model as defined, batch norm unfolded, so teacher
-    and student compare like for like and the counts match the architectures' usual ones."""
-    return ModelSummary(
-        accuracy=evaluation.accuracy,
-        parameters=count_parameters(model),
-        flops=count_flops(model, dataset.image_shape),
-    )
-
-
-def ready_teacher(teacher: nn.Module, setup: DeviceSetup) -> nn.Module:
-    """The frozen teacher as training runs it: batch norm folded, on the device, its layout."""
-    teacher = fold_batchnorm(teacher).to(setup.device)
-    if setup.channels_last:
-        teacher = teacher.to(memory_format=torch.channels_last)
-    return teacher
-
-
-@dataclass(frozen=True)
-class PreparedTeacher:
-    model: nn.Module  # ready to run: folded, on the device
-    evaluation: Evaluation
-    summary: ModelSummary
-    weights_sha256: str  # of the weights as loaded (compressor/models/fingerprint.py)
-
-
-def _prepare_teacher(recipe: Recipe, dataset: Dataset, setup: DeviceSetup) -> PreparedTeacher:
-    """Load the teacher, ready it, and refuse to distil from one that does not score."""
-    assert recipe.teacher is not None
-    loaded = load_teacher(recipe.teacher, dataset.num_classes, dataset.image_shape[0])
-    fingerprint = weights_sha256(loaded)  # before folding changes the weights
-    if recipe.teacher.checkpoint is None:
-        check_builds_the_same_weights(
-            recipe.teacher, dataset.num_classes, dataset.image_shape[0], fingerprint
-        )
-    teacher = ready_teacher(loaded, setup)
-    test_loader = _eval_loader(dataset.test, dataset, recipe, setup)
-    # A TorchScript, exported or entrypoint teacher has no class count to check at load time:
-    # one real batch shows a wrong output shape as one line, not as a crash inside a loss.
-    probe, _ = next(iter(test_loader))
-    check_teacher_output(teacher, probe[:2], dataset.num_classes)
-    evaluation = evaluate(teacher, test_loader, setup)
-    if evaluation.accuracy < recipe.teacher.min_accuracy:
-        named = recipe.teacher.arch or recipe.teacher.entrypoint  # not a self-contained file
-        builder = f"{recipe.teacher.builder()} and " if named else ""
-        raise UserError(
-            f"the teacher scores {evaluation.accuracy:.2f} % on the {dataset.name} test set, below "
-            f"teacher.min_accuracy {recipe.teacher.min_accuracy:.2f} %; check {builder}"
-            "teacher.checkpoint, and that data.mean/std match the teacher's training"
-        )
-    return PreparedTeacher(teacher, evaluation, _summary(loaded, evaluation, dataset), fingerprint)
-
-
-def check_teacher(recipe: Recipe, source: str) -> tuple[ModelSummary, int]:
-    """Load and score the recipe's teacher alone: the quick check before a long run."""
-    if recipe.teacher is None:
-        raise UserError(f"{source}: teacher: the recipe has no teacher: section to check")
-    check_recipe(recipe, source, needs_teacher=True)
-    with restored_torch_settings():
-        setup = setup_device(recipe.train)
-        dataset = load_dataset(recipe.data)
-        prepared = _prepare_teacher(recipe, dataset, setup)
-        return prepared.summary, prepared.evaluation.count
-
-
-def _teacher_source(recipe: Recipe) -> str:
-    """Where the teacher came from, as the run resolved it: a recipe run from another folder
-    than its author's may find another file at a relative path, and this line shows which."""
-    teacher = recipe.teacher
-    assert teacher is not None
-    if teacher.checkpoint is not None:
-        return str(teacher.checkpoint)
-    return f"{teacher.builder()} (no checkpoint)"
 
 
 def _student_record(recipe: Recipe, dataset: Dataset, student: nn.Module) -> dict[str, Any]:
@@ -411,7 +312,7 @@ def _build_models(context: _Context, dataset: Dataset, resume: bool) -> _Models:
     student = student.to(setup.device)
     if setup.channels_last:
         student = student.to(memory_format=torch.channels_last)
-    probe, _ = next(iter(_eval_loader(dataset.test, dataset, recipe, setup)))
+    probe, _ = next(iter(eval_loader(dataset.test, dataset, recipe, setup)))
     check_student_output(student, recipe.student.arch, probe[:2], dataset.num_classes)
     trained = training_module(recipe.method, student)
     if context.distributed.enabled:  # the student only: the frozen teacher has nothing to sync
@@ -432,9 +333,9 @@ def _load_pinned_teacher(context: _Context, dataset: Dataset, resume: bool) -> P
     """The teacher, and which one: its weights hash is printed and recorded in the manifest,
     so that a resume or an export that finds another file at teacher.checkpoint refuses
     instead of mixing two teachers."""
-    prepared = _prepare_teacher(context.recipe, dataset, context.setup)
+    prepared = prepare_teacher(context.recipe, dataset, context.setup)
     context.observer.message(
-        f"teacher {_teacher_source(context.recipe)} (weights sha256 "
+        f"teacher {teacher_source(context.recipe)} (weights sha256 "
         f"{prepared.weights_sha256[:12]}): test accuracy {prepared.evaluation.accuracy:.2f} %"
     )
     if resume:
@@ -556,7 +457,7 @@ def _train_epochs(
         channels_last=setup.channels_last,
         max_steps=recipe.train.max_steps_per_epoch,
     )
-    test_loader = _eval_loader(dataset.test, dataset, recipe, setup)
+    test_loader = eval_loader(dataset.test, dataset, recipe, setup)
     epochs = recipe.train.epochs
     student_eval: Evaluation | None = None
     for epoch in range(start_epoch, epochs):
@@ -621,7 +522,7 @@ def _finish(
         top1_agreement = agreement(teacher.evaluation.predictions, student_eval.predictions)
     result = RunResult(
         run,
-        _summary(models.student, student_eval, dataset),
+        model_summary(models.student, student_eval, dataset),
         teacher.summary if teacher else None,
         top1_agreement,
         context.main,

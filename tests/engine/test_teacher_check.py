@@ -6,9 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
-from compressor.engine.run import check_teacher
+from compressor.engine.teacher import check_teacher
+from compressor.models import create_model
 from compressor.recipe import parse_recipe
+from tests.data.image_files import make_imagefolder
 
 
 @pytest.mark.parametrize(
@@ -34,3 +37,25 @@ def test_shared_teacher_scores_its_published_accuracy(
     summary, count = check_teacher(recipe, "test")
     assert count == 10_000
     assert summary.accuracy == pytest.approx(published, abs=0.05)
+
+
+def test_teacher_check_reads_no_training_image(tmp_path: Path) -> None:
+    """Scoring needs the test split alone: a damaged training photo is not opened."""
+    root = make_imagefolder(tmp_path, classes=("ant", "bee"))
+    for path in (root / "train").rglob("*"):
+        if path.suffix in (".png", ".JPG"):
+            path.write_bytes(b"damaged")
+    checkpoint = tmp_path / "teacher.pt"
+    torch.save(create_model("resnet8", 2, 3).state_dict(), checkpoint)
+    recipe = parse_recipe(
+        {
+            "teacher": {"arch": "resnet8", "checkpoint": str(checkpoint), "min_accuracy": 0},
+            "student": {"arch": "resnet8"},
+            "data": {"name": "imagefolder", "root": str(root)},
+            "method": {"name": "kd"},
+            "train": {"device": "cpu"},
+        }
+    )
+    summary, count = check_teacher(recipe, "test")
+    assert count == 2
+    assert summary.parameters > 0

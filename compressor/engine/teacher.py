@@ -1,0 +1,88 @@
+"""The teacher as a run uses it: loaded, checked to score, its weights fingerprinted, folded
+and placed on the device. `compress teacher` runs the same steps alone, on the test split
+only, as the quick check before a long distillation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from compressor.data import EvalData, load_test_split
+from compressor.engine.device import DeviceSetup, restored_torch_settings, setup_device
+from compressor.engine.evaluate import Evaluation, evaluate
+from compressor.engine.scoring import ModelSummary, eval_loader, model_summary
+from compressor.errors import UserError
+from compressor.models import check_builds_the_same_weights, check_teacher_output, load_teacher
+from compressor.models.fingerprint import weights_sha256
+from compressor.models.inference import fold_batchnorm
+from compressor.preflight import check_recipe
+from compressor.recipe import Recipe
+
+
+def ready_teacher(teacher: nn.Module, setup: DeviceSetup) -> nn.Module:
+    """The frozen teacher as training runs it: batch norm folded, on the device, its layout."""
+    teacher = fold_batchnorm(teacher).to(setup.device)
+    if setup.channels_last:
+        teacher = teacher.to(memory_format=torch.channels_last)
+    return teacher
+
+
+@dataclass(frozen=True)
+class PreparedTeacher:
+    model: nn.Module  # ready to run: folded, on the device
+    evaluation: Evaluation
+    summary: ModelSummary
+    weights_sha256: str  # of the weights as loaded (compressor/models/fingerprint.py)
+
+
+def prepare_teacher(recipe: Recipe, dataset: EvalData, setup: DeviceSetup) -> PreparedTeacher:
+    """Load the teacher, ready it, and refuse to distil from one that does not score."""
+    assert recipe.teacher is not None
+    loaded = load_teacher(recipe.teacher, dataset.num_classes, dataset.image_shape[0])
+    fingerprint = weights_sha256(loaded)  # before folding changes the weights
+    if recipe.teacher.checkpoint is None:
+        check_builds_the_same_weights(
+            recipe.teacher, dataset.num_classes, dataset.image_shape[0], fingerprint
+        )
+    teacher = ready_teacher(loaded, setup)
+    test_loader = eval_loader(dataset.test, dataset, recipe, setup)
+    # A TorchScript, exported or entrypoint teacher has no class count to check at load time:
+    # one real batch shows a wrong output shape as one line, not as a crash inside a loss.
+    probe, _ = next(iter(test_loader))
+    check_teacher_output(teacher, probe[:2], dataset.num_classes)
+    evaluation = evaluate(teacher, test_loader, setup)
+    if evaluation.accuracy < recipe.teacher.min_accuracy:
+        named = recipe.teacher.arch or recipe.teacher.entrypoint  # not a self-contained file
+        builder = f"{recipe.teacher.builder()} and " if named else ""
+        raise UserError(
+            f"the teacher scores {evaluation.accuracy:.2f} % on the {dataset.name} test set, below "
+            f"teacher.min_accuracy {recipe.teacher.min_accuracy:.2f} %; check {builder}"
+            "teacher.checkpoint, and that data.mean/std match the teacher's training"
+        )
+    return PreparedTeacher(
+        teacher, evaluation, model_summary(loaded, evaluation, dataset), fingerprint
+    )
+
+
+def check_teacher(recipe: Recipe, source: str) -> tuple[ModelSummary, int]:
+    """Load and score the recipe's teacher alone: the quick check before a long run."""
+    if recipe.teacher is None:
+        raise UserError(f"{source}: teacher: the recipe has no teacher: section to check")
+    check_recipe(recipe, source, needs_teacher=True)
+    with restored_torch_settings():
+        setup = setup_device(recipe.train)
+        # The test split alone: scoring needs no training images.
+        prepared = prepare_teacher(recipe, load_test_split(recipe.data), setup)
+        return prepared.summary, prepared.evaluation.count
+
+
+def teacher_source(recipe: Recipe) -> str:
+    """Where the teacher came from, as the run resolved it: a recipe run from another folder
+    than its author's may find another file at a relative path, and this line shows which."""
+    teacher = recipe.teacher
+    assert teacher is not None
+    if teacher.checkpoint is not None:
+        return str(teacher.checkpoint)
+    return f"{teacher.builder()} (no checkpoint)"
