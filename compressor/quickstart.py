@@ -149,7 +149,7 @@ def _check_begun_with(path: Path, recipe: Recipe) -> None:
     """Refuse to skip or resume a run begun with another recipe than `path` says now (it was
     edited since): the quickstart would report, or go on with, a run the recipe does not
     describe."""
-    from compressor.engine.run import recipe_changes, started_recipe
+    from compressor.engine.resume import recipe_changes, started_recipe
     from compressor.rundir import run_dir_for
 
     run = run_dir_for(recipe, path)

@@ -8,9 +8,7 @@ recipe, data, and teacher have proven good, so a bad input never leaves a half-m
 from __future__ import annotations
 
 import json
-import shlex
 import uuid
-from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -34,6 +32,7 @@ from compressor.engine.device import (
 )
 from compressor.engine.distributed import Distributed, ddp_wrap, init_distributed
 from compressor.engine.evaluate import Evaluation, agreement, evaluate
+from compressor.engine.resume import check_same_recipe, drop_metrics_after, interrupted_message
 from compressor.engine.schedule import build_optimizer
 from compressor.engine.scoring import ModelSummary, eval_loader, model_summary
 from compressor.engine.teacher import PreparedTeacher, prepare_teacher, teacher_source
@@ -52,9 +51,8 @@ from compressor.provenance import (
     manifest,
     now_iso,
     trained_recipe_sha256,
-    with_free_settings_of,
 )
-from compressor.recipe import CEMethod, Recipe, load_recipe, recipe_differences, recipe_to_yaml
+from compressor.recipe import CEMethod, Recipe, recipe_to_yaml
 from compressor.reporting.run_report import write_run_report
 from compressor.rundir import (
     RunDir,
@@ -62,11 +60,9 @@ from compressor.rundir import (
     check_same_teacher,
     claim_run_dir,
     discard_replaced_run,
-    has_checkpoint,
     mark_stopped,
     run_dir_for,
     set_aside_note,
-    training_command,
 )
 
 
@@ -293,7 +289,7 @@ def _check_run_dir(context: _Context, resume: bool, overwrite: bool) -> None:
     if context.main:
         check_run_dir(context.run, resume=resume, overwrite=overwrite)
         if resume:
-            _check_same_recipe(context.run, context.recipe, context.source)
+            check_same_recipe(context.run, context.recipe, context.source)
 
 
 def _build_models(context: _Context, dataset: Dataset, resume: bool) -> _Models:
@@ -419,7 +415,7 @@ def _restore(
     restore_rng_state(state["rng"], context.setup.device)
     start_epoch = state["epoch"]
     if context.main:
-        _drop_metrics_after(run.metrics, start_epoch, context.observer.message)
+        drop_metrics_after(run.metrics, start_epoch, context.observer.message)
     if start_epoch >= context.recipe.train.epochs:
         context.observer.message(
             f"{run.root} has trained its last epoch ({start_epoch}); writing its student.pt, "
@@ -544,103 +540,6 @@ def _finish(
     if discard_replaced_run(run):
         context.observer.message(f"removed {run.set_aside}, the run this one replaced")
     return result
-
-
-def interrupted_message(
-    run: RunDir, source: str, distill: bool, torchrun: bool, ended: str = "interrupted"
-) -> str:
-    """What to type after Ctrl-C (or a crash, `ended` "failed"): resume from a checkpoint, or
-    start again if none was written (the CLI's framework exits 130 without a word). Quoted for
-    the shell: a recipe path with a space must paste back as one argument."""
-    if has_checkpoint(run):  # last.pt, or previous-last.pt that --resume falls back to
-        said, flag = f"{ended}; continue from the last finished epoch with", "--resume"
-    else:
-        said, flag = f"{ended} before the first epoch finished; start again with", "--overwrite"
-    if torchrun:
-        return f"{said} the same torchrun command, {flag} added{set_aside_note(run)}"
-    command = shlex.join(["compress", "distill" if distill else "train", source, flag])
-    return f"{said}: {command}{set_aside_note(run)}"
-
-
-def _check_same_recipe(run: RunDir, recipe: Recipe, source: str) -> None:
-    """Refuse to resume with another recipe than the one the run started with."""
-    started_with = started_recipe(run, recipe)
-    if started_with == recipe:
-        return
-    if started_with is not None and (started_with.teacher is None) != (recipe.teacher is None):
-        command = training_command(started_with)
-        raise UserError(
-            f"{source}: {run.root} was started by `compress {command}`; resume it with "
-            f"`compress {command} {source} --resume`"
-        )
-    raise UserError(
-        f"{source}: the recipe changed since {run.root} started "
-        f"({recipe_changes(started_with, recipe)}); resume with the same recipe, or start a "
-        "new run (output.name) or --overwrite"
-    )
-
-
-def started_recipe(run: RunDir, recipe: Recipe) -> Recipe | None:
-    """The recipe `run` started with, to compare with `recipe` (== means the same run);
-    None when its recipe.yaml cannot be read.
-
-    Read from the run's recipe.yaml (every value resolved when it started) by this
-    compressor: a field added since takes its default on both sides, while a default that
-    changed since shows up as a difference, because the run pinned the old one. Where files
-    are and how the run is exported and gated (provenance.FREE_TO_CHANGE) are taken from
-    `recipe`: changing them does not make another run.
-    """
-    try:
-        started_with = load_recipe(run.recipe, started=True)
-    except UserError:
-        return None
-    started_with = with_free_settings_of(started_with, recipe)
-    granted = recipe.teacher is not None and recipe.teacher.trust_pickle
-    if started_with.teacher is not None and granted:
-        # Trust may be given on resume: runs started before TorchScript and torch.export
-        # teachers needed it must be able to go on (the file is the same; only its trust).
-        trusted = started_with.teacher.model_copy(update={"trust_pickle": True})
-        started_with = started_with.model_copy(update={"teacher": trusted})
-    return started_with
-
-
-def recipe_changes(started_with: Recipe | None, recipe: Recipe, shown: int = 3) -> str:
-    """The first few changed settings, run value → new value, for a refusal's one line."""
-    if started_with is None:
-        return "its recipe.yaml cannot be read as a recipe"
-    differences = recipe_differences(started_with, recipe) or ["compare with its recipe.yaml"]
-    more = len(differences) - shown
-    return "; ".join(differences[:shown]) + (f"; and {more} more" if more > 0 else "")
-
-
-def _drop_metrics_after(path: Path, epoch: int, warn: Callable[[str], None]) -> None:
-    """A kill between the metrics line and the checkpoint leaves an epoch that will rerun.
-    A damaged line (a disk error, an edit) is dropped with a warning rather than left to stop
-    every later resume and the final report."""
-    if not path.exists():
-        return
-    kept, damaged = [], 0
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        if not line.strip():
-            continue
-        done = _epoch_of(line)
-        if done is None:
-            damaged += 1
-        elif done <= epoch:
-            kept.append(line)
-    if damaged:
-        warn(f"warning: {path}: dropped {damaged} damaged line(s); their epochs have no metrics")
-    write_text(path, "".join(f"{line}\n" for line in kept))
-
-
-def _epoch_of(line: str) -> int | None:
-    """The epoch a metrics line records, or None when the line is not one."""
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError:
-        return None
-    epoch = record.get("epoch") if isinstance(record, dict) else None
-    return epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else None
 
 
 def _metrics_line(epoch: int, result: EpochResult, test: Evaluation | None) -> dict[str, Any]:

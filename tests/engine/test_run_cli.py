@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from compressor.cli import app
 from compressor.data import load_dataset
-from compressor.engine.run import RunObserver, interrupted_message, run_training
+from compressor.engine.run import RunObserver, run_training
 from compressor.errors import UserError
 from compressor.models import create_model
 from compressor.recipe import DataConfig, load_recipe
@@ -348,20 +348,6 @@ def test_a_crashed_run_is_marked_failed_and_export_says_how_to_resume(
     assert "the run failed, not completed" in line
     assert run_cli(capsys, "train", str(recipe), "--resume").code == 0
     assert json.loads((run / "manifest.json").read_text())["status"] == "completed"
-
-
-def test_an_interrupt_before_any_checkpoint_says_start_again_not_resume(tmp_path: Path) -> None:
-    run = RunDir(tmp_path / "run")
-    message = interrupted_message(run, "r.yaml", distill=True, torchrun=False)
-    assert "compress distill r.yaml --overwrite" in message and "--resume" not in message
-    run.checkpoint.parent.mkdir(parents=True)
-    run.checkpoint.write_bytes(b"")
-    message = interrupted_message(run, "r.yaml", distill=False, torchrun=False)
-    assert message.endswith("compress train r.yaml --resume")
-    torchrun = interrupted_message(run, "r.yaml", distill=False, torchrun=True)
-    assert torchrun.endswith("with the same torchrun command, --resume added")
-    spaced = interrupted_message(run, "my recipe.yaml", distill=False, torchrun=False)
-    assert spaced.endswith("compress train 'my recipe.yaml' --resume")
 
 
 def test_resume_continues_to_the_same_student(
