@@ -34,9 +34,9 @@ from compressor.errors import UserError
 from compressor.io import file_sha256
 from compressor.recipe import ExportConfig
 from compressor.rundir import RunDir
-from export.bench import EVAL_BATCH, Artifact, Bench
-from export.onnx_export import check_classifier_io, export_onnx, fixed_batch, load_onnx
-from export.onnx_inspect import onnx_precision
+from export.bench import Artifact, Bench
+from export.given_student import given_student, refuse_replacing
+from export.onnx_export import export_onnx
 from export.onnxruntime_runner import OnnxRuntimeRunner
 from export.publish import publish
 from export.quantize import Int8Settings, calibration_batch, quantize_int8, resolve_settings
@@ -79,8 +79,8 @@ def export_run(
     subset = inputs.recipe.data.max_train_samples
     int8 = None if train_set is None else _int8_job(settings, train_set, options.tensorrt, subset)
     bench = Bench(test_set, settings, inputs.run.root)
-    given = _given_student(options.student_onnx, inputs, bench, options)
-    _refuse_replacing(given, inputs.run.export_dir, models, options)
+    given = given_student(options.student_onnx, inputs, bench, options)
+    refuse_replacing(given, inputs.run.export_dir, models, options)
     report = ExportReport(
         run=inputs.run.root,
         recipe_sha256=inputs.recipe_sha256,
@@ -112,45 +112,17 @@ def export_run(
                 # 3. Per model: the PyTorch reference (computed once), then ONNX Runtime.
                 references: dict[str, np.ndarray] = {}
                 for name, model in models.items():
-                    say(f"{name}: PyTorch reference on {len(bench.eval_set):,} test images")
-                    # Only after the export: it changes the weights' layout.
-                    torch_runner = TorchRunner(model)
-                    references[name] = predict(torch_runner.infer, bench.eval_set, bench.eval_batch)
-                    source = inputs.run.student if name == "student" else _teacher_file(inputs)
-                    report.results.append(
-                        Result(
-                            model=name,
-                            backend=torch_runner.backend,
-                            precision="fp32",
-                            device=torch_runner.device,
-                            file=bench.display(source),
-                            size_bytes=source.stat().st_size if source is not None else None,
-                            sha256=file_sha256(source) if source is not None else None,
-                            accuracy=accuracy(references[name], bench.eval_set.labels),
-                            parity=None,
-                            latency=bench.latencies(torch_runner.infer),
-                        )
-                    )
+                    row, references[name] = _pytorch_reference(name, model, inputs, bench, say)
+                    report.results.append(row)
                     if options.onnxruntime:
-                        for artifact in artifacts[name]:
-                            say(f"{name}: ONNX Runtime on {artifact.path.name}")
-                            ort_runner = OnnxRuntimeRunner(artifact.path)
-                            report.results.append(
-                                bench.measure(artifact, ort_runner, artifact.path, references[name])
-                            )
+                        report.results.extend(
+                            _onnxruntime_rows(artifacts[name], references[name], bench, say)
+                        )
 
                 # 4. TensorRT, from the same ONNX files.
                 if options.tensorrt:
-                    try:
-                        assert gpu is not None  # _refuse_missing_tensorrt refused without one
-                        for files in artifacts.values():
-                            for artifact in files:
-                                reference = references[artifact.model]
-                                report.results.append(
-                                    _tensorrt(artifact, reference, bench, gpu, say)
-                                )
-                    except UserError as error:
-                        report.problems.extend(error.lines)
+                    assert gpu is not None  # _refuse_missing_tensorrt refused without one
+                    _tensorrt_rows(artifacts, references, bench, gpu, report, say)
 
             # 5. Speedups, the precision comparison, warnings; the files, then the report.
             report.speedup = speedups(report.results)
@@ -188,6 +160,65 @@ def _refuse_missing_tensorrt(gpu: str | None) -> None:
             f"--trt: {missing}; nothing was exported: drop --trt to export and validate "
             "with ONNX Runtime alone"
         )
+
+
+def _pytorch_reference(
+    name: str, model: nn.Module, inputs: RunInputs, bench: Bench, say: Callable[[str], None]
+) -> tuple[Result, np.ndarray]:
+    """The model's PyTorch row and its logits on the test split: the reference every exported
+    file of it is compared with. Only after the export: running it changes the weights'
+    layout."""
+    say(f"{name}: PyTorch reference on {len(bench.eval_set):,} test images")
+    runner = TorchRunner(model)
+    logits = predict(runner.infer, bench.eval_set, bench.eval_batch)
+    source = inputs.run.student if name == "student" else _teacher_file(inputs)
+    row = Result(
+        model=name,
+        backend=runner.backend,
+        precision="fp32",
+        device=runner.device,
+        file=bench.display(source),
+        size_bytes=source.stat().st_size if source is not None else None,
+        sha256=file_sha256(source) if source is not None else None,
+        accuracy=accuracy(logits, bench.eval_set.labels),
+        parity=None,
+        latency=bench.latencies(runner.infer),
+    )
+    return row, logits
+
+
+def _onnxruntime_rows(
+    files: Sequence[Artifact], reference: np.ndarray, bench: Bench, say: Callable[[str], None]
+) -> list[Result]:
+    """Every ONNX file of one model in ONNX Runtime: parity with its reference, accuracy,
+    latency."""
+    rows = []
+    for artifact in files:
+        say(f"{artifact.model}: ONNX Runtime on {artifact.path.name}")
+        rows.append(
+            bench.measure(artifact, OnnxRuntimeRunner(artifact.path), artifact.path, reference)
+        )
+    return rows
+
+
+def _tensorrt_rows(
+    artifacts: dict[str, list[Artifact]],
+    references: dict[str, np.ndarray],
+    bench: Bench,
+    gpu: str,
+    report: ExportReport,
+    say: Callable[[str], None],
+) -> None:
+    """Every ONNX file in TensorRT, rows added to `report` as they come: an engine that fails
+    to build keeps the rows before it, and its reason goes to the report's problems."""
+    try:
+        for files in artifacts.values():
+            for artifact in files:
+                report.results.append(
+                    _tensorrt(artifact, references[artifact.model], bench, gpu, say)
+                )
+    except UserError as error:
+        report.problems.extend(error.lines)
 
 
 def _tensorrt(
@@ -233,56 +264,6 @@ def _unchecked_warning(artifacts: dict[str, list[Artifact]], bench: Bench) -> st
         f"--no-onnx: no backend validated or timed {files}; drop --no-onnx, or add --trt, "
         "to check them"
     )
-
-
-def _given_student(
-    path: Path | None, inputs: RunInputs, bench: Bench, options: ExportOptions
-) -> Artifact | None:
-    """A student ONNX file made elsewhere (optimised, quantised): checked before any work."""
-    if path is None:
-        return None
-    proto = load_onnx(path)
-    check_classifier_io(proto, path, inputs.image_shape, inputs.record["num_classes"])
-    fixed = fixed_batch(proto)
-    if fixed is not None and not bench.runs_only_at(fixed):
-        raise UserError(
-            f"{path}: the input's batch dimension is fixed at {fixed}, but it would be run at "
-            f"batch sizes {', '.join(map(str, bench.batch_sizes_run))}; export it with a "
-            f"dynamic batch axis, or time it with --batch-sizes {fixed} when {fixed} ≥ "
-            f"{EVAL_BATCH} divides the {len(bench.eval_set):,} test images"
-        )
-    precision = onnx_precision(proto)
-    if options.int8 and precision != "fp32":
-        raise UserError(
-            f"{path}: is already {precision}; --int8 quantises an fp32 model: give the fp32 "
-            "file to --student-onnx, or drop --int8"
-        )
-    if options.fp16 and precision == "fp16":
-        raise UserError(
-            f"{path}: is already fp16, and --fp16 would add a second fp16 student of its own; "
-            "drop --fp16"
-        )
-    return Artifact("student", precision, path)
-
-
-def _refuse_replacing(
-    given: Artifact | None, export_dir: Path, models: dict[str, nn.Module], options: ExportOptions
-) -> None:
-    """A --student-onnx file kept in export/ under a name this export writes (student.fp16.onnx
-    with --fp16) would be replaced by the export's own file when it finishes: refuse first."""
-    if given is None:
-        return
-    target = given.path.resolve()
-    writes = {f"{name}.onnx" for name in models if name != "student"}
-    if options.fp16:
-        writes.add("student.fp16.onnx")
-    if options.int8:
-        writes |= {f"{name}.int8.onnx" for name in models}
-    if target.parent == export_dir.resolve() and target.name in writes:
-        raise UserError(
-            f"--student-onnx {given.path}: this export writes its own {target.name} there and "
-            "would replace your file; move or copy it out of export/ and give that path"
-        )
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -57,3 +58,22 @@ def seeded_build(make: Callable[[], nn.Module], seed: int | None) -> nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return make()
+
+
+def copy_run(run: Path, to: Path, status: str | None) -> Path:
+    """A copy of a finished run (without its export) whose manifest says `status`."""
+    shutil.copytree(run, to, ignore=shutil.ignore_patterns("export"))
+    manifest = json.loads((to / "manifest.json").read_text())
+    if status is None:
+        manifest.pop("status")
+    else:
+        manifest["status"] = status
+    (to / "manifest.json").write_text(json.dumps(manifest))
+    return to
+
+
+def folder_contents(folder: Path) -> dict[str, bytes]:
+    """Every entry of a folder (a leftover staging folder included) with its bytes."""
+    return {
+        path.name: path.read_bytes() if path.is_file() else b"<folder>" for path in folder.iterdir()
+    }

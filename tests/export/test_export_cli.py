@@ -19,7 +19,6 @@ import pytest
 import torch
 import yaml
 from filelock import FileLock
-from onnxruntime.quantization import QuantType, quantize_dynamic
 
 from compressor import cli
 from compressor.data import load_dataset
@@ -30,7 +29,16 @@ from compressor.recipe import DataConfig
 from export import staging
 from export.tensorrt_runner import tensorrt_missing
 from tests.cli_helpers import run_cli, with_recipe
-from tests.export.helpers import QUICK, invoke, one_error_line, report_of, rows_of, write_recipe
+from tests.export.helpers import (
+    QUICK,
+    copy_run,
+    folder_contents,
+    invoke,
+    one_error_line,
+    report_of,
+    rows_of,
+    write_recipe,
+)
 
 LATENCY_KEYS = {"p50_ms", "p90_ms", "p95_ms", "p99_ms", "mean_ms", "cv", "throughput_ips", "runs"}
 
@@ -227,33 +235,14 @@ def test_trt_where_tensorrt_cannot_run_is_refused_before_any_work(
     if missing is None:
         pytest.skip("TensorRT can run here; tests/export/test_tensorrt.py covers it")
     run = Path(shutil.copytree(exported_run, tmp_path / "run"))
-    before = _contents(run / "export")
+    before = folder_contents(run / "export")
     line = one_error_line(run_cli(capsys, "export", str(run), *flags, *QUICK))
-    assert _contents(run / "export") == before
+    assert folder_contents(run / "export") == before
     assert line == (
         f"error: --trt: {missing}; nothing was exported: drop --trt to export and validate "
         "with ONNX Runtime alone"
     )
     assert "pip install" in line or "no NVIDIA GPU" in line
-
-
-def test_quantized_student_file_is_validated_as_int8(
-    exported_run: Path, teacher_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """--student-onnx: a file made elsewhere (here: ONNX Runtime's dynamic quantisation of
-    the ResNet-20 exported as the distilled run's teacher, i.e. teacher_run's student)."""
-    quantized = tmp_path / "resnet20.int8.onnx"
-    quantize_dynamic(
-        exported_run / "export" / "teacher.onnx", quantized, weight_type=QuantType.QUInt8
-    )
-    result = run_cli(capsys, "export", str(teacher_run), "--student-onnx", str(quantized), *QUICK)
-    assert result.code == 0, result.stderr
-    rows = rows_of(report_of(teacher_run))
-    int8 = rows[("student", "onnxruntime", "int8")]
-    assert int8["file"] == str(quantized)
-    assert int8["parity"]["tolerance_max_abs"] is None
-    assert int8["parity"]["min_agreement"] == 98.0
-    assert int8["parity"]["top1_agreement"] > 90.0
 
 
 def test_a_failed_parity_check_fails_the_export_and_keeps_its_reports(
@@ -332,15 +321,6 @@ def test_a_teacher_failing_parity_warns_and_the_export_passes(
     )
 
 
-def test_an_fp16_student_file_with_fp16_is_refused(
-    exported_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """Two fp16 students in one report: the gate could never tell which to judge."""
-    given = shutil.copy(exported_run / "export" / "student.fp16.onnx", tmp_path / "s16.onnx")
-    result = run_cli(capsys, "export", str(exported_run), "--student-onnx", str(given), "--fp16")
-    assert "s16.onnx: is already fp16, and --fp16 would add" in one_error_line(result)
-
-
 def test_a_folder_where_the_export_writes_a_file_is_refused_before_any_work(
     exported_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -349,10 +329,10 @@ def test_a_folder_where_the_export_writes_a_file_is_refused_before_any_work(
     for name in ("teacher.onnx", "export_report.md"):
         (run / "export" / name).unlink()
         (run / "export" / name).mkdir()
-        before = _contents(run / "export")
+        before = folder_contents(run / "export")
         line = one_error_line(run_cli(capsys, "export", str(run), *QUICK))
         assert f"export/{name}: a folder where the export writes a file" in line
-        assert _contents(run / "export") == before
+        assert folder_contents(run / "export") == before
         (run / "export" / name).rmdir()
 
 
@@ -376,19 +356,12 @@ def test_model_that_cannot_export(
     invoke("distill", str(recipe))
     run = workdir / "custom-op"
     invoke("export", str(run), "--no-teacher", *QUICK)
-    before = _contents(run / "export")
+    before = folder_contents(run / "export")
     line = one_error_line(run_cli(capsys, "export", str(run), *QUICK))
     assert line.startswith("error: teacher: torch.onnx.export cannot export this model")
     assert "soft_clip" in line
     assert line.endswith("--no-teacher")
-    assert _contents(run / "export") == before
-
-
-def _contents(folder: Path) -> dict[str, bytes]:
-    """Every entry of a folder (a leftover staging folder included) with its bytes."""
-    return {
-        path.name: path.read_bytes() if path.is_file() else b"<folder>" for path in folder.iterdir()
-    }
+    assert folder_contents(run / "export") == before
 
 
 def test_a_new_export_removes_what_the_last_one_wrote(
@@ -396,7 +369,7 @@ def test_a_new_export_removes_what_the_last_one_wrote(
 ) -> None:
     """Files an earlier export made that this one does not are gone, not shipped stale; a
     --student-onnx file kept in export/ stays."""
-    run = _copy_run(distilled_run, tmp_path / "again", "completed")
+    run = copy_run(distilled_run, tmp_path / "again", "completed")
     invoke("export", str(run), "--fp16", "--int8", "--calibration-images", "64", *QUICK)
     export = run / "export"
     shutil.copy(export / "student.onnx", export / "optimised.onnx")
@@ -420,9 +393,9 @@ def test_a_new_export_removes_what_the_last_one_wrote(
 def test_ctrl_c_keeps_the_previous_export_and_says_how_to_finish(
     distilled_run: Path, tmp_path: Path
 ) -> None:
-    run = _copy_run(distilled_run, tmp_path / "stopped", "completed")
+    run = copy_run(distilled_run, tmp_path / "stopped", "completed")
     invoke("export", str(run), "--no-teacher", *QUICK)
-    before = _contents(run / "export")
+    before = folder_contents(run / "export")
     command = [sys.executable, "-m", "compressor", "export", str(run), "--runs", "100000"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
@@ -436,7 +409,7 @@ def test_ctrl_c_keeps_the_previous_export_and_says_how_to_finish(
         stdout.decode()
     )
     assert "Traceback" not in stderr.decode()
-    assert _contents(run / "export") == before
+    assert folder_contents(run / "export") == before
 
 
 def test_ctrl_c_once_the_export_is_in_place_says_it_is_complete(
@@ -447,7 +420,7 @@ def test_ctrl_c_once_the_export_is_in_place_says_it_is_complete(
 ) -> None:
     """A Ctrl-C that lands after the publish (as the staging folder is removed, or while the
     summary prints) must not say "run it again; the previous export is as it was"."""
-    run = _copy_run(distilled_run, tmp_path / "late", "completed")
+    run = copy_run(distilled_run, tmp_path / "late", "completed")
 
     class CtrlCOnRelease(FileLock):
         """The export's lock, released last, after the publish: a Ctrl-C lands then."""
@@ -485,7 +458,7 @@ def test_an_export_removes_the_staging_folder_a_killed_one_left(
 ) -> None:
     """SIGKILL or a power cut skips all clean-up: the next export finds the folder and, holding
     the run's export lock, knows no live export owns it."""
-    run = _copy_run(distilled_run, tmp_path / "killed", "completed")
+    run = copy_run(distilled_run, tmp_path / "killed", "completed")
     abandoned = run / "export" / ".partial-killed"
     abandoned.mkdir(parents=True)
     (abandoned / "teacher.onnx").write_bytes(b"half written")
@@ -499,57 +472,20 @@ def test_a_second_export_of_one_run_is_refused_while_the_first_runs(
 ) -> None:
     """Two exports publishing into one export/ would mix their files; the second one stops
     before writing anything, and the first one's staging folder is left alone."""
-    run = _copy_run(distilled_run, tmp_path / "busy", "completed")
+    run = copy_run(distilled_run, tmp_path / "busy", "completed")
     invoke("export", str(run), "--no-teacher", *QUICK)
     (run / "export" / ".partial-live").mkdir()
-    before = _contents(run / "export")
+    before = folder_contents(run / "export")
     with FileLock(run / "export" / ".lock"):
         line = one_error_line(run_cli(capsys, "export", str(run), *QUICK))
     assert "another export of this run is in progress, or a gate is reading it" in line
-    assert _contents(run / "export") == before
-
-
-def test_a_student_onnx_the_export_would_replace_is_refused(
-    distilled_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """export/teacher.onnx given back as the student would be overwritten by the new export
-    of the teacher, losing the user's file (and the student's validation with it)."""
-    run = _copy_run(distilled_run, tmp_path / "mine", "completed")
-    invoke("export", str(run), *QUICK)
-    mine = run / "export" / "teacher.onnx"
-    before = _contents(run / "export")
-    line = one_error_line(run_cli(capsys, "export", str(run), "--student-onnx", str(mine), *QUICK))
-    assert "this export writes its own teacher.onnx there and would replace" in line
-    assert _contents(run / "export") == before
-
-
-def test_a_student_onnx_fixed_at_one_batch_is_run_at_that_batch_only(
-    distilled_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """Fixed at 72, it fits the 360 digits test images and --batch-sizes 72; not 1 and 8."""
-    record = torch.load(distilled_run / "student.pt", weights_only=True)
-    model = create_model(record["arch"], record["num_classes"], record["image_shape"][0])
-    model.load_state_dict(record["state_dict"])
-    fixed = tmp_path / "fixed72.onnx"
-    torch.onnx.export(model.eval(), (torch.zeros(72, *record["image_shape"]),), fixed, dynamo=True)
-    run = _copy_run(distilled_run, tmp_path / "fixed", "completed")
-    line = one_error_line(
-        run_cli(capsys, "export", str(run), "--no-teacher", "--student-onnx", str(fixed), *QUICK)
-    )
-    assert "fixed at 72, but it would be run at batch sizes 1, 8, 40, 64" in line
-    invoke(
-        "export", str(run), "--no-teacher", "--student-onnx", str(fixed),
-        "--batch-sizes", "72", "--runs", "2", "--warmup", "1",
-    )  # fmt: skip
-    row = rows_of(report_of(run))[("student", "onnxruntime", "fp32")]
-    assert row["file"] == str(fixed)
-    assert row["parity"]["top1_agreement"] == 100.0
+    assert folder_contents(run / "export") == before
 
 
 def test_an_export_folder_that_is_a_file(
     distilled_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    run = _copy_run(distilled_run, tmp_path / "blocked", "completed")
+    run = copy_run(distilled_run, tmp_path / "blocked", "completed")
     (run / "export").write_text("not a folder")
     line = one_error_line(run_cli(capsys, "export", str(run), *QUICK))
     assert "export: is a file, not a folder; move it away" in line
@@ -559,18 +495,6 @@ def test_an_export_folder_that_is_a_file(
 def test_missing_run_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     line = one_error_line(run_cli(capsys, "export", str(tmp_path / "nowhere")))
     assert "no such run directory" in line
-
-
-def _copy_run(run: Path, to: Path, status: str | None) -> Path:
-    """A copy of a finished run (without its export) whose manifest says `status`."""
-    shutil.copytree(run, to, ignore=shutil.ignore_patterns("export"))
-    manifest = json.loads((to / "manifest.json").read_text())
-    if status is None:
-        manifest.pop("status")
-    else:
-        manifest["status"] = status
-    (to / "manifest.json").write_text(json.dumps(manifest))
-    return to
 
 
 @pytest.mark.parametrize(
@@ -593,7 +517,7 @@ def test_an_unfinished_run_is_refused_with_its_own_resume_command(
 ) -> None:
     """Its student.pt may be a previous run's (an --overwrite stopped early): not exportable."""
     source = distilled_run if run == "distilled" else teacher_run
-    copy = _copy_run(source, tmp_path / "copy", status)
+    copy = copy_run(source, tmp_path / "copy", status)
     line = one_error_line(run_cli(capsys, "export", str(copy), *QUICK))
     if status == "running":  # and no process holds the run's lock
         assert "the run stopped without finishing: manifest.json says running" in line
@@ -606,7 +530,7 @@ def test_an_unfinished_run_is_refused_with_its_own_resume_command(
 def test_run_without_student_or_manifest(
     distilled_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    completed = _copy_run(distilled_run, tmp_path / "completed", "completed")
+    completed = copy_run(distilled_run, tmp_path / "completed", "completed")
     (completed / "student.pt").unlink()
     line = one_error_line(run_cli(capsys, "export", str(completed)))
     repair = with_recipe("`compress distill RECIPE --resume` (it writes them again", completed)

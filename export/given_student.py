@@ -1,0 +1,66 @@
+"""`compress export --student-onnx FILE`: a student ONNX file made elsewhere (optimised,
+quantised) validated in place of the one the export writes. Everything that could make it
+unusable, or let the export overwrite it, is refused before any work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import nn
+
+from compressor.errors import UserError
+from export.bench import EVAL_BATCH, Artifact, Bench
+from export.onnx_export import check_classifier_io, fixed_batch, load_onnx
+from export.onnx_inspect import onnx_precision
+from export.run_inputs import RunInputs
+from export.settings import ExportOptions
+
+
+def given_student(
+    path: Path | None, inputs: RunInputs, bench: Bench, options: ExportOptions
+) -> Artifact | None:
+    """A student ONNX file made elsewhere (optimised, quantised): checked before any work."""
+    if path is None:
+        return None
+    proto = load_onnx(path)
+    check_classifier_io(proto, path, inputs.image_shape, inputs.record["num_classes"])
+    fixed = fixed_batch(proto)
+    if fixed is not None and not bench.runs_only_at(fixed):
+        raise UserError(
+            f"{path}: the input's batch dimension is fixed at {fixed}, but it would be run at "
+            f"batch sizes {', '.join(map(str, bench.batch_sizes_run))}; export it with a "
+            f"dynamic batch axis, or time it with --batch-sizes {fixed} when {fixed} ≥ "
+            f"{EVAL_BATCH} divides the {len(bench.eval_set):,} test images"
+        )
+    precision = onnx_precision(proto)
+    if options.int8 and precision != "fp32":
+        raise UserError(
+            f"{path}: is already {precision}; --int8 quantises an fp32 model: give the fp32 "
+            "file to --student-onnx, or drop --int8"
+        )
+    if options.fp16 and precision == "fp16":
+        raise UserError(
+            f"{path}: is already fp16, and --fp16 would add a second fp16 student of its own; "
+            "drop --fp16"
+        )
+    return Artifact("student", precision, path)
+
+
+def refuse_replacing(
+    given: Artifact | None, export_dir: Path, models: dict[str, nn.Module], options: ExportOptions
+) -> None:
+    """A --student-onnx file kept in export/ under a name this export writes (student.fp16.onnx
+    with --fp16) would be replaced by the export's own file when it finishes: refuse first."""
+    if given is None:
+        return
+    target = given.path.resolve()
+    writes = {f"{name}.onnx" for name in models if name != "student"}
+    if options.fp16:
+        writes.add("student.fp16.onnx")
+    if options.int8:
+        writes |= {f"{name}.int8.onnx" for name in models}
+    if target.parent == export_dir.resolve() and target.name in writes:
+        raise UserError(
+            f"--student-onnx {given.path}: this export writes its own {target.name} there and "
+            "would replace your file; move or copy it out of export/ and give that path"
+        )

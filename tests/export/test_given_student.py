@@ -1,0 +1,88 @@
+"""`compress export --student-onnx FILE`: a student ONNX file made elsewhere, validated in
+place of the exported one, and what is refused before any work."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from onnxruntime.quantization import QuantType, quantize_dynamic
+
+from compressor.models import create_model
+from tests.cli_helpers import run_cli
+from tests.export.helpers import (
+    QUICK,
+    copy_run,
+    folder_contents,
+    invoke,
+    one_error_line,
+    report_of,
+    rows_of,
+)
+
+
+def test_quantized_student_file_is_validated_as_int8(
+    exported_run: Path, teacher_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--student-onnx: a file made elsewhere (here: ONNX Runtime's dynamic quantisation of
+    the ResNet-20 exported as the distilled run's teacher, i.e. teacher_run's student)."""
+    quantized = tmp_path / "resnet20.int8.onnx"
+    quantize_dynamic(
+        exported_run / "export" / "teacher.onnx", quantized, weight_type=QuantType.QUInt8
+    )
+    result = run_cli(capsys, "export", str(teacher_run), "--student-onnx", str(quantized), *QUICK)
+    assert result.code == 0, result.stderr
+    rows = rows_of(report_of(teacher_run))
+    int8 = rows[("student", "onnxruntime", "int8")]
+    assert int8["file"] == str(quantized)
+    assert int8["parity"]["tolerance_max_abs"] is None
+    assert int8["parity"]["min_agreement"] == 98.0
+    assert int8["parity"]["top1_agreement"] > 90.0
+
+
+def test_an_fp16_student_file_with_fp16_is_refused(
+    exported_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two fp16 students in one report: the gate could never tell which to judge."""
+    given = shutil.copy(exported_run / "export" / "student.fp16.onnx", tmp_path / "s16.onnx")
+    result = run_cli(capsys, "export", str(exported_run), "--student-onnx", str(given), "--fp16")
+    assert "s16.onnx: is already fp16, and --fp16 would add" in one_error_line(result)
+
+
+def test_a_student_onnx_the_export_would_replace_is_refused(
+    distilled_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """export/teacher.onnx given back as the student would be overwritten by the new export
+    of the teacher, losing the user's file (and the student's validation with it)."""
+    run = copy_run(distilled_run, tmp_path / "mine", "completed")
+    invoke("export", str(run), *QUICK)
+    mine = run / "export" / "teacher.onnx"
+    before = folder_contents(run / "export")
+    line = one_error_line(run_cli(capsys, "export", str(run), "--student-onnx", str(mine), *QUICK))
+    assert "this export writes its own teacher.onnx there and would replace" in line
+    assert folder_contents(run / "export") == before
+
+
+def test_a_student_onnx_fixed_at_one_batch_is_run_at_that_batch_only(
+    distilled_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Fixed at 72, it fits the 360 digits test images and --batch-sizes 72; not 1 and 8."""
+    record = torch.load(distilled_run / "student.pt", weights_only=True)
+    model = create_model(record["arch"], record["num_classes"], record["image_shape"][0])
+    model.load_state_dict(record["state_dict"])
+    fixed = tmp_path / "fixed72.onnx"
+    torch.onnx.export(model.eval(), (torch.zeros(72, *record["image_shape"]),), fixed, dynamo=True)
+    run = copy_run(distilled_run, tmp_path / "fixed", "completed")
+    line = one_error_line(
+        run_cli(capsys, "export", str(run), "--no-teacher", "--student-onnx", str(fixed), *QUICK)
+    )
+    assert "fixed at 72, but it would be run at batch sizes 1, 8, 40, 64" in line
+    invoke(
+        "export", str(run), "--no-teacher", "--student-onnx", str(fixed),
+        "--batch-sizes", "72", "--runs", "2", "--warmup", "1",
+    )  # fmt: skip
+    row = rows_of(report_of(run))[("student", "onnxruntime", "fp32")]
+    assert row["file"] == str(fixed)
+    assert row["parity"]["top1_agreement"] == 100.0
