@@ -55,12 +55,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def symmetric_rows(
-    report: dict, inputs: RunInputs, splits: tuple[EvalSet, EvalSet], args: argparse.Namespace
+    report: dict, inputs: RunInputs, train: EvalSet, test: EvalSet, args: argparse.Namespace
 ) -> list[dict]:
     """The fp32 files quantised again with symmetric int8 activations, scored on the test set
     (result rows shaped like the export report's)."""
     run = inputs.run.root
-    train, test = splits
     config = inputs.recipe.export.int8.model_copy(update={"activations": "int8"})
     if args.calibration_images is not None:
         config = config.model_copy(update={"calibration_images": args.calibration_images})
@@ -209,15 +208,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     report = json.loads(result.files["json"].read_text(encoding="utf-8"))
     inputs = read_run(args.run)
-    splits = read_splits(inputs)  # read once: the S8S8 rows and the re-timing both need them
+    # Read once: the S8S8 rows (calibrated on the training split) and the re-timing need them.
+    train, test = read_splits(inputs, with_train=args.symmetric)
     results = [r for r in report["results"] if r["backend"] == "onnxruntime"]
-    if args.symmetric:
-        results += symmetric_rows(report, inputs, splits, args)
+    if train is not None:
+        results += symmetric_rows(report, inputs, train, test, args)
     order = {precision: index for index, precision in enumerate(PRECISIONS)}
     results.sort(key=lambda r: (r["model"] != "student", order[r["precision"]]))
     rows = {(r["model"], r["precision"]): r for r in results}
     files = {key: args.run / row["file"] for key, row in rows.items()}
-    p50 = median_p50s(files, args, splits[1])
+    p50 = median_p50s(files, args, test)
     text = section(args, argv, report, inputs, rows, p50)
     print("\n" + text)
     if args.write_docs:

@@ -35,7 +35,13 @@ from compressor.engine.evaluate import Evaluation, agreement, evaluate
 from compressor.engine.resume import check_same_recipe, drop_metrics_after, interrupted_message
 from compressor.engine.schedule import build_optimizer
 from compressor.engine.scoring import ModelSummary, eval_loader, model_summary
-from compressor.engine.teacher import PreparedTeacher, prepare_teacher, teacher_source
+from compressor.engine.teacher import (
+    PinnedTeacher,
+    PreparedTeacher,
+    pin_teacher,
+    prepare_teacher,
+    teacher_source,
+)
 from compressor.engine.training import EpochResult, StepCallback, train_one_epoch
 from compressor.errors import UserError
 from compressor.io import append_line, file_sha256, save_torch, write_json, write_text
@@ -233,11 +239,12 @@ def _execute(
     # 1. Inputs: nothing is written before the run directory, the data and the models are
     #    known good. The directory first, before minutes of data loading and teacher scoring.
     distributed.together(lambda: _check_run_dir(context, resume, overwrite), setup.device)
+    pinned = _pin_teacher(context, resume) if recipe.teacher else None
     observer.message(f"device {setup.device}, reading data set {recipe.data.name}")
     dataset = load_dataset(recipe.data)
     for line in _data_summary(dataset, recipe.data.max_train_samples):
         observer.message(line)
-    models = _build_models(context, dataset, resume)
+    models = _build_models(context, dataset, pinned)
 
     # 2. The run directory: claimed, and a resumed run's state read, before any write.
     state = distributed.together(
@@ -292,11 +299,11 @@ def _check_run_dir(context: _Context, resume: bool, overwrite: bool) -> None:
             check_same_recipe(context.run, context.recipe, context.source)
 
 
-def _build_models(context: _Context, dataset: Dataset, resume: bool) -> _Models:
-    """The teacher (scored, its weights hash printed and, on --resume, compared with the run's),
-    the student and the method; built before the run directory is claimed: what they refuse
-    (a student that cannot train on these images, a feature triplet between layers of
-    different widths) is bad input, and must leave no run behind."""
+def _build_models(context: _Context, dataset: Dataset, pinned: PinnedTeacher | None) -> _Models:
+    """The pinned teacher (scored, its weights hash printed), the student and the method;
+    built before the run directory is claimed: what they refuse (a student that cannot train
+    on these images, a feature triplet between layers of different widths) is bad input,
+    and must leave no run behind."""
     recipe, setup = context.recipe, context.setup
     student = create_model(
         recipe.student.arch,
@@ -304,7 +311,7 @@ def _build_models(context: _Context, dataset: Dataset, resume: bool) -> _Models:
         dataset.image_shape[0],
         **student_kwargs(recipe.student.arch, recipe.student.kwargs),
     )
-    teacher = _load_pinned_teacher(context, dataset, resume) if recipe.teacher else None
+    teacher = _ready_teacher(context, pinned, dataset) if pinned else None
     student = student.to(setup.device)
     if setup.channels_last:
         student = student.to(memory_format=torch.channels_last)
@@ -325,15 +332,11 @@ def _build_models(context: _Context, dataset: Dataset, resume: bool) -> _Models:
     return _Models(student, trained, method, teacher)
 
 
-def _load_pinned_teacher(context: _Context, dataset: Dataset, resume: bool) -> PreparedTeacher:
-    """The teacher, and which one: its weights hash is printed and recorded in the manifest,
-    so that a resume or an export that finds another file at teacher.checkpoint refuses
-    instead of mixing two teachers."""
-    prepared = prepare_teacher(context.recipe, dataset, context.setup)
-    context.observer.message(
-        f"teacher {teacher_source(context.recipe)} (weights sha256 "
-        f"{prepared.weights_sha256[:12]}): test accuracy {prepared.evaluation.accuracy:.2f} %"
-    )
+def _pin_teacher(context: _Context, resume: bool) -> PinnedTeacher:
+    """The teacher, and which one: its weights hash is recorded in the manifest, so that a
+    resume or an export that finds another file at teacher.checkpoint refuses instead of
+    mixing two teachers. A resume compares it here, before the data is read."""
+    pinned = pin_teacher(context.recipe)
     if resume:
         fix = (
             "put that teacher back there, or start over with "
@@ -342,9 +345,19 @@ def _load_pinned_teacher(context: _Context, dataset: Dataset, resume: bool) -> P
 
         def compare() -> None:
             if context.main:
-                check_same_teacher(context.run, context.recipe, prepared.weights_sha256, fix=fix)
+                check_same_teacher(context.run, context.recipe, pinned.weights_sha256, fix=fix)
 
         context.distributed.together(compare, context.setup.device)
+    return pinned
+
+
+def _ready_teacher(context: _Context, pinned: PinnedTeacher, dataset: Dataset) -> PreparedTeacher:
+    """The pinned teacher scored on the test split, its source and weights hash printed."""
+    prepared = prepare_teacher(context.recipe, pinned, dataset, context.setup)
+    context.observer.message(
+        f"teacher {teacher_source(context.recipe)} (weights sha256 "
+        f"{prepared.weights_sha256[:12]}): test accuracy {prepared.evaluation.accuracy:.2f} %"
+    )
     return prepared
 
 

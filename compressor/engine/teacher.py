@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from compressor.data import EvalData, load_test_split
+from compressor.data import EvalData, dataset_channels, dataset_num_classes, load_test_split
 from compressor.engine.device import DeviceSetup, restored_torch_settings, setup_device
 from compressor.engine.evaluate import Evaluation, evaluate
 from compressor.engine.scoring import ModelSummary, eval_loader, model_summary
@@ -37,33 +37,49 @@ class PreparedTeacher:
     weights_sha256: str  # of the weights as loaded (compressor/models/fingerprint.py)
 
 
-def prepare_teacher(recipe: Recipe, dataset: EvalData, setup: DeviceSetup) -> PreparedTeacher:
-    """Load the teacher, ready it, and refuse to distil from one that does not score."""
+@dataclass(frozen=True)
+class PinnedTeacher:
+    """The teacher as loaded, and which one: its weights hash, taken before folding."""
+
+    model: nn.Module
+    weights_sha256: str  # compressor/models/fingerprint.py
+
+
+def pin_teacher(recipe: Recipe) -> PinnedTeacher:
+    """Load the recipe's teacher and hash its weights, without reading any image (the class
+    and channel counts come from the data set's layout): a teacher that cannot load, or is
+    not the one a resumed run was distilled from, is refused before minutes of decoding."""
     assert recipe.teacher is not None
-    loaded = load_teacher(recipe.teacher, dataset.num_classes, dataset.image_shape[0])
-    fingerprint = weights_sha256(loaded)  # before folding changes the weights
+    num_classes, channels = dataset_num_classes(recipe.data), dataset_channels(recipe.data)
+    loaded = load_teacher(recipe.teacher, num_classes, channels)
+    fingerprint = weights_sha256(loaded)
     if recipe.teacher.checkpoint is None:
-        check_builds_the_same_weights(
-            recipe.teacher, dataset.num_classes, dataset.image_shape[0], fingerprint
-        )
-    teacher = ready_teacher(loaded, setup)
-    test_loader = eval_loader(dataset.test, dataset, recipe, setup)
+        check_builds_the_same_weights(recipe.teacher, num_classes, channels, fingerprint)
+    return PinnedTeacher(loaded, fingerprint)
+
+
+def prepare_teacher(
+    recipe: Recipe, pinned: PinnedTeacher, data: EvalData, setup: DeviceSetup
+) -> PreparedTeacher:
+    """Ready the pinned teacher and refuse to distil from one that does not score."""
+    assert recipe.teacher is not None
+    teacher = ready_teacher(pinned.model, setup)
+    test_loader = eval_loader(data.test, data, recipe, setup)
     # A TorchScript, exported or entrypoint teacher has no class count to check at load time:
     # one real batch shows a wrong output shape as one line, not as a crash inside a loss.
     probe, _ = next(iter(test_loader))
-    check_teacher_output(teacher, probe[:2], dataset.num_classes)
+    check_teacher_output(teacher, probe[:2], data.num_classes)
     evaluation = evaluate(teacher, test_loader, setup)
     if evaluation.accuracy < recipe.teacher.min_accuracy:
         named = recipe.teacher.arch or recipe.teacher.entrypoint  # not a self-contained file
         builder = f"{recipe.teacher.builder()} and " if named else ""
         raise UserError(
-            f"the teacher scores {evaluation.accuracy:.2f} % on the {dataset.name} test set, below "
+            f"the teacher scores {evaluation.accuracy:.2f} % on the {data.name} test set, below "
             f"teacher.min_accuracy {recipe.teacher.min_accuracy:.2f} %; check {builder}"
             "teacher.checkpoint, and that data.mean/std match the teacher's training"
         )
-    return PreparedTeacher(
-        teacher, evaluation, model_summary(loaded, evaluation, dataset), fingerprint
-    )
+    summary = model_summary(pinned.model, evaluation, data)
+    return PreparedTeacher(teacher, evaluation, summary, pinned.weights_sha256)
 
 
 def check_teacher(recipe: Recipe, source: str) -> tuple[ModelSummary, int]:
@@ -73,8 +89,9 @@ def check_teacher(recipe: Recipe, source: str) -> tuple[ModelSummary, int]:
     check_recipe(recipe, source, needs_teacher=True)
     with restored_torch_settings():
         setup = setup_device(recipe.train)
+        pinned = pin_teacher(recipe)
         # The test split alone: scoring needs no training images.
-        prepared = prepare_teacher(recipe, load_test_split(recipe.data), setup)
+        prepared = prepare_teacher(recipe, pinned, load_test_split(recipe.data), setup)
         return prepared.summary, prepared.evaluation.count
 
 

@@ -409,6 +409,7 @@ def test_resume_refuses_a_teacher_replaced_since_the_run_started(
     result = run_cli(capsys, "distill", str(recipe), "--resume")
     line = one_error_line(result)
     assert f"{teacher}: not the teacher {tmp_path / 'pinned'} was distilled from" in line
+    assert "reading data set" not in result.stdout + result.stderr  # refused before the data
     assert (
         f"put that teacher back there, or start over with `compress distill {recipe} --overwrite`"
         in line
