@@ -39,6 +39,7 @@ def main() -> None:
     Python documentation gives (https://docs.python.org/3/library/signal.html#note-on-sigpipe)
     with the exit code a shell's `pipefail` expects, and never 1, which says a check failed.
     """
+    _tolerate_narrow_encodings()
     try:
         _main()
     except SystemExit as exit_:
@@ -49,6 +50,23 @@ def main() -> None:
         raise
     except BrokenPipeError:  # from this function's own output: an error line, click's help
         _exit_on_closed_pipe()
+
+
+# Characters the messages and tables use that a legacy code page lacks.
+_OUR_SYMBOLS = "≥≤→×—…·Δ"
+
+
+def _tolerate_narrow_encodings() -> None:
+    """Output to a stream whose encoding lacks our symbols (a Windows CI agent's cp1252 pipe,
+    PYTHONIOENCODING=ascii) prints `?` for them instead of crashing the command: a gate that
+    passed must exit 0 and write its JUnit file whatever the log's code page."""
+    for stream in (sys.stdout, sys.stderr):
+        encoding = getattr(stream, "encoding", None) or "utf-8"
+        try:
+            _OUR_SYMBOLS.encode(encoding)
+        except (UnicodeEncodeError, LookupError):
+            with contextlib.suppress(AttributeError, ValueError):  # not a TextIOWrapper
+                stream.reconfigure(errors="replace")
 
 
 def _main() -> None:

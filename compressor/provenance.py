@@ -32,12 +32,16 @@ def recipe_hash(recipe: Recipe) -> str:
     It ties an export to the run it was made from (the gate compares the export report's
     hash with the run report's). A later compressor that adds a recipe field with a default
     must not change the hash of a recipe that does not set it, or every export made before
-    the upgrade would read as made for another recipe. (`--resume` and benchmarks/quality.py
-    compare recipes as recipes instead; `trained_recipe_sha256` checks recipe.yaml's text.)
+    the upgrade would read as made for another recipe. Nor must the settings a run's recipe
+    may change after training (FREE_TO_CHANGE: a new gate threshold, the data moved), or a
+    stricter gate would refuse the export of the same student. (`--resume` and
+    benchmarks/quality.py compare recipes as recipes instead; `trained_recipe_sha256` checks
+    recipe.yaml's text.)
     """
     asked = recipe.model_dump(mode="json", exclude_defaults=True)
     # The method's name is its default within its own class, but it picks the class.
     asked["method"] = {"name": recipe.method.name, **asked.get("method", {})}
+    _drop_free_settings(asked)
     return hashlib.sha256(json.dumps(asked, sort_keys=True).encode("utf-8")).hexdigest()
 
 
@@ -125,11 +129,16 @@ def trained_recipe_sha256(path: Path) -> str:
     that adds a field or changes a default does not make an old run's recipe differ."""
     mapping = yaml.safe_load(path.read_text(encoding="utf-8"))
     if isinstance(mapping, dict):
-        for *parents, key in FREE_TO_CHANGE:
-            section = mapping
-            for parent in parents:
-                section = section.get(parent) if isinstance(section, dict) else None
-            if isinstance(section, dict):
-                section.pop(key, None)
+        _drop_free_settings(mapping)
     text = json.dumps(mapping, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _drop_free_settings(mapping: dict[str, Any]) -> None:
+    """Remove the FREE_TO_CHANGE settings from a recipe mapping, in place."""
+    for *parents, key in FREE_TO_CHANGE:
+        section: Any = mapping
+        for parent in parents:
+            section = section.get(parent) if isinstance(section, dict) else None
+        if isinstance(section, dict):
+            section.pop(key, None)

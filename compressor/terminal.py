@@ -3,8 +3,10 @@ and a gate, shown alike by their own commands and by the quickstart."""
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from rich import box
 from rich.console import Console
@@ -19,11 +21,21 @@ if TYPE_CHECKING:
     from compressor.recipe import Recipe
     from export import ExportReport
 
+
+def _log_width(stream: TextIO) -> int | None:
+    """Off a terminal (a CI log, a file) rich assumes 80 columns, and a gate table's detail
+    column wraps over several lines; 120 keeps a row on one line. A terminal, or COLUMNS,
+    says its own width."""
+    if "COLUMNS" in os.environ or stream.isatty():
+        return None
+    return 120
+
+
 # Paths and recipe names may hold brackets, which rich would read as markup: none is used.
-# soft_wrap: a line is one line whatever the width (rich assumes 80 columns off a terminal),
-# so a CI log can be grepped for a result or a warning; a terminal wraps it itself.
-console = Console(markup=False, soft_wrap=True)
-error_console = Console(stderr=True, markup=False, soft_wrap=True)
+# soft_wrap: a line is one line whatever the width, so a CI log can be grepped for a result
+# or a warning; a terminal wraps it itself.
+console = Console(markup=False, soft_wrap=True, width=_log_width(sys.stdout))
+error_console = Console(stderr=True, markup=False, soft_wrap=True, width=_log_width(sys.stderr))
 
 
 def train_and_print(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -644,6 +645,21 @@ def test_a_junit_path_in_a_file_is_refused_before_the_gate_runs(
     assert "PASS" not in result.stdout
 
 
+def test_a_stricter_gate_in_the_recipe_keeps_the_export(
+    kd_run: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """gate: may change after training: the recipe re-applied with `--resume` rewrites the
+    run's report, and the export of the same student is still the one the gate judges."""
+    recipe = yaml.safe_load((kd_run / "recipe.yaml").read_text(encoding="utf-8"))
+    recipe["output"] = {"dir": str(tmp_path)}
+    recipe["gate"] = {**RECIPE_GATE, "max_drop": 0.0}
+    path = write_yaml(tmp_path / "kd.yaml", recipe)
+    assert run_cli(capsys, "distill", str(path), "--resume").code == 0
+    result = run_cli(capsys, "gate", str(kd_run))
+    assert result.code == 1, result.stdout + result.stderr
+    assert row(result, "student_accuracy")[3] == "FAIL"
+
+
 def test_python_api_returns_the_verdict(kd_run: Path) -> None:
     result = evaluate_gate(kd_run, {"min_speedup": 5.0, "max_drop": None})
     assert [rule.name for rule in result.rules] == RULES
@@ -953,6 +969,22 @@ def test_the_gate_runs_without_torch(kd_run: Path, tmp_path: Path) -> None:
         [*command, "--max-drop", "0"], capture_output=True, text=True, timeout=120
     )
     assert failed.returncode == 1, failed.stdout + failed.stderr
+
+
+def test_a_log_that_cannot_show_the_symbols_keeps_the_verdict(kd_run: Path, tmp_path: Path) -> None:
+    """A Windows CI agent pipes output in cp1252 (no ≥): the gate prints ? for what the code
+    page lacks, and still exits with its verdict and writes its JUnit file."""
+    junit = tmp_path / "gate.xml"
+    command = [sys.executable, "-c", NO_TORCH, str(kd_run), "--junit", str(junit)]
+    environment = {**os.environ, "PYTHONIOENCODING": "ascii"}
+    for extra, code in (([], 0), (["--max-drop", "0"], 1)):
+        result = subprocess.run(
+            [*command, *extra], capture_output=True, text=True, timeout=120, env=environment
+        )
+        assert result.returncode == code, result.stdout + result.stderr
+        assert "? " in result.stdout and "crashed" not in result.stderr
+        assert junit.is_file()
+        junit.unlink()
 
 
 def test_the_other_commands_say_they_need_torch(kd_run: Path) -> None:
