@@ -215,10 +215,11 @@ def gate_command(
 ) -> None:
     """Check a run against its quality gate: exit 0 if all rules pass, 1 if any fails."""
     from compressor.gate import evaluate_gate
-    from compressor.reporting.junit import check_junit_path, write_junit
+    from compressor.reporting.junit import check_junit_path, refuse_run_file, write_junit
 
     if junit is not None:
         check_junit_path(junit)
+        refuse_run_file(junit, run)
     try:
         result = evaluate_gate(
             run,

@@ -96,10 +96,7 @@ def print_gate(result: GateResult) -> None:
             Text(rule.detail),
         )
     console.print(table)
-    if result.passed:
-        console.print("gate passed")
-    else:
-        console.print(f"gate FAILED: {', '.join(rule.name for rule in result.failed)}")
+    console.print(result.verdict)
 
 
 def students_failing_parity(report: ExportReport) -> str:

@@ -137,11 +137,13 @@ def evaluate_gate(
         file_note = check_deployed_file(student, run.root)
         rules = [
             student_rule(report, config, flags),
-            export_accuracy_rule(student, reference, config, file_note),
+            export_accuracy_rule(student, reference, config, f"; {file_note}" if file_note else ""),
             export_agreement_rule(student, export_path, config, flags),
             speedup_rule(export, export_path, student, config.min_speedup, speedup_batch),
         ]
-        return GateResult(run.root, backend, precision, rules, time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        notes = [file_note] if file_note else []
+        return GateResult(run.root, backend, precision, rules, seconds, notes)
 
 
 def _read_export(run: RunDir, export_path: Path, report: RunReport) -> ExportReport:

@@ -38,12 +38,13 @@ def exported_student(
 def check_deployed_file(student: ExportRow, run: Path) -> str:
     """The judged file, when it is here, must be the one the export measured: a truncated or
     replaced model would otherwise ship under the report's verdict. A gate job may have the
-    reports alone, so a missing file is said in the verdict's detail rather than refused."""
+    reports alone, so a missing file is said with the verdict (the note returned) rather
+    than refused."""
     if student.file is None or student.sha256 is None:
         return ""
     path = Path(student.file) if Path(student.file).is_absolute() else run / student.file
     if not path.is_file():
-        return f"; {path} is not here: judged from the export report alone"
+        return f"{path} is not here: judged from the export report alone"
     if file_sha256(path) != student.sha256:
         raise UserError(
             f"{path}: not the file the export measured (its sha256 differs from the export "

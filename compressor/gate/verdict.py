@@ -3,7 +3,7 @@ JUnit file are written from."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -61,6 +61,15 @@ class GateResult:
     precision: str
     rules: list[RuleResult]
     seconds: float
+    # What the verdict rests on that a reader must not miss (the model file was not here to
+    # check): said with the verdict, not only in a rule's detail.
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def verdict(self) -> str:
+        """One line: passed, or the rules that failed; then the notes."""
+        failed = ", ".join(rule.name for rule in self.failed)
+        return "; ".join([f"gate FAILED: {failed}" if failed else "gate passed", *self.notes])
 
     @property
     def failed(self) -> list[RuleResult]:

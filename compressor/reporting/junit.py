@@ -6,6 +6,7 @@ it change for different reasons: a CI system's schema is no business of the rule
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,15 +21,24 @@ SUITE_NAME = "compressor.gate"
 
 
 def _junit_suite(
-    *, tests: int, failures: int, errors: int, skipped: int, seconds: float
+    name: str, *, tests: int, failures: int, errors: int, skipped: int, seconds: float
 ) -> tuple[ET.Element, ET.Element]:
     counts = {"tests": str(tests), "failures": str(failures), "errors": str(errors)}
     time_text = f"{seconds:.3f}"
     suites = ET.Element("testsuites", name=SUITE_NAME, **counts, time=time_text)
     suite = ET.SubElement(
-        suites, "testsuite", name=SUITE_NAME, **counts, skipped=str(skipped), time=time_text
+        suites, "testsuite", name=name, **counts, skipped=str(skipped), time=time_text
     )
     return suites, suite
+
+
+def suite_name(result: GateResult) -> str:
+    """compressor.gate.<run>.<backend>.<precision>: the fp32 and INT8 gates of one run, or the
+    gates of two runs, in one pipeline are told apart where CI systems merge test results by
+    suite and class name. The run's name keeps only characters that do not nest in Jenkins'
+    package tree (a dot would)."""
+    run = re.sub(r"[^\w-]", "_", Path(result.run).name)
+    return f"{SUITE_NAME}.{run}.{result.backend}.{result.precision}"
 
 
 def check_junit_path(path: Path) -> None:
@@ -52,6 +62,21 @@ def check_junit_path(path: Path) -> None:
         )
 
 
+def refuse_run_file(path: Path, run: Path) -> None:
+    """A --junit naming one of the run's own files (report.json, export/student.onnx) would
+    replace it with XML, and every later export or gate would find the run damaged. The run
+    writes no .xml file, so a JUnit file kept in the run directory is still fine."""
+    try:
+        target, root = Path(path).resolve(), Path(run).resolve()
+    except OSError:
+        return  # check_junit_path names what is wrong with the path
+    if target.is_relative_to(root) and target.is_file() and target.suffix.lower() != ".xml":
+        raise UserError(
+            f"--junit {path}: a file of the run {run}, which the JUnit XML would replace; give "
+            "another name, such as gate.xml"
+        )
+
+
 def _write_xml(root: ET.Element, path: Path) -> None:
     path = Path(path)
     check_junit_path(path)
@@ -68,7 +93,9 @@ def write_junit(result: GateResult, path: Path) -> None:
     CI systems already render JUnit, so a failed gate shows up as failed tests with the
     measured value and threshold in the message instead of being buried in a job log.
     """
+    title = suite_name(result)
     suites, suite = _junit_suite(
+        title,
         tests=len(result.rules),
         failures=len(result.failed),
         errors=0,
@@ -80,10 +107,11 @@ def write_junit(result: GateResult, path: Path) -> None:
         ("run", str(result.run)),
         ("backend", result.backend),
         ("precision", result.precision),
+        *(("note", note) for note in result.notes),
     ):
         ET.SubElement(properties, "property", name=name, value=value)
     for rule in result.rules:
-        case = ET.SubElement(suite, "testcase", name=rule.name, classname=SUITE_NAME, time="0")
+        case = ET.SubElement(suite, "testcase", name=rule.name, classname=title, time="0")
         if rule.failed:
             failure = ET.SubElement(case, "failure", message=rule.summary, type="GateFailure")
             failure.text = rule.summary
@@ -99,7 +127,7 @@ def write_junit_error(error: UserError, path: Path) -> None:
     Without it a CI job would go on displaying the JUnit file of an earlier, passing gate
     while this one exits 2.
     """
-    suites, suite = _junit_suite(tests=1, failures=0, errors=1, skipped=0, seconds=0.0)
+    suites, suite = _junit_suite(SUITE_NAME, tests=1, failures=0, errors=1, skipped=0, seconds=0.0)
     case = ET.SubElement(suite, "testcase", name="inputs", classname=SUITE_NAME, time="0")
     element = ET.SubElement(case, "error", message=error.lines[0], type="UserError")
     element.text = "\n".join(error.lines)

@@ -339,8 +339,12 @@ def test_the_judged_file_must_be_the_one_the_export_measured(
 
     model.unlink()
     junit = kd_run / "gate.xml"
-    assert run_cli(capsys, "gate", str(kd_run), "--junit", str(junit)).code == 0
-    assert "student.onnx is not here: judged from the export report alone" in junit.read_text()
+    result = run_cli(capsys, "gate", str(kd_run), "--junit", str(junit))
+    assert result.code == 0
+    note = f"{model} is not here: judged from the export report alone"
+    assert f"gate passed; {note}\n" in result.stdout  # with the verdict, not only in a detail
+    properties = ET.parse(junit).getroot().iter("property")
+    assert ("note", note) in {(p.get("name"), p.get("value")) for p in properties}
 
 
 def test_fp16_student_is_compared_with_the_fp32_teacher(
@@ -572,13 +576,13 @@ def test_junit_file_reports_each_rule(
     assert root.tag == "testsuites"
     assert (root.get("tests"), root.get("failures"), root.get("errors")) == ("4", "1", "0")
     suites = root.findall("testsuite")
-    assert len(suites) == 1 and suites[0].get("name") == "compressor.gate"
+    assert len(suites) == 1 and suites[0].get("name") == "compressor.gate.kd.onnxruntime.fp32"
     assert suites[0].get("skipped") == "0"
     properties = {p.get("name"): p.get("value") for p in suites[0].iter("property")}
     assert properties == {"run": str(kd_run), "backend": "onnxruntime", "precision": "fp32"}
     cases = suites[0].findall("testcase")
     assert [case.get("name") for case in cases] == RULES
-    assert {case.get("classname") for case in cases} == {"compressor.gate"}
+    assert {case.get("classname") for case in cases} == {"compressor.gate.kd.onnxruntime.fp32"}
     failures = {case.get("name"): case.find("failure") for case in cases}
     failure = failures.pop("export_agreement")
     assert failure is not None
@@ -658,6 +662,23 @@ def test_a_stricter_gate_in_the_recipe_keeps_the_export(
     result = run_cli(capsys, "gate", str(kd_run))
     assert result.code == 1, result.stdout + result.stderr
     assert row(result, "student_accuracy")[3] == "FAIL"
+
+
+def test_a_junit_path_naming_a_file_of_the_run_is_refused(
+    kd_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It would replace the run's report with XML; a JUnit file kept in the run is fine."""
+    report = (kd_run / "report.json").read_bytes()
+    for own in (kd_run / "report.json", kd_run / "export" / "export_report.json"):
+        result = run_cli(capsys, "gate", str(kd_run), "--junit", str(own))
+        assert result.code == 2
+        assert result.stderr.splitlines() == [
+            f"error: --junit {own}: a file of the run {kd_run}, which the JUnit XML would "
+            "replace; give another name, such as gate.xml"
+        ]
+    assert (kd_run / "report.json").read_bytes() == report
+    for _ in range(2):  # written, then replaced
+        assert run_cli(capsys, "gate", str(kd_run), "--junit", str(kd_run / "gate.xml")).code == 0
 
 
 def test_python_api_returns_the_verdict(kd_run: Path) -> None:

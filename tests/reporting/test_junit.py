@@ -7,13 +7,19 @@ real runs; here each writer runs alone, so a change in what CI is shown fails on
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from compressor.errors import UserError
 from compressor.gate import GateResult, RuleResult
-from compressor.reporting.junit import check_junit_path, write_junit, write_junit_error
+from compressor.reporting.junit import (
+    check_junit_path,
+    suite_name,
+    write_junit,
+    write_junit_error,
+)
 
 VERDICT = GateResult(
     run=Path("/runs/kd"),
@@ -30,24 +36,27 @@ VERDICT = GateResult(
 EXPECTED = """\
 <?xml version='1.0' encoding='utf-8'?>
 <testsuites name="compressor.gate" tests="3" failures="1" errors="0" time="1.235">
-  <testsuite name="compressor.gate" tests="3" failures="1" errors="0" skipped="1" time="1.235">
+  <testsuite name="compressor.gate.kd.onnxruntime.fp16" tests="3" failures="1" errors="0" \
+skipped="1" time="1.235">
     <properties>
       <property name="run" value="/runs/kd" />
       <property name="backend" value="onnxruntime" />
       <property name="precision" value="fp16" />
     </properties>
-    <testcase name="student_accuracy" classname="compressor.gate" time="0">
+    <testcase name="student_accuracy" classname="compressor.gate.kd.onnxruntime.fp16" \
+time="0">
       <system-out>student_accuracy: PASS: measured 91.23 %, needs ≥ 90.00 % \
 (teacher 92.00 % − max_drop 2)</system-out>
     </testcase>
-    <testcase name="export_agreement" classname="compressor.gate" time="0">
+    <testcase name="export_agreement" classname="compressor.gate.kd.onnxruntime.fp16" \
+time="0">
       <failure message="export_agreement: FAIL: measured 98.75 %, needs ≥ 99.00 % \
 (a &lt;b&gt; &amp; c)" type="GateFailure">export_agreement: FAIL: measured 98.75 %, \
 needs ≥ 99.00 % (a &lt;b&gt; &amp; c)</failure>
       <system-out>export_agreement: FAIL: measured 98.75 %, needs ≥ 99.00 % \
 (a &lt;b&gt; &amp; c)</system-out>
     </testcase>
-    <testcase name="speedup" classname="compressor.gate" time="0">
+    <testcase name="speedup" classname="compressor.gate.kd.onnxruntime.fp16" time="0">
       <skipped message="min_speedup is not set" />
       <system-out>speedup: skipped: min_speedup is not set</system-out>
     </testcase>
@@ -60,6 +69,14 @@ def test_a_verdict_is_one_testcase_per_rule(tmp_path: Path) -> None:
     path = tmp_path / "gate.xml"
     write_junit(VERDICT, path)
     assert path.read_text(encoding="utf-8") == EXPECTED
+
+
+def test_gates_of_other_runs_and_precisions_are_other_suites() -> None:
+    """CI systems merge results by suite and class name: the fp32 and INT8 gates of a run,
+    and the gates of two runs, must not collide. A dot would nest in Jenkins' package tree."""
+    int8 = replace(VERDICT, run=Path("/runs/r8.v2"), precision="int8")
+    assert suite_name(int8) == "compressor.gate.r8_v2.onnxruntime.int8"
+    assert suite_name(VERDICT) == "compressor.gate.kd.onnxruntime.fp16"
 
 
 def test_a_gate_that_could_not_run_is_one_error(tmp_path: Path) -> None:
