@@ -213,7 +213,8 @@ def gate_command(
         Path | None, typer.Option("--junit", help="Also write the verdict as JUnit XML.")
     ] = None,
 ) -> None:
-    """Check a run against its quality gate: exit 0 if all rules pass, 1 if any fails."""
+    """Check a run against its quality gate: exit 0 if all rules pass, 1 if any fails, 2 on
+    bad input (no such run, an unfinished run, a missing or stale export, a bad flag)."""
     from compressor.gate import evaluate_gate
     from compressor.reporting.junit import check_junit_path, refuse_run_file, write_junit
 
