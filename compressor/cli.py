@@ -216,11 +216,17 @@ def gate_command(
     """Check a run against its quality gate: exit 0 if all rules pass, 1 if any fails, 2 on
     bad input (no such run, an unfinished run, a missing or stale export, a bad flag)."""
     from compressor.gate import evaluate_gate
-    from compressor.reporting.junit import check_junit_path, refuse_run_file, write_junit
+    from compressor.reporting.junit import (
+        check_junit_path,
+        refuse_run_file,
+        suite_name,
+        write_junit,
+    )
 
+    suite = suite_name(run, backend, precision)
     if junit is not None:
-        check_junit_path(junit)
         refuse_run_file(junit, run)
+        check_junit_path(junit)
     try:
         result = evaluate_gate(
             run,
@@ -236,12 +242,12 @@ def gate_command(
         )
     except UserError as error:
         if junit is not None:
-            record_gate_error(error, junit)
+            record_gate_error(error, junit, suite)
         raise
     except Exception as crash:  # a bug: still no earlier passing verdict left in the file
         if junit is not None:
             with contextlib.suppress(UserError):
-                record_gate_error(UserError(f"the gate crashed: {crash!r}"), junit)
+                record_gate_error(UserError(f"the gate crashed: {crash!r}"), junit, suite)
         raise
     print_gate(result)
     if junit is not None:
@@ -251,13 +257,13 @@ def gate_command(
         raise typer.Exit(1)
 
 
-def record_gate_error(error: UserError, junit: Path) -> None:
+def record_gate_error(error: UserError, junit: Path, suite: str | None = None) -> None:
     """The gate could not run: say so in the JUnit file, so a CI job does not go on showing an
     earlier, passing verdict. If that file cannot be written either, both problems are told."""
-    from compressor.reporting.junit import write_junit_error
+    from compressor.reporting.junit import SUITE_NAME, write_junit_error
 
     try:
-        write_junit_error(error, junit)
+        write_junit_error(error, junit, suite or SUITE_NAME)
     except UserError as unwritable:
         raise UserError(*error.lines, *unwritable.lines) from None
 

@@ -58,15 +58,16 @@ _OUR_SYMBOLS = "≥≤→×—…·Δ"
 
 def _tolerate_narrow_encodings() -> None:
     """Output to a stream whose encoding lacks our symbols (a Windows CI agent's cp1252 pipe,
-    PYTHONIOENCODING=ascii) prints `?` for them instead of crashing the command: a gate that
-    passed must exit 0 and write its JUnit file whatever the log's code page."""
-    for stream in (sys.stdout, sys.stderr):
+    PYTHONIOENCODING=ascii) shows `?` for them on stdout, an escape (\\u2265) on stderr, where a
+    crash's traceback must stay exact, instead of crashing the command: a gate that passed
+    must exit 0 and write its JUnit file whatever the log's code page."""
+    for stream, errors in ((sys.stdout, "replace"), (sys.stderr, "backslashreplace")):
         encoding = getattr(stream, "encoding", None) or "utf-8"
         try:
             _OUR_SYMBOLS.encode(encoding)
         except (UnicodeEncodeError, LookupError):
             with contextlib.suppress(AttributeError, ValueError):  # not a TextIOWrapper
-                stream.reconfigure(errors="replace")
+                stream.reconfigure(errors=errors)
 
 
 def _main() -> None:

@@ -34,14 +34,15 @@ def recipe_hash(recipe: Recipe) -> str:
     must not change the hash of a recipe that does not set it, or every export made before
     the upgrade would read as made for another recipe. Nor must the settings a run's recipe
     may change after training (FREE_TO_CHANGE: a new gate threshold, the data moved), or a
-    stricter gate would refuse the export of the same student. (`--resume` and
-    benchmarks/quality.py compare recipes as recipes instead; `trained_recipe_sha256` checks
-    recipe.yaml's text.)
+    stricter gate would refuse the export of the same student; except the export section:
+    an export made with other settings (a looser INT8 agreement bar, which the gate applies
+    from the export report) must be made again. (`--resume` and benchmarks/quality.py
+    compare recipes as recipes instead; `trained_recipe_sha256` checks recipe.yaml's text.)
     """
     asked = recipe.model_dump(mode="json", exclude_defaults=True)
     # The method's name is its default within its own class, but it picks the class.
     asked["method"] = {"name": recipe.method.name, **asked.get("method", {})}
-    _drop_free_settings(asked)
+    _drop_free_settings(asked, keep=("export",))
     return hashlib.sha256(json.dumps(asked, sort_keys=True).encode("utf-8")).hexdigest()
 
 
@@ -134,9 +135,10 @@ def trained_recipe_sha256(path: Path) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _drop_free_settings(mapping: dict[str, Any]) -> None:
-    """Remove the FREE_TO_CHANGE settings from a recipe mapping, in place."""
-    for *parents, key in FREE_TO_CHANGE:
+def _drop_free_settings(mapping: dict[str, Any], keep: tuple[str, ...] = ()) -> None:
+    """Remove the FREE_TO_CHANGE settings, but those `keep` names, from a recipe mapping, in
+    place."""
+    for *parents, key in (path for path in FREE_TO_CHANGE if path != keep):
         section: Any = mapping
         for parent in parents:
             section = section.get(parent) if isinstance(section, dict) else None

@@ -24,7 +24,7 @@ from compressor.data.files import (
     list_images,
     require_root,
 )
-from compressor.data.sets import ImageSet, subset_indices
+from compressor.data.sets import ImageSet, sizes_differ, subset_indices
 from compressor.errors import UserError
 from compressor.recipe import DataConfig
 
@@ -142,6 +142,12 @@ def read(cfg: DataConfig, with_train: bool = True) -> tuple[ImageSet | None, Ima
         else _decoded(*_kept(*train_listed, cfg.max_train_samples), cfg.image_size)
     )
     test = _decoded(*_kept(*test_listed, cfg.max_test_samples), cfg.image_size)
+    if train is None and cfg.image_size is None:
+        # Training refuses test images of another size than its own; so does scoring, from
+        # the header of the training image the size is taken from.
+        height, width = native_size(cfg)
+        if test.images.shape[2:] != (height, width):
+            raise sizes_differ(cfg.name, (3, height, width), test.images.shape[1:])
     return train, test, classes
 
 

@@ -20,6 +20,7 @@ from compressor.data.sets import (
     Dataset,
     EvalData,
     ImageSet,
+    sizes_differ,
     subset_indices,
 )
 from compressor.errors import UserError
@@ -138,11 +139,7 @@ def _check(cfg: DataConfig, splits: dict[str, ImageSet], classes: list[str]) -> 
 
 def _check_same_shape(cfg: DataConfig, train: ImageSet, test: ImageSet) -> None:
     if train.images.shape[1:] != test.images.shape[1:]:
-        train_shape, test_shape = ("x".join(map(str, s.images.shape[1:])) for s in (train, test))
-        raise UserError(
-            f"{cfg.name}: train images are {train_shape} but test images are {test_shape}; set "
-            f"data.image_size to resize both to one size"
-        )
+        raise sizes_differ(cfg.name, train.images.shape[1:], test.images.shape[1:])
 
 
 def _given_stats(
@@ -204,10 +201,11 @@ def load_test_split(cfg: DataConfig) -> EvalData:
         return load_dataset(cfg)
     _, test, classes = reader.read(cfg, False)
     _check(cfg, {"test": test}, classes)
+    test = _resized(_subset(test, cfg.max_test_samples), cfg.image_size)
     mean, std = stats
     return EvalData(
         name=cfg.name,
-        test=_resized(_subset(test, cfg.max_test_samples), cfg.image_size),
+        test=test,
         classes=classes,
         mean=tuple(mean),
         std=tuple(std),

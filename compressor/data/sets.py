@@ -7,10 +7,13 @@ and normalises whole batches without touching the CPU again.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from compressor.errors import UserError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -113,3 +116,12 @@ def balanced_indices(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
     rank[by_class] = rank_grouped
     chosen = np.lexsort((shuffled_labels, rank))[:count]
     return np.sort(shuffled[chosen])
+
+
+def sizes_differ(name: str, train_shape: Sequence[int], test_shape: Sequence[int]) -> UserError:
+    """Train and test images of different sizes, which one model cannot take both of."""
+    train_text, test_text = ("x".join(map(str, shape)) for shape in (train_shape, test_shape))
+    return UserError(
+        f"{name}: train images are {train_text} but test images are {test_text}; set "
+        "data.image_size to resize both to one size"
+    )

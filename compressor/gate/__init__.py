@@ -2,7 +2,8 @@
 
 `compress gate RUN` measures nothing itself. It reads what distillation and export already
 measured — RUN/report.json and RUN/export/export_report.json — so a gate job needs no GPU, no
-data set and no model files, and its verdict is reproducible from the run directory alone.
+data set and no torch, and its verdict is reproducible from the run directory alone (its
+student.pt only hashed, to tie the export to it; the ONNX file checked when it is there).
 Thresholds come from the `gate:` section of RUN/recipe.yaml (the resolved recipe, so the run
 carries its own acceptance criteria) and flags override them.
 

@@ -1,4 +1,4 @@
-"""A gate rule's verdict and the gate's: what the terminal table, the JSON summary and the
+"""A gate rule's verdict and the gate's: what the terminal table, the verdict line and the
 JUnit file are written from."""
 
 from __future__ import annotations

@@ -32,13 +32,13 @@ def _junit_suite(
     return suites, suite
 
 
-def suite_name(result: GateResult) -> str:
+def suite_name(run: Path, backend: str, precision: str) -> str:
     """compressor.gate.<run>.<backend>.<precision>: the fp32 and INT8 gates of one run, or the
     gates of two runs, in one pipeline are told apart where CI systems merge test results by
     suite and class name. The run's name keeps only characters that do not nest in Jenkins'
     package tree (a dot would)."""
-    run = re.sub(r"[^\w-]", "_", Path(result.run).name)
-    return f"{SUITE_NAME}.{run}.{result.backend}.{result.precision}"
+    name = re.sub(r"[^\w-]", "_", Path(run).resolve().name) or "run"
+    return f"{SUITE_NAME}.{name}.{backend}.{precision}"
 
 
 def check_junit_path(path: Path) -> None:
@@ -60,17 +60,36 @@ def check_junit_path(path: Path) -> None:
             f"--junit {path}: {in_the_way} is a file, not a folder; give a path in a folder, "
             "such as gate.xml"
         )
+    if not _replaceable(Path(path)):
+        raise UserError(
+            f"--junit {path}: holds something other than a JUnit file, which the XML would "
+            "replace; give another name, such as gate.xml"
+        )
+
+
+def _replaceable(path: Path) -> bool:
+    """Only an earlier JUnit file (or an empty one) is written over: a mistyped --junit that
+    names a report or a model must not destroy it, whichever way the gate ends."""
+    try:
+        with path.open("rb") as file:
+            start = file.read(64).lstrip()
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return True  # writing it reports why it cannot be written
+    return not start or start.startswith((b"<?xml", b"<testsuites"))
 
 
 def refuse_run_file(path: Path, run: Path) -> None:
     """A --junit naming one of the run's own files (report.json, export/student.onnx) would
-    replace it with XML, and every later export or gate would find the run damaged. The run
+    replace it with XML, and every later export or gate would find the run damaged; one it
+    lacks now (a gate refused for a missing report) would be taken for it later. The run
     writes no .xml file, so a JUnit file kept in the run directory is still fine."""
     try:
         target, root = Path(path).resolve(), Path(run).resolve()
     except OSError:
         return  # check_junit_path names what is wrong with the path
-    if target.is_relative_to(root) and target.is_file() and target.suffix.lower() != ".xml":
+    if target.is_relative_to(root) and target.suffix.lower() != ".xml":
         raise UserError(
             f"--junit {path}: a file of the run {run}, which the JUnit XML would replace; give "
             "another name, such as gate.xml"
@@ -93,7 +112,7 @@ def write_junit(result: GateResult, path: Path) -> None:
     CI systems already render JUnit, so a failed gate shows up as failed tests with the
     measured value and threshold in the message instead of being buried in a job log.
     """
-    title = suite_name(result)
+    title = suite_name(result.run, result.backend, result.precision)
     suites, suite = _junit_suite(
         title,
         tests=len(result.rules),
@@ -121,14 +140,14 @@ def write_junit(result: GateResult, path: Path) -> None:
     _write_xml(suites, path)
 
 
-def write_junit_error(error: UserError, path: Path) -> None:
+def write_junit_error(error: UserError, path: Path, suite: str = SUITE_NAME) -> None:
     """Record a gate that could not run as one JUnit <error>.
 
     Without it a CI job would go on displaying the JUnit file of an earlier, passing gate
-    while this one exits 2.
+    while this one exits 2. `suite`: the gate's own name where the command line was read.
     """
-    suites, suite = _junit_suite(SUITE_NAME, tests=1, failures=0, errors=1, skipped=0, seconds=0.0)
-    case = ET.SubElement(suite, "testcase", name="inputs", classname=SUITE_NAME, time="0")
-    element = ET.SubElement(case, "error", message=error.lines[0], type="UserError")
-    element.text = "\n".join(error.lines)
+    suites, element = _junit_suite(suite, tests=1, failures=0, errors=1, skipped=0, seconds=0.0)
+    case = ET.SubElement(element, "testcase", name="inputs", classname=suite, time="0")
+    said = ET.SubElement(case, "error", message=error.lines[0], type="UserError")
+    said.text = "\n".join(error.lines)
     _write_xml(suites, path)

@@ -11,7 +11,13 @@ import torch
 from compressor.data import Dataset, EvalData, load_dataset, load_test_split
 from compressor.errors import UserError
 from compressor.recipe import DataConfig
-from tests.data.image_files import WNIDS, load_error, make_imagefolder, make_tiny_imagenet
+from tests.data.image_files import (
+    WNIDS,
+    load_error,
+    make_imagefolder,
+    make_tiny_imagenet,
+    save_image,
+)
 from tests.data.test_cifar import CIFAR10_TRAIN, make_cifar10
 
 
@@ -42,6 +48,21 @@ def test_image_folder_test_split_decodes_no_training_image(tmp_path: Path) -> No
     _damage([p for p in (root / "train").rglob("*") if p.suffix in (".png", ".JPG")])
     _assert_same_test_split(load_test_split(config), full)
     assert "cannot decode image" in load_error(config)
+
+
+def test_image_folder_test_split_of_another_size_is_refused_as_training_refuses(
+    tmp_path: Path,
+) -> None:
+    root = make_imagefolder(tmp_path)
+    for path in (root / "val").rglob("*.png"):
+        save_image(path, size=(24, 24))
+    config = DataConfig(name="imagefolder", root=root)
+    expected = "train images are 3x16x16 but test images are 3x24x24; set data.image_size"
+    with pytest.raises(UserError, match=expected):
+        load_test_split(config)
+    assert expected in load_error(config)
+    resized = load_test_split(DataConfig(name="imagefolder", root=root, image_size=16))
+    assert resized.image_shape == (3, 16, 16)
 
 
 def test_image_folder_test_split_refuses_a_class_training_would_refuse(tmp_path: Path) -> None:

@@ -679,6 +679,25 @@ def test_a_junit_path_naming_a_file_of_the_run_is_refused(
     assert (kd_run / "report.json").read_bytes() == report
     for _ in range(2):  # written, then replaced
         assert run_cli(capsys, "gate", str(kd_run), "--junit", str(kd_run / "gate.xml")).code == 0
+    # A mistyped flag is recorded in the JUnit file before the gate runs: not over the report.
+    result = run_cli(capsys, "gate", str(kd_run), "--junit", str(kd_run / "report.json"), "--x")
+    assert result.code == 2 and "holds something other than a JUnit file" in result.stderr
+    assert (kd_run / "report.json").read_bytes() == report
+    # Nor under the name of a file the run lacks now: it would be taken for that file later.
+    (kd_run / "export" / "export_report.json").unlink()
+    missing = kd_run / "export" / "export_report.json"
+    result = run_cli(capsys, "gate", str(kd_run), "--junit", str(missing))
+    assert result.code == 2 and not missing.exists()
+
+
+def test_a_gate_that_could_not_run_keeps_its_suite_name(
+    kd_run: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    junit = tmp_path / "gate-int8.xml"
+    result = run_cli(capsys, "gate", str(kd_run), "--precision", "int8", "--junit", str(junit))
+    assert result.code == 2
+    [suite] = ET.parse(junit).getroot().iter("testsuite")
+    assert suite.get("name") == "compressor.gate.kd.onnxruntime.int8"
 
 
 def test_python_api_returns_the_verdict(kd_run: Path) -> None:

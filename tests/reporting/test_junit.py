@@ -7,7 +7,6 @@ real runs; here each writer runs alone, so a change in what CI is shown fails on
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -74,9 +73,30 @@ def test_a_verdict_is_one_testcase_per_rule(tmp_path: Path) -> None:
 def test_gates_of_other_runs_and_precisions_are_other_suites() -> None:
     """CI systems merge results by suite and class name: the fp32 and INT8 gates of a run,
     and the gates of two runs, must not collide. A dot would nest in Jenkins' package tree."""
-    int8 = replace(VERDICT, run=Path("/runs/r8.v2"), precision="int8")
-    assert suite_name(int8) == "compressor.gate.r8_v2.onnxruntime.int8"
-    assert suite_name(VERDICT) == "compressor.gate.kd.onnxruntime.fp16"
+    assert suite_name(Path("/runs/r8.v2"), "onnxruntime", "int8") == (
+        "compressor.gate.r8_v2.onnxruntime.int8"
+    )
+    here = Path.cwd().name.replace(".", "_") or "run"
+    assert suite_name(Path("."), "tensorrt", "fp16") == f"compressor.gate.{here}.tensorrt.fp16"
+
+
+def test_only_a_junit_file_is_written_over(tmp_path: Path) -> None:
+    """Whichever way the gate ends, a --junit naming a report or a model leaves it whole."""
+    report = tmp_path / "report.json"
+    report.write_text('{"results": {}}')
+    for write in (
+        lambda path: write_junit(VERDICT, path),
+        lambda path: write_junit_error(UserError("why"), path),
+    ):
+        with pytest.raises(UserError, match="holds something other than a JUnit file"):
+            write(report)
+    assert report.read_text() == '{"results": {}}'
+    earlier, empty = tmp_path / "gate.xml", tmp_path / "empty.xml"
+    write_junit(VERDICT, earlier)
+    empty.touch()
+    for path in (earlier, empty):
+        write_junit_error(UserError("why"), path)
+        assert ET.parse(path).getroot().find("testsuite/testcase/error") is not None
 
 
 def test_a_gate_that_could_not_run_is_one_error(tmp_path: Path) -> None:
