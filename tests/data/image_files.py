@@ -57,6 +57,17 @@ def make_imagefolder(root: Path, classes: tuple[str, ...] = ("cat", "dog")) -> P
     return root
 
 
+def damage_training_images(root: Path) -> None:
+    """Damage every training image of a `make_imagefolder` folder but the first class's a.png,
+    whose header alone gives the folder's image size: a command that reads no more than that
+    header (scoring on the test split) still works; one that decodes the split fails."""
+    header = root / "train" / sorted(p.name for p in (root / "train").iterdir())[0] / "a.png"
+    damaged = [p for p in (root / "train").rglob("*") if p.suffix in (".png", ".JPG")]
+    for path in damaged:
+        if path != header:
+            path.write_bytes(b"damaged")
+
+
 def load_error(config: DataConfig) -> str:
     """The one-line UserError loading `config` must raise."""
     with pytest.raises(UserError) as caught:

@@ -11,7 +11,7 @@ import torch
 from compressor.engine.teacher import check_teacher
 from compressor.models import create_model
 from compressor.recipe import parse_recipe
-from tests.data.image_files import make_imagefolder
+from tests.data.image_files import damage_training_images, make_imagefolder
 
 
 @pytest.mark.parametrize(
@@ -42,9 +42,7 @@ def test_shared_teacher_scores_its_published_accuracy(
 def test_teacher_check_reads_no_training_image(tmp_path: Path) -> None:
     """Scoring needs the test split alone: a damaged training photo is not opened."""
     root = make_imagefolder(tmp_path, classes=("ant", "bee"))
-    for path in (root / "train").rglob("*"):
-        if path.suffix in (".png", ".JPG"):
-            path.write_bytes(b"damaged")
+    damage_training_images(root)
     checkpoint = tmp_path / "teacher.pt"
     torch.save(create_model("resnet8", 2, 3).state_dict(), checkpoint)
     recipe = parse_recipe(

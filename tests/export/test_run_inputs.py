@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli_helpers import run_cli
-from tests.data.image_files import make_imagefolder
+from tests.data.image_files import damage_training_images, make_imagefolder
 from tests.export.helpers import QUICK, invoke, one_error_line, report_of, write_recipe
 
 
@@ -27,9 +27,7 @@ def test_export_reads_training_images_only_for_int8(
     )
     invoke("train", str(recipe))
     run = tmp_path / "runs" / "photos"
-    for path in (root / "train").rglob("*"):
-        if path.suffix in (".png", ".JPG"):
-            path.write_bytes(b"damaged")
+    damage_training_images(root)
 
     assert run_cli(capsys, "export", str(run), *QUICK).code == 0
     assert report_of(run)["eval_samples"] == 2
