@@ -101,7 +101,8 @@ def read_completed_run(run: RunDir) -> tuple[Recipe, dict[str, Any]]:
     if not run.student.is_file():
         raise UserError(
             f"{run.root}: the run has no student.pt although it completed; the run directory "
-            f"is incomplete: repair it with {rebuild}"
+            f"is incomplete: copy student.pt from where the run was trained (a gate job needs "
+            f"it beside the reports), or repair it with {rebuild}"
         )
     recorded = record.get("trained_recipe_sha256")  # absent from runs made before it was
     if isinstance(recorded, str) and trained_recipe_sha256(run.recipe) != recorded:
