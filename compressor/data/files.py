@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from compressor.data.sets import ImageSet
 from compressor.errors import UserError
 from compressor.recipe import DATA_ROOT_ENV, DataConfig
 
@@ -164,3 +165,8 @@ def decode_images(paths: Sequence[Path], image_size: int | None) -> torch.Tensor
                 future.cancel()
             raise
     return out
+
+
+def decode_split(paths: Sequence[Path], labels: Sequence[int], image_size: int | None) -> ImageSet:
+    """A split of image files and their labels, decoded (`decode_images`)."""
+    return ImageSet(decode_images(paths, image_size), torch.tensor(labels, dtype=torch.int64))

@@ -14,11 +14,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from compressor.data.files import (
     IMAGE_SUFFIXES,
-    decode_images,
+    decode_split,
     has_images,
     image_size,
     list_images,
@@ -139,9 +138,9 @@ def read(cfg: DataConfig, with_train: bool = True) -> tuple[ImageSet | None, Ima
     train = (
         None
         if train_listed is None
-        else _decoded(*_kept(*train_listed, cfg.max_train_samples), cfg.image_size)
+        else decode_split(*_kept(*train_listed, cfg.max_train_samples), cfg.image_size)
     )
-    test = _decoded(*_kept(*test_listed, cfg.max_test_samples), cfg.image_size)
+    test = decode_split(*_kept(*test_listed, cfg.max_test_samples), cfg.image_size)
     if train is None and cfg.image_size is None:
         # Training refuses test images of another size than its own; so does scoring, from
         # the header of the training image the size is taken from.
@@ -149,10 +148,6 @@ def read(cfg: DataConfig, with_train: bool = True) -> tuple[ImageSet | None, Ima
         if test.images.shape[2:] != (height, width):
             raise sizes_differ(cfg.name, (3, height, width), test.images.shape[1:])
     return train, test, classes
-
-
-def _decoded(paths: list[Path], labels: list[int], image_size: int | None) -> ImageSet:
-    return ImageSet(decode_images(paths, image_size), torch.tensor(labels, dtype=torch.int64))
 
 
 def _kept(paths: list[Path], labels: list[int], count: int | None) -> tuple[list[Path], list[int]]:

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from compressor.data.files import (
-    decode_images,
+    decode_split,
     has_images,
     list_images,
     require_root,
@@ -126,9 +124,5 @@ def read(cfg: DataConfig, with_train: bool = True) -> tuple[ImageSet | None, Ima
         _check_train_folders(root, wnids)
     train_listed = _train_files(root, wnids) if with_train else None
     val_paths, val_labels = _val_files(root, wnids)
-    train = None if train_listed is None else _decoded(*train_listed, cfg.image_size)
-    return train, _decoded(val_paths, val_labels, cfg.image_size), _class_names(root, wnids)
-
-
-def _decoded(paths: list[Path], labels: list[int], image_size: int | None) -> ImageSet:
-    return ImageSet(decode_images(paths, image_size), torch.tensor(labels, dtype=torch.int64))
+    train = None if train_listed is None else decode_split(*train_listed, cfg.image_size)
+    return train, decode_split(val_paths, val_labels, cfg.image_size), _class_names(root, wnids)

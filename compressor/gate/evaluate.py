@@ -137,7 +137,7 @@ def evaluate_gate(
         file_note = check_deployed_file(student, run.root)
         rules = [
             student_rule(report, config, flags),
-            export_accuracy_rule(student, reference, config, f"; {file_note}" if file_note else ""),
+            export_accuracy_rule(student, reference, config),
             export_agreement_rule(student, export_path, config, flags),
             speedup_rule(export, export_path, student, config.min_speedup, speedup_batch),
         ]

@@ -77,7 +77,7 @@ def student_rule(report: RunReport, config: GateConfig, flags: dict[str, float])
 
 
 def export_accuracy_rule(
-    student: ExportRow, reference: ExportRow, config: GateConfig, file_note: str
+    student: ExportRow, reference: ExportRow, config: GateConfig
 ) -> RuleResult:
     """The exported student against the PyTorch student, both scored by the export on the
     same evaluation set (report.json's accuracy may be on another subset)."""
@@ -86,7 +86,7 @@ def export_accuracy_rule(
         student.accuracy,
         reference.accuracy - config.max_export_drop,
         f"{student.label} vs PyTorch {reference.accuracy:.2f} % − max_export_drop "
-        f"{config.max_export_drop:g}{file_note}",
+        f"{config.max_export_drop:g}",
     )
 
 

@@ -62,7 +62,7 @@ class GateResult:
     rules: list[RuleResult]
     seconds: float
     # What the verdict rests on that a reader must not miss (the model file was not here to
-    # check): said with the verdict, not only in a rule's detail.
+    # check): said on the verdict line, where it is not missed.
     notes: list[str] = field(default_factory=list)
 
     @property
