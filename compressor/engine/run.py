@@ -238,10 +238,11 @@ def _execute(
         torch.use_deterministic_algorithms(True, warn_only=True)
     # 1. Inputs: nothing is written before the run directory, the data and the models are
     #    known good. The directory first, before minutes of data loading and teacher scoring.
+    #    Teacher and data files can be missing on some nodes only: read `together`.
     distributed.together(lambda: _check_run_dir(context, resume, overwrite), setup.device)
     pinned = _pin_teacher(context, resume) if recipe.teacher else None
     observer.message(f"device {setup.device}, reading data set {recipe.data.name}")
-    dataset = load_dataset(recipe.data)
+    dataset = distributed.together(lambda: load_dataset(recipe.data), setup.device)
     for line in _data_summary(dataset, recipe.data.max_train_samples):
         observer.message(line)
     models = _build_models(context, dataset, pinned)
@@ -335,8 +336,9 @@ def _build_models(context: _Context, dataset: Dataset, pinned: PinnedTeacher | N
 def _pin_teacher(context: _Context, resume: bool) -> PinnedTeacher:
     """The teacher, and which one: its weights hash is recorded in the manifest, so that a
     resume or an export that finds another file at teacher.checkpoint refuses instead of
-    mixing two teachers. A resume compares it here, before the data is read."""
-    pinned = pin_teacher(context.recipe)
+    mixing two teachers. A resume compares it here, before the data is read. Loading can
+    fail on some nodes only (a file missing there), so every process waits for the others'."""
+    pinned = context.distributed.together(lambda: pin_teacher(context.recipe), context.setup.device)
     if resume:
         fix = (
             "put that teacher back there, or start over with "

@@ -76,9 +76,12 @@ def test_two_processes_train_the_same_student_as_one(
         assert b["test_accuracy"] == pytest.approx(a["test_accuracy"])
 
 
-def torchrun(subcommand: str, recipe: Path) -> subprocess.CompletedProcess[str]:
+def torchrun(
+    subcommand: str, recipe: Path, pythonpath: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     """`compress SUBCOMMAND recipe` in 2 CPU processes; a hang (collectives out of step) fails
-    at 240 s. torchrun's scratch folders go next to the recipe, not into the machine's /tmp."""
+    at 240 s. torchrun's scratch folders go next to the recipe, not into the machine's /tmp;
+    `pythonpath` is where a recipe's entrypoint module is."""
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
         "-m", "compressor", subcommand, str(recipe),
@@ -86,6 +89,8 @@ def torchrun(subcommand: str, recipe: Path) -> subprocess.CompletedProcess[str]:
     scratch = recipe.parent / "torchrun-tmp"
     scratch.mkdir(exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(scratch)}
+    if pythonpath is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(pythonpath), env.get("PYTHONPATH")]))
     process = subprocess.Popen(command, stdout=PIPE, stderr=PIPE, text=True, env=env)
     try:
         stdout, stderr = process.communicate(timeout=240)
@@ -201,3 +206,37 @@ def test_each_rank_trains_on_the_gpu_of_its_local_rank() -> None:
     assert rank_one.device_for(torch.device("cuda")) == torch.device("cuda", 1)
     assert rank_one.device_for(torch.device("cpu")) == torch.device("cpu")
     assert Distributed().device_for(torch.device("cuda")) == torch.device("cuda")
+
+
+def test_a_teacher_that_fails_to_load_on_one_process_stops_both_with_its_message(
+    tmp_path: Path,
+) -> None:
+    """A node without the teacher's file (here: an entrypoint that refuses on rank 1 only)
+    stops every process with that line, before the data is read, not with rank 0 running on
+    into a collective its partner never joins."""
+    (tmp_path / "rank_teacher.py").write_text(
+        "import os\n"
+        "import torch\n"
+        "from compressor.models.cifar_resnet import cifar_resnet\n\n"
+        "def build():\n"
+        "    if os.environ['RANK'] == '1':\n"
+        "        raise FileNotFoundError('no teacher weights on this node')\n"
+        "    torch.manual_seed(0)\n"
+        "    return cifar_resnet(num_classes=10, in_channels=1, depth=8)\n"
+    )
+    recipe = tmp_path / "kd.yaml"
+    config = {
+        "teacher": {"entrypoint": "rank_teacher:build"},
+        "student": {"arch": "resnet8"},
+        "method": {"name": "kd"},
+        "train": {"epochs": 1, "batch_size": 8, "max_steps_per_epoch": 2, "device": "cpu"},
+        "output": {"dir": str(tmp_path), "name": "run"},
+    }
+    recipe.write_text(yaml.safe_dump(config))
+    done = torchrun("distill", recipe, pythonpath=tmp_path)
+    assert done.returncode == 1  # torchrun's own code when a worker fails (each exits 2)
+    assert "no teacher weights on this node" in done.stderr
+    assert "reading data set" not in done.stdout + done.stderr
+    assert "process 0 stopped: another process could not start the run" in done.stderr
+    assert "Connection closed" not in done.stderr
+    assert not (tmp_path / "run").exists()
