@@ -2,8 +2,9 @@
 
 Only tensors and plain Python containers go in, so the file loads with
 `torch.load(weights_only=True)`: resuming never executes code from disk. Shuffling and
-augmentation are a pure function of (seed, epoch), so the RNG states saved here are all that
-is needed to continue exactly where an interrupted run stopped.
+augmentation are a pure function of (seed, epoch), so the RNG states saved here (one per
+process under torchrun) are all that is needed to continue exactly where an interrupted run
+stopped.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 import torch
 
+from compressor.engine.distributed import Distributed
 from compressor.errors import UserError, short_reason
 from compressor.io import previous_of, save_torch
 
@@ -23,6 +25,33 @@ def rng_state(device: torch.device) -> dict[str, Any]:
     if device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(device)
     return state
+
+
+def every_rank_rng_state(distributed: Distributed, device: torch.device) -> dict[str, Any]:
+    """The checkpoint's RNG entries: `rng`, this process's state (rank 0's, as it saves), and
+    under torchrun `rng_ranks`, every process's in rank order. Each process draws its own
+    random numbers (AMKD's attack targets for its shard), so a resumed run continues exactly
+    only if each process gets its own state back."""
+    state = rng_state(device)
+    if not distributed.enabled:
+        return {"rng": state}
+    by_kind = {kind: distributed.gather(value, device) for kind, value in state.items()}
+    ranks = [
+        {kind: by_kind[kind][rank] for kind in state} for rank in range(distributed.world_size)
+    ]
+    return {"rng": state, "rng_ranks": ranks}
+
+
+def restore_every_rank_rng_state(
+    checkpoint: dict[str, Any], distributed: Distributed, device: torch.device
+) -> None:
+    """This process's RNG state from the checkpoint; rank 0's (`rng`) for a checkpoint saved
+    by one process or by another process count, where an exact continuation is not possible."""
+    ranks = checkpoint.get("rng_ranks")
+    if distributed.enabled and ranks is not None and len(ranks) == distributed.world_size:
+        restore_rng_state(ranks[distributed.rank], device)
+    else:
+        restore_rng_state(checkpoint["rng"], device)
 
 
 def restore_rng_state(state: dict[str, Any], device: torch.device) -> None:

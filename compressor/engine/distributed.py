@@ -49,6 +49,16 @@ class Distributed:
             )
         return batch_size // self.world_size
 
+    def gather(self, values: torch.Tensor, device: torch.device) -> list[torch.Tensor]:
+        """Every process's `values` (same shape and dtype on each), in rank order, on the CPU.
+        Sent through `device`, so NCCL runs carry them too."""
+        if not self.enabled:
+            return [values]
+        sent = values.to(device)
+        received = [torch.empty_like(sent) for _ in range(self.world_size)]
+        dist.all_gather(received, sent)
+        return [value.cpu() for value in received]
+
     def sum(self, values: torch.Tensor) -> torch.Tensor:
         """Element-wise sum over all processes (a copy; the input is left as it is)."""
         if not self.enabled:

@@ -19,9 +19,9 @@ from torch import nn
 
 from compressor.data import BatchLoader, Dataset, load_dataset
 from compressor.engine.checkpoint import (
+    every_rank_rng_state,
     load_checkpoint,
-    restore_rng_state,
-    rng_state,
+    restore_every_rank_rng_state,
     save_checkpoint,
 )
 from compressor.engine.device import (
@@ -427,7 +427,7 @@ def _restore(
     student.load_state_dict(state["student"])
     optimizer.load_state_dict(state["optimizer"])
     scaler.load_state_dict(state["scaler"])
-    restore_rng_state(state["rng"], context.setup.device)
+    restore_every_rank_rng_state(state, context.distributed, context.setup.device)
     start_epoch = state["epoch"]
     if context.main:
         drop_metrics_after(run.metrics, start_epoch, context.observer.message)
@@ -495,6 +495,7 @@ def _train_epochs(
         context.observer.epoch_finished(
             epoch, epochs, result, student_eval.accuracy if student_eval else None
         )
+        rng = every_rank_rng_state(context.distributed, setup.device)  # a collective
         if not context.main:
             continue
         append_line(context.run.metrics, json.dumps(_metrics_line(epoch, result, student_eval)))
@@ -507,7 +508,7 @@ def _train_epochs(
                 "student": student.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "scaler": scaler.state_dict(),
-                "rng": rng_state(setup.device),
+                **rng,
             },
         )
     if student_eval is None:

@@ -8,6 +8,7 @@ its own half batch (SyncBatchNorm exists only for GPUs), so a BN model differs b
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -77,14 +78,14 @@ def test_two_processes_train_the_same_student_as_one(
 
 
 def torchrun(
-    subcommand: str, recipe: Path, pythonpath: Path | None = None
+    subcommand: str, recipe: Path, *flags: str, pythonpath: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
     """`compress SUBCOMMAND recipe` in 2 CPU processes; a hang (collectives out of step) fails
     at 240 s. torchrun's scratch folders go next to the recipe, not into the machine's /tmp;
     `pythonpath` is where a recipe's entrypoint module is."""
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        "-m", "compressor", subcommand, str(recipe),
+        "-m", "compressor", subcommand, str(recipe), *flags,
     ]  # fmt: skip
     scratch = recipe.parent / "torchrun-tmp"
     scratch.mkdir(exist_ok=True)
@@ -165,6 +166,24 @@ def test_amkd_with_a_batchnorm_student_under_torchrun(
         assert (tmp_path / "run" / name).read_bytes() == content, name
     assert "already holds a completed run" in again.stderr
     assert "Connection closed" not in again.stderr
+
+    # Resumed after epoch 1, it trains the same epoch 2: each process draws its own attack
+    # targets, so each must get its own RNG state back, not rank 0's.
+    checkpoints = tmp_path / "run" / "checkpoints"
+    (checkpoints / "previous-last.pt").replace(checkpoints / "last.pt")
+    resumed = torchrun("distill", recipe, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming" in resumed.stdout and "after epoch 1" in resumed.stdout
+    timed = ("epoch_seconds", "images_per_second")
+    again_metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    for line in (*metrics, *again_metrics):
+        for key in timed:
+            line.pop(key, None)
+    assert again_metrics == metrics
+    first = torch.load(io.BytesIO(before["student.pt"]), weights_only=True)["state_dict"]
+    second = torch.load(tmp_path / "run" / "student.pt", weights_only=True)["state_dict"]
+    for key in first:
+        assert torch.equal(first[key], second[key]), key
 
 
 def _average_buffers_worker(rank: int, store_file: str, results: str) -> None:
