@@ -16,6 +16,7 @@ from compressor.gate.rules import (
     check_deployed_file,
     export_accuracy_rule,
     export_agreement_rule,
+    export_command,
     exported_student,
     speedup_rule,
     student_rule,
@@ -74,7 +75,7 @@ def _check_same_student(export: ExportReport, export_path: Path, run: RunDir) ->
         raise UserError(
             f"{export_path}: made from another student.pt (sha256 {export.student_sha256[:12]}, "
             f"now {current[:12]}: the run was trained again, or student.pt replaced, since); "
-            f"re-export with `compress export {run.root}`"
+            f"re-export with `{export_command(run.root)}`"
         )
 
 
@@ -132,7 +133,7 @@ def evaluate_gate(
         if reference is None:
             raise UserError(
                 f"{export_path}: no PyTorch fp32 student result to compare the export with; "
-                f"re-export with `compress export {run.root}`"
+                f"re-export with `{export_command(run.root)}`"
             )
         file_note = check_deployed_file(student, run.root)
         rules = [
@@ -154,18 +155,18 @@ def _read_export(run: RunDir, export_path: Path, report: RunReport) -> ExportRep
         raise UserError(
             f"{run.export_dir}: an export of this run was killed while putting its files in "
             f"place ({killed.name} holds the rest), so they are part old, part new; re-export "
-            f"with `compress export {run.root}`, which completes that one first"
+            f"with `{export_command(run.root)}`, which completes that one first"
         )
     export = read_report(
         export_path,
         ExportReport,
         "the export report",
-        f"export the run with `compress export {run.root}`",
+        f"export the run with `{export_command(run.root)}`",
     )
     if export.recipe_sha256 != report.recipe_sha256:
         raise UserError(
             f"{export_path}: made for another recipe (sha256 {export.recipe_sha256[:12]}, run "
-            f"{report.recipe_sha256[:12]}); re-export with `compress export {run.root}`"
+            f"{report.recipe_sha256[:12]}); re-export with `{export_command(run.root)}`"
         )
     _check_same_student(export, export_path, run)
     return export

@@ -4,6 +4,7 @@ checked field by field, so a broken pipeline surfaces as one precise line, never
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
@@ -91,7 +92,8 @@ def read_report(path: Path, model: type[ReportT], what: str, remedy: str) -> Rep
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
         raise UserError(
-            f"{path}: not valid JSON (line {error.lineno}, column {error.colno}: {error.msg}); "
+            f"{path}: not valid JSON (line {error.lineno}, column {error.colno}: "
+            f"{re.sub(r'( starting)? at$', '', error.msg)}); "
             f"{remedy}"
         ) from None
     except UnicodeDecodeError:

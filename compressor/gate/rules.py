@@ -4,6 +4,7 @@ teacher deployed the same way, with the notes a verdict near its bar needs."""
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 from compressor.errors import UserError
@@ -12,6 +13,11 @@ from compressor.gate.verdict import RuleResult, judge
 from compressor.io import file_sha256
 from compressor.recipe import GateConfig
 from export.latency import NOISY_CV
+
+
+def export_command(run: Path, *flags: str) -> str:
+    """The export to run, pasteable: a run path with spaces or quotes is quoted."""
+    return shlex.join(["compress", "export", str(run), *flags])
 
 
 def exported_student(
@@ -23,14 +29,18 @@ def exported_student(
     exported = sorted(
         {r.label for r in export.results if r.model == "student" and r.backend != "pytorch"}
     )
-    flags = {"tensorrt": " --trt"}.get(backend, "") + {
-        "fp16": " --fp16",
-        "int8": " --int8",
-    }.get(precision, "")
+    flags = [
+        flag
+        for flag in (
+            {"tensorrt": "--trt"}.get(backend),
+            {"fp16": "--fp16", "int8": "--int8"}.get(precision),
+        )
+        if flag
+    ]
     where = " on a machine with an NVIDIA GPU and TensorRT" if backend == "tensorrt" else ""
     raise UserError(
         f"{path}: no {backend} {precision} student (exported: {', '.join(exported) or 'none'}); "
-        f"run `compress export {run}{flags}`{where}, or gate an exported one with "
+        f"run `{export_command(run, *flags)}`{where}, or gate an exported one with "
         "--backend/--precision"
     )
 
@@ -48,7 +58,7 @@ def check_deployed_file(student: ExportRow, run: Path) -> str:
     if file_sha256(path) != student.sha256:
         raise UserError(
             f"{path}: not the file the export measured (its sha256 differs from the export "
-            f"report's); re-export with `compress export {run}`"
+            f"report's); re-export with `{export_command(run)}`"
         )
     return ""
 

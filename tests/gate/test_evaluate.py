@@ -747,7 +747,12 @@ EXPORT = "export/export_report.json"
 BAD_INPUTS: list[tuple[str, Callable[[Path], None] | None, list[str], list[str]]] = [
     ("missing run dir", None, ["{run}-absent"], ["kd-absent: no such run directory"]),
     ("missing report", delete("report.json"), [], ["report.json: not found", "RECIPE --resume"]),
-    ("corrupt report", corrupt("report.json"), [], ["report.json: not valid JSON (line 1"]),
+    (
+        "corrupt report",
+        corrupt("report.json"),
+        [],
+        ["report.json: not valid JSON (line 1, column 23: Unterminated string); "],
+    ),
     (
         "report without student accuracy",
         edit_json("report.json", lambda d: d["results"]["student"].pop("accuracy")),
@@ -1062,3 +1067,14 @@ def test_a_run_whose_export_is_in_progress_is_refused_until_it_ends(
         "end, then gate"
     )
     assert run_cli(capsys, "gate", str(kd_run)).code == 0  # the lock file stays; nobody holds it
+
+
+def test_a_command_to_run_quotes_a_run_path_with_spaces(
+    made_runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What the gate says to run must paste: an unquoted path would be split by the shell."""
+    run = Path(shutil.copytree(made_runs["kd"], tmp_path / "my runs" / "kd 1"))
+    write_export_report(run)
+    result = run_cli(capsys, "gate", str(run), "--precision", "int8")
+    assert result.code == 2
+    assert f"run `compress export '{run}' --int8`, or gate" in result.stderr
