@@ -56,6 +56,6 @@ def lock_run(run: RunDir) -> FileLock:
         return lock_or_refuse(run.lock, busy)
     except OSError as error:
         raise UserError(
-            f"{run.lock}: cannot lock the run directory ({error.strerror}); "
-            "choose another output.dir"
+            f"{run.lock}: cannot lock the run directory ({error.strerror}); make "
+            f"{run.root} writable, or set another output.dir to start a new run there"
         ) from None
