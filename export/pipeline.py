@@ -133,12 +133,17 @@ def export_run(
             staged = write_reports(report.to_json(), staging)
             export_dir = inputs.run.export_dir
             report.files = {kind: export_dir / path.name for kind, path in staged.items()}
-            publish(staging, export_dir, keep=given.path if given else None)
+            removed = publish(staging, export_dir, keep=given.path if given else None)
             published = True
     except KeyboardInterrupt:
         if published:  # the rest was removing the staging folder and releasing the lock
             raise InterruptedOncePublished(report) from None
         raise
+    if removed:
+        say(
+            f"removed the previous export's {', '.join(removed)}, which this one did not make "
+            "(export with the same flags, such as --int8 or --fp16, to keep them)"
+        )
     return report
 
 

@@ -42,11 +42,13 @@ PUBLISHING_PREFIX = ".publishing-"  # export/.publishing-*/: an export being put
 JOURNAL = "publish.json"  # inside it: the names it brought, and the file to keep
 
 
-def publish(staging: Path, export_dir: Path, keep: Path | None) -> None:
+def publish(staging: Path, export_dir: Path, keep: Path | None) -> list[str]:
     """Swap the staged export, reports included, in for the previous one (module docstring).
 
     Only names this exporter writes are removed, never `keep` (a --student-onnx file kept in
-    export/); cached TensorRT engines and files of the user's own stay.
+    export/); cached TensorRT engines and files of the user's own stay. Returns the names of
+    the previous export's model files it removed, for the caller to say so: a file that
+    shipped before (student.int8.onnx) must not vanish unnoticed.
     """
     names = sorted(path.name for path in staging.iterdir())
     write_json(
@@ -56,7 +58,7 @@ def publish(staging: Path, export_dir: Path, keep: Path | None) -> None:
     with interrupts_ignored():
         folder = export_dir / staging.name.replace(STAGING_PREFIX, PUBLISHING_PREFIX, 1)
         os.replace(staging, folder)
-        _finish(folder, export_dir)
+        return _finish(folder, export_dir)
 
 
 def finish_interrupted(export_dir: Path) -> list[Path]:
@@ -79,9 +81,11 @@ def unfinished_publish(export_dir: Path) -> Path | None:
     return None
 
 
-def _finish(folder: Path, export_dir: Path) -> None:
-    """Step 2 of the module docstring, from wherever a kill stopped it."""
+def _finish(folder: Path, export_dir: Path) -> list[str]:
+    """Step 2 of the module docstring, from wherever a kill stopped it; the stale files it
+    removed."""
     report = folder / REPORT_JSON
+    removed: list[str] = []
     if report.is_file():
         journal = json.loads((folder / JOURNAL).read_text(encoding="utf-8"))
         (export_dir / REPORT_JSON).unlink(missing_ok=True)
@@ -94,5 +98,7 @@ def _finish(folder: Path, export_dir: Path) -> None:
             stale = name not in journal["files"] and path.is_file()
             if stale and (keep is None or str(path.resolve()) != keep):
                 path.unlink()
+                removed.append(name)
         os.replace(report, export_dir / REPORT_JSON)
     shutil.rmtree(folder)
+    return removed

@@ -162,3 +162,18 @@ def test_after_a_kill_while_publishing_the_gate_says_so_and_the_export_repairs_i
     ]
     _files_match_report(run)
     evaluate_gate(run)
+
+
+def test_an_export_says_which_files_of_the_previous_one_it_removed(
+    exported_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An fp32 re-export after `--fp16` drops student.fp16.onnx (no stale model ships), and a
+    file that shipped before must not vanish unnoticed."""
+    run = Path(shutil.copytree(exported_run, tmp_path / "run"))
+    result = run_cli(capsys, "export", str(run), "--no-teacher", *QUICK)
+    assert result.code == 0, result.stderr
+    said = [line for line in result.stdout.splitlines() if line.startswith("removed ")]
+    assert len(said) == 1 and "student.fp16.onnx" in said[0] and "teacher.onnx" in said[0]
+    assert not (run / "export" / "student.fp16.onnx").exists()
+    again = run_cli(capsys, "export", str(run), "--no-teacher", *QUICK)
+    assert again.code == 0 and "removed " not in again.stdout
