@@ -4,6 +4,7 @@ anew."""
 
 from __future__ import annotations
 
+import ast
 import shutil
 import signal
 import subprocess
@@ -17,6 +18,13 @@ import yaml
 from tests.cli_helpers import run_cli
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+README = RECIPES.parent / "README.md"
+
+
+def readme_python(heading: str) -> str:
+    """The first ```python block after `heading` in the README."""
+    text = README.read_text(encoding="utf-8").split(f"\n{heading}\n", 1)[1]
+    return text.split("```python\n", 1)[1].split("```", 1)[0]
 
 
 def test_quickstart_runs_the_whole_flow(
@@ -37,6 +45,17 @@ def test_quickstart_runs_the_whole_flow(
         "runs/quickstart/export/export_report.html",
     ):
         assert (tmp_path / path).is_file(), path
+    # The README's code that uses the student runs on this run as written.
+    used = subprocess.run(
+        [sys.executable, "-c", readme_python("## Using the student in your own code")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert used.returncode == 0, used.stderr
+    predicted, difference = used.stdout.splitlines()
+    assert len(ast.literal_eval(predicted)) == 4 and float(difference) < 1e-4
     # Run again, it skips both trainings, reading their figures from the runs, and exports
     # and gates again.
     again = run_cli(capsys, "quickstart")
