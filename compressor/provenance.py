@@ -76,11 +76,20 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def invoked_command() -> list[str]:
+    """How this process was started. `python -m compressor ...` (how torchrun starts its
+    workers) reads as `compress ...`, not as the path of the package's __main__.py."""
+    program = Path(sys.argv[0])
+    if program.name == "__main__.py" and program.parent.name == "compressor":
+        return ["compress", *sys.argv[1:]]
+    return list(sys.argv)
+
+
 def manifest(recipe: Recipe, device: str, status: str, **extra: Any) -> dict[str, Any]:
     return {
         "schema_version": SCHEMA_VERSION,
         "status": status,
-        "command": sys.argv,
+        "command": invoked_command(),
         "versions": package_versions(),
         "device": device,
         "seed": recipe.train.seed,

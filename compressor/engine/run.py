@@ -387,6 +387,7 @@ def _write_start(context: _Context, attempt: _Attempt, teacher: PreparedTeacher 
         "recipe_file": str(Path(context.source).resolve()),
         "workdir": str(Path.cwd()),
         "run_root": str(run.root.resolve()),
+        "processes": context.distributed.world_size,  # torchrun's; results depend on it
     }
     if teacher is not None:
         fields["teacher_weights_sha256"] = teacher.weights_sha256

@@ -151,6 +151,9 @@ def test_amkd_with_a_batchnorm_student_under_torchrun(
 
     metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
     assert [m["epoch"] for m in metrics] == [1, 2]
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["processes"] == 2
+    assert manifest["command"] == ["compress", "distill", str(recipe)]
     assert metrics[0]["stat_attacked"] > 0 and metrics[0]["loss_triplet"] > 0
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert report["results"]["student"]["accuracy"] == pytest.approx(metrics[-1]["test_accuracy"])
