@@ -130,11 +130,28 @@ def recipe_schema_command(
     if output is None:
         sys.stdout.write(text)
     else:
+        _refuse_replacing_other_than_a_schema(output)
         try:
             write_text(output, text)
         except OSError as error:
             raise UserError(f"{output}: cannot write the schema ({error.strerror})") from None
         console.print(f"wrote {output}")
+
+
+def _refuse_replacing_other_than_a_schema(output: Path) -> None:
+    """`-o` replaces an earlier schema, never a recipe or a run's recipe.yaml (a resume would
+    then find the run's recipe unreadable): an existing file must hold our schema or nothing."""
+    if not output.is_file() or output.stat().st_size == 0:
+        return
+    try:
+        earlier = json.loads(output.read_text(encoding="utf-8"))
+    except (ValueError, OSError):
+        earlier = None
+    if not (isinstance(earlier, dict) and earlier.get("title") == "compressor recipe"):
+        raise UserError(
+            f"{output}: exists and is not a recipe schema written by compress, so it is not "
+            "replaced; give another name, such as recipe.schema.json"
+        )
 
 
 @app.command("models", short_help="List the model zoo's architectures.")

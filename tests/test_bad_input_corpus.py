@@ -210,6 +210,16 @@ CASES = [
         ("cannot write the schema", "Is a directory"),
     ),
     Case(
+        "schema written onto a recipe",
+        lambda t: [
+            "recipe",
+            "schema",
+            "-o",
+            str(_write(t / "r.yaml", "student: {arch: resnet8}\n")),
+        ],
+        ("r.yaml: exists and is not a recipe schema written by compress", "recipe.schema.json"),
+    ),
+    Case(
         "run name is the output folder's parent",
         lambda t: train(t, output={"dir": str(t / "runs"), "name": ".."}),
         ("output.name", "not a folder of its own"),
