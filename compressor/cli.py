@@ -126,11 +126,12 @@ def recipe_schema_command(
     from compressor.io import write_text
     from compressor.recipe import recipe_schema
 
-    text = json.dumps(recipe_schema(), indent=2) + "\n"
+    schema = recipe_schema()
+    text = json.dumps(schema, indent=2) + "\n"
     if output is None:
         sys.stdout.write(text)
     else:
-        _refuse_replacing_other_than_a_schema(output)
+        _refuse_replacing_other_than_a_schema(output, schema["title"])
         try:
             write_text(output, text)
         except OSError as error:
@@ -138,7 +139,7 @@ def recipe_schema_command(
         console.print(f"wrote {output}")
 
 
-def _refuse_replacing_other_than_a_schema(output: Path) -> None:
+def _refuse_replacing_other_than_a_schema(output: Path, title: str) -> None:
     """`-o` replaces an earlier schema, never a recipe or a run's recipe.yaml (a resume would
     then find the run's recipe unreadable): an existing file must hold our schema or nothing."""
     if not output.is_file() or output.stat().st_size == 0:
@@ -147,7 +148,7 @@ def _refuse_replacing_other_than_a_schema(output: Path) -> None:
         earlier = json.loads(output.read_text(encoding="utf-8"))
     except (ValueError, OSError):
         earlier = None
-    if not (isinstance(earlier, dict) and earlier.get("title") == "compressor recipe"):
+    if not (isinstance(earlier, dict) and earlier.get("title") == title):
         raise UserError(
             f"{output}: exists and is not a recipe schema written by compress, so it is not "
             "replaced; give another name, such as recipe.schema.json"
