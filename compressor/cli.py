@@ -123,7 +123,7 @@ def recipe_schema_command(
     ] = None,
 ) -> None:
     """Print the recipe's JSON Schema (for editor completion and validation)."""
-    from compressor.io import write_text
+    from compressor.io import WriteFailed, write_text
     from compressor.recipe import recipe_schema
 
     schema = recipe_schema()
@@ -134,7 +134,7 @@ def recipe_schema_command(
         _refuse_replacing_other_than_a_schema(output, schema["title"])
         try:
             write_text(output, text)
-        except OSError as error:
+        except WriteFailed as error:
             raise UserError(f"{output}: cannot write the schema ({error.strerror})") from None
         console.print(f"wrote {output}")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import json
 import math
 import os
@@ -59,9 +60,38 @@ def _make_parent(path: Path) -> None:
         ) from None
 
 
+class WriteFailed(UserError):
+    """A file could not be written: the disk is full, the folder read-only, a size limit
+    reached. The machine's to put right, not a bug in compressor, so it is one line and exit 2
+    rather than a crash's traceback; the file it would have replaced is still whole.
+    `strerror` lets a caller word it for its own file (the JUnit file, the schema)."""
+
+    def __init__(self, path: Path, error: OSError) -> None:
+        self.path = Path(path)
+        self.strerror = error.strerror or str(error)
+        super().__init__(
+            f"{path}: cannot write it ({self.strerror}){_what_to_do(self.path, error.errno)}"
+        )
+
+
+def _what_to_do(path: Path, code: int | None) -> str:
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        return f"; free some space on the disk that holds {path.parent}"
+    if code in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return f"; make {path.parent} writable"
+    if code == errno.EFBIG:
+        return "; the file is larger than this process may write (see `ulimit -f`)"
+    return ""
+
+
 def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    _make_parent(path)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        _make_parent(path)
+        handle, temp_name = tempfile.mkstemp(
+            prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
+        )
+    except OSError as error:
+        raise WriteFailed(path, error) from error
     try:
         with os.fdopen(handle, "wb") as stream:
             write(stream)
@@ -69,8 +99,10 @@ def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
             os.fsync(stream.fileno())
         os.chmod(temp_name, _PUBLIC_MODE)
         os.replace(temp_name, path)
-    except BaseException:
+    except BaseException as error:
         Path(temp_name).unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise WriteFailed(path, error) from error
         raise
     _fsync_directory(path.parent)
 
@@ -89,7 +121,7 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def write_bytes(path: Path, data: bytes) -> None:
+def write_bytes(path: Path, data: bytes | memoryview) -> None:
     _atomic_write(path, lambda stream: stream.write(data))
 
 
@@ -125,11 +157,17 @@ def save_torch(path: Path, payload: Any) -> None:
     torch.save writes through C++, which calls back into the stream: a KeyboardInterrupt
     raised in that callback cannot unwind through the C++ writer, and the process aborts
     ("terminate called after throwing an instance of 'pybind11::error_already_set'")
-    instead of stopping as Ctrl-C should, with the run marked interrupted."""
+    instead of stopping as Ctrl-C should, with the run marked interrupted.
+
+    It is serialised in memory first, then written: writing through torch's C++ writer, a
+    full disk surfaced as "RuntimeError: [enforce fail at inline_container.cc] unexpected
+    pos", the OS's reason lost, and was reported as a crash."""
     import torch  # here, not at the top: the gate and the ONNX checks run without torch
 
     with interrupts_deferred():
-        _atomic_write(path, lambda stream: torch.save(payload, stream))
+        buffer = io.BytesIO()
+        torch.save(payload, buffer)
+        write_bytes(path, buffer.getbuffer())
 
 
 def append_line(path: Path, line: str) -> None:

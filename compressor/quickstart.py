@@ -24,6 +24,7 @@ from compressor.terminal import (
 if TYPE_CHECKING:
     from compressor.engine.run import RunResult
     from compressor.recipe import Recipe
+    from export import ExportReport
 
 
 def run_quickstart(recipes: Path, *, overwrite: bool) -> None:
@@ -86,8 +87,7 @@ def _run_steps(teacher_recipe: Path, student_recipe: Path, *, overwrite: bool) -
     print_gate(gate)
 
     assert run.teacher is not None  # a distillation run always has one
-    speedups = report.speedup.get("onnxruntime", {})
-    speedup = f", {max(speedups.values()):.2f}× faster in ONNX Runtime" if speedups else ""
+    speedup = _best_speedup(report, "onnxruntime")
     failed_parity = students_failing_parity(report)
     parity = f"; export FAILED: parity with PyTorch for {failed_parity}" if failed_parity else ""
     console.rule("summary")
@@ -181,3 +181,16 @@ def _distilled_from_another_teacher(path: Path, recipe: Recipe) -> bool:
     except UserError:
         return True
     return False
+
+
+def _best_speedup(report: ExportReport, backend: str) -> str:
+    """The summary's speedup: the best batch size's, named, and marked when its timing was
+    noisy (the warning saying so scrolled by above)."""
+    speedups = report.speedup.get(backend, {})
+    if not speedups:
+        return ""
+    batch = max(speedups, key=lambda size: speedups[size])
+    from export.results import noisy_speedups
+
+    noisy = " (noisy timing)" if batch in noisy_speedups(report.results).get(backend, ()) else ""
+    return f", {speedups[batch]:.2f}× faster in ONNX Runtime at batch {batch}{noisy}"

@@ -113,6 +113,7 @@ def print_export(report: ExportReport) -> None:
     """The exported models as a table (accuracy, parity, p50 latency per batch size), then the
     student's speedups, each precision against fp32, and the export's warnings."""
     from export.report import signed_points
+    from export.results import noisy_speedups
 
     batches = report.settings.batch_sizes
     table = Table(title=f"export {report.run} (p50 latency in ms)", box=box.SIMPLE_HEAD)
@@ -132,8 +133,13 @@ def print_export(report: ExportReport) -> None:
             *(f"{result.latency[b].p50_ms:.3g}" if b in result.latency else "—" for b in batches),
         )
     console.print(table)
+    noisy = noisy_speedups(report.results)
     for backend, by_batch in report.speedup.items():
-        figures = ", ".join(f"{value:.2f}× at batch {batch}" for batch, value in by_batch.items())
+        figures = ", ".join(
+            f"{value:.2f}× at batch {batch}"
+            + (" (noisy timing)" if batch in noisy.get(backend, ()) else "")
+            for batch, value in by_batch.items()
+        )
         console.print(f"student speedup over the teacher ({backend}): {figures}")
     for row in report.precisions:
         speed = ", ".join(f"{value:.2f}× at batch {b}" for b, value in row["speedup"].items())

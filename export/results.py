@@ -102,6 +102,17 @@ def speedups(results: Sequence[Result]) -> dict[str, dict[int, float]]:
     return table
 
 
+def noisy_speedups(results: Sequence[Result]) -> dict[str, set[int]]:
+    """Per backend, the batch sizes whose speedup rests on a noisy timing (teacher's or
+    student's, fp32): a figure to mark where it is printed, as the warnings are far below."""
+    noisy: dict[str, set[int]] = {}
+    for r in results:
+        if r.precision == "fp32" and r.model in ("teacher", "student"):
+            batches = {batch for batch, latency in r.latency.items() if latency.noisy}
+            noisy.setdefault(r.backend, set()).update(batches)
+    return noisy
+
+
 def precision_comparison(results: Sequence[Result]) -> list[dict[str, Any]]:
     """Each reduced-precision file against the fp32 file of the same model on the same backend:
     what it cost in accuracy and agreement, and what it bought in latency and size."""

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from compressor.errors import UserError
-from compressor.io import lock_or_refuse
+from compressor.io import WriteFailed, lock_or_refuse
 from export.publish import LOCK_NAME, OUR_FILES, REPORT_NAME, STAGING_PREFIX, finish_interrupted
 
 
@@ -50,6 +50,15 @@ def staging_folder(export_dir: Path, say: Callable[[str], None]) -> Iterator[Pat
         staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=export_dir))
         try:
             yield staging
+        except WriteFailed as error:
+            if not error.path.is_relative_to(staging):
+                raise
+            # Named as the file it was to become: the staging folder is gone once this ends.
+            final = export_dir / error.path.relative_to(staging)
+            raise UserError(
+                f"{str(error).replace(str(error.path), str(final), 1)}; nothing in "
+                f"{export_dir} was changed"
+            ) from error
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     finally:

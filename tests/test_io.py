@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from compressor.io import save_torch, write_json, write_text
+from compressor.io import WriteFailed, save_torch, write_json, write_text
+from tests.disk_full import file_size_limit, needs_file_size_limits
 
 
 def test_json_is_strict_non_finite_numbers_become_null(tmp_path: Path) -> None:
@@ -52,7 +53,30 @@ def test_a_file_where_a_folder_should_be_is_named(tmp_path: Path, inside: str) -
     """mkdir says 'File exists' (or 'Not a directory') without naming the file in the way;
     `compress recipe schema -o r20.yaml/x.json` printed just that."""
     (tmp_path / "r20.yaml").write_text("student: {arch: resnet20}\n")
-    with pytest.raises(NotADirectoryError) as caught:
+    with pytest.raises(WriteFailed) as caught:
         write_text(tmp_path / "r20.yaml" / inside, "{}")
     assert caught.value.strerror == f"{tmp_path / 'r20.yaml'} is a file, not a folder"
     assert (tmp_path / "r20.yaml").read_text() == "student: {arch: resnet20}\n"
+
+
+@needs_file_size_limits
+@pytest.mark.parametrize("save", ["torch", "json"])
+def test_a_write_that_fails_names_the_file_and_leaves_the_old_one_whole(
+    tmp_path: Path, save: str
+) -> None:
+    """torch.save writing into the file itself turned EFBIG or ENOSPC into "RuntimeError:
+    unexpected pos", reported as a crash; both writers now say why, as bad input does."""
+    path = tmp_path / "last.pt"
+    path.write_bytes(b"the checkpoint before")
+    big = torch.zeros(4096)  # 16 KiB as float32, 4 KiB allowed
+    with file_size_limit(4096), pytest.raises(WriteFailed) as caught:
+        if save == "torch":
+            save_torch(path, {"weights": big})
+        else:
+            write_json(path, {"weights": big.tolist()})
+    assert str(caught.value) == (
+        f"{path}: cannot write it (File too large); the file is larger than this process may "
+        "write (see `ulimit -f`)"
+    )
+    assert path.read_bytes() == b"the checkpoint before"
+    assert sorted(tmp_path.iterdir()) == [path]  # no temporary file left behind

@@ -17,7 +17,7 @@ import torch
 
 from compressor.engine.distributed import Distributed
 from compressor.errors import UserError, short_reason
-from compressor.io import previous_of, save_torch
+from compressor.io import WriteFailed, previous_of, save_torch
 
 
 def rng_state(device: torch.device) -> dict[str, Any]:
@@ -64,11 +64,22 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Write `path` atomically, keeping the checkpoint it replaces as `previous-<name>`.
 
     Atomic writes already rule out a half-written file from a kill; the previous copy covers
-    what they cannot: a file damaged later on disk, or by hand.
+    what they cannot: a file damaged later on disk, or by hand. A save that fails (a full
+    disk) puts the checkpoint it rotated out back, so the run resumes from `path` as usual.
     """
-    if path.exists():
-        path.replace(previous_of(path))
-    save_torch(path, state)
+    previous = previous_of(path)
+    rotated = path.exists()
+    if rotated:
+        try:
+            path.replace(previous)
+        except OSError as error:
+            raise WriteFailed(path, error) from error
+    try:
+        save_torch(path, state)
+    except WriteFailed:
+        if rotated:
+            previous.replace(path)
+        raise
 
 
 def _read(path: Path) -> dict[str, Any]:

@@ -44,7 +44,14 @@ from compressor.engine.teacher import (
 )
 from compressor.engine.training import EpochResult, StepCallback, train_one_epoch
 from compressor.errors import UserError
-from compressor.io import append_line, file_sha256, save_torch, write_json, write_text
+from compressor.io import (
+    WriteFailed,
+    append_line,
+    file_sha256,
+    save_torch,
+    write_json,
+    write_text,
+)
 from compressor.methods import Method, build_method, training_module
 from compressor.methods.boundary import normalized_bounds
 from compressor.models import (
@@ -125,19 +132,26 @@ def run_training(
     unused = unused_settings(recipe, distill=distill)  # before `train` drops teacher and method
     if not distill:
         recipe = recipe.model_copy(update={"method": CEMethod(), "teacher": None})
-    check_recipe(recipe, source, needs_teacher=distill)
     run = run_dir_for(recipe, recipe_path)
 
     # 1. Inputs: device, data, models. Nothing is written before these are known good.
-    distributed = init_distributed(select_device(recipe.train.device))
+    #    The process group first: a file the recipe names can be missing on one node only,
+    #    and a node that stopped before joining would leave the others waiting in
+    #    init_process_group for its timeout (30 minutes), so the recipe is checked `together`.
+    device = select_device(recipe.train.device)
+    distributed = init_distributed(device)
     if not distributed.is_main:
         observer = RunObserver()  # one voice: rank 0 talks, the others work
-    for warning in unused:
-        observer.message(f"warning: {warning}")
     attempt = _Attempt()
     # `held` keeps the run's lock until the manifest says how the run ended (Ctrl-C included).
     with ExitStack() as held:
         try:
+            distributed.together(
+                lambda: check_recipe(recipe, source, needs_teacher=distill),
+                distributed.device_for(device),
+            )
+            for warning in unused:
+                observer.message(f"warning: {warning}")
             with restored_torch_settings():
                 return _execute(
                     recipe, source, run, distributed, resume, overwrite, observer, held, attempt
@@ -151,6 +165,15 @@ def run_training(
                     message = f"stopped before the run started; {run.root} is as it was"
                 observer.message(message)
             raise
+        except WriteFailed as error:
+            # The disk filled up, or the folder turned read-only, mid-run: once that is put
+            # right, the run resumes from its last checkpoint, which is whole.
+            if not distributed.is_main:
+                raise
+            if not (mark_stopped(run, attempt.token, status="failed") or attempt.claimed):
+                raise
+            stopped = interrupted_message(run, source, distill, distributed.enabled, "stopped")
+            raise UserError(f"{error}; the run {stopped}") from error
         except UserError as error:
             # Bad input found mid-run (a diverging loss): its message says what to change.
             # A refusal before this process wrote its manifest leaves the run alone.

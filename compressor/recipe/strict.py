@@ -15,7 +15,9 @@ class Strict(BaseModel):
     """A recipe section: unknown keys are errors, and defaults pass the same validators as
     the values a user writes (a default path is expanded like a written one)."""
 
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    # allow_inf_nan: a NaN passes no comparison, so a bound (ge=0) refuses it, but a field
+    # without one took it; and an infinite threshold or weight is a typo, never a setting.
+    model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod

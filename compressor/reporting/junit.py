@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from compressor.errors import UserError
-from compressor.io import file_in_the_way, write_bytes
+from compressor.io import WriteFailed, file_in_the_way, write_bytes
 
 if TYPE_CHECKING:  # for annotations only: writing XML needs none of the gate's imports
     from compressor.gate import GateResult
@@ -89,7 +89,8 @@ def refuse_run_file(path: Path, run: Path) -> None:
         target, root = Path(path).resolve(), Path(run).resolve()
     except OSError:
         return  # check_junit_path names what is wrong with the path
-    if target.is_relative_to(root) and target.suffix.lower() != ".xml":
+    # A folder of the run is left to check_junit_path, which calls it a folder.
+    if target.is_relative_to(root) and target.suffix.lower() != ".xml" and not target.is_dir():
         raise UserError(
             f"--junit {path}: a file of the run {run}, which the JUnit XML would replace; give "
             "another name, such as gate.xml"
@@ -102,7 +103,7 @@ def _write_xml(root: ET.Element, path: Path) -> None:
     ET.indent(root)
     try:
         write_bytes(path, ET.tostring(root, encoding="utf-8", xml_declaration=True))
-    except OSError as error:
+    except WriteFailed as error:
         raise UserError(f"{path}: cannot write the JUnit file ({error.strerror})") from None
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from filelock import FileLock
 
 from compressor.errors import UserError
-from compressor.io import lock_or_refuse, write_json
+from compressor.io import WriteFailed, lock_or_refuse, write_json
 from compressor.provenance import now_iso
 from compressor.rundir.layout import RunDir, manifest_record
 
@@ -28,7 +30,10 @@ def mark_stopped(
         return False
     if record.get("status") == "running":
         reasons = {"reason": reason} if reason else {}
-        write_json(run.manifest, {**record, "status": status, status: now_iso(), **reasons})
+        # On a full disk this write fails too: the manifest then stays "running" with the
+        # lock free, which is_being_trained reads as a run that ended without saying so.
+        with contextlib.suppress(WriteFailed):
+            write_json(run.manifest, {**record, "status": status, status: now_iso(), **reasons})
     return True
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -261,4 +262,54 @@ def test_a_teacher_that_fails_to_load_on_one_process_stops_both_with_its_message
     assert "reading data set" not in done.stdout + done.stderr
     assert "process 0 stopped: another process could not start the run" in done.stderr
     assert "Connection closed" not in done.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_node_missing_a_file_the_recipe_names_stops_the_other_node_too(
+    tmp_path: Path, digits_teacher: Path
+) -> None:
+    """Two "nodes" (two torchrun launchers, one process each): the second lacks the teacher's
+    file. It used to stop at the recipe check, before joining the process group, leaving the
+    first waiting in init_process_group for gloo's 30-minute timeout; both now stop at once,
+    each with its line."""
+    port = str(_free_port())
+    scratch = tmp_path / "torchrun-tmp"
+    scratch.mkdir()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(scratch)}
+    nodes = []
+    for node, teacher in enumerate((digits_teacher, tmp_path / "not-copied-here.pt")):
+        recipe = tmp_path / f"node{node}.yaml"
+        config = {
+            "teacher": {"checkpoint": str(teacher)},
+            "student": {"arch": "resnet8"},
+            "method": {"name": "kd"},
+            "train": {"epochs": 1, "batch_size": 8, "max_steps_per_epoch": 2, "device": "cpu"},
+            "output": {"dir": str(tmp_path), "name": "run"},
+        }
+        recipe.write_text(yaml.safe_dump(config))
+        command = [
+            sys.executable, "-m", "torch.distributed.run", "--nnodes", "2",
+            "--node_rank", str(node), "--nproc_per_node", "1", "--master_addr", "127.0.0.1",
+            "--master_port", port, "-m", "compressor", "distill", str(recipe),
+        ]  # fmt: skip
+        nodes.append(subprocess.Popen(command, stdout=PIPE, stderr=PIPE, text=True, env=env))
+    outputs = []
+    try:
+        for process in nodes:
+            outputs.append(process.communicate(timeout=180))
+    except subprocess.TimeoutExpired:
+        for process in nodes:
+            process.terminate()
+            process.communicate(timeout=120)
+        pytest.fail("a node waited for the one that had stopped")
+    (_, first), (_, second) = outputs
+    assert [process.returncode for process in nodes] == [1, 1]  # torchrun's: a worker failed
+    assert f"teacher.checkpoint: file '{tmp_path / 'not-copied-here.pt'}'" in second, second
+    assert "process 0 stopped: another process could not start the run" in first, first
     assert not (tmp_path / "run").exists()

@@ -25,6 +25,7 @@ from compressor.models import create_model
 from compressor.recipe import DataConfig, load_recipe
 from compressor.rundir import RunDir, read_completed_run
 from tests.cli_helpers import run_cli
+from tests.disk_full import compress_with_file_size_limit, needs_file_size_limits
 from tests.export.helpers import one_error_line
 
 RUN_FILES = [
@@ -378,6 +379,39 @@ def test_resume_continues_to_the_same_student(
     assert first.keys() == second.keys()
     for key in first:
         assert torch.equal(first[key], second[key]), key
+
+
+@needs_file_size_limits
+def test_a_checkpoint_that_cannot_be_written_stops_the_run_in_one_line_and_it_resumes(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A disk that fills up mid-run is the machine's to put right, not a crash: one line
+    naming the file, why, and the command to continue; exit 2; the manifest says failed; the
+    last checkpoint stays whole, and the run resumes from it once the space is back."""
+    recipe = small_recipe(workdir / "full.yaml", workdir, epochs=2)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(load_recipe(recipe), recipe, distill=False, observer=Interrupt(1))
+    run = RunDir(workdir / "full")
+    after_epoch_one = run.checkpoint.read_bytes()
+
+    full = compress_with_file_size_limit(
+        len(after_epoch_one) // 2, "train", str(recipe), "--resume"
+    )
+    assert full.returncode == 2, full.stderr
+    lines = [line for line in full.stderr.splitlines() if line.strip()]
+    assert lines == [
+        f"error: {run.checkpoint}: cannot write it (File too large); the file is larger than "
+        "this process may write (see `ulimit -f`); the run stopped; continue from the last "
+        f"finished epoch with: compress train {recipe} --resume"
+    ]
+    assert json.loads(run.manifest.read_text())["status"] == "failed"
+    assert run.checkpoint.read_bytes() == after_epoch_one
+
+    resumed = run_cli(capsys, "train", str(recipe), "--resume")
+    assert resumed.code == 0, resumed.stderr
+    assert "warning" not in resumed.stdout + resumed.stderr
+    assert json.loads(run.manifest.read_text())["status"] == "completed"
+    assert [json.loads(line)["epoch"] for line in run.metrics.read_text().splitlines()] == [1, 2]
 
 
 def test_resume_refuses_a_teacher_replaced_since_the_run_started(

@@ -29,6 +29,7 @@ from compressor.recipe import DataConfig
 from export import staging
 from export.tensorrt_runner import tensorrt_missing
 from tests.cli_helpers import run_cli, with_recipe
+from tests.disk_full import compress_with_file_size_limit, needs_file_size_limits
 from tests.export.helpers import (
     QUICK,
     copy_run,
@@ -409,6 +410,27 @@ def test_ctrl_c_keeps_the_previous_export_and_says_how_to_finish(
         stdout.decode()
     )
     assert "Traceback" not in stderr.decode()
+    assert folder_contents(run / "export") == before
+
+
+@needs_file_size_limits
+def test_an_export_that_cannot_write_its_files_keeps_the_previous_one(
+    distilled_run: Path, tmp_path: Path
+) -> None:
+    """A full disk halfway through an export: one line naming the file as it would have been
+    published (not the staging folder, gone by then), exit 2, the previous export whole."""
+    run = copy_run(distilled_run, tmp_path / "full", "completed")
+    invoke("export", str(run), "--no-teacher", *QUICK)
+    before = folder_contents(run / "export")
+    student_size = (run / "export" / "student.onnx").stat().st_size
+    # The student fits; the teacher, several times its size, does not.
+    full = compress_with_file_size_limit(2 * student_size, "export", str(run), *QUICK)
+    assert full.returncode == 2, full.stderr
+    assert [line for line in full.stderr.splitlines() if line.strip()] == [
+        f"error: {run / 'export' / 'teacher.onnx'}: cannot write it (File too large); the file "
+        "is larger than this process may write (see `ulimit -f`); nothing in "
+        f"{run / 'export'} was changed"
+    ]
     assert folder_contents(run / "export") == before
 
 

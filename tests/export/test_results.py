@@ -6,7 +6,13 @@ from __future__ import annotations
 import pytest
 
 from export.latency import Latency
-from export.results import Result, precision_comparison, result_warnings, speedups
+from export.results import (
+    Result,
+    noisy_speedups,
+    precision_comparison,
+    result_warnings,
+    speedups,
+)
 from export.validate import Parity
 
 
@@ -46,6 +52,19 @@ def test_speedup_is_teacher_over_student_per_backend_and_batch_fp32_only() -> No
         _row("student", "pytorch", "fp32", {1: 2.0}),  # no teacher on this backend: no entry
     ]
     assert speedups(rows) == {"onnxruntime": {1: 3.0, 64: 4.0}}
+
+
+def test_a_speedup_is_marked_noisy_where_either_timing_behind_it_was() -> None:
+    teacher = _row("teacher", "onnxruntime", "fp32", {1: 1.5, 64: 40.0})
+    teacher.latency[64] = _latency(64, 40.0, cv=0.5)
+    rows = [
+        _row("student", "onnxruntime", "fp32", {1: 0.5, 64: 10.0}),
+        teacher,
+        _row("student", "onnxruntime", "int8", {1: 0.1}, cv=0.5),  # not behind a speedup
+        _row("student", "pytorch", "fp32", {1: 2.0}, cv=0.5),
+        _row("teacher", "pytorch", "fp32", {1: 4.0}),
+    ]
+    assert noisy_speedups(rows) == {"onnxruntime": {64}, "pytorch": {1}}
 
 
 def test_a_reduced_precision_row_is_compared_with_fp32_on_its_own_backend() -> None:

@@ -677,6 +677,11 @@ def test_a_junit_path_naming_a_file_of_the_run_is_refused(
             "replace; give another name, such as gate.xml"
         ]
     assert (kd_run / "report.json").read_bytes() == report
+    folder = run_cli(capsys, "gate", str(kd_run), "--junit", str(kd_run / "export"))
+    assert folder.stderr.splitlines() == [
+        f"error: --junit {kd_run / 'export'}: a folder, not a file; give a file name such as "
+        "gate.xml"
+    ]
     for _ in range(2):  # written, then replaced
         assert run_cli(capsys, "gate", str(kd_run), "--junit", str(kd_run / "gate.xml")).code == 0
     # A mistyped flag is recorded in the JUnit file before the gate runs: not over the report.

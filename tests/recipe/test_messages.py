@@ -20,6 +20,16 @@ BAD_RECIPES = [
     ("out of range", merged(train={"batch_size": 1}), ["train.batch_size", "greater than"]),
     ("negative lr", merged(train={"optimizer": {"lr": -0.1}}), ["train.optimizer.lr", "-0.1"]),
     ("nan lr", merged(train={"optimizer": {"lr": float("nan")}}), ["train.optimizer.lr", "nan"]),
+    (
+        "infinite weight without a bound",
+        merged(method={"name": "kd", "temperature": float("inf")}, teacher={"arch": "resnet20"}),
+        ["method.temperature", "finite number"],
+    ),
+    (
+        "infinite gate threshold",
+        merged(gate={"max_drop": float("inf")}),
+        ["gate.max_drop", "finite number"],
+    ),
     ("unknown method", merged(method={"name": "dkd"}), ["method", "'dkd'", "amkd"]),
     (
         "unquoted off for a word",
