@@ -11,7 +11,7 @@ import time
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from compressor.engine.run import RunObserver
+from compressor.engine.context import RunObserver
 from compressor.engine.training import EpochResult, StepCallback
 
 

@@ -7,7 +7,6 @@ recipe, data, and teacher have proven good, so a bad input never leaves a half-m
 
 from __future__ import annotations
 
-import json
 import uuid
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
@@ -17,21 +16,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from compressor.data import BatchLoader, Dataset, load_dataset
-from compressor.engine.checkpoint import (
-    every_rank_rng_state,
-    load_checkpoint,
-    restore_every_rank_rng_state,
-    save_checkpoint,
-)
-from compressor.engine.device import (
-    DeviceSetup,
-    restored_torch_settings,
-    select_device,
-    setup_device,
-)
+from compressor.data import Dataset, load_dataset
+from compressor.engine.checkpoint import load_checkpoint, restore_every_rank_rng_state
+from compressor.engine.context import RunContext, RunModels, RunObserver
+from compressor.engine.device import restored_torch_settings, select_device, setup_device
 from compressor.engine.distributed import Distributed, ddp_wrap, init_distributed
-from compressor.engine.evaluate import Evaluation, agreement, evaluate
+from compressor.engine.epochs import train_epochs
+from compressor.engine.evaluate import Evaluation, agreement
 from compressor.engine.resume import check_same_recipe, drop_metrics_after, interrupted_message
 from compressor.engine.schedule import build_optimizer
 from compressor.engine.scoring import ModelSummary, eval_loader, model_summary
@@ -42,29 +33,14 @@ from compressor.engine.teacher import (
     prepare_teacher,
     teacher_source,
 )
-from compressor.engine.training import EpochResult, StepCallback, train_one_epoch
 from compressor.errors import UserError
-from compressor.io import (
-    WriteFailed,
-    append_line,
-    file_sha256,
-    save_torch,
-    write_json,
-    write_text,
-)
-from compressor.methods import Method, build_method, training_module
+from compressor.io import WriteFailed, file_sha256, save_torch, write_json, write_text
+from compressor.methods import build_method, training_module
 from compressor.methods.boundary import normalized_bounds
-from compressor.models import (
-    create_model,
-    student_kwargs,
-)
+from compressor.models import create_model, student_kwargs
 from compressor.models.probe import check_student_output
 from compressor.preflight import check_recipe, unused_settings
-from compressor.provenance import (
-    manifest,
-    now_iso,
-    trained_recipe_sha256,
-)
+from compressor.provenance import manifest, now_iso, trained_recipe_sha256
 from compressor.recipe import CEMethod, Recipe, recipe_to_yaml
 from compressor.reporting.run_report import write_run_report
 from compressor.rundir import (
@@ -86,21 +62,6 @@ class RunResult:
     teacher: ModelSummary | None
     agreement: float | None  # top-1 agreement teacher vs student on the test set, percent
     main_process: bool = True  # False on torchrun's other ranks: only rank 0 reports
-
-
-class RunObserver:
-    """What a run tells its user; the CLI renders it with rich, tests can stay silent."""
-
-    def message(self, text: str) -> None:
-        """A line for the user."""
-
-    def epoch_started(self, epoch: int, epochs: int, steps: int) -> StepCallback | None:
-        return None
-
-    def epoch_finished(
-        self, epoch: int, epochs: int, result: EpochResult, test: float | None
-    ) -> None:
-        """Called at the end of each epoch; `test` is None when the epoch was not scored."""
 
 
 def _student_record(recipe: Recipe, dataset: Dataset, student: nn.Module) -> dict[str, Any]:
@@ -207,33 +168,6 @@ class _Attempt:
 
 
 @dataclass(frozen=True)
-class _Context:
-    """What every phase of one run needs: the recipe, where it came from, the run directory,
-    this process's place under torchrun, the device set-up, and who hears about it."""
-
-    recipe: Recipe
-    source: str
-    run: RunDir
-    distributed: Distributed
-    batch_per_process: int  # train.batch_size is the global batch, split over the processes
-    setup: DeviceSetup
-    observer: RunObserver
-
-    @property
-    def main(self) -> bool:
-        """Rank 0 alone writes the run directory (and talks)."""
-        return self.distributed.is_main
-
-
-@dataclass(frozen=True)
-class _Models:
-    student: nn.Module  # the bare student: what is saved and evaluated
-    trained: nn.Module  # what the method steps through (the student wrapped for DDP, compiled)
-    method: Method
-    teacher: PreparedTeacher | None
-
-
-@dataclass(frozen=True)
 class _Started:
     """What the manifest of a run in progress says, rewritten as it ends."""
 
@@ -255,7 +189,7 @@ def _execute(
     batch_per_process = distributed.per_rank_batch(recipe.train.batch_size)
     setup = setup_device(recipe.train)
     setup = replace(setup, device=distributed.device_for(setup.device))
-    context = _Context(recipe, source, run, distributed, batch_per_process, setup, observer)
+    context = RunContext(recipe, source, run, distributed, batch_per_process, setup, observer)
     torch.manual_seed(recipe.train.seed)
     if recipe.train.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -280,7 +214,7 @@ def _execute(
     start_epoch = _restore(context, state, models.student, optimizer, scaler)
 
     # 3. Train.
-    last_eval = _train_epochs(context, dataset, models, optimizer, scaler, start_epoch)
+    last_eval = train_epochs(context, dataset, models, optimizer, scaler, start_epoch)
 
     # 4. Final evaluation, artifacts, report.
     return _finish(context, dataset, models, last_eval, attempt, started)
@@ -314,7 +248,7 @@ def _data_summary(dataset: Dataset, max_train_samples: int | None) -> list[str]:
     return lines
 
 
-def _check_run_dir(context: _Context, resume: bool, overwrite: bool) -> None:
+def _check_run_dir(context: RunContext, resume: bool, overwrite: bool) -> None:
     """Rank 0 checks the run directory (it alone claims it in step 2) and, on --resume, that
     the recipe is the one the run started with; every rank stops if it refuses."""
     if context.main:
@@ -323,7 +257,7 @@ def _check_run_dir(context: _Context, resume: bool, overwrite: bool) -> None:
             check_same_recipe(context.run, context.recipe, context.source)
 
 
-def _build_models(context: _Context, dataset: Dataset, pinned: PinnedTeacher | None) -> _Models:
+def _build_models(context: RunContext, dataset: Dataset, pinned: PinnedTeacher | None) -> RunModels:
     """The pinned teacher (scored, its weights hash printed), the student and the method;
     built before the run directory is claimed: what they refuse (a student that cannot train
     on these images, a feature triplet between layers of different widths) is bad input,
@@ -353,10 +287,10 @@ def _build_models(context: _Context, dataset: Dataset, pinned: PinnedTeacher | N
         bounds=normalized_bounds(dataset.mean, dataset.std),
         dataset_size=len(dataset.train),
     )
-    return _Models(student, trained, method, teacher)
+    return RunModels(student, trained, method, teacher)
 
 
-def _pin_teacher(context: _Context, resume: bool) -> PinnedTeacher:
+def _pin_teacher(context: RunContext, resume: bool) -> PinnedTeacher:
     """The teacher, and which one: its weights hash is recorded in the manifest, so that a
     resume or an export that finds another file at teacher.checkpoint refuses instead of
     mixing two teachers. A resume compares it here, before the data is read. Loading can
@@ -376,7 +310,7 @@ def _pin_teacher(context: _Context, resume: bool) -> PinnedTeacher:
     return pinned
 
 
-def _ready_teacher(context: _Context, pinned: PinnedTeacher, dataset: Dataset) -> PreparedTeacher:
+def _ready_teacher(context: RunContext, pinned: PinnedTeacher, dataset: Dataset) -> PreparedTeacher:
     """The pinned teacher scored on the test split, its source and weights hash printed."""
     prepared = prepare_teacher(context.recipe, pinned, dataset, context.setup)
     context.observer.message(
@@ -387,7 +321,7 @@ def _ready_teacher(context: _Context, pinned: PinnedTeacher, dataset: Dataset) -
 
 
 def _claim(
-    context: _Context, resume: bool, overwrite: bool, held: ExitStack, attempt: _Attempt
+    context: RunContext, resume: bool, overwrite: bool, held: ExitStack, attempt: _Attempt
 ) -> dict[str, Any] | None:
     """Rank 0 claims the run directory (held until the run ends); on --resume every rank
     reads the checkpoint. Under torchrun either can fail on some processes only (a node
@@ -402,7 +336,9 @@ def _claim(
     return load_checkpoint(context.run.checkpoint, warn=context.observer.message)
 
 
-def _write_start(context: _Context, attempt: _Attempt, teacher: PreparedTeacher | None) -> _Started:
+def _write_start(
+    context: RunContext, attempt: _Attempt, teacher: PreparedTeacher | None
+) -> _Started:
     """recipe.yaml and a "running" manifest: where the run came from, so messages about it
     can give a command that pastes as is, and which teacher it is distilled from."""
     run = context.run
@@ -422,7 +358,7 @@ def _write_start(context: _Context, attempt: _Attempt, teacher: PreparedTeacher 
 
 
 def _manifest(
-    context: _Context, status: str, attempt: _Attempt, started: _Started, **more: Any
+    context: RunContext, status: str, attempt: _Attempt, started: _Started, **more: Any
 ) -> dict[str, Any]:
     return manifest(
         context.recipe,
@@ -436,7 +372,7 @@ def _manifest(
 
 
 def _restore(
-    context: _Context,
+    context: RunContext,
     state: dict[str, Any] | None,
     student: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -465,86 +401,10 @@ def _restore(
     return start_epoch
 
 
-def _train_epochs(
-    context: _Context,
-    dataset: Dataset,
-    models: _Models,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler,
-    start_epoch: int,
-) -> Evaluation:
-    """The epochs from `start_epoch`, each logged to metrics.jsonl and checkpointed; the test
-    evaluation of the last one (scored now if a run resumed after its last epoch)."""
-    recipe, setup, distributed = context.recipe, context.setup, context.distributed
-    student = models.student
-    train_loader = BatchLoader(
-        dataset.train,
-        batch_size=context.batch_per_process,
-        device=setup.device,
-        mean=dataset.mean,
-        std=dataset.std,
-        train=True,
-        crop_padding=dataset.crop_padding,
-        flip=dataset.flip,
-        seed=recipe.train.seed,
-        rank=distributed.rank,
-        world_size=distributed.world_size,
-        channels_last=setup.channels_last,
-        max_steps=recipe.train.max_steps_per_epoch,
-    )
-    test_loader = eval_loader(dataset.test, dataset, recipe, setup)
-    epochs = recipe.train.epochs
-    student_eval: Evaluation | None = None
-    for epoch in range(start_epoch, epochs):
-        on_step = context.observer.epoch_started(epoch, epochs, len(train_loader))
-        result = train_one_epoch(
-            models.trained,
-            models.method,
-            train_loader,
-            optimizer,
-            scaler,
-            setup,
-            recipe.train,
-            epoch,
-            distributed,
-            on_step,
-        )
-        # Every rank evaluates the whole (small) test set with the same statistics, no more
-        # collectives; rank 0 reports. The last epoch is always scored: it is the result.
-        distributed.average_buffers(student)
-        student_eval = None
-        if (epoch + 1) % recipe.train.eval_every == 0 or epoch + 1 == epochs:
-            student.eval()
-            student_eval = evaluate(student, test_loader, setup)
-        context.observer.epoch_finished(
-            epoch, epochs, result, student_eval.accuracy if student_eval else None
-        )
-        rng = every_rank_rng_state(context.distributed, setup.device)  # a collective
-        if not context.main:
-            continue
-        append_line(context.run.metrics, json.dumps(_metrics_line(epoch, result, student_eval)))
-        # Not saved: bank mode's boundary samples (a resume starts with a refresh epoch; see
-        # compressor/methods/bank.py for why).
-        save_checkpoint(
-            context.run.checkpoint,
-            {
-                "epoch": epoch + 1,
-                "student": student.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scaler": scaler.state_dict(),
-                **rng,
-            },
-        )
-    if student_eval is None:
-        student.eval()
-        student_eval = evaluate(student, test_loader, setup)
-    return student_eval
-
-
 def _finish(
-    context: _Context,
+    context: RunContext,
     dataset: Dataset,
-    models: _Models,
+    models: RunModels,
     student_eval: Evaluation,
     attempt: _Attempt,
     started: _Started,
@@ -580,21 +440,6 @@ def _finish(
     if discard_replaced_run(run):
         context.observer.message(f"removed {run.set_aside}, the run this one replaced")
     return result
-
-
-def _metrics_line(epoch: int, result: EpochResult, test: Evaluation | None) -> dict[str, Any]:
-    """One epoch's line of metrics.jsonl; the test figures only for an epoch that was scored."""
-    return {
-        "epoch": epoch + 1,
-        "loss": result.loss,
-        **{f"loss_{name}": value for name, value in result.parts.items()},
-        "lr": result.lr,
-        "train_accuracy": result.train_accuracy,
-        **({"test_accuracy": test.accuracy, "test_loss": test.loss} if test else {}),
-        "images_per_second": result.images_per_second,
-        "epoch_seconds": result.seconds,
-        **{f"stat_{name}": value for name, value in result.stats.items()},
-    }
 
 
 def result_fields(result: RunResult, dataset: Dataset) -> dict[str, Any]:

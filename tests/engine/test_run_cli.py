@@ -19,7 +19,8 @@ from typer.testing import CliRunner
 
 from compressor.cli import app
 from compressor.data import load_dataset
-from compressor.engine.run import RunObserver, run_training
+from compressor.engine.context import RunObserver
+from compressor.engine.run import run_training
 from compressor.errors import UserError
 from compressor.models import create_model
 from compressor.recipe import DataConfig, load_recipe

@@ -1,0 +1,58 @@
+"""What the phases of one run share: who hears about it (`RunObserver`), what every phase
+needs to know (`RunContext`), and the models it trains (`RunModels`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from compressor.engine.device import DeviceSetup
+from compressor.engine.distributed import Distributed
+from compressor.engine.teacher import PreparedTeacher
+from compressor.engine.training import EpochResult, StepCallback
+from compressor.methods import Method
+from compressor.recipe import Recipe
+from compressor.rundir import RunDir
+
+
+class RunObserver:
+    """What a run tells its user; the CLI renders it with rich, tests can stay silent."""
+
+    def message(self, text: str) -> None:
+        """A line for the user."""
+
+    def epoch_started(self, epoch: int, epochs: int, steps: int) -> StepCallback | None:
+        return None
+
+    def epoch_finished(
+        self, epoch: int, epochs: int, result: EpochResult, test: float | None
+    ) -> None:
+        """Called at the end of each epoch; `test` is None when the epoch was not scored."""
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What every phase of one run needs: the recipe, where it came from, the run directory,
+    this process's place under torchrun, the device set-up, and who hears about it."""
+
+    recipe: Recipe
+    source: str
+    run: RunDir
+    distributed: Distributed
+    batch_per_process: int  # train.batch_size is the global batch, split over the processes
+    setup: DeviceSetup
+    observer: RunObserver
+
+    @property
+    def main(self) -> bool:
+        """Rank 0 alone writes the run directory (and talks)."""
+        return self.distributed.is_main
+
+
+@dataclass(frozen=True)
+class RunModels:
+    student: nn.Module  # the bare student: what is saved and evaluated
+    trained: nn.Module  # what the method steps through (the student wrapped for DDP, compiled)
+    method: Method
+    teacher: PreparedTeacher | None

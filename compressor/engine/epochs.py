@@ -1,0 +1,107 @@
+"""The epochs of a run: train, score, log a line to metrics.jsonl and checkpoint, each one."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import torch
+
+from compressor.data import BatchLoader, Dataset
+from compressor.engine.checkpoint import every_rank_rng_state, save_checkpoint
+from compressor.engine.context import RunContext, RunModels
+from compressor.engine.evaluate import Evaluation, evaluate
+from compressor.engine.scoring import eval_loader
+from compressor.engine.training import EpochResult, train_one_epoch
+from compressor.io import append_line
+
+
+def train_epochs(
+    context: RunContext,
+    dataset: Dataset,
+    models: RunModels,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    start_epoch: int,
+) -> Evaluation:
+    """The epochs from `start_epoch`, each logged to metrics.jsonl and checkpointed; the test
+    evaluation of the last one (scored now if a run resumed after its last epoch)."""
+    recipe, setup, distributed = context.recipe, context.setup, context.distributed
+    student = models.student
+    train_loader = BatchLoader(
+        dataset.train,
+        batch_size=context.batch_per_process,
+        device=setup.device,
+        mean=dataset.mean,
+        std=dataset.std,
+        train=True,
+        crop_padding=dataset.crop_padding,
+        flip=dataset.flip,
+        seed=recipe.train.seed,
+        rank=distributed.rank,
+        world_size=distributed.world_size,
+        channels_last=setup.channels_last,
+        max_steps=recipe.train.max_steps_per_epoch,
+    )
+    test_loader = eval_loader(dataset.test, dataset, recipe, setup)
+    epochs = recipe.train.epochs
+    student_eval: Evaluation | None = None
+    for epoch in range(start_epoch, epochs):
+        on_step = context.observer.epoch_started(epoch, epochs, len(train_loader))
+        result = train_one_epoch(
+            models.trained,
+            models.method,
+            train_loader,
+            optimizer,
+            scaler,
+            setup,
+            recipe.train,
+            epoch,
+            distributed,
+            on_step,
+        )
+        # Every rank evaluates the whole (small) test set with the same statistics, no more
+        # collectives; rank 0 reports. The last epoch is always scored: it is the result.
+        distributed.average_buffers(student)
+        student_eval = None
+        if (epoch + 1) % recipe.train.eval_every == 0 or epoch + 1 == epochs:
+            student.eval()
+            student_eval = evaluate(student, test_loader, setup)
+        context.observer.epoch_finished(
+            epoch, epochs, result, student_eval.accuracy if student_eval else None
+        )
+        rng = every_rank_rng_state(context.distributed, setup.device)  # a collective
+        if not context.main:
+            continue
+        append_line(context.run.metrics, json.dumps(metrics_line(epoch, result, student_eval)))
+        # Not saved: bank mode's boundary samples (a resume starts with a refresh epoch; see
+        # compressor/methods/bank.py for why).
+        save_checkpoint(
+            context.run.checkpoint,
+            {
+                "epoch": epoch + 1,
+                "student": student.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scaler": scaler.state_dict(),
+                **rng,
+            },
+        )
+    if student_eval is None:
+        student.eval()
+        student_eval = evaluate(student, test_loader, setup)
+    return student_eval
+
+
+def metrics_line(epoch: int, result: EpochResult, test: Evaluation | None) -> dict[str, Any]:
+    """One epoch's line of metrics.jsonl; the test figures only for an epoch that was scored."""
+    return {
+        "epoch": epoch + 1,
+        "loss": result.loss,
+        **{f"loss_{name}": value for name, value in result.parts.items()},
+        "lr": result.lr,
+        "train_accuracy": result.train_accuracy,
+        **({"test_accuracy": test.accuracy, "test_loss": test.loss} if test else {}),
+        "images_per_second": result.images_per_second,
+        "epoch_seconds": result.seconds,
+        **{f"stat_{name}": value for name, value in result.stats.items()},
+    }
