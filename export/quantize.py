@@ -155,6 +155,12 @@ def quantize_int8(
             model = onnx.load(str(quantized))
         except UserError:
             raise
+        except OSError as error:  # the model is fine: the scratch folder's disk is full
+            raise UserError(
+                f"{name}: cannot write ONNX Runtime's quantisation files in {scratch} "
+                f"({error.strerror or error}); free space there, or point TMPDIR at a disk "
+                "with room"
+            ) from None
         except Exception as error:  # onnxruntime raises untyped Fail/RuntimeError/KeyError
             raise UserError(
                 f"{name}: ONNX Runtime cannot quantise {source.name} to INT8 "

@@ -18,6 +18,7 @@ from export.onnx_export import export_onnx
 from export.onnx_inspect import read_metadata
 from export.quantize import Int8Settings, calibration_batch, quantize_int8, resolve_settings
 from export.validate import EvalSet
+from tests.disk_full import file_size_limit, needs_file_size_limits
 
 SHAPE = (1, 8, 8)
 
@@ -193,6 +194,21 @@ def test_a_model_onnx_runtime_cannot_run(tmp_path: Path, monkeypatch: pytest.Mon
         quantize_int8(path, tmp_path / "out.onnx", images, _settings(), name="student")
     assert len(caught.value.lines) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["custom.onnx"]
+
+
+@needs_file_size_limits
+def test_a_full_scratch_disk_is_named_not_blamed_on_the_model(
+    fp32_model: Path, tmp_path: Path
+) -> None:
+    """ONNX Runtime's tools write the prepared and quantised models to a scratch folder; a
+    disk full there was reported as a model ONNX Runtime cannot quantise, "drop --int8"."""
+    images = calibration_batch(_train_set(), 64, seed=0)
+    with file_size_limit(fp32_model.stat().st_size // 2), pytest.raises(UserError) as caught:
+        quantize_int8(fp32_model, tmp_path / "out.onnx", images, _settings(), name="student")
+    [line] = caught.value.lines
+    assert line.startswith("student: cannot write ONNX Runtime's quantisation files in ")
+    assert line.endswith("(File too large); free space there, or point TMPDIR at a disk with room")
+    assert not (tmp_path / "out.onnx").exists()
 
 
 def test_an_already_quantised_model(fp32_model: Path, tmp_path: Path) -> None:
