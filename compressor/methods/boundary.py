@@ -60,9 +60,16 @@ def normalized_bounds(mean: Sequence[float], std: Sequence[float]) -> Bounds:
     return (0.0 - mean_t) / std_t, (1.0 - mean_t) / std_t
 
 
+# The student's pass over the boundary samples is in train mode: a batch-norm layer whose
+# feature map has shrunk to 1x1 (a torchvision model on 32-pixel images) cannot normalise a
+# single sample ("Expected more than 1 value per channel"), so a step attacks two or none.
+MIN_BASE_SAMPLES = 2
+
+
 def max_base_samples(config: AttackConfig, batch_size: int) -> int:
-    """How many base images one batch may contribute: `attack.fraction` of it, at least one."""
-    return max(1, round(config.fraction * batch_size))
+    """How many base images one batch may contribute: `attack.fraction` of it, at least
+    MIN_BASE_SAMPLES."""
+    return max(MIN_BASE_SAMPLES, round(config.fraction * batch_size))
 
 
 def select_base(
@@ -77,7 +84,8 @@ def select_base(
     The disagreement sum_{c != y} (p_t,c - p_s,c)^2 (softmax at T = 1) picks the images whose
     boundary the student has learnt worst; at most `max_samples` are kept, which bounds the
     attack's cost per batch. `candidates` (bool [B]) limits the choice to some rows, e.g. those
-    with a banked boundary sample, under the same rule.
+    with a banked boundary sample, under the same rule. Fewer than MIN_BASE_SAMPLES
+    qualifying rows give none.
     """
     p_t = teacher_logits.detach().float().softmax(dim=1)
     p_s = student_logits.detach().float().softmax(dim=1)
@@ -88,7 +96,7 @@ def select_base(
         correct &= candidates
     score = score.masked_fill(~correct, float("-inf"))
     count = min(int(correct.sum()), max_samples)
-    return score.topk(count).indices
+    return score.topk(count if count >= MIN_BASE_SAMPLES else 0).indices
 
 
 def sample_targets(
@@ -245,8 +253,9 @@ def _collect(
     mean_steps, fraction = torch.stack([steps.float().mean(), landed.float().mean()]).tolist()
     stats = attack_stats(index.numel(), mean_steps, fraction)
     if config.keep == "boundary":
+        kept = landed & (int(landed.sum()) >= MIN_BASE_SAMPLES)
         adv, adv_logits, index, source, target, landed = (
-            t[landed] for t in (adv, adv_logits, index, source, target, landed)
+            t[kept] for t in (adv, adv_logits, index, source, target, landed)
         )
     return BoundarySamples(adv, adv_logits, index, source, target, landed, stats)
 

@@ -61,6 +61,10 @@ def test_base_samples_are_correct_for_both_and_ranked_by_disagreement() -> None:
     assert select_base(labels, teacher, student, max_samples=8).tolist() == [3, 0, 1]
     assert select_base(labels, teacher, student, max_samples=2).tolist() == [3, 0]
     assert select_base(labels, teacher, -student, max_samples=2).numel() == 0
+    # One qualifying row gives none: the student's batch-norm pass needs two samples.
+    assert select_base(labels, teacher, student, max_samples=1).numel() == 0
+    only_row_3 = torch.tensor([False, False, False, True])
+    assert select_base(labels, teacher, student, 8, candidates=only_row_3).numel() == 0
 
 
 def test_attack_moves_samples_onto_the_boundary_and_freezes_them(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 
 import pytest
@@ -20,6 +21,7 @@ from compressor.recipe import (
     ScheduleWeights,
     TripletMethod,
 )
+from tests.methods.conftest import NUM_CLASSES, TinyNet
 from tests.methods.helpers import EARLY, LATE, step
 
 TEACHER_METHODS: list[MethodConfig] = [
@@ -165,3 +167,35 @@ def test_no_attack_once_beta_is_zero(
     assert late.stats["beta"] == 0 and late.stats["attacked"] == 0
     assert late.parts["bss"] == 0
     assert early.stats["beta"] > 0 and early.stats["attacked"] > 0
+
+
+class _NormOnOneByOne(TinyNet):
+    """A batch-norm layer on the 1x1 feature map, as torchvision models have at 32 pixels:
+    in train mode it cannot normalise a batch of one."""
+
+    def __init__(self) -> None:
+        super().__init__(width=8)
+        self.features.append(nn.BatchNorm1d(8))
+
+
+def test_a_single_qualifying_base_image_is_not_attacked(
+    teacher: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    """One boundary sample through such a student crashed the run ("Expected more than 1
+    value per channel when training"): a step attacks two base images or none."""
+    torch.manual_seed(1)
+    student = _NormOnOneByOne().train()
+    images, _ = batch
+    with torch.no_grad():
+        teacher_says = teacher(images).argmax(dim=1)
+        student_says = copy.deepcopy(student)(images).argmax(dim=1)
+    both = (teacher_says == student_says).nonzero().flatten()
+    assert both.numel() >= 2
+    labels = (teacher_says + 1) % NUM_CLASSES  # the teacher is wrong on every row...
+    labels[both[0]] = teacher_says[both[0]]  # ...but one, where the student is right too
+    out = step(build_method(AMKDMethod(), student, teacher), (images, labels))
+    assert out.stats["attacked"] == 0 and torch.isfinite(out.loss)
+    labels[both[1]] = teacher_says[both[1]]
+    out = step(build_method(AMKDMethod(), student, teacher), (images, labels))
+    assert out.stats["attacked"] == 2
+    out.loss.backward()
