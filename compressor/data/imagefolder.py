@@ -11,6 +11,7 @@ resizes to a square (image_size x image_size), like torchvision's Resize((s, s))
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 
 import numpy as np
@@ -64,9 +65,17 @@ def num_classes(cfg: DataConfig) -> int:
 
     An empty class folder still counts as a class: a teacher's head would be compared with a
     count the data never has, and the mismatch reported instead of the folder. So each class
-    folder must hold an image (the first one found is enough), as `read` requires.
+    folder must hold an image (the first one found is enough), as `read` requires. The
+    held-out split's folders are checked too (listed, not read): a missing val/ or a class
+    training lacks would otherwise pass `recipe validate` and stop the first run.
     """
-    return len(_checked_classes(_train_dir(require_root(cfg))))
+    root = require_root(cfg)
+    classes = _checked_classes(_train_dir(root))
+    test_dir = _test_dir(root)
+    for folder in _class_dirs(test_dir):
+        if folder.name not in classes:
+            raise _not_a_training_class(folder, classes)
+    return len(classes)
 
 
 def _checked_classes(train: Path) -> list[str]:
@@ -94,6 +103,18 @@ def native_size(cfg: DataConfig) -> tuple[int, int]:
     return image_size(images[0])
 
 
+def _not_a_training_class(folder: Path, classes: list[str]) -> UserError:
+    """A held-out class folder without a training folder: a stray class, or a name spelt
+    differently (val/Cat beside train/cat), which the message then names."""
+    near = [name for name in classes if name.casefold() == folder.name.casefold()]
+    near = near or difflib.get_close_matches(folder.name, classes, n=1)
+    rename = f"rename it {near[0]!r} as in train/, " if near else ""
+    return UserError(
+        f"{folder}: class {folder.name!r} has no folder in train/; {rename}remove it or add "
+        "training images for it"
+    )
+
+
 def _no_images(folder: Path) -> UserError:
     return UserError(f"{folder} has no images ({', '.join(IMAGE_SUFFIXES)})")
 
@@ -104,10 +125,7 @@ def _files(split_dir: Path, classes: list[str], require_all: bool) -> tuple[list
     labels: list[int] = []
     for folder in _class_dirs(split_dir):
         if folder.name not in label_of:
-            raise UserError(
-                f"{folder}: class {folder.name!r} has no folder in train/; remove it or add "
-                f"training images for it"
-            )
+            raise _not_a_training_class(folder, classes)
         files = list_images(folder)
         if require_all and not files:
             raise _no_images(folder)

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from compressor.data import Dataset, load_dataset
+from compressor.data.summary import data_summary
 from compressor.engine.checkpoint import load_checkpoint, restore_every_rank_rng_state
 from compressor.engine.context import RunContext, RunModels, RunObserver
 from compressor.engine.device import restored_torch_settings, select_device, setup_device
@@ -200,7 +201,7 @@ def _execute(
     pinned = _pin_teacher(context, resume) if recipe.teacher else None
     observer.message(f"device {setup.device}, reading data set {recipe.data.name}")
     dataset = distributed.together(lambda: load_dataset(recipe.data), setup.device)
-    for line in _data_summary(dataset, recipe.data.max_train_samples):
+    for line in data_summary(dataset, recipe.data):
         observer.message(line)
     models = _build_models(context, dataset, pinned)
 
@@ -218,34 +219,6 @@ def _execute(
 
     # 4. Final evaluation, artifacts, report.
     return _finish(context, dataset, models, last_eval, attempt, started)
-
-
-def _data_summary(dataset: Dataset, max_train_samples: int | None) -> list[str]:
-    """What was read, so a user sees a folder that yielded fewer images or classes than they
-    meant (files of another format are skipped); and a warning for classes with no training
-    image, which a data.max_train_samples below the class count leaves out."""
-    train, test = dataset.train, dataset.test
-    height, width = dataset.image_shape[1:]
-    lines = [
-        f"data {dataset.name}: {len(train):,} training and {len(test):,} test images of "
-        f"{height}x{width}, {dataset.num_classes} classes"
-    ]
-    present = set(train.labels.unique().tolist())
-    missing = [name for index, name in enumerate(dataset.classes) if index not in present]
-    if missing:
-        shown = ", ".join(missing[:5]) + (
-            f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-        )
-        lines.append(
-            f"warning: no training image of {len(missing)} of the {dataset.num_classes} classes "
-            f"({shown}): the student cannot learn them; "
-            + (
-                f"data.max_train_samples {max_train_samples} is fewer than the classes: raise it"
-                if max_train_samples is not None and max_train_samples < dataset.num_classes
-                else "add images of them to the training split"
-            )
-        )
-    return lines
 
 
 def _check_run_dir(context: RunContext, resume: bool, overwrite: bool) -> None:

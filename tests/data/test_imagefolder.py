@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -51,10 +52,23 @@ def test_imagefolder_sizes_must_agree_unless_image_size_is_set(tmp_path: Path) -
 
 
 def test_imagefolder_val_class_must_exist_in_train(tmp_path: Path) -> None:
+    """Checked by the class count too, which `recipe validate` runs: it said "valid" and the
+    first run stopped on the layout. A folder spelt differently is named."""
     root = make_imagefolder(tmp_path)
     save_image(root / "val" / "horse" / "x.png")
-    message = load_error(DataConfig(name="imagefolder", root=root))
-    assert "'horse'" in message and "train/" in message
+    config = DataConfig(name="imagefolder", root=root)
+    expected = (
+        f"{root / 'val' / 'horse'}: class 'horse' has no folder in train/; remove it or add "
+        "training images for it"
+    )
+    assert load_error(config) == expected
+    with pytest.raises(UserError, match="^" + re.escape(expected)):
+        dataset_num_classes(config)
+    (root / "val" / "horse").rename(root / "val" / "Cat")
+    renamed = f"{root / 'val' / 'Cat'}: class 'Cat' has no folder in train/; rename it 'cat'"
+    assert load_error(config).startswith(renamed)
+    with pytest.raises(UserError, match="^" + re.escape(renamed)):
+        dataset_num_classes(config)
 
 
 def test_imagefolder_needs_two_classes(tmp_path: Path) -> None:
@@ -79,6 +93,8 @@ def test_imagefolder_missing_folders(tmp_path: Path) -> None:
         path.unlink() if path.is_file() else path.rmdir()
     (root / "val").rmdir()
     assert "no val/ (or test/) folder" in load_error(DataConfig(name="imagefolder", root=root))
+    with pytest.raises(UserError, match="no val/ \\(or test/\\) folder"):
+        dataset_num_classes(DataConfig(name="imagefolder", root=root))
 
 
 def test_imagefolder_decodes_only_the_kept_images(tmp_path: Path) -> None:
