@@ -45,13 +45,19 @@ class NonFiniteLoss(UserError):
     """Training diverged; the run stops before a bad epoch reaches the checkpoint."""
 
 
-def _check_finite(sums: dict[str, float], epoch: int, step: int) -> None:
+def _check_finite(sums: dict[str, float], epoch: int, step: int, mixed_precision: bool) -> None:
     bad = [name for name, value in sums.items() if not math.isfinite(value)]
     if bad:
+        parts = [name for name in bad if name != "loss"]
+        what = "the loss" + (f" (its parts {', '.join(parts)})" if parts else "")
+        amp = (
+            ", or use train.amp: off to rule out mixed-precision overflow,"
+            if mixed_precision
+            else ""
+        )
         raise NonFiniteLoss(
-            f"loss part {', '.join(bad)} became NaN or infinite in epoch {epoch + 1} by step "
-            f"{step + 1}; the epoch is not checkpointed. Lower train.optimizer.lr, or use "
-            "train.amp: off to rule out mixed-precision overflow, and start again with --overwrite"
+            f"{what} became NaN or infinite in epoch {epoch + 1} by step {step + 1}; the epoch "
+            f"is not checkpointed. Lower train.optimizer.lr{amp} and start again with --overwrite"
         )
 
 
@@ -114,7 +120,7 @@ def train_one_epoch(
         sums[_IMAGES] += labels.numel()
         if (step + 1) % SYNC_EVERY == 0 or step + 1 == steps:
             totals = _totals(sums, distributed)
-            _check_finite(totals, epoch, step)
+            _check_finite(totals, epoch, step, setup.amp_dtype is not None)
             if on_step is not None:
                 on_step(
                     step + 1,

@@ -41,9 +41,15 @@ def _check_run_state(run: RunDir, *, resume: bool, overwrite: bool) -> None:
             instead = "drop --resume"
         raise UserError(f"{run.root}: nothing to resume (no checkpoints/last.pt); {instead}")
     if started and not (resume or overwrite):
-        status = (manifest_record(run) or {}).get("status")
+        record = manifest_record(run) or {}
+        status, reason = record.get("status"), record.get("reason")
         if status == "completed":
             held = "a completed run; use --overwrite to train it again"
+        elif status == "failed" and isinstance(reason, str):
+            # Stopped on bad input (a diverging loss): a resume, with the same recipe, meets
+            # it again; the recipe is changed and the run started over.
+            first = reason.split("; ")[0]
+            held = f"a run that failed on its input ({first}); fix that and use --overwrite"
         elif has_checkpoint(run):
             held = "an unfinished run; use --resume to continue it, --overwrite to replace it"
         else:
