@@ -144,6 +144,26 @@ def precision_comparison(results: Sequence[Result]) -> list[dict[str, Any]]:
     return rows
 
 
+# A difference below this share of the logits' size is float32 rounding, not a wrong graph.
+_ROUNDING_SHARE = 1e-4
+
+
+def _rounding_note(parity: Parity) -> str:
+    """Large logits (an overconfident model's run to the thousands) round in float32 beyond
+    an absolute bar that suits logits of ten or so; say so when agreement is met, and how to
+    judge such a model."""
+    scale, limit = parity.logit_scale, parity.tolerance_max_abs
+    if scale is None or limit is None or parity.top1_agreement < parity.min_agreement:
+        return ""
+    if not limit < parity.max_abs_diff <= _ROUNDING_SHARE * scale:
+        return ""
+    return (
+        f"; the logits reach {scale:.3g}, and a difference of {parity.max_abs_diff / scale:.1e} "
+        "of that is float32 rounding: if agreement is what matters for this model, raise "
+        "--max-abs-diff (export.max_abs_diff)"
+    )
+
+
 def result_warnings(results: Sequence[Result]) -> list[str]:
     lines = []
     for r in results:
@@ -157,6 +177,7 @@ def result_warnings(results: Sequence[Result]) -> list[str]:
             lines.append(
                 f"parity failed for {what}: {limit}top-1 agreement "
                 f"{r.parity.top1_agreement:.2f} % (minimum {r.parity.min_agreement:.2f} %)"
+                + _rounding_note(r.parity)
             )
         for batch, latency in r.latency.items():
             if latency.noisy:

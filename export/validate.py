@@ -65,6 +65,7 @@ class Parity:
     tolerance_max_abs: float | None
     min_agreement: float
     passed: bool
+    logit_scale: float | None = None  # max |reference logit|: float32 rounding grows with it
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -103,4 +104,5 @@ def parity(reference: np.ndarray, logits: np.ndarray, tolerance: Tolerance) -> P
         tolerance_max_abs=tolerance.max_abs_diff,
         min_agreement=tolerance.min_agreement,
         passed=finite and within and agreement >= tolerance.min_agreement,
+        logit_scale=float(np.abs(reference).max()) if reference.size else None,
     )

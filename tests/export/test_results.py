@@ -113,3 +113,21 @@ def test_failed_parity_and_noisy_latency_are_warned_about_by_name() -> None:
         "noisy latency for teacher onnxruntime fp32 at batch 64",
     ]
     assert result_warnings([_row("student", "onnxruntime", "fp32", {1: 0.5})]) == []
+
+
+def test_a_failure_within_float32_rounding_of_large_logits_says_so() -> None:
+    """An overconfident student's logits in the thousands differ by 4.6e-2 between ONNX
+    Runtime and PyTorch: 4e-5 of their size, rounding, with every prediction agreeing."""
+    rounding = Parity(0.046, 0.002, 100.0, 1e-4, 99.9, False, logit_scale=1100.0)
+    [line] = result_warnings([_row("student", "onnxruntime", "fp32", {1: 0.5}, parity=rounding)])
+    assert line.endswith(
+        "(minimum 99.90 %); the logits reach 1.1e+03, and a difference of 4.2e-05 of that is "
+        "float32 rounding: if agreement is what matters for this model, raise --max-abs-diff "
+        "(export.max_abs_diff)"
+    )
+    # Not where the predictions disagree, nor where the difference is large for the logits.
+    disagreeing = Parity(0.046, 0.002, 99.0, 1e-4, 99.9, False, logit_scale=1100.0)
+    large = Parity(0.046, 0.002, 100.0, 1e-4, 99.9, False, logit_scale=12.0)
+    for parity in (disagreeing, large):
+        [line] = result_warnings([_row("student", "onnxruntime", "fp32", {1: 0.5}, parity=parity)])
+        assert "rounding" not in line

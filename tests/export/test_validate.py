@@ -12,6 +12,7 @@ def test_parity_is_precision_aware() -> None:
     reference = rng.normal(size=(200, 10)).astype(np.float32)
     close = reference + 5e-5
     assert parity(reference, close, Tolerance(1e-4, 99.9)).passed
+    assert parity(reference, close, Tolerance(1e-4, 99.9)).logit_scale == np.abs(reference).max()
     assert not parity(reference, reference + 2e-4, Tolerance(1e-4, 99.9)).passed
     # fp16-sized differences: judged by agreement only, so they pass without an elementwise limit
     drifted = reference + rng.normal(scale=1e-3, size=reference.shape).astype(np.float32)
