@@ -317,7 +317,8 @@ def check_teacher_output(teacher: nn.Module, images: torch.Tensor, num_classes: 
     except Exception as error:
         raise UserError(
             f"the teacher fails on a batch of shape {list(images.shape)} "
-            f"({short_reason(error)}); was it built for this input size and channel count?"
+            f"({short_reason(error)}); if it was built for another input size or channel "
+            f"count, that is why{DEBUG_HINT}"
         ) from error
     expected = [images.shape[0], num_classes]
     if not isinstance(logits, torch.Tensor) or list(logits.shape) != expected:

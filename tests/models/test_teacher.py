@@ -381,6 +381,23 @@ def test_check_teacher_output(original) -> None:
         check_teacher_output(teacher, images[:, :1], 10)
 
 
+class _RaisesInForward(nn.Module):
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        raise ValueError("oops in forward")
+
+
+def test_a_teacher_raising_in_forward_points_at_its_traceback() -> None:
+    """Not only a size mismatch: the user's own forward can fail for any reason, and the
+    traceback into it is one flag away."""
+    with pytest.raises(UserError) as caught:
+        check_teacher_output(_RaisesInForward(), torch.zeros(2, 3, 8, 8), 10)
+    assert str(caught.value) == (
+        "the teacher fails on a batch of shape [2, 3, 8, 8] (ValueError: oops in forward); if "
+        "it was built for another input size or channel count, that is why (`compress --debug "
+        "...` shows the traceback into your code)"
+    )
+
+
 # torchvision warns about GoogLeNet's future default initialisation: an error here, as
 # loading a teacher says which initialisation it wants.
 @pytest.mark.filterwarnings("error:The default weight initialization of GoogleNet")
