@@ -99,15 +99,21 @@ def recipe_validate(path: RecipeFile) -> None:
     Checks the schema, files, architectures, class counts, that the student builds and the
     teacher loads (building it runs the entrypoint a recipe names) and gives one logit per
     class, and that a feature-space triplet compares layers of one width; warns about a
-    train.device this machine lacks. `compress teacher` also scores the teacher.
+    train.device this machine lacks, and a percentage written as a fraction. `compress teacher`
+    also scores the teacher.
     """
-    from compressor.preflight import check_models_build, check_recipe, device_warnings
+    from compressor.preflight import (
+        check_models_build,
+        check_recipe,
+        device_warnings,
+        fraction_for_percent,
+    )
     from compressor.recipe import load_recipe
 
     recipe = load_recipe(path)
     check_recipe(recipe, str(path), needs_teacher=False)
     check_models_build(recipe, str(path))
-    for warning in device_warnings(recipe):
+    for warning in [*device_warnings(recipe), *fraction_for_percent(recipe)]:
         error_console.print(f"warning: {path}: {warning}", highlight=False, soft_wrap=True)
     teacher = "no teacher" if recipe.teacher is None else "teacher loads"
     console.print(

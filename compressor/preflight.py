@@ -188,6 +188,31 @@ def device_warnings(recipe: Recipe) -> list[str]:
     return []
 
 
+# Settings given in percent, where a fraction (0.9 for 90 %) is a likely slip that YAML and
+# the schema both accept, and that quietly lets almost anything pass.
+_PERCENT_SETTINGS = (
+    ("teacher", "min_accuracy"),
+    ("gate", "min_agreement"),
+    ("export", "min_agreement"),
+    ("export", "fp16_min_agreement"),
+    ("export", "int8_min_agreement"),
+)
+
+
+def fraction_for_percent(recipe: Recipe) -> list[str]:
+    """Warnings for a percent setting written as a fraction (between 0 and 1)."""
+    warnings = []
+    for section_name, field in _PERCENT_SETTINGS:
+        section = getattr(recipe, section_name)
+        value = getattr(section, field) if section is not None else None
+        if value is not None and 0 < value <= 1:
+            warnings.append(
+                f"{section_name}.{field} is {value:g} %, a bar almost anything passes; it is a "
+                f"percentage: for {value * 100:g} % write {value * 100:g}"
+            )
+    return warnings
+
+
 def unused_settings(recipe: Recipe, *, distill: bool) -> list[str]:
     """Warnings for a recipe whose teacher or method the chosen command will not use.
 

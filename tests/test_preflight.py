@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from compressor.models import create_model
-from compressor.preflight import unused_settings
+from compressor.preflight import fraction_for_percent, unused_settings
 from compressor.recipe import parse_recipe
 from tests.cli_helpers import run_cli
 from tests.data.image_files import make_imagefolder
@@ -418,3 +418,25 @@ def test_a_device_this_machine_lacks_is_a_warning_not_an_error(
         f"warning: {recipe}: train.device is 'cuda' but no CUDA GPU is visible; use 'auto' or "
         "'cpu' (here; a run on this machine would stop)"
     )
+
+
+def test_a_percentage_written_as_a_fraction_is_warned_about(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`min_accuracy: 0.9` is 0.9 %, which almost any teacher passes: valid, but said."""
+    recipe = write_recipe(
+        tmp_path,
+        merged(gate={"min_agreement": 0.995}, export={"int8_min_agreement": 98.0}),
+    )
+    result = run_cli(capsys, "recipe", "validate", str(recipe))
+    assert result.code == 0, result.stderr
+    assert result.stderr.strip() == (
+        f"warning: {recipe}: gate.min_agreement is 0.995 %, a bar almost anything passes; it is "
+        "a percentage: for 99.5 % write 99.5"
+    )
+    teacher = {"arch": "resnet20", "checkpoint": "t.pt", "min_accuracy": 0.9}
+    assert fraction_for_percent(parse_recipe(merged(teacher=teacher))) == [
+        "teacher.min_accuracy is 0.9 %, a bar almost anything passes; it is a percentage: for "
+        "90 % write 90"
+    ]
+    assert fraction_for_percent(parse_recipe(merged())) == []

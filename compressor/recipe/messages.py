@@ -72,6 +72,9 @@ def _describe(error: Any) -> str:
     message = str(error["msg"]).removeprefix("Value error, ")
     if kind == "tuple_type":  # YAML has lists; a fixed-length field is a tuple to pydantic
         message = "Input should be a list"
+    if kind == "string_type" and isinstance(error.get("input"), int | float):
+        # YAML reads an unquoted 2024 or 1e3 as a number where a name is wanted.
+        return f"{message} (got {error['input']!r}; quote it: '{error['input']}')"
     if "input" in error and not isinstance(error["input"], dict):
         return f"{message} (got {error['input']!r})"
     return message

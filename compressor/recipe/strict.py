@@ -54,7 +54,10 @@ class _TrueOrFalse:
 
 
 def _takes_words(annotation: Any) -> bool:
-    """Is the field (or a member of its union) a Literal of strings, like amp's 'off'?"""
+    """Is the field (or a member of its union) a string, or a Literal of strings like amp's
+    'off'? `output.name: no` is read as false too."""
+    if annotation is str:
+        return True
     if get_origin(annotation) is Literal:
         return any(isinstance(choice, str) for choice in get_args(annotation))
     return any(_takes_words(argument) for argument in get_args(annotation))

@@ -37,6 +37,16 @@ BAD_RECIPES = [
         ["train.amp: Input should be", "(got false; YAML reads an unquoted on/off/yes/no"],
     ),
     (
+        "unquoted no for a name",
+        merged(output={"name": False}),
+        ["output.name: Input should be a valid string", "(got false; YAML reads an unquoted"],
+    ),
+    (
+        "unquoted number for a name",
+        merged(output={"name": 2024}),
+        ["output.name: Input should be a valid string (got 2024; quote it: '2024')"],
+    ),
+    (
         "one number for a per-channel list",
         merged(data={"mean": 0.5, "std": [0.2]}),
         ["data.mean: Input should be a list (got 0.5)"],
