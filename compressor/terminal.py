@@ -112,7 +112,7 @@ def students_failing_parity(report: ExportReport) -> str:
 def print_export(report: ExportReport) -> None:
     """The exported models as a table (accuracy, parity, p50 latency per batch size), then the
     student's speedups, each precision against fp32, and the export's warnings."""
-    from export.report import signed_points
+    from export.report import signed_points, times
     from export.results import noisy_speedups
 
     batches = report.settings.batch_sizes
@@ -136,13 +136,13 @@ def print_export(report: ExportReport) -> None:
     noisy = noisy_speedups(report.results)
     for backend, by_batch in report.speedup.items():
         figures = ", ".join(
-            f"{value:.2f}× at batch {batch}"
+            f"{times(value)} at batch {batch}"
             + (" (noisy timing)" if batch in noisy.get(backend, ()) else "")
             for batch, value in by_batch.items()
         )
         console.print(f"student speedup over the teacher ({backend}): {figures}")
     for row in report.precisions:
-        speed = ", ".join(f"{value:.2f}× at batch {b}" for b, value in row["speedup"].items())
+        speed = ", ".join(f"{times(value)} at batch {b}" for b, value in row["speedup"].items())
         smaller = f", {row['size_ratio']:.1f}× smaller" if row["size_ratio"] else ""
         console.print(
             f"{row['model']} {row['precision']} vs fp32 ({row['backend']}): top-1 "

@@ -104,6 +104,12 @@ def signed_points(points: float) -> str:
     return f"{round(points, 2) + 0.0:+.2f}"
 
 
+def times(ratio: float) -> str:
+    """A speedup: 2.87×, and two significant digits below 0.1, where 0.00× would hide a
+    student that is hundreds of times slower."""
+    return f"{ratio:.2f}×" if ratio >= 0.1 else f"{ratio:.2g}×"
+
+
 def _precision_rows(payload: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """fp16/INT8 against fp32, same model and backend: the cost and the gain of each."""
     batches = _batches(payload)
@@ -121,7 +127,7 @@ def _precision_rows(payload: dict[str, Any]) -> tuple[list[str], list[list[str]]
                 f"{row['fp32_accuracy']:.2f}",
                 signed_points(-row["accuracy_drop"]),  # as the console says it: -0.30 is lower
                 "—" if agreement is None else f"{agreement:.2f}",
-                *(f"{row['speedup'][b]:.2f}×" if b in row["speedup"] else "—" for b in batches),
+                *(times(row["speedup"][b]) if b in row["speedup"] else "—" for b in batches),
                 f"{row['size_ratio']:.1f}×" if row["size_ratio"] else "—",
             ]
         )
@@ -143,7 +149,7 @@ def _int8_sentence(payload: dict[str, Any]) -> str | None:
 def _speedup_sentence(payload: dict[str, Any]) -> str | None:
     parts = [
         f"{backend} "
-        + ", ".join(f"**{value:.2f}×** at batch {batch}" for batch, value in by_batch.items())
+        + ", ".join(f"**{times(value)}** at batch {batch}" for batch, value in by_batch.items())
         for backend, by_batch in payload["speedup"].items()
     ]
     return "Student speedup over the teacher (p50, fp32): " + "; ".join(parts) if parts else None

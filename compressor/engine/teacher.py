@@ -102,4 +102,4 @@ def teacher_source(recipe: Recipe) -> str:
     assert teacher is not None
     if teacher.checkpoint is not None:
         return str(teacher.checkpoint)
-    return f"{teacher.builder()} (no checkpoint)"
+    return f"from {teacher.builder()} (no checkpoint)"

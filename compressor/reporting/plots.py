@@ -10,7 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # after use("Agg"): no display is needed
-from matplotlib.ticker import FormatStrFormatter
+from matplotlib.ticker import FormatStrFormatter, MaxNLocator
 
 
 def _png_base64(figure: plt.Figure) -> str:
@@ -29,6 +29,7 @@ def line_plot(
         axis.plot(x, values, marker="o", markersize=3, label=label)
     axis.set_title(title)
     axis.set_xlabel("epoch")
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole: no tick at 1.5
     axis.set_ylabel(ylabel)
     axis.grid(alpha=0.3)
     if len(series) > 1:
