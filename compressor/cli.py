@@ -106,14 +106,14 @@ def recipe_validate(path: RecipeFile) -> None:
         check_models_build,
         check_recipe,
         device_warnings,
-        fraction_for_percent,
+        setting_warnings,
     )
     from compressor.recipe import load_recipe
 
     recipe = load_recipe(path)
     check_recipe(recipe, str(path), needs_teacher=False)
     check_models_build(recipe, str(path))
-    for warning in [*device_warnings(recipe), *fraction_for_percent(recipe)]:
+    for warning in [*device_warnings(recipe), *setting_warnings(recipe)]:
         error_console.print(f"warning: {path}: {warning}", highlight=False, soft_wrap=True)
     teacher = "no teacher" if recipe.teacher is None else "teacher loads"
     console.print(

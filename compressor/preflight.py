@@ -23,6 +23,7 @@ from compressor.models import (
     check_builds_the_same_weights,
     check_teacher_output,
     create_model,
+    detect_format,
     is_known_model,
     list_models,
     load_teacher,
@@ -199,7 +200,36 @@ _PERCENT_SETTINGS = (
 )
 
 
-def fraction_for_percent(recipe: Recipe) -> list[str]:
+def setting_warnings(recipe: Recipe) -> list[str]:
+    """Settings that are valid but probably not what the user meant; `recipe validate` and a
+    run's start print them."""
+    return [*_fraction_for_percent(recipe), *_builder_beside_a_program(recipe)]
+
+
+def _builder_beside_a_program(recipe: Recipe) -> list[str]:
+    """A TorchScript or .pt2 teacher is the whole model: an arch or entrypoint beside it is
+    not used, and a user may believe the teacher is the model they named."""
+    teacher = recipe.teacher
+    if teacher is None or teacher.checkpoint is None or not teacher.checkpoint.is_file():
+        return []
+    file_format = teacher.format
+    if file_format == "auto":
+        file_format = detect_format(teacher.checkpoint)
+    named = [
+        f"teacher.{field} {value}"
+        for field, value in (("arch", teacher.arch), ("entrypoint", teacher.entrypoint))
+        if value
+    ] + (["teacher.kwargs"] if teacher.kwargs else [])
+    if file_format not in ("torchscript", "export") or not named:
+        return []
+    program = "a TorchScript" if file_format == "torchscript" else "a torch.export"
+    return [
+        f"{' and '.join(named)} {'are' if len(named) > 1 else 'is'} not used: "
+        f"{teacher.checkpoint} is {program} program, which holds its own architecture"
+    ]
+
+
+def _fraction_for_percent(recipe: Recipe) -> list[str]:
     """Warnings for a percent setting written as a fraction (between 0 and 1)."""
     warnings = []
     for section_name, field in _PERCENT_SETTINGS:

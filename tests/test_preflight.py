@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 import torch
 
 from compressor.models import create_model
-from compressor.preflight import fraction_for_percent, unused_settings
+from compressor.preflight import setting_warnings, unused_settings
 from compressor.recipe import parse_recipe
 from tests.cli_helpers import run_cli
 from tests.data.image_files import make_imagefolder
@@ -435,8 +436,24 @@ def test_a_percentage_written_as_a_fraction_is_warned_about(
         "a percentage: for 99.5 % write 99.5"
     )
     teacher = {"arch": "resnet20", "checkpoint": "t.pt", "min_accuracy": 0.9}
-    assert fraction_for_percent(parse_recipe(merged(teacher=teacher))) == [
+    assert setting_warnings(parse_recipe(merged(teacher=teacher))) == [
         "teacher.min_accuracy is 0.9 %, a bar almost anything passes; it is a percentage: for "
         "90 % write 90"
     ]
-    assert fraction_for_percent(parse_recipe(merged())) == []
+    assert setting_warnings(parse_recipe(merged())) == []
+
+
+def test_an_arch_beside_a_torchscript_teacher_is_warned_about(tmp_path: Path) -> None:
+    """The program is the whole model: `arch: resnet56` beside a ResNet-20 program would be
+    taken for the teacher's architecture by whoever reads the recipe."""
+    program = tmp_path / "teacher.pt"
+    with warnings.catch_warnings():  # torch.jit's deprecation, whichever kind this torch has
+        warnings.simplefilter("ignore")
+        torch.jit.save(torch.jit.script(torch.nn.Linear(3, 2)), program)
+    teacher = {"arch": "resnet56", "checkpoint": str(program), "trust_pickle": True}
+    assert setting_warnings(parse_recipe(merged(teacher=teacher))) == [
+        f"teacher.arch resnet56 is not used: {program} is a TorchScript program, which holds "
+        "its own architecture"
+    ]
+    del teacher["arch"]
+    assert setting_warnings(parse_recipe(merged(teacher=teacher))) == []

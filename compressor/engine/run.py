@@ -40,7 +40,7 @@ from compressor.methods import build_method, training_module
 from compressor.methods.boundary import normalized_bounds
 from compressor.models import create_model, student_kwargs
 from compressor.models.probe import check_student_output
-from compressor.preflight import check_recipe, fraction_for_percent, unused_settings
+from compressor.preflight import check_recipe, setting_warnings, unused_settings
 from compressor.provenance import manifest, now_iso, trained_recipe_sha256
 from compressor.recipe import CEMethod, Recipe, recipe_to_yaml
 from compressor.reporting.run_report import write_run_report
@@ -92,7 +92,7 @@ def run_training(
     observer = observer or RunObserver()
     source = str(recipe_path)
     # Before `train` drops teacher and method.
-    warnings = [*unused_settings(recipe, distill=distill), *fraction_for_percent(recipe)]
+    warnings = [*unused_settings(recipe, distill=distill), *setting_warnings(recipe)]
     if not distill:
         recipe = recipe.model_copy(update={"method": CEMethod(), "teacher": None})
     run = run_dir_for(recipe, recipe_path)

@@ -222,7 +222,8 @@ def test_torchscript(tmp_path: Path, original) -> None:
         torch.jit.save(torch.jit.script(original[0]), path)
     assert detect_format(path) == "torchscript"
     _check_same(load_teacher(TeacherConfig(checkpoint=path, trust_pickle=True), 10, 3), original)
-    # An arch given by habit is not needed: the file is the whole model.
+    # An arch given by habit is not needed: the file is the whole model (recipe validate and
+    # a run warn that it is not used).
     config = TeacherConfig(
         arch="resnet56", checkpoint=path, format="torchscript", trust_pickle=True
     )
