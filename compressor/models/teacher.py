@@ -68,6 +68,12 @@ def load_teacher(cfg: TeacherConfig, num_classes: int, in_channels: int) -> nn.M
 
 
 _PROGRAMS = {"torchscript": "TorchScript", "export": "torch.export"}
+# What a teacher program needs: eval mode and any batch size; the example batch must hold two
+# images or more, or torch specialises the batch dimension to 1 and refuses the Dim.
+_EXPORT_HOW = (
+    "torch.export.export(model.eval(), (x,), dynamic_shapes=({0: "
+    "torch.export.Dim('batch')},)) with x a batch of 2 or more images"
+)
 
 
 def _check_trusted_program(path: Path, file_format: str, trusted: bool) -> None:
@@ -234,7 +240,7 @@ def _load_exported(path: Path, in_channels: int) -> nn.Module:
     except Exception as error:
         raise UserError(
             f"{path}: cannot load as a torch.export program ({short_reason(error)}); "
-            "save one with torch.export.save(torch.export.export(model, (x,)), path)"
+            f"save one with torch.export.save(torch.export.export(...), path): {_EXPORT_HOW}"
         ) from None
     _check_exported(program, path, in_channels)
     module = program.module()
@@ -279,10 +285,7 @@ def _check_exported(program: torch.export.ExportedProgram, path: Path, in_channe
         )
     placeholder = next(n for n in program.graph.nodes if n.name == user_inputs[0])
     shape = placeholder.meta["val"].shape
-    export_hint = (
-        "export with torch.export.export(model.eval(), (x,), "
-        "dynamic_shapes=({0: torch.export.Dim('batch')},))"
-    )
+    export_hint = f"export {_EXPORT_HOW}"
     if len(shape) != 4:
         raise UserError(f"{path}: the exported program takes a {len(shape)}-d input, not images")
     if isinstance(shape[0], int):
