@@ -38,9 +38,22 @@ def _train_dir(root: Path) -> Path:
     if not train.is_dir():
         raise UserError(
             f"{train} does not exist; an imagefolder data set needs "
-            f"{root}/train/<class>/<image> and {root}/val/<class>/<image>"
+            f"{root}/train/<class>/<image> and {root}/val/<class>/<image>{_layout_hint(root)}"
         )
     return train
+
+
+def _layout_hint(root: Path) -> str:
+    """The two usual slips: data.root naming a split itself, or one folder of class folders
+    never split into train/ and val/."""
+    if root.name in ("train", "val", "test") and (root.parent / "train").is_dir():
+        return f"; data.root names a split: set it to {root.parent}"
+    if any(has_images(folder) for folder in _class_dirs(root)):
+        return (
+            f"; {root} holds class folders but no split: move most images of each class to "
+            "train/<class>/ and the rest, held out, to val/<class>/"
+        )
+    return ""
 
 
 def _test_dir(root: Path) -> Path:

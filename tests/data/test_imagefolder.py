@@ -93,6 +93,17 @@ def test_imagefolder_missing_folders(tmp_path: Path) -> None:
         path.unlink() if path.is_file() else path.rmdir()
     (root / "val").rmdir()
     assert "no val/ (or test/) folder" in load_error(DataConfig(name="imagefolder", root=root))
+
+    # The usual slips, named: data.root pointing into a split, or a folder never split.
+    into_split = load_error(DataConfig(name="imagefolder", root=root / "train"))
+    assert into_split.endswith(f"; data.root names a split: set it to {root}")
+    for name in ("cat", "dog"):
+        save_image(tmp_path / "flat" / name / "a.png")
+    flat = load_error(DataConfig(name="imagefolder", root=tmp_path / "flat"))
+    assert flat.endswith(
+        f"; {tmp_path / 'flat'} holds class folders but no split: move most images of each "
+        "class to train/<class>/ and the rest, held out, to val/<class>/"
+    )
     with pytest.raises(UserError, match="no val/ \\(or test/\\) folder"):
         dataset_num_classes(DataConfig(name="imagefolder", root=root))
 
