@@ -119,8 +119,33 @@ def image_size(path: Path) -> tuple[int, int]:
     return height, width
 
 
-def _undecodable(path: Path, error: Exception) -> UserError:
-    return UserError(f"cannot decode image {path}: {error}; fix or delete the file")
+class Undecodable(UserError):
+    """An image file PIL cannot read; `reason` is what it is without the advice."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        self.path, self.reason = path, reason
+        super().__init__(f"cannot decode image {path}: {reason}; fix or delete the file")
+
+
+def _undecodable(path: Path, error: Exception) -> Undecodable:
+    try:
+        empty = path.stat().st_size == 0
+    except OSError:
+        empty = False
+    return Undecodable(path, "an empty file (0 bytes)" if empty else str(error))
+
+
+def _all_undecodable(failures: list[Undecodable]) -> UserError:
+    """Every unreadable file of a split in one line, so a folder with several is fixed in one
+    go rather than one run each."""
+    if len(failures) == 1:
+        return failures[0]
+    failures = sorted(failures, key=lambda failure: str(failure.path))
+    shown = ", ".join(f"{failure.path} ({failure.reason})" for failure in failures[:3])
+    more = f" and {len(failures) - 3} more" if len(failures) > 3 else ""
+    return UserError(
+        f"cannot decode {len(failures)} images: {shown}{more}; fix or delete the files"
+    )
 
 
 def decode_images(paths: Sequence[Path], image_size: int | None) -> torch.Tensor:
@@ -149,9 +174,16 @@ def decode_images(paths: Sequence[Path], image_size: int | None) -> torch.Tensor
                 f"{width}x{height}; set data.image_size to resize all images to one size"
             )
 
+    failures: list[Undecodable] = []  # appended from the pool's threads (atomic in CPython)
+
     def decode_chunk(start: int) -> None:
         for index in range(start, min(start + _DECODE_CHUNK, len(paths))):
-            store(index, _read_rgb(paths[index]))
+            try:
+                pixels = _read_rgb(paths[index])
+            except Undecodable as failure:
+                failures.append(failure)
+                continue
+            store(index, pixels)
 
     store(0, first)
     workers = min(16, (os.cpu_count() or 1) + 2)
@@ -161,9 +193,11 @@ def decode_images(paths: Sequence[Path], image_size: int | None) -> torch.Tensor
             for future in futures:
                 future.result()
         except BaseException:
-            for future in futures:  # one bad file: report it now, not after decoding the rest
+            for future in futures:  # images of another size: report it now
                 future.cancel()
             raise
+    if failures:
+        raise _all_undecodable(failures)
     return out
 
 

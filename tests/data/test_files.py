@@ -20,6 +20,23 @@ def test_undecodable_image_is_named(tmp_path: Path) -> None:
     assert "cannot decode image" in message and "broken.jpg" in message
 
 
+def test_every_undecodable_image_of_a_split_is_named_at_once(tmp_path: Path) -> None:
+    """One per run took as many runs as there were bad files to find them all."""
+    root = make_imagefolder(tmp_path)
+    dog = root / "train" / "dog"
+    for name in ("bad1.jpg", "bad2.jpg", "bad3.jpg", "bad4.jpg"):
+        (dog / name).write_bytes(b"\xff\xd8 this is not a JPEG")
+    (dog / "empty.png").write_bytes(b"")
+    message = load_error(DataConfig(name="imagefolder", root=root))
+    assert message.startswith(f"cannot decode 5 images: {dog / 'bad1.jpg'} (cannot identify ")
+    assert message.endswith("and 2 more; fix or delete the files")
+    for bad in dog.glob("bad*.jpg"):
+        bad.unlink()
+    assert load_error(DataConfig(name="imagefolder", root=root)) == (
+        f"cannot decode image {dog / 'empty.png'}: an empty file (0 bytes); fix or delete the file"
+    )
+
+
 def test_image_size_reads_the_header_height_first(tmp_path: Path) -> None:
     save_image(tmp_path / "wide.png", size=(40, 24))
     assert image_size(tmp_path / "wide.png") == (24, 40)

@@ -33,4 +33,4 @@ def test_export_reads_training_images_only_for_int8(
     assert report_of(run)["eval_samples"] == 2
 
     error = one_error_line(run_cli(capsys, "export", str(run), "--int8", *QUICK))
-    assert "cannot decode image" in error
+    assert "cannot decode 3 images" in error
