@@ -76,7 +76,9 @@ def prepare_teacher(
         raise UserError(
             f"the teacher scores {evaluation.accuracy:.2f} % on the {data.name} test set, below "
             f"teacher.min_accuracy {recipe.teacher.min_accuracy:.2f} %; check {builder}"
-            "teacher.checkpoint, and that data.mean/std match the teacher's training"
+            "teacher.checkpoint, and that data.mean/std"
+            + (" and data.image_size" if recipe.data.image_size is not None else "")
+            + " match the teacher's training"
         )
     summary = model_summary(pinned.model, evaluation, data)
     return PreparedTeacher(teacher, evaluation, summary, pinned.weights_sha256)
