@@ -328,6 +328,19 @@ CASES = [
         ("below teacher.min_accuracy", "check teacher.arch resnet20 and teacher.checkpoint"),
     ),
     Case(
+        "teacher below min_accuracy on resized images",
+        lambda t: distill(
+            t,
+            {
+                "arch": "resnet20",
+                "checkpoint": str(state_dict_file(t, "resnet20")),
+                "min_accuracy": 90,
+            },
+            data={"name": "digits", "image_size": 16},
+        ),
+        ("below teacher.min_accuracy", "data.mean/std and data.image_size match the teacher's"),
+    ),
+    Case(
         "entrypoint teacher below min_accuracy",
         lambda t: distill(
             t,
