@@ -65,7 +65,8 @@ def inputs(tmp_path: Path, teachers: Path, monkeypatch: pytest.MonkeyPatch) -> P
     (tiny / "val").mkdir()
     (tiny / "wnids.txt").write_text("".join(f"n{i:08d}\n" for i in range(200)))
     for label in ("cat", "dog"):  # validate refuses an empty class folder, as loading does
-        save_image(tmp_path / "my-data" / "train" / label / "a.png")
+        for split in ("train", "val"):  # and a missing held-out split
+            save_image(tmp_path / "my-data" / split / label / "a.png")
     (tmp_path / "my_project").mkdir()
     (tmp_path / "my_project" / "__init__.py").write_text("")
     (tmp_path / "my_project" / "models.py").write_text(USER_MODELS)
