@@ -69,19 +69,20 @@ class WriteFailed(UserError):
     def __init__(self, path: Path, error: OSError) -> None:
         self.path = Path(path)
         self.strerror = error.strerror or str(error)
-        super().__init__(
-            f"{path}: cannot write it ({self.strerror}){_what_to_do(self.path, error.errno)}"
-        )
+        fix = what_to_do(self.path.parent, error.errno)
+        super().__init__(f"{path}: cannot write it ({self.strerror})" + (f"; {fix}" if fix else ""))
 
 
-def _what_to_do(path: Path, code: int | None) -> str:
+def what_to_do(folder: Path, code: int | None) -> str | None:
+    """The fix for a write into `folder` that failed with errno `code`; None for an error
+    that is not the machine's (disk space, permissions, size limit)."""
     if code in (errno.ENOSPC, errno.EDQUOT):
-        return f"; free some space on the disk that holds {path.parent}"
+        return f"free some space on the disk that holds {folder}"
     if code in (errno.EROFS, errno.EACCES, errno.EPERM):
-        return f"; make {path.parent} writable"
+        return f"make {folder} writable"
     if code == errno.EFBIG:
-        return "; the file is larger than this process may write (see `ulimit -f`)"
-    return ""
+        return "the file is larger than this process may write (see `ulimit -f`)"
+    return None
 
 
 def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:

@@ -190,7 +190,7 @@ def _best_speedup(report: ExportReport, backend: str) -> str:
     if not speedups:
         return ""
     batch = max(speedups, key=lambda size: speedups[size])
-    from export.results import noisy_speedups
+    from export.results import NOISY_MARK, noisy_speedups
 
-    noisy = " (noisy timing)" if batch in noisy_speedups(report.results).get(backend, ()) else ""
+    noisy = NOISY_MARK if batch in noisy_speedups(report.results).get(backend, ()) else ""
     return f", {speedups[batch]:.2f}× faster in ONNX Runtime at batch {batch}{noisy}"

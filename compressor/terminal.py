@@ -113,7 +113,7 @@ def print_export(report: ExportReport) -> None:
     """The exported models as a table (accuracy, parity, p50 latency per batch size), then the
     student's speedups, each precision against fp32, and the export's warnings."""
     from export.report import signed_points, times
-    from export.results import noisy_speedups
+    from export.results import NOISY_MARK, noisy_speedups
 
     batches = report.settings.batch_sizes
     table = Table(title=f"export {report.run} (p50 latency in ms)", box=box.SIMPLE_HEAD)
@@ -137,7 +137,7 @@ def print_export(report: ExportReport) -> None:
     for backend, by_batch in report.speedup.items():
         figures = ", ".join(
             f"{times(value)} at batch {batch}"
-            + (" (noisy timing)" if batch in noisy.get(backend, ()) else "")
+            + (NOISY_MARK if batch in noisy.get(backend, ()) else "")
             for batch, value in by_batch.items()
         )
         console.print(f"student speedup over the teacher ({backend}): {figures}")

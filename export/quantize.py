@@ -39,6 +39,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from compressor.data.sets import balanced_indices
 from compressor.errors import UserError, short_reason
+from compressor.io import what_to_do
 from compressor.recipe import Int8Config
 from export.onnx_export import write_checked
 from export.onnx_inspect import onnx_precision
@@ -155,18 +156,16 @@ def quantize_int8(
             model = onnx.load(str(quantized))
         except UserError:
             raise
-        except OSError as error:  # the model is fine: the scratch folder's disk is full
+        except OSError as error:
+            fix = what_to_do(Path(scratch), error.errno)
+            if fix is None:  # not the scratch folder's disk: the tools failed on the model
+                raise _cannot_quantise(name, source, error) from None
             raise UserError(
                 f"{name}: cannot write ONNX Runtime's quantisation files in {scratch} "
-                f"({error.strerror or error}); free space there, or point TMPDIR at a disk "
-                "with room"
+                f"({error.strerror}); {fix} (TMPDIR chooses where they go)"
             ) from None
         except Exception as error:  # onnxruntime raises untyped Fail/RuntimeError/KeyError
-            raise UserError(
-                f"{name}: ONNX Runtime cannot quantise {source.name} to INT8 "
-                f"({short_reason(error)}); export without --int8, or quantise it elsewhere and "
-                "validate it with --student-onnx"
-            ) from None
+            raise _cannot_quantise(name, source, error) from None
     if not any(node.op_type in _QDQ_OPS for node in model.graph.node):
         raise UserError(
             f"{name}: ONNX Runtime found nothing to quantise in {source.name} (no Conv, "
@@ -174,6 +173,13 @@ def quantize_int8(
         )
     _copy_metadata(fp32, model, settings)
     write_checked(model, target, f"{name}: the INT8 model")
+
+
+def _cannot_quantise(name: str, source: Path, error: Exception) -> UserError:
+    return UserError(
+        f"{name}: ONNX Runtime cannot quantise {source.name} to INT8 ({short_reason(error)}); "
+        "export without --int8, or quantise it elsewhere and validate it with --student-onnx"
+    )
 
 
 @contextlib.contextmanager

@@ -102,6 +102,9 @@ def speedups(results: Sequence[Result]) -> dict[str, dict[int, float]]:
     return table
 
 
+NOISY_MARK = " (noisy timing)"  # after a speedup that rests on a noisy timing
+
+
 def noisy_speedups(results: Sequence[Result]) -> dict[str, set[int]]:
     """Per backend, the batch sizes whose speedup rests on a noisy timing (teacher's or
     student's, fp32): a figure to mark where it is printed, as the warnings are far below."""

@@ -55,10 +55,9 @@ def staging_folder(export_dir: Path, say: Callable[[str], None]) -> Iterator[Pat
                 raise
             # Named as the file it was to become: the staging folder is gone once this ends.
             final = export_dir / error.path.relative_to(staging)
-            raise UserError(
-                f"{str(error).replace(str(error.path), str(final), 1)}; nothing in "
-                f"{export_dir} was changed"
-            ) from error
+            cause = error.__cause__
+            named = WriteFailed(final, cause) if isinstance(cause, OSError) else error
+            raise UserError(f"{named}; nothing in {export_dir} was changed") from error
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     finally:

@@ -132,7 +132,9 @@ def _undecodable(path: Path, error: Exception) -> Undecodable:
         empty = path.stat().st_size == 0
     except OSError:
         empty = False
-    return Undecodable(path, "an empty file (0 bytes)" if empty else str(error))
+    # PIL's reason repeats the path ("cannot identify image file '/x/a.png'"): said once.
+    reason = str(error).replace(f" {str(path)!r}", "").replace(f" '{path}'", "")
+    return Undecodable(path, "an empty file (0 bytes)" if empty else reason)
 
 
 def _all_undecodable(failures: list[Undecodable]) -> UserError:
@@ -148,14 +150,27 @@ def _all_undecodable(failures: list[Undecodable]) -> UserError:
     )
 
 
+def _first_readable(paths: Sequence[Path], failures: list[Undecodable]) -> tuple[int, np.ndarray]:
+    """The first image that decodes, which sets the split's size, and its index; those
+    before it go to `failures`. None decoding: the failures, all told."""
+    for index, path in enumerate(paths):
+        try:
+            return index, _read_rgb(path)
+        except Undecodable as failure:
+            failures.append(failure)
+    raise _all_undecodable(failures)
+
+
 def decode_images(paths: Sequence[Path], image_size: int | None) -> torch.Tensor:
     """Decode image files into one uint8 tensor [N, 3, H, W] using a thread pool.
 
     PIL releases the GIL while decoding, so threads scale over cores without the cost of
-    shipping arrays between processes. Every image must have the size of the first one,
-    unless `image_size` is given: then each image that differs is resized to it.
+    shipping arrays between processes. Every image must have the size of the first readable
+    one, unless `image_size` is given: then each image that differs is resized to it. Files
+    that cannot be decoded are all named at the end, in one line.
     """
-    first = _read_rgb(paths[0])
+    failures: list[Undecodable] = []  # appended from the pool's threads (atomic in CPython)
+    start, first = _first_readable(paths, failures)
     if image_size is not None:
         height = width = image_size
     else:
@@ -170,14 +185,13 @@ def decode_images(paths: Sequence[Path], image_size: int | None) -> torch.Tensor
             out[index] = resize_images(torch.tensor(pixels)[None], image_size)[0]
         else:
             raise UserError(
-                f"image {paths[index]} is {pixels.shape[2]}x{pixels.shape[1]} but {paths[0]} is "
-                f"{width}x{height}; set data.image_size to resize all images to one size"
+                f"image {paths[index]} is {pixels.shape[2]}x{pixels.shape[1]} but "
+                f"{paths[start]} is {width}x{height}; set data.image_size to resize all images "
+                "to one size"
             )
 
-    failures: list[Undecodable] = []  # appended from the pool's threads (atomic in CPython)
-
-    def decode_chunk(start: int) -> None:
-        for index in range(start, min(start + _DECODE_CHUNK, len(paths))):
+    def decode_chunk(chunk: int) -> None:
+        for index in range(chunk, min(chunk + _DECODE_CHUNK, len(paths))):
             try:
                 pixels = _read_rgb(paths[index])
             except Undecodable as failure:
@@ -185,10 +199,11 @@ def decode_images(paths: Sequence[Path], image_size: int | None) -> torch.Tensor
                 continue
             store(index, pixels)
 
-    store(0, first)
+    store(start, first)
     workers = min(16, (os.cpu_count() or 1) + 2)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(decode_chunk, s) for s in range(1, len(paths), _DECODE_CHUNK)]
+        chunks = range(start + 1, len(paths), _DECODE_CHUNK)
+        futures = [pool.submit(decode_chunk, chunk) for chunk in chunks]
         try:
             for future in futures:
                 future.result()

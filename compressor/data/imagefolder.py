@@ -46,9 +46,13 @@ def _train_dir(root: Path) -> Path:
 def _layout_hint(root: Path) -> str:
     """The two usual slips: data.root naming a split itself, or one folder of class folders
     never split into train/ and val/."""
-    if root.name in ("train", "val", "test") and (root.parent / "train").is_dir():
+    splits = ("train", "val", "test")
+    if root.name in splits and (root.parent / "train").is_dir():
         return f"; data.root names a split: set it to {root.parent}"
-    if any(has_images(folder) for folder in _class_dirs(root)):
+    classes = [folder for folder in _class_dirs(root) if folder.name not in splits]
+    if not any((root / split).is_dir() for split in splits) and any(
+        _holds_images(folder) for folder in classes
+    ):
         return (
             f"; {root} holds class folders but no split: move most images of each class to "
             "train/<class>/ and the rest, held out, to val/<class>/"
@@ -71,6 +75,13 @@ def _classes(train: Path) -> list[str]:
             f"(one sub-folder per class)"
         )
     return classes
+
+
+def _holds_images(folder: Path) -> bool:
+    """Image files directly in `folder`: a class folder, not a split of class folders."""
+    return any(
+        path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES for path in folder.iterdir()
+    )
 
 
 def num_classes(cfg: DataConfig) -> int:

@@ -76,8 +76,10 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
             raise WriteFailed(path, error) from error
     try:
         save_torch(path, state)
-    except WriteFailed:
-        if rotated:
+    except BaseException:
+        # Not written (a full disk, out of memory serialising it): the rotated one goes back.
+        # A Ctrl-C is acted on only once the new file is in place, which then stays.
+        if rotated and not path.exists():
             previous.replace(path)
         raise
 

@@ -89,7 +89,7 @@ class Distributed:
             if norm.num_batches_tracked is not None:
                 dist.broadcast(norm.num_batches_tracked, src=0)
 
-    def stop_together(self, error: UserError | None, device: torch.device) -> None:
+    def stop_together(self, error: Exception | None, device: torch.device) -> None:
         """Raise on every process if any one of them hit `error` (a step only some ranks take,
         such as rank 0 claiming the run directory): the others would otherwise wait for it in
         their next collective and die with a broken-connection traceback."""
@@ -103,18 +103,19 @@ class Distributed:
             raise error
         if failed.item():
             raise UserError(
-                f"process {self.rank} stopped: another process could not start the run "
-                "(see its error line)"
+                f"process {self.rank} stopped: another process could not go on (see its error line)"
             )
 
     def together(self, step: Callable[[], T], device: torch.device) -> T:
-        """Run `step` here; if it refuses (UserError) on any process, every process stops with
-        `stop_together`. For the steps that can refuse on some ranks only."""
-        error: UserError | None = None
+        """Run `step` here; if it fails on any process, every process stops with
+        `stop_together`. For the steps that can fail on some ranks only. Any exception, not
+        only a refusal: a crash (a folder this node may not list) on one process would
+        otherwise leave the others waiting in their next collective."""
+        error: Exception | None = None
         try:
             value = step()
-        except UserError as refused:
-            error = refused
+        except Exception as failed:
+            error = failed
         self.stop_together(error, device)
         return value
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any
 
 import torch
@@ -71,25 +72,30 @@ def train_epochs(
             epoch, epochs, result, student_eval.accuracy if student_eval else None
         )
         rng = every_rank_rng_state(context.distributed, setup.device)  # a collective
-        if not context.main:
-            continue
-        append_line(context.run.metrics, json.dumps(metrics_line(epoch, result, student_eval)))
-        # Not saved: bank mode's boundary samples (a resume starts with a refresh epoch; see
-        # compressor/methods/bank.py for why).
-        save_checkpoint(
-            context.run.checkpoint,
-            {
-                "epoch": epoch + 1,
-                "student": student.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scaler": scaler.state_dict(),
-                **rng,
-            },
-        )
+        state = {
+            "epoch": epoch + 1,
+            "student": student.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict(),
+            **rng,
+        }
+        line = metrics_line(epoch, result, student_eval)
+        # Rank 0 alone writes; a write that fails there (a full disk) stops every process,
+        # not rank 0 alone with the others waiting in the next epoch's first collective.
+        distributed.together(partial(_record, context, line, state), setup.device)
     if student_eval is None:
         student.eval()
         student_eval = evaluate(student, test_loader, setup)
     return student_eval
+
+
+def _record(context: RunContext, line: dict[str, Any], state: dict[str, Any]) -> None:
+    """The epoch's line of metrics.jsonl and its checkpoint, on rank 0. Not saved: bank
+    mode's boundary samples (a resume starts with a refresh epoch; see
+    compressor/methods/bank.py for why)."""
+    if context.main:
+        append_line(context.run.metrics, json.dumps(line))
+        save_checkpoint(context.run.checkpoint, state)
 
 
 def metrics_line(epoch: int, result: EpochResult, test: Evaluation | None) -> dict[str, Any]:

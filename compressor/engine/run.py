@@ -91,10 +91,10 @@ def run_training(
 ) -> RunResult:
     observer = observer or RunObserver()
     source = str(recipe_path)
-    # Before `train` drops teacher and method.
-    warnings = [*unused_settings(recipe, distill=distill), *setting_warnings(recipe)]
+    unused = unused_settings(recipe, distill=distill)  # before `train` drops teacher and method
     if not distill:
         recipe = recipe.model_copy(update={"method": CEMethod(), "teacher": None})
+    warnings = [*unused, *setting_warnings(recipe)]
     run = run_dir_for(recipe, recipe_path)
 
     # 1. Inputs: device, data, models. Nothing is written before these are known good.

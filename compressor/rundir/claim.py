@@ -48,7 +48,7 @@ def _check_run_state(run: RunDir, *, resume: bool, overwrite: bool) -> None:
         elif status == "failed" and isinstance(reason, str):
             # Stopped on bad input (a diverging loss): a resume, with the same recipe, meets
             # it again; the recipe is changed and the run started over.
-            first = reason.split("; ")[0]
+            first = reason.splitlines()[0].split("; ")[0] if reason.strip() else "no details"
             held = f"a run that failed on its input ({first}); fix that and use --overwrite"
         elif has_checkpoint(run):
             held = "an unfinished run; use --resume to continue it, --overwrite to replace it"

@@ -27,9 +27,14 @@ def test_every_undecodable_image_of_a_split_is_named_at_once(tmp_path: Path) -> 
     for name in ("bad1.jpg", "bad2.jpg", "bad3.jpg", "bad4.jpg"):
         (dog / name).write_bytes(b"\xff\xd8 this is not a JPEG")
     (dog / "empty.png").write_bytes(b"")
+    (root / "train" / "cat" / "a.png").write_bytes(b"")  # the first file, which sets the size
     message = load_error(DataConfig(name="imagefolder", root=root))
-    assert message.startswith(f"cannot decode 5 images: {dog / 'bad1.jpg'} (cannot identify ")
-    assert message.endswith("and 2 more; fix or delete the files")
+    assert message == (
+        f"cannot decode 6 images: {root / 'train' / 'cat' / 'a.png'} (an empty file (0 bytes)), "
+        f"{dog / 'bad1.jpg'} (cannot identify image file), {dog / 'bad2.jpg'} (cannot identify "
+        "image file) and 3 more; fix or delete the files"
+    )
+    (root / "train" / "cat" / "a.png").unlink()
     for bad in dog.glob("bad*.jpg"):
         bad.unlink()
     assert load_error(DataConfig(name="imagefolder", root=root)) == (

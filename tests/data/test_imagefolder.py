@@ -104,6 +104,13 @@ def test_imagefolder_missing_folders(tmp_path: Path) -> None:
         f"; {tmp_path / 'flat'} holds class folders but no split: move most images of each "
         "class to train/<class>/ and the rest, held out, to val/<class>/"
     )
+    # A split under another name beside val/ is not taken for a class folder.
+    (tmp_path / "flat").rename(tmp_path / "training")
+    (tmp_path / "misnamed").mkdir()
+    (tmp_path / "training").rename(tmp_path / "misnamed" / "training")
+    save_image(tmp_path / "misnamed" / "val" / "cat" / "a.png")
+    misnamed = load_error(DataConfig(name="imagefolder", root=tmp_path / "misnamed"))
+    assert misnamed.endswith("/val/<class>/<image>")
     with pytest.raises(UserError, match="no val/ \\(or test/\\) folder"):
         dataset_num_classes(DataConfig(name="imagefolder", root=root))
 
@@ -126,7 +133,7 @@ def test_imagefolder_decodes_only_the_kept_images(tmp_path: Path) -> None:
         kept_images = full.train.images[sorted(kept)]
         assert torch.equal(subset.train.images, kept_images)
         assert torch.equal(subset.train.labels, full.train.labels[sorted(kept)])
-    assert "cannot decode image" in load_error(DataConfig(name="imagefolder", root=root))
+    assert "cannot decode " in load_error(DataConfig(name="imagefolder", root=root))
 
 
 def test_imagefolder_size_comes_from_the_first_training_image_header(tmp_path: Path) -> None:

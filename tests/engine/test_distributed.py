@@ -260,7 +260,7 @@ def test_a_teacher_that_fails_to_load_on_one_process_stops_both_with_its_message
     assert done.returncode == 1  # torchrun's own code when a worker fails (each exits 2)
     assert "no teacher weights on this node" in done.stderr
     assert "reading data set" not in done.stdout + done.stderr
-    assert "process 0 stopped: another process could not start the run" in done.stderr
+    assert "process 0 stopped: another process could not go on" in done.stderr
     assert "Connection closed" not in done.stderr
     assert not (tmp_path / "run").exists()
 
@@ -311,5 +311,5 @@ def test_a_node_missing_a_file_the_recipe_names_stops_the_other_node_too(
     (_, first), (_, second) = outputs
     assert [process.returncode for process in nodes] == [1, 1]  # torchrun's: a worker failed
     assert f"teacher.checkpoint: file '{tmp_path / 'not-copied-here.pt'}'" in second, second
-    assert "process 0 stopped: another process could not start the run" in first, first
+    assert "process 0 stopped: another process could not go on" in first, first
     assert not (tmp_path / "run").exists()

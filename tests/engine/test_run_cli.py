@@ -813,11 +813,13 @@ def test_a_run_says_what_data_it_read_and_warns_of_classes_left_out(
             "student": {"arch": "resnet8"},
             "data": {"max_train_samples": 5},
             "train": {"epochs": 1, "batch_size": 5, "device": "cpu"},
+            "gate": {"min_agreement": 0.995},
             "output": {"dir": str(tmp_path)},
         },
     )
     result = run_cli(capsys, "train", str(recipe))
     assert result.code == 0, result.stderr
+    assert "warning: gate.min_agreement is 0.995 %, a bar almost anything passes" in result.stdout
     assert "data digits: 5 training and 360 test images of 8x8, 10 classes" in result.stdout
     assert (
         "warning: no training image of 5 of the 10 classes (5, 6, 7, 8, 9): the student cannot "

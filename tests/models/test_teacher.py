@@ -259,7 +259,7 @@ def test_torch_export_programs_unfit_as_teachers(tmp_path: Path, original) -> No
     _export(original[0], fixed, dynamic=False)
     with pytest.raises(UserError, match=r"exported for a fixed batch size of 2; .*Dim\('batch'\)"):
         load_teacher(TeacherConfig(checkpoint=fixed, trust_pickle=True), 10, 3)
-    # The advice holds only with two images or more: torch fixes a batch of one at 1.
+    # The advice names the example batch it needs: torch fixes a batch of one at 1.
     with pytest.raises(UserError, match=r"with x a batch of 2 or more images so it accepts any"):
         load_teacher(TeacherConfig(checkpoint=fixed, trust_pickle=True), 10, 3)
     training = tmp_path / "training.pt2"
