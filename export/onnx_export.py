@@ -40,6 +40,8 @@ OUTPUT_NAME = "logits"
 BATCH_AXIS = "batch"
 # ONNX Runtime's oldest supported opset; older files need an upgrade before anything else.
 MIN_OPSET = 7
+# The oldest opset torch's exporter writes natively; lower ones go through a down-conversion.
+EXPORTER_OPSET = 18
 
 
 def export_onnx(
@@ -69,34 +71,18 @@ def export_onnx(
         model = copy.deepcopy(model).half()
         example = example.half()
     try:
-        with _quiet_exporter():
-            if isinstance(model, torch.jit.ScriptModule):
-                proto = _export_torchscript(model, example, opset)
-            else:
-                program = torch.onnx.export(
-                    model,
-                    (example,),
-                    None,
-                    dynamo=True,
-                    opset_version=opset,
-                    input_names=[INPUT_NAME],
-                    output_names=[OUTPUT_NAME],
-                    dynamic_shapes=({0: torch.export.Dim(BATCH_AXIS)},),
-                    verbose=False,
-                )
-                proto = program.model_proto
+        proto = _export(model, example, opset)
     except Exception as error:
+        if opset < EXPORTER_OPSET and _exports_at(model, example, EXPORTER_OPSET):
+            # torch < 2.9 fails inside the exporter, not in the down-conversion afterwards.
+            raise _opset_refusal(name, opset, EXPORTER_OPSET) from error
         skip = "; export without it: --no-teacher" if name == "teacher" else ""
         raise UserError(
             f"{name}: torch.onnx.export cannot export this model ({_exporter_reason(error)})" + skip
         ) from error
     written = onnx_opset(proto)
     if written != opset:
-        raise UserError(
-            f"{name}: ONNX opset {opset} is not supported for this model: torch's exporter "
-            f"implements opset {written} and newer and could not convert it down (an operator "
-            f"has no down-conversion); use --opset {written} or set export.opset: {written}"
-        )
+        raise _opset_refusal(name, opset, written)
     onnx.helper.set_model_props(proto, _metadata_strings(metadata))
     proto.doc_string = (
         "Image classifier. Input: float NCHW, pixels scaled to [0, 1] then (x - mean) / std "
@@ -107,6 +93,42 @@ def export_onnx(
         raise UserError(f"{name}: the model is over 2 GB, too large for one ONNX file")
     write_checked(proto, path, f"{name}: the exported ONNX model")
     return proto
+
+
+def _export(model: nn.Module, example: torch.Tensor, opset: int) -> onnx.ModelProto:
+    with _quiet_exporter():
+        if isinstance(model, torch.jit.ScriptModule):
+            return _export_torchscript(model, example, opset)
+        program = torch.onnx.export(
+            model,
+            (example,),
+            None,
+            dynamo=True,
+            opset_version=opset,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_shapes=({0: torch.export.Dim(BATCH_AXIS)},),
+            verbose=False,
+        )
+        return program.model_proto
+
+
+def _exports_at(model: nn.Module, example: torch.Tensor, opset: int) -> bool:
+    """Whether the model exports at `opset`: tells a failure of the asked opset from one of
+    the model, so the user hears the fix that works."""
+    try:
+        _export(model, example, opset)
+    except Exception:
+        return False
+    return True
+
+
+def _opset_refusal(name: str, asked: int, lowest: int) -> UserError:
+    return UserError(
+        f"{name}: ONNX opset {asked} is not supported for this model: torch's exporter "
+        f"implements opset {lowest} and newer and could not convert it down (an operator "
+        f"has no down-conversion); use --opset {lowest} or set export.opset: {lowest}"
+    )
 
 
 def write_checked(proto: onnx.ModelProto, path: Path, what: str) -> None:

@@ -111,6 +111,13 @@ DEFAULTS = ["none", "tf32", "tf32", "none", "none", "none"]
 @pytest.fixture
 def torch_defaults():
     """Each test starts from and leaves behind a fresh process's precision settings."""
+    if not hasattr(torch.backends.mkldnn, "matmul"):  # torch < 2.9: the legacy flags only
+        flags = (torch.backends.cuda.matmul, torch.backends.cudnn)
+        saved = [flag.allow_tf32 for flag in flags]
+        yield
+        for flag, value in zip(flags, saved, strict=True):
+            flag.allow_tf32 = value
+        return
 
     def reset() -> None:
         torch.set_float32_matmul_precision("highest")
