@@ -19,29 +19,31 @@ from tests.signal_helpers import ctrl_c_while_importing
 
 
 @pytest.mark.parametrize(
-    ("args", "expected"),
+    ("args", "fragments"),
     [
         (
             ["export", "runs/x", "--runs", "abc"],
-            "error: Invalid value for '--runs': Input should be a valid integer, unable to parse "
-            "string as an integer; see `compress export --help`",
+            ["Invalid value for '--runs'", "valid integer", "; see `compress export --help`"],
         ),
-        (["export"], "error: Missing argument 'RUN'; see `compress export --help`"),
-        (["nosuch"], "error: No such command 'nosuch'; see `compress --help`"),
+        (["export"], ["Missing argument 'RUN'; see `compress export --help`"]),
+        (["nosuch"], ["No such command 'nosuch'; see `compress --help`"]),
         (
             ["distil", "r.yaml"],
-            "error: No such command 'distil'. Did you mean 'distill'? See `compress --help`",
+            ["No such command 'distil'. Did you mean 'distill'? See `compress --help`"],
         ),
-        (["gate", "runs/x", "--max-drop"], "error: Option '--max-drop' requires an argument"),
-        (["recipe", "validate", "a.yaml", "--bogus"], "error: No such option: --bogus"),
+        (["gate", "runs/x", "--max-drop"], ["Option '--max-drop' requires an argument"]),
+        (["recipe", "validate", "a.yaml", "--bogus"], ["No such option", "--bogus"]),
     ],
 )
 def test_a_usage_error_is_one_error_line(
-    args: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+    args: list[str], fragments: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A mistyped flag is bad input like any other: exit 2, one line, no usage text or panel."""
+    """A mistyped flag is bad input like any other: exit 2, one line, no usage text or panel.
+    click's wording differs between releases; what the line must say does not."""
     line = one_error_line(run_cli(capsys, *args))
-    assert line.startswith(expected), line
+    assert line.startswith("error: "), line
+    for fragment in fragments:
+        assert fragment in line, line
 
 
 @pytest.mark.parametrize(
