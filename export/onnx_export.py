@@ -96,6 +96,8 @@ def export_onnx(
 
 
 def _export(model: nn.Module, example: torch.Tensor, opset: int) -> onnx.ModelProto:
+    """One export at `opset`, quietly: torch.export-based, or TorchScript's exporter for the
+    ScriptModules it alone accepts."""
     with _quiet_exporter():
         if isinstance(model, torch.jit.ScriptModule):
             return _export_torchscript(model, example, opset)
