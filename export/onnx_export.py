@@ -73,7 +73,8 @@ def export_onnx(
     try:
         proto = _export(model, example, opset)
     except Exception as error:
-        if opset < EXPORTER_OPSET and _exports_at(model, example, EXPORTER_OPSET):
+        scripted = isinstance(model, torch.jit.ScriptModule)  # its exporter writes opset 7+
+        if not scripted and opset < EXPORTER_OPSET and _exports_at(model, example, EXPORTER_OPSET):
             # torch < 2.9 fails inside the exporter, not in the down-conversion afterwards.
             raise _opset_refusal(name, opset, EXPORTER_OPSET) from error
         skip = "; export without it: --no-teacher" if name == "teacher" else ""

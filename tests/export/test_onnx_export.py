@@ -16,6 +16,7 @@ from export import (
     OnnxRuntimeRunner,
     Tolerance,
     export_onnx,
+    onnx_export,
     onnx_precision,
     parity,
     predict,
@@ -74,3 +75,28 @@ def test_export_refuses_an_opset_it_cannot_write(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="opset 17 is not supported"):
         export_onnx(model, tmp_path / "m.onnx", image_shape=(1, 8, 8), opset=17, metadata={})
     assert not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.parametrize("fails_at_18", [False, True])
+def test_an_exporter_that_fails_below_opset_18_names_the_opset_only_if_18_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fails_at_18: bool
+) -> None:
+    """torch < 2.9 fails inside its exporter at opset 17 (torch 2.8: an aot_autograd
+    assertion) rather than in the down-conversion; the real exporter runs at the other opsets."""
+    real_export = onnx_export._export
+    tried: list[int] = []
+
+    def torch_2_8_export(model, example, opset):
+        tried.append(opset)
+        if opset < 18 or fails_at_18:
+            raise AssertionError("aot_autograd expected to have an entirely functional graph")
+        return real_export(model, example, opset)
+
+    monkeypatch.setattr(onnx_export, "_export", torch_2_8_export)
+    model = create_model("resnet8", num_classes=10, in_channels=1).eval()
+    expected = (
+        "cannot export this model" if fails_at_18 else "opset 17 is not supported.*--opset 18"
+    )
+    with pytest.raises(UserError, match=expected):
+        export_onnx(model, tmp_path / "m.onnx", image_shape=(1, 8, 8), opset=17, metadata={})
+    assert tried == [17, 18] and not (tmp_path / "m.onnx").exists()

@@ -293,6 +293,7 @@ def test_program_files_are_refused_unless_trusted(tmp_path: Path, original) -> N
         torch.jit.save(torch.jit.script(original[0]), scripted)
     programs = [(exported, "torch.export"), (scripted, "TorchScript")]
     crafted = _crafted_program(exported, marker=tmp_path / "ran")
+    assert crafted is not None or torch.__version__ < (2, 9), "torch 2.9+ archives have one"
     if crafted is not None:
         programs.append((crafted, "torch.export"))
     for path, name in programs:
