@@ -165,7 +165,7 @@ _UsageError: type[Exception] = next(
 def _usage_line(error: Exception) -> str:
     """click's message on one line, and where the command's options are listed."""
     message = " ".join(error.format_message().split()).rstrip(".")  # type: ignore[attr-defined]
-    # typer < 0.2x adds its suggestion to click's own: "Did you mean 'x'? Did you mean 'x'?"
+    # Some typer releases (0.18-0.20 with click 8.5) add their suggestion to click's own.
     message = re.sub(r"(Did you mean [^?]+\?)(?: \1)+", r"\1", message)
     context = getattr(error, "ctx", None)
     if context is None:
