@@ -1,0 +1,98 @@
+"""benchmarks/boundary_similarity.py: a model measured against itself follows every boundary
+sample exactly; real distilled runs (embedded digits) give a table; a bad run is one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import boundary_similarity
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from compressor.cli import app
+from compressor.methods.boundary import normalized_bounds
+from compressor.recipe import AttackConfig
+from export.run_inputs import read_run, read_splits, read_teacher
+
+DATA = {"max_train_samples": 640, "max_test_samples": 300}
+
+
+def _write(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A ResNet-8 teacher trained on digits, and a KD and an AMKD student distilled from it
+    over two seeds' worth of run names (`kd-s0`, `kd-s1`, `amkd-s0`)."""
+    folder = tmp_path_factory.mktemp("boundary-runs")
+    train = {"epochs": 3, "batch_size": 64, "device": "cpu"}
+    output = {"dir": str(folder)}
+    teacher = _write(
+        folder / "teacher.yaml",
+        {"student": {"arch": "resnet8"}, "data": DATA, "train": train, "output": output},
+    )
+    assert CliRunner().invoke(app, ["train", str(teacher)]).exit_code == 0
+    checkpoint = str(folder / "teacher" / "student.pt")
+    made = {}
+    for name, method, seed in (("kd-s0", "kd", 0), ("kd-s1", "kd", 1), ("amkd-s0", "amkd", 0)):
+        recipe = _write(
+            folder / f"{name}.yaml",
+            {
+                "teacher": {"arch": "resnet8", "checkpoint": checkpoint},
+                "student": {"arch": "resnet8"},
+                "method": {"name": method},
+                "data": DATA,
+                "train": {**train, "seed": seed},
+                "output": output,
+            },
+        )
+        result = CliRunner().invoke(app, ["distill", str(recipe)])
+        assert result.exit_code == 0, result.output
+        made[name] = folder / name
+    return made
+
+
+def test_the_teacher_against_itself_follows_every_boundary_sample(runs: dict[str, Path]) -> None:
+    inputs = read_run(runs["kd-s0"])
+    teacher = read_teacher(inputs)
+    _, test = read_splits(inputs, with_train=False)
+    images = torch.from_numpy(test.batch(0, 200))
+    labels = torch.from_numpy(test.labels[:200]).long()
+    bounds = normalized_bounds(test.mean, test.std)
+    same = boundary_similarity.measure(teacher, teacher, images, labels, AttackConfig(), bounds)
+    assert same.images > 100 and same.teacher_landed > 10
+    assert same.follows == 100.0 and same.stays == 0.0
+    assert same.cosine == pytest.approx(1.0) and same.magnitude == pytest.approx(1.0)
+    assert same.distance_ratio == pytest.approx(1.0)
+    longer = AttackConfig(max_steps=30)
+    other = boundary_similarity.measure(teacher, inputs.student, images, labels, longer, bounds)
+    assert other.follows < 100.0 and other.cosine < 0.99 and other.magnitude < 0.99
+
+
+def test_runs_are_tabulated_one_row_per_variant(
+    runs: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [str(runs[name]) for name in ("kd-s0", "kd-s1", "amkd-s0")]
+    # The teacher itself as the reference: the row that must follow every sample exactly.
+    reference = f"resnet8={runs['kd-s0'].parent / 'teacher' / 'student.pt'}"
+    assert boundary_similarity.main([*argv, "--images", "100", "--reference", reference]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    names = [row.split(" | ")[0] for row in rows[1:]]
+    assert names == ["| kd", "| amkd", "| resnet8 (reference)"]
+    kd = rows[1].split(" | ")
+    assert kd[1] == "2" and " ± " in kd[2] and " ± " in kd[3]
+    assert 0.0 <= float(kd[3].split(" ± ")[0]) <= 100.0
+    itself = rows[-1].split(" | ")
+    assert itself[3:7] == ["100.0", "0.0", "1.000", "1.000"]
+
+
+def test_a_missing_run_is_one_error_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert boundary_similarity.main([str(tmp_path / "absent")]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 1 and errors[0].startswith("error: ")
