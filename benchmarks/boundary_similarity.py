@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from docs_section import replace_section, wrap
+from docs_section import replace_block, wrap
 from torch import nn
 
 from compressor.errors import UserError
@@ -51,7 +51,7 @@ from compressor.reporting.run_report import read_metrics
 from export.run_inputs import read_run, read_splits, read_teacher
 from export.validate import EvalSet
 
-SECTION = "## Boundary similarity: do the students learn the teacher's boundary?"
+BLOCK = "boundary-similarity"  # docs/BENCHMARKS.md, in the Quality section
 BATCH = 250
 
 
@@ -232,11 +232,9 @@ def _spread(values: list[float], digits: int) -> str:
 
 
 def report(results: list[RunResult], args: argparse.Namespace, argv: list[str]) -> str:
-    """The section for docs/BENCHMARKS.md: what was measured, the command, the table."""
+    """The block for docs/BENCHMARKS.md: the command, what was measured, the table."""
     command = shlex.join(["python", "benchmarks/boundary_similarity.py", *argv])
     lines = [
-        SECTION,
-        "",
         f"`{command}`",
         "",
         wrap(
@@ -251,7 +249,6 @@ def report(results: list[RunResult], args: argparse.Namespace, argv: list[str]) 
         ),
         "",
         *table(results),
-        "",
     ]
     return "\n".join(lines)
 
@@ -290,13 +287,13 @@ def main(argv: list[str] | None = None) -> int:
             references.extend(independent)  # the last row: a yardstick, not a method
             print(f"measured {run}", file=sys.stderr, flush=True)
         results.extend(references)
+        text = report(results, args, argv)
+        print(text)
+        if args.write_docs:
+            replace_block(BLOCK, text, script="boundary_similarity.py")
     except UserError as error:
         print(f"error: {error.lines[0]}", file=sys.stderr)
         return 2
-    text = report(results, args, argv)
-    print(text)
-    if args.write_docs:
-        replace_section(SECTION, text)
     return 0
 
 

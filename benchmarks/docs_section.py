@@ -37,28 +37,32 @@ def replace_section(heading: str, text: str, docs: Path = DOCS) -> None:
     write_text(docs, current)
 
 
-def block_markers(name: str) -> tuple[str, str]:
-    """The comment lines that fence the block `name`: one per budget, so none overwrites another."""
+def block_markers(name: str, script: str = "quality.py") -> tuple[str, str]:
+    """The comment lines that fence the block `name`, which `benchmarks/<script>` writes: one
+    per budget or measurement, so none overwrites another."""
     return (
-        f"<!-- {name}:begin (written by benchmarks/quality.py --write-docs) -->",
+        f"<!-- {name}:begin (written by benchmarks/{script} --write-docs) -->",
         f"<!-- {name}:end -->",
     )
 
 
-def block_span(text: str, name: str, docs: Path = DOCS) -> tuple[int, int]:
+def block_span(
+    text: str, name: str, docs: Path = DOCS, script: str = "quality.py"
+) -> tuple[int, int]:
     """Where the block's content starts and ends in `text`; a one-line error if it is unmarked."""
-    begin, end_marker = block_markers(name)
+    begin, end_marker = block_markers(name, script)
     start, end = text.find(begin), text.find(end_marker)
     if start < 0 or end < start:
+        choose = ", or name an existing block with --docs-block" if script == "quality.py" else ""
         raise UserError(
             f"{docs}: no block named {name!r}; add the lines {begin!r} and {end_marker!r} "
-            "where its tables belong, or name an existing block with --docs-block"
+            f"where its tables belong{choose}"
         )
     return start + len(begin), end
 
 
-def replace_block(name: str, text: str, docs: Path = DOCS) -> None:
+def replace_block(name: str, text: str, docs: Path = DOCS, script: str = "quality.py") -> None:
     """Put `text` between the block's markers, leaving the rest of the file alone."""
     current = docs.read_text(encoding="utf-8")
-    start, end = block_span(current, name, docs)
+    start, end = block_span(current, name, docs, script)
     write_text(docs, current[:start] + "\n" + text + "\n" + current[end:])

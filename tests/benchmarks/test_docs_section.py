@@ -32,6 +32,10 @@ def test_missing_block_is_a_user_error_and_writes_nothing(tmp_path: Path) -> Non
     with pytest.raises(UserError, match=r"no block named 'absent'.*--docs-block"):
         replace_block("absent", "x", docs)
     assert docs.read_text(encoding="utf-8") == "# T\n"
+    begin, _ = block_markers("other", "boundary_similarity.py")
+    assert begin.endswith("(written by benchmarks/boundary_similarity.py --write-docs) -->")
+    with pytest.raises(UserError, match=r"where its tables belong$"):
+        replace_block("other", "x", docs, script="boundary_similarity.py")
 
 
 def test_replace_section_stops_at_the_next_heading_or_appends(tmp_path: Path) -> None:
