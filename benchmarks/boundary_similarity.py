@@ -13,6 +13,12 @@ b/k boundary, and on the student, to x̃_s just past the student's. Per run:
   also puts in k. A student with the teacher's boundary follows ~all of them; adversarial
   examples of one network usually do not transfer to another, so this is the direct test.
 - *stays b*: the share the student still puts in b (the rest went to a third class).
+- *margin closed*: on the same samples, how far the teacher's perturbation took the student
+  towards its own b/k boundary, 1 − m_s(x̃_t) / m_s(x) with m_s = z_b − z_k the student's
+  logit margin (median over samples): 1 or more, the student's boundary is crossed as the
+  teacher's is; 0, the teacher's direction does not move the student. Graded where *follows*
+  is not: x̃_t lies just past the teacher's boundary, so a boundary only slightly farther
+  away in the student already counts as not followed.
 - *cos*: the cosine between the two perturbations v_t = x̃_t − x and v_s = x̃_s − x, and
   *magnitude*: min(|v_t|, |v_s|) / max(|v_t|, |v_s|), both 1 when the student's boundary lies
   where the teacher's does, in the direction the teacher's does; over images where both
@@ -37,6 +43,7 @@ import statistics
 import sys
 from collections import defaultdict
 from dataclasses import dataclass
+from math import nan
 from pathlib import Path
 
 import torch
@@ -45,6 +52,7 @@ from torch import nn
 
 from compressor.errors import UserError
 from compressor.methods.boundary import attack_to_boundary, normalized_bounds, sample_targets
+from compressor.methods.interpolation import logit_margin
 from compressor.models.teacher import load_teacher
 from compressor.recipe import AttackConfig, TeacherConfig
 from compressor.reporting.run_report import read_metrics
@@ -64,6 +72,7 @@ class Similarity:
     student_landed: float  # share of the student's attacks that ended in k
     follows: float  # on the teacher's landed samples: share the student puts in k
     stays: float  # ... and share it keeps in b
+    margin_closed: float  # ... median 1 - m_s(x_t) / m_s(x), m_s the student's z_b - z_k
     cosine: float  # mean cos(v_t, v_s) where both landed
     magnitude: float  # mean min/max of |v_t|, |v_s| where both landed
     distance_ratio: float  # median |v_s| / |v_t| where both landed
@@ -96,7 +105,10 @@ def measure(
         x_t, logits_t, _ = attack_to_boundary(teacher, x, y, k, config, bounds)
         x_s, logits_s, _ = attack_to_boundary(student, x, y, k, config, bounds)
         with torch.no_grad():
-            student_on_t = student(x_t).argmax(1)
+            student_logits_t = student(x_t).float()
+        student_on_t = student_logits_t.argmax(1)
+        margin = logit_margin(student_logits[base], y, k)  # > 0: the student is right on x
+        parts["closed"].append(1.0 - logit_margin(student_logits_t, y, k) / margin)
         parts["landed_t"].append(logits_t.argmax(1) == k)
         parts["landed_s"].append(logits_s.argmax(1) == k)
         parts["follows"].append(student_on_t == k)
@@ -119,15 +131,16 @@ def measure(
         student_landed=_share(landed_s),
         follows=_share(joined["follows"][landed_t]),
         stays=_share(joined["stays"][landed_t]),
-        cosine=float(cosine.mean()) if both.any() else float("nan"),
-        magnitude=float(magnitude.mean()) if both.any() else float("nan"),
-        distance_ratio=float(ratio.median()) if both.any() else float("nan"),
+        margin_closed=float(joined["closed"][landed_t].median()) if landed_t.any() else nan,
+        cosine=float(cosine.mean()) if both.any() else nan,
+        magnitude=float(magnitude.mean()) if both.any() else nan,
+        distance_ratio=float(ratio.median()) if both.any() else nan,
     )
 
 
 def _share(flags: torch.Tensor) -> float:
     """Percent of True in `flags`; nan for none."""
-    return 100.0 * float(flags.float().mean()) if flags.numel() else float("nan")
+    return 100.0 * float(flags.float().mean()) if flags.numel() else nan
 
 
 @dataclass(frozen=True)
@@ -190,6 +203,7 @@ COLUMNS = (
     "test top-1 (%)",
     "follows (%)",
     "stays b (%)",
+    "margin closed",
     "cos(v_t, v_s)",
     "magnitude",
     "‖v_s‖ / ‖v_t‖",
@@ -212,6 +226,7 @@ def table(results: list[RunResult]) -> list[str]:
             _spread([run.test_top1 for run in runs], 2),
             _spread([s.follows for s in sims], 1),
             _spread([s.stays for s in sims], 1),
+            _spread([s.margin_closed for s in sims], 2),
             _spread([s.cosine for s in sims], 3),
             _spread([s.magnitude for s in sims], 3),
             _spread([s.distance_ratio for s in sims], 2),
@@ -243,9 +258,11 @@ def report(results: list[RunResult], args: argparse.Namespace, argv: list[str]) 
             f"(η 0.3, ε 1e-4, at most {args.max_steps} steps) on the teacher and on the "
             "student from each image. *follows*: the share of the teacher's boundary samples "
             "(those that landed in k) the student also puts in k; *stays b*: the share it "
-            "still puts in b. *cos* and *magnitude* (min/max of the two distances) compare "
-            "the two perturbations where both landed in k; 1 means the student's boundary "
-            "lies where the teacher's does. The script's docstring has the definitions.",
+            "still puts in b; *margin closed*: how far the teacher's perturbation took the "
+            "student towards its own b/k boundary (1: all the way). *cos* and *magnitude* "
+            "(min/max of the two distances) compare the two perturbations where both landed "
+            "in k; 1 means the student's boundary lies where the teacher's does. The "
+            "script's docstring has the definitions.",
         ),
         "",
         *table(results),
