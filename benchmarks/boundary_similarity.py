@@ -28,7 +28,8 @@ b/k boundary, and on the student, to x̃_s just past the student's. Per run:
   farther from the image than the teacher's along its own attack direction.
 
 Runs are grouped by their directory name without the `-s<seed>` suffix (the quality
-benchmark's layout, `<out>/runs/<variant>-s<seed>`); a group's row is mean ± std over runs.
+benchmark's layout, `<out>/runs/<variant>-s<seed>`) and their epochs, so the runs of two
+budgets can share a table; a group's row is mean ± std over runs.
 `--reference ARCH=CHECKPOINT` adds a row for a model trained independently of the teacher
 (e.g. the ResNet-56 against the ResNet-20 teacher): how much of a boundary two good networks
 share without any distillation.
@@ -107,7 +108,8 @@ def measure(
         with torch.no_grad():
             student_logits_t = student(x_t).float()
         student_on_t = student_logits_t.argmax(1)
-        margin = logit_margin(student_logits[base], y, k)  # > 0: the student is right on x
+        # > 0, the student being right on x (a tie, 0, would divide by zero)
+        margin = logit_margin(student_logits[base], y, k).clamp_min(1e-6)
         parts["closed"].append(1.0 - logit_margin(student_logits_t, y, k) / margin)
         parts["landed_t"].append(logits_t.argmax(1) == k)
         parts["landed_s"].append(logits_s.argmax(1) == k)
@@ -146,6 +148,7 @@ def _share(flags: torch.Tensor) -> float:
 @dataclass(frozen=True)
 class RunResult:
     variant: str
+    epochs: int | None  # the run's training budget; None for a reference model
     test_top1: float
     similarity: Similarity
 
@@ -162,7 +165,8 @@ def measure_run(
     bounds = normalized_bounds(test.mean, test.std)
     similarity = measure(teacher, inputs.student, batch, labels, config, bounds, seed)
     scored = [line["test_accuracy"] for line in read_metrics(inputs.run) if "test_accuracy" in line]
-    results = [RunResult(_variant(run.name), float(scored[-1]), similarity)]
+    epochs = inputs.recipe.train.epochs
+    results = [RunResult(_variant(run.name), epochs, float(scored[-1]), similarity)]
     if reference is not None:
         arch, checkpoint = reference.split("=", 1)
         model = load_teacher(
@@ -171,7 +175,7 @@ def measure_run(
             inputs.image_shape[0],
         )
         similarity = measure(teacher, model, batch, labels, config, bounds, seed)
-        results.append(RunResult(f"{arch} (reference)", _top1(model, test), similarity))
+        results.append(RunResult(f"{arch} (reference)", None, _top1(model, test), similarity))
     return results
 
 
@@ -199,6 +203,7 @@ def _variant(name: str) -> str:
 
 COLUMNS = (
     "variant",
+    "epochs",
     "runs",
     "test top-1 (%)",
     "follows (%)",
@@ -213,15 +218,17 @@ COLUMNS = (
 
 
 def table(results: list[RunResult]) -> list[str]:
-    """One row per variant, mean ± std over its runs, in the order the runs were given."""
-    groups: dict[str, list[RunResult]] = defaultdict(list)
+    """One row per variant and budget, mean ± std over its runs, in the order the runs were
+    given."""
+    groups: dict[tuple[str, int | None], list[RunResult]] = defaultdict(list)
     for result in results:
-        groups[result.variant].append(result)
+        groups[result.variant, result.epochs].append(result)
     lines = ["| " + " | ".join(COLUMNS) + " |", "|---|" + "---:|" * (len(COLUMNS) - 1)]
-    for variant, runs in groups.items():
+    for (variant, epochs), runs in groups.items():
         sims = [run.similarity for run in runs]
         cells = [
             variant,
+            "—" if epochs is None else str(epochs),
             str(len(runs)),
             _spread([run.test_top1 for run in runs], 2),
             _spread([s.follows for s in sims], 1),

@@ -85,11 +85,12 @@ def test_runs_are_tabulated_one_row_per_variant(
     names = [row.split(" | ")[0] for row in rows[1:]]
     assert names == ["| kd", "| amkd", "| resnet8 (reference)"]
     kd = rows[1].split(" | ")
-    assert kd[1] == "2" and " ± " in kd[2] and " ± " in kd[3]
-    assert 0.0 <= float(kd[3].split(" ± ")[0]) <= 100.0
+    assert kd[1:3] == ["3", "2"] and " ± " in kd[3] and " ± " in kd[4]
+    assert 0.0 <= float(kd[4].split(" ± ")[0]) <= 100.0
     itself = rows[-1].split(" | ")
-    assert itself[3:5] == ["100.0", "0.0"] and float(itself[5]) >= 1.0
-    assert itself[6:8] == ["1.000", "1.000"]
+    assert itself[1:3] == ["—", "1"]
+    assert itself[4:6] == ["100.0", "0.0"] and float(itself[6]) >= 1.0
+    assert itself[7:9] == ["1.000", "1.000"]
 
 
 def test_a_missing_run_is_one_error_line(
@@ -98,3 +99,10 @@ def test_a_missing_run_is_one_error_line(
     assert boundary_similarity.main([str(tmp_path / "absent")]) == 2
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 1 and errors[0].startswith("error: ")
+
+
+def test_runs_of_two_budgets_get_a_row_each() -> None:
+    measured = boundary_similarity.Similarity(100, 80.0, 70.0, 10.0, 85.0, 0.1, 0.05, 0.5, 0.6)
+    results = [boundary_similarity.RunResult("kd", epochs, 70.0, measured) for epochs in (4, 15, 4)]
+    rows = boundary_similarity.table(results)[2:]
+    assert [row.split(" | ")[1:3] for row in rows] == [["4", "2"], ["15", "1"]]
