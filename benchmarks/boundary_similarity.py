@@ -159,6 +159,11 @@ def measure_run(
     """Read a completed run (student, teacher, test split) and measure it; with `reference`
     (ARCH=CHECKPOINT), measure that model against the run's teacher too."""
     inputs = read_run(run)
+    if inputs.recipe.teacher is None:  # read_teacher's own hint is export's (--no-teacher)
+        raise UserError(
+            f"{run}: trained without a teacher (`compress train`); give runs whose recipe has "
+            "one (`compress distill`, or quality.py's, CE included)"
+        )
     teacher = read_teacher(inputs)
     _, test = read_splits(inputs, with_train=False)
     batch, labels = _first(test, images)

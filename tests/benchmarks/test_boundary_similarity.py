@@ -101,6 +101,18 @@ def test_a_missing_run_is_one_error_line(
     assert len(errors) == 1 and errors[0].startswith("error: ")
 
 
+def test_a_run_without_a_teacher_is_refused_in_one_line(
+    runs: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    teacher_run = runs["kd-s0"].parent / "teacher"  # `compress train`: no teacher of its own
+    assert boundary_similarity.main([str(teacher_run)]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert errors == [
+        f"error: {teacher_run}: trained without a teacher (`compress train`); give runs whose "
+        "recipe has one (`compress distill`, or quality.py's, CE included)"
+    ]
+
+
 def test_runs_of_two_budgets_get_a_row_each() -> None:
     measured = boundary_similarity.Similarity(100, 80.0, 70.0, 10.0, 85.0, 0.1, 0.05, 0.5, 0.6)
     results = [boundary_similarity.RunResult("kd", epochs, 70.0, measured) for epochs in (4, 15, 4)]
