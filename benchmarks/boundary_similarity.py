@@ -3,33 +3,36 @@ AMKD beats KD on accuracy; this measures what AMKD claims to transfer, the bound
 
     .venv/bin/python benchmarks/boundary_similarity.py RUN [RUN ...] [--images 1000] [--write-docs]
 
-For each of the first `--images` test images that teacher and student both classify correctly
-(class b), a target class k != b is drawn from the teacher's softmax (one draw per image,
-seeded, the same for every run), and the training attack (`attack_to_boundary`: BSS's step,
-η 0.3, ε 1e-4, `--max-steps`) runs twice from the image: on the teacher, to x̃_t just past its
-b/k boundary, and on the student, to x̃_s just past the student's. Per run:
+All runs must have been distilled from one teacher. Of the first `--images` test images, those
+the teacher and every measured model classify correctly (class b) are used, the same images
+for every row. For each, a target class k != b is drawn from the teacher's softmax (seeded:
+the same draws for every row), and the training attack (`attack_to_boundary`: BSS's step,
+η 0.3, ε 1e-4, `--max-steps`) runs twice from the image: on the teacher and on the student.
+BSS's step is η·(z_b − z_k + ε) long, in logit units, so one step can overshoot the boundary
+by a distance that depends on the model's logit scale; each result is therefore bisected back
+along the segment from the image (`interpolate_to_boundary`, HALVINGS halvings) to just past
+that model's b/k crossing: x̃_t for the teacher, x̃_s for the student. Per row:
 
-- *follows*: on the teacher's boundary samples (those that landed in k), the share the student
-  also puts in k. A student with the teacher's boundary follows ~all of them; adversarial
-  examples of one network usually do not transfer to another, so this is the direct test.
+- *follows*: on the teacher's boundary samples (x̃_t where the teacher's argmax is k), the share
+  the student also puts in k. A student with the teacher's boundary would put about half of
+  them there (they lie just past the teacher's crossing); the teacher itself puts all.
 - *stays b*: the share the student still puts in b (the rest went to a third class).
 - *margin closed*: on the same samples, how far the teacher's perturbation took the student
-  towards its own b/k boundary, 1 − m_s(x̃_t) / m_s(x) with m_s = z_b − z_k the student's
-  logit margin (median over samples): 1 or more, the student's boundary is crossed as the
-  teacher's is; 0, the teacher's direction does not move the student. Graded where *follows*
-  is not: x̃_t lies just past the teacher's boundary, so a boundary only slightly farther
-  away in the student already counts as not followed.
+  towards its own b/k crossing, 1 − m_s(x̃_t) / m_s(x) with m_s = z_b − z_k the student's
+  logit margin (median over samples): about 1 if the student's crossing is where the
+  teacher's is (above 1: z_k overtook z_b), 0 if the teacher's direction does not move the
+  student. Graded where *follows* is not.
 - *cos*: the cosine between the two perturbations v_t = x̃_t − x and v_s = x̃_s − x, and
-  *magnitude*: min(|v_t|, |v_s|) / max(|v_t|, |v_s|), both 1 when the student's boundary lies
+  *magnitude*: min(|v_t|, |v_s|) / max(|v_t|, |v_s|), both 1 when the student's crossing lies
   where the teacher's does, in the direction the teacher's does; over images where both
   attacks landed in k. In the spirit of BSS's two boundary-similarity metrics (Heo et al.,
   AAAI 2019); not their exact definitions, whose text is not available here.
-- *‖v_s‖ / ‖v_t‖*: the median ratio of the distances: above 1, the student's boundary is
-  farther from the image than the teacher's along its own attack direction.
+- *‖v_s‖ / ‖v_t‖*: the median ratio of the distances: above 1, the student's crossing is
+  farther from the image than the teacher's, each along its own attack direction.
 
 Runs are grouped by their directory name without the `-s<seed>` suffix (the quality
 benchmark's layout, `<out>/runs/<variant>-s<seed>`) and their epochs, so the runs of two
-budgets can share a table; a group's row is mean ± std over runs.
+budgets can share a table; a group's row is mean ± sample std over its runs.
 `--reference ARCH=CHECKPOINT` adds a row for a model trained independently of the teacher
 (e.g. the ResNet-56 against the ResNet-20 teacher): how much of a boundary two good networks
 share without any distillation.
@@ -47,13 +50,15 @@ from dataclasses import dataclass
 from math import nan
 from pathlib import Path
 
+import pydantic
 import torch
 from docs_section import replace_block, wrap
 from torch import nn
 
 from compressor.errors import UserError
 from compressor.methods.boundary import attack_to_boundary, normalized_bounds, sample_targets
-from compressor.methods.interpolation import logit_margin
+from compressor.methods.interpolation import interpolate_to_boundary, logit_margin
+from compressor.models.fingerprint import weights_sha256
 from compressor.models.teacher import load_teacher
 from compressor.recipe import AttackConfig, TeacherConfig
 from compressor.reporting.run_report import read_metrics
@@ -62,21 +67,36 @@ from export.validate import EvalSet
 
 BLOCK = "boundary-similarity"  # docs/BENCHMARKS.md, in the Quality section
 BATCH = 250
+HALVINGS = 12  # the crossing to within 2^-12 of the attack's segment
 
 
 @dataclass(frozen=True)
 class Similarity:
-    """One student against the teacher, over the images both classify correctly."""
+    """One model against the teacher, over the images given."""
 
-    images: int  # base images: correct for teacher and student
+    images: int  # images measured (all correct for teacher and model)
     teacher_landed: float  # share of the teacher's attacks that ended in k
-    student_landed: float  # share of the student's attacks that ended in k
-    follows: float  # on the teacher's landed samples: share the student puts in k
+    student_landed: float  # share of the model's attacks that ended in k
+    follows: float  # on the teacher's landed samples: share the model puts in k
     stays: float  # ... and share it keeps in b
-    margin_closed: float  # ... median 1 - m_s(x_t) / m_s(x), m_s the student's z_b - z_k
+    margin_closed: float  # ... median 1 - m_s(x_t) / m_s(x), m_s the model's z_b - z_k
     cosine: float  # mean cos(v_t, v_s) where both landed
     magnitude: float  # mean min/max of |v_t|, |v_s| where both landed
     distance_ratio: float  # median |v_s| / |v_t| where both landed
+
+
+def crossing(
+    model: nn.Module,
+    images: torch.Tensor,
+    source: torch.Tensor,
+    target: torch.Tensor,
+    config: AttackConfig,
+    bounds: tuple[torch.Tensor, torch.Tensor] | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model's attack from b towards k, bisected back to just past its b/k crossing (a
+    row that never got z_k above z_b stays where the attack left it); samples and logits."""
+    attacked, _, _ = attack_to_boundary(model, images, source, target, config, bounds)
+    return interpolate_to_boundary(model, images, attacked, source, target, HALVINGS)
 
 
 def measure(
@@ -90,8 +110,11 @@ def measure(
 ) -> Similarity:
     """Attack teacher and student from the same images towards the same targets and compare
     where each crossed. Both models must be in eval mode (one image's logits must not depend
-    on the rest of its batch). The targets depend only on the teacher, the images and `seed`,
-    so every student is measured on the same (b, k) pairs, restricted to those it gets right."""
+    on the rest of its batch). The targets depend only on the teacher, the images and `seed`;
+    images either model gets wrong are left out, so pass the same images, all correct for
+    every model compared, for rows that measure the same (b, k) pairs."""
+    if teacher.training or student.training:
+        raise ValueError("measure() needs both models in eval mode")
     generator = torch.Generator().manual_seed(seed)
     parts: dict[str, list[torch.Tensor]] = defaultdict(list)
     for start in range(0, len(labels), BATCH):
@@ -103,18 +126,17 @@ def measure(
         x, y, k = x[base], y[base], target[base]
         if not len(y):
             continue
-        x_t, logits_t, _ = attack_to_boundary(teacher, x, y, k, config, bounds)
-        x_s, logits_s, _ = attack_to_boundary(student, x, y, k, config, bounds)
+        x_t, logits_t = crossing(teacher, x, y, k, config, bounds)
+        x_s, logits_s = crossing(student, x, y, k, config, bounds)
         with torch.no_grad():
             student_logits_t = student(x_t).float()
-        student_on_t = student_logits_t.argmax(1)
         # > 0, the student being right on x (a tie, 0, would divide by zero)
         margin = logit_margin(student_logits[base], y, k).clamp_min(1e-6)
         parts["closed"].append(1.0 - logit_margin(student_logits_t, y, k) / margin)
         parts["landed_t"].append(logits_t.argmax(1) == k)
         parts["landed_s"].append(logits_s.argmax(1) == k)
-        parts["follows"].append(student_on_t == k)
-        parts["stays"].append(student_on_t == y)
+        parts["follows"].append(student_logits_t.argmax(1) == k)
+        parts["stays"].append(student_logits_t.argmax(1) == y)
         parts["v_t"].append((x_t - x).flatten(1))
         parts["v_s"].append((x_s - x).flatten(1))
     if not parts:
@@ -146,18 +168,26 @@ def _share(flags: torch.Tensor) -> float:
 
 
 @dataclass(frozen=True)
-class RunResult:
+class Model:
+    """One row's model: a run's student, or the reference."""
+
     variant: str
     epochs: int | None  # the run's training budget; None for a reference model
+    test_top1: float
+    network: nn.Module
+
+
+@dataclass(frozen=True)
+class RunResult:
+    variant: str
+    epochs: int | None
     test_top1: float
     similarity: Similarity
 
 
-def measure_run(
-    run: Path, images: int, config: AttackConfig, seed: int, reference: str | None = None
-) -> list[RunResult]:
-    """Read a completed run (student, teacher, test split) and measure it; with `reference`
-    (ARCH=CHECKPOINT), measure that model against the run's teacher too."""
+def read_student(run: Path) -> tuple[Model, nn.Module, EvalSet, tuple[int, int]]:
+    """A completed distillation run's student, its teacher, its test split and the data's
+    class and channel counts."""
     inputs = read_run(run)
     if inputs.recipe.teacher is None:  # read_teacher's own hint is export's (--no-teacher)
         raise UserError(
@@ -166,26 +196,27 @@ def measure_run(
         )
     teacher = read_teacher(inputs)
     _, test = read_splits(inputs, with_train=False)
-    batch, labels = _first(test, images)
-    bounds = normalized_bounds(test.mean, test.std)
-    similarity = measure(teacher, inputs.student, batch, labels, config, bounds, seed)
     scored = [line["test_accuracy"] for line in read_metrics(inputs.run) if "test_accuracy" in line]
-    epochs = inputs.recipe.train.epochs
-    results = [RunResult(_variant(run.name), epochs, float(scored[-1]), similarity)]
-    if reference is not None:
-        arch, checkpoint = reference.split("=", 1)
-        model = load_teacher(
-            TeacherConfig(arch=arch, checkpoint=Path(checkpoint)),
-            inputs.record["num_classes"],
-            inputs.image_shape[0],
-        )
-        similarity = measure(teacher, model, batch, labels, config, bounds, seed)
-        results.append(RunResult(f"{arch} (reference)", None, _top1(model, test), similarity))
-    return results
+    if not scored:
+        raise UserError(f"{inputs.run.metrics}: no epoch was scored on the test set")
+    student = Model(_variant(run.name), inputs.recipe.train.epochs, scored[-1], inputs.student)
+    return student, teacher, test, (inputs.record["num_classes"], inputs.image_shape[0])
+
+
+def read_reference(reference: str, classes: int, channels: int, test: EvalSet) -> Model:
+    """--reference ARCH=CHECKPOINT, loaded as a teacher is, scored on the test split."""
+    arch, checkpoint = reference.split("=", 1)
+    try:
+        config = TeacherConfig(arch=arch, checkpoint=Path(checkpoint))
+        network = load_teacher(config, classes, channels)
+    except (pydantic.ValidationError, UserError) as error:
+        first = error.lines[0] if isinstance(error, UserError) else error.errors()[0]["msg"]
+        raise UserError(f"--reference {reference}: {first}") from None
+    return Model(f"{arch} (reference)", None, _top1(network, test), network)
 
 
 def _top1(model: nn.Module, test: EvalSet) -> float:
-    """Test top-1 (%) of a model over the whole split."""
+    """Test top-1 (%) of a model over the whole split, in fp32 as the engine scores."""
     correct = 0
     with torch.no_grad():
         for start in range(0, len(test), BATCH):
@@ -195,10 +226,39 @@ def _top1(model: nn.Module, test: EvalSet) -> float:
     return 100.0 * correct / len(test)
 
 
-def _first(test: EvalSet, count: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first `count` test images, normalised as the student was trained."""
-    count = min(count, len(test))
-    return torch.from_numpy(test.batch(0, count)), torch.from_numpy(test.labels[:count]).long()
+def measure_all(
+    runs: list[Path], args: argparse.Namespace, config: AttackConfig
+) -> list[RunResult]:
+    """Every run's student (and the reference, last) against their one teacher, on the first
+    `args.images` test images that all of them classify correctly."""
+    first, teacher, test, (classes, channels) = read_student(runs[0])
+    fingerprint, models = weights_sha256(teacher), [first]
+    for run in runs[1:]:
+        student, other_teacher, _, _ = read_student(run)
+        if weights_sha256(other_teacher) != fingerprint:
+            raise UserError(
+                f"{run}: distilled from another teacher than {runs[0]}; compare the runs of "
+                "one teacher"
+            )
+        models.append(student)
+    if args.reference is not None:
+        models.append(read_reference(args.reference, classes, channels, test))
+    count = min(args.images, len(test))
+    images = torch.from_numpy(test.batch(0, count))
+    labels = torch.from_numpy(test.labels[:count]).long()
+    with torch.no_grad():
+        correct = teacher(images).argmax(1) == labels
+        for model in models:
+            correct &= model.network(images).argmax(1) == labels
+    bounds = normalized_bounds(test.mean, test.std)
+    results = []
+    for model in models:
+        similarity = measure(
+            teacher, model.network, images[correct], labels[correct], config, bounds, args.seed
+        )
+        results.append(RunResult(model.variant, model.epochs, model.test_top1, similarity))
+        print(f"measured {model.variant}", file=sys.stderr, flush=True)
+    return results
 
 
 def _variant(name: str) -> str:
@@ -217,7 +277,7 @@ COLUMNS = (
     "cos(v_t, v_s)",
     "magnitude",
     "‖v_s‖ / ‖v_t‖",
-    "base images",
+    "images",
     "landed t / s (%)",
 )
 
@@ -265,16 +325,18 @@ def report(results: list[RunResult], args: argparse.Namespace, argv: list[str]) 
         f"`{command}`",
         "",
         wrap(
-            f"The first {args.images} test images, those teacher and student both get right; "
-            f"target classes drawn from the teacher (seed {args.seed}); the training attack "
-            f"(η 0.3, ε 1e-4, at most {args.max_steps} steps) on the teacher and on the "
-            "student from each image. *follows*: the share of the teacher's boundary samples "
-            "(those that landed in k) the student also puts in k; *stays b*: the share it "
-            "still puts in b; *margin closed*: how far the teacher's perturbation took the "
-            "student towards its own b/k boundary (1: all the way). *cos* and *magnitude* "
-            "(min/max of the two distances) compare the two perturbations where both landed "
-            "in k; 1 means the student's boundary lies where the teacher's does. The "
-            "script's docstring has the definitions.",
+            f"Of the first {args.images} test images, those the teacher and every row's model "
+            f"get right (*images*); target classes drawn from the teacher (seed {args.seed}); "
+            f"the training attack (η 0.3, ε 1e-4, at most {args.max_steps} steps) on the "
+            "teacher and on the model from each image, each bisected back to just past that "
+            f"model's b/k crossing ({HALVINGS} halvings). *follows*: the share of the "
+            "teacher's boundary samples (those in k) the model also puts in k; *stays b*: the "
+            "share it still puts in b; *margin closed*: how far the teacher's perturbation "
+            "took the model towards its own b/k crossing (median; about 1: all the way). "
+            "*cos* and *magnitude* (min/max of the two distances) compare the two "
+            "perturbations where both landed in k; 1 means the model's crossing lies where "
+            "the teacher's does. ± is the sample std over a row's runs. The script's "
+            "docstring has the definitions.",
         ),
         "",
         *table(results),
@@ -291,7 +353,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--reference",
         metavar="ARCH=CHECKPOINT",
-        help="a model trained without the teacher, measured against the first run's teacher",
+        help="a model trained without the teacher, measured against the runs' teacher",
     )
     parser.add_argument("--write-docs", action="store_true", help="update docs/BENCHMARKS.md")
     args = parser.parse_args(argv)
@@ -305,17 +367,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    torch.manual_seed(0)
     config = AttackConfig(max_steps=args.max_steps)
     try:
-        results, references = [], []
-        for number, run in enumerate(args.runs):
-            reference = args.reference if number == 0 else None
-            student, *independent = measure_run(run, args.images, config, args.seed, reference)
-            results.append(student)
-            references.extend(independent)  # the last row: a yardstick, not a method
-            print(f"measured {run}", file=sys.stderr, flush=True)
-        results.extend(references)
+        results = measure_all(args.runs, args, config)
         text = report(results, args, argv)
         print(text)
         if args.write_docs:

@@ -27,22 +27,34 @@ def _write(path: Path, data: dict) -> Path:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A ResNet-8 teacher trained on digits, and a KD and an AMKD student distilled from it
-    over two seeds' worth of run names (`kd-s0`, `kd-s1`, `amkd-s0`)."""
+    over two seeds' worth of run names (`kd-s0`, `kd-s1`, `amkd-s0`); `other-s0` is distilled
+    from a second teacher (another seed)."""
     folder = tmp_path_factory.mktemp("boundary-runs")
     train = {"epochs": 3, "batch_size": 64, "device": "cpu"}
     output = {"dir": str(folder)}
-    teacher = _write(
-        folder / "teacher.yaml",
-        {"student": {"arch": "resnet8"}, "data": DATA, "train": train, "output": output},
-    )
-    assert CliRunner().invoke(app, ["train", str(teacher)]).exit_code == 0
-    checkpoint = str(folder / "teacher" / "student.pt")
+    for teacher, seed in (("teacher", 0), ("other-teacher", 1)):
+        recipe = _write(
+            folder / f"{teacher}.yaml",
+            {
+                "student": {"arch": "resnet8"},
+                "data": DATA,
+                "train": {**train, "seed": seed},
+                "output": output,
+            },
+        )
+        assert CliRunner().invoke(app, ["train", str(recipe)]).exit_code == 0
     made = {}
-    for name, method, seed in (("kd-s0", "kd", 0), ("kd-s1", "kd", 1), ("amkd-s0", "amkd", 0)):
+    for name, method, seed in (
+        ("kd-s0", "kd", 0),
+        ("kd-s1", "kd", 1),
+        ("amkd-s0", "amkd", 0),
+        ("other-s0", "kd", 0),
+    ):
+        teacher = "other-teacher" if name.startswith("other") else "teacher"
         recipe = _write(
             folder / f"{name}.yaml",
             {
-                "teacher": {"arch": "resnet8", "checkpoint": checkpoint},
+                "teacher": {"arch": "resnet8", "checkpoint": str(folder / teacher / "student.pt")},
                 "student": {"arch": "resnet8"},
                 "method": {"name": method},
                 "data": DATA,
@@ -86,7 +98,9 @@ def test_runs_are_tabulated_one_row_per_variant(
     assert names == ["| kd", "| amkd", "| resnet8 (reference)"]
     kd = rows[1].split(" | ")
     assert kd[1:3] == ["3", "2"] and " ± " in kd[3] and " ± " in kd[4]
-    assert 0.0 <= float(kd[4].split(" ± ")[0]) <= 100.0
+    assert float(kd[4].split(" ± ")[0]) < 100.0  # another network: not every sample followed
+    # Every row on the same images: those the teacher and all three models get right.
+    assert len({row.split(" | ")[-2] for row in rows[1:]}) == 1
     itself = rows[-1].split(" | ")
     assert itself[1:3] == ["—", "1"]
     assert itself[4:6] == ["100.0", "0.0"] and float(itself[6]) >= 1.0
@@ -118,3 +132,30 @@ def test_runs_of_two_budgets_get_a_row_each() -> None:
     results = [boundary_similarity.RunResult("kd", epochs, 70.0, measured) for epochs in (4, 15, 4)]
     rows = boundary_similarity.table(results)[2:]
     assert [row.split(" | ")[1:3] for row in rows] == [["4", "2"], ["15", "1"]]
+
+
+def test_runs_of_two_teachers_are_refused(
+    runs: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert boundary_similarity.main([str(runs["kd-s0"]), str(runs["other-s0"])]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert errors == [
+        f"error: {runs['other-s0']}: distilled from another teacher than {runs['kd-s0']}; "
+        "compare the runs of one teacher"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("reference", "says"),
+    [
+        ("resnet8=/no/such/file.pt", "--reference resnet8=/no/such/file.pt: "),
+        ("nosuchnet=/no/such/file.pt", "--reference nosuchnet=/no/such/file.pt: "),
+        ("resnet8=${NO_SUCH_VARIABLE}/t.pt", "--reference resnet8=${NO_SUCH_VARIABLE}/t.pt: "),
+    ],
+)
+def test_a_bad_reference_is_one_error_line(
+    runs: dict[str, Path], capsys: pytest.CaptureFixture[str], reference: str, says: str
+) -> None:
+    assert boundary_similarity.main([str(runs["kd-s0"]), "--reference", reference]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 1 and errors[0].startswith(f"error: {says}")
