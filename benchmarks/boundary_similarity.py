@@ -50,9 +50,10 @@ from dataclasses import dataclass
 from math import nan
 from pathlib import Path
 
+import numpy as np
 import pydantic
 import torch
-from docs_section import replace_block, wrap
+from docs_section import mean_std, replace_block, wrap
 from torch import nn
 
 from compressor.errors import UserError
@@ -63,7 +64,7 @@ from compressor.models.teacher import load_teacher
 from compressor.recipe import AttackConfig, TeacherConfig
 from compressor.reporting.run_report import read_metrics
 from export.run_inputs import read_run, read_splits, read_teacher
-from export.validate import EvalSet
+from export.validate import EvalSet, accuracy, predict
 
 BLOCK = "boundary-similarity"  # docs/BENCHMARKS.md, in the Quality section
 BATCH = 250
@@ -93,8 +94,9 @@ def crossing(
     config: AttackConfig,
     bounds: tuple[torch.Tensor, torch.Tensor] | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The model's attack from b towards k, bisected back to just past its b/k crossing (a
-    row that never got z_k above z_b stays where the attack left it); samples and logits."""
+    """The model's attack from b towards k, bisected back to just past its b/k crossing on
+    the segment from the image (a row with no crossing there stays where the attack left
+    it); samples and logits."""
     attacked, _, _ = attack_to_boundary(model, images, source, target, config, bounds)
     return interpolate_to_boundary(model, images, attacked, source, target, HALVINGS)
 
@@ -217,13 +219,12 @@ def read_reference(reference: str, classes: int, channels: int, test: EvalSet) -
 
 def _top1(model: nn.Module, test: EvalSet) -> float:
     """Test top-1 (%) of a model over the whole split, in fp32 as the engine scores."""
-    correct = 0
-    with torch.no_grad():
-        for start in range(0, len(test), BATCH):
-            logits = model(torch.from_numpy(test.batch(start, start + BATCH)))
-            labels = torch.from_numpy(test.labels[start : start + BATCH]).long()
-            correct += int((logits.argmax(1) == labels).sum())
-    return 100.0 * correct / len(test)
+
+    def infer(images: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return model(torch.from_numpy(images)).numpy()
+
+    return accuracy(predict(infer, test, BATCH), test.labels)
 
 
 def measure_all(
@@ -295,27 +296,19 @@ def table(results: list[RunResult]) -> list[str]:
             variant,
             "—" if epochs is None else str(epochs),
             str(len(runs)),
-            _spread([run.test_top1 for run in runs], 2),
-            _spread([s.follows for s in sims], 1),
-            _spread([s.stays for s in sims], 1),
-            _spread([s.margin_closed for s in sims], 2),
-            _spread([s.cosine for s in sims], 3),
-            _spread([s.magnitude for s in sims], 3),
-            _spread([s.distance_ratio for s in sims], 2),
+            mean_std([run.test_top1 for run in runs], 2),
+            mean_std([s.follows for s in sims], 1),
+            mean_std([s.stays for s in sims], 1),
+            mean_std([s.margin_closed for s in sims], 2),
+            mean_std([s.cosine for s in sims], 3),
+            mean_std([s.magnitude for s in sims], 3),
+            mean_std([s.distance_ratio for s in sims], 2),
             f"{statistics.mean(s.images for s in sims):.0f}",
             f"{statistics.mean(s.teacher_landed for s in sims):.0f} / "
             f"{statistics.mean(s.student_landed for s in sims):.0f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
-
-
-def _spread(values: list[float], digits: int) -> str:
-    """mean ± sample std, or the value alone for one run."""
-    mean = statistics.mean(values)
-    if len(values) < 2:
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
 def report(results: list[RunResult], args: argparse.Namespace, argv: list[str]) -> str:

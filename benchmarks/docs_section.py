@@ -8,7 +8,9 @@ between prose (the quality benchmark's, one block per budget). Writes are atomic
 
 from __future__ import annotations
 
+import statistics
 import textwrap
+from collections.abc import Sequence
 from pathlib import Path
 
 from compressor.errors import UserError
@@ -23,6 +25,14 @@ def wrap(line: str) -> str:
     if line.startswith(("|", "```", ".venv", "`.venv")) or len(line) <= WIDTH:
         return line
     return textwrap.fill(line, WIDTH, break_long_words=False, break_on_hyphens=False)
+
+
+def mean_std(values: Sequence[float], digits: int = 2) -> str:
+    """A table cell: mean ± sample std over runs, or the value alone for one run."""
+    mean = statistics.mean(values)
+    if len(values) < 2:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
 def replace_section(heading: str, text: str, docs: Path = DOCS) -> None:
@@ -53,10 +63,9 @@ def block_span(
     begin, end_marker = block_markers(name, script)
     start, end = text.find(begin), text.find(end_marker)
     if start < 0 or end < start:
-        choose = ", or name an existing block with --docs-block" if script == "quality.py" else ""
         raise UserError(
             f"{docs}: no block named {name!r}; add the lines {begin!r} and {end_marker!r} "
-            f"where its tables belong{choose}"
+            "where its tables belong"
         )
     return start + len(begin), end
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_args
 
-from docs_section import DOCS, block_span, replace_block
+from docs_section import DOCS, block_span, mean_std, replace_block
 
 from compressor.engine.run import run_training
 from compressor.errors import UserError
@@ -304,10 +304,12 @@ def collect(run: RunDir, label: str, seed: int) -> RunRecord:
     )
 
 
-def _mean_std(values: Sequence[float]) -> str:
-    if len(values) < 2:
-        return f"{values[0]:.2f}"
-    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+def check_docs_block(name: str) -> None:
+    """Refuse a --docs-block that BENCHMARKS.md does not mark, naming the way out."""
+    try:
+        block_span(DOCS.read_text(encoding="utf-8"), name)
+    except UserError as error:
+        raise UserError(f"{error.lines[0]}, or name an existing block with --docs-block") from None
 
 
 def build_table(records: Sequence[RunRecord], labels: Sequence[str], first_column: str) -> str:
@@ -329,8 +331,8 @@ def build_table(records: Sequence[RunRecord], labels: Sequence[str], first_colum
         seconds = statistics.mean(record.train_seconds for record in rows)
         per_epoch = statistics.mean(record.train_seconds / record.epochs for record in rows)
         lines.append(
-            f"| {label} | {_mean_std([r.final_top1 for r in rows])} "
-            f"| {_mean_std([r.best_top1 for r in rows])} | {len(rows)} | {teacher} "
+            f"| {label} | {mean_std([r.final_top1 for r in rows])} "
+            f"| {mean_std([r.best_top1 for r in rows])} | {len(rows)} | {teacher} "
             f"| {seconds:.1f} | {per_epoch:.1f} |"
         )
     return "\n".join(lines)
@@ -567,7 +569,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     records: list[RunRecord] = []
     try:
         if args.write_docs:  # a missing block is found before hours of training, not after
-            block_span(DOCS.read_text(encoding="utf-8"), args.docs_block)
+            check_docs_block(args.docs_block)
         # Seeds outermost: an interrupted benchmark has every method at the seeds it finished,
         # not all seeds of the first methods only.
         planned = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from docs_section import block_markers, replace_block, replace_section, wrap
+from docs_section import block_markers, mean_std, replace_block, replace_section, wrap
 
 from compressor.errors import UserError
 
@@ -29,13 +29,21 @@ def test_replace_block_keeps_the_prose_and_other_blocks(tmp_path: Path) -> None:
 
 def test_missing_block_is_a_user_error_and_writes_nothing(tmp_path: Path) -> None:
     docs = _docs(tmp_path, "# T\n")
-    with pytest.raises(UserError, match=r"no block named 'absent'.*--docs-block"):
+    with pytest.raises(UserError, match=r"no block named 'absent'.*where its tables belong$"):
         replace_block("absent", "x", docs)
     assert docs.read_text(encoding="utf-8") == "# T\n"
     begin, _ = block_markers("other", "boundary_similarity.py")
     assert begin.endswith("(written by benchmarks/boundary_similarity.py --write-docs) -->")
-    with pytest.raises(UserError, match=r"where its tables belong$"):
-        replace_block("other", "x", docs, script="boundary_similarity.py")
+    docs.write_text(f"# T\n{begin}\nold\n<!-- other:end -->\n", encoding="utf-8")
+    replace_block("other", "new", docs, script="boundary_similarity.py")
+    assert "\nnew\n" in docs.read_text(encoding="utf-8")
+    with pytest.raises(UserError, match="no block named 'other'"):  # quality.py's markers
+        replace_block("other", "x", docs)
+
+
+def test_mean_std_is_a_table_cell() -> None:
+    assert mean_std([70.0, 71.0, 72.0]) == "71.00 ± 1.00"
+    assert mean_std([0.0312], digits=3) == "0.031"
 
 
 def test_replace_section_stops_at_the_next_heading_or_appends(tmp_path: Path) -> None:

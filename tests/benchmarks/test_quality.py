@@ -98,7 +98,8 @@ def test_a_missing_docs_block_is_refused_before_any_training(
     out = tmp_path / "out"
     code = quality.main(["--out", str(out), "--write-docs", "--docs-block", "no-such-block"])
     assert code == 2
-    assert "no block named 'no-such-block'" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "no block named 'no-such-block'" in error and error.rstrip().endswith("--docs-block")
     assert not out.exists()
 
 
