@@ -101,13 +101,14 @@ def ablation_variants(
         (f"lambda_bss {lambda_bss:g}", f"amkd-lbss-{lambda_bss:g}", {"lambda_bss": lambda_bss}),
         ("no T² on the KL terms", "amkd-no-t2", {"t_squared": False}),
     ]
-    changes.append(
+    changes += [
         (
-            f"search interpolation ({defaults.attack.halvings} halvings)",
-            "amkd-search-interpolation",
-            {"attack": {"search": "interpolation"}},
+            f"search {search} ({defaults.attack.halvings} halvings)",
+            f"amkd-search-{search}",
+            {"attack": {"search": search}},
         )
-    )
+        for search in ("refined", "interpolation")
+    ]
     changes += [
         (f"margin {margin:g}", f"amkd-margin-{margin:g}", {"margin": margin})
         for margin in margins

@@ -13,6 +13,10 @@ so the teacher's parameters never receive `.grad`, and the teacher is only ever 
 switched between train and eval mode: the caller hands it over frozen and in eval mode.
 `attack.search: interpolation` replaces the attack step with a bisection between the base
 image and a real image of class k (interpolation.py); selection and targets stay as here.
+`attack.search: refined` keeps the attack and bisects the segment from the base image to its
+result back to the teacher's crossing: the attack's step is sized in logits (eta times the
+margin), so a sample that crosses overshoots the boundary by an amount set by the teacher's
+logit scale, and the bisection brings it to within 2^-halvings of the segment past it.
 """
 
 from __future__ import annotations
@@ -189,14 +193,14 @@ def find_boundary_samples(
     config: AttackConfig,
     bounds: Bounds | None,
 ) -> BoundarySamples:
-    """Select base images, sample targets, attack (or bisect); keep all or boundary hits only.
+    """Select base images, sample targets, attack and/or bisect; keep all or boundary hits only.
 
     `teacher_logits`/`student_logits` are the clean-batch logits the caller already has (no
     extra forward pass is spent on selection). A sample has *landed* when the teacher's final
     argmax is k: it crossed from b straight into k, so it sits on the b/k boundary (within one
-    step or halving). The reference keeps every result, including samples that stopped in a
-    third class or never crossed; `config.keep == "boundary"` keeps landed samples only. The
-    stats are over all attacked samples, before that filter.
+    attack step, or one halving when bisected). The reference keeps every result, including
+    samples that stopped in a third class or never crossed; `config.keep == "boundary"` keeps
+    landed samples only. The stats are over all attacked samples, before that filter.
     """
     max_samples = max_base_samples(config, labels.numel())
     index = select_base(labels, teacher_logits, student_logits, max_samples)
@@ -209,6 +213,10 @@ def find_boundary_samples(
     adv, adv_logits, steps = attack_to_boundary(
         teacher, images[index], source, target, config, bounds
     )
+    if config.search == "refined":
+        adv, adv_logits = interpolate_to_boundary(
+            teacher, images[index], adv, source, target, config.halvings, adv_logits
+        )
     return _collect(adv, adv_logits, index, source, target, steps, config)
 
 

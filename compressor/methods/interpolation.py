@@ -5,6 +5,7 @@ AMKD abstract). The attack moves along the teacher's own input gradient, a direc
 to the teacher that a much smaller student may not follow; here the sample is a blend of the
 base image (class b) and a partner image of class k, placed where the teacher's b and k logits
 cross, so it lies between two real images. Teacher forward passes only, no input gradients.
+`attack.search: refined` runs the same bisection with the attack's result as the partner.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def interpolate_to_boundary(
     source: torch.Tensor,
     target: torch.Tensor,
     halvings: int,
+    partner_logits: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Bisect the segment x(l) = (1 - l) x + l p for a crossing of the teacher's z_b and z_k.
 
@@ -49,8 +51,11 @@ def interpolate_to_boundary(
     around a zero (a crossing, not necessarily the first if the sign changes more than once).
     The result is the k end of the final bracket, past the crossing by at most 2^-halvings of
     the segment. A third class can lead the teacher there; `landed` in BoundarySamples says
-    whether k does. Blends of valid images are valid, so nothing is clamped. Runs in fp32 with
-    autocast disabled, like the attack.
+    whether k does. A partner still on the b side (an attack result that never crossed) is
+    returned as it is unless some halving finds the k side. Blends of valid images are valid,
+    so nothing is clamped. Runs in fp32 with autocast disabled, like the attack.
+    `partner_logits`, the teacher's logits on the partners if the caller has them, saves the
+    pass over rows that end at their partner.
 
     Returns the samples and the teacher's fp32 logits on them.
     """
@@ -74,7 +79,11 @@ def interpolate_to_boundary(
         # logits no halving computed: one fp32 pass over those rows only.
         unmoved = high == 1
         if bool(unmoved.any()):
-            logits[unmoved] = teacher(samples[unmoved]).float()
+            logits[unmoved] = (
+                teacher(samples[unmoved]).float()
+                if partner_logits is None
+                else partner_logits[unmoved].float()
+            )
     return samples, logits
 
 

@@ -25,9 +25,11 @@ class AttackConfig(Strict):
     keep: Literal["all", "boundary"] = Field(
         "all", description="'all' uses every result (reference); 'boundary' only (b, k) hits."
     )
-    search: Literal["gradient", "interpolation"] = Field(
+    search: Literal["gradient", "refined", "interpolation"] = Field(
         "gradient",
         description="'gradient': the BSS attack along the teacher's input gradient (reference); "
+        "'refined': that attack, then the segment from the base image to its result bisected "
+        "back to the teacher's b/k crossing, which the attack's last step overshoots; "
         "'interpolation': bisect the segment from the base image to a batch image of class k "
         "for the teacher's b/k crossing (no input gradients; docs/METHOD.md).",
     )
@@ -35,8 +37,8 @@ class AttackConfig(Strict):
         8,
         ge=1,
         le=24,
-        description="Interpolation search: bisection steps; the sample lies within 2^-halvings "
-        "of the segment past the crossing (float32 resolves no finer than about 2^-24).",
+        description="Refined and interpolation search: bisection steps; the sample lies within "
+        "2^-halvings of the segment past the crossing (float32 resolves no finer than 2^-24).",
     )
 
 

@@ -1,4 +1,5 @@
-"""The interpolation search: bisection onto the teacher's b/k crossing between two real images."""
+"""The bisecting searches: onto the teacher's b/k crossing between two real images (interpolation)
+or back along the attack's result (refined)."""
 
 from __future__ import annotations
 
@@ -104,3 +105,45 @@ def test_a_batch_with_one_available_class_has_no_samples(
         teacher, images[only], labels, logits[only], logits[only], config, None
     )
     assert result.images.shape[0] == 0 and result.stats["attacked"] == 0
+
+
+@pytest.mark.parametrize("step_size", [0.3, 3.0])
+def test_refined_search_bisects_the_attack_back_to_the_crossing(
+    step_size: float, teacher: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    images, logits, labels = _labelled_by_teacher(teacher, batch)
+    searches = {}
+    for search in ("gradient", "refined"):
+        config = AttackConfig(fraction=1.0, step_size=step_size, search=search, halvings=12)
+        torch.manual_seed(0)
+        searches[search] = find_boundary_samples(
+            teacher, images, labels, logits, logits, config, None
+        )
+    attacked, refined = searches["gradient"], searches["refined"]
+    assert torch.equal(refined.index, attacked.index)
+    assert torch.equal(refined.target, attacked.target)
+    assert refined.stats["mean_steps"] == attacked.stats["mean_steps"]  # attack updates
+    torch.testing.assert_close(_logits(teacher, refined.images), refined.teacher_logits)
+    base, source, target = images[refined.index], refined.source, refined.target
+    # Every sample lies on the segment from its base image to the attack's result ...
+    weight = _mix_weight(refined.images, base, attacked.images)
+    torch.testing.assert_close(
+        refined.images, torch.lerp(base, attacked.images, weight[:, None, None, None])
+    )
+    # ... where a result past the crossing comes back to within one halving of it ...
+    attack_margin = logit_margin(attacked.teacher_logits, source, target)
+    margin = logit_margin(refined.teacher_logits, source, target)
+    crossed = attack_margin <= 0
+    assert crossed.any()
+    assert (margin[crossed] <= 0).all() and (margin[crossed] >= attack_margin[crossed]).all()
+    back = torch.lerp(base, attacked.images, (weight - 2**-12)[:, None, None, None])
+    assert (
+        logit_margin(_logits(teacher, back[crossed]), source[crossed], target[crossed]) > 0
+    ).all()
+    # ... and a result still on the b side stays where the attack left it.
+    stayed = (weight == 1) & ~crossed
+    assert torch.equal(refined.images[stayed], attacked.images[stayed])
+    if step_size < 1:  # the reference step mostly ends short of the boundary: kept as is
+        assert stayed.any()
+    else:  # a long step overshoots deep into k; the bisection takes nearly all of it back
+        assert margin[crossed].abs().mean() < 0.01 * attack_margin[crossed].abs().mean()

@@ -34,6 +34,7 @@ TEACHER_METHODS: list[MethodConfig] = [
     AMKDMethod(attack={"keep": "boundary", "max_steps": 30}),
     AMKDMethod(attack={"search": "interpolation"}),
     BSSMethod(attack={"search": "interpolation"}),
+    AMKDMethod(attack={"search": "refined"}),
 ]
 
 
