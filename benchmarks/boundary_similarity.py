@@ -36,6 +36,11 @@ budgets can share a table; a group's row is mean ± sample std over its runs.
 `--reference ARCH=CHECKPOINT` adds a row for a model trained independently of the teacher
 (e.g. the ResNet-56 against the ResNet-20 teacher): how much of a boundary two good networks
 share without any distillation.
+
+Below the table, one line on the teacher's own attack as training runs it, unbisected: where
+on its step it crossed z_b = z_k (the share of the segment from the image), and the teacher's
+softmax of k there and at the attack's result, over the attacks that crossed. The same for
+every row (same teacher, images and targets).
 """
 
 from __future__ import annotations
@@ -72,6 +77,15 @@ HALVINGS = 12  # the crossing to within 2^-12 of the attack's segment
 
 
 @dataclass(frozen=True)
+class Overshoot:
+    """Where the teacher's own training attack ends, over its samples that crossed z_b = z_k."""
+
+    crossing_fraction: float  # median share of the attack's segment at which it crossed
+    attack_target_probability: float  # median teacher softmax of k at the attack's result
+    bisected_target_probability: float  # ... and at the result bisected back to the crossing
+
+
+@dataclass(frozen=True)
 class Similarity:
     """One model against the teacher, over the images given."""
 
@@ -84,6 +98,7 @@ class Similarity:
     cosine: float  # mean cos(v_t, v_s) where both landed
     magnitude: float  # mean min/max of |v_t|, |v_s| where both landed
     distance_ratio: float  # median |v_s| / |v_t| where both landed
+    teacher_attack: Overshoot  # the same for every model measured on the same images
 
 
 def crossing(
@@ -93,12 +108,15 @@ def crossing(
     target: torch.Tensor,
     config: AttackConfig,
     bounds: tuple[torch.Tensor, torch.Tensor] | None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The model's attack from b towards k, bisected back to just past its b/k crossing on
     the segment from the image (a row with no crossing there stays where the attack left
-    it); samples and logits."""
-    attacked, _, _ = attack_to_boundary(model, images, source, target, config, bounds)
-    return interpolate_to_boundary(model, images, attacked, source, target, HALVINGS)
+    it): the attack's results and logits, then the bisected samples and logits."""
+    attacked, attacked_logits, _ = attack_to_boundary(model, images, source, target, config, bounds)
+    samples, logits = interpolate_to_boundary(
+        model, images, attacked, source, target, HALVINGS, attacked_logits
+    )
+    return attacked, attacked_logits, samples, logits
 
 
 def measure(
@@ -128,8 +146,8 @@ def measure(
         x, y, k = x[base], y[base], target[base]
         if not len(y):
             continue
-        x_t, logits_t = crossing(teacher, x, y, k, config, bounds)
-        x_s, logits_s = crossing(student, x, y, k, config, bounds)
+        attacked_t, attacked_logits_t, x_t, logits_t = crossing(teacher, x, y, k, config, bounds)
+        _, _, x_s, logits_s = crossing(student, x, y, k, config, bounds)
         with torch.no_grad():
             student_logits_t = student(x_t).float()
         # > 0, the student being right on x (a tie, 0, would divide by zero)
@@ -141,6 +159,10 @@ def measure(
         parts["stays"].append(student_logits_t.argmax(1) == y)
         parts["v_t"].append((x_t - x).flatten(1))
         parts["v_s"].append((x_s - x).flatten(1))
+        parts["crossed_t"].append(logit_margin(attacked_logits_t, y, k) <= 0)
+        parts["fraction_t"].append(_segment_fraction(x_t, x, attacked_t))
+        parts["p_attack_t"].append(attacked_logits_t.softmax(1).gather(1, k[:, None])[:, 0])
+        parts["p_bisected_t"].append(logits_t.softmax(1).gather(1, k[:, None])[:, 0])
     if not parts:
         raise UserError("no test image is classified correctly by both teacher and student")
     joined = {name: torch.cat(values) for name, values in parts.items()}
@@ -161,6 +183,27 @@ def measure(
         cosine=float(cosine.mean()) if both.any() else nan,
         magnitude=float(magnitude.mean()) if both.any() else nan,
         distance_ratio=float(ratio.median()) if both.any() else nan,
+        teacher_attack=_overshoot(joined),
+    )
+
+
+def _segment_fraction(sample: torch.Tensor, start: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
+    """l with sample = (1 - l) start + l end, per row (the sample lies on that segment)."""
+    direction = (end - start).flatten(1)
+    length = direction.square().sum(1).clamp_min(1e-12)
+    return ((sample - start).flatten(1) * direction).sum(1) / length
+
+
+def _overshoot(joined: dict[str, torch.Tensor]) -> Overshoot:
+    """The medians of the teacher's attack results that crossed; nan where none did."""
+    crossed = joined["crossed_t"]
+    if not crossed.any():
+        return Overshoot(nan, nan, nan)
+    return Overshoot(
+        *(
+            float(joined[name][crossed].median())
+            for name in ("fraction_t", "p_attack_t", "p_bisected_t")
+        )
     )
 
 
@@ -311,6 +354,19 @@ def table(results: list[RunResult]) -> list[str]:
     return lines
 
 
+def overshoot_sentence(overshoot: Overshoot) -> str:
+    """What the unbisected training attack does on the teacher: how far past its crossing."""
+    return (
+        "The training attack itself, unbisected, on the teacher (what `attack.search: "
+        "gradient` trains on), over its samples that crossed z_b = z_k: the crossing lies at a "
+        f"median {overshoot.crossing_fraction:.2f} of the way from the image to the attack's "
+        "result, where the teacher's softmax of k has a median of "
+        f"{overshoot.bisected_target_probability:.2f}; at the result it is "
+        f"{overshoot.attack_target_probability:.3f} (what `attack.search: refined` bisects "
+        "back)."
+    )
+
+
 def report(results: list[RunResult], args: argparse.Namespace, argv: list[str]) -> str:
     """The block for docs/BENCHMARKS.md: the command, what was measured, the table."""
     command = shlex.join(["python", "benchmarks/boundary_similarity.py", *argv])
@@ -333,6 +389,8 @@ def report(results: list[RunResult], args: argparse.Namespace, argv: list[str]) 
         ),
         "",
         *table(results),
+        "",
+        wrap(overshoot_sentence(results[0].similarity.teacher_attack)),
     ]
     return "\n".join(lines)
 

@@ -80,6 +80,15 @@ def test_the_teacher_against_itself_follows_every_boundary_sample(runs: dict[str
     assert same.follows == 100.0 and same.stays == 0.0 and same.margin_closed >= 1.0
     assert same.cosine == pytest.approx(1.0) and same.magnitude == pytest.approx(1.0)
     assert same.distance_ratio == pytest.approx(1.0)
+    # The teacher's own attack: its crossing lies on its step, where k is less sure than at the
+    # step's end; a property of teacher, images and targets alone, not of the model measured.
+    attack = same.teacher_attack
+    assert 0.0 < attack.crossing_fraction <= 1.0
+    assert 0.0 < attack.bisected_target_probability <= attack.attack_target_probability < 1.0
+    student = boundary_similarity.measure(
+        teacher, inputs.student, images, labels, AttackConfig(), bounds
+    )
+    assert student.teacher_attack == attack
     longer = AttackConfig(max_steps=30)
     other = boundary_similarity.measure(teacher, inputs.student, images, labels, longer, bounds)
     assert other.follows < 100.0 and other.margin_closed < same.margin_closed
@@ -93,7 +102,8 @@ def test_runs_are_tabulated_one_row_per_variant(
     # The teacher itself as the reference: the row that must follow every sample exactly.
     reference = f"resnet8={runs['kd-s0'].parent / 'teacher' / 'student.pt'}"
     assert boundary_similarity.main([*argv, "--images", "100", "--reference", reference]) == 0
-    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| ")]
     names = [row.split(" | ")[0] for row in rows[1:]]
     assert names == ["| kd", "| amkd", "| resnet8 (reference)"]
     kd = rows[1].split(" | ")
@@ -105,6 +115,7 @@ def test_runs_are_tabulated_one_row_per_variant(
     assert itself[1:3] == ["—", "1"]
     assert itself[4:6] == ["100.0", "0.0"] and float(itself[6]) >= 1.0
     assert itself[7:9] == ["1.000", "1.000"]
+    assert "The training attack itself, unbisected, on the teacher" in out
 
 
 def test_a_missing_run_is_one_error_line(
@@ -128,7 +139,10 @@ def test_a_run_without_a_teacher_is_refused_in_one_line(
 
 
 def test_runs_of_two_budgets_get_a_row_each() -> None:
-    measured = boundary_similarity.Similarity(100, 80.0, 70.0, 10.0, 85.0, 0.1, 0.05, 0.5, 0.6)
+    attack = boundary_similarity.Overshoot(0.2, 0.99, 0.5)
+    measured = boundary_similarity.Similarity(
+        100, 80.0, 70.0, 10.0, 85.0, 0.1, 0.05, 0.5, 0.6, attack
+    )
     results = [boundary_similarity.RunResult("kd", epochs, 70.0, measured) for epochs in (4, 15, 4)]
     rows = boundary_similarity.table(results)[2:]
     assert [row.split(" | ")[1:3] for row in rows] == [["4", "2"], ["15", "1"]]
