@@ -1,4 +1,5 @@
-"""Where one training step's time goes, for KD, AMKD and AMKD's bank mode, on CIFAR-10.
+"""Where one training step's time goes, for KD, AMKD (reference and refined search) and
+AMKD's bank mode, on CIFAR-10.
 
 Why this exists: `throughput.py` says how much slower AMKD is than KD; this says why, so a
 missed speed target comes with the part that bounds it. It runs the engine's own
@@ -228,6 +229,8 @@ def main(argv: list[str] | None = None) -> None:
     methods: dict[str, MethodConfig] = {
         "KD": KDMethod(),
         "AMKD": AMKDMethod(),
+        # The attack bisected back to the crossing: what its `halvings` teacher passes cost.
+        "AMKD refined": AMKDMethod(attack={"search": "refined"}),
         # One window spans the refresh, the warm-up and the profiled epoch.
         "AMKD bank, reuse epoch": AMKDMethod(bank_epochs=3),
     }
