@@ -24,9 +24,11 @@ def train_epochs(
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
     start_epoch: int,
+    run_id: str,
 ) -> Evaluation:
-    """The epochs from `start_epoch`, each logged to metrics.jsonl and checkpointed; the test
-    evaluation of the last one (scored now if a run resumed after its last epoch)."""
+    """The epochs from `start_epoch`, each logged to metrics.jsonl and checkpointed (with the
+    `run_id` that a resume checks); the test evaluation of the last one (scored now if a run
+    resumed after its last epoch)."""
     recipe, setup, distributed = context.recipe, context.setup, context.distributed
     student = models.student
     train_loader = BatchLoader(
@@ -77,6 +79,7 @@ def train_epochs(
             "student": student.state_dict(),
             "optimizer": optimizer.state_dict(),
             "scaler": scaler.state_dict(),
+            "run_id": run_id,
             **rng,
         }
         line = metrics_line(epoch, result, student_eval)

@@ -7,12 +7,14 @@ import json
 import shlex
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from compressor.errors import UserError
 from compressor.io import write_text
 from compressor.provenance import with_free_settings_of
 from compressor.recipe import Recipe, load_recipe, recipe_differences
 from compressor.rundir import RunDir, has_checkpoint, set_aside_note, training_command
+from compressor.rundir.layout import manifest_record
 
 
 def interrupted_message(
@@ -47,6 +49,21 @@ def check_same_recipe(run: RunDir, recipe: Recipe, source: str) -> None:
         f"({recipe_changes(started_with, recipe)}); resume with the same recipe, or start a "
         "new run (output.name) or --overwrite"
     )
+
+
+def check_checkpoint_is_the_runs(run: RunDir, state: dict[str, Any]) -> None:
+    """Refuse a checkpoint that another run saved (a `last.pt` copied in by hand): its
+    weights would train on as if they were this run's, or fail deep in `load_state_dict`.
+    Each checkpoint carries the run id its manifest records; where either lacks it (a run
+    from before ids, a lost manifest) the checkpoint is taken as the run's own."""
+    saved = state.get("run_id")
+    record = manifest_record(run) or {}
+    own = record.get("run_id")
+    if isinstance(saved, str) and isinstance(own, str) and saved != own:
+        raise UserError(
+            f"{run.checkpoint}: saved by another run (id {saved[:12]}), not by {run.root} "
+            f"(id {own[:12]}); put this run's checkpoint back, or start over with --overwrite"
+        )
 
 
 def started_recipe(run: RunDir, recipe: Recipe) -> Recipe | None:

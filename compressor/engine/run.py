@@ -24,7 +24,12 @@ from compressor.engine.device import restored_torch_settings, select_device, set
 from compressor.engine.distributed import Distributed, ddp_wrap, init_distributed
 from compressor.engine.epochs import train_epochs
 from compressor.engine.evaluate import Evaluation, agreement
-from compressor.engine.resume import check_same_recipe, drop_metrics_after, interrupted_message
+from compressor.engine.resume import (
+    check_checkpoint_is_the_runs,
+    check_same_recipe,
+    drop_metrics_after,
+    interrupted_message,
+)
 from compressor.engine.schedule import build_optimizer
 from compressor.engine.scoring import ModelSummary, eval_loader, model_summary
 from compressor.engine.teacher import (
@@ -210,13 +215,16 @@ def _execute(
     state = distributed.together(
         lambda: _claim(context, resume, overwrite, held, attempt), setup.device
     )
-    started = _write_start(context, attempt, models.teacher)
+    # A run keeps its id through every resume: its checkpoints carry it (rank 0's saves).
+    run_id = state.get("run_id") if state else None
+    run_id = run_id if isinstance(run_id, str) else uuid.uuid4().hex
+    started = _write_start(context, attempt, models.teacher, run_id)
     optimizer = build_optimizer(list(models.student.parameters()), recipe.train.optimizer)
     scaler = torch.amp.GradScaler(setup.device.type, enabled=setup.needs_grad_scaler)
     start_epoch = _restore(context, state, models.student, optimizer, scaler)
 
     # 3. Train.
-    last_eval = train_epochs(context, dataset, models, optimizer, scaler, start_epoch)
+    last_eval = train_epochs(context, dataset, models, optimizer, scaler, start_epoch, run_id)
 
     # 4. Final evaluation, artifacts, report.
     return _finish(context, dataset, models, last_eval, attempt, started)
@@ -307,11 +315,14 @@ def _claim(
     # The recipe was compared with the run's before the data was read (step 1).
     if not resume:
         return None
-    return load_checkpoint(context.run.checkpoint, warn=context.observer.message)
+    state = load_checkpoint(context.run.checkpoint, warn=context.observer.message)
+    if context.main:
+        check_checkpoint_is_the_runs(context.run, state)
+    return state
 
 
 def _write_start(
-    context: RunContext, attempt: _Attempt, teacher: PreparedTeacher | None
+    context: RunContext, attempt: _Attempt, teacher: PreparedTeacher | None, run_id: str
 ) -> _Started:
     """recipe.yaml and a "running" manifest: where the run came from, so messages about it
     can give a command that pastes as is, and which teacher it is distilled from."""
@@ -321,6 +332,7 @@ def _write_start(
         "workdir": str(Path.cwd()),
         "run_root": str(run.root.resolve()),
         "processes": context.distributed.world_size,  # torchrun's; results depend on it
+        "run_id": run_id,
     }
     if teacher is not None:
         fields["teacher_weights_sha256"] = teacher.weights_sha256

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from compressor.engine.resume import interrupted_message
+import pytest
+
+from compressor.engine.resume import check_checkpoint_is_the_runs, interrupted_message
+from compressor.errors import UserError
 from compressor.rundir import RunDir
 
 
@@ -20,3 +24,23 @@ def test_an_interrupt_before_any_checkpoint_says_start_again_not_resume(tmp_path
     assert torchrun.endswith("with the same torchrun command, --resume added")
     spaced = interrupted_message(run, "my recipe.yaml", distill=False, torchrun=False)
     assert spaced.endswith("compress train 'my recipe.yaml' --resume")
+
+
+@pytest.mark.parametrize(
+    ("saved", "recorded"),
+    [("a" * 32, "a" * 32), (None, "a" * 32), ("a" * 32, None), (None, None)],
+    ids=["same-run", "checkpoint-before-ids", "manifest-before-ids", "neither"],
+)
+def test_a_checkpoint_is_the_runs_unless_both_ids_say_otherwise(
+    tmp_path: Path, saved: str | None, recorded: str | None
+) -> None:
+    """Runs from before ids, and a run whose manifest was lost, still resume."""
+    run = RunDir(tmp_path / "run")
+    run.root.mkdir()
+    if recorded is not None:
+        run.manifest.write_text(json.dumps({"status": "interrupted", "run_id": recorded}))
+    state = {"epoch": 1} if saved is None else {"epoch": 1, "run_id": saved}
+    check_checkpoint_is_the_runs(run, state)
+    if saved is not None and recorded is not None:
+        with pytest.raises(UserError, match="saved by another run"):
+            check_checkpoint_is_the_runs(run, {"epoch": 1, "run_id": "b" * 32})

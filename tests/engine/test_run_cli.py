@@ -687,6 +687,40 @@ def test_damaged_checkpoint_falls_back_to_the_previous_one(
         assert torch.equal(first[key], second[key]), key
 
 
+def test_resume_refuses_a_checkpoint_another_run_saved(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A `last.pt` copied in from another run (here: another seed) would train on as this
+    run's: refused in one line, nothing changed; with its own checkpoint back the run resumes
+    and keeps its id."""
+    runs = {}
+    for seed in (0, 1):
+        recipe = small_recipe(
+            tmp_path / f"seed{seed}.yaml", tmp_path, epochs=2, max_steps_per_epoch=2, seed=seed
+        )
+        with pytest.raises(KeyboardInterrupt):
+            run_training(load_recipe(recipe), recipe, distill=False, observer=Interrupt(1))
+        runs[seed] = (recipe, RunDir(tmp_path / f"seed{seed}"))
+    recipe, run = runs[1]
+    own_checkpoint = run.checkpoint.read_bytes()
+    run_id = json.loads(run.manifest.read_text())["run_id"]
+    shutil.copyfile(runs[0][1].checkpoint, run.checkpoint)
+    manifest_before = run.manifest.read_text()
+
+    refused = one_error_line(run_cli(capsys, "train", str(recipe), "--resume"))
+    assert f"{run.checkpoint}: saved by another run" in refused
+    assert "start over with --overwrite" in refused
+    assert run.manifest.read_text() == manifest_before
+    assert run.checkpoint.read_bytes() == runs[0][1].checkpoint.read_bytes()
+
+    run.checkpoint.write_bytes(own_checkpoint)
+    resumed = run_cli(capsys, "train", str(recipe), "--resume")
+    assert resumed.code == 0, resumed.stderr
+    manifest = json.loads(run.manifest.read_text())
+    assert manifest["status"] == "completed" and manifest["run_id"] == run_id
+    assert torch.load(run.checkpoint, weights_only=True)["run_id"] == run_id
+
+
 def test_resume_compares_with_the_recipe_the_run_started_with(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
