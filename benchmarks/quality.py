@@ -27,6 +27,7 @@ from typing import Any, get_args
 
 from docs_section import DOCS, block_span, mean_std, replace_block
 
+from compressor.engine.resume import recipe_changes, started_recipe
 from compressor.engine.run import run_training
 from compressor.errors import UserError
 from compressor.recipe import (
@@ -245,19 +246,22 @@ def read_manifest(run: RunDir) -> dict[str, Any] | None:
 def completed_run(recipe_path: Path) -> RunDir | None:
     """The run of this recipe if it is complete, None if it is not (yet).
 
-    A completed run must have been made by the same recipe: compared as recipes (its
-    recipe.yaml read by this compressor, so fields added since take their defaults), not by
-    the hash in its manifest, whose format an older compressor may have computed differently.
+    A completed run must have been made by the same recipe: compared as `--resume` compares
+    them (its recipe.yaml read by this compressor, so fields added since take their defaults),
+    not by the hash in its manifest, whose format an older compressor may have computed
+    differently. Where files are is free to differ, as for a resume: a run copied in from
+    another --out, or trained where the data lived elsewhere, counts.
     """
     recipe = load_recipe(recipe_path)
     run = run_dir_for(recipe, recipe_path)
     manifest = read_manifest(run)
     if manifest is None or manifest["status"] != "completed":
         return None
-    if load_recipe(run.recipe, started=True) != recipe:
+    started_with = started_recipe(run, recipe)
+    if started_with != recipe:
         raise UserError(
-            f"{run.root} was completed with a different recipe (budget, data or paths "
-            "changed); use another --out for a different budget"
+            f"{run.root} was completed with a different recipe "
+            f"({recipe_changes(started_with, recipe)}); use another --out for a different budget"
         )
     return run
 

@@ -7,6 +7,7 @@ chosen numbers; the end-to-end test trains real (tiny) runs on the real CIFAR-10
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -111,7 +112,8 @@ def test_tiny_benchmark_trains_tabulates_and_resumes(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Two methods × two seeds on 100 images, one epoch: every run is a real run directory; a
-    second call trains nothing; a changed budget into the same --out is refused."""
+        second call trains nothing; a changed budget into the same --out is refused; the runs copied
+    to another --out are taken as complete."""
     out = tmp_path / "out"
     argv = [
         "--data-root", str(cifar10_root),
@@ -138,4 +140,10 @@ def test_tiny_benchmark_trains_tabulates_and_resumes(
 
     changed = [*argv[:-2], "--epochs", "2", "--out", str(out)]
     assert quality.main(changed) == 2
-    assert "completed with a different recipe" in capsys.readouterr().err
+    refused = capsys.readouterr().err
+    assert "completed with a different recipe (train.epochs: 1 → 2)" in refused
+
+    copied = tmp_path / "copied"  # runs gathered from another --out: where they lie is free
+    shutil.copytree(out, copied)
+    assert quality.main([*argv[:-2], "--out", str(copied)]) == 0
+    assert len(re.findall(r"^skip   \S+ \(completed\)$", capsys.readouterr().out, re.M)) == 4
