@@ -184,13 +184,22 @@ def _distilled_from_another_teacher(path: Path, recipe: Recipe) -> bool:
 
 
 def _best_speedup(report: ExportReport, backend: str) -> str:
-    """The summary's speedup: the best batch size's, named, and marked when its timing was
-    noisy (the warning saying so scrolled by above)."""
+    """The summary's speedup: the headline batch size's, named, and marked when its timing
+    was noisy (the warning saying so scrolled by above)."""
     speedups = report.speedup.get(backend, {})
     if not speedups:
         return ""
-    batch = max(speedups, key=lambda size: speedups[size])
     from export.results import NOISY_MARK, noisy_speedups
 
-    noisy = NOISY_MARK if batch in noisy_speedups(report.results).get(backend, ()) else ""
+    noisy_batches = noisy_speedups(report.results).get(backend, set())
+    batch = headline_batch(speedups, noisy_batches)
+    noisy = NOISY_MARK if batch in noisy_batches else ""
     return f", {speedups[batch]:.2f}× faster in ONNX Runtime at batch {batch}{noisy}"
+
+
+def headline_batch(speedups: dict[int, float], noisy: set[int]) -> int:
+    """The batch size whose speedup the summary shows: the best among steady timings, as the
+    best of all would favour a figure that noise inflated; the best noisy one only when no
+    timing was steady."""
+    steady = [batch for batch in speedups if batch not in noisy]
+    return max(steady or speedups, key=lambda batch: speedups[batch])
