@@ -125,20 +125,14 @@ def digits_teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "teacher" / "student.pt"
 
 
-@pytest.mark.parametrize("embedding", ["softmax", "features"])
-def test_amkd_with_a_batchnorm_student_under_torchrun(
-    tmp_path: Path, digits_teacher: Path, embedding: str
-) -> None:
-    """AMKD's second student pass runs only on processes whose batch gave boundary samples.
-
-    With 4 images per process and a student that starts out mostly wrong, many steps give one
-    process boundary samples and the other none; with DDP's per-forward buffer broadcast the
-    processes' collectives then fall out of step and the run hangs (checked: it does). The
-    feature-space triplet must reach the student's features through DDP's forward.
-    """
+def distill_amkd_under_torchrun(
+    tmp_path: Path, teacher: Path, embedding: str
+) -> tuple[Path, list[dict[str, object]]]:
+    """AMKD in `embedding` space with a BatchNorm ResNet-8 student, 2 processes, 2 short
+    epochs, checked to complete as one run; returns the recipe and the metrics lines."""
     recipe = tmp_path / "amkd.yaml"
     config = {
-        "teacher": {"arch": "resnet8", "checkpoint": str(digits_teacher)},
+        "teacher": {"arch": "resnet8", "checkpoint": str(teacher)},
         "student": {"arch": "resnet8"},
         "method": {"name": "amkd", "embedding": embedding},
         "train": {"epochs": 2, "batch_size": 8, "max_steps_per_epoch": 40, "device": "cpu"},
@@ -158,6 +152,23 @@ def test_amkd_with_a_batchnorm_student_under_torchrun(
     assert metrics[0]["stat_attacked"] > 0 and metrics[0]["loss_triplet"] > 0
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert report["results"]["student"]["accuracy"] == pytest.approx(metrics[-1]["test_accuracy"])
+    return recipe, metrics
+
+
+def test_feature_space_amkd_under_torchrun(tmp_path: Path, digits_teacher: Path) -> None:
+    """The feature-space triplet must reach the student's features through DDP's forward."""
+    distill_amkd_under_torchrun(tmp_path, digits_teacher, "features")
+
+
+def test_amkd_with_a_batchnorm_student_under_torchrun(tmp_path: Path, digits_teacher: Path) -> None:
+    """AMKD's second student pass runs only on processes whose batch gave boundary samples.
+
+    With 4 images per process and a student that starts out mostly wrong, many steps give one
+    process boundary samples and the other none; with DDP's per-forward buffer broadcast the
+    processes' collectives then fall out of step and the run hangs (checked: it does). Then
+    the run is refused a second time, and resumed, in 2 processes.
+    """
+    recipe, metrics = distill_amkd_under_torchrun(tmp_path, digits_teacher, "softmax")
 
     # Rank 0 finds the run directory taken; the other process stops with it, not with a
     # broken-connection traceback from its next collective.

@@ -47,7 +47,7 @@ def checkpoint_epoch(run: Path) -> int:
 def test_sigkill_and_resume_gives_the_uninterrupted_student(tmp_path: Path) -> None:
     straight = tmp_path / "straight.yaml"
     straight.write_text(yaml.safe_dump({**RECIPE, "output": {"dir": str(tmp_path)}}))
-    finish(compress("train", str(straight)))
+    uninterrupted = compress("train", str(straight))  # one thread each: they run side by side
 
     killed = tmp_path / "killed.yaml"
     killed.write_text(yaml.safe_dump({**RECIPE, "output": {"dir": str(tmp_path)}}))
@@ -73,6 +73,7 @@ def test_sigkill_and_resume_gives_the_uninterrupted_student(tmp_path: Path) -> N
         assert not (run / "student.pt").exists() or checkpoint_epoch(run) == 6
         process = compress("train", str(killed), "--resume")
     finish(process)
+    finish(uninterrupted)
     assert kills >= 2, "the run finished before it could be killed twice; make it longer"
 
     first = torch.load(tmp_path / "straight" / "student.pt", weights_only=True)["state_dict"]
@@ -87,7 +88,8 @@ def test_sigkill_and_resume_gives_the_uninterrupted_student(tmp_path: Path) -> N
 @pytest.mark.skipif(not hasattr(signal, "SIGINT"), reason="needs POSIX signals")
 def test_ctrl_c_says_how_to_resume_and_marks_the_run_interrupted(tmp_path: Path) -> None:
     recipe = tmp_path / "stopped.yaml"
-    recipe.write_text(yaml.safe_dump({**RECIPE, "output": {"dir": str(tmp_path)}}))
+    train = {**RECIPE["train"], "epochs": 2}  # stopped after the first, resumed for the second
+    recipe.write_text(yaml.safe_dump({**RECIPE, "train": train, "output": {"dir": str(tmp_path)}}))
     run = tmp_path / "stopped"
     process = compress("train", str(recipe), stdout=subprocess.PIPE)
     deadline = time.monotonic() + 120

@@ -23,9 +23,10 @@ def test_resnet20_teacher_keeps_its_cifar10_accuracy(shared_dir: Path, tmp_path:
         pytest.skip(f"needs {checkpoint} and CIFAR-10 in {data_root}")
     data = load_dataset(DataConfig(name="cifar10", root=data_root))
     teacher = load_teacher(TeacherConfig(arch="resnet20", checkpoint=checkpoint), 10, 3)
-    eval_set = EvalSet(
-        "cifar10", data.test.images.numpy(), data.test.labels.numpy(), data.mean, data.std
-    )
+    # The first 2,000 test images: the full set's accuracy through the loader is checked in
+    # tests/engine/test_teacher_check.py; here ONNX Runtime must match PyTorch image by image.
+    images, labels = data.test.images[:2000].numpy(), data.test.labels[:2000].numpy()
+    eval_set = EvalSet("cifar10", images, labels, data.mean, data.std)
     path = tmp_path / "resnet20.onnx"
     export_onnx(
         teacher, path, image_shape=(3, 32, 32), opset=18, metadata={"classes": data.classes}
@@ -34,8 +35,8 @@ def test_resnet20_teacher_keeps_its_cifar10_accuracy(shared_dir: Path, tmp_path:
     onnx_logits = predict(OnnxRuntimeRunner(path).infer, eval_set, 256)
     reference = predict(TorchRunner(teacher, torch.device("cpu")).infer, eval_set, 256)
 
-    assert len(eval_set) == 10_000
-    assert accuracy(reference, eval_set.labels) > 90.0  # the published 91.73 %
+    assert len(eval_set) == 2_000
+    assert accuracy(reference, eval_set.labels) > 90.0  # 91.73 % on all 10,000
     assert accuracy(onnx_logits, eval_set.labels) == pytest.approx(
         accuracy(reference, eval_set.labels), abs=0.05
     )

@@ -111,22 +111,23 @@ def test_refused_when_processes_share_the_training(
 # largest above 3, which overflows fp16 at the first probe scale, 2^16.
 @pytest.mark.parametrize("weight", [1.0, 16.0])
 def test_under_fp16_autocast_the_gradients_are_measured_without_underflow(weight: float) -> None:
-    """Unscaled fp16 gradients of a small term underflow (the cosine read 0.61 against fp32's
-    0.86 before the probe passes were scaled); scaled, and by less after an overflow, it
-    reads what fp32 does."""
+    """Unscaled fp16 gradients of a small term underflow (on these inputs the cosine reads
+    0.34 unscaled against fp32's 0.50); scaled, and by less after an overflow, it reads what
+    fp32 does. 16 images of 16x16 pixels: CPU fp16 convolutions are slow, and a smaller
+    extra term keeps the underflow as large as 64 full-size images showed with 1e-3."""
     torch.manual_seed(0)
     model = create_model("resnet8", 10).train()
-    images, labels = torch.randn(64, 3, 32, 32), torch.randint(0, 10, (64,))
-    targets = F.softmax(torch.randn(64, 10), dim=1)
+    images, labels = torch.randn(16, 3, 16, 16), torch.randint(0, 10, (16,))
+    targets = F.softmax(torch.randn(16, 10), dim=1)
 
     def losses() -> tuple[torch.Tensor, torch.Tensor]:
         main = weight * F.cross_entropy(model(images).float(), labels)
         flipped = F.log_softmax(model(images.flip(3)).float(), dim=1)
-        return main, 1e-3 * F.kl_div(flipped, targets, reduction="batchmean")
+        return main, 1e-4 * F.kl_div(flipped, targets, reduction="batchmean")
 
     parameters = list(model.parameters())
     _, fp32 = without_conflict(*losses(), parameters)
     with torch.autocast("cpu", dtype=torch.float16):
         _, fp16 = without_conflict(*losses(), parameters)
     assert fp16["grad_probe_skipped"] == 0.0
-    assert fp16["grad_cosine"] == pytest.approx(fp32["grad_cosine"], abs=0.1)
+    assert fp16["grad_cosine"] == pytest.approx(fp32["grad_cosine"], abs=0.05)
