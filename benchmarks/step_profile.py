@@ -36,7 +36,7 @@ from torch import nn
 
 import compressor.methods.bank as bank_module
 from compressor.data import Dataset, load_dataset
-from compressor.engine.device import setup_device
+from compressor.engine.device import restored_torch_settings, setup_device
 from compressor.engine.distributed import Distributed
 from compressor.engine.schedule import build_optimizer
 from compressor.engine.teacher import ready_teacher
@@ -222,6 +222,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="profiles; the median is kept")
     parser.add_argument("--num-threads", type=int, default=None)
     args = parser.parse_args(argv)
+    # --num-threads is process-wide: put it back for a caller that goes on (the tests do).
+    with restored_torch_settings():
+        print_profiles(args)
+
+
+def print_profiles(args: argparse.Namespace) -> None:
+    """Profile each method's step and print the medians as a Markdown table."""
     setup = setup_device(TrainConfig(device="cpu", num_threads=args.num_threads))
     dataset = load_dataset(DataConfig(name="cifar10", root=args.data_root))
     teacher_config = TeacherConfig(arch="resnet56", checkpoint=args.teacher_checkpoint)
