@@ -100,6 +100,18 @@ def _read(path: Path) -> dict[str, Any]:
     return state
 
 
+def saved_run_id(path: Path) -> str | None:
+    """The run id a checkpoint carries, read without loading its tensors (memory-mapped), so
+    that a resume can refuse another run's checkpoint before minutes of data loading; None
+    when it has none or cannot be read (the full load decides what to do with that file)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # missing, damaged, not a zip file: for load_checkpoint to say so
+        return None
+    run_id = state.get("run_id") if isinstance(state, dict) else None
+    return run_id if isinstance(run_id, str) else None
+
+
 def load_checkpoint(path: Path, warn: Callable[[str], None]) -> dict[str, Any]:
     """Load the newest good checkpoint: `path`, else the one it replaced (with a warning).
 

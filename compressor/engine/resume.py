@@ -7,7 +7,6 @@ import json
 import shlex
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from compressor.errors import UserError
 from compressor.io import write_text
@@ -51,12 +50,11 @@ def check_same_recipe(run: RunDir, recipe: Recipe, source: str) -> None:
     )
 
 
-def check_checkpoint_is_the_runs(run: RunDir, state: dict[str, Any]) -> None:
+def check_checkpoint_is_the_runs(run: RunDir, saved: object) -> None:
     """Refuse a checkpoint that another run saved (a `last.pt` copied in by hand): its
     weights would train on as if they were this run's, or fail deep in `load_state_dict`.
-    Each checkpoint carries the run id its manifest records; where either lacks it (a run
-    from before ids, a lost manifest) the checkpoint is taken as the run's own."""
-    saved = state.get("run_id")
+    Each checkpoint carries the run id (`saved`) its manifest records; where either lacks it
+    (a run from before ids, a lost manifest) the checkpoint is taken as the run's own."""
     record = manifest_record(run) or {}
     own = record.get("run_id")
     if isinstance(saved, str) and isinstance(own, str) and saved != own:

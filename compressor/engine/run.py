@@ -18,7 +18,11 @@ from torch import nn
 
 from compressor.data import Dataset, load_dataset
 from compressor.data.summary import data_summary
-from compressor.engine.checkpoint import load_checkpoint, restore_every_rank_rng_state
+from compressor.engine.checkpoint import (
+    load_checkpoint,
+    restore_every_rank_rng_state,
+    saved_run_id,
+)
 from compressor.engine.context import RunContext, RunModels, RunObserver
 from compressor.engine.device import restored_torch_settings, select_device, setup_device
 from compressor.engine.distributed import Distributed, ddp_wrap, init_distributed
@@ -237,6 +241,7 @@ def _check_run_dir(context: RunContext, resume: bool, overwrite: bool) -> None:
         check_run_dir(context.run, resume=resume, overwrite=overwrite)
         if resume:
             check_same_recipe(context.run, context.recipe, context.source)
+            check_checkpoint_is_the_runs(context.run, saved_run_id(context.run.checkpoint))
 
 
 def _build_models(context: RunContext, dataset: Dataset, pinned: PinnedTeacher | None) -> RunModels:
@@ -316,8 +321,8 @@ def _claim(
     if not resume:
         return None
     state = load_checkpoint(context.run.checkpoint, warn=context.observer.message)
-    if context.main:
-        check_checkpoint_is_the_runs(context.run, state)
+    if context.main:  # again on what was loaded: previous-last.pt, if last.pt was damaged
+        check_checkpoint_is_the_runs(context.run, state.get("run_id"))
     return state
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from compressor.engine.checkpoint import load_checkpoint, save_checkpoint
+from compressor.engine.checkpoint import load_checkpoint, save_checkpoint, saved_run_id
 from compressor.errors import UserError
 from compressor.io import previous_of
 
@@ -90,3 +90,16 @@ def test_a_damaged_only_checkpoint_says_start_over(tmp_path: Path) -> None:
     _text(last)
     with pytest.raises(UserError, match="no earlier checkpoint is left; start over"):
         load_checkpoint(last, warn=lambda _: None)
+
+
+def test_the_run_id_is_read_without_a_full_load_and_none_when_unreadable(tmp_path: Path) -> None:
+    """Read before the data set, to refuse another run's checkpoint early: a missing, damaged
+    or id-less file gives None and leaves the verdict to `load_checkpoint`."""
+    path = tmp_path / "last.pt"
+    assert saved_run_id(path) is None
+    torch.save({"epoch": 1, "student": {"w": torch.zeros(3)}, "run_id": "a" * 32}, path)
+    assert saved_run_id(path) == "a" * 32
+    torch.save({"epoch": 1, "student": {}}, path)
+    assert saved_run_id(path) is None
+    path.write_bytes(b"not a checkpoint")
+    assert saved_run_id(path) is None

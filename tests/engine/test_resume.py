@@ -39,8 +39,7 @@ def test_a_checkpoint_is_the_runs_unless_both_ids_say_otherwise(
     run.root.mkdir()
     if recorded is not None:
         run.manifest.write_text(json.dumps({"status": "interrupted", "run_id": recorded}))
-    state = {"epoch": 1} if saved is None else {"epoch": 1, "run_id": saved}
-    check_checkpoint_is_the_runs(run, state)
+    check_checkpoint_is_the_runs(run, saved)
     if saved is not None and recorded is not None:
         with pytest.raises(UserError, match="saved by another run"):
-            check_checkpoint_is_the_runs(run, {"epoch": 1, "run_id": "b" * 32})
+            check_checkpoint_is_the_runs(run, "b" * 32)

@@ -691,8 +691,8 @@ def test_resume_refuses_a_checkpoint_another_run_saved(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A `last.pt` copied in from another run (here: another seed) would train on as this
-    run's: refused in one line, nothing changed; with its own checkpoint back the run resumes
-    and keeps its id."""
+    run's: refused in one line before the data is read, nothing changed; with its own
+    checkpoint back the run resumes and keeps its id."""
     runs = {}
     for seed in (0, 1):
         recipe = small_recipe(
@@ -707,8 +707,10 @@ def test_resume_refuses_a_checkpoint_another_run_saved(
     shutil.copyfile(runs[0][1].checkpoint, run.checkpoint)
     manifest_before = run.manifest.read_text()
 
-    refused = one_error_line(run_cli(capsys, "train", str(recipe), "--resume"))
+    said = run_cli(capsys, "train", str(recipe), "--resume")
+    refused = one_error_line(said)
     assert f"{run.checkpoint}: saved by another run" in refused
+    assert "reading data set" not in said.stdout
     assert "start over with --overwrite" in refused
     assert run.manifest.read_text() == manifest_before
     assert run.checkpoint.read_bytes() == runs[0][1].checkpoint.read_bytes()
