@@ -55,25 +55,29 @@ def test_sigkill_and_resume_gives_the_uninterrupted_student(tmp_path: Path) -> N
     rng = random.Random(0)
     kills = 0
     process = compress("train", str(killed))
-    while kills < 3:
-        # Wait until this process has checkpointed an epoch of its own (so every kill lands
-        # at a new point of training), then kill at a random moment: mid-epoch,
-        # mid-evaluation or mid-write.
-        seen = checkpoint_epoch(run) if kills else 0
-        deadline = time.monotonic() + 120
-        while checkpoint_epoch(run) <= seen and process.poll() is None:
-            assert time.monotonic() < deadline, "no new checkpoint appeared"
-            time.sleep(0.05)
-        time.sleep(rng.uniform(0.0, 0.8))
-        if process.poll() is not None:
-            break  # finished before the kill
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-        kills += 1
-        assert not (run / "student.pt").exists() or checkpoint_epoch(run) == 6
-        process = compress("train", str(killed), "--resume")
-    finish(process)
-    finish(uninterrupted)
+    try:
+        while kills < 3:
+            # Wait until this process has checkpointed an epoch of its own (so every kill lands
+            # at a new point of training), then kill at a random moment: mid-epoch,
+            # mid-evaluation or mid-write.
+            seen = checkpoint_epoch(run) if kills else 0
+            deadline = time.monotonic() + 120
+            while checkpoint_epoch(run) <= seen and process.poll() is None:
+                assert time.monotonic() < deadline, "no new checkpoint appeared"
+                time.sleep(0.05)
+            time.sleep(rng.uniform(0.0, 0.8))
+            if process.poll() is not None:
+                break  # finished before the kill
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            kills += 1
+            assert not (run / "student.pt").exists() or checkpoint_epoch(run) == 6
+            process = compress("train", str(killed), "--resume")
+        finish(process)
+        finish(uninterrupted)
+    finally:  # a failed assertion must not leave either run training on
+        for started in (process, uninterrupted):
+            started.kill()  # a no-op once it has been waited for
     assert kills >= 2, "the run finished before it could be killed twice; make it longer"
 
     first = torch.load(tmp_path / "straight" / "student.pt", weights_only=True)["state_dict"]
