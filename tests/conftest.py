@@ -21,6 +21,19 @@ SHARED = Path(
 )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist, give each worker its share of the cores.
+
+    Why: every worker would otherwise run torch (and the CLI processes it starts) on all
+    cores, and oversubscribed OpenMP threads make the suite slower than one worker.
+    """
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        threads = max(1, len(os.sched_getaffinity(0)) // workers)
+        torch.set_num_threads(threads)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     """The development `shared/` folder beside the repository: data/ and teachers/."""
