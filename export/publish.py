@@ -61,14 +61,16 @@ def publish(staging: Path, export_dir: Path, keep: Path | None) -> list[str]:
         return _finish(folder, export_dir)
 
 
-def finish_interrupted(export_dir: Path) -> list[Path]:
+def finish_interrupted(export_dir: Path) -> tuple[list[Path], list[str]]:
     """Complete every publish a killed export left halfway; the caller holds the export lock.
-    Returns the folders it finished, for the caller to say so."""
+    Returns the folders it finished and the previous export's files it removed, for the
+    caller to say so, as an export that is not killed names what it removed."""
     folders = sorted(export_dir.glob(f"{PUBLISHING_PREFIX}*"))
+    removed: list[str] = []
     with interrupts_ignored():
         for folder in folders:
-            _finish(folder, export_dir)
-    return folders
+            removed += _finish(folder, export_dir)
+    return folders, removed
 
 
 def unfinished_publish(export_dir: Path) -> Path | None:

@@ -37,17 +37,10 @@ def staging_folder(export_dir: Path, say: Callable[[str], None]) -> Iterator[Pat
             f"{export_dir}: is a file, not a folder; move it away and export again"
         ) from None
     except OSError as error:
-        raise UserError(
-            f"{export_dir}: cannot write the export there ({error.strerror}); make the run "
-            "directory writable, or copy it somewhere writable and export the copy"
-        ) from None
+        raise _cannot_write(export_dir, error) from None
     try:
         _check_targets(export_dir)
-        if finish_interrupted(export_dir):
-            say(f"{export_dir}: put in place the export that was killed while publishing it")
-        for abandoned in export_dir.glob(f"{STAGING_PREFIX}*"):
-            shutil.rmtree(abandoned, ignore_errors=True)
-        staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=export_dir))
+        staging = _fresh_staging(export_dir, say)
         try:
             yield staging
         except WriteFailed as error:
@@ -62,6 +55,33 @@ def staging_folder(export_dir: Path, say: Callable[[str], None]) -> Iterator[Pat
             shutil.rmtree(staging, ignore_errors=True)
     finally:
         lock.release()
+
+
+def _fresh_staging(export_dir: Path, say: Callable[[str], None]) -> Path:
+    """Finish what killed exports left, then make this export's staging folder.
+
+    Why the OSError: export/.lock can be writable where export/ itself is not (a read-only
+    folder, an immutable flag), and the lock alone does not prove the folder is writable.
+    """
+    try:
+        finished, removed = finish_interrupted(export_dir)
+        if finished:
+            said = f"{export_dir}: put in place the export that was killed while publishing it"
+            if removed:
+                said += f", and removed the previous export's {', '.join(removed)}"
+            say(said)
+        for abandoned in export_dir.glob(f"{STAGING_PREFIX}*"):
+            shutil.rmtree(abandoned, ignore_errors=True)
+        return Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=export_dir))
+    except OSError as error:
+        raise _cannot_write(export_dir, error) from None
+
+
+def _cannot_write(export_dir: Path, error: OSError) -> UserError:
+    return UserError(
+        f"{export_dir}: cannot write the export there ({error.strerror}); make the run "
+        "directory writable, or copy it somewhere writable and export the copy"
+    )
 
 
 def _check_targets(export_dir: Path) -> None:

@@ -10,6 +10,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -501,6 +503,35 @@ def test_a_second_export_of_one_run_is_refused_while_the_first_runs(
     with FileLock(run / "export" / ".lock"):
         line = one_error_line(run_cli(capsys, "export", str(run), *QUICK))
     assert "another export of this run is in progress, or a gate is reading it" in line
+    assert folder_contents(run / "export") == before
+
+
+@contextmanager
+def immutable(folder: Path) -> Iterator[None]:
+    """`chattr +i`: nothing can be created in `folder`, while files already in it stay
+    writable. Unlike `chmod a-w` it binds root, which the suite runs as."""
+    made = subprocess.run(["chattr", "+i", str(folder)], capture_output=True, check=False)
+    if made.returncode != 0:
+        pytest.skip(f"cannot make {folder} immutable here (chattr +i: {made.stderr!r})")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
+@pytest.mark.skipif(shutil.which("chattr") is None, reason="needs chattr (e2fsprogs)")
+def test_an_export_folder_where_only_the_lock_is_writable_is_one_line(
+    distilled_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The lock file can be taken in a folder where nothing can be created: the staging
+    folder then fails to appear, which used to end in a traceback (exit 3)."""
+    run = copy_run(distilled_run, tmp_path / "locked-in", "completed")
+    invoke("export", str(run), "--no-teacher", *QUICK)
+    before = folder_contents(run / "export")
+    with immutable(run / "export"):
+        line = one_error_line(run_cli(capsys, "export", str(run), *QUICK))
+    assert f"{run / 'export'}: cannot write the export there" in line
+    assert "make the run directory writable" in line
     assert folder_contents(run / "export") == before
 
 

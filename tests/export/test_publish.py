@@ -153,6 +153,10 @@ def test_after_a_kill_while_publishing_the_gate_says_so_and_the_export_repairs_i
     assert result.code == 0, result.stdout + result.stderr
     said = " ".join(result.stdout.split())  # the console wraps long lines
     assert "put in place the export that was killed while publishing it" in said
+    # Finishing the killed publish drops the previous export's files, and names them.
+    finished = said.split("put in place the export that was killed while publishing it")[1]
+    assert finished.startswith(", and removed the previous export's ")
+    assert "student.fp16.onnx" in finished and "teacher.onnx" in finished
     assert sorted(os.listdir(run / "export")) == [
         ".lock",
         "export_report.html",
