@@ -70,13 +70,22 @@ def _slug(text: str) -> str:
 
 
 def engine_path(
-    onnx_path: Path, cache_dir: Path, *, gpu: str, precision: str, max_batch: int
+    onnx_path: Path,
+    cache_dir: Path,
+    *,
+    trt_version: str,
+    gpu: str,
+    precision: str,
+    opt_batch: int,
+    max_batch: int,
 ) -> Path:
-    """Where the engine for this ONNX file, TensorRT, GPU, precision and profile lives."""
-    import tensorrt as trt
+    """Where the engine for this ONNX file, TensorRT, GPU, precision and profile lives.
 
-    key = f"{file_sha256(onnx_path)[:16]}-trt{trt.__version__}-{_slug(gpu)}-{precision}"
-    return cache_dir / f"{onnx_path.stem}-{key}-b{max_batch}.engine"
+    Both ends of the profile that vary are in the name: TensorRT tunes its kernels for the
+    opt batch, so an engine built for batch 1 would time a batch-64 run with the wrong ones.
+    """
+    key = f"{file_sha256(onnx_path)[:16]}-trt{trt_version}-{_slug(gpu)}-{precision}"
+    return cache_dir / f"{onnx_path.stem}-{key}-b{opt_batch}-{max_batch}.engine"
 
 
 def timing_cache_path(cache_dir: Path, *, gpu: str) -> Path:
@@ -106,7 +115,15 @@ def build_engine(
     from polygraphy.exception import PolygraphyException
 
     _quiet_polygraphy()
-    target = engine_path(onnx_path, cache_dir, gpu=gpu, precision=precision, max_batch=max_batch)
+    target = engine_path(
+        onnx_path,
+        cache_dir,
+        trt_version=trt.__version__,
+        gpu=gpu,
+        precision=precision,
+        opt_batch=opt_batch,
+        max_batch=max_batch,
+    )
     if target.is_file():
         return target, True
     cache_dir.mkdir(parents=True, exist_ok=True)
