@@ -12,6 +12,7 @@ from compressor.errors import UserError
 from export.bench import EVAL_BATCH, Artifact, Bench
 from export.onnx_export import check_classifier_io, fixed_batch, load_onnx
 from export.onnx_inspect import onnx_precision
+from export.quantize import CALIBRATION_BATCH
 from export.run_inputs import RunInputs
 from export.settings import ExportOptions
 
@@ -25,13 +26,8 @@ def given_student(
     proto = load_onnx(path)
     check_classifier_io(proto, path, inputs.image_shape, inputs.record["num_classes"])
     fixed = fixed_batch(proto)
-    if fixed is not None and not bench.runs_only_at(fixed):
-        raise UserError(
-            f"{path}: the input's batch dimension is fixed at {fixed}, but it would be run at "
-            f"batch sizes {', '.join(map(str, bench.batch_sizes_run))}; export it with a "
-            f"dynamic batch axis, or time it with --batch-sizes {fixed} when {fixed} ≥ "
-            f"{EVAL_BATCH} divides the {len(bench.eval_set):,} test images"
-        )
+    if fixed is not None:
+        _check_fixed_batch(path, fixed, bench, options)
     precision = onnx_precision(proto)
     if options.int8 and precision != "fp32":
         raise UserError(
@@ -63,4 +59,31 @@ def refuse_replacing(
         raise UserError(
             f"--student-onnx {given.path}: this export writes its own {target.name} there and "
             "would replace your file; move or copy it out of export/ and give that path"
+        )
+
+
+def _check_fixed_batch(path: Path, fixed: int, bench: Bench, options: ExportOptions) -> None:
+    """A file whose batch dimension is fixed runs only where every batch it meets is that one:
+    the evaluation's (at least EVAL_BATCH, and it must divide the test set), the latency
+    batches, and with --int8 the calibration's."""
+    images = len(bench.eval_set)
+    if not bench.runs_only_at(fixed):
+        if fixed >= EVAL_BATCH and images % fixed == 0:
+            instead = f"or time it with --batch-sizes {fixed}"
+        else:
+            instead = (
+                f"a fixed batch can run here only if it is at least {EVAL_BATCH} and divides "
+                f"the {images:,} test images"
+            )
+        raise UserError(
+            f"{path}: the input's batch dimension is fixed at {fixed}, but it would be run at "
+            f"batch sizes {', '.join(map(str, bench.batch_sizes_run))}; export it with a "
+            f"dynamic batch axis, {instead}"
+        )
+    calibration = bench.settings.int8.calibration_images
+    if options.int8 and (fixed != CALIBRATION_BATCH or calibration % CALIBRATION_BATCH):
+        raise UserError(
+            f"{path}: the input's batch dimension is fixed at {fixed}, but --int8 calibrates "
+            f"in batches of {CALIBRATION_BATCH} ({calibration:,} images); export it with a "
+            "dynamic batch axis, or drop --int8"
         )

@@ -247,11 +247,14 @@ def _tensorrt(
 @contextmanager
 def _fits_in_memory(batch_sizes: Sequence[int]) -> Iterator[None]:
     """A latency batch too big for this machine is a bad flag, not a crash: numpy raises
-    MemoryError, torch's allocators a RuntimeError (OutOfMemoryError on CUDA)."""
+    MemoryError, or ValueError for a size past its index range; torch's allocators a
+    RuntimeError (OutOfMemoryError on CUDA)."""
     try:
         yield
-    except (MemoryError, RuntimeError) as error:
-        if not isinstance(error, MemoryError) and "allocate" not in str(error):
+    except (MemoryError, RuntimeError, ValueError) as error:
+        said = str(error)
+        too_big = "allocate" in said or "Maximum allowed size exceeded" in said
+        if not isinstance(error, MemoryError) and not too_big:
             raise
         largest = max(batch_sizes)
         raise UserError(

@@ -462,6 +462,11 @@ CASES = [
         ("--batch-sizes 1000000000000", "smaller batch sizes"),
     ),
     Case(
+        "export batch size beyond numpy's index range",
+        lambda t: ["export", trained_run(t), "--batch-sizes", "1,100000000000000000000"],
+        ("--batch-sizes 100000000000000000000", "smaller batch sizes"),
+    ),
+    Case(
         "zero timed runs",
         lambda t: ["export", trained_run(t), "--runs", "0"],
         ("--runs: Input should be greater than or equal to 1",),

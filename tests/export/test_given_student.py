@@ -86,6 +86,23 @@ def test_a_student_onnx_fixed_at_one_batch_is_run_at_that_batch_only(
         run_cli(capsys, "export", str(run), "--no-teacher", "--student-onnx", str(fixed), *QUICK)
     )
     assert "fixed at 72, but it would be run at batch sizes 1, 8, 40, 64" in line
+    assert line.endswith("export it with a dynamic batch axis, or time it with --batch-sizes 72")
+    calibrated = one_error_line(
+        run_cli(
+            capsys,
+            "export",
+            str(run),
+            "--no-teacher",
+            "--student-onnx",
+            str(fixed),
+            "--batch-sizes",
+            "72",
+            "--int8",
+            "--calibration-images",
+            "144",
+        )  # fmt: skip
+    )
+    assert "fixed at 72, but --int8 calibrates in batches of 64 (144 images)" in calibrated
     invoke(
         "export", str(run), "--no-teacher", "--student-onnx", str(fixed),
         "--batch-sizes", "72", "--runs", "2", "--warmup", "1",
@@ -93,3 +110,22 @@ def test_a_student_onnx_fixed_at_one_batch_is_run_at_that_batch_only(
     row = rows_of(report_of(run))[("student", "onnxruntime", "fp32")]
     assert row["file"] == str(fixed)
     assert row["parity"]["top1_agreement"] == 100.0
+
+
+def test_a_student_onnx_fixed_below_the_evaluation_batch_is_told_it_cannot_run(
+    distilled_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Fixed at 8, no --batch-sizes can help: evaluation runs in batches of at least 64."""
+    record = torch.load(distilled_run / "student.pt", weights_only=True)
+    model = create_model(record["arch"], record["num_classes"], record["image_shape"][0])
+    model.load_state_dict(record["state_dict"])
+    fixed = tmp_path / "fixed8.onnx"
+    torch.onnx.export(model.eval(), (torch.zeros(8, *record["image_shape"]),), fixed, dynamo=True)
+    run = copy_run(distilled_run, tmp_path / "fixed", "completed")
+    line = one_error_line(
+        run_cli(capsys, "export", str(run), "--no-teacher", "--student-onnx", str(fixed), *QUICK)
+    )
+    assert line.endswith(
+        "export it with a dynamic batch axis, a fixed batch can run here only if it is at "
+        "least 64 and divides the 360 test images"
+    )
