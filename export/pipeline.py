@@ -349,7 +349,7 @@ def _metadata(inputs: RunInputs, name: str, arch: str, precision: str) -> dict[s
         "mean": list(inputs.record["mean"]),
         "std": list(inputs.record["std"]),
         "recipe_sha256": inputs.recipe_sha256,
-        "run": inputs.run.root.name,
+        "run": inputs.run.root.resolve().name,  # "." names no run
         "producer": f"compressor {compressor.__version__}",
     }
 

@@ -66,7 +66,7 @@ class ExportReport:
     def to_json(self) -> dict[str, Any]:
         return {
             "schema_version": SCHEMA_VERSION,
-            "run": self.run.name,
+            "run": self.run.resolve().name,  # "." names no run
             "recipe_sha256": self.recipe_sha256,
             "student_sha256": self.student_sha256,
             "dataset": self.dataset,

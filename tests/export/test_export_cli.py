@@ -491,6 +491,20 @@ def test_an_export_removes_the_staging_folder_a_killed_one_left(
     assert report_of(run)["run"] == "killed"
 
 
+def test_a_run_given_as_dot_is_named_by_its_folder(
+    distilled_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`cd runs/kd && compress export .`: the report, its title and the ONNX metadata name
+    the run's folder, not ""."""
+    run = copy_run(distilled_run, tmp_path / "here", "completed")
+    monkeypatch.chdir(run)
+    invoke("export", ".", "--no-teacher", *QUICK)
+    assert report_of(run)["run"] == "here"
+    assert "compressor export: `here`" in (run / "export" / "export_report.md").read_text()
+    metadata = onnx.load(run / "export" / "student.onnx").metadata_props
+    assert {prop.key: prop.value for prop in metadata}["run"] == "here"
+
+
 def test_a_second_export_of_one_run_is_refused_while_the_first_runs(
     distilled_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -87,21 +87,9 @@ def test_a_student_onnx_fixed_at_one_batch_is_run_at_that_batch_only(
     )
     assert "fixed at 72, but it would be run at batch sizes 1, 8, 40, 64" in line
     assert line.endswith("export it with a dynamic batch axis, or time it with --batch-sizes 72")
-    calibrated = one_error_line(
-        run_cli(
-            capsys,
-            "export",
-            str(run),
-            "--no-teacher",
-            "--student-onnx",
-            str(fixed),
-            "--batch-sizes",
-            "72",
-            "--int8",
-            "--calibration-images",
-            "144",
-        )  # fmt: skip
-    )
+    int8_flags = ["--batch-sizes", "72", "--int8", "--calibration-images", "144"]
+    student_flags = ["--no-teacher", "--student-onnx", str(fixed)]
+    calibrated = one_error_line(run_cli(capsys, "export", str(run), *student_flags, *int8_flags))
     assert "fixed at 72, but --int8 calibrates in batches of 64 (144 images)" in calibrated
     invoke(
         "export", str(run), "--no-teacher", "--student-onnx", str(fixed),
