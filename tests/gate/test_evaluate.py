@@ -380,6 +380,26 @@ def test_reduced_precision_is_held_to_the_exports_agreement_bar(
     assert row(result, "export_agreement")[1:] == ["99.20 %", "≥ 99.50 %", "FAIL"]
 
 
+def test_a_file_the_exports_parity_check_failed_is_named_in_the_agreement_rule(
+    kd_run: Path,
+) -> None:
+    """The export holds fp32 to 99.9 % agreement and 1e-4, the gate to its own 99.5 %: the
+    verdict is the gate's, and the detail says the export rejected the file."""
+    edit_json(
+        EXPORT,
+        lambda report: report["results"][1]["parity"].update(top1_agreement=99.7, passed=False),
+    )(kd_run)
+    result = evaluate_gate(kd_run)
+    agreement = next(rule for rule in result.rules if rule.name == "export_agreement")
+    assert agreement.status == "PASS"
+    assert agreement.detail.endswith("; the export's own parity check failed this file")
+    write_export_report(kd_run, agreement=99.7)
+    agreement = next(
+        rule for rule in evaluate_gate(kd_run).rules if rule.name == "export_agreement"
+    )
+    assert "parity check failed" not in agreement.detail
+
+
 def test_comparison_tolerates_float32_rounding(
     kd_run: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
