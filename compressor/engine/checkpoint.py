@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from compressor.engine.distributed import Distributed
 from compressor.errors import UserError, short_reason
@@ -84,7 +85,45 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
         raise
 
 
-def _read(path: Path) -> dict[str, Any]:
+def mismatch(state: dict[str, Any], student: nn.Module) -> str | None:
+    """Why a checkpoint that loaded cannot be this run's training state, or None.
+
+    Damaged bytes can still unpickle: a renamed key, a lost entry. Restoring such a state
+    would crash the resume (every time, since the same file is read again), so it counts as
+    damage instead, and the checkpoint before it is used. The recipe check has already
+    ruled out a changed student, so a mismatch here is damage, not a new model.
+    """
+    weights, expected = state.get("student"), student.state_dict()
+    if not isinstance(weights, dict) or weights.keys() != expected.keys():
+        return "its student weights name other tensors than the student's"
+    for name, tensor in expected.items():
+        if not isinstance(weights[name], torch.Tensor) or weights[name].shape != tensor.shape:
+            return f"its student weight {name} is not a tensor of shape {tuple(tensor.shape)}"
+    optimizer = state.get("optimizer")
+    groups = optimizer.get("param_groups") if isinstance(optimizer, dict) else None
+    per_parameter = optimizer.get("state") if isinstance(optimizer, dict) else None
+    if not isinstance(groups, list) or not isinstance(per_parameter, dict):
+        return "its optimizer state is incomplete"
+    shapes = [parameter.shape for parameter in student.parameters()]
+    indices = [i for group in groups if isinstance(group, dict) for i in group.get("params", ())]
+    if sorted(indices) != list(range(len(shapes))):
+        return "its optimizer state covers other parameters than the student's"
+    for index, entries in per_parameter.items():
+        buffers = entries.values() if isinstance(entries, dict) else ()
+        if index not in range(len(shapes)) or any(
+            isinstance(buffer, torch.Tensor) and buffer.dim() > 0 and buffer.shape != shapes[index]
+            for buffer in buffers
+        ):
+            return "its optimizer state does not fit the student's parameters"
+    rng = state.get("rng")
+    if not isinstance(state.get("scaler"), dict) or not isinstance(rng, dict):
+        return "its grad-scaler or random-number state is missing"
+    if not isinstance(rng.get("cpu"), torch.Tensor) or not isinstance(state["epoch"], int):
+        return "its random-number state or epoch is damaged"
+    return None
+
+
+def _read(path: Path, fits: Callable[[dict[str, Any]], str | None]) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -97,6 +136,9 @@ def _read(path: Path) -> dict[str, Any]:
         raise UserError(f"{path}: damaged or truncated ({short_reason(error)})") from None
     if not isinstance(state, dict) or "epoch" not in state or "student" not in state:
         raise UserError(f"{path}: not a compressor training checkpoint")
+    reason = fits(state)
+    if reason is not None:
+        raise UserError(f"{path}: damaged ({reason})")
     return state
 
 
@@ -112,8 +154,13 @@ def saved_run_id(path: Path) -> str | None:
     return run_id if isinstance(run_id, str) else None
 
 
-def load_checkpoint(path: Path, warn: Callable[[str], None]) -> dict[str, Any]:
+def load_checkpoint(
+    path: Path,
+    warn: Callable[[str], None],
+    fits: Callable[[dict[str, Any]], str | None] = lambda state: None,
+) -> dict[str, Any]:
     """Load the newest good checkpoint: `path`, else the one it replaced (with a warning).
+    Good means it loads and `fits` finds nothing wrong with it (see `mismatch`).
 
     A damaged `path` is set aside as `damaged-<name>` once the previous one has loaded: left
     in place, the next save would rotate it into `previous-<name>` over the good copy, and a
@@ -123,7 +170,7 @@ def load_checkpoint(path: Path, warn: Callable[[str], None]) -> dict[str, Any]:
     if not path.exists() and not previous.exists():
         raise UserError(f"{path}: no checkpoint to resume from; start without --resume")
     try:
-        return _read(path)
+        return _read(path, fits)
     except UserError as error:
         if not previous.exists():
             raise UserError(
@@ -132,7 +179,7 @@ def load_checkpoint(path: Path, warn: Callable[[str], None]) -> dict[str, Any]:
             ) from None
         damaged = error.lines[0]
     try:
-        state = _read(previous)
+        state = _read(previous, fits)
     except UserError as error:
         raise UserError(
             f"cannot resume: {error.lines[0]}, and {path.name} could not be read either; start "

@@ -20,6 +20,7 @@ from compressor.data import Dataset, load_dataset
 from compressor.data.summary import data_summary
 from compressor.engine.checkpoint import (
     load_checkpoint,
+    mismatch,
     restore_every_rank_rng_state,
     saved_run_id,
 )
@@ -217,7 +218,7 @@ def _execute(
 
     # 2. The run directory: claimed, and a resumed run's state read, before any write.
     state = distributed.together(
-        lambda: _claim(context, resume, overwrite, held, attempt), setup.device
+        lambda: _claim(context, resume, overwrite, held, attempt, models.student), setup.device
     )
     # A run keeps its id through every resume: its checkpoints carry it (rank 0's saves).
     run_id = state.get("run_id") if state else None
@@ -308,7 +309,12 @@ def _ready_teacher(context: RunContext, pinned: PinnedTeacher, dataset: Dataset)
 
 
 def _claim(
-    context: RunContext, resume: bool, overwrite: bool, held: ExitStack, attempt: _Attempt
+    context: RunContext,
+    resume: bool,
+    overwrite: bool,
+    held: ExitStack,
+    attempt: _Attempt,
+    student: nn.Module,
 ) -> dict[str, Any] | None:
     """Rank 0 claims the run directory (held until the run ends); on --resume every rank
     reads the checkpoint. Under torchrun either can fail on some processes only (a node
@@ -320,7 +326,11 @@ def _claim(
     # The recipe was compared with the run's before the data was read (step 1).
     if not resume:
         return None
-    state = load_checkpoint(context.run.checkpoint, warn=context.observer.message)
+    state = load_checkpoint(
+        context.run.checkpoint,
+        warn=context.observer.message,
+        fits=lambda loaded: mismatch(loaded, student),
+    )
     if context.main:  # again on what was loaded: previous-last.pt, if last.pt was damaged
         check_checkpoint_is_the_runs(context.run, state.get("run_id"))
     return state

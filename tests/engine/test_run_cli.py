@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -683,6 +684,57 @@ def test_damaged_checkpoint_falls_back_to_the_previous_one(
     assert "resuming from the checkpoint before it" in result.stdout
     first = torch.load(workdir / "straight3" / "student.pt", weights_only=True)["state_dict"]
     second = torch.load(workdir / "damaged" / "student.pt", weights_only=True)["state_dict"]
+    for key in first:
+        assert torch.equal(first[key], second[key]), key
+
+
+def _rename_a_weight(state: dict) -> None:
+    name = next(iter(state["student"]))
+    state["student"]["Gayer" + name[5:]] = state["student"].pop(name)
+
+
+def _drop_the_param_groups(state: dict) -> None:
+    del state["optimizer"]["param_groups"]
+
+
+def _shrink_a_momentum_buffer(state: dict) -> None:
+    buffers = next(iter(state["optimizer"]["state"].values()))
+    buffers["momentum_buffer"] = buffers["momentum_buffer"].flatten()[:1]
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [_rename_a_weight, _drop_the_param_groups, _shrink_a_momentum_buffer],
+    ids=["renamed weight", "no param_groups", "momentum buffer"],
+)
+def test_a_checkpoint_that_loads_but_cannot_be_restored_falls_back_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], damage: Callable[[dict], None]
+) -> None:
+    """Damaged bytes can still unpickle (a flipped byte in a key name): restoring that state
+    used to crash the resume, every time it was retried. It is damage like a truncated file:
+    the checkpoint before it is used, and the run ends as if never interrupted."""
+    base = {
+        "student": {"arch": "resnet8"},
+        "train": {"epochs": 3, "batch_size": 64, "device": "cpu", "deterministic": True},
+        "output": {"dir": str(tmp_path)},
+    }
+    straight = write(tmp_path / "straight.yaml", base)
+    assert run_cli(capsys, "train", str(straight)).code == 0
+    damaged = write(tmp_path / "damaged.yaml", base)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(load_recipe(damaged), damaged, distill=False, observer=Interrupt(2))
+    last = tmp_path / "damaged" / "checkpoints" / "last.pt"
+    state = torch.load(last, weights_only=True)
+    damage(state)
+    torch.save(state, last)
+
+    result = run_cli(capsys, "train", str(damaged), "--resume")
+    assert result.code == 0, result.stderr
+    said = " ".join(result.stdout.split())
+    assert f"{last}: damaged (its " in said
+    assert "resuming from the checkpoint before it" in said
+    first = torch.load(tmp_path / "straight" / "student.pt", weights_only=True)["state_dict"]
+    second = torch.load(tmp_path / "damaged" / "student.pt", weights_only=True)["state_dict"]
     for key in first:
         assert torch.equal(first[key], second[key]), key
 
