@@ -166,6 +166,16 @@ CASES = [
     Case("out of range", lambda t: train(t, train={"batch_size": 0}), ("train.batch_size",)),
     Case("unknown method", lambda t: train(t, method={"name": "fitnet"}), ("'fitnet'",)),
     Case(
+        "a seed past torch's range",
+        lambda t: train(t, train={"seed": 10**23}),
+        ("train.seed: Input should be less than or equal to 4294967295",),
+    ),
+    Case(
+        "a thread count past a C int",
+        lambda t: train(t, train={"num_threads": 10**11}),
+        ("train.num_threads: Input should be less than or equal to 4096",),
+    ),
+    Case(
         "invalid YAML",
         lambda t: ["train", str(_write(t / "r.yaml", "student: [resnet8\n"))],
         ("not valid YAML",),

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import torchvision
 from torch import nn
 
-from compressor.errors import UserError
+from compressor.errors import UserError, short_reason
 
 ModelFn = Callable[..., nn.Module]
 F = TypeVar("F", bound=ModelFn)
@@ -74,12 +74,14 @@ def create_model(name: str, num_classes: int, in_channels: int = 3, **kwargs: An
             return fn(num_classes, in_channels, **kwargs)
         except ValueError as error:
             raise UserError(f"model {name!r}: {error}") from None
-        except TypeError as error:
-            # A kwarg of the wrong type (width_mult: abc); without kwargs it is a bug here.
+        except _KWARG_ERRORS as error:
+            # A kwarg of the wrong type (width_mult: abc) or value (width_mult: .inf); without
+            # kwargs it is a bug here.
             if not kwargs:
                 raise
             raise UserError(
-                f"model {name!r} rejected its kwargs {kwargs}: {error}; check their types"
+                f"model {name!r} rejected its kwargs {kwargs} ({short_reason(error)}); check "
+                "their types and values"
             ) from None
     if name in _torchvision_classifiers():
         return _create_torchvision(name, num_classes, in_channels, kwargs)
@@ -87,6 +89,9 @@ def create_model(name: str, num_classes: int, in_channels: int = 3, **kwargs: An
 
 
 _AUXILIARY_OUTPUTS = ("googlenet", "inception_v3")
+# What a constructor raises for a kwarg it cannot take: torchvision checks values with
+# ValueError or a bare assert (vit's image_size), arithmetic on inf overflows.
+_KWARG_ERRORS = (TypeError, AssertionError, ArithmeticError)
 
 
 def kwargs_for_weights(
@@ -122,10 +127,13 @@ def _create_torchvision(
         )
     try:
         return torchvision.models.get_model(name, weights=None, num_classes=num_classes, **kwargs)
-    except TypeError as error:
+    except (ValueError, *_KWARG_ERRORS) as error:
         if not kwargs:
             raise
-        raise UserError(f"model {name!r} (torchvision) rejected its kwargs: {error}") from None
+        raise UserError(
+            f"model {name!r} (torchvision) rejected its kwargs {kwargs} ({short_reason(error)}); "
+            "check their types and values"
+        ) from None
 
 
 def _unknown_name_message(name: str) -> str:

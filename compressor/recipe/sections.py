@@ -254,6 +254,12 @@ class ScheduleConfig(Strict):
 _MULTISTEP_GAMMA = ScheduleConfig.model_fields["gamma"].default
 
 
+# Torch takes seeds below 2**64 and thread counts that fit a C int: past those a recipe
+# would crash the run, not be refused. 2**32 - 1 is the seed range most tools share.
+MAX_SEED = 2**32 - 1
+MAX_THREADS = 4096
+
+
 class TrainConfig(Strict):
     epochs: int = Field(10, ge=1, le=100_000)
     batch_size: int = Field(128, ge=2)
@@ -271,13 +277,15 @@ class TrainConfig(Strict):
     grad_clip_norm: float | None = Field(
         None, gt=0.0, description="Clip the gradient's global L2 norm (off by default)."
     )
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     deterministic: bool = Field(False, description="Deterministic kernels (slower).")
     device: str = Field("auto", pattern=_DEVICE_PATTERN)
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
     channels_last: bool | None = Field(None, description="Default: on for CUDA and CPU.")
     compile: bool = False
-    num_threads: int | None = Field(None, ge=1, description="CPU threads; default: torch's.")
+    num_threads: int | None = Field(
+        None, ge=1, le=MAX_THREADS, description="CPU threads; default: torch's."
+    )
 
     @model_validator(mode="after")
     def _milestones_within(self, info: ValidationInfo) -> TrainConfig:
@@ -328,7 +336,9 @@ class Int8Config(Strict):
         description="Activation type: uint8 (asymmetric; fastest in ONNX Runtime on x86), int8 "
         "(symmetric; what TensorRT accepts). auto: int8 with --trt, else uint8.",
     )
-    seed: int = Field(0, ge=0, description="Which training images are drawn for calibration.")
+    seed: int = Field(
+        0, ge=0, le=MAX_SEED, description="Which training images are drawn for calibration."
+    )
 
 
 class ExportConfig(Strict):

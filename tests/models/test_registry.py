@@ -31,6 +31,22 @@ def test_a_kwarg_of_the_wrong_type_is_a_user_error() -> None:
         create_model("wrn16_2", 10, dropout="abc")
 
 
+@pytest.mark.parametrize(
+    ("name", "kwargs", "reason"),
+    [
+        ("mobilenetv2", {"width_mult": float("inf")}, "OverflowError"),
+        ("mobilenet_v3_small", {"dropout": 20}, "ValueError: dropout probability"),
+        ("vit_b_16", {"image_size": 33}, "AssertionError"),
+    ],
+    ids=["zoo overflow", "torchvision ValueError", "torchvision assert"],
+)
+def test_a_kwarg_value_the_constructor_refuses_is_a_user_error(
+    name: str, kwargs: dict, reason: str
+) -> None:
+    with pytest.raises(UserError, match=rf"'{name}'.* rejected its kwargs .*\({reason}"):
+        create_model(name, 10, **kwargs)
+
+
 def test_bad_kwargs_name_the_arch_and_argument() -> None:
     with pytest.raises(UserError) as error:
         create_model("resnet20", 10, widht=2)
