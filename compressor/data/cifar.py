@@ -178,7 +178,13 @@ def _read_batch(path: Path, layout: _Layout) -> tuple[np.ndarray, np.ndarray]:
     if not isinstance(labels, list | np.ndarray) or len(labels) != len(data):
         key = layout.label_key.decode()
         raise UserError(f"{path}: needs {key!r} with one label per image ({len(data)})")
-    labels = np.asarray(labels, dtype=np.int64)
+    try:
+        labels = np.asarray(labels, dtype=np.int64)
+    except (ValueError, TypeError, OverflowError):
+        raise UserError(
+            f"{path}: {layout.label_key.decode()!r} holds something other than integer "
+            f"labels; the file is corrupt or not {layout.title}: download it again"
+        ) from None
     if len(labels) and (labels.min() < 0 or labels.max() >= layout.num_classes):
         raise UserError(
             f"{path}: labels must lie in 0..{layout.num_classes - 1}, found "
@@ -207,7 +213,8 @@ def read(cfg: DataConfig, with_train: bool = True) -> tuple[ImageSet | None, Ima
             f"{directory / layout.meta_file}: needs {layout.names_key.decode()!r} with "
             f"{layout.num_classes} class names; is this {layout.title}?"
         )
-    classes = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+    # Shown, never matched on: a damaged name need not stop the run.
+    classes = [n.decode(errors="replace") if isinstance(n, bytes) else str(n) for n in names]
     train = _read_split(directory, layout.train_files, layout) if with_train else None
     test = _read_split(directory, [layout.test_file], layout)
     return train, test, classes

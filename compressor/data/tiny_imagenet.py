@@ -37,9 +37,20 @@ def _find_root(cfg: DataConfig) -> Path:
     )
 
 
+def _lines(path: Path) -> list[str]:
+    """A listing's lines; one that is not UTF-8 text (damaged, or another file) is bad data."""
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as error:
+        raise UserError(
+            f"{path} is not UTF-8 text (byte {error.start}: {error.reason}); the file is "
+            "damaged or not Tiny ImageNet's: download the data set again"
+        ) from None
+
+
 def _wnids(root: Path) -> list[str]:
     path = root / "wnids.txt"
-    wnids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    wnids = [line.strip() for line in _lines(path) if line.strip()]
     if len(set(wnids)) != len(wnids):
         raise UserError(f"{path} lists a class twice; each WordNet id must appear once")
     if len(wnids) < 2:
@@ -55,7 +66,8 @@ def _class_names(root: Path, wnids: list[str]) -> list[str]:
     """First synonym from words.txt ("goldfish, Carassius auratus" -> "goldfish"), else wnid."""
     words: dict[str, str] = {}
     if (root / "words.txt").is_file():
-        for line in (root / "words.txt").read_text().splitlines():
+        # Display names only: a byte that is not UTF-8 is shown replaced, not a stop.
+        for line in (root / "words.txt").read_text(errors="replace").splitlines():
             wnid, _, names = line.partition("\t")
             words[wnid.strip()] = names.split(",")[0].strip()
     return [words.get(wnid) or wnid for wnid in wnids]
@@ -98,7 +110,7 @@ def _val_files(root: Path, wnids: list[str]) -> tuple[list[Path], list[int]]:
     label_of = {wnid: label for label, wnid in enumerate(wnids)}
     paths: list[Path] = []
     labels: list[int] = []
-    for number, line in enumerate(annotations.read_text().splitlines(), start=1):
+    for number, line in enumerate(_lines(annotations), start=1):
         if not line.strip():
             continue
         fields = line.split("\t")

@@ -160,6 +160,10 @@ def test_batches_missing_suggest_download(tmp_path: Path) -> None:
         (lambda p: _dump(p, {b"data": np.zeros((4, 100), np.uint8)}), "3072"),
         (lambda p: _dump(p, {b"data": np.zeros((4, 3072), np.uint8)}), "'labels'"),
         (lambda p: _dump(p, _batch(12, 12, b"labels", 0)), "labels must lie in 0..9"),
+        (
+            lambda p: _dump(p, {**_batch(3, 10, b"labels", 0), b"labels": [0, b"batch 1", 2]}),
+            "'labels' holds something other than integer labels",
+        ),
         (lambda p: _dump(p, {b"run": os.system}), "unexpected object"),
     ],
 )

@@ -40,3 +40,23 @@ def test_tiny_imagenet_layout_errors(tmp_path: Path) -> None:
     (root / "wnids.txt").write_text(WNIDS[0] + "\n")
     with pytest.raises(UserError, match="at least 2"):
         dataset_num_classes(DataConfig(name="tiny_imagenet", root=root))
+
+
+def test_tiny_imagenet_text_that_is_not_utf8(tmp_path: Path) -> None:
+    """words.txt only names classes: a Latin-1 byte is shown replaced. A listing the data
+    depends on (wnids.txt, val_annotations.txt) that is not UTF-8 is named in one line."""
+    root = make_tiny_imagenet(tmp_path / "t")
+    (root / "words.txt").write_bytes(b"n01443537\tpoisson rouge caf\xe9\n")
+    assert (
+        load_dataset(DataConfig(name="tiny_imagenet", root=root)).classes[0]
+        == "poisson rouge caf\ufffd"
+    )
+    annotations = root / "val" / "val_annotations.txt"
+    annotations.write_bytes(annotations.read_bytes() + b"\xe9\n")
+    message = load_error(DataConfig(name="tiny_imagenet", root=root))
+    assert (
+        f"{annotations} is not UTF-8 text" in message and "download the data set again" in message
+    )
+    (root / "wnids.txt").write_bytes(b"\xff\xfe" + (root / "wnids.txt").read_bytes())
+    with pytest.raises(UserError, match=r"wnids.txt is not UTF-8 text"):
+        dataset_num_classes(DataConfig(name="tiny_imagenet", root=root))
