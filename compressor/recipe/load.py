@@ -34,11 +34,15 @@ def parse_recipe(
 
 class _UniqueKeyLoader(yaml.SafeLoader):
     """yaml.SafeLoader that refuses a key given twice in one mapping: PyYAML keeps the last,
-    so a second `train:` section would silently drop every setting of the first."""
+    so a second `train:` section would silently drop every setting of the first. Merge keys
+    (`<<: *base`) are left to SafeLoader: a key written beside one overrides the merged
+    value, as YAML intends, and is no repeat."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
             key = self.construct_object(key_node, deep=deep)
             if isinstance(key, Hashable) and key in seen:
                 raise yaml.constructor.ConstructorError(

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from compressor.errors import UserError
 from compressor.recipe import load_recipe, parse_recipe, recipe_to_yaml
 from tests.cli_helpers import run_cli
 from tests.recipe.helpers import write_recipe
@@ -51,3 +52,20 @@ def test_yaml_tags_that_build_objects_are_refused(
     result = run_cli(capsys, "recipe", "validate", str(write_recipe(tmp_path, content)))
     assert result.code == 2
     assert "not valid YAML" in result.stderr
+
+
+def test_merge_keys_work_and_a_key_beside_one_overrides_it(tmp_path: Path) -> None:
+    """`<<: *anchor` is how YAML shares settings between sections; the duplicate-key check
+    must not take the key written beside a merge for a repeat."""
+    content = (
+        "train: {epochs: 3, batch_size: 32, device: cpu}\n"
+        "student: {arch: resnet8}\n"
+        "export:\n"
+        "  <<: {opset: 17, batch_sizes: [1, 8]}\n"
+        "  opset: 18\n"
+    )
+    recipe = load_recipe(write_recipe(tmp_path, content))
+    assert (recipe.export.opset, recipe.export.batch_sizes) == (18, [1, 8])
+    repeated = "student: {arch: resnet8}\ntrain: {<<: {epochs: 3}, epochs: 2, epochs: 4}\n"
+    with pytest.raises(UserError, match="'epochs' is given twice"):
+        load_recipe(write_recipe(tmp_path, repeated))
