@@ -7,11 +7,12 @@ only sections with something to tell the user have one.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
 from compressor.recipe.methods import CEMethod, MethodConfig
 from compressor.recipe.paths import OutputPath, UserPath, WithInputPaths, read_user_path
@@ -36,6 +37,39 @@ def _started(info: ValidationInfo) -> bool:
     return bool(info.context and info.context.get("started"))
 
 
+def _json_data(value: Any, where: str) -> None:
+    """Refuse what recipe.yaml, written as JSON data, would not give back as it was read.
+
+    Why: YAML reads `{0: 16}`, dates and `.inf`, which the run's recipe.yaml stores as
+    `'0'`, a string and null. The resumed recipe then differs from the run's (refused every
+    time), and export would build the model from other kwargs than training did.
+    """
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError(f"{where}: the key {key!r} is not text; quote it ('{key}')")
+            _json_data(item, f"{where}.{key}" if where else key)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _json_data(item, f"{where}[{index}]")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where}: {value} is not a finite number")
+    elif value is not None and not isinstance(value, bool | int | float | str):
+        raise ValueError(
+            f"{where}: a {type(value).__name__} ({value!r}); kwargs hold text, numbers, "
+            "true/false, null, lists and mappings: quote it to pass it as text"
+        )
+
+
+def _kwargs_as_json(kwargs: dict[str, Any]) -> dict[str, Any]:
+    _json_data(kwargs, "")
+    return kwargs
+
+
+# A model's constructor arguments, as the run's recipe.yaml can keep them.
+Kwargs = Annotated[dict[str, Any], AfterValidator(_kwargs_as_json)]
+
+
 class TeacherConfig(WithInputPaths):
     """Where the teacher comes from. See docs: zoo name, `module:callable`, TorchScript, .pt2."""
 
@@ -45,7 +79,7 @@ class TeacherConfig(WithInputPaths):
         pattern=_ENTRYPOINT_PATTERN,
         description="'package.module:callable' returning an nn.Module; imported only when set.",
     )
-    kwargs: dict[str, Any] = Field(default_factory=dict, description="Constructor arguments.")
+    kwargs: Kwargs = Field(default_factory=dict, description="Constructor arguments.")
     checkpoint: UserPath | None = Field(None, description="Weights, TorchScript or .pt2 file.")
     format: Literal["auto", "state_dict", "torchscript", "export"] = "auto"
     trust_pickle: bool = Field(
@@ -107,7 +141,7 @@ def _no_data_set_arguments(kwargs: dict[str, Any], section: str) -> None:
 
 class StudentConfig(Strict):
     arch: str = Field(description="Model zoo or torchvision name, e.g. resnet8, mobilenetv2.")
-    kwargs: dict[str, Any] = Field(default_factory=dict, description="Constructor arguments.")
+    kwargs: Kwargs = Field(default_factory=dict, description="Constructor arguments.")
 
     @model_validator(mode="after")
     def _kwargs_leave_the_data_set_alone(self) -> StudentConfig:

@@ -1,11 +1,13 @@
-"""Section checks that depend on whether the run has started."""
+"""Section checks: those that depend on whether the run has started, and kwargs."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
 from compressor.errors import UserError
-from compressor.recipe import parse_recipe
+from compressor.recipe import load_recipe, parse_recipe, recipe_to_yaml
 from tests.recipe.helpers import merged
 
 
@@ -62,3 +64,40 @@ def test_mean_and_std_are_on_the_scale_of_the_pixels_they_normalise(
 def test_mean_and_std_at_the_ends_of_the_scale_are_accepted() -> None:
     data = parse_recipe(merged(data={"mean": [0.0, 1.0], "std": [1.0, 0.001]})).data
     assert (data.mean, data.std) == ((0.0, 1.0), (1.0, 0.001))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ("{options: {0: 16}}", "student.kwargs: options: the key 0 is not text; quote it ('0')"),
+        ("{when: 2024-01-01}", "student.kwargs: when: a date (datetime.date(2024, 1, 1))"),
+        ("{sizes: [1, .inf]}", "student.kwargs: sizes[1]: inf is not a finite number"),
+        ("{blob: !!binary aGk=}", "student.kwargs: blob: a bytes (b'hi')"),
+    ],
+    ids=["integer key", "date", "infinity", "binary"],
+)
+def test_kwargs_recipe_yaml_could_not_give_back_are_refused(
+    tmp_path: Path, kwargs: str, expected: str
+) -> None:
+    """recipe.yaml keeps kwargs as JSON data: what it would give back changed (a quoted key,
+    a date as text, null for inf) would make the run's recipe differ from its own (--resume
+    refused every time) and export build the model from other kwargs than training."""
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"student: {{arch: resnet8, kwargs: {kwargs}}}\n", encoding="utf-8")
+    with pytest.raises(UserError) as error:
+        load_recipe(recipe)
+    assert expected in error.value.lines[0]
+
+
+def test_kwargs_of_plain_data_round_trip_through_recipe_yaml(tmp_path: Path) -> None:
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        "student: {arch: mobilenetv2, kwargs: {width_mult: 0.5}}\n"
+        "teacher: {entrypoint: 'zoo:build', kwargs: {blocks: [1, 2], norm: {eps: 1.0e-5}, "
+        "name: null, deep: true}}\n",
+        encoding="utf-8",
+    )
+    loaded = load_recipe(recipe)
+    again = tmp_path / "again.yaml"
+    again.write_text(recipe_to_yaml(loaded), encoding="utf-8")
+    assert load_recipe(again) == loaded
