@@ -143,10 +143,9 @@ def init_distributed(device: torch.device) -> Distributed:
     `device` is the recipe's resolved `train.device`. With CUDA each process takes the GPU of
     its LOCAL_RANK, whatever index the recipe names: one process per GPU is the torchrun model.
     """
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    world_size, rank, local_rank = _torchrun_environment()
     if world_size <= 1:
         return Distributed()
-    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     if device.type == "cuda":
         if local_rank >= torch.cuda.device_count():
             raise UserError(
@@ -157,6 +156,36 @@ def init_distributed(device: torch.device) -> Distributed:
         torch.cuda.set_device(local_rank)
     dist.init_process_group(process_group_backend(device))
     return Distributed(rank, world_size, local_rank)
+
+
+_TORCHRUN_SETS = ("RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+def _torchrun_environment() -> tuple[int, int, int]:
+    """(WORLD_SIZE, RANK, LOCAL_RANK) as torchrun sets them; (1, 0, 0) outside torchrun.
+
+    A WORLD_SIZE left in a shell, or set by hand without the rest, is bad input: said in one
+    line rather than as a KeyError from here or a rendezvous error from torch.
+    """
+    names = ("WORLD_SIZE", "RANK", "LOCAL_RANK")
+    try:
+        world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        if world_size <= 1:
+            return 1, 0, 0
+        missing = [name for name in _TORCHRUN_SETS if not os.environ.get(name)]
+        if missing:
+            raise UserError(
+                f"WORLD_SIZE={world_size} is set but {', '.join(missing)} "
+                f"{'is' if len(missing) == 1 else 'are'} not: start "
+                "several processes with torchrun, which sets them all, or unset WORLD_SIZE"
+            )
+        return world_size, int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    except ValueError:
+        given = ", ".join(f"{name}={os.environ.get(name)!r}" for name in names)
+        raise UserError(
+            f"torchrun's environment holds a value that is not a whole number ({given}); "
+            "start the run with torchrun, or unset them"
+        ) from None
 
 
 def ddp_wrap(module: nn.Module, device: torch.device) -> DistributedDataParallel:

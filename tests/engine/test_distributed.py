@@ -324,3 +324,42 @@ def test_a_node_missing_a_file_the_recipe_names_stops_the_other_node_too(
     assert f"teacher.checkpoint: file '{tmp_path / 'not-copied-here.pt'}'" in second, second
     assert "process 0 stopped: another process could not go on" in first, first
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("environment", "expected"),
+    [
+        ({"WORLD_SIZE": "2"}, "WORLD_SIZE=2 is set but RANK, MASTER_ADDR, MASTER_PORT are not"),
+        (
+            {"WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "127.0.0.1"},
+            "WORLD_SIZE=2 is set but MASTER_PORT is not",
+        ),
+        ({"WORLD_SIZE": "two"}, "not a whole number (WORLD_SIZE='two'"),
+    ],
+    ids=["world size alone", "no port", "not a number"],
+)
+def test_a_partial_torchrun_environment_is_one_line_before_anything_is_written(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    environment: dict[str, str],
+    expected: str,
+) -> None:
+    """A WORLD_SIZE left in a shell used to end in a KeyError, or in torch's rendezvous
+    error: said in one line, with exit 2, and no run directory made."""
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    recipe = tmp_path / "recipe.yaml"
+    config = {
+        "student": {"arch": "resnet8"},
+        "train": {"epochs": 1, "max_steps_per_epoch": 1, "device": "cpu"},
+        "output": {"dir": str(tmp_path / "runs")},
+    }
+    recipe.write_text(yaml.safe_dump(config))
+    result = run_cli(capsys, "train", str(recipe))
+    assert result.code == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and expected in lines[0] and "unset" in lines[0]
+    assert not (tmp_path / "runs").exists()
