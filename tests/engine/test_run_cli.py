@@ -661,31 +661,19 @@ def test_bank_mode_reuses_samples_and_refreshes_after_a_resume(
     assert json.loads(lines[1])["stat_mean_steps"] > 0
 
 
-def test_damaged_checkpoint_falls_back_to_the_previous_one(
-    workdir: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    base = {
-        "student": {"arch": "resnet8"},
-        "train": {"epochs": 3, "batch_size": 64, "device": "cpu", "deterministic": True},
-        "output": {"dir": str(workdir)},
-    }
-    straight = write(workdir / "straight3.yaml", base)
-    assert run_cli(capsys, "train", str(straight)).code == 0
-
-    damaged = write(workdir / "damaged.yaml", base)
-    with pytest.raises(KeyboardInterrupt):
-        run_training(load_recipe(damaged), damaged, distill=False, observer=Interrupt(2))
-    last = workdir / "damaged" / "checkpoints" / "last.pt"
+def _truncate(last: Path) -> None:
     last.write_bytes(last.read_bytes()[:1000])  # a disk error after the write
 
-    result = run_cli(capsys, "train", str(damaged), "--resume")
-    assert result.code == 0, result.stderr
-    assert "damaged or truncated" in result.stdout
-    assert "resuming from the checkpoint before it" in result.stdout
-    first = torch.load(workdir / "straight3" / "student.pt", weights_only=True)["state_dict"]
-    second = torch.load(workdir / "damaged" / "student.pt", weights_only=True)["state_dict"]
-    for key in first:
-        assert torch.equal(first[key], second[key]), key
+
+def _edited(edit: Callable[[dict], None]) -> Callable[[Path], None]:
+    """Damage that still unpickles (a flipped byte in a key name, a lost entry)."""
+
+    def damage(last: Path) -> None:
+        state = torch.load(last, weights_only=True)
+        edit(state)
+        torch.save(state, last)
+
+    return damage
 
 
 def _rename_a_weight(state: dict) -> None:
@@ -703,16 +691,21 @@ def _shrink_a_momentum_buffer(state: dict) -> None:
 
 
 @pytest.mark.parametrize(
-    "damage",
-    [_rename_a_weight, _drop_the_param_groups, _shrink_a_momentum_buffer],
-    ids=["renamed weight", "no param_groups", "momentum buffer"],
+    ("damage", "said"),
+    [
+        (_truncate, "damaged or truncated"),
+        (_edited(_rename_a_weight), "damaged (its student weights name other tensors"),
+        (_edited(_drop_the_param_groups), "damaged (its optimizer state is incomplete"),
+        (_edited(_shrink_a_momentum_buffer), "damaged (its optimizer state does not fit"),
+    ],
+    ids=["truncated", "renamed weight", "no param_groups", "momentum buffer"],
 )
-def test_a_checkpoint_that_loads_but_cannot_be_restored_falls_back_too(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], damage: Callable[[dict], None]
+def test_a_damaged_checkpoint_falls_back_to_the_previous_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], damage: Callable[[Path], None], said: str
 ) -> None:
-    """Damaged bytes can still unpickle (a flipped byte in a key name): restoring that state
-    used to crash the resume, every time it was retried. It is damage like a truncated file:
-    the checkpoint before it is used, and the run ends as if never interrupted."""
+    """Restoring a state that loads but does not fit used to crash the resume, every time it
+    was retried: it is damage like a truncated file. The checkpoint before it is used, and
+    the run ends as if never interrupted."""
     base = {
         "student": {"arch": "resnet8"},
         "train": {"epochs": 3, "batch_size": 64, "device": "cpu", "deterministic": True},
@@ -724,15 +717,13 @@ def test_a_checkpoint_that_loads_but_cannot_be_restored_falls_back_too(
     with pytest.raises(KeyboardInterrupt):
         run_training(load_recipe(damaged), damaged, distill=False, observer=Interrupt(2))
     last = tmp_path / "damaged" / "checkpoints" / "last.pt"
-    state = torch.load(last, weights_only=True)
-    damage(state)
-    torch.save(state, last)
+    damage(last)
 
     result = run_cli(capsys, "train", str(damaged), "--resume")
     assert result.code == 0, result.stderr
-    said = " ".join(result.stdout.split())
-    assert f"{last}: damaged (its " in said
-    assert "resuming from the checkpoint before it" in said
+    printed = " ".join(result.stdout.split())
+    assert f"{last}: {said}" in printed
+    assert "resuming from the checkpoint before it" in printed
     first = torch.load(tmp_path / "straight" / "student.pt", weights_only=True)["state_dict"]
     second = torch.load(tmp_path / "damaged" / "student.pt", weights_only=True)["state_dict"]
     for key in first:

@@ -72,15 +72,22 @@ def test_a_student_onnx_the_export_would_replace_is_refused(
     assert folder_contents(run / "export") == before
 
 
+def fixed_batch_student(run: Path, folder: Path, batch: int) -> Path:
+    """The run's student exported with its batch dimension fixed at `batch`."""
+    record = torch.load(run / "student.pt", weights_only=True)
+    model = create_model(record["arch"], record["num_classes"], record["image_shape"][0])
+    model.load_state_dict(record["state_dict"])
+    fixed = folder / f"fixed{batch}.onnx"
+    example = torch.zeros(batch, *record["image_shape"])
+    torch.onnx.export(model.eval(), (example,), fixed, dynamo=True)
+    return fixed
+
+
 def test_a_student_onnx_fixed_at_one_batch_is_run_at_that_batch_only(
     distilled_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Fixed at 72, it fits the 360 digits test images and --batch-sizes 72; not 1 and 8."""
-    record = torch.load(distilled_run / "student.pt", weights_only=True)
-    model = create_model(record["arch"], record["num_classes"], record["image_shape"][0])
-    model.load_state_dict(record["state_dict"])
-    fixed = tmp_path / "fixed72.onnx"
-    torch.onnx.export(model.eval(), (torch.zeros(72, *record["image_shape"]),), fixed, dynamo=True)
+    fixed = fixed_batch_student(distilled_run, tmp_path, 72)
     run = copy_run(distilled_run, tmp_path / "fixed", "completed")
     line = one_error_line(
         run_cli(capsys, "export", str(run), "--no-teacher", "--student-onnx", str(fixed), *QUICK)
@@ -104,11 +111,7 @@ def test_a_student_onnx_fixed_below_the_evaluation_batch_is_told_it_cannot_run(
     distilled_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Fixed at 8, no --batch-sizes can help: evaluation runs in batches of at least 64."""
-    record = torch.load(distilled_run / "student.pt", weights_only=True)
-    model = create_model(record["arch"], record["num_classes"], record["image_shape"][0])
-    model.load_state_dict(record["state_dict"])
-    fixed = tmp_path / "fixed8.onnx"
-    torch.onnx.export(model.eval(), (torch.zeros(8, *record["image_shape"]),), fixed, dynamo=True)
+    fixed = fixed_batch_student(distilled_run, tmp_path, 8)
     run = copy_run(distilled_run, tmp_path / "fixed", "completed")
     line = one_error_line(
         run_cli(capsys, "export", str(run), "--no-teacher", "--student-onnx", str(fixed), *QUICK)
