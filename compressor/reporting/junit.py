@@ -18,6 +18,9 @@ if TYPE_CHECKING:  # for annotations only: writing XML needs none of the gate's 
     from compressor.gate import GateResult
 
 SUITE_NAME = "compressor.gate"
+# Characters XML 1.0 cannot hold, escaped or not: C0 controls, lone surrogates (a path's
+# undecodable bytes, as Python names them) and U+FFFE/U+FFFF.
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 def _junit_suite(
@@ -72,7 +75,7 @@ def _replaceable(path: Path) -> bool:
     names a report or a model must not destroy it, whichever way the gate ends."""
     try:
         with path.open("rb") as file:
-            start = file.read(64).lstrip()
+            start = file.read(64).removeprefix(b"\xef\xbb\xbf").lstrip()  # a UTF-8 BOM
     except FileNotFoundError:
         return True
     except OSError:
@@ -97,9 +100,21 @@ def refuse_run_file(path: Path, run: Path) -> None:
         )
 
 
+def _xml_safe(root: ET.Element) -> None:
+    """Replace what XML cannot hold by U+FFFD in every text and attribute: names and messages
+    quote paths and flags as given, and ElementTree would write a file no CI system parses."""
+    for element in root.iter():
+        element.attrib = {
+            key: _NOT_XML.sub("\ufffd", value) for key, value in element.attrib.items()
+        }
+        if element.text:
+            element.text = _NOT_XML.sub("\ufffd", element.text)
+
+
 def _write_xml(root: ET.Element, path: Path) -> None:
     path = Path(path)
     check_junit_path(path)
+    _xml_safe(root)
     ET.indent(root)
     try:
         write_bytes(path, ET.tostring(root, encoding="utf-8", xml_declaration=True))

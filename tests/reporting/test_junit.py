@@ -99,6 +99,33 @@ def test_only_a_junit_file_is_written_over(tmp_path: Path) -> None:
         assert ET.parse(path).getroot().find("testsuite/testcase/error") is not None
 
 
+def test_what_xml_cannot_hold_is_replaced_and_the_file_parses(tmp_path: Path) -> None:
+    """A run folder named with a control character or undecodable bytes (which Python keeps
+    as lone surrogates), and an error quoting it, still give a file CI systems can read."""
+    odd = Path("/runs/ctl\x01run\udcff")
+    verdict = GateResult(odd, "onnx\x02runtime", "int8", VERDICT.rules, seconds=0.5)
+    path = tmp_path / "gate.xml"
+    write_junit(verdict, path)
+    root = ET.parse(path).getroot()
+    run = root.find("testsuite/properties/property[@name='run']")
+    assert run is not None and run.get("value") == "/runs/ctl\ufffdrun\ufffd"
+    assert root.find("testsuite/properties/property[@name='backend']").get("value") == (
+        "onnx\ufffdruntime"
+    )
+    write_junit_error(UserError(f"{odd}: no such run\x07"), path)
+    error = ET.parse(path).getroot().find("testsuite/testcase/error")
+    assert (
+        error is not None and error.get("message") == "/runs/ctl\ufffdrun\ufffd: no such run\ufffd"
+    )
+
+
+def test_an_earlier_junit_file_with_a_byte_order_mark_is_written_over(tmp_path: Path) -> None:
+    path = tmp_path / "gate.xml"
+    path.write_bytes(b"\xef\xbb\xbf<?xml version='1.0'?><testsuites />")
+    write_junit(VERDICT, path)
+    assert path.read_text(encoding="utf-8") == EXPECTED
+
+
 def test_a_gate_that_could_not_run_is_one_error(tmp_path: Path) -> None:
     path = tmp_path / "gate.xml"
     write_junit(VERDICT, path)  # an earlier verdict is replaced, never left standing
