@@ -46,6 +46,15 @@ def recipe_hash(recipe: Recipe) -> str:
     return hashlib.sha256(json.dumps(asked, sort_keys=True).encode("utf-8")).hexdigest()
 
 
+def export_section_hash(recipe: Recipe) -> str:
+    """The recipe's `export:` section as an export read it (only what differs from the
+    defaults, like `recipe_hash`). The section may be edited in a run's recipe.yaml after
+    training, which no run hash sees, and only a new export applies the edit: the gate
+    compares this with recipe.yaml's section now."""
+    asked = recipe.export.model_dump(mode="json", exclude_defaults=True)
+    return hashlib.sha256(json.dumps(asked, sort_keys=True).encode("utf-8")).hexdigest()
+
+
 def package_versions() -> dict[str, str | None]:
     """Versions of what produced the run; looked up without importing the heavy packages."""
     versions: dict[str, str | None] = {

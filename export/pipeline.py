@@ -32,6 +32,7 @@ from torch import nn
 import compressor
 from compressor.errors import UserError
 from compressor.io import file_sha256
+from compressor.provenance import export_section_hash
 from compressor.recipe import ExportConfig
 from compressor.rundir import RunDir
 from export.bench import Artifact, Bench
@@ -84,6 +85,7 @@ def export_run(
     report = ExportReport(
         run=inputs.run.root,
         recipe_sha256=inputs.recipe_sha256,
+        export_section_sha256=export_section_hash(inputs.recipe),
         student_sha256=file_sha256(inputs.run.student),
         dataset=bench.eval_set.name,
         eval_samples=len(bench.eval_set),

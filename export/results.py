@@ -50,6 +50,7 @@ class Result:
 class ExportReport:
     run: Path
     recipe_sha256: str
+    export_section_sha256: str  # recipe.yaml's export: section as read (provenance.py)
     student_sha256: str  # the student.pt exported: the gate refuses a report of another one
     dataset: str
     eval_samples: int
@@ -68,6 +69,7 @@ class ExportReport:
             "schema_version": SCHEMA_VERSION,
             "run": self.run.resolve().name,  # "." names no run
             "recipe_sha256": self.recipe_sha256,
+            "export_section_sha256": self.export_section_sha256,
             "student_sha256": self.student_sha256,
             "dataset": self.dataset,
             "eval_samples": self.eval_samples,

@@ -17,12 +17,14 @@ from compressor.gate.rules import (
     export_accuracy_rule,
     export_agreement_rule,
     export_command,
+    export_flags,
     exported_student,
     speedup_rule,
     student_rule,
 )
 from compressor.gate.verdict import GateResult
 from compressor.io import file_sha256, lock_or_refuse
+from compressor.provenance import export_section_hash
 from compressor.recipe import GateConfig, Recipe
 from compressor.rundir import RunDir, read_completed_run, repair_command
 from export.publish import LOCK_NAME, REPORT_JSON, unfinished_publish
@@ -64,7 +66,7 @@ def _read_run(run: RunDir) -> tuple[Recipe, RunReport]:
     return recipe, report
 
 
-def _check_same_student(export: ExportReport, export_path: Path, run: RunDir) -> None:
+def _check_same_student(export: ExportReport, export_path: Path, run: RunDir, again: str) -> None:
     """The export must be of the student.pt the run holds now: a run trained again with the
     same recipe (--overwrite) has the same recipe hash but other weights, and its old export
     would otherwise be gated in the new student's name."""
@@ -75,7 +77,7 @@ def _check_same_student(export: ExportReport, export_path: Path, run: RunDir) ->
         raise UserError(
             f"{export_path}: made from another student.pt (sha256 {export.student_sha256[:12]}, "
             f"now {current[:12]}: the run was trained again, or student.pt replaced, since); "
-            f"re-export with `{export_command(run.root)}`"
+            f"re-export with `{again}`"
         )
 
 
@@ -125,15 +127,17 @@ def evaluate_gate(
     recipe, report = _read_run(run)
     config = recipe.gate.model_copy(update=flags)
 
+    # What to run where the export is missing or stale: one that makes the judged file too.
+    again = export_command(run.root, *export_flags(backend, precision))
     with _no_export_writing(run):
         export_path = run.export_dir / REPORT_JSON
-        export = _read_export(run, export_path, report)
+        export = _read_export(run, export_path, recipe, report, again)
         student = exported_student(export, export_path, run.root, backend, precision)
         reference = one_row(export, export_path, "student", "pytorch", "fp32")
         if reference is None:
             raise UserError(
                 f"{export_path}: no PyTorch fp32 student result to compare the export with; "
-                f"re-export with `{export_command(run.root)}`"
+                f"re-export with `{again}`"
             )
         file_note = check_deployed_file(student, run.root)
         rules = [
@@ -147,26 +151,31 @@ def evaluate_gate(
         return GateResult(run.root, backend, precision, rules, seconds, notes)
 
 
-def _read_export(run: RunDir, export_path: Path, report: RunReport) -> ExportReport:
-    """The export report, once it is known to be whole and made from this run's recipe and
-    its student.pt as they are now."""
+def _read_export(
+    run: RunDir, export_path: Path, recipe: Recipe, report: RunReport, again: str
+) -> ExportReport:
+    """The export report, once it is known to be whole and made from this run's recipe (its
+    `export:` section as recipe.yaml has it now) and its student.pt as they are now."""
     killed = unfinished_publish(run.export_dir)
     if killed is not None:
         raise UserError(
             f"{run.export_dir}: an export of this run was killed while putting its files in "
             f"place ({killed.name} holds the rest), so they are part old, part new; re-export "
-            f"with `{export_command(run.root)}`, which completes that one first"
+            f"with `{again}`, which completes that one first"
         )
     export = read_report(
-        export_path,
-        ExportReport,
-        "the export report",
-        f"export the run with `{export_command(run.root)}`",
+        export_path, ExportReport, "the export report", f"export the run with `{again}`"
     )
     if export.recipe_sha256 != report.recipe_sha256:
         raise UserError(
             f"{export_path}: made for another recipe (sha256 {export.recipe_sha256[:12]}, run "
-            f"{report.recipe_sha256[:12]}); re-export with `{export_command(run.root)}`"
+            f"{report.recipe_sha256[:12]}); re-export with `{again}`"
         )
-    _check_same_student(export, export_path, run)
+    section = export_section_hash(recipe)
+    if export.export_section_sha256 not in (None, section):
+        raise UserError(
+            f"{export_path}: made with other export settings than the `export:` section of "
+            f"{run.recipe} has now (edited since); re-export with `{again}`"
+        )
+    _check_same_student(export, export_path, run, again)
     return export

@@ -76,6 +76,7 @@ class ExportRow(BaseModel):
 class ExportReport(Report):
     results: list[ExportRow]
     student_sha256: str | None = None  # absent from reports written before it was recorded
+    export_section_sha256: str | None = None  # likewise
 
 
 ReportT = TypeVar("ReportT", bound=Report)

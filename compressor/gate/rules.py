@@ -20,6 +20,16 @@ def export_command(run: Path, *flags: str) -> str:
     return shlex.join(["compress", "export", str(run), *flags])
 
 
+def export_flags(backend: str, precision: str) -> list[str]:
+    """The `compress export` flags that make the file a gate of `backend` and `precision`
+    judges: a re-export without them would remove it."""
+    flags = (
+        {"tensorrt": "--trt"}.get(backend),
+        {"fp16": "--fp16", "int8": "--int8"}.get(precision),
+    )
+    return [flag for flag in flags if flag]
+
+
 def exported_student(
     export: ExportReport, path: Path, run: Path, backend: str, precision: str
 ) -> ExportRow:
@@ -29,19 +39,11 @@ def exported_student(
     exported = sorted(
         {r.label for r in export.results if r.model == "student" and r.backend != "pytorch"}
     )
-    flags = [
-        flag
-        for flag in (
-            {"tensorrt": "--trt"}.get(backend),
-            {"fp16": "--fp16", "int8": "--int8"}.get(precision),
-        )
-        if flag
-    ]
     where = " on a machine with an NVIDIA GPU and TensorRT" if backend == "tensorrt" else ""
     raise UserError(
         f"{path}: no {backend} {precision} student (exported: {', '.join(exported) or 'none'}); "
-        f"run `{export_command(run, *flags)}`{where}, or gate an exported one with "
-        "--backend/--precision"
+        f"run `{export_command(run, *export_flags(backend, precision))}`{where}, or gate an "
+        "exported one with --backend/--precision"
     )
 
 

@@ -505,6 +505,27 @@ def test_a_run_given_as_dot_is_named_by_its_folder(
     assert {prop.key: prop.value for prop in metadata}["run"] == "here"
 
 
+def test_an_export_section_edited_after_the_export_needs_a_new_one_before_the_gate(
+    distilled_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The `export:` section of a run's recipe.yaml may be edited after training; no run
+    hash sees the edit, so the gate compares the section the export read with the one there
+    now, and names the export to run for the precision it gates."""
+    run = copy_run(distilled_run, tmp_path / "edited", "completed")
+    invoke("export", str(run), "--no-teacher", "--fp16", *QUICK)
+    assert run_cli(capsys, "gate", str(run), "--precision", "fp16").code in (0, 1)
+    recipe = yaml.safe_load((run / "recipe.yaml").read_text())
+    recipe["export"]["fp16_min_agreement"] = 99.9
+    (run / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+    line = one_error_line(run_cli(capsys, "gate", str(run), "--precision", "fp16"))
+    assert "made with other export settings than the `export:` section of" in line
+    assert line.endswith(f"(edited since); re-export with `compress export {run} --fp16`")
+    invoke("export", str(run), "--no-teacher", "--fp16", *QUICK)
+    result = run_cli(capsys, "gate", str(run), "--precision", "fp16")
+    assert result.code in (0, 1), result.stderr
+    assert "99.90 %" in result.stdout  # the edited bar, applied by the new export
+
+
 def test_a_second_export_of_one_run_is_refused_while_the_first_runs(
     distilled_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
