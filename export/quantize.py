@@ -54,6 +54,7 @@ class Int8Settings:
     """What one quantised file was made with; recorded in its metadata and the report."""
 
     calibration_images: int
+    calibration_seed: int  # which training images were drawn: two draws quantise differently
     calibration_method: str
     per_channel: bool
     activations: str  # "uint8" | "int8"
@@ -61,6 +62,7 @@ class Int8Settings:
     def metadata(self) -> dict[str, str]:
         return {
             "int8_calibration_images": str(self.calibration_images),
+            "int8_calibration_seed": str(self.calibration_seed),
             "int8_calibration_method": self.calibration_method,
             "int8_per_channel": str(self.per_channel).lower(),
             "int8_activations": self.activations,
@@ -80,6 +82,7 @@ def resolve_settings(config: Int8Config, *, tensorrt: bool) -> Int8Settings:
         )
     return Int8Settings(
         calibration_images=config.calibration_images,
+        calibration_seed=config.seed,
         calibration_method=config.calibration_method,
         per_channel=config.per_channel,
         activations=activations,

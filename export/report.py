@@ -140,7 +140,8 @@ def _int8_sentence(payload: dict[str, Any]) -> str | None:
         return None
     return (
         f"INT8: static Q/DQ (ONNX Runtime quantization), {int8['calibration_images']} "
-        f"calibration images from the training split, {int8['calibration_method']} ranges, "
+        f"calibration images from the training split (seed {int8['calibration_seed']}), "
+        f"{int8['calibration_method']} ranges, "
         f"{int8['activations']} activations, int8 weights "
         f"{'per channel' if int8['per_channel'] else 'per tensor'}."
     )

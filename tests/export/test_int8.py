@@ -51,6 +51,7 @@ def test_int8_is_validated_like_fp32(int8_run: Path) -> None:
         assert set(int8["latency"]) == {"1", "8"}
     assert report["int8"] == {
         "calibration_images": 256,
+        "calibration_seed": 0,
         "calibration_method": "minmax",
         "per_channel": True,
         "activations": "uint8",
@@ -95,7 +96,7 @@ def test_report_compares_int8_with_fp32(int8_run: Path) -> None:
     markdown = (int8_run / "export" / "export_report.md").read_text()
     assert "Reduced precision against fp32" in markdown
     assert "| student | onnxruntime | int8 |" in markdown
-    assert "256 calibration images from the training split" in markdown
+    assert "256 calibration images from the training split (seed 0)" in markdown
     page = (int8_run / "export" / "export_report.html").read_text()
     assert "Reduced precision against fp32" in page
     assert page.count("data:image/png;base64,") == 4  # accuracy, size, latency @1 and @8

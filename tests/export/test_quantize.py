@@ -54,6 +54,7 @@ def fp32_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _settings(**changes: object) -> Int8Settings:
     base = {
         "calibration_images": 64,
+        "calibration_seed": 0,
         "calibration_method": "minmax",
         "per_channel": True,
         "activations": "uint8",
@@ -105,6 +106,7 @@ def test_every_calibration_method_quantises(
     metadata = read_metadata(target)
     assert metadata["precision"] == "int8"
     assert metadata["int8_calibration_method"] == method
+    assert metadata["int8_calibration_seed"] == 0
     assert metadata["classes"] == list("0123456789")
 
 
