@@ -330,6 +330,13 @@ def check_teacher_output(teacher: nn.Module, images: torch.Tensor, num_classes: 
             f"the teacher returns {got} for a batch of {images.shape[0]}; expected logits of "
             f"shape {expected} (one score per class of the data set)"
         )
+    # Its accuracy would read as chance, which teacher.min_accuracy (0 by default) passes,
+    # and distillation would stop at its first NaN loss, blaming the learning rate.
+    if not torch.isfinite(logits).all():
+        raise UserError(
+            "the teacher returns NaN or infinite logits on real images: its weights are "
+            "damaged or were saved from a diverged training; check teacher.checkpoint"
+        )
 
 
 def check_builds_the_same_weights(

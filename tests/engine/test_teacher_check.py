@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from compressor.engine.teacher import check_teacher
+from compressor.errors import UserError
 from compressor.models import create_model
 from compressor.recipe import parse_recipe
 from tests.data.image_files import damage_training_images, make_imagefolder
@@ -57,3 +58,25 @@ def test_teacher_check_reads_no_training_image(tmp_path: Path) -> None:
     summary, count = check_teacher(recipe, "test")
     assert count == 2
     assert summary.parameters > 0
+
+
+def test_a_teacher_whose_logits_are_not_finite_is_refused_before_distilling(
+    tmp_path: Path,
+) -> None:
+    """NaN weights score chance, which the default min_accuracy 0 passes; distillation then
+    stopped at its first NaN loss, blaming the learning rate."""
+    model = create_model("resnet8", 10, 1)
+    with torch.no_grad():
+        model.linear.weight.fill_(float("nan"))
+    checkpoint = tmp_path / "teacher.pt"
+    torch.save(model.state_dict(), checkpoint)
+    recipe = parse_recipe(
+        {
+            "teacher": {"arch": "resnet8", "checkpoint": str(checkpoint)},
+            "student": {"arch": "resnet8"},
+            "method": {"name": "kd"},
+            "train": {"device": "cpu"},
+        }
+    )
+    with pytest.raises(UserError, match="the teacher returns NaN or infinite logits on real"):
+        check_teacher(recipe, "test")
