@@ -50,12 +50,17 @@ class RichObserver(RunObserver):
 
         return on_step
 
-    def epoch_finished(
-        self, epoch: int, epochs: int, result: EpochResult, test: float | None
-    ) -> None:
+    def epoch_stopped(self) -> None:
+        """Stop the bar: left running, it is drawn again below the run's last words and the
+        terminal's cursor stays hidden."""
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+
+    def epoch_finished(
+        self, epoch: int, epochs: int, result: EpochResult, test: float | None
+    ) -> None:
+        self.epoch_stopped()
         attack = result.stats.get("boundary_fraction")
         attack_text = f", on boundary {100 * attack:.0f} %" if attack is not None else ""
         test_text = f", test top-1 {test:.2f} %" if test is not None else ""

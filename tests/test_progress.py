@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
+import pytest
+import yaml
 from rich.console import Console
 
+from compressor.engine.run import run_training
 from compressor.engine.training import EpochResult
 from compressor.progress import RichObserver
+from compressor.recipe import load_recipe
 
 RESULT = EpochResult(
     loss=0.12345,
@@ -50,3 +55,39 @@ def test_a_terminal_gets_a_bar_that_gives_way_to_the_epoch_line() -> None:
     on_step(5, 10, 0.5, 80.0, 320)
     observer.epoch_finished(1, 3, RESULT, test=91.25)
     assert LINE in output.getvalue()
+
+
+class _CtrlCAtStep(RichObserver):
+    """The bar of a real run, with Ctrl-C pressed at its first update (step 10)."""
+
+    def epoch_started(self, epoch: int, epochs: int, steps: int):  # type: ignore[no-untyped-def]
+        on_step = super().epoch_started(epoch, epochs, steps)
+        assert on_step is not None
+
+        def pressed(step: int, *args: float) -> None:
+            on_step(step, *args)
+            raise KeyboardInterrupt
+
+        return pressed
+
+
+def test_ctrl_c_mid_epoch_takes_the_bar_down_and_gives_the_cursor_back(tmp_path: Path) -> None:
+    """Left running, the bar was drawn again below "interrupted; ..." and the terminal's
+    cursor stayed hidden."""
+    recipe_path = tmp_path / "recipe.yaml"
+    recipe_path.write_text(
+        yaml.safe_dump(
+            {
+                "student": {"arch": "resnet8"},
+                "train": {"epochs": 2, "batch_size": 64, "device": "cpu"},
+                "output": {"dir": str(tmp_path)},
+            }
+        )
+    )
+    terminal, output = console(terminal=True)
+    observer = _CtrlCAtStep(terminal)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(load_recipe(recipe_path), recipe_path, distill=False, observer=observer)
+    drawn = output.getvalue()
+    assert drawn.count("\x1b[?25l") == drawn.count("\x1b[?25h") >= 1  # hidden, then shown
+    assert "interrupted" in drawn.rsplit("\x1b[?25h", 1)[1]  # said after the bar came down

@@ -30,6 +30,10 @@ class RunObserver:
     ) -> None:
         """Called at the end of each epoch; `test` is None when the epoch was not scored."""
 
+    def epoch_stopped(self) -> None:
+        """The epoch ended in an exception (Ctrl-C, a NaN loss): take down what
+        `epoch_started` put up, before the run says why it stopped."""
+
 
 @dataclass(frozen=True)
 class RunContext:

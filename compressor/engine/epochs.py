@@ -51,25 +51,29 @@ def train_epochs(
     student_eval: Evaluation | None = None
     for epoch in range(start_epoch, epochs):
         on_step = context.observer.epoch_started(epoch, epochs, len(train_loader))
-        result = train_one_epoch(
-            models.trained,
-            models.method,
-            train_loader,
-            optimizer,
-            scaler,
-            setup,
-            recipe.train,
-            epoch,
-            distributed,
-            on_step,
-        )
-        # Every rank evaluates the whole (small) test set with the same statistics, no more
-        # collectives; rank 0 reports. The last epoch is always scored: it is the result.
-        distributed.average_buffers(student)
-        student_eval = None
-        if (epoch + 1) % recipe.train.eval_every == 0 or epoch + 1 == epochs:
-            student.eval()
-            student_eval = evaluate(student, test_loader, setup)
+        try:
+            result = train_one_epoch(
+                models.trained,
+                models.method,
+                train_loader,
+                optimizer,
+                scaler,
+                setup,
+                recipe.train,
+                epoch,
+                distributed,
+                on_step,
+            )
+            # Every rank evaluates the whole (small) test set with the same statistics, no
+            # more collectives; rank 0 reports. The last epoch is always scored: the result.
+            distributed.average_buffers(student)
+            student_eval = None
+            if (epoch + 1) % recipe.train.eval_every == 0 or epoch + 1 == epochs:
+                student.eval()
+                student_eval = evaluate(student, test_loader, setup)
+        except BaseException:
+            context.observer.epoch_stopped()
+            raise
         context.observer.epoch_finished(
             epoch, epochs, result, student_eval.accuracy if student_eval else None
         )
