@@ -39,20 +39,17 @@ def run_quickstart(recipes: Path, *, overwrite: bool) -> None:
             raise UserError(
                 f"{path}: not found; run from the repository root or pass --recipes FOLDER"
             )
+    again = QuickstartCommand(recipes)
     try:
-        _run_steps(teacher_recipe, student_recipe, overwrite=overwrite)
+        _run_steps(teacher_recipe, student_recipe, again, overwrite=overwrite)
     except KeyboardInterrupt:
-        # The step's own line says `compress train ... --resume`; rerunning the quickstart
-        # does that, and the steps after it.
+        # Rerunning the quickstart resumes the step that stopped, and runs the steps after it.
         stop.said = True
-        again = ["compress", "quickstart"]
-        if recipes != Path("recipes"):
-            again += ["--recipes", str(recipes)]
         # After --overwrite, continuing keeps what the new runs share with the old (an
         # identical teacher keeps its student): starting over needs the flag again.
-        fresh = f", or `{shlex.join([*again, '--overwrite'])}` to start over" if overwrite else ""
+        fresh = f", or `{again.line('--overwrite')}` to start over" if overwrite else ""
         console.print(
-            f"quickstart interrupted; run `{shlex.join(again)}` again to continue where it "
+            f"quickstart interrupted; run `{again.line()}` again to continue where it "
             f"stopped{fresh}",
             highlight=False,
             soft_wrap=True,
@@ -60,7 +57,24 @@ def run_quickstart(recipes: Path, *, overwrite: bool) -> None:
         raise
 
 
-def _run_steps(teacher_recipe: Path, student_recipe: Path, *, overwrite: bool) -> None:
+class QuickstartCommand:
+    """`compress quickstart`, with the --recipes it was given: what every "continue with" or
+    "start over with" line of the quickstart names. A step's own `compress distill RECIPE
+    --resume` would not do: the quickstart gives the student's recipe the teacher it trained,
+    which the recipe file finds only when it is read from the repository root."""
+
+    def __init__(self, recipes: Path) -> None:
+        self.words = ["compress", "quickstart"]
+        if recipes != Path("recipes"):
+            self.words += ["--recipes", str(recipes)]
+
+    def line(self, *flags: str) -> str:
+        return shlex.join([*self.words, *flags])
+
+
+def _run_steps(
+    teacher_recipe: Path, student_recipe: Path, again: QuickstartCommand, *, overwrite: bool
+) -> None:
     """The four steps and the summary; exit 1 when the gate or the export's parity fails."""
     from compressor.gate import evaluate_gate
     from compressor.recipe import load_recipe
@@ -68,7 +82,7 @@ def _run_steps(teacher_recipe: Path, student_recipe: Path, *, overwrite: bool) -
 
     console.rule("1/4 train the teacher (cross-entropy)")
     teacher_run = _train_step(
-        teacher_recipe, load_recipe(teacher_recipe), distill=False, start_over=overwrite
+        teacher_recipe, load_recipe(teacher_recipe), again, distill=False, start_over=overwrite
     )
     console.rule("2/4 distil it into the student (AMKD)")
     # The recipe finds the teacher relative to its own folder, which is the teacher run just
@@ -78,7 +92,7 @@ def _run_steps(teacher_recipe: Path, student_recipe: Path, *, overwrite: bool) -
         checkpoint = teacher_run.run.student.resolve()
         teacher = distilled.teacher.model_copy(update={"checkpoint": checkpoint})
         distilled = distilled.model_copy(update={"teacher": teacher})
-    run = _train_step(student_recipe, distilled, distill=True, start_over=overwrite)
+    run = _train_step(student_recipe, distilled, again, distill=True, start_over=overwrite)
     console.rule("3/4 export to ONNX, validate, time")
     report = export_run(run.run.root, ExportOptions(), log=lambda line: console.print(line))
     print_export(report)
@@ -102,7 +116,9 @@ def _run_steps(teacher_recipe: Path, student_recipe: Path, *, overwrite: bool) -
         raise typer.Exit(1)
 
 
-def _train_step(path: Path, recipe: Recipe, *, distill: bool, start_over: bool) -> RunResult:
+def _train_step(
+    path: Path, recipe: Recipe, again: QuickstartCommand, *, distill: bool, start_over: bool
+) -> RunResult:
     """One training step, continued where an earlier quickstart left it: a run that completed
     with this recipe is skipped, one that stopped is resumed from its checkpoint, and one
     stopped before its first checkpoint is started again. `start_over`: train afresh."""
@@ -112,16 +128,25 @@ def _train_step(path: Path, recipe: Recipe, *, distill: bool, start_over: bool) 
     if distill and not start_over and _distilled_from_another_teacher(path, recipe):
         console.print(f"{run.root} was distilled from another teacher; distilling it again")
         start_over = True
-    if start_over or not holds_run(run):
+
+    def train(resume: bool, overwrite: bool) -> RunResult:
         return train_and_print(
-            path, distill=distill, resume=False, overwrite=start_over, recipe=recipe
+            path,
+            distill=distill,
+            resume=resume,
+            overwrite=overwrite,
+            recipe=recipe,
+            continue_with=again.line(),
         )
+
+    if start_over or not holds_run(run):
+        return train(resume=False, overwrite=start_over)
     done = _completed_run_result(path, recipe)
     if done is None and not has_checkpoint(run):
-        return train_and_print(path, distill=distill, resume=False, overwrite=True, recipe=recipe)
-    _check_begun_with(path, recipe)
+        return train(resume=False, overwrite=True)
+    _check_begun_with(path, recipe, again)
     if done is None:
-        return train_and_print(path, distill=distill, resume=True, overwrite=False, recipe=recipe)
+        return train(resume=True, overwrite=False)
     step = "student already distilled" if distill else "teacher already trained"
     console.print(f"{step}: {run.root} ({done.student.accuracy:.2f} %); skipping")
     return done
@@ -145,7 +170,7 @@ def _completed_run_result(path: Path, recipe: Recipe) -> RunResult | None:
         return None
 
 
-def _check_begun_with(path: Path, recipe: Recipe) -> None:
+def _check_begun_with(path: Path, recipe: Recipe, again: QuickstartCommand) -> None:
     """Refuse to skip or resume a run begun with another recipe than `path` says now (it was
     edited since): the quickstart would report, or go on with, a run the recipe does not
     describe."""
@@ -158,7 +183,7 @@ def _check_begun_with(path: Path, recipe: Recipe) -> None:
         return
     raise UserError(
         f"{path}: not the recipe {run.root} was trained with ({recipe_changes(begun, recipe)}); "
-        "start over with `compress quickstart --overwrite`"
+        f"start over with `{again.line('--overwrite')}`"
     )
 
 

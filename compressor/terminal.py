@@ -39,9 +39,16 @@ error_console = Console(stderr=True, markup=False, soft_wrap=True, width=_log_wi
 
 
 def train_and_print(
-    path: Path, *, distill: bool, resume: bool, overwrite: bool, recipe: Recipe | None = None
+    path: Path,
+    *,
+    distill: bool,
+    resume: bool,
+    overwrite: bool,
+    recipe: Recipe | None = None,
+    continue_with: str | None = None,
 ) -> RunResult:
-    """Train `path`'s recipe (or `recipe`, read from it and amended) and print the results."""
+    """Train `path`'s recipe (or `recipe`, read from it and amended) and print the results;
+    `continue_with` as for `run_training`."""
     from compressor.engine.run import run_training
     from compressor.progress import RichObserver
     from compressor.recipe import load_recipe
@@ -56,6 +63,7 @@ def train_and_print(
             resume=resume,
             overwrite=overwrite,
             observer=RichObserver(console),
+            continue_with=continue_with,
         )
     except KeyboardInterrupt:
         stop.said = True  # run_training printed where the run stopped and how to resume it

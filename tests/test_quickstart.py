@@ -138,6 +138,17 @@ def test_quickstart_with_recipes_elsewhere_distils_the_teacher_it_trained(
     run_recipe = yaml.safe_load((tmp_path / "work/runs/quickstart/recipe.yaml").read_text())
     trained = tmp_path / "work" / "runs" / "quickstart-teacher" / "student.pt"
     assert run_recipe["teacher"]["checkpoint"] == str(trained.resolve())
+    # Every command it names keeps --recipes.
+    edited = tmp_path / "repo" / "recipes" / "quickstart.yaml"
+    recipe = yaml.safe_load(edited.read_text())
+    recipe["train"]["seed"] = 1
+    edited.write_text(yaml.safe_dump(recipe))
+    changed = run_cli(capsys, "quickstart", "--recipes", str(tmp_path / "repo" / "recipes"))
+    assert changed.code == 2
+    assert changed.stderr.rstrip().endswith(
+        f"start over with `compress quickstart --recipes {tmp_path / 'repo' / 'recipes'} "
+        "--overwrite`"
+    )
 
 
 def test_quickstart_outside_the_repository(
@@ -177,7 +188,9 @@ def test_an_interrupted_quickstart_continues_where_it_stopped(
             process.wait(timeout=120)
     said = log.read_text().rstrip().splitlines()
     assert process.returncode == 130, said
-    assert "compress distill recipes/quickstart.yaml --resume" in said[-2]
+    # Not `compress distill recipes/quickstart.yaml --resume`: the quickstart gives that
+    # recipe the teacher it trained, which the file alone finds only from the repository root.
+    assert said[-2].endswith("interrupted; continue with: compress quickstart")
     start_over = ", or `compress quickstart --overwrite` to start over" if flags else ""
     assert said[-1] == (
         "quickstart interrupted; run `compress quickstart` again to continue where it "

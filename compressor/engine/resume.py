@@ -17,11 +17,19 @@ from compressor.rundir.layout import manifest_record
 
 
 def interrupted_message(
-    run: RunDir, source: str, distill: bool, torchrun: bool, ended: str = "interrupted"
+    run: RunDir,
+    source: str,
+    distill: bool,
+    torchrun: bool,
+    ended: str = "interrupted",
+    continue_with: str | None = None,
 ) -> str:
     """What to type after Ctrl-C (or a crash, `ended` "failed"): resume from a checkpoint, or
     start again if none was written (the CLI's framework exits 130 without a word). Quoted for
-    the shell: a recipe path with a space must paste back as one argument."""
+    the shell: a recipe path with a space must paste back as one argument. `continue_with`:
+    the command that goes on where the run's own would not (the quickstart's)."""
+    if continue_with is not None:
+        return f"{ended}; continue with: {continue_with}{set_aside_note(run)}"
     if has_checkpoint(run):  # last.pt, or previous-last.pt that --resume falls back to
         said, flag = f"{ended}; continue from the last finished epoch with", "--resume"
     else:

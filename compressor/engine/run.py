@@ -98,7 +98,10 @@ def run_training(
     resume: bool = False,
     overwrite: bool = False,
     observer: RunObserver | None = None,
+    continue_with: str | None = None,
 ) -> RunResult:
+    """Train (or distil) the recipe into its run directory; `continue_with` is the command
+    that goes on after a stop, where `compress train|distill RECIPE --resume` would not."""
     observer = observer or RunObserver()
     source = str(recipe_path)
     unused = unused_settings(recipe, distill=distill)  # before `train` drops teacher and method
@@ -133,7 +136,9 @@ def run_training(
             if distributed.is_main:
                 # Marked, or claimed (an --overwrite has set the old run aside by then).
                 if mark_stopped(run, attempt.token) or attempt.claimed:
-                    message = interrupted_message(run, source, distill, distributed.enabled)
+                    message = interrupted_message(
+                        run, source, distill, distributed.enabled, continue_with=continue_with
+                    )
                 else:  # e.g. while reading the data: an --overwrite has replaced nothing yet
                     message = f"stopped before the run started; {run.root} is as it was"
                 observer.message(message)
@@ -145,7 +150,9 @@ def run_training(
                 raise
             if not (mark_stopped(run, attempt.token, status="failed") or attempt.claimed):
                 raise
-            stopped = interrupted_message(run, source, distill, distributed.enabled, "stopped")
+            stopped = interrupted_message(
+                run, source, distill, distributed.enabled, "stopped", continue_with
+            )
             raise UserError(f"{error}; the run {stopped}") from error
         except UserError as error:
             # Bad input found mid-run (a diverging loss): its message says what to change.
@@ -162,7 +169,9 @@ def run_training(
             started = distributed.is_main and mark_stopped(run, attempt.token, status="failed")
             if started or (distributed.is_main and attempt.claimed):
                 observer.message(
-                    interrupted_message(run, source, distill, distributed.enabled, "failed")
+                    interrupted_message(
+                        run, source, distill, distributed.enabled, "failed", continue_with
+                    )
                 )
             raise
         finally:
