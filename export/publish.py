@@ -29,6 +29,7 @@ import os
 import shutil
 from pathlib import Path
 
+from compressor.errors import UserError
 from compressor.interrupt import interrupts_ignored
 from compressor.io import write_json
 
@@ -57,8 +58,26 @@ def publish(staging: Path, export_dir: Path, keep: Path | None) -> list[str]:
     )
     with interrupts_ignored():
         folder = export_dir / staging.name.replace(STAGING_PREFIX, PUBLISHING_PREFIX, 1)
-        os.replace(staging, folder)
-        return _finish(folder, export_dir)
+        try:
+            os.replace(staging, folder)
+        except OSError as error:
+            raise UserError(
+                f"{export_dir}: cannot put the new export in place ({_why(error)}); the "
+                "previous export is as it was"
+            ) from None
+        try:
+            return _finish(folder, export_dir)
+        except OSError as error:
+            # Past the commit point: what is left waits in the folder, as after a kill.
+            raise UserError(
+                f"{export_dir}: cannot put the new export in place ({_why(error)}); the rest "
+                f"of it waits in {folder.name}: make export/ writable, then export the run "
+                "again, which completes it first"
+            ) from None
+
+
+def _why(error: OSError) -> str:
+    return f"{error.strerror}: {error.filename}" if error.filename else str(error.strerror)
 
 
 def finish_interrupted(export_dir: Path) -> tuple[list[Path], list[str]]:

@@ -570,6 +570,24 @@ def test_an_export_folder_where_only_the_lock_is_writable_is_one_line(
     assert folder_contents(run / "export") == before
 
 
+@pytest.mark.skipif(shutil.which("chattr") is None, reason="needs chattr (e2fsprogs)")
+def test_a_file_that_cannot_be_replaced_while_publishing_is_one_line_and_completable(
+    distilled_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Past the commit point a failed rename used to crash (exit 3); it is one line, and the
+    export left waiting is refused by the gate and completed by the next export."""
+    run = copy_run(distilled_run, tmp_path / "stuck", "completed")
+    invoke("export", str(run), "--no-teacher", *QUICK)
+    with immutable(run / "export" / "export_report.html"):
+        line = one_error_line(run_cli(capsys, "export", str(run), "--no-teacher", *QUICK))
+    assert f"{run / 'export'}: cannot put the new export in place (" in line
+    assert "export_report.html" in line and "then export the run again" in line
+    gate = one_error_line(run_cli(capsys, "gate", str(run)))
+    assert "was killed while putting its files in place" in gate
+    invoke("export", str(run), "--no-teacher", *QUICK)
+    assert run_cli(capsys, "gate", str(run)).code in (0, 1)
+
+
 def test_an_export_folder_that_is_a_file(
     distilled_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
