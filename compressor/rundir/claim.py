@@ -8,6 +8,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from compressor.errors import UserError
+from compressor.io import file_in_the_way
 from compressor.rundir.layout import RunDir, has_checkpoint, holds_run, manifest_record
 from compressor.rundir.set_aside import refuse_while_exporting, set_aside_replaced_run
 from compressor.rundir.status import lock_run
@@ -18,9 +19,22 @@ def check_run_dir(run: RunDir, *, resume: bool, overwrite: bool) -> None:
     touch one another process is training."""
     if resume and overwrite:
         raise UserError("--resume and --overwrite contradict each other; pick one")
+    _check_no_file_in_the_way(run)
     if run.lock.exists():
         lock_run(run).release()
     _check_run_state(run, resume=resume, overwrite=overwrite)
+
+
+def _check_no_file_in_the_way(run: RunDir) -> None:
+    """A file where the run directory, or a folder above it, should be: named, before the
+    data is read. mkdir's own words ('Not a directory', 'File exists') name neither."""
+    blocker = run.root if run.root.exists() and not run.root.is_dir() else None
+    blocker = blocker or file_in_the_way(run.root)
+    if blocker is not None:
+        raise UserError(
+            f"{blocker}: a file where the run directory {run.root} needs a folder; move it "
+            "away or choose another output.dir"
+        )
 
 
 def _check_run_state(run: RunDir, *, resume: bool, overwrite: bool) -> None:

@@ -82,3 +82,21 @@ def test_a_checkpoints_folder_that_cannot_be_written_is_refused_before_training(
     run.checkpoint.parent.write_bytes(b"")
     with pytest.raises(UserError, match=r"checkpoints: cannot write the run directory"):
         claim_run_dir(run, resume=False, overwrite=False)
+
+
+@pytest.mark.parametrize("blocked", ["run", "runs"], ids=["the run's folder", "a folder above"])
+def test_a_file_where_the_run_directory_goes_is_named_before_anything_is_read(
+    tmp_path: Path, blocked: str
+) -> None:
+    """mkdir's 'Not a directory' or 'File exists', with "make it writable", named neither
+    the file nor a fix that works."""
+    run = RunDir(tmp_path / "runs" / "run")
+    blocker = run.root if blocked == "run" else run.root.parent
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_bytes(b"")
+    with pytest.raises(UserError) as error:
+        check_run_dir(run, resume=False, overwrite=False)
+    assert str(error.value) == (
+        f"{blocker}: a file where the run directory {run.root} needs a folder; move it away "
+        "or choose another output.dir"
+    )
