@@ -410,7 +410,7 @@ CASES = [
     Case(
         "output dir under a file",
         lambda t: train(t, output={"dir": str(_write(t / "file", "x") / "runs")}),
-        ("cannot write",),
+        ("file: a file where the run directory", "move it away or choose another output.dir"),
     ),
     Case(
         "resume and overwrite together",
