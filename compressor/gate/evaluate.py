@@ -159,8 +159,9 @@ def _read_export(
     killed = unfinished_publish(run.export_dir)
     if killed is not None:
         raise UserError(
-            f"{run.export_dir}: an export of this run was killed while putting its files in "
-            f"place ({killed.name} holds the rest), so they are part old, part new; re-export "
+            f"{run.export_dir}: an export of this run stopped while putting its files in "
+            f"place (killed, or a file it could not replace; {killed.name} holds the rest), so "
+            "they are part old, part new; re-export "
             f"with `{again}`, which completes that one first"
         )
     export = read_report(

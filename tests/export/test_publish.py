@@ -112,10 +112,10 @@ def test_a_kill_at_any_step_of_publishing_leaves_an_export_whole_or_completable(
             outcomes.append("previous" if report.read_bytes() == previous_report else "new")
         except UserError as error:
             assert error.lines == [
-                f"{run / 'export'}: an export of this run was killed while putting its files "
-                f"in place ({PUBLISHING_PREFIX}killed holds the rest), so they are part old, "
-                f"part new; re-export with `compress export {run}`, which completes that one "
-                "first"
+                f"{run / 'export'}: an export of this run stopped while putting its files "
+                "in place (killed, or a file it could not replace; "
+                f"{PUBLISHING_PREFIX}killed holds the rest), so they are part old, part new; "
+                f"re-export with `compress export {run}`, which completes that one first"
             ]
             outcomes.append("refused")
         # What the next export does first, holding the export lock.
@@ -146,7 +146,7 @@ def test_after_a_kill_while_publishing_the_gate_says_so_and_the_export_repairs_i
     assert _publish_killed_at(4, _stage(new, run), run) == -signal.SIGKILL
     assert not (run / "export" / REPORT_JSON).exists()
     line = one_error_line(run_cli(capsys, "gate", str(run)))
-    assert "was killed while putting its files in place" in line
+    assert "stopped while putting its files in place (killed, or a file it" in line
     assert line.endswith(f"re-export with `compress export {run}`, which completes that one first")
 
     result = run_cli(capsys, "export", str(run), "--no-teacher", *QUICK)
