@@ -43,7 +43,7 @@ def recipe_hash(recipe: Recipe) -> str:
     # The method's name is its default within its own class, but it picks the class.
     asked["method"] = {"name": recipe.method.name, **asked.get("method", {})}
     _drop_free_settings(asked, keep=("export",))
-    return hashlib.sha256(json.dumps(asked, sort_keys=True).encode("utf-8")).hexdigest()
+    return _json_sha256(asked)
 
 
 def export_section_hash(recipe: Recipe) -> str:
@@ -52,7 +52,12 @@ def export_section_hash(recipe: Recipe) -> str:
     training, which no run hash sees, and only a new export applies the edit: the gate
     compares this with recipe.yaml's section now."""
     asked = recipe.export.model_dump(mode="json", exclude_defaults=True)
-    return hashlib.sha256(json.dumps(asked, sort_keys=True).encode("utf-8")).hexdigest()
+    return _json_sha256(asked)
+
+
+def _json_sha256(value: Any) -> str:
+    """The sha256 of `value` as canonical JSON (sorted keys), so equal settings hash alike."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode("utf-8")).hexdigest()
 
 
 def package_versions() -> dict[str, str | None]:

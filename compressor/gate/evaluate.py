@@ -161,8 +161,8 @@ def _read_export(
         raise UserError(
             f"{run.export_dir}: an export of this run stopped while putting its files in "
             f"place (killed, or a file it could not replace; {killed.name} holds the rest), so "
-            "they are part old, part new; re-export "
-            f"with `{again}`, which completes that one first"
+            f"they are part old, part new; re-export with `{again}`, which completes that one "
+            "first"
         )
     export = read_report(
         export_path, ExportReport, "the export report", f"export the run with `{again}`"

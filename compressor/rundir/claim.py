@@ -28,8 +28,7 @@ def check_run_dir(run: RunDir, *, resume: bool, overwrite: bool) -> None:
 def _check_no_file_in_the_way(run: RunDir) -> None:
     """A file where the run directory, or a folder above it, should be: named, before the
     data is read. mkdir's own words ('Not a directory', 'File exists') name neither."""
-    blocker = run.root if run.root.exists() and not run.root.is_dir() else None
-    blocker = blocker or file_in_the_way(run.root)
+    blocker = file_in_the_way(run.manifest)  # the folders above a run file: root included
     if blocker is not None:
         raise UserError(
             f"{blocker}: a file where the run directory {run.root} needs a folder; move it "
