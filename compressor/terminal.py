@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from rich import box
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -36,6 +37,22 @@ def _log_width(stream: TextIO) -> int | None:
 # or a warning; a terminal wraps it itself.
 console = Console(markup=False, soft_wrap=True, width=_log_width(sys.stdout))
 error_console = Console(stderr=True, markup=False, soft_wrap=True, width=_log_width(sys.stderr))
+
+
+def print_table(table: Table) -> None:
+    """Print `table` without cutting a figure: in a terminal narrower than its no-wrap
+    columns (COLUMNS=40), rich would shrink them to "9…". Such a column is kept as wide as its
+    widest cell and the table drawn as wide as that needs; the terminal wraps its lines, and
+    the columns that may wrap (a gate rule's detail) still do."""
+    unbounded = console.options.update_width(10_000)
+    for column in table.columns:
+        if column.no_wrap:
+            cells = (column.header, *column.cells)
+            column.min_width = max(Measurement.get(console, unbounded, c).maximum for c in cells)
+    needed = Measurement.get(console, unbounded, table).minimum
+    if needed > console.width:
+        table.width = needed
+    console.print(table)
 
 
 def train_and_print(
@@ -73,13 +90,13 @@ def train_and_print(
     table = Table(title=f"run {result.run.root}")
     table.add_column("")
     if result.teacher is not None:
-        table.add_column("teacher", justify="right")
-    table.add_column("student", justify="right")
+        table.add_column("teacher", justify="right", no_wrap=True)
+    table.add_column("student", justify="right", no_wrap=True)
     models = [m for m in (result.teacher, result.student) if m is not None]
     table.add_row("test top-1 (%)", *(f"{m.accuracy:.2f}" for m in models))
     table.add_row("parameters", *(f"{m.parameters:,}" for m in models))
     table.add_row("MFLOPs / image", *(f"{m.flops / 1e6:,.2f}" for m in models))
-    console.print(table)
+    print_table(table)
     if result.agreement is not None:
         console.print(f"top-1 agreement teacher/student: {result.agreement:.2f} %")
     console.print(f"reports: {result.run.root / 'report.html'} (also .md, .json)")
@@ -103,7 +120,7 @@ def print_gate(result: GateResult) -> None:
             Text(rule.status, style=styles[rule.status]),
             Text(rule.detail),
         )
-    console.print(table)
+    print_table(table)
     console.print(result.verdict)
 
 
@@ -126,9 +143,10 @@ def print_export(report: ExportReport) -> None:
     batches = report.settings.batch_sizes
     table = Table(title=f"export {report.run} (p50 latency in ms)", box=box.SIMPLE_HEAD)
     for column in ("model", "backend", "prec.", "device", "top-1 %", "parity"):
-        table.add_column(column, justify="right" if column == "top-1 %" else "left")
+        justify = "right" if column == "top-1 %" else "left"
+        table.add_column(column, justify=justify, no_wrap=True)
     for batch in batches:
-        table.add_column(f"@{batch}", justify="right")
+        table.add_column(f"@{batch}", justify="right", no_wrap=True)
     for result in report.results:
         parity = result.parity
         table.add_row(
@@ -140,7 +158,7 @@ def print_export(report: ExportReport) -> None:
             "—" if parity is None else ("pass" if parity.passed else "FAIL"),
             *(f"{result.latency[b].p50_ms:.3g}" if b in result.latency else "—" for b in batches),
         )
-    console.print(table)
+    print_table(table)
     noisy = noisy_speedups(report.results)
     for backend, by_batch in report.speedup.items():
         figures = ", ".join(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -413,6 +414,31 @@ def test_ctrl_c_keeps_the_previous_export_and_says_how_to_finish(
     )
     assert "Traceback" not in stderr.decode()
     assert folder_contents(run / "export") == before
+
+
+def test_a_narrow_terminal_shows_every_figure_of_the_export_and_the_gate(
+    distilled_run: Path, tmp_path: Path
+) -> None:
+    """At 40 columns rich shrank the tables' figures to "9…"; the table is drawn as wide as
+    its figures need and the terminal wraps it."""
+    run = copy_run(distilled_run, tmp_path / "narrow", "completed")
+    narrow = {**os.environ, "COLUMNS": "40"}
+    shown = ""
+    for command in (["export", str(run), *QUICK], ["gate", str(run)]):
+        done = subprocess.run(
+            [sys.executable, "-m", "compressor", *command],
+            capture_output=True,
+            text=True,
+            env=narrow,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        shown += done.stdout
+    report = report_of(run)
+    student = rows_of(report)["student", "onnxruntime", "fp32"]
+    assert "…" not in shown
+    assert f" {student['accuracy']:.2f} " in shown
+    assert "onnxruntime" in shown and "student_accuracy" in shown
 
 
 @needs_file_size_limits
