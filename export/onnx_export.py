@@ -228,13 +228,24 @@ def load_onnx(path: Path | str) -> onnx.ModelProto:
     return proto
 
 
+def graph_inputs(proto: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
+    """The inputs a caller feeds: files written with IR version < 4 also list every weight
+    (initializer) as a graph input."""
+    initializers = {tensor.name for tensor in proto.graph.initializer}
+    return [i for i in proto.graph.input if i.name not in initializers]
+
+
+def input_name(path: Path) -> str:
+    """The image input's name: ours is INPUT_NAME, a --student-onnx file made elsewhere names
+    it as it likes, and TensorRT's optimisation profile is set by name."""
+    return graph_inputs(onnx.load(str(path), load_external_data=False))[0].name
+
+
 def check_classifier_io(
     proto: onnx.ModelProto, path: Path, image_shape: Sequence[int], num_classes: int
 ) -> None:
     """The file must take this run's images and return one logit per class of its data."""
-    inputs = [
-        i for i in proto.graph.input if i.name not in {t.name for t in proto.graph.initializer}
-    ]
+    inputs = graph_inputs(proto)
     if len(inputs) != 1 or len(proto.graph.output) != 1:
         raise UserError(
             f"{path}: the model has {len(inputs)} inputs and {len(proto.graph.output)} outputs; "
@@ -256,8 +267,7 @@ def check_classifier_io(
 
 def fixed_batch(proto: onnx.ModelProto) -> int | None:
     """The batch size a model's image input is fixed at; None when it is dynamic."""
-    initializers = {tensor.name for tensor in proto.graph.initializer}
-    image = next(i for i in proto.graph.input if i.name not in initializers)
+    image = graph_inputs(proto)[0]
     batch = _dims(image)[0] if _dims(image) else None
     return batch if isinstance(batch, int) and batch > 0 else None
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from compressor.errors import UserError
 from compressor.io import file_sha256, write_bytes
-from export.onnx_export import INPUT_NAME, OUTPUT_NAME
+from export.onnx_export import input_name
 
 # onnxruntime (a core dependency) and onnxruntime-gpu install the same `onnxruntime` module:
 # after the extra, the CPU package goes and the GPU one is reinstalled over what it removed.
@@ -130,7 +130,7 @@ def build_engine(
     timing_cache = timing_cache_path(cache_dir, gpu=gpu)
     shape = tuple(image_shape)
     profile = Profile().add(
-        INPUT_NAME, min=(1, *shape), opt=(opt_batch, *shape), max=(max_batch, *shape)
+        input_name(onnx_path), min=(1, *shape), opt=(opt_batch, *shape), max=(max_batch, *shape)
     )
     config = CreateConfig(
         profiles=[profile],
@@ -161,7 +161,12 @@ class TensorRTRunner:
         _quiet_polygraphy()
         self.engine_file = engine_file
         engine = EngineFromBytes(engine_file.read_bytes())()
-        self.input_type = trt.nptype(engine.get_tensor_dtype(INPUT_NAME))
+        # A --student-onnx file names its input and output as it likes: read them off the engine.
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        self.input_name = inputs[0]
+        self.output_name = next(n for n in names if n not in inputs)
+        self.input_type = trt.nptype(engine.get_tensor_dtype(self.input_name))
         self._runner = TrtRunner(engine)
 
     def __enter__(self) -> TensorRTRunner:
@@ -177,6 +182,7 @@ class TensorRTRunner:
         self._runner.deactivate()
 
     def infer(self, images: np.ndarray) -> np.ndarray:
-        outputs = self._runner.infer({INPUT_NAME: images.astype(self.input_type, copy=False)})
+        feed = {self.input_name: images.astype(self.input_type, copy=False)}
+        outputs = self._runner.infer(feed)
         # The runner reuses its output buffers between calls: copy before the next one.
-        return np.array(outputs[OUTPUT_NAME], dtype=np.float32)
+        return np.array(outputs[self.output_name], dtype=np.float32)

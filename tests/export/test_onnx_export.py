@@ -100,3 +100,25 @@ def test_an_exporter_that_fails_below_opset_18_names_the_opset_only_if_18_works(
     with pytest.raises(UserError, match=expected):
         export_onnx(model, tmp_path / "m.onnx", image_shape=(1, 8, 8), opset=17, metadata={})
     assert tried == [17, 18] and not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.filterwarnings("ignore:You are using the legacy TorchScript:DeprecationWarning")
+def test_the_image_input_is_named_as_the_file_names_it(tmp_path: Path) -> None:
+    """TensorRT's profile is set by the input's name: a --student-onnx file made elsewhere
+    names it as it likes, and an old-style file lists its weights as inputs too."""
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10)).eval()
+    ours = tmp_path / "ours.onnx"
+    export_onnx(model, ours, image_shape=(1, 8, 8), opset=18, metadata={})
+    theirs = tmp_path / "theirs.onnx"
+    torch.onnx.export(
+        model,
+        (torch.zeros(2, 1, 8, 8),),
+        str(theirs),
+        input_names=["pixels"],
+        output_names=["scores"],
+        keep_initializers_as_inputs=True,
+        dynamo=False,
+    )
+    assert len(onnx.load(str(theirs)).graph.input) == 3  # the image, the weight, the bias
+    assert onnx_export.input_name(ours) == onnx_export.INPUT_NAME
+    assert onnx_export.input_name(theirs) == "pixels"
