@@ -20,6 +20,8 @@ def check_run_dir(run: RunDir, *, resume: bool, overwrite: bool) -> None:
     if resume and overwrite:
         raise UserError("--resume and --overwrite contradict each other; pick one")
     _check_no_file_in_the_way(run)
+    if not overwrite:  # --overwrite sets the whole directory aside, whatever it holds
+        _check_no_folder_in_the_way(run)
     if run.lock.exists():
         lock_run(run).release()
     _check_run_state(run, resume=resume, overwrite=overwrite)
@@ -34,6 +36,17 @@ def _check_no_file_in_the_way(run: RunDir) -> None:
             f"{blocker}: a file where the run directory {run.root} needs a folder; move it "
             "away or choose another output.dir"
         )
+
+
+def _check_no_folder_in_the_way(run: RunDir) -> None:
+    """A folder where the run writes one of its files would fail the run at its first epoch,
+    or its last, with 'Is a directory': named before the data is read."""
+    for path in run.files:
+        if path.is_dir():
+            raise UserError(
+                f"{path}: a folder where the run writes its {path.name}; move it away, or "
+                "start the run over with --overwrite"
+            )
 
 
 def _check_run_state(run: RunDir, *, resume: bool, overwrite: bool) -> None:

@@ -39,6 +39,12 @@ class RunDir:
         return self.root / f"report.{suffix}"
 
     @property
+    def files(self) -> tuple[Path, ...]:
+        """Every file a training run writes (the export's are its own)."""
+        reports = (self.report(suffix) for suffix in ("json", "md", "html"))
+        return (self.recipe, self.manifest, self.checkpoint, self.student, self.metrics, *reports)
+
+    @property
     def export_dir(self) -> Path:
         return self.root / "export"
 
