@@ -127,11 +127,10 @@ def evaluate_gate(
     recipe, report = _read_run(run)
     config = recipe.gate.model_copy(update=flags)
 
-    # What to run where the export is missing or stale: one that makes the judged file too.
-    again = export_command(run.root, *export_flags(backend, precision))
     with _no_export_writing(run):
         export_path = run.export_dir / REPORT_JSON
-        export = _read_export(run, export_path, recipe, report, again)
+        export = _read_export(run, export_path, recipe, report, backend, precision)
+        again = export_command(run.root, *export_flags(backend, precision, export.results))
         student = exported_student(export, export_path, run.root, backend, precision)
         reference = one_row(export, export_path, "student", "pytorch", "fp32")
         if reference is None:
@@ -152,10 +151,18 @@ def evaluate_gate(
 
 
 def _read_export(
-    run: RunDir, export_path: Path, recipe: Recipe, report: RunReport, again: str
+    run: RunDir,
+    export_path: Path,
+    recipe: Recipe,
+    report: RunReport,
+    backend: str,
+    precision: str,
 ) -> ExportReport:
     """The export report, once it is known to be whole and made from this run's recipe (its
-    `export:` section as recipe.yaml has it now) and its student.pt as they are now."""
+    `export:` section as recipe.yaml has it now) and its student.pt as they are now. Where it
+    is not, the export to run makes the judged file, and keeps the ones a readable report
+    lists."""
+    again = export_command(run.root, *export_flags(backend, precision))
     killed = unfinished_publish(run.export_dir)
     if killed is not None:
         raise UserError(
@@ -167,6 +174,7 @@ def _read_export(
     export = read_report(
         export_path, ExportReport, "the export report", f"export the run with `{again}`"
     )
+    again = export_command(run.root, *export_flags(backend, precision, export.results))
     if export.recipe_sha256 != report.recipe_sha256:
         raise UserError(
             f"{export_path}: made for another recipe (sha256 {export.recipe_sha256[:12]}, run "

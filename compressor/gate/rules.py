@@ -5,6 +5,7 @@ teacher deployed the same way, with the notes a verdict near its bar needs."""
 from __future__ import annotations
 
 import shlex
+from collections.abc import Iterable
 from pathlib import Path
 
 from compressor.errors import UserError
@@ -20,14 +21,19 @@ def export_command(run: Path, *flags: str) -> str:
     return shlex.join(["compress", "export", str(run), *flags])
 
 
-def export_flags(backend: str, precision: str) -> list[str]:
+_FLAG_OF = {"tensorrt": "--trt", "fp16": "--fp16", "int8": "--int8"}
+
+
+def export_flags(backend: str, precision: str, exported: Iterable[ExportRow] = ()) -> list[str]:
     """The `compress export` flags that make the file a gate of `backend` and `precision`
-    judges: a re-export without them would remove it."""
-    flags = (
-        {"tensorrt": "--trt"}.get(backend),
-        {"fp16": "--fp16", "int8": "--int8"}.get(precision),
-    )
-    return [flag for flag in flags if flag]
+    judges, and the students already `exported`: a re-export without a flag removes the
+    files it made (following a `--int8` hint would delete the fp16 student)."""
+    made = {
+        (backend, precision),
+        *((r.backend, r.precision) for r in exported if r.model == "student"),
+    }
+    wanted = {_FLAG_OF.get(part) for pair in made for part in pair}
+    return [flag for flag in _FLAG_OF.values() if flag in wanted]
 
 
 def exported_student(
@@ -42,8 +48,8 @@ def exported_student(
     where = " on a machine with an NVIDIA GPU and TensorRT" if backend == "tensorrt" else ""
     raise UserError(
         f"{path}: no {backend} {precision} student (exported: {', '.join(exported) or 'none'}); "
-        f"run `{export_command(run, *export_flags(backend, precision))}`{where}, or gate an "
-        "exported one with --backend/--precision"
+        f"run `{export_command(run, *export_flags(backend, precision, export.results))}`{where}, "
+        "or gate an exported one with --backend/--precision"
     )
 
 

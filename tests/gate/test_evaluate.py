@@ -1103,3 +1103,22 @@ def test_a_command_to_run_quotes_a_run_path_with_spaces(
     result = run_cli(capsys, "gate", str(run), "--precision", "int8")
     assert result.code == 2
     assert f"run `compress export '{run}' --int8`, or gate" in result.stderr
+
+
+def test_a_re_export_hint_keeps_the_files_the_export_has(
+    made_runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Following `compress export RUN --int8` would remove the fp16 student: a re-export
+    without a flag removes the files it made. The hint carries every flag the export used."""
+    run = Path(shutil.copytree(made_runs["kd"], tmp_path / "kd"))
+    write_export_report(run, fp16=True)
+    result = run_cli(capsys, "gate", str(run), "--precision", "int8")
+    assert result.code == 2
+    assert f"run `compress export {run} --fp16 --int8`, or gate" in result.stderr
+
+    export = run / "export" / "export_report.json"
+    export.write_text(export.read_text().replace('"recipe_sha256": "', '"recipe_sha256": "0'))
+    result = run_cli(capsys, "gate", str(run), "--backend", "tensorrt")
+    assert result.code == 2
+    assert "made for another recipe" in result.stderr
+    assert result.stderr.rstrip().endswith(f"re-export with `compress export {run} --trt --fp16`")
