@@ -44,16 +44,20 @@ def run_quickstart(recipes: Path, *, overwrite: bool) -> None:
         _run_steps(teacher_recipe, student_recipe, again, overwrite=overwrite)
     except KeyboardInterrupt:
         # Rerunning the quickstart resumes the step that stopped, and runs the steps after it.
-        stop.said = True
+        # A training step has said so ("continue with: compress quickstart"); the export's not.
+        if not stop.said:
+            console.print(
+                f"quickstart interrupted; continue with: {again.line()}",
+                highlight=False,
+                soft_wrap=True,
+            )
         # After --overwrite, continuing keeps what the new runs share with the old (an
         # identical teacher keeps its student): starting over needs the flag again.
-        fresh = f", or `{again.line('--overwrite')}` to start over" if overwrite else ""
-        console.print(
-            f"quickstart interrupted; run `{again.line()}` again to continue where it "
-            f"stopped{fresh}",
-            highlight=False,
-            soft_wrap=True,
-        )
+        if overwrite:
+            console.print(
+                f"or start over with: {again.line('--overwrite')}", highlight=False, soft_wrap=True
+            )
+        stop.said = True
         raise
 
 

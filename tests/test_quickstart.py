@@ -190,12 +190,12 @@ def test_an_interrupted_quickstart_continues_where_it_stopped(
     assert process.returncode == 130, said
     # Not `compress distill recipes/quickstart.yaml --resume`: the quickstart gives that
     # recipe the teacher it trained, which the file alone finds only from the repository root.
-    assert said[-2].endswith("interrupted; continue with: compress quickstart")
-    start_over = ", or `compress quickstart --overwrite` to start over" if flags else ""
-    assert said[-1] == (
-        "quickstart interrupted; run `compress quickstart` again to continue where it "
-        f"stopped{start_over}"
-    )
+    # Said once: the step's line, and after --overwrite how to start over instead.
+    start_over = ["or start over with: compress quickstart --overwrite"] if flags else []
+    stopped = said[-1 - len(start_over)]
+    assert stopped.endswith("interrupted; continue with: compress quickstart"), said
+    assert said[len(said) - len(start_over) :] == start_over
+    assert sum("continue with" in line for line in said) == 1, said
 
     again = run_cli(capsys, "quickstart")
     assert again.code == 0, again.stdout + again.stderr

@@ -141,6 +141,8 @@ def run_training(
                     )
                 else:  # e.g. while reading the data: an --overwrite has replaced nothing yet
                     message = f"stopped before the run started; {run.root} is as it was"
+                    if continue_with is not None:
+                        message += f"; continue with: {continue_with}"
                 observer.message(message)
             raise
         except WriteFailed as error:

@@ -583,6 +583,21 @@ def test_an_overwrite_stopped_before_it_started_says_nothing_changed(
     assert (run / "manifest.json").read_text() == before
     assert (run / "checkpoints" / "last.pt").is_file()
 
+    # The quickstart's steps say how to go on with the quickstart, whenever they stop.
+    observer = InterruptWhileReading()
+    with pytest.raises(KeyboardInterrupt):
+        run_training(
+            load_recipe(recipe),
+            recipe,
+            distill=False,
+            overwrite=True,
+            observer=observer,
+            continue_with="compress quickstart",
+        )
+    assert observer.messages[-1] == (
+        f"stopped before the run started; {run} is as it was; continue with: compress quickstart"
+    )
+
 
 def test_an_overwrite_stopped_once_it_claimed_the_run_says_start_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
