@@ -235,6 +235,20 @@ CASES = [
         ("output.name", "not a folder of its own"),
     ),
     Case(
+        "run named after a recipe file '..yaml'",
+        lambda t: ["train", str(recipe(t, {"student": {"arch": "resnet8"}}, name="..yaml"))],
+        ("..yaml: the run would be named '.' after the file", "set output.name"),
+    ),
+    Case(
+        "run named after a recipe file '...yaml', with --overwrite",
+        lambda t: [
+            "train",
+            str(recipe(t, {"student": {"arch": "resnet8"}}, name="...yaml")),
+            "--overwrite",
+        ],
+        ("...yaml: the run would be named '..' after the file", "or rename the file"),
+    ),
+    Case(
         "device typo",
         lambda t: train(t, train={"device": "gpu0"}),
         ("train.device", "cuda:N", "'gpu0'"),

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from compressor.errors import UserError
 from compressor.io import previous_of
 from compressor.recipe import Recipe
 
@@ -59,7 +60,16 @@ class RunDir:
 
 
 def run_dir_for(recipe: Recipe, recipe_path: Path) -> RunDir:
+    """The run directory: output.dir/output.name, the name by default the recipe file's."""
     name = recipe.output.name or recipe_path.stem
+    if set(name) == {"."}:
+        # `..yaml` would make output.dir itself the run, and `...yaml` its parent: the run's
+        # files among the user's, and an --overwrite that sets all of them aside, then deletes.
+        raise UserError(
+            f"{recipe_path}: the run would be named {name!r} after the file, which names "
+            "output.dir or its parent, not a folder of its own; set output.name in the recipe "
+            "or rename the file"
+        )
     return RunDir(Path(recipe.output.dir) / name)
 
 
