@@ -4,6 +4,7 @@ and a gate, shown alike by their own commands and by the quickstart."""
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -26,9 +27,13 @@ if TYPE_CHECKING:
 def _log_width(stream: TextIO) -> int | None:
     """Off a terminal (a CI log, a file) rich assumes 80 columns, and a gate table's detail
     column wraps over several lines; 120 keeps a row on one line. A terminal, or COLUMNS,
-    says its own width."""
-    if "COLUMNS" in os.environ or stream.isatty():
+    says its own width; but rich takes COLUMNS=0 at its word and prints nothing at all,
+    error lines included, so a width that is not one counts as unset."""
+    columns = os.environ.get("COLUMNS")
+    if columns is not None and columns.isdigit() and int(columns) > 0:
         return None
+    if stream.isatty():
+        return None if columns is None else shutil.get_terminal_size().columns
     return 120
 
 

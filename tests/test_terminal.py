@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -20,3 +21,21 @@ def test_a_long_line_stays_one_line_off_a_terminal() -> None:
     )
     assert done.stdout == line + "\n"
     assert done.stderr == line + "\n"
+
+
+def test_a_zero_terminal_width_still_prints_every_line() -> None:
+    """rich takes COLUMNS=0 at its word: every line, the error line too, came out empty."""
+    script = (
+        "from compressor.terminal import console, error_console\n"
+        "console.print('gate passed')\n"
+        "error_console.print('error: runs/nope: not found')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "COLUMNS": "0"},
+    )
+    assert done.stdout == "gate passed\n"
+    assert done.stderr == "error: runs/nope: not found\n"
