@@ -24,6 +24,7 @@ from compressor.terminal import (
 if TYPE_CHECKING:
     from compressor.engine.run import RunResult
     from compressor.recipe import Recipe
+    from compressor.rundir import RunDir
     from export import ExportReport
 
 
@@ -151,6 +152,11 @@ def _train_step(
     _check_begun_with(path, recipe, again)
     if done is None:
         return train(resume=True, overwrite=False)
+    if _export_or_gate_edited(run, recipe) and has_checkpoint(run):
+        # Skipping would export and gate with the settings the run's recipe.yaml still has;
+        # resuming the completed run writes the new ones there, as `--resume` does.
+        console.print(f"{run.root}: export or gate settings edited since; resuming to apply them")
+        return train(resume=True, overwrite=False)
     step = "student already distilled" if distill else "teacher already trained"
     console.print(f"{step}: {run.root} ({done.student.accuracy:.2f} %); skipping")
     return done
@@ -172,6 +178,15 @@ def _completed_run_result(path: Path, recipe: Recipe) -> RunResult | None:
         return RunResult(run, ModelSummary(**fields["student"]), teacher, fields["top1_agreement"])
     except (UserError, OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def _export_or_gate_edited(run: RunDir, recipe: Recipe) -> bool:
+    """Do the recipe's `export:` or `gate:` differ from the run's recipe.yaml? The settings
+    a finished run may change (_check_begun_with allows them) that the quickstart then uses."""
+    from compressor.recipe import load_recipe
+
+    trained = load_recipe(run.recipe, started=True)
+    return (trained.export, trained.gate) != (recipe.export, recipe.gate)
 
 
 def _check_begun_with(path: Path, recipe: Recipe, again: QuickstartCommand) -> None:
