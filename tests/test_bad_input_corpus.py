@@ -249,6 +249,20 @@ CASES = [
         ("...yaml: the run would be named '..' after the file", "or rename the file"),
     ),
     Case(
+        "recipe nested too deeply for the YAML reader",
+        lambda t: [
+            "recipe",
+            "validate",
+            str(_write(t / "deep.yaml", f"student: {{kwargs: {{a: {'[' * 900}{']' * 900}}}}}\n")),
+        ],
+        ("deep.yaml: nested too deeply to be a recipe",),
+    ),
+    Case(
+        "recipe that is not a regular file",
+        lambda t: ["recipe", "validate", "/dev/null"],
+        ("/dev/null: not a regular file",),
+    ),
+    Case(
         "device typo",
         lambda t: train(t, train={"device": "gpu0"}),
         ("train.device", "cuda:N", "'gpu0'"),

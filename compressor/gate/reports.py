@@ -53,8 +53,9 @@ def difference(parity: Parity) -> str:
 
 
 class Latency(BaseModel):
-    p50_ms: float = Field(gt=0.0)
-    cv: float | None = Field(None, ge=0.0)  # None: a report from before it was recorded
+    # Finite: an infinite p50 gave a speedup of "nan×", or passed a teacher at inf ms.
+    p50_ms: float = Field(gt=0.0, allow_inf_nan=False)
+    cv: float | None = Field(None, ge=0.0, allow_inf_nan=False)  # None: from before it was kept
 
 
 class ExportRow(BaseModel):

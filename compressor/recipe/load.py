@@ -59,10 +59,14 @@ def load_recipe(path: Path | str, *, started: bool = False) -> Recipe:
     path = Path(path)
     if path.is_dir():
         raise UserError(f"{path}: is a folder, not a recipe file (name the .yaml file in it)")
+    if path.exists() and not path.is_file():  # /dev/null, a pipe
+        raise UserError(f"{path}: not a regular file; a recipe is a UTF-8 YAML file")
     if not path.is_file():
         raise UserError(f"{path}: recipe file not found (check the path)")
     try:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+    except RecursionError:  # the YAML composer recurses once per level of nesting
+        raise UserError(f"{path}: nested too deeply to be a recipe (hundreds of levels)") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""

@@ -91,9 +91,10 @@ def read_completed_run(run: RunDir) -> tuple[Recipe, dict[str, Any]]:
     if status == "failed" and isinstance(reason, str):
         raise UserError(f"{run.root}: the run failed on its input: {reason}{set_aside_note(run)}")
     if status != "completed":
-        state = _STOPPED.get(status) or (
-            f"'s status is {status!r}" if isinstance(status, str) else " has no status"
-        )
+        if not isinstance(status, str):  # a list or a mapping cannot be looked up
+            state = " has no status" if status is None else f"'s status is {status!r}"
+        else:
+            state = _STOPPED.get(status) or f"'s status is {status!r}"
         raise UserError(
             f"{run.root}: the run{state}, not completed (manifest.json); finish it with "
             f"{again}{set_aside_note(run)}"

@@ -60,7 +60,7 @@ def seeded_build(make: Callable[[], nn.Module], seed: int | None) -> nn.Module:
         return make()
 
 
-def copy_run(run: Path, to: Path, status: str | None) -> Path:
+def copy_run(run: Path, to: Path, status: str | list[str] | None) -> Path:
     """A copy of a finished run (without its export) whose manifest says `status`."""
     shutil.copytree(run, to, ignore=shutil.ignore_patterns("export"))
     manifest = json.loads((to / "manifest.json").read_text())

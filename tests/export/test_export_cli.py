@@ -636,11 +636,12 @@ def test_missing_run_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str
         ("distilled", "failed", "compress distill RECIPE --resume"),
         ("teacher", "interrupted", "compress train RECIPE --resume"),
         ("teacher", None, "compress train RECIPE --resume"),
+        ("teacher", ["completed"], "compress train RECIPE --resume"),  # not a status: no crash
     ],
 )
 def test_an_unfinished_run_is_refused_with_its_own_resume_command(
     run: str,
-    status: str | None,
+    status: str | list[str] | None,
     command: str,
     teacher_run: Path,
     distilled_run: Path,
@@ -653,6 +654,8 @@ def test_an_unfinished_run_is_refused_with_its_own_resume_command(
     line = one_error_line(run_cli(capsys, "export", str(copy), *QUICK))
     if status == "running":  # and no process holds the run's lock
         assert "the run stopped without finishing: manifest.json says running" in line
+    elif isinstance(status, list):
+        assert f"the run's status is {status!r}, not completed" in line
     else:
         assert f"the run {STOPPED.get(status, 'has no status')}, not completed" in line
     assert with_recipe(f"`{command}`", copy) in line

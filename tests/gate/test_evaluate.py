@@ -878,6 +878,12 @@ BAD_INPUTS: list[tuple[str, Callable[[Path], None] | None, list[str], list[str]]
         ["schema_version 2, but this compressor reads 1"],
     ),
     (
+        "infinite latency",
+        edit_json(EXPORT, lambda d: d["results"][3]["latency"]["64"].update(p50_ms=float("inf"))),
+        [],
+        ["results[3].latency.64.p50_ms", "finite number"],
+    ),
+    (
         "export row without agreement",
         edit_json(EXPORT, lambda d: d["results"][1]["parity"].pop("top1_agreement")),
         [],
