@@ -179,13 +179,26 @@ def _torchrun_environment() -> tuple[int, int, int]:
                 f"{'is' if len(missing) == 1 else 'are'} not: start "
                 "several processes with torchrun, which sets them all, or unset WORLD_SIZE"
             )
-        return world_size, int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+        rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+        port = int(os.environ["MASTER_PORT"])
     except ValueError:
-        given = ", ".join(f"{name}={os.environ.get(name)!r}" for name in names)
+        given = ", ".join(f"{name}={os.environ.get(name)!r}" for name in (*names, "MASTER_PORT"))
         raise UserError(
             f"torchrun's environment holds a value that is not a whole number ({given}); "
             "start the run with torchrun, or unset them"
         ) from None
+    # Out of range, torch's rendezvous fails on the port, or waits for ever on the rank.
+    if not (0 <= rank < world_size and local_rank >= 0):
+        raise UserError(
+            f"RANK={rank}, LOCAL_RANK={local_rank} with WORLD_SIZE={world_size}: a rank is "
+            f"0 to {world_size - 1}; start the run with torchrun, or unset them"
+        )
+    if not 0 < port < 65536:
+        raise UserError(
+            f"MASTER_PORT={port} is not a port (1 to 65535); start the run with torchrun, or "
+            "unset them"
+        )
+    return world_size, rank, local_rank
 
 
 def ddp_wrap(module: nn.Module, device: torch.device) -> DistributedDataParallel:

@@ -326,6 +326,9 @@ def test_a_node_missing_a_file_the_recipe_names_stops_the_other_node_too(
     assert not (tmp_path / "run").exists()
 
 
+_TORCHRUN = {"WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}
+
+
 @pytest.mark.parametrize(
     ("environment", "expected"),
     [
@@ -335,8 +338,20 @@ def test_a_node_missing_a_file_the_recipe_names_stops_the_other_node_too(
             "WORLD_SIZE=2 is set but MASTER_PORT is not",
         ),
         ({"WORLD_SIZE": "two"}, "not a whole number (WORLD_SIZE='two'"),
+        ({**_TORCHRUN, "MASTER_PORT": "abc"}, "MASTER_PORT='abc'"),
+        ({**_TORCHRUN, "MASTER_PORT": "99999"}, "MASTER_PORT=99999 is not a port"),
+        ({**_TORCHRUN, "RANK": "5"}, "RANK=5, LOCAL_RANK=0 with WORLD_SIZE=2: a rank is 0 to 1"),
+        ({**_TORCHRUN, "RANK": "-1"}, "RANK=-1, LOCAL_RANK=0 with WORLD_SIZE=2"),
     ],
-    ids=["world size alone", "no port", "not a number"],
+    ids=[
+        "world size alone",
+        "no port",
+        "not a number",
+        "port not a number",
+        "port out of range",
+        "rank past the world",
+        "rank below 0",
+    ],
 )
 def test_a_partial_torchrun_environment_is_one_line_before_anything_is_written(
     tmp_path: Path,
