@@ -150,17 +150,22 @@ def _call_entrypoint(
                 "to PYTHONPATH"
             ) from None
         raise UserError(f"{where}: importing {module_name} failed: {error}") from error
-    except Exception as error:
+    except (Exception, SystemExit) as error:  # SystemExit: an argparse run at import time
         raise UserError(
-            f"{where}: importing {module_name} raised {type(error).__name__}: {error}{DEBUG_HINT}"
+            f"{where}: importing {module_name} {_what_it_did(error)}{DEBUG_HINT}"
         ) from error
     if not hasattr(module, attribute):
-        names = [n for n in vars(module) if not n.startswith("_") and callable(vars(module)[n])]
+        names = [n for n, v in vars(module).items() if not n.startswith("_") and _builds(v)]
         raise UserError(
             f"{where}: module {module_name} has no attribute {attribute!r}; "
             f"its callables: {', '.join(sorted(names)[:15]) or 'none'}"
         )
     build = getattr(module, attribute)
+    if isinstance(build, nn.Module):  # calling it would run its forward with no input
+        raise UserError(
+            f"{where}: {attribute} is a model (a {type(build).__name__}), not the function or "
+            "class that builds it; name that instead"
+        )
     if not callable(build):
         raise UserError(
             f"{where}: {attribute} is a {type(build).__name__}, not a function or class "
@@ -172,14 +177,27 @@ def _call_entrypoint(
             arguments[parameter] = value
     try:
         model = build(**arguments)
-    except Exception as error:
-        raise UserError(f"{where} raised {type(error).__name__}: {error}{DEBUG_HINT}") from error
+    except (Exception, SystemExit) as error:
+        raise UserError(f"{where} {_what_it_did(error)}{DEBUG_HINT}") from error
     if not isinstance(model, nn.Module):
         raise UserError(
             f"{where} returned {type(model).__name__!r}, not a torch.nn.Module; return the "
             "model itself"
         )
     return model
+
+
+def _builds(value: object) -> bool:
+    """Could `value` be the builder an entrypoint names? A model instance is callable too."""
+    return callable(value) and not isinstance(value, nn.Module)
+
+
+def _what_it_did(error: BaseException) -> str:
+    """The user code's failure as words. A sys.exit() in it would otherwise end compress
+    itself: exit 0 with nothing done, or exit 1, read as a failed check."""
+    if isinstance(error, SystemExit):
+        return f"called sys.exit({error.code!r}) instead of returning"
+    return f"raised {type(error).__name__}: {error}"
 
 
 def _takes_parameter(fn: Any, name: str) -> bool:

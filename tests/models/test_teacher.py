@@ -149,6 +149,15 @@ def not_a_model():
 
 def broken(num_classes):
     raise RuntimeError("GPU not found")
+
+
+def leaves():
+    import sys
+
+    sys.exit(0)
+
+
+A_MODEL = no_arguments()
 """
 
 
@@ -193,6 +202,9 @@ def test_entrypoint_into_the_zoo_generic_depth() -> None:
             "raised RuntimeError: GPU not found (`compress --debug ...` shows the traceback",
         ),
         (f"{ENTRYPOINT_MODULE}:build", {"width": 2}, "raised TypeError: build() got an unexp"),
+        # Not an exit 0 of compress with nothing done.
+        (f"{ENTRYPOINT_MODULE}:leaves", {}, "called sys.exit(0) instead of returning"),
+        (f"{ENTRYPOINT_MODULE}:A_MODEL", {}, "A_MODEL is a model (a CifarResNet), not the"),
     ],
 )
 def test_entrypoint_errors(entry_module, entrypoint: str, kwargs: dict, message: str) -> None:
@@ -210,6 +222,11 @@ def test_entrypoint_module_that_fails_to_import(tmp_path: Path, monkeypatch) -> 
         load_teacher(TeacherConfig(entrypoint="needs_dep_mod:build"), 10, 3)
     with pytest.raises(UserError, match=r"importing syntax_mod raised SyntaxError.*--debug"):
         load_teacher(TeacherConfig(entrypoint="syntax_mod:build"), 10, 3)
+    (tmp_path / "argparse_mod.py").write_text(
+        "import argparse\nargparse.ArgumentParser().parse_args(['--lr'])\n"
+    )
+    with pytest.raises(UserError, match=r"importing argparse_mod called sys.exit\(2\)"):
+        load_teacher(TeacherConfig(entrypoint="argparse_mod:build"), 10, 3)
 
 
 def test_torchscript(tmp_path: Path, original) -> None:
