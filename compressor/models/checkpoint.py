@@ -263,7 +263,13 @@ def load_weights(
     mismatched = [
         k for k in expected if k in state_dict and state_dict[k].shape != expected[k].shape
     ]
-    if missing or unexpected or mismatched:
+    unusable = {
+        k: problem
+        for k in expected
+        if k in state_dict and k not in mismatched
+        if (problem := _tensor_problem(state_dict[k], expected[k])) is not None
+    }
+    if missing or unexpected or mismatched or unusable:
         lines = []
         if missing:
             lines.append(
@@ -283,6 +289,13 @@ def load_weights(
             lines.append(f"{source}: {problem}")
         if len(mismatched) > _PREVIEW:
             lines.append(f"{source}: ... and {len(mismatched) - _PREVIEW} more shape mismatches")
+        if unusable:
+            first, problem = next(iter(unusable.items()))
+            more = f" (and {len(unusable) - 1} more)" if len(unusable) > 1 else ""
+            lines.append(
+                f"{source}: {first} is {problem}{more}; weights are dense floating-point "
+                "tensors: save the model's own state_dict()"
+            )
         if missing or unexpected:
             lines.append(_arch_hint(source, model_name, arch_field, expected, state_dict))
         raise UserError(*lines)
@@ -293,6 +306,21 @@ def load_weights(
     for key in expected:
         complete.setdefault(key, expected[key])  # only the accepted num_batches_tracked
     model.load_state_dict(complete, strict=True)
+
+
+def _tensor_problem(value: torch.Tensor, expected: torch.Tensor) -> str | None:
+    """What keeps `value` from being copied into the model as `expected`: load_state_dict
+    fails on a sparse or meta tensor with torch's own words, and silently rounds integer or
+    drops complex weights into a float model."""
+    if value.layout != torch.strided:
+        return f"a {str(value.layout).removeprefix('torch.')} tensor"
+    if value.is_meta:
+        return "a meta tensor (it holds no values)"
+    if value.is_quantized:
+        return f"a quantized tensor ({value.dtype})"
+    if expected.is_floating_point() and not value.is_floating_point():
+        return f"{str(value.dtype).removeprefix('torch.')}, not floating point"
+    return None
 
 
 def _is_counter(key: str) -> bool:

@@ -268,3 +268,31 @@ def test_load_accepts_old_batch_norm_and_lightning_names(resnet8_weights) -> Non
     model = create_model("resnet8", num_classes=10)
     load_weights(model, lightning, source="pl.ckpt", model_name="resnet8", data_classes=10)
     assert torch.equal(model.linear.weight, resnet8_weights["linear.weight"])
+
+
+@pytest.mark.parametrize(
+    ("convert", "problem"),
+    [
+        (lambda t: t.to_sparse(), "conv1.weight is a sparse_coo tensor"),
+        (lambda t: t.to("meta"), "conv1.weight is a meta tensor (it holds no values)"),
+        (lambda t: t.to(torch.int64), "conv1.weight is int64, not floating point"),
+        (lambda t: t.to(torch.complex64), "conv1.weight is complex64, not floating point"),
+    ],
+    ids=["sparse", "meta", "integer", "complex"],
+)
+def test_load_refuses_weights_that_are_not_dense_floats(
+    resnet8_weights: OrderedDict, convert, problem: str
+) -> None:
+    """load_state_dict failed on sparse and meta tensors in torch's words (exit 3), and copied
+    integer weights into the model as they were."""
+    weights = OrderedDict(
+        (key, convert(value) if key == "conv1.weight" else value)
+        for key, value in resnet8_weights.items()
+    )
+    model = create_model("resnet8", 10, 3)
+    with pytest.raises(UserError) as error:
+        load_weights(model, weights, source="r8.pth", model_name="resnet8", data_classes=10)
+    assert error.value.lines == [
+        f"r8.pth: {problem}; weights are dense floating-point tensors: save the model's own "
+        "state_dict()"
+    ]
