@@ -19,6 +19,7 @@ from torch import nn
 from compressor.engine.distributed import Distributed
 from compressor.errors import UserError, short_reason
 from compressor.io import WriteFailed, previous_of, save_torch
+from compressor.models import tensor_problem
 
 
 def rng_state(device: torch.device) -> dict[str, Any]:
@@ -99,6 +100,9 @@ def mismatch(state: dict[str, Any], student: nn.Module) -> str | None:
     for name, tensor in expected.items():
         if not isinstance(weights[name], torch.Tensor) or weights[name].shape != tensor.shape:
             return f"its student weight {name} is not a tensor of shape {tuple(tensor.shape)}"
+        problem = tensor_problem(weights[name], tensor)
+        if problem is not None:
+            return f"its student weight {name} is {problem}"
     optimizer = state.get("optimizer")
     groups = optimizer.get("param_groups") if isinstance(optimizer, dict) else None
     per_parameter = optimizer.get("state") if isinstance(optimizer, dict) else None
@@ -118,7 +122,15 @@ def mismatch(state: dict[str, Any], student: nn.Module) -> str | None:
     rng = state.get("rng")
     if not isinstance(state.get("scaler"), dict) or not isinstance(rng, dict):
         return "its grad-scaler or random-number state is missing"
-    if not isinstance(rng.get("cpu"), torch.Tensor) or not isinstance(state["epoch"], int):
+    cpu, epoch = rng.get("cpu"), state.get("epoch")
+    generator = torch.get_rng_state()  # torch.set_rng_state takes bytes of this size only
+    if not (
+        isinstance(cpu, torch.Tensor)
+        and cpu.dtype == generator.dtype
+        and cpu.shape == generator.shape
+        and type(epoch) is int
+        and epoch >= 0
+    ):
         return "its random-number state or epoch is damaged"
     return None
 

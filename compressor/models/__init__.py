@@ -10,6 +10,7 @@ from compressor.models.checkpoint import (
     load_weights,
     read_checkpoint,
     read_state_dict,
+    tensor_problem,
 )
 from compressor.models.registry import (
     create_model,
@@ -40,4 +41,5 @@ __all__ = [
     "read_state_dict",
     "register_model",
     "student_kwargs",
+    "tensor_problem",
 ]

@@ -267,7 +267,7 @@ def load_weights(
         k: problem
         for k in expected
         if k in state_dict and k not in mismatched
-        if (problem := _tensor_problem(state_dict[k], expected[k])) is not None
+        if (problem := tensor_problem(state_dict[k], expected[k])) is not None
     }
     if missing or unexpected or mismatched or unusable:
         lines = []
@@ -308,7 +308,7 @@ def load_weights(
     model.load_state_dict(complete, strict=True)
 
 
-def _tensor_problem(value: torch.Tensor, expected: torch.Tensor) -> str | None:
+def tensor_problem(value: torch.Tensor, expected: torch.Tensor) -> str | None:
     """What keeps `value` from being copied into the model as `expected`: load_state_dict
     fails on a sparse or meta tensor with torch's own words, and silently rounds integer or
     drops complex weights into a float model."""

@@ -705,6 +705,19 @@ def _shrink_a_momentum_buffer(state: dict) -> None:
     buffers["momentum_buffer"] = buffers["momentum_buffer"].flatten()[:1]
 
 
+def _shorten_the_random_state(state: dict) -> None:
+    state["rng"]["cpu"] = torch.zeros(3)
+
+
+def _negate_the_epoch(state: dict) -> None:
+    state["epoch"] = -3
+
+
+def _empty_a_weight(state: dict) -> None:
+    name = next(iter(state["student"]))
+    state["student"][name] = state["student"][name].to("meta")
+
+
 @pytest.mark.parametrize(
     ("damage", "said"),
     [
@@ -712,8 +725,19 @@ def _shrink_a_momentum_buffer(state: dict) -> None:
         (_edited(_rename_a_weight), "damaged (its student weights name other tensors"),
         (_edited(_drop_the_param_groups), "damaged (its optimizer state is incomplete"),
         (_edited(_shrink_a_momentum_buffer), "damaged (its optimizer state does not fit"),
+        (_edited(_shorten_the_random_state), "damaged (its random-number state or epoch"),
+        (_edited(_negate_the_epoch), "damaged (its random-number state or epoch"),
+        (_edited(_empty_a_weight), "damaged (its student weight conv1.weight is a meta tensor"),
     ],
-    ids=["truncated", "renamed weight", "no param_groups", "momentum buffer"],
+    ids=[
+        "truncated",
+        "renamed weight",
+        "no param_groups",
+        "momentum buffer",
+        "random state",
+        "negative epoch",
+        "meta weight",
+    ],
 )
 def test_a_damaged_checkpoint_falls_back_to_the_previous_one(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], damage: Callable[[Path], None], said: str
