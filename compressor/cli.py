@@ -240,6 +240,7 @@ def gate_command(
     """Check a run against its quality gate: exit 0 if all rules pass, 1 if any fails, 2 on
     bad input (no such run, an unfinished run, a missing or stale export, a bad flag)."""
     from compressor.gate import evaluate_gate
+    from compressor.recipe.percent import fraction_for_percent
     from compressor.reporting.junit import (
         check_junit_path,
         refuse_run_file,
@@ -247,6 +248,8 @@ def gate_command(
         write_junit,
     )
 
+    for warning in fraction_for_percent("--min-agreement", min_agreement):
+        console.print(f"warning: {warning}", style="yellow")
     suite = suite_name(run, backend, precision)
     if junit is not None:
         refuse_run_file(junit, run)
@@ -362,6 +365,7 @@ def export_command(
     Checks parity and accuracy on the run's test set, times every backend, and writes
     export/export_report.json|md|html.
     """
+    from compressor.recipe.percent import fraction_for_percent
     from export import ExportOptions, export_run
     from export.pipeline import InterruptedOncePublished
 
@@ -382,6 +386,8 @@ def export_command(
         max_abs_diff=max_abs_diff,
         min_agreement=min_agreement,
     )
+    for warning in fraction_for_percent("--min-agreement", min_agreement):
+        console.print(f"warning: {warning}", style="yellow")
     try:
         report = export_run(run, options, log=lambda line: console.print(line))
     except InterruptedOncePublished as late:

@@ -32,6 +32,7 @@ from compressor.models import (
 from compressor.models.fingerprint import weights_sha256
 from compressor.models.probe import check_student_output
 from compressor.recipe import AMKDMethod, Recipe
+from compressor.recipe.percent import fractions_for_percent
 
 
 def _unknown_arch(field: str, name: str) -> str:
@@ -189,21 +190,10 @@ def device_warnings(recipe: Recipe) -> list[str]:
     return []
 
 
-# Settings given in percent, where a fraction (0.9 for 90 %) is a likely slip that YAML and
-# the schema both accept, and that quietly lets almost anything pass.
-_PERCENT_SETTINGS = (
-    ("teacher", "min_accuracy"),
-    ("gate", "min_agreement"),
-    ("export", "min_agreement"),
-    ("export", "fp16_min_agreement"),
-    ("export", "int8_min_agreement"),
-)
-
-
 def setting_warnings(recipe: Recipe) -> list[str]:
     """Settings that are valid but probably not what the user meant; `recipe validate` and a
     run's start print them."""
-    return [*_fraction_for_percent(recipe), *_builder_beside_a_program(recipe)]
+    return [*fractions_for_percent(recipe), *_builder_beside_a_program(recipe)]
 
 
 def _builder_beside_a_program(recipe: Recipe) -> list[str]:
@@ -227,20 +217,6 @@ def _builder_beside_a_program(recipe: Recipe) -> list[str]:
         f"{' and '.join(named)} {'are' if len(named) > 1 else 'is'} not used: "
         f"{teacher.checkpoint} is {program} program, which holds its own architecture"
     ]
-
-
-def _fraction_for_percent(recipe: Recipe) -> list[str]:
-    """Warnings for a percent setting written as a fraction (between 0 and 1)."""
-    warnings = []
-    for section_name, field in _PERCENT_SETTINGS:
-        section = getattr(recipe, section_name)
-        value = getattr(section, field) if section is not None else None
-        if value is not None and 0 < value <= 1:
-            warnings.append(
-                f"{section_name}.{field} is {value:g} %, a bar almost anything passes; it is a "
-                f"percentage: for {value * 100:g} % write {value * 100:g}"
-            )
-    return warnings
 
 
 def unused_settings(recipe: Recipe, *, distill: bool) -> list[str]:

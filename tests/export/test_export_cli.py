@@ -441,6 +441,15 @@ def test_a_narrow_terminal_shows_every_figure_of_the_export_and_the_gate(
     assert "onnxruntime" in shown and "student_accuracy" in shown
 
 
+def test_a_min_agreement_flag_written_as_a_fraction_is_warned_about(
+    distilled_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = copy_run(distilled_run, tmp_path / "fraction", "completed")
+    result = run_cli(capsys, "export", str(run), "--no-teacher", "--min-agreement", "0.999", *QUICK)
+    assert result.code == 0, result.stderr
+    assert result.stdout.startswith("warning: --min-agreement is 0.999 %, a bar almost")
+
+
 @needs_file_size_limits
 def test_an_export_that_cannot_write_its_files_keeps_the_previous_one(
     distilled_run: Path, tmp_path: Path

@@ -1128,3 +1128,17 @@ def test_a_re_export_hint_keeps_the_files_the_export_has(
     assert result.code == 2
     assert "made for another recipe" in result.stderr
     assert result.stderr.rstrip().endswith(f"re-export with `compress export {run} --trt --fp16`")
+
+
+def test_a_min_agreement_flag_written_as_a_fraction_is_warned_about(
+    kd_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`gate.min_agreement: 0.995` in a recipe is warned about; the same slip as a flag
+    passed anything without a word."""
+    result = run_cli(capsys, "gate", str(kd_run), "--min-agreement", "0.995")
+    assert result.code == 0, result.stderr
+    assert result.stdout.startswith(
+        "warning: --min-agreement is 0.995 %, a bar almost anything passes; it is a "
+        "percentage: for 99.5 % write 99.5\n"
+    )
+    assert "warning" not in run_cli(capsys, "gate", str(kd_run), "--min-agreement", "99.5").stdout
