@@ -175,16 +175,18 @@ def _read_export(
         export_path, ExportReport, "the export report", f"export the run with `{again}`"
     )
     again = export_command(run.root, *export_flags(backend, precision, export.results))
-    if export.recipe_sha256 != report.recipe_sha256:
-        raise UserError(
-            f"{export_path}: made for another recipe (sha256 {export.recipe_sha256[:12]}, run "
-            f"{report.recipe_sha256[:12]}); re-export with `{again}`"
-        )
+    # The export section first: edited through --resume, it changes the recipe's hash too,
+    # and "other export settings" says what changed.
     section = export_section_hash(recipe)
     if export.export_section_sha256 not in (None, section):
         raise UserError(
             f"{export_path}: made with other export settings than the `export:` section of "
             f"{run.recipe} has now (edited since); re-export with `{again}`"
+        )
+    if export.recipe_sha256 != report.recipe_sha256:
+        raise UserError(
+            f"{export_path}: made for another recipe (sha256 {export.recipe_sha256[:12]}; the "
+            f"run's recipe: {report.recipe_sha256[:12]}); re-export with `{again}`"
         )
     _check_same_student(export, export_path, run, again)
     return export

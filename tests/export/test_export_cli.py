@@ -555,6 +555,15 @@ def test_an_export_section_edited_after_the_export_needs_a_new_one_before_the_ga
     line = one_error_line(run_cli(capsys, "gate", str(run), "--precision", "fp16"))
     assert "made with other export settings than the `export:` section of" in line
     assert line.endswith(f"(edited since); re-export with `compress export {run} --fp16`")
+    # Edited through --resume, which writes the run's report again with the recipe's new hash:
+    # still said as the export section that changed, not as "another recipe".
+    written = (run / "report.json").read_text()
+    run_report = json.loads(written)
+    run_report["recipe_sha256"] = "1" * 64
+    (run / "report.json").write_text(json.dumps(run_report))
+    line = one_error_line(run_cli(capsys, "gate", str(run), "--precision", "fp16"))
+    assert "made with other export settings than the `export:` section of" in line
+    (run / "report.json").write_text(written)
     invoke("export", str(run), "--no-teacher", "--fp16", *QUICK)
     result = run_cli(capsys, "gate", str(run), "--precision", "fp16")
     assert result.code in (0, 1), result.stderr
