@@ -131,6 +131,7 @@ def check_models_build(recipe: Recipe, source: str) -> None:
     num_classes = dataset_num_classes(recipe.data)
     channels = dataset_channels(recipe.data)
     problems: list[str] = []
+    causes: list[BaseException] = []  # user code's own errors, for --debug's traceback
     images = student = teacher = None
     try:
         images = torch.randn(2, channels, *dataset_image_size(recipe.data))
@@ -148,11 +149,13 @@ def check_models_build(recipe: Recipe, source: str) -> None:
             check_student_output(student, recipe.student.arch, images, num_classes)
         except UserError as error:
             problems.extend(f"{source}: {line}" for line in error.lines)
+            causes += [error] if error.__cause__ is not None else []
     if recipe.teacher is not None:
         try:
             teacher = _built_teacher(recipe, num_classes, channels, images)
         except UserError as error:
             problems.extend(f"{source}: {_in_section('teacher', line)}" for line in error.lines)
+            causes += [error] if error.__cause__ is not None else []
     features = isinstance(recipe.method, AMKDMethod) and recipe.method.embedding == "features"
     if features and student is not None and teacher is not None:
         try:
@@ -160,7 +163,7 @@ def check_models_build(recipe: Recipe, source: str) -> None:
         except UserError as error:
             problems.extend(f"{source}: {line}" for line in error.lines)
     if problems:
-        raise UserError(*problems)
+        raise UserError(*problems) from next(iter(causes), None)
 
 
 def _built_teacher(

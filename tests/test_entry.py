@@ -104,13 +104,15 @@ def test_the_hint_to_use_debug_is_left_out_under_debug(
         "teacher: {entrypoint: 'raising_teacher:build'}\nstudent: {arch: resnet8}\n",
         encoding="utf-8",
     )
-    plain = one_error_line(run_cli(capsys, "teacher", str(recipe)))
-    assert plain.endswith("raised RuntimeError: GPU not found" + DEBUG_HINT)
-    debugged = run_cli(capsys, "--debug", "teacher", str(recipe))
-    assert debugged.code == 2
-    assert "raise RuntimeError('GPU not found')" in debugged.stderr  # the user's own line
-    last = debugged.stderr.rstrip().splitlines()[-1]
-    assert last.endswith("raised RuntimeError: GPU not found") and "--debug" not in last
+    # `recipe validate` gathers every problem into one error: it kept the user's cause too.
+    for command in (["teacher"], ["recipe", "validate"]):
+        plain = one_error_line(run_cli(capsys, *command, str(recipe)))
+        assert plain.endswith("raised RuntimeError: GPU not found" + DEBUG_HINT)
+        debugged = run_cli(capsys, "--debug", *command, str(recipe))
+        assert debugged.code == 2
+        assert "raise RuntimeError('GPU not found')" in debugged.stderr  # the user's own line
+        last = debugged.stderr.rstrip().splitlines()[-1]
+        assert last.endswith("raised RuntimeError: GPU not found") and "--debug" not in last
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGINT"), reason="needs POSIX signals")
