@@ -28,6 +28,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 from compressor.errors import UserError
 from compressor.interrupt import interrupts_ignored
@@ -108,7 +109,7 @@ def _finish(folder: Path, export_dir: Path) -> list[str]:
     report = folder / REPORT_JSON
     removed: list[str] = []
     if report.is_file():
-        journal = json.loads((folder / JOURNAL).read_text(encoding="utf-8"))
+        journal = _journal(folder)
         (export_dir / REPORT_JSON).unlink(missing_ok=True)
         for name in journal["files"]:
             if name != REPORT_JSON and (folder / name).is_file():
@@ -123,3 +124,24 @@ def _finish(folder: Path, export_dir: Path) -> list[str]:
         os.replace(report, export_dir / REPORT_JSON)
     shutil.rmtree(folder)
     return removed
+
+
+def _journal(folder: Path) -> dict[str, Any]:
+    """The folder's record of what it brings, checked before anything is moved: a missing or
+    edited one would stop the publish halfway, after the previous report is gone."""
+    try:
+        journal = json.loads((folder / JOURNAL).read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):  # ValueError: not JSON, or not UTF-8
+        journal = None
+    files = journal.get("files") if isinstance(journal, dict) else None
+    keep = journal.get("keep") if isinstance(journal, dict) else None
+    if not (
+        isinstance(files, list)
+        and all(isinstance(name, str) and name == Path(name).name for name in files)
+        and (keep is None or isinstance(keep, str))
+    ):
+        raise UserError(
+            f"{folder / JOURNAL}: missing or damaged, so the files of the export killed while "
+            f"publishing cannot be put in place; remove {folder} and export the run again"
+        )
+    return journal

@@ -181,3 +181,31 @@ def test_an_export_says_which_files_of_the_previous_one_it_removed(
     assert not (run / "export" / "student.fp16.onnx").exists()
     again = run_cli(capsys, "export", str(run), "--no-teacher", *QUICK)
     assert again.code == 0 and "removed " not in again.stdout
+
+
+@pytest.mark.parametrize("journal", [None, "{}", "not json", '{"files": ["../recipe.yaml"]}'])
+def test_a_damaged_publish_journal_is_one_line_and_the_previous_report_stays(
+    exports: tuple[Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    journal: str | None,
+) -> None:
+    """An edited (or lost) publish.json crashed the export with a KeyError after it had
+    removed the previous report; the record is checked before anything is moved."""
+    previous, _ = exports
+    run = Path(shutil.copytree(previous, tmp_path / "run"))
+    folder = run / "export" / f"{PUBLISHING_PREFIX}edited"
+    folder.mkdir()
+    shutil.copy(run / "export" / REPORT_JSON, folder / REPORT_JSON)
+    if journal is not None:
+        (folder / "publish.json").write_text(journal, encoding="utf-8")
+    before = (run / "export" / REPORT_JSON).read_bytes()
+    line = one_error_line(run_cli(capsys, "export", str(run), "--no-teacher", *QUICK))
+    assert line == (
+        f"error: {folder / 'publish.json'}: missing or damaged, so the files of the export "
+        f"killed while publishing cannot be put in place; remove {folder} and export the run "
+        "again"
+    )
+    assert (run / "export" / REPORT_JSON).read_bytes() == before
+    shutil.rmtree(folder)
+    assert run_cli(capsys, "export", str(run), "--no-teacher", *QUICK).code == 0
