@@ -71,6 +71,12 @@ def read_run(path: Path | str) -> RunInputs:
             f"{run.student}: not a student record written by compress train/distill "
             f"(it needs {', '.join(_STUDENT_KEYS)})"
         )
+    problem = _record_problem(record)
+    if problem is not None:  # edited, or made by hand: the run's own hash may be absent
+        raise UserError(
+            f"{run.student}: not a student record written by compress train/distill "
+            f"({problem}); train the run again with `{command} --overwrite`"
+        )
     student = create_model(
         record["arch"],
         record["num_classes"],
@@ -90,6 +96,34 @@ def read_run(path: Path | str) -> RunInputs:
     # The hash the run recorded when it started: a recomputed one would change whenever a
     # later compressor adds a recipe field with a default, orphaning older runs.
     return RunInputs(run, recipe, str(manifest["recipe_sha256"]), student, info)
+
+
+def _record_problem(record: dict[str, Any]) -> str | None:
+    """Which field of student.pt is not of the kind the engine writes, or None."""
+
+    def counts(value: object) -> bool:
+        return type(value) is int and value > 0
+
+    def numbers(value: object, length: int) -> bool:
+        items = value if isinstance(value, list | tuple) else ()
+        return len(items) == length and all(type(v) in (int, float) for v in items)
+
+    shape = record["image_shape"]
+    channels = shape[0] if isinstance(shape, list | tuple) and shape else 0
+    checks = {
+        "arch is not a name": isinstance(record["arch"], str),
+        "num_classes is not a positive whole number": counts(record["num_classes"]),
+        "image_shape is not [channels, height, width]": isinstance(shape, list | tuple)
+        and len(shape) == 3
+        and all(counts(v) for v in shape),
+        "classes is not one name per class": isinstance(record["classes"], list | tuple)
+        and len(record["classes"]) == record["num_classes"],
+        "mean and std are not one number per channel": numbers(record["mean"], channels)
+        and numbers(record["std"], channels),
+        "kwargs is not a mapping": isinstance(record.get("kwargs", {}), dict),
+        "state_dict is not a mapping of weights": isinstance(record["state_dict"], dict),
+    }
+    return next((problem for problem, holds in checks.items() if not holds), None)
 
 
 def read_teacher(inputs: RunInputs) -> nn.Module:

@@ -3,13 +3,22 @@ so exporting a model trained on a large image folder does not decode its trainin
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.cli_helpers import run_cli
 from tests.data.image_files import damage_training_images, make_imagefolder
-from tests.export.helpers import QUICK, invoke, one_error_line, report_of, write_recipe
+from tests.export.helpers import (
+    QUICK,
+    copy_run,
+    invoke,
+    one_error_line,
+    report_of,
+    write_recipe,
+)
 
 
 def test_export_reads_training_images_only_for_int8(
@@ -34,3 +43,36 @@ def test_export_reads_training_images_only_for_int8(
 
     error = one_error_line(run_cli(capsys, "export", str(run), "--int8", *QUICK))
     assert "cannot decode 3 images" in error
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "problem"),
+    [
+        ("arch", 5, "arch is not a name"),
+        ("image_shape", [], "image_shape is not [channels, height, width]"),
+        ("num_classes", True, "num_classes is not a positive whole number"),
+        ("mean", [0.5, 0.5], "mean and std are not one number per channel"),
+        ("kwargs", [1], "kwargs is not a mapping"),
+    ],
+)
+def test_a_student_record_with_fields_of_the_wrong_kind_is_one_line(
+    distilled_run: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    field: str,
+    value: object,
+    problem: str,
+) -> None:
+    """A run from before the manifest kept student.pt's hash is trusted to hold what the
+    engine writes: a field of another kind crashed the export (IndexError, TypeError)."""
+    run = copy_run(distilled_run, tmp_path / "edited", "completed")
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest.pop("student_sha256", None)
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    record = torch.load(run / "student.pt", weights_only=True)
+    record[field] = value
+    torch.save(record, run / "student.pt")
+    line = one_error_line(run_cli(capsys, "export", str(run), "--no-teacher", *QUICK))
+    assert f"student.pt: not a student record written by compress train/distill ({problem})" in (
+        line
+    )
