@@ -268,6 +268,11 @@ CASES = [
         ("/dev/null: not a regular file",),
     ),
     Case(
+        "run name too long for a folder once set aside",
+        lambda t: train(t, output={"dir": str(t / "runs"), "name": "r" * 250}),
+        ("the run name is 250 bytes long", "keep it to 246"),
+    ),
+    Case(
         "device typo",
         lambda t: train(t, train={"device": "gpu0"}),
         ("train.device", "cuda:N", "'gpu0'"),

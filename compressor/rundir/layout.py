@@ -43,7 +43,8 @@ class RunDir:
     def files(self) -> tuple[Path, ...]:
         """Every file a training run writes (the export's are its own)."""
         reports = (self.report(suffix) for suffix in ("json", "md", "html"))
-        return (self.recipe, self.manifest, self.checkpoint, self.student, self.metrics, *reports)
+        checkpoints = (self.checkpoint, previous_of(self.checkpoint))
+        return (self.recipe, self.manifest, *checkpoints, self.student, self.metrics, *reports)
 
     @property
     def export_dir(self) -> Path:
@@ -70,7 +71,16 @@ def run_dir_for(recipe: Recipe, recipe_path: Path) -> RunDir:
             "output.dir or its parent, not a folder of its own; set output.name in the recipe "
             "or rename the file"
         )
+    if len(name.encode()) > _MAX_NAME_BYTES:
+        raise UserError(
+            f"{recipe_path}: the run name is {len(name.encode())} bytes long; a folder name "
+            f"holds 255, and --overwrite adds '.replaced': keep it to {_MAX_NAME_BYTES} "
+            "(output.name, or the recipe file's name)"
+        )
     return RunDir(Path(recipe.output.dir) / name)
+
+
+_MAX_NAME_BYTES = 255 - len(".replaced")
 
 
 def training_command(run_recipe: Recipe) -> str:

@@ -102,7 +102,9 @@ def test_a_file_where_the_run_directory_goes_is_named_before_anything_is_read(
     )
 
 
-@pytest.mark.parametrize("name", ["metrics.jsonl", "student.pt", "report.html"])
+@pytest.mark.parametrize(
+    "name", ["metrics.jsonl", "student.pt", "report.html", "checkpoints/previous-last.pt"]
+)
 @pytest.mark.parametrize("resume", [False, True], ids=["start", "resume"])
 def test_a_folder_where_the_run_writes_a_file_is_named_before_anything_is_read(
     tmp_path: Path, name: str, resume: bool
@@ -110,11 +112,12 @@ def test_a_folder_where_the_run_writes_a_file_is_named_before_anything_is_read(
     """`--resume` over a metrics.jsonl that is a folder crashed with 'Is a directory' at the
     first epoch's line; a student.pt folder failed the run once trained."""
     run = started_run(tmp_path / "run")
-    (run.root / name).mkdir()
+    (run.root / name).unlink(missing_ok=True)
+    (run.root / name).mkdir(parents=True)
     with pytest.raises(UserError) as error:
         check_run_dir(run, resume=resume, overwrite=False)
     assert str(error.value) == (
-        f"{run.root / name}: a folder where the run writes its {name}; move it away, or start "
-        "the run over with --overwrite"
+        f"{run.root / name}: a folder where the run writes its {Path(name).name}; move it "
+        "away, or start the run over with --overwrite"
     )
     check_run_dir(run, resume=False, overwrite=True)
