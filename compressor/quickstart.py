@@ -35,11 +35,20 @@ def run_quickstart(recipes: Path, *, overwrite: bool) -> None:
         recipes / "quickstart-teacher.yaml",
         recipes / "quickstart.yaml",
     )
+    given = recipes != Path("recipes")
+    if given and not recipes.is_dir():
+        raise UserError(
+            f"--recipes {recipes}: not a folder; name the folder that holds quickstart.yaml "
+            "and quickstart-teacher.yaml (the repository's recipes/)"
+        )
     for path in (teacher_recipe, student_recipe):
         if not path.is_file():
-            raise UserError(
-                f"{path}: not found; run from the repository root or pass --recipes FOLDER"
+            where = (
+                "give --recipes the repository's recipes/ folder"
+                if given
+                else "run from the repository root or pass --recipes FOLDER"
             )
+            raise UserError(f"{path}: not found; {where}")
     again = QuickstartCommand(recipes)
     try:
         _run_steps(teacher_recipe, student_recipe, again, overwrite=overwrite)

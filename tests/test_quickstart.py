@@ -182,6 +182,16 @@ def test_quickstart_outside_the_repository(
     result = run_cli(capsys, "quickstart")
     assert result.code == 2
     assert "run from the repository root or pass --recipes" in result.stderr
+    # --recipes given: not "pass --recipes", which it was.
+    missing = run_cli(capsys, "quickstart", "--recipes", "nowhere")
+    assert missing.code == 2
+    assert missing.stderr.startswith("error: --recipes nowhere: not a folder; name the folder")
+    (tmp_path / "empty").mkdir()
+    empty = run_cli(capsys, "quickstart", "--recipes", "empty")
+    assert empty.stderr == (
+        "error: empty/quickstart-teacher.yaml: not found; give --recipes the repository's "
+        "recipes/ folder\n"
+    )
 
 
 @pytest.mark.parametrize("flags", [[], ["--overwrite"]], ids=["plain", "overwrite"])
