@@ -55,9 +55,14 @@ def _check_finite(sums: dict[str, float], epoch: int, step: int, mixed_precision
             if mixed_precision
             else ""
         )
+        # A distillation term can overflow on its own (a temperature whose T² does): the
+        # learning rate is then not what to change.
+        terms = [name for name in parts if name != "ce"]
+        method = f" (or the method's temperature or {'/'.join(terms)} weight)" if terms else ""
         raise NonFiniteLoss(
             f"{what} became NaN or infinite in epoch {epoch + 1} by step {step + 1}; the epoch "
-            f"is not checkpointed. Lower train.optimizer.lr{amp} and start again with --overwrite"
+            f"is not checkpointed. Lower train.optimizer.lr{method}{amp} and start again with "
+            "--overwrite"
         )
 
 

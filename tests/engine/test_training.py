@@ -13,7 +13,7 @@ from compressor.engine.device import DeviceSetup
 from compressor.engine.distributed import Distributed
 from compressor.engine.training import EpochResult, NonFiniteLoss, StepCallback, train_one_epoch
 from compressor.methods import build_method
-from compressor.recipe import CEMethod, TrainConfig
+from compressor.recipe import CEMethod, KDMethod, MethodConfig, TrainConfig
 
 CPU = DeviceSetup(torch.device("cpu"), None, channels_last=False)
 
@@ -42,13 +42,19 @@ def loader(images: int = 40, batch_size: int = 8) -> BatchLoader:
 
 
 def train(
-    student: nn.Module, config: TrainConfig, epoch: int = 0, on_step: StepCallback | None = None
+    student: nn.Module,
+    config: TrainConfig,
+    epoch: int = 0,
+    on_step: StepCallback | None = None,
+    method: MethodConfig | None = None,
 ) -> EpochResult:
-    """One epoch of plain cross-entropy: 40 images, 5 steps of 8."""
+    """One epoch of plain cross-entropy (or `method`, from a teacher like the student): 40
+    images, 5 steps of 8."""
     optimizer = torch.optim.SGD(student.parameters(), lr=config.optimizer.lr)
+    teacher = None if method is None else small_net().eval()
     return train_one_epoch(
         student,
-        build_method(CEMethod(), student, None),
+        build_method(method or CEMethod(), student, teacher),
         loader(),
         optimizer,
         torch.amp.GradScaler("cpu", enabled=False),
@@ -86,3 +92,14 @@ def test_a_diverging_loss_names_the_part_and_epoch() -> None:
         NonFiniteLoss, match=r"the loss \(its parts .*ce.*\) became NaN or infinite in epoch 2"
     ):
         train(small_net(), config, epoch=1)
+
+
+def test_a_distillation_term_that_overflows_names_the_method_settings_too() -> None:
+    """KD at T = 1e30: its T² overflows at the first step whatever the learning rate, and
+    "lower the lr" alone sent the user the wrong way."""
+    config = TrainConfig.model_validate({"epochs": 1, "device": "cpu"})
+    with pytest.raises(NonFiniteLoss) as error:
+        train(small_net(), config, method=KDMethod(temperature=1e30))
+    assert "Lower train.optimizer.lr (or the method's temperature or kd weight) and" in str(
+        error.value
+    )
