@@ -114,7 +114,7 @@ def _finish(folder: Path, export_dir: Path) -> list[str]:
         for name in journal["files"]:
             if name != REPORT_JSON and (folder / name).is_file():
                 os.replace(folder / name, export_dir / name)
-        keep = journal["keep"]
+        keep = journal.get("keep")
         for name in OUR_FILES:
             path = export_dir / name
             stale = name not in journal["files"] and path.is_file()
