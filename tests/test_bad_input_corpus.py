@@ -258,6 +258,11 @@ CASES = [
         ("deep.yaml: nested too deeply to be a recipe",),
     ),
     Case(
+        "kwargs nested too deeply for the run's recipe hash",
+        lambda t: train(t, student={"arch": "resnet8", "kwargs": {"a": _nested(300)}}),
+        ("student.kwargs: a[0][0]", "nested more than 32 levels deep"),
+    ),
+    Case(
         "recipe that is not a regular file",
         lambda t: ["recipe", "validate", "/dev/null"],
         ("/dev/null: not a regular file",),
@@ -563,6 +568,13 @@ def fixed_batch_onnx(tmp: Path) -> Path:
     model = create_model("resnet8", 10, 1).eval()
     torch.onnx.export(model, (torch.zeros(1, 1, 8, 8),), str(path), dynamo=True)
     return path
+
+
+def _nested(levels: int) -> list:
+    value: list = []
+    for _ in range(levels):
+        value = [value]
+    return value
 
 
 def _write(path: Path, text: str) -> Path:

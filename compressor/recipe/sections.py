@@ -37,21 +37,28 @@ def _started(info: ValidationInfo) -> bool:
     return bool(info.context and info.context.get("started"))
 
 
-def _json_data(value: Any, where: str) -> None:
+# Deeper, the run's recipe hash (pydantic's serialiser stops at about 255 levels) crashed
+# the run after `recipe validate` called the recipe valid. No constructor needs a tenth of it.
+_MAX_KWARGS_DEPTH = 32
+
+
+def _json_data(value: Any, where: str, depth: int = 0) -> None:
     """Refuse what recipe.yaml, written as JSON data, would not give back as it was read.
 
     Why: YAML reads `{0: 16}`, dates and `.inf`, which the run's recipe.yaml stores as
     `'0'`, a string and null. The resumed recipe then differs from the run's (refused every
     time), and export would build the model from other kwargs than training did.
     """
+    if depth > _MAX_KWARGS_DEPTH and isinstance(value, dict | list):
+        raise ValueError(f"{where}: nested more than {_MAX_KWARGS_DEPTH} levels deep")
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
                 raise ValueError(f"{where}: the key {key!r} is not text; quote it ('{key}')")
-            _json_data(item, f"{where}.{key}" if where else key)
+            _json_data(item, f"{where}.{key}" if where else key, depth + 1)
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            _json_data(item, f"{where}[{index}]")
+            _json_data(item, f"{where}[{index}]", depth + 1)
     elif isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"{where}: {value} is not a finite number")
     elif value is not None and not isinstance(value, bool | int | float | str):
