@@ -27,10 +27,16 @@ _FLAG_OF = {"tensorrt": "--trt", "fp16": "--fp16", "int8": "--int8"}
 def export_flags(backend: str, precision: str, exported: Iterable[ExportRow] = ()) -> list[str]:
     """The `compress export` flags that make the file a gate of `backend` and `precision`
     judges, and the students already `exported`: a re-export without a flag removes the
-    files it made (following a `--int8` hint would delete the fp16 student)."""
+    files it made (following a `--int8` hint would delete the fp16 student). TensorRT's only
+    when the gate judges it: `--trt` is refused where no GPU is, as on a CI box gating the
+    ONNX Runtime file of an export made on a GPU machine."""
     made = {
         (backend, precision),
-        *((r.backend, r.precision) for r in exported if r.model == "student"),
+        *(
+            (r.backend, r.precision)
+            for r in exported
+            if r.model == "student" and (r.backend != "tensorrt" or backend == "tensorrt")
+        ),
     }
     wanted = {_FLAG_OF.get(part) for pair in made for part in pair}
     return [flag for flag in _FLAG_OF.values() if flag in wanted]

@@ -1121,8 +1121,15 @@ def test_a_re_export_hint_keeps_the_files_the_export_has(
     result = run_cli(capsys, "gate", str(run), "--precision", "int8")
     assert result.code == 2
     assert f"run `compress export {run} --fp16 --int8`, or gate" in result.stderr
-
+    # Made on a GPU machine, gated on a CPU box: --trt would be refused there, so it is left
+    # out unless TensorRT is what is gated.
     export = run / "export" / "export_report.json"
+    data = json.loads(export.read_text())
+    data["results"].append({**data["results"][-1], "backend": "tensorrt", "device": "cuda"})
+    export.write_text(json.dumps(data))
+    result = run_cli(capsys, "gate", str(run), "--precision", "int8")
+    assert f"run `compress export {run} --fp16 --int8`, or gate" in result.stderr
+
     export.write_text(export.read_text().replace('"recipe_sha256": "', '"recipe_sha256": "0'))
     result = run_cli(capsys, "gate", str(run), "--backend", "tensorrt")
     assert result.code == 2
