@@ -22,6 +22,8 @@ def check_run_dir(run: RunDir, *, resume: bool, overwrite: bool) -> None:
     _check_no_file_in_the_way(run)
     if not overwrite:  # --overwrite sets the whole directory aside, whatever it holds
         _check_no_folder_in_the_way(run)
+    if overwrite or not run.root.exists():  # a run already there keeps its name
+        _check_name_fits(run)
     if run.lock.exists():
         lock_run(run).release()
     _check_run_state(run, resume=resume, overwrite=overwrite)
@@ -30,11 +32,27 @@ def check_run_dir(run: RunDir, *, resume: bool, overwrite: bool) -> None:
 def _check_no_file_in_the_way(run: RunDir) -> None:
     """A file where the run directory, or a folder above it, should be: named, before the
     data is read. mkdir's own words ('Not a directory', 'File exists') name neither."""
-    blocker = file_in_the_way(run.manifest)  # the folders above a run file: root included
+    blocker = file_in_the_way(run.checkpoint)  # the folders above a run file: root included
     if blocker is not None:
         raise UserError(
             f"{blocker}: a file where the run directory {run.root} needs a folder; move it "
             "away or choose another output.dir"
+        )
+
+
+# --overwrite sets the run aside as NAME.replaced, and a folder name holds 255 bytes.
+_MAX_NAME_BYTES = 255 - len(".replaced")
+
+
+def _check_name_fits(run: RunDir) -> None:
+    """A name too long to set aside trains once, then crashes the --overwrite that would
+    train it again: refused before anything is written."""
+    size = len(run.root.name.encode())
+    if size > _MAX_NAME_BYTES:
+        raise UserError(
+            f"{run.root}: the run name is {size} bytes long; a folder name holds 255, and "
+            f"--overwrite adds '.replaced': keep it to {_MAX_NAME_BYTES} (output.name, or the "
+            "recipe file's name)"
         )
 
 

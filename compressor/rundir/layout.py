@@ -71,16 +71,7 @@ def run_dir_for(recipe: Recipe, recipe_path: Path) -> RunDir:
             "output.dir or its parent, not a folder of its own; set output.name in the recipe "
             "or rename the file"
         )
-    if len(name.encode()) > _MAX_NAME_BYTES:
-        raise UserError(
-            f"{recipe_path}: the run name is {len(name.encode())} bytes long; a folder name "
-            f"holds 255, and --overwrite adds '.replaced': keep it to {_MAX_NAME_BYTES} "
-            "(output.name, or the recipe file's name)"
-        )
     return RunDir(Path(recipe.output.dir) / name)
-
-
-_MAX_NAME_BYTES = 255 - len(".replaced")
 
 
 def training_command(run_recipe: Recipe) -> str:

@@ -11,8 +11,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +41,7 @@ from tests.export.helpers import (
     rows_of,
     write_recipe,
 )
+from tests.read_only import immutable
 
 LATENCY_KEYS = {"p50_ms", "p90_ms", "p95_ms", "p99_ms", "mean_ms", "cv", "throughput_ips", "runs"}
 
@@ -583,19 +582,6 @@ def test_a_second_export_of_one_run_is_refused_while_the_first_runs(
         line = one_error_line(run_cli(capsys, "export", str(run), *QUICK))
     assert "another export of this run is in progress, or a gate is reading it" in line
     assert folder_contents(run / "export") == before
-
-
-@contextmanager
-def immutable(folder: Path) -> Iterator[None]:
-    """`chattr +i`: nothing can be created in `folder`, while files already in it stay
-    writable. Unlike `chmod a-w` it binds root, which the suite runs as."""
-    made = subprocess.run(["chattr", "+i", str(folder)], capture_output=True, check=False)
-    if made.returncode != 0:
-        pytest.skip(f"cannot make {folder} immutable here (chattr +i: {made.stderr!r})")
-    try:
-        yield
-    finally:
-        subprocess.run(["chattr", "-i", str(folder)], check=True)
 
 
 @pytest.mark.skipif(shutil.which("chattr") is None, reason="needs chattr (e2fsprogs)")

@@ -14,6 +14,7 @@ from compressor.rundir import (
     check_run_dir,
     claim_run_dir,
 )
+from tests.read_only import immutable
 from tests.rundir.helpers import started_run
 
 
@@ -72,26 +73,32 @@ def test_an_empty_checkpoints_folder_is_nothing_to_resume(tmp_path: Path) -> Non
         check_run_dir(run, resume=True, overwrite=False)
 
 
+@pytest.mark.skipif(shutil.which("chattr") is None, reason="needs chattr (e2fsprogs)")
 def test_a_checkpoints_folder_that_cannot_be_written_is_refused_before_training(
     tmp_path: Path,
 ) -> None:
-    """Found at the first checkpoint, it would cost an epoch and end in a traceback. (A file
-    in its place stands in for a read-only folder, which root could still write.)"""
+    """Found at the first checkpoint, it would cost an epoch and end in a traceback."""
     run = RunDir(tmp_path / "run")
-    run.root.mkdir()
-    run.checkpoint.parent.write_bytes(b"")
-    with pytest.raises(UserError, match=r"checkpoints: cannot write the run directory"):
+    run.checkpoint.parent.mkdir(parents=True)
+    with (
+        immutable(run.checkpoint.parent),
+        pytest.raises(UserError, match=r"checkpoints: cannot write the run directory"),
+    ):
         claim_run_dir(run, resume=False, overwrite=False)
 
 
-@pytest.mark.parametrize("blocked", ["run", "runs"], ids=["the run's folder", "a folder above"])
+@pytest.mark.parametrize(
+    "blocked",
+    ["runs/run", "runs", "runs/run/checkpoints"],
+    ids=["the run's folder", "a folder above", "its checkpoints folder"],
+)
 def test_a_file_where_the_run_directory_goes_is_named_before_anything_is_read(
     tmp_path: Path, blocked: str
 ) -> None:
     """mkdir's 'Not a directory' or 'File exists', with "make it writable", named neither
     the file nor a fix that works."""
     run = RunDir(tmp_path / "runs" / "run")
-    blocker = run.root if blocked == "run" else run.root.parent
+    blocker = tmp_path / blocked
     blocker.parent.mkdir(parents=True, exist_ok=True)
     blocker.write_bytes(b"")
     with pytest.raises(UserError) as error:
