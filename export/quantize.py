@@ -41,7 +41,7 @@ from compressor.data.sets import balanced_indices
 from compressor.errors import UserError, short_reason
 from compressor.io import what_to_do
 from compressor.recipe import Int8Config
-from export.onnx_export import write_checked
+from export.onnx_export import graph_inputs, write_checked
 from export.onnx_inspect import onnx_precision
 from export.validate import EvalSet
 
@@ -145,7 +145,7 @@ def quantize_int8(
             quantize_static(
                 str(prepared),
                 str(quantized),
-                _CalibrationReader(_input_name(fp32), images),
+                _CalibrationReader(graph_inputs(fp32)[0].name, images),
                 quant_format=QuantFormat.QDQ,
                 per_channel=settings.per_channel,
                 activation_type=activation_type,
@@ -203,12 +203,6 @@ def _copy_metadata(fp32: onnx.ModelProto, model: onnx.ModelProto, settings: Int8
     props.update(settings.metadata())
     onnx.helper.set_model_props(model, props)
     model.doc_string = fp32.doc_string
-
-
-def _input_name(proto: onnx.ModelProto) -> str:
-    """The image input (a given --student-onnx file may name it anything)."""
-    weights = {init.name for init in proto.graph.initializer}
-    return next(i.name for i in proto.graph.input if i.name not in weights)
 
 
 class _CalibrationReader(CalibrationDataReader):

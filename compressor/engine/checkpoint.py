@@ -122,17 +122,27 @@ def mismatch(state: dict[str, Any], student: nn.Module) -> str | None:
     rng = state.get("rng")
     if not isinstance(state.get("scaler"), dict) or not isinstance(rng, dict):
         return "its grad-scaler or random-number state is missing"
-    cpu, epoch = rng.get("cpu"), state.get("epoch")
-    generator = torch.get_rng_state()  # torch.set_rng_state takes bytes of this size only
-    if not (
+    ranks = state.get("rng_ranks", [])  # torchrun's: each process restores its own
+    epoch = state.get("epoch")
+    if not isinstance(ranks, list) or not all(_restorable(r) for r in [rng, *ranks]):
+        return "its random-number state cannot be restored"
+    if type(epoch) is not int or epoch < 0:
+        return "its epoch is not a count of epochs"
+    return None
+
+
+def _restorable(rng: object) -> bool:
+    """Would restore_rng_state take it? torch.set_rng_state takes a byte tensor of the CPU
+    generator's size only, and the CUDA one a byte tensor."""
+    if not isinstance(rng, dict):
+        return False
+    cpu, cuda, generator = rng.get("cpu"), rng.get("cuda"), torch.get_rng_state()
+    return (
         isinstance(cpu, torch.Tensor)
         and cpu.dtype == generator.dtype
         and cpu.shape == generator.shape
-        and type(epoch) is int
-        and epoch >= 0
-    ):
-        return "its random-number state or epoch is damaged"
-    return None
+        and (cuda is None or (isinstance(cuda, torch.Tensor) and cuda.dtype == torch.uint8))
+    )
 
 
 def _read(path: Path, fits: Callable[[dict[str, Any]], str | None]) -> dict[str, Any]:

@@ -294,7 +294,7 @@ def load_weights(
             more = f" (and {len(unusable) - 1} more)" if len(unusable) > 1 else ""
             lines.append(
                 f"{source}: {first} is {problem}{more}; weights are dense floating-point "
-                "tensors: save the model's own state_dict()"
+                "tensors: save the float model's state_dict(), before any quantisation"
             )
         if missing or unexpected:
             lines.append(_arch_hint(source, model_name, arch_field, expected, state_dict))

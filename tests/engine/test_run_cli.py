@@ -709,6 +709,11 @@ def _shorten_the_random_state(state: dict) -> None:
     state["rng"]["cpu"] = torch.zeros(3)
 
 
+def _damage_a_rank_random_state(state: dict) -> None:
+    """As a torchrun checkpoint holds them: each process restores its own."""
+    state["rng_ranks"] = [dict(state["rng"]), {"cpu": torch.zeros(3, dtype=torch.uint8)}]
+
+
 def _negate_the_epoch(state: dict) -> None:
     state["epoch"] = -3
 
@@ -725,8 +730,9 @@ def _empty_a_weight(state: dict) -> None:
         (_edited(_rename_a_weight), "damaged (its student weights name other tensors"),
         (_edited(_drop_the_param_groups), "damaged (its optimizer state is incomplete"),
         (_edited(_shrink_a_momentum_buffer), "damaged (its optimizer state does not fit"),
-        (_edited(_shorten_the_random_state), "damaged (its random-number state or epoch"),
-        (_edited(_negate_the_epoch), "damaged (its random-number state or epoch"),
+        (_edited(_shorten_the_random_state), "damaged (its random-number state cannot be restored"),
+        (_edited(_damage_a_rank_random_state), "damaged (its random-number state cannot be"),
+        (_edited(_negate_the_epoch), "damaged (its epoch is not a count of epochs"),
         (_edited(_empty_a_weight), "damaged (its student weight conv1.weight is a meta tensor"),
     ],
     ids=[
@@ -735,6 +741,7 @@ def _empty_a_weight(state: dict) -> None:
         "no param_groups",
         "momentum buffer",
         "random state",
+        "a rank's random state",
         "negative epoch",
         "meta weight",
     ],

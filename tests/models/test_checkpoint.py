@@ -293,6 +293,6 @@ def test_load_refuses_weights_that_are_not_dense_floats(
     with pytest.raises(UserError) as error:
         load_weights(model, weights, source="r8.pth", model_name="resnet8", data_classes=10)
     assert error.value.lines == [
-        f"r8.pth: {problem}; weights are dense floating-point tensors: save the model's own "
-        "state_dict()"
+        f"r8.pth: {problem}; weights are dense floating-point tensors: save the float model's "
+        "state_dict(), before any quantisation"
     ]
