@@ -129,9 +129,8 @@ def evaluate_gate(
 
     with _no_export_writing(run):
         export_path = run.export_dir / REPORT_JSON
-        export = _read_export(run, export_path, recipe, report, backend, precision)
-        again = export_command(run.root, *export_flags(backend, precision, export.results))
-        student = exported_student(export, export_path, run.root, backend, precision)
+        export, again = _read_export(run, export_path, recipe, report, backend, precision)
+        student = exported_student(export, export_path, again, backend, precision)
         reference = one_row(export, export_path, "student", "pytorch", "fp32")
         if reference is None:
             raise UserError(
@@ -157,11 +156,11 @@ def _read_export(
     report: RunReport,
     backend: str,
     precision: str,
-) -> ExportReport:
+) -> tuple[ExportReport, str]:
     """The export report, once it is known to be whole and made from this run's recipe (its
-    `export:` section as recipe.yaml has it now) and its student.pt as they are now. Where it
-    is not, the export to run makes the judged file, and keeps the ones a readable report
-    lists."""
+    `export:` section as recipe.yaml has it now) and its student.pt as they are now; and the
+    export to run where it is not, or lacks the judged file: one that makes that file, and
+    keeps the ones a readable report lists."""
     again = export_command(run.root, *export_flags(backend, precision))
     killed = unfinished_publish(run.export_dir)
     if killed is not None:
@@ -189,4 +188,4 @@ def _read_export(
             f"run's recipe: {report.recipe_sha256[:12]}); re-export with `{again}`"
         )
     _check_same_student(export, export_path, run, again)
-    return export
+    return export, again

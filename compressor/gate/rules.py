@@ -43,8 +43,9 @@ def export_flags(backend: str, precision: str, exported: Iterable[ExportRow] = (
 
 
 def exported_student(
-    export: ExportReport, path: Path, run: Path, backend: str, precision: str
+    export: ExportReport, path: Path, again: str, backend: str, precision: str
 ) -> ExportRow:
+    """The judged student's row; without one, the export to run (`again`) that makes it."""
     row = one_row(export, path, "student", backend, precision)
     if row is not None:
         return row
@@ -54,8 +55,7 @@ def exported_student(
     where = " on a machine with an NVIDIA GPU and TensorRT" if backend == "tensorrt" else ""
     raise UserError(
         f"{path}: no {backend} {precision} student (exported: {', '.join(exported) or 'none'}); "
-        f"run `{export_command(run, *export_flags(backend, precision, export.results))}`{where}, "
-        "or gate an exported one with --backend/--precision"
+        f"run `{again}`{where}, or gate an exported one with --backend/--precision"
     )
 
 
