@@ -172,10 +172,13 @@ def speedup_rule(
     min_speedup: float | None,
     batch: int | None,
 ) -> RuleResult:
-    skipped = RuleResult("speedup", None, None, "SKIP", "min_speedup is not set", "×")
-    if min_speedup is None and batch is None:
-        return skipped
+    """Judged when min_speedup is set. Unset, the speedup is still shown where both were
+    timed, marked not judged, so `--speedup-batch` alone reads a figure off the report
+    instead of being silently ignored."""
     teacher = _speedup_teacher(export, path, student)
+    unjudged = min_speedup is None and batch is None
+    if unjudged and (teacher is None or not set(student.latency) & set(teacher.latency)):
+        return RuleResult("speedup", None, None, "SKIP", "min_speedup is not set", "×")
     if teacher is None and min_speedup is not None:
         raise UserError(
             f"{path}: no teacher {student.backend} timing, which min_speedup needs; the run must "
@@ -187,19 +190,23 @@ def speedup_rule(
             "compare the student with; drop --speedup-batch"
         )
     batch = _speedup_batch(path, student, teacher, batch)
-    if min_speedup is None:
-        return skipped  # the batch asked about was still checked
     teacher_ms, student_ms = teacher.latency[batch].p50_ms, student.latency[batch].p50_ms
-    return judge(
-        "speedup",
-        teacher_ms / student_ms,
-        min_speedup,
+    detail = (
         f"{student.backend} batch {batch}: teacher {teacher.precision} p50 {teacher_ms:.3g} ms"
         f" / student {student.precision} p50 {student_ms:.3g} ms"
         + _noise_note(teacher.latency[batch], student.latency[batch])
-        + _teacher_parity_note(teacher),
-        "×",
+        + _teacher_parity_note(teacher)
     )
+    if min_speedup is None:
+        return RuleResult(
+            "speedup",
+            teacher_ms / student_ms,
+            None,
+            "SKIP",
+            f"min_speedup is not set, so not judged; {detail}",
+            "×",
+        )
+    return judge("speedup", teacher_ms / student_ms, min_speedup, detail, "×")
 
 
 def _teacher_parity_note(teacher: ExportRow) -> str:

@@ -46,8 +46,10 @@ class RuleResult:
     @property
     def summary(self) -> str:
         """One line for logs and JUnit messages: the numbers first, then how they were got."""
-        if self.skipped:
+        if self.skipped and self.measured is None:
             return f"{self.name}: skipped: {self.detail}"
+        if self.skipped:
+            return f"{self.name}: skipped: measured {self.measured_text} ({self.detail})"
         return (
             f"{self.name}: {self.status}: measured {self.measured_text}, "
             f"needs {self.threshold_text} ({self.detail})"

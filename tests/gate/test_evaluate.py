@@ -518,14 +518,17 @@ def test_an_export_report_from_before_student_hashes_is_still_gated(
     assert run_cli(capsys, "gate", str(kd_run)).code == 0
 
 
-def test_timed_speedup_batch_without_min_speedup_is_accepted(
-    kd_run: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(("flags", "shown"), [([], "3.00×"), (["--speedup-batch", "1"], "1.50×")])
+def test_speedup_without_min_speedup_is_shown_not_judged(
+    kd_run: Path, capsys: pytest.CaptureFixture[str], flags: list[str], shown: str
 ) -> None:
-    """Checking --speedup-batch against the timings must not refuse a batch that was timed."""
+    """Unset, min_speedup judges nothing, but the figure is shown: at the largest batch, or
+    at the --speedup-batch asked for, which would otherwise be a flag silently ignored."""
     without_min_speedup(kd_run)
-    result = run_cli(capsys, "gate", str(kd_run), "--speedup-batch", "1")
+    result = run_cli(capsys, "gate", str(kd_run), *flags)
     assert result.code == 0, result.stdout + result.stderr
-    assert row(result, "speedup")[3] == "SKIP"
+    assert row(result, "speedup")[1:] == [shown, "—", "SKIP"]
+    assert "min_speedup is not set, so not judged" in " ".join(result.stdout.split())
 
 
 @pytest.mark.parametrize("name", ["", "reports"])

@@ -18,6 +18,8 @@ def test_the_summary_line_gives_the_numbers_before_how_they_were_got() -> None:
     skipped = RuleResult("speedup", None, None, "SKIP", "min_speedup is not set", "×")
     assert skipped.summary == "speedup: skipped: min_speedup is not set"
     assert (skipped.measured_text, skipped.threshold_text) == ("—", "—")
+    shown = RuleResult("speedup", 2.5, None, "SKIP", "not judged", "×")
+    assert shown.summary == "speedup: skipped: measured 2.50× (not judged)"
 
 
 def test_skipped_rules_do_not_fail_the_gate_and_failed_ones_are_listed() -> None:
