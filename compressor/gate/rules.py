@@ -67,7 +67,14 @@ def check_deployed_file(student: ExportRow, run: Path) -> str:
     if student.file is None or student.sha256 is None:
         return ""
     path = Path(student.file) if Path(student.file).is_absolute() else run / student.file
-    if not path.is_file():
+    try:
+        here = path.is_file()
+    except OSError as error:  # a name too long for the file system, say: an edited report
+        raise UserError(
+            f"the export report's {student.label} student file {student.file[:80]!r}: "
+            f"{error.strerror}; re-export with `{export_command(run)}`"
+        ) from error
+    if not here:
         return f"{path} is not here: judged from the export report alone"
     if file_sha256(path) != student.sha256:
         raise UserError(

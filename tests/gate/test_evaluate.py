@@ -905,6 +905,12 @@ BAD_INPUTS: list[tuple[str, Callable[[Path], None] | None, list[str], list[str]]
         ["made from another student.pt (sha256 000000000000", "student.pt replaced, since"],
     ),
     (
+        "student file name too long for the file system",
+        edit_json(EXPORT, lambda d: d["results"][1].update(file="x" * 5000, sha256="0" * 64)),
+        [],
+        ["student file 'xxxx", "File name too long; re-export with `compress export"],
+    ),
+    (
         "export without pytorch reference",
         edit_json(EXPORT, lambda d: d["results"].pop(0)),
         [],
