@@ -147,7 +147,12 @@ def recipe_schema_command(
 
 def _refuse_replacing_other_than_a_schema(output: Path, title: str) -> None:
     """`-o` replaces an earlier schema, never a recipe or a run's recipe.yaml (a resume would
-    then find the run's recipe unreadable): an existing file must hold our schema or nothing."""
+    then find the run's recipe unreadable): an existing file must hold our schema or nothing.
+    A folder (`-o ''` is the current one) is named as such, not as a failed write."""
+    if output.is_dir():
+        raise UserError(
+            f"--output {str(output)!r}: is a folder; give a file name, such as recipe.schema.json"
+        )
     if not output.is_file() or output.stat().st_size == 0:
         return
     try:

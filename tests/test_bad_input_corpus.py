@@ -217,7 +217,12 @@ CASES = [
     Case(
         "schema written onto a folder",
         lambda t: ["recipe", "schema", "--output", str(t)],
-        ("cannot write the schema", "Is a directory"),
+        ("is a folder; give a file name, such as recipe.schema.json",),
+    ),
+    Case(
+        "schema written onto an empty name",
+        lambda t: ["recipe", "schema", "-o", ""],
+        ("--output '.': is a folder; give a file name",),
     ),
     Case(
         "schema written onto a recipe",
