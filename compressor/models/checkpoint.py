@@ -96,6 +96,9 @@ def read_checkpoint(
             # Plain pickle files (protocol > 2) make torch warn before it refuses them; the
             # refusal below says what matters.
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            # Sparse tensors make torch warn of its invariant scan; they are then refused in
+            # one line (tensor_problem), which the warning would only precede.
+            warnings.filterwarnings("ignore", message="Validating sparse tensor invariants")
             return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except pickle.UnpicklingError as error:
         if not trust_pickle and _carries_objects(path):

@@ -296,3 +296,18 @@ def test_load_refuses_weights_that_are_not_dense_floats(
         f"r8.pth: {problem}; weights are dense floating-point tensors: save the float model's "
         "state_dict(), before any quantisation"
     ]
+
+
+def test_a_sparse_checkpoint_is_read_without_torch_warning_first(
+    resnet8_weights: OrderedDict, tmp_path: Path
+) -> None:
+    """torch warns of its sparse-invariant scan while reading; the refusal that follows is
+    the one line the user should see."""
+    path = tmp_path / "sparse.pth"
+    torch.save(
+        {**resnet8_weights, "conv1.weight": resnet8_weights["conv1.weight"].to_sparse()}, path
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        weights = read_state_dict(path)
+    assert weights["conv1.weight"].is_sparse
