@@ -161,11 +161,8 @@ def _train_step(
     _check_begun_with(path, recipe, again)
     if done is None:
         return train(resume=True, overwrite=False)
-    if _export_or_gate_edited(run, recipe) and has_checkpoint(run):
-        # Skipping would export and gate with the settings the run's recipe.yaml still has;
-        # resuming the completed run writes the new ones there, as `--resume` does.
-        console.print(f"{run.root}: export or gate settings edited since; resuming to apply them")
-        return train(resume=True, overwrite=False)
+    if _export_or_gate_edited(run, recipe):
+        _apply_export_and_gate(run, recipe)
     step = "student already distilled" if distill else "teacher already trained"
     console.print(f"{step}: {run.root} ({done.student.accuracy:.2f} %); skipping")
     return done
@@ -196,6 +193,17 @@ def _export_or_gate_edited(run: RunDir, recipe: Recipe) -> bool:
 
     trained = load_recipe(run.recipe, started=True)
     return (trained.export, trained.gate) != (recipe.export, recipe.gate)
+
+
+def _apply_export_and_gate(run: RunDir, recipe: Recipe) -> None:
+    """Write the recipe into the completed run's recipe.yaml, as `--resume` would, without
+    training: skipping would export and gate with the settings the run still has, and these
+    sections may change after training (the run may have no checkpoints left to resume)."""
+    from compressor.io import write_text
+    from compressor.recipe import recipe_to_yaml
+
+    write_text(run.recipe, recipe_to_yaml(recipe))
+    console.print(f"{run.root}: export or gate settings edited since; written to its recipe.yaml")
 
 
 def _check_begun_with(path: Path, recipe: Recipe, again: QuickstartCommand) -> None:

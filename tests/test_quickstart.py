@@ -111,8 +111,9 @@ def test_a_quickstart_run_again_gates_with_an_edited_gate_section(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A completed step was skipped, and the export and the gate then read the settings in
-    the run's recipe.yaml, not the edited ones: a stricter gate passed. Resuming the
-    completed run writes them there, as `compress distill --resume` does."""
+    the run's recipe.yaml, not the edited ones: a stricter gate passed. They are written
+    there, as `compress distill --resume` does, without training: a run whose checkpoints
+    were deleted gets them too."""
     monkeypatch.chdir(tmp_path)
     _short_quickstart(tmp_path / "recipes", gate={"max_drop": 100})
     assert run_cli(capsys, "quickstart").code == 0
@@ -120,10 +121,14 @@ def test_a_quickstart_run_again_gates_with_an_edited_gate_section(
     recipe = yaml.safe_load(edited.read_text())
     recipe["gate"]["max_drop"] = 0.0  # a 1-epoch student trails its teacher
     edited.write_text(yaml.safe_dump(recipe))
+    shutil.rmtree(tmp_path / "runs/quickstart/checkpoints")
     stricter = run_cli(capsys, "quickstart")
     assert stricter.code == 1, stricter.stdout + stricter.stderr
     assert "teacher already trained" in stricter.stdout
-    assert "runs/quickstart: export or gate settings edited since; resuming" in stricter.stdout
+    assert "runs/quickstart: export or gate settings edited since; written to its recipe.yaml" in (
+        " ".join(stricter.stdout.split())
+    )
+    assert "student already distilled: runs/quickstart (" in stricter.stdout
     assert "gate FAILED" in stricter.stdout
     trained = yaml.safe_load((tmp_path / "runs/quickstart/recipe.yaml").read_text())
     assert trained["gate"]["max_drop"] == 0.0
