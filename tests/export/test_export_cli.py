@@ -49,6 +49,13 @@ LATENCY_KEYS = {"p50_ms", "p90_ms", "p95_ms", "p99_ms", "mean_ms", "cv", "throug
 STOPPED = {"interrupted": "was interrupted", "failed": "failed"}
 
 
+def exported_copy(distilled_run: Path, folder: Path) -> Path:
+    """A completed copy of the run with a quick student-only export in it."""
+    run = copy_run(distilled_run, folder, "completed")
+    invoke("export", str(run), "--no-teacher", *QUICK)
+    return run
+
+
 def digits_inputs(record: dict) -> tuple[np.ndarray, np.ndarray]:
     """The digits test set, normalised by hand with student.pt's statistics."""
     test = load_dataset(DataConfig(name="digits")).test
@@ -396,8 +403,7 @@ def test_a_new_export_removes_what_the_last_one_wrote(
 def test_ctrl_c_keeps_the_previous_export_and_says_how_to_finish(
     distilled_run: Path, tmp_path: Path
 ) -> None:
-    run = copy_run(distilled_run, tmp_path / "stopped", "completed")
-    invoke("export", str(run), "--no-teacher", *QUICK)
+    run = exported_copy(distilled_run, tmp_path / "stopped")
     before = folder_contents(run / "export")
     command = [sys.executable, "-m", "compressor", "export", str(run), "--runs", "100000"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -455,8 +461,7 @@ def test_an_export_that_cannot_write_its_files_keeps_the_previous_one(
 ) -> None:
     """A full disk halfway through an export: one line naming the file as it would have been
     published (not the staging folder, gone by then), exit 2, the previous export whole."""
-    run = copy_run(distilled_run, tmp_path / "full", "completed")
-    invoke("export", str(run), "--no-teacher", *QUICK)
+    run = exported_copy(distilled_run, tmp_path / "full")
     before = folder_contents(run / "export")
     student_size = (run / "export" / "student.onnx").stat().st_size
     # The student fits; the teacher, several times its size, does not.
@@ -574,8 +579,7 @@ def test_a_second_export_of_one_run_is_refused_while_the_first_runs(
 ) -> None:
     """Two exports publishing into one export/ would mix their files; the second one stops
     before writing anything, and the first one's staging folder is left alone."""
-    run = copy_run(distilled_run, tmp_path / "busy", "completed")
-    invoke("export", str(run), "--no-teacher", *QUICK)
+    run = exported_copy(distilled_run, tmp_path / "busy")
     (run / "export" / ".partial-live").mkdir()
     before = folder_contents(run / "export")
     with FileLock(run / "export" / ".lock"):
@@ -590,8 +594,7 @@ def test_an_export_folder_where_only_the_lock_is_writable_is_one_line(
 ) -> None:
     """The lock file can be taken in a folder where nothing can be created: the staging
     folder then fails to appear, which used to end in a traceback (exit 3)."""
-    run = copy_run(distilled_run, tmp_path / "locked-in", "completed")
-    invoke("export", str(run), "--no-teacher", *QUICK)
+    run = exported_copy(distilled_run, tmp_path / "locked-in")
     before = folder_contents(run / "export")
     with immutable(run / "export"):
         line = one_error_line(run_cli(capsys, "export", str(run), *QUICK))
@@ -606,8 +609,7 @@ def test_a_file_that_cannot_be_replaced_while_publishing_is_one_line_and_complet
 ) -> None:
     """Past the commit point a failed rename used to crash (exit 3); it is one line, and the
     export left waiting is refused by the gate and completed by the next export."""
-    run = copy_run(distilled_run, tmp_path / "stuck", "completed")
-    invoke("export", str(run), "--no-teacher", *QUICK)
+    run = exported_copy(distilled_run, tmp_path / "stuck")
     with immutable(run / "export" / "export_report.html"):
         line = one_error_line(run_cli(capsys, "export", str(run), "--no-teacher", *QUICK))
     assert f"{run / 'export'}: cannot put the new export in place (" in line

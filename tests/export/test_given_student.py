@@ -83,15 +83,24 @@ def fixed_batch_student(run: Path, folder: Path, batch: int) -> Path:
     return fixed
 
 
-def test_a_student_onnx_fixed_at_one_batch_is_run_at_that_batch_only(
-    distilled_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """Fixed at 72, it fits the 360 digits test images and --batch-sizes 72; not 1 and 8."""
-    fixed = fixed_batch_student(distilled_run, tmp_path, 72)
+def refused_fixed_batch_export(
+    distilled_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], batch: int
+) -> tuple[Path, Path, str]:
+    """A copy of the run, its student fixed at `batch`, and the one line refusing a quick
+    export of that student at the default batch sizes."""
+    fixed = fixed_batch_student(distilled_run, tmp_path, batch)
     run = copy_run(distilled_run, tmp_path / "fixed", "completed")
     line = one_error_line(
         run_cli(capsys, "export", str(run), "--no-teacher", "--student-onnx", str(fixed), *QUICK)
     )
+    return run, fixed, line
+
+
+def test_a_student_onnx_fixed_at_one_batch_is_run_at_that_batch_only(
+    distilled_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Fixed at 72, it fits the 360 digits test images and --batch-sizes 72; not 1 and 8."""
+    run, fixed, line = refused_fixed_batch_export(distilled_run, tmp_path, capsys, 72)
     assert "fixed at 72, but it would be run at batch sizes 1, 8, 40, 64" in line
     assert line.endswith("export it with a dynamic batch axis, or time it with --batch-sizes 72")
     int8_flags = ["--batch-sizes", "72", "--int8", "--calibration-images", "144"]
@@ -111,11 +120,7 @@ def test_a_student_onnx_fixed_below_the_evaluation_batch_is_told_it_cannot_run(
     distilled_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Fixed at 8, no --batch-sizes can help: evaluation runs in batches of at least 64."""
-    fixed = fixed_batch_student(distilled_run, tmp_path, 8)
-    run = copy_run(distilled_run, tmp_path / "fixed", "completed")
-    line = one_error_line(
-        run_cli(capsys, "export", str(run), "--no-teacher", "--student-onnx", str(fixed), *QUICK)
-    )
+    _, _, line = refused_fixed_batch_export(distilled_run, tmp_path, capsys, 8)
     assert line.endswith(
         "export it with a dynamic batch axis, a fixed batch can run here only if it is at "
         "least 64 and divides the 360 test images"
