@@ -149,9 +149,16 @@ def _refuse_replacing_other_than_a_schema(output: Path, title: str) -> None:
     """`-o` replaces an earlier schema, never a recipe or a run's recipe.yaml (a resume would
     then find the run's recipe unreadable): an existing file must hold our schema or nothing.
     A folder (`-o ''` is the current one) is named as such, not as a failed write."""
+    from compressor.io import regular_or_absent
+
     if output.is_dir():
         raise UserError(
             f"--output {str(output)!r}: is a folder; give a file name, such as recipe.schema.json"
+        )
+    if not regular_or_absent(output):
+        raise UserError(
+            f"--output {output}: not a regular file (a device, pipe or socket), which the schema "
+            "would replace or block on; give a file name, such as recipe.schema.json"
         )
     if not output.is_file() or output.stat().st_size == 0:
         return

@@ -15,6 +15,7 @@ import io
 import json
 import math
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -83,6 +84,16 @@ def what_to_do(folder: Path, code: int | None) -> str | None:
     if code == errno.EFBIG:
         return "the file is larger than this process may write (see `ulimit -f`)"
     return None
+
+
+def regular_or_absent(path: Path) -> bool:
+    """May a file be written at `path`? A device such as /dev/stdout or a named pipe may not:
+    the atomic write would put a regular file in its place (as root, /dev/null), and reading
+    it to check what it holds would wait for ever. Looked up without opening it."""
+    try:
+        return stat.S_ISREG(path.stat().st_mode)
+    except OSError:
+        return True  # absent, or writing it reports why it cannot be written
 
 
 def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import socket
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -218,6 +219,11 @@ CASES = [
         "schema written onto a folder",
         lambda t: ["recipe", "schema", "--output", str(t)],
         ("is a folder; give a file name, such as recipe.schema.json",),
+    ),
+    Case(
+        "schema written onto a socket",
+        lambda t: ["recipe", "schema", "-o", str(_socket_file(t / "s"))],
+        ("s: not a regular file (a device, pipe or socket)", "recipe.schema.json"),
     ),
     Case(
         "schema written onto an empty name",
@@ -584,6 +590,13 @@ def _nested(levels: int) -> list:
 
 def _write(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _socket_file(path: Path) -> Path:
+    """A UNIX socket's file, left behind once the socket is closed: not a regular file."""
+    with socket.socket(socket.AF_UNIX) as bound:
+        bound.bind(str(path))
     return path
 
 

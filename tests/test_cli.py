@@ -72,7 +72,9 @@ def test_a_gate_that_crashes_leaves_no_earlier_verdict_in_its_junit_file(
 
     monkeypatch.setattr(compressor.gate, "evaluate_gate", crash)
     junit = tmp_path / "gate.xml"
-    junit.write_text('<testsuites tests="1" failures="0" errors="0"/>', encoding="utf-8")
+    junit.write_text(
+        '<testsuites name="compressor.gate" tests="1" failures="0" errors="0"/>', encoding="utf-8"
+    )
     with pytest.raises(SystemExit) as stop:
         from compressor.entry import main
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from compressor.errors import UserError
-from compressor.io import WriteFailed, file_in_the_way, write_bytes
+from compressor.io import WriteFailed, file_in_the_way, regular_or_absent, write_bytes
 
 if TYPE_CHECKING:  # for annotations only: writing XML needs none of the gate's imports
     from compressor.gate import GateResult
@@ -63,24 +63,42 @@ def check_junit_path(path: Path) -> None:
             f"--junit {path}: {in_the_way} is a file, not a folder; give a path in a folder, "
             "such as gate.xml"
         )
+    if not regular_or_absent(Path(path)):
+        raise UserError(
+            f"--junit {path}: not a regular file (a device, pipe or socket), which the XML "
+            "would replace or block on; give a file name, such as gate.xml"
+        )
     if not _replaceable(Path(path)):
         raise UserError(
-            f"--junit {path}: holds something other than a JUnit file, which the XML would "
-            "replace; give another name, such as gate.xml"
+            f"--junit {path}: holds something other than a JUnit file written by compress "
+            "gate, which the XML would replace; give another name, such as gate.xml"
         )
 
 
+# An earlier JUnit file of the gate is a few kilobytes; anything far larger is something else.
+_MAX_JUNIT_BYTES = 1 << 20
+
+
 def _replaceable(path: Path) -> bool:
-    """Only an earlier JUnit file (or an empty one) is written over: a mistyped --junit that
-    names a report or a model must not destroy it, whichever way the gate ends."""
+    """Only an earlier JUnit file of the gate (or an empty file) is written over: a mistyped
+    --junit that names a report, a model, a build file or another tool's test results must
+    not be destroyed, whichever way the gate ends. Ours is told by its root element, not by
+    its first bytes, which every XML file shares."""
     try:
-        with path.open("rb") as file:
-            start = file.read(64).removeprefix(b"\xef\xbb\xbf").lstrip()  # a UTF-8 BOM
+        if path.stat().st_size > _MAX_JUNIT_BYTES:
+            return False
+        text = path.read_bytes()
     except FileNotFoundError:
         return True
     except OSError:
         return True  # writing it reports why it cannot be written
-    return not start or start.startswith((b"<?xml", b"<testsuites"))
+    if not text.strip():
+        return True
+    try:
+        root = ET.fromstring(text)
+    except (ET.ParseError, RecursionError, ValueError):
+        return False
+    return root.tag == "testsuites" and root.get("name") == SUITE_NAME
 
 
 def refuse_run_file(path: Path, run: Path) -> None:

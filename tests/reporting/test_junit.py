@@ -6,6 +6,8 @@ real runs; here each writer runs alone, so a change in what CI is shown fails on
 
 from __future__ import annotations
 
+import socket
+import stat
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -81,16 +83,22 @@ def test_gates_of_other_runs_and_precisions_are_other_suites() -> None:
 
 
 def test_only_a_junit_file_is_written_over(tmp_path: Path) -> None:
-    """Whichever way the gate ends, a --junit naming a report or a model leaves it whole."""
-    report = tmp_path / "report.json"
-    report.write_text('{"results": {}}')
-    for write in (
-        lambda path: write_junit(VERDICT, path),
-        lambda path: write_junit_error(UserError("why"), path),
-    ):
-        with pytest.raises(UserError, match="holds something other than a JUnit file"):
-            write(report)
-    assert report.read_text() == '{"results": {}}'
+    """Whichever way the gate ends, a --junit naming a report, a build file or another
+    tool's test results leaves it whole: every XML file starts with `<?xml`."""
+    others = {
+        "report.json": '{"results": {}}',
+        "pom.xml": '<?xml version="1.0"?><project><modelVersion>4.0.0</modelVersion></project>',
+        "pytest.xml": '<?xml version="1.0"?><testsuites name="pytest"><testsuite/></testsuites>',
+    }
+    for name, text in others.items():
+        (tmp_path / name).write_text(text)
+        for write in (
+            lambda path: write_junit(VERDICT, path),
+            lambda path: write_junit_error(UserError("why"), path),
+        ):
+            with pytest.raises(UserError, match="holds something other than a JUnit file"):
+                write(tmp_path / name)
+        assert (tmp_path / name).read_text() == text
     earlier, empty = tmp_path / "gate.xml", tmp_path / "empty.xml"
     write_junit(VERDICT, earlier)
     empty.touch()
@@ -121,7 +129,7 @@ def test_what_xml_cannot_hold_is_replaced_and_the_file_parses(tmp_path: Path) ->
 
 def test_an_earlier_junit_file_with_a_byte_order_mark_is_written_over(tmp_path: Path) -> None:
     path = tmp_path / "gate.xml"
-    path.write_bytes(b"\xef\xbb\xbf<?xml version='1.0'?><testsuites />")
+    path.write_bytes(b"\xef\xbb\xbf<?xml version='1.0'?><testsuites name='compressor.gate' />")
     write_junit(VERDICT, path)
     assert path.read_text(encoding="utf-8") == EXPECTED
 
@@ -170,3 +178,14 @@ def test_a_path_in_a_file_names_the_file(tmp_path: Path) -> None:
             f"--junit {path}: {tmp_path / 'r20.yaml'} is a file, not a folder; give a path in "
             "a folder, such as gate.xml"
         )
+
+
+def test_a_socket_or_device_is_not_replaced_by_a_file(tmp_path: Path) -> None:
+    """The atomic write renames a file over the path: `--junit /dev/null` as root would put
+    a regular file in place of the device (a named pipe would block the check's read)."""
+    with socket.socket(socket.AF_UNIX) as listening:
+        path = tmp_path / "gate.sock"
+        listening.bind(str(path))
+        with pytest.raises(UserError, match=r"not a regular file \(a device, pipe or socket\)"):
+            write_junit(VERDICT, path)
+        assert stat.S_ISSOCK(path.stat().st_mode)
