@@ -137,7 +137,7 @@ def evaluate_gate(
                 f"{export_path}: no PyTorch fp32 student result to compare the export with; "
                 f"re-export with `{again}`"
             )
-        file_note = check_deployed_file(student, run.root)
+        file_note = check_deployed_file(student, run.root, again)
         rules = [
             student_rule(report, config, flags),
             export_accuracy_rule(student, reference, config),

@@ -59,11 +59,11 @@ def exported_student(
     )
 
 
-def check_deployed_file(student: ExportRow, run: Path) -> str:
+def check_deployed_file(student: ExportRow, run: Path, again: str) -> str:
     """The judged file, when it is here, must be the one the export measured: a truncated or
     replaced model would otherwise ship under the report's verdict. A gate job may have the
     reports alone, so a missing file is said with the verdict (the note returned) rather
-    than refused."""
+    than refused. `again`: the export that makes it anew, keeping the students exported."""
     if student.file is None or student.sha256 is None:
         return ""
     path = Path(student.file) if Path(student.file).is_absolute() else run / student.file
@@ -72,14 +72,14 @@ def check_deployed_file(student: ExportRow, run: Path) -> str:
     except OSError as error:  # a name too long for the file system, say: an edited report
         raise UserError(
             f"the export report's {student.label} student file {student.file[:80]!r}: "
-            f"{error.strerror}; re-export with `{export_command(run)}`"
+            f"{error.strerror}; re-export with `{again}`"
         ) from error
     if not here:
         return f"{path} is not here: judged from the export report alone"
     if file_sha256(path) != student.sha256:
         raise UserError(
             f"{path}: not the file the export measured (its sha256 differs from the export "
-            f"report's); re-export with `{export_command(run)}`"
+            f"report's); re-export with `{again}`"
         )
     return ""
 

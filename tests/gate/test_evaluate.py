@@ -347,6 +347,23 @@ def test_the_judged_file_must_be_the_one_the_export_measured(
     assert ("note", note) in {(p.get("name"), p.get("value")) for p in properties}
 
 
+def test_a_replaced_fp16_file_is_re_exported_with_its_flag(
+    kd_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The hint used to be a bare `compress export RUN`, which deletes the fp16 student."""
+    write_export_report(kd_run, fp16=True)
+    model = kd_run / "export" / "student.fp16.onnx"
+    model.write_bytes(b"the exported model")
+    path = kd_run / "export" / "export_report.json"
+    export = json.loads(path.read_text())
+    [judged] = [r for r in export["results"] if (r["model"], r["precision"]) == ("student", "fp16")]
+    judged.update(file="export/student.fp16.onnx", sha256="0" * 64)
+    path.write_text(json.dumps(export))
+    result = run_cli(capsys, "gate", str(kd_run), "--precision", "fp16")
+    assert result.code == 2 and "not the file the export measured" in result.stderr
+    assert result.stderr.rstrip().endswith(f"re-export with `compress export {kd_run} --fp16`")
+
+
 def test_fp16_student_is_compared_with_the_fp32_teacher(
     kd_run: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
