@@ -149,7 +149,7 @@ def _refuse_replacing_other_than_a_schema(output: Path, title: str) -> None:
     """`-o` replaces an earlier schema, never a recipe or a run's recipe.yaml (a resume would
     then find the run's recipe unreadable): an existing file must hold our schema or nothing.
     A folder (`-o ''` is the current one) is named as such, not as a failed write."""
-    from compressor.io import regular_or_absent
+    from compressor.io import loads_json, regular_or_absent
 
     if output.is_dir():
         raise UserError(
@@ -163,7 +163,7 @@ def _refuse_replacing_other_than_a_schema(output: Path, title: str) -> None:
     if not output.is_file() or output.stat().st_size == 0:
         return
     try:
-        earlier = json.loads(output.read_text(encoding="utf-8"))
+        earlier = loads_json(output.read_text(encoding="utf-8"))
     except (ValueError, OSError):
         earlier = None
     if not (isinstance(earlier, dict) and earlier.get("title") == title):

@@ -86,6 +86,17 @@ def what_to_do(folder: Path, code: int | None) -> str | None:
     return None
 
 
+def loads_json(text: str | bytes) -> Any:
+    """`json.loads`, where every way the text is not JSON we can read is a ValueError: the
+    parser's own RecursionError on nesting thousands deep (a damaged or crafted file) would
+    otherwise escape every `except ValueError` as a crash. Over-long integers are already a
+    ValueError."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply to read") from None
+
+
 def regular_or_absent(path: Path) -> bool:
     """May a file be written at `path`? A device such as /dev/stdout or a named pipe may not:
     the atomic write would put a regular file in its place (as root, /dev/null), and reading

@@ -4,7 +4,6 @@ decides whether to skip, resume or start over the run an earlier quickstart left
 
 from __future__ import annotations
 
-import json
 import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -174,12 +173,13 @@ def _completed_run_result(path: Path, recipe: Recipe) -> RunResult | None:
     run, or writes its lost files again from the last checkpoint."""
     from compressor.engine.run import RunResult
     from compressor.engine.scoring import ModelSummary
+    from compressor.io import loads_json
     from compressor.rundir import read_completed_run, run_dir_for
 
     run = run_dir_for(recipe, path)
     try:
         read_completed_run(run)
-        fields = json.loads(run.report("json").read_text(encoding="utf-8"))["results"]
+        fields = loads_json(run.report("json").read_text(encoding="utf-8"))["results"]
         teacher = ModelSummary(**fields["teacher"]) if fields["teacher"] else None
         return RunResult(run, ModelSummary(**fields["student"]), teacher, fields["top1_agreement"])
     except (UserError, OSError, ValueError, KeyError, TypeError):

@@ -6,11 +6,12 @@ deployment side needs onnxruntime + numpy, not the training stack).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import onnx
+
+from compressor.io import loads_json
 
 # Operators that only appear in quantised graphs (QDQ or QOperator form).
 _QUANTIZED_OPS = frozenset(
@@ -32,8 +33,8 @@ def read_metadata(path: Path | str) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for entry in proto.metadata_props:
         try:
-            values[entry.key] = json.loads(entry.value)
-        except json.JSONDecodeError:
+            values[entry.key] = loads_json(entry.value)
+        except ValueError:
             values[entry.key] = entry.value
     return values
 

@@ -24,7 +24,6 @@ No torch here: the gate imports this module.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -32,7 +31,7 @@ from typing import Any
 
 from compressor.errors import UserError
 from compressor.interrupt import interrupts_ignored
-from compressor.io import write_json
+from compressor.io import loads_json, write_json
 
 MODELS = ("student", "teacher")  # what an export holds; each file is named after its model
 OUR_FILES = tuple(f"{model}{kind}.onnx" for model in MODELS for kind in ("", ".fp16", ".int8"))
@@ -130,7 +129,7 @@ def _journal(folder: Path) -> dict[str, Any]:
     """The folder's record of what it brings, checked before anything is moved: a missing or
     edited one would stop the publish halfway, after the previous report is gone."""
     try:
-        journal = json.loads((folder / JOURNAL).read_text(encoding="utf-8"))
+        journal = loads_json((folder / JOURNAL).read_text(encoding="utf-8"))
     except (FileNotFoundError, ValueError):  # ValueError: not JSON, or not UTF-8
         journal = None
     files = journal.get("files") if isinstance(journal, dict) else None

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from compressor.io import WriteFailed, save_torch, write_json, write_text
+from compressor.io import WriteFailed, loads_json, save_torch, write_json, write_text
 from tests.disk_full import file_size_limit, needs_file_size_limits
 
 
@@ -80,3 +80,14 @@ def test_a_write_that_fails_names_the_file_and_leaves_the_old_one_whole(
     )
     assert path.read_bytes() == b"the checkpoint before"
     assert sorted(tmp_path.iterdir()) == [path]  # no temporary file left behind
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [("[" * 100_000, "nested too deeply to read"), ("9" * 5000, "Exceeds the limit")],
+)
+def test_json_that_cannot_be_read_is_a_value_error(text: str, reason: str) -> None:
+    """The parser's RecursionError escaped every `except ValueError` as a crash."""
+    with pytest.raises(ValueError, match=reason):
+        loads_json(text)
+    assert loads_json('{"epoch": 3}') == {"epoch": 3}

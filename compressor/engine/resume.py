@@ -3,13 +3,12 @@ the run it started (the same recipe), and the repair of metrics an interrupted e
 
 from __future__ import annotations
 
-import json
 import shlex
 from collections.abc import Callable
 from pathlib import Path
 
 from compressor.errors import UserError
-from compressor.io import write_text
+from compressor.io import loads_json, write_text
 from compressor.provenance import with_free_settings_of
 from compressor.recipe import Recipe, load_recipe, recipe_differences
 from compressor.rundir import RunDir, has_checkpoint, set_aside_note, training_command
@@ -128,8 +127,8 @@ def drop_metrics_after(path: Path, epoch: int, warn: Callable[[str], None]) -> N
 def _epoch_of(line: str) -> int | None:
     """The epoch a metrics line records, or None when the line is not one."""
     try:
-        record = json.loads(line)
-    except json.JSONDecodeError:
+        record = loads_json(line)
+    except ValueError:
         return None
     epoch = record.get("epoch") if isinstance(record, dict) else None
     return epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else None

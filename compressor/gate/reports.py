@@ -11,6 +11,7 @@ from typing import Annotated, Literal, TypeVar
 from pydantic import BaseModel, Field, ValidationError
 
 from compressor.errors import UserError
+from compressor.io import loads_json
 from compressor.provenance import SCHEMA_VERSION
 from compressor.recipe import format_validation_error
 
@@ -91,7 +92,7 @@ def read_report(path: Path, model: type[ReportT], what: str, remedy: str) -> Rep
     if not path.is_file():
         raise UserError(f"{path}: not found; {remedy}")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = loads_json(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
         raise UserError(
             f"{path}: not valid JSON (line {error.lineno}, column {error.colno}: "
@@ -100,6 +101,8 @@ def read_report(path: Path, model: type[ReportT], what: str, remedy: str) -> Rep
         ) from None
     except UnicodeDecodeError:
         raise UserError(f"{path}: not a text file; {remedy}") from None
+    except ValueError as error:  # nested too deeply, a number too long to convert
+        raise UserError(f"{path}: not JSON that can be read ({error}); {remedy}") from None
     try:
         report = model.model_validate(data)
     except ValidationError as error:

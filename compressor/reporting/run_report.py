@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import html
-import json
 from typing import Any
 
-from compressor.io import write_json, write_text
+from compressor.io import loads_json, write_json, write_text
 from compressor.provenance import SCHEMA_VERSION, recipe_hash
 from compressor.recipe import Recipe
 from compressor.reporting.plots import bar_plot, line_plot
@@ -17,7 +16,7 @@ def read_metrics(run: RunDir) -> list[dict[str, Any]]:
     if not run.metrics.exists():
         return []
     lines = run.metrics.read_text(encoding="utf-8").splitlines()
-    return [json.loads(line) for line in lines if line.strip()]
+    return [loads_json(line) for line in lines if line.strip()]
 
 
 def _table_rows(fields: dict[str, Any]) -> list[tuple[str, str, str]]:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from compressor.errors import UserError
-from compressor.io import previous_of
+from compressor.io import loads_json, previous_of
 from compressor.recipe import Recipe
 
 
@@ -83,7 +82,7 @@ def training_command(run_recipe: Recipe) -> str:
 def manifest_record(run: RunDir) -> dict[str, Any] | None:
     """manifest.json as a mapping; None when it is missing, unreadable or not a mapping."""
     try:
-        record = json.loads(run.manifest.read_text(encoding="utf-8"))
+        record = loads_json(run.manifest.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return record if isinstance(record, dict) else None

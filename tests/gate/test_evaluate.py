@@ -801,6 +801,18 @@ BAD_INPUTS: list[tuple[str, Callable[[Path], None] | None, list[str], list[str]]
         ["report.json: not valid JSON (line 1, column 23: Unterminated string); "],
     ),
     (
+        "report nested too deeply for the JSON reader",
+        lambda run: (run / "report.json").write_text("[" * 100_000),
+        [],
+        ["report.json: not JSON that can be read (nested too deeply to read); "],
+    ),
+    (
+        "export report with a number too long to convert",
+        lambda run: (run / EXPORT).write_text('{"schema_version": ' + "9" * 5000 + "}"),
+        [],
+        ["export_report.json: not JSON that can be read (Exceeds the limit (4300 digits)"],
+    ),
+    (
         "report without student accuracy",
         edit_json("report.json", lambda d: d["results"]["student"].pop("accuracy")),
         [],
