@@ -278,6 +278,7 @@ def gate_command(
             backend=backend,
             precision=precision,
             speedup_batch=speedup_batch,
+            warn=lambda line: console.print(f"warning: {line}", style="yellow"),
         )
     except UserError as error:
         if junit is not None:

@@ -34,6 +34,7 @@ from compressor.errors import UserError
 from compressor.io import file_sha256
 from compressor.provenance import export_section_hash
 from compressor.recipe import ExportConfig
+from compressor.recipe.percent import fraction_for_percent
 from compressor.rundir import RunDir
 from export.bench import Artifact, Bench
 from export.given_student import given_student, refuse_replacing
@@ -72,6 +73,7 @@ def export_run(
         _refuse_missing_tensorrt(gpu)
     inputs = read_run(run_dir)
     settings = export_settings(inputs.recipe.export, options)
+    _warn_of_fractions(settings, options, inputs.run.recipe, say)
     with_teacher = options.teacher if options.teacher is not None else bool(inputs.recipe.teacher)
     models: dict[str, nn.Module] = {"student": inputs.student}
     if with_teacher:
@@ -294,6 +296,19 @@ class _Int8Job:
         )
         quantize_int8(source, target, self.images, self.settings, name=name)
         return Artifact(name, "int8", target)
+
+
+def _warn_of_fractions(
+    settings: ExportConfig, options: ExportOptions, recipe: Path, say: Callable[[str], None]
+) -> None:
+    """The run's recipe.yaml may be edited after training, past the preflight that warns of
+    a percentage written as a fraction (0.999 for 99.9 %): warn here for the bars this export
+    applies from it (a flag was warned of where it was read)."""
+    used = ["min_agreement"] if options.min_agreement is None else []
+    used += ["fp16_min_agreement"] * options.fp16 + ["int8_min_agreement"] * options.int8
+    for field in used:
+        for warning in fraction_for_percent(f"export.{field}", getattr(settings, field)):
+            say(f"warning: {recipe}: {warning}")
 
 
 def _int8_job(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -26,6 +26,7 @@ from compressor.gate.verdict import GateResult
 from compressor.io import file_sha256, lock_or_refuse
 from compressor.provenance import export_section_hash
 from compressor.recipe import GateConfig, Recipe
+from compressor.recipe.percent import fraction_for_percent
 from compressor.rundir import RunDir, read_completed_run, repair_command
 from export.publish import LOCK_NAME, REPORT_JSON, unfinished_publish
 
@@ -109,12 +110,14 @@ def evaluate_gate(
     backend: str = "onnxruntime",
     precision: str = "fp32",
     speedup_batch: int | None = None,
+    warn: Callable[[str], None] = lambda _line: None,
 ) -> GateResult:
     """Judge a run directory against its gate rules.
 
     `overrides` maps GateConfig field names (max_drop, max_export_drop, min_agreement,
     min_speedup) to flag values; None means "not given, use the recipe's". Raises UserError
     for anything that keeps a rule from being judged, before any verdict is returned.
+    `warn` hears of a recipe bar that is likely a slip (a percentage written as a fraction).
     """
     started = time.perf_counter()
     flags = _validated_overrides(overrides)
@@ -126,6 +129,9 @@ def evaluate_gate(
     run = RunDir(Path(run_dir))
     recipe, report = _read_run(run)
     config = recipe.gate.model_copy(update=flags)
+    if "min_agreement" not in flags:  # the run's recipe.yaml may be edited after training
+        for warning in fraction_for_percent("gate.min_agreement", config.min_agreement):
+            warn(f"{run.recipe}: {warning}")
 
     with _no_export_writing(run):
         export_path = run.export_dir / REPORT_JSON

@@ -453,6 +453,23 @@ def test_a_min_agreement_flag_written_as_a_fraction_is_warned_about(
     result = run_cli(capsys, "export", str(run), "--no-teacher", "--min-agreement", "0.999", *QUICK)
     assert result.code == 0, result.stderr
     assert result.stdout.startswith("warning: --min-agreement is 0.999 %, a bar almost")
+    assert "export.min_agreement" not in result.stdout  # the flag's bar, not the recipe's
+
+
+def test_a_fraction_edited_into_the_runs_recipe_is_warned_about(
+    distilled_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The export section of a run's recipe.yaml may change after training, past the
+    preflight's warning: each bar this export applies from it is checked."""
+    run = copy_run(distilled_run, tmp_path / "edited", "completed")
+    recipe = yaml.safe_load((run / "recipe.yaml").read_text())
+    recipe["export"] |= {"min_agreement": 0.999, "fp16_min_agreement": 0.99}
+    (run / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+    result = run_cli(capsys, "export", str(run), "--no-teacher", "--fp16", *QUICK)
+    assert result.code == 0, result.stderr
+    said = " ".join(result.stdout.split())
+    for setting in ("export.min_agreement is 0.999 %", "export.fp16_min_agreement is 0.99 %"):
+        assert f"warning: {run / 'recipe.yaml'}: {setting}, a bar almost anything passes" in said
 
 
 @needs_file_size_limits

@@ -1189,3 +1189,17 @@ def test_a_min_agreement_flag_written_as_a_fraction_is_warned_about(
         "percentage: for 99.5 % write 99.5\n"
     )
     assert "warning" not in run_cli(capsys, "gate", str(kd_run), "--min-agreement", "99.5").stdout
+
+
+def test_a_fraction_edited_into_the_runs_gate_section_is_warned_about(
+    kd_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The gate section of a run's recipe.yaml may change after training, past the
+    preflight's warning; a flag given instead is the bar, and the recipe's is not named."""
+    edit_yaml("recipe.yaml", lambda recipe: recipe["gate"].update(min_agreement=0.995))(kd_run)
+    result = run_cli(capsys, "gate", str(kd_run))
+    assert result.code == 0, result.stderr
+    assert " ".join(result.stdout.split()).startswith(
+        f"warning: {kd_run / 'recipe.yaml'}: gate.min_agreement is 0.995 %, a bar almost"
+    )
+    assert "warning" not in run_cli(capsys, "gate", str(kd_run), "--min-agreement", "99").stdout
