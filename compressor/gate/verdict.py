@@ -37,11 +37,25 @@ class RuleResult:
 
     @property
     def measured_text(self) -> str:
-        return _format(self.measured, self.unit)
+        return _format(self.measured, self.unit, self._decimals)
 
     @property
     def threshold_text(self) -> str:
-        return "—" if self.threshold is None else f"≥ {_format(self.threshold, self.unit)}"
+        if self.threshold is None:
+            return "—"
+        return f"≥ {_format(self.threshold, self.unit, self._decimals)}"
+
+    @property
+    def _decimals(self) -> int:
+        """Two, or as many more (up to 6) as a failure needs to show: 98.6075 % against a bar
+        of 98.6100 % read "98.61 % ≥ 98.61 % FAIL", which looks like a pass."""
+        decimals = 2
+        if self.failed and self.measured is not None and self.threshold is not None:
+            while decimals < 6 and round(self.measured, decimals) >= round(
+                self.threshold, decimals
+            ):
+                decimals += 1
+        return decimals
 
     @property
     def summary(self) -> str:
@@ -83,10 +97,10 @@ class GateResult:
         return not self.failed
 
 
-def _format(value: float | None, unit: str) -> str:
+def _format(value: float | None, unit: str, decimals: int = 2) -> str:
     if value is None:
         return "—"
-    return f"{value:.2f} %" if unit == "%" else f"{value:.2f}×"
+    return f"{value:.{decimals}f} %" if unit == "%" else f"{value:.{decimals}f}×"
 
 
 def judge(

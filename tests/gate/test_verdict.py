@@ -29,3 +29,12 @@ def test_skipped_rules_do_not_fail_the_gate_and_failed_ones_are_listed() -> None
     assert GateResult(Path("run"), "onnxruntime", "fp32", [passed, skipped], 0.1).passed
     gate = GateResult(Path("run"), "onnxruntime", "fp32", [passed, skipped, failed], 0.1)
     assert not gate.passed and gate.failed == [failed]
+
+
+def test_a_failure_shows_as_many_decimals_as_it_takes_to_see_it() -> None:
+    """98.6075 % against a bar of 98.61 % read "98.61 % ≥ 98.61 % FAIL"."""
+    failed = judge("student_accuracy", 98.6075, 98.61, "")
+    assert (failed.measured_text, failed.threshold_text) == ("98.608 %", "≥ 98.610 %")
+    one_in_50k = judge("export_agreement", 100 - 100 / 50_000, 100.0, "")
+    assert (one_in_50k.measured_text, one_in_50k.threshold_text) == ("99.998 %", "≥ 100.000 %")
+    assert judge("speedup", 2.0004, 2.0, "", unit="×").measured_text == "2.00×"  # a pass
