@@ -218,3 +218,23 @@ def lock_or_refuse(path: Path, busy: str) -> FileLock:
     except Timeout:
         raise UserError(busy) from None
     return lock
+
+
+def shared_lock_or_refuse(path: Path, busy: str) -> Callable[[], None]:
+    """Take `path`'s OS lock shared, as a reader, without waiting, and return what releases
+    it. Any number of readers hold it at once (the fp32 and int8 CI gates of one run), while
+    a writer's `lock_or_refuse` excludes them and they it: UserError(busy) when a writer
+    holds it. Opened read-only, so a read-only copy of a run can be read. Where flock is
+    missing (Windows), the writer's exclusive lock stands in. OSError (no such file) is the
+    caller's to word."""
+    try:
+        import fcntl
+    except ImportError:
+        return lock_or_refuse(path, busy).release
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        raise UserError(busy) from None
+    return lambda: os.close(descriptor)  # closing it releases the lock

@@ -23,7 +23,7 @@ from compressor.gate.rules import (
     student_rule,
 )
 from compressor.gate.verdict import GateResult
-from compressor.io import file_sha256, lock_or_refuse
+from compressor.io import file_sha256, shared_lock_or_refuse
 from compressor.provenance import export_section_hash
 from compressor.recipe import GateConfig, Recipe
 from compressor.recipe.percent import fraction_for_percent
@@ -84,23 +84,24 @@ def _check_same_student(export: ExportReport, export_path: Path, run: RunDir, ag
 
 @contextmanager
 def _no_export_writing(run: RunDir) -> Iterator[None]:
-    """Hold export/.lock while the export's files are read. An export in progress holds it for
-    its whole length: its report is still the previous export's, about to be replaced, and
-    in the moment it publishes, its files are part old, part new. Without a lock file no
-    export ever ran here; where it cannot be taken (a read-only copy) none can be writing."""
+    """Hold export/.lock, shared with other gates, while the export's files are read. An
+    export in progress holds it exclusively for its whole length: its report is still the
+    previous export's, about to be replaced, and in the moment it publishes, its files are
+    part old, part new. Gates share it: the fp32 and int8 gates of one run in parallel CI
+    jobs must not refuse each other. Without a lock file no export ever ran here."""
     path = run.export_dir / LOCK_NAME
-    lock = None
+    release = None
     if path.exists():
         busy = (
             f"{run.export_dir}: an export of this run is in progress; wait for it to end, then gate"
         )
         with contextlib.suppress(OSError):
-            lock = lock_or_refuse(path, busy)
+            release = shared_lock_or_refuse(path, busy)
     try:
         yield
     finally:
-        if lock is not None:
-            lock.release()
+        if release is not None:
+            release()
 
 
 def evaluate_gate(

@@ -27,7 +27,9 @@ from filelock import FileLock
 from typer.testing import CliRunner
 
 from compressor.cli import app
+from compressor.errors import UserError
 from compressor.gate import evaluate_gate
+from compressor.io import lock_or_refuse, shared_lock_or_refuse
 from tests.cli_helpers import CliResult, run_cli, with_recipe
 
 RULES = ["student_accuracy", "export_accuracy", "export_agreement", "speedup"]
@@ -1138,6 +1140,23 @@ def test_a_run_whose_export_is_in_progress_is_refused_until_it_ends(
         "end, then gate"
     )
     assert run_cli(capsys, "gate", str(kd_run)).code == 0  # the lock file stays; nobody holds it
+
+
+def test_gates_of_one_run_read_it_together_and_keep_an_export_out(
+    kd_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The fp32 and int8 gates of one run in parallel CI jobs: the second was refused as if
+    an export were in progress. An export waits for both (staging.py takes the lock)."""
+    lock = kd_run / "export" / ".lock"
+    lock.touch()  # as an export leaves it
+    release = shared_lock_or_refuse(lock, "busy")  # another gate, reading
+    try:
+        assert run_cli(capsys, "gate", str(kd_run)).code == 0
+        with pytest.raises(UserError, match="an export is writing"):
+            lock_or_refuse(lock, "an export is writing")
+    finally:
+        release()
+    lock_or_refuse(lock, "an export is writing").release()
 
 
 def test_a_command_to_run_quotes_a_run_path_with_spaces(
