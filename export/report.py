@@ -14,7 +14,9 @@ from typing import Any
 
 from compressor.io import write_json, write_text
 from compressor.reporting.plots import grouped_bar_plot
+from export.latency import NOISY_CV
 from export.publish import REPORT_NAME
+from export.results import NOISY_MARK
 
 
 def write_reports(payload: dict[str, Any], out_dir: Path) -> dict[str, Path]:
@@ -148,12 +150,32 @@ def _int8_sentence(payload: dict[str, Any]) -> str | None:
 
 
 def _speedup_sentence(payload: dict[str, Any]) -> str | None:
+    """Each speedup marked as the terminal marks it when a timing behind it was noisy: the
+    warning that says so is far below, and a reviewer reads the sentence."""
+    noisy = _noisy_batches(payload)
     parts = [
         f"{backend} "
-        + ", ".join(f"**{times(value)}** at batch {batch}" for batch, value in by_batch.items())
+        + ", ".join(
+            f"**{times(value)}** at batch {batch}"
+            + (NOISY_MARK if batch in noisy.get(backend, ()) else "")
+            for batch, value in by_batch.items()
+        )
         for backend, by_batch in payload["speedup"].items()
     ]
     return "Student speedup over the teacher (p50, fp32): " + "; ".join(parts) if parts else None
+
+
+def _noisy_batches(payload: dict[str, Any]) -> dict[str, set[str]]:
+    """Per backend, the batches (as the report's keys) whose fp32 teacher or student timing
+    was noisy: `noisy_speedups` read from the written report."""
+    noisy: dict[str, set[str]] = {}
+    for result in payload["results"]:
+        if result["precision"] == "fp32" and result["model"] in ("teacher", "student"):
+            batches = {
+                b for b, timing in result["latency"].items() if (timing.get("cv") or 0) > NOISY_CV
+            }
+            noisy.setdefault(result["backend"], set()).update(batches)
+    return noisy
 
 
 def _intro(payload: dict[str, Any]) -> str:

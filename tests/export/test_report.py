@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from export.report import signed_points, times
+from export.report import _speedup_sentence, signed_points, times
 
 
 def test_signed_points_never_read_minus_zero() -> None:
@@ -16,3 +16,18 @@ def test_signed_points_never_read_minus_zero() -> None:
 
 def test_a_speedup_far_below_one_is_not_shown_as_zero() -> None:
     assert [times(v) for v in (2.871, 0.1, 0.0048)] == ["2.87×", "0.10×", "0.0048×"]
+
+
+def test_a_speedup_resting_on_a_noisy_timing_is_marked_as_in_the_terminal() -> None:
+    def result(model: str, cv_by_batch: dict[str, float]) -> dict:
+        latency = {batch: {"p50_ms": 1.0, "cv": cv} for batch, cv in cv_by_batch.items()}
+        return {"model": model, "backend": "onnxruntime", "precision": "fp32", "latency": latency}
+
+    payload = {
+        "speedup": {"onnxruntime": {"1": 2.5, "64": 3.0}},
+        "results": [result("teacher", {"1": 0.4, "64": 0.01}), result("student", {"1": 0.02})],
+    }
+    assert _speedup_sentence(payload) == (
+        "Student speedup over the teacher (p50, fp32): onnxruntime **2.50×** at batch 1 "
+        "(noisy timing), **3.00×** at batch 64"
+    )
