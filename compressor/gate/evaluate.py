@@ -58,12 +58,16 @@ def _check_choice(flag: str, value: str, choices: tuple[str, ...]) -> None:
 def _read_run(run: RunDir) -> tuple[Recipe, RunReport]:
     """The run's recipe and report, once the directory is known to hold a completed run."""
     recipe, _ = read_completed_run(run)
-    report = read_report(
-        run.report("json"),
-        RunReport,
-        "the run report",
-        f"repair the run with {repair_command(run, recipe)}",
-    )
+    repair = f"repair the run with {repair_command(run, recipe)}"
+    report = read_report(run.report("json"), RunReport, "the run report", repair)
+    # An edited report without its teacher would have the teacher rule skipped as for a run
+    # trained without one: a pass nobody judged.
+    if (report.results.teacher is None) != (recipe.teacher is None):
+        said = "no teacher result" if report.results.teacher is None else "a teacher result"
+        made = "distilled from a teacher" if recipe.teacher else "trained without one"
+        raise UserError(
+            f"{run.report('json')}: {said}, but the run was {made} (its recipe.yaml); {repair}"
+        )
     return recipe, report
 
 

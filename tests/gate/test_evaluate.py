@@ -803,6 +803,12 @@ BAD_INPUTS: list[tuple[str, Callable[[Path], None] | None, list[str], list[str]]
         ["report.json: not valid JSON (line 1, column 23: Unterminated string); "],
     ),
     (
+        "report of a distilled run without its teacher",
+        edit_json("report.json", lambda d: d["results"].update(teacher=None)),
+        [],
+        ["report.json: no teacher result, but the run was distilled from a teacher", "repair"],
+    ),
+    (
         "report nested too deeply for the JSON reader",
         lambda run: (run / "report.json").write_text("[" * 100_000),
         [],
