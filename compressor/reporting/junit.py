@@ -88,10 +88,8 @@ def _replaceable(path: Path) -> bool:
         if path.stat().st_size > _MAX_JUNIT_BYTES:
             return False
         text = path.read_bytes()
-    except FileNotFoundError:
-        return True
     except OSError:
-        return True  # writing it reports why it cannot be written
+        return True  # absent, or writing it reports why it cannot be written
     if not text.strip():
         return True
     try:
