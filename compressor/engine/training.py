@@ -22,6 +22,7 @@ from compressor.engine.distributed import Distributed
 from compressor.engine.schedule import lr_factor, set_lr
 from compressor.errors import UserError
 from compressor.methods import Method, TrainProgress
+from compressor.methods.boundary import PER_ATTACKED_STATS
 from compressor.recipe import TrainConfig
 
 SYNC_EVERY = 10
@@ -34,7 +35,7 @@ StepCallback = Callable[[int, int, float, float, int], None]
 class EpochResult:
     loss: float
     parts: dict[str, float]  # epoch means of each named loss part
-    stats: dict[str, float]  # epoch means of the method's per-batch statistics
+    stats: dict[str, float]  # epoch means of the method's statistics (see _epoch_stats)
     train_accuracy: float  # percent, on the augmented training batches
     images_per_second: float
     lr: float  # at the end of the epoch
@@ -72,6 +73,17 @@ def _totals(values: dict[str, torch.Tensor], distributed: Distributed) -> dict[s
         return {}
     summed = distributed.sum(torch.stack([value.double() for value in values.values()]))
     return dict(zip(values, summed.tolist(), strict=True))
+
+
+def _epoch_stats(sums: dict[str, float], batches: int) -> dict[str, float]:
+    """Per-batch means, except the attack statistics that are means over attacked samples:
+    those are divided by the samples attacked, and left out when there were none."""
+    attacked = sums.get("attacked", 0.0)
+    return {
+        name: value / (attacked if name in PER_ATTACKED_STATS else batches)
+        for name, value in sums.items()
+        if name not in PER_ATTACKED_STATS or attacked > 0
+    }
 
 
 def train_one_epoch(
@@ -119,8 +131,9 @@ def train_one_epoch(
         sums["loss"] += output.loss.detach()
         for name, value in output.parts.items():
             sums[name] += value.detach()
+        attacked = output.stats.get("attacked", 0.0)
         for name, value in output.stats.items():
-            stats_sums[name] += value
+            stats_sums[name] += value * attacked if name in PER_ATTACKED_STATS else value
         sums[_CORRECT] += (output.logits.detach().argmax(dim=1) == labels).sum()
         sums[_IMAGES] += labels.numel()
         if (step + 1) % SYNC_EVERY == 0 or step + 1 == steps:
@@ -149,7 +162,7 @@ def train_one_epoch(
             for name, value in totals.items()
             if name not in ("loss", _CORRECT, _IMAGES)
         },
-        stats={name: value / batches for name, value in stats.items()},
+        stats=_epoch_stats(stats, batches),
         train_accuracy=100.0 * totals.get(_CORRECT, 0.0) / max(totals.get(_IMAGES, 0.0), 1.0),
         images_per_second=totals.get(_IMAGES, 0.0) / max(seconds, 1e-9),
         lr=lr,

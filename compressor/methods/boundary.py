@@ -284,6 +284,12 @@ def no_samples(
     )
 
 
+# Attack statistics that are means over a batch's attacked samples, not over its images: an
+# epoch averages them weighted by "attacked", so batches without an attack (β still 0, too few
+# classes) do not dilute them, and an epoch that attacked nothing reports none of them.
+PER_ATTACKED_STATS = ("mean_steps", "boundary_fraction")
+
+
 def attack_stats(attacked: int, mean_steps: float, boundary_fraction: float) -> dict[str, float]:
     """The per-batch attack statistics; methods log zeros when no attack ran."""
     return {

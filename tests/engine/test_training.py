@@ -3,6 +3,8 @@ learning rate it sets, and a diverging loss stopped with the part named."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 from torch import nn
@@ -12,8 +14,8 @@ from compressor.data.sets import ImageSet
 from compressor.engine.device import DeviceSetup
 from compressor.engine.distributed import Distributed
 from compressor.engine.training import EpochResult, NonFiniteLoss, StepCallback, train_one_epoch
-from compressor.methods import build_method
-from compressor.recipe import CEMethod, KDMethod, MethodConfig, TrainConfig
+from compressor.methods import StepOutput, build_method
+from compressor.recipe import BSSMethod, CEMethod, KDMethod, MethodConfig, TrainConfig
 
 CPU = DeviceSetup(torch.device("cpu"), None, channels_last=False)
 
@@ -47,14 +49,25 @@ def train(
     epoch: int = 0,
     on_step: StepCallback | None = None,
     method: MethodConfig | None = None,
+    step_stats: list[dict[str, float]] | None = None,
 ) -> EpochResult:
     """One epoch of plain cross-entropy (or `method`, from a teacher like the student): 40
-    images, 5 steps of 8."""
+    images, 5 steps of 8. `step_stats` collects each step's own statistics."""
     optimizer = torch.optim.SGD(student.parameters(), lr=config.optimizer.lr)
     teacher = None if method is None else small_net().eval()
+    built = build_method(method or CEMethod(), student, teacher)
+    if step_stats is not None:
+        step = built.step
+
+        def recording_step(*args: Any, **kwargs: Any) -> StepOutput:
+            output = step(*args, **kwargs)
+            step_stats.append(output.stats)
+            return output
+
+        built.step = recording_step  # type: ignore[method-assign]
     return train_one_epoch(
         student,
-        build_method(method or CEMethod(), student, teacher),
+        built,
         loader(),
         optimizer,
         torch.amp.GradScaler("cpu", enabled=False),
@@ -103,3 +116,27 @@ def test_a_distillation_term_that_overflows_names_the_method_settings_too() -> N
     assert "Lower train.optimizer.lr (or the method's temperature or kd weight) and" in str(
         error.value
     )
+
+
+def test_attack_statistics_are_means_over_the_attacked_samples_only() -> None:
+    """β falls to 0 before the last of the 5 steps (BSS stops attacking at 3/4 of training),
+    and batches whose teacher gets too few images right attack nothing: those batches must not
+    pull the share on the boundary, or the attack steps, towards 0."""
+    config = TrainConfig.model_validate({"epochs": 1, "device": "cpu"})
+    steps: list[dict[str, float]] = []
+    result = train(small_net(), config, method=BSSMethod(), step_stats=steps)
+    attacked = [step["attacked"] for step in steps]
+    assert attacked[-1] == 0 and sum(attacked) > 0
+    for name in ("boundary_fraction", "mean_steps"):
+        weighted = sum(step[name] * step["attacked"] for step in steps) / sum(attacked)
+        assert result.stats[name] == pytest.approx(weighted)
+    assert result.stats["mean_steps"] == 10  # every attack ran its 10 steps
+    assert result.stats["attacked"] == pytest.approx(sum(attacked) / 5)  # per batch
+
+
+def test_an_epoch_without_an_attack_reports_no_attack_statistics() -> None:
+    """β is 0 throughout: "on boundary 0 %" would claim an attack that missed every time."""
+    config = TrainConfig.model_validate({"epochs": 1, "device": "cpu"})
+    result = train(small_net(), config, method=BSSMethod(weights={"beta_init": 0.0}))
+    assert result.stats["attacked"] == 0
+    assert "boundary_fraction" not in result.stats and "mean_steps" not in result.stats
