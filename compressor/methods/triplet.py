@@ -31,10 +31,15 @@ def triplet_margin(
 
     Rows without a valid negative are masked out instead of being dropped, which keeps the
     computation free of host synchronisation; with no valid row at all the loss is 0.
+    Written out as `F.triplet_margin_loss` computes it, because that refuses margin 0: a plain
+    ordering constraint a recipe may ask for.
     """
-    losses = F.triplet_margin_loss(
-        anchor.float(), positive.float(), negative.float(), margin=margin, reduction="none"
-    )
+    anchor = anchor.float()
+    losses = (
+        F.pairwise_distance(anchor, positive.float())
+        - F.pairwise_distance(anchor, negative.float())
+        + margin
+    ).clamp_min(0.0)
     if mask is None:
         return losses.mean()
     weights = mask.to(losses.dtype)

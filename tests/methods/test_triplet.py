@@ -27,6 +27,22 @@ def test_triplet_is_zero_when_the_margin_holds_and_positive_when_violated() -> N
     assert nothing.item() == 0.0
 
 
+def test_margin_zero_is_a_plain_ordering_constraint() -> None:
+    """The schema allows margin 0, which torch's own triplet loss refuses with an exception."""
+    anchor = torch.zeros(2, 3)
+    positive = torch.tensor([[1.0, 0, 0], [2.0, 0, 0]])
+    negative = torch.tensor([[0, 1.5, 0], [0, 1.5, 0]])
+    # d(a, p) = 1 and 2; d(a, n) = 1.5: row 0 ordered, row 1 out of order by 0.5.
+    assert triplet_margin(anchor, positive, negative, 0.0).item() == pytest.approx(0.25, abs=1e-5)
+
+
+def test_the_margin_loss_matches_torchs_for_a_positive_margin() -> None:
+    torch.manual_seed(0)
+    anchor, positive, negative = torch.randn(3, 16, 10).unbind()
+    expected = torch.nn.functional.triplet_margin_loss(anchor, positive, negative, margin=0.7)
+    assert triplet_margin(anchor, positive, negative, 0.7).item() == pytest.approx(expected.item())
+
+
 def test_negatives_are_valid_random_or_the_closest() -> None:
     torch.manual_seed(0)
     valid = torch.tensor([[False, True, True, True], [False, False, False, False]])
