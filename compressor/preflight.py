@@ -16,7 +16,7 @@ from compressor.data import (
     dataset_image_size,
     dataset_num_classes,
 )
-from compressor.engine.device import select_device
+from compressor.engine.device import amp_dtype, select_device
 from compressor.errors import UserError
 from compressor.methods.amkd import check_feature_embedding
 from compressor.models import (
@@ -184,10 +184,11 @@ def _built_teacher(
 
 
 def device_warnings(recipe: Recipe) -> list[str]:
-    """train.device names a device this machine lacks: fine for a recipe meant for another
-    machine, which is why it is a warning, but a run here would stop on it."""
+    """train.device names a device this machine lacks, or train.amp a mixed precision for a
+    GPU where `auto` finds none: fine for a recipe meant for another machine, which is why it
+    is a warning, but a run here would stop on it."""
     try:
-        select_device(recipe.train.device)
+        amp_dtype(recipe.train.amp, select_device(recipe.train.device))
     except UserError as error:
         return [f"{line} (here; a run on this machine would stop)" for line in error.lines]
     return []

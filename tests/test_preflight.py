@@ -421,6 +421,21 @@ def test_a_device_this_machine_lacks_is_a_warning_not_an_error(
     )
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
+def test_mixed_precision_where_auto_finds_no_gpu_is_a_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`device: auto` may find a GPU where the recipe goes; here it finds the CPU, where a
+    run would stop on `amp: fp16`, so validate says so instead of calling the recipe fine."""
+    recipe = write_recipe(tmp_path, merged(train={"epochs": 2, "amp": "fp16"}))
+    result = run_cli(capsys, "recipe", "validate", str(recipe))
+    assert result.code == 0, result.stderr
+    assert result.stderr.strip() == (
+        f"warning: {recipe}: train.amp is 'fp16' but the device is cpu; mixed precision is for "
+        "CUDA here: use amp: auto or off (here; a run on this machine would stop)"
+    )
+
+
 def test_a_percentage_written_as_a_fraction_is_warned_about(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

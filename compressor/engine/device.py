@@ -151,7 +151,9 @@ def select_device(spec: str) -> torch.device:
     return device
 
 
-def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for train.amp on `device` (None: fp32). `auto` takes bf16 where the
+    GPU has it, since bf16 needs no loss scaling."""
     if amp == "off" or device.type != "cuda":
         if amp in ("bf16", "fp16") and device.type != "cuda":
             raise UserError(
@@ -175,4 +177,4 @@ def setup_device(config: TrainConfig) -> DeviceSetup:
         if config.channels_last is not None
         else (device.type in ("cuda", "cpu"))
     )
-    return DeviceSetup(device, _amp_dtype(config.amp, device), channels_last)
+    return DeviceSetup(device, amp_dtype(config.amp, device), channels_last)

@@ -350,6 +350,16 @@ class TrainConfig(Strict):
             )
         return self
 
+    @model_validator(mode="after")
+    def _amp_on_cuda(self) -> TrainConfig:
+        # `auto` may find a GPU where the run goes; a device named here never will be one.
+        if self.amp in ("bf16", "fp16") and self.device in ("cpu", "mps"):
+            raise ValueError(
+                f"amp {self.amp!r} is mixed precision on CUDA, but device is {self.device!r}; "
+                "use amp: auto or off, or device: cuda"
+            )
+        return self
+
 
 class Int8Config(Strict):
     """`compress export --int8`: static post-training quantisation with ONNX Runtime's tools.

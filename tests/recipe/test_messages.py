@@ -125,6 +125,11 @@ BAD_RECIPES = [
         ["train", "warmup_epochs must be smaller than epochs (1)"],
     ),
     (
+        "mixed precision on the cpu",
+        merged(train={"device": "cpu", "amp": "bf16"}),
+        ["train", "amp 'bf16' is mixed precision on CUDA, but device is 'cpu'"],
+    ),
+    (
         "adamw with momentum",
         merged(train={"optimizer": {"name": "adamw", "momentum": 0.5}}),
         ["train.optimizer", "adamw takes no momentum or nesterov"],
