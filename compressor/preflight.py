@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from compressor.data import (
+    check_crop_padding,
     check_stats_channels,
     dataset_channels,
     dataset_image_size,
@@ -58,6 +59,8 @@ def preflight_problems(recipe: Recipe, *, needs_teacher: bool) -> list[str]:
         problems.extend(_in_section("data", line) for line in error.lines)
     try:
         check_stats_channels(recipe.data)
+        if num_classes is not None and recipe.data.crop_padding is not None:
+            check_crop_padding(recipe.data, *dataset_image_size(recipe.data))
     except UserError as error:
         problems.extend(error.lines)
 

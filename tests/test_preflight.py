@@ -360,6 +360,18 @@ def test_validate_refuses_stats_of_another_channel_count_for_photos(
     )
 
 
+def test_validate_refuses_a_crop_padding_that_can_miss_the_image(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recipe = write_recipe(tmp_path, merged(data={"name": "digits", "crop_padding": 64}))
+    result = run_cli(capsys, "recipe", "validate", str(recipe))
+    assert result.code == 2, result.stdout
+    assert result.stderr.strip() == (
+        f"error: {recipe}: data.crop_padding: 64 pads 8×8 images by their side or more, so a "
+        "random crop may hold none of the image; use at most 7 (leave it out for the default, 1)"
+    )
+
+
 def test_validate_names_an_empty_class_folder_before_comparing_class_counts(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

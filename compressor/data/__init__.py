@@ -12,6 +12,7 @@ Readers (one module per data set) only decode files; `load.py` does what all sha
 """
 
 from compressor.data.load import (
+    check_crop_padding,
     check_stats_channels,
     dataset_channels,
     dataset_image_size,
@@ -27,6 +28,7 @@ __all__ = [
     "Dataset",
     "EvalData",
     "ImageSet",
+    "check_crop_padding",
     "check_stats_channels",
     "dataset_channels",
     "dataset_image_size",

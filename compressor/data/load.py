@@ -110,6 +110,18 @@ def default_crop_padding(height: int, width: int) -> int:
     return min(height, width) // 8
 
 
+def check_crop_padding(cfg: DataConfig, height: int, width: int) -> None:
+    """A padding of the image's side or more lets a random crop hold no pixel of the image:
+    such batches are blank, and the run trains at chance without a word."""
+    side = min(height, width)
+    if cfg.crop_padding is not None and cfg.crop_padding >= side:
+        raise UserError(
+            f"data.crop_padding: {cfg.crop_padding} pads {height}×{width} images by their side "
+            f"or more, so a random crop may hold none of the image; use at most {side - 1} "
+            f"(leave it out for the default, {default_crop_padding(height, width)})"
+        )
+
+
 def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and (population) std of uint8 images, on [0, 1] pixels."""
     pixels = images.to(torch.float64).div_(255.0)
@@ -170,6 +182,7 @@ def load_dataset(cfg: DataConfig) -> Dataset:
     test = _resized(_subset(test, cfg.max_test_samples), cfg.image_size)
     _check_same_shape(cfg, train, test)
     height, width = train.images.shape[2:]
+    check_crop_padding(cfg, height, width)
     return Dataset(
         name=cfg.name,
         train=train,
