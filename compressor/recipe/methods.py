@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from compressor.recipe.strict import Strict
 
@@ -78,6 +78,15 @@ class KDMethod(Strict):
     temperature: float = Field(4.0, gt=0.0)
     ce_weight: float = Field(1.0, ge=0.0)
     kd_weight: float = Field(1.0, ge=0.0)
+
+    @model_validator(mode="after")
+    def _some_loss(self) -> KDMethod:
+        if self.ce_weight == 0 and self.kd_weight == 0:
+            raise ValueError(
+                "ce_weight and kd_weight are both 0: the loss would be 0 and the student "
+                "would not learn; set one of them above 0"
+            )
+        return self
 
 
 class BSSMethod(Strict):

@@ -130,6 +130,11 @@ BAD_RECIPES = [
         ["train", "amp 'bf16' is mixed precision on CUDA, but device is 'cpu'"],
     ),
     (
+        "kd without a loss",
+        merged(method={"name": "kd", "ce_weight": 0, "kd_weight": 0}),
+        ["method: ce_weight and kd_weight are both 0: the loss would be 0"],
+    ),
+    (
         "adamw with momentum",
         merged(train={"optimizer": {"name": "adamw", "momentum": 0.5}}),
         ["train.optimizer", "adamw takes no momentum or nesterov"],
