@@ -10,7 +10,11 @@ from filelock import FileLock
 from compressor.errors import UserError
 from compressor.io import file_in_the_way
 from compressor.rundir.layout import RunDir, has_checkpoint, holds_run, manifest_record
-from compressor.rundir.set_aside import refuse_while_exporting, set_aside_replaced_run
+from compressor.rundir.set_aside import (
+    check_set_aside_free,
+    refuse_while_exporting,
+    set_aside_replaced_run,
+)
 from compressor.rundir.status import lock_run
 
 
@@ -24,6 +28,8 @@ def check_run_dir(run: RunDir, *, resume: bool, overwrite: bool) -> None:
         _check_no_folder_in_the_way(run)
     if overwrite or not run.root.exists():  # a run already there keeps its name
         _check_name_fits(run)
+    if overwrite:  # before the data is read and the teacher scored, not after
+        check_set_aside_free(run)
     if run.lock.exists():
         lock_run(run).release()
     _check_run_state(run, resume=resume, overwrite=overwrite)

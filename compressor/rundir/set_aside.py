@@ -41,11 +41,7 @@ def set_aside_replaced_run(run: RunDir) -> None:
     # A marker here came back with the run from a go-back; the new one is written in its place.
     entries = [e for e in run.root.iterdir() if e.name not in (run.lock.name, SET_ASIDE_MARK)]
     aside = run.set_aside
-    if aside.exists() and not holds_set_aside(run):
-        raise UserError(
-            f"{aside}: in the way of --overwrite, which keeps the run it replaces there until "
-            "the new one completes; move or rename that folder"
-        )
+    check_set_aside_free(run)
     completed = (manifest_record(run) or {}).get("status") == "completed"
     # Nothing to go back to: a run stopped before its first checkpoint is only its recipe.
     worth_keeping = completed or has_checkpoint(run)
@@ -55,6 +51,16 @@ def set_aside_replaced_run(run: RunDir) -> None:
             held.callback(export_lock.release)
         keep_aside = (aside.exists() and not completed) or not worth_keeping
         _move_aside(run, entries, keep_aside=keep_aside)
+
+
+def check_set_aside_free(run: RunDir) -> None:
+    """`<name>.replaced` is free for --overwrite, or its own from an earlier --overwrite: a
+    folder of the user's by that name is never replaced."""
+    if run.set_aside.exists() and not holds_set_aside(run):
+        raise UserError(
+            f"{run.set_aside}: in the way of --overwrite, which keeps the run it replaces there "
+            "until the new one completes; move or rename that folder"
+        )
 
 
 def refuse_while_exporting(run: RunDir) -> FileLock | None:
