@@ -210,17 +210,18 @@ def _check_begun_with(path: Path, recipe: Recipe, again: QuickstartCommand) -> N
     """Refuse to skip or resume a run begun with another recipe than `path` says now (it was
     edited since): the quickstart would report, or go on with, a run the recipe does not
     describe."""
-    from compressor.engine.resume import recipe_changes, started_recipe
+    from compressor.engine.resume import recipe_changes, run_recipe_lost, started_recipe
     from compressor.rundir import run_dir_for
 
     run = run_dir_for(recipe, path)
     begun = started_recipe(run, recipe)
     if begun == recipe:
         return
-    raise UserError(
-        f"{path}: not the recipe {run.root} was trained with ({recipe_changes(begun, recipe)}); "
-        f"start over with `{again.line('--overwrite')}`"
-    )
+    if begun is None:
+        said = f"{run_recipe_lost(run)}, so it cannot be told whether the run was trained with it"
+    else:
+        said = f"not the recipe {run.root} was trained with ({recipe_changes(begun, recipe)})"
+    raise UserError(f"{path}: {said}; start over with `{again.line('--overwrite')}`")
 
 
 def _distilled_from_another_teacher(path: Path, recipe: Recipe) -> bool:

@@ -44,7 +44,12 @@ def check_same_recipe(run: RunDir, recipe: Recipe, source: str) -> None:
     started_with = started_recipe(run, recipe)
     if started_with == recipe:
         return
-    if started_with is not None and (started_with.teacher is None) != (recipe.teacher is None):
+    if started_with is None:
+        raise UserError(
+            f"{source}: {run_recipe_lost(run)}, so the resume cannot tell whether {source} is "
+            "the recipe the run started with; put that file back, or start over with --overwrite"
+        )
+    if (started_with.teacher is None) != (recipe.teacher is None):
         command = training_command(started_with)
         raise UserError(
             f"{source}: {run.root} was started by `compress {command}`; resume it with "
@@ -95,10 +100,16 @@ def started_recipe(run: RunDir, recipe: Recipe) -> Recipe | None:
     return started_with
 
 
-def recipe_changes(started_with: Recipe | None, recipe: Recipe, shown: int = 3) -> str:
+def run_recipe_lost(run: RunDir) -> str:
+    """Why `started_recipe` found no recipe: said as what happened to the file, since "the
+    recipe changed" would send the user looking for an edit they never made."""
+    if not run.recipe.exists():
+        return f"{run.recipe} is missing"
+    return f"{run.recipe} cannot be read as a recipe"
+
+
+def recipe_changes(started_with: Recipe, recipe: Recipe, shown: int = 3) -> str:
     """The first few changed settings, run value → new value, for a refusal's one line."""
-    if started_with is None:
-        return "its recipe.yaml cannot be read as a recipe"
     differences = recipe_differences(started_with, recipe) or ["compare with its recipe.yaml"]
     more = len(differences) - shown
     return "; ".join(differences[:shown]) + (f"; and {more} more" if more > 0 else "")

@@ -831,6 +831,14 @@ def test_resume_compares_with_the_recipe_the_run_started_with(
     assert "the recipe changed since" in refused.stderr
     assert "train.optimizer.weight_decay: 0.0001 → 0.0005" in refused.stderr
 
+    started.unlink()  # lost, not changed: "the recipe changed" would send the user to look
+    lost = run_cli(capsys, "train", str(recipe), "--resume")
+    assert lost.code == 2
+    assert lost.stderr == (
+        f"error: {recipe}: {started} is missing, so the resume cannot tell whether {recipe} is "
+        "the recipe the run started with; put that file back, or start over with --overwrite\n"
+    )
+
     before_int8 = json.loads(json.dumps(original))
     del before_int8["export"]["int8"]
     started.write_text(yaml.safe_dump(before_int8))
