@@ -111,12 +111,10 @@ def _build_with_weights(cfg: TeacherConfig, num_classes: int, in_channels: int) 
     else:
         # Only a weights file: usable if it pickles the whole model (torch.save(model)).
         assert path is not None  # TeacherConfig guarantees a source
-        model = find_module(read_checkpoint(path, cfg.trust_pickle))
+        checkpoint = read_checkpoint(path, cfg.trust_pickle)
+        model = find_module(checkpoint)
         if model is None:
-            raise UserError(
-                f"{path} holds weights only; set teacher.arch (e.g. resnet56) or "
-                "teacher.entrypoint to say which model they belong to"
-            )
+            raise UserError(_which_model_hint(path, checkpoint))
         return model
     if state_dict is not None:
         load_weights(
@@ -128,6 +126,23 @@ def _build_with_weights(cfg: TeacherConfig, num_classes: int, in_channels: int) 
             arch_field=field,
         )
     return model
+
+
+def _which_model_hint(path: Path, checkpoint: object) -> str:
+    """A weights file without its model: a student.pt that compress wrote records the arch
+    (and kwargs) that builds it, so the line can give the exact setting."""
+    recorded = checkpoint.get("arch") if isinstance(checkpoint, dict) else None
+    if not isinstance(recorded, str) or "state_dict" not in checkpoint:
+        return (
+            f"{path} holds weights only; set teacher.arch (e.g. resnet56) or "
+            "teacher.entrypoint to say which model they belong to"
+        )
+    kwargs = checkpoint.get("kwargs")
+    with_kwargs = f" and teacher.kwargs: {kwargs}" if isinstance(kwargs, dict) and kwargs else ""
+    return (
+        f"{path} is a model compress trained, saved as weights and the arch that builds them; "
+        f"set teacher.arch: {recorded}{with_kwargs} to use it as the teacher"
+    )
 
 
 def _call_entrypoint(

@@ -383,6 +383,21 @@ def test_weights_without_arch(tmp_path: Path, original) -> None:
         load_teacher(TeacherConfig(checkpoint=path), 10, 3)
 
 
+def test_a_student_compress_saved_is_told_its_recorded_arch(tmp_path: Path, original) -> None:
+    """student.pt records the arch that builds it: the refusal gives the setting to add."""
+    path = tmp_path / "student.pt"
+    record = {"arch": "resnet8", "kwargs": {"width": 2}, "state_dict": original[0].state_dict()}
+    torch.save(record, path)
+    with pytest.raises(UserError) as refused:
+        load_teacher(TeacherConfig(checkpoint=path), 10, 3)
+    assert str(refused.value) == (
+        f"{path} is a model compress trained, saved as weights and the arch that builds them; "
+        "set teacher.arch: resnet8 and teacher.kwargs: {'width': 2} to use it as the teacher"
+    )
+    torch.save({**record, "kwargs": {}}, path)
+    _check_same(load_teacher(TeacherConfig(arch="resnet8", checkpoint=path), 10, 3), original)
+
+
 def test_class_count_disagreement() -> None:
     with pytest.raises(UserError, match=r"teacher\.num_classes is 100 but the data set has 10"):
         load_teacher(TeacherConfig(arch="resnet8", num_classes=100), 10, 3)
