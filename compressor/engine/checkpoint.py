@@ -56,6 +56,29 @@ def restore_every_rank_rng_state(
         restore_rng_state(checkpoint["rng"], device)
 
 
+_COUNT_KEYS = ("from_epoch", "processes")
+
+
+def process_counts(state: dict[str, Any] | None, world_size: int) -> list[dict[str, int]]:
+    """How many processes trained the run from which epoch on, with this start added:
+    [{"from_epoch": 1, "processes": 2}, ...]. Kept in every checkpoint and in the manifest
+    because results depend on the count (each process's random stream and batch-norm
+    batches), and a resume under another count continues only approximately."""
+    if state is None:
+        return [{"from_epoch": 1, "processes": world_size}]
+    history = state.get("process_counts")
+    well_formed = isinstance(history, list) and all(
+        isinstance(entry, dict) and all(type(entry.get(key)) is int for key in _COUNT_KEYS)
+        for entry in history
+    )
+    if not (well_formed and history):  # a checkpoint from before the history
+        ranks = state.get("rng_ranks")
+        history = [{"from_epoch": 1, "processes": len(ranks) if isinstance(ranks, list) else 1}]
+    if history[-1].get("processes") == world_size:
+        return history
+    return [*history, {"from_epoch": int(state["epoch"]) + 1, "processes": world_size}]
+
+
 def restore_rng_state(state: dict[str, Any], device: torch.device) -> None:
     torch.set_rng_state(state["cpu"])
     if device.type == "cuda" and "cuda" in state:

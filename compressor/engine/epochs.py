@@ -24,11 +24,11 @@ def train_epochs(
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
     start_epoch: int,
-    run_id: str,
+    carried: dict[str, Any],
 ) -> Evaluation:
-    """The epochs from `start_epoch`, each logged to metrics.jsonl and checkpointed (with the
-    `run_id` that a resume checks); the test evaluation of the last one (scored now if a run
-    resumed after its last epoch)."""
+    """The epochs from `start_epoch`, each logged to metrics.jsonl and checkpointed with the
+    `carried` entries (the run id that a resume checks, its process counts); the test
+    evaluation of the last one (scored now if a run resumed after its last epoch)."""
     recipe, setup, distributed = context.recipe, context.setup, context.distributed
     student = models.student
     train_loader = BatchLoader(
@@ -83,7 +83,7 @@ def train_epochs(
             "student": student.state_dict(),
             "optimizer": optimizer.state_dict(),
             "scaler": scaler.state_dict(),
-            "run_id": run_id,
+            **carried,
             **rng,
         }
         line = metrics_line(epoch, result, student_eval)

@@ -21,6 +21,7 @@ from compressor.data.summary import data_summary
 from compressor.engine.checkpoint import (
     load_checkpoint,
     mismatch,
+    process_counts,
     restore_every_rank_rng_state,
     saved_run_id,
 )
@@ -234,13 +235,15 @@ def _execute(
     # A run keeps its id through every resume: its checkpoints carry it (rank 0's saves).
     run_id = state.get("run_id") if state else None
     run_id = run_id if isinstance(run_id, str) else uuid.uuid4().hex
-    started = _write_start(context, attempt, models.teacher, run_id)
+    counts = process_counts(state, distributed.world_size)
+    started = _write_start(context, attempt, models.teacher, run_id, counts)
     optimizer = build_optimizer(list(models.student.parameters()), recipe.train.optimizer)
     scaler = torch.amp.GradScaler(setup.device.type, enabled=setup.needs_grad_scaler)
-    start_epoch = _restore(context, state, models.student, optimizer, scaler)
+    start_epoch = _restore(context, state, models.student, optimizer, scaler, counts)
 
     # 3. Train.
-    last_eval = train_epochs(context, dataset, models, optimizer, scaler, start_epoch, run_id)
+    carried = {"run_id": run_id, "process_counts": counts}
+    last_eval = train_epochs(context, dataset, models, optimizer, scaler, start_epoch, carried)
 
     # 4. Final evaluation, artifacts, report.
     return _finish(context, dataset, models, last_eval, attempt, started)
@@ -348,7 +351,11 @@ def _claim(
 
 
 def _write_start(
-    context: RunContext, attempt: _Attempt, teacher: PreparedTeacher | None, run_id: str
+    context: RunContext,
+    attempt: _Attempt,
+    teacher: PreparedTeacher | None,
+    run_id: str,
+    counts: list[dict[str, int]],
 ) -> _Started:
     """recipe.yaml and a "running" manifest: where the run came from, so messages about it
     can give a command that pastes as is, and which teacher it is distilled from."""
@@ -358,6 +365,7 @@ def _write_start(
         "workdir": str(Path.cwd()),
         "run_root": str(run.root.resolve()),
         "processes": context.distributed.world_size,  # torchrun's; results depend on it
+        **({"process_counts": counts} if len(counts) > 1 else {}),  # resumed under another
         "run_id": run_id,
     }
     if teacher is not None:
@@ -389,6 +397,7 @@ def _restore(
     student: nn.Module,
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
+    counts: list[dict[str, int]],
 ) -> int:
     """Put a resumed run's state back; the epoch to start from (0 for a new run)."""
     run = context.run
@@ -410,7 +419,19 @@ def _restore(
         )
     else:
         context.observer.message(f"resuming {run.root} after epoch {start_epoch}")
+    if len(counts) > 1 and counts[-1]["from_epoch"] == start_epoch + 1:
+        before, now = counts[-2]["processes"], counts[-1]["processes"]
+        context.observer.message(
+            f"warning: {run.root} trained with {_processes(before)} and resumes with "
+            f"{_processes(now)}: the global batch is the same, but not the random streams or "
+            "the batch-norm batches, so it continues only approximately (recorded in "
+            "manifest.json, process_counts)"
+        )
     return start_epoch
+
+
+def _processes(count: int) -> str:
+    return f"{count} process{'' if count == 1 else 'es'}"
 
 
 def _finish(
@@ -421,22 +442,39 @@ def _finish(
     attempt: _Attempt,
     started: _Started,
 ) -> RunResult:
-    """student.pt, the report and a "completed" manifest (rank 0), then the result."""
-    run, teacher = context.run, models.teacher
-    if context.main:
-        save_torch(run.student, _student_record(context.recipe, dataset, models.student))
+    """student.pt, the report and a "completed" manifest (rank 0), then the result. Rank 0
+    writes `together` with the others: a write that fails there (a full disk) fails every
+    process, not rank 0 alone while the others report success."""
+    teacher = models.teacher
     top1_agreement = None
     if teacher is not None:
         top1_agreement = agreement(teacher.evaluation.predictions, student_eval.predictions)
     result = RunResult(
-        run,
+        context.run,
         model_summary(models.student, student_eval, dataset),
         teacher.summary if teacher else None,
         top1_agreement,
         context.main,
     )
-    if not context.main:
-        return result
+
+    def write() -> None:
+        if context.main:
+            _write_results(context, dataset, models.student, result, attempt, started)
+
+    context.distributed.together(write, context.setup.device)
+    return result
+
+
+def _write_results(
+    context: RunContext,
+    dataset: Dataset,
+    student: nn.Module,
+    result: RunResult,
+    attempt: _Attempt,
+    started: _Started,
+) -> None:
+    run = context.run
+    save_torch(run.student, _student_record(context.recipe, dataset, student))
     write_run_report(run, context.recipe, result_fields(result, dataset))
     # Export and the gate check the files they read are the ones this run wrote.
     completed = _manifest(
@@ -451,7 +489,6 @@ def _finish(
     write_json(run.manifest, completed)
     if discard_replaced_run(run):
         context.observer.message(f"removed {run.set_aside}, the run this one replaced")
-    return result
 
 
 def result_fields(result: RunResult, dataset: Dataset) -> dict[str, Any]:

@@ -8,7 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from compressor.engine.checkpoint import load_checkpoint, save_checkpoint, saved_run_id
+from compressor.engine.checkpoint import (
+    load_checkpoint,
+    process_counts,
+    save_checkpoint,
+    saved_run_id,
+)
 from compressor.errors import UserError
 from compressor.io import previous_of
 
@@ -103,3 +108,21 @@ def test_the_run_id_is_read_without_a_full_load_and_none_when_unreadable(tmp_pat
     assert saved_run_id(path) is None
     path.write_bytes(b"not a checkpoint")
     assert saved_run_id(path) is None
+
+
+def test_the_process_counts_record_each_change_with_its_first_epoch() -> None:
+    """A resume under another torchrun process count continues only approximately: the
+    history says from which epoch on each count trained."""
+    assert process_counts(None, 2) == [{"from_epoch": 1, "processes": 2}]
+    two = {"epoch": 3, "process_counts": [{"from_epoch": 1, "processes": 2}]}
+    assert process_counts(two, 2) == two["process_counts"]
+    assert process_counts(two, 1) == [
+        {"from_epoch": 1, "processes": 2},
+        {"from_epoch": 4, "processes": 1},
+    ]
+    # Checkpoints from before the history: the count of the RNG states saved, one per process.
+    older = {"epoch": 2, "rng_ranks": [{}, {}, {}]}
+    assert process_counts(older, 3) == [{"from_epoch": 1, "processes": 3}]
+    assert process_counts({"epoch": 2}, 2)[-1] == {"from_epoch": 3, "processes": 2}
+    damaged = {"epoch": 2, "process_counts": [{"from_epoch": "1", "processes": 2}, 7]}
+    assert process_counts(damaged, 1) == [{"from_epoch": 1, "processes": 1}]

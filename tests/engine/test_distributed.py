@@ -200,6 +200,26 @@ def test_amkd_with_a_batchnorm_student_under_torchrun(tmp_path: Path, digits_tea
     for key in first:
         assert torch.equal(first[key], second[key]), key
 
+    # Resumed after epoch 1 by one process: allowed, but said, and recorded.
+    (checkpoints / "previous-last.pt").replace(checkpoints / "last.pt")
+    alone = subprocess.run(
+        [sys.executable, "-m", "compressor", "distill", str(recipe), "--resume"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    assert (
+        f"warning: {tmp_path / 'run'} trained with 2 processes and resumes with 1 process: "
+        in alone.stdout + alone.stderr
+    )
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["processes"] == 1
+    assert manifest["process_counts"] == [
+        {"from_epoch": 1, "processes": 2},
+        {"from_epoch": 2, "processes": 1},
+    ]
+
 
 def _average_buffers_worker(rank: int, store_file: str, results: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{store_file}", rank=rank, world_size=2)
