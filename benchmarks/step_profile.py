@@ -245,7 +245,11 @@ def print_profiles(args: argparse.Namespace) -> None:
     for label, config in methods.items():
         print(f"profiling {label} ...", file=sys.stderr, flush=True)
         runs = [profile(args, config, dataset, teacher) for _ in range(args.repeats)]
-        columns[label] = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+        # An attack statistic is absent from a run whose profiled steps attacked nothing.
+        keys = dict.fromkeys(key for run in runs for key in run)
+        columns[label] = {
+            key: statistics.median(run[key] for run in runs if key in run) for key in keys
+        }
     print("| stage (ms / step) | " + " | ".join(columns) + " |")
     print("|---|" + "---:|" * len(columns))
     for stage in (*STAGES, "total"):
@@ -256,10 +260,12 @@ def print_profiles(args: argparse.Namespace) -> None:
         print(f"| {stage} | " + " | ".join(f"{cell:.0f}" for cell in cells) + " |")
     for label, column in columns.items():
         if "attacked" in column:
-            print(
-                f"\n{label}: {column['attacked']:.1f} boundary samples per batch, "
-                f"{column['mean_steps']:.2f} attack steps per sample (medians)"
+            steps = column.get("mean_steps")
+            per_sample = (
+                "none attacked" if steps is None else f"{steps:.2f} attack steps per sample"
             )
+            attacked = f"{column['attacked']:.1f} boundary samples per batch"
+            print(f"\n{label}: {attacked}, {per_sample} (medians)")
 
 
 if __name__ == "__main__":

@@ -356,7 +356,7 @@ class TrainConfig(Strict):
         if self.amp in ("bf16", "fp16") and self.device in ("cpu", "mps"):
             raise ValueError(
                 f"amp {self.amp!r} is mixed precision on CUDA, but device is {self.device!r}; "
-                "use amp: auto or off, or device: cuda"
+                "set train.amp: auto or off, or train.device: cuda"
             )
         return self
 
