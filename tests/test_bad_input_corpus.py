@@ -281,6 +281,14 @@ CASES = [
     Case(
         "run name too long for a folder once set aside",
         lambda t: train(t, output={"dir": str(t / "runs"), "name": "r" * 250}),
+        ("output.name: is 250 bytes long", "keep it to 246"),
+    ),
+    Case(
+        "run named after a recipe file too long for a folder once set aside",
+        lambda t: [
+            "train",
+            str(recipe(t, {"student": {"arch": "resnet8"}}, name=f"{'r' * 250}.yaml")),
+        ],
         ("the run name is 250 bytes long", "keep it to 246"),
     ),
     Case(

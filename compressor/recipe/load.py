@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,11 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
                 continue
+            if not isinstance(key_node, yaml.ScalarNode):  # `? [a, b]`: a list as a key
+                raise yaml.constructor.ConstructorError(
+                    problem="a key must be a name, not a list or a mapping",
+                    problem_mark=key_node.start_mark,
+                )
             key = self.construct_object(key_node, deep=deep)
             if isinstance(key, Hashable) and key in seen:
                 raise yaml.constructor.ConstructorError(
@@ -53,18 +59,44 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+# YAML 1.1 (PyYAML) reads `010` as octal 8 and `1:30` as base-60 90: a recipe's `epochs: 010`
+# would silently train 8 epochs. YAML 1.2 reads both as text; here they are refused instead.
+_YAML_11_NUMBER = re.compile(r"[-+]?(0[0-7_]+|[0-9][0-9_]*(:[0-5]?[0-9])+(\.[0-9_]*)?)")
+
+
+def _refuse_yaml_11_numbers(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
+    if _YAML_11_NUMBER.fullmatch(node.value):
+        raise yaml.constructor.ConstructorError(
+            problem=f"{node.value} is a YAML 1.1 octal or base-60 number, not the decimal it "
+            "looks like; write it without the leading 0 or the colons, or quote it for text",
+            problem_mark=node.start_mark,
+        )
+    tag = node.tag.rsplit(":", 1)[-1]
+    return (loader.construct_yaml_int if tag == "int" else loader.construct_yaml_float)(node)
+
+
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", _refuse_yaml_11_numbers)
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:float", _refuse_yaml_11_numbers)
+
+
 def load_recipe(path: Path | str, *, started: bool = False) -> Recipe:
     """Read a recipe file with a safe YAML loader (yaml.SafeLoader, duplicate keys refused)
     and validate its schema. `started`: a run's recipe.yaml, or the recipe resuming it."""
     path = Path(path)
-    if path.is_dir():
-        raise UserError(f"{path}: is a folder, not a recipe file (name the .yaml file in it)")
-    if path.exists() and not path.is_file():  # /dev/null, a pipe
-        raise UserError(f"{path}: not a regular file; a recipe is a UTF-8 YAML file")
-    if not path.is_file():
-        raise UserError(f"{path}: recipe file not found (check the path)")
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+        if path.is_dir():
+            raise UserError(f"{path}: is a folder, not a recipe file (name the .yaml file in it)")
+        if path.exists() and not path.is_file():  # /dev/null, a pipe
+            raise UserError(f"{path}: not a regular file; a recipe is a UTF-8 YAML file")
+        if not path.is_file():
+            raise UserError(f"{path}: recipe file not found (check the path)")
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a text file; a recipe is UTF-8 YAML") from None
+    except OSError as error:  # a name too long, a folder that may not be listed
+        raise UserError(f"{path}: cannot read the recipe file ({error.strerror})") from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
     except RecursionError:  # the YAML composer recurses once per level of nesting
         raise UserError(f"{path}: nested too deeply to be a recipe (hundreds of levels)") from None
     except yaml.YAMLError as error:
@@ -73,8 +105,6 @@ def load_recipe(path: Path | str, *, started: bool = False) -> Recipe:
         # A ReaderError (a control character) has a reason, not a problem.
         problem = getattr(error, "problem", None) or getattr(error, "reason", None) or error
         raise UserError(f"{path}:{where} not valid YAML: {problem}") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not a text file; a recipe is UTF-8 YAML") from None
     return parse_recipe(data, source=str(path), base_dir=path.resolve().parent, started=started)
 
 

@@ -68,7 +68,7 @@ def _describe(error: Any) -> str:
         return f"needs a 'name' key; allowed: {', '.join(METHOD_NAMES)}"
     if kind == "string_pattern_mismatch":
         expected = PATTERN_HELP.get(error["ctx"]["pattern"], error["msg"])
-        return f"{expected} (got {error['input']!r})"
+        return f"{expected} (got {_shown(error['input'])})"
     message = str(error["msg"]).removeprefix("Value error, ")
     if kind == "tuple_type":  # YAML has lists; a fixed-length field is a tuple to pydantic
         message = "Input should be a list"
@@ -76,8 +76,14 @@ def _describe(error: Any) -> str:
         # YAML reads an unquoted 2024 or 1e3 as a number where a name is wanted.
         return f"{message} (got {error['input']!r}; quote it: '{error['input']}')"
     if "input" in error and not isinstance(error["input"], dict):
-        return f"{message} (got {error['input']!r})"
+        return f"{message} (got {_shown(error['input'])})"
     return message
+
+
+def _shown(value: object, limit: int = 80) -> str:
+    """The value as given, cut short: a 300-character path must not drown the line."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"
 
 
 def format_validation_error(source: str, error: ValidationError) -> list[str]:

@@ -104,10 +104,29 @@ _sources_of_this_section: ContextVar[dict[str, PathSource] | None] = ContextVar(
 )
 
 
+# The longest file or folder name most file systems hold (NAME_MAX); Python 3.11's
+# Path.exists() raises on a longer one instead of answering False.
+MAX_NAME_BYTES = 255
+
+
+def check_name_lengths(path: Path) -> Path:
+    """Refuse a path with a file or folder name no file system holds, here, as one line:
+    the first check of it on disk would crash with "File name too long"."""
+    for part in path.parts:
+        size = len(os.fsencode(part))
+        if size > MAX_NAME_BYTES:
+            raise ValueError(
+                f"a file or folder name in the path ({part[:16]}…) is {size} bytes long; a "
+                f"name holds at most {MAX_NAME_BYTES}"
+            )
+    return path
+
+
 def _to_path(value: Any, info: ValidationInfo) -> Any:
     if not isinstance(value, str | Path):
         return value
     path, source = read_user_path(str(value), (info.context or {}).get("base_dir"))
+    check_name_lengths(path)
     sources = _sources_of_this_section.get()
     if sources is not None and info.field_name is not None:
         sources[info.field_name] = source
@@ -115,7 +134,9 @@ def _to_path(value: Any, info: ValidationInfo) -> Any:
 
 
 def _to_output_path(value: Any) -> Any:
-    return Path(_expand(str(value)).expanded) if isinstance(value, str | Path) else value
+    if not isinstance(value, str | Path):
+        return value
+    return check_name_lengths(Path(_expand(str(value)).expanded))
 
 
 UserPath = Annotated[Path, BeforeValidator(_to_path)]

@@ -15,13 +15,21 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
 from compressor.recipe.methods import CEMethod, MethodConfig
-from compressor.recipe.paths import OutputPath, UserPath, WithInputPaths, read_user_path
+from compressor.recipe.paths import (
+    MAX_NAME_BYTES,
+    OutputPath,
+    UserPath,
+    WithInputPaths,
+    read_user_path,
+)
 from compressor.recipe.strict import Strict
 
 DATA_ROOT_ENV = "COMPRESSOR_DATA_ROOT"
 _ENTRYPOINT_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
 _DEVICE_PATTERN = r"^(auto|cpu|mps|cuda(:\d+)?)$"
 _RUN_NAME_PATTERN = r"^[\w.-]+$"
+# --overwrite sets a run aside as NAME.replaced, which must fit in a folder name too.
+MAX_RUN_NAME_BYTES = MAX_NAME_BYTES - len(".replaced")
 # What each pattern means, for error messages: a regular expression is not an explanation.
 PATTERN_HELP = {
     _ENTRYPOINT_PATTERN: "expected 'module:function', e.g. my_models.zoo:build_teacher",
@@ -460,6 +468,12 @@ class OutputConfig(Strict):
         if name is not None and set(name) == {"."}:
             raise ValueError(
                 "names output.dir or its parent, not a folder of its own; name the run"
+            )
+        size = 0 if name is None else len(name.encode())
+        if size > MAX_RUN_NAME_BYTES:
+            raise ValueError(
+                f"is {size} bytes long; a folder name holds {MAX_NAME_BYTES}, and --overwrite "
+                f"adds '.replaced': keep it to {MAX_RUN_NAME_BYTES}"
             )
         return name
 

@@ -9,6 +9,7 @@ from filelock import FileLock
 
 from compressor.errors import UserError
 from compressor.io import file_in_the_way
+from compressor.recipe.sections import MAX_RUN_NAME_BYTES
 from compressor.rundir.layout import RunDir, has_checkpoint, holds_run, manifest_record
 from compressor.rundir.set_aside import (
     check_set_aside_free,
@@ -46,18 +47,14 @@ def _check_no_file_in_the_way(run: RunDir) -> None:
         )
 
 
-# --overwrite sets the run aside as NAME.replaced, and a folder name holds 255 bytes.
-_MAX_NAME_BYTES = 255 - len(".replaced")
-
-
 def _check_name_fits(run: RunDir) -> None:
     """A name too long to set aside trains once, then crashes the --overwrite that would
     train it again: refused before anything is written."""
     size = len(run.root.name.encode())
-    if size > _MAX_NAME_BYTES:
+    if size > MAX_RUN_NAME_BYTES:
         raise UserError(
             f"{run.root}: the run name is {size} bytes long; a folder name holds 255, and "
-            f"--overwrite adds '.replaced': keep it to {_MAX_NAME_BYTES} (output.name, or the "
+            f"--overwrite adds '.replaced': keep it to {MAX_RUN_NAME_BYTES} (output.name, or the "
             "recipe file's name)"
         )
 

@@ -28,6 +28,12 @@ def test_defaults_are_filled_in_and_round_trip(tmp_path: Path) -> None:
         ("student: {arch: resnet8\n", ["not valid YAML", "line"]),
         ("- student\n- data\n", ["YAML mapping"]),
         ("just a string\n", ["YAML mapping"]),
+        # A list as a key crashed the duplicate-key check (unhashable).
+        ("student: {arch: resnet8}\n? [a, b]\n: 1\n", ["line 2", "a key must be a name"]),
+        # YAML 1.1 reads these as octal 8 and base-60 90, not what they look like.
+        ("student: {arch: resnet8}\ntrain: {epochs: 010}\n", ["010 is a YAML 1.1 octal"]),
+        ("student: {arch: resnet8}\ntrain: {seed: 1:30}\n", ["1:30 is a YAML 1.1 octal"]),
+        ("student: {arch: resnet8}\ntrain: {seed: 1:30.5}\n", ["1:30.5 is a YAML 1.1 octal"]),
     ],
 )
 def test_unreadable_recipe_files(
@@ -43,6 +49,24 @@ def test_missing_recipe_file(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     result = run_cli(capsys, "recipe", "validate", str(tmp_path / "nope.yaml"))
     assert result.code == 2
     assert "recipe file not found" in result.stderr
+
+
+def test_a_recipe_file_name_no_file_system_holds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = run_cli(capsys, "recipe", "validate", str(tmp_path / f"{'r' * 300}.yaml"))
+    assert result.code == 2
+    assert result.stderr.endswith(": cannot read the recipe file (File name too long)\n")
+
+
+def test_plain_numbers_still_read_as_numbers(tmp_path: Path) -> None:
+    content = (
+        "student: {arch: resnet8}\n"
+        "train: {epochs: 0x10, seed: 0, batch_size: 1_024, optimizer: {lr: 0.05, momentum: 0.0}}\n"
+    )
+    train = load_recipe(write_recipe(tmp_path, content)).train
+    assert (train.epochs, train.seed, train.batch_size) == (16, 0, 1024)
+    assert (train.optimizer.lr, train.optimizer.momentum) == (0.05, 0.0)
 
 
 def test_yaml_tags_that_build_objects_are_refused(

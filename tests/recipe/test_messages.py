@@ -130,6 +130,21 @@ BAD_RECIPES = [
         ["train", "amp 'bf16' is mixed precision on CUDA, but device is 'cpu'"],
     ),
     (
+        "a data root with a name no file system holds",
+        merged(data={"name": "imagefolder", "root": f"/data/{'d' * 300}"}),
+        ["data.root", "a file or folder name in the path", "is 300 bytes long", "…"],
+    ),
+    (
+        "an output dir with a name no file system holds",
+        merged(output={"dir": f"runs/{'d' * 256}"}),
+        ["output.dir", "is 256 bytes long; a name holds at most 255"],
+    ),
+    (
+        "a run name too long to set aside",
+        merged(output={"name": "r" * 247}),
+        ["output.name: is 247 bytes long", "keep it to 246"],
+    ),
+    (
         "kd without a loss",
         merged(method={"name": "kd", "ce_weight": 0, "kd_weight": 0}),
         ["method: ce_weight and kd_weight are both 0: the loss would be 0"],
