@@ -230,6 +230,15 @@ class DataConfig(WithInputPaths):
                 raise ValueError("mean and std need one value per channel each")
             if any(s <= 0 for s in self.std):
                 raise ValueError("std values must be > 0")
+            tiny = [s for s in self.std if s < MIN_STD]
+            if tiny:
+                # Dividing by it gives pixels float32 cannot hold: NaN logits, then an error
+                # that blames the teacher's weights or the learning rate.
+                raise ValueError(
+                    f"std {tiny[0]:g} is below {MIN_STD:g}, less spread than any data set's "
+                    "(and near 1e-38 normalised pixels overflow float32); give the standard "
+                    "deviation of pixels on the 0–1 scale"
+                )
         return self
 
     @model_validator(mode="after")
@@ -249,6 +258,9 @@ class DataConfig(WithInputPaths):
                 "download and set root to where the data is"
             )
         return self
+
+
+MIN_STD = 1e-6  # pixels on the 0–1 scale; a smaller spread is a typo, not a data set
 
 
 class OptimizerConfig(Strict):

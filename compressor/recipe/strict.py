@@ -38,6 +38,21 @@ class Strict(BaseModel):
                 return {**data, **flagged}
         return data
 
+    @model_validator(mode="after")
+    def _within_float32(self) -> Any:
+        """Training computes in float32: a larger setting (lr: 1e39) crashed the optimiser,
+        and a temperature squared past float64 crashed the loss, instead of being refused."""
+        for name, value in self:
+            if isinstance(value, float) and abs(value) > FLOAT32_MAX:
+                raise ValueError(
+                    f"{name} {value:g} is beyond float32's largest value ({FLOAT32_MAX:.4g}), "
+                    "the precision training computes in; use a smaller value"
+                )
+        return self
+
+
+FLOAT32_MAX = 3.4028234663852886e38
+
 
 class _TrueOrFalse:
     """A YAML true/false where a field wants no bool: no field type accepts it."""

@@ -145,6 +145,21 @@ BAD_RECIPES = [
         ["output.name: is 247 bytes long", "keep it to 246"],
     ),
     (
+        "an lr float32 cannot hold",
+        merged(train={"optimizer": {"lr": 1e39}}),
+        ["train.optimizer: lr 1e+39 is beyond float32's largest value (3.403e+38)"],
+    ),
+    (
+        "a temperature whose square float64 cannot hold",
+        merged(method={"name": "kd", "temperature": 1e300}),
+        ["method: temperature 1e+300 is beyond float32's largest value"],
+    ),
+    (
+        "a std that overflows normalised pixels",
+        merged(data={"mean": [0.5], "std": [1e-50]}),
+        ["data: std 1e-50 is below 1e-06, less spread than any data set's"],
+    ),
+    (
         "kd without a loss",
         merged(method={"name": "kd", "ce_weight": 0, "kd_weight": 0}),
         ["method: ce_weight and kd_weight are both 0: the loss would be 0"],
