@@ -70,16 +70,24 @@ def has_images(directory: Path) -> bool:
 def _image_files(directory: Path) -> Iterator[Path]:
     """Image files under `directory` (recursively), in the file system's order.
 
-    Hidden files are skipped: macOS copies leave `._name.jpg` AppleDouble files next to the
-    real images, and they would fail to decode.
+    Hidden files and folders are skipped, as hidden class folders are: macOS copies leave
+    `._name.jpg` AppleDouble files next to the real images (they would fail to decode), and
+    `.thumbs/` holds copies. Linked folders are followed, as torchvision's ImageFolder
+    follows them (Path.rglob did not), each real folder once, so a link loop ends.
     """
-    return (
-        path
-        for path in directory.rglob("*")
-        if path.suffix.lower() in IMAGE_SUFFIXES
-        and not path.name.startswith(".")
-        and path.is_file()
-    )
+    visited: set[tuple[int, int]] = set()
+    for root, folders, files in os.walk(directory, followlinks=True):
+        status = os.stat(root)
+        if (status.st_dev, status.st_ino) in visited:
+            folders.clear()
+            continue
+        visited.add((status.st_dev, status.st_ino))
+        folders[:] = sorted(name for name in folders if not name.startswith("."))
+        for name in files:
+            path = Path(root, name)
+            image = not name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES
+            if image and path.is_file():  # a dangling link is no file
+                yield path
 
 
 def resize_images(images: torch.Tensor, size: int, chunk: int = 1024) -> torch.Tensor:
@@ -98,10 +106,26 @@ def resize_images(images: torch.Tensor, size: int, chunk: int = 1024) -> torch.T
 _UNREADABLE = (OSError, ValueError, Image.DecompressionBombError)
 
 
+# 16-bit grayscale (PNG, TIFF) and 32-bit integer images: PIL's convert("RGB") clips their
+# values to 255 instead of scaling them, so mid-grey became white without a word.
+_WIDE_GRAYSCALE = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})
+
+
 def _read_rgb(path: Path) -> np.ndarray:
-    """One image file as uint8 [3, H, W]; grayscale, palette and RGBA become RGB."""
+    """One image file as uint8 [3, H, W]; grayscale, palette and RGBA become RGB, and 16-bit
+    grayscale is scaled to 8 bits."""
     try:
         with Image.open(path) as image:
+            if image.mode == "F":
+                raise Undecodable(
+                    path,
+                    "a floating-point (mode F) image, whose pixel scale is unknown; save it as "
+                    "an 8- or 16-bit image",
+                )
+            if image.mode in _WIDE_GRAYSCALE:
+                gray = np.asarray(image).astype(np.float64) / 257.0  # 65535 → 255
+                eight = np.clip(np.rint(gray), 0, 255).astype(np.uint8)
+                return np.repeat(eight[None], 3, axis=0)
             rgb = np.asarray(image.convert("RGB"))
     except _UNREADABLE as error:
         raise _undecodable(path, error) from None

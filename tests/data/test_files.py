@@ -5,9 +5,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
-from compressor.data.files import has_images, image_size, require_root
+from compressor.data.files import (
+    decode_images,
+    has_images,
+    image_size,
+    list_images,
+    require_root,
+)
 from compressor.errors import UserError
 from compressor.recipe import DataConfig, parse_recipe
 from tests.data.image_files import load_error, make_imagefolder, save_image
@@ -42,6 +50,22 @@ def test_every_undecodable_image_of_a_split_is_named_at_once(tmp_path: Path) -> 
     )
 
 
+def test_16_bit_grayscale_is_scaled_to_8_bits_not_clipped_to_white(tmp_path: Path) -> None:
+    """PIL's convert("RGB") clips 16-bit values at 255: mid-grey read as white."""
+    levels = np.array([[0, 257, 32768, 65535]], dtype=np.uint16)
+    Image.fromarray(levels).save(tmp_path / "grey16.png")
+    assert Image.open(tmp_path / "grey16.png").mode == "I;16"
+    pixels = decode_images([tmp_path / "grey16.png"], None)
+    assert pixels.shape == (1, 3, 1, 4)
+    assert pixels[0, :, 0].tolist() == [[0, 1, 128, 255]] * 3
+
+
+def test_a_floating_point_image_is_refused_as_of_unknown_scale(tmp_path: Path) -> None:
+    Image.fromarray(np.full((2, 2), 0.5, dtype=np.float32)).save(tmp_path / "float.tiff")
+    with pytest.raises(UserError, match=r"float\.tiff: a floating-point \(mode F\) image"):
+        decode_images([tmp_path / "float.tiff"], None)
+
+
 def test_image_size_reads_the_header_height_first(tmp_path: Path) -> None:
     save_image(tmp_path / "wide.png", size=(40, 24))
     assert image_size(tmp_path / "wide.png") == (24, 40)
@@ -57,6 +81,19 @@ def test_has_images_skips_what_is_not_an_image(tmp_path: Path) -> None:
     assert not has_images(tmp_path / "a")
     save_image(tmp_path / "a" / "deep" / "x.png")
     assert has_images(tmp_path / "a")
+
+
+def test_linked_folders_are_followed_once_and_hidden_folders_skipped(tmp_path: Path) -> None:
+    """As torchvision's ImageFolder: a linked folder of images is read (it was dropped), a
+    hidden one is not (`.thumbs/` copies were trained on), and a link loop ends."""
+    cat = tmp_path / "train" / "cat"
+    save_image(cat / "a.png")
+    save_image(tmp_path / "elsewhere" / "b.png")
+    (cat / "more").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    save_image(cat / ".thumbs" / "a.png")
+    (cat / "loop").symlink_to(cat, target_is_directory=True)
+    found = list_images(tmp_path / "train")
+    assert found == [cat / "a.png", cat / "more" / "b.png"]
 
 
 def test_a_missing_root_names_the_variable_that_gave_it(
