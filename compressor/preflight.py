@@ -83,6 +83,7 @@ def preflight_problems(recipe: Recipe, *, needs_teacher: bool) -> list[str]:
         return problems
     if teacher.arch and not is_known_model(teacher.arch):
         problems.append(_unknown_arch("teacher.arch", teacher.arch))
+    checkpoint_file = teacher.checkpoint is not None and teacher.checkpoint.is_file()
     if teacher.arch and teacher.checkpoint is None:
         problems.append(
             f"teacher.checkpoint: missing; teacher.arch {teacher.arch!r} alone is an untrained "
@@ -93,7 +94,12 @@ def preflight_problems(recipe: Recipe, *, needs_teacher: bool) -> list[str]:
             f"teacher.checkpoint: {str(teacher.checkpoint)!r} is a folder; point it at the "
             "weights file in it"
         )
-    elif teacher.checkpoint is not None and not teacher.checkpoint.is_file():
+    elif teacher.checkpoint is not None and teacher.checkpoint.exists() and not checkpoint_file:
+        problems.append(
+            f"teacher.checkpoint: {str(teacher.checkpoint)!r} is not a regular file (a device "
+            "or a pipe); point teacher.checkpoint at the weights file"
+        )
+    elif teacher.checkpoint is not None and not checkpoint_file:
         problems.append(
             f"teacher.checkpoint: file {str(teacher.checkpoint)!r}"
             f"{teacher.path_note('checkpoint')} does not exist; point teacher.checkpoint at "

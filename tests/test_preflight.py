@@ -218,7 +218,11 @@ def test_a_teacher_or_method_the_command_will_not_use_is_warned_about() -> None:
 
 @pytest.mark.parametrize(
     ("checkpoint", "expected"),
-    [("weights", "is a folder; point it at the weights file"), ("teacher.onnx", "ONNX model")],
+    [
+        ("weights", "is a folder; point it at the weights file"),
+        ("teacher.onnx", "ONNX model"),
+        ("/dev/null", "'/dev/null' is not a regular file (a device or a pipe)"),
+    ],
 )
 def test_a_teacher_checkpoint_that_is_a_folder_or_onnx_is_named_as_such(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], checkpoint: str, expected: str

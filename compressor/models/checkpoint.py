@@ -220,9 +220,13 @@ def _is_state_dict(candidate: Any) -> bool:
 
 
 def _wrapper_key(candidate: Any) -> str | None:
+    """The first wrapper key that holds weights or a model: `{"model": "resnet8", "net":
+    {...}}` names the architecture under "model" and keeps the weights under "net"."""
     if not isinstance(candidate, Mapping):
         return None
-    return next((key for key in WRAPPER_KEYS if key in candidate), None)
+    present = [key for key in WRAPPER_KEYS if key in candidate]
+    holding = (key for key in present if isinstance(candidate[key], Mapping | nn.Module))
+    return next(holding, present[0] if present else None)
 
 
 def strip_prefixes(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -125,6 +125,13 @@ def _create_torchvision(
             f"model {name!r}: torchvision models take 3-channel images, the data has "
             f"{in_channels}; pick a zoo model ({', '.join(list_models())}) for this data"
         )
+    # Set here: random weights, or a teacher's from its checkpoint, as nothing is downloaded;
+    # torchvision's own message would only say "multiple values for keyword argument".
+    if "weights" in kwargs:
+        raise UserError(
+            f"model {name!r}: kwargs may not set weights: nothing is downloaded; a student "
+            "starts from random weights, a teacher's come from teacher.checkpoint"
+        )
     try:
         return torchvision.models.get_model(name, weights=None, num_classes=num_classes, **kwargs)
     except (ValueError, *_KWARG_ERRORS) as error:

@@ -31,6 +31,16 @@ def test_a_kwarg_of_the_wrong_type_is_a_user_error() -> None:
         create_model("wrn16_2", 10, dropout="abc")
 
 
+def test_torchvision_pretrained_weights_are_refused_in_words() -> None:
+    """`weights: DEFAULT` met torchvision's "multiple values for keyword argument"."""
+    with pytest.raises(UserError) as refused:
+        create_model("resnet18", 10, weights="DEFAULT")
+    assert str(refused.value) == (
+        "model 'resnet18': kwargs may not set weights: nothing is downloaded; a student "
+        "starts from random weights, a teacher's come from teacher.checkpoint"
+    )
+
+
 @pytest.mark.parametrize(
     ("name", "kwargs", "reason"),
     [

@@ -125,6 +125,13 @@ def test_zoo_arch_and_wrapped_state_dict(tmp_path: Path, original) -> None:
         _check_same(load_teacher(config, 10, 3), original)
 
 
+def test_weights_under_a_later_wrapper_key_than_a_name(tmp_path: Path, original) -> None:
+    """`model` names the architecture, `net` holds the weights: refused as "a str" before."""
+    path = tmp_path / "named.pt"
+    torch.save({"model": "resnet8", "net": original[0].state_dict()}, path)
+    _check_same(load_teacher(TeacherConfig(arch="resnet8", checkpoint=path), 10, 3), original)
+
+
 ENTRYPOINT_MODULE = "teacher_entry_mod"
 ENTRYPOINT_CODE = """
 import torch
