@@ -189,10 +189,13 @@ def teacher_command(path: RecipeFile) -> None:
     from compressor.recipe import load_recipe
 
     recipe = load_recipe(path)
-    summary, count = check_teacher(recipe, str(path))
+    prepared = check_teacher(recipe, str(path))
+    for warning in prepared.warnings:
+        error_console.print(f"warning: {path}: {warning}", highlight=False, soft_wrap=True)
+    summary = prepared.summary
     console.print(
-        f"teacher: test top-1 {summary.accuracy:.2f} % on {count:,} images, "
-        f"{summary.parameters:,} parameters, {summary.flops / 1e6:,.1f} MFLOPs per image"
+        f"teacher: test top-1 {summary.accuracy:.2f} % on {prepared.evaluation.count:,} "
+        f"images, {summary.parameters:,} parameters, {summary.flops / 1e6:,.1f} MFLOPs per image"
     )
 
 

@@ -315,6 +315,8 @@ def _pin_teacher(context: RunContext, resume: bool) -> PinnedTeacher:
 def _ready_teacher(context: RunContext, pinned: PinnedTeacher, dataset: Dataset) -> PreparedTeacher:
     """The pinned teacher scored on the test split, its source and weights hash printed."""
     prepared = prepare_teacher(context.recipe, pinned, dataset, context.setup)
+    for warning in prepared.warnings:
+        context.observer.message(f"warning: {warning}")
     context.observer.message(
         f"teacher {teacher_source(context.recipe)} (weights sha256 "
         f"{prepared.weights_sha256[:12]}): test accuracy {prepared.evaluation.accuracy:.2f} %"

@@ -15,6 +15,7 @@ from compressor.engine.evaluate import Evaluation, evaluate
 from compressor.engine.scoring import ModelSummary, eval_loader, model_summary
 from compressor.errors import UserError
 from compressor.models import check_builds_the_same_weights, check_teacher_output, load_teacher
+from compressor.models.checkpoint import recorded_inputs
 from compressor.models.fingerprint import weights_sha256
 from compressor.models.inference import fold_batchnorm
 from compressor.preflight import check_recipe
@@ -35,6 +36,7 @@ class PreparedTeacher:
     evaluation: Evaluation
     summary: ModelSummary
     weights_sha256: str  # of the weights as loaded (compressor/models/fingerprint.py)
+    warnings: tuple[str, ...] = ()  # said before the run goes on
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,9 @@ class PinnedTeacher:
 
     model: nn.Module
     weights_sha256: str  # compressor/models/fingerprint.py
+    # The image shape and mean/std of the data it was trained on, where its file records them
+    # (a student.pt that compress wrote).
+    recorded_inputs: dict[str, list[float]] | None = None
 
 
 def pin_teacher(recipe: Recipe) -> PinnedTeacher:
@@ -53,9 +58,37 @@ def pin_teacher(recipe: Recipe) -> PinnedTeacher:
     num_classes, channels = dataset_num_classes(recipe.data), dataset_channels(recipe.data)
     loaded = load_teacher(recipe.teacher, num_classes, channels)
     fingerprint = weights_sha256(loaded)
-    if recipe.teacher.checkpoint is None:
+    checkpoint = recipe.teacher.checkpoint
+    if checkpoint is None:
         check_builds_the_same_weights(recipe.teacher, num_classes, channels, fingerprint)
-    return PinnedTeacher(loaded, fingerprint)
+    recorded = None if checkpoint is None else recorded_inputs(checkpoint)
+    return PinnedTeacher(loaded, fingerprint, recorded)
+
+
+def _inputs_unlike_training(pinned: PinnedTeacher, data: EvalData) -> list[str]:
+    """The teacher's file records the data it was trained on; images shaped or normalised
+    otherwise are inputs it never saw. Scoring may still pass teacher.min_accuracy, so it is
+    said: the usual cause is data.mean/std left at another data set's values."""
+    recorded = pinned.recorded_inputs
+    if recorded is None:
+        return []
+    shape, mean, std = recorded["image_shape"], recorded["mean"], recorded["std"]
+    same_stats = len(mean) == len(data.mean) and len(std) == len(data.std)
+    close = same_stats and all(
+        abs(a - b) <= 1e-4 for a, b in zip([*mean, *std], [*data.mean, *data.std], strict=True)
+    )
+    if list(data.image_shape) == shape and close:
+        return []
+
+    def rounded(values: tuple[float, ...] | list[float]) -> str:
+        return "[" + ", ".join(f"{value:.4g}" for value in values) + "]"
+
+    return [
+        f"the teacher was trained on {'×'.join(map(str, shape))} images normalised with mean "
+        f"{rounded(mean)}, std {rounded(std)} (recorded in its file), but the recipe's data "
+        f"gives {'×'.join(map(str, data.image_shape))} with mean {rounded(data.mean)}, std "
+        f"{rounded(data.std)}; set data.mean/std (and data.image_size) to the teacher's"
+    ]
 
 
 def prepare_teacher(
@@ -81,10 +114,11 @@ def prepare_teacher(
             + " match the teacher's training"
         )
     summary = model_summary(pinned.model, evaluation, data)
-    return PreparedTeacher(teacher, evaluation, summary, pinned.weights_sha256)
+    warnings = tuple(_inputs_unlike_training(pinned, data))
+    return PreparedTeacher(teacher, evaluation, summary, pinned.weights_sha256, warnings)
 
 
-def check_teacher(recipe: Recipe, source: str) -> tuple[ModelSummary, int]:
+def check_teacher(recipe: Recipe, source: str) -> PreparedTeacher:
     """Load and score the recipe's teacher alone: the quick check before a long run."""
     if recipe.teacher is None:
         raise UserError(f"{source}: teacher: the recipe has no teacher: section to check")
@@ -93,8 +127,7 @@ def check_teacher(recipe: Recipe, source: str) -> tuple[ModelSummary, int]:
         setup = setup_device(recipe.train)
         pinned = pin_teacher(recipe)
         # The test split alone: scoring needs no training images.
-        prepared = prepare_teacher(recipe, pinned, load_test_split(recipe.data), setup)
-        return prepared.summary, prepared.evaluation.count
+        return prepare_teacher(recipe, pinned, load_test_split(recipe.data), setup)
 
 
 def teacher_source(recipe: Recipe) -> str:

@@ -63,6 +63,29 @@ def _archive_kind(path: Path) -> FileFormat:
     return "state_dict"
 
 
+_RECORDED_INPUTS = ("image_shape", "mean", "std")
+
+
+def recorded_inputs(path: Path) -> dict[str, list[float]] | None:
+    """The image shape and mean/std a student.pt that compress wrote records (its training
+    data's), read lazily (mmap: the weights stay on disk); None for any other file."""
+    if not zipfile.is_zipfile(path) or _archive_kind(path) != "state_dict":
+        return None
+    try:
+        record = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # loading the teacher proper says what is wrong with the file
+        return None
+    if not isinstance(record, dict) or "state_dict" not in record:
+        return None
+    found: dict[str, list[float]] = {}
+    for key in _RECORDED_INPUTS:
+        value = record.get(key)
+        if not (isinstance(value, list) and all(isinstance(x, int | float) for x in value)):
+            return None
+        found[key] = value
+    return found
+
+
 def check_file(path: Path) -> None:
     """Fail early, with the path, on the two mistakes torch reports least clearly."""
     if not path.exists():

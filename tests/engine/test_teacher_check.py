@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from compressor.engine.teacher import check_teacher
 from compressor.errors import UserError
 from compressor.models import create_model
 from compressor.recipe import parse_recipe
+from tests.cli_helpers import run_cli
 from tests.data.image_files import damage_training_images, make_imagefolder
 
 
@@ -35,9 +37,10 @@ def test_shared_teacher_scores_its_published_accuracy(
             "train": {"device": "cpu", "eval_batch_size": 500},
         }
     )
-    summary, count = check_teacher(recipe, "test")
-    assert count == 10_000
-    assert summary.accuracy == pytest.approx(published, abs=0.05)
+    prepared = check_teacher(recipe, "test")
+    assert prepared.evaluation.count == 10_000
+    assert prepared.summary.accuracy == pytest.approx(published, abs=0.05)
+    assert prepared.warnings == ()
 
 
 def test_teacher_check_reads_no_training_image(tmp_path: Path) -> None:
@@ -55,9 +58,9 @@ def test_teacher_check_reads_no_training_image(tmp_path: Path) -> None:
             "train": {"device": "cpu"},
         }
     )
-    summary, count = check_teacher(recipe, "test")
-    assert count == 2
-    assert summary.parameters > 0
+    prepared = check_teacher(recipe, "test")
+    assert prepared.evaluation.count == 2
+    assert prepared.summary.parameters > 0
 
 
 def test_a_teacher_whose_logits_are_not_finite_is_refused_before_distilling(
@@ -80,3 +83,30 @@ def test_a_teacher_whose_logits_are_not_finite_is_refused_before_distilling(
     )
     with pytest.raises(UserError, match="the teacher returns NaN or infinite logits on real"):
         check_teacher(recipe, "test")
+
+
+def test_a_teacher_trained_on_other_inputs_than_the_data_gives_is_warned_of(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A student.pt compress wrote records its data's shape and mean/std: a recipe that
+    normalises otherwise feeds the teacher inputs it never saw, which scoring may not show."""
+    model = create_model("resnet8", 10, 1)
+    checkpoint = tmp_path / "student.pt"
+    record = {"arch": "resnet8", "image_shape": [1, 8, 8], "mean": [0.5], "std": [0.25]}
+    torch.save({**record, "state_dict": model.state_dict()}, checkpoint)
+    teacher = {"arch": "resnet8", "checkpoint": str(checkpoint)}
+    recipe = tmp_path / "recipe.yaml"
+    for data, warned in (({}, True), ({"mean": [0.5], "std": [0.25]}, False)):
+        body = {"teacher": teacher, "student": {"arch": "resnet8"}, "method": {"name": "kd"}}
+        recipe.write_text(yaml.safe_dump({**body, "data": {"name": "digits", **data}}))
+        result = run_cli(capsys, "teacher", str(recipe))
+        assert result.code == 0, result.stderr
+        assert (
+            result.stderr.startswith(
+                f"warning: {recipe}: the teacher was trained on 1×8×8 images normalised with mean "
+                "[0.5], std [0.25] (recorded in its file), but the recipe's data gives 1×8×8 with "
+                "mean [0.3049], std [0.3757]; set data.mean/std (and data.image_size) to the "
+                "teacher's"
+            )
+            is warned
+        ), result.stderr
