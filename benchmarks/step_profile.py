@@ -64,7 +64,8 @@ STAGES = (
     "rest of the loss",
     "backward, SGD step, data, bookkeeping",
 )
-ATTACK_STATS = ("attacked", "mean_steps")  # epoch means the engine reports, per batch
+# Epoch means the engine reports: samples attacked per batch, attack steps per attacked sample.
+ATTACK_STATS = ("attacked", "mean_steps")
 
 
 class StageClock:

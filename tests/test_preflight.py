@@ -448,7 +448,7 @@ def test_mixed_precision_where_auto_finds_no_gpu_is_a_warning(
     assert result.code == 0, result.stderr
     assert result.stderr.strip() == (
         f"warning: {recipe}: train.amp is 'fp16' but the device is cpu; mixed precision is for "
-        "CUDA here: use amp: auto or off (here; a run on this machine would stop)"
+        "CUDA: use amp: auto or off (here; a run on this machine would stop)"
     )
 
 

@@ -106,26 +106,28 @@ def resize_images(images: torch.Tensor, size: int, chunk: int = 1024) -> torch.T
 _UNREADABLE = (OSError, ValueError, Image.DecompressionBombError)
 
 
-# 16-bit grayscale (PNG, TIFF) and 32-bit integer images: PIL's convert("RGB") clips their
-# values to 255 instead of scaling them, so mid-grey became white without a word.
-_WIDE_GRAYSCALE = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})
+# 16-bit grayscale (PNG, TIFF): PIL's convert("RGB") clips its values to 255 instead of
+# scaling them, so mid-grey became white without a word.
+_16_BIT_GRAYSCALE = frozenset({"I;16", "I;16B", "I;16L", "I;16N"})
 
 
 def _read_rgb(path: Path) -> np.ndarray:
     """One image file as uint8 [3, H, W]; grayscale, palette and RGBA become RGB, and 16-bit
-    grayscale is scaled to 8 bits."""
+    grayscale is scaled to 8 bits. A floating-point image, or a 32-bit integer one with values
+    past 255, has no known scale: refused, not clipped."""
     try:
         with Image.open(path) as image:
-            if image.mode == "F":
+            if image.mode in _16_BIT_GRAYSCALE:
+                gray = np.asarray(image).astype(np.float64) / 257.0  # 65535 → 255
+                eight = np.rint(gray).astype(np.uint8)
+                return np.repeat(eight[None], 3, axis=0)
+            if image.mode == "F" or (image.mode == "I" and image.getextrema()[1] > 255):
+                kind = "a floating-point" if image.mode == "F" else "a 32-bit integer"
                 raise Undecodable(
                     path,
-                    "a floating-point (mode F) image, whose pixel scale is unknown; save it as "
-                    "an 8- or 16-bit image",
+                    f"{kind} (mode {image.mode}) image, whose pixel scale is unknown; save it "
+                    "as an 8- or 16-bit image",
                 )
-            if image.mode in _WIDE_GRAYSCALE:
-                gray = np.asarray(image).astype(np.float64) / 257.0  # 65535 → 255
-                eight = np.clip(np.rint(gray), 0, 255).astype(np.uint8)
-                return np.repeat(eight[None], 3, axis=0)
             rgb = np.asarray(image.convert("RGB"))
     except _UNREADABLE as error:
         raise _undecodable(path, error) from None

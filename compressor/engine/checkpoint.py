@@ -59,11 +59,14 @@ def restore_every_rank_rng_state(
 _COUNT_KEYS = ("from_epoch", "processes")
 
 
-def process_counts(state: dict[str, Any] | None, world_size: int) -> list[dict[str, int]]:
-    """How many processes trained the run from which epoch on, with this start added:
-    [{"from_epoch": 1, "processes": 2}, ...]. Kept in every checkpoint and in the manifest
-    because results depend on the count (each process's random stream and batch-norm
-    batches), and a resume under another count continues only approximately."""
+def process_counts(
+    state: dict[str, Any] | None, world_size: int, epochs: int
+) -> list[dict[str, int]]:
+    """How many processes trained the run from which epoch on, with this start added unless
+    it trains no epoch (a finished run writes its results again): [{"from_epoch": 1,
+    "processes": 2}, ...]. Kept in every checkpoint and in the manifest because results depend
+    on the count (each process's random stream and batch-norm batches), and a resume under
+    another count continues only approximately."""
     if state is None:
         return [{"from_epoch": 1, "processes": world_size}]
     history = state.get("process_counts")
@@ -74,7 +77,7 @@ def process_counts(state: dict[str, Any] | None, world_size: int) -> list[dict[s
     if not (well_formed and history):  # a checkpoint from before the history
         ranks = state.get("rng_ranks")
         history = [{"from_epoch": 1, "processes": len(ranks) if isinstance(ranks, list) else 1}]
-    if history[-1].get("processes") == world_size:
+    if history[-1]["processes"] == world_size or int(state["epoch"]) >= epochs:
         return history
     return [*history, {"from_epoch": int(state["epoch"]) + 1, "processes": world_size}]
 

@@ -158,7 +158,7 @@ def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
         if amp in ("bf16", "fp16") and device.type != "cuda":
             raise UserError(
                 f"train.amp is {amp!r} but the device is {device.type}; mixed precision is for "
-                "CUDA here: use amp: auto or off"
+                "CUDA: use amp: auto or off"
             )
         return None
     if amp == "fp16":

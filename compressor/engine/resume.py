@@ -1,12 +1,15 @@
 """Going on with a run: the command to type after it stops, the checks that a resume goes on
-the run it started (the same recipe), and the repair of metrics an interrupted epoch left."""
+the run it started (the same recipe, the same images), and the repair of metrics an
+interrupted epoch left."""
 
 from __future__ import annotations
 
 import shlex
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from compressor.data import Dataset
 from compressor.errors import UserError
 from compressor.io import loads_json, write_text
 from compressor.provenance import with_free_settings_of
@@ -74,6 +77,30 @@ def check_checkpoint_is_the_runs(run: RunDir, saved: object) -> None:
             f"{run.checkpoint}: saved by another run (id {saved[:12]}), not by {run.root} "
             f"(id {own[:12]}); put this run's checkpoint back, or start over with --overwrite"
         )
+
+
+def data_counts(dataset: Dataset) -> dict[str, int]:
+    """The images of each split, as every checkpoint records them."""
+    return {"train": len(dataset.train), "test": len(dataset.test)}
+
+
+def check_same_data(state: dict[str, Any], dataset: Dataset, source: str) -> None:
+    """Refuse to resume on other images than the run trained on: an image folder with files
+    added or removed since reads as the same recipe, and the run would go on with another
+    data set without a word. (Checkpoints from before the counts were kept are not checked.)"""
+    saved = state.get("data_counts")
+    now = data_counts(dataset)
+    if not isinstance(saved, dict) or saved == now:
+        return
+    changed = "; ".join(
+        f"{split} images {saved.get(split)} → {count}"
+        for split, count in now.items()
+        if saved.get(split) != count
+    )
+    raise UserError(
+        f"{source}: the data changed since the run started ({changed}); resume with the "
+        "images it started with, or start over with --overwrite"
+    )
 
 
 def started_recipe(run: RunDir, recipe: Recipe) -> Recipe | None:

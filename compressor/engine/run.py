@@ -32,7 +32,9 @@ from compressor.engine.epochs import train_epochs
 from compressor.engine.evaluate import Evaluation, agreement
 from compressor.engine.resume import (
     check_checkpoint_is_the_runs,
+    check_same_data,
     check_same_recipe,
+    data_counts,
     drop_metrics_after,
     interrupted_message,
 )
@@ -232,17 +234,19 @@ def _execute(
     state = distributed.together(
         lambda: _claim(context, resume, overwrite, held, attempt, models.student), setup.device
     )
+    if state is not None:  # each node lists its own copy of an image folder
+        distributed.together(lambda: check_same_data(state, dataset, source), setup.device)
     # A run keeps its id through every resume: its checkpoints carry it (rank 0's saves).
     run_id = state.get("run_id") if state else None
     run_id = run_id if isinstance(run_id, str) else uuid.uuid4().hex
-    counts = process_counts(state, distributed.world_size)
+    counts = process_counts(state, distributed.world_size, recipe.train.epochs)
     started = _write_start(context, attempt, models.teacher, run_id, counts)
     optimizer = build_optimizer(list(models.student.parameters()), recipe.train.optimizer)
     scaler = torch.amp.GradScaler(setup.device.type, enabled=setup.needs_grad_scaler)
     start_epoch = _restore(context, state, models.student, optimizer, scaler, counts)
 
     # 3. Train.
-    carried = {"run_id": run_id, "process_counts": counts}
+    carried = {"run_id": run_id, "process_counts": counts, "data_counts": data_counts(dataset)}
     last_eval = train_epochs(context, dataset, models, optimizer, scaler, start_epoch, carried)
 
     # 4. Final evaluation, artifacts, report.
@@ -366,7 +370,7 @@ def _write_start(
         "recipe_file": str(Path(context.source).resolve()),
         "workdir": str(Path.cwd()),
         "run_root": str(run.root.resolve()),
-        "processes": context.distributed.world_size,  # torchrun's; results depend on it
+        "processes": counts[-1]["processes"],  # torchrun's; results depend on it
         **({"process_counts": counts} if len(counts) > 1 else {}),  # resumed under another
         "run_id": run_id,
     }

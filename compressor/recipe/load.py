@@ -61,18 +61,26 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 # YAML 1.1 (PyYAML) reads `010` as octal 8 and `1:30` as base-60 90: a recipe's `epochs: 010`
 # would silently train 8 epochs. YAML 1.2 reads both as text; here they are refused instead.
-_YAML_11_NUMBER = re.compile(r"[-+]?(0[0-7_]+|[0-9][0-9_]*(:[0-5]?[0-9])+(\.[0-9_]*)?)")
+_YAML_11_OCTAL = re.compile(r"[-+]?0[0-7_]+")
+_YAML_11_BASE_60 = re.compile(r"[-+]?[0-9][0-9_]*(:[0-5]?[0-9])+(\.[0-9_]*)?")
 
 
 def _refuse_yaml_11_numbers(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
-    if _YAML_11_NUMBER.fullmatch(node.value):
+    integer = node.tag.endswith(":int")
+    octal = integer and _YAML_11_OCTAL.fullmatch(node.value)  # `!!float 010` is 10.0
+    if octal or _YAML_11_BASE_60.fullmatch(node.value):
         raise yaml.constructor.ConstructorError(
             problem=f"{node.value} is a YAML 1.1 octal or base-60 number, not the decimal it "
             "looks like; write it without the leading 0 or the colons, or quote it for text",
             problem_mark=node.start_mark,
         )
-    tag = node.tag.rsplit(":", 1)[-1]
-    return (loader.construct_yaml_int if tag == "int" else loader.construct_yaml_float)(node)
+    try:
+        return (loader.construct_yaml_int if integer else loader.construct_yaml_float)(node)
+    except ValueError:  # `!!int 3.5`: a tag that does not fit the text
+        raise yaml.constructor.ConstructorError(
+            problem=f"{node.value!r} is not {'an integer' if integer else 'a number'}",
+            problem_mark=node.start_mark,
+        ) from None
 
 
 _UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", _refuse_yaml_11_numbers)

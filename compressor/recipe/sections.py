@@ -236,8 +236,8 @@ class DataConfig(WithInputPaths):
                 # that blames the teacher's weights or the learning rate.
                 raise ValueError(
                     f"std {tiny[0]:g} is below {MIN_STD:g}, less spread than any data set's "
-                    "(and near 1e-38 normalised pixels overflow float32); give the standard "
-                    "deviation of pixels on the 0–1 scale"
+                    "(a std near 1e-38 makes normalised pixels overflow float32); give the "
+                    "standard deviation of pixels on the 0–1 scale"
                 )
         return self
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 
 class Strict(BaseModel):
@@ -38,17 +38,17 @@ class Strict(BaseModel):
                 return {**data, **flagged}
         return data
 
-    @model_validator(mode="after")
-    def _within_float32(self) -> Any:
+    @field_validator("*", mode="after")
+    @classmethod
+    def _within_float32(cls, value: Any) -> Any:
         """Training computes in float32: a larger setting (lr: 1e39) crashed the optimiser,
         and a temperature squared past float64 crashed the loss, instead of being refused."""
-        for name, value in self:
-            if isinstance(value, float) and abs(value) > FLOAT32_MAX:
-                raise ValueError(
-                    f"{name} {value:g} is beyond float32's largest value ({FLOAT32_MAX:.4g}), "
-                    "the precision training computes in; use a smaller value"
-                )
-        return self
+        if isinstance(value, float) and abs(value) > FLOAT32_MAX:
+            raise ValueError(
+                f"beyond float32's largest value ({FLOAT32_MAX:.4g}), the precision training "
+                "computes in; use a smaller value"
+            )
+        return value
 
 
 FLOAT32_MAX = 3.4028234663852886e38

@@ -60,10 +60,17 @@ def test_16_bit_grayscale_is_scaled_to_8_bits_not_clipped_to_white(tmp_path: Pat
     assert pixels[0, :, 0].tolist() == [[0, 1, 128, 255]] * 3
 
 
-def test_a_floating_point_image_is_refused_as_of_unknown_scale(tmp_path: Path) -> None:
+def test_images_of_unknown_scale_are_refused_not_clipped(tmp_path: Path) -> None:
     Image.fromarray(np.full((2, 2), 0.5, dtype=np.float32)).save(tmp_path / "float.tiff")
     with pytest.raises(UserError, match=r"float\.tiff: a floating-point \(mode F\) image"):
         decode_images([tmp_path / "float.tiff"], None)
+    wide = np.array([[0, 128, 255, 1000]], dtype=np.int32)
+    Image.fromarray(wide).save(tmp_path / "wide.tiff")
+    with pytest.raises(UserError, match=r"wide\.tiff: a 32-bit integer \(mode I\) image"):
+        decode_images([tmp_path / "wide.tiff"], None)
+    # 8-bit values in a 32-bit file read as they are.
+    Image.fromarray(wide[:, :3]).save(tmp_path / "narrow.tiff")
+    assert decode_images([tmp_path / "narrow.tiff"], None)[0, :, 0].tolist() == [[0, 128, 255]] * 3
 
 
 def test_image_size_reads_the_header_height_first(tmp_path: Path) -> None:

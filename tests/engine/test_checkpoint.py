@@ -113,16 +113,18 @@ def test_the_run_id_is_read_without_a_full_load_and_none_when_unreadable(tmp_pat
 def test_the_process_counts_record_each_change_with_its_first_epoch() -> None:
     """A resume under another torchrun process count continues only approximately: the
     history says from which epoch on each count trained."""
-    assert process_counts(None, 2) == [{"from_epoch": 1, "processes": 2}]
+    assert process_counts(None, 2, 5) == [{"from_epoch": 1, "processes": 2}]
     two = {"epoch": 3, "process_counts": [{"from_epoch": 1, "processes": 2}]}
-    assert process_counts(two, 2) == two["process_counts"]
-    assert process_counts(two, 1) == [
+    assert process_counts(two, 2, 5) == two["process_counts"]
+    assert process_counts(two, 1, 5) == [
         {"from_epoch": 1, "processes": 2},
         {"from_epoch": 4, "processes": 1},
     ]
     # Checkpoints from before the history: the count of the RNG states saved, one per process.
     older = {"epoch": 2, "rng_ranks": [{}, {}, {}]}
-    assert process_counts(older, 3) == [{"from_epoch": 1, "processes": 3}]
-    assert process_counts({"epoch": 2}, 2)[-1] == {"from_epoch": 3, "processes": 2}
+    assert process_counts(older, 3, 5) == [{"from_epoch": 1, "processes": 3}]
+    assert process_counts({"epoch": 2}, 2, 5)[-1] == {"from_epoch": 3, "processes": 2}
+    # A finished run trains no epoch more: its results are written again, its history kept.
+    assert process_counts({**two, "epoch": 5}, 1, 5) == two["process_counts"]
     damaged = {"epoch": 2, "process_counts": [{"from_epoch": "1", "processes": 2}, 7]}
-    assert process_counts(damaged, 1) == [{"from_epoch": 1, "processes": 1}]
+    assert process_counts(damaged, 1, 5) == [{"from_epoch": 1, "processes": 1}]

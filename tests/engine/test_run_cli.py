@@ -27,6 +27,7 @@ from compressor.models import create_model
 from compressor.recipe import DataConfig, load_recipe
 from compressor.rundir import RunDir, read_completed_run
 from tests.cli_helpers import run_cli
+from tests.data.image_files import make_imagefolder, save_image
 from tests.disk_full import compress_with_file_size_limit, needs_file_size_limits
 from tests.export.helpers import one_error_line
 
@@ -845,6 +846,34 @@ def test_resume_compares_with_the_recipe_the_run_started_with(
     resumed = run_cli(capsys, "train", str(recipe), "--resume")
     assert resumed.code == 0, resumed.stderr
     assert "resuming" in resumed.stdout
+
+
+def test_resume_refuses_an_image_folder_whose_files_changed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The recipe reads the same, but the images are not the ones the run trained on."""
+    root = make_imagefolder(tmp_path / "photos")
+    recipe = write(
+        tmp_path / "photos.yaml",
+        {
+            "student": {"arch": "resnet8"},
+            "data": {"name": "imagefolder", "root": str(root)},
+            "train": {"epochs": 2, "batch_size": 2, "device": "cpu"},
+            "output": {"dir": str(tmp_path / "runs")},
+        },
+    )
+    with pytest.raises(KeyboardInterrupt):
+        run_training(load_recipe(recipe), recipe, distill=False, observer=Interrupt(1))
+    save_image(root / "train" / "dog" / "added.png")
+    refused = run_cli(capsys, "train", str(recipe), "--resume")
+    assert refused.code == 2
+    assert refused.stderr == (
+        f"error: {recipe}: the data changed since the run started (train images 4 → 5); resume "
+        "with the images it started with, or start over with --overwrite\n"
+    )
+    (root / "train" / "dog" / "added.png").unlink()
+    resumed = run_cli(capsys, "train", str(recipe), "--resume")
+    assert resumed.code == 0, resumed.stderr
 
 
 def test_resume_takes_a_changed_gate_or_export_section_and_keeps_it(

@@ -34,6 +34,7 @@ def test_defaults_are_filled_in_and_round_trip(tmp_path: Path) -> None:
         ("student: {arch: resnet8}\ntrain: {epochs: 010}\n", ["010 is a YAML 1.1 octal"]),
         ("student: {arch: resnet8}\ntrain: {seed: 1:30}\n", ["1:30 is a YAML 1.1 octal"]),
         ("student: {arch: resnet8}\ntrain: {seed: 1:30.5}\n", ["1:30.5 is a YAML 1.1 octal"]),
+        ("student: {arch: resnet8}\ntrain: {epochs: !!int 3.5}\n", ["'3.5' is not an integer"]),
     ],
 )
 def test_unreadable_recipe_files(
@@ -66,6 +67,8 @@ def test_plain_numbers_still_read_as_numbers(tmp_path: Path) -> None:
     )
     train = load_recipe(write_recipe(tmp_path, content)).train
     assert (train.epochs, train.seed, train.batch_size) == (16, 0, 1024)
+    tagged = "student: {arch: resnet8}\ntrain: {optimizer: {lr: !!float 010}}\n"
+    assert load_recipe(write_recipe(tmp_path, tagged)).train.optimizer.lr == 10.0
     assert (train.optimizer.lr, train.optimizer.momentum) == (0.05, 0.0)
 
 

@@ -147,12 +147,12 @@ BAD_RECIPES = [
     (
         "an lr float32 cannot hold",
         merged(train={"optimizer": {"lr": 1e39}}),
-        ["train.optimizer: lr 1e+39 is beyond float32's largest value (3.403e+38)"],
+        ["train.optimizer.lr: beyond float32's largest value (3.403e+38)", "(got 1e+39)"],
     ),
     (
         "a temperature whose square float64 cannot hold",
         merged(method={"name": "kd", "temperature": 1e300}),
-        ["method: temperature 1e+300 is beyond float32's largest value"],
+        ["method.temperature: beyond float32's largest value", "(got 1e+300)"],
     ),
     (
         "a std that overflows normalised pixels",
