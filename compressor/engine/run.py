@@ -59,6 +59,7 @@ from compressor.recipe import CEMethod, Recipe, recipe_to_yaml
 from compressor.reporting.run_report import write_run_report
 from compressor.rundir import (
     RunDir,
+    check_inputs_outside_run,
     check_run_dir,
     check_same_teacher,
     claim_run_dir,
@@ -258,6 +259,12 @@ def _check_run_dir(context: RunContext, resume: bool, overwrite: bool) -> None:
     the recipe is the one the run started with; every rank stops if it refuses."""
     if context.main:
         check_run_dir(context.run, resume=resume, overwrite=overwrite)
+        recipe = context.recipe
+        inputs = {
+            "teacher.checkpoint": recipe.teacher.checkpoint if recipe.teacher else None,
+            "data.root": recipe.data.root,
+        }
+        check_inputs_outside_run(context.run, inputs, context.source, overwrite=overwrite)
         if resume:
             check_same_recipe(context.run, context.recipe, context.source)
             check_checkpoint_is_the_runs(context.run, saved_run_id(context.run.checkpoint))

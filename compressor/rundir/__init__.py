@@ -11,7 +11,7 @@ Everything a later stage needs is read from here, so the export box needs no tra
 
 from __future__ import annotations
 
-from compressor.rundir.claim import check_run_dir, claim_run_dir
+from compressor.rundir.claim import check_inputs_outside_run, check_run_dir, claim_run_dir
 from compressor.rundir.completed import (
     check_same_teacher,
     read_completed_run,
@@ -30,6 +30,7 @@ from compressor.rundir.status import mark_stopped
 
 __all__ = [
     "RunDir",
+    "check_inputs_outside_run",
     "check_run_dir",
     "check_same_teacher",
     "claim_run_dir",

@@ -36,6 +36,29 @@ def check_run_dir(run: RunDir, *, resume: bool, overwrite: bool) -> None:
     _check_run_state(run, resume=resume, overwrite=overwrite)
 
 
+def check_inputs_outside_run(
+    run: RunDir, inputs: dict[str, Path | None], source: str, *, overwrite: bool
+) -> None:
+    """Refuse an input (the teacher's checkpoint, the data) that the run would destroy: a file
+    it writes, or under --overwrite anything in its directory, which is set aside and deleted
+    once the new run completes. A teacher read from the run it is distilled into would be
+    gone, its student.pt replaced by the new student."""
+    root = run.root.resolve()
+    written = {path.resolve() for path in run.files}
+    for field, path in inputs.items():
+        if path is None:
+            continue
+        resolved = path.resolve()
+        inside = resolved == root or root in resolved.parents
+        if resolved in written or (overwrite and inside):
+            how = "--overwrite replaces" if overwrite else "writes"
+            raise UserError(
+                f"{source}: {field}: {path} is in {run.root}, which this run {how}; copy it out "
+                "of the run directory and point the recipe there, or set output.name to start a "
+                "new run"
+            )
+
+
 def _check_no_file_in_the_way(run: RunDir) -> None:
     """A file where the run directory, or a folder above it, should be: named, before the
     data is read. mkdir's own words ('Not a directory', 'File exists') name neither."""

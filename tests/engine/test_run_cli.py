@@ -848,6 +848,29 @@ def test_resume_compares_with_the_recipe_the_run_started_with(
     assert "resuming" in resumed.stdout
 
 
+def test_overwrite_refuses_to_destroy_a_teacher_read_from_the_run_it_replaces(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The replaced run is deleted once the new one completes: a teacher read from it was
+    lost, and its student.pt became the new student."""
+    runs = tmp_path / "runs"
+    recipe = small_recipe(tmp_path / "self.yaml", runs, epochs=1, max_steps_per_epoch=2)
+    assert run_cli(capsys, "train", str(recipe)).code == 0
+    teacher = tmp_path / "runs" / "self" / "student.pt"
+    before = teacher.read_bytes()
+    body = yaml.safe_load(recipe.read_text())
+    body.update(teacher={"arch": "resnet8", "checkpoint": str(teacher)}, method={"name": "kd"})
+    recipe.write_text(yaml.safe_dump(body))
+    refused = run_cli(capsys, "distill", str(recipe), "--overwrite")
+    assert refused.code == 2
+    assert refused.stderr == (
+        f"error: {recipe}: teacher.checkpoint: {teacher} is in {runs / 'self'}, which this "
+        "run --overwrite replaces; copy it out of the run directory and point the recipe there, "
+        "or set output.name to start a new run\n"
+    )
+    assert teacher.read_bytes() == before
+
+
 def test_resume_refuses_an_image_folder_whose_files_changed(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
