@@ -292,6 +292,16 @@ CASES = [
         ("the run name is 250 bytes long", "keep it to 246"),
     ),
     Case(
+        "a training split of one image",
+        lambda t: train(
+            t,
+            student={"arch": "mobilenetv2"},
+            data={"name": "digits", "max_train_samples": 1},
+            train={"epochs": 1, "batch_size": 4, "device": "cpu"},
+        ),
+        ("the training split has 1 image; training needs at least 2",),
+    ),
+    Case(
         "device typo",
         lambda t: train(t, train={"device": "gpu0"}),
         ("train.device", "cuda:N", "'gpu0'"),

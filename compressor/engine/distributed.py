@@ -47,6 +47,11 @@ class Distributed:
                 f"train.batch_size {batch_size} does not split evenly over {self.world_size} "
                 "processes; use a multiple of the process count (it is the global batch)"
             )
+        if batch_size < 2 * self.world_size:  # training batch-norm cannot normalise one image
+            raise UserError(
+                f"train.batch_size {batch_size} gives each of {self.world_size} processes one "
+                f"image per step, and batch norm needs 2; use at least {2 * self.world_size}"
+            )
         return batch_size // self.world_size
 
     def gather(self, values: torch.Tensor, device: torch.device) -> list[torch.Tensor]:

@@ -227,6 +227,7 @@ def _execute(
     pinned = _pin_teacher(context, resume) if recipe.teacher else None
     observer.message(f"device {setup.device}, reading data set {recipe.data.name}")
     dataset = distributed.together(lambda: load_dataset(recipe.data), setup.device)
+    _check_enough_to_train(dataset, distributed, recipe)
     for line in data_summary(dataset, recipe.data):
         observer.message(line)
     models = _build_models(context, dataset, pinned)
@@ -252,6 +253,24 @@ def _execute(
 
     # 4. Final evaluation, artifacts, report.
     return _finish(context, dataset, models, last_eval, attempt, started)
+
+
+def _check_enough_to_train(dataset: Dataset, distributed: Distributed, recipe: Recipe) -> None:
+    """A training split too small to give each process 2 images a step: batch norm cannot
+    normalise a batch of one (a 1×1 feature map), and the run crashed in its first step."""
+    images = len(dataset.train)
+    if images > distributed.world_size:
+        return
+    subset = " or raise data.max_train_samples" if recipe.data.max_train_samples else ""
+    needs = (
+        f"more than one per process ({distributed.world_size})"
+        if distributed.enabled
+        else "at least 2"
+    )
+    raise UserError(
+        f"data: the training split has {images} image{'' if images == 1 else 's'}; training "
+        f"needs {needs}, as batch norm cannot normalise a batch of one: add images{subset}"
+    )
 
 
 def _check_run_dir(context: RunContext, resume: bool, overwrite: bool) -> None:

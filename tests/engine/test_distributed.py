@@ -26,6 +26,7 @@ from PIL import Image
 from torch import nn
 
 from compressor.engine.distributed import Distributed, process_group_backend
+from compressor.errors import UserError
 from tests.cli_helpers import run_cli
 
 
@@ -398,3 +399,13 @@ def test_a_partial_torchrun_environment_is_one_line_before_anything_is_written(
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and expected in lines[0] and "unset" in lines[0]
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_global_batch_must_split_into_2_or_more_per_process() -> None:
+    """One image per process crashed batch norm in the first step."""
+    two = Distributed(rank=0, world_size=2)
+    assert two.per_rank_batch(8) == 4
+    with pytest.raises(UserError, match="does not split evenly over 2 processes"):
+        two.per_rank_batch(5)
+    with pytest.raises(UserError, match="gives each of 2 processes one image per step"):
+        two.per_rank_batch(2)
