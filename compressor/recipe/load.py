@@ -19,7 +19,7 @@ def parse_recipe(
     data: Any, source: str = "<recipe>", base_dir: Path | None = None, *, started: bool = False
 ) -> Recipe:
     """Validate a recipe mapping; raise UserError with one line per schema problem.
-    `started`: the recipe of a run that has started (see `compressor.recipe.sections._started`)."""
+    `started`: the recipe of a run that has started (see `compressor.recipe.strict.started`)."""
     if data is None:
         data = {}
     if not isinstance(data, dict):

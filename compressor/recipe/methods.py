@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, model_validator
 
-from compressor.recipe.strict import Strict
+from compressor.recipe.strict import Strict, started
 
 
 class AttackConfig(Strict):
@@ -40,6 +40,34 @@ class AttackConfig(Strict):
         description="Refined and interpolation search: bisection steps; the sample lies within "
         "2^-halvings of the segment past the crossing (float32 resolves no finer than 2^-24).",
     )
+
+    @model_validator(mode="after")
+    def _no_setting_the_search_ignores(self, info: ValidationInfo) -> AttackConfig:
+        """A setting of another search is a user who believes it steers this one."""
+        if started(info):
+            return self
+        unused = [
+            name
+            for name, searches in _SEARCHES_USING.items()
+            if self.search not in searches and getattr(self, name) != _DEFAULTS[name]
+        ]
+        if unused:
+            owners = " and ".join(_SEARCHES_USING[unused[0]])  # one pair for all unused
+            raise ValueError(
+                f"search {self.search!r} does not use {', '.join(unused)} (settings of the "
+                f"{owners} searches); remove them, or pick a search that uses them"
+            )
+        return self
+
+
+# The settings of one search or two: the others would ignore them.
+_SEARCHES_USING = {
+    "step_size": ("gradient", "refined"),
+    "epsilon": ("gradient", "refined"),
+    "max_steps": ("gradient", "refined"),
+    "halvings": ("refined", "interpolation"),
+}
+_DEFAULTS = {name: field.default for name, field in AttackConfig.model_fields.items()}
 
 
 # How the student's BatchNorm layers treat the boundary samples (compressor.methods.boundary_norm).
@@ -143,6 +171,16 @@ class AMKDMethod(Strict):
         "term's, drop its component along the clean gradient (PCGrad), so it cannot slow the "
         "clean fit; costs two more backward passes per attack step. Not under torchrun.",
     )
+
+    @model_validator(mode="after")
+    def _some_boundary_term(self) -> AMKDMethod:
+        if self.lambda_bss == 0 and self.gamma == 0:
+            raise ValueError(
+                "lambda_bss and gamma are both 0: the boundary samples would be searched every "
+                "step and weigh nothing, which is KD at the attack's cost; use name: kd, or set "
+                "one of them above 0"
+            )
+        return self
 
 
 MethodConfig = Annotated[

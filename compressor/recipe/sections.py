@@ -22,7 +22,7 @@ from compressor.recipe.paths import (
     WithInputPaths,
     read_user_path,
 )
-from compressor.recipe.strict import Strict
+from compressor.recipe.strict import Strict, started
 
 DATA_ROOT_ENV = "COMPRESSOR_DATA_ROOT"
 _ENTRYPOINT_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
@@ -36,13 +36,6 @@ PATTERN_HELP = {
     _DEVICE_PATTERN: "expected auto, cpu, mps, cuda or cuda:N",
     _RUN_NAME_PATTERN: "use letters, digits, '_', '-' and '.' only (it names a folder)",
 }
-
-
-def _started(info: ValidationInfo) -> bool:
-    """Is this the recipe of a run that has started (its recipe.yaml, or the recipe it is
-    resumed with)? Checks for settings that would be ignored came after some runs were made;
-    such a run must still resume, export and gate, so it is read as it was written."""
-    return bool(info.context and info.context.get("started"))
 
 
 # Deeper, the run's recipe hash (pydantic's serialiser stops at about 255 levels) crashed
@@ -205,7 +198,7 @@ class DataConfig(WithInputPaths):
         """Pixels are scaled to 0–1 before `(x - mean) / std`: statistics on the 0–255 scale,
         as many papers print them, would feed the model inputs around -2 and train it
         quietly worse. (A started run's recipe is read as written: this check came later.)"""
-        if values is None or _started(info):
+        if values is None or started(info):
             return values
         for value in values:  # a std <= 0 is refused below, for started runs too
             if 1 < value <= 255:
@@ -245,7 +238,7 @@ class DataConfig(WithInputPaths):
     def _no_setting_the_data_set_ignores(self, info: ValidationInfo) -> DataConfig:
         """A root or a download the data set would ignore is an error: the user believes the
         data comes from there."""
-        if _started(info):
+        if started(info):
             return self
         if self.name == "digits" and self.root is not None:
             raise ValueError(
@@ -274,7 +267,7 @@ class OptimizerConfig(Strict):
     def _no_setting_the_optimizer_ignores(self, info: ValidationInfo) -> OptimizerConfig:
         """A setting that would be silently dropped is an error, as a typo is. Judged by value,
         not by which keys were written: a run's recipe.yaml spells out every default."""
-        if _started(info):
+        if started(info):
             return self
         if self.name == "adamw" and (self.nesterov or self.momentum != _SGD_MOMENTUM):
             raise ValueError(
@@ -298,7 +291,7 @@ class ScheduleConfig(Strict):
     def _sorted_milestones(self, info: ValidationInfo) -> ScheduleConfig:
         if self.milestones != sorted(set(self.milestones)) or any(m < 1 for m in self.milestones):
             raise ValueError("milestones must be increasing epoch numbers >= 1")
-        if _started(info):
+        if started(info):
             return self
         if self.name == "multistep" and not self.milestones:
             raise ValueError(
@@ -308,6 +301,14 @@ class ScheduleConfig(Strict):
             raise ValueError(
                 f"milestones and gamma are multistep's; a {self.name} schedule would ignore "
                 "them: remove them or use name: multistep"
+            )
+        early = [m for m in self.milestones if m < self.warmup_epochs]
+        if early:
+            # The warm-up ramps to the full lr, and its milestones all fall at its end.
+            raise ValueError(
+                f"milestone {early[0]} falls inside the warm-up ({self.warmup_epochs} epochs), "
+                "where the lr still rises to its full value; move milestones to "
+                f"{self.warmup_epochs} or later, or shorten the warm-up"
             )
         return self
 
@@ -352,9 +353,9 @@ class TrainConfig(Strict):
     def _milestones_within(self, info: ValidationInfo) -> TrainConfig:
         # Epoch e (from 0) trains at the lr of milestones <= e: one at `epochs` never applies.
         # (A run started before this was checked has milestones <= epochs.)
-        if _started(info) and any(m > self.epochs for m in self.schedule.milestones):
+        if started(info) and any(m > self.epochs for m in self.schedule.milestones):
             raise ValueError(f"schedule milestones must be <= epochs ({self.epochs})")
-        if not _started(info) and any(m >= self.epochs for m in self.schedule.milestones):
+        if not started(info) and any(m >= self.epochs for m in self.schedule.milestones):
             raise ValueError(
                 f"schedule milestones must be < epochs ({self.epochs}); a milestone at or past "
                 "the last epoch never applies"
@@ -362,7 +363,7 @@ class TrainConfig(Strict):
         if (
             self.schedule.warmup_epochs >= self.epochs
             and self.schedule.warmup_epochs
-            and (self.epochs > 1 or not _started(info))
+            and (self.epochs > 1 or not started(info))
         ):
             raise ValueError(
                 f"schedule.warmup_epochs must be smaller than epochs ({self.epochs}): the run "

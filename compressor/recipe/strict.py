@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from typing import Any, Literal, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
+
+
+def started(info: ValidationInfo) -> bool:
+    """Is this the recipe of a run that has started (its recipe.yaml, or the recipe it is
+    resumed with)? Checks for settings that would be ignored came after some runs were made;
+    such a run must still resume, export and gate, so it is read as it was written."""
+    return bool(info.context and info.context.get("started"))
 
 
 class Strict(BaseModel):

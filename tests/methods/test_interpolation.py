@@ -114,7 +114,8 @@ def test_refined_search_bisects_the_attack_back_to_the_crossing(
     images, logits, labels = _labelled_by_teacher(teacher, batch)
     searches = {}
     for search in ("gradient", "refined"):
-        config = AttackConfig(fraction=1.0, step_size=step_size, search=search, halvings=12)
+        halvings = {"halvings": 12} if search == "refined" else {}  # gradient has none
+        config = AttackConfig(fraction=1.0, step_size=step_size, search=search, **halvings)
         torch.manual_seed(0)
         searches[search] = find_boundary_samples(
             teacher, images, labels, logits, logits, config, None

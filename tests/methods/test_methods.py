@@ -73,7 +73,8 @@ def test_step_trains_the_student_and_never_touches_the_teacher(
 
 
 # (id, part, without, with): each case scales one loss part between two otherwise identical
-# steps; a different student gradient proves that the part reaches the student.
+# steps; a different student gradient proves that the part reaches the student. (AMKD's
+# triplet cases keep a BSS term: without either boundary term the recipe is refused.)
 # The test batch is small: attack all of it so every part has samples to work on.
 EVERY_SAMPLE = AttackConfig(fraction=1.0)
 INTERPOLATE_EVERY_SAMPLE = AttackConfig(fraction=1.0, search="interpolation")
@@ -107,8 +108,8 @@ PART_CASES = [
     (
         "amkd-triplet",
         "triplet",
-        AMKDMethod(attack=EVERY_SAMPLE, gamma=0.0),
-        AMKDMethod(attack=EVERY_SAMPLE),
+        AMKDMethod(attack=EVERY_SAMPLE, gamma=0.0, lambda_bss=1.0),
+        AMKDMethod(attack=EVERY_SAMPLE, lambda_bss=1.0),
     ),
     (
         # Against teacher negatives, so the case fails if negative_source is ignored.
@@ -120,14 +121,22 @@ PART_CASES = [
     (
         "amkd-triplet-interpolation",
         "triplet",
-        AMKDMethod(attack=INTERPOLATE_EVERY_SAMPLE, gamma=0.0, margin=1.0),
-        AMKDMethod(attack=INTERPOLATE_EVERY_SAMPLE, margin=1.0),
+        AMKDMethod(attack=INTERPOLATE_EVERY_SAMPLE, gamma=0.0, lambda_bss=1.0, margin=1.0),
+        AMKDMethod(attack=INTERPOLATE_EVERY_SAMPLE, lambda_bss=1.0, margin=1.0),
     ),
     (
         "amkd-triplet-features",
         "triplet",
-        AMKDMethod(attack=EVERY_SAMPLE, gamma=0.0, embedding="features", margin=1.0),
-        AMKDMethod(attack=EVERY_SAMPLE, embedding="features", mining="hardest", margin=1.0),
+        AMKDMethod(
+            attack=EVERY_SAMPLE, gamma=0.0, lambda_bss=1.0, embedding="features", margin=1.0
+        ),
+        AMKDMethod(
+            attack=EVERY_SAMPLE,
+            lambda_bss=1.0,
+            embedding="features",
+            mining="hardest",
+            margin=1.0,
+        ),
     ),
 ]
 

@@ -165,6 +165,34 @@ BAD_RECIPES = [
         ["method: ce_weight and kd_weight are both 0: the loss would be 0"],
     ),
     (
+        "a milestone inside the warm-up",
+        merged(
+            train={
+                "epochs": 4,
+                "schedule": {"name": "multistep", "milestones": [1, 3], "warmup_epochs": 2},
+            }
+        ),
+        ["train.schedule", "milestone 1 falls inside the warm-up (2 epochs)"],
+    ),
+    (
+        "gradient-attack settings with the interpolation search",
+        merged(method={"name": "bss", "attack": {"search": "interpolation", "max_steps": 50}}),
+        [
+            "method.attack: search 'interpolation' does not use max_steps (settings of the "
+            "gradient and refined searches)"
+        ],
+    ),
+    (
+        "halvings with the gradient search",
+        merged(method={"name": "amkd", "attack": {"halvings": 20}}),
+        ["search 'gradient' does not use halvings (settings of the refined and interpolation"],
+    ),
+    (
+        "amkd without a boundary term",
+        merged(method={"name": "amkd", "lambda_bss": 0, "gamma": 0}),
+        ["method: lambda_bss and gamma are both 0"],
+    ),
+    (
         "adamw with momentum",
         merged(train={"optimizer": {"name": "adamw", "momentum": 0.5}}),
         ["train.optimizer", "adamw takes no momentum or nesterov"],
