@@ -230,6 +230,11 @@ def _execute(
     _check_enough_to_train(dataset, distributed, recipe)
     for line in data_summary(dataset, recipe.data):
         observer.message(line)
+    if len(dataset.train) < recipe.train.batch_size:
+        observer.message(
+            f"warning: train.batch_size {recipe.train.batch_size} is more than the training "
+            f"split's {len(dataset.train)} images: each epoch is one step on all of them"
+        )
     models = _build_models(context, dataset, pinned)
 
     # 2. The run directory: claimed, and a resumed run's state read, before any write.

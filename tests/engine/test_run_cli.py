@@ -991,13 +991,14 @@ def test_a_run_says_what_data_it_read_and_warns_of_classes_left_out(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A subset smaller than the class count leaves classes without a training image: said,
-    not left to show up as a student that never predicts them."""
+    not left to show up as a student that never predicts them; so is a batch larger than the
+    split, whose epochs are one step."""
     recipe = write(
         tmp_path / "five.yaml",
         {
             "student": {"arch": "resnet8"},
             "data": {"max_train_samples": 5},
-            "train": {"epochs": 1, "batch_size": 5, "device": "cpu"},
+            "train": {"epochs": 1, "batch_size": 8, "device": "cpu"},
             "gate": {"min_agreement": 0.995},
             "output": {"dir": str(tmp_path)},
         },
@@ -1009,6 +1010,10 @@ def test_a_run_says_what_data_it_read_and_warns_of_classes_left_out(
     assert (
         "warning: no training image of 5 of the 10 classes (5, 6, 7, 8, 9): the student cannot "
         "learn them; data.max_train_samples 5 is fewer than the classes: raise it"
+    ) in result.stdout
+    assert (
+        "warning: train.batch_size 8 is more than the training split's 5 images: each epoch is "
+        "one step on all of them"
     ) in result.stdout
 
 
