@@ -54,7 +54,8 @@ def _verdict(result: dict[str, Any]) -> str:
 def _summary_rows(payload: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the main table, as display strings (shared by Markdown and HTML)."""
     batches = _batches(payload)
-    header = ["model", "backend", "precision", "device", "top-1 %", "max abs diff", "agree %"]
+    header = ["model", "backend", "precision", "device", "top-1 %", "max abs diff"]
+    header += ["mean abs diff", "agree %"]
     header += ["parity"] + [f"p50 ms @{b}" for b in batches]
     header += [f"img/s @{batches[-1]} (mean)", "size"]
     rows = []
@@ -69,6 +70,7 @@ def _summary_rows(payload: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
                 result["device"],
                 f"{result['accuracy']:.2f}",
                 f"{parity['max_abs_diff']:.1e}" if parity else "—",
+                f"{parity['mean_abs_diff']:.1e}" if parity else "—",
                 f"{parity['top1_agreement']:.2f}" if parity else "—",
                 _verdict(result),
                 *(f"{latency[b]['p50_ms']:.3g}" if b in latency else "—" for b in batches),

@@ -202,6 +202,7 @@ def test_markdown_reads_as_a_pull_request_comment(exported_run: Path) -> None:
             break
     header, align, *rows = table
     assert len(rows) == 5
+    assert "| max abs diff | mean abs diff | agree % |" in header  # parity, as README says
     assert all(row.count("|") == header.count("|") for row in [align, *rows])
     assert sum("✅ pass" in row for row in rows) == 3
     assert sum("reference" in row for row in rows) == 2
