@@ -108,8 +108,8 @@ class KDMethod(Strict):
     kd_weight: float = Field(1.0, ge=0.0)
 
     @model_validator(mode="after")
-    def _some_loss(self) -> KDMethod:
-        if self.ce_weight == 0 and self.kd_weight == 0:
+    def _some_loss(self, info: ValidationInfo) -> KDMethod:
+        if self.ce_weight == 0 and self.kd_weight == 0 and not started(info):
             raise ValueError(
                 "ce_weight and kd_weight are both 0: the loss would be 0 and the student "
                 "would not learn; set one of them above 0"
@@ -173,8 +173,9 @@ class AMKDMethod(Strict):
     )
 
     @model_validator(mode="after")
-    def _some_boundary_term(self) -> AMKDMethod:
-        if self.lambda_bss == 0 and self.gamma == 0:
+    def _some_boundary_term(self, info: ValidationInfo) -> AMKDMethod:
+        # A run made before this check trained as KD: it must still resume, export and gate.
+        if self.lambda_bss == 0 and self.gamma == 0 and not started(info):
             raise ValueError(
                 "lambda_bss and gamma are both 0: the boundary samples would be searched every "
                 "step and weigh nothing, which is KD at the attack's cost; use name: kd, or set "

@@ -21,10 +21,19 @@ def test_a_started_runs_recipe_is_read_as_the_compressor_that_started_it_wrote_i
         {"optimizer": {"momentum": 0, "nesterov": True}},
         {"schedule": {"name": "cosine", "gamma": 0.5}},
         {"schedule": {"name": "multistep"}},
+        {"epochs": 4, "schedule": {"name": "multistep", "milestones": [1], "warmup_epochs": 2}},
     ):
         with pytest.raises(UserError):
             parse_recipe(merged(train=train))
         parse_recipe(merged(train=train), started=True)
+    for method in (
+        {"name": "kd", "ce_weight": 0, "kd_weight": 0},
+        {"name": "amkd", "lambda_bss": 0, "gamma": 0},
+        {"name": "bss", "attack": {"search": "interpolation", "max_steps": 5}},
+    ):
+        with pytest.raises(UserError):
+            parse_recipe(merged(method=method))
+        parse_recipe(merged(method=method), started=True)
     for data in (
         {"name": "digits", "root": "/d"},
         {"name": "tiny_imagenet", "download": True},
