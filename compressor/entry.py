@@ -9,6 +9,7 @@ flags) — printed as one line per problem, without a traceback unless `--debug`
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import shlex
@@ -40,6 +41,7 @@ def main() -> None:
     Python documentation gives (https://docs.python.org/3/library/signal.html#note-on-sigpipe)
     with the exit code a shell's `pipefail` expects, and never 1, which says a check failed.
     """
+    _open_closed_streams()
     _tolerate_narrow_encodings()
     try:
         _main()
@@ -116,6 +118,12 @@ def _main() -> None:
             for line in lines:
                 _print_error(line)
         sys.exit(2)
+    except OSError as error:
+        if error.errno not in _NO_SPACE:
+            _crash(error)
+        # Output to a full disk or /dev/full: where it went is full, which is no bug here.
+        _print_error(f"cannot write the output ({error.strerror}); free space where it goes")
+        sys.exit(2)
     except Exception as error:
         _crash(error)
     # typer.Exit(n), --help and Ctrl-C (130) come back as the exit code; commands return None.
@@ -128,6 +136,9 @@ def _main() -> None:
             code = _SIGTERM_EXIT  # a scheduler reads 128 + 15 as "stopped by my SIGTERM"
     sys.stdout.flush()  # a closed pipe shows here, where main() handles it, not at exit
     sys.exit(code)
+
+
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 def _crash(error: BaseException) -> NoReturn:
@@ -207,6 +218,15 @@ def _junit_of_gate(argv: list[str]) -> Path | None:
         if argument == "--junit" and index + 1 < len(argv):
             return Path(argv[index + 1])
     return None
+
+
+def _open_closed_streams() -> None:
+    """A standard stream closed by the shell (`compress models >&-`) is None to Python, and
+    the first print crashed on it: its output goes to the null device instead, as nobody can
+    read it, and the command runs to its exit code (a gate's JUnit file is still written)."""
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115
 
 
 def _exit_on_closed_pipe() -> None:

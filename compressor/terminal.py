@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from export import ExportReport
 
 
-def _log_width(stream: TextIO) -> int | None:
+def _log_width(stream: TextIO | None) -> int | None:
     """Off a terminal (a CI log, a file) rich assumes 80 columns, and a gate table's detail
     column wraps over several lines; 120 keeps a row on one line. A terminal, or COLUMNS,
     says its own width; but rich takes COLUMNS=0 at its word and prints nothing at all,
@@ -32,7 +32,7 @@ def _log_width(stream: TextIO) -> int | None:
     columns = os.environ.get("COLUMNS")
     if columns is not None and columns.isdigit() and int(columns) > 0:
         return None
-    if stream.isatty():
+    if stream is not None and stream.isatty():  # None: closed (`>&-`), see entry.main
         return None if columns is None else shutil.get_terminal_size().columns
     return 120
 

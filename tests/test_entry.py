@@ -157,6 +157,45 @@ def test_output_into_a_closed_pipe_ends_quietly_with_141(
     assert (out or "") + (err or "") == ""
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize("args", [["models"], ["--help"], ["recipe", "schema"]])
+def test_output_to_a_full_device_is_one_line_and_2_not_a_crash(
+    args: list[str], tmp_path: Path
+) -> None:
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "compressor", *args],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            cwd=tmp_path,
+            text=True,
+            timeout=120,
+        )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == (
+        "error: cannot write the output (No space left on device); free space where it goes\n"
+    )
+
+
+@pytest.mark.parametrize("closed", ["stdout", "stderr"])
+def test_a_closed_standard_stream_is_written_to_nowhere_not_a_crash(
+    closed: str, tmp_path: Path
+) -> None:
+    """`compress models >&-`: Python sees the stream as None, and importing the CLI crashed."""
+    done = subprocess.run(
+        [sys.executable, "-m", "compressor", "models"],
+        stdout=subprocess.PIPE if closed == "stderr" else subprocess.DEVNULL,
+        stderr=subprocess.PIPE if closed == "stdout" else subprocess.DEVNULL,
+        cwd=tmp_path,
+        text=True,
+        timeout=120,
+        preexec_fn=lambda: os.close(1 if closed == "stdout" else 2),
+    )
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    assert ("resnet8" in (done.stdout or "")) is (closed == "stderr")
+    assert not done.stderr
+
+
 _CRASHING_TEACHER = """
 import torch
 
