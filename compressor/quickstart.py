@@ -160,8 +160,8 @@ def _train_step(
     _check_begun_with(path, recipe, again)
     if done is None:
         return train(resume=True, overwrite=False)
-    if _export_or_gate_edited(run, recipe):
-        _apply_export_and_gate(run, recipe)
+    if _free_settings_edited(run, recipe):
+        _apply_free_settings(run, recipe)
     step = "student already distilled" if distill else "teacher already trained"
     console.print(f"{step}: {run.root} ({done.student.accuracy:.2f} %); skipping")
     return done
@@ -186,24 +186,29 @@ def _completed_run_result(path: Path, recipe: Recipe) -> RunResult | None:
         return None
 
 
-def _export_or_gate_edited(run: RunDir, recipe: Recipe) -> bool:
-    """Do the recipe's `export:` or `gate:` differ from the run's recipe.yaml? The settings
-    a finished run may change (_check_begun_with allows them) that the quickstart then uses."""
+def _free_settings_edited(run: RunDir, recipe: Recipe) -> bool:
+    """Does the recipe differ from the run's recipe.yaml in the settings a finished run may
+    change (provenance.FREE_TO_CHANGE, which _check_begun_with allows): `export:`, `gate:`,
+    or where files are, as after the repository was moved or copied? The export and the
+    gate read them from the run's recipe.yaml."""
     from compressor.recipe import load_recipe
 
-    trained = load_recipe(run.recipe, started=True)
-    return (trained.export, trained.gate) != (recipe.export, recipe.gate)
+    return load_recipe(run.recipe, started=True) != recipe
 
 
-def _apply_export_and_gate(run: RunDir, recipe: Recipe) -> None:
+def _apply_free_settings(run: RunDir, recipe: Recipe) -> None:
     """Write the recipe into the completed run's recipe.yaml, as `--resume` would, without
-    training: skipping would export and gate with the settings the run still has, and these
-    sections may change after training (the run may have no checkpoints left to resume)."""
+    training: skipping would export and gate with the settings the run still has (a teacher
+    at the path the repository had before it moved), and these settings may change after
+    training (the run may have no checkpoints left to resume)."""
     from compressor.io import write_text
     from compressor.recipe import recipe_to_yaml
 
     write_text(run.recipe, recipe_to_yaml(recipe))
-    console.print(f"{run.root}: export or gate settings edited since; written to its recipe.yaml")
+    console.print(
+        f"{run.root}: export, gate or file settings changed since (edited, or the folder "
+        "moved); written to its recipe.yaml"
+    )
 
 
 def _check_begun_with(path: Path, recipe: Recipe, again: QuickstartCommand) -> None:

@@ -125,15 +125,34 @@ def test_a_quickstart_run_again_gates_with_an_edited_gate_section(
     stricter = run_cli(capsys, "quickstart")
     assert stricter.code == 1, stricter.stdout + stricter.stderr
     assert "teacher already trained" in stricter.stdout
-    assert "runs/quickstart: export or gate settings edited since; written to its recipe.yaml" in (
-        " ".join(stricter.stdout.split())
-    )
+    changed = "runs/quickstart: export, gate or file settings changed since (edited, or the "
+    assert changed in " ".join(stricter.stdout.split())
     assert "student already distilled: runs/quickstart (" in stricter.stdout
     assert "gate FAILED" in stricter.stdout
     trained = yaml.safe_load((tmp_path / "runs/quickstart/recipe.yaml").read_text())
     assert trained["gate"]["max_drop"] == 0.0
     unchanged = run_cli(capsys, "quickstart")
     assert "student already distilled: runs/quickstart (" in unchanged.stdout
+
+
+def test_a_quickstart_moved_to_another_folder_exports_with_the_teacher_there(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The runs' recipe.yaml named the teacher by its old absolute path: both steps were
+    skipped, then the export failed to load the teacher from the folder that was moved."""
+    before, after = tmp_path / "before", tmp_path / "after"
+    before.mkdir()
+    monkeypatch.chdir(before)
+    _short_quickstart(before / "recipes", gate={"max_drop": 100})
+    assert run_cli(capsys, "quickstart").code == 0
+    monkeypatch.chdir(tmp_path)
+    before.rename(after)
+    monkeypatch.chdir(after)
+    moved = run_cli(capsys, "quickstart")
+    assert moved.code == 0, moved.stdout + moved.stderr
+    assert "student already distilled: runs/quickstart (" in moved.stdout
+    trained = yaml.safe_load((after / "runs/quickstart/recipe.yaml").read_text())
+    assert trained["teacher"]["checkpoint"] == str(after / "runs/quickstart-teacher/student.pt")
 
 
 def test_quickstart_fails_when_the_exported_student_fails_parity(
