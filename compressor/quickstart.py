@@ -93,14 +93,15 @@ def _run_steps(
     from compressor.recipe import load_recipe
     from export import ExportOptions, export_run
 
+    # Both recipes read before anything trains: a mistake in the second is not found after
+    # minutes of training the teacher.
+    teaching, distilled = load_recipe(teacher_recipe), load_recipe(student_recipe)
+    _check_separate_runs(teacher_recipe, teaching, student_recipe, distilled)
     console.rule("1/4 train the teacher (cross-entropy)")
-    teacher_run = _train_step(
-        teacher_recipe, load_recipe(teacher_recipe), again, distill=False, start_over=overwrite
-    )
+    teacher_run = _train_step(teacher_recipe, teaching, again, distill=False, start_over=overwrite)
     console.rule("2/4 distil it into the student (AMKD)")
     # The recipe finds the teacher relative to its own folder, which is the teacher run just
     # trained only from the repository root: from anywhere else (--recipes) it is this one.
-    distilled = load_recipe(student_recipe)
     if distilled.teacher is not None:
         checkpoint = teacher_run.run.student.resolve()
         teacher = distilled.teacher.model_copy(update={"checkpoint": checkpoint})
@@ -127,6 +128,21 @@ def _run_steps(
     console.print(f"reports: {run.run.root / 'report.html'}, {report.files['html']}")
     if not gate.passed or failed_parity:
         raise typer.Exit(1)
+
+
+def _check_separate_runs(
+    teacher_path: Path, teaching: Recipe, student_path: Path, distilled: Recipe
+) -> None:
+    """The student's run must not be the teacher's: distilling would replace the teacher it
+    reads (and an --overwrite would be refused only after the teacher had trained)."""
+    from compressor.rundir import run_dir_for
+
+    run = run_dir_for(distilled, student_path)
+    if run.root.resolve() == run_dir_for(teaching, teacher_path).root.resolve():
+        raise UserError(
+            f"{student_path}: its run {run.root} is the teacher's ({teacher_path}); give the "
+            "student another output.name"
+        )
 
 
 def _train_step(

@@ -218,6 +218,33 @@ def test_quickstart_outside_the_repository(
     )
 
 
+@pytest.mark.parametrize(
+    ("student", "expected"),
+    [
+        (
+            {"output": {"name": "quickstart-teacher"}},
+            "error: recipes/quickstart.yaml: its run runs/quickstart-teacher is the teacher's "
+            "(recipes/quickstart-teacher.yaml); give the student another output.name\n",
+        ),
+        ({"train": {"epochs": "many"}}, "error: recipes/quickstart.yaml: train.epochs: "),
+    ],
+    ids=["same run", "bad value"],
+)
+def test_a_student_recipe_that_cannot_run_is_refused_before_the_teacher_trains(
+    student: dict[str, object],
+    expected: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    _short_quickstart(tmp_path / "recipes", **student)
+    refused = run_cli(capsys, "quickstart")
+    assert refused.code == 2
+    assert refused.stderr.startswith(expected), refused.stderr
+    assert "epoch 1/" not in refused.stdout and not (tmp_path / "runs").exists()
+
+
 @pytest.mark.parametrize("flags", [[], ["--overwrite"]], ids=["plain", "overwrite"])
 def test_an_interrupted_quickstart_continues_where_it_stopped(
     tmp_path: Path,
