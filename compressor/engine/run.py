@@ -227,14 +227,9 @@ def _execute(
     pinned = _pin_teacher(context, resume) if recipe.teacher else None
     observer.message(f"device {setup.device}, reading data set {recipe.data.name}")
     dataset = distributed.together(lambda: load_dataset(recipe.data), setup.device)
-    _check_enough_to_train(dataset, distributed, recipe)
     for line in data_summary(dataset, recipe.data):
         observer.message(line)
-    if len(dataset.train) < recipe.train.batch_size:
-        observer.message(
-            f"warning: train.batch_size {recipe.train.batch_size} is more than the training "
-            f"split's {len(dataset.train)} images: each epoch is one step on all of them"
-        )
+    _check_split_for_batches(dataset, distributed, recipe, observer)
     models = _build_models(context, dataset, pinned)
 
     # 2. The run directory: claimed, and a resumed run's state read, before any write.
@@ -260,11 +255,19 @@ def _execute(
     return _finish(context, dataset, models, last_eval, attempt, started)
 
 
-def _check_enough_to_train(dataset: Dataset, distributed: Distributed, recipe: Recipe) -> None:
-    """A training split too small to give each process 2 images a step: batch norm cannot
-    normalise a batch of one (a 1×1 feature map), and the run crashed in its first step."""
+def _check_split_for_batches(
+    dataset: Dataset, distributed: Distributed, recipe: Recipe, observer: RunObserver
+) -> None:
+    """A training split too small to give each process 2 images a step is refused: batch
+    norm cannot normalise a batch of one (a 1×1 feature map), and the run crashed in its first
+    step. One smaller than the batch is said: each epoch is then a single step."""
     images = len(dataset.train)
     if images > distributed.world_size:
+        if images < recipe.train.batch_size:
+            observer.message(
+                f"warning: train.batch_size {recipe.train.batch_size} is more than the "
+                f"training split's {images} images: each epoch is one step on all of them"
+            )
         return
     subset = " or raise data.max_train_samples" if recipe.data.max_train_samples else ""
     needs = (
