@@ -3,6 +3,7 @@ and a gate, shown alike by their own commands and by the quickstart."""
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import sys
@@ -37,11 +38,24 @@ def _log_width(stream: TextIO | None) -> int | None:
     return 120
 
 
+class _PipeConsole(Console):
+    """A console whose output into a closed pipe (`compress distill r.yaml | head -3`) raises
+    BrokenPipeError, as a plain print does, where rich exits with SystemExit(1): that passed
+    every handler a run has, so its manifest stayed "running". As an exception, a run marks
+    itself interrupted, and compressor.entry ends the command with exit 141."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True  # nothing more to write where nobody reads
+        raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+
 # Paths and recipe names may hold brackets, which rich would read as markup: none is used.
 # soft_wrap: a line is one line whatever the width, so a CI log can be grepped for a result
 # or a warning; a terminal wraps it itself.
-console = Console(markup=False, soft_wrap=True, width=_log_width(sys.stdout))
-error_console = Console(stderr=True, markup=False, soft_wrap=True, width=_log_width(sys.stderr))
+console = _PipeConsole(markup=False, soft_wrap=True, width=_log_width(sys.stdout))
+error_console = _PipeConsole(
+    stderr=True, markup=False, soft_wrap=True, width=_log_width(sys.stderr)
+)
 
 
 def print_table(table: Table) -> None:

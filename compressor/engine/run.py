@@ -169,9 +169,15 @@ def run_training(
                 if note:
                     observer.message(f"{run.root} failed{note}")
             raise
+        except BrokenPipeError:
+            # The output's reader stopped (`| head`): the run was stopped from outside, as by
+            # SIGPIPE, and resumes; there is nobody left to tell how (compressor.entry).
+            if distributed.is_main:
+                mark_stopped(run, attempt.token)
+            raise
         except Exception:
-            # A crash (user code, a closed pipe): the manifest says the run ended, and how to
-            # resume it is printed, before the traceback.
+            # A crash (user code): the manifest says the run ended, and how to resume it is
+            # printed, before the traceback.
             started = distributed.is_main and mark_stopped(run, attempt.token, status="failed")
             if started or (distributed.is_main and attempt.claimed):
                 observer.message(

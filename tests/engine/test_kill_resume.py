@@ -110,3 +110,27 @@ def test_ctrl_c_says_how_to_resume_and_marks_the_run_interrupted(tmp_path: Path)
     assert manifest["status"] == "interrupted"
     finish(compress("train", str(recipe), "--resume"))
     assert yaml.safe_load((run / "manifest.json").read_text())["status"] == "completed"
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGPIPE"), reason="needs POSIX pipes")
+def test_output_into_a_pipe_closed_mid_run_marks_the_run_interrupted(tmp_path: Path) -> None:
+    """`compress train r.yaml | head -3`: the reader goes away after the first epoch's line.
+    rich ended the command with SystemExit(1), past every handler, and the manifest stayed
+    "running"; it is "interrupted", the command ends with 141, and --resume finishes it."""
+    recipe = tmp_path / "piped.yaml"
+    train = {**RECIPE["train"], "epochs": 3}
+    recipe.write_text(yaml.safe_dump({**RECIPE, "train": train, "output": {"dir": str(tmp_path)}}))
+    process = compress("train", str(recipe), stdout=subprocess.PIPE)
+    assert process.stdout is not None
+    for line in process.stdout:
+        if line.startswith(b"epoch 1/"):
+            break
+    process.stdout.close()
+    _, stderr = process.communicate(timeout=120)
+
+    assert process.returncode == 141, stderr.decode()
+    assert stderr.decode() == ""
+    run = tmp_path / "piped"
+    assert yaml.safe_load((run / "manifest.json").read_text())["status"] == "interrupted"
+    finish(compress("train", str(recipe), "--resume"))
+    assert yaml.safe_load((run / "manifest.json").read_text())["status"] == "completed"
