@@ -116,9 +116,9 @@ def test_ctrl_c_says_how_to_resume_and_marks_the_run_interrupted(tmp_path: Path)
 def test_output_into_a_pipe_closed_mid_run_marks_the_run_interrupted(tmp_path: Path) -> None:
     """`compress train r.yaml | head -3`: the reader goes away after the first epoch's line.
     rich ended the command with SystemExit(1), past every handler, and the manifest stayed
-    "running"; it is "interrupted", the command ends with 141, and --resume finishes it."""
+    "running"; it is "interrupted", as after a Ctrl-C, and the command ends with 141."""
     recipe = tmp_path / "piped.yaml"
-    train = {**RECIPE["train"], "epochs": 3}
+    train = {**RECIPE["train"], "epochs": 2}
     recipe.write_text(yaml.safe_dump({**RECIPE, "train": train, "output": {"dir": str(tmp_path)}}))
     process = compress("train", str(recipe), stdout=subprocess.PIPE)
     assert process.stdout is not None
@@ -132,5 +132,3 @@ def test_output_into_a_pipe_closed_mid_run_marks_the_run_interrupted(tmp_path: P
     assert stderr.decode() == ""
     run = tmp_path / "piped"
     assert yaml.safe_load((run / "manifest.json").read_text())["status"] == "interrupted"
-    finish(compress("train", str(recipe), "--resume"))
-    assert yaml.safe_load((run / "manifest.json").read_text())["status"] == "completed"
