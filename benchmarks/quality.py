@@ -27,18 +27,19 @@ from typing import Any, get_args
 
 from docs_section import DOCS, block_span, mean_std, replace_block
 
-from compressor.engine.resume import recipe_changes, started_recipe
+from compressor.engine.resume import recipe_changes, run_recipe_lost, started_recipe
 from compressor.engine.run import run_training
 from compressor.errors import UserError
 from compressor.recipe import (
     DATA_ROOT_ENV,
     AMKDMethod,
     BoundaryNorm,
+    Recipe,
     load_recipe,
     parse_recipe,
     recipe_to_yaml,
 )
-from compressor.rundir import RunDir, run_dir_for
+from compressor.rundir import RunDir, check_same_teacher, has_checkpoint, run_dir_for
 
 REPO = Path(__file__).resolve().parents[1]
 METHODS = ("ce", "kd", "bss", "triplet", "amkd")
@@ -54,6 +55,20 @@ class Variant:
     label: str
     slug: str  # run-directory stem; must match the recipe's output.name pattern [\w.-]+
     method: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One variant at one seed: its recipe, built in code, and where its YAML is written."""
+
+    label: str
+    seed: int
+    recipe: Recipe
+    path: Path  # <out>/recipes/<slug>-s<seed>.yaml, written only when runs are trained
+
+    @property
+    def run(self) -> RunDir:
+        return run_dir_for(self.recipe, self.path)
 
 
 @dataclass(frozen=True)
@@ -158,7 +173,9 @@ def ablation_variants(
     variants += [
         Variant(label, slug, {"name": "amkd", **change}) for label, slug, change in changes
     ]
-    return [variant for variant in variants if not only or variant.slug in only]
+    # One row per run directory: `--margins 0.5 0.5` names one run, not two.
+    unique = {variant.slug: variant for variant in variants}.values()
+    return [variant for variant in unique if not only or variant.slug in only]
 
 
 def base_recipe(args: argparse.Namespace) -> dict[str, Any]:
@@ -193,22 +210,66 @@ def base_recipe(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def write_recipe(args: argparse.Namespace, variant: Variant, seed: int) -> Path:
-    """Build, validate and write one run's recipe; return its path.
-
-    The run is trained from the file re-read with `load_recipe`, so the YAML on disk is exactly
-    what `compress distill` would run.
-    """
+def plan_run(args: argparse.Namespace, variant: Variant, seed: int) -> PlannedRun:
+    """Build and validate one run's recipe, in memory: nothing is written until every run
+    already in --out is found to be this benchmark's (`check_planned`)."""
     data = base_recipe(args)
     name = f"{variant.slug}-s{seed}"
     data["method"] = variant.method
     data["train"]["seed"] = seed
     data["output"]["name"] = name
     recipe = parse_recipe(data, source=name)
-    path = Path(args.out) / "recipes" / f"{name}.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(recipe_to_yaml(recipe), encoding="utf-8")
-    return path
+    return PlannedRun(variant.label, seed, recipe, Path(args.out) / "recipes" / f"{name}.yaml")
+
+
+def write_recipe(planned: PlannedRun) -> Path:
+    """Write one run's recipe; return its path. The run is trained from the file re-read with
+    `load_recipe`, so the YAML on disk is exactly what `compress distill` would run."""
+    planned.path.parent.mkdir(parents=True, exist_ok=True)
+    planned.path.write_text(recipe_to_yaml(planned.recipe), encoding="utf-8")
+    return planned.path
+
+
+def check_planned(planned: Sequence[PlannedRun]) -> None:
+    """Refuse, before anything trains or is written, an --out holding a run of another
+    budget or teacher: found at the first such run, it would leave the --out mixed, the runs
+    before it trained to the new budget. Checked as `--resume` checks a run: the recipe it
+    began with (where files lie is free to differ: runs copied in from another --out count)
+    and the teacher's weights. A run with no checkpoint yet is started over, so not checked.
+    """
+    begun = [p for p in planned if is_completed(p.run) or has_checkpoint(p.run)]
+    if not begun:
+        return
+    teacher_sha256 = teacher_weights_sha256(begun[0].recipe)
+    for run in begun:
+        started_with = started_recipe(run.run, run.recipe)
+        if started_with is None:
+            raise UserError(
+                f"{run.run.root}: {run_recipe_lost(run.run)}, so it cannot be told whether this "
+                "benchmark made it; remove that run to train it again, or use another --out"
+            )
+        if started_with != run.recipe:
+            done = "completed" if is_completed(run.run) else "started"
+            raise UserError(
+                f"{run.run.root} was {done} with a different recipe "
+                f"({recipe_changes(started_with, run.recipe)}); use another --out for a "
+                "different budget"
+            )
+        check_same_teacher(
+            run.run,
+            run.recipe,
+            teacher_sha256,
+            fix="give the --teacher-checkpoint it was trained with, or use another --out",
+        )
+
+
+def teacher_weights_sha256(recipe: Recipe) -> str:
+    """The hash of the teacher's weights that a distilled run's manifest records."""
+    from compressor.models import load_teacher
+    from compressor.models.fingerprint import weights_sha256
+
+    assert recipe.teacher is not None  # every benchmark recipe names one
+    return weights_sha256(load_teacher(recipe.teacher, num_classes=10, in_channels=3))
 
 
 def train_all(recipes: list[Path], jobs: int) -> None:
@@ -243,38 +304,22 @@ def read_manifest(run: RunDir) -> dict[str, Any] | None:
     return json.loads(run.manifest.read_text(encoding="utf-8"))
 
 
-def completed_run(recipe_path: Path) -> RunDir | None:
-    """The run of this recipe if it is complete, None if it is not (yet).
-
-    A completed run must have been made by the same recipe: compared as `--resume` compares
-    them (its recipe.yaml read by this compressor, so fields added since take their defaults),
-    not by the hash in its manifest, whose format an older compressor may have computed
-    differently. Where files are is free to differ, as for a resume: a run copied in from
-    another --out, or trained where the data lived elsewhere, counts.
-    """
-    recipe = load_recipe(recipe_path)
-    run = run_dir_for(recipe, recipe_path)
+def is_completed(run: RunDir) -> bool:
+    """Does the run's manifest say it completed? (That it is this benchmark's run, of the
+    same recipe and teacher, is `check_planned`'s to say.)"""
     manifest = read_manifest(run)
-    if manifest is None or manifest["status"] != "completed":
-        return None
-    started_with = started_recipe(run, recipe)
-    if started_with != recipe:
-        raise UserError(
-            f"{run.root} was completed with a different recipe "
-            f"({recipe_changes(started_with, recipe)}); use another --out for a different budget"
-        )
-    return run
+    return manifest is not None and manifest["status"] == "completed"
 
 
 def ensure_run(recipe_path: Path) -> RunDir:
-    """Train one run unless it is complete: resume it from its checkpoint, or start it fresh."""
-    done = completed_run(recipe_path)
-    if done is not None:
-        print(f"skip   {done.root.name} (completed)", flush=True)
-        return done
+    """Train one run unless it is complete: resume it from its checkpoint (the last, or the
+    one before it, as --resume does), or start it fresh."""
     recipe = load_recipe(recipe_path)
     run = run_dir_for(recipe, recipe_path)
-    resume = run.checkpoint.exists()
+    if is_completed(run):
+        print(f"skip   {run.root.name} (completed)", flush=True)
+        return run
+    resume = has_checkpoint(run)
     print(f"{'resume' if resume else 'train '} {run.root.name}", flush=True)
     # No checkpoint means no finished epoch: a stale manifest from a kill in epoch 1 is
     # written over rather than refused.
@@ -395,9 +440,11 @@ def target_text(records: Sequence[RunRecord]) -> str | None:
             statistics.variance(amkd) / len(amkd) + statistics.variance(other) / len(other)
         ) ** 0.5
         verdict = "met" if gap > spread else "not met"
+        # Both rows without spread (smoke runs on a few test images): no standard error.
+        errors = f"{gap / error:+.1f} standard errors" if error > 0 else "no spread in either row"
         parts.append(
             f"AMKD − {name.upper()} = {gap:+.2f} points, larger std {spread:.2f} ({verdict}), "
-            f"{gap / error:+.1f} standard errors{_paired_text(records, name)}"
+            f"{errors}{_paired_text(records, name)}"
         )
     if not parts:
         return None
@@ -555,6 +602,25 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("--jobs must be >= 1")
     if args.bank_epochs < 2:
         parser.error("--bank-epochs must be >= 2: bank_epochs 1 is the default AMKD row")
+    for flag in ("seeds", "methods", "margins", "gammas", "fractions", "beta_stops"):
+        values = getattr(args, flag)
+        twice = sorted({str(value) for value in values if values.count(value) > 1})
+        if twice:  # a seed given twice would count its runs twice in every mean and std
+            parser.error(f"--{flag.replace('_', '-')}: {', '.join(twice)} given twice")
+    if args.ablations:
+        known = [
+            variant.slug
+            for variant in ablation_variants(
+                args.margins, args.gammas, args.bank_epochs, (), args.fractions, args.beta_stops
+            )
+        ]
+        unknown = [slug for slug in args.ablations if slug not in known]
+        if unknown:
+            parser.error(
+                f"--ablations: no ablation named {', '.join(unknown)}; with these flags they are "
+                f"{' '.join(known)} (the margin, gamma, fraction, beta-stop and bank ones follow "
+                "--margins, --gammas, --fractions, --beta-stops and --bank-epochs)"
+            )
     return args
 
 
@@ -571,27 +637,33 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.beta_stops,
         )
         groups.append(("AMKD ablation", variants))
-    records: list[RunRecord] = []
     try:
         if args.write_docs:  # a missing block is found before hours of training, not after
             check_docs_block(args.docs_block)
         # Seeds outermost: an interrupted benchmark has every method at the seeds it finished,
         # not all seeds of the first methods only.
         planned = [
-            (variant.label, seed, write_recipe(args, variant, seed))
+            plan_run(args, variant, seed)
             for seed in args.seeds
             for _, variants in groups
             for variant in variants
         ]
+        check_planned(planned)
         if not args.report_only:
-            train_all([recipe for _, _, recipe in planned], args.jobs)
-        for label, seed, recipe in planned:
-            run = completed_run(recipe)
-            if run is not None:
-                records.append(collect(run, label, seed))
+            train_all([write_recipe(run) for run in planned], args.jobs)
+        records = [collect(p.run, p.label, p.seed) for p in planned if is_completed(p.run)]
+        if args.write_docs and not records:
+            raise UserError(
+                f"{Path(args.out) / 'runs'}: no completed run of this benchmark, so nothing was "
+                "written to docs/BENCHMARKS.md; check --out and the budget flags"
+            )
     except UserError as error:
         print("\n".join(error.lines), file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # The run that stopped is marked interrupted and resumes from its last checkpoint.
+        print("interrupted: run the same command again to continue", file=sys.stderr)
+        return 130
     tables = [
         build_table(records, [v.label for v in variants], first_column)
         for first_column, variants in groups

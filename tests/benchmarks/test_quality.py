@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import quality
+import torch
 from quality import RunRecord, build_table, seed_table, target_text
 
 
@@ -138,12 +139,82 @@ def test_tiny_benchmark_trains_tabulates_and_resumes(
     assert len(re.findall(r"^skip   \S+ \(completed\)$", capsys.readouterr().out, re.M)) == 4
     assert (out / "runs" / "amkd-s0" / "metrics.jsonl").read_bytes() == metrics
 
-    changed = [*argv[:-2], "--epochs", "2", "--out", str(out)]
+    # Another budget, with a method the --out lacks: refused before CE trains, and before any
+    # recipe file is rewritten to the new budget.
+    recipes = {path.name: path.read_text() for path in (out / "recipes").iterdir()}
+    changed = [*argv[:-2], "--epochs", "2", "--methods", "ce", "kd", "amkd", "--out", str(out)]
     assert quality.main(changed) == 2
     refused = capsys.readouterr().err
     assert "completed with a different recipe (train.epochs: 1 → 2)" in refused
+    assert not (out / "runs" / "ce-s0").exists()
+    assert {path.name: path.read_text() for path in (out / "recipes").iterdir()} == recipes
+
+    other_teacher = tmp_path / "other-teacher.th"
+    weights = torch.load(argv[3], weights_only=True, map_location="cpu")
+    state = weights.get("state_dict", weights)
+    bias = next(key for key in state if key.endswith("linear.bias"))
+    state[bias] = state[bias] + 0.01
+    torch.save(weights, other_teacher)
+    teacher_changed = [*argv, "--teacher-checkpoint", str(other_teacher), "--report-only"]
+    assert quality.main(teacher_changed) == 2
+    assert "not the teacher" in capsys.readouterr().err
 
     copied = tmp_path / "copied"  # runs gathered from another --out: where they lie is free
     shutil.copytree(out, copied)
     assert quality.main([*argv[:-2], "--out", str(copied)]) == 0
     assert len(re.findall(r"^skip   \S+ \(completed\)$", capsys.readouterr().out, re.M)) == 4
+
+    (copied / "runs" / "kd-s1" / "recipe.yaml").unlink()
+    assert quality.main([*argv[:-2], "--out", str(copied), "--report-only"]) == 2
+    assert f"{copied / 'runs' / 'kd-s1' / 'recipe.yaml'} is missing" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"), [("--seeds", "0"), ("--methods", "kd"), ("--margins", "0.5")]
+)
+def test_a_value_given_twice_is_refused(
+    flag: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--seeds 0 0` counted seed 0's runs twice in every mean, std and standard error."""
+    with pytest.raises(SystemExit) as exit_:
+        quality.parse_args([flag, value, value])
+    assert exit_.value.code == 2
+    assert f"{flag}: {value} given twice" in capsys.readouterr().err
+
+
+def test_an_unknown_ablation_is_refused_with_the_known_ones(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`--ablations amkd-bank-3` without `--bank-epochs 3` tabulated nothing, and said nothing."""
+    with pytest.raises(SystemExit) as exit_:
+        quality.parse_args(["--ablations", "amkd-bank-3", "amkd-mining-hardest"])
+    assert exit_.value.code == 2
+    error = capsys.readouterr().err
+    assert "--ablations: no ablation named amkd-bank-3; with these flags they are" in error
+    assert "amkd-bank-5" in error and "amkd-mining-hardest" in error
+    assert quality.parse_args(["--ablations", "amkd-bank-3", "--bank-epochs", "3"]).ablations
+
+
+def test_an_ablation_value_given_twice_is_one_row() -> None:
+    slugs = [v.slug for v in quality.ablation_variants([0.5, 0.5], [1.0, 1.0], 5)]
+    assert len(slugs) == len(set(slugs))
+
+
+def test_target_without_spread_in_either_row_gives_no_standard_errors() -> None:
+    """Smoke runs on a few test images can end identical on every seed: that divided by 0."""
+    target = target_text(_records({"amkd": [31.0, 31.0], "kd": [30.5, 30.5]}))
+    assert target is not None
+    assert "AMKD − KD = +0.50 points, larger std 0.00 (met), no spread in either row" in target
+
+
+def test_report_only_with_no_completed_run_writes_no_docs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A mistyped --out emptied the docs block: header-only tables, "device auto"."""
+    written: list[str] = []
+    monkeypatch.setattr(quality, "replace_block", lambda name, text: written.append(name))
+    argv = ["--out", str(tmp_path / "typo"), "--report-only", "--write-docs"]
+    assert quality.main([*argv, "--docs-block", "quality-e15"]) == 2
+    assert written == []
+    assert "no completed run of this benchmark, so nothing was written" in capsys.readouterr().err
+    assert not (tmp_path / "typo").exists()
