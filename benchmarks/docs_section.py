@@ -8,6 +8,7 @@ between prose (the quality benchmark's, one block per budget). Writes are atomic
 
 from __future__ import annotations
 
+import math
 import statistics
 import textwrap
 from collections.abc import Sequence
@@ -28,11 +29,20 @@ def wrap(line: str) -> str:
 
 
 def mean_std(values: Sequence[float], digits: int = 2) -> str:
-    """A table cell: mean ± sample std over runs, or the value alone for one run."""
-    mean = statistics.mean(values)
-    if len(values) < 2:
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+    """A table cell: mean ± sample std over runs, or the value alone for one run.
+
+    A nan is a measure a run had nothing to take it on (boundary_similarity.py: no attack
+    landed); it is left out, and the cell says over how many runs it is ("—" for none).
+    """
+    known = [value for value in values if not math.isnan(value)]
+    if not known:
+        return "—"
+    cell = f"{statistics.mean(known):.{digits}f}"
+    if len(known) > 1:
+        cell += f" ± {statistics.stdev(known):.{digits}f}"
+    if len(known) < len(values):
+        cell += f" ({len(known)} of {len(values)} runs)"
+    return cell
 
 
 def replace_section(heading: str, text: str, docs: Path = DOCS) -> None:

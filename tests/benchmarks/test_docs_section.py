@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,13 @@ def test_missing_block_is_a_user_error_and_writes_nothing(tmp_path: Path) -> Non
 def test_mean_std_is_a_table_cell() -> None:
     assert mean_std([70.0, 71.0, 72.0]) == "71.00 ± 1.00"
     assert mean_std([0.0312], digits=3) == "0.031"
+
+
+def test_mean_std_leaves_out_what_a_run_could_not_measure() -> None:
+    """boundary_similarity.py measures nan where no attack landed: stdev crashed on it."""
+    assert mean_std([0.5, math.nan, 0.7]) == "0.60 ± 0.14 (2 of 3 runs)"
+    assert mean_std([math.nan, 0.25]) == "0.25 (1 of 2 runs)"
+    assert mean_std([math.nan, math.nan]) == "—"
 
 
 def test_replace_section_stops_at_the_next_heading_or_appends(tmp_path: Path) -> None:
