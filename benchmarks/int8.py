@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 import onnxruntime as ort
+from arguments import count
 from docs_section import replace_section, wrap
 
 from compressor.errors import UserError
@@ -43,7 +44,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("run", type=Path, help="a finished run directory (runs/<name>)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 64])
     parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
-    parser.add_argument("--repeats", type=int, default=5, help="interleaved timing rounds")
+    parser.add_argument("--repeats", type=count(1), default=5, help="interleaved timing rounds")
     parser.add_argument("--runs", type=int, default=50, help="timed calls per round")
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--calibration-images", type=int, default=None)

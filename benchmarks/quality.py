@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_args
 
+from arguments import TEACHER_FILES
 from docs_section import DOCS, block_span, mean_std, replace_block
 
 from compressor.engine.resume import recipe_changes, run_recipe_lost, started_recipe
@@ -43,8 +44,6 @@ from compressor.rundir import RunDir, check_same_teacher, has_checkpoint, run_di
 
 REPO = Path(__file__).resolve().parents[1]
 METHODS = ("ce", "kd", "bss", "triplet", "amkd")
-# The teachers in ../shared/teachers, by zoo name: the default checkpoint for --teacher.
-TEACHER_FILES = {"resnet20": "resnet20-12fca82f.th", "resnet56": "resnet56-4bfd9763.th"}
 TEACHER_TITLES = {"resnet20": "ResNet-20", "resnet56": "ResNet-56"}
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from arguments import check_inputs, count
 from replay import Replay
 from torch import nn
 
@@ -41,6 +42,7 @@ from compressor.engine.distributed import Distributed
 from compressor.engine.schedule import build_optimizer
 from compressor.engine.teacher import ready_teacher
 from compressor.engine.training import train_one_epoch
+from compressor.errors import UserError
 from compressor.methods import build_method
 from compressor.methods.boundary import normalized_bounds
 from compressor.models import create_model, load_teacher
@@ -217,15 +219,20 @@ def main(argv: list[str] | None = None) -> None:
         "--teacher-checkpoint", type=Path, default=shared / "teachers" / "resnet56-4bfd9763.th"
     )
     parser.add_argument("--student-checkpoint", type=Path, default=None, help="ResNet-8 weights")
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--steps", type=int, default=10, help="profiled steps per method")
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=3, help="profiles; the median is kept")
+    parser.add_argument("--batch-size", type=count(1), default=256)
+    parser.add_argument("--steps", type=count(1), default=10, help="profiled steps per method")
+    parser.add_argument("--warmup", type=count(0), default=3)
+    parser.add_argument("--repeats", type=count(1), default=3, help="profiles; the median is kept")
     parser.add_argument("--num-threads", type=int, default=None)
     args = parser.parse_args(argv)
+    check_inputs(parser, args.data_root, args.teacher_checkpoint)
     # --num-threads is process-wide: put it back for a caller that goes on (the tests do).
     with restored_torch_settings():
-        print_profiles(args)
+        try:
+            print_profiles(args)
+        except UserError as error:  # a teacher or data file that does not load
+            print("\n".join(f"error: {line}" for line in error.lines), file=sys.stderr)
+            sys.exit(2)
 
 
 def print_profiles(args: argparse.Namespace) -> None:

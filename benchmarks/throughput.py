@@ -46,6 +46,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from arguments import TEACHER_FILES, check_inputs, count
 from docs_section import replace_section, wrap
 
 REPO = Path(__file__).resolve().parent.parent
@@ -77,7 +78,9 @@ from torchvision.datasets import CIFAR10
 from torchdistill.losses.mid_level import KDLoss
 from torchdistill.models.classification.resnet import resnet20, resnet56
 
-root, batch, steps, warmup, repeats = sys.argv[1], *map(int, sys.argv[2:6])
+root, batch, steps, warmup, repeats, threads = sys.argv[1], *map(int, sys.argv[2:7])
+if threads:  # ours runs with --num-threads too
+    torch.set_num_threads(threads)
 torch.manual_seed(0)
 # The shared CIFAR-10 files fail torchvision's MD5 check; the arrays themselves are fine.
 CIFAR10._check_integrity = lambda self: True
@@ -302,7 +305,12 @@ def _student_state(path: Path, arch: str) -> dict[str, Any]:
     return record["state_dict"]
 
 
-def _worker_command(args: argparse.Namespace, mode: str, student: str, batch: int) -> list[str]:
+def _worker_command(
+    args: argparse.Namespace, mode: str, student: str, batch: int, *, comparison: bool = False
+) -> list[str]:
+    """A worker's command line. `comparison`: the side of the torchdistill comparison, which
+    times a ResNet-20 student from scratch on the CPU, as torchdistill's side runs: not the
+    --student-checkpoint (a ResNet-8's) and not --device."""
     return [
         sys.executable,
         str(Path(__file__).resolve()),
@@ -325,11 +333,11 @@ def _worker_command(args: argparse.Namespace, mode: str, student: str, batch: in
         "--data-root",
         str(args.data_root),
         "--device",
-        args.device,
+        "cpu" if comparison else args.device,
         *(["--num-threads", str(args.num_threads)] if args.num_threads else []),
         *(
             ["--student-checkpoint", str(args.student_checkpoint)]
-            if args.student_checkpoint
+            if args.student_checkpoint and not comparison
             else []
         ),
     ]
@@ -389,6 +397,7 @@ def _torchdistill(args: argparse.Namespace) -> tuple[str, Measurement]:
             str(args.steps),
             str(args.warmup),
             str(args.repeats),
+            str(args.num_threads or 0),
         ]
         return version, _run_worker(command, f"torchdistill {version} KD")
     finally:
@@ -515,13 +524,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--teacher-checkpoint",
         type=Path,
-        default=REPO.parent / "shared" / "teachers" / "resnet56-4bfd9763.th",
+        default=None,
+        help="default: the --teacher's file in ../shared/teachers (resnet20, resnet56)",
     )
     parser.add_argument("--student", default="resnet8", help="zoo name of the student")
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--steps", type=int, default=20, help="timed steps per repeat")
-    parser.add_argument("--warmup", type=int, default=5, help="untimed steps first")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs; the median is kept")
+    parser.add_argument("--batch-size", type=count(1), default=256)
+    parser.add_argument("--steps", type=count(1), default=20, help="timed steps per repeat")
+    parser.add_argument("--warmup", type=count(0), default=5, help="untimed steps first")
+    parser.add_argument(
+        "--repeats", type=count(1), default=3, help="timed runs; the median is kept"
+    )
     parser.add_argument(
         "--data-root",
         type=Path,
@@ -547,11 +559,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         action="store_true",
         help="also time torchdistill's KD (ResNet-56 → ResNet-20) against ours",
     )
-    parser.add_argument("--torchdistill-batch-size", type=int, default=128)
+    parser.add_argument("--torchdistill-batch-size", type=count(1), default=128)
     parser.add_argument("--worker", choices=(*METHODS, DATA_ONLY), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if "kd" not in args.methods or "ce" not in args.methods:
         parser.error("--methods must include ce and kd: the table's ratios are relative to them")
+    if args.teacher_checkpoint is None:
+        if args.teacher not in TEACHER_FILES:
+            parser.error(f"--teacher {args.teacher}: give its weights with --teacher-checkpoint")
+        args.teacher_checkpoint = REPO.parent / "shared" / "teachers" / TEACHER_FILES[args.teacher]
+    check_inputs(parser, args.data_root, args.teacher_checkpoint)
     return args
 
 
@@ -571,7 +588,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.torchdistill:
         batch = args.torchdistill_batch_size
         ours = _run_worker(
-            _worker_command(args, "kd", "resnet20", batch), f"compressor KD resnet20 b{batch}"
+            _worker_command(args, "kd", "resnet20", batch, comparison=True),
+            f"compressor KD resnet20 b{batch}",
         )
         version, theirs = _torchdistill(args)
         torchdistill = (version, ours, theirs)
