@@ -40,7 +40,7 @@ from export.bench import Artifact, Bench
 from export.given_student import given_student, refuse_replacing
 from export.onnx_export import export_onnx
 from export.onnxruntime_runner import OnnxRuntimeRunner
-from export.publish import publish
+from export.publish import OUR_FILES, publish
 from export.quantize import Int8Settings, calibration_batch, quantize_int8, resolve_settings
 from export.report import write_reports
 from export.results import (
@@ -134,6 +134,7 @@ def export_run(
             report.warnings = result_warnings(report.results)
             if not options.onnxruntime and not options.tensorrt:
                 report.warnings.append(_unchecked_warning(artifacts, bench))
+            report.onnx_files = sorted(p.name for p in staging.iterdir() if p.name in OUR_FILES)
             staged = write_reports(report.to_json(), staging)
             export_dir = inputs.run.export_dir
             report.files = {kind: export_dir / path.name for kind, path in staged.items()}

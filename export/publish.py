@@ -11,7 +11,9 @@ publishing is a redo log:
 2. The old JSON report (what the gate reads) goes first, so no report ever sits beside files
    it did not check; the new files replace the old; the files the previous export wrote and
    this one did not (no --fp16 now, --no-teacher) go, so no stale model ships; the new report
-   comes last; the folder goes.
+   comes last; the folder goes. Which files those are is read from the previous report
+   (`onnx_files`) before the commit point and kept in the journal: a file of the user's own
+   in export/, even one named student.int8.onnx, is never the previous export's.
 
 A kill during step 2 (SIGKILL, power lost: Ctrl-C and SIGTERM are held off) leaves the folder
 with the new report and the files not yet moved. The next export of the run finishes the job
@@ -46,16 +48,19 @@ JOURNAL = "publish.json"  # inside it: the names it brought, and the file to kee
 def publish(staging: Path, export_dir: Path, keep: Path | None) -> list[str]:
     """Swap the staged export, reports included, in for the previous one (module docstring).
 
-    Only names this exporter writes are removed, never `keep` (a --student-onnx file kept in
-    export/); cached TensorRT engines and files of the user's own stay. Returns the names of
-    the previous export's model files it removed, for the caller to say so: a file that
-    shipped before (student.int8.onnx) must not vanish unnoticed.
+    Only the model files the previous export wrote are removed, never `keep` (a
+    --student-onnx file kept in export/); cached TensorRT engines and files of the user's own
+    stay. Returns the names of the previous export's model files it removed, for the caller
+    to say so: a file that shipped before (student.int8.onnx) must not vanish unnoticed.
     """
     names = sorted(path.name for path in staging.iterdir())
-    write_json(
-        staging / JOURNAL,
-        {"files": names, "keep": None if keep is None else str(keep.resolve())},
-    )
+    kept = None if keep is None else keep.resolve()
+    stale = [
+        name
+        for name in _previous_export_files(export_dir)
+        if name not in names and (export_dir / name).resolve() != kept
+    ]
+    write_json(staging / JOURNAL, {"files": names, "stale": stale})
     with interrupts_ignored():
         folder = export_dir / staging.name.replace(STAGING_PREFIX, PUBLISHING_PREFIX, 1)
         try:
@@ -102,6 +107,23 @@ def unfinished_publish(export_dir: Path) -> Path | None:
     return None
 
 
+def _previous_export_files(export_dir: Path) -> list[str]:
+    """The model files the export now in place wrote, as its report says. A report from
+    before `onnx_files` was recorded names them in its results; no readable report, none."""
+    try:
+        report = loads_json((export_dir / REPORT_JSON).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    if not isinstance(report, dict):
+        return []
+    listed = report.get("onnx_files")
+    if not isinstance(listed, list):
+        rows = report.get("results")
+        files = [row.get("file") for row in rows or [] if isinstance(row, dict)]
+        listed = [Path(f).name for f in files if isinstance(f, str) and f.startswith("export/")]
+    return sorted({name for name in listed if name in OUR_FILES})
+
+
 def _finish(folder: Path, export_dir: Path) -> list[str]:
     """Step 2 of the module docstring, from wherever a kill stopped it; the stale files it
     removed."""
@@ -113,11 +135,9 @@ def _finish(folder: Path, export_dir: Path) -> list[str]:
         for name in journal["files"]:
             if name != REPORT_JSON and (folder / name).is_file():
                 os.replace(folder / name, export_dir / name)
-        keep = journal.get("keep")
-        for name in OUR_FILES:
+        for name in journal.get("stale") or []:
             path = export_dir / name
-            stale = name not in journal["files"] and path.is_file()
-            if stale and (keep is None or str(path.resolve()) != keep):
+            if path.is_file():
                 path.unlink()
                 removed.append(name)
         os.replace(report, export_dir / REPORT_JSON)
@@ -133,11 +153,11 @@ def _journal(folder: Path) -> dict[str, Any]:
     except (FileNotFoundError, ValueError):  # ValueError: not JSON, or not UTF-8
         journal = None
     files = journal.get("files") if isinstance(journal, dict) else None
-    keep = journal.get("keep") if isinstance(journal, dict) else None
+    stale = journal.get("stale") if isinstance(journal, dict) else None
     if not (
         isinstance(files, list)
         and all(isinstance(name, str) and name == Path(name).name for name in files)
-        and (keep is None or isinstance(keep, str))
+        and (stale is None or (isinstance(stale, list) and all(n in OUR_FILES for n in stale)))
     ):
         raise UserError(
             f"{folder / JOURNAL}: missing or damaged, so the files of the export killed while "

@@ -63,6 +63,9 @@ class ExportReport:
     warnings: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # requested work that could not run
     files: dict[str, Path] = field(default_factory=dict)  # "json" | "md" | "html" → path
+    # The model files this export wrote into export/ (not a --student-onnx file): the next
+    # export removes those it does not write again, and only those.
+    onnx_files: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -86,6 +89,7 @@ class ExportReport:
             "precision_comparison": self.precisions,
             "warnings": self.warnings,
             "problems": self.problems,
+            "onnx_files": self.onnx_files,
         }
 
 

@@ -183,6 +183,28 @@ def test_an_export_says_which_files_of_the_previous_one_it_removed(
     assert again.code == 0 and "removed " not in again.stdout
 
 
+def test_a_model_file_of_the_users_own_in_export_is_never_removed(
+    exported_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A user's own student.int8.onnx, validated with --student-onnx, was deleted by the next
+    plain export as "the previous export's" file: it is only the files an export wrote, as its
+    report records them, that the next one removes."""
+    run = Path(shutil.copytree(exported_run, tmp_path / "run"))
+    own = run / "export" / "student.int8.onnx"
+    shutil.copy(run / "export" / "student.onnx", own)
+    before = own.read_bytes()
+    given = run_cli(capsys, "export", str(run), "--student-onnx", str(own), *QUICK)
+    assert given.code == 0, given.stderr
+    assert report_of(run)["onnx_files"] == ["teacher.onnx"]  # the student was given
+    again = run_cli(capsys, "export", str(run), "--no-teacher", *QUICK)
+    assert again.code == 0, again.stderr
+    assert own.read_bytes() == before
+    removed = [line for line in again.stdout.splitlines() if line.startswith("removed ")]
+    assert len(removed) == 1 and removed[0].startswith(
+        "removed the previous export's teacher.onnx,"
+    )
+
+
 @pytest.mark.parametrize(
     "journal",
     [None, "{}", "not json", '{"files": ["../recipe.yaml"]}', '{"files": ["export_report.json"]}'],
