@@ -6,12 +6,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import onnxruntime as ort
 from torch import nn
 
 from compressor.errors import UserError
 from export.bench import EVAL_BATCH, Artifact, Bench
 from export.onnx_export import check_classifier_io, fixed_batch, load_onnx
 from export.onnx_inspect import onnx_precision
+from export.onnxruntime_runner import OnnxRuntimeRunner, ort_reason
 from export.quantize import CALIBRATION_BATCH
 from export.run_inputs import RunInputs
 from export.settings import ExportOptions
@@ -28,6 +31,8 @@ def given_student(
     fixed = fixed_batch(proto)
     if fixed is not None:
         _check_fixed_batch(path, fixed, bench, options)
+    if options.onnxruntime:
+        _check_it_runs(path, inputs, bench)
     precision = onnx_precision(proto)
     if options.int8 and precision != "fp32":
         raise UserError(
@@ -60,6 +65,35 @@ def refuse_replacing(
             f"--student-onnx {given.path}: this export writes its own {target.name} there and "
             "would replace your file; move or copy it out of export/ and give that path"
         )
+
+
+def _check_it_runs(path: Path, inputs: RunInputs, bench: Bench) -> None:
+    """Run the file once at every batch size the export will, on blank images: a graph whose
+    input says its batch is dynamic can still fix it inside (a Reshape to [1, -1]), and open
+    sizes say nothing of what the file takes. Found here, it is one line before any work,
+    not a crash halfway through the evaluation."""
+    runner = OnnxRuntimeRunner(path)
+    expected = inputs.record["num_classes"]
+    shape = [*inputs.image_shape]
+    for index, batch in enumerate(bench.batch_sizes_run):
+        try:
+            logits = runner.infer(np.zeros((batch, *shape), np.float32))
+        except Exception as error:  # onnxruntime's own untyped Fail, InvalidArgument, ...
+            fix = (
+                "export it with a batch axis that is dynamic all through the graph (no "
+                f"reshape to a fixed batch): it ran on {bench.batch_sizes_run[index - 1]}"
+                if index
+                else f"it must take the run's images, [batch, {', '.join(map(str, shape))}]"
+            )
+            raise UserError(
+                f"{path}: fails in ONNX Runtime {ort.__version__} on a batch of {batch} "
+                f"images ({ort_reason(error)}); {fix}"
+            ) from None
+        if logits.shape != (batch, expected):
+            raise UserError(
+                f"{path}: returns logits of shape {list(logits.shape)} for {batch} images of "
+                f"{shape}; expected [{batch}, {expected}], one per class"
+            )
 
 
 def _check_fixed_batch(path: Path, fixed: int, bench: Bench, options: ExportOptions) -> None:

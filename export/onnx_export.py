@@ -244,7 +244,9 @@ def input_name(path: Path) -> str:
 def check_classifier_io(
     proto: onnx.ModelProto, path: Path, image_shape: Sequence[int], num_classes: int
 ) -> None:
-    """The file must take this run's images and return one logit per class of its data."""
+    """The file must take this run's images and return one logit per class of its data. A size
+    the file leaves open (a named or unknown dimension: any height and width) is not refused
+    here; running it (given_student) shows whether it takes these images."""
     inputs = graph_inputs(proto)
     if len(inputs) != 1 or len(proto.graph.output) != 1:
         raise UserError(
@@ -253,12 +255,12 @@ def check_classifier_io(
         )
     got_in = _dims(inputs[0])
     got_out = _dims(proto.graph.output[0])
-    if got_in[1:] != list(image_shape):
+    if len(got_in) != 1 + len(image_shape) or not all(map(_fits, got_in[1:], image_shape)):
         raise UserError(
             f"{path}: takes input {got_in}, the run's images are [batch, "
             f"{', '.join(map(str, image_shape))}]"
         )
-    if len(got_out) != 2 or got_out[1] != num_classes:
+    if len(got_out) != 2 or not _fits(got_out[1], num_classes):
         raise UserError(
             f"{path}: returns {got_out}, expected [batch, {num_classes}] logits for the run's "
             f"{num_classes} classes"
@@ -270,6 +272,11 @@ def fixed_batch(proto: onnx.ModelProto) -> int | None:
     image = graph_inputs(proto)[0]
     batch = _dims(image)[0] if _dims(image) else None
     return batch if isinstance(batch, int) and batch > 0 else None
+
+
+def _fits(dimension: int | str, size: int) -> bool:
+    """A named dimension ("h") or an unknown one (0) takes any size; a number, only its own."""
+    return not isinstance(dimension, int) or dimension in (0, size)
 
 
 def _dims(value: onnx.ValueInfoProto) -> list[int | str]:

@@ -42,7 +42,7 @@ class OnnxRuntimeRunner:
         except Exception as error:  # onnxruntime raises its own untyped Fail/InvalidProtobuf
             raise UserError(
                 f"{self.path}: ONNX Runtime {ort.__version__} cannot load this model "
-                f"({_ort_reason(error)})"
+                f"({ort_reason(error)})"
             ) from None
         graph_input = self.session.get_inputs()[0]
         if graph_input.type not in _NUMPY_TYPES:
@@ -63,7 +63,7 @@ class OnnxRuntimeRunner:
         return logits.astype(np.float32, copy=False)
 
 
-def _ort_reason(error: Exception) -> str:
+def ort_reason(error: Exception) -> str:
     """ONNX Runtime's messages start with a C++ source location; keep what follows it."""
     text = " ".join(str(error).split())
     if "Protobuf parsing failed" in text:

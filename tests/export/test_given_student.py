@@ -6,13 +6,18 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from onnx import TensorProto, helper, numpy_helper
 from onnxruntime.quantization import QuantType, quantize_dynamic
 from packaging.version import Version
 
+from compressor.errors import UserError
 from compressor.models import create_model
+from export.onnx_export import check_classifier_io
 from tests.cli_helpers import run_cli
 from tests.export.helpers import (
     QUICK,
@@ -124,4 +129,72 @@ def test_a_student_onnx_fixed_below_the_evaluation_batch_is_told_it_cannot_run(
     assert line.endswith(
         "export it with a dynamic batch axis, a fixed batch can run here only if it is at "
         "least 64 and divides the 360 test images"
+    )
+
+
+def _classifier(
+    path: Path, image: list[int | str], logits: list[int | str], *, flatten_to: int, classes: int
+) -> Path:
+    """A linear classifier as a hand-built ONNX graph: images [image] → Reshape to
+    [-1, flatten_to] (or to a fixed [1, -1] with flatten_to 0) → MatMul → logits, declared
+    [logits]. What a careless export leaves: sizes that say more, or less, than the graph does."""
+    shape = [-1, flatten_to] if flatten_to else [1, -1]
+    features = flatten_to or 64
+    weights = numpy_helper.from_array(np.ones((features, classes), np.float32), "weights")
+    target = numpy_helper.from_array(np.array(shape, np.int64), "shape")
+    graph = helper.make_graph(
+        [
+            helper.make_node("Reshape", ["images", "shape"], ["flat"]),
+            helper.make_node("MatMul", ["flat", "weights"], ["logits"]),
+        ],
+        "classifier",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, image)],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, logits)],
+        [weights, target],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+def test_a_student_onnx_that_fixes_its_batch_inside_is_refused_before_any_work(
+    distilled_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its input says the batch is dynamic, a Reshape to [1, 64] says otherwise: ONNX
+    Runtime failed halfway through the evaluation, and the export crashed (exit 3)."""
+    given = _classifier(
+        tmp_path / "fixed-inside.onnx", ["batch", 1, 8, 8], ["batch", 10], flatten_to=0, classes=10
+    )
+    before = folder_contents(distilled_run / "export")
+    line = one_error_line(
+        run_cli(capsys, "export", str(distilled_run), "--student-onnx", str(given), *QUICK)
+    )
+    assert line.startswith(f"error: {given}: fails in ONNX Runtime {ort.__version__} on a batch")
+    assert "dynamic all through the graph (no reshape to a fixed batch): it ran on 1" in line
+    assert folder_contents(distilled_run / "export") == before
+
+
+def test_open_sizes_are_taken_at_their_word_until_the_file_runs(tmp_path: Path) -> None:
+    """Named height, width and class dimensions are not refused for not being numbers; a
+    file whose logits then do not match the run's classes is, once it has run."""
+    image, logits = ["batch", 1, "h", "w"], ["batch", "classes"]
+    open_sizes = _classifier(tmp_path / "open.onnx", image, logits, flatten_to=64, classes=10)
+    check_classifier_io(onnx.load(open_sizes), open_sizes, [1, 8, 8], 10)
+    with pytest.raises(UserError, match=r"images are \[batch, 3, 8, 8\]"):
+        check_classifier_io(onnx.load(open_sizes), open_sizes, [3, 8, 8], 10)
+
+
+def test_logits_of_the_wrong_size_from_open_sizes_are_refused_once_run(
+    distilled_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    given = _classifier(
+        tmp_path / "five.onnx", ["batch", 1, 8, 8], ["batch", "classes"], flatten_to=64, classes=5
+    )
+    line = one_error_line(
+        run_cli(capsys, "export", str(distilled_run), "--student-onnx", str(given), *QUICK)
+    )
+    assert line == (
+        f"error: {given}: returns logits of shape [1, 5] for 1 images of [1, 8, 8]; expected "
+        "[1, 10], one per class"
     )
