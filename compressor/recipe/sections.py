@@ -413,6 +413,9 @@ class Int8Config(Strict):
     )
 
 
+MAX_RUNS = 100_000  # warm-up or timed runs per latency: hours for a teacher at batch 64
+
+
 class ExportConfig(Strict):
     """`compress export`: ONNX opset, latency batch sizes, parity tolerances per precision."""
 
@@ -444,8 +447,14 @@ class ExportConfig(Strict):
         98.0, ge=0.0, le=100.0, description="int8 parity (a quantised ONNX file): agreement (%)."
     )
     int8: Int8Config = Field(default_factory=Int8Config)
-    warmup_runs: int = Field(10, ge=0, description="Untimed runs before each latency measurement.")
-    timed_runs: int = Field(50, ge=1, description="Timed runs per model, backend and batch size.")
+    # Bounded so that a slip (an extra digit or ten) is refused, not an export that never
+    # ends or a timings array numpy cannot make.
+    warmup_runs: int = Field(
+        10, ge=0, le=MAX_RUNS, description="Untimed runs before each latency measurement."
+    )
+    timed_runs: int = Field(
+        50, ge=1, le=MAX_RUNS, description="Timed runs per model, backend and batch size."
+    )
 
     @field_validator("batch_sizes")
     @classmethod

@@ -27,6 +27,21 @@ def test_a_bad_override_is_named_as_the_flag_that_was_typed() -> None:
     assert str(calibration.value).startswith("--calibration-images: ")
 
 
+@pytest.mark.parametrize(
+    ("options", "flag"),
+    [
+        (ExportOptions(timed_runs=10**23), "--runs"),
+        (ExportOptions(warmup_runs=100_001), "--warmup"),
+    ],
+)
+def test_run_counts_past_any_sensible_timing_are_refused(options: ExportOptions, flag: str) -> None:
+    """--runs 10**23 crashed in numpy, 10**12 was blamed on the batch sizes, and a huge
+    --warmup never ended."""
+    with pytest.raises(UserError) as refused:
+        export_settings(ExportConfig(), options)
+    assert str(refused.value).startswith(f"{flag}: Input should be less than or equal to 100000")
+
+
 def test_fp32_is_judged_elementwise_and_reduced_precision_by_agreement_only() -> None:
     settings = ExportConfig()
     fp32 = tolerance_for(settings, "fp32")
