@@ -302,10 +302,20 @@ def gate_command(
 
 def record_gate_error(error: UserError, junit: Path, suite: str | None = None) -> None:
     """The gate could not run: say so in the JUnit file, so a CI job does not go on showing an
-    earlier, passing verdict. If that file cannot be written either, both problems are told."""
-    from compressor.reporting.junit import SUITE_NAME, write_junit_error
+    earlier, passing verdict. If that file cannot be written either, both problems are told.
+    A file of a run is never written over, whichever run: after a usage error the command's
+    RUN is not known, so the run is the one the file lies in."""
+    from compressor.reporting.junit import (
+        SUITE_NAME,
+        enclosing_run,
+        refuse_run_file,
+        write_junit_error,
+    )
 
     try:
+        run = enclosing_run(junit)
+        if run is not None:
+            refuse_run_file(junit, run)
         write_junit_error(error, junit, suite or SUITE_NAME)
     except UserError as unwritable:
         raise UserError(*error.lines, *unwritable.lines) from None

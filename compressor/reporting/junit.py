@@ -40,8 +40,27 @@ def suite_name(run: Path, backend: str, precision: str) -> str:
     gates of two runs, in one pipeline are told apart where CI systems merge test results by
     suite and class name. The run's name keeps only characters that do not nest in Jenkins'
     package tree (a dot would)."""
-    name = re.sub(r"[^\w-]", "_", Path(run).resolve().name) or "run"
+    name = re.sub(r"[^\w-]", "_", (_resolved(run) or Path(run).absolute()).name) or "run"
     return f"{SUITE_NAME}.{name}.{backend}.{precision}"
+
+
+def _resolved(path: Path) -> Path | None:
+    """`path` with its links followed; None where they cannot be: a link loop (RuntimeError
+    before Python 3.13, OSError since) or a name too long to look up. The gate's own checks
+    then name what is wrong with the path."""
+    try:
+        return Path(path).resolve()
+    except (OSError, RuntimeError):
+        return None
+
+
+def enclosing_run(path: Path) -> Path | None:
+    """The run directory `path` lies in (the nearest folder above it holding a manifest.json),
+    for a --junit read off a command line that did not parse, where RUN is not known."""
+    target = _resolved(path)
+    if target is None:
+        return None
+    return next((parent for parent in target.parents if (parent / "manifest.json").is_file()), None)
 
 
 def check_junit_path(path: Path) -> None:
@@ -104,10 +123,9 @@ def refuse_run_file(path: Path, run: Path) -> None:
     replace it with XML, and every later export or gate would find the run damaged; one it
     lacks now (a gate refused for a missing report) would be taken for it later. The run
     writes no .xml file, so a JUnit file kept in the run directory is still fine."""
-    try:
-        target, root = Path(path).resolve(), Path(run).resolve()
-    except OSError:
-        return  # check_junit_path names what is wrong with the path
+    target, root = _resolved(path), _resolved(run)
+    if target is None or root is None:
+        return  # check_junit_path, or the gate, names what is wrong with the path
     # A folder of the run is left to check_junit_path, which calls it a folder.
     if target.is_relative_to(root) and target.suffix.lower() != ".xml" and not target.is_dir():
         raise UserError(

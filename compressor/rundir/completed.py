@@ -57,7 +57,11 @@ def read_completed_run(run: RunDir) -> tuple[Recipe, dict[str, Any]]:
     gated.
     """
     where = "give the folder `compress train` or `distill` wrote (runs/<name>)"
-    if not run.root.exists():
+    try:
+        exists = run.root.exists()
+    except OSError as error:  # a name too long to look up, say
+        raise UserError(f"{run.root}: cannot be read ({error.strerror}); {where}") from None
+    if not exists:
         raise UserError(f"{run.root}: no such run directory; {where}")
     if not run.root.is_dir():
         raise UserError(f"{run.root}: a file, not a run directory; {where}")

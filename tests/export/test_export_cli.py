@@ -651,6 +651,10 @@ def test_an_export_folder_that_is_a_file(
 def test_missing_run_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     line = one_error_line(run_cli(capsys, "export", str(tmp_path / "nowhere")))
     assert "no such run directory" in line
+    # A name too long to look up crashed export and gate alike (exit 3).
+    for command in ("export", "gate"):
+        line = one_error_line(run_cli(capsys, command, str(tmp_path / ("a" * 300))))
+        assert f"{'a' * 300}: cannot be read (File name too long); give the folder" in line
 
 
 @pytest.mark.parametrize(

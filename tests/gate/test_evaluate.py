@@ -666,6 +666,21 @@ def test_junit_file_records_a_mistyped_command_line(
         assert error is not None and error.get("message", "") in result.stderr
 
 
+def test_a_link_loop_as_the_run_is_bad_input_recorded_in_the_junit_file(
+    kd_run: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Resolving it raised RuntimeError (Python 3.11) before the gate ran: exit 3, and the
+    earlier passing JUnit file stayed."""
+    junit = tmp_path / "gate.xml"
+    assert run_cli(capsys, "gate", str(kd_run), "--junit", str(junit)).code == 0
+    (tmp_path / "one").symlink_to(tmp_path / "two")
+    (tmp_path / "two").symlink_to(tmp_path / "one")
+    result = run_cli(capsys, "gate", str(tmp_path / "one"), "--junit", str(junit))
+    assert result.code == 2, result.stderr
+    error = ET.parse(junit).getroot().find("testsuite/testcase/error")
+    assert error is not None and "no such run directory" in error.get("message", "")
+
+
 def test_an_unwritable_junit_file_does_not_hide_why_the_gate_could_not_run(
     kd_run: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
@@ -730,13 +745,18 @@ def test_a_junit_path_naming_a_file_of_the_run_is_refused(
         assert run_cli(capsys, "gate", str(kd_run), "--junit", str(kd_run / "gate.xml")).code == 0
     # A mistyped flag is recorded in the JUnit file before the gate runs: not over the report.
     result = run_cli(capsys, "gate", str(kd_run), "--junit", str(kd_run / "report.json"), "--x")
-    assert result.code == 2 and "holds something other than a JUnit file" in result.stderr
+    assert result.code == 2 and "a file of the run" in result.stderr
     assert (kd_run / "report.json").read_bytes() == report
     # Nor under the name of a file the run lacks now: it would be taken for that file later.
     (kd_run / "export" / "export_report.json").unlink()
     missing = kd_run / "export" / "export_report.json"
     result = run_cli(capsys, "gate", str(kd_run), "--junit", str(missing))
     assert result.code == 2 and not missing.exists()
+    # Nor after a mistyped flag, where RUN is not known: the run the file would lie in is.
+    for junit in (missing, kd_run / ".lock"):
+        result = run_cli(capsys, "gate", str(kd_run), "--max-drop", "x", f"--junit={junit}")
+        assert result.code == 2 and f"--junit {junit}: a file of the run {kd_run}" in result.stderr
+    assert not missing.exists()
 
 
 def test_a_gate_that_could_not_run_keeps_its_suite_name(
