@@ -168,7 +168,7 @@ def check_models_build(recipe: Recipe, source: str) -> None:
     features = isinstance(recipe.method, AMKDMethod) and recipe.method.embedding == "features"
     if features and student is not None and teacher is not None:
         try:
-            check_feature_embedding(student, teacher)
+            check_feature_embedding(student, teacher, images)
         except UserError as error:
             problems.extend(f"{source}: {line}" for line in error.lines)
     if problems:

@@ -181,8 +181,13 @@ def _features_forward(student: nn.Module, teacher: nn.Module) -> nn.Module:
     return LogitsAndFeatures(student)
 
 
-def check_feature_embedding(student: nn.Module, teacher: nn.Module) -> None:
-    """Feature-space triplets compare teacher and student vectors directly: widths must match."""
+def check_feature_embedding(
+    student: nn.Module, teacher: nn.Module, images: torch.Tensor | None = None
+) -> None:
+    """Feature-space triplets compare teacher and student vectors directly: widths must match.
+    With `images` (the recipe check's probe batch), both models' forward_features are run on
+    them: a timm-style model returns an unpooled map there ([B, C, H, W], pooled only in its
+    forward_head), which passed the width check and crashed the first step."""
     for role, model in (("student", student), ("teacher", teacher)):
         if not has_feature_interface(model):
             raise UserError(
@@ -195,3 +200,24 @@ def check_feature_embedding(student: nn.Module, teacher: nn.Module) -> None:
             f"{teacher.num_features} and the student {student.num_features}; use embedding: "
             "logits or softmax (class-score spaces always match)"
         )
+    if images is None:
+        return
+    for role, model in (("student", student), ("teacher", teacher)):
+        shape = _feature_shape(model, images)
+        if shape != [len(images), model.num_features]:
+            raise UserError(
+                f"method.embedding: features needs the {role}'s forward_features to return "
+                f"[batch, num_features] = [batch, {model.num_features}], but it returns "
+                f"{shape}; pool and flatten them there, or use embedding: logits or softmax"
+            )
+
+
+def _feature_shape(model: nn.Module, images: torch.Tensor) -> list[int]:
+    """The shape of `model.forward_features(images)`, in eval mode and without gradients, the
+    model's mode put back."""
+    training = model.training
+    try:
+        with torch.no_grad():
+            return list(model.eval().forward_features(images).shape)
+    finally:
+        model.train(training)

@@ -11,8 +11,10 @@ from torch import nn
 
 from compressor.errors import UserError
 from compressor.methods import TrainProgress, build_method, training_module
+from compressor.methods.amkd import check_feature_embedding
 from compressor.models.features import LogitsAndFeatures
 from compressor.recipe import AMKDMethod, AMKDWeights, BSSMethod, KDMethod
+from tests.methods.conftest import TinyNet
 from tests.methods.helpers import EARLY, LATE, step
 
 
@@ -23,6 +25,27 @@ def test_feature_embedding_needs_matching_widths(
         build_method(AMKDMethod(embedding="features"), student_factory(width=8), teacher)
     with pytest.raises(UserError, match="forward_features"):
         build_method(AMKDMethod(embedding="features"), nn.Linear(3, 4), teacher)
+
+
+class _UnpooledFeatures(TinyNet):
+    """A timm-style model: forward_features returns the map, forward_head pools it."""
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features[:-2](x)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(features.mean(dim=(2, 3)))
+
+
+def test_feature_embedding_needs_pooled_features(teacher: nn.Module, batch) -> None:
+    """Widths alike, but the map unpooled: the triplet crashed in the first step (exit 3)."""
+    images, _ = batch
+    width = teacher.num_features
+    check_feature_embedding(TinyNet(width), teacher, images)
+    student = _UnpooledFeatures(width).train()
+    with pytest.raises(UserError, match=r"student's forward_features to return \[batch, num_"):
+        check_feature_embedding(student, teacher, images)
+    assert student.training  # its mode put back
 
 
 def test_amkd_without_triplet_is_bss(
