@@ -30,6 +30,7 @@ from docs_section import DOCS, block_span, mean_std, replace_block
 
 from compressor.engine.resume import recipe_changes, run_recipe_lost, started_recipe
 from compressor.engine.run import run_training
+from compressor.engine.teacher import pin_teacher
 from compressor.errors import UserError
 from compressor.recipe import (
     DATA_ROOT_ENV,
@@ -239,7 +240,7 @@ def check_planned(planned: Sequence[PlannedRun]) -> None:
     begun = [p for p in planned if is_completed(p.run) or has_checkpoint(p.run)]
     if not begun:
         return
-    teacher_sha256 = teacher_weights_sha256(begun[0].recipe)
+    teacher_sha256 = pin_teacher(begun[0].recipe).weights_sha256  # as a run records it
     for run in begun:
         started_with = started_recipe(run.run, run.recipe)
         if started_with is None:
@@ -260,15 +261,6 @@ def check_planned(planned: Sequence[PlannedRun]) -> None:
             teacher_sha256,
             fix="give the --teacher-checkpoint it was trained with, or use another --out",
         )
-
-
-def teacher_weights_sha256(recipe: Recipe) -> str:
-    """The hash of the teacher's weights that a distilled run's manifest records."""
-    from compressor.models import load_teacher
-    from compressor.models.fingerprint import weights_sha256
-
-    assert recipe.teacher is not None  # every benchmark recipe names one
-    return weights_sha256(load_teacher(recipe.teacher, num_classes=10, in_channels=3))
 
 
 def train_all(recipes: list[Path], jobs: int) -> None:

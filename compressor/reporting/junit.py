@@ -55,12 +55,14 @@ def _resolved(path: Path) -> Path | None:
 
 
 def enclosing_run(path: Path) -> Path | None:
-    """The run directory `path` lies in (the nearest folder above it holding a manifest.json),
-    for a --junit read off a command line that did not parse, where RUN is not known."""
+    """The run directory `path` lies in (the nearest folder above it that holds a run), for a
+    --junit read off a command line that did not parse, where RUN is not known."""
+    from compressor.rundir.layout import RunDir, holds_run
+
     target = _resolved(path)
     if target is None:
         return None
-    return next((parent for parent in target.parents if (parent / "manifest.json").is_file()), None)
+    return next((parent for parent in target.parents if holds_run(RunDir(parent))), None)
 
 
 def check_junit_path(path: Path) -> None:
