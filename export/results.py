@@ -4,6 +4,7 @@ precision against fp32, warnings)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -173,11 +174,24 @@ def _rounding_note(parity: Parity) -> str:
     )
 
 
+def _not_finite_reason(precision: str) -> str:
+    """A NaN or infinite logit fails parity whatever the agreement: say so, not the figures."""
+    reason = "some of its logits are NaN or infinite"
+    if precision == "fp16":
+        return (
+            f"{reason}: float16 holds values up to 65,504 and an activation past that "
+            "overflows; deploy the fp32 file"
+        )
+    return reason
+
+
 def result_warnings(results: Sequence[Result]) -> list[str]:
     lines = []
     for r in results:
         what = f"{r.model} {r.backend} {r.precision}"
-        if r.parity is not None and not r.parity.passed:
+        if r.parity is not None and not math.isfinite(r.parity.max_abs_diff):
+            lines.append(f"parity failed for {what}: {_not_finite_reason(r.precision)}")
+        elif r.parity is not None and not r.parity.passed:
             limit = (
                 f"max |diff| {r.parity.max_abs_diff:.2e} (limit {r.parity.tolerance_max_abs:g}), "
                 if r.parity.tolerance_max_abs is not None

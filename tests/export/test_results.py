@@ -131,3 +131,16 @@ def test_a_failure_within_float32_rounding_of_large_logits_says_so() -> None:
     for parity in (disagreeing, large):
         [line] = result_warnings([_row("student", "onnxruntime", "fp32", {1: 0.5}, parity=parity)])
         assert "rounding" not in line
+
+
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_logits_that_are_not_finite_are_named_as_the_failure(precision: str) -> None:
+    """fp16 judges agreement only, and argmax of a row with an infinite logit can still agree:
+    the line must name the overflow, not figures that read as a pass."""
+    overflow = Parity(float("inf"), float("inf"), 99.5, None, 99.0, False, logit_scale=12.0)
+    [line] = result_warnings([_row("student", "onnxruntime", precision, {1: 0.5}, parity=overflow)])
+    assert line.startswith(
+        f"parity failed for student onnxruntime {precision}: some of its logits are NaN or infinite"
+    )
+    assert ("float16 holds values up to 65,504" in line) == (precision == "fp16")
+    assert "agreement" not in line
