@@ -70,6 +70,7 @@ class WriteFailed(UserError):
     def __init__(self, path: Path, error: OSError) -> None:
         self.path = Path(path)
         self.strerror = error.strerror or str(error)
+        self.errno = error.errno
         fix = what_to_do(self.path.parent, error.errno)
         super().__init__(f"{path}: cannot write it ({self.strerror})" + (f"; {fix}" if fix else ""))
 
@@ -105,6 +106,23 @@ def regular_or_absent(path: Path) -> bool:
         return stat.S_ISREG(path.stat().st_mode)
     except OSError:
         return True  # absent, or writing it reports why it cannot be written
+
+
+def check_writable(path: Path) -> None:
+    """Raise WriteFailed now if `path` could not be written later: its folders are made and a
+    scratch file created in the last one and removed, as the atomic write will. For a file
+    written after minutes of work, or after a verdict was printed (a --junit in /proc, a
+    read-only mount), so the one line comes before the work, not after it."""
+    path = Path(path)
+    try:
+        _make_parent(path)
+        handle, temp_name = tempfile.mkstemp(
+            prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
+        )
+    except OSError as error:
+        raise WriteFailed(path, error) from error
+    os.close(handle)
+    Path(temp_name).unlink(missing_ok=True)
 
 
 def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:

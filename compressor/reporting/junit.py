@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from compressor.errors import UserError
-from compressor.io import WriteFailed, file_in_the_way, regular_or_absent, write_bytes
+from compressor.io import (
+    WriteFailed,
+    check_writable,
+    file_in_the_way,
+    regular_or_absent,
+    what_to_do,
+    write_bytes,
+)
 
 if TYPE_CHECKING:  # for annotations only: writing XML needs none of the gate's imports
     from compressor.gate import GateResult
@@ -94,6 +101,14 @@ def check_junit_path(path: Path) -> None:
             f"--junit {path}: holds something other than a JUnit file written by compress "
             "gate, which the XML would replace; give another name, such as gate.xml"
         )
+    try:
+        check_writable(Path(path))
+    except WriteFailed as error:
+        fix = what_to_do(error.path.parent, error.errno)
+        raise UserError(
+            f"--junit {path}: cannot write the JUnit file ({error.strerror})"
+            + (f"; {fix}" if fix else "")
+        ) from None
 
 
 # An earlier JUnit file of the gate is a few kilobytes; anything far larger is something else.

@@ -8,6 +8,7 @@ they are the gate's real input file, written by the test instead of by the expor
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -31,6 +32,7 @@ from compressor.errors import UserError
 from compressor.gate import evaluate_gate
 from compressor.io import lock_or_refuse, shared_lock_or_refuse
 from tests.cli_helpers import CliResult, run_cli, with_recipe
+from tests.read_only import immutable
 
 RULES = ["student_accuracy", "export_accuracy", "export_agreement", "speedup"]
 # The distilled run's own acceptance criteria; each differs from the GateConfig default so a
@@ -682,17 +684,40 @@ def test_a_link_loop_as_the_run_is_bad_input_recorded_in_the_junit_file(
 
 
 def test_an_unwritable_junit_file_does_not_hide_why_the_gate_could_not_run(
-    kd_run: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    """(A folder that is a link to nowhere passes the checks made before the gate runs; only
-    writing finds it cannot hold the file.)"""
+    """A flag typer refuses: the gate's own checks never ran, and the JUnit file that should
+    record it cannot be written (a folder that is a link to nowhere): both are told."""
     (tmp_path / "link").symlink_to(tmp_path / "nowhere")
-    result = run_cli(
-        capsys, "gate", f"{kd_run}-absent", "--junit", str(tmp_path / "link" / "g.xml")
-    )
+    junit = tmp_path / "link" / "g.xml"
+    result = run_cli(capsys, "gate", "run", f"--junit={junit}", "--max-dorp", "1")
     assert result.code == 2
-    assert "no such run directory" in result.stderr
+    assert "No such option: --max-dorp" in result.stderr
     assert "cannot write the JUnit file" in result.stderr
+
+
+@pytest.mark.parametrize("where", ["dangling link", "read-only folder"])
+def test_an_unwritable_junit_file_is_refused_before_the_gate_runs(
+    kd_run: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path, where: str
+) -> None:
+    """Found only when written, it came after the table and "gate passed", and a passing
+    gate exited 2."""
+    if where == "dangling link":
+        (tmp_path / "link").symlink_to(tmp_path / "nowhere")
+        junit = tmp_path / "link" / "g.xml"
+        context: Any = contextlib.nullcontext()
+    else:
+        (tmp_path / "ro").mkdir()
+        junit = tmp_path / "ro" / "g.xml"
+        context = immutable(tmp_path / "ro")
+    with context:
+        result = run_cli(capsys, "gate", str(kd_run), "--junit", str(junit))
+    assert result.code == 2
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"error: --junit {junit}: cannot write the JUnit file (")
+    if where == "read-only folder":
+        assert line.endswith(f"); make {tmp_path / 'ro'} writable")
+    assert result.stdout == "" and not junit.exists()
 
 
 def test_a_junit_path_in_a_file_is_refused_before_the_gate_runs(
