@@ -223,3 +223,32 @@ def test_an_already_quantised_model(fp32_model: Path, tmp_path: Path) -> None:
     quantize_int8(fp32_model, once, images, _settings(), name="toy")
     with pytest.raises(UserError, match="is already int8"):
         quantize_int8(once, tmp_path / "twice.onnx", images, _settings(), name="toy")
+
+
+def test_a_preactivation_batchnorm_quantises_without_a_line_per_layer(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A BatchNorm after a ReLU (a WRN's `bn1`) cannot be folded into a conv, and ONNX Runtime
+    logged "Axis 1 is out-of-range for weight ..." for each such layer's 1-D scale."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.BatchNorm2d(8),
+        nn.Conv2d(8, 8, 3, padding=1),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 10),
+    )
+    source = tmp_path / "bn.onnx"
+    export_onnx(model, source, image_shape=SHAPE, opset=18, metadata={})
+    quantize_int8(
+        source,
+        tmp_path / "bn.int8.onnx",
+        calibration_batch(_train_set(), 64, 0),
+        _settings(),
+        name="student",
+    )
+    kinds = [node.op_type for node in onnx.load(str(tmp_path / "bn.int8.onnx")).graph.node]
+    assert "BatchNormalization" in kinds  # the case: a normalisation left unfolded
+    assert not [r for r in caplog.records if "out-of-range" in r.getMessage()]
