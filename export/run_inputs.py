@@ -16,7 +16,7 @@ from typing import Any
 
 from torch import nn
 
-from compressor.data import Dataset, ImageSet, load_dataset, load_test_split
+from compressor.data import Dataset, ImageSet, class_changes, load_dataset, load_test_split
 from compressor.errors import UserError
 from compressor.models import (
     create_model,
@@ -170,6 +170,13 @@ def read_splits(inputs: RunInputs, with_train: bool) -> tuple[EvalSet | None, Ev
             f"{inputs.run.root}: the recipe's data ({data.name}, {data.num_classes} "
             f"classes of {list(shape)}) no longer matches student.pt "
             f"({inputs.record['num_classes']} classes of {list(inputs.image_shape)})"
+        )
+    renamed = class_changes(inputs.classes, data.classes)
+    if renamed:
+        raise UserError(
+            f"{inputs.run.root}: the recipe's data ({data.name}) names its classes otherwise "
+            f"than student.pt ({renamed}): the labels would be scored against the wrong "
+            "names; give the data the student was trained on (its class folders as they were)"
         )
 
     def normalised_like_student(split: ImageSet) -> EvalSet:

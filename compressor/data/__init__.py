@@ -21,7 +21,7 @@ from compressor.data.load import (
     load_test_split,
 )
 from compressor.data.loader import BatchLoader
-from compressor.data.sets import Dataset, EvalData, ImageSet
+from compressor.data.sets import Dataset, EvalData, ImageSet, class_changes
 
 __all__ = [
     "BatchLoader",
@@ -30,6 +30,7 @@ __all__ = [
     "ImageSet",
     "check_crop_padding",
     "check_stats_channels",
+    "class_changes",
     "dataset_channels",
     "dataset_image_size",
     "dataset_num_classes",

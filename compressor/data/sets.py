@@ -87,6 +87,21 @@ class Dataset(EvalData):
     flip: bool
 
 
+def class_changes(before: Sequence[str], now: Sequence[str], shown: int = 3) -> str | None:
+    """How the class names differ, position by position ("class 0 'cat' is now 'dog'"), or
+    None when they are the same. An image folder's classes are its sorted folder names: a
+    folder renamed keeps the count, shifts every label after it, and a model scored or
+    trained on it learns or is judged against the wrong names without a word."""
+    before, now = list(before), list(now)
+    if before == now:
+        return None
+    if len(before) != len(now):
+        return f"{len(before)} classes are now {len(now)}"
+    moved = [i for i, (old, new) in enumerate(zip(before, now, strict=True)) if old != new]
+    said = ", ".join(f"class {i} {before[i]!r} is now {now[i]!r}" for i in moved[:shown])
+    return said + (f" (and {len(moved) - shown} more)" if len(moved) > shown else "")
+
+
 SUBSET_SEED = 0  # fixed, not the recipe seed: max_*_samples must pick the same images every run
 
 

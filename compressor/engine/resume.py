@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from compressor.data import Dataset
+from compressor.data import Dataset, class_changes
 from compressor.errors import UserError
 from compressor.io import loads_json, write_text
 from compressor.provenance import with_free_settings_of
@@ -86,21 +86,27 @@ def data_counts(dataset: Dataset) -> dict[str, int]:
 
 def check_same_data(state: dict[str, Any], dataset: Dataset, source: str) -> None:
     """Refuse to resume on other images than the run trained on: an image folder with files
-    added or removed since reads as the same recipe, and the run would go on with another
-    data set without a word. (Checkpoints from before the counts were kept are not checked.)"""
+    added or removed, or a class folder renamed, since reads as the same recipe, and the run
+    would go on with another data set (or with its labels shifted) without a word.
+    (Checkpoints from before the counts or the class names were kept are not checked.)"""
     saved = state.get("data_counts")
     now = data_counts(dataset)
-    if not isinstance(saved, dict) or saved == now:
-        return
-    changed = "; ".join(
-        f"{split} images {saved.get(split)} → {count}"
-        for split, count in now.items()
-        if saved.get(split) != count
-    )
-    raise UserError(
-        f"{source}: the data changed since the run started ({changed}); resume with the "
-        "images it started with, or start over with --overwrite"
-    )
+    changes = []
+    if isinstance(saved, dict) and saved != now:
+        changes += [
+            f"{split} images {saved.get(split)} → {count}"
+            for split, count in now.items()
+            if saved.get(split) != count
+        ]
+    saved_classes = state.get("data_classes")
+    if isinstance(saved_classes, list):
+        renamed = class_changes(saved_classes, dataset.classes)
+        changes += [renamed] if renamed else []
+    if changes:
+        raise UserError(
+            f"{source}: the data changed since the run started ({'; '.join(changes)}); resume "
+            "with the images it started with, or start over with --overwrite"
+        )
 
 
 def started_recipe(run: RunDir, recipe: Recipe) -> Recipe | None:

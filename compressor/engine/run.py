@@ -254,7 +254,12 @@ def _execute(
     start_epoch = _restore(context, state, models.student, optimizer, scaler, counts)
 
     # 3. Train.
-    carried = {"run_id": run_id, "process_counts": counts, "data_counts": data_counts(dataset)}
+    carried = {
+        "run_id": run_id,
+        "process_counts": counts,
+        "data_counts": data_counts(dataset),
+        "data_classes": list(dataset.classes),
+    }
     last_eval = train_epochs(context, dataset, models, optimizer, scaler, start_epoch, carried)
 
     # 4. Final evaluation, artifacts, report.

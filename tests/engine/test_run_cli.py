@@ -899,6 +899,34 @@ def test_resume_refuses_an_image_folder_whose_files_changed(
     assert resumed.code == 0, resumed.stderr
 
 
+def test_resume_refuses_an_image_folder_whose_class_was_renamed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Same counts, other names: `cat` renamed `zebra` sorts after `dog`, and every label
+    would have flipped halfway through training without a word."""
+    root = make_imagefolder(tmp_path / "photos")
+    recipe = write(
+        tmp_path / "photos.yaml",
+        {
+            "student": {"arch": "resnet8"},
+            "data": {"name": "imagefolder", "root": str(root)},
+            "train": {"epochs": 2, "batch_size": 2, "device": "cpu"},
+            "output": {"dir": str(tmp_path / "runs")},
+        },
+    )
+    with pytest.raises(KeyboardInterrupt):
+        run_training(load_recipe(recipe), recipe, distill=False, observer=Interrupt(1))
+    for split in ("train", "val"):
+        (root / split / "cat").rename(root / split / "zebra")
+    refused = run_cli(capsys, "train", str(recipe), "--resume")
+    assert refused.code == 2
+    assert refused.stderr == (
+        f"error: {recipe}: the data changed since the run started (class 0 'cat' is now "
+        "'dog', class 1 'dog' is now 'zebra'); resume with the images it started with, or "
+        "start over with --overwrite\n"
+    )
+
+
 def test_resume_takes_a_changed_gate_or_export_section_and_keeps_it(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

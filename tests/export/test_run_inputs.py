@@ -45,6 +45,35 @@ def test_export_reads_training_images_only_for_int8(
     assert "cannot decode 3 images" in error
 
 
+def test_export_refuses_data_whose_classes_were_renamed_since_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Renamed `ant` → `cow`, the folder keeps its class count, and the export scored the
+    student against shifted labels (0 % top-1) and the gate passed it."""
+    root = make_imagefolder(tmp_path / "photos", classes=("ant", "bee"))
+    recipe = write_recipe(
+        tmp_path / "photos.yaml",
+        {
+            "student": {"arch": "resnet8"},
+            "data": {"name": "imagefolder", "root": str(root)},
+            "train": {"epochs": 1, "batch_size": 4, "device": "cpu"},
+            "output": {"dir": str(tmp_path / "runs")},
+        },
+    )
+    invoke("train", str(recipe))
+    for split in ("train", "val"):
+        (root / split / "ant").rename(root / split / "cow")
+    run = tmp_path / "runs" / "photos"
+    error = one_error_line(run_cli(capsys, "export", str(run), *QUICK))
+    assert error == (
+        f"error: {run}: the recipe's data (imagefolder) names its classes otherwise than "
+        "student.pt (class 0 'ant' is now 'bee', class 1 'bee' is now 'cow'): the labels would "
+        "be scored against the wrong names; give the data the student was trained on (its "
+        "class folders as they were)"
+    )
+    assert not (run / "export").exists()
+
+
 @pytest.mark.parametrize(
     ("field", "value", "problem"),
     [
