@@ -67,6 +67,27 @@ def has_images(directory: Path) -> bool:
     return next(_image_files(directory), None) is not None
 
 
+def unlistable(folder: Path | str, error: OSError) -> UserError:
+    """A data folder that cannot be listed (no read permission, an I/O error): said as such,
+    since a folder skipped or reported as empty sends the user looking at its images."""
+    return UserError(
+        f"{folder}: cannot list this data folder ({error.strerror or error}); make it readable "
+        "(permissions: `chmod -R a+rX`), or move it out of the data"
+    )
+
+
+def list_folder(folder: Path) -> list[Path]:
+    """`folder`'s entries, or one line saying why they cannot be listed."""
+    try:
+        return list(folder.iterdir())
+    except OSError as error:
+        raise unlistable(folder, error) from None
+
+
+def _refuse_unlistable(error: OSError) -> None:
+    raise unlistable(error.filename, error)
+
+
 def _image_files(directory: Path) -> Iterator[Path]:
     """Image files under `directory` (recursively), in the file system's order.
 
@@ -76,7 +97,9 @@ def _image_files(directory: Path) -> Iterator[Path]:
     follows them (Path.rglob did not), each real folder once, so a link loop ends.
     """
     visited: set[tuple[int, int]] = set()
-    for root, folders, files in os.walk(directory, followlinks=True):
+    # A folder os.walk cannot list was skipped with its images, and the split came out
+    # smaller than the folder without a word.
+    for root, folders, files in os.walk(directory, onerror=_refuse_unlistable, followlinks=True):
         status = os.stat(root)
         if (status.st_dev, status.st_ino) in visited:
             folders.clear()

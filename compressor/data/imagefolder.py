@@ -21,6 +21,7 @@ from compressor.data.files import (
     decode_split,
     has_images,
     image_size,
+    list_folder,
     list_images,
     require_root,
 )
@@ -30,7 +31,7 @@ from compressor.recipe import DataConfig
 
 
 def _class_dirs(split_dir: Path) -> list[Path]:
-    return sorted(p for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return sorted(p for p in list_folder(split_dir) if p.is_dir() and not p.name.startswith("."))
 
 
 def _train_dir(root: Path) -> Path:
@@ -80,7 +81,7 @@ def _classes(train: Path) -> list[str]:
 def _holds_images(folder: Path) -> bool:
     """Image files directly in `folder`: a class folder, not a split of class folders."""
     return any(
-        path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES for path in folder.iterdir()
+        path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES for path in list_folder(folder)
     )
 
 

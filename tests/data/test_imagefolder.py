@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -182,3 +183,40 @@ def test_imagefolder_stats_need_three_values_known_before_reading(
         check_stats_channels(missing)
     with pytest.raises(UserError, match=expected):
         load_dataset(missing)
+
+
+@pytest.mark.parametrize(
+    "denied",
+    ["train", "train/cat", "train/cat/nested"],
+    ids=["split", "class folder", "folder in a class"],
+)
+def test_a_folder_that_cannot_be_listed_is_named_not_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, denied: str
+) -> None:
+    """As `chmod 000` does for a user who is not root (the suite runs as root, which it does
+    not bind, so the listing calls refuse here instead). Before: a crash with a traceback
+    for the split, "has no images" for the class, and a folder inside a class skipped with
+    its images without a word."""
+    root = make_imagefolder(tmp_path)
+    refused = str(root / denied)
+
+    def refusing(call):
+        def listing(path=".", *args, **kwargs):
+            if os.fspath(path) == refused:
+                raise PermissionError(13, "Permission denied", os.fspath(path))
+            return call(path, *args, **kwargs)
+
+        return listing
+
+    monkeypatch.setattr(os, "scandir", refusing(os.scandir))
+    monkeypatch.setattr(os, "listdir", refusing(os.listdir))
+    config = DataConfig(name="imagefolder", root=root)
+    expected = (
+        f"{refused}: cannot list this data folder (Permission denied); make it readable "
+        "(permissions: `chmod -R a+rX`), or move it out of the data"
+    )
+    if denied != "train/cat/nested":  # checking a recipe stops at the first image found
+        with pytest.raises(UserError) as caught:
+            dataset_num_classes(config)
+        assert str(caught.value) == expected
+    assert load_error(config) == expected
