@@ -15,6 +15,7 @@ from pathlib import Path
 from compressor.data.files import (
     decode_split,
     has_images,
+    list_folder,
     list_images,
     require_root,
     root_text,
@@ -38,9 +39,11 @@ def _find_root(cfg: DataConfig) -> Path:
 
 
 def _lines(path: Path) -> list[str]:
-    """A listing's lines; one that is not UTF-8 text (damaged, or another file) is bad data."""
+    """A listing's lines; one that is not UTF-8 text (damaged, or another file) is bad data.
+    A byte-order mark (a file saved by Windows Notepad) is dropped: kept, it became part of
+    the first WordNet id, an invisible character in a folder name the user sees is there."""
     try:
-        return path.read_text(encoding="utf-8").splitlines()
+        return path.read_text(encoding="utf-8-sig").splitlines()
     except UnicodeDecodeError as error:
         raise UserError(
             f"{path} is not UTF-8 text (byte {error.start}: {error.reason}); the file is "
@@ -59,7 +62,14 @@ def _wnids(root: Path) -> list[str]:
 
 
 def num_classes(cfg: DataConfig) -> int:
-    return len(_wnids(_find_root(cfg)))
+    """The class count a recipe is checked against, refusing what loading refuses first: a
+    class without training images, a training folder wnids.txt lacks, a validation listing
+    that is missing or names images that are not there (checked, not decoded)."""
+    root = _find_root(cfg)
+    wnids = _wnids(root)
+    _check_train_folders(root, wnids)
+    _val_files(root, wnids)
+    return len(wnids)
 
 
 def _class_names(root: Path, wnids: list[str]) -> list[str]:
@@ -67,7 +77,8 @@ def _class_names(root: Path, wnids: list[str]) -> list[str]:
     words: dict[str, str] = {}
     if (root / "words.txt").is_file():
         # Display names only: a byte that is not UTF-8 is shown replaced, not a stop.
-        for line in (root / "words.txt").read_text(errors="replace").splitlines():
+        text = (root / "words.txt").read_text(encoding="utf-8-sig", errors="replace")
+        for line in text.splitlines():
             wnid, _, names = line.partition("\t")
             words[wnid.strip()] = names.split(",")[0].strip()
     return [words.get(wnid) or wnid for wnid in wnids]
@@ -81,9 +92,30 @@ def _no_training_images(folder: Path) -> UserError:
     return UserError(f"{folder} has no images; every class in wnids.txt needs training images")
 
 
+def _refuse_unlisted_classes(root: Path, wnids: list[str]) -> None:
+    """A train/ folder wnids.txt does not list would be a class dropped without a word."""
+    train = root / "train"
+    listed = set(wnids)
+    folders = list_folder(train) if train.is_dir() else []
+    unlisted = sorted(
+        p.name
+        for p in folders
+        if p.is_dir() and not p.name.startswith(".") and p.name not in listed
+    )
+    if unlisted:
+        shown = ", ".join(unlisted[:3]) + (
+            f" (and {len(unlisted) - 3} more)" if len(unlisted) > 3 else ""
+        )
+        raise UserError(
+            f"{train} has class folders wnids.txt does not list ({shown}); add their WordNet "
+            "ids to wnids.txt, or move the folders out of train/"
+        )
+
+
 def _check_train_folders(root: Path, wnids: list[str]) -> None:
     """Refuse a class without training images, as reading the training split does, from the
     first image found in each folder: scoring on the test split alone lists no more."""
+    _refuse_unlisted_classes(root, wnids)
     for wnid in wnids:
         folder = _train_folder(root, wnid)
         if not (folder.is_dir() and has_images(folder)):
@@ -91,6 +123,7 @@ def _check_train_folders(root: Path, wnids: list[str]) -> None:
 
 
 def _train_files(root: Path, wnids: list[str]) -> tuple[list[Path], list[int]]:
+    _refuse_unlisted_classes(root, wnids)
     paths: list[Path] = []
     labels: list[int] = []
     for label, wnid in enumerate(wnids):
@@ -119,7 +152,13 @@ def _val_files(root: Path, wnids: list[str]) -> tuple[list[Path], list[int]]:
                 f"{annotations} line {number}: expected '<file>\\t<wnid>...' with a wnid from "
                 f"wnids.txt, got {line.strip()!r}"
             )
-        paths.append(root / "val" / "images" / fields[0].strip())
+        path = root / "val" / "images" / fields[0].strip()
+        if not path.is_file():
+            raise UserError(
+                f"{annotations} line {number}: names {fields[0].strip()!r}, which is not in "
+                f"{path.parent}; put the image back, or download the data set again"
+            )
+        paths.append(path)
         labels.append(label_of[fields[1].strip()])
     if not paths:
         raise UserError(f"{annotations} lists no images; the test split would be empty")

@@ -60,3 +60,54 @@ def test_tiny_imagenet_text_that_is_not_utf8(tmp_path: Path) -> None:
     (root / "wnids.txt").write_bytes(b"\xff\xfe" + (root / "wnids.txt").read_bytes())
     with pytest.raises(UserError, match=r"wnids.txt is not UTF-8 text"):
         dataset_num_classes(DataConfig(name="tiny_imagenet", root=root))
+
+
+def test_tiny_imagenet_listings_saved_with_a_byte_order_mark(tmp_path: Path) -> None:
+    """Windows Notepad starts UTF-8 files with U+FEFF: it became part of the first WordNet id,
+    and `train/\\ufeffn01443537/images has no images` named a folder full of them."""
+    root = make_tiny_imagenet(tmp_path / "t")
+    for name in ("wnids.txt", "words.txt", "val/val_annotations.txt"):
+        (root / name).write_bytes(b"\xef\xbb\xbf" + (root / name).read_bytes())
+    dataset = load_dataset(DataConfig(name="tiny_imagenet", root=root))
+    assert dataset.classes == ["goldfish", "European fire salamander", WNIDS[2]]
+    assert dataset.test.labels.tolist() == [0, 1, 2]
+
+
+def test_tiny_imagenet_validation_image_named_but_missing(tmp_path: Path) -> None:
+    """Found by the recipe check, naming the line, not after decoding the training split as
+    "cannot decode image ...: No such file or directory:; fix or delete the file"."""
+    root = make_tiny_imagenet(tmp_path / "t")
+    (root / "val" / "images" / "val_1.JPEG").unlink()
+    config = DataConfig(name="tiny_imagenet", root=root)
+    expected = (
+        f"{root / 'val' / 'val_annotations.txt'} line 2: names 'val_1.JPEG', which is not in "
+        f"{root / 'val' / 'images'}; put the image back, or download the data set again"
+    )
+    with pytest.raises(UserError) as caught:
+        dataset_num_classes(config)
+    assert str(caught.value) == expected
+    assert load_error(config) == expected
+
+
+def test_tiny_imagenet_recipe_check_needs_the_validation_listing(tmp_path: Path) -> None:
+    root = make_tiny_imagenet(tmp_path / "t")
+    (root / "val" / "val_annotations.txt").unlink()
+    with pytest.raises(UserError, match=r"val_annotations\.txt is missing"):
+        dataset_num_classes(DataConfig(name="tiny_imagenet", root=root))
+
+
+def test_tiny_imagenet_training_folder_wnids_does_not_list(tmp_path: Path) -> None:
+    """A whole class was left out of the data without a word."""
+    root = make_tiny_imagenet(tmp_path / "t")
+    (root / "wnids.txt").write_text("\n".join(WNIDS[:2]) + "\n")
+    annotations = root / "val" / "val_annotations.txt"
+    annotations.write_text("".join(annotations.read_text().splitlines(keepends=True)[:2]))
+    config = DataConfig(name="tiny_imagenet", root=root)
+    expected = (
+        f"{root / 'train'} has class folders wnids.txt does not list ({WNIDS[2]}); add their "
+        "WordNet ids to wnids.txt, or move the folders out of train/"
+    )
+    with pytest.raises(UserError) as caught:
+        dataset_num_classes(config)
+    assert str(caught.value) == expected
+    assert load_error(config) == expected
