@@ -34,6 +34,23 @@ def _class_dirs(split_dir: Path) -> list[Path]:
     return sorted(p for p in list_folder(split_dir) if p.is_dir() and not p.name.startswith("."))
 
 
+def _split_classes(split_dir: Path) -> list[Path]:
+    """A split's class folders; images beside them, in no class, are refused: skipped, they
+    left the split smaller than the folder without a word."""
+    loose = sorted(
+        p.name
+        for p in list_folder(split_dir)
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+    )
+    if loose:
+        shown = ", ".join(loose[:3]) + (f" (and {len(loose) - 3} more)" if len(loose) > 3 else "")
+        raise UserError(
+            f"{split_dir} holds images outside its class folders ({shown}); move each into "
+            f"its class folder, {split_dir.name}/<class>/, or out of {split_dir.name}/"
+        )
+    return _class_dirs(split_dir)
+
+
 def _train_dir(root: Path) -> Path:
     train = root / "train"
     if not train.is_dir():
@@ -69,7 +86,7 @@ def _test_dir(root: Path) -> Path:
 
 
 def _classes(train: Path) -> list[str]:
-    classes = [p.name for p in _class_dirs(train)]
+    classes = [p.name for p in _split_classes(train)]
     if len(classes) < 2:
         raise UserError(
             f"{train} has {len(classes)} class folder(s); classification needs at least 2 "
@@ -97,7 +114,7 @@ def num_classes(cfg: DataConfig) -> int:
     root = require_root(cfg)
     classes = _checked_classes(_train_dir(root))
     test_dir = _test_dir(root)
-    for folder in _class_dirs(test_dir):
+    for folder in _split_classes(test_dir):
         if folder.name not in classes:
             raise _not_a_training_class(folder, classes)
     return len(classes)
@@ -148,7 +165,7 @@ def _files(split_dir: Path, classes: list[str], require_all: bool) -> tuple[list
     label_of = {name: label for label, name in enumerate(classes)}
     paths: list[Path] = []
     labels: list[int] = []
-    for folder in _class_dirs(split_dir):
+    for folder in _split_classes(split_dir):
         if folder.name not in label_of:
             raise _not_a_training_class(folder, classes)
         files = list_images(folder)

@@ -220,3 +220,21 @@ def test_a_folder_that_cannot_be_listed_is_named_not_skipped(
             dataset_num_classes(config)
         assert str(caught.value) == expected
     assert load_error(config) == expected
+
+
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_images_beside_the_class_folders_are_refused_not_dropped(
+    tmp_path: Path, split: str
+) -> None:
+    root = make_imagefolder(tmp_path)
+    save_image(root / split / "stray.png")
+    (root / split / "README.txt").write_text("not an image: no reason to refuse")
+    config = DataConfig(name="imagefolder", root=root)
+    expected = (
+        f"{root / split} holds images outside its class folders (stray.png); move each into "
+        f"its class folder, {split}/<class>/, or out of {split}/"
+    )
+    with pytest.raises(UserError) as caught:
+        dataset_num_classes(config)
+    assert str(caught.value) == expected
+    assert load_error(config) == expected
