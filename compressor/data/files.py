@@ -181,8 +181,10 @@ def _undecodable(path: Path, error: Exception) -> Undecodable:
         empty = path.stat().st_size == 0
     except OSError:
         empty = False
-    # PIL's reason repeats the path ("cannot identify image file '/x/a.png'"): said once.
-    reason = str(error).replace(f" {str(path)!r}", "").replace(f" '{path}'", "")
+    if isinstance(error, OSError) and error.strerror:  # opening it failed: the system's words
+        reason = error.strerror  # "[Errno 13] Permission denied: '/x/a.png'" read "…denied:"
+    else:  # PIL's reason repeats the path ("cannot identify image file '/x/a.png'"): once
+        reason = str(error).replace(f" {str(path)!r}", "").replace(f" '{path}'", "")
     return Undecodable(path, "an empty file (0 bytes)" if empty else reason)
 
 

@@ -54,8 +54,9 @@ def _split_classes(split_dir: Path) -> list[Path]:
 def _train_dir(root: Path) -> Path:
     train = root / "train"
     if not train.is_dir():
+        state = "is a file, not a folder" if train.exists() else "does not exist"
         raise UserError(
-            f"{train} does not exist; an imagefolder data set needs "
+            f"{train} {state}; an imagefolder data set needs "
             f"{root}/train/<class>/<image> and {root}/val/<class>/<image>{_layout_hint(root)}"
         )
     return train

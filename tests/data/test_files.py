@@ -50,6 +50,17 @@ def test_every_undecodable_image_of_a_split_is_named_at_once(tmp_path: Path) -> 
     )
 
 
+def test_an_image_that_cannot_be_opened_is_named_with_the_systems_reason(tmp_path: Path) -> None:
+    """Gone since it was listed (or unreadable): the reason read "No such file or directory:"
+    with the path cut out after its colon."""
+    with pytest.raises(UserError) as caught:
+        decode_images([tmp_path / "gone.png"], None)
+    assert str(caught.value) == (
+        f"cannot decode image {tmp_path / 'gone.png'}: No such file or directory; fix or delete "
+        "the file"
+    )
+
+
 def test_16_bit_grayscale_is_scaled_to_8_bits_not_clipped_to_white(tmp_path: Path) -> None:
     """PIL's convert("RGB") clips 16-bit values at 255: mid-grey read as white."""
     levels = np.array([[0, 257, 32768, 65535]], dtype=np.uint16)

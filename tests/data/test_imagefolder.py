@@ -89,6 +89,10 @@ def test_imagefolder_empty_val_split(tmp_path: Path) -> None:
 def test_imagefolder_missing_folders(tmp_path: Path) -> None:
     message = load_error(DataConfig(name="imagefolder", root=tmp_path))
     assert "train does not exist" in message and "train/<class>/<image>" in message
+    (tmp_path / "train").write_text("")  # not "does not exist": the user can see it does
+    message = load_error(DataConfig(name="imagefolder", root=tmp_path))
+    assert f"{tmp_path / 'train'} is a file, not a folder; an imagefolder" in message
+    (tmp_path / "train").unlink()
     root = make_imagefolder(tmp_path / "data")
     for path in sorted((root / "val").rglob("*"), reverse=True):
         path.unlink() if path.is_file() else path.rmdir()
