@@ -71,25 +71,27 @@ def train_epochs(
             if (epoch + 1) % recipe.train.eval_every == 0 or epoch + 1 == epochs:
                 student.eval()
                 student_eval = evaluate(student, test_loader, setup)
+            rng = every_rank_rng_state(context.distributed, setup.device)  # a collective
+            state = {
+                "epoch": epoch + 1,
+                "student": student.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scaler": scaler.state_dict(),
+                **carried,
+                **rng,
+            }
+            line = metrics_line(epoch, result, student_eval)
+            # Rank 0 alone writes; a write that fails there (a full disk) stops every process,
+            # not rank 0 alone with the others waiting in the next epoch's first collective.
+            distributed.together(partial(_record, context, line, state), setup.device)
         except BaseException:
             context.observer.epoch_stopped()
             raise
+        # Shown once saved: a Ctrl-C just after the epoch's line then resumes after it, where
+        # one during the save resumed an epoch earlier than the screen said.
         context.observer.epoch_finished(
             epoch, epochs, result, student_eval.accuracy if student_eval else None
         )
-        rng = every_rank_rng_state(context.distributed, setup.device)  # a collective
-        state = {
-            "epoch": epoch + 1,
-            "student": student.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scaler": scaler.state_dict(),
-            **carried,
-            **rng,
-        }
-        line = metrics_line(epoch, result, student_eval)
-        # Rank 0 alone writes; a write that fails there (a full disk) stops every process,
-        # not rank 0 alone with the others waiting in the next epoch's first collective.
-        distributed.together(partial(_record, context, line, state), setup.device)
     if student_eval is None:
         student.eval()
         student_eval = evaluate(student, test_loader, setup)

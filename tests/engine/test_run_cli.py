@@ -871,6 +871,26 @@ def test_overwrite_refuses_to_destroy_a_teacher_read_from_the_run_it_replaces(
     assert teacher.read_bytes() == before
 
 
+class SavedEpochs(RunObserver):
+    """Reads the run's checkpoint as each epoch's line is shown."""
+
+    def __init__(self, checkpoint: Path) -> None:
+        self.checkpoint = checkpoint
+        self.saved: list[int] = []
+
+    def epoch_finished(self, epoch: int, epochs: int, result: object, test: object) -> None:
+        self.saved.append(torch.load(self.checkpoint, weights_only=True)["epoch"])
+
+
+def test_an_epoch_is_shown_finished_only_once_its_checkpoint_is_saved(tmp_path: Path) -> None:
+    """Shown before the save, a Ctrl-C right after the line came during the save: the run said
+    'before the first epoch finished' with epoch 1 on the screen."""
+    recipe = small_recipe(tmp_path / "r.yaml", tmp_path / "runs", epochs=2, max_steps_per_epoch=2)
+    observer = SavedEpochs(tmp_path / "runs" / "r" / "checkpoints" / "last.pt")
+    run_training(load_recipe(recipe), recipe, distill=False, observer=observer)
+    assert observer.saved == [1, 2]
+
+
 def test_resume_refuses_an_image_folder_whose_files_changed(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
