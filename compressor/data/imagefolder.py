@@ -12,6 +12,7 @@ resizes to a square (image_size x image_size), like torchvision's Resize((s, s))
 from __future__ import annotations
 
 import difflib
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -149,13 +150,24 @@ def native_size(cfg: DataConfig) -> tuple[int, int]:
 def _not_a_training_class(folder: Path, classes: list[str]) -> UserError:
     """A held-out class folder without a training folder: a stray class, or a name spelt
     differently (val/Cat beside train/cat), which the message then names."""
-    near = [name for name in classes if name.casefold() == folder.name.casefold()]
-    near = near or difflib.get_close_matches(folder.name, classes, n=1)
+    same = [name for name in classes if _folded(name) == _folded(folder.name)]
+    near = same or difflib.get_close_matches(folder.name, classes, n=1)
     rename = f"rename it {near[0]!r} as in train/, " if near else ""
+    if near and near[0].casefold() != folder.name.casefold():  # alike only once normalised
+        rename = (
+            f"rename it {near[0]!r} as in train/ (the two look alike but are spelt with other "
+            f"Unicode characters: {folder.name!a} here, {near[0]!a} there), "
+        )
     return UserError(
         f"{folder}: class {folder.name!r} has no folder in train/; {rename}remove it or add "
         "training images for it"
     )
+
+
+def _folded(name: str) -> str:
+    """A name as a person reads it: case and Unicode composition (macOS writes 'é' as 'e'
+    plus an accent, NFD; Linux and Windows keep it as typed, usually NFC) set aside."""
+    return unicodedata.normalize("NFC", name).casefold()
 
 
 def _no_images(folder: Path) -> UserError:

@@ -71,6 +71,16 @@ def test_imagefolder_val_class_must_exist_in_train(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="^" + re.escape(renamed)):
         dataset_num_classes(config)
 
+    # Spelt alike once normalised (macOS writes 'é' decomposed): the names are shown escaped,
+    # where "rename it 'café'" named a folder that looks the same as the one there.
+    (root / "train" / "cat").rename(root / "train" / "caf\u00e9")
+    (root / "val" / "Cat").rename(root / "val" / "cafe\u0301")
+    assert load_error(config).endswith(
+        "rename it 'caf\u00e9' as in train/ (the two look alike but are spelt with other Unicode "
+        "characters: 'cafe\\u0301' here, 'caf\\xe9' there), remove it or add training images "
+        "for it"
+    )
+
 
 def test_imagefolder_needs_two_classes(tmp_path: Path) -> None:
     root = make_imagefolder(tmp_path, classes=("only",))
