@@ -12,6 +12,7 @@ resizes to a square (image_size x image_size), like torchvision's Resize((s, s))
 from __future__ import annotations
 
 import difflib
+import os
 import unicodedata
 from pathlib import Path
 
@@ -94,6 +95,16 @@ def _classes(train: Path) -> list[str]:
             f"{train} has {len(classes)} class folder(s); classification needs at least 2 "
             f"(one sub-folder per class)"
         )
+    for name in classes:
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:  # bytes Python carries as lone surrogates (PEP 383)
+            shown = os.fsencode(name).decode("utf-8", "backslashreplace")
+            raise UserError(
+                f"{train / name}: the class folder's name is not UTF-8 ('{shown}', from a "
+                "Latin-1 or other legacy encoding); rename it: class names go into student.pt, "
+                "the reports and the ONNX metadata as UTF-8 text"
+            ) from None
     return classes
 
 

@@ -252,3 +252,22 @@ def test_images_beside_the_class_folders_are_refused_not_dropped(
         dataset_num_classes(config)
     assert str(caught.value) == expected
     assert load_error(config) == expected
+
+
+def test_a_class_folder_name_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
+    """Latin-1 'café' reached the ONNX metadata as "caf\\udce9", a lone surrogate strict JSON
+    and UTF-8 readers refuse."""
+    root = make_imagefolder(tmp_path)
+    latin1 = os.fsdecode(b"caf\xe9")
+    for split in ("train", "val"):
+        (root / split / "cat").rename(root / split / latin1)
+    config = DataConfig(name="imagefolder", root=root)
+    expected = (
+        f"{root / 'train' / latin1}: the class folder's name is not UTF-8 ('caf\\xe9', from a "
+        "Latin-1 or other legacy encoding); rename it: class names go into student.pt, the "
+        "reports and the ONNX metadata as UTF-8 text"
+    )
+    with pytest.raises(UserError) as caught:
+        dataset_num_classes(config)
+    assert str(caught.value) == expected
+    assert load_error(config) == expected
