@@ -81,7 +81,14 @@ def _class_names(root: Path, wnids: list[str]) -> list[str]:
         for line in text.splitlines():
             wnid, _, names = line.partition("\t")
             words[wnid.strip()] = names.split(",")[0].strip()
-    return [words.get(wnid) or wnid for wnid in wnids]
+    names = [words.get(wnid) or wnid for wnid in wnids]
+    # Two classes under one name ("frog" twice) could not be told apart in a report or by a
+    # user of the ONNX file: each such name carries its WordNet id.
+    shared = {name for name in names if names.count(name) > 1}
+    return [
+        f"{name} ({wnid})" if name in shared else name
+        for name, wnid in zip(names, wnids, strict=True)
+    ]
 
 
 def _train_folder(root: Path, wnid: str) -> Path:

@@ -111,3 +111,10 @@ def test_tiny_imagenet_training_folder_wnids_does_not_list(tmp_path: Path) -> No
         dataset_num_classes(config)
     assert str(caught.value) == expected
     assert load_error(config) == expected
+
+
+def test_tiny_imagenet_classes_words_txt_names_alike_are_told_apart(tmp_path: Path) -> None:
+    root = make_tiny_imagenet(tmp_path / "t")
+    (root / "words.txt").write_text(f"{WNIDS[0]}\tfrog, tree frog\n{WNIDS[1]}\tfrog, bullfrog\n")
+    classes = load_dataset(DataConfig(name="tiny_imagenet", root=root)).classes
+    assert classes == [f"frog ({WNIDS[0]})", f"frog ({WNIDS[1]})", WNIDS[2]]
