@@ -84,6 +84,15 @@ def list_folder(folder: Path) -> list[Path]:
         raise unlistable(folder, error) from None
 
 
+def dangling_link(path: Path) -> UserError:
+    """A link to nothing where data should be: skipped, its image (or class) was missing
+    from the data set without a word."""
+    return UserError(
+        f"{path}: a link to {os.readlink(path)}, which does not exist; point it at the data, "
+        "or delete it"
+    )
+
+
 def _refuse_unlistable(error: OSError) -> None:
     raise unlistable(error.filename, error)
 
@@ -109,8 +118,10 @@ def _image_files(directory: Path) -> Iterator[Path]:
         for name in files:
             path = Path(root, name)
             image = not name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES
-            if image and path.is_file():  # a dangling link is no file
+            if image and path.is_file():
                 yield path
+            elif image and path.is_symlink() and not path.exists():
+                raise dangling_link(path)
 
 
 def resize_images(images: torch.Tensor, size: int, chunk: int = 1024) -> torch.Tensor:

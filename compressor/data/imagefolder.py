@@ -20,6 +20,7 @@ import numpy as np
 
 from compressor.data.files import (
     IMAGE_SUFFIXES,
+    dangling_link,
     decode_split,
     has_images,
     image_size,
@@ -37,20 +38,20 @@ def _class_dirs(split_dir: Path) -> list[Path]:
 
 
 def _split_classes(split_dir: Path) -> list[Path]:
-    """A split's class folders; images beside them, in no class, are refused: skipped, they
-    left the split smaller than the folder without a word."""
-    loose = sorted(
-        p.name
-        for p in list_folder(split_dir)
-        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
-    )
+    """A split's class folders. Images beside them, in no class, and links to nothing are
+    refused: skipped, they left the split smaller than the folder without a word."""
+    entries = [p for p in list_folder(split_dir) if not p.name.startswith(".")]
+    broken = next((p for p in entries if p.is_symlink() and not p.exists()), None)
+    if broken is not None:
+        raise dangling_link(broken)
+    loose = sorted(p.name for p in entries if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if loose:
         shown = ", ".join(loose[:3]) + (f" (and {len(loose) - 3} more)" if len(loose) > 3 else "")
         raise UserError(
             f"{split_dir} holds images outside its class folders ({shown}); move each into "
             f"its class folder, {split_dir.name}/<class>/, or out of {split_dir.name}/"
         )
-    return _class_dirs(split_dir)
+    return sorted(p for p in entries if p.is_dir())
 
 
 def _train_dir(root: Path) -> Path:

@@ -271,3 +271,14 @@ def test_a_class_folder_name_that_is_not_utf8_is_refused(tmp_path: Path) -> None
         dataset_num_classes(config)
     assert str(caught.value) == expected
     assert load_error(config) == expected
+
+
+@pytest.mark.parametrize("link", ["train/dog/gone.png", "train/bird"], ids=["image", "class"])
+def test_a_link_to_nothing_in_the_data_is_named_not_skipped(tmp_path: Path, link: str) -> None:
+    root = make_imagefolder(tmp_path)
+    (root / link).symlink_to(tmp_path / "moved-away")
+    config = DataConfig(name="imagefolder", root=root)
+    assert load_error(config) == (
+        f"{root / link}: a link to {tmp_path / 'moved-away'}, which does not exist; point it "
+        "at the data, or delete it"
+    )
