@@ -22,7 +22,7 @@ from typing import NoReturn
 import typer
 
 from compressor.cli import app, debug_mode, record_gate_error
-from compressor.errors import DEBUG_HINT, UserError
+from compressor.errors import DEBUG_HINT, OnlyHere, SaidElsewhere, UserError
 from compressor.interrupt import stop
 from compressor.terminal import error_console
 
@@ -46,6 +46,7 @@ def main() -> None:
     try:
         _main()
     except SystemExit as exit_:
+        stop.ending = True
         # typer ends a command whose output hit a closed pipe with exit 1, raised while it
         # handles the BrokenPipeError: the error is the exit's context.
         if isinstance(exit_.__context__, BrokenPipeError):
@@ -73,16 +74,29 @@ def _tolerate_narrow_encodings() -> None:
                 stream.reconfigure(errors=errors)
 
 
+def _another_process_says_it(error: UserError) -> bool:
+    """Under torchrun every process of a machine reads the same recipe and files and hits the
+    same refusal at once: LOCAL_RANK 0 prints it. A refusal one process alone hit is raised
+    as OnlyHere (Distributed.together) and printed where it happened."""
+    if isinstance(error, OnlyHere) or os.environ.get("WORLD_SIZE", "1") in ("", "0", "1"):
+        return False
+    return os.environ.get("LOCAL_RANK", "0") not in ("", "0")
+
+
 def _main() -> None:
     """Typer runs without its standalone mode so that a usage error (a mistyped flag, a value
     that does not parse, a missing argument) comes back here and is printed like every other
     bad input, one `error:` line, instead of typer's boxed panel after the usage text.
     """
-    stop.signal, stop.said = None, False
+    stop.signal, stop.said, stop.ending = None, False, False
     signal.signal(signal.SIGTERM, _stop_as_ctrl_c)
     try:
         code = app(prog_name="compress", standalone_mode=False)
+    except SaidElsewhere:
+        sys.exit(2)
     except UserError as error:
+        if _another_process_says_it(error):
+            sys.exit(2)
         lines = error.lines
         if debug_mode["enabled"]:
             traceback.print_exc()  # the traceback asked for, with bad input's exit code still
@@ -163,7 +177,8 @@ _BROKEN_PIPE_EXIT = 141  # 128 + SIGPIPE (13); Windows has no signal.SIGPIPE to 
 def _stop_as_ctrl_c(signum: int, frame: object) -> None:
     """SIGTERM takes Ctrl-C's path (KeyboardInterrupt), remembered so the exit code says which."""
     stop.signal = signum
-    raise KeyboardInterrupt
+    if not stop.ending:
+        raise KeyboardInterrupt
 
 
 # typer raises click's UsageError: its own copy of click since typer 0.2x, click itself before.

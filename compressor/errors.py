@@ -22,6 +22,17 @@ class UserError(Exception):
         super().__init__("\n".join(self.lines))
 
 
+class SaidElsewhere(UserError):
+    """Bad input another process of the same torchrun run prints on this machine's terminal:
+    this one exits 2 silently, so eight GPUs give one `error:` line, not eight. (A refusal
+    every process hits alike, such as a recipe error, is printed by LOCAL_RANK 0 alone.)"""
+
+
+class OnlyHere(UserError):
+    """Bad input this process of a torchrun run hit and no lower process of its machine did
+    (a step run `together`): printed whatever its LOCAL_RANK."""
+
+
 # Appended where the user's own code failed (an entrypoint): the line to fix is in its
 # traceback, which bad input hides. Left out of what is printed under --debug, which shows it.
 DEBUG_HINT = " (`compress --debug ...` shows the traceback into your code)"

@@ -27,6 +27,10 @@ class Stop:
 
     signal: int | None = None  # SIGTERM when it took Ctrl-C's path
     said: bool = False  # the command printed where it stopped and how to go on
+    # Its exit code is decided and the process is ending: a SIGTERM now (torchrun stopping
+    # the other workers of a failed run) has nothing left to stop, and raised in an atexit
+    # callback it printed "Exception ignored in atexit callback" and a traceback.
+    ending: bool = False
 
 
 stop = Stop()

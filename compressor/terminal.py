@@ -85,12 +85,20 @@ def train_and_print(
 ) -> RunResult:
     """Train `path`'s recipe (or `recipe`, read from it and amended) and print the results;
     `continue_with` as for `run_training`."""
+    from compressor.engine.distributed import join_process_group
     from compressor.engine.run import run_training
     from compressor.progress import RichObserver
     from compressor.recipe import load_recipe
 
     if recipe is None:  # a resumed run goes on with the settings it began with
-        recipe = load_recipe(path, started=resume)
+        # Under torchrun, read in the process group: a node whose copy of the recipe is
+        # missing or wrong stops the others instead of leaving them waiting for it.
+        distributed = join_process_group()
+        try:
+            recipe = distributed.together(lambda: load_recipe(path, started=resume))
+        except BaseException:
+            distributed.close()
+            raise
     try:
         result = run_training(
             recipe,

@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.parallel import DistributedDataParallel
 
-from compressor.errors import UserError
+from compressor.errors import OnlyHere, SaidElsewhere, UserError, short_reason
 
 T = TypeVar("T")
 
@@ -94,24 +94,44 @@ class Distributed:
             if norm.num_batches_tracked is not None:
                 dist.broadcast(norm.num_batches_tracked, src=0)
 
-    def stop_together(self, error: Exception | None, device: torch.device) -> None:
+    def stop_together(self, error: Exception | None) -> None:
         """Raise on every process if any one of them hit `error` (a step only some ranks take,
-        such as rank 0 claiming the run directory): the others would otherwise wait for it in
-        their next collective and die with a broken-connection traceback."""
+        such as rank 0 claiming the run directory, or a file one node lacks): the others
+        would otherwise wait for it in their next collective and die with a broken-connection
+        traceback, or, before the first collective, wait for ever.
+
+        One line per machine: a refusal is printed by the lowest process that hit it there
+        (the others hit the same, reading the same files); where no process of a machine
+        failed, its lowest one names the process that did and why, since that process's line
+        went to another machine's terminal. Over gloo, on the CPU, whatever the training
+        device: a process that failed before it knew the recipe's device takes part too."""
         if not self.enabled:
             if error is not None:
                 raise error
             return
-        failed = torch.tensor([float(error is not None)], device=device)
-        dist.all_reduce(failed)
+        said = None if error is None else _said(error)
+        machine = self.rank - self.local_rank  # torchrun numbers a machine's ranks in a row
+        everyone: list[tuple[int, str | None] | None] = [None] * self.world_size
+        dist.all_gather_object(everyone, (machine, said))
+        peers = [(rank, *entry) for rank, entry in enumerate(everyone) if entry is not None]
+        failed = [(rank, there, text) for rank, there, text in peers if text is not None]
+        if not failed:
+            return
+        failed_here = [(rank, text) for rank, there, text in failed if there == machine]
         if error is not None:
-            raise error
-        if failed.item():
-            raise UserError(
-                f"process {self.rank} stopped: another process could not go on (see its error line)"
-            )
+            if not isinstance(error, UserError) or self.local_rank == 0:
+                raise error  # a crash: every process's traceback; local rank 0 always speaks
+            if any(rank < self.rank and text == said for rank, text in failed_here):
+                raise SaidElsewhere(*error.lines) from error
+            raise OnlyHere(*error.lines) from error
+        quiet_here = [rank for rank, there, text in peers if there == machine and text is None]
+        rank, _, text = failed[0]
+        stopped = f"process {self.rank} stopped: process {rank} could not go on: {text}"
+        if failed_here or self.rank != min(quiet_here):
+            raise SaidElsewhere(stopped)  # silent, but the manifest's reason all the same
+        raise UserError(stopped)
 
-    def together(self, step: Callable[[], T], device: torch.device) -> T:
+    def together(self, step: Callable[[], T]) -> T:
         """Run `step` here; if it fails on any process, every process stops with
         `stop_together`. For the steps that can fail on some ranks only. Any exception, not
         only a refusal: a crash (a folder this node may not list) on one process would
@@ -121,45 +141,64 @@ class Distributed:
             value = step()
         except Exception as failed:
             error = failed
-        self.stop_together(error, device)
+        self.stop_together(error)
         return value
 
-    def device_for(self, device: torch.device) -> torch.device:
-        """This process's device: under torchrun each process takes the GPU of its LOCAL_RANK
-        (a bare `cuda` would put every rank's DDP replica on GPU 0)."""
-        if self.enabled and device.type == "cuda":
-            return torch.device("cuda", self.local_rank)
-        return device
+    def take_device(self, device: torch.device) -> torch.device:
+        """This process's device, made current: under torchrun each process takes the GPU of
+        its LOCAL_RANK, whatever index the recipe names (a bare `cuda` would put every rank's
+        DDP replica on GPU 0); one process per GPU is the torchrun model."""
+        if not (self.enabled and device.type == "cuda"):
+            return device
+        if self.local_rank >= torch.cuda.device_count():
+            raise UserError(
+                f"torchrun started process {self.local_rank} on this machine but only "
+                f"{torch.cuda.device_count()} GPU(s) are visible; use --nproc_per_node "
+                f"{torch.cuda.device_count()} or fewer (one process per GPU)"
+            )
+        torch.cuda.set_device(self.local_rank)
+        return torch.device("cuda", self.local_rank)
 
     def close(self) -> None:
         if self.enabled and dist.is_initialized():
             dist.destroy_process_group()
 
 
-def process_group_backend(device: torch.device) -> str:
-    """NCCL for CUDA training, gloo for anything else: chosen by the recipe's device, not by
-    whether a GPU exists, because NCCL cannot reduce the CPU tensors of a CPU run."""
-    return "nccl" if device.type == "cuda" else "gloo"
+# gloo's words when the process at the other end of a connection is gone.
+_PEER_GONE = ("Connection reset by peer", "Connection closed by peer")
 
 
-def init_distributed(device: torch.device) -> Distributed:
-    """Join the process group that torchrun describes in the environment, if any.
+def lost_process(error: BaseException) -> str | None:
+    """How a collective said that another process of the run is gone, or None when `error`
+    says nothing of the kind: gloo in a plain RuntimeError, NCCL and the rendezvous store in
+    a DistError."""
+    said = next((words for words in _PEER_GONE if words in str(error)), None)
+    if said is None and isinstance(error, dist.DistError):
+        said = short_reason(error)
+    return said
 
-    `device` is the recipe's resolved `train.device`. With CUDA each process takes the GPU of
-    its LOCAL_RANK, whatever index the recipe names: one process per GPU is the torchrun model.
+
+def _said(error: Exception) -> str:
+    """What a failed process tells the others: a refusal's text, a crash's type and gist."""
+    return "\n".join(error.lines) if isinstance(error, UserError) else short_reason(error)
+
+
+def join_process_group() -> Distributed:
+    """Join the process group that torchrun describes in the environment, if any (again: a
+    process joins once, whoever asks).
+
+    First thing, before the recipe is read: a node that stopped on its own copy of the recipe
+    before joining left the others waiting in init_process_group for its timeout (30
+    minutes), while a process in the group can stop them all (`together`). torch's default
+    backends, so the choice does not hang on the recipe: gloo for CPU tensors, and NCCL for
+    CUDA ones where this machine has GPUs (NCCL cannot reduce CPU tensors, so a CPU run on a
+    GPU machine still goes over gloo).
     """
     world_size, rank, local_rank = _torchrun_environment()
     if world_size <= 1:
         return Distributed()
-    if device.type == "cuda":
-        if local_rank >= torch.cuda.device_count():
-            raise UserError(
-                f"torchrun started process {local_rank} on this machine but only "
-                f"{torch.cuda.device_count()} GPU(s) are visible; use --nproc_per_node "
-                f"{torch.cuda.device_count()} or fewer (one process per GPU)"
-            )
-        torch.cuda.set_device(local_rank)
-    dist.init_process_group(process_group_backend(device))
+    if not dist.is_initialized():
+        dist.init_process_group()
     return Distributed(rank, world_size, local_rank)
 
 

@@ -83,7 +83,7 @@ def train_epochs(
             line = metrics_line(epoch, result, student_eval)
             # Rank 0 alone writes; a write that fails there (a full disk) stops every process,
             # not rank 0 alone with the others waiting in the next epoch's first collective.
-            distributed.together(partial(_record, context, line, state), setup.device)
+            distributed.together(partial(_record, context, line, state))
         except BaseException:
             context.observer.epoch_stopped()
             raise

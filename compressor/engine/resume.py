@@ -36,10 +36,13 @@ def interrupted_message(
         said, flag = f"{ended}; continue from the last finished epoch with", "--resume"
     else:
         said, flag = f"{ended} before the first epoch finished; start again with", "--overwrite"
-    if torchrun:
-        return f"{said} the same torchrun command, {flag} added{set_aside_note(run)}"
-    command = shlex.join(["compress", "distill" if distill else "train", source, flag])
-    return f"{said}: {command}{set_aside_note(run)}"
+    words = ["distill" if distill else "train", source, flag]
+    if torchrun:  # its options are the user's; the command it runs is known, --overwrite gone
+        return (
+            f"{said} torchrun and its options as before, running `-m compressor "
+            f"{shlex.join(words)}`{set_aside_note(run)}"
+        )
+    return f"{said}: {shlex.join(['compress', *words])}{set_aside_note(run)}"
 
 
 def check_same_recipe(run: RunDir, recipe: Recipe, source: str) -> None:

@@ -27,7 +27,12 @@ from compressor.engine.checkpoint import (
 )
 from compressor.engine.context import RunContext, RunModels, RunObserver
 from compressor.engine.device import restored_torch_settings, select_device, setup_device
-from compressor.engine.distributed import Distributed, ddp_wrap, init_distributed
+from compressor.engine.distributed import (
+    Distributed,
+    ddp_wrap,
+    join_process_group,
+    lost_process,
+)
 from compressor.engine.epochs import train_epochs
 from compressor.engine.evaluate import Evaluation, agreement
 from compressor.engine.resume import (
@@ -115,21 +120,22 @@ def run_training(
     run = run_dir_for(recipe, recipe_path)
 
     # 1. Inputs: device, data, models. Nothing is written before these are known good.
-    #    The process group first: a file the recipe names can be missing on one node only,
-    #    and a node that stopped before joining would leave the others waiting in
-    #    init_process_group for its timeout (30 minutes), so the recipe is checked `together`.
-    device = select_device(recipe.train.device)
-    distributed = init_distributed(device)
+    #    The process group first (joined already where the recipe was read): a file the
+    #    recipe names, or a GPU, can be missing on one node only, so each is checked
+    #    `together` (distributed.join_process_group).
+    distributed = join_process_group()
     if not distributed.is_main:
         observer = RunObserver()  # one voice: rank 0 talks, the others work
     attempt = _Attempt()
     # `held` keeps the run's lock until the manifest says how the run ended (Ctrl-C included).
     with ExitStack() as held:
         try:
-            distributed.together(
-                lambda: check_recipe(recipe, source, needs_teacher=distill),
-                distributed.device_for(device),
-            )
+
+            def check_inputs() -> None:
+                distributed.take_device(select_device(recipe.train.device))
+                check_recipe(recipe, source, needs_teacher=distill)
+
+            distributed.together(check_inputs)
             for warning in warnings:
                 observer.message(f"warning: {warning}")
             with restored_torch_settings():
@@ -175,7 +181,7 @@ def run_training(
             if distributed.is_main:
                 mark_stopped(run, attempt.token)
             raise
-        except Exception:
+        except Exception as error:
             # A crash (user code): the manifest says the run ended, and how to resume it is
             # printed, before the traceback.
             started = distributed.is_main and mark_stopped(run, attempt.token, status="failed")
@@ -185,6 +191,13 @@ def run_training(
                         run, source, distill, distributed.enabled, "failed", continue_with
                     )
                 )
+            lost = lost_process(error) if distributed.enabled else None
+            if lost is not None:  # not a bug here: another process died (killed, out of memory)
+                raise UserError(
+                    f"process {distributed.rank} stopped: another process of the run ended "
+                    f"without a word ({lost}): killed, out of memory, or its machine went down; "
+                    "see its log"
+                ) from None
             raise
         finally:
             distributed.close()
@@ -221,7 +234,7 @@ def _execute(
 ) -> RunResult:
     batch_per_process = distributed.per_rank_batch(recipe.train.batch_size)
     setup = setup_device(recipe.train)
-    setup = replace(setup, device=distributed.device_for(setup.device))
+    setup = replace(setup, device=distributed.take_device(setup.device))
     context = RunContext(recipe, source, run, distributed, batch_per_process, setup, observer)
     torch.manual_seed(recipe.train.seed)
     if recipe.train.deterministic:
@@ -229,10 +242,10 @@ def _execute(
     # 1. Inputs: nothing is written before the run directory, the data and the models are
     #    known good. The directory first, before minutes of data loading and teacher scoring.
     #    Teacher and data files can be missing on some nodes only: read `together`.
-    distributed.together(lambda: _check_run_dir(context, resume, overwrite), setup.device)
+    distributed.together(lambda: _check_run_dir(context, resume, overwrite))
     pinned = _pin_teacher(context, resume) if recipe.teacher else None
     observer.message(f"device {setup.device}, reading data set {recipe.data.name}")
-    dataset = distributed.together(lambda: load_dataset(recipe.data), setup.device)
+    dataset = distributed.together(lambda: load_dataset(recipe.data))
     for line in data_summary(dataset, recipe.data):
         observer.message(line)
     _check_split_for_batches(dataset, distributed, recipe, observer)
@@ -240,10 +253,10 @@ def _execute(
 
     # 2. The run directory: claimed, and a resumed run's state read, before any write.
     state = distributed.together(
-        lambda: _claim(context, resume, overwrite, held, attempt, models.student), setup.device
+        lambda: _claim(context, resume, overwrite, held, attempt, models.student)
     )
     if state is not None:  # each node lists its own copy of an image folder
-        distributed.together(lambda: check_same_data(state, dataset, source), setup.device)
+        distributed.together(lambda: check_same_data(state, dataset, source))
     # A run keeps its id through every resume: its checkpoints carry it (rank 0's saves).
     run_id = state.get("run_id") if state else None
     run_id = run_id if isinstance(run_id, str) else uuid.uuid4().hex
@@ -346,7 +359,7 @@ def _pin_teacher(context: RunContext, resume: bool) -> PinnedTeacher:
     resume or an export that finds another file at teacher.checkpoint refuses instead of
     mixing two teachers. A resume compares it here, before the data is read. Loading can
     fail on some nodes only (a file missing there), so every process waits for the others'."""
-    pinned = context.distributed.together(lambda: pin_teacher(context.recipe), context.setup.device)
+    pinned = context.distributed.together(lambda: pin_teacher(context.recipe))
     if resume:
         fix = (
             "put that teacher back there, or start over with "
@@ -357,7 +370,7 @@ def _pin_teacher(context: RunContext, resume: bool) -> PinnedTeacher:
             if context.main:
                 check_same_teacher(context.run, context.recipe, pinned.weights_sha256, fix=fix)
 
-        context.distributed.together(compare, context.setup.device)
+        context.distributed.together(compare)
     return pinned
 
 
@@ -512,7 +525,7 @@ def _finish(
         if context.main:
             _write_results(context, dataset, models.student, result, attempt, started)
 
-    context.distributed.together(write, context.setup.device)
+    context.distributed.together(write)
     return result
 
 

@@ -75,12 +75,21 @@ def _totals(values: dict[str, torch.Tensor], distributed: Distributed) -> dict[s
     return dict(zip(values, summed.tolist(), strict=True))
 
 
-def _epoch_stats(sums: dict[str, float], batches: int) -> dict[str, float]:
+def _epoch_stats(sums: dict[str, float], steps: int, processes: int) -> dict[str, float]:
     """Per-batch means, except the attack statistics that are means over attacked samples:
-    those are divided by the samples attacked, and left out when there were none."""
+    those are divided by the samples attacked, and left out when there were none. `sums`
+    adds every process's figures: a mean divides by their batches, steps × processes, but
+    the count of samples attacked by the steps alone, so that it is per batch of
+    `train.batch_size` (the global batch) whatever the process count."""
     attacked = sums.get("attacked", 0.0)
+
+    def divisor(name: str) -> float:
+        if name in PER_ATTACKED_STATS:
+            return attacked
+        return max(steps, 1) if name == "attacked" else max(steps * processes, 1)
+
     return {
-        name: value / (attacked if name in PER_ATTACKED_STATS else batches)
+        name: value / divisor(name)
         for name, value in sums.items()
         if name not in PER_ATTACKED_STATS or attacked > 0
     }
@@ -162,7 +171,7 @@ def train_one_epoch(
             for name, value in totals.items()
             if name not in ("loss", _CORRECT, _IMAGES)
         },
-        stats=_epoch_stats(stats, batches),
+        stats=_epoch_stats(stats, steps, distributed.world_size),
         train_accuracy=100.0 * totals.get(_CORRECT, 0.0) / max(totals.get(_IMAGES, 0.0), 1.0),
         images_per_second=totals.get(_IMAGES, 0.0) / max(seconds, 1e-9),
         lr=lr,

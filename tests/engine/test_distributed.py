@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 from subprocess import PIPE
+from typing import Any
 
 import pytest
 import torch
@@ -25,8 +26,8 @@ import yaml
 from PIL import Image
 from torch import nn
 
-from compressor.engine.distributed import Distributed, process_group_backend
-from compressor.errors import UserError
+from compressor.engine.distributed import Distributed
+from compressor.errors import OnlyHere, SaidElsewhere, UserError
 from tests.cli_helpers import run_cli
 
 
@@ -237,6 +238,64 @@ def _average_buffers_worker(rank: int, store_file: str, results: str) -> None:
         dist.destroy_process_group()
 
 
+# Two machines of two processes each; what each process hits in a step run `together`.
+_STOP_CASES = {
+    "one process fails": [None, "no teacher file here", None, None],
+    "every process fails alike": ["bad recipe"] * 4,
+    "a machine's second process fails": [None, None, None, "no data here"],
+}
+
+
+def _stop_together_worker(rank: int, store_file: str, case: str, results: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{store_file}", rank=rank, world_size=4)
+    try:
+        here = Distributed(rank=rank, world_size=4, local_rank=rank % 2)
+        hit = _STOP_CASES[case][rank]
+        try:
+            here.stop_together(None if hit is None else UserError(hit))
+            outcome = "went on"
+        except SaidElsewhere as error:
+            outcome = f"silent ({error})"
+        except OnlyHere as error:
+            outcome = f"says here: {error}"
+        except UserError as error:
+            outcome = f"says: {error}"
+        Path(f"{results}.{rank}").write_text(outcome)
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("case", list(_STOP_CASES))
+def test_a_refusal_is_printed_once_per_machine(tmp_path: Path, case: str) -> None:
+    """The lowest process of a machine that hit a refusal says it, the others are silent
+    (LOCAL_RANK 0 prints what it hits; another local rank prints it as OnlyHere); a machine
+    where nothing failed names the process that did, from its lowest process."""
+    results = str(tmp_path / "outcome")
+    mp.spawn(
+        _stop_together_worker,
+        args=(str(tmp_path / "store"), case, results),
+        nprocs=4,
+        join=True,
+    )
+    outcomes = [Path(f"{results}.{rank}").read_text() for rank in range(4)]
+    if case == "one process fails":
+        assert outcomes == [
+            "silent (process 0 stopped: process 1 could not go on: no teacher file here)",
+            "says here: no teacher file here",
+            "says: process 2 stopped: process 1 could not go on: no teacher file here",
+            "silent (process 3 stopped: process 1 could not go on: no teacher file here)",
+        ]
+    elif case == "every process fails alike":
+        assert outcomes == ["says: bad recipe", "silent (bad recipe)"] * 2
+    else:
+        assert outcomes == [
+            "says: process 0 stopped: process 3 could not go on: no data here",
+            "silent (process 1 stopped: process 3 could not go on: no data here)",
+            "silent (process 2 stopped: process 3 could not go on: no data here)",
+            "says here: no data here",
+        ]
+
+
 def test_buffers_are_averaged_over_processes(tmp_path: Path) -> None:
     """BatchNorm statistics: the mean of the processes' values; counters: rank 0's; other
     buffers: untouched."""
@@ -250,17 +309,15 @@ def test_buffers_are_averaged_over_processes(tmp_path: Path) -> None:
         torch.testing.assert_close(buffers["other"], torch.full((2,), float(rank)))
 
 
-def test_backend_follows_the_recipes_device_not_the_machine() -> None:
-    """A CPU run on a GPU machine must use gloo: NCCL cannot reduce CPU tensors."""
-    assert process_group_backend(torch.device("cpu")) == "gloo"
-    assert process_group_backend(torch.device("cuda")) == "nccl"
-
-
-def test_each_rank_trains_on_the_gpu_of_its_local_rank() -> None:
+def test_each_rank_takes_the_gpu_of_its_local_rank_if_the_machine_has_it() -> None:
     rank_one = Distributed(rank=1, world_size=2, local_rank=1)
-    assert rank_one.device_for(torch.device("cuda")) == torch.device("cuda", 1)
-    assert rank_one.device_for(torch.device("cpu")) == torch.device("cpu")
-    assert Distributed().device_for(torch.device("cuda")) == torch.device("cuda")
+    assert rank_one.take_device(torch.device("cpu")) == torch.device("cpu")
+    assert Distributed().take_device(torch.device("cuda")) == torch.device("cuda")
+    if torch.cuda.device_count() > 1:
+        assert rank_one.take_device(torch.device("cuda")) == torch.device("cuda", 1)
+    else:
+        with pytest.raises(UserError, match="torchrun started process 1 on this machine but"):
+            rank_one.take_device(torch.device("cuda"))
 
 
 def test_a_teacher_that_fails_to_load_on_one_process_stops_both_with_its_message(
@@ -292,7 +349,10 @@ def test_a_teacher_that_fails_to_load_on_one_process_stops_both_with_its_message
     assert done.returncode == 1  # torchrun's own code when a worker fails (each exits 2)
     assert "no teacher weights on this node" in done.stderr
     assert "reading data set" not in done.stdout + done.stderr
-    assert "process 0 stopped: another process could not go on" in done.stderr
+    # One line on this machine's terminal: process 0, beside it, says nothing more.
+    assert [line for line in done.stderr.splitlines() if line.startswith("error:")] == [
+        next(line for line in done.stderr.splitlines() if "no teacher weights" in line)
+    ]
     assert "Connection closed" not in done.stderr
     assert not (tmp_path / "run").exists()
 
@@ -303,27 +363,16 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_a_node_missing_a_file_the_recipe_names_stops_the_other_node_too(
-    tmp_path: Path, digits_teacher: Path
-) -> None:
-    """Two "nodes" (two torchrun launchers, one process each): the second lacks the teacher's
-    file. It used to stop at the recipe check, before joining the process group, leaving the
-    first waiting in init_process_group for gloo's 30-minute timeout; both now stop at once,
-    each with its line."""
+def two_nodes(tmp_path: Path, configs: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """Two "nodes" (two torchrun launchers, one process each), node N on `configs[N]`:
+    (stdout, stderr) of each; a node left waiting for the other fails the test."""
     port = str(_free_port())
     scratch = tmp_path / "torchrun-tmp"
     scratch.mkdir()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(scratch)}
     nodes = []
-    for node, teacher in enumerate((digits_teacher, tmp_path / "not-copied-here.pt")):
+    for node, config in enumerate(configs):
         recipe = tmp_path / f"node{node}.yaml"
-        config = {
-            "teacher": {"checkpoint": str(teacher)},
-            "student": {"arch": "resnet8"},
-            "method": {"name": "kd"},
-            "train": {"epochs": 1, "batch_size": 8, "max_steps_per_epoch": 2, "device": "cpu"},
-            "output": {"dir": str(tmp_path), "name": "run"},
-        }
         recipe.write_text(yaml.safe_dump(config))
         command = [
             sys.executable, "-m", "torch.distributed.run", "--nnodes", "2",
@@ -340,11 +389,59 @@ def test_a_node_missing_a_file_the_recipe_names_stops_the_other_node_too(
             process.terminate()
             process.communicate(timeout=120)
         pytest.fail("a node waited for the one that had stopped")
-    (_, first), (_, second) = outputs
     assert [process.returncode for process in nodes] == [1, 1]  # torchrun's: a worker failed
-    assert f"teacher.checkpoint: file '{tmp_path / 'not-copied-here.pt'}'" in second, second
-    assert "process 0 stopped: another process could not go on" in first, first
+    return outputs
+
+
+def _kd_recipe(tmp_path: Path, teacher: Path) -> dict[str, Any]:
+    return {
+        "teacher": {"checkpoint": str(teacher)},
+        "student": {"arch": "resnet8"},
+        "method": {"name": "kd"},
+        "train": {"epochs": 1, "batch_size": 8, "max_steps_per_epoch": 2, "device": "cpu"},
+        "output": {"dir": str(tmp_path), "name": "run"},
+    }
+
+
+def test_a_node_missing_a_file_the_recipe_names_stops_the_other_node_too(
+    tmp_path: Path, digits_teacher: Path
+) -> None:
+    """The second node lacks the teacher's file. It used to stop at the recipe check, before
+    joining the process group, leaving the first waiting in init_process_group for gloo's
+    30-minute timeout; both now stop at once, each with its line."""
+    missing = tmp_path / "not-copied-here.pt"
+    (_, first), (_, second) = two_nodes(
+        tmp_path, [_kd_recipe(tmp_path, digits_teacher), _kd_recipe(tmp_path, missing)]
+    )
+    assert f"teacher.checkpoint: file '{missing}'" in second, second
+    # The first node's terminal says which process stopped it, and why.
+    assert "error: process 0 stopped: process 1 could not go on: " in first, first
+    assert f"teacher.checkpoint: file '{missing}' does not exist" in first
     assert not (tmp_path / "run").exists()
+
+
+def test_a_node_whose_recipe_does_not_read_stops_the_other_node_too(
+    tmp_path: Path, digits_teacher: Path
+) -> None:
+    """Read before the process group was joined, a recipe one node's copy of which is wrong
+    left the other waiting, silent, for 30 minutes."""
+    wrong = _kd_recipe(tmp_path, digits_teacher)
+    wrong["train"]["bogus"] = 1
+    (_, first), (_, second) = two_nodes(tmp_path, [_kd_recipe(tmp_path, digits_teacher), wrong])
+    assert "train.bogus" in second, second
+    assert "error: process 0 stopped: process 1 could not go on: " in first, first
+    assert "train.bogus" in first
+
+
+def test_a_refusal_every_process_hits_is_one_line(tmp_path: Path) -> None:
+    """Two processes reading one recipe with an unknown key said it twice (eight GPUs:
+    eight times)."""
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text(yaml.safe_dump({"student": {"arch": "resnet8"}, "train": {"bogus": 1}}))
+    done = torchrun("train", recipe)
+    assert done.returncode == 1
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "train.bogus" in errors[0], done.stderr
 
 
 _TORCHRUN = {"WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}
@@ -409,3 +506,38 @@ def test_the_global_batch_must_split_into_2_or_more_per_process() -> None:
         two.per_rank_batch(5)
     with pytest.raises(UserError, match="gives each of 2 processes one image per step"):
         two.per_rank_batch(2)
+
+
+def test_a_process_that_dies_stops_the_others_with_one_line_not_a_crash(
+    tmp_path: Path,
+) -> None:
+    """SIGKILL (the out-of-memory killer, say) on rank 1 a few seconds into training: rank 0
+    printed gloo's traceback and "compress crashed ... a bug" (exit 3)."""
+    (tmp_path / "dying_teacher.py").write_text(
+        "import os, signal, threading\n"
+        "import torch\n"
+        "from compressor.models.cifar_resnet import cifar_resnet\n\n"
+        "def build():\n"
+        "    if os.environ['RANK'] == '1':\n"
+        "        kill = lambda: os.kill(os.getpid(), signal.SIGKILL)\n"
+        "        threading.Timer(4.0, kill).start()\n"
+        "    torch.manual_seed(0)\n"
+        "    return cifar_resnet(num_classes=10, in_channels=1, depth=8)\n"
+    )
+    recipe = tmp_path / "kd.yaml"
+    config = {
+        "teacher": {"entrypoint": "dying_teacher:build"},
+        "student": {"arch": "resnet8"},
+        "method": {"name": "kd"},
+        "train": {"epochs": 50, "batch_size": 8, "device": "cpu"},
+        "output": {"dir": str(tmp_path), "name": "run"},
+    }
+    recipe.write_text(yaml.safe_dump(config))
+    done = torchrun("distill", recipe, pythonpath=tmp_path)
+    assert done.returncode == 1  # torchrun's, for a worker that failed
+    assert "compress crashed" not in done.stderr
+    assert done.stderr.count("Traceback (most recent call last)") <= 1  # torchrun's own
+    [line] = [line for line in done.stderr.splitlines() if line.startswith("error: process 0")]
+    assert line.startswith(
+        "error: process 0 stopped: another process of the run ended without a word ("
+    ), line

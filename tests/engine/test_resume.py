@@ -21,7 +21,10 @@ def test_an_interrupt_before_any_checkpoint_says_start_again_not_resume(tmp_path
     message = interrupted_message(run, "r.yaml", distill=False, torchrun=False)
     assert message.endswith("compress train r.yaml --resume")
     torchrun = interrupted_message(run, "r.yaml", distill=False, torchrun=True)
-    assert torchrun.endswith("with the same torchrun command, --resume added")
+    # "--resume added" to a launch that had --overwrite was refused as a contradiction.
+    assert torchrun.endswith(
+        "with torchrun and its options as before, running `-m compressor train r.yaml --resume`"
+    )
     spaced = interrupted_message(run, "my recipe.yaml", distill=False, torchrun=False)
     assert spaced.endswith("compress train 'my recipe.yaml' --resume")
 

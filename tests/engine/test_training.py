@@ -13,7 +13,13 @@ from compressor.data.loader import BatchLoader
 from compressor.data.sets import ImageSet
 from compressor.engine.device import DeviceSetup
 from compressor.engine.distributed import Distributed
-from compressor.engine.training import EpochResult, NonFiniteLoss, StepCallback, train_one_epoch
+from compressor.engine.training import (
+    EpochResult,
+    NonFiniteLoss,
+    StepCallback,
+    _epoch_stats,
+    train_one_epoch,
+)
 from compressor.methods import StepOutput, build_method
 from compressor.recipe import BSSMethod, CEMethod, KDMethod, MethodConfig, TrainConfig
 
@@ -140,3 +146,18 @@ def test_an_epoch_without_an_attack_reports_no_attack_statistics() -> None:
     result = train(small_net(), config, method=BSSMethod(weights={"beta_init": 0.0}))
     assert result.stats["attacked"] == 0
     assert "boundary_fraction" not in result.stats and "mean_steps" not in result.stats
+
+
+def test_samples_attacked_are_counted_per_global_batch_whatever_the_process_count() -> None:
+    """Summed over 2 processes: 20 samples attacked in 5 steps of the global batch are 4 per
+    batch, as with one process (it read 2: per process's share). Means of per-process
+    figures divide by all the processes' batches; per-sample ones by the samples attacked."""
+    sums = {"attacked": 20.0, "mean_steps": 30.0, "triplet_active": 4.0}
+    assert _epoch_stats(sums, steps=5, processes=2) == {
+        "attacked": 4.0,
+        "mean_steps": 1.5,
+        "triplet_active": 0.4,
+    }
+    assert _epoch_stats({"attacked": 0.0, "mean_steps": 0.0}, steps=5, processes=1) == {
+        "attacked": 0.0
+    }
