@@ -25,8 +25,8 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     """A copy of `model` (in eval mode) with conv→BN pairs folded, or `model` if untraceable."""
     try:
         pairs = _conv_bn_pairs(fx.symbolic_trace(model))
-    except Exception:  # any tracing failure only means: run it unfolded
-        return model
+    except (Exception, SystemExit):  # any tracing failure only means: run it unfolded
+        return model  # (a forward's sys.exit included: its real run reports it)
     folded = copy.deepcopy(model).eval()
     for conv_name, norm_name in pairs:
         conv = folded.get_submodule(conv_name)

@@ -350,6 +350,8 @@ def check_teacher_output(teacher: nn.Module, images: torch.Tensor, num_classes: 
     try:
         with torch.inference_mode():
             logits = teacher(images)
+    except SystemExit as error:  # in its forward: compress would end, silent, with its code
+        raise UserError(f"the teacher's forward {_what_it_did(error)}{DEBUG_HINT}") from error
     except Exception as error:
         raise UserError(
             f"the teacher fails on a batch of shape {list(images.shape)} "

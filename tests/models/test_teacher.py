@@ -25,6 +25,7 @@ from compressor.models import (
     detect_format,
     load_teacher,
 )
+from compressor.models.inference import fold_batchnorm
 from compressor.recipe import TeacherConfig
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -456,3 +457,20 @@ def test_a_googlenet_with_or_without_auxiliary_heads_loads_as_a_teacher(tmp_path
         torch.save(saved.state_dict(), path)
         teacher = load_teacher(TeacherConfig(arch="googlenet", checkpoint=path), 10, 3)
         assert (teacher.aux1 is not None) is heads
+
+
+class _ExitsInForward(nn.Module):
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        raise SystemExit(1)
+
+
+def test_a_teacher_calling_sys_exit_in_forward_is_one_line_not_a_silent_exit() -> None:
+    """`compress teacher` and `recipe validate` ended with the user's code and nothing said:
+    exit 1 reads as a failed check. BatchNorm folding traces the forward first, so both."""
+    exiting = _ExitsInForward()
+    assert fold_batchnorm(exiting) is exiting
+    with pytest.raises(UserError) as caught:
+        check_teacher_output(exiting, torch.zeros(2, 3, 8, 8), 10)
+    assert str(caught.value).startswith(
+        "the teacher's forward called sys.exit(1) instead of returning"
+    )
