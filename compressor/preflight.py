@@ -32,13 +32,15 @@ from compressor.models import (
 )
 from compressor.models.fingerprint import weights_sha256
 from compressor.models.probe import check_student_output
+from compressor.models.registry import did_you_mean
 from compressor.recipe import AMKDMethod, Recipe
 from compressor.recipe.percent import fractions_for_percent
 
 
 def _unknown_arch(field: str, name: str) -> str:
     return (
-        f"{field}: {name!r} is not a known architecture; allowed: {', '.join(list_models())}, "
+        f"{field}: {name!r} is not a known architecture{did_you_mean(name)}; allowed: "
+        f"{', '.join(list_models())}, "
         "or any torchvision classification model name (e.g. resnet18, mobilenet_v3_small)"
     )
 

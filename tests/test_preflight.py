@@ -24,9 +24,14 @@ BAD_SETUPS = [
         ["student.arch", "'resnet21'", "resnet20", "torchvision"],
     ),
     (
+        "student architecture mistyped",
+        merged(student={"arch": "ResNet-56"}),
+        ["student.arch: 'ResNet-56' is not a known architecture (did you mean resnet56"],
+    ),
+    (
         "unknown teacher architecture",
         merged(teacher={"arch": "resnet57", "checkpoint": "t.pt"}, method={"name": "kd"}),
-        ["teacher.arch", "'resnet57'"],
+        ["teacher.arch", "'resnet57' is not a known architecture (did you mean resnet5"],
     ),
     (
         "teacher without weights",

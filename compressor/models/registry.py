@@ -143,9 +143,16 @@ def _create_torchvision(
         ) from None
 
 
+def did_you_mean(name: str) -> str:
+    """ " (did you mean resnet56 or resnet50?)" for a mistyped model name ("ResNet56",
+    "resnet-56"), or "" when none is close."""
+    candidates = [*_ZOO, *_torchvision_classifiers()]
+    close = difflib.get_close_matches(name.lower(), candidates, n=3)
+    return f" (did you mean {' or '.join(close)}?)" if close else ""
+
+
 def _unknown_name_message(name: str) -> str:
-    close = difflib.get_close_matches(name, [*_ZOO, *_torchvision_classifiers()], n=3)
-    hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+    hint = did_you_mean(name)
     return (
         f"unknown model {name!r}{hint}; known models: {', '.join(list_models())}, "
         "or any torchvision classification model (e.g. resnet18, mobilenet_v3_small)"
