@@ -186,11 +186,14 @@ def models_command() -> None:
 def teacher_command(path: RecipeFile) -> None:
     """Load the recipe's teacher and measure its test accuracy: the check before distilling."""
     from compressor.engine.teacher import check_teacher
+    from compressor.preflight import setting_warnings
     from compressor.recipe import load_recipe
 
     recipe = load_recipe(path)
     prepared = check_teacher(recipe, str(path))
-    for warning in prepared.warnings:
+    # As `recipe validate` and a run say them: teacher.min_accuracy 0.9 (a fraction, where
+    # a percentage is meant) is this command's own bar.
+    for warning in [*setting_warnings(recipe), *prepared.warnings]:
         error_console.print(f"warning: {path}: {warning}", highlight=False, soft_wrap=True)
     summary = prepared.summary
     console.print(

@@ -110,3 +110,19 @@ def test_a_teacher_trained_on_other_inputs_than_the_data_gives_is_warned_of(
             )
             is warned
         ), result.stderr
+
+
+def test_compress_teacher_says_the_setting_warnings_a_run_would(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """teacher.min_accuracy 0.5 reads as 50 % and is a bar almost anything passes: the one
+    command whose job is that bar passed it without a word."""
+    checkpoint = tmp_path / "teacher.pt"
+    torch.save(create_model("resnet8", 10, 1).state_dict(), checkpoint)
+    recipe = tmp_path / "recipe.yaml"
+    teacher = {"arch": "resnet8", "checkpoint": str(checkpoint), "min_accuracy": 0.5}
+    body = {"teacher": teacher, "student": {"arch": "resnet8"}, "method": {"name": "kd"}}
+    recipe.write_text(yaml.safe_dump(body))
+    result = run_cli(capsys, "teacher", str(recipe))
+    assert result.code == 0, result.stderr
+    assert f"warning: {recipe}: teacher.min_accuracy is 0.5 %" in result.stderr
