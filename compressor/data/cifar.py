@@ -91,6 +91,18 @@ def _find_batches(root: Path, layout: _Layout) -> Path | None:
 
 
 def _missing_message(cfg: DataConfig, root: Path, layout: _Layout) -> str:
+    """Which files are missing where most of them are: "no batches" with six of seven there
+    sent the user to check the folder rather than the one file."""
+    candidates = (root, root / layout.source.base_folder)
+    found = [[name for name in layout.all_files if (c / name).is_file()] for c in candidates]
+    most = max(range(len(candidates)), key=lambda i: len(found[i]))
+    if found[most]:
+        missing = [name for name in layout.all_files if name not in found[most]]
+        return (
+            f"{candidates[most]} holds {len(found[most])} of the {len(layout.all_files)} "
+            f"{layout.title} files but not {', '.join(missing)}; put them back (the official "
+            "archive has them all) or set data.download: true"
+        )
     return (
         f"no {layout.title} batches in {root_text(cfg)}: looked for "
         f"{', '.join(layout.all_files)} there and in {root / layout.source.base_folder}; point "

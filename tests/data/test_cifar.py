@@ -141,11 +141,21 @@ def test_root_unset(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_batches_missing_suggest_download(tmp_path: Path) -> None:
-    (tmp_path / "data_batch_1").write_bytes(b"")
     message = _error(DataConfig(name="cifar10", root=tmp_path))
     assert "no CIFAR-10 batches" in message and "data.download" in message
     with pytest.raises(UserError, match="no CIFAR-10 batches"):
         dataset_num_classes(DataConfig(name="cifar10", root=tmp_path))
+
+
+def test_some_batches_missing_are_named(tmp_path: Path) -> None:
+    """ "no CIFAR-10 batches" with six of the seven files there sent the user to the folder,
+    not to the one file."""
+    folder = make_cifar10(tmp_path)
+    (folder / "data_batch_3").unlink()
+    assert _error(DataConfig(name="cifar10", root=tmp_path)) == (
+        f"{folder} holds 6 of the 7 CIFAR-10 files but not data_batch_3; put them back (the "
+        "official archive has them all) or set data.download: true"
+    )
 
 
 @pytest.mark.parametrize(
