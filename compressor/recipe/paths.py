@@ -55,7 +55,9 @@ class PathSource:
             where = f"{self.expanded!r} read from the recipe's folder"
         else:
             where = "read from the working folder" if self.folder else ""
-        unset = [f"${name} is not set" for name in self.unset]
+        unset = [
+            f"${name} {'is empty' if name in os.environ else 'is not set'}" for name in self.unset
+        ]
         return "; ".join(part for part in (where, *unset) if part)
 
 
@@ -73,7 +75,8 @@ def _expand(text: str) -> PathSource:
         if match["default"] is not None:
             unset.append(match["name"])
             return match["default"]
-        raise ValueError(f"environment variable {match['name']} is not set (use ${{VAR:-default}})")
+        state = "is empty" if match["name"] in os.environ else "is not set"
+        raise ValueError(f"environment variable {match['name']} {state} (use ${{VAR:-default}})")
 
     expanded = os.path.expanduser(_ENV_PATTERN.sub(substitute, text))
     variable, value = leading[0] if leading else (None, "")

@@ -152,6 +152,11 @@ def test_a_path_note_names_the_variable_or_the_folder(
     assert parse_recipe(merged(data={"name": "cifar10"})).data.path_note("root") == (
         f" (from $COMPRESSOR_DATA_ROOT={tmp_path})"
     )
+    # Set to nothing (`COMPRESSOR_TEACHERS= compress ...`): not "not set", which it is.
+    monkeypatch.setenv("COMPRESSOR_TEACHERS", "")
+    assert load_recipe(path).teacher.path_note("checkpoint").endswith(
+        "$COMPRESSOR_TEACHERS is empty)"
+    )
 
 
 def test_a_recipe_equals_itself_however_its_paths_were_written(tmp_path: Path) -> None:
