@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import reprlib
 from collections.abc import Callable, Mapping
 from functools import cache
 from typing import Any, TypeVar
@@ -117,6 +118,13 @@ def student_kwargs(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
+# kwargs as an error line shows them: bounded, however large or deeply nested (a recipe's YAML
+# anchors can make a value of millions of items, whose full repr took minutes).
+_BRIEF = reprlib.Repr()  # keyword settings need Python 3.12
+_BRIEF.maxlevel, _BRIEF.maxstring, _BRIEF.maxother = 3, 60, 60
+_BRIEF.maxdict = _BRIEF.maxlist = _BRIEF.maxtuple = 8
+
+
 def _create_torchvision(
     name: str, num_classes: int, in_channels: int, kwargs: dict[str, Any]
 ) -> nn.Module:
@@ -138,14 +146,15 @@ def _create_torchvision(
         if not kwargs:
             raise
         raise UserError(
-            f"model {name!r} (torchvision) rejected its kwargs {kwargs} ({short_reason(error)}); "
+            f"model {name!r} (torchvision) rejected its kwargs {_BRIEF.repr(kwargs)} "
+            f"({short_reason(error)}); "
             "check their types and values"
         ) from None
 
 
 def did_you_mean(name: str) -> str:
-    """ " (did you mean resnet56 or resnet50?)" for a mistyped model name ("ResNet56",
-    "resnet-56"), or "" when none is close."""
+    """The hint for a mistyped model name ("ResNet56", "resnet-56"): " (did you mean
+    resnet56 or resnet50?)", or "" when no name is close."""
     candidates = [*_ZOO, *_torchvision_classifiers()]
     close = difflib.get_close_matches(name.lower(), candidates, n=3)
     return f" (did you mean {' or '.join(close)}?)" if close else ""

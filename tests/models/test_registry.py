@@ -92,3 +92,15 @@ def test_unknown_name() -> None:
     assert "did you mean" in message and "resnet20" in message
     assert "resnet56" in message and "mobilenetv2" in message and "wrn16_2" in message
     assert "or any torchvision classification model (e.g. resnet18, mobilenet_v3_small)" in message
+
+
+def test_rejected_kwargs_are_shown_bounded_however_large() -> None:
+    """YAML anchors make a value of millions of items out of a few lines; its full repr in
+    the error line ran to megabytes, and took minutes."""
+    level = [0] * 10
+    for _ in range(7):  # 10**7 items, shared, as anchors share them
+        level = [level] * 10
+    with pytest.raises(UserError) as caught:
+        create_model("mobilenet_v3_small", 10, dropout=20, extra=level)
+    assert len(str(caught.value)) < 1000
+    assert "'dropout': 20" in str(caught.value)

@@ -154,8 +154,8 @@ def test_a_path_note_names_the_variable_or_the_folder(
     )
     # Set to nothing (`COMPRESSOR_TEACHERS= compress ...`): not "not set", which it is.
     monkeypatch.setenv("COMPRESSOR_TEACHERS", "")
-    assert load_recipe(path).teacher.path_note("checkpoint").endswith(
-        "$COMPRESSOR_TEACHERS is empty)"
+    assert (
+        load_recipe(path).teacher.path_note("checkpoint").endswith("$COMPRESSOR_TEACHERS is empty)")
     )
 
 
