@@ -213,6 +213,7 @@ def find_module(checkpoint: Any) -> nn.Module | None:
 
 def extract_state_dict(checkpoint: Any, source: str) -> dict[str, torch.Tensor]:
     """Unwrap `{"state_dict": ...}`-style nesting or a model object; strip wrapper prefixes."""
+    under: list[str] = []
     for _ in range(len(WRAPPER_KEYS) + 1):
         if isinstance(checkpoint, nn.Module):
             checkpoint = checkpoint.state_dict()
@@ -221,12 +222,15 @@ def extract_state_dict(checkpoint: Any, source: str) -> dict[str, torch.Tensor]:
         key = _wrapper_key(checkpoint)
         if key is None:
             break
+        under.append(key)
         checkpoint = checkpoint[key]
     if isinstance(checkpoint, Mapping):
-        keys = ", ".join(map(str, list(checkpoint)[:10])) or "none"
-        found = f"a dict with keys: {keys}"
+        keys = ", ".join(map(str, list(checkpoint)[:10]))
+        found = f"a dict with keys: {keys}" if keys else "an empty dict"
     else:
         found = f"a {type(checkpoint).__name__}"
+    if under:  # {"state_dict": {}}: the empty dict is the one under the key
+        found += f" under {'/'.join(under)}"
     raise UserError(
         f"{source}: no weights found; expected a state dict (names → tensors), possibly under "
         f"one of {', '.join(WRAPPER_KEYS)}, but the file holds {found}"

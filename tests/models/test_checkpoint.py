@@ -179,6 +179,9 @@ def test_no_weights_inside(tmp_path: Path) -> None:
     torch.save({"epoch": 3, "best": 91.2}, path)
     with pytest.raises(UserError, match=r"no weights found.*dict with keys: epoch, best"):
         read_state_dict(path)
+    torch.save({"state_dict": {}}, path)  # said "a dict with keys: none"
+    with pytest.raises(UserError, match=r"but the file holds an empty dict under state_dict$"):
+        read_state_dict(path)
 
 
 def test_programs_are_not_weights(tmp_path: Path) -> None:
