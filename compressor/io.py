@@ -113,26 +113,23 @@ def check_writable(path: Path) -> None:
     scratch file created in the last one and removed, as the atomic write will. For a file
     written after minutes of work, or after a verdict was printed (a --junit in /proc, a
     read-only mount), so the one line comes before the work, not after it."""
-    path = Path(path)
-    try:
-        _make_parent(path)
-        handle, temp_name = tempfile.mkstemp(
-            prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
-        )
-    except OSError as error:
-        raise WriteFailed(path, error) from error
+    handle, temp_name = _scratch_beside(Path(path))
     os.close(handle)
     Path(temp_name).unlink(missing_ok=True)
 
 
-def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+def _scratch_beside(path: Path) -> tuple[int, str]:
+    """A new hidden file in `path`'s folder (made if need be), opened: where the atomic write
+    puts the bytes before the rename."""
     try:
         _make_parent(path)
-        handle, temp_name = tempfile.mkstemp(
-            prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
-        )
+        return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as error:
         raise WriteFailed(path, error) from error
+
+
+def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+    handle, temp_name = _scratch_beside(path)
     try:
         with os.fdopen(handle, "wb") as stream:
             write(stream)

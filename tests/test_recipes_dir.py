@@ -61,9 +61,15 @@ def inputs(tmp_path: Path, teachers: Path, monkeypatch: pytest.MonkeyPatch) -> P
         for name in files:
             (data / folder / name).write_bytes(b"")
     tiny = data / "tiny-imagenet-200"
-    (tiny / "train").mkdir(parents=True)
-    (tiny / "val").mkdir()
-    (tiny / "wnids.txt").write_text("".join(f"n{i:08d}\n" for i in range(200)))
+    wnids = [f"n{i:08d}" for i in range(200)]
+    (tiny / "wnids.txt").parent.mkdir(parents=True)
+    (tiny / "wnids.txt").write_text("".join(f"{wnid}\n" for wnid in wnids))
+    for wnid in wnids:  # validate lists each class's first image and the held-out listing
+        (tiny / "train" / wnid / "images").mkdir(parents=True)
+        (tiny / "train" / wnid / "images" / f"{wnid}_0.JPEG").write_bytes(b"")
+    (tiny / "val" / "images").mkdir(parents=True)
+    (tiny / "val" / "images" / "val_0.JPEG").write_bytes(b"")
+    (tiny / "val" / "val_annotations.txt").write_text(f"val_0.JPEG\t{wnids[0]}\t0\t0\t63\t63\n")
     for label in ("cat", "dog"):  # validate refuses an empty class folder, as loading does
         for split in ("train", "val"):  # and a missing held-out split
             save_image(tmp_path / "my-data" / split / label / "a.png")

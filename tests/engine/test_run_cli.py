@@ -891,10 +891,8 @@ def test_an_epoch_is_shown_finished_only_once_its_checkpoint_is_saved(tmp_path: 
     assert observer.saved == [1, 2]
 
 
-def test_resume_refuses_an_image_folder_whose_files_changed(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """The recipe reads the same, but the images are not the ones the run trained on."""
+def _photos_run_stopped_after_epoch_1(tmp_path: Path) -> tuple[Path, Path]:
+    """A run on an image folder, stopped after its first epoch: (the folder, the recipe)."""
     root = make_imagefolder(tmp_path / "photos")
     recipe = write(
         tmp_path / "photos.yaml",
@@ -907,6 +905,14 @@ def test_resume_refuses_an_image_folder_whose_files_changed(
     )
     with pytest.raises(KeyboardInterrupt):
         run_training(load_recipe(recipe), recipe, distill=False, observer=Interrupt(1))
+    return root, recipe
+
+
+def test_resume_refuses_an_image_folder_whose_files_changed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The recipe reads the same, but the images are not the ones the run trained on."""
+    root, recipe = _photos_run_stopped_after_epoch_1(tmp_path)
     save_image(root / "train" / "dog" / "added.png")
     refused = run_cli(capsys, "train", str(recipe), "--resume")
     assert refused.code == 2
@@ -924,18 +930,7 @@ def test_resume_refuses_an_image_folder_whose_class_was_renamed(
 ) -> None:
     """Same counts, other names: `cat` renamed `zebra` sorts after `dog`, and every label
     would have flipped halfway through training without a word."""
-    root = make_imagefolder(tmp_path / "photos")
-    recipe = write(
-        tmp_path / "photos.yaml",
-        {
-            "student": {"arch": "resnet8"},
-            "data": {"name": "imagefolder", "root": str(root)},
-            "train": {"epochs": 2, "batch_size": 2, "device": "cpu"},
-            "output": {"dir": str(tmp_path / "runs")},
-        },
-    )
-    with pytest.raises(KeyboardInterrupt):
-        run_training(load_recipe(recipe), recipe, distill=False, observer=Interrupt(1))
+    root, recipe = _photos_run_stopped_after_epoch_1(tmp_path)
     for split in ("train", "val"):
         (root / split / "cat").rename(root / split / "zebra")
     refused = run_cli(capsys, "train", str(recipe), "--resume")

@@ -21,9 +21,9 @@ from tests.export.helpers import (
 )
 
 
-def test_export_reads_training_images_only_for_int8(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def _trained_on_photos(tmp_path: Path) -> Path:
+    """`compress train` on an image folder of ants and bees into tmp_path/runs/photos; the
+    folder."""
     root = make_imagefolder(tmp_path / "photos", classes=("ant", "bee"))
     recipe = write_recipe(
         tmp_path / "photos.yaml",
@@ -35,6 +35,13 @@ def test_export_reads_training_images_only_for_int8(
         },
     )
     invoke("train", str(recipe))
+    return root
+
+
+def test_export_reads_training_images_only_for_int8(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = _trained_on_photos(tmp_path)
     run = tmp_path / "runs" / "photos"
     damage_training_images(root)
 
@@ -50,17 +57,7 @@ def test_export_refuses_data_whose_classes_were_renamed_since_training(
 ) -> None:
     """Renamed `ant` → `cow`, the folder keeps its class count, and the export scored the
     student against shifted labels (0 % top-1) and the gate passed it."""
-    root = make_imagefolder(tmp_path / "photos", classes=("ant", "bee"))
-    recipe = write_recipe(
-        tmp_path / "photos.yaml",
-        {
-            "student": {"arch": "resnet8"},
-            "data": {"name": "imagefolder", "root": str(root)},
-            "train": {"epochs": 1, "batch_size": 4, "device": "cpu"},
-            "output": {"dir": str(tmp_path / "runs")},
-        },
-    )
-    invoke("train", str(recipe))
+    root = _trained_on_photos(tmp_path)
     for split in ("train", "val"):
         (root / split / "ant").rename(root / split / "cow")
     run = tmp_path / "runs" / "photos"
