@@ -537,7 +537,14 @@ def test_a_process_that_dies_stops_the_others_with_one_line_not_a_crash(
     assert done.returncode == 1  # torchrun's, for a worker that failed
     assert "compress crashed" not in done.stderr
     assert done.stderr.count("Traceback (most recent call last)") <= 1  # torchrun's own
-    [line] = [line for line in done.stderr.splitlines() if line.startswith("error: process 0")]
-    assert line.startswith(
-        "error: process 0 stopped: another process of the run ended without a word ("
-    ), line
+    # Which comes first is a race: rank 0 finding the connection gone (one line), or
+    # torchrun's SIGTERM to it on seeing rank 1 die (a Ctrl-C's "interrupted"). Either way
+    # the run is marked as ended and the way to continue is printed.
+    lost = "error: process 0 stopped: another process of the run ended without a word ("
+    status = json.loads((tmp_path / "run" / "manifest.json").read_text())["status"]
+    if lost in done.stderr:
+        assert status == "failed"
+        assert len([line for line in done.stderr.splitlines() if line.startswith(lost)]) == 1
+    else:
+        assert status == "interrupted", done.stderr
+    assert "-m compressor distill" in done.stdout + done.stderr  # how to continue
