@@ -14,6 +14,7 @@ import onnx
 import onnxruntime as ort
 
 from compressor.errors import UserError, short_reason
+from export.onnx_inspect import onnx_precision
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
@@ -81,21 +82,12 @@ def _crashes_nchwc(path: Path) -> bool:
     batch 64, one thread, 1.32). A file onnx cannot read is left to ONNX Runtime to report.
     """
     try:
-        graph = onnx.load(str(path), load_external_data=False).graph
+        model = onnx.load(str(path), load_external_data=False)
     except Exception:  # onnx raises DecodeError, OSError, ...: ONNX Runtime names it better
         return False
-    float16 = onnx.TensorProto.FLOAT16
-    in_float16 = (
-        any(v.type.tensor_type.elem_type == float16 for v in graph.input)
-        or any(init.data_type == float16 for init in graph.initializer)
-        or any(
-            node.op_type == "Cast" and attr.name == "to" and attr.i == float16
-            for node in graph.node
-            for attr in node.attribute
-        )
-    )
-    if not in_float16:
+    if onnx_precision(model) != "fp16":
         return False
+    graph = model.graph
     consumers: dict[str, list[onnx.NodeProto]] = {}
     for node in graph.node:
         for name in node.input:

@@ -28,7 +28,7 @@ from compressor.data.files import (
     list_images,
     require_root,
 )
-from compressor.data.sets import ImageSet, sizes_differ, subset_indices
+from compressor.data.sets import ImageSet, first_few, sizes_differ, subset_indices
 from compressor.errors import UserError
 from compressor.recipe import DataConfig
 
@@ -46,9 +46,9 @@ def _split_classes(split_dir: Path) -> list[Path]:
         raise dangling_link(broken)
     loose = sorted(p.name for p in entries if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if loose:
-        shown = ", ".join(loose[:3]) + (f" (and {len(loose) - 3} more)" if len(loose) > 3 else "")
         raise UserError(
-            f"{split_dir} holds images outside its class folders ({shown}); move each into "
+            f"{split_dir} holds images outside its class folders ({first_few(loose)}); move "
+            "each into "
             f"its class folder, {split_dir.name}/<class>/, or out of {split_dir.name}/"
         )
     return sorted(p for p in entries if p.is_dir())

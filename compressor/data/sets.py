@@ -98,8 +98,13 @@ def class_changes(before: Sequence[str], now: Sequence[str], shown: int = 3) -> 
     if len(before) != len(now):
         return f"{len(before)} classes are now {len(now)}"
     moved = [i for i, (old, new) in enumerate(zip(before, now, strict=True)) if old != new]
-    said = ", ".join(f"class {i} {before[i]!r} is now {now[i]!r}" for i in moved[:shown])
-    return said + (f" (and {len(moved) - shown} more)" if len(moved) > shown else "")
+    return first_few([f"class {i} {before[i]!r} is now {now[i]!r}" for i in moved], shown)
+
+
+def first_few(items: Sequence[str], shown: int = 3) -> str:
+    """ "a, b, c (and 4 more)": a list in an error line, which stays one line however long."""
+    more = f" (and {len(items) - shown} more)" if len(items) > shown else ""
+    return ", ".join(items[:shown]) + more
 
 
 SUBSET_SEED = 0  # fixed, not the recipe seed: max_*_samples must pick the same images every run

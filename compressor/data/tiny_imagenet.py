@@ -20,7 +20,7 @@ from compressor.data.files import (
     require_root,
     root_text,
 )
-from compressor.data.sets import ImageSet
+from compressor.data.sets import ImageSet, first_few
 from compressor.errors import UserError
 from compressor.recipe import DataConfig
 
@@ -110,11 +110,9 @@ def _refuse_unlisted_classes(root: Path, wnids: list[str]) -> None:
         if p.is_dir() and not p.name.startswith(".") and p.name not in listed
     )
     if unlisted:
-        shown = ", ".join(unlisted[:3]) + (
-            f" (and {len(unlisted) - 3} more)" if len(unlisted) > 3 else ""
-        )
         raise UserError(
-            f"{train} has class folders wnids.txt does not list ({shown}); add their WordNet "
+            f"{train} has class folders wnids.txt does not list ({first_few(unlisted)}); add "
+            "their WordNet "
             "ids to wnids.txt, or move the folders out of train/"
         )
 

@@ -111,9 +111,9 @@ class Distributed:
             return
         said = None if error is None else _said(error)
         machine = self.rank - self.local_rank  # torchrun numbers a machine's ranks in a row
-        everyone: list[tuple[int, str | None] | None] = [None] * self.world_size
+        everyone: list[tuple[int, str | None]] = [(0, None)] * self.world_size
         dist.all_gather_object(everyone, (machine, said))
-        peers = [(rank, *entry) for rank, entry in enumerate(everyone) if entry is not None]
+        peers = [(rank, there, text) for rank, (there, text) in enumerate(everyone)]
         failed = [(rank, there, text) for rank, there, text in peers if text is not None]
         if not failed:
             return
