@@ -159,20 +159,20 @@ def _classifier(
 
 
 def test_a_student_onnx_that_fixes_its_batch_inside_is_refused_before_any_work(
-    distilled_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    exported_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Its input says the batch is dynamic, a Reshape to [1, 64] says otherwise: ONNX
     Runtime failed halfway through the evaluation, and the export crashed (exit 3)."""
     given = _classifier(
         tmp_path / "fixed-inside.onnx", ["batch", 1, 8, 8], ["batch", 10], flatten_to=0, classes=10
     )
-    before = folder_contents(distilled_run / "export")
+    before = folder_contents(exported_run / "export")
     line = one_error_line(
-        run_cli(capsys, "export", str(distilled_run), "--student-onnx", str(given), *QUICK)
+        run_cli(capsys, "export", str(exported_run), "--student-onnx", str(given), *QUICK)
     )
     assert line.startswith(f"error: {given}: fails in ONNX Runtime {ort.__version__} on a batch")
     assert "dynamic all through the graph (no reshape to a fixed batch): it ran on 1" in line
-    assert folder_contents(distilled_run / "export") == before
+    assert folder_contents(exported_run / "export") == before
 
 
 def test_open_sizes_are_taken_at_their_word_until_the_file_runs(tmp_path: Path) -> None:
