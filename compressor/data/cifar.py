@@ -20,8 +20,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torchvision.datasets import CIFAR10, CIFAR100
-from torchvision.datasets.utils import download_and_extract_archive
 
 from compressor.data.files import require_root, root_text
 from compressor.data.sets import ImageSet
@@ -34,23 +32,19 @@ _PIXELS = 3 * _SIDE * _SIDE
 
 @dataclass(frozen=True)
 class _Layout:
+    """The official archive's folder and files. Spelt out rather than read from torchvision's
+    dataset classes: importing torchvision costs about 2 s in every process that reads CIFAR,
+    and only a download needs it (for the archive's URL and checksum)."""
+
     title: str
-    source: type[CIFAR10]  # torchvision's class: archive URL, folder and file names
+    folder: str
+    train_files: tuple[str, ...]
+    test_file: str
+    meta_file: str
     label_key: bytes
     names_key: bytes
     num_classes: int
-
-    @property
-    def train_files(self) -> list[str]:
-        return [name for name, _md5 in self.source.train_list]
-
-    @property
-    def test_file(self) -> str:
-        return self.source.test_list[0][0]
-
-    @property
-    def meta_file(self) -> str:
-        return self.source.meta["filename"]
+    torchvision_class: str  # torchvision.datasets' class: the archive's URL and md5
 
     @property
     def all_files(self) -> list[str]:
@@ -58,8 +52,28 @@ class _Layout:
 
 
 LAYOUTS = {
-    "cifar10": _Layout("CIFAR-10", CIFAR10, b"labels", b"label_names", 10),
-    "cifar100": _Layout("CIFAR-100", CIFAR100, b"fine_labels", b"fine_label_names", 100),
+    "cifar10": _Layout(
+        "CIFAR-10",
+        "cifar-10-batches-py",
+        tuple(f"data_batch_{number}" for number in range(1, 6)),
+        "test_batch",
+        "batches.meta",
+        b"labels",
+        b"label_names",
+        10,
+        "CIFAR10",
+    ),
+    "cifar100": _Layout(
+        "CIFAR-100",
+        "cifar-100-python",
+        ("train",),
+        "test",
+        "meta",
+        b"fine_labels",
+        b"fine_label_names",
+        100,
+        "CIFAR100",
+    ),
 }
 
 
@@ -84,7 +98,7 @@ class _ArrayUnpickler(pickle.Unpickler):
 
 def _find_batches(root: Path, layout: _Layout) -> Path | None:
     """The directory holding the batch files: `root` itself or its standard sub-folder."""
-    for candidate in (root, root / layout.source.base_folder):
+    for candidate in (root, root / layout.folder):
         if all((candidate / name).is_file() for name in layout.all_files):
             return candidate
     return None
@@ -93,7 +107,7 @@ def _find_batches(root: Path, layout: _Layout) -> Path | None:
 def _missing_message(cfg: DataConfig, root: Path, layout: _Layout) -> str:
     """Which files are missing where most of them are: "no batches" with six of seven there
     sent the user to check the folder rather than the one file."""
-    candidates = (root, root / layout.source.base_folder)
+    candidates = (root, root / layout.folder)
     found = [[name for name in layout.all_files if (c / name).is_file()] for c in candidates]
     most = max(range(len(candidates)), key=lambda i: len(found[i]))
     if found[most]:
@@ -105,28 +119,32 @@ def _missing_message(cfg: DataConfig, root: Path, layout: _Layout) -> str:
         )
     return (
         f"no {layout.title} batches in {root_text(cfg)}: looked for "
-        f"{', '.join(layout.all_files)} there and in {root / layout.source.base_folder}; point "
+        f"{', '.join(layout.all_files)} there and in {root / layout.folder}; point "
         "data.root at them or set data.download: true"
     )
 
 
 def _download(root: Path, layout: _Layout) -> None:
     """Fetch and unpack the official archive into `root` with torchvision."""
-    target = root.parent if root.name == layout.source.base_folder else root
+    from torchvision import datasets
+    from torchvision.datasets.utils import download_and_extract_archive
+
+    source = getattr(datasets, layout.torchvision_class)
+    target = root.parent if root.name == layout.folder else root
     try:
         target.mkdir(parents=True, exist_ok=True)
         download_and_extract_archive(
-            layout.source.url,
+            source.url,
             target,
-            filename=layout.source.filename,
-            md5=layout.source.tgz_md5,
+            filename=source.filename,
+            md5=source.tgz_md5,
             remove_finished=True,
         )
     except (OSError, RuntimeError, ValueError, tarfile.TarError) as error:
         message = str(error).replace("\n", " ")
         raise UserError(
             f"could not download {layout.title} into {target} ({message}); check the network, "
-            f"or download {layout.source.url} by hand, unpack it and set data.root"
+            f"or download {source.url} by hand, unpack it and set data.root"
         ) from None
 
 

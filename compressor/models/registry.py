@@ -13,9 +13,9 @@ import inspect
 import reprlib
 from collections.abc import Callable, Mapping
 from functools import cache
+from types import ModuleType
 from typing import Any, TypeVar
 
-import torchvision
 from torch import nn
 
 from compressor.errors import UserError, short_reason
@@ -44,11 +44,21 @@ def list_models() -> list[str]:
     return sorted(_ZOO)
 
 
+def _torchvision_models() -> ModuleType:
+    """torchvision.models, imported when a name is not the zoo's. Importing torchvision costs
+    about 2 s (its ops import torch._dynamo), which every command building a zoo model on the
+    CPU, and every process of a torchrun, paid for nothing."""
+    import torchvision.models
+
+    return torchvision.models
+
+
 @cache
 def _torchvision_classifiers() -> frozenset[str]:
-    # `module=torchvision.models` restricts the list to classification models: detection or
+    # `module=models` restricts the list to classification models: detection or
     # segmentation builders do not take `num_classes` the same way and return dicts.
-    return frozenset(torchvision.models.list_models(module=torchvision.models))
+    models = _torchvision_models()
+    return frozenset(models.list_models(module=models))
 
 
 def is_known_model(name: str) -> bool:
@@ -141,7 +151,9 @@ def _create_torchvision(
             "starts from random weights, a teacher's come from teacher.checkpoint"
         )
     try:
-        return torchvision.models.get_model(name, weights=None, num_classes=num_classes, **kwargs)
+        return _torchvision_models().get_model(
+            name, weights=None, num_classes=num_classes, **kwargs
+        )
     except (ValueError, *_KWARG_ERRORS) as error:
         if not kwargs:
             raise

@@ -12,9 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torchvision.datasets
 from torchvision.datasets import CIFAR10
 
 from compressor.data import Dataset, dataset_num_classes, load_dataset
+from compressor.data.cifar import LAYOUTS
 from compressor.errors import UserError
 from compressor.recipe import DataConfig
 
@@ -193,3 +195,16 @@ def test_failed_download_is_a_user_error(tmp_path: Path, monkeypatch: pytest.Mon
     assert dataset_num_classes(config) == 10  # pre-flight: the download will fetch it
     message = _error(config)
     assert "could not download CIFAR-10" in message and "check the network" in message
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
+def test_the_file_layout_is_the_one_torchvision_downloads(name: str) -> None:
+    """The folder and file names are spelt out (importing torchvision is slow); they must be
+    what the archive torchvision fetches unpacks to."""
+    layout = LAYOUTS[name]
+    source = getattr(torchvision.datasets, layout.torchvision_class)
+    assert layout.folder == source.base_folder
+    assert list(layout.train_files) == [file for file, _md5 in source.train_list]
+    assert [layout.test_file] == [file for file, _md5 in source.test_list]
+    assert layout.meta_file == source.meta["filename"]
+    assert layout.names_key.decode() == source.meta["key"]

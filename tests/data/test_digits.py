@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from sklearn.datasets import load_digits
 
-from compressor.data import dataset_num_classes, load_dataset
+from compressor.data import dataset_num_classes, digits, load_dataset
 from compressor.data.load import channel_stats
 from compressor.errors import UserError
 from compressor.recipe import DataConfig
@@ -82,3 +84,12 @@ def test_max_samples_give_a_stable_class_balanced_subset() -> None:
 def test_mean_with_wrong_channel_count() -> None:
     with pytest.raises(UserError, match="have 3 values but digits images have 1 channel"):
         load_dataset(DataConfig(mean=(0.5, 0.5, 0.5), std=(0.2, 0.2, 0.2)))
+
+
+def test_the_packaged_digits_are_scikit_learns() -> None:
+    """digits.npz is scikit-learn's `load_digits`, image for image and label for label."""
+    stored = np.load(Path(digits.__file__).with_name("digits.npz"), allow_pickle=False)
+    source = load_digits()
+    assert stored["images"].dtype == np.uint8
+    np.testing.assert_array_equal(stored["images"], source.images)
+    np.testing.assert_array_equal(stored["labels"], source.target)
