@@ -17,18 +17,15 @@ from tests.cli_helpers import run_cli
 from tests.data.image_files import damage_training_images, make_imagefolder
 
 
-@pytest.mark.parametrize(
-    ("arch", "checkpoint", "published"),
-    [("resnet20", "resnet20-12fca82f.th", 91.73), ("resnet56", "resnet56-4bfd9763.th", 93.39)],
-)
-def test_shared_teacher_scores_its_published_accuracy(
-    shared_dir: Path, arch: str, checkpoint: str, published: float
-) -> None:
+def test_shared_teacher_scores_its_published_accuracy(shared_dir: Path) -> None:
+    """ResNet-20 on the whole test set. ResNet-56, through the same loader, takes 40 s here
+    (docs/BENCHMARKS.md, "Correctness anchors", says how to check it); the suite scores it on
+    1,000 images (tests/models/test_teacher.py)."""
     recipe = parse_recipe(
         {
             "teacher": {
-                "arch": arch,
-                "checkpoint": str(shared_dir / "teachers" / checkpoint),
+                "arch": "resnet20",
+                "checkpoint": str(shared_dir / "teachers" / "resnet20-12fca82f.th"),
                 "min_accuracy": 90,
             },
             "student": {"arch": "resnet8"},
@@ -39,7 +36,7 @@ def test_shared_teacher_scores_its_published_accuracy(
     )
     prepared = check_teacher(recipe, "test")
     assert prepared.evaluation.count == 10_000
-    assert prepared.summary.accuracy == pytest.approx(published, abs=0.05)
+    assert prepared.summary.accuracy == pytest.approx(91.73, abs=0.05)
     assert prepared.warnings == ()
 
 
