@@ -87,6 +87,20 @@ _UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", _refuse_yaml_11_number
 _UniqueKeyLoader.add_constructor("tag:yaml.org,2002:float", _refuse_yaml_11_numbers)
 
 
+class _RecipeDumper(yaml.SafeDumper):
+    """yaml.SafeDumper that quotes text the loader would read as a number (a run named
+    `1e5`), so a run's recipe.yaml reads back as it was written."""
+
+
+# YAML 1.1 (PyYAML) reads `lr: 1e-3` and `1.0e5` as text: its floats need a dot and a signed
+# exponent. YAML 1.2, JSON and editors read them as numbers, as the user means them.
+_EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
+for _yaml_class in (_UniqueKeyLoader, _RecipeDumper):
+    _yaml_class.add_implicit_resolver(
+        "tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+.0123456789")
+    )
+
+
 def load_recipe(path: Path | str, *, started: bool = False) -> Recipe:
     """Read a recipe file with a safe YAML loader (yaml.SafeLoader, duplicate keys refused)
     and validate its schema. `started`: a run's recipe.yaml, or the recipe resuming it."""
@@ -118,4 +132,4 @@ def load_recipe(path: Path | str, *, started: bool = False) -> Recipe:
 
 def recipe_to_yaml(recipe: Recipe) -> str:
     """The resolved recipe (defaults filled in, paths absolute) as YAML."""
-    return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)
+    return yaml.dump(recipe.model_dump(mode="json"), Dumper=_RecipeDumper, sort_keys=False)

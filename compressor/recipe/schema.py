@@ -31,5 +31,12 @@ def recipe_schema() -> dict[str, Any]:
     schema["title"] = "compressor recipe"
     # Which method a recipe without `method:` trains is the one section default that is a
     # choice, not a set of field defaults: say it.
-    schema["properties"]["method"]["default"] = {"name": CEMethod().name}
+    method = schema["properties"]["method"]
+    method["default"] = {"name": CEMethod().name}
+    # Each method's `name` has its one value as default, so pydantic leaves it out of
+    # `required`; but a method section is told apart by it (`recipe validate` refuses one
+    # without), and an editor that does not read the discriminator needs it to pick one.
+    for reference in method["discriminator"]["mapping"].values():
+        definition = schema["$defs"][reference.removeprefix("#/$defs/")]
+        definition["required"] = ["name", *definition.get("required", [])]
     return schema

@@ -6,6 +6,7 @@ refuses a YAML true/false where a number or a word belongs.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
@@ -28,22 +29,30 @@ class Strict(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _no_true_or_false_for_a_number(cls, data: Any) -> Any:
-        """pydantic reads `epochs: true` as 1 and `lr: false` as 0.0; in a recipe that is a
-        slip (a flag's value in a number's place), so it is an error. (A model validator: a
-        field validator may not touch a method's `name`, the union's discriminator.)"""
-        if isinstance(data, dict):
-            flagged = {
-                key: _TrueOrFalse(value, _takes_words(cls.model_fields[key].annotation))
-                for key, value in data.items()
-                if isinstance(value, bool)
-                and key in cls.model_fields
-                and not _admits_bool(cls.model_fields[key].annotation)
-            }
-            if flagged:
-                # The field's own validation then refuses it, with its path and its type.
-                return {**data, **flagged}
-        return data
+    def _no_value_of_another_yaml_type(cls, data: Any) -> Any:
+        """pydantic converts what YAML read as another type than the field's: `epochs: true`
+        to 1, `lr: false` to 0.0, `epochs: '3'` to 3 and `flip: 'no'` to false. The first two
+        are slips (a flag's value in a number's place); the quoted ones are text to YAML and
+        to the recipe's JSON Schema, so an editor flags what `recipe validate` passed. All are
+        errors. (A model validator: a field validator may not touch a method's `name`, the
+        union's discriminator.)"""
+        if not isinstance(data, dict):
+            return data
+        slips: dict[str, Any] = {}
+        for key, value in data.items():
+            field = cls.model_fields.get(key)
+            if field is None:
+                continue
+            if isinstance(value, bool) and not _admits_bool(field.annotation):
+                slips[key] = _TrueOrFalse(value, _takes_words(field.annotation))
+            elif (
+                _reads_as_number_or_flag(value)
+                and _takes_number_or_flag(field.annotation)
+                and not _takes_words(field.annotation)
+            ):
+                slips[key] = _Quoted(value)
+        # The field's own validation then refuses each, with its path and its type.
+        return {**data, **slips} if slips else data
 
     @field_validator("*", mode="after")
     @classmethod
@@ -73,6 +82,41 @@ class _TrueOrFalse:
         if self.words:
             text += "; YAML reads an unquoted on/off/yes/no as true/false: quote the word"
         return text
+
+
+class _Quoted:
+    """A quoted value where a number or true/false belongs: no such field type accepts it."""
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"{self.value!r}, in quotes: YAML reads a quoted value as text; remove the quotes"
+
+
+# What pydantic's lax mode reads as true/false besides numbers.
+_FLAG_WORDS = frozenset({"true", "false", "yes", "no", "on", "off", "t", "f", "y", "n"})
+
+
+def _reads_as_number_or_flag(value: Any) -> bool:
+    """Is it text pydantic would convert to a number or a flag (`'3'`, `'1e-3'`, `'yes'`)?
+    Other text (`epochs: ten`) gets pydantic's own message: no quotes to remove there."""
+    if not isinstance(value, str):
+        return False
+    text = value.strip()
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return text.lower() in _FLAG_WORDS
+
+
+def _takes_number_or_flag(annotation: Any) -> bool:
+    """Is the field (or a member of its union) a number or a flag, or a Literal of numbers?"""
+    if annotation in (int, float, bool):
+        return True
+    if get_origin(annotation) is Literal:
+        return any(isinstance(choice, int | float) for choice in get_args(annotation))
+    return any(_takes_number_or_flag(argument) for argument in get_args(annotation))
 
 
 def _takes_words(annotation: Any) -> bool:

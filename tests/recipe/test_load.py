@@ -72,6 +72,25 @@ def test_plain_numbers_still_read_as_numbers(tmp_path: Path) -> None:
     assert (train.optimizer.lr, train.optimizer.momentum) == (0.05, 0.0)
 
 
+def test_numbers_with_an_exponent_read_as_numbers(tmp_path: Path) -> None:
+    """PyYAML (YAML 1.1) reads `1e-3` as text. pydantic used to convert it; quoted numbers
+    are now refused, so the loader must read it as the number YAML 1.2 and editors see."""
+    content = (
+        "student: {arch: resnet8}\n"
+        "train: {optimizer: {lr: 1e-3, weight_decay: 5.0E-4, momentum: .9e0}}\n"
+    )
+    optimizer = load_recipe(write_recipe(tmp_path, content)).train.optimizer
+    assert (optimizer.lr, optimizer.weight_decay, optimizer.momentum) == (1e-3, 5e-4, 0.9)
+
+
+def test_a_run_name_that_reads_like_a_number_round_trips(tmp_path: Path) -> None:
+    recipe = parse_recipe({"student": {"arch": "resnet8"}, "output": {"name": "1e5"}})
+    assert "name: '1e5'" in recipe_to_yaml(recipe)
+    written = tmp_path / "recipe.yaml"
+    written.write_text(recipe_to_yaml(recipe))
+    assert load_recipe(written).output.name == "1e5"
+
+
 def test_yaml_tags_that_build_objects_are_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import jsonschema
+import pytest
+import yaml
+
+from compressor.errors import UserError
 from compressor.recipe import Recipe, parse_recipe, recipe_schema
+from tests.recipe.helpers import merged
+
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 
 
 def test_schema_is_json_schema_with_every_section() -> None:
@@ -35,3 +44,31 @@ def test_schema_bounds_mean_and_std_to_the_0_to_1_scale() -> None:
     }
     assert arrays["mean"] == {"type": "number", "minimum": 0.0, "maximum": 1.0}
     assert arrays["std"] == {"type": "number", "exclusiveMinimum": 0.0, "maximum": 1.0}
+
+
+def _schema_errors(recipe: dict) -> list[str]:
+    validator = jsonschema.Draft202012Validator(recipe_schema())
+    return [error.message for error in validator.iter_errors(recipe)]
+
+
+def test_the_ready_recipes_pass_the_schema() -> None:
+    for path in sorted(RECIPES.glob("*.yaml")):
+        assert _schema_errors(yaml.safe_load(path.read_text())) == [], path.name
+
+
+@pytest.mark.parametrize(
+    "sections",
+    [
+        {"train": {"epochs": "3"}},  # pydantic alone converts these
+        {"data": {"name": "digits", "flip": "yes"}},
+        {"train": {"optimizer": {"lr": "0.1"}}},
+        {"method": {"kd_weight": 0.9}},  # no name: only KD has kd_weight, but name it
+    ],
+    ids=["quoted epochs", "quoted flag", "quoted lr", "method without name"],
+)
+def test_what_the_schema_refuses_recipe_validate_refuses(sections: dict) -> None:
+    """An editor checking against the schema and `recipe validate` agree."""
+    recipe = merged(**sections)
+    assert _schema_errors(recipe) != []
+    with pytest.raises(UserError):
+        parse_recipe(recipe, source="r")

@@ -27,3 +27,20 @@ def test_true_or_false_is_kept_where_a_flag_belongs() -> None:
         False,
         True,
     )
+
+
+def test_a_quoted_number_or_flag_is_refused_with_the_fix() -> None:
+    """pydantic alone would read `epochs: '3'` as 3 and `flip: 'no'` as false; the schema
+    editors check against calls both text."""
+    recipe = merged(train={"epochs": "3"}, data={"name": "digits", "flip": "no"})
+    with pytest.raises(UserError) as refused:
+        parse_recipe(recipe, source="r")
+    quoted = "in quotes: YAML reads a quoted value as text; remove the quotes"
+    assert refused.value.lines == [
+        f"r: data.flip: Input should be a valid boolean (got 'no', {quoted})",
+        f"r: train.epochs: Input should be a valid integer (got '3', {quoted})",
+    ]
+    # Text that is no number has no quotes to remove: pydantic's own message.
+    with pytest.raises(UserError) as wrong:
+        parse_recipe(merged(train={"epochs": "ten"}), source="r")
+    assert "remove the quotes" not in wrong.value.lines[0]
