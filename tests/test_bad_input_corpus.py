@@ -306,6 +306,17 @@ CASES = [
         lambda t: train(t, train={"device": "gpu0"}),
         ("train.device", "cuda:N", "'gpu0'"),
     ),
+    # torch crashes on a leading 0 and wraps 128 round to -128.
+    Case(
+        "device index with a leading 0",
+        lambda t: train(t, train={"device": "cuda:01"}),
+        ("train.device", "cuda:N (N a GPU index, 0 to 99)", "'cuda:01'"),
+    ),
+    Case(
+        "device index past torch's",
+        lambda t: train(t, train={"device": "cuda:128"}),
+        ("train.device", "cuda:N", "'cuda:128'"),
+    ),
     Case(
         "entrypoint without a function",
         lambda t: distill(t, {"entrypoint": "my_models"}),

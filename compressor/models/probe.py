@@ -36,8 +36,9 @@ def check_student_output(
     except Exception as error:
         raise UserError(
             f"student {name} fails on a batch of shape {list(images.shape)} "
-            f"({short_reason(error)}); pick another student.arch, or set student.kwargs "
-            "for this input size"
+            f"({short_reason(error)}); pick another student.arch, give it images of "
+            "another size (data.image_size: ImageNet models want more than 32 pixels) or set "
+            "student.kwargs for this input size"
         ) from None
     expected = [images.shape[0], num_classes]
     if not isinstance(logits, torch.Tensor):

@@ -26,14 +26,16 @@ from compressor.recipe.strict import Strict, started
 
 DATA_ROOT_ENV = "COMPRESSOR_DATA_ROOT"
 _ENTRYPOINT_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
-_DEVICE_PATTERN = r"^(auto|cpu|mps|cuda(:\d+)?)$"
+# ASCII digits without a leading 0 and at most two: torch refuses `cuda:01` with a crash of
+# its own, and wraps `cuda:128` round to device -128.
+_DEVICE_PATTERN = r"^(auto|cpu|mps|cuda(:(0|[1-9][0-9]?))?)$"
 _RUN_NAME_PATTERN = r"^[\w.-]+$"
 # --overwrite sets a run aside as NAME.replaced, which must fit in a folder name too.
 MAX_RUN_NAME_BYTES = MAX_NAME_BYTES - len(".replaced")
 # What each pattern means, for error messages: a regular expression is not an explanation.
 PATTERN_HELP = {
     _ENTRYPOINT_PATTERN: "expected 'module:function', e.g. my_models.zoo:build_teacher",
-    _DEVICE_PATTERN: "expected auto, cpu, mps, cuda or cuda:N",
+    _DEVICE_PATTERN: "expected auto, cpu, mps, cuda or cuda:N (N a GPU index, 0 to 99)",
     _RUN_NAME_PATTERN: "use letters, digits, '_', '-' and '.' only (it names a folder)",
 }
 
@@ -127,11 +129,12 @@ class TeacherConfig(WithInputPaths):
 
 
 def _bound_items(schema: dict[str, Any], **bounds: float) -> None:
-    """Add bounds to the items of an optional list's JSON schema, for editors; the message
-    for a value outside them is the field validator's."""
+    """Add bounds to the items of an optional, non-empty list's JSON schema, for editors;
+    the message for a value outside them is the field validator's."""
     for option in schema["anyOf"]:
         if option.get("type") == "array":
             option["items"].update(bounds)
+            option["minItems"] = 1
 
 
 # What a zoo or torchvision model is built with from the data set itself.
@@ -183,7 +186,7 @@ class DataConfig(WithInputPaths):
     std: tuple[float, ...] | None = Field(
         None,
         description="Per-channel std on [0, 1] pixels.",
-        json_schema_extra=lambda schema: _bound_items(schema, exclusiveMinimum=0.0, maximum=1.0),
+        json_schema_extra=lambda schema: _bound_items(schema, minimum=MIN_STD, maximum=1.0),
     )
     crop_padding: int | None = Field(None, ge=0, le=64, description="Random-crop padding.")
     flip: bool | None = Field(None, description="Random horizontal flip; default per data set.")
@@ -219,6 +222,11 @@ class DataConfig(WithInputPaths):
         if (self.mean is None) != (self.std is None):
             raise ValueError("give both mean and std, or neither")
         if self.mean is not None and self.std is not None:
+            if not self.mean:
+                raise ValueError(
+                    "mean and std are empty; give one value per image channel, or leave both "
+                    "out for the data set's own"
+                )
             if len(self.mean) != len(self.std):
                 raise ValueError("mean and std need one value per channel each")
             if any(s <= 0 for s in self.std):
@@ -283,7 +291,12 @@ _SGD_MOMENTUM = OptimizerConfig.model_fields["momentum"].default
 
 class ScheduleConfig(Strict):
     name: Literal["multistep", "cosine", "constant"] = "cosine"
-    milestones: list[int] = Field(default_factory=list, description="Epochs (multistep).")
+    milestones: list[int] = Field(
+        default_factory=list,
+        description="Epochs (multistep).",
+        # For editors; the message for a value outside them is the model validator's.
+        json_schema_extra={"items": {"type": "integer", "minimum": 1}, "uniqueItems": True},
+    )
     gamma: float = Field(0.1, gt=0.0, le=1.0)
     warmup_epochs: int = Field(0, ge=0)
 
@@ -430,6 +443,7 @@ class ExportConfig(Strict):
         default_factory=lambda: [1, 64],
         min_length=1,
         description="Latency batch sizes: batch 1 and a throughput batch.",
+        json_schema_extra={"uniqueItems": True},
     )
     max_abs_diff: float = Field(
         1e-4, gt=0.0, description="fp32 parity: largest |logit difference| vs PyTorch."

@@ -7,7 +7,8 @@ refuses a YAML true/false where a number or a word belongs.
 from __future__ import annotations
 
 import math
-from typing import Any, Literal, get_args, get_origin
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
 
@@ -31,26 +32,20 @@ class Strict(BaseModel):
     @classmethod
     def _no_value_of_another_yaml_type(cls, data: Any) -> Any:
         """pydantic converts what YAML read as another type than the field's: `epochs: true`
-        to 1, `lr: false` to 0.0, `epochs: '3'` to 3 and `flip: 'no'` to false. The first two
-        are slips (a flag's value in a number's place); the quoted ones are text to YAML and
-        to the recipe's JSON Schema, so an editor flags what `recipe validate` passed. All are
+        to 1, `lr: false` to 0.0, `trust_pickle: 1` to true, `epochs: '3'` to 3 and
+        `flip: 'no'` to false, in a list's items too. The first three are slips (a flag's
+        value in a number's place, or the reverse); the quoted ones are text to YAML and to
+        the recipe's JSON Schema, so an editor flags what `recipe validate` passed. All are
         errors. (A model validator: a field validator may not touch a method's `name`, the
         union's discriminator.)"""
         if not isinstance(data, dict):
             return data
-        slips: dict[str, Any] = {}
-        for key, value in data.items():
-            field = cls.model_fields.get(key)
-            if field is None:
-                continue
-            if isinstance(value, bool) and not _admits_bool(field.annotation):
-                slips[key] = _TrueOrFalse(value, _takes_words(field.annotation))
-            elif (
-                _reads_as_number_or_flag(value)
-                and _takes_number_or_flag(field.annotation)
-                and not _takes_words(field.annotation)
-            ):
-                slips[key] = _Quoted(value)
+        slips = {
+            key: slip
+            for key, value in data.items()
+            if key in cls.model_fields
+            and (slip := _slip(value, cls.model_fields[key].annotation)) is not None
+        }
         # The field's own validation then refuses each, with its path and its type.
         return {**data, **slips} if slips else data
 
@@ -68,6 +63,81 @@ class Strict(BaseModel):
 
 
 FLOAT32_MAX = 3.4028234663852886e38
+
+
+def _slip(value: Any, annotation: Any) -> Any:
+    """What to validate in `value`'s place if YAML read it as another type than the field's
+    (an object no field type accepts, whose repr says what to write), else None."""
+    leaves = _leaves(annotation)
+    if isinstance(value, bool):
+        if any(_admits_bool(leaf) for leaf in leaves):
+            return None
+        return _TrueOrFalse(value, any(_takes_words(leaf) for leaf in leaves))
+    if isinstance(value, int | float):
+        flag_only = bool(leaves) and all(_only_flag(leaf) for leaf in leaves)
+        return _NumberForFlag(value) if flag_only else None
+    if isinstance(value, str):
+        scalar = any(_takes_number(leaf) or leaf is bool for leaf in leaves)
+        text = any(_takes_words(leaf) or leaf is Any for leaf in leaves)
+        return _Quoted(value) if scalar and not text and _reads_as_number_or_flag(value) else None
+    if isinstance(value, list):
+        items = [get_args(leaf)[0] for leaf in leaves if get_origin(leaf) in (list, tuple)]
+        if len(items) == 1:
+            slips = [_slip(item, items[0]) for item in value]
+            if any(slip is not None for slip in slips):
+                return [
+                    item if slip is None else slip for item, slip in zip(value, slips, strict=True)
+                ]
+    return None
+
+
+def _leaves(annotation: Any) -> list[Any]:
+    """The types a field takes, with unions and Annotated opened and None left out; a list,
+    tuple or mapping type is one leaf."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _leaves(get_args(annotation)[0])
+    if origin in (Union, UnionType):
+        return [leaf for argument in get_args(annotation) for leaf in _leaves(argument)]
+    return [] if annotation is type(None) else [annotation]
+
+
+def _choices(leaf: Any) -> tuple[Any, ...]:
+    return get_args(leaf) if get_origin(leaf) is Literal else ()
+
+
+def _admits_bool(leaf: Any) -> bool:
+    """Does the type take true/false: bool itself, Any, or a Literal with it?"""
+    return leaf is bool or leaf is Any or any(isinstance(c, bool) for c in _choices(leaf))
+
+
+def _only_flag(leaf: Any) -> bool:
+    return leaf is bool or (
+        bool(_choices(leaf)) and all(isinstance(c, bool) for c in _choices(leaf))
+    )
+
+
+def _takes_number(leaf: Any) -> bool:
+    """int, float, or a Literal of numbers (true/false are no numbers here)."""
+    if leaf in (int, float):
+        return True
+    return any(isinstance(c, int | float) and not isinstance(c, bool) for c in _choices(leaf))
+
+
+def _takes_words(leaf: Any) -> bool:
+    """A string, or a Literal of strings like amp's 'off'? `output.name: no` is read as false
+    too."""
+    return leaf is str or any(isinstance(c, str) for c in _choices(leaf))
+
+
+class _NumberForFlag:
+    """A number where only true/false belongs: `trust_pickle: 1` must not switch it on."""
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"{self.value!r}; write true or false"
 
 
 class _TrueOrFalse:
@@ -108,29 +178,3 @@ def _reads_as_number_or_flag(value: Any) -> bool:
         return math.isfinite(float(text))
     except ValueError:
         return text.lower() in _FLAG_WORDS
-
-
-def _takes_number_or_flag(annotation: Any) -> bool:
-    """Is the field (or a member of its union) a number or a flag, or a Literal of numbers?"""
-    if annotation in (int, float, bool):
-        return True
-    if get_origin(annotation) is Literal:
-        return any(isinstance(choice, int | float) for choice in get_args(annotation))
-    return any(_takes_number_or_flag(argument) for argument in get_args(annotation))
-
-
-def _takes_words(annotation: Any) -> bool:
-    """Is the field (or a member of its union) a string, or a Literal of strings like amp's
-    'off'? `output.name: no` is read as false too."""
-    if annotation is str:
-        return True
-    if get_origin(annotation) is Literal:
-        return any(isinstance(choice, str) for choice in get_args(annotation))
-    return any(_takes_words(argument) for argument in get_args(annotation))
-
-
-def _admits_bool(annotation: Any) -> bool:
-    """Does a field's type take true/false: bool itself, Any, or a union or Literal with it?"""
-    if annotation is bool or annotation is Any or isinstance(annotation, bool):
-        return True
-    return any(_admits_bool(argument) for argument in get_args(annotation))

@@ -43,7 +43,7 @@ def test_schema_bounds_mean_and_std_to_the_0_to_1_scale() -> None:
         for name in ("mean", "std")
     }
     assert arrays["mean"] == {"type": "number", "minimum": 0.0, "maximum": 1.0}
-    assert arrays["std"] == {"type": "number", "exclusiveMinimum": 0.0, "maximum": 1.0}
+    assert arrays["std"] == {"type": "number", "minimum": 1e-6, "maximum": 1.0}
 
 
 def _schema_errors(recipe: dict) -> list[str]:
@@ -63,8 +63,25 @@ def test_the_ready_recipes_pass_the_schema() -> None:
         {"data": {"name": "digits", "flip": "yes"}},
         {"train": {"optimizer": {"lr": "0.1"}}},
         {"method": {"kd_weight": 0.9}},  # no name: only KD has kd_weight, but name it
+        {"teacher": {"arch": "resnet8", "checkpoint": "t.pt", "trust_pickle": 1}},
+        {"train": {"epochs": 4, "schedule": {"name": "multistep", "milestones": ["2"]}}},
+        {"train": {"epochs": 4, "schedule": {"name": "multistep", "milestones": [0, 2]}}},
+        {"export": {"batch_sizes": [1, 1]}},
+        {"data": {"name": "digits", "mean": [], "std": []}},
+        {"data": {"name": "digits", "mean": [0.5], "std": [1e-7]}},
     ],
-    ids=["quoted epochs", "quoted flag", "quoted lr", "method without name"],
+    ids=[
+        "quoted epochs",
+        "quoted flag",
+        "quoted lr",
+        "method without name",
+        "a number for a flag",
+        "a quoted item",
+        "milestone 0",
+        "a batch size twice",
+        "no statistics",
+        "std too small",
+    ],
 )
 def test_what_the_schema_refuses_recipe_validate_refuses(sections: dict) -> None:
     """An editor checking against the schema and `recipe validate` agree."""
