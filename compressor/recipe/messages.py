@@ -3,6 +3,7 @@ what is allowed, in the recipe's terms rather than pydantic's."""
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -72,9 +73,10 @@ def _describe(error: Any) -> str:
     message = str(error["msg"]).removeprefix("Value error, ")
     if kind == "tuple_type":  # YAML has lists; a fixed-length field is a tuple to pydantic
         message = "Input should be a list"
-    if kind == "string_type" and isinstance(error.get("input"), int | float):
-        # YAML reads an unquoted 2024 or 1e3 as a number where a name is wanted.
-        return f"{message} (got {error['input']!r}; quote it: '{error['input']}')"
+    if kind == "string_type" and isinstance(error.get("input"), int | float | date):
+        # YAML reads an unquoted 2024, 1e3 or 2024-01-01 as a number or a date where a name
+        # is wanted.
+        return f"{message} (got {error['input']}; quote it: '{error['input']}')"
     if "input" in error and not isinstance(error["input"], dict):
         return f"{message} (got {_shown(error['input'])})"
     return message

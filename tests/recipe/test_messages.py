@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,11 @@ BAD_RECIPES = [
         "unquoted number for a name",
         merged(output={"name": 2024}),
         ["output.name: Input should be a valid string (got 2024; quote it: '2024')"],
+    ),
+    (
+        "unquoted date for a name",
+        merged(output={"name": datetime.date(2024, 1, 31)}),
+        ["output.name: Input should be a valid string (got 2024-01-31; quote it: '2024-01-31')"],
     ),
     (
         "one number for a per-channel list",
