@@ -162,7 +162,11 @@ def _read_rgb(path: Path) -> np.ndarray:
                     f"{kind} (mode {image.mode}) image, whose pixel scale is unknown; save it "
                     "as an 8- or 16-bit image",
                 )
-            rgb = np.asarray(image.convert("RGB"))
+            # A palette image with per-entry transparency: converted straight to RGB, PIL
+            # warns "should be converted to RGBA" once, naming no file; through RGBA the
+            # pixels are the same and nothing is printed.
+            transparent = image.mode == "P" and "transparency" in image.info
+            rgb = np.asarray((image.convert("RGBA") if transparent else image).convert("RGB"))
     except _UNREADABLE as error:
         raise _undecodable(path, error) from None
     return rgb.transpose(2, 0, 1)

@@ -71,6 +71,19 @@ def test_16_bit_grayscale_is_scaled_to_8_bits_not_clipped_to_white(tmp_path: Pat
     assert pixels[0, :, 0].tolist() == [[0, 1, 128, 255]] * 3
 
 
+@pytest.mark.filterwarnings("error")
+def test_a_palette_image_with_transparency_reads_without_a_warning(tmp_path: Path) -> None:
+    """PIL's warning for it names no file, and the pixels are the palette's colours anyway."""
+    palette = Image.new("P", (2, 2))
+    palette.putpalette([value % 256 for value in range(768)])
+    palette.putdata([0, 1, 2, 255])
+    palette.info["transparency"] = bytes(range(256))
+    palette.save(tmp_path / "palette.png")
+    pixels = decode_images([tmp_path / "palette.png"], None)
+    colours = [[0, 1, 2], [3, 4, 5], [6, 7, 8], [253, 254, 255]]
+    assert pixels[0].permute(1, 2, 0).reshape(4, 3).tolist() == colours
+
+
 def test_images_of_unknown_scale_are_refused_not_clipped(tmp_path: Path) -> None:
     Image.fromarray(np.full((2, 2), 0.5, dtype=np.float32)).save(tmp_path / "float.tiff")
     with pytest.raises(UserError, match=r"float\.tiff: a floating-point \(mode F\) image"):
