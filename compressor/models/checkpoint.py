@@ -316,10 +316,14 @@ def load_weights(
                 f"{_preview(unexpected)}"
             )
         head = _head_prefix(expected)
+        stem = _stem_key(expected)
         for key in mismatched[:_PREVIEW]:
-            problem = _shape_problem(
-                key, state_dict[key], expected[key], head, data_classes, arch_field
-            )
+            if key == stem and _other_channels(state_dict[key], expected[key]):
+                problem = _channels_problem(key, state_dict[key], expected[key])
+            else:
+                problem = _shape_problem(
+                    key, state_dict[key], expected[key], head, data_classes, arch_field
+                )
             lines.append(f"{source}: {problem}")
         if len(mismatched) > _PREVIEW:
             lines.append(f"{source}: ... and {len(mismatched) - _PREVIEW} more shape mismatches")
@@ -384,6 +388,25 @@ def _head_prefix(expected: Mapping[str, torch.Tensor]) -> str | None:
     """The classifier: the last module with a matrix or conv weight (fc, linear, classifier.1)."""
     weights = [k for k, v in expected.items() if k.endswith(".weight") and v.dim() >= 2]
     return weights[-1].rsplit(".", 1)[0] if weights else None
+
+
+def _stem_key(expected: Mapping[str, torch.Tensor]) -> str | None:
+    """The first convolution's weight: the layer whose input channels are the image's."""
+    return next((k for k, v in expected.items() if k.endswith(".weight") and v.dim() == 4), None)
+
+
+def _other_channels(got: torch.Tensor, want: torch.Tensor) -> bool:
+    """Only the input channel count differs ([16, 1, 3, 3] against [16, 3, 3, 3])."""
+    same_rest = got.shape[:1] == want.shape[:1] and got.shape[2:] == want.shape[2:]
+    return got.dim() == want.dim() == 4 and same_rest and got.shape[1] != want.shape[1]
+
+
+def _channels_problem(key: str, got: torch.Tensor, want: torch.Tensor) -> str:
+    return (
+        f"{key}: checkpoint {list(got.shape)} vs model {list(want.shape)} — the checkpoint "
+        f"takes {got.shape[1]}-channel images, the data has {want.shape[1]}: it was trained "
+        "on another data set; give a checkpoint trained on this one"
+    )
 
 
 def _shape_problem(

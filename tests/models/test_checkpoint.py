@@ -243,6 +243,26 @@ def test_load_report_classes_and_unexpected(resnet8_weights) -> None:
     assert error.value.lines[3].startswith("r8.pth: is t.arch right?")
 
 
+def test_load_report_a_checkpoint_for_images_of_other_channels() -> None:
+    """A teacher trained on grayscale digits, given colour images: the first convolution's
+    input channels differ, which the shapes alone leave to the user to work out."""
+    grayscale = create_model("resnet8", num_classes=10, in_channels=1).state_dict()
+    with pytest.raises(UserError) as error:
+        load_weights(
+            create_model("resnet8", num_classes=10, in_channels=3),
+            grayscale,
+            source="digits.pt",
+            model_name="resnet8",
+            data_classes=10,
+            arch_field="t.arch",
+        )
+    assert error.value.lines == [
+        "digits.pt: conv1.weight: checkpoint [16, 1, 3, 3] vs model [16, 3, 3, 3] — the "
+        "checkpoint takes 1-channel images, the data has 3: it was trained on another data "
+        "set; give a checkpoint trained on this one"
+    ]
+
+
 def test_load_report_a_head_built_for_other_classes_than_the_data(resnet8_weights) -> None:
     """An entrypoint's kwargs can build a head of another size than the data's classes: the
     message must not call the model's outputs the data's classes."""
