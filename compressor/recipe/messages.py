@@ -61,6 +61,8 @@ def _describe(error: Any) -> str:
         return f"unknown key{hint}"
     if kind == "missing":
         return "required, but missing"
+    if kind == "int_parsing_size":  # pydantic's words: "Unable to parse input string as ..."
+        return f"too large a whole number (got {_shown(error['input'])})"
     if kind in ("model_type", "model_attributes_type"):  # not pydantic's class names
         return f"expected a section of keys, not {yaml_kind(error['input'])}"
     if kind == "union_tag_invalid":

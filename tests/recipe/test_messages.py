@@ -48,6 +48,11 @@ BAD_RECIPES = [
         ["output.name: Input should be a valid string (got 2024; quote it: '2024')"],
     ),
     (
+        "a whole number past 64 bits",
+        merged(train={"batch_size": 1e19}),
+        ["train.batch_size: too large a whole number (got 1e+19)"],
+    ),
+    (
         "unquoted date for a name",
         merged(output={"name": datetime.date(2024, 1, 31)}),
         ["output.name: Input should be a valid string (got 2024-01-31; quote it: '2024-01-31')"],
