@@ -6,7 +6,6 @@ refuses a YAML true/false where a number or a word belongs.
 
 from __future__ import annotations
 
-import math
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
@@ -173,8 +172,10 @@ def _reads_as_number_or_flag(value: Any) -> bool:
     Other text (`epochs: ten`) gets pydantic's own message: no quotes to remove there."""
     if not isinstance(value, str):
         return False
-    text = value.strip()
+    text = value.strip().lower()
     try:
-        return math.isfinite(float(text))
+        float(text)
     except ValueError:
-        return text.lower() in _FLAG_WORDS
+        return text in _FLAG_WORDS
+    # 'inf' and 'nan' read as numbers to Python, as text to YAML (which spells them .inf).
+    return text.lstrip("+-") not in ("inf", "infinity", "nan")
