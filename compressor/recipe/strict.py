@@ -1,7 +1,9 @@
 """The base of every recipe section: a setting the user did not mean is an error, not a guess.
 
 A section refuses unknown keys, so a typo is reported instead of silently ignored, and it
-refuses a YAML true/false where a number or a word belongs.
+refuses a value YAML read as another type than the field's, which pydantic would convert: a
+true/false where a number or a word belongs, a number where only true/false does, and a
+quoted number or flag.
 """
 
 from __future__ import annotations
