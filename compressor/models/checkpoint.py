@@ -318,12 +318,9 @@ def load_weights(
         head = _head_prefix(expected)
         stem = _stem_key(expected)
         for key in mismatched[:_PREVIEW]:
-            if key == stem and _other_channels(state_dict[key], expected[key]):
-                problem = _channels_problem(key, state_dict[key], expected[key])
-            else:
-                problem = _shape_problem(
-                    key, state_dict[key], expected[key], head, data_classes, arch_field
-                )
+            problem = _shape_problem(
+                key, state_dict[key], expected[key], head, stem, data_classes, arch_field
+            )
             lines.append(f"{source}: {problem}")
         if len(mismatched) > _PREVIEW:
             lines.append(f"{source}: ... and {len(mismatched) - _PREVIEW} more shape mismatches")
@@ -395,31 +392,25 @@ def _stem_key(expected: Mapping[str, torch.Tensor]) -> str | None:
     return next((k for k, v in expected.items() if k.endswith(".weight") and v.dim() == 4), None)
 
 
-def _other_channels(got: torch.Tensor, want: torch.Tensor) -> bool:
-    """Only the input channel count differs ([16, 1, 3, 3] against [16, 3, 3, 3])."""
-    same_rest = got.shape[:1] == want.shape[:1] and got.shape[2:] == want.shape[2:]
-    return got.dim() == want.dim() == 4 and same_rest and got.shape[1] != want.shape[1]
-
-
-def _channels_problem(key: str, got: torch.Tensor, want: torch.Tensor) -> str:
-    return (
-        f"{key}: checkpoint {list(got.shape)} vs model {list(want.shape)} — the checkpoint "
-        f"takes {got.shape[1]}-channel images, the data has {want.shape[1]}: it was trained "
-        "on another data set; give a checkpoint trained on this one"
-    )
-
-
 def _shape_problem(
     key: str,
     got: torch.Tensor,
     want: torch.Tensor,
     head: str | None,
+    stem: str | None,
     data_classes: int,
     arch_field: str,
 ) -> str:
-    """The shapes, and for the classifier which count differs: the checkpoint's from the
-    data's, or the model's from the data's (a builder's kwargs can set its outputs)."""
+    """The shapes; for the first convolution, when only its input channels differ, that the
+    checkpoint takes other images; for the classifier which count differs: the checkpoint's
+    from the data's, or the model's from the data's (a builder's kwargs can set its outputs)."""
     text = f"{key}: checkpoint {list(got.shape)} vs model {list(want.shape)}"
+    if key == stem and got.shape[:1] + got.shape[2:] == want.shape[:1] + want.shape[2:]:
+        return (
+            f"{text} — the checkpoint takes {got.shape[1]}-channel images, the data has "
+            f"{want.shape[1]}: it was trained on another data set; give a checkpoint trained "
+            "on this one"
+        )
     in_head = head is not None and key.rsplit(".", 1)[0] == head
     if not (in_head and got.dim() == want.dim() and got.shape[1:] == want.shape[1:]):
         return text
