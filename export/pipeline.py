@@ -50,7 +50,13 @@ from export.results import (
     result_warnings,
     speedups,
 )
-from export.run_inputs import RunInputs, read_run, read_splits, read_teacher
+from export.run_inputs import (
+    RunInputs,
+    check_run_unchanged,
+    read_run,
+    read_splits,
+    read_teacher,
+)
 from export.settings import ExportOptions, export_settings
 from export.staging import staging_folder
 from export.tensorrt_runner import TensorRTRunner, build_engine, tensorrt_missing
@@ -101,6 +107,7 @@ def export_run(
     published = False
     try:
         with staging_folder(inputs.run.export_dir, say) as staging:
+            check_run_unchanged(inputs, report.student_sha256)
             # 2. ONNX files for every model (and their INT8 forms).
             artifacts = {
                 name: _export_model(

@@ -18,6 +18,7 @@ from torch import nn
 
 from compressor.data import Dataset, ImageSet, class_changes, load_dataset, load_test_split
 from compressor.errors import UserError
+from compressor.io import file_sha256
 from compressor.models import (
     create_model,
     load_teacher,
@@ -30,6 +31,7 @@ from compressor.recipe import Recipe
 from compressor.rundir import (
     RunDir,
     check_same_teacher,
+    manifest_record,
     read_completed_run,
     run_command,
     set_aside_file_note,
@@ -46,6 +48,7 @@ class RunInputs:
     recipe_sha256: str
     student: nn.Module
     record: dict[str, Any]  # student.pt without the weights: arch, classes, mean, std, ...
+    manifest: dict[str, Any]  # manifest.json as read: check_run_unchanged compares it
 
     @property
     def image_shape(self) -> tuple[int, ...]:
@@ -95,7 +98,32 @@ def read_run(path: Path | str) -> RunInputs:
     info = {key: value for key, value in record.items() if key != "state_dict"}
     # The hash the run recorded when it started: a recomputed one would change whenever a
     # later compressor adds a recipe field with a default, orphaning older runs.
-    return RunInputs(run, recipe, str(manifest["recipe_sha256"]), student, info)
+    return RunInputs(run, recipe, str(manifest["recipe_sha256"]), student, info, manifest)
+
+
+def check_run_unchanged(inputs: RunInputs, student_sha256: str) -> None:
+    """Called holding export/.lock, which an --overwrite takes to set the run aside: the run is
+    still the one read, so the export about to be written is of what its folder holds.
+
+    The run is read before the lock is taken, so that refused input leaves no export/ behind.
+    An --overwrite in between would move the read run away unhindered, and its export land in
+    the new run's export/, where the gate would take it for the new run's. A run resumed in
+    between rewrites its manifest too.
+    """
+    run = inputs.run
+    if manifest_record(run) == inputs.manifest and _sha256_or_none(run.student) == student_sha256:
+        return
+    raise UserError(
+        f"{run.root}: the run changed while the export read it (trained again with "
+        "--overwrite, or resumed); nothing was exported: export it again once it completes"
+    )
+
+
+def _sha256_or_none(path: Path) -> str | None:
+    try:
+        return file_sha256(path)
+    except OSError:
+        return None
 
 
 def _record_problem(record: dict[str, Any]) -> str | None:

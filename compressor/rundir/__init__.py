@@ -22,6 +22,7 @@ from compressor.rundir.layout import (
     RunDir,
     has_checkpoint,
     holds_run,
+    manifest_record,
     run_dir_for,
     training_command,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "discard_replaced_run",
     "has_checkpoint",
     "holds_run",
+    "manifest_record",
     "mark_stopped",
     "read_completed_run",
     "repair_command",

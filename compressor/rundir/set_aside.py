@@ -125,6 +125,22 @@ def holds_set_aside(run: RunDir) -> bool:
     return found is not None and Path(found["root"]).name == run.root.name
 
 
+def replaced_run(folder: Path) -> RunDir | None:
+    """The run whose --overwrite set `folder` aside, or None when `folder` is no set-aside
+    run. A run put back with the go-back command keeps the marker, but is then named as the
+    run it names, not `<name>.replaced`."""
+    folder = folder.resolve()  # `.` has no name
+    try:
+        text = (folder / SET_ASIDE_MARK).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    found = _MARK_PATTERN.match(text)
+    if found is None:
+        return None
+    run = RunDir(folder.with_name(Path(found["root"]).name))
+    return run if run.set_aside.name == folder.name else None
+
+
 def set_aside_note(run: RunDir) -> str:
     """For messages about an unfinished run: where the run it replaced is, and how to go
     back to it; empty when an --overwrite set none aside."""
@@ -132,7 +148,7 @@ def set_aside_note(run: RunDir) -> str:
         return ""
     return (
         f" (the run it replaced is kept in {run.set_aside} until it completes; to go back: "
-        f"{_go_back_command(run)})"
+        f"{go_back_command(run)})"
     )
 
 
@@ -147,11 +163,12 @@ def set_aside_file_note(path: Path | str) -> str:
         return ""
     return (
         f" ({owner.root} is being replaced by an --overwrite that has not completed; the file "
-        f"it held is kept in {kept}; to go back: {_go_back_command(owner)})"
+        f"it held is kept in {kept}; to go back: {go_back_command(owner)})"
     )
 
 
-def _go_back_command(run: RunDir) -> str:
+def go_back_command(run: RunDir) -> str:
+    """`rm -r RUN && mv RUN.replaced RUN`: the run an --overwrite set aside, put back."""
     root, aside = (shlex.quote(str(path)) for path in (run.root, run.set_aside))
     return f"rm -r {root} && mv {aside} {root}"
 

@@ -27,7 +27,8 @@ from compressor.gate import evaluate_gate
 from compressor.io import file_sha256
 from compressor.models import create_model
 from compressor.recipe import DataConfig
-from export import staging
+from compressor.rundir import RunDir, claim_run_dir
+from export import pipeline, staging
 from export.tensorrt_runner import tensorrt_missing
 from tests.cli_helpers import run_cli, with_recipe
 from tests.disk_full import compress_with_file_size_limit, needs_file_size_limits
@@ -604,6 +605,51 @@ def test_a_second_export_of_one_run_is_refused_while_the_first_runs(
         line = one_error_line(run_cli(capsys, "export", str(run), *QUICK))
     assert "another export of this run is in progress, or a gate is reading it" in line
     assert folder_contents(run / "export") == before
+
+
+def test_a_run_trained_again_while_the_export_read_it_is_not_exported(
+    distilled_run: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An --overwrite that completes after the export has read the run, before it takes the
+    export lock: the old run's export would land in the new run's export/. The new student
+    here is the same file (a deterministic retrain), so the gate's student check would not
+    catch it."""
+    run = copy_run(distilled_run, tmp_path / "retrained", "completed")
+    read_splits = pipeline.read_splits
+
+    def read_splits_while_trained_again(*args: object, **kwargs: object) -> object:
+        claim_run_dir(RunDir(run), resume=False, overwrite=True).release()
+        copy_run(distilled_run, tmp_path / "again", "completed")
+        manifest = json.loads((tmp_path / "again" / "manifest.json").read_text())
+        manifest["started"] = "2026-12-07T00:00:00+00:00"
+        (tmp_path / "again" / "manifest.json").write_text(json.dumps(manifest))
+        shutil.copytree(tmp_path / "again", run, dirs_exist_ok=True)
+        return read_splits(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "read_splits", read_splits_while_trained_again)
+    line = one_error_line(run_cli(capsys, "export", str(run), "--no-teacher", *QUICK))
+    assert f"{run}: the run changed while the export read it (trained again" in line
+    assert "nothing was exported: export it again once it completes" in line
+    assert sorted(p.name for p in (run / "export").iterdir()) == [".lock"]
+
+
+def test_a_run_an_overwrite_set_aside_is_neither_exported_nor_gated(
+    distilled_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It is deleted, export/ and all, the moment the run replacing it completes: an export
+    of it crashed (exit 3), and left an export/ that stopped the next --overwrite."""
+    run = copy_run(distilled_run, tmp_path.resolve() / "run", "completed")
+    claim_run_dir(RunDir(run), resume=False, overwrite=True).release()
+    aside = run.with_name("run.replaced")
+    for command in ("export", "gate"):
+        line = one_error_line(run_cli(capsys, command, str(aside)))
+        assert f"{aside}: the run an --overwrite of {run} set aside, deleted once" in line
+        assert f"go back to it first (rm -r {run} && mv {aside} {run})" in line
+        assert f"or copy it (cp -r {aside} {run.with_name('run-before')}) and use" in line
+    assert not (aside / "export").exists()
 
 
 @pytest.mark.skipif(shutil.which("chattr") is None, reason="needs chattr (e2fsprogs)")

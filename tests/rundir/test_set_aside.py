@@ -18,6 +18,7 @@ from compressor.rundir import (
     set_aside_file_note,
     set_aside_note,
 )
+from compressor.rundir.set_aside import replaced_run
 from tests.rundir.helpers import started_run
 
 
@@ -156,3 +157,20 @@ def test_a_file_of_a_run_being_replaced_is_found_where_it_was_set_aside(tmp_path
     assert set_aside_file_note(run.root / "other.pt") == ""
     assert discard_replaced_run(run)
     assert set_aside_file_note(run.student) == ""
+
+
+def test_a_set_aside_run_is_known_by_its_marker_and_its_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Export and the gate refuse a set-aside run; a copy of it under another name, or the
+    run put back with the go-back command, is the user's to export."""
+    run = started_run(tmp_path.resolve() / "run")
+    assert replaced_run(run.root) is None
+    claim_run_dir(run, resume=False, overwrite=True).release()
+    assert replaced_run(run.set_aside) == run
+    monkeypatch.chdir(run.set_aside)
+    assert replaced_run(Path(".")) == run
+    shutil.copytree(run.set_aside, tmp_path / "run-before")
+    assert replaced_run(tmp_path / "run-before") is None
+    _go_back(run)
+    assert (run.root / ".set-aside").is_file() and replaced_run(run.root) is None
