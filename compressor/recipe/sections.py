@@ -488,13 +488,23 @@ class GateConfig(Strict):
     min_speedup: float | None = Field(None, gt=0.0)
 
 
+# The validator of OutputConfig.name refuses more than the pattern; this says so to editors
+# (their maxLength counts characters, not bytes: a name in another script can pass it and
+# still be refused).
+_RunName = Annotated[
+    str,
+    Field(
+        pattern=_RUN_NAME_PATTERN,
+        json_schema_extra={"not": {"pattern": r"^\.+$"}, "maxLength": MAX_RUN_NAME_BYTES},
+    ),
+]
+
+
 class OutputConfig(Strict):
     dir: OutputPath = Field(
         Path("runs"), description="Parent of run directories, relative to the working directory."
     )
-    name: str | None = Field(
-        None, pattern=_RUN_NAME_PATTERN, description="Run name; default: the recipe file name."
-    )
+    name: _RunName | None = Field(None, description="Run name; default: the recipe file name.")
 
     @field_validator("name")
     @classmethod

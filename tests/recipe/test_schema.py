@@ -69,6 +69,8 @@ def test_the_ready_recipes_pass_the_schema() -> None:
         {"export": {"batch_sizes": [1, 1]}},
         {"data": {"name": "digits", "mean": [], "std": []}},
         {"data": {"name": "digits", "mean": [0.5], "std": [1e-7]}},
+        {"output": {"name": ".."}},
+        {"output": {"name": "a" * 247}},
     ],
     ids=[
         "quoted epochs",
@@ -81,6 +83,8 @@ def test_the_ready_recipes_pass_the_schema() -> None:
         "a batch size twice",
         "no statistics",
         "std too small",
+        "a run named after the runs folder's parent",
+        "a run name too long for --overwrite",
     ],
 )
 def test_what_the_schema_refuses_recipe_validate_refuses(sections: dict) -> None:
