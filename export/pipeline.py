@@ -31,7 +31,6 @@ from torch import nn
 
 import compressor
 from compressor.errors import UserError
-from compressor.io import file_sha256
 from compressor.provenance import export_section_hash
 from compressor.recipe import ExportConfig
 from compressor.recipe.percent import fraction_for_percent
@@ -51,8 +50,10 @@ from export.results import (
     speedups,
 )
 from export.run_inputs import (
+    ModelFile,
     RunInputs,
     check_run_unchanged,
+    model_file,
     read_run,
     read_splits,
     read_teacher,
@@ -82,8 +83,12 @@ def export_run(
     _warn_of_fractions(settings, options, inputs.run.recipe, say)
     with_teacher = options.teacher if options.teacher is not None else bool(inputs.recipe.teacher)
     models: dict[str, nn.Module] = {"student": inputs.student}
+    sources = {"student": inputs.student_file}
     if with_teacher:
         models["teacher"] = read_teacher(inputs)
+        checkpoint = _teacher_checkpoint(inputs)
+        if checkpoint is not None:
+            sources["teacher"] = model_file(checkpoint)
     train_set, test_set = read_splits(inputs, with_train=options.int8)
     subset = inputs.recipe.data.max_train_samples
     int8 = None if train_set is None else _int8_job(settings, train_set, options.tensorrt, subset)
@@ -94,7 +99,7 @@ def export_run(
         run=inputs.run.root,
         recipe_sha256=inputs.recipe_sha256,
         export_section_sha256=export_section_hash(inputs.recipe),
-        student_sha256=file_sha256(inputs.run.student),
+        student_sha256=inputs.student_file.sha256,
         dataset=bench.eval_set.name,
         eval_samples=len(bench.eval_set),
         settings=settings,
@@ -107,7 +112,7 @@ def export_run(
     published = False
     try:
         with staging_folder(inputs.run.export_dir, say) as staging:
-            check_run_unchanged(inputs, report.student_sha256)
+            check_run_unchanged(inputs)
             # 2. ONNX files for every model (and their INT8 forms).
             artifacts = {
                 name: _export_model(
@@ -123,7 +128,9 @@ def export_run(
                 # 3. Per model: the PyTorch reference (computed once), then ONNX Runtime.
                 references: dict[str, np.ndarray] = {}
                 for name, model in models.items():
-                    row, references[name] = _pytorch_reference(name, model, inputs, bench, say)
+                    row, references[name] = _pytorch_reference(
+                        name, model, sources.get(name), bench, say
+                    )
                     report.results.append(row)
                     if options.onnxruntime:
                         report.results.extend(
@@ -180,7 +187,11 @@ def _refuse_missing_tensorrt(gpu: str | None) -> None:
 
 
 def _pytorch_reference(
-    name: str, model: nn.Module, inputs: RunInputs, bench: Bench, say: Callable[[str], None]
+    name: str,
+    model: nn.Module,
+    source: ModelFile | None,
+    bench: Bench,
+    say: Callable[[str], None],
 ) -> tuple[Result, np.ndarray]:
     """The model's PyTorch row and its logits on the test split: the reference every exported
     file of it is compared with. Only after the export: running it changes the weights'
@@ -188,15 +199,14 @@ def _pytorch_reference(
     say(f"{name}: PyTorch reference on {len(bench.eval_set):,} test images")
     runner = TorchRunner(model)
     logits = predict(runner.infer, bench.eval_set, bench.eval_batch)
-    source = inputs.run.student if name == "student" else _teacher_file(inputs)
     row = Result(
         model=name,
         backend=runner.backend,
         precision="fp32",
         device=runner.device,
-        file=bench.display(source),
-        size_bytes=source.stat().st_size if source is not None else None,
-        sha256=file_sha256(source) if source is not None else None,
+        file=bench.display(source.path if source is not None else None),
+        size_bytes=source.size_bytes if source is not None else None,
+        sha256=source.sha256 if source is not None else None,
         accuracy=accuracy(logits, bench.eval_set.labels),
         parity=None,
         latency=bench.latencies(runner.infer),
@@ -389,6 +399,6 @@ def _arch(name: str, inputs: RunInputs) -> str:
     return Path(str(teacher.checkpoint)).name
 
 
-def _teacher_file(inputs: RunInputs) -> Path | None:
+def _teacher_checkpoint(inputs: RunInputs) -> Path | None:
     teacher = inputs.recipe.teacher
     return teacher.checkpoint if teacher is not None and teacher.checkpoint else None

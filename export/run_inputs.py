@@ -41,6 +41,26 @@ from export.validate import EvalSet
 _STUDENT_KEYS = ("arch", "num_classes", "image_shape", "classes", "mean", "std", "state_dict")
 
 
+@dataclass(frozen=True)
+class ModelFile:
+    """A model file as the export read it: the report names what was exported, not what the
+    path holds by the time a row is written (a teacher run trained again meanwhile)."""
+
+    path: Path
+    size_bytes: int
+    sha256: str
+
+
+def model_file(path: Path) -> ModelFile:
+    try:
+        return ModelFile(path, path.stat().st_size, file_sha256(path))
+    except OSError as error:
+        raise UserError(
+            f"{path}: cannot be read ({error.strerror}): moved or removed while the export "
+            "read it; export again"
+        ) from None
+
+
 @dataclass
 class RunInputs:
     run: RunDir
@@ -49,6 +69,7 @@ class RunInputs:
     student: nn.Module
     record: dict[str, Any]  # student.pt without the weights: arch, classes, mean, std, ...
     manifest: dict[str, Any]  # manifest.json as read: check_run_unchanged compares it
+    student_file: ModelFile
 
     @property
     def image_shape(self) -> tuple[int, ...]:
@@ -63,6 +84,7 @@ def read_run(path: Path | str) -> RunInputs:
     """Check the run directory and rebuild its student; UserError names what is missing."""
     run = RunDir(Path(path))
     recipe, manifest = read_completed_run(run)
+    student_file = model_file(run.student)
     command = run_command(run, recipe)
     record = read_checkpoint(
         run.student,
@@ -98,10 +120,12 @@ def read_run(path: Path | str) -> RunInputs:
     info = {key: value for key, value in record.items() if key != "state_dict"}
     # The hash the run recorded when it started: a recomputed one would change whenever a
     # later compressor adds a recipe field with a default, orphaning older runs.
-    return RunInputs(run, recipe, str(manifest["recipe_sha256"]), student, info, manifest)
+    return RunInputs(
+        run, recipe, str(manifest["recipe_sha256"]), student, info, manifest, student_file
+    )
 
 
-def check_run_unchanged(inputs: RunInputs, student_sha256: str) -> None:
+def check_run_unchanged(inputs: RunInputs) -> None:
     """Called holding export/.lock, which an --overwrite takes to set the run aside: the run is
     still the one read, so the export about to be written is of what its folder holds.
 
@@ -111,7 +135,8 @@ def check_run_unchanged(inputs: RunInputs, student_sha256: str) -> None:
     between rewrites its manifest too.
     """
     run = inputs.run
-    if manifest_record(run) == inputs.manifest and _sha256_or_none(run.student) == student_sha256:
+    student = inputs.student_file
+    if manifest_record(run) == inputs.manifest and _sha256_or_none(run.student) == student.sha256:
         return
     raise UserError(
         f"{run.root}: the run changed while the export read it (trained again with "

@@ -26,7 +26,9 @@ def staging_folder(export_dir: Path, say: Callable[[str], None]) -> Iterator[Pat
     should this export fail too, the previous export is a whole one.
     """
     try:
-        export_dir.mkdir(parents=True, exist_ok=True)
+        # Not its parents: a run removed since it was read (the run an --overwrite set aside,
+        # once the new one completes) must not come back as an export/ alone.
+        export_dir.mkdir(exist_ok=True)
         busy = (
             f"{export_dir}: another export of this run is in progress, or a gate is reading it; "
             "wait for it to end"
@@ -35,6 +37,10 @@ def staging_folder(export_dir: Path, say: Callable[[str], None]) -> Iterator[Pat
     except FileExistsError:
         raise UserError(
             f"{export_dir}: is a file, not a folder; move it away and export again"
+        ) from None
+    except FileNotFoundError:
+        raise UserError(
+            f"{export_dir.parent}: removed while the export read it; nothing was exported"
         ) from None
     except OSError as error:
         raise _cannot_write(export_dir, error) from None

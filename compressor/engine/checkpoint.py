@@ -206,13 +206,17 @@ def load_checkpoint(
     path: Path,
     warn: Callable[[str], None],
     fits: Callable[[dict[str, Any]], str | None] = lambda state: None,
+    *,
+    set_aside: bool = True,
 ) -> dict[str, Any]:
     """Load the newest good checkpoint: `path`, else the one it replaced (with a warning).
     Good means it loads and `fits` finds nothing wrong with it (see `mismatch`).
 
     A damaged `path` is set aside as `damaged-<name>` once the previous one has loaded: left
     in place, the next save would rotate it into `previous-<name>` over the good copy, and a
-    second damage would leave nothing to resume from.
+    second damage would leave nothing to resume from. Every process of a multi-process run
+    loads the checkpoint, and only one (`set_aside`) moves it: two renaming one file, the
+    second one found it gone and crashed.
     """
     previous = previous_of(path)
     if not path.exists() and not previous.exists():
@@ -234,7 +238,7 @@ def load_checkpoint(
             "over with --overwrite"
         ) from None
     aside = ""
-    if path.exists():
+    if set_aside and path.exists():
         path.replace(path.with_name(f"damaged-{path.name}"))
         aside = f" ({path.name} set aside as damaged-{path.name})"
     warn(f"{damaged}; resuming from the checkpoint before it, {previous.name}{aside}")

@@ -408,6 +408,7 @@ def _claim(
         context.run.checkpoint,
         warn=context.observer.message,
         fits=lambda loaded: mismatch(loaded, student),
+        set_aside=context.main,
     )
     if context.main:  # again on what was loaded: previous-last.pt, if last.pt was damaged
         check_checkpoint_is_the_runs(context.run, state.get("run_id"))
@@ -551,8 +552,9 @@ def _write_results(
         student_sha256=file_sha256(run.student),
     )
     write_json(run.manifest, completed)
-    if discard_replaced_run(run):
-        context.observer.message(f"removed {run.set_aside}, the run this one replaced")
+    discarded = discard_replaced_run(run)
+    if discarded is not None:
+        context.observer.message(discarded)
 
 
 def result_fields(result: RunResult, dataset: Dataset) -> dict[str, Any]:

@@ -12,12 +12,7 @@ from compressor.io import file_sha256
 from compressor.provenance import trained_recipe_sha256
 from compressor.recipe import Recipe, load_recipe
 from compressor.rundir.layout import RunDir, has_checkpoint, manifest_record, training_command
-from compressor.rundir.set_aside import (
-    go_back_command,
-    replaced_run,
-    set_aside_file_note,
-    set_aside_note,
-)
+from compressor.rundir.set_aside import set_aside_file_note, set_aside_note
 from compressor.rundir.status import is_being_trained
 
 # How a run that no process is training stopped, as manifest.json's status says.
@@ -72,7 +67,6 @@ def read_completed_run(run: RunDir) -> tuple[Recipe, dict[str, Any]]:
         raise UserError(f"{run.root}: a file, not a run directory; {where}")
     if not run.recipe.is_file():
         raise UserError(f"{run.root}: not a run directory (no recipe.yaml in it)")
-    _refuse_set_aside(run)
     recipe = load_recipe(run.recipe, started=True)
     command = run_command(run, recipe)
     # Resumed from its last checkpoint, or started again when it stopped before the first.
@@ -130,21 +124,6 @@ def read_completed_run(run: RunDir) -> tuple[Recipe, dict[str, Any]]:
             f"sha256); put the run's own student.pt back, or repair it with {rebuild}"
         )
     return recipe, record
-
-
-def _refuse_set_aside(run: RunDir) -> None:
-    """A run an --overwrite set aside is deleted the moment the run replacing it completes,
-    export/ and all: an export of it would crash halfway, and leave an export/ behind that
-    stops the next --overwrite."""
-    replacing = replaced_run(run.root)
-    if replacing is None:
-        return
-    copy = shlex.quote(str(run.root.resolve().with_name(f"{replacing.root.name}-before")))
-    raise UserError(
-        f"{run.root}: the run an --overwrite of {replacing.root} set aside, deleted once "
-        f"that run completes; go back to it first ({go_back_command(replacing)}), or copy "
-        f"it (cp -r {shlex.quote(str(run.root))} {copy}) and use the copy"
-    )
 
 
 def check_same_teacher(run: RunDir, recipe: Recipe, weights_sha256: str, *, fix: str) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import shlex
 import shutil
+import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -102,13 +103,41 @@ def _move_aside(run: RunDir, entries: list[Path], *, keep_aside: bool) -> None:
         ) from None
 
 
-def discard_replaced_run(run: RunDir) -> bool:
-    """The new run completed: the one its --overwrite set aside goes. Returns whether there
-    was one."""
+def discard_replaced_run(run: RunDir) -> str | None:
+    """The new run completed: the one its --overwrite set aside goes, unless an export or a
+    gate of it is running (it can be read until now). What was done, for the run's messages;
+    None when there was none.
+
+    Its export lock is held while the folder is moved out of its name, and only then is it
+    deleted: an export that read the run before can then neither write into a folder being
+    deleted (it crashed, and the export/ it made anew stopped the next --overwrite), nor
+    make it again (export/ is made only inside an existing run).
+    """
+    aside = run.set_aside
     if not holds_set_aside(run):
-        return False
-    shutil.rmtree(run.set_aside, ignore_errors=True)
-    return True
+        return None
+    lock = aside / "export" / ".lock"
+    kept = (
+        f"kept {aside}, the run this one replaced: an export or a gate of it is running; "
+        f"remove it once that ends (rm -r {shlex.quote(str(aside))})"
+    )
+    try:
+        held = lock_or_refuse(lock, kept) if lock.exists() else None
+    except UserError:
+        return kept
+    except OSError:  # cannot be locked to find out (read-only): deleting will fail too
+        held = None
+    try:
+        with tempfile.TemporaryDirectory(
+            prefix=f".{aside.name}.", dir=aside.parent, ignore_cleanup_errors=True
+        ) as bin_:
+            aside.rename(Path(bin_) / aside.name)
+    except OSError as error:
+        return f"could not remove {aside}, the run this one replaced ({error.strerror})"
+    finally:
+        if held is not None:
+            held.release()
+    return f"removed {aside}, the run this one replaced"
 
 
 def holds_set_aside(run: RunDir) -> bool:
@@ -125,22 +154,6 @@ def holds_set_aside(run: RunDir) -> bool:
     return found is not None and Path(found["root"]).name == run.root.name
 
 
-def replaced_run(folder: Path) -> RunDir | None:
-    """The run whose --overwrite set `folder` aside, or None when `folder` is no set-aside
-    run. A run put back with the go-back command keeps the marker, but is then named as the
-    run it names, not `<name>.replaced`."""
-    folder = folder.resolve()  # `.` has no name
-    try:
-        text = (folder / SET_ASIDE_MARK).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return None
-    found = _MARK_PATTERN.match(text)
-    if found is None:
-        return None
-    run = RunDir(folder.with_name(Path(found["root"]).name))
-    return run if run.set_aside.name == folder.name else None
-
-
 def set_aside_note(run: RunDir) -> str:
     """For messages about an unfinished run: where the run it replaced is, and how to go
     back to it; empty when an --overwrite set none aside."""
@@ -148,7 +161,7 @@ def set_aside_note(run: RunDir) -> str:
         return ""
     return (
         f" (the run it replaced is kept in {run.set_aside} until it completes; to go back: "
-        f"{go_back_command(run)})"
+        f"{_go_back_command(run)})"
     )
 
 
@@ -163,12 +176,11 @@ def set_aside_file_note(path: Path | str) -> str:
         return ""
     return (
         f" ({owner.root} is being replaced by an --overwrite that has not completed; the file "
-        f"it held is kept in {kept}; to go back: {go_back_command(owner)})"
+        f"it held is kept in {kept}; to go back: {_go_back_command(owner)})"
     )
 
 
-def go_back_command(run: RunDir) -> str:
-    """`rm -r RUN && mv RUN.replaced RUN`: the run an --overwrite set aside, put back."""
+def _go_back_command(run: RunDir) -> str:
     root, aside = (shlex.quote(str(path)) for path in (run.root, run.set_aside))
     return f"rm -r {root} && mv {aside} {root}"
 

@@ -76,6 +76,17 @@ def test_the_good_previous_checkpoint_survives_the_saves_after_a_fallback(
     assert load_checkpoint(two_checkpoints, warn=lambda _: None)["epoch"] == 1
 
 
+def test_only_the_main_process_sets_a_damaged_checkpoint_aside(two_checkpoints: Path) -> None:
+    """Every process of a multi-process run resumes from the same file, whichever of them
+    reads it first."""
+    _truncated(two_checkpoints)
+    assert load_checkpoint(two_checkpoints, warn=lambda _: None, set_aside=False)["epoch"] == 1
+    assert two_checkpoints.exists()  # for the main process to find, and set aside
+    assert load_checkpoint(two_checkpoints, warn=lambda _: None)["epoch"] == 1
+    assert not two_checkpoints.exists()
+    assert load_checkpoint(two_checkpoints, warn=lambda _: None, set_aside=False)["epoch"] == 1
+
+
 @pytest.mark.parametrize("damage", DAMAGE, ids=lambda damage: damage.__name__.strip("_"))
 def test_with_both_checkpoints_damaged_one_line_says_start_over(
     two_checkpoints: Path, damage: Callable[[Path], None]

@@ -27,7 +27,7 @@ from compressor.gate import evaluate_gate
 from compressor.io import file_sha256
 from compressor.models import create_model
 from compressor.recipe import DataConfig
-from compressor.rundir import RunDir, claim_run_dir
+from compressor.rundir import RunDir, claim_run_dir, discard_replaced_run
 from export import pipeline, staging
 from export.tensorrt_runner import tensorrt_missing
 from tests.cli_helpers import run_cli, with_recipe
@@ -636,20 +636,28 @@ def test_a_run_trained_again_while_the_export_read_it_is_not_exported(
     assert sorted(p.name for p in (run / "export").iterdir()) == [".lock"]
 
 
-def test_a_run_an_overwrite_set_aside_is_neither_exported_nor_gated(
-    distilled_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_a_set_aside_run_removed_while_the_export_read_it_is_not_made_again(
+    distilled_run: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """It is deleted, export/ and all, the moment the run replacing it completes: an export
-    of it crashed (exit 3), and left an export/ that stopped the next --overwrite."""
-    run = copy_run(distilled_run, tmp_path.resolve() / "run", "completed")
+    """The run an --overwrite set aside goes when the new run completes. An export of it
+    that had read it crashed (exit 3), and the export/ it made anew stopped the next
+    --overwrite ("in the way")."""
+    run = copy_run(distilled_run, tmp_path / "run", "completed")
     claim_run_dir(RunDir(run), resume=False, overwrite=True).release()
-    aside = run.with_name("run.replaced")
-    for command in ("export", "gate"):
-        line = one_error_line(run_cli(capsys, command, str(aside)))
-        assert f"{aside}: the run an --overwrite of {run} set aside, deleted once" in line
-        assert f"go back to it first (rm -r {run} && mv {aside} {run})" in line
-        assert f"or copy it (cp -r {aside} {run.with_name('run-before')}) and use" in line
-    assert not (aside / "export").exists()
+    aside = tmp_path / "run.replaced"
+    read_splits = pipeline.read_splits
+
+    def read_splits_while_the_new_run_completes(*args: object, **kwargs: object) -> object:
+        assert discard_replaced_run(RunDir(run)) == f"removed {aside}, the run this one replaced"
+        return read_splits(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "read_splits", read_splits_while_the_new_run_completes)
+    line = one_error_line(run_cli(capsys, "export", str(aside), "--no-teacher", *QUICK))
+    assert line == f"error: {aside}: removed while the export read it; nothing was exported"
+    assert sorted(tmp_path.iterdir()) == [run]
 
 
 @pytest.mark.skipif(shutil.which("chattr") is None, reason="needs chattr (e2fsprogs)")

@@ -10,6 +10,7 @@ import pytest
 from filelock import FileLock
 
 from compressor.errors import UserError
+from compressor.io import shared_lock_or_refuse
 from compressor.rundir import (
     RunDir,
     check_run_dir,
@@ -18,7 +19,6 @@ from compressor.rundir import (
     set_aside_file_note,
     set_aside_note,
 )
-from compressor.rundir.set_aside import replaced_run
 from tests.rundir.helpers import started_run
 
 
@@ -159,18 +159,22 @@ def test_a_file_of_a_run_being_replaced_is_found_where_it_was_set_aside(tmp_path
     assert set_aside_file_note(run.student) == ""
 
 
-def test_a_set_aside_run_is_known_by_its_marker_and_its_name(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Export and the gate refuse a set-aside run; a copy of it under another name, or the
-    run put back with the go-back command, is the user's to export."""
-    run = started_run(tmp_path.resolve() / "run")
-    assert replaced_run(run.root) is None
+def test_a_set_aside_run_being_exported_or_gated_is_kept_until_that_ends(tmp_path: Path) -> None:
+    """It can be read until the new run completes; deleting it under an export crashed the
+    export, and the export/ it made anew stopped the next --overwrite."""
+    run = started_run(tmp_path / "run")
     claim_run_dir(run, resume=False, overwrite=True).release()
-    assert replaced_run(run.set_aside) == run
-    monkeypatch.chdir(run.set_aside)
-    assert replaced_run(Path(".")) == run
-    shutil.copytree(run.set_aside, tmp_path / "run-before")
-    assert replaced_run(tmp_path / "run-before") is None
-    _go_back(run)
-    assert (run.root / ".set-aside").is_file() and replaced_run(run.root) is None
+    lock = run.set_aside / "export" / ".lock"
+    lock.parent.mkdir()
+    kept = (
+        f"kept {run.set_aside}, the run this one replaced: an export or a gate of it is "
+        f"running; remove it once that ends (rm -r {run.set_aside})"
+    )
+    with FileLock(lock):  # an export
+        assert discard_replaced_run(run) == kept
+    release = shared_lock_or_refuse(lock, "busy")  # a gate
+    assert discard_replaced_run(run) == kept
+    release()
+    assert (run.set_aside / "checkpoints" / "last.pt").read_bytes() == b"old run"
+    assert discard_replaced_run(run) == f"removed {run.set_aside}, the run this one replaced"
+    assert sorted(tmp_path.iterdir()) == [run.root]  # nothing left of it, nor of its removal
