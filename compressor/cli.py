@@ -340,7 +340,8 @@ def export_command(
         bool,
         typer.Option(
             "--onnx/--no-onnx",
-            help="Validate and time with ONNX Runtime. The ONNX files are always written.",
+            help="Validate and time with ONNX Runtime. The ONNX files are written either way "
+            "(with --student-onnx, that file is the student's).",
         ),
     ] = True,
     trt: Annotated[bool, typer.Option("--trt", help="Also build and validate TensorRT.")] = False,
@@ -386,7 +387,10 @@ def export_command(
     ] = None,
     student_onnx: Annotated[
         Path | None,
-        typer.Option(help="Validate this ONNX file (optimised, quantised) as the student."),
+        typer.Option(
+            help="Validate this ONNX file (optimised, quantised) as the student, instead of "
+            "exporting student.pt (no export/student.onnx is written)."
+        ),
     ] = None,
 ) -> None:
     """Export the run's student (and teacher) to ONNX (+ TensorRT), validate and time them.

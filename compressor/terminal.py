@@ -49,12 +49,13 @@ class _PipeConsole(Console):
         raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
 
 
-# Paths and recipe names may hold brackets, which rich would read as markup: none is used.
+# Paths and recipe names may hold brackets, which rich would read as markup, and `:dog:` or
+# `module:rocket` (an entrypoint), which it would print as emoji: neither is used.
 # soft_wrap: a line is one line whatever the width, so a CI log can be grepped for a result
 # or a warning; a terminal wraps it itself.
-console = _PipeConsole(markup=False, soft_wrap=True, width=_log_width(sys.stdout))
+console = _PipeConsole(markup=False, emoji=False, soft_wrap=True, width=_log_width(sys.stdout))
 error_console = _PipeConsole(
-    stderr=True, markup=False, soft_wrap=True, width=_log_width(sys.stderr)
+    stderr=True, markup=False, emoji=False, soft_wrap=True, width=_log_width(sys.stderr)
 )
 
 

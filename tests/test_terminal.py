@@ -5,6 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
+
+from tests.cli_helpers import run_cli
+from tests.export.helpers import one_error_line
 
 
 def test_a_long_line_stays_one_line_off_a_terminal() -> None:
@@ -39,3 +45,11 @@ def test_a_zero_terminal_width_still_prints_every_line() -> None:
     )
     assert done.stdout == "gate passed\n"
     assert done.stderr == "error: runs/nope: not found\n"
+
+
+def test_text_between_colons_is_printed_as_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """rich read `:dog:` in a file name, or `models:rocket` in an entrypoint, as emoji."""
+    line = one_error_line(run_cli(capsys, "recipe", "validate", str(tmp_path / "exp:dog:1.yaml")))
+    assert line == f"error: {tmp_path / 'exp:dog:1.yaml'}: recipe file not found (check the path)"

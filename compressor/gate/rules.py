@@ -49,13 +49,21 @@ def exported_student(
     row = one_row(export, path, "student", backend, precision)
     if row is not None:
         return row
-    exported = sorted(
-        {r.label for r in export.results if r.model == "student" and r.backend != "pytorch"}
+    rows = sorted(
+        {
+            (r.backend, r.precision)
+            for r in export.results
+            if r.model == "student" and r.backend != "pytorch"
+        }
     )
+    exported = ", ".join(f"{b} {p}" for b, p in rows) or "none"
     where = " on a machine with an NVIDIA GPU and TensorRT" if backend == "tensorrt" else ""
+    # The flags that gate what is there: the export to run would replace a --student-onnx
+    # file (an INT8 one, say) with students exported from student.pt.
+    judged = " or ".join(f"--backend {b} --precision {p}" for b, p in rows)
     raise UserError(
-        f"{path}: no {backend} {precision} student (exported: {', '.join(exported) or 'none'}); "
-        f"run `{again}`{where}, or gate an exported one with --backend/--precision"
+        f"{path}: no {backend} {precision} student (exported: {exported}); "
+        f"run `{again}`{where}" + (f", or gate an exported one with {judged}" if rows else "")
     )
 
 

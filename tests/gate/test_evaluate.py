@@ -1020,7 +1020,10 @@ BAD_INPUTS: list[tuple[str, Callable[[Path], None] | None, list[str], list[str]]
         "precision not exported",
         None,
         ["--precision", "int8"],
-        ["no onnxruntime int8 student (exported: onnxruntime fp32)", "--int8"],
+        [
+            "no onnxruntime int8 student (exported: onnxruntime fp32)",
+            "--int8`, or gate an exported one with --backend onnxruntime --precision fp32",
+        ],
     ),
     (
         "fp16 not exported",
