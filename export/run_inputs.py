@@ -231,6 +231,16 @@ def read_splits(inputs: RunInputs, with_train: bool) -> tuple[EvalSet | None, Ev
             f"than student.pt ({renamed}): the labels would be scored against the wrong "
             "names; give the data the student was trained on (its class folders as they were)"
         )
+    # What the class names miss.
+    recorded = inputs.manifest.get("data_digests")
+    if isinstance(recorded, dict) and recorded.get("test") not in (None, data.test.files_digest):
+        raise UserError(
+            f"{inputs.run.root}: the recipe's test images ({data.name} in "
+            f"{inputs.recipe.data.root}) are not the ones the run was scored on (added, "
+            "removed, renamed, moved to another class or replaced since): the export would "
+            "score the student on other images than its report; give the data the run was "
+            "trained on"
+        )
 
     def normalised_like_student(split: ImageSet) -> EvalSet:
         return EvalSet(

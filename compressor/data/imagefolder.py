@@ -12,6 +12,7 @@ resizes to a square (image_size x image_size), like torchvision's Resize((s, s))
 from __future__ import annotations
 
 import difflib
+import hashlib
 import os
 import unicodedata
 from pathlib import Path
@@ -215,7 +216,8 @@ def read(cfg: DataConfig, with_train: bool = True) -> tuple[ImageSet | None, Ima
     classes = _classes(train_dir) if with_train else _checked_classes(train_dir)
     # List both splits before decoding either, so layout mistakes surface in a second.
     train_listed = _files(train_dir, classes, True) if with_train else None
-    test_listed = _files(_test_dir(root), classes, False)
+    test_dir = _test_dir(root)
+    test_listed = _files(test_dir, classes, False)
     # Image folders are normalised by data.mean/std or ImageNet's, never by statistics taken
     # over the whole split: decode only the images data.max_*_samples keeps (the ones
     # load_dataset would keep), so a quick run on a large folder of photos does not decode
@@ -223,9 +225,9 @@ def read(cfg: DataConfig, with_train: bool = True) -> tuple[ImageSet | None, Ima
     train = (
         None
         if train_listed is None
-        else decode_split(*_kept(*train_listed, cfg.max_train_samples), cfg.image_size)
+        else _decoded(train_dir, *_kept(*train_listed, cfg.max_train_samples), cfg.image_size)
     )
-    test = decode_split(*_kept(*test_listed, cfg.max_test_samples), cfg.image_size)
+    test = _decoded(test_dir, *_kept(*test_listed, cfg.max_test_samples), cfg.image_size)
     if train is None and cfg.image_size is None:
         # Training refuses test images of another size than its own; so does scoring, from
         # the header of the training image the size is taken from.
@@ -233,6 +235,29 @@ def read(cfg: DataConfig, with_train: bool = True) -> tuple[ImageSet | None, Ima
         if test.images.shape[2:] != (height, width):
             raise sizes_differ(cfg.name, (3, height, width), test.images.shape[1:])
     return train, test, classes
+
+
+def _decoded(split_dir: Path, paths: list[Path], labels: list[int], size: int | None) -> ImageSet:
+    split = decode_split(paths, labels, size)
+    split.files_digest = files_digest(split_dir, paths, labels)
+    return split
+
+
+def files_digest(split_dir: Path, paths: list[Path], labels: list[int]) -> str:
+    """sha256 of each file's path under `split_dir`, class and size in bytes: what tells a
+    resumed run, or an export, that the folder holds other images than the run was trained
+    and scored on (added, removed, renamed, moved to another class, or replaced by another
+    image, which is all but never the same size). Sizes, not contents, so that it costs a
+    listing; and not the decoded pixels, so that it reads the same on another machine."""
+    digest = hashlib.sha256()
+    for path, label in zip(paths, labels, strict=True):
+        try:
+            size = path.stat().st_size
+        except OSError:  # gone since it was decoded: a size no file has
+            size = -1
+        name = path.relative_to(split_dir).as_posix()
+        digest.update(f"{label}\t{name}\t{size}\n".encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()
 
 
 def _kept(paths: list[Path], labels: list[int], count: int | None) -> tuple[list[Path], list[int]]:

@@ -133,7 +133,7 @@ def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float,
 def _resized(split: ImageSet, size: int | None) -> ImageSet:
     if size is None or split.images.shape[2:] == (size, size):
         return split
-    return ImageSet(resize_images(split.images, size), split.labels)
+    return ImageSet(resize_images(split.images, size), split.labels, split.files_digest)
 
 
 def _subset(split: ImageSet, count: int | None) -> ImageSet:

@@ -21,10 +21,16 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 @dataclass
 class ImageSet:
-    """One split: uint8 images [N, C, H, W] (CPU, contiguous) and int64 labels [N]."""
+    """One split: uint8 images [N, C, H, W] (CPU, contiguous) and int64 labels [N].
+
+    `files_digest` names the files an image folder's split was read from (imagefolder.py),
+    so that a run resumed, or exported, later can tell it reads the same images; None for a
+    built-in data set, whose files do not change, and for a subset taken after reading.
+    """
 
     images: torch.Tensor
     labels: torch.Tensor
+    files_digest: str | None = None
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.dim() != 4:

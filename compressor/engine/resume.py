@@ -87,11 +87,19 @@ def data_counts(dataset: Dataset) -> dict[str, int]:
     return {"train": len(dataset.train), "test": len(dataset.test)}
 
 
+def data_digests(dataset: Dataset) -> dict[str, str]:
+    """Which files each split of an image folder was read from (ImageSet.files_digest), as
+    every checkpoint and the manifest record them; empty for a built-in data set."""
+    splits = {"train": dataset.train, "test": dataset.test}
+    return {name: s.files_digest for name, s in splits.items() if s.files_digest is not None}
+
+
 def check_same_data(state: dict[str, Any], dataset: Dataset, source: str) -> None:
     """Refuse to resume on other images than the run trained on: an image folder with files
-    added or removed, or a class folder renamed, since reads as the same recipe, and the run
-    would go on with another data set (or with its labels shifted) without a word.
-    (Checkpoints from before the counts or the class names were kept are not checked.)"""
+    added, removed, moved to another class or replaced, or a class folder renamed, since
+    reads as the same recipe, and the run would go on with another data set (or with its
+    labels shifted) without a word. (Checkpoints from before the counts, the class names or
+    the digests were kept are not checked for them.)"""
     saved = state.get("data_counts")
     now = data_counts(dataset)
     changes = []
@@ -105,6 +113,13 @@ def check_same_data(state: dict[str, Any], dataset: Dataset, source: str) -> Non
     if isinstance(saved_classes, list):
         renamed = class_changes(saved_classes, dataset.classes)
         changes += [renamed] if renamed else []
+    saved_digests = state.get("data_digests")
+    if isinstance(saved_digests, dict) and not changes:  # what the counts and names miss
+        changes += [
+            f"{split} images renamed, moved to another class or replaced"
+            for split, digest in data_digests(dataset).items()
+            if saved_digests.get(split) not in (None, digest)
+        ]
     if changes:
         raise UserError(
             f"{source}: the data changed since the run started ({'; '.join(changes)}); resume "

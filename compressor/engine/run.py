@@ -40,6 +40,7 @@ from compressor.engine.resume import (
     check_same_data,
     check_same_recipe,
     data_counts,
+    data_digests,
     drop_metrics_after,
     interrupted_message,
 )
@@ -261,7 +262,7 @@ def _execute(
     run_id = state.get("run_id") if state else None
     run_id = run_id if isinstance(run_id, str) else uuid.uuid4().hex
     counts = process_counts(state, distributed.world_size, recipe.train.epochs)
-    started = _write_start(context, attempt, models.teacher, run_id, counts)
+    started = _write_start(context, attempt, models.teacher, run_id, counts, dataset)
     optimizer = build_optimizer(list(models.student.parameters()), recipe.train.optimizer)
     scaler = torch.amp.GradScaler(setup.device.type, enabled=setup.needs_grad_scaler)
     start_epoch = _restore(context, state, models.student, optimizer, scaler, counts)
@@ -271,6 +272,7 @@ def _execute(
         "run_id": run_id,
         "process_counts": counts,
         "data_counts": data_counts(dataset),
+        "data_digests": data_digests(dataset),
         "data_classes": list(dataset.classes),
     }
     last_eval = train_epochs(context, dataset, models, optimizer, scaler, start_epoch, carried)
@@ -421,9 +423,11 @@ def _write_start(
     teacher: PreparedTeacher | None,
     run_id: str,
     counts: list[dict[str, int]],
+    dataset: Dataset,
 ) -> _Started:
     """recipe.yaml and a "running" manifest: where the run came from, so messages about it
-    can give a command that pastes as is, and which teacher it is distilled from."""
+    can give a command that pastes as is, which teacher it is distilled from, and which
+    files an image folder's splits were read from (export scores on the same test images)."""
     run = context.run
     fields: dict[str, Any] = {
         "recipe_file": str(Path(context.source).resolve()),
@@ -435,6 +439,9 @@ def _write_start(
     }
     if teacher is not None:
         fields["teacher_weights_sha256"] = teacher.weights_sha256
+    digests = data_digests(dataset)
+    if digests:
+        fields["data_digests"] = digests
     started = _Started(now_iso(), fields)
     if context.main:
         write_text(run.recipe, recipe_to_yaml(context.recipe))

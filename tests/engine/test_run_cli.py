@@ -13,9 +13,11 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
+from PIL import Image
 from typer.testing import CliRunner
 
 from compressor.cli import app
@@ -921,6 +923,31 @@ def test_resume_refuses_an_image_folder_whose_files_changed(
         "with the images it started with, or start over with --overwrite\n"
     )
     (root / "train" / "dog" / "added.png").unlink()
+    resumed = run_cli(capsys, "train", str(recipe), "--resume")
+    assert resumed.code == 0, resumed.stderr
+
+
+def test_resume_refuses_an_image_folder_whose_images_moved_or_were_replaced(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Same counts, same class names: an image moved from one class to the other, or
+    replaced by another, used to be resumed on without a word."""
+    root, recipe = _photos_run_stopped_after_epoch_1(tmp_path)
+    refused = (
+        f"error: {recipe}: the data changed since the run started (train images renamed, "
+        "moved to another class or replaced); resume with the images it started with, or "
+        "start over with --overwrite\n"
+    )
+    cat, dog = root / "train" / "cat" / "a.png", root / "train" / "dog" / "a.png"
+    moved = root / "train" / "dog" / "from-cat.png"
+    noise = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    for change, undo in (
+        (lambda: cat.rename(moved), lambda: moved.rename(cat)),
+        (lambda: Image.fromarray(noise).save(dog), lambda: save_image(dog, value=50)),
+    ):
+        change()
+        assert run_cli(capsys, "train", str(recipe), "--resume").stderr == refused
+        undo()
     resumed = run_cli(capsys, "train", str(recipe), "--resume")
     assert resumed.code == 0, resumed.stderr
 

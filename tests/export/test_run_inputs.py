@@ -52,6 +52,29 @@ def test_export_reads_training_images_only_for_int8(
     assert "cannot decode 3 images" in error
 
 
+def test_export_refuses_test_images_changed_since_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An image removed from val/, or moved to another class: the export scored the student
+    on other images than its report, and the gate table showed two accuracies of one
+    student.pt side by side without a word."""
+    root = _trained_on_photos(tmp_path)
+    run = tmp_path / "runs" / "photos"
+    image = root / "val" / "ant" / "c.png"
+    for place in (tmp_path / "c.png", root / "val" / "bee" / "from-ant.png"):
+        image.rename(place)
+        error = one_error_line(run_cli(capsys, "export", str(run), *QUICK))
+        assert error == (
+            f"error: {run}: the recipe's test images (imagefolder in {root}) are not the ones "
+            "the run was scored on (added, removed, renamed, moved to another class or "
+            "replaced since): the export would score the student on other images than its "
+            "report; give the data the run was trained on"
+        )
+        place.rename(image)
+    assert not (run / "export").exists()
+    assert run_cli(capsys, "export", str(run), *QUICK).code == 0
+
+
 def test_export_refuses_data_whose_classes_were_renamed_since_training(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
