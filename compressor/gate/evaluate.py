@@ -198,5 +198,15 @@ def _read_export(
             f"{export_path}: made for another recipe (sha256 {export.recipe_sha256[:12]}; the "
             f"run's recipe: {report.recipe_sha256[:12]}); re-export with `{again}`"
         )
+    # The rules put the run's accuracies beside the export's: of one test split, or nothing.
+    # (An export refuses test images other than the run's where the run recorded its file
+    # lists; this also holds for runs made before it did.)
+    scored, evaluated = report.results.test_samples, export.eval_samples
+    if None not in (scored, evaluated) and scored != evaluated:
+        raise UserError(
+            f"{export_path}: scored the student on {evaluated:,} test images, the run's report "
+            f"on {scored:,}: the test data changed between training and the export; give the "
+            f"data the run was trained on and re-export with `{again}`"
+        )
     _check_same_student(export, export_path, run, again)
     return export, again

@@ -36,6 +36,7 @@ class Score(BaseModel):
 class RunResults(BaseModel):
     student: Score
     teacher: Score | None
+    test_samples: int | None = None  # how many images the accuracies are of
 
 
 class RunReport(Report):
@@ -77,6 +78,7 @@ class ExportRow(BaseModel):
 
 class ExportReport(Report):
     results: list[ExportRow]
+    eval_samples: int | None = None  # how many test images its accuracies are of
     student_sha256: str | None = None  # absent from reports written before it was recorded
     export_section_sha256: str | None = None  # likewise
 

@@ -905,6 +905,12 @@ BAD_INPUTS: list[tuple[str, Callable[[Path], None] | None, list[str], list[str]]
         ["export_report.json: results[1].parity.top1_agreement: Input should be"],
     ),
     (
+        "export scored on another test split",
+        edit_json(EXPORT, lambda d: d.update(eval_samples=d["eval_samples"] - 1)),
+        [],
+        ["test images, the run's report on", "the test data changed between training and"],
+    ),
+    (
         "recipe changed since training",
         edit_yaml("recipe.yaml", lambda d: d["data"].update(max_test_samples=20)),
         [],
