@@ -463,7 +463,11 @@ def _stopped_once_published(report: ExportReport) -> NoReturn:
 @app.command("quickstart", short_help="The whole flow on embedded data, no download.")
 def quickstart_command(
     recipes: Annotated[
-        Path, typer.Option(help="Folder with quickstart-teacher.yaml and quickstart.yaml.")
+        Path,
+        typer.Option(
+            help="Folder with quickstart-teacher.yaml and quickstart.yaml. Default: recipes/ "
+            "where it holds them, else the copies installed with compressor."
+        ),
     ] = Path("recipes"),
     overwrite: Annotated[
         bool,

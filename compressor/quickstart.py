@@ -27,14 +27,24 @@ if TYPE_CHECKING:
     from export import ExportReport
 
 
+# The quickstart's recipes as the package ships them, for an install from a wheel, which has
+# no repository's recipes/ folder (tests check that they are the repository's files).
+SHIPPED_RECIPES = Path(__file__).resolve().parent / "quickstart_recipes"
+_RECIPE_NAMES = ("quickstart-teacher.yaml", "quickstart.yaml")
+
+
 def run_quickstart(recipes: Path, *, overwrite: bool) -> None:
     """The quickstart with the recipes in folder `recipes`; `overwrite`: train both runs again.
-    Ctrl-C says how to continue (or start over), as rerunning the quickstart resumes."""
-    teacher_recipe, student_recipe = (
-        recipes / "quickstart-teacher.yaml",
-        recipes / "quickstart.yaml",
-    )
+    Ctrl-C says how to continue (or start over), as rerunning the quickstart resumes.
+
+    Without --recipes (`recipes/`), a folder holding neither recipe means the shipped ones;
+    a folder holding one of them is a half-copied one, refused as before.
+    """
     given = recipes != Path("recipes")
+    again = QuickstartCommand(recipes)
+    if not given and not any((recipes / name).is_file() for name in _RECIPE_NAMES):
+        recipes = SHIPPED_RECIPES
+    teacher_recipe, student_recipe = (recipes / name for name in _RECIPE_NAMES)
     if given and not recipes.is_dir():
         raise UserError(
             f"--recipes {recipes}: not a folder; name the folder that holds quickstart.yaml "
@@ -48,7 +58,6 @@ def run_quickstart(recipes: Path, *, overwrite: bool) -> None:
                 else "run from the repository root or pass --recipes FOLDER"
             )
             raise UserError(f"{path}: not found; {where}")
-    again = QuickstartCommand(recipes)
     try:
         _run_steps(teacher_recipe, student_recipe, again, overwrite=overwrite)
     except KeyboardInterrupt:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from compressor.quickstart import headline_batch
+from compressor.quickstart import SHIPPED_RECIPES, headline_batch
 from export.latency import NOISY_CV
 from tests.cli_helpers import run_cli
 
@@ -33,9 +33,10 @@ def readme_python(heading: str) -> str:
 def test_quickstart_runs_the_whole_flow(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The README's main job: teacher → AMKD → ONNX export and validation → gate."""
+    """The README's main job: teacher → AMKD → ONNX export and validation → gate. From a
+    folder without recipes/, as after `pip install`: the recipes installed with compressor
+    (the repository's own, test_the_shipped_recipes_are_the_repositorys)."""
     monkeypatch.chdir(tmp_path)
-    shutil.copytree(RECIPES, tmp_path / "recipes")
     result = run_cli(capsys, "quickstart")
     assert result.code == 0, result.stderr
     assert "gate passed" in result.stdout
@@ -72,7 +73,8 @@ def test_quickstart_runs_the_whole_flow(
     predicted, difference = used.stdout.splitlines()
     assert len(ast.literal_eval(predicted)) == 4 and float(difference) < 1e-4
     # Run again, it skips both trainings, reading their figures from the runs, and exports
-    # and gates again.
+    # and gates again; with the repository's recipes/ here, those are the same runs.
+    shutil.copytree(RECIPES, tmp_path / "recipes")
     again = run_cli(capsys, "quickstart")
     assert again.code == 0, again.stderr
     assert "teacher already trained: runs/quickstart-teacher (" in again.stdout
@@ -90,6 +92,12 @@ def test_quickstart_runs_the_whole_flow(
         "error: recipes/quickstart.yaml: not the recipe runs/quickstart was trained with "
         "(train.epochs: 15 → 16); start over with `compress quickstart --overwrite`\n"
     )
+
+
+def test_the_shipped_recipes_are_the_repositorys() -> None:
+    """`compress quickstart` from an installed wheel runs the copies in the package."""
+    for name in ("quickstart-teacher.yaml", "quickstart.yaml"):
+        assert (SHIPPED_RECIPES / name).read_bytes() == (RECIPES / name).read_bytes(), name
 
 
 def _short_quickstart(recipes: Path, **student: dict[str, object]) -> None:
@@ -203,9 +211,15 @@ def test_quickstart_outside_the_repository(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
+    # A recipes/ folder with one of the two: a half-made copy, not the shipped recipes.
+    (tmp_path / "recipes").mkdir()
+    shutil.copy(RECIPES / "quickstart.yaml", tmp_path / "recipes")
     result = run_cli(capsys, "quickstart")
     assert result.code == 2
-    assert "run from the repository root or pass --recipes" in result.stderr
+    assert result.stderr == (
+        "error: recipes/quickstart-teacher.yaml: not found; run from the repository root or "
+        "pass --recipes FOLDER\n"
+    )
     # --recipes given: not "pass --recipes", which it was.
     missing = run_cli(capsys, "quickstart", "--recipes", "nowhere")
     assert missing.code == 2
