@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -77,8 +78,15 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+# What torchrun may start several processes of: each of any other command would do all of
+# its work (an export, a whole quickstart) at once with the others, and they waited on each
+# other for good, or failed with a message that sent the user round again.
+_MULTI_PROCESS = ("train", "distill")
+
+
 @app.callback()
 def _root(
+    context: typer.Context,
     debug: Annotated[
         bool, typer.Option("--debug", help="Show full tracebacks for errors.")
     ] = False,
@@ -88,6 +96,16 @@ def _root(
     ] = False,
 ) -> None:
     debug_mode["enabled"] = debug
+    command = context.invoked_subcommand
+    if command not in (None, *_MULTI_PROCESS) and os.environ.get("WORLD_SIZE", "1") not in (
+        "",
+        "0",
+        "1",
+    ):
+        raise UserError(
+            f"compress {command} runs in one process: run it without torchrun, which starts "
+            f"several for {' and '.join(_MULTI_PROCESS)} only"
+        )
 
 
 @recipe_app.command(

@@ -90,3 +90,23 @@ def test_a_gate_that_crashes_leaves_no_earlier_verdict_in_its_junit_file(
             "the traceback above says where (in compressor, or in code the recipe runs)"
         )
     )
+
+
+@pytest.mark.parametrize("local_rank", ["0", "1"])
+def test_a_command_of_one_process_is_refused_under_torchrun(
+    local_rank: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`torchrun -m compressor quickstart` hung for good: both processes trained the teacher,
+    then waited on each other; an export under torchrun failed with a message that said to
+    run it again. The first process of the machine says why; the others end with it."""
+    for name, value in {"WORLD_SIZE": "2", "RANK": local_rank, "LOCAL_RANK": local_rank}.items():
+        monkeypatch.setenv(name, value)
+    for command in (["quickstart"], ["export", "runs/quickstart"], ["recipe", "schema"]):
+        result = run_cli(capsys, *command)
+        assert result.code == 2 and result.stdout == ""
+        said = (
+            f"error: compress {command[0]} runs in one process: run it without torchrun, "
+            "which starts several for train and distill only\n"
+        )
+        assert result.stderr == (said if local_rank == "0" else "")
+    assert run_cli(capsys, "--version").code == 0
