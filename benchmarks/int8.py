@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/int8.py RUN [--threads 1] [--repeats 5] [--write-docs]
 
-First `compress export RUN --int8` runs for real (`export_run`): it writes the fp32 and INT8
+First `compress export RUN --int8` runs for real (`export_run`), on a copy of the run in a
+temporary folder, so that the run's own export stays as it is: it writes the fp32 and INT8
 ONNX files and scores each on the run's full test set (accuracy, top-1 agreement with PyTorch
 fp32). Its latencies are single measurements taken one model after another; this script then
 re-times the four files (student/teacher × fp32/INT8) interleaved, `--repeats` rounds of
@@ -19,8 +20,10 @@ import argparse
 import json
 import platform
 import shlex
+import shutil
 import statistics
 import sys
+import tempfile
 from pathlib import Path
 
 import onnxruntime as ort
@@ -28,6 +31,7 @@ from arguments import count
 from docs_section import replace_section, wrap
 
 from compressor.errors import UserError
+from compressor.rundir import RunDir, read_completed_run
 from export import ExportOptions, export_run
 from export.latency import measure_latency
 from export.onnxruntime_runner import OnnxRuntimeRunner
@@ -177,7 +181,8 @@ def section(
         f"interleaved: median of {args.repeats} rounds' p50 of {args.runs} calls. Run "
         f"`{report['run']}`: {record.record['arch']} {origin} with "
         f"`{recipe.method.name}` for {recipe.train.epochs} epochs; {platform.machine()}, "
-        f"onnxruntime {ort.__version__}, intra-op threads: {threads}."
+        f"onnxruntime {ort.__version__}, intra-op threads: {threads}. The export runs on a "
+        "copy of the run in a temporary folder: the run's own export stays as it is."
         + (
             " `int8 s8s8` is the same model with symmetric int8 activations, the form TensorRT "
             "needs (`export.int8.activations: int8`, chosen by `auto` with `--trt`)."
@@ -202,13 +207,30 @@ def main(argv: list[str] | None = None) -> int:
         warmup_runs=args.warmup,
         timed_runs=args.runs,
     )
-    try:
-        result = export_run(args.run, options, log=print)
-    except UserError as error:
-        print("\n".join(f"error: {line}" for line in error.lines), file=sys.stderr)
-        return 2
-    report = json.loads(result.files["json"].read_text(encoding="utf-8"))
-    inputs = read_run(args.run)
+    with tempfile.TemporaryDirectory(prefix="int8-bench-") as scratch:
+        try:
+            run = scratch_copy(args.run, Path(scratch))
+            result = export_run(run, options, log=print)
+        except UserError as error:
+            print("\n".join(f"error: {line}" for line in error.lines), file=sys.stderr)
+            return 2
+        return measure(args, argv, run, result.files["json"])
+
+
+def scratch_copy(run: Path, into: Path) -> Path:
+    """The run, without its export and checkpoints, copied into `into`: the export this script
+    makes (INT8 only, and S8S8 files beside it) would otherwise replace the run's own, and
+    remove what that one made and this does not (an fp16 student)."""
+    read_completed_run(RunDir(run))  # refused here, before anything is copied
+    copy = into / run.resolve().name
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("export", "checkpoints"))
+    return copy
+
+
+def measure(args: argparse.Namespace, argv: list[str], run: Path, report_file: Path) -> int:
+    """Re-time the exported files (and the S8S8 ones, --symmetric); print, --write-docs."""
+    report = json.loads(report_file.read_text(encoding="utf-8"))
+    inputs = read_run(run)
     # Read once: the S8S8 rows (calibrated on the training split) and the re-timing need them.
     train, test = read_splits(inputs, with_train=args.symmetric)
     results = [r for r in report["results"] if r["backend"] == "onnxruntime"]
@@ -217,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     order = {precision: index for index, precision in enumerate(PRECISIONS)}
     results.sort(key=lambda r: (r["model"] != "student", order[r["precision"]]))
     rows = {(r["model"], r["precision"]): r for r in results}
-    files = {key: args.run / row["file"] for key, row in rows.items()}
+    files = {key: run / row["file"] for key, row in rows.items()}
     p50 = median_p50s(files, args, test)
     text = section(args, argv, report, inputs, rows, p50)
     print("\n" + text)

@@ -441,7 +441,8 @@ def _report(
         f"{student} `{BANK}` is AMKD with `bank_epochs` > 1 timed on reuse epochs: an untimed "
         "refresh pass over the timed batches banks their boundary samples first. "
         "`--write-docs` replaces this section; `--torchdistill` adds the comparison below "
-        "(its own venv in `benchmarks/.venv-torchdistill`).",
+        "(its own venv in `benchmarks/.venv-torchdistill`, made on first use: pip installs "
+        "torchdistill and a torch of its own there, about 6 GB).",
         "",
         f"Measured on {platform.machine()}, {threads} torch thread(s), device "
         f"{methods['kd'].device}, torch {torch.__version__}, Python {platform.python_version()}:",
