@@ -84,6 +84,11 @@ def _version(value: bool) -> None:
 _MULTI_PROCESS = ("train", "distill")
 
 
+def under_torchrun() -> bool:
+    """Is this one of several processes torchrun started (WORLD_SIZE > 1)?"""
+    return os.environ.get("WORLD_SIZE", "1") not in ("", "0", "1")
+
+
 @app.callback()
 def _root(
     context: typer.Context,
@@ -97,11 +102,7 @@ def _root(
 ) -> None:
     debug_mode["enabled"] = debug
     command = context.invoked_subcommand
-    if command not in (None, *_MULTI_PROCESS) and os.environ.get("WORLD_SIZE", "1") not in (
-        "",
-        "0",
-        "1",
-    ):
+    if command not in (None, *_MULTI_PROCESS) and under_torchrun():
         raise UserError(
             f"compress {command} runs in one process: run it without torchrun, which starts "
             f"several for {' and '.join(_MULTI_PROCESS)} only"

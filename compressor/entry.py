@@ -21,7 +21,7 @@ from typing import NoReturn
 
 import typer
 
-from compressor.cli import app, debug_mode, record_gate_error
+from compressor.cli import app, debug_mode, record_gate_error, under_torchrun
 from compressor.errors import DEBUG_HINT, OnlyHere, SaidElsewhere, UserError
 from compressor.interrupt import stop
 from compressor.terminal import error_console
@@ -78,7 +78,7 @@ def _another_process_says_it(error: UserError) -> bool:
     """Under torchrun every process of a machine reads the same recipe and files and hits the
     same refusal at once: LOCAL_RANK 0 prints it. A refusal one process alone hit is raised
     as OnlyHere (Distributed.together) and printed where it happened."""
-    if isinstance(error, OnlyHere) or os.environ.get("WORLD_SIZE", "1") in ("", "0", "1"):
+    if isinstance(error, OnlyHere) or not under_torchrun():
         return False
     return os.environ.get("LOCAL_RANK", "0") not in ("", "0")
 
