@@ -54,6 +54,7 @@ from compressor.engine.teacher import (
     teacher_source,
 )
 from compressor.errors import UserError
+from compressor.interrupt import interrupts_ignored
 from compressor.io import WriteFailed, file_sha256, save_torch, write_json, write_text
 from compressor.methods import build_method, training_module
 from compressor.methods.boundary import normalized_bounds
@@ -184,22 +185,24 @@ def run_training(
             raise
         except Exception as error:
             # A crash (user code): the manifest says the run ended, and how to resume it is
-            # printed, before the traceback.
-            started = distributed.is_main and mark_stopped(run, attempt.token, status="failed")
-            if started or (distributed.is_main and attempt.claimed):
-                observer.message(
-                    interrupted_message(
-                        run, source, distill, distributed.enabled, "failed", continue_with
+            # printed, before the traceback. Whole: torchrun's SIGTERM, when another process
+            # died, came between the two and left the run failed with nothing said.
+            with interrupts_ignored():
+                started = distributed.is_main and mark_stopped(run, attempt.token, status="failed")
+                if started or (distributed.is_main and attempt.claimed):
+                    observer.message(
+                        interrupted_message(
+                            run, source, distill, distributed.enabled, "failed", continue_with
+                        )
                     )
-                )
-            lost = lost_process(error) if distributed.enabled else None
-            if lost is not None:  # not a bug here: another process died (killed, out of memory)
-                raise UserError(
-                    f"process {distributed.rank} stopped: another process of the run ended "
-                    f"without a word ({lost}): killed, out of memory, or its machine went down; "
-                    "see its log"
-                ) from None
-            raise
+                lost = lost_process(error) if distributed.enabled else None
+                if lost is not None:  # not a bug: another process died (killed, out of memory)
+                    raise UserError(
+                        f"process {distributed.rank} stopped: another process of the run ended "
+                        f"without a word ({lost}): killed, out of memory, or its machine went "
+                        "down; see its log"
+                    ) from None
+                raise
         finally:
             distributed.close()
 
