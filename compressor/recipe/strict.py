@@ -169,11 +169,9 @@ class _Quoted:
 _FLAG_WORDS = frozenset({"true", "false", "yes", "no", "on", "off", "t", "f", "y", "n"})
 
 
-def _reads_as_number_or_flag(value: Any) -> bool:
+def _reads_as_number_or_flag(value: str) -> bool:
     """Is it text pydantic would convert to a number or a flag (`'3'`, `'1e-3'`, `'yes'`)?
     Other text (`epochs: ten`) gets pydantic's own message: no quotes to remove there."""
-    if not isinstance(value, str):
-        return False
     text = value.strip().lower()
     try:
         float(text)
