@@ -43,6 +43,10 @@ def main() -> None:
     """
     _open_closed_streams()
     _tolerate_narrow_encodings()
+    ctrl_c = signal.getsignal(signal.SIGINT)
+    remember_ctrl_c = ctrl_c is signal.default_int_handler  # not where it is ignored (a `&` job)
+    if remember_ctrl_c:
+        signal.signal(signal.SIGINT, _stop_as_ctrl_c)
     try:
         _main()
     except SystemExit as exit_:
@@ -54,6 +58,9 @@ def main() -> None:
         raise
     except BrokenPipeError:  # from this function's own output: an error line, click's help
         _exit_on_closed_pipe()
+    finally:
+        if remember_ctrl_c:  # as it was, for a caller that runs main() in its own process
+            signal.signal(signal.SIGINT, ctrl_c)
 
 
 # Characters the messages and tables use that a legacy code page lacks.
@@ -175,7 +182,9 @@ _BROKEN_PIPE_EXIT = 141  # 128 + SIGPIPE (13); Windows has no signal.SIGPIPE to 
 
 
 def _stop_as_ctrl_c(signum: int, frame: object) -> None:
-    """SIGTERM takes Ctrl-C's path (KeyboardInterrupt), remembered so the exit code says which."""
+    """Ctrl-C, and SIGTERM taking its path: KeyboardInterrupt, with the signal remembered, so
+    that the exit code says which, and so that an error a library made of the interrupt
+    (torch's exporter wraps it in its own) is still known as a stop (export/onnx_export.py)."""
     stop.signal = signum
     if not stop.ending:
         raise KeyboardInterrupt

@@ -2,9 +2,9 @@
 the steps a stop must not cut in two.
 
 The commands that print where they stopped and how to go on set `stop.said`;
-compressor/entry.py sets `stop.signal` from its SIGTERM handler, and reads both when the
-command has ended: to print the one line nobody printed yet, and to tell Ctrl-C's exit code
-from SIGTERM's. `interrupts_deferred` (a checkpoint write: act on the stop after it) and
+compressor/entry.py sets `stop.signal` from its SIGINT and SIGTERM handler, and reads both
+when the command has ended: to print the one line nobody printed yet, and to tell Ctrl-C's exit
+code from SIGTERM's. `interrupts_deferred` (a checkpoint write: act on the stop after it) and
 `interrupts_ignored` (a publish: the command ends in moments anyway) hold them off.
 """
 
@@ -25,7 +25,7 @@ _STOP_SIGNALS = (signals.SIGINT, signals.SIGTERM)
 class Stop:
     """How the command now running was stopped by a signal, if it was."""
 
-    signal: int | None = None  # SIGTERM when it took Ctrl-C's path
+    signal: int | None = None  # SIGINT or SIGTERM, once one arrived
     said: bool = False  # the command printed where it stopped and how to go on
     # Its exit code is decided and the process is ending: a SIGTERM now (torchrun stopping
     # the other workers of a failed run) has nothing left to stop, and raised in an atexit

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from compressor.errors import UserError, short_reason
+from compressor.interrupt import stop
 from compressor.io import write_bytes
 from export.onnx_inspect import onnx_opset
 
@@ -73,6 +74,8 @@ def export_onnx(
     try:
         proto = _export(model, example, opset)
     except Exception as error:
+        if stop.signal is not None:  # a Ctrl-C that torch's exporter made an error of its own
+            raise KeyboardInterrupt from error
         scripted = isinstance(model, torch.jit.ScriptModule)  # its exporter writes opset 7+
         if not scripted and opset < EXPORTER_OPSET and _exports_at(model, example, EXPORTER_OPSET):
             # torch < 2.9 fails inside the exporter, not in the down-conversion afterwards.

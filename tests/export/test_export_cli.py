@@ -28,7 +28,7 @@ from compressor.io import file_sha256
 from compressor.models import create_model
 from compressor.recipe import DataConfig
 from compressor.rundir import RunDir, claim_run_dir, discard_replaced_run
-from export import pipeline, staging
+from export import onnx_export, pipeline, staging
 from export.tensorrt_runner import tensorrt_missing
 from tests.cli_helpers import run_cli, with_recipe
 from tests.disk_full import compress_with_file_size_limit, needs_file_size_limits
@@ -421,6 +421,34 @@ def test_ctrl_c_keeps_the_previous_export_and_says_how_to_finish(
     )
     assert "Traceback" not in stderr.decode()
     assert folder_contents(run / "export") == before
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGINT"), reason="needs POSIX signals")
+def test_a_ctrl_c_that_torchs_exporter_wraps_in_its_own_error_is_still_a_stop(
+    distilled_run: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """torch.onnx.export catches a KeyboardInterrupt that lands inside it and raises an error
+    of its own (TorchExportError, or an AttributeError of a half-imported torch._dynamo): that
+    is the user's Ctrl-C (exit 130, how to finish), not "cannot export this model" (exit 2)."""
+    run = exported_copy(distilled_run, tmp_path / "wrapped")
+    before = folder_contents(run / "export")
+
+    def exporter_wrapping_ctrl_c(*args: object) -> None:
+        try:
+            signal.raise_signal(signal.SIGINT)
+        except KeyboardInterrupt as interrupt:
+            raise RuntimeError("the exporter's own error") from interrupt
+
+    monkeypatch.setattr(onnx_export, "_export", exporter_wrapping_ctrl_c)
+    result = run_cli(capsys, "export", str(run), *QUICK)
+    assert result.code == 130, result.stderr
+    assert f"export interrupted: run `compress export {run}" in result.stdout
+    assert "cannot export" not in result.stdout + result.stderr
+    assert folder_contents(run / "export") == before
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_a_narrow_terminal_shows_every_figure_of_the_export_and_the_gate(
