@@ -314,9 +314,12 @@ def gate_command(
             with contextlib.suppress(UserError):
                 record_gate_error(UserError(f"the gate crashed: {crash!r}"), junit, suite)
         raise
+    if junit is not None:
+        # Before the table: output cut short (a closed pipe, a Ctrl-C while it prints) must
+        # not leave an earlier verdict in the file that CI shows.
+        write_junit(result, junit)
     print_gate(result)
     if junit is not None:
-        write_junit(result, junit)
         console.print(f"wrote {junit}", highlight=False)
     if not result.passed:
         raise typer.Exit(1)

@@ -655,6 +655,26 @@ def test_junit_file_records_a_gate_that_could_not_run(
     assert error.get("message", "") in result.stderr
 
 
+def test_junit_file_holds_the_verdict_when_the_output_is_cut_short(
+    kd_run: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """`compress gate RUN --junit gate.xml | head -1`: the reader gone before the verdict table
+    is printed. The file must hold this gate's failure, not an earlier pass that CI would show."""
+    junit = tmp_path / "gate.xml"
+    assert run_cli(capsys, "gate", str(kd_run), "--junit", str(junit)).code == 0
+    reader, writer = os.pipe()
+    os.close(reader)
+    command = [sys.executable, "-m", "compressor", "gate", str(kd_run), "--junit", str(junit)]
+    process = subprocess.Popen([*command, "--min-speedup", "1000"], stdout=writer, text=True)
+    os.close(writer)
+    process.communicate(timeout=120)
+    assert process.returncode == 141
+    root = ET.parse(junit).getroot()
+    assert (root.get("tests"), root.get("failures"), root.get("errors")) == ("4", "1", "0")
+    failure = root.find("testsuite/testcase[@name='speedup']/failure")
+    assert failure is not None
+
+
 def test_junit_file_records_a_mistyped_command_line(
     kd_run: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
