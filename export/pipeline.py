@@ -105,6 +105,9 @@ def export_run(
         settings=settings,
         host={"cpu": platform.processor() or platform.machine(), "gpu": gpu},
         int8=None if int8 is None else int8.settings,
+        student_onnx=None
+        if given is None
+        else {"file": bench.display(given.path), "precision": given.precision},
     )
 
     # 2–5 in a staging folder inside export/: the previous export stays whole until this one

@@ -67,6 +67,9 @@ class ExportReport:
     # The model files this export wrote into export/ (not a --student-onnx file): the next
     # export removes those it does not write again, and only those.
     onnx_files: list[str] = field(default_factory=list)
+    # The --student-onnx file ({"file", "precision"}; file as the rows name files), or None:
+    # the gate's re-export hints must give it again, or they would measure student.pt instead.
+    student_onnx: dict[str, str | None] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -91,6 +94,7 @@ class ExportReport:
             "warnings": self.warnings,
             "problems": self.problems,
             "onnx_files": self.onnx_files,
+            "student_onnx": self.student_onnx,
         }
 
 

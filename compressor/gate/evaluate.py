@@ -19,6 +19,7 @@ from compressor.gate.rules import (
     export_command,
     export_flags,
     exported_student,
+    reexport_flags,
     speedup_rule,
     student_rule,
 )
@@ -141,7 +142,7 @@ def evaluate_gate(
     with _no_export_writing(run):
         export_path = run.export_dir / REPORT_JSON
         export, again = _read_export(run, export_path, recipe, report, backend, precision)
-        student = exported_student(export, export_path, again, backend, precision)
+        student = exported_student(export, export_path, run.root, again, backend, precision)
         reference = one_row(export, export_path, "student", "pytorch", "fp32")
         if reference is None:
             raise UserError(
@@ -184,7 +185,7 @@ def _read_export(
     export = read_report(
         export_path, ExportReport, "the export report", f"export the run with `{again}`"
     )
-    again = export_command(run.root, *export_flags(backend, precision, export.results))
+    again = export_command(run.root, *reexport_flags(export, run.root, backend, precision))
     # The export section first: edited through --resume, it changes the recipe's hash too,
     # and "other export settings" says what changed.
     section = export_section_hash(recipe)

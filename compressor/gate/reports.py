@@ -76,8 +76,16 @@ class ExportRow(BaseModel):
         return f"{self.backend} {self.precision}"
 
 
+class GivenStudent(BaseModel):
+    """The file `compress export --student-onnx` measured as the student."""
+
+    file: str  # relative to the run directory, or absolute
+    precision: str
+
+
 class ExportReport(Report):
     results: list[ExportRow]
+    student_onnx: GivenStudent | None = None  # absent from reports written before it was kept
     eval_samples: int | None = None  # how many test images its accuracies are of
     student_sha256: str | None = None  # absent from reports written before it was recorded
     export_section_sha256: str | None = None  # likewise

@@ -42,8 +42,22 @@ def export_flags(backend: str, precision: str, exported: Iterable[ExportRow] = (
     return [flag for flag in _FLAG_OF.values() if flag in wanted]
 
 
+def reexport_flags(export: ExportReport, run: Path, backend: str, precision: str) -> list[str]:
+    """export_flags for the export that makes `export` anew: with the --student-onnx file it
+    measured given again, or the re-export would measure a student exported from student.pt
+    in its place. The given file's own precision takes no flag (`--int8` with an INT8 file is
+    refused: it quantises an fp32 one)."""
+    flags = export_flags(backend, precision, export.results)
+    given = export.student_onnx
+    if given is None:
+        return flags
+    own = _FLAG_OF.get(given.precision)
+    path = Path(given.file) if Path(given.file).is_absolute() else run / given.file
+    return [flag for flag in flags if flag != own] + ["--student-onnx", str(path)]
+
+
 def exported_student(
-    export: ExportReport, path: Path, again: str, backend: str, precision: str
+    export: ExportReport, path: Path, run: Path, again: str, backend: str, precision: str
 ) -> ExportRow:
     """The judged student's row; without one, the export to run (`again`) that makes it."""
     row = one_row(export, path, "student", backend, precision)
@@ -58,6 +72,12 @@ def exported_student(
     )
     exported = ", ".join(f"{b} {p}" for b, p in rows) or "none"
     where = " on a machine with an NVIDIA GPU and TensorRT" if backend == "tensorrt" else ""
+    given = export.student_onnx
+    if given is not None and precision == "fp32" and given.precision != "fp32":
+        # No export of the given file makes an fp32 student: only one of student.pt does.
+        mine = [r for r in export.results if r.model != "student" or r.file != given.file]
+        again = export_command(run, *export_flags(backend, precision, mine))
+        where += f" (it exports the run's student.pt in place of --student-onnx {given.file})"
     # The flags that gate what is there: the export to run would replace a --student-onnx
     # file (an INT8 one, say) with students exported from student.pt.
     judged = " or ".join(f"--backend {b} --precision {p}" for b, p in rows)

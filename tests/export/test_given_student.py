@@ -3,6 +3,7 @@ place of the exported one, and what is refused before any work."""
 
 from __future__ import annotations
 
+import shlex
 import shutil
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from onnxruntime.quantization import QuantType, quantize_dynamic
 from packaging.version import Version
 
 from compressor.errors import UserError
+from compressor.io import file_sha256
 from compressor.models import create_model
 from export.onnx_export import check_classifier_io
 from tests.cli_helpers import run_cli
@@ -198,3 +200,36 @@ def test_logits_of_the_wrong_size_from_open_sizes_are_refused_once_run(
         f"error: {given}: returns logits of shape [1, 5] for 1 images of [1, 8, 8]; expected "
         "[1, 10], one per class"
     )
+
+
+def test_the_gates_re_export_hints_give_the_student_onnx_file_again(
+    exported_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After `--student-onnx FILE`, a re-export without the flag would measure student.pt's
+    export in the file's place: the gate's hints give the file again, and its own precision
+    takes no flag (`--fp16` with an fp16 file is refused); where only student.pt's export
+    makes the student asked for, the hint says it replaces the file."""
+    run = copy_run(exported_run, tmp_path / "given", "completed")
+    given = tmp_path / "mine.fp16.onnx"
+    shutil.copyfile(exported_run / "export" / "student.fp16.onnx", given)
+    flags = ["--no-teacher", *QUICK]
+    assert run_cli(capsys, "export", str(run), "--student-onnx", str(given), *flags).code == 0
+    assert report_of(run)["student_onnx"] == {"file": str(given.resolve()), "precision": "fp16"}
+
+    line = one_error_line(run_cli(capsys, "gate", str(run)))
+    assert line.endswith(
+        f"no onnxruntime fp32 student (exported: onnxruntime fp16); run `compress export {run}` "
+        f"(it exports the run's student.pt in place of --student-onnx {given.resolve()}), or "
+        "gate an exported one with --backend onnxruntime --precision fp16"
+    )
+
+    proto = onnx.load(given)
+    proto.doc_string = "optimised again"
+    onnx.save(proto, given)
+    line = one_error_line(run_cli(capsys, "gate", str(run), "--precision", "fp16"))
+    again = f"compress export {run} --student-onnx {given.resolve()}"
+    assert line.endswith(f"re-export with `{again}`")
+    assert run_cli(capsys, *shlex.split(again)[1:], *flags).code == 0
+    fp16 = rows_of(report_of(run))["student", "onnxruntime", "fp16"]
+    assert fp16["sha256"] == file_sha256(given)
+    assert run_cli(capsys, "gate", str(run), "--precision", "fp16").code in (0, 1)
