@@ -305,16 +305,21 @@ def load_weights(
     }
     if missing or unexpected or mismatched or unusable:
         lines = []
-        if missing:
-            lines.append(
-                f"{source}: {len(missing)} weights of {model_name} are missing from the "
-                f"checkpoint: {_preview(missing)}"
-            )
-        if unexpected:
-            lines.append(
-                f"{source}: {len(unexpected)} checkpoint weights do not exist in {model_name}: "
-                f"{_preview(unexpected)}"
-            )
+        if missing or unexpected:
+            # One problem, the layout (most often the wrong architecture): one line, with it.
+            layout = []
+            if missing:
+                layout.append(
+                    f"{len(missing)} weights of {model_name} are missing from the checkpoint: "
+                    f"{_preview(missing)}"
+                )
+            if unexpected:
+                layout.append(
+                    f"{len(unexpected)} checkpoint weights do not exist in {model_name}: "
+                    f"{_preview(unexpected)}"
+                )
+            hint = _arch_hint(model_name, arch_field, expected, state_dict)
+            lines.append(f"{source}: {'; '.join(layout)}; {hint}")
         head = _head_prefix(expected)
         stem = _stem_key(expected)
         for key in mismatched[:_PREVIEW]:
@@ -331,8 +336,6 @@ def load_weights(
                 f"{source}: {first} is {problem}{more}; weights are dense floating-point "
                 "tensors: save the float model's state_dict(), before any quantisation"
             )
-        if missing or unexpected:
-            lines.append(_arch_hint(source, model_name, arch_field, expected, state_dict))
         raise UserError(*lines)
     complete: OrderedDict[str, torch.Tensor] = OrderedDict(state_dict)
     metadata = getattr(state_dict, "_metadata", None)
@@ -424,7 +427,6 @@ def _shape_problem(
 
 
 def _arch_hint(
-    source: str,
     model_name: str,
     arch_field: str,
     expected: Mapping[str, torch.Tensor],
@@ -443,7 +445,7 @@ def _arch_hint(
     if fits:
         parts.append(f"the checkpoint fits {', '.join(fits)}")
     detail = "; ".join(parts) if parts else "the layer names differ"
-    return f"{source}: is {arch_field} right? {detail}"
+    return f"is {arch_field} right? {detail}"
 
 
 def _block_ranges(state_dict: Mapping[str, torch.Tensor]) -> dict[str, int]:
