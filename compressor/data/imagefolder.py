@@ -129,9 +129,12 @@ def num_classes(cfg: DataConfig) -> int:
     root = require_root(cfg)
     classes = _checked_classes(_train_dir(root))
     test_dir = _test_dir(root)
-    for folder in _split_classes(test_dir):
+    folders = _split_classes(test_dir)
+    for folder in folders:
         if folder.name not in classes:
             raise _not_a_training_class(folder, classes)
+    if not any(has_images(folder) for folder in folders):  # stops at the first image found
+        raise _no_held_out_images(test_dir)
     return len(classes)
 
 
@@ -187,6 +190,14 @@ def _no_images(folder: Path) -> UserError:
     return UserError(f"{folder} has no images ({', '.join(IMAGE_SUFFIXES)})")
 
 
+def _no_held_out_images(split_dir: Path) -> UserError:
+    """Training requires an image in every class folder, so only a held-out split gets here."""
+    return UserError(
+        f"{split_dir} has no images in class folders ({', '.join(IMAGE_SUFFIXES)}); put the "
+        f"held-out images in {split_dir.name}/<class>/"
+    )
+
+
 def _files(split_dir: Path, classes: list[str], require_all: bool) -> tuple[list[Path], list[int]]:
     label_of = {name: label for label, name in enumerate(classes)}
     paths: list[Path] = []
@@ -200,7 +211,7 @@ def _files(split_dir: Path, classes: list[str], require_all: bool) -> tuple[list
         paths += files
         labels += [label_of[folder.name]] * len(files)
     if not paths:
-        raise UserError(f"{split_dir} has no images in class folders ({', '.join(IMAGE_SUFFIXES)})")
+        raise _no_held_out_images(split_dir)
     return paths, labels
 
 

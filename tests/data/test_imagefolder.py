@@ -90,10 +90,23 @@ def test_imagefolder_needs_two_classes(tmp_path: Path) -> None:
 
 
 def test_imagefolder_empty_val_split(tmp_path: Path) -> None:
+    """Refused by the class count too, which `recipe validate` runs: it said "valid" and the
+    first run stopped. Class folders with no images, and no class folders at all."""
     root = make_imagefolder(tmp_path)
+    config = DataConfig(name="imagefolder", root=root)
     for path in (root / "val").rglob("*.png"):
         path.unlink()
-    assert "has no images" in load_error(DataConfig(name="imagefolder", root=root))
+    expected = (
+        f"{root / 'val'} has no images in class folders (.jpg, .jpeg, .png, .ppm, .bmp, .pgm, "
+        ".tif, .tiff, .webp); put the held-out images in val/<class>/"
+    )
+    for _ in ("empty class folders", "no class folders"):
+        assert load_error(config) == expected
+        with pytest.raises(UserError) as error:
+            dataset_num_classes(config)
+        assert error.value.lines == [expected]
+        for folder in (root / "val").iterdir():
+            folder.rmdir()
 
 
 def test_imagefolder_missing_folders(tmp_path: Path) -> None:
