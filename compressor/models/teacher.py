@@ -54,7 +54,7 @@ def load_teacher(cfg: TeacherConfig, num_classes: int, in_channels: int) -> nn.M
         if file_format == "auto":
             file_format = detect_format(path)
     if path is not None and file_format in _PROGRAMS:
-        _check_trusted_program(path, file_format, cfg.trust_pickle)
+        _check_trusted_program(path, file_format, cfg)
     if path is not None and file_format == "torchscript":
         model = _load_torchscript(path)
     elif path is not None and file_format == "export":
@@ -76,7 +76,7 @@ _EXPORT_HOW = (
 )
 
 
-def _check_trusted_program(path: Path, file_format: str, trusted: bool) -> None:
+def _check_trusted_program(path: Path, file_format: str, cfg: TeacherConfig) -> None:
     """A TorchScript or torch.export file is a program, not data: loading it runs what the
     file says. torch.export.load unpickles parts of the archive with the full unpickler and
     parses shape expressions with sympy (eval), and a graph's targets reach any attribute of
@@ -88,11 +88,17 @@ def _check_trusted_program(path: Path, file_format: str, trusted: bool) -> None:
             f"{path}: cannot load as a {name} program (not a zip archive: truncated, "
             "corrupt or another kind of file)"
         )
-    if not trusted:
+    if not cfg.trust_pickle:
+        # With teacher.arch (or entrypoint) already given, what is missing is a weights file.
+        field = "teacher.arch" if cfg.arch else "teacher.entrypoint" if cfg.entrypoint else None
+        instead = (
+            f"point teacher.checkpoint at a file of {field}'s weights, its state_dict()"
+            if field
+            else "give teacher.arch and a checkpoint of weights"
+        )
         raise UserError(
             f"{path}: loading a {name} program runs code from the file; if you trust this "
-            "file set teacher.trust_pickle: true (or give teacher.arch and a checkpoint of "
-            "weights)"
+            f"file set teacher.trust_pickle: true (or {instead})"
         )
 
 

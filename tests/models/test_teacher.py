@@ -323,16 +323,19 @@ def test_program_files_are_refused_unless_trusted(tmp_path: Path, original) -> N
     if crafted is not None:
         programs.append((crafted, "torch.export"))
     for path, name in programs:
-        for config in (
-            TeacherConfig(checkpoint=path),
-            TeacherConfig(arch="resnet8", checkpoint=path),
+        for config, instead in (
+            (TeacherConfig(checkpoint=path), "give teacher.arch and a checkpoint of weights"),
+            (
+                TeacherConfig(arch="resnet8", checkpoint=path),  # the arch is there already
+                "point teacher.checkpoint at a file of teacher.arch's weights, its state_dict()",
+            ),
         ):
-            with pytest.raises(
-                UserError,
-                match=rf"loading a {name} program runs code from the file; "
-                r"if you trust this file set teacher\.trust_pickle: true",
-            ):
+            with pytest.raises(UserError) as error:
                 load_teacher(config, 10, 3)
+            assert error.value.lines == [
+                f"{path}: loading a {name} program runs code from the file; if you trust this "
+                f"file set teacher.trust_pickle: true (or {instead})"
+            ]
     assert not (tmp_path / "ran").exists()
 
 
