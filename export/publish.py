@@ -82,6 +82,10 @@ def publish(staging: Path, export_dir: Path, keep: Path | None) -> list[str]:
 
 
 def _why(error: OSError) -> str:
+    """A failed rename names the file it would replace, most often what blocks it (an
+    immutable file), not the staged one, which the user never made."""
+    if error.filename2:
+        return f"{error.strerror}: cannot replace {error.filename2}"
     return f"{error.strerror}: {error.filename}" if error.filename else str(error.strerror)
 
 

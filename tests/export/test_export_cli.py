@@ -712,8 +712,10 @@ def test_a_file_that_cannot_be_replaced_while_publishing_is_one_line_and_complet
     run = exported_copy(distilled_run, tmp_path / "stuck")
     with immutable(run / "export" / "export_report.html"):
         line = one_error_line(run_cli(capsys, "export", str(run), "--no-teacher", *QUICK))
+    html = run / "export" / "export_report.html"
     assert f"{run / 'export'}: cannot put the new export in place (" in line
-    assert "export_report.html" in line and "then export the run again" in line
+    assert f"cannot replace {html}); the rest of it waits in .publishing-" in line
+    assert "then export the run again" in line
     gate = one_error_line(run_cli(capsys, "gate", str(run)))
     assert "stopped while putting its files in place (killed, or a file it" in gate
     invoke("export", str(run), "--no-teacher", *QUICK)
