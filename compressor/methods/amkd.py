@@ -34,6 +34,7 @@ from compressor.methods.bank import BoundarySampler
 from compressor.methods.boundary import Bounds, attack_stats
 from compressor.methods.boundary_norm import boundary_norm
 from compressor.methods.bss import schedule
+from compressor.methods.global_mean import global_mean_weights
 from compressor.methods.kd import soft_kl
 from compressor.methods.projection import without_conflict
 from compressor.methods.triplet import pick_negatives, triplet_margin
@@ -93,12 +94,14 @@ class AMKD:
         ce = F.cross_entropy(logits.float(), labels)
         kd = soft_kl(logits, teacher_logits, cfg.temperature)
         bss = triplet = torch.zeros((), device=logits.device)
+        bss_share = triplet_share = torch.ones((), device=logits.device)
         stats = {"alpha": alpha, "beta": beta, **attack_stats(0, 0.0, 0.0)}
         if beta > 0:
             adv = self.sampler.samples(
                 images, labels, indices, teacher_logits, logits, progress.epoch
             )
             stats.update(adv.stats)
+            rows = logits.new_zeros(2, dtype=torch.float32)  # of the KL, of the triplet
             if adv.images.shape[0]:
                 with boundary_norm(self.student, cfg.boundary_norm):
                     adv_logits, adv_features = _forward(self.student, self.student_pair, adv.images)
@@ -109,11 +112,16 @@ class AMKD:
                     negatives = self._embed(logits, features)
                 anchor = self._embed(adv_logits, adv_features)
                 positive = self._embed(adv.teacher_logits, adv.teacher_features).detach()
-                triplet = self._triplet(anchor, positive, negatives, labels, adv.source, adv.target)
+                triplet, with_negative = self._triplet(
+                    anchor, positive, negatives, labels, adv.source, adv.target
+                )
+                rows = torch.stack([rows.new_tensor(float(adv.images.shape[0])), with_negative])
+            # Each process found its own number of samples: weighted to the whole batch's mean.
+            bss_share, triplet_share = global_mean_weights(rows)
         if cfg.t_squared:
             kd, bss = kd * cfg.temperature**2, bss * cfg.temperature**2
         clean = ce + alpha * kd
-        boundary = beta * (cfg.lambda_bss * bss + cfg.gamma * triplet)
+        boundary = beta * (cfg.lambda_bss * bss * bss_share + cfg.gamma * triplet * triplet_share)
         if cfg.project_conflicts:
             loss, projection = without_conflict(clean, boundary, self.trainable)
             stats.update(projection)
@@ -140,8 +148,9 @@ class AMKD:
         labels: torch.Tensor,
         source: torch.Tensor,
         target: torch.Tensor,
-    ) -> torch.Tensor:
-        """Triplet loss of each boundary sample against one clean negative of the batch."""
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Triplet loss of each boundary sample against one clean negative of the batch, and
+        how many rows it is the mean of (those that have a negative)."""
         not_source = labels[None, :] != source[:, None]
         strict = not_source & (labels[None, :] != target[:, None])
         valid = torch.where(strict.any(dim=1, keepdim=True), strict, not_source)
@@ -151,7 +160,8 @@ class AMKD:
             else None
         )
         choice, has_negative = pick_negatives(valid, distance)
-        return triplet_margin(anchor, positive, negatives[choice], self.config.margin, has_negative)
+        loss = triplet_margin(anchor, positive, negatives[choice], self.config.margin, has_negative)
+        return loss, has_negative.sum().float()
 
 
 def _forward(

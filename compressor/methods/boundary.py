@@ -136,12 +136,14 @@ def attack_to_boundary(
 
     Update per step, for samples whose teacher argmax is still b:
         x <- x - eta * (z_b - z_k + eps) * g / ||g||_2,   g = d(z_b - z_k)/dx,
-    a Newton-like step sized by the remaining margin. A sample freezes for good once the
-    teacher's argmax leaves b (into k or a third class); the loop ends when all are frozen
-    or after `max_steps` updates. Runs in fp32 with autocast disabled because bf16/fp16
-    input gradients are too coarse to land on a boundary. `bounds` is the per-channel
-    (low, high) valid range of the normalised input (see `normalized_bounds`); None means
-    the inputs are not range-limited.
+    a step whose length is proportional to the remaining margin (not Newton's: that would
+    divide by ||g||^2), so the margin changes by about eta * (z_b - z_k) * ||g|| per step
+    and how far a step goes depends on the teacher's gradient scale. A sample freezes for
+    good once the teacher's argmax leaves b (into k or a third class); the loop ends when
+    all are frozen or after `max_steps` updates. Runs in fp32 with autocast disabled
+    because bf16/fp16 input gradients are too coarse to land on a boundary. `bounds` is the
+    per-channel (low, high) valid range of the normalised input (see `normalized_bounds`);
+    None means the inputs are not range-limited.
 
     Returns the adversarial images (detached), the teacher's fp32 logits on them and the
     number of updates each sample received.

@@ -16,6 +16,7 @@ from compressor.methods import StepOutput, TrainProgress
 from compressor.methods.bank import BoundarySampler
 from compressor.methods.boundary import Bounds, attack_stats
 from compressor.methods.boundary_norm import boundary_norm
+from compressor.methods.global_mean import global_mean_weights
 from compressor.methods.kd import soft_kl
 from compressor.recipe import BSSMethod, ScheduleWeights
 
@@ -78,6 +79,7 @@ class BSS:
         ce = F.cross_entropy(logits.float(), labels)
         kd = soft_kl(logits, teacher_logits, cfg.temperature)
         bss = torch.zeros((), device=logits.device)
+        share = torch.ones((), device=logits.device)
         stats = {"alpha": alpha, "beta": beta, **attack_stats(0, 0.0, 0.0)}
         if beta > 0:
             adv = self.sampler.samples(
@@ -88,6 +90,8 @@ class BSS:
                 with boundary_norm(self.student, cfg.boundary_norm):
                     adv_logits = self.student(adv.images)
                 bss = soft_kl(adv_logits, adv.teacher_logits, cfg.temperature)
-        loss = ce + alpha * kd + beta * bss
+            # Each process found its own number of samples: weighted to the whole batch's mean.
+            (share,) = global_mean_weights(bss.new_tensor([float(adv.images.shape[0])]))
+        loss = ce + alpha * kd + beta * bss * share
         parts = {"ce": ce.detach(), "kd": kd.detach(), "bss": bss.detach()}
         return StepOutput(loss=loss, parts=parts, logits=logits, stats=stats)
