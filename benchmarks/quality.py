@@ -17,11 +17,13 @@ import argparse
 import json
 import multiprocessing
 import os
+import signal
 import statistics
 import sys
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
+from multiprocessing.connection import wait
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any, get_args
 
@@ -272,21 +274,66 @@ def train_all(recipes: list[Path], jobs: int) -> None:
     forked, because a forked child cannot use CUDA once the parent has. A recipe listed twice
     (the default ablation row is the AMKD run) is trained once: two workers on one run
     directory would write over each other. A failed run stops the queued ones from starting;
-    those already training finish first.
+    those already training finish first. Ctrl-C (or SIGTERM) is passed on to the runs in
+    training, each stopped as Ctrl-C stops one and marked interrupted, and none starts after.
     """
     if jobs == 1:
         for recipe in recipes:
             ensure_run(recipe)
         return
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        futures = [pool.submit(ensure_run, recipe) for recipe in dict.fromkeys(recipes)]
-        for future in as_completed(futures):
-            error = future.exception()
-            if error is not None:
-                for queued in futures:
-                    queued.cancel()
-                raise error
+    queued = list(dict.fromkeys(recipes))
+    training: dict[str, BaseProcess] = {}
+    failed: list[str] = []
+    try:
+        while queued or training:
+            while queued and len(training) < jobs and not failed:
+                recipe = queued.pop(0)
+                process = context.Process(target=_train_in_worker, args=(recipe,))
+                training[recipe.stem] = process  # before it starts: a Ctrl-C may come then
+                process.start()
+            if not training:
+                break
+            wait([process.sentinel for process in training.values()])
+            for name, process in list(training.items()):
+                if process.exitcode is not None:
+                    del training[name]
+                    if process.exitcode:
+                        failed.append(f"{name} (exit {process.exitcode})")
+    except KeyboardInterrupt:
+        started = [process for process in training.values() if process.pid is not None]
+        for process in started:
+            process.terminate()  # SIGTERM: the worker stops its run as Ctrl-C does
+        for process in started:
+            process.join()
+        raise
+    if failed:
+        raise UserError(
+            f"training failed: {', '.join(failed)}, its error above; completed runs are kept: "
+            "put it right and run the same command again"
+        )
+
+
+def _train_in_worker(recipe: Path) -> None:
+    """One run in a spawned process. Ctrl-C reaches the whole process group: the parent alone
+    acts on it, passing SIGTERM on, so each run is stopped once, not twice in a row (a second
+    KeyboardInterrupt would cut its interrupted message short). Bad input is one line and
+    exit 2 here too; the exit code tells the parent."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _stop_as_ctrl_c)
+    try:
+        ensure_run(recipe)
+    except UserError as error:
+        print("\n".join(error.lines), file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def _stop_as_ctrl_c(signum: int, frame: object) -> None:
+    """SIGTERM (a scheduler's, or the parent's) stops a run as Ctrl-C does: marked
+    interrupted, resumable."""
+    raise KeyboardInterrupt
 
 
 def read_manifest(run: RunDir) -> dict[str, Any] | None:
@@ -677,4 +724,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _stop_as_ctrl_c)  # a scheduler's stop: resumable, and said
     raise SystemExit(main())

@@ -6,14 +6,24 @@ chosen numbers; the end-to-end test trains real (tiny) runs on the real CIFAR-10
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
+from subprocess import PIPE
 
 import pytest
 import quality
 import torch
 from quality import RunRecord, build_table, seed_table, target_text
+
+BENCHMARKS = Path(quality.__file__).resolve().parent
 
 
 def _record(label: str, seed: int, final: float, best: float | None = None) -> RunRecord:
@@ -218,3 +228,49 @@ def test_report_only_with_no_completed_run_writes_no_docs(
     assert written == []
     assert "no completed run of this benchmark, so nothing was written" in capsys.readouterr().err
     assert not (tmp_path / "typo").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
+@pytest.mark.parametrize("stop", ["ctrl-c", "sigterm"])
+def test_ctrl_c_stops_runs_trained_side_by_side_and_marks_them_interrupted(
+    stop: str, tmp_path: Path, shared_dir: Path, cifar10_root: Path
+) -> None:
+    """--jobs 2 with a third run queued, and Ctrl-C from the terminal (SIGINT to the whole
+    process group): the benchmark went on to train the queued run, or hung, its workers
+    waiting for work that never came. Now it ends at once, the two runs marked interrupted,
+    the third not started, and says how to continue. A scheduler's SIGTERM, sent to the
+    benchmark alone, ended it silently, its runs left "running"; it stops them as Ctrl-C."""
+    out = tmp_path / "out"
+    command = [
+        sys.executable, str(BENCHMARKS / "quality.py"),
+        "--data-root", str(cifar10_root),
+        "--teacher-checkpoint", str(shared_dir / "teachers" / "resnet20-12fca82f.th"),
+        "--max-train-samples", "100", "--max-test-samples", "100",
+        "--epochs", "500", "--batch-size", "50", "--seeds", "0",
+        "--methods", "ce", "kd", "triplet", "--device", "cpu", "--num-threads", "1",
+        "--jobs", "2", "--out", str(out),
+    ]  # fmt: skip
+    process = subprocess.Popen(command, stdout=PIPE, stderr=PIPE, text=True, start_new_session=True)
+    manifests = [out / "runs" / run / "manifest.json" for run in ("ce-s0", "kd-s0")]
+    deadline = time.monotonic() + 180
+    while not all(path.is_file() for path in manifests):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.2)
+    if stop == "ctrl-c":
+        os.killpg(process.pid, signal.SIGINT)  # as a terminal sends it
+    else:
+        process.terminate()
+    try:
+        _, stderr = process.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the benchmark did not end after {stop}")
+    finally:  # workers left behind, if any
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 130, stderr
+    assert "interrupted: run the same command again to continue" in stderr
+    assert "Traceback" not in stderr
+    for path in manifests:
+        assert json.loads(path.read_text())["status"] == "interrupted"
+    assert not (out / "runs" / "triplet-s0").exists()
