@@ -250,6 +250,8 @@ def check_planned(planned: Sequence[PlannedRun]) -> None:
                 f"{run.run.root}: {run_recipe_lost(run.run)}, so it cannot be told whether this "
                 "benchmark made it; remove that run to train it again, or use another --out"
             )
+        if is_completed(run.run):  # tabulated with its own device (collect), not retrained
+            started_with = _ran_here(started_with, run.recipe)
         if started_with != run.recipe:
             done = "completed" if is_completed(run.run) else "started"
             raise UserError(
@@ -263,6 +265,15 @@ def check_planned(planned: Sequence[PlannedRun]) -> None:
             teacher_sha256,
             fix="give the --teacher-checkpoint it was trained with, or use another --out",
         )
+
+
+def _ran_here(started: Recipe, recipe: Recipe) -> Recipe:
+    """`started` with `recipe`'s device and thread count: how a completed run ran, not what
+    it trained (its budget), so tabulating it with other --device or --num-threads flags, on
+    another machine say, is no other benchmark. A run still to resume keeps them: `--resume`
+    compares the whole recipe."""
+    how = {field: getattr(recipe.train, field) for field in ("device", "num_threads")}
+    return started.model_copy(update={"train": started.train.model_copy(update=how)})
 
 
 def train_all(recipes: list[Path], jobs: int) -> None:

@@ -149,6 +149,12 @@ def test_tiny_benchmark_trains_tabulates_and_resumes(
     assert len(re.findall(r"^skip   \S+ \(completed\)$", capsys.readouterr().out, re.M)) == 4
     assert (out / "runs" / "amkd-s0" / "metrics.jsonl").read_bytes() == metrics
 
+    # How the completed runs ran (device, threads) is no budget: tabulated without the flags.
+    threads = argv.index("--num-threads")
+    elsewhere = [*argv[: threads - 2], *argv[threads + 2 :], "--report-only"]
+    assert quality.main(elsewhere) == 0
+    assert "| kd | " in capsys.readouterr().out
+
     # Another budget, with a method the --out lacks: refused before CE trains, and before any
     # recipe file is rewritten to the new budget.
     recipes = {path.name: path.read_text() for path in (out / "recipes").iterdir()}
