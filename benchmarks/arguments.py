@@ -26,8 +26,16 @@ def count(minimum: int) -> Callable[[str], int]:
     return parse
 
 
-def check_inputs(parser: argparse.ArgumentParser, data_root: Path, teacher: Path) -> None:
-    """The CIFAR-10 folder and the teacher file must be there (../shared, or the flags)."""
+def check_inputs(
+    parser: argparse.ArgumentParser, data_root: Path, teacher: Path, student: Path | None = None
+) -> None:
+    """The CIFAR-10 folder and the teacher file must be there (../shared, or the flags), and
+    the student checkpoint where one is given."""
+    if student is not None and not student.is_file():
+        parser.error(
+            f"--student-checkpoint {student}: no such file; give a run's student.pt or a "
+            "state dict of the student's architecture"
+        )
     if not (data_root / "cifar-10-batches-py").is_dir():
         parser.error(
             f"--data-root {data_root}: no cifar-10-batches-py folder in it; give the folder "

@@ -223,9 +223,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=count(1), default=10, help="profiled steps per method")
     parser.add_argument("--warmup", type=count(0), default=3)
     parser.add_argument("--repeats", type=count(1), default=3, help="profiles; the median is kept")
-    parser.add_argument("--num-threads", type=int, default=None)
+    parser.add_argument("--num-threads", type=count(1), default=None, help="default: torch's")
     args = parser.parse_args(argv)
-    check_inputs(parser, args.data_root, args.teacher_checkpoint)
+    check_inputs(parser, args.data_root, args.teacher_checkpoint, args.student_checkpoint)
     # --num-threads is process-wide: put it back for a caller that goes on (the tests do).
     with restored_torch_settings():
         try:

@@ -34,6 +34,7 @@ import argparse
 import dataclasses
 import json
 import platform
+import re
 import resource
 import shlex
 import statistics
@@ -297,11 +298,13 @@ def _student_state(path: Path, arch: str) -> dict[str, Any]:
     state dict."""
     import torch
 
+    from compressor.errors import UserError
+
     record = torch.load(path, map_location="cpu", weights_only=True)
     if "state_dict" not in record:
         return record
     if record.get("arch") != arch:
-        sys.exit(f"{path} holds a {record.get('arch')} student, not --student {arch}")
+        raise UserError(f"{path} holds a {record.get('arch')} student, not --student {arch}")
     return record["state_dict"]
 
 
@@ -347,6 +350,9 @@ def _run_worker(command: list[str], label: str) -> Measurement:
     """Run one worker subprocess and read back its RESULT line."""
     print(f"measuring {label} ...", file=sys.stderr, flush=True)
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+    if done.returncode == 2:  # bad input, said by the worker in one line
+        sys.stderr.write(done.stderr)
+        sys.exit(2)
     if done.returncode != 0:
         sys.exit(f"{label} failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
     lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
@@ -569,7 +575,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         if args.teacher not in TEACHER_FILES:
             parser.error(f"--teacher {args.teacher}: give its weights with --teacher-checkpoint")
         args.teacher_checkpoint = REPO.parent / "shared" / "teachers" / TEACHER_FILES[args.teacher]
-    check_inputs(parser, args.data_root, args.teacher_checkpoint)
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", args.device):
+        parser.error(f"--device {args.device}: choose auto, cpu, cuda, cuda:N or mps")
+    check_inputs(parser, args.data_root, args.teacher_checkpoint, args.student_checkpoint)
     return args
 
 
@@ -577,9 +585,23 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     if args.worker is not None:
-        measured = worker(args)
+        from compressor.errors import UserError  # the workers alone import compressor
+
+        try:
+            measured = worker(args)
+        except UserError as error:  # an unknown --student, weights of another one
+            print("\n".join(f"error: {line}" for line in error.lines), file=sys.stderr)
+            sys.exit(2)
         print(RESULT_PREFIX + json.dumps(dataclasses.asdict(measured)))
         return
+    try:
+        _measure_and_report(args, argv)
+    except KeyboardInterrupt:
+        print("interrupted: nothing was written; run it again to measure", file=sys.stderr)
+        sys.exit(130)
+
+
+def _measure_and_report(args: argparse.Namespace, argv: list[str]) -> None:
     methods = {
         name: _run_worker(_worker_command(args, name, args.student, args.batch_size), name)
         for name in args.methods
