@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from arguments import check_inputs, count
+from arguments import TEACHER_FILES, check_inputs, count
 from replay import Replay
 from torch import nn
 
@@ -216,7 +216,13 @@ def main(argv: list[str] | None = None) -> None:
     shared = REPO.parent / "shared"
     parser.add_argument("--data-root", type=Path, default=shared / "data")
     parser.add_argument(
-        "--teacher-checkpoint", type=Path, default=shared / "teachers" / "resnet56-4bfd9763.th"
+        "--teacher", choices=sorted(TEACHER_FILES), default="resnet56", help="its architecture"
+    )
+    parser.add_argument(
+        "--teacher-checkpoint",
+        type=Path,
+        default=None,
+        help="default: the --teacher's file in ../shared/teachers",
     )
     parser.add_argument("--student-checkpoint", type=Path, default=None, help="ResNet-8 weights")
     parser.add_argument("--batch-size", type=count(1), default=256)
@@ -225,6 +231,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=count(1), default=3, help="profiles; the median is kept")
     parser.add_argument("--num-threads", type=count(1), default=None, help="default: torch's")
     args = parser.parse_args(argv)
+    if args.teacher_checkpoint is None:
+        args.teacher_checkpoint = shared / "teachers" / TEACHER_FILES[args.teacher]
     check_inputs(parser, args.data_root, args.teacher_checkpoint, args.student_checkpoint)
     # --num-threads is process-wide: put it back for a caller that goes on (the tests do).
     with restored_torch_settings():
@@ -239,7 +247,7 @@ def print_profiles(args: argparse.Namespace) -> None:
     """Profile each method's step and print the medians as a Markdown table."""
     setup = setup_device(TrainConfig(device="cpu", num_threads=args.num_threads))
     dataset = load_dataset(DataConfig(name="cifar10", root=args.data_root))
-    teacher_config = TeacherConfig(arch="resnet56", checkpoint=args.teacher_checkpoint)
+    teacher_config = TeacherConfig(arch=args.teacher, checkpoint=args.teacher_checkpoint)
     teacher = ready_teacher(load_teacher(teacher_config, dataset.num_classes, 3), setup)
     methods: dict[str, MethodConfig] = {
         "KD": KDMethod(),
