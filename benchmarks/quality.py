@@ -27,7 +27,7 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any, get_args
 
-from arguments import TEACHER_FILES
+from arguments import TEACHER_FILES, count
 from docs_section import DOCS, block_span, mean_std, replace_block
 
 from compressor.engine.resume import recipe_changes, run_recipe_lost, started_recipe
@@ -548,6 +548,10 @@ def budget_text(args: argparse.Namespace, devices: Sequence[str]) -> str:
     return text
 
 
+# A class-balanced subset smaller than this cannot hold every class.
+CIFAR10_CLASSES = 10
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     shared = Path(os.environ.get(DATA_ROOT_ENV) or REPO.parent / "shared" / "data")
     teachers = Path(os.environ.get("COMPRESSOR_TEACHERS") or REPO.parent / "shared" / "teachers")
@@ -571,13 +575,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--max-train-samples",
-        type=int,
+        type=count(CIFAR10_CLASSES),
         default=None,
         help="train on a class-balanced subset, the same for every method and seed (the "
-        "data-scarce protocol; the full test set still scores it)",
+        "data-scarce protocol; the full test set still scores it); at least one image per class",
     )
     parser.add_argument(
-        "--max-test-samples", type=int, default=None, help="class-balanced subset (smoke runs)"
+        "--max-test-samples",
+        type=count(CIFAR10_CLASSES),
+        default=None,
+        help="class-balanced subset (smoke runs); at least one image per class",
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument(

@@ -280,3 +280,15 @@ def test_ctrl_c_stops_runs_trained_side_by_side_and_marks_them_interrupted(
     for path in manifests:
         assert json.loads(path.read_text())["status"] == "interrupted"
     assert not (out / "runs" / "triplet-s0").exists()
+
+
+@pytest.mark.parametrize("flag", ["--max-train-samples", "--max-test-samples"])
+def test_a_subset_too_small_to_hold_every_class_is_refused(
+    flag: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """5 images were trained on and reported as "a class-balanced 5-image subset"."""
+    with pytest.raises(SystemExit) as stopped:
+        quality.parse_args([flag, "5"])
+    assert stopped.value.code == 2
+    assert f"argument {flag}: 5: must be at least 10" in capsys.readouterr().err
+    assert getattr(quality.parse_args([flag, "10"]), flag[2:].replace("-", "_")) == 10
