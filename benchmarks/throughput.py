@@ -34,7 +34,6 @@ import argparse
 import dataclasses
 import json
 import platform
-import re
 import resource
 import shlex
 import statistics
@@ -49,6 +48,10 @@ from typing import Any
 
 from arguments import TEACHER_FILES, check_inputs, count
 from docs_section import replace_section, wrap
+from pydantic import ValidationError
+
+from compressor.errors import UserError
+from compressor.recipe import TrainConfig, format_validation_error
 
 REPO = Path(__file__).resolve().parent.parent
 SECTION = "## Throughput"
@@ -297,8 +300,6 @@ def _student_state(path: Path, arch: str) -> dict[str, Any]:
     """The weights in a `student.pt` the engine wrote (its arch must be `arch`), or in a plain
     state dict."""
     import torch
-
-    from compressor.errors import UserError
 
     record = torch.load(path, map_location="cpu", weights_only=True)
     if "state_dict" not in record:
@@ -575,8 +576,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         if args.teacher not in TEACHER_FILES:
             parser.error(f"--teacher {args.teacher}: give its weights with --teacher-checkpoint")
         args.teacher_checkpoint = REPO.parent / "shared" / "teachers" / TEACHER_FILES[args.teacher]
-    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", args.device):
-        parser.error(f"--device {args.device}: choose auto, cpu, cuda, cuda:N or mps")
+    try:  # the recipe's own check, before any worker: `cuda:01` crashes torch itself
+        TrainConfig(device=args.device)
+    except ValidationError as error:
+        parser.error(format_validation_error("--device", error)[0])
     check_inputs(parser, args.data_root, args.teacher_checkpoint, args.student_checkpoint)
     return args
 
@@ -585,8 +588,6 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     if args.worker is not None:
-        from compressor.errors import UserError  # the workers alone import compressor
-
         try:
             measured = worker(args)
         except UserError as error:  # an unknown --student, weights of another one

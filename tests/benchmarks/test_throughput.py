@@ -39,7 +39,7 @@ def test_a_device_or_student_file_that_cannot_be_is_one_line_before_any_worker(
     toy_timing_args: list[str], capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     for flags, said in (
-        (["--device", "gpu"], "--device gpu: choose auto, cpu, cuda, cuda:N or mps"),
+        (["--device", "cuda:01"], "--device: device: expected auto, cpu, mps, cuda or cuda:N"),
         (["--student-checkpoint", str(tmp_path / "none.pt")], "none.pt: no such file"),
     ):
         with pytest.raises(SystemExit) as stopped:
