@@ -117,6 +117,7 @@ class Distributed:
         failed = [(rank, there, text) for rank, there, text in peers if text is not None]
         if not failed:
             return
+        self.settle()  # every process raises below
         failed_here = [(rank, text) for rank, there, text in failed if there == machine]
         if error is not None:
             if not isinstance(error, UserError) or self.local_rank == 0:
@@ -158,6 +159,21 @@ class Distributed:
             )
         torch.cuda.set_device(self.local_rank)
         return torch.device("cuda", self.local_rank)
+
+    def settle(self) -> None:
+        """Wait for every process at a point all of them reach just before they end.
+
+        Why: gloo's worker threads release a collective's tensors after its result is back,
+        and that takes the GIL. A process that ends at once (rank 1 writes nothing) could
+        start shutting its interpreter down first, which ends a thread waiting for the GIL
+        inside a C++ destructor: SIGABRT, "terminate called without an active exception",
+        and torchrun reported a completed run as failed (1 run in 6 on 2 CPU
+        processes). Destroying the process group does not stop those threads:
+        DistributedDataParallel keeps the group alive. The barrier, over gloo like the
+        object collectives and holding no tensors of its own, lets go of the GIL while it
+        waits for the other processes: time enough for the threads to finish."""
+        if self.enabled:
+            dist.barrier()
 
     def close(self) -> None:
         if self.enabled and dist.is_initialized():

@@ -537,6 +537,7 @@ def _finish(
             _write_results(context, dataset, models.student, result, attempt, started)
 
     context.distributed.together(write)
+    context.distributed.settle()
     return result
 
 
