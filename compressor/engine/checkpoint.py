@@ -45,15 +45,18 @@ def every_rank_rng_state(distributed: Distributed, device: torch.device) -> dict
 
 
 def restore_every_rank_rng_state(
-    checkpoint: dict[str, Any], distributed: Distributed, device: torch.device
+    checkpoint: dict[str, Any], distributed: Distributed, device: torch.device, seed: int
 ) -> None:
-    """This process's RNG state from the checkpoint; rank 0's (`rng`) for a checkpoint saved
-    by one process or by another process count, where an exact continuation is not possible."""
+    """This process's RNG state from the checkpoint. Saved by another process count, where an
+    exact continuation is not possible: rank 0's (`rng`) in one process, and under torchrun
+    a stream of each process's own from `seed` (`Distributed.seed_own_stream`), not rank 0's
+    on every process."""
     ranks = checkpoint.get("rng_ranks")
     if distributed.enabled and ranks is not None and len(ranks) == distributed.world_size:
         restore_rng_state(ranks[distributed.rank], device)
     else:
         restore_rng_state(checkpoint["rng"], device)
+        distributed.seed_own_stream(seed, after_epoch=int(checkpoint["epoch"]))
 
 
 _COUNT_KEYS = ("from_epoch", "processes")

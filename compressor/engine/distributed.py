@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -159,6 +160,22 @@ class Distributed:
             )
         torch.cuda.set_device(self.local_rank)
         return torch.device("cuda", self.local_rank)
+
+    def seed_own_stream(self, seed: int, after_epoch: int = 0) -> None:
+        """Give this process a random stream of its own, a pure function of (seed, rank,
+        epoch), from here on.
+
+        Why: every process starts from the recipe's seed, so that all build the same models.
+        Drawn on from there, they would make the same random choices for different images
+        (AMKD's attack targets, interpolation partners and random negatives, dropout masks):
+        draws correlated across processes, fewer independent ones than the run seems to
+        make. A single process keeps the recipe's stream, so its results do not change."""
+        if not self.enabled:
+            return
+        mixed = np.random.SeedSequence([seed, self.rank, after_epoch]).generate_state(
+            1, dtype=np.uint64
+        )[0]
+        torch.manual_seed(int(mixed >> np.uint64(1)))
 
     def settle(self) -> None:
         """Wait for every process at a point all of them reach just before they end.

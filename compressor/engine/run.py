@@ -254,6 +254,7 @@ def _execute(
         observer.message(line)
     _check_split_for_batches(dataset, distributed, recipe, observer)
     models = _build_models(context, dataset, pinned)
+    distributed.seed_own_stream(recipe.train.seed)  # built alike; each draws its own from here
 
     # 2. The run directory: claimed, and a resumed run's state read, before any write.
     state = distributed.together(
@@ -483,7 +484,9 @@ def _restore(
     student.load_state_dict(state["student"])
     optimizer.load_state_dict(state["optimizer"])
     scaler.load_state_dict(state["scaler"])
-    restore_every_rank_rng_state(state, context.distributed, context.setup.device)
+    restore_every_rank_rng_state(
+        state, context.distributed, context.setup.device, context.recipe.train.seed
+    )
     start_epoch = state["epoch"]
     if context.main:
         drop_metrics_after(run.metrics, start_epoch, context.observer.message)

@@ -11,9 +11,11 @@ import torch
 from compressor.engine.checkpoint import (
     load_checkpoint,
     process_counts,
+    restore_every_rank_rng_state,
     save_checkpoint,
     saved_run_id,
 )
+from compressor.engine.distributed import Distributed
 from compressor.errors import UserError
 from compressor.io import previous_of
 
@@ -139,3 +141,19 @@ def test_the_process_counts_record_each_change_with_its_first_epoch() -> None:
     assert process_counts({**two, "epoch": 5}, 1, 5) == two["process_counts"]
     damaged = {"epoch": 2, "process_counts": [{"from_epoch": "1", "processes": 2}, 7]}
     assert process_counts(damaged, 1, 5) == [{"from_epoch": 1, "processes": 1}]
+
+
+def test_a_checkpoint_of_another_process_count_gives_each_process_a_stream_of_its_own() -> None:
+    """Resumed under torchrun from one process's checkpoint, the processes do not all take
+    its one RNG state (the same draws for different images); one process does."""
+    torch.manual_seed(0)
+    saved = {"epoch": 2, "rng": {"cpu": torch.get_rng_state()}}
+    expected = torch.rand(4)
+    cpu = torch.device("cpu")
+    draws = []
+    for rank in (0, 1):
+        restore_every_rank_rng_state(saved, Distributed(rank, 2), cpu, seed=0)
+        draws.append(torch.rand(4))
+    assert not torch.equal(draws[0], draws[1])
+    restore_every_rank_rng_state(saved, Distributed(), cpu, seed=0)
+    assert torch.equal(torch.rand(4), expected)

@@ -78,6 +78,25 @@ def test_two_processes_train_the_same_student_as_one(
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-4)
         assert b["train_accuracy"] == pytest.approx(a["train_accuracy"])
         assert b["test_accuracy"] == pytest.approx(a["test_accuracy"])
+    # Each process has a random stream of its own (for AMKD's attack targets): the two saved
+    # states differ, though neither process drew a number after building the student.
+    last = torch.load(tmp_path / "double" / "checkpoints" / "last.pt", weights_only=True)
+    assert not torch.equal(last["rng_ranks"][0]["cpu"], last["rng_ranks"][1]["cpu"])
+
+
+def test_each_process_draws_from_a_stream_of_its_own_and_one_process_from_the_recipes() -> None:
+    def draws(distributed: Distributed, after_epoch: int = 0) -> torch.Tensor:
+        torch.manual_seed(7)
+        distributed.seed_own_stream(7, after_epoch)
+        return torch.rand(4)
+
+    alone = draws(Distributed())
+    torch.manual_seed(7)
+    assert torch.equal(alone, torch.rand(4))
+    first, second = draws(Distributed(0, 2)), draws(Distributed(1, 2))
+    assert not torch.equal(first, second) and not torch.equal(first, alone)
+    assert torch.equal(second, draws(Distributed(1, 2)))  # a function of (seed, rank, epoch)
+    assert not torch.equal(second, draws(Distributed(1, 2), after_epoch=3))
 
 
 def torchrun(
