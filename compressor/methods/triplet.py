@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from compressor.methods import StepOutput, TrainProgress
+from compressor.methods.global_mean import global_mean_weights
 from compressor.methods.kd import soft_kl
 from compressor.recipe import TripletMethod
 
@@ -85,6 +86,9 @@ class TripletKD:
         kd = soft_kl(logits, teacher_logits, cfg.temperature) * cfg.temperature**2
         negative, has_negative = pick_negatives(labels[None, :] != labels[:, None])
         triplet = triplet_margin(teacher_logits, logits, logits[negative], cfg.margin, has_negative)
-        loss = ce + kd + cfg.triplet_weight * triplet
+        # Under torchrun a process whose batch is nearly one class has fewer rows with a
+        # negative: weighted to the mean over every process's rows, as AMKD's triplet is.
+        (share,) = global_mean_weights(has_negative.sum()[None])
+        loss = ce + kd + cfg.triplet_weight * triplet * share
         parts = {"ce": ce.detach(), "kd": kd.detach(), "triplet": triplet.detach()}
         return StepOutput(loss=loss, parts=parts, logits=logits)
