@@ -196,7 +196,10 @@ def print_export(report: ExportReport) -> None:
         )
         console.print(f"student speedup over the teacher ({backend}): {figures}")
     for row in report.precisions:
-        speed = ", ".join(f"{times(value)} at batch {b}" for b, value in row["speedup"].items())
+        speed = ", ".join(
+            f"{times(value)} at batch {b}" + (NOISY_MARK if b in row["noisy_speedups"] else "")
+            for b, value in row["speedup"].items()
+        )
         smaller = f", {row['size_ratio']:.1f}× smaller" if row["size_ratio"] else ""
         console.print(
             f"{row['model']} {row['precision']} vs fp32 ({row['backend']}): top-1 "

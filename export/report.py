@@ -131,7 +131,12 @@ def _precision_rows(payload: dict[str, Any]) -> tuple[list[str], list[list[str]]
                 f"{row['fp32_accuracy']:.2f}",
                 signed_points(-row["accuracy_drop"]),  # as the console says it: -0.30 is lower
                 "—" if agreement is None else f"{agreement:.2f}",
-                *(times(row["speedup"][b]) if b in row["speedup"] else "—" for b in batches),
+                *(
+                    times(row["speedup"][b]) + (NOISY_MARK if b in row["noisy_speedups"] else "")
+                    if b in row["speedup"]
+                    else "—"
+                    for b in batches
+                ),
                 f"{row['size_ratio']:.1f}×" if row["size_ratio"] else "—",
             ]
         )

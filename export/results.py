@@ -153,6 +153,13 @@ def precision_comparison(results: Sequence[Result]) -> list[dict[str, Any]]:
                     for batch, latency in r.latency.items()
                     if batch in base.latency
                 },
+                # The batches whose speedup rests on a noisy timing, this file's or fp32's:
+                # marked where printed, as the student-over-teacher speedups are.
+                "noisy_speedups": [
+                    str(batch)
+                    for batch, latency in r.latency.items()
+                    if batch in base.latency and (latency.noisy or base.latency[batch].noisy)
+                ],
             }
         )
     return rows

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from export.report import _speedup_sentence, signed_points, times
+from export.report import _precision_rows, _speedup_sentence, signed_points, times
 
 
 def test_signed_points_never_read_minus_zero() -> None:
@@ -31,3 +31,21 @@ def test_a_speedup_resting_on_a_noisy_timing_is_marked_as_in_the_terminal() -> N
         "Student speedup over the teacher (p50, fp32): onnxruntime **2.50×** at batch 1 "
         "(noisy timing), **3.00×** at batch 64"
     )
+
+
+def test_a_reduced_precision_speedup_resting_on_a_noisy_timing_is_marked() -> None:
+    row = {
+        "model": "student",
+        "backend": "onnxruntime",
+        "precision": "int8",
+        "accuracy": 98.0,
+        "fp32_accuracy": 98.5,
+        "accuracy_drop": 0.5,
+        "top1_agreement": 99.0,
+        "speedup": {"1": 1.25, "64": 1.5},
+        "noisy_speedups": ["1"],
+        "size_ratio": 3.5,
+    }
+    payload = {"precision_comparison": [row], "settings": {"batch_sizes": [1, 64]}}
+    _, (cells,) = _precision_rows(payload)
+    assert cells[-3:] == ["1.25× (noisy timing)", "1.50×", "3.5×"]

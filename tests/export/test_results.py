@@ -87,6 +87,16 @@ def test_a_reduced_precision_row_is_compared_with_fp32_on_its_own_backend() -> N
     assert row["top1_agreement"] == 98.25
     assert row["size_ratio"] == 4.0
     assert row["speedup"] == {"1": 2.0, "64": 1.6}
+    assert row["noisy_speedups"] == []
+
+
+def test_a_reduced_precision_speedup_is_marked_noisy_where_either_timing_behind_it_was() -> None:
+    fp32 = _row("student", "onnxruntime", "fp32", {1: 0.4, 8: 2.0, 64: 16.0})
+    fp32.latency[8] = _latency(8, 2.0, cv=0.5)
+    int8 = _row("student", "onnxruntime", "int8", {1: 0.2, 8: 1.0, 64: 10.0})
+    int8.latency[64] = _latency(64, 10.0, cv=0.16)
+    (row,) = precision_comparison([fp32, int8])
+    assert row["noisy_speedups"] == ["8", "64"]
 
 
 def test_a_row_without_its_fp32_base_on_that_backend_is_not_compared() -> None:
