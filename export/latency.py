@@ -21,6 +21,15 @@ from export.validate import Infer
 NOISY_CV = 0.15
 
 
+def cv_text(cv: float) -> str:
+    """A coefficient of variation as a noisy timing is told: two decimals, or as many more as
+    it takes not to read as the bar it is above (0.1506 read "0.15", above 0.15)."""
+    decimals = 2
+    while decimals < 6 and round(cv, decimals) <= NOISY_CV < cv:
+        decimals += 1
+    return f"{cv:.{decimals}f}"
+
+
 @dataclass(frozen=True)
 class Latency:
     batch: int

@@ -12,7 +12,7 @@ from typing import Any
 
 from compressor.provenance import SCHEMA_VERSION, now_iso, package_versions
 from compressor.recipe import ExportConfig
-from export.latency import Latency
+from export.latency import Latency, cv_text
 from export.quantize import Int8Settings
 from export.validate import Parity
 
@@ -217,6 +217,6 @@ def result_warnings(results: Sequence[Result]) -> list[str]:
             if latency.noisy:
                 lines.append(
                     f"noisy latency for {what} at batch {batch}: coefficient of variation "
-                    f"{latency.cv:.2f}; close other programs or raise --runs"
+                    f"{cv_text(latency.cv)}; close other programs or raise --runs"
                 )
     return lines

@@ -13,7 +13,7 @@ from compressor.gate.reports import ExportReport, ExportRow, Latency, RunReport,
 from compressor.gate.verdict import RuleResult, judge
 from compressor.io import file_sha256
 from compressor.recipe import GateConfig
-from export.latency import NOISY_CV
+from export.latency import NOISY_CV, cv_text
 
 
 def export_command(run: Path, *flags: str) -> str:
@@ -261,7 +261,7 @@ def _noise_note(teacher: Latency, student: Latency) -> str:
     """Say so when a timing behind the speedup was noisy (the export warned too): a verdict
     near the bar may flip on a re-run, and CI logs should show why."""
     noisy = [
-        f"{model} CV {timing.cv:.2f}"
+        f"{model} CV {cv_text(timing.cv)}"
         for model, timing in (("teacher", teacher), ("student", student))
         if timing.cv is not None and timing.cv > NOISY_CV
     ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from export.latency import Latency
+from export.latency import Latency, cv_text
 from export.results import (
     Result,
     noisy_speedups,
@@ -154,3 +154,13 @@ def test_logits_that_are_not_finite_are_named_as_the_failure(precision: str) -> 
     )
     assert ("float16 holds values up to 65,504" in line) == (precision == "fp16")
     assert "agreement" not in line
+
+
+def test_a_noisy_coefficient_of_variation_does_not_read_as_the_bar_it_is_above() -> None:
+    assert [cv_text(cv) for cv in (0.4, 0.15059, 0.1500004, 0.149, 0.01)] == [
+        "0.40",
+        "0.151",
+        "0.150000",
+        "0.15",
+        "0.01",
+    ]

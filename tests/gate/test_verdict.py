@@ -38,3 +38,14 @@ def test_a_failure_shows_as_many_decimals_as_it_takes_to_see_it() -> None:
     one_in_50k = judge("export_agreement", 100 - 100 / 50_000, 100.0, "")
     assert (one_in_50k.measured_text, one_in_50k.threshold_text) == ("99.998 %", "≥ 100.000 %")
     assert judge("speedup", 2.0004, 2.0, "", unit="×").measured_text == "2.00×"  # a pass
+
+
+def test_a_threshold_shows_every_decimal_it_was_given() -> None:
+    """A bar of 0.995 read "≥ 0.99 %" (rounded), and 1.125× read "≥ 1.12×"."""
+    agreement = judge("export_agreement", 100.0, 0.995, "")
+    assert (agreement.measured_text, agreement.threshold_text) == ("100.000 %", "≥ 0.995 %")
+    speedup = judge("speedup", 1.5, 1.125, "", unit="×")
+    assert speedup.threshold_text == "≥ 1.125×"
+    assert judge("student_accuracy", 98.7, 98.5, "").threshold_text == "≥ 98.50 %"
+    teacher_less_one = 100 * 356 / 360 - 1  # from a measurement: not typed, two decimals
+    assert judge("student_accuracy", 98.7, teacher_less_one, "").threshold_text == "≥ 97.89 %"
