@@ -131,7 +131,7 @@ def table(rows: Rows, p50: P50, batches: list[int]) -> list[str]:
             f"{row['parity']['top1_agreement']:.2f}",
             *(f"{p50[(model, precision, b)]:.3g}" for b in batches),
             *(f"{p50[(model, 'fp32', b)] / p50[(model, precision, b)]:.2f}×" for b in batches),
-            f"{row['size_bytes'] / 1024:,.0f} KB",
+            f"{row['size_bytes'] / 1024:,.0f} KiB",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return lines

@@ -36,13 +36,14 @@ def _batches(payload: dict[str, Any]) -> list[str]:
 
 
 def _size(size: int | None) -> str:
+    """In binary units, named as such (315,167 bytes is 307.8 KiB, not 307.8 KB)."""
     if size is None:
         return "—"
-    for unit in ("B", "KB", "MB"):
+    for unit in ("B", "KiB", "MiB"):
         if size < 1024:
             return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
         size /= 1024  # type: ignore[assignment]
-    return f"{size:,.1f} GB"
+    return f"{size:,.1f} GiB"
 
 
 def _verdict(result: dict[str, Any]) -> str:
@@ -264,7 +265,7 @@ def _plots(payload: dict[str, Any]) -> list[str]:
                 "size on disk per precision",
                 precisions,
                 {m: [(sizes.get((m, p)) or math.nan) / 1024 for p in precisions] for m in models},
-                "KB",
+                "KiB",
                 fmt=".0f",
             )
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from export.report import _precision_rows, _speedup_sentence, signed_points, times
+from export.report import _precision_rows, _size, _speedup_sentence, signed_points, times
 
 
 def test_signed_points_never_read_minus_zero() -> None:
@@ -49,3 +49,12 @@ def test_a_reduced_precision_speedup_resting_on_a_noisy_timing_is_marked() -> No
     payload = {"precision_comparison": [row], "settings": {"batch_sizes": [1, 64]}}
     _, (cells,) = _precision_rows(payload)
     assert cells[-3:] == ["1.25× (noisy timing)", "1.50×", "3.5×"]
+
+
+def test_sizes_are_in_binary_units_named_as_such() -> None:
+    assert [_size(n) for n in (None, 900, 315_167, 1_165_656)] == [
+        "—",
+        "900 B",
+        "307.8 KiB",
+        "1.1 MiB",
+    ]
