@@ -93,6 +93,7 @@ def export_run(
     subset = inputs.recipe.data.max_train_samples
     int8 = None if train_set is None else _int8_job(settings, train_set, options.tensorrt, subset)
     bench = Bench(test_set, settings, inputs.run.root)
+    threads = torch.get_num_threads()
     given = given_student(options.student_onnx, inputs, bench, options)
     refuse_replacing(given, inputs.run.export_dir, models, options)
     report = ExportReport(
@@ -103,7 +104,7 @@ def export_run(
         dataset=bench.eval_set.name,
         eval_samples=len(bench.eval_set),
         settings=settings,
-        host={"cpu": platform.processor() or platform.machine(), "gpu": gpu},
+        host={"cpu": platform.processor() or platform.machine(), "gpu": gpu, "threads": threads},
         int8=None if int8 is None else int8.settings,
         student_onnx=None
         if given is None
@@ -221,12 +222,19 @@ def _onnxruntime_rows(
     files: Sequence[Artifact], reference: np.ndarray, bench: Bench, say: Callable[[str], None]
 ) -> list[Result]:
     """Every ONNX file of one model in ONNX Runtime: parity with its reference, accuracy,
-    latency."""
+    latency. On as many CPU threads as PyTorch (OMP_NUM_THREADS, else one per physical
+    core): ONNX Runtime's own default ignores OMP_NUM_THREADS, so with it set to 1 PyTorch
+    ran on one thread, ONNX Runtime on every core, and the speedups compared the two."""
     rows = []
     for artifact in files:
         say(f"{artifact.model}: ONNX Runtime on {artifact.path.name}")
         rows.append(
-            bench.measure(artifact, OnnxRuntimeRunner(artifact.path), artifact.path, reference)
+            bench.measure(
+                artifact,
+                OnnxRuntimeRunner(artifact.path, threads=torch.get_num_threads()),
+                artifact.path,
+                reference,
+            )
         )
     return rows
 

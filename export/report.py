@@ -190,6 +190,7 @@ def _intro(payload: dict[str, Any]) -> str:
     settings = payload["settings"]
     host = payload["host"]
     where = host["cpu"] + (f", {host['gpu']}" if host.get("gpu") else "")
+    where += f", {host['threads']} CPU thread(s) for PyTorch and ONNX Runtime alike"
     return (
         f"{payload['eval_samples']:,} `{payload['dataset']}` test images, recipe "
         f"`{payload['recipe_sha256'][:12]}`, ONNX opset {settings['opset']}. Latency: p50 of "

@@ -84,6 +84,7 @@ def test_report_follows_the_schema_the_gate_reads(exported_run: Path) -> None:
     assert report["student_sha256"] == hashlib.sha256(student).hexdigest()
     assert report["dataset"] == "digits"
     assert report["eval_samples"] == len(load_dataset(DataConfig(name="digits")).test)
+    assert report["host"]["threads"] == torch.get_num_threads()  # ONNX Runtime's too
 
     rows = rows_of(report)
     assert set(rows) == {
@@ -208,6 +209,7 @@ def test_markdown_reads_as_a_pull_request_comment(exported_run: Path) -> None:
     assert sum("✅ pass" in row for row in rows) == 3
     assert sum("reference" in row for row in rows) == 2
     assert "Student speedup over the teacher" in text
+    assert f", {torch.get_num_threads()} CPU thread(s) for PyTorch and ONNX Runtime alike." in text
     assert "<details><summary>Latency percentiles (ms)</summary>" in text
 
 
