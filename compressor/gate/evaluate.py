@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from compressor.errors import UserError
 from compressor.gate.reports import ExportReport, RunReport, one_row, read_report
 from compressor.gate.rules import (
+    changed_teacher_note,
     check_deployed_file,
     export_accuracy_rule,
     export_agreement_rule,
@@ -156,8 +157,8 @@ def evaluate_gate(
             export_agreement_rule(student, export_path, config, flags),
             speedup_rule(export, export_path, student, config.min_speedup, speedup_batch),
         ]
+        notes = [note for note in (file_note, changed_teacher_note(export, run.root)) if note]
         seconds = time.perf_counter() - started
-        notes = [file_note] if file_note else []
         return GateResult(run.root, backend, precision, rules, seconds, notes)
 
 

@@ -4,6 +4,7 @@ teacher deployed the same way, with the notes a verdict near its bar needs."""
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 from collections.abc import Iterable
 from pathlib import Path
@@ -109,6 +110,28 @@ def check_deployed_file(student: ExportRow, run: Path, again: str) -> str:
             f"{path}: not the file the export measured (its sha256 differs from the export "
             f"report's); re-export with `{again}`"
         )
+    return ""
+
+
+def changed_teacher_note(export: ExportReport, run: Path) -> str:
+    """Say so when the teacher checkpoint the export read has changed since (a teacher
+    trained again in place). Not a refusal: what the gate judges, the teacher's accuracy in
+    report.json and its exported timing, is of the teacher the student was distilled from;
+    but `compress export` now refuses the run, and the student may be worth distilling
+    again. A teacher file not here says nothing: a gate job may have the run alone."""
+    for row in export.results:
+        if (row.model, row.backend, row.precision) != ("teacher", "pytorch", "fp32"):
+            continue
+        if row.file is None or row.sha256 is None:
+            return ""
+        path = Path(row.file) if Path(row.file).is_absolute() else run / row.file
+        with contextlib.suppress(OSError):
+            if path.is_file() and (now := file_sha256(path)) != row.sha256:
+                return (
+                    f"the teacher {path} has changed since the export (sha256 "
+                    f"{row.sha256[:12]}, now {now[:12]}): judged against the teacher the "
+                    "student was distilled from"
+                )
     return ""
 
 

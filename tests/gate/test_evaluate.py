@@ -351,6 +351,33 @@ def test_the_judged_file_must_be_the_one_the_export_measured(
     assert ("note", note) in {(p.get("name"), p.get("value")) for p in properties}
 
 
+def test_a_teacher_trained_again_since_the_export_is_said_with_the_verdict(
+    kd_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`compress export` refuses such a run; the gate still judges it (its figures are of the
+    teacher the student was distilled from), and says the teacher file has changed."""
+    teacher = tmp_path / "teacher.pt"
+    teacher.write_bytes(b"the teacher's weights")
+    path = kd_run / "export" / "export_report.json"
+    export = json.loads(path.read_text())
+    [row] = [r for r in export["results"] if (r["model"], r["backend"]) == ("teacher", "pytorch")]
+    row.update(file=str(teacher), sha256=hashlib.sha256(teacher.read_bytes()).hexdigest())
+    path.write_text(json.dumps(export))
+    assert run_cli(capsys, "gate", str(kd_run)).stdout.count("gate passed\n") == 1
+
+    teacher.write_bytes(b"the teacher's weights, trained again")
+    result = run_cli(capsys, "gate", str(kd_run))
+    assert result.code == 0
+    now = hashlib.sha256(teacher.read_bytes()).hexdigest()
+    assert (
+        f"gate passed; the teacher {teacher} has changed since the export (sha256 "
+        f"{row['sha256'][:12]}, now {now[:12]}): judged against the teacher the student was "
+        "distilled from\n"
+    ) in result.stdout
+    teacher.unlink()  # a gate job given the run alone
+    assert "gate passed\n" in run_cli(capsys, "gate", str(kd_run)).stdout
+
+
 def test_a_replaced_fp16_file_is_re_exported_with_its_flag(
     kd_run: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
