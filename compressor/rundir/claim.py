@@ -171,7 +171,7 @@ def claim_run_dir(run: RunDir, *, resume: bool, overwrite: bool) -> FileLock:
         # Again, holding the lock: another process may have claimed the run since the check.
         _check_run_state(run, resume=resume, overwrite=overwrite)
         if overwrite:
-            set_aside_replaced_run(run)
+            lock = set_aside_replaced_run(run, lock)
     except BaseException:
         lock.release()
         raise

@@ -3,6 +3,7 @@ once the new run completes; messages say where it is and how to go back."""
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import shutil
@@ -16,6 +17,7 @@ from compressor.errors import UserError
 from compressor.io import lock_or_refuse
 from compressor.provenance import now_iso
 from compressor.rundir.layout import RunDir, has_checkpoint, manifest_record
+from compressor.rundir.status import lock_run
 
 # Marks a folder as one `set_aside_replaced_run` made, so a run the user named
 # `<name>.replaced` is never taken for it (and never deleted). It names the run it was set
@@ -29,18 +31,21 @@ _MARK_TEXT = (
 _MARK_PATTERN = re.compile(r"Set aside by --overwrite of (?P<root>.+) on \S+; removed when")
 
 
-def set_aside_replaced_run(run: RunDir) -> None:
-    """`--overwrite`, holding the run's lock: move what the run directory holds to
-    `<name>.replaced` beside it instead of deleting it, so a new run that is interrupted, or
-    fails, costs nothing already written; `discard_replaced_run` removes it once the new run
-    completes. Renames only: no copy, no extra disk.
+def set_aside_replaced_run(run: RunDir, lock: FileLock) -> FileLock:
+    """`--overwrite`, holding the run's `lock`: move the run directory to `<name>.replaced`
+    beside it instead of deleting it, so a new run that is interrupted, or fails, costs
+    nothing already written; `discard_replaced_run` removes it once the new run completes.
+    Returns the lock the new run holds from here on.
+
+    One rename of the whole folder, so at every instant the old run is whole, under its name
+    or aside: moved entry by entry, a process killed part-way left it split between the two,
+    and the next command deleted one part. The lock file goes aside with it, still held until
+    the new folder's own lock is: another claim finds the run locked, or gone.
 
     What is kept is the last run that can be gone back to: an earlier --overwrite's set-aside
     run stays while the run it was replaced by has not completed (that unfinished run is what
     goes), and is itself replaced by a completed run.
     """
-    # A marker here came back with the run from a go-back; the new one is written in its place.
-    entries = [e for e in run.root.iterdir() if e.name not in (run.lock.name, SET_ASIDE_MARK)]
     aside = run.set_aside
     check_set_aside_free(run)
     completed = (manifest_record(run) or {}).get("status") == "completed"
@@ -50,8 +55,18 @@ def set_aside_replaced_run(run: RunDir) -> None:
         export_lock = refuse_while_exporting(run)
         if export_lock is not None:
             held.callback(export_lock.release)
-        keep_aside = (aside.exists() and not completed) or not worth_keeping
-        _move_aside(run, entries, keep_aside=keep_aside)
+        try:
+            if (aside.exists() and not completed) or not worth_keeping:
+                _empty(run)
+            else:
+                lock = _move_aside(run, lock)
+            run.checkpoint.parent.mkdir(exist_ok=True)
+        except OSError as error:
+            raise UserError(
+                f"{run.root}: cannot set the run it replaces aside in {aside} "
+                f"({error.strerror}); make both writable, or set output.name to start a new run"
+            ) from None
+    return lock
 
 
 def check_set_aside_free(run: RunDir) -> None:
@@ -80,27 +95,37 @@ def refuse_while_exporting(run: RunDir) -> FileLock | None:
         return None
 
 
-def _move_aside(run: RunDir, entries: list[Path], *, keep_aside: bool) -> None:
+def _empty(run: RunDir) -> None:
+    """The run goes without being set aside: all it holds but its lock."""
+    for entry in run.root.iterdir():
+        if entry.name != run.lock.name:
+            _remove(entry)
+
+
+def _move_aside(run: RunDir, lock: FileLock) -> FileLock:
+    """The run directory renamed to `<name>.replaced` (an earlier set-aside run there goes
+    first), and its name made again, empty, under a lock of its own; returns that lock."""
     aside = run.set_aside
-    try:
-        (run.root / SET_ASIDE_MARK).unlink(missing_ok=True)
-        if keep_aside:
-            for entry in entries:
-                _remove(entry)
-        elif entries:
-            if aside.exists():
-                shutil.rmtree(aside)
-            aside.mkdir()
-            mark = _MARK_TEXT.format(root=run.root, time=now_iso())
-            (aside / SET_ASIDE_MARK).write_text(mark, encoding="utf-8")
-            for entry in entries:
-                entry.rename(aside / entry.name)
-        run.checkpoint.parent.mkdir(exist_ok=True)
-    except OSError as error:
-        raise UserError(
-            f"{run.root}: cannot set the run it replaces aside in {aside} ({error.strerror}); "
-            "make both writable, or set output.name to start a new run"
-        ) from None
+    if aside.exists():
+        _delete(aside)
+    mark = _MARK_TEXT.format(root=run.root, time=now_iso())
+    (run.root / SET_ASIDE_MARK).write_text(mark, encoding="utf-8")  # renamed with the run
+    if os.name == "nt":  # Windows renames no folder with a file open in it: the lock's
+        lock.release()
+    run.root.rename(aside)
+    run.root.mkdir()
+    new_lock = lock_run(run)  # refused only if another process claimed the new folder first
+    lock.release()
+    return new_lock
+
+
+def _delete(folder: Path) -> None:
+    """Out of its name in one rename, then deleted: a process killed while deleting leaves a
+    hidden folder beside it, never part of the folder under its name."""
+    with tempfile.TemporaryDirectory(
+        prefix=f".{folder.name}.", dir=folder.parent, ignore_cleanup_errors=True
+    ) as bin_:
+        folder.rename(Path(bin_) / folder.name)
 
 
 def discard_replaced_run(run: RunDir) -> str | None:
@@ -128,10 +153,7 @@ def discard_replaced_run(run: RunDir) -> str | None:
     except OSError:  # cannot be locked to find out (read-only): deleting will fail too
         held = None
     try:
-        with tempfile.TemporaryDirectory(
-            prefix=f".{aside.name}.", dir=aside.parent, ignore_cleanup_errors=True
-        ) as bin_:
-            aside.rename(Path(bin_) / aside.name)
+        _delete(aside)
     except OSError as error:
         return f"could not remove {aside}, the run this one replaced ({error.strerror})"
     finally:

@@ -19,6 +19,7 @@ from compressor.rundir import (
     set_aside_file_note,
     set_aside_note,
 )
+from compressor.rundir.status import lock_run
 from tests.rundir.helpers import started_run
 
 
@@ -42,6 +43,30 @@ def test_overwrite_sets_the_old_run_aside_and_starts_empty(tmp_path: Path) -> No
     assert note.endswith(f"to go back: rm -r {run.root} && mv {aside} {run.root})")
     assert discard_replaced_run(run) and not aside.exists()
     assert set_aside_note(run) == "" and not discard_replaced_run(run)
+
+
+def test_the_run_goes_aside_in_one_rename_and_the_new_folder_is_locked_at_once(
+    tmp_path: Path,
+) -> None:
+    """Moved entry by entry, a process killed part-way left the old run split between its
+    folder and the set-aside one, and the next command deleted one part: the set-aside
+    folder must be the run's own folder, renamed, so it is whole on one side or the other."""
+    run = started_run(tmp_path / "run")
+    (run.root / "student.pt").write_bytes(b"old student")
+    folder = run.root.stat().st_ino
+    lock = claim_run_dir(run, resume=False, overwrite=True)
+    assert run.set_aside.stat().st_ino == folder
+    assert sorted(p.name for p in run.set_aside.iterdir()) == [
+        ".lock",
+        ".set-aside",
+        "checkpoints",
+        "manifest.json",
+        "student.pt",
+    ]
+    with pytest.raises(UserError, match="another process is training this run now"):
+        lock_run(run)  # the new folder's lock is this claim's
+    lock.release()
+    lock_run(run).release()
 
 
 def test_an_unfinished_replacement_does_not_push_out_the_run_it_replaced(tmp_path: Path) -> None:
