@@ -283,6 +283,7 @@ def gate_command(
         refuse_run_file,
         suite_name,
         write_junit,
+        write_junit_error,
     )
 
     for warning in fraction_for_percent("--min-agreement", min_agreement):
@@ -291,6 +292,13 @@ def gate_command(
     if junit is not None:
         refuse_run_file(junit, run)
         check_junit_path(junit)
+        # First, in place of an earlier verdict: a gate stopped or killed before its own
+        # (Ctrl-C, a CI job's timeout) leaves this error in the file, not that verdict.
+        write_junit_error(
+            UserError(f"the gate of {run} did not finish (stopped or killed); run it again"),
+            junit,
+            suite,
+        )
     try:
         result = evaluate_gate(
             run,

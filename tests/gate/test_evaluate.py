@@ -702,6 +702,31 @@ def test_junit_file_holds_the_verdict_when_the_output_is_cut_short(
     assert failure is not None
 
 
+def test_junit_file_records_a_gate_stopped_before_its_verdict(
+    kd_run: Path,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A CI job's timeout (SIGTERM) or a Ctrl-C while the gate reads the reports left the
+    earlier passing file, which CI showed; a SIGKILL leaves the same error."""
+    junit = tmp_path / "gate.xml"
+    assert run_cli(capsys, "gate", str(kd_run), "--junit", str(junit)).code == 0
+
+    def stopped(*_args: object, **_kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("compressor.gate.evaluate_gate", stopped)
+    assert run_cli(capsys, "gate", str(kd_run), "--junit", str(junit)).code == 130
+    root = ET.parse(junit).getroot()
+    assert (root.get("tests"), root.get("failures"), root.get("errors")) == ("1", "0", "1")
+    error = root.find("testsuite/testcase/error")
+    assert error is not None
+    assert error.get("message") == (
+        f"the gate of {kd_run} did not finish (stopped or killed); run it again"
+    )
+
+
 def test_junit_file_records_a_mistyped_command_line(
     kd_run: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
