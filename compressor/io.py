@@ -9,12 +9,14 @@ directory, is fsynced, then renamed over the target (rename is atomic on POSIX a
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import io
 import json
 import math
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Callable
@@ -126,6 +128,20 @@ def _scratch_beside(path: Path) -> tuple[int, str]:
         return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as error:
         raise WriteFailed(path, error) from error
+
+
+# What `_scratch_beside` names a scratch file: mkstemp's 8 random characters between them.
+_SCRATCH_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
+
+
+def remove_scratch_files(folder: Path) -> None:
+    """Remove the scratch files atomic writes left in `folder` when killed before their
+    rename (a whole checkpoint, say): nothing else removes them. Only by one who holds the
+    folder's lock, so no write of another process is under way there."""
+    with contextlib.suppress(OSError):  # a folder that cannot be listed has none to remove
+        for entry in folder.iterdir():
+            if _SCRATCH_NAME.fullmatch(entry.name) and entry.is_file():
+                entry.unlink(missing_ok=True)
 
 
 def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:

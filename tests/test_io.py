@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from compressor.io import WriteFailed, loads_json, save_torch, write_json, write_text
+from compressor.io import (
+    WriteFailed,
+    loads_json,
+    remove_scratch_files,
+    save_torch,
+    write_json,
+    write_text,
+)
 from tests.disk_full import file_size_limit, needs_file_size_limits
 
 
@@ -91,3 +98,18 @@ def test_json_that_cannot_be_read_is_a_value_error(text: str, reason: str) -> No
     with pytest.raises(ValueError, match=reason):
         loads_json(text)
     assert loads_json('{"epoch": 3}') == {"epoch": 3}
+
+
+def test_scratch_files_of_killed_writes_are_removed_and_nothing_else(tmp_path: Path) -> None:
+    """A write killed before its rename leaves `.NAME.<8 random>.tmp` (a whole checkpoint);
+    the run's next claim removes those, and only those."""
+    left = tmp_path / ".last.pt.k2_9xq0a.tmp"
+    left.write_bytes(b"a checkpoint")
+    kept = [tmp_path / name for name in ("notes.tmp", ".x.tmp", ".last.pt.short.tmp")]
+    for path in kept:
+        path.write_text("the user's")
+    (tmp_path / ".dir.abcdefgh.tmp").mkdir()
+    remove_scratch_files(tmp_path)
+    assert not left.exists()
+    assert all(path.exists() for path in kept) and (tmp_path / ".dir.abcdefgh.tmp").is_dir()
+    remove_scratch_files(tmp_path / "no such folder")  # nothing to remove

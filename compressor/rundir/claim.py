@@ -8,7 +8,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from compressor.errors import UserError
-from compressor.io import file_in_the_way
+from compressor.io import file_in_the_way, remove_scratch_files
 from compressor.recipe.sections import MAX_RUN_NAME_BYTES
 from compressor.rundir.layout import RunDir, has_checkpoint, holds_run, manifest_record
 from compressor.rundir.set_aside import (
@@ -172,6 +172,8 @@ def claim_run_dir(run: RunDir, *, resume: bool, overwrite: bool) -> FileLock:
         _check_run_state(run, resume=resume, overwrite=overwrite)
         if overwrite:
             lock = set_aside_replaced_run(run, lock)
+        for folder in (run.root, run.checkpoint.parent):  # left by a write that was killed
+            remove_scratch_files(folder)
     except BaseException:
         lock.release()
         raise

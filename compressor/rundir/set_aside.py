@@ -121,11 +121,17 @@ def _move_aside(run: RunDir, lock: FileLock) -> FileLock:
 
 def _delete(folder: Path) -> None:
     """Out of its name in one rename, then deleted: a process killed while deleting leaves a
-    hidden folder beside it, never part of the folder under its name."""
+    hidden folder beside it, never part of the folder under its name; such folders, left
+    by earlier deletions of this one, go too."""
+    prefix = f".{folder.name}."
     with tempfile.TemporaryDirectory(
-        prefix=f".{folder.name}.", dir=folder.parent, ignore_cleanup_errors=True
+        prefix=prefix, dir=folder.parent, ignore_cleanup_errors=True
     ) as bin_:
         folder.rename(Path(bin_) / folder.name)
+    left = re.compile(re.escape(prefix) + r"[a-z0-9_]{8}")  # TemporaryDirectory's names
+    for entry in folder.parent.iterdir():
+        if left.fullmatch(entry.name) and entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 def discard_replaced_run(run: RunDir) -> str | None:

@@ -69,6 +69,27 @@ def test_the_run_goes_aside_in_one_rename_and_the_new_folder_is_locked_at_once(
     lock_run(run).release()
 
 
+def test_what_killed_writes_and_deletions_left_goes_with_the_next_claim(tmp_path: Path) -> None:
+    """A scratch file of a write killed before its rename, in the run and its checkpoints,
+    and the hidden folder a deletion of the set-aside run killed part-way left beside it."""
+    run = started_run(tmp_path / "run")
+    scratch = [
+        run.root / ".manifest.json.a1b2c3d4.tmp",
+        run.checkpoint.parent / ".last.pt.z_9y8x7w.tmp",
+    ]
+    for path in scratch:
+        path.write_bytes(b"half")
+    claim_run_dir(run, resume=True, overwrite=False).release()
+    assert not any(path.exists() for path in scratch)
+    assert run.checkpoint.read_bytes() == b"old run"
+
+    left = tmp_path / ".run.replaced.abcd_123" / "run.replaced"
+    left.mkdir(parents=True)
+    claim_run_dir(run, resume=False, overwrite=True).release()
+    assert discard_replaced_run(run) == f"removed {run.set_aside}, the run this one replaced"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
 def test_an_unfinished_replacement_does_not_push_out_the_run_it_replaced(tmp_path: Path) -> None:
     """--overwrite, Ctrl-C, --overwrite: what stays aside is the run from before the first,
     the last one that can be gone back to; a completed run takes its place."""
