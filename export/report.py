@@ -14,7 +14,7 @@ from typing import Any
 
 from compressor.io import write_json, write_text
 from compressor.reporting.plots import grouped_bar_plot
-from export.latency import NOISY_CV
+from export.latency import NOISY_CV, cv_text
 from export.publish import REPORT_NAME
 from export.results import NOISY_MARK
 
@@ -96,7 +96,7 @@ def _percentile_rows(payload: dict[str, Any]) -> tuple[list[str], list[list[str]
                     batch,
                     *(f"{lat[key]:.3g}" for key in ("p50_ms", "p90_ms", "p95_ms", "p99_ms")),
                     f"{lat['mean_ms']:.3g}",
-                    f"{lat['cv']:.2f}",
+                    cv_text(lat["cv"]),
                     f"{lat['throughput_ips']:,.0f}",
                     str(lat["runs"]),
                 ]

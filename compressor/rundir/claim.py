@@ -14,6 +14,7 @@ from compressor.rundir.layout import RunDir, has_checkpoint, holds_run, manifest
 from compressor.rundir.set_aside import (
     check_set_aside_free,
     refuse_while_exporting,
+    set_aside_note,
     set_aside_replaced_run,
 )
 from compressor.rundir.status import lock_run
@@ -124,7 +125,11 @@ def _check_run_state(run: RunDir, *, resume: bool, overwrite: bool) -> None:
             held = "an unfinished run; use --resume to continue it, --overwrite to replace it"
         else:
             held = "a run stopped before its first checkpoint; use --overwrite to start it again"
-        raise UserError(f"{run.root} already holds {held}, or set output.name to start a new one")
+        # An --overwrite that has not completed: where the run it replaced is, how to go back.
+        note = "" if status == "completed" else set_aside_note(run)
+        raise UserError(
+            f"{run.root} already holds {held}, or set output.name to start a new one{note}"
+        )
     if overwrite:
         checked = refuse_while_exporting(run)
         if checked is not None:

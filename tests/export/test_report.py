@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from export.report import _precision_rows, _size, _speedup_sentence, signed_points, times
+from export.report import (
+    _percentile_rows,
+    _precision_rows,
+    _size,
+    _speedup_sentence,
+    signed_points,
+    times,
+)
 
 
 def test_signed_points_never_read_minus_zero() -> None:
@@ -58,3 +65,11 @@ def test_sizes_are_in_binary_units_named_as_such() -> None:
         "307.8 KiB",
         "1.1 MiB",
     ]
+
+
+def test_the_percentile_table_does_not_show_a_noisy_cv_as_the_bar() -> None:
+    timing = {"p50_ms": 1.0, "p90_ms": 1.0, "p95_ms": 1.0, "p99_ms": 1.0, "mean_ms": 1.0}
+    latency = {"64": {**timing, "cv": 0.1504, "throughput_ips": 64_000.0, "runs": 50}}
+    result = {"model": "teacher", "backend": "onnxruntime", "precision": "fp32"}
+    _, (row,) = _percentile_rows({"results": [{**result, "latency": latency}]})
+    assert row[9] == "0.1504"  # "0.150" would read as the bar too

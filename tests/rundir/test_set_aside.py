@@ -90,6 +90,21 @@ def test_what_killed_writes_and_deletions_left_goes_with_the_next_claim(tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 
 
+def test_refusing_an_unfinished_replacement_says_how_to_go_back(tmp_path: Path) -> None:
+    """`compress train` without a flag, after an --overwrite stopped before its first
+    checkpoint: export and the gate said where the old run was; the refusal did not."""
+    run = started_run(tmp_path / "run")
+    claim_run_dir(run, resume=False, overwrite=True).release()
+    run.manifest.write_text(json.dumps({"status": "interrupted"}))
+    with pytest.raises(UserError) as refused:
+        check_run_dir(run, resume=False, overwrite=False)
+    assert str(refused.value) == (
+        f"{run.root} already holds a run stopped before its first checkpoint; use --overwrite "
+        f"to start it again, or set output.name to start a new one{set_aside_note(run)}"
+    )
+    assert set_aside_note(run)
+
+
 def test_an_unfinished_replacement_does_not_push_out_the_run_it_replaced(tmp_path: Path) -> None:
     """--overwrite, Ctrl-C, --overwrite: what stays aside is the run from before the first,
     the last one that can be gone back to; a completed run takes its place."""
