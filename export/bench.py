@@ -40,6 +40,10 @@ class Bench:
     eval_set: EvalSet
     settings: ExportConfig
     root: Path  # the run directory: report paths are relative to it
+    # CPU threads for every backend: PyTorch's (OMP_NUM_THREADS, else one per physical core),
+    # given to ONNX Runtime too, whose own default ignores OMP_NUM_THREADS: with it set to 1,
+    # PyTorch ran on one thread, ONNX Runtime on every core, and the speedups compared the two.
+    threads: int
 
     @property
     def eval_batch(self) -> int:

@@ -92,8 +92,7 @@ def export_run(
     train_set, test_set = read_splits(inputs, with_train=options.int8)
     subset = inputs.recipe.data.max_train_samples
     int8 = None if train_set is None else _int8_job(settings, train_set, options.tensorrt, subset)
-    bench = Bench(test_set, settings, inputs.run.root)
-    threads = torch.get_num_threads()
+    bench = Bench(test_set, settings, inputs.run.root, torch.get_num_threads())
     given = given_student(options.student_onnx, inputs, bench, options)
     refuse_replacing(given, inputs.run.export_dir, models, options)
     report = ExportReport(
@@ -104,7 +103,11 @@ def export_run(
         dataset=bench.eval_set.name,
         eval_samples=len(bench.eval_set),
         settings=settings,
-        host={"cpu": platform.processor() or platform.machine(), "gpu": gpu, "threads": threads},
+        host={
+            "cpu": platform.processor() or platform.machine(),
+            "gpu": gpu,
+            "threads": bench.threads,
+        },
         int8=None if int8 is None else int8.settings,
         student_onnx=None
         if given is None
@@ -222,16 +225,14 @@ def _onnxruntime_rows(
     files: Sequence[Artifact], reference: np.ndarray, bench: Bench, say: Callable[[str], None]
 ) -> list[Result]:
     """Every ONNX file of one model in ONNX Runtime: parity with its reference, accuracy,
-    latency. On as many CPU threads as PyTorch (OMP_NUM_THREADS, else one per physical
-    core): ONNX Runtime's own default ignores OMP_NUM_THREADS, so with it set to 1 PyTorch
-    ran on one thread, ONNX Runtime on every core, and the speedups compared the two."""
+    latency, on the bench's CPU threads."""
     rows = []
     for artifact in files:
         say(f"{artifact.model}: ONNX Runtime on {artifact.path.name}")
         rows.append(
             bench.measure(
                 artifact,
-                OnnxRuntimeRunner(artifact.path, threads=torch.get_num_threads()),
+                OnnxRuntimeRunner(artifact.path, threads=bench.threads),
                 artifact.path,
                 reference,
             )

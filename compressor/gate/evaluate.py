@@ -157,7 +157,8 @@ def evaluate_gate(
             export_agreement_rule(student, export_path, config, flags),
             speedup_rule(export, export_path, student, config.min_speedup, speedup_batch),
         ]
-        notes = [note for note in (file_note, changed_teacher_note(export, run.root)) if note]
+        teacher_note = changed_teacher_note(export, export_path, run.root)
+        notes = [note for note in (file_note, teacher_note) if note]
         seconds = time.perf_counter() - started
         return GateResult(run.root, backend, precision, rules, seconds, notes)
 

@@ -53,7 +53,7 @@ def reexport_flags(export: ExportReport, run: Path, backend: str, precision: str
     if given is None:
         return flags
     own = _FLAG_OF.get(given.precision)
-    path = Path(given.file) if Path(given.file).is_absolute() else run / given.file
+    path = run / given.file  # an absolute file stays as it is
     return [flag for flag in flags if flag != own] + ["--student-onnx", str(path)]
 
 
@@ -95,7 +95,7 @@ def check_deployed_file(student: ExportRow, run: Path, again: str) -> str:
     than refused. `again`: the export that makes it anew, keeping the students exported."""
     if student.file is None or student.sha256 is None:
         return ""
-    path = Path(student.file) if Path(student.file).is_absolute() else run / student.file
+    path = run / student.file  # an absolute file stays as it is
     try:
         here = path.is_file()
     except OSError as error:  # a name too long for the file system, say: an edited report
@@ -113,25 +113,22 @@ def check_deployed_file(student: ExportRow, run: Path, again: str) -> str:
     return ""
 
 
-def changed_teacher_note(export: ExportReport, run: Path) -> str:
+def changed_teacher_note(export: ExportReport, export_path: Path, run: Path) -> str:
     """Say so when the teacher checkpoint the export read has changed since (a teacher
     trained again in place). Not a refusal: what the gate judges, the teacher's accuracy in
     report.json and its exported timing, is of the teacher the student was distilled from;
     but `compress export` now refuses the run, and the student may be worth distilling
     again. A teacher file not here says nothing: a gate job may have the run alone."""
-    for row in export.results:
-        if (row.model, row.backend, row.precision) != ("teacher", "pytorch", "fp32"):
-            continue
-        if row.file is None or row.sha256 is None:
-            return ""
-        path = Path(row.file) if Path(row.file).is_absolute() else run / row.file
-        with contextlib.suppress(OSError):
-            if path.is_file() and (now := file_sha256(path)) != row.sha256:
-                return (
-                    f"the teacher {path} has changed since the export (sha256 "
-                    f"{row.sha256[:12]}, now {now[:12]}): judged against the teacher the "
-                    "student was distilled from"
-                )
+    row = one_row(export, export_path, "teacher", "pytorch", "fp32")
+    if row is None or row.file is None or row.sha256 is None:
+        return ""
+    path = run / row.file  # an absolute file stays as it is
+    with contextlib.suppress(OSError):
+        if path.is_file() and (now := file_sha256(path)) != row.sha256:
+            return (
+                f"the teacher {path} has changed since the export (sha256 {row.sha256[:12]}, "
+                f"now {now[:12]}): judged against the teacher the student was distilled from"
+            )
     return ""
 
 

@@ -52,10 +52,8 @@ class RuleResult:
         failure needs to show (up to 6): 98.6075 % against a bar of 98.6100 % read
         "98.61 % ≥ 98.61 % FAIL", which looks like a pass."""
         decimals = 2
-        if self.threshold is not None:
-            exact = (d for d in (3, 4) if abs(round(self.threshold, d) - self.threshold) < 1e-9)
-            if abs(round(self.threshold, 2) - self.threshold) >= 1e-9:
-                decimals = next(exact, 2)
+        if (bar := self.threshold) is not None:
+            decimals = next((d for d in (2, 3, 4) if abs(round(bar, d) - bar) < 1e-9), 2)
         if self.failed and self.measured is not None and self.threshold is not None:
             while decimals < 6 and round(self.measured, decimals) >= round(
                 self.threshold, decimals
