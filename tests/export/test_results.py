@@ -160,7 +160,7 @@ def test_a_noisy_coefficient_of_variation_does_not_read_as_the_bar_it_is_above()
     assert [cv_text(cv) for cv in (0.4, 0.15059, 0.1500004, 0.149, 0.01)] == [
         "0.40",
         "0.151",
-        "0.150000",
+        "0.1501",
         "0.15",
         "0.01",
     ]
