@@ -493,12 +493,13 @@ def _stopped_once_published(report: ExportReport) -> NoReturn:
 @app.command("quickstart", short_help="The whole flow on embedded data, no download.")
 def quickstart_command(
     recipes: Annotated[
-        Path,
+        Path | None,
         typer.Option(
             help="Folder with quickstart-teacher.yaml and quickstart.yaml. Default: recipes/ "
-            "where it holds them, else the copies installed with compressor."
+            "where it holds them, else the copies installed with compressor.",
+            show_default=False,
         ),
-    ] = Path("recipes"),
+    ] = None,
     overwrite: Annotated[
         bool,
         typer.Option(

@@ -33,15 +33,17 @@ SHIPPED_RECIPES = Path(__file__).resolve().parent / "quickstart_recipes"
 _RECIPE_NAMES = ("quickstart-teacher.yaml", "quickstart.yaml")
 
 
-def run_quickstart(recipes: Path, *, overwrite: bool) -> None:
-    """The quickstart with the recipes in folder `recipes`; `overwrite`: train both runs again.
-    Ctrl-C says how to continue (or start over), as rerunning the quickstart resumes.
+def run_quickstart(given: Path | None, *, overwrite: bool) -> None:
+    """The quickstart with the recipes in folder `given` (--recipes); `overwrite`: train both
+    runs again. Ctrl-C says how to continue (or start over), as rerunning the quickstart
+    resumes.
 
-    Without --recipes (`recipes/`), a folder holding neither recipe means the shipped ones;
-    a folder holding one of them is a half-copied one, refused as before.
+    Without --recipes, `recipes/` holding neither recipe means the shipped ones; a folder
+    holding one of them is a half-copied one, refused as before. A folder named with
+    --recipes is always the one used, even when it is spelled `recipes`.
     """
-    given = recipes != Path("recipes")
-    again = QuickstartCommand(recipes)
+    again = QuickstartCommand(given)
+    recipes = given or Path("recipes")
     if not given and not any((recipes / name).is_file() for name in _RECIPE_NAMES):
         recipes = SHIPPED_RECIPES
     teacher_recipe, student_recipe = (recipes / name for name in _RECIPE_NAMES)
@@ -85,9 +87,9 @@ class QuickstartCommand:
     --resume` would not do: the quickstart gives the student's recipe the teacher it trained,
     which the recipe file finds only when it is read from the repository root."""
 
-    def __init__(self, recipes: Path) -> None:
+    def __init__(self, recipes: Path | None) -> None:
         self.words = ["compress", "quickstart"]
-        if recipes != Path("recipes"):
+        if recipes is not None:
             self.words += ["--recipes", str(recipes)]
 
     def line(self, *flags: str) -> str:

@@ -224,6 +224,12 @@ def test_quickstart_outside_the_repository(
     missing = run_cli(capsys, "quickstart", "--recipes", "nowhere")
     assert missing.code == 2
     assert missing.stderr.startswith("error: --recipes nowhere: not a folder; name the folder")
+    # Named, `recipes` is that folder too, not the default that falls back to the shipped ones.
+    shutil.rmtree(tmp_path / "recipes")
+    named = run_cli(capsys, "quickstart", "--recipes", "recipes")
+    assert named.code == 2
+    assert named.stderr.startswith("error: --recipes recipes: not a folder; name the folder")
+    assert not (tmp_path / "runs").exists()
     (tmp_path / "empty").mkdir()
     empty = run_cli(capsys, "quickstart", "--recipes", "empty")
     assert empty.stderr == (
