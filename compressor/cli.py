@@ -19,9 +19,9 @@ from compressor.interrupt import stop
 from compressor.quickstart import run_quickstart
 from compressor.terminal import (
     console,
-    error_console,
     print_export,
     print_gate,
+    print_warning,
     students_failing_parity,
     train_and_print,
 )
@@ -133,7 +133,7 @@ def recipe_validate(path: RecipeFile) -> None:
     check_recipe(recipe, str(path), needs_teacher=False)
     check_models_build(recipe, str(path))
     for warning in [*device_warnings(recipe), *setting_warnings(recipe)]:
-        error_console.print(f"warning: {path}: {warning}", highlight=False, soft_wrap=True)
+        print_warning(f"{path}: {warning}")
     teacher = "no teacher" if recipe.teacher is None else "teacher loads"
     console.print(
         f"{path}: valid (method {recipe.method.name}, student {recipe.student.arch}, "
@@ -213,7 +213,7 @@ def teacher_command(path: RecipeFile) -> None:
     # As `recipe validate` and a run say them: teacher.min_accuracy 0.9 (a fraction, where
     # a percentage is meant) is this command's own bar.
     for warning in [*setting_warnings(recipe), *prepared.warnings]:
-        error_console.print(f"warning: {path}: {warning}", highlight=False, soft_wrap=True)
+        print_warning(f"{path}: {warning}")
     summary = prepared.summary
     console.print(
         f"teacher: test top-1 {summary.accuracy:.2f} % on {prepared.evaluation.count:,} "
@@ -287,7 +287,7 @@ def gate_command(
     )
 
     for warning in fraction_for_percent("--min-agreement", min_agreement):
-        console.print(f"warning: {warning}", style="yellow")
+        print_warning(warning)
     suite = suite_name(run, backend, precision)
     if junit is not None:
         refuse_run_file(junit, run)
@@ -311,7 +311,7 @@ def gate_command(
             backend=backend,
             precision=precision,
             speedup_batch=speedup_batch,
-            warn=lambda line: console.print(f"warning: {line}", style="yellow"),
+            warn=print_warning,
         )
     except UserError as error:
         if junit is not None:
@@ -450,9 +450,9 @@ def export_command(
         min_agreement=min_agreement,
     )
     for warning in fraction_for_percent("--min-agreement", min_agreement):
-        console.print(f"warning: {warning}", style="yellow")
+        print_warning(warning)
     try:
-        report = export_run(run, options, log=lambda line: console.print(line))
+        report = export_run(run, options, log=lambda line: console.print(line), warn=print_warning)
     except InterruptedOncePublished as late:
         _stopped_once_published(late.report)
     except KeyboardInterrupt:

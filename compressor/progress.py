@@ -7,6 +7,7 @@ printed, so logs stay readable instead of filling with redraws.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -16,12 +17,18 @@ from compressor.engine.training import EpochResult, StepCallback
 
 
 class RichObserver(RunObserver):
-    def __init__(self, console: Console) -> None:
+    """The log on `console`; warnings through `warn`, which the CLI sends to stderr."""
+
+    def __init__(self, console: Console, warn: Callable[[str], None]) -> None:
         self.console = console
+        self._warn = warn
         self._progress: Progress | None = None
 
     def message(self, text: str) -> None:
         self.console.print(text, soft_wrap=True)
+
+    def warning(self, text: str) -> None:
+        self._warn(text)
 
     def epoch_started(self, epoch: int, epochs: int, steps: int) -> StepCallback | None:
         if not self.console.is_terminal:

@@ -16,6 +16,7 @@ from compressor.terminal import (
     console,
     print_export,
     print_gate,
+    print_warning,
     students_failing_parity,
     train_and_print,
 )
@@ -119,7 +120,9 @@ def _run_steps(
         distilled = distilled.model_copy(update={"teacher": teacher})
     run = _train_step(student_recipe, distilled, again, distill=True, start_over=overwrite)
     console.rule("3/4 export to ONNX, validate, time")
-    report = export_run(run.run.root, ExportOptions(), log=lambda line: console.print(line))
+    report = export_run(
+        run.run.root, ExportOptions(), log=lambda line: console.print(line), warn=print_warning
+    )
     print_export(report)
     console.rule("4/4 gate")
     gate = evaluate_gate(run.run.root)

@@ -59,6 +59,13 @@ error_console = _PipeConsole(
 )
 
 
+def print_warning(text: str) -> None:
+    """`warning: TEXT` on stderr, as every command says a warning: apart from the results and
+    the training log on stdout, so `compress gate RUN > verdict.txt` keeps them visible and a
+    CI job can collect them with `2>`."""
+    error_console.print(f"warning: {text}", style="yellow", highlight=False, soft_wrap=True)
+
+
 def print_table(table: Table) -> None:
     """Print `table` without cutting a figure: in a terminal narrower than its no-wrap
     columns (COLUMNS=40), rich would shrink them to "9…". Such a column is kept as wide as its
@@ -107,7 +114,7 @@ def train_and_print(
             distill=distill,
             resume=resume,
             overwrite=overwrite,
-            observer=RichObserver(console),
+            observer=RichObserver(console, warn=print_warning),
             continue_with=continue_with,
         )
     except KeyboardInterrupt:
@@ -206,4 +213,4 @@ def print_export(report: ExportReport) -> None:
             f"{signed_points(-row['accuracy_drop'])} points, {speed}{smaller}"
         )
     for warning in report.warnings:
-        console.print(f"warning: {warning}", style="yellow")
+        print_warning(warning)

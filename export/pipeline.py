@@ -69,8 +69,10 @@ def export_run(
     run_dir: Path | str,
     options: ExportOptions | None = None,
     log: Callable[[str], None] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> ExportReport:
-    """Export, validate and time the run's student (and teacher); write the export report."""
+    """Export, validate and time the run's student (and teacher); write the export report.
+    `log` hears each step, `warn` each warning on the inputs (the report keeps its own)."""
     options = options or ExportOptions()
     say = log or (lambda _line: None)
 
@@ -80,7 +82,7 @@ def export_run(
         _refuse_missing_tensorrt(gpu)
     inputs = read_run(run_dir)
     settings = export_settings(inputs.recipe.export, options)
-    _warn_of_fractions(settings, options, inputs.run.recipe, say)
+    _warn_of_fractions(settings, options, inputs.run.recipe, warn or (lambda _line: None))
     with_teacher = options.teacher if options.teacher is not None else bool(inputs.recipe.teacher)
     models: dict[str, nn.Module] = {"student": inputs.student}
     sources = {"student": inputs.student_file}
@@ -338,7 +340,7 @@ def _warn_of_fractions(
     used += ["fp16_min_agreement"] * options.fp16 + ["int8_min_agreement"] * options.int8
     for field in used:
         for warning in fraction_for_percent(f"export.{field}", getattr(settings, field)):
-            say(f"warning: {recipe}: {warning}")
+            say(f"{recipe}: {warning}")
 
 
 def _int8_job(

@@ -36,7 +36,7 @@ def console(terminal: bool) -> tuple[Console, io.StringIO]:
 
 def test_a_ci_log_gets_one_line_per_epoch_and_no_bar() -> None:
     log, output = console(terminal=False)
-    observer = RichObserver(log)
+    observer = RichObserver(log, warn=print)
     assert observer.epoch_started(1, 3, steps=10) is None
     observer.epoch_finished(1, 3, RESULT, test=91.25)
     unscored = EpochResult(**{**RESULT.__dict__, "stats": {}})
@@ -49,7 +49,7 @@ def test_a_ci_log_gets_one_line_per_epoch_and_no_bar() -> None:
 
 def test_a_terminal_gets_a_bar_that_gives_way_to_the_epoch_line() -> None:
     terminal, output = console(terminal=True)
-    observer = RichObserver(terminal)
+    observer = RichObserver(terminal, warn=print)
     on_step = observer.epoch_started(1, 3, steps=10)
     assert on_step is not None
     on_step(5, 10, 0.5, 80.0, 320)
@@ -85,7 +85,7 @@ def test_ctrl_c_mid_epoch_takes_the_bar_down_and_gives_the_cursor_back(tmp_path:
         )
     )
     terminal, output = console(terminal=True)
-    observer = _CtrlCAtStep(terminal)
+    observer = _CtrlCAtStep(terminal, warn=print)
     with pytest.raises(KeyboardInterrupt):
         run_training(load_recipe(recipe_path), recipe_path, distill=False, observer=observer)
     drawn = output.getvalue()

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from compressor.data.sets import ImageSet
+from compressor.data.sets import ImageSet, size_text
 from compressor.errors import UserError
 from compressor.recipe import DATA_ROOT_ENV, DataConfig
 
@@ -251,9 +251,9 @@ def decode_images(paths: Sequence[Path], image_size: int | None) -> torch.Tensor
             out[index] = resize_images(torch.tensor(pixels)[None], image_size)[0]
         else:
             raise UserError(
-                f"image {paths[index]} is {pixels.shape[2]}x{pixels.shape[1]} but "
-                f"{paths[start]} is {width}x{height}; set data.image_size to resize all images "
-                "to one size"
+                f"image {paths[index]} is {size_text(*pixels.shape[1:])} but "
+                f"{paths[start]} is {size_text(height, width)}; set data.image_size to resize "
+                "all images to one size"
             )
 
     def decode_chunk(chunk: int) -> None:

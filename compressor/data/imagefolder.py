@@ -90,6 +90,20 @@ def _test_dir(root: Path) -> Path:
     raise UserError(f"{root} has no val/ (or test/) folder; put held-out images in val/<class>/")
 
 
+def held_out_note(root: Path) -> str:
+    """Which folder the test split is read from, for the data line: with train/val/test, val/
+    wins, and a user who meant test/ should see that it is not the one scored."""
+    split_dir = _test_dir(root)
+    beside = _test_beside(split_dir)
+    return f"from {split_dir.name}/" + (f"; {beside}" if beside else "")
+
+
+def _test_beside(split_dir: Path) -> str:
+    if split_dir.name == "val" and (split_dir.parent / "test").is_dir():
+        return "test/ beside it is not read, val/ comes first"
+    return ""
+
+
 def _classes(train: Path) -> list[str]:
     classes = [p.name for p in _split_classes(train)]
     if len(classes) < 2:
@@ -195,6 +209,7 @@ def _no_held_out_images(split_dir: Path) -> UserError:
     return UserError(
         f"{split_dir} has no images in class folders ({', '.join(IMAGE_SUFFIXES)}); put the "
         f"held-out images in {split_dir.name}/<class>/"
+        + (f" ({beside})" if (beside := _test_beside(split_dir)) else "")
     )
 
 

@@ -144,9 +144,17 @@ def balanced_indices(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
     return np.sort(shuffled[chosen])
 
 
+def size_text(height: int, width: int) -> str:
+    """An image size as image viewers write it, width first ("48x32"), and said so when the
+    image is not square: a tensor's shape is height first, and 48 wide must not read as 48
+    high."""
+    return f"{width}x{height}" + ("" if width == height else " (width x height)")
+
+
 def sizes_differ(name: str, train_shape: Sequence[int], test_shape: Sequence[int]) -> UserError:
-    """Train and test images of different sizes, which one model cannot take both of."""
-    train_text, test_text = ("x".join(map(str, shape)) for shape in (train_shape, test_shape))
+    """Train and test images (shapes channels, height, width) of different sizes, which one
+    model cannot take both of."""
+    train_text, test_text = (size_text(*shape[-2:]) for shape in (train_shape, test_shape))
     return UserError(
         f"{name}: train images are {train_text} but test images are {test_text}; set "
         "data.image_size to resize both to one size"

@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
-from compressor.data.sets import Dataset, ImageSet
+from compressor.data.files import require_root
+from compressor.data.imagefolder import held_out_note
+from compressor.data.sets import Dataset, ImageSet, size_text
 from compressor.recipe import DataConfig
 
 
-def data_summary(dataset: Dataset, config: DataConfig) -> list[str]:
+def data_summary(dataset: Dataset, config: DataConfig) -> str:
     """What was read, so a user sees a folder that yielded fewer images or classes than they
-    meant (files of another format are skipped); and a warning for each split that has no
-    image of some classes: the student cannot learn those missing from training, and the
-    accuracy never scores those missing from the test split."""
+    meant (files of another format are skipped), and which folder an image folder's test
+    split came from."""
     train, test = dataset.train, dataset.test
-    height, width = dataset.image_shape[1:]
-    lines = [
-        f"data {dataset.name}: {len(train):,} training and {len(test):,} test images of "
-        f"{height}x{width}, {dataset.num_classes} classes"
-    ]
+    source = f" ({held_out_note(require_root(config))})" if config.name == "imagefolder" else ""
+    return (
+        f"data {dataset.name}: {len(train):,} training and {len(test):,} test images{source} "
+        f"of {size_text(*dataset.image_shape[1:])}, {dataset.num_classes} classes"
+    )
+
+
+def missing_class_warnings(dataset: Dataset, config: DataConfig) -> list[str]:
+    """A warning for each split that has no image of some classes: the student cannot learn
+    those missing from training, and the accuracy never scores those missing from the test
+    split."""
+    warnings = []
+    train, test = dataset.train, dataset.test
     splits = (
         (train, "training", "the student cannot learn them", "max_train_samples", "training"),
         (test, "test", "the test accuracy never scores them", "max_test_samples", "held-out"),
@@ -31,11 +40,11 @@ def data_summary(dataset: Dataset, config: DataConfig) -> list[str]:
             if limit is not None and limit < dataset.num_classes
             else f"add images of them to the {folder} split"
         )
-        lines.append(
-            f"warning: no {name} image of {len(missing)} of the {dataset.num_classes} classes "
+        warnings.append(
+            f"no {name} image of {len(missing)} of the {dataset.num_classes} classes "
             f"({_first_few(missing)}): {consequence}; {fix}"
         )
-    return lines
+    return warnings
 
 
 def _classes_without_images(split: ImageSet, classes: list[str]) -> list[str]:

@@ -22,6 +22,9 @@ class RunObserver:
     def message(self, text: str) -> None:
         """A line for the user."""
 
+    def warning(self, text: str) -> None:
+        """A warning for the user (`text` without the "warning: " the CLI puts before it)."""
+
     def epoch_started(self, epoch: int, epochs: int, steps: int) -> StepCallback | None:
         return None
 

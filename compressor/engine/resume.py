@@ -182,7 +182,7 @@ def drop_metrics_after(path: Path, epoch: int, warn: Callable[[str], None]) -> N
         elif done <= epoch:
             kept.append(line)
     if damaged:
-        warn(f"warning: {path}: dropped {damaged} damaged line(s); their epochs have no metrics")
+        warn(f"{path}: dropped {damaged} damaged line(s); their epochs have no metrics")
     write_text(path, "".join(f"{line}\n" for line in kept))
 
 

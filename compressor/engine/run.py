@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from compressor.data import Dataset, load_dataset
-from compressor.data.summary import data_summary
+from compressor.data.summary import data_summary, missing_class_warnings
 from compressor.engine.checkpoint import (
     load_checkpoint,
     mismatch,
@@ -139,7 +139,7 @@ def run_training(
 
             distributed.together(check_inputs)
             for warning in warnings:
-                observer.message(f"warning: {warning}")
+                observer.warning(warning)
             with restored_torch_settings():
                 return _execute(
                     recipe, source, run, distributed, resume, overwrite, observer, held, attempt
@@ -250,8 +250,9 @@ def _execute(
     pinned = _pin_teacher(context, resume) if recipe.teacher else None
     observer.message(f"device {setup.device}, reading data set {recipe.data.name}")
     dataset = distributed.together(lambda: load_dataset(recipe.data))
-    for line in data_summary(dataset, recipe.data):
-        observer.message(line)
+    observer.message(data_summary(dataset, recipe.data))
+    for warning in missing_class_warnings(dataset, recipe.data):
+        observer.warning(warning)
     _check_split_for_batches(dataset, distributed, recipe, observer)
     models = _build_models(context, dataset, pinned)
     distributed.seed_own_stream(recipe.train.seed)  # built alike; each draws its own from here
@@ -294,8 +295,8 @@ def _check_split_for_batches(
     images = len(dataset.train)
     if images > distributed.world_size:
         if images < recipe.train.batch_size:
-            observer.message(
-                f"warning: train.batch_size {recipe.train.batch_size} is more than the "
+            observer.warning(
+                f"train.batch_size {recipe.train.batch_size} is more than the "
                 f"training split's {images} images: each epoch is one step on all of them"
             )
         return
@@ -384,7 +385,7 @@ def _ready_teacher(context: RunContext, pinned: PinnedTeacher, dataset: Dataset)
     """The pinned teacher scored on the test split, its source and weights hash printed."""
     prepared = prepare_teacher(context.recipe, pinned, dataset, context.setup)
     for warning in prepared.warnings:
-        context.observer.message(f"warning: {warning}")
+        context.observer.warning(warning)
     context.observer.message(
         f"teacher {teacher_source(context.recipe)} (weights sha256 "
         f"{prepared.weights_sha256[:12]}): test accuracy {prepared.evaluation.accuracy:.2f} %"
@@ -412,7 +413,7 @@ def _claim(
         return None
     state = load_checkpoint(
         context.run.checkpoint,
-        warn=context.observer.message,
+        warn=context.observer.warning,
         fits=lambda loaded: mismatch(loaded, student),
         set_aside=context.main,
     )
@@ -499,8 +500,8 @@ def _restore(
         context.observer.message(f"resuming {run.root} after epoch {start_epoch}")
     if len(counts) > 1 and counts[-1]["from_epoch"] == start_epoch + 1:
         before, now = counts[-2]["processes"], counts[-1]["processes"]
-        context.observer.message(
-            f"warning: {run.root} trained with {_processes(before)} and resumes with "
+        context.observer.warning(
+            f"{run.root} trained with {_processes(before)} and resumes with "
             f"{_processes(now)}: the global batch is the same, but not the random streams or "
             "the batch-norm batches, so it continues only approximately (recorded in "
             "manifest.json, process_counts)"

@@ -47,7 +47,11 @@ def _validated_overrides(overrides: Mapping[str, float | None] | None) -> dict[s
         GateConfig.model_validate(given)
     except ValidationError as error:
         raise UserError(
-            *(f"{_flag(str(e['loc'][0]))} {e['input']!r}: {e['msg']}" for e in error.errors())
+            *(
+                f"{_flag(str(e['loc'][0]))} {e['input']!r}: "
+                + str(e["msg"]).removeprefix("Value error, ")  # pydantic's, not ours
+                for e in error.errors()
+            )
         ) from None
     return given
 

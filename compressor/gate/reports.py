@@ -11,7 +11,7 @@ from typing import Annotated, Literal, TypeVar
 from pydantic import BaseModel, Field, ValidationError
 
 from compressor.errors import UserError
-from compressor.io import loads_json
+from compressor.io import file_in_the_way, loads_json
 from compressor.provenance import SCHEMA_VERSION
 from compressor.recipe import format_validation_error
 
@@ -99,6 +99,9 @@ def read_report(path: Path, model: type[ReportT], what: str, remedy: str) -> Rep
     place, `remedy` is what to run to (re)write it."""
     if path.is_dir():
         raise UserError(f"{path}: a folder, not {what}; remove it, then {remedy}")
+    in_the_way = file_in_the_way(path)
+    if in_the_way is not None:  # `export` a file: the remedy alone would be refused by it
+        raise UserError(f"{in_the_way}: a file, not a folder; move it away, then {remedy}")
     if not path.is_file():
         raise UserError(f"{path}: not found; {remedy}")
     try:
@@ -116,7 +119,8 @@ def read_report(path: Path, model: type[ReportT], what: str, remedy: str) -> Rep
     try:
         report = model.model_validate(data)
     except ValidationError as error:
-        raise UserError(*format_validation_error(str(path), error)) from None
+        *lines, last = format_validation_error(str(path), error)
+        raise UserError(*lines, f"{last}; {remedy}") from None
     if report.schema_version != SCHEMA_VERSION:
         raise UserError(
             f"{path}: schema_version {report.schema_version}, but this compressor reads "

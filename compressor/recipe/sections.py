@@ -482,8 +482,14 @@ class ExportConfig(Strict):
 
 
 class GateConfig(Strict):
-    max_drop: float = Field(1.0, ge=0.0, description="Student may trail the teacher by (points).")
-    max_export_drop: float = Field(0.5, ge=0.0, description="Exported vs PyTorch (points).")
+    # Points of top-1, so at most 100: a larger bar is no bar, and 1e300 was refused for
+    # float32's sake, which says nothing to a gate.
+    max_drop: float = Field(
+        1.0, ge=0.0, le=100.0, description="Student may trail the teacher by (points)."
+    )
+    max_export_drop: float = Field(
+        0.5, ge=0.0, le=100.0, description="Exported vs PyTorch (points)."
+    )
     min_agreement: float = Field(99.5, ge=0.0, le=100.0, description="Top-1 agreement (%).")
     min_speedup: float | None = Field(None, gt=0.0)
 

@@ -57,7 +57,7 @@ class Strict(BaseModel):
         and a temperature squared past float64 crashed the loss, instead of being refused."""
         if isinstance(value, float) and abs(value) > FLOAT32_MAX:
             raise ValueError(
-                f"beyond float32's largest value ({FLOAT32_MAX:.4g}), the precision training "
+                f"beyond float32's largest value ({FLOAT32_MAX:.4g}), the precision compressor "
                 "computes in; use a smaller value"
             )
         return value

@@ -47,11 +47,14 @@ def make_tiny_imagenet(root: Path, per_class: int = 3) -> Path:
     return root
 
 
-def make_imagefolder(root: Path, classes: tuple[str, ...] = ("cat", "dog")) -> Path:
+def make_imagefolder(
+    root: Path, classes: tuple[str, ...] = ("cat", "dog"), size: tuple[int, int] = (16, 16)
+) -> Path:
+    """train/ and val/ of each class, images of `size` (width, height)."""
     for label, name in enumerate(classes):
-        save_image(root / "train" / name / "a.png", value=50 * label)
-        save_image(root / "train" / name / "nested" / "b.JPG", value=50 * label)
-        save_image(root / "val" / name / "c.png", value=50 * label)
+        save_image(root / "train" / name / "a.png", size, value=50 * label)
+        save_image(root / "train" / name / "nested" / "b.JPG", size, value=50 * label)
+        save_image(root / "val" / name / "c.png", size, value=50 * label)
     (root / "train" / classes[0] / "notes.txt").write_text("not an image")
     (root / "train" / classes[0] / "._a.png").write_bytes(b"macOS metadata, not an image")
     return root

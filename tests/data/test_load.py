@@ -57,7 +57,7 @@ def test_image_folder_test_split_of_another_size_is_refused_as_training_refuses(
     for path in (root / "val").rglob("*.png"):
         save_image(path, size=(24, 24))
     config = DataConfig(name="imagefolder", root=root)
-    expected = "train images are 3x16x16 but test images are 3x24x24; set data.image_size"
+    expected = "train images are 16x16 but test images are 24x24; set data.image_size"
     with pytest.raises(UserError, match=expected):
         load_test_split(config)
     assert expected in load_error(config)

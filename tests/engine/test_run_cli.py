@@ -770,9 +770,9 @@ def test_a_damaged_checkpoint_falls_back_to_the_previous_one(
 
     result = run_cli(capsys, "train", str(damaged), "--resume")
     assert result.code == 0, result.stderr
-    printed = " ".join(result.stdout.split())
-    assert f"{last}: {said}" in printed
-    assert "resuming from the checkpoint before it" in printed
+    warned = " ".join(result.stderr.split())  # a warning: on stderr
+    assert f"warning: {last}: {said}" in warned
+    assert "resuming from the checkpoint before it" in warned
     first = torch.load(tmp_path / "straight" / "student.pt", weights_only=True)["state_dict"]
     second = torch.load(tmp_path / "damaged" / "student.pt", weights_only=True)["state_dict"]
     for key in first:
@@ -1075,7 +1075,7 @@ def test_a_run_says_what_data_it_read_and_warns_of_classes_left_out(
     )
     result = run_cli(capsys, "train", str(recipe))
     assert result.code == 0, result.stderr
-    assert "warning: gate.min_agreement is 0.995 %, a bar almost anything passes" in result.stdout
+    assert "warning: gate.min_agreement is 0.995 %, a bar almost anything passes" in result.stderr
     assert "data digits: 5 training and 360 test images of 8x8, 10 classes" in result.stdout
     assert (
         "warning: no training image of 5 of the 10 classes (5, 6, 7, 8, 9): the student cannot "

@@ -311,9 +311,9 @@ def test_a_teacher_failing_parity_warns_and_the_export_passes(
     run = workdir / "drifting"
     result = run_cli(capsys, "export", str(run), *QUICK)
     assert result.code == 0, result.stdout + result.stderr
-    said = " ".join(result.stdout.split())  # the console wraps long lines
-    assert "export FAILED" not in said
-    assert "warning: parity failed for teacher onnxruntime fp32: max |diff|" in said
+    assert "export FAILED" not in result.stdout
+    warned = " ".join(result.stderr.split())  # the console wraps long lines
+    assert "warning: parity failed for teacher onnxruntime fp32: max |diff|" in warned
     rows = rows_of(report_of(run))
     assert rows[("teacher", "onnxruntime", "fp32")]["parity"]["passed"] is False
     assert rows[("teacher", "onnxruntime", "fp32")]["parity"]["top1_agreement"] == 100.0
@@ -484,8 +484,9 @@ def test_a_min_agreement_flag_written_as_a_fraction_is_warned_about(
     run = copy_run(distilled_run, tmp_path / "fraction", "completed")
     result = run_cli(capsys, "export", str(run), "--no-teacher", "--min-agreement", "0.999", *QUICK)
     assert result.code == 0, result.stderr
-    assert result.stdout.startswith("warning: --min-agreement is 0.999 %, a bar almost")
-    assert "export.min_agreement" not in result.stdout  # the flag's bar, not the recipe's
+    assert result.stderr.startswith("warning: --min-agreement is 0.999 %, a bar almost")
+    assert "warning" not in result.stdout  # warnings go to stderr
+    assert "export.min_agreement" not in result.stderr  # the flag's bar, not the recipe's
 
 
 def test_a_fraction_edited_into_the_runs_recipe_is_warned_about(
@@ -499,7 +500,7 @@ def test_a_fraction_edited_into_the_runs_recipe_is_warned_about(
     (run / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
     result = run_cli(capsys, "export", str(run), "--no-teacher", "--fp16", *QUICK)
     assert result.code == 0, result.stderr
-    said = " ".join(result.stdout.split())
+    said = " ".join(result.stderr.split())
     for setting in ("export.min_agreement is 0.999 %", "export.fp16_min_agreement is 0.99 %"):
         assert f"warning: {run / 'recipe.yaml'}: {setting}, a bar almost anything passes" in said
 

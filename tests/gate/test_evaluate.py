@@ -1037,6 +1037,18 @@ BAD_INPUTS: list[tuple[str, Callable[[Path], None] | None, list[str], list[str]]
     ),
     ("corrupt export", corrupt(EXPORT), [], ["export_report.json: not valid JSON"]),
     (
+        "export folder a file",
+        lambda run: (shutil.rmtree(run / "export"), (run / "export").write_text("hi")),
+        [],
+        ["export: a file, not a folder; move it away, then export the run with `compress export"],
+    ),
+    (
+        "export report of the wrong shape",
+        edit_json(EXPORT, lambda d: d.update(results=[1])),
+        [],
+        ["results[0]: expected a section of keys", "; export the run with `compress export"],
+    ),
+    (
         "newer export schema",
         edit_json(EXPORT, lambda d: d.update(schema_version=2)),
         [],
@@ -1131,11 +1143,21 @@ BAD_INPUTS: list[tuple[str, Callable[[Path], None] | None, list[str], list[str]]
     ("negative export drop", None, ["--max-export-drop", "-0.5"], ["--max-export-drop -0.5"]),
     ("agreement over 100", None, ["--min-agreement", "100.5"], ["less than or equal to 100"]),
     ("zero speedup", None, ["--min-speedup", "0"], ["--min-speedup 0.0: ", "greater than 0"]),
-    # inf is a bar nothing misses (--max-drop inf turns the rule off); nan and -inf are no bar.
+    # Infinities and nan are no bar; a drop is in points of top-1, 100 at most.
     *(
         (f"{value} {flag}", None, [flag, value], [f"{flag} {float(value)!r}: Input should be"])
         for flag in ("--max-drop", "--max-export-drop", "--min-agreement", "--min-speedup")
-        for value in ("-inf", "nan")
+        for value in ("-inf", "inf", "nan")
+    ),
+    *(
+        (f"1e300 {flag}", None, [flag, "1e300"], [f"{flag} 1e+300: Input should be less than or"])
+        for flag in ("--max-drop", "--max-export-drop")
+    ),
+    (
+        "huge speedup",
+        None,
+        ["--min-speedup", "1e300"],
+        ["--min-speedup 1e+300: beyond float32's largest value (3.403e+38), the precision"],
     ),
 ]
 
@@ -1335,11 +1357,12 @@ def test_a_min_agreement_flag_written_as_a_fraction_is_warned_about(
     passed anything without a word."""
     result = run_cli(capsys, "gate", str(kd_run), "--min-agreement", "0.995")
     assert result.code == 0, result.stderr
-    assert result.stdout.startswith(
+    assert result.stderr == (
         "warning: --min-agreement is 0.995 %, a bar almost anything passes; it is a "
         "percentage: for 99.5 % write 99.5\n"
     )
-    assert "warning" not in run_cli(capsys, "gate", str(kd_run), "--min-agreement", "99.5").stdout
+    assert "warning" not in result.stdout  # on stderr: `gate RUN > verdict.txt` still shows it
+    assert "warning" not in run_cli(capsys, "gate", str(kd_run), "--min-agreement", "99.5").stderr
 
 
 def test_a_fraction_edited_into_the_runs_gate_section_is_warned_about(
@@ -1350,7 +1373,7 @@ def test_a_fraction_edited_into_the_runs_gate_section_is_warned_about(
     edit_yaml("recipe.yaml", lambda recipe: recipe["gate"].update(min_agreement=0.995))(kd_run)
     result = run_cli(capsys, "gate", str(kd_run))
     assert result.code == 0, result.stderr
-    assert " ".join(result.stdout.split()).startswith(
+    assert " ".join(result.stderr.split()).startswith(
         f"warning: {kd_run / 'recipe.yaml'}: gate.min_agreement is 0.995 %, a bar almost"
     )
-    assert "warning" not in run_cli(capsys, "gate", str(kd_run), "--min-agreement", "99").stdout
+    assert "warning" not in run_cli(capsys, "gate", str(kd_run), "--min-agreement", "99").stderr
