@@ -9,13 +9,19 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from compressor.data import EvalData, dataset_channels, dataset_num_classes, load_test_split
+from compressor.data import (
+    EvalData,
+    class_changes,
+    dataset_channels,
+    dataset_num_classes,
+    load_test_split,
+)
 from compressor.engine.device import DeviceSetup, restored_torch_settings, setup_device
 from compressor.engine.evaluate import Evaluation, evaluate
 from compressor.engine.scoring import ModelSummary, eval_loader, model_summary
 from compressor.errors import UserError
 from compressor.models import check_builds_the_same_weights, check_teacher_output, load_teacher
-from compressor.models.checkpoint import recorded_inputs
+from compressor.models.checkpoint import RecordedInputs, recorded_inputs
 from compressor.models.fingerprint import weights_sha256
 from compressor.models.inference import fold_batchnorm
 from compressor.preflight import check_recipe
@@ -45,9 +51,9 @@ class PinnedTeacher:
 
     model: nn.Module
     weights_sha256: str  # compressor/models/fingerprint.py
-    # The image shape and mean/std of the data it was trained on, where its file records them
-    # (a student.pt that compress wrote).
-    recorded_inputs: dict[str, list[float]] | None = None
+    # The image shape, mean/std and classes of the data it was trained on, where its file
+    # records them (a student.pt that compress wrote).
+    recorded_inputs: RecordedInputs | None = None
 
 
 def pin_teacher(recipe: Recipe) -> PinnedTeacher:
@@ -72,7 +78,7 @@ def _inputs_unlike_training(pinned: PinnedTeacher, data: EvalData) -> list[str]:
     recorded = pinned.recorded_inputs
     if recorded is None:
         return []
-    shape, mean, std = recorded["image_shape"], recorded["mean"], recorded["std"]
+    shape, mean, std = recorded.image_shape, recorded.mean, recorded.std
     same_stats = len(mean) == len(data.mean) and len(std) == len(data.std)
     close = same_stats and all(
         abs(a - b) <= 1e-4 for a, b in zip([*mean, *std], [*data.mean, *data.std], strict=True)
@@ -88,6 +94,36 @@ def _inputs_unlike_training(pinned: PinnedTeacher, data: EvalData) -> list[str]:
         f"{rounded(mean)}, std {rounded(std)} (recorded in its file), but the recipe's data "
         f"gives {'×'.join(map(str, data.image_shape))} with mean {rounded(data.mean)}, std "
         f"{rounded(data.std)}; set data.mean/std (and data.image_size) to the teacher's"
+    ]
+
+
+def _classes_unlike_training(pinned: PinnedTeacher, data: EvalData) -> list[str]:
+    """The teacher's file records the class names it was trained on. An image folder's labels
+    are its sorted folder names: one renamed shifts every label after it, and the teacher is
+    scored, and distilled, against the wrong classes (0 % with none of them right)."""
+    recorded = pinned.recorded_inputs
+    if recorded is None or recorded.classes is None:
+        return []
+    changes = class_changes(recorded.classes, data.classes)
+    if changes is None:
+        return []
+    return [
+        f"the teacher was trained on other classes than the data's (its file records them): "
+        f"{changes}; label i is the i-th sorted folder name, so name the class folders as the "
+        "teacher's were"
+    ]
+
+
+def _at_chance(evaluation: Evaluation, data: EvalData) -> list[str]:
+    """A teacher no better than guessing teaches nothing, and teacher.min_accuracy (0 unless
+    set) lets it through: the usual cause is classes in another order, or the wrong weights."""
+    chance = 100 / data.num_classes
+    if evaluation.accuracy > chance:
+        return []
+    return [
+        f"the teacher scores {evaluation.accuracy:.2f} %, no better than chance ({chance:.2f} % "
+        f"for {data.num_classes} classes): check teacher.checkpoint and that the classes are in "
+        "the order it was trained on; set teacher.min_accuracy to refuse such a teacher"
     ]
 
 
@@ -114,7 +150,11 @@ def prepare_teacher(
             + " match the teacher's training"
         )
     summary = model_summary(pinned.model, evaluation, data)
-    warnings = tuple(_inputs_unlike_training(pinned, data))
+    warnings = (
+        *_classes_unlike_training(pinned, data),
+        *_inputs_unlike_training(pinned, data),
+        *_at_chance(evaluation, data),
+    )
     return PreparedTeacher(teacher, evaluation, summary, pinned.weights_sha256, warnings)
 
 

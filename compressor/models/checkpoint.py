@@ -16,6 +16,7 @@ import warnings
 import zipfile
 from collections import OrderedDict
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -63,12 +64,19 @@ def _archive_kind(path: Path) -> FileFormat:
     return "state_dict"
 
 
-_RECORDED_INPUTS = ("image_shape", "mean", "std")
+@dataclass(frozen=True)
+class RecordedInputs:
+    """What a student.pt that compress wrote records of the data it was trained on."""
+
+    image_shape: list[int]
+    mean: list[float]
+    std: list[float]
+    classes: list[str] | None  # None where the file does not record them
 
 
-def recorded_inputs(path: Path) -> dict[str, list[float]] | None:
-    """The image shape and mean/std a student.pt that compress wrote records (its training
-    data's), read lazily (mmap: the weights stay on disk); None for any other file."""
+def recorded_inputs(path: Path) -> RecordedInputs | None:
+    """The image shape, mean/std and class names a student.pt that compress wrote records (its
+    training data's), read lazily (mmap: the weights stay on disk); None for any other file."""
     if not zipfile.is_zipfile(path) or _archive_kind(path) != "state_dict":
         return None
     try:
@@ -77,13 +85,15 @@ def recorded_inputs(path: Path) -> dict[str, list[float]] | None:
         return None
     if not isinstance(record, dict) or "state_dict" not in record:
         return None
-    found: dict[str, list[float]] = {}
-    for key in _RECORDED_INPUTS:
-        value = record.get(key)
-        if not (isinstance(value, list) and all(isinstance(x, int | float) for x in value)):
-            return None
-        found[key] = value
-    return found
+    numbers = [record.get(key) for key in ("image_shape", "mean", "std")]
+    if not all(
+        isinstance(value, list) and all(isinstance(x, int | float) for x in value)
+        for value in numbers
+    ):
+        return None
+    classes = record.get("classes")
+    named = isinstance(classes, list) and all(isinstance(name, str) for name in classes)
+    return RecordedInputs(*numbers, classes=classes if named else None)
 
 
 def check_file(path: Path) -> None:

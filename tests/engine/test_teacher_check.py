@@ -9,10 +9,11 @@ import pytest
 import torch
 import yaml
 
+from compressor.data import load_test_split
 from compressor.engine.teacher import check_teacher
 from compressor.errors import UserError
 from compressor.models import create_model
-from compressor.recipe import parse_recipe
+from compressor.recipe import DataConfig, parse_recipe
 from tests.cli_helpers import run_cli
 from tests.data.image_files import damage_training_images, make_imagefolder
 
@@ -107,6 +108,45 @@ def test_a_teacher_trained_on_other_inputs_than_the_data_gives_is_warned_of(
             )
             is warned
         ), result.stderr
+
+
+def test_a_teacher_trained_on_other_classes_or_at_chance_is_warned_of(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A student.pt compress wrote records its class names: folders renamed since shift every
+    label, and the teacher scored 0 % without a word (teacher.min_accuracy is 0 unless set).
+    Here the teacher answers one class, the rarest in the test split: below chance."""
+    test_labels = load_test_split(DataConfig(name="digits")).test.labels
+    rarest = int(torch.bincount(test_labels, minlength=10).argmin())
+    model = create_model("resnet8", 10, 1)
+    head = [module for module in model.modules() if isinstance(module, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.copy_(torch.nn.functional.one_hot(torch.tensor(rarest), 10).float())
+    classes = [str(digit) for digit in range(10)]
+    classes[0], classes[1] = "1", "0"
+    record = {"arch": "resnet8", "image_shape": [1, 8, 8], "mean": [0.3049], "std": [0.3757]}
+    checkpoint = tmp_path / "student.pt"
+    torch.save({**record, "classes": classes, "state_dict": model.state_dict()}, checkpoint)
+    body = {
+        "teacher": {"arch": "resnet8", "checkpoint": str(checkpoint)},
+        "student": {"arch": "resnet8"},
+        "method": {"name": "kd"},
+        "data": {"name": "digits", "mean": [0.3049], "std": [0.3757]},
+    }
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump(body))
+    result = run_cli(capsys, "teacher", str(recipe))
+    assert result.code == 0, result.stderr
+    share = 100 * float((test_labels == rarest).float().mean())
+    assert result.stderr.splitlines() == [
+        f"warning: {recipe}: the teacher was trained on other classes than the data's (its file "
+        "records them): class 0 '1' is now '0', class 1 '0' is now '1'; label i is the i-th "
+        "sorted folder name, so name the class folders as the teacher's were",
+        f"warning: {recipe}: the teacher scores {share:.2f} %, no better than chance (10.00 % "
+        "for 10 classes): check teacher.checkpoint and that the classes are in the order it was "
+        "trained on; set teacher.min_accuracy to refuse such a teacher",
+    ]
 
 
 def test_compress_teacher_says_the_setting_warnings_a_run_would(
