@@ -290,13 +290,15 @@ def load_weights(
     source: str,
     model_name: str,
     data_classes: int,
+    data_channels: int | None = None,
     arch_field: str = "arch",
 ) -> None:
     """Strict `load_state_dict`, but every mismatch is reported at once in readable lines.
 
     `model_name` names the architecture in messages ("resnet56"); `arch_field` is the recipe
-    field to point at ("teacher.arch"); `data_classes` is the data set's class count, which
-    the model's head need not have (an entrypoint's kwargs may set another). A missing
+    field to point at ("teacher.arch"); `data_classes` and `data_channels` are the data set's
+    class and channel counts, which the model's head and stem need not have (an entrypoint
+    builds what it builds; None: the model's stem is the data's). A missing
     `num_batches_tracked` is accepted: old checkpoints (like the akamaster ResNets) predate
     it and batch norm fills it in.
     """
@@ -334,7 +336,13 @@ def load_weights(
         stem = _stem_key(expected)
         for key in mismatched[:_PREVIEW]:
             problem = _shape_problem(
-                key, state_dict[key], expected[key], head, stem, data_classes, arch_field
+                key,
+                state_dict[key],
+                expected[key],
+                (head, stem),
+                data_classes,
+                arch_field,
+                data_channels,
             )
             lines.append(f"{source}: {problem}")
         if len(mismatched) > _PREVIEW:
@@ -409,20 +417,27 @@ def _shape_problem(
     key: str,
     got: torch.Tensor,
     want: torch.Tensor,
-    head: str | None,
-    stem: str | None,
+    layers: tuple[str | None, str | None],
     data_classes: int,
     arch_field: str,
+    data_channels: int | None,
 ) -> str:
-    """The shapes; for the first convolution, when only its input channels differ, that the
-    checkpoint takes other images; for the classifier which count differs: the checkpoint's
-    from the data's, or the model's from the data's (a builder's kwargs can set its outputs)."""
+    """The shapes; for the first convolution, when only its input channels differ, which
+    count differs: the checkpoint's from the data's, or the model's (an entrypoint builds the
+    stem it builds); for the classifier likewise (a builder's kwargs can set its outputs)."""
+    head, stem = layers
     text = f"{key}: checkpoint {list(got.shape)} vs model {list(want.shape)}"
     if key == stem and got.shape[:1] + got.shape[2:] == want.shape[:1] + want.shape[2:]:
+        trained, built = got.shape[1], want.shape[1]
+        if data_channels is None or built == data_channels:
+            return (
+                f"{text} — the checkpoint takes {trained}-channel images, the data has "
+                f"{built}: it was trained on another data set; give a checkpoint trained "
+                "on this one"
+            )
         return (
-            f"{text} — the checkpoint takes {got.shape[1]}-channel images, the data has "
-            f"{want.shape[1]}: it was trained on another data set; give a checkpoint trained "
-            "on this one"
+            f"{text} — the model built takes {built}-channel images, the checkpoint "
+            f"{trained}; the data has {data_channels}: check {arch_field} and its kwargs"
         )
     in_head = head is not None and key.rsplit(".", 1)[0] == head
     if not (in_head and got.dim() == want.dim() and got.shape[1:] == want.shape[1:]):

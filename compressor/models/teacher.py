@@ -129,6 +129,7 @@ def _build_with_weights(cfg: TeacherConfig, num_classes: int, in_channels: int) 
             source=str(path),
             model_name=name,
             data_classes=num_classes,
+            data_channels=in_channels,
             arch_field=field,
         )
     return model

@@ -257,12 +257,34 @@ def test_load_report_a_checkpoint_for_images_of_other_channels() -> None:
             source="digits.pt",
             model_name="resnet8",
             data_classes=10,
+            data_channels=3,
             arch_field="t.arch",
         )
     assert error.value.lines == [
         "digits.pt: conv1.weight: checkpoint [16, 1, 3, 3] vs model [16, 3, 3, 3] — the "
         "checkpoint takes 1-channel images, the data has 3: it was trained on another data "
         "set; give a checkpoint trained on this one"
+    ]
+
+
+def test_load_report_a_stem_built_for_other_channels_than_the_data() -> None:
+    """An entrypoint builds the stem it builds: a 1-channel model given a colour checkpoint
+    for colour data is the model's mistake, not the checkpoint's data set."""
+    colour = create_model("resnet8", num_classes=10, in_channels=3).state_dict()
+    with pytest.raises(UserError) as error:
+        load_weights(
+            create_model("resnet8", num_classes=10, in_channels=1),
+            colour,
+            source="teacher.th",
+            model_name="my.models:build",
+            data_classes=10,
+            data_channels=3,
+            arch_field="teacher.entrypoint",
+        )
+    assert error.value.lines == [
+        "teacher.th: conv1.weight: checkpoint [16, 3, 3, 3] vs model [16, 1, 3, 3] — the model "
+        "built takes 1-channel images, the checkpoint 3; the data has 3: check "
+        "teacher.entrypoint and its kwargs"
     ]
 
 
