@@ -1080,11 +1080,11 @@ def test_a_run_says_what_data_it_read_and_warns_of_classes_left_out(
     assert (
         "warning: no training image of 5 of the 10 classes (5, 6, 7, 8, 9): the student cannot "
         "learn them; data.max_train_samples 5 is fewer than the classes: raise it"
-    ) in result.stdout
+    ) in result.stderr
     assert (
         "warning: train.batch_size 8 is more than the training split's 5 images: each epoch is "
         "one step on all of them"
-    ) in result.stdout
+    ) in result.stderr
 
 
 def test_resume_without_a_checkpoint_is_refused(
