@@ -145,16 +145,17 @@ _UNREADABLE = (OSError, ValueError, Image.DecompressionBombError)
 _16_BIT_GRAYSCALE = frozenset({"I;16", "I;16B", "I;16L", "I;16N"})
 
 
-def _read_rgb(path: Path) -> np.ndarray:
-    """One image file as uint8 [3, H, W]; grayscale, palette and RGBA become RGB, and 16-bit
-    grayscale is scaled to 8 bits. A floating-point image, or a 32-bit integer one with values
-    past 255, has no known scale: refused, not clipped."""
+def _read_pixels(path: Path, channels: int) -> np.ndarray:
+    """One image file as uint8 [channels, H, W]: 3, grayscale, palette and RGBA become RGB;
+    1, every image becomes grayscale (PIL's ITU-R 601 luma). 16-bit grayscale is scaled to 8
+    bits. A floating-point image, or a 32-bit integer one with values past 255, has no known
+    scale: refused, not clipped."""
     try:
         with Image.open(path) as image:
             if image.mode in _16_BIT_GRAYSCALE:
                 gray = np.asarray(image).astype(np.float64) / 257.0  # 65535 → 255
                 eight = np.rint(gray).astype(np.uint8)
-                return np.repeat(eight[None], 3, axis=0)
+                return np.repeat(eight[None], channels, axis=0)
             if image.mode == "F" or (image.mode == "I" and image.getextrema()[1] > 255):
                 kind = "a floating-point" if image.mode == "F" else "a 32-bit integer"
                 raise Undecodable(
@@ -166,7 +167,10 @@ def _read_rgb(path: Path) -> np.ndarray:
             # warns "should be converted to RGBA" once, naming no file; through RGBA the
             # pixels are the same and nothing is printed.
             transparent = image.mode == "P" and "transparency" in image.info
-            rgb = np.asarray((image.convert("RGBA") if transparent else image).convert("RGB"))
+            opaque = image.convert("RGBA") if transparent else image
+            if channels == 1:
+                return np.asarray(opaque.convert("L"))[None]
+            rgb = np.asarray(opaque.convert("RGB"))
     except _UNREADABLE as error:
         raise _undecodable(path, error) from None
     return rgb.transpose(2, 0, 1)
@@ -216,19 +220,21 @@ def _all_undecodable(failures: list[Undecodable]) -> UserError:
     )
 
 
-def _first_readable(paths: Sequence[Path], failures: list[Undecodable]) -> tuple[int, np.ndarray]:
+def _first_readable(
+    paths: Sequence[Path], failures: list[Undecodable], channels: int
+) -> tuple[int, np.ndarray]:
     """The first image that decodes, which sets the split's size, and its index; those
     before it go to `failures`. None decoding: the failures, all told."""
     for index, path in enumerate(paths):
         try:
-            return index, _read_rgb(path)
+            return index, _read_pixels(path, channels)
         except Undecodable as failure:
             failures.append(failure)
     raise _all_undecodable(failures)
 
 
-def decode_images(paths: Sequence[Path], image_size: int | None) -> torch.Tensor:
-    """Decode image files into one uint8 tensor [N, 3, H, W] using a thread pool.
+def decode_images(paths: Sequence[Path], image_size: int | None, channels: int = 3) -> torch.Tensor:
+    """Decode image files into one uint8 tensor [N, channels, H, W] using a thread pool.
 
     PIL releases the GIL while decoding, so threads scale over cores without the cost of
     shipping arrays between processes. Every image must have the size of the first readable
@@ -236,12 +242,12 @@ def decode_images(paths: Sequence[Path], image_size: int | None) -> torch.Tensor
     that cannot be decoded are all named at the end, in one line.
     """
     failures: list[Undecodable] = []  # appended from the pool's threads (atomic in CPython)
-    start, first = _first_readable(paths, failures)
+    start, first = _first_readable(paths, failures, channels)
     if image_size is not None:
         height = width = image_size
     else:
         height, width = first.shape[1:]
-    out = torch.empty((len(paths), 3, height, width), dtype=torch.uint8)
+    out = torch.empty((len(paths), channels, height, width), dtype=torch.uint8)
     frames = out.numpy()  # same memory: numpy copies PIL's read-only arrays straight in
 
     def store(index: int, pixels: np.ndarray) -> None:
@@ -259,7 +265,7 @@ def decode_images(paths: Sequence[Path], image_size: int | None) -> torch.Tensor
     def decode_chunk(chunk: int) -> None:
         for index in range(chunk, min(chunk + _DECODE_CHUNK, len(paths))):
             try:
-                pixels = _read_rgb(paths[index])
+                pixels = _read_pixels(paths[index], channels)
             except Undecodable as failure:
                 failures.append(failure)
                 continue
@@ -282,6 +288,9 @@ def decode_images(paths: Sequence[Path], image_size: int | None) -> torch.Tensor
     return out
 
 
-def decode_split(paths: Sequence[Path], labels: Sequence[int], image_size: int | None) -> ImageSet:
+def decode_split(
+    paths: Sequence[Path], labels: Sequence[int], image_size: int | None, channels: int = 3
+) -> ImageSet:
     """A split of image files and their labels, decoded (`decode_images`)."""
-    return ImageSet(decode_images(paths, image_size), torch.tensor(labels, dtype=torch.int64))
+    images = decode_images(paths, image_size, channels)
+    return ImageSet(images, torch.tensor(labels, dtype=torch.int64))

@@ -4,9 +4,11 @@
     root/val/<class>/...        (or root/test/<class>/...; val wins when both exist)
 
 Classes are the sorted names of train's sub-folders; label i is the i-th name, as in
-torchvision. Images are converted to RGB. Differing sizes need data.image_size: silently
-picking a size for the user would change what the deployed model expects. data.image_size
-resizes to a square (image_size x image_size), like torchvision's Resize((s, s)).
+torchvision. Images are converted to RGB, or to grayscale with data.channels 1 (a model for
+one-channel images: scans, X-rays, a teacher trained on such). Differing sizes need
+data.image_size: silently picking a size for the user would change what the deployed model
+expects. data.image_size resizes to a square (image_size x image_size), like torchvision's
+Resize((s, s)).
 """
 
 from __future__ import annotations
@@ -251,20 +253,20 @@ def read(cfg: DataConfig, with_train: bool = True) -> tuple[ImageSet | None, Ima
     train = (
         None
         if train_listed is None
-        else _decoded(train_dir, *_kept(*train_listed, cfg.max_train_samples), cfg.image_size)
+        else _decoded(train_dir, *_kept(*train_listed, cfg.max_train_samples), cfg)
     )
-    test = _decoded(test_dir, *_kept(*test_listed, cfg.max_test_samples), cfg.image_size)
+    test = _decoded(test_dir, *_kept(*test_listed, cfg.max_test_samples), cfg)
     if train is None and cfg.image_size is None:
         # Training refuses test images of another size than its own; so does scoring, from
         # the header of the training image the size is taken from.
         height, width = native_size(cfg)
         if test.images.shape[2:] != (height, width):
-            raise sizes_differ(cfg.name, (3, height, width), test.images.shape[1:])
+            raise sizes_differ(cfg.name, (height, width), test.images.shape[1:])
     return train, test, classes
 
 
-def _decoded(split_dir: Path, paths: list[Path], labels: list[int], size: int | None) -> ImageSet:
-    split = decode_split(paths, labels, size)
+def _decoded(split_dir: Path, paths: list[Path], labels: list[int], cfg: DataConfig) -> ImageSet:
+    split = decode_split(paths, labels, cfg.image_size, cfg.channels or 3)
     split.files_digest = files_digest(split_dir, paths, labels)
     return split
 

@@ -15,6 +15,8 @@ import torch
 from compressor.data import cifar, digits, imagefolder, tiny_imagenet
 from compressor.data.files import resize_images
 from compressor.data.sets import (
+    IMAGENET_GRAY_MEAN,
+    IMAGENET_GRAY_STD,
     IMAGENET_MEAN,
     IMAGENET_STD,
     Dataset,
@@ -72,8 +74,9 @@ def dataset_num_classes(cfg: DataConfig) -> int:
 
 
 def dataset_channels(cfg: DataConfig) -> int:
-    """Image channels without reading the data, for building a teacher to check a recipe."""
-    return READERS[cfg.name].channels
+    """Image channels without reading the data, for building a teacher to check a recipe:
+    the data set's own, or an image folder's data.channels."""
+    return cfg.channels or READERS[cfg.name].channels
 
 
 def dataset_image_size(cfg: DataConfig) -> tuple[int, int]:
@@ -161,6 +164,8 @@ def _given_stats(
     if cfg.mean is not None and cfg.std is not None:
         return tuple(cfg.mean), tuple(cfg.std)
     if reader.mean is not None and reader.std is not None:
+        if dataset_channels(cfg) == 1 < len(reader.mean):  # an image folder read as grayscale
+            return IMAGENET_GRAY_MEAN, IMAGENET_GRAY_STD
         return reader.mean, reader.std
     return None
 

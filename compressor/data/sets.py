@@ -17,6 +17,9 @@ from compressor.errors import UserError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# The same for one channel, as torchvision's grayscale models take them: the mean of the three.
+IMAGENET_GRAY_MEAN = (0.449,)
+IMAGENET_GRAY_STD = (0.226,)
 
 
 @dataclass

@@ -188,6 +188,11 @@ class DataConfig(WithInputPaths):
         description="Per-channel std on [0, 1] pixels.",
         json_schema_extra=lambda schema: _bound_items(schema, minimum=MIN_STD, maximum=1.0),
     )
+    channels: Literal[1, 3] | None = Field(
+        None,
+        description="Image folders only: 1 reads every image as grayscale (one channel), "
+        "3 as RGB (the default).",
+    )
     crop_padding: int | None = Field(None, ge=0, le=64, description="Random-crop padding.")
     flip: bool | None = Field(None, description="Random horizontal flip; default per data set.")
     max_train_samples: int | None = Field(None, ge=1, description="Class-balanced subset.")
@@ -219,6 +224,11 @@ class DataConfig(WithInputPaths):
         if self.root is None and self.name != "digits" and os.environ.get(DATA_ROOT_ENV):
             # As if the recipe said `root: ${COMPRESSOR_DATA_ROOT}`.
             self.root, self._path_sources["root"] = read_user_path(f"${{{DATA_ROOT_ENV}}}", None)
+        if self.channels is not None and self.name != "imagefolder":
+            raise ValueError(
+                f"channels is for image folders; {self.name} images have their own channel "
+                "count: leave it out"
+            )
         if (self.mean is None) != (self.std is None):
             raise ValueError("give both mean and std, or neither")
         if self.mean is not None and self.std is not None:

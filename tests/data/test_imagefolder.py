@@ -212,6 +212,27 @@ def test_imagefolder_stats_need_three_values_known_before_reading(
         load_dataset(missing)
 
 
+def test_channels_1_reads_an_image_folder_as_grayscale(tmp_path: Path) -> None:
+    """A model for one-channel images (a teacher trained on scans) needs them as one channel:
+    every image, colour, 16-bit or with transparency, becomes PIL's luma, normalised by
+    ImageNet's statistics averaged over the channels unless data.mean/std are given."""
+    root = make_imagefolder(tmp_path)
+    save_image(root / "val" / "dog" / "d.png", value=50, mode="RGBA")
+    config = DataConfig(name="imagefolder", root=root, channels=1)
+    dataset = load_dataset(config)
+    assert dataset.image_shape == (1, 16, 16)
+    assert (dataset.mean, dataset.std) == ((0.449,), (0.226,))
+    # Left half (150, 150, 7) and right half (50, 50, 7): L = 0.299 R + 0.587 G + 0.114 B.
+    luma = [round(0.299 * v + 0.587 * v + 0.114 * 7) for v in (150, 50)]
+    for image in dataset.test.images[1:]:
+        assert [int(image[0, 0, 0]), int(image[0, 0, 15])] == luma
+    assert check_stats_channels(DataConfig(name="imagefolder", root=root, channels=1)) is None
+    with pytest.raises(UserError, match="have 3 values but imagefolder images have 1 channel;"):
+        check_stats_channels(
+            DataConfig(name="imagefolder", root=root, channels=1, mean=(0.5,) * 3, std=(0.2,) * 3)
+        )
+
+
 @pytest.mark.parametrize(
     "denied",
     ["train", "train/cat", "train/cat/nested"],

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import onnx
 import pytest
 import torch
 
@@ -125,3 +126,41 @@ def test_a_student_record_with_fields_of_the_wrong_kind_is_one_line(
     assert f"student.pt: not a student record written by compress train/distill ({problem})" in (
         line
     )
+
+
+def test_a_grayscale_image_folder_is_trained_distilled_and_exported_on_one_channel(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """data.channels 1: the teacher a run trains on the folder, the student distilled from it
+    and the ONNX files all take one-channel images, and the exported student matches."""
+    root = make_imagefolder(tmp_path / "scans", classes=("benign", "malignant"))
+    data = {"name": "imagefolder", "root": str(root), "channels": 1}
+    train = {"epochs": 1, "batch_size": 4, "device": "cpu"}
+    runs = tmp_path / "runs"
+    output = {"dir": str(runs)}
+    teacher = write_recipe(
+        tmp_path / "teacher.yaml",
+        {"student": {"arch": "resnet8"}, "data": data, "train": train, "output": output},
+    )
+    invoke("train", str(teacher))
+    distilled = write_recipe(
+        tmp_path / "student.yaml",
+        {
+            "teacher": {"arch": "resnet8", "checkpoint": str(runs / "teacher" / "student.pt")},
+            "student": {"arch": "resnet8"},
+            "method": {"name": "kd"},
+            "data": data,
+            "train": train,
+            "output": output,
+        },
+    )
+    result = run_cli(capsys, "distill", str(distilled))
+    assert result.code == 0, result.stderr
+    assert "was trained on" not in result.stderr  # the teacher's recorded inputs: the data's
+    run = runs / "student"
+    assert run_cli(capsys, "export", str(run), *QUICK).code == 0
+    for model in ("student", "teacher"):
+        graph = onnx.load(run / "export" / f"{model}.onnx").graph
+        assert graph.input[0].type.tensor_type.shape.dim[1].dim_value == 1
+    rows = report_of(run)["results"]
+    assert all(row["parity"]["passed"] for row in rows if row["backend"] == "onnxruntime")

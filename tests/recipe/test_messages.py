@@ -27,6 +27,12 @@ BAD_RECIPES = [
         ["method.temperature", "finite number"],
     ),
     (
+        "channels for a data set with its own",
+        merged(data={"name": "digits", "channels": 1}),
+        ["data: channels is for image folders; digits images have their own channel count"],
+    ),
+    ("channels neither 1 nor 3", merged(data={"name": "imagefolder", "channels": 2}), ["1 or 3"]),
+    (
         "infinite gate threshold",
         merged(gate={"max_drop": float("inf")}),
         ["gate.max_drop", "finite number"],
