@@ -14,6 +14,7 @@ def test_parity_is_precision_aware() -> None:
     assert parity(reference, close, Tolerance(1e-4, 99.9)).passed
     assert parity(reference, close, Tolerance(1e-4, 99.9)).logit_scale == np.abs(reference).max()
     assert not parity(reference, reference + 2e-4, Tolerance(1e-4, 99.9)).passed
+    assert not parity(reference, reference - 2e-4, Tolerance(1e-4, 99.9)).passed  # |difference|
     # fp16-sized differences: judged by agreement only, so they pass without an elementwise limit
     drifted = reference + rng.normal(scale=1e-3, size=reference.shape).astype(np.float32)
     result = parity(reference, drifted, Tolerance(None, 99.0))
@@ -30,6 +31,15 @@ def test_agreement_is_the_exact_share() -> None:
     logits = reference[:, ::-1].copy()
     logits[:7] = reference[:7]
     assert parity(reference, logits, Tolerance(None, 0.0)).top1_agreement == 0.7
+
+
+def test_agreement_at_exactly_the_bar_passes() -> None:
+    """The bar is a minimum: 999 of 1,000 decisions against 99.9 % pass, 998 do not."""
+    reference = np.tile(np.array([[1.0, 0.0]], dtype=np.float32), (1000, 1))
+    for changed, passed in ((1, True), (2, False)):
+        logits = reference.copy()
+        logits[:changed] = logits[:changed, ::-1]
+        assert parity(reference, logits, Tolerance(None, 99.9)).passed is passed
 
 
 def test_parity_fails_on_nan_logits() -> None:

@@ -65,6 +65,42 @@ def test_amkd_without_triplet_is_bss(
     assert amkd.stats == bss.stats
 
 
+def test_t_squared_scales_both_kl_terms(
+    teacher: nn.Module, student_factory: Callable[..., nn.Module], batch
+) -> None:
+    """t_squared multiplies the clean KL and the boundary samples' KL by T², as KD does, so
+    the two keep their balance whatever the temperature."""
+    student = student_factory()
+    parts = {
+        scaled: step(
+            build_method(AMKDMethod(lambda_bss=1.0, gamma=0.0, t_squared=scaled), student, teacher),
+            batch,
+        ).parts
+        for scaled in (True, False)
+    }
+    squared = AMKDMethod().temperature ** 2
+    assert parts[False]["bss"] > 0
+    for term in ("kd", "bss"):
+        torch.testing.assert_close(parts[True][term], squared * parts[False][term])
+
+
+def test_a_batch_of_only_the_two_boundary_classes_still_has_negatives(
+    teacher: nn.Module, student_factory: Callable[..., nn.Module]
+) -> None:
+    """A negative is of neither class the sample lies between; a batch holding only those two
+    falls back to any class but the source, rather than leaving the triplet out."""
+    method = build_method(AMKDMethod(margin=1.0), student_factory(), teacher)
+    anchor, positive = torch.zeros(1, 2), torch.zeros(1, 2)
+    # Columns 0 and 1 are of the source class 0; 2 and 3 of the target class 1, at distance 2.
+    negatives = torch.tensor([[0.0, 0.0], [0.0, 0.0], [2.0, 0.0], [2.0, 0.0]])
+    labels, source, target = torch.tensor([0, 0, 1, 1]), torch.tensor([0]), torch.tensor([1])
+    for seed in range(20):  # negatives are drawn at random: never one of class 0
+        torch.manual_seed(seed)
+        loss, rows = method._triplet(anchor, positive, negatives, labels, source, target)
+        assert rows.item() == 1.0
+        assert loss.item() == 0.0  # d(a, p) 0 - d(a, n) 2 + margin 1 < 0: a class-1 negative
+
+
 def test_amkd_clean_term_is_plain_kd(
     teacher: nn.Module, student_factory: Callable[..., nn.Module], batch
 ) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
 from compressor.methods.boundary import (
+    _collect,
     attack_to_boundary,
     find_boundary_samples,
     normalized_bounds,
@@ -65,6 +67,27 @@ def test_base_samples_are_correct_for_both_and_ranked_by_disagreement() -> None:
     assert select_base(labels, teacher, student, max_samples=1).numel() == 0
     only_row_3 = torch.tensor([False, False, False, True])
     assert select_base(labels, teacher, student, 8, candidates=only_row_3).numel() == 0
+
+
+def test_disagreement_leaves_out_the_true_class() -> None:
+    """sum over c != y of (p_t,c - p_s,c)²: row B differs off-label by 0.09 and row A by 0.08,
+    though A differs more in all (0.24 against 0.18, its true class included)."""
+    labels = torch.tensor([0, 0])
+    teacher = torch.tensor([[0.9, 0.05, 0.05], [0.9, 0.05, 0.05]]).log()
+    student = torch.tensor([[0.5, 0.25, 0.25], [0.6, 0.35, 0.05]]).log()
+    assert select_base(labels, teacher, student, max_samples=2).tolist() == [1, 0]
+
+
+def test_keep_boundary_keeps_none_when_one_sample_landed() -> None:
+    """The student's batch-norm pass over the kept samples needs two: one landed is none."""
+    adv = torch.zeros(3, 1, 2, 2)
+    adv_logits = torch.tensor([[0.0, 1.0], [1.0, 0.0], [1.0, 0.0]])  # only row 0 reached 1
+    index, source, target = torch.arange(3), torch.zeros(3, dtype=torch.long), torch.ones(3)
+    kept = _collect(
+        adv, adv_logits, index, source, target.long(), torch.ones(3), AttackConfig(keep="boundary")
+    )
+    assert kept.images.shape[0] == 0 and kept.index.numel() == 0
+    assert kept.stats["boundary_fraction"] == pytest.approx(1 / 3)  # the search's share
 
 
 def test_attack_moves_samples_onto_the_boundary_and_freezes_them(
