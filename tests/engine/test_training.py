@@ -103,6 +103,46 @@ def test_an_epoch_reports_its_figures_and_follows_the_schedule() -> None:
     assert student.training
 
 
+@pytest.mark.parametrize("scaled", [False, True], ids=["no scaler", "loss scaler"])
+def test_each_step_is_plain_sgd_on_the_true_gradients(scaled: bool) -> None:
+    """Replayed by hand on the batches the epoch drew: gradients zeroed every step (a scaler
+    would hide stale ones: unscaled, they are 65,536× smaller than the new), and under a loss
+    scaler clipped once unscaled (clipping the scaled ones shrinks every step 65,536×)."""
+    config = TrainConfig.model_validate(
+        {
+            "epochs": 1,
+            "device": "cpu",
+            "optimizer": {"lr": 0.5},
+            "schedule": {"name": "constant"},
+            "grad_clip_norm": 0.05,
+        }
+    )
+    student, replayed = small_net(), small_net()
+    method = build_method(CEMethod(), student)
+    batches: list[tuple[torch.Tensor, torch.Tensor]] = []
+    step = method.step
+
+    def recording_step(images: torch.Tensor, labels: torch.Tensor, *rest: Any) -> StepOutput:
+        batches.append((images.clone(), labels.clone()))
+        return step(images, labels, *rest)
+
+    method.step = recording_step  # type: ignore[method-assign]
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16, enabled=scaled)
+    optimizer = torch.optim.SGD(student.parameters(), lr=0.5)
+    train_one_epoch(
+        student, method, loader(), optimizer, scaler, CPU, config, 0, Distributed(), None
+    )
+    by_hand = torch.optim.SGD(replayed.parameters(), lr=0.5)
+    for images, labels in batches:
+        by_hand.zero_grad()
+        nn.functional.cross_entropy(replayed(images), labels).backward()
+        nn.utils.clip_grad_norm_(replayed.parameters(), 0.05)
+        by_hand.step()
+    assert len(batches) == 5
+    for trained, expected in zip(student.parameters(), replayed.parameters(), strict=True):
+        torch.testing.assert_close(trained, expected)
+
+
 def test_a_diverging_loss_names_the_part_and_epoch() -> None:
     config = TrainConfig.model_validate(
         {"epochs": 2, "device": "cpu", "optimizer": {"lr": 1e30}, "schedule": {"name": "constant"}}
