@@ -110,6 +110,25 @@ def test_every_calibration_method_quantises(
     assert metadata["classes"] == list("0123456789")
 
 
+def test_the_calibration_method_sets_the_activation_scales(
+    fp32_model: Path, tmp_path: Path
+) -> None:
+    """Each method is the one ONNX Runtime calibrates with: percentile clips the range min-max
+    spans, so the scales differ (the metadata alone would name a method never used)."""
+    images = calibration_batch(_train_set(), 64, seed=0)
+    scales = {}
+    for method in ("minmax", "percentile"):
+        target = tmp_path / f"toy.{method}.onnx"
+        quantize_int8(fp32_model, target, images, _settings(calibration_method=method), name="toy")
+        scales[method] = {
+            tensor.name: onnx.numpy_helper.to_array(tensor).tolist()
+            for tensor in onnx.load(target).graph.initializer
+            if tensor.name.endswith("_scale")
+        }
+    assert scales["minmax"].keys() == scales["percentile"].keys() != set()
+    assert scales["minmax"] != scales["percentile"]
+
+
 def test_symmetric_int8_activations_for_tensorrt(fp32_model: Path, tmp_path: Path) -> None:
     """TensorRT's explicit quantisation: int8 with zero point 0 everywhere."""
     target = tmp_path / "toy.int8.onnx"

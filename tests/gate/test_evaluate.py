@@ -410,6 +410,28 @@ def test_fp16_student_is_compared_with_the_fp32_teacher(
     assert "teacher fp32 p50 15 ms / student fp16 p50 2.5 ms" in detail
 
 
+def test_an_int8_student_is_compared_with_the_int8_teacher(kd_run: Path) -> None:
+    """`--int8` quantises the teacher too: its INT8 row is the baseline, not its fp32 one
+    (which would read 6×)."""
+    write_export_report(kd_run)
+    path = kd_run / "export" / "export_report.json"
+    export = read_json(path)
+    fp32 = {(r["model"], r["backend"], r["precision"]): r for r in export["results"]}
+    for model, timings in (("student", (0.25, 2.5)), ("teacher", (0.5, 10.0))):
+        export["results"].append(
+            {
+                **fp32[(model, "onnxruntime", "fp32")],
+                "precision": "int8",
+                "file": f"{model}.int8.onnx",
+                "latency": latency(*timings),
+            }
+        )
+    path.write_text(json.dumps(export))
+    speedup = evaluate_gate(kd_run, precision="int8").rules[3]
+    assert speedup.measured == pytest.approx(4.0)
+    assert "teacher int8 p50 10 ms / student int8 p50 2.5 ms" in speedup.detail
+
+
 def test_reduced_precision_is_held_to_the_exports_agreement_bar(
     kd_run: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
