@@ -47,6 +47,7 @@ def _worker(rank: int, store_file: str, results: str) -> None:
         loss.backward()
         grads = [p.grad for p in model.parameters()]
         torch.save({"weights": weights, "grads": grads}, f"{results}.{rank}")
+        dist.barrier()  # as Distributed.settle() does before a process ends
     finally:
         dist.destroy_process_group()
 
@@ -93,6 +94,7 @@ def _triplet_worker(rank: int, store_file: str, results: str) -> None:
         replica = DistributedDataParallel(student)  # alive until after backward: its hooks
         _triplet_step(replica, teacher, rank).loss.backward()  # average the gradients
         torch.save([p.grad for p in student.parameters()], f"{results}.{rank}")
+        dist.barrier()  # as Distributed.settle() does before a process ends
     finally:
         dist.destroy_process_group()
 
