@@ -490,7 +490,7 @@ def _restore(
     )
     start_epoch = state["epoch"]
     if context.main:
-        drop_metrics_after(run.metrics, start_epoch, context.observer.message)
+        drop_metrics_after(run.metrics, start_epoch, context.observer.warning)
     if start_epoch >= context.recipe.train.epochs:
         context.observer.message(
             f"{run.root} has trained its last epoch ({start_epoch}); writing its student.pt, "

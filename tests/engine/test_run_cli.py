@@ -513,7 +513,7 @@ def test_a_damaged_metrics_line_does_not_stop_the_resume(
 
     result = run_cli(capsys, "train", str(recipe), "--resume")
     assert result.code == 0, result.stderr
-    assert "metrics.jsonl: dropped 2 damaged line(s)" in result.stdout
+    assert f"warning: {metrics}: dropped 2 damaged line(s)" in result.stderr
     assert [json.loads(line)["epoch"] for line in metrics.open()] == [1, 2]
 
 

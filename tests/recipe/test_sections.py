@@ -42,6 +42,10 @@ def test_a_started_runs_recipe_is_read_as_the_compressor_that_started_it_wrote_i
         with pytest.raises(UserError):
             parse_recipe(merged(data=data))
         parse_recipe(merged(data=data), started=True)
+    for gate in ({"max_drop": 150}, {"max_export_drop": 101}):
+        with pytest.raises(UserError, match="more than top-1 can drop; give at most 100"):
+            parse_recipe(merged(gate=gate))
+        parse_recipe(merged(gate=gate), started=True)
     past_the_end = {"epochs": 5, "schedule": {"name": "multistep", "milestones": [6]}}
     with pytest.raises(UserError, match=r"milestones must be <= epochs \(5\)"):
         parse_recipe(merged(train=past_the_end), started=True)
