@@ -22,6 +22,16 @@ class UserError(Exception):
         super().__init__("\n".join(self.lines))
 
 
+class ChannelsDiffer(UserError):
+    """A model or checkpoint that takes another number of image channels than the data gives.
+    `channels` is the number it takes: where the data is an image folder, which reads as 1 or
+    3 channels by data.channels, the caller that knows the recipe says which setting fits."""
+
+    def __init__(self, *lines: str, channels: int) -> None:
+        super().__init__(*lines)
+        self.channels = channels
+
+
 class SaidElsewhere(UserError):
     """Bad input another process of the same torchrun run prints on this machine's terminal:
     this one exits 2 silently, so eight GPUs give one `error:` line, not eight. (A refusal

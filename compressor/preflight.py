@@ -16,6 +16,7 @@ from compressor.data import (
     dataset_channels,
     dataset_image_size,
     dataset_num_classes,
+    with_channels_hint,
 )
 from compressor.engine.device import amp_dtype, select_device
 from compressor.errors import UserError
@@ -154,7 +155,8 @@ def check_models_build(recipe: Recipe, source: str) -> None:
             arch, num_classes, channels, **student_kwargs(arch, recipe.student.kwargs)
         )
     except UserError as error:
-        problems.extend(f"{source}: student: {line}" for line in error.lines)
+        hinted = with_channels_hint(error, recipe.data)
+        problems.extend(f"{source}: student: {line}" for line in hinted.lines)
     if student is not None and images is not None:
         try:
             check_student_output(student, recipe.student.arch, images, num_classes)
@@ -165,7 +167,8 @@ def check_models_build(recipe: Recipe, source: str) -> None:
         try:
             teacher = _built_teacher(recipe, num_classes, channels, images)
         except UserError as error:
-            problems.extend(f"{source}: {_in_section('teacher', line)}" for line in error.lines)
+            hinted = with_channels_hint(error, recipe.data)
+            problems.extend(f"{source}: {_in_section('teacher', line)}" for line in hinted.lines)
             causes += [error] if error.__cause__ is not None else []
     features = isinstance(recipe.method, AMKDMethod) and recipe.method.embedding == "features"
     if features and student is not None and teacher is not None:

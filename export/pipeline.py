@@ -72,9 +72,11 @@ def export_run(
     warn: Callable[[str], None] | None = None,
 ) -> ExportReport:
     """Export, validate and time the run's student (and teacher); write the export report.
-    `log` hears each step, `warn` each warning on the inputs (the report keeps its own)."""
+    `log` hears each step, `warn` each warning on the inputs (the report keeps its own);
+    without `warn`, `log` hears them as "warning: ..." lines."""
     options = options or ExportOptions()
     say = log or (lambda _line: None)
+    warn = warn or (lambda text: say(f"warning: {text}"))
 
     # 1. Inputs. Everything that can be wrong with them fails here, before any file is written.
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
@@ -82,7 +84,7 @@ def export_run(
         _refuse_missing_tensorrt(gpu)
     inputs = read_run(run_dir)
     settings = export_settings(inputs.recipe.export, options)
-    _warn_of_fractions(settings, options, inputs.run.recipe, warn or (lambda _line: None))
+    _warn_of_fractions(settings, options, inputs.run.recipe, warn)
     with_teacher = options.teacher if options.teacher is not None else bool(inputs.recipe.teacher)
     models: dict[str, nn.Module] = {"student": inputs.student}
     sources = {"student": inputs.student_file}

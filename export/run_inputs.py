@@ -17,6 +17,7 @@ from typing import Any
 from torch import nn
 
 from compressor.data import Dataset, ImageSet, class_changes, load_dataset, load_test_split
+from compressor.data.sets import image_text
 from compressor.errors import UserError
 from compressor.io import file_sha256
 from compressor.models import (
@@ -220,9 +221,9 @@ def read_splits(inputs: RunInputs, with_train: bool) -> tuple[EvalSet | None, Ev
     shape = tuple(data.image_shape)
     if shape != inputs.image_shape or data.num_classes != inputs.record["num_classes"]:
         raise UserError(
-            f"{inputs.run.root}: the recipe's data ({data.name}, {data.num_classes} "
-            f"classes of {list(shape)}) no longer matches student.pt "
-            f"({inputs.record['num_classes']} classes of {list(inputs.image_shape)})"
+            f"{inputs.run.root}: the recipe's data ({data.name}, {data.num_classes} classes of "
+            f"{image_text(shape)} images) no longer matches student.pt "
+            f"({inputs.record['num_classes']} classes of {image_text(inputs.image_shape)} images)"
         )
     renamed = class_changes(inputs.classes, data.classes)
     if renamed:

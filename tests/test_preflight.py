@@ -376,7 +376,7 @@ def test_validate_refuses_a_crop_padding_that_can_miss_the_image(
     result = run_cli(capsys, "recipe", "validate", str(recipe))
     assert result.code == 2, result.stdout
     assert result.stderr.strip() == (
-        f"error: {recipe}: data.crop_padding: 64 pads 8×8 images by their side or more, so a "
+        f"error: {recipe}: data.crop_padding: 64 pads 8x8 images by their side or more, so a "
         "random crop may hold none of the image; use at most 7 (leave it out for the default, 1)"
     )
 
@@ -493,3 +493,43 @@ def test_an_arch_beside_a_torchscript_teacher_is_warned_about(tmp_path: Path) ->
     ]
     del teacher["arch"]
     assert setting_warnings(parse_recipe(merged(teacher=teacher))) == []
+
+
+@pytest.mark.parametrize(
+    ("checkpoint_channels", "data_channels", "student", "hint"),
+    [
+        (1, None, "resnet8", "; or set data.channels: 1 to read the image folder as grayscale"),
+        (3, 1, "resnet8", "; or leave out data.channels: 1 to read the image folder as RGB"),
+        (1, 1, "resnet18", "; or leave out data.channels: 1 to read the image folder as RGB"),
+    ],
+    ids=["grayscale teacher, RGB folder", "RGB teacher, grayscale folder", "torchvision student"],
+)
+def test_a_model_of_other_channels_than_the_folder_is_read_with_names_data_channels(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    checkpoint_channels: int,
+    data_channels: int | None,
+    student: str,
+    hint: str,
+) -> None:
+    """An image folder reads as 1 or 3 channels by data.channels: a teacher, or a student,
+    built for the other count is met by that setting, which the refusal names."""
+    checkpoint = tmp_path / "teacher.pt"
+    torch.save(create_model("resnet8", 2, checkpoint_channels).state_dict(), checkpoint)
+    root = make_imagefolder(tmp_path / "scans")
+    data = {"name": "imagefolder", "root": str(root)}
+    if data_channels is not None:
+        data["channels"] = data_channels
+    recipe = write_recipe(
+        tmp_path,
+        merged(
+            teacher={"arch": "resnet8", "checkpoint": str(checkpoint)},
+            student={"arch": student},
+            data=data,
+            method={"name": "kd"},
+        ),
+    )
+    result = run_cli(capsys, "recipe", "validate", str(recipe))
+    assert result.code == 2
+    [line] = [line for line in result.stderr.splitlines() if "-channel images" in line]
+    assert line.endswith(hint)

@@ -19,6 +19,7 @@ from compressor.data.load import (
     dataset_num_classes,
     load_dataset,
     load_test_split,
+    with_channels_hint,
 )
 from compressor.data.loader import BatchLoader
 from compressor.data.sets import Dataset, EvalData, ImageSet, class_changes
@@ -36,4 +37,5 @@ __all__ = [
     "dataset_num_classes",
     "load_dataset",
     "load_test_split",
+    "with_channels_hint",
 ]

@@ -22,10 +22,11 @@ from compressor.data.sets import (
     Dataset,
     EvalData,
     ImageSet,
+    size_text,
     sizes_differ,
     subset_indices,
 )
-from compressor.errors import UserError
+from compressor.errors import ChannelsDiffer, UserError
 from compressor.recipe import DataConfig
 
 # (cfg, with_train) -> (train, or None when not asked for; test; class names)
@@ -90,15 +91,35 @@ def dataset_image_size(cfg: DataConfig) -> tuple[int, int]:
     return READERS[cfg.name].native_size(cfg)
 
 
+def with_channels_hint(error: UserError, cfg: DataConfig) -> UserError:
+    """`error`, and where it is a model taking another channel count than an image folder
+    is read with, the data.channels setting that reads it so on the line that says so."""
+    if not isinstance(error, ChannelsDiffer) or cfg.name != "imagefolder":
+        return error
+    if error.channels == 1:
+        hint = "; or set data.channels: 1 to read the image folder as grayscale"
+    elif error.channels == 3 and cfg.channels == 1:
+        hint = "; or leave out data.channels: 1 to read the image folder as RGB"
+    else:
+        return error
+    said = (i for i, line in enumerate(error.lines) if "-channel images" in line)
+    at = next(said, len(error.lines) - 1)
+    lines = [line + hint if i == at else line for i, line in enumerate(error.lines)]
+    hinted = UserError(*lines)
+    hinted.__cause__ = error.__cause__
+    return hinted
+
+
 def check_stats_channels(cfg: DataConfig) -> None:
     """data.mean/std give one value per channel of the data set, whose channel count is known
     without reading the data: `recipe validate` refuses what loading would, and loading
     refuses it before minutes of decoding."""
     channels = dataset_channels(cfg)
     if cfg.mean is not None and len(cfg.mean) != channels:
+        read_as = f" (read so by data.channels: {cfg.channels})" if cfg.channels else ""
         raise UserError(
             f"data.mean and data.std have {_count(len(cfg.mean), 'value')} but {cfg.name} "
-            f"images have {_count(channels, 'channel')}; give one value per channel"
+            f"images have {_count(channels, 'channel')}{read_as}; give one value per channel"
         )
 
 
@@ -116,11 +137,11 @@ def default_crop_padding(height: int, width: int) -> int:
 def check_crop_padding(cfg: DataConfig, height: int, width: int) -> None:
     """A padding of the image's side or more lets a random crop hold no pixel of the image:
     such batches are blank, and the run trains at chance without a word."""
-    side = min(height, width)
+    side, size = min(height, width), size_text(height, width)
     if cfg.crop_padding is not None and cfg.crop_padding >= side:
         raise UserError(
-            f"data.crop_padding: {cfg.crop_padding} pads {height}×{width} images by their side "
-            f"or more, so a random crop may hold none of the image; use at most {side - 1} "
+            f"data.crop_padding: {cfg.crop_padding} pads {size} images by their side or more, so "
+            f"a random crop may hold none of the image; use at most {side - 1} "
             f"(leave it out for the default, {default_crop_padding(height, width)})"
         )
 

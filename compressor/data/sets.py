@@ -154,6 +154,12 @@ def size_text(height: int, width: int) -> str:
     return f"{width}x{height}" + ("" if width == height else " (width x height)")
 
 
+def image_text(shape: Sequence[int]) -> str:
+    """An image shape (channels, height, width) in words: "3-channel 48x32 (width x height)"."""
+    channels, height, width = shape
+    return f"{channels}-channel {size_text(height, width)}"
+
+
 def sizes_differ(name: str, train_shape: Sequence[int], test_shape: Sequence[int]) -> UserError:
     """Train and test images (shapes channels, height, width) of different sizes, which one
     model cannot take both of."""

@@ -23,7 +23,9 @@ class RunObserver:
         """A line for the user."""
 
     def warning(self, text: str) -> None:
-        """A warning for the user (`text` without the "warning: " the CLI puts before it)."""
+        """A warning for the user (`text` without the "warning: " before it): a line like
+        the others unless the observer says warnings apart (the CLI's go to stderr)."""
+        self.message(f"warning: {text}")
 
     def epoch_started(self, epoch: int, epochs: int, steps: int) -> StepCallback | None:
         return None

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from compressor.data import Dataset, load_dataset
+from compressor.data import Dataset, load_dataset, with_channels_hint
 from compressor.data.summary import data_summary, missing_class_warnings
 from compressor.engine.checkpoint import (
     load_checkpoint,
@@ -53,7 +53,7 @@ from compressor.engine.teacher import (
     prepare_teacher,
     teacher_source,
 )
-from compressor.errors import UserError
+from compressor.errors import ChannelsDiffer, UserError
 from compressor.interrupt import interrupts_ignored
 from compressor.io import WriteFailed, file_sha256, save_torch, write_json, write_text
 from compressor.methods import build_method, training_module
@@ -334,12 +334,15 @@ def _build_models(context: RunContext, dataset: Dataset, pinned: PinnedTeacher |
     on these images, a feature triplet between layers of different widths) is bad input,
     and must leave no run behind."""
     recipe, setup = context.recipe, context.setup
-    student = create_model(
-        recipe.student.arch,
-        dataset.num_classes,
-        dataset.image_shape[0],
-        **student_kwargs(recipe.student.arch, recipe.student.kwargs),
-    )
+    try:
+        student = create_model(
+            recipe.student.arch,
+            dataset.num_classes,
+            dataset.image_shape[0],
+            **student_kwargs(recipe.student.arch, recipe.student.kwargs),
+        )
+    except ChannelsDiffer as error:  # a torchvision student on grayscale images
+        raise with_channels_hint(error, recipe.data) from None
     teacher = _ready_teacher(context, pinned, dataset) if pinned else None
     student = student.to(setup.device)
     if setup.channels_last:

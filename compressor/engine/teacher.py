@@ -15,11 +15,13 @@ from compressor.data import (
     dataset_channels,
     dataset_num_classes,
     load_test_split,
+    with_channels_hint,
 )
+from compressor.data.sets import image_text
 from compressor.engine.device import DeviceSetup, restored_torch_settings, setup_device
 from compressor.engine.evaluate import Evaluation, evaluate
 from compressor.engine.scoring import ModelSummary, eval_loader, model_summary
-from compressor.errors import UserError
+from compressor.errors import ChannelsDiffer, UserError
 from compressor.models import check_builds_the_same_weights, check_teacher_output, load_teacher
 from compressor.models.checkpoint import RecordedInputs, recorded_inputs
 from compressor.models.fingerprint import weights_sha256
@@ -62,7 +64,10 @@ def pin_teacher(recipe: Recipe) -> PinnedTeacher:
     not the one a resumed run was distilled from, is refused before minutes of decoding."""
     assert recipe.teacher is not None
     num_classes, channels = dataset_num_classes(recipe.data), dataset_channels(recipe.data)
-    loaded = load_teacher(recipe.teacher, num_classes, channels)
+    try:
+        loaded = load_teacher(recipe.teacher, num_classes, channels)
+    except ChannelsDiffer as error:
+        raise with_channels_hint(error, recipe.data) from error.__cause__
     fingerprint = weights_sha256(loaded)
     checkpoint = recipe.teacher.checkpoint
     if checkpoint is None:
@@ -90,9 +95,9 @@ def _inputs_unlike_training(pinned: PinnedTeacher, data: EvalData) -> list[str]:
         return "[" + ", ".join(f"{value:.4g}" for value in values) + "]"
 
     return [
-        f"the teacher was trained on {'×'.join(map(str, shape))} images normalised with mean "
+        f"the teacher was trained on {image_text(shape)} images normalised with mean "
         f"{rounded(mean)}, std {rounded(std)} (recorded in its file), but the recipe's data "
-        f"gives {'×'.join(map(str, data.image_shape))} with mean {rounded(data.mean)}, std "
+        f"gives {image_text(data.image_shape)} with mean {rounded(data.mean)}, std "
         f"{rounded(data.std)}; set data.mean/std (and data.image_size) to the teacher's"
     ]
 

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 
-from compressor.errors import UserError, short_reason
+from compressor.errors import ChannelsDiffer, UserError, short_reason
 from compressor.models.registry import create_model, list_models
 
 FileFormat = Literal["state_dict", "torchscript", "export"]
@@ -334,6 +334,7 @@ def load_weights(
             lines.append(f"{source}: {'; '.join(layout)}; {hint}")
         head = _head_prefix(expected)
         stem = _stem_key(expected)
+        takes = _channels_taken(state_dict, expected, stem, data_channels)
         for key in mismatched[:_PREVIEW]:
             problem = _shape_problem(
                 key,
@@ -354,6 +355,8 @@ def load_weights(
                 f"{source}: {first} is {problem}{more}; weights are dense floating-point "
                 "tensors: save the float model's state_dict(), before any quantisation"
             )
+        if takes is not None:
+            raise ChannelsDiffer(*lines, channels=takes)
         raise UserError(*lines)
     complete: OrderedDict[str, torch.Tensor] = OrderedDict(state_dict)
     metadata = getattr(state_dict, "_metadata", None)
@@ -411,6 +414,22 @@ def _head_prefix(expected: Mapping[str, torch.Tensor]) -> str | None:
 def _stem_key(expected: Mapping[str, torch.Tensor]) -> str | None:
     """The first convolution's weight: the layer whose input channels are the image's."""
     return next((k for k, v in expected.items() if k.endswith(".weight") and v.dim() == 4), None)
+
+
+def _channels_taken(
+    state_dict: Mapping[str, torch.Tensor],
+    expected: Mapping[str, torch.Tensor],
+    stem: str | None,
+    data_channels: int | None,
+) -> int | None:
+    """The checkpoint's image channels, where they alone set its first convolution apart from
+    a model built for the data's: other data could suit it as it is."""
+    if stem is None or stem not in state_dict:
+        return None
+    got, want = state_dict[stem].shape, expected[stem].shape
+    if got == want or got[:1] + got[2:] != want[:1] + want[2:]:
+        return None
+    return got[1] if data_channels is None or want[1] == data_channels else None
 
 
 def _shape_problem(

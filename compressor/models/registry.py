@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from torch import nn
 
-from compressor.errors import UserError, short_reason
+from compressor.errors import ChannelsDiffer, UserError, short_reason
 
 ModelFn = Callable[..., nn.Module]
 F = TypeVar("F", bound=ModelFn)
@@ -139,9 +139,10 @@ def _create_torchvision(
     name: str, num_classes: int, in_channels: int, kwargs: dict[str, Any]
 ) -> nn.Module:
     if in_channels != 3:
-        raise UserError(
+        raise ChannelsDiffer(
             f"model {name!r}: torchvision models take 3-channel images, the data has "
-            f"{in_channels}; pick a zoo model ({', '.join(list_models())}) for this data"
+            f"{in_channels}; pick a zoo model ({', '.join(list_models())}) for this data",
+            channels=3,
         )
     # Set here: random weights, or a teacher's from its checkpoint, as nothing is downloaded;
     # torchvision's own message would only say "multiple values for keyword argument".

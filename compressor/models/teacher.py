@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from compressor.errors import DEBUG_HINT, UserError, short_reason
+from compressor.errors import DEBUG_HINT, ChannelsDiffer, UserError, short_reason
 from compressor.models.checkpoint import (
     check_file,
     detect_format,
@@ -334,9 +334,10 @@ def _check_exported(program: torch.export.ExportedProgram, path: Path, in_channe
             "accepts any batch size"
         )
     if isinstance(shape[1], int) and shape[1] != in_channels:
-        raise UserError(
+        raise ChannelsDiffer(
             f"{path}: the exported program takes {shape[1]}-channel images, the data has "
-            f"{in_channels}"
+            f"{in_channels}",
+            channels=shape[1],
         )
     for node in program.graph.nodes:
         schema = getattr(node.target, "_schema", None)  # aten ops have one; getitem does not

@@ -58,7 +58,7 @@ def test_recipe_values_override_defaults() -> None:
 def test_a_crop_padding_of_the_image_side_is_refused() -> None:
     """Padding 8×8 digits by 8 lets a crop miss the image: the run would train at chance."""
     assert load_dataset(DataConfig(crop_padding=7)).crop_padding == 7
-    with pytest.raises(UserError, match=r"data\.crop_padding: 8 pads 8×8 images by their side"):
+    with pytest.raises(UserError, match=r"data\.crop_padding: 8 pads 8x8 images by their side"):
         load_dataset(DataConfig(crop_padding=8))
     assert load_dataset(DataConfig(crop_padding=8, image_size=16)).crop_padding == 8
 

@@ -562,6 +562,18 @@ class Messages(RunObserver):
         self.messages.append(text)
 
 
+def test_an_observer_that_does_not_tell_warnings_apart_hears_them_as_lines(
+    tmp_path: Path,
+) -> None:
+    """The Python API: an observer with only `message` still hears each warning, marked."""
+    recipe = small_recipe(tmp_path / "few.yaml", tmp_path, epochs=1, batch_size=8)
+    edit = yaml.safe_load(recipe.read_text())
+    recipe.write_text(yaml.safe_dump({**edit, "data": {"max_train_samples": 5}}))
+    heard = Messages()
+    run_training(load_recipe(recipe), recipe, distill=False, observer=heard)
+    assert any(m.startswith("warning: no training image of 5") for m in heard.messages)
+
+
 class InterruptWhileReading(Messages):
     """Ctrl-C while the data set is read: before the run directory is touched."""
 

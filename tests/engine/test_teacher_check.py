@@ -101,8 +101,9 @@ def test_a_teacher_trained_on_other_inputs_than_the_data_gives_is_warned_of(
         assert result.code == 0, result.stderr
         assert (
             result.stderr.startswith(
-                f"warning: {recipe}: the teacher was trained on 1×8×8 images normalised with mean "
-                "[0.5], std [0.25] (recorded in its file), but the recipe's data gives 1×8×8 with "
+                f"warning: {recipe}: the teacher was trained on 1-channel 8x8 images normalised "
+                "with mean [0.5], std [0.25] (recorded in its file), but the recipe's data gives "
+                "1-channel 8x8 with "
                 "mean [0.3049], std [0.3757]; set data.mean/std (and data.image_size) to the "
                 "teacher's"
             )

@@ -28,7 +28,7 @@ from compressor.io import file_sha256
 from compressor.models import create_model
 from compressor.recipe import DataConfig
 from compressor.rundir import RunDir, claim_run_dir, discard_replaced_run
-from export import onnx_export, pipeline, staging
+from export import ExportOptions, export_run, onnx_export, pipeline, staging
 from export.tensorrt_runner import tensorrt_missing
 from tests.cli_helpers import run_cli, with_recipe
 from tests.disk_full import compress_with_file_size_limit, needs_file_size_limits
@@ -487,6 +487,23 @@ def test_a_min_agreement_flag_written_as_a_fraction_is_warned_about(
     assert result.stderr.startswith("warning: --min-agreement is 0.999 %, a bar almost")
     assert "warning" not in result.stdout  # warnings go to stderr
     assert "export.min_agreement" not in result.stderr  # the flag's bar, not the recipe's
+
+
+def test_export_run_without_warn_tells_its_log_the_warnings(
+    distilled_run: Path, tmp_path: Path
+) -> None:
+    """The Python API: a caller that gives `log` alone still hears each warning, marked."""
+    run = copy_run(distilled_run, tmp_path / "api", "completed")
+    recipe = yaml.safe_load((run / "recipe.yaml").read_text())
+    recipe["export"] |= {"min_agreement": 0.999}
+    (run / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+    heard: list[str] = []
+    options = ExportOptions(teacher=False, batch_sizes=[1], timed_runs=2, warmup_runs=1)
+    export_run(run, options, log=heard.append)
+    assert any(
+        line.startswith(f"warning: {run / 'recipe.yaml'}: export.min_agreement is 0.999 %")
+        for line in heard
+    )
 
 
 def test_a_fraction_edited_into_the_runs_recipe_is_warned_about(
