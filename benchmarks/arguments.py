@@ -5,11 +5,30 @@ a traceback from a worker, or a division by zero, after the other measurements."
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable
 from pathlib import Path
 
+from torch import nn
+
+from compressor.errors import UserError
+from compressor.models.checkpoint import extract_state_dict, load_weights, read_checkpoint
+from compressor.recipe import DATA_ROOT_ENV
+
 # The teachers in ../shared/teachers, by zoo name: the default checkpoint for --teacher.
 TEACHER_FILES = {"resnet20": "resnet20-12fca82f.th", "resnet56": "resnet56-4bfd9763.th"}
+TEACHERS_ENV = "COMPRESSOR_TEACHERS"
+_SHARED = Path(__file__).resolve().parents[2] / "shared"  # ../shared beside the clone
+
+
+def default_data_root() -> Path:
+    """Where --data-root points unless given: $COMPRESSOR_DATA_ROOT, else ../shared/data."""
+    return Path(os.environ.get(DATA_ROOT_ENV) or _SHARED / "data")
+
+
+def default_teacher(name: str) -> Path:
+    """The shared teacher `name`'s file: in $COMPRESSOR_TEACHERS, else ../shared/teachers."""
+    return Path(os.environ.get(TEACHERS_ENV) or _SHARED / "teachers") / TEACHER_FILES[name]
 
 
 def count(minimum: int) -> Callable[[str], int]:
@@ -26,6 +45,25 @@ def count(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def load_student_checkpoint(student: nn.Module, path: Path, arch: str, num_classes: int) -> None:
+    """--student-checkpoint into `student`: a run's student.pt (its arch must be `arch`) or a
+    state dict, read as a teacher's checkpoint is, so weights of another model are one line
+    (a UserError) naming what differs, not load_state_dict's traceback."""
+    record = read_checkpoint(path)
+    recorded = record.get("arch") if isinstance(record, dict) else None
+    if recorded is not None and recorded != arch:
+        raise UserError(f"--student-checkpoint {path} holds a {recorded} student, not {arch}")
+    weights = extract_state_dict(record, str(path))
+    load_weights(
+        student,
+        weights,
+        source=str(path),
+        model_name=arch,
+        data_classes=num_classes,
+        arch_field="--student",
+    )
+
+
 def check_inputs(
     parser: argparse.ArgumentParser, data_root: Path, teacher: Path, student: Path | None = None
 ) -> None:
@@ -39,10 +77,12 @@ def check_inputs(
     if not (data_root / "cifar-10-batches-py").is_dir():
         parser.error(
             f"--data-root {data_root}: no cifar-10-batches-py folder in it; give the folder "
-            "that holds CIFAR-10's python batches (../shared/data beside the clone)"
+            f"that holds CIFAR-10's python batches (or set ${DATA_ROOT_ENV}; default: "
+            "../shared/data beside the clone)"
         )
     if not teacher.is_file():
         parser.error(
-            f"--teacher-checkpoint {teacher}: no such file; give the teacher's weights "
-            "(../shared/teachers beside the clone)"
+            f"--teacher-checkpoint {teacher}: no such file; give the teacher's weights (or "
+            f"set ${TEACHERS_ENV} to the folder of the shared teachers; default: "
+            "../shared/teachers beside the clone)"
         )

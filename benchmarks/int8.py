@@ -47,7 +47,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run", type=Path, help="a finished run directory (runs/<name>)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 64])
-    parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
+    parser.add_argument(
+        "--threads", type=count(1), default=None, help="ONNX Runtime intra-op threads"
+    )
     parser.add_argument("--repeats", type=count(1), default=5, help="interleaved timing rounds")
     parser.add_argument("--runs", type=int, default=50, help="timed calls per round")
     parser.add_argument("--warmup", type=int, default=10)

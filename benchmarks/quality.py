@@ -20,6 +20,8 @@ import os
 import signal
 import statistics
 import sys
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import wait
@@ -27,7 +29,7 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any, get_args
 
-from arguments import TEACHER_FILES, count
+from arguments import TEACHER_FILES, check_inputs, count, default_data_root, default_teacher
 from docs_section import DOCS, block_span, mean_std, replace_block
 
 from compressor.engine.resume import recipe_changes, run_recipe_lost, started_recipe
@@ -35,7 +37,6 @@ from compressor.engine.run import run_training
 from compressor.engine.teacher import pin_teacher
 from compressor.errors import UserError
 from compressor.recipe import (
-    DATA_ROOT_ENV,
     AMKDMethod,
     BoundaryNorm,
     Recipe,
@@ -300,7 +301,7 @@ def train_all(recipes: list[Path], jobs: int) -> None:
         while queued or training:
             while queued and len(training) < jobs and not failed:
                 recipe = queued.pop(0)
-                process = context.Process(target=_train_in_worker, args=(recipe,))
+                process = context.Process(target=_train_in_worker, args=(recipe, os.getpid()))
                 training[recipe.stem] = process  # before it starts: a Ctrl-C may come then
                 process.start()
             if not training:
@@ -325,13 +326,14 @@ def train_all(recipes: list[Path], jobs: int) -> None:
         )
 
 
-def _train_in_worker(recipe: Path) -> None:
+def _train_in_worker(recipe: Path, parent: int) -> None:
     """One run in a spawned process. Ctrl-C reaches the whole process group: the parent alone
     acts on it, passing SIGTERM on, so each run is stopped once, not twice in a row (a second
     KeyboardInterrupt would cut its interrupted message short). Bad input is one line and
     exit 2 here too; the exit code tells the parent."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _stop_as_ctrl_c)
+    _stop_when_orphaned(parent)
     try:
         ensure_run(recipe)
     except UserError as error:
@@ -339,6 +341,20 @@ def _train_in_worker(recipe: Path) -> None:
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+def _stop_when_orphaned(parent: int) -> None:
+    """A parent killed outright (SIGKILL, an out-of-memory kill) cannot pass SIGTERM on: its
+    workers trained on, holding their runs' locks, and the same command run again to resume
+    was refused run by run. Each worker watches for its parent to go and stops its own run
+    then, as SIGTERM stops it, so the rerun resumes it."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def _stop_as_ctrl_c(signum: int, frame: object) -> None:
@@ -553,10 +569,13 @@ CIFAR10_CLASSES = 10
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    shared = Path(os.environ.get(DATA_ROOT_ENV) or REPO.parent / "shared" / "data")
-    teachers = Path(os.environ.get("COMPRESSOR_TEACHERS") or REPO.parent / "shared" / "teachers")
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-root", type=Path, default=shared, help="holds cifar-10-batches-py")
+    parser.add_argument(
+        "--data-root",
+        type=Path,
+        default=default_data_root(),
+        help="holds cifar-10-batches-py (default: $COMPRESSOR_DATA_ROOT, else ../shared/data)",
+    )
     parser.add_argument("--teacher", choices=sorted(TEACHER_FILES), default="resnet20")
     parser.add_argument(
         "--teacher-checkpoint",
@@ -653,7 +672,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     if args.teacher_checkpoint is None:
-        args.teacher_checkpoint = teachers / TEACHER_FILES[args.teacher]
+        args.teacher_checkpoint = default_teacher(args.teacher)
     if args.jobs < 1:
         parser.error("--jobs must be >= 1")
     if args.bank_epochs < 2:
@@ -677,6 +696,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                 f"{' '.join(known)} (the margin, gamma, fraction, beta-stop and bank ones follow "
                 "--margins, --gammas, --fractions, --beta-stops and --bank-epochs)"
             )
+    # Before anything is written: a run's recipe names them, and its refusal would say to
+    # edit a recipe this script writes again on every run.
+    check_inputs(parser, args.data_root, args.teacher_checkpoint)
     return args
 
 

@@ -31,7 +31,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from arguments import TEACHER_FILES, check_inputs, count
+from arguments import (
+    TEACHER_FILES,
+    check_inputs,
+    count,
+    default_data_root,
+    default_teacher,
+    load_student_checkpoint,
+)
 from replay import Replay
 from torch import nn
 
@@ -58,6 +65,7 @@ from compressor.recipe import (
 )
 
 REPO = Path(__file__).resolve().parent.parent
+TOTAL = "total (sum of the medians)"
 STAGES = (
     "teacher, clean batch",
     "student, clean batch",
@@ -149,8 +157,7 @@ def profile(
     torch.manual_seed(0)
     student = create_model("resnet8", dataset.num_classes, 3)
     if args.student_checkpoint is not None:
-        record = torch.load(args.student_checkpoint, map_location="cpu", weights_only=True)
-        student.load_state_dict(record.get("state_dict", record))
+        load_student_checkpoint(student, args.student_checkpoint, "resnet8", dataset.num_classes)
     student = student.to(memory_format=torch.channels_last)
     bounds = normalized_bounds(dataset.mean, dataset.std)
     method = build_method(config, student, teacher, bounds=bounds, dataset_size=len(dataset.train))
@@ -213,8 +220,12 @@ def profile(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    shared = REPO.parent / "shared"
-    parser.add_argument("--data-root", type=Path, default=shared / "data")
+    parser.add_argument(
+        "--data-root",
+        type=Path,
+        default=default_data_root(),
+        help="holds cifar-10-batches-py (default: $COMPRESSOR_DATA_ROOT, else ../shared/data)",
+    )
     parser.add_argument(
         "--teacher", choices=sorted(TEACHER_FILES), default="resnet56", help="its architecture"
     )
@@ -222,7 +233,7 @@ def main(argv: list[str] | None = None) -> None:
         "--teacher-checkpoint",
         type=Path,
         default=None,
-        help="default: the --teacher's file in ../shared/teachers",
+        help="default: the --teacher's file in ../shared/teachers (or $COMPRESSOR_TEACHERS)",
     )
     parser.add_argument("--student-checkpoint", type=Path, default=None, help="ResNet-8 weights")
     parser.add_argument("--batch-size", type=count(1), default=256)
@@ -232,7 +243,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num-threads", type=count(1), default=None, help="default: torch's")
     args = parser.parse_args(argv)
     if args.teacher_checkpoint is None:
-        args.teacher_checkpoint = shared / "teachers" / TEACHER_FILES[args.teacher]
+        args.teacher_checkpoint = default_teacher(args.teacher)
     check_inputs(parser, args.data_root, args.teacher_checkpoint, args.student_checkpoint)
     # --num-threads is process-wide: put it back for a caller that goes on (the tests do).
     with restored_torch_settings():
@@ -268,9 +279,11 @@ def print_profiles(args: argparse.Namespace) -> None:
         }
     print("| stage (ms / step) | " + " | ".join(columns) + " |")
     print("|---|" + "---:|" * len(columns))
-    for stage in (*STAGES, "total"):
+    # The total is the sum of the stages' medians, so the column adds up; the median of the
+    # profiles' totals could differ from it by a few ms.
+    for stage in (*STAGES, TOTAL):
         cells = [
-            sum(column[s] for s in STAGES) if stage == "total" else column[stage]
+            sum(column[s] for s in STAGES) if stage == TOTAL else column[stage]
             for column in columns.values()
         ]
         print(f"| {stage} | " + " | ".join(f"{cell:.0f}" for cell in cells) + " |")

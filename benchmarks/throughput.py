@@ -22,7 +22,10 @@ taken). `--num-threads` pins torch's CPU threads, for a fair comparison on a sha
 `--torchdistill` adds an outside reference: torchdistill's Hinton KD (its CIFAR ResNet-56
 teacher → ResNet-20 student, its `KDLoss`, torchvision's CIFAR10 dataset and transforms,
 batch 128, 2 loader workers) in its own virtual environment, against ours on the same
-teacher/student/batch in the same run.
+teacher/student/batch in the same run (`--torchdistill-only`: that comparison alone).
+`--write-docs` puts the methods' figures and the comparison in their own marked blocks of
+docs/BENCHMARKS.md ("throughput", "throughput-torchdistill"), so neither run overwrites the
+other's figures or the prose around them.
 
     .venv/bin/python benchmarks/throughput.py --data-root ../shared/data \\
         --teacher-checkpoint ../shared/teachers/resnet56-4bfd9763.th --write-docs
@@ -44,17 +47,22 @@ import time
 import venv
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from arguments import TEACHER_FILES, check_inputs, count
-from docs_section import replace_section, wrap
+from arguments import (
+    TEACHER_FILES,
+    check_inputs,
+    count,
+    default_data_root,
+    default_teacher,
+    load_student_checkpoint,
+)
+from docs_section import replace_block, wrap
 from pydantic import ValidationError
 
 from compressor.errors import UserError
 from compressor.recipe import TrainConfig, format_validation_error
 
 REPO = Path(__file__).resolve().parent.parent
-SECTION = "## Throughput"
 TORCHDISTILL_VENV = REPO / "benchmarks" / ".venv-torchdistill"
 BANK = "amkd-bank"  # AMKD in bank mode, timed on reuse epochs
 METHODS = ("ce", "kd", "bss", "triplet", "amkd", BANK)
@@ -261,7 +269,7 @@ def worker(args: argparse.Namespace) -> Measurement:
         **student_kwargs(args.student, {}),
     )
     if args.student_checkpoint is not None:
-        student.load_state_dict(_student_state(args.student_checkpoint, args.student))
+        load_student_checkpoint(student, args.student_checkpoint, args.student, dataset.num_classes)
     student = student.to(setup.device)
     if setup.channels_last:
         student = student.to(memory_format=torch.channels_last)
@@ -294,19 +302,6 @@ def worker(args: argparse.Namespace) -> Measurement:
     rates = _timed_rates(train, args.steps, args.warmup, args.repeats)
     per_batch = statistics.mean(attacked[-args.repeats :]) if attacked else None
     return Measurement(rates, _peak_rss_mb(), str(setup.device), per_batch)
-
-
-def _student_state(path: Path, arch: str) -> dict[str, Any]:
-    """The weights in a `student.pt` the engine wrote (its arch must be `arch`), or in a plain
-    state dict."""
-    import torch
-
-    record = torch.load(path, map_location="cpu", weights_only=True)
-    if "state_dict" not in record:
-        return record
-    if record.get("arch") != arch:
-        raise UserError(f"{path} holds a {record.get('arch')} student, not --student {arch}")
-    return record["state_dict"]
 
 
 def _worker_command(
@@ -422,37 +417,23 @@ def _report(
     argv: list[str],
     methods: dict[str, Measurement],
     data: Measurement,
-    torchdistill: tuple[str, Measurement, Measurement] | None,
 ) -> str:
-    """The Markdown section: what was run, the table, and the derived ratios."""
+    """The Markdown of the methods' timings: what was run, the table, the derived ratios.
+    `--write-docs` puts it in the "throughput" block of docs/BENCHMARKS.md, whose prose
+    around it (what the script does, what a repeat gave) is the docs' own."""
     import torch  # the parent needs only the version string, after all timing is done
 
     threads = args.num_threads or torch.get_num_threads()
     student = (
-        f"Every method starts from the trained student `{args.student_checkpoint}`: the attack "
-        "takes only base images both models classify correctly, so an untrained student would "
-        "understate its cost."
+        f"from the trained student `{args.student_checkpoint}`"
         if args.student_checkpoint
-        else "The student starts untrained, so BSS/AMKD attack only the few samples both "
-        "models classify correctly; later in training they attack more and run slower."
+        else "from an untrained student (BSS/AMKD attack only the few samples both models "
+        "classify correctly; later in training they attack more and run slower)"
     )
     lines = [
-        SECTION,
-        "",
-        "`benchmarks/throughput.py` times full training steps of the real engine "
-        "(`train_one_epoch`: BatchLoader on CIFAR-10 with crop+flip → `method.step` → "
-        "backward → SGD step) for each method, each in a fresh subprocess so its peak resident "
-        "memory (`ru_maxrss`, which includes the decoded CIFAR-10 arrays and torch itself) is "
-        "its own. Figures are medians of `--repeats` runs of `--steps` steps after `--warmup` "
-        f"steps; BSS/AMKD attack at their initial β (a {NOMINAL_EPOCHS}-epoch nominal schedule). "
-        f"{student} `{BANK}` is AMKD with `bank_epochs` > 1 timed on reuse epochs: an untimed "
-        "refresh pass over the timed batches banks their boundary samples first. "
-        "`--write-docs` replaces this section; `--torchdistill` adds the comparison below "
-        "(its own venv in `benchmarks/.venv-torchdistill`, made on first use: pip installs "
-        "torchdistill and a torch of its own there, about 6 GB).",
-        "",
         f"Measured on {platform.machine()}, {threads} torch thread(s), device "
-        f"{methods['kd'].device}, torch {torch.__version__}, Python {platform.python_version()}:",
+        f"{methods['kd'].device}, torch {torch.__version__}, Python {platform.python_version()}, "
+        f"every method {student}:",
         "",
         "```",
         _command_line(argv),
@@ -467,27 +448,36 @@ def _report(
         "CE training rate.",
         *_bank_lines(methods),
     ]
-    if torchdistill is not None:
-        version, ours, theirs = torchdistill
-        lines += [
-            "",
-            f"torchdistill {version}, Hinton KD (T = 4, α = 0.5), ResNet-56 → ResNet-20, "
-            f"batch {args.torchdistill_batch_size}: a plain loop over its `resnet56`/`resnet20` "
-            "(random weights: speed does not depend on them), its `KDLoss`, SGD, and a "
-            "DataLoader over torchvision's `CIFAR10` (MD5 check bypassed by patching "
-            "`_check_integrity`; RandomCrop 4 + flip + normalise, 2 workers): teacher forward "
-            "under `no_grad`, student forward, loss, backward, step — the step its "
-            "`DistillationBox` takes, without its forward hooks and logging. Ours: `kd` on the "
-            "same teacher/student/batch in this run.",
-            "",
-            "| | images/s (median) | peak RSS MB |",
-            "|---|---:|---:|",
-            f"| compressor KD | {ours.median:.0f} | {ours.peak_rss_mb:.0f} |",
-            f"| torchdistill KD | {theirs.median:.0f} | {theirs.peak_rss_mb:.0f} |",
-            "",
-            f"ours / torchdistill: **{ours.median / theirs.median:.2f}×**.",
-        ]
-    return "\n".join(wrap(line) for line in lines) + "\n"
+    return "\n".join(wrap(line) for line in lines)
+
+
+def _torchdistill_report(
+    args: argparse.Namespace, argv: list[str], version: str, ours: Measurement, theirs: Measurement
+) -> str:
+    """The Markdown of the torchdistill comparison, for its own "throughput-torchdistill"
+    block: a run of the methods alone leaves it as it is, and the reverse."""
+    lines = [
+        "```",
+        _command_line(argv),
+        "```",
+        "",
+        f"torchdistill {version}, Hinton KD (T = 4, α = 0.5), ResNet-56 → ResNet-20, "
+        f"batch {args.torchdistill_batch_size}: a plain loop over its `resnet56`/`resnet20` "
+        "(random weights: speed does not depend on them), its `KDLoss`, SGD, and a "
+        "DataLoader over torchvision's `CIFAR10` (MD5 check bypassed by patching "
+        "`_check_integrity`; RandomCrop 4 + flip + normalise, 2 workers): teacher forward "
+        "under `no_grad`, student forward, loss, backward, step — the step its "
+        "`DistillationBox` takes, without its forward hooks and logging. Ours: `kd` on the "
+        "same teacher/student/batch in this run.",
+        "",
+        "| | images/s (median) | peak RSS MB |",
+        "|---|---:|---:|",
+        f"| compressor KD | {ours.median:.0f} | {ours.peak_rss_mb:.0f} |",
+        f"| torchdistill KD | {theirs.median:.0f} | {theirs.peak_rss_mb:.0f} |",
+        "",
+        f"ours / torchdistill: **{ours.median / theirs.median:.2f}×**.",
+    ]
+    return "\n".join(wrap(line) for line in lines)
 
 
 def _method_table(methods: dict[str, Measurement]) -> list[str]:
@@ -533,7 +523,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--teacher-checkpoint",
         type=Path,
         default=None,
-        help="default: the --teacher's file in ../shared/teachers (resnet20, resnet56)",
+        help="default: the --teacher's file (resnet20, resnet56) in ../shared/teachers (or "
+        "$COMPRESSOR_TEACHERS)",
     )
     parser.add_argument("--student", default="resnet8", help="zoo name of the student")
     parser.add_argument("--batch-size", type=count(1), default=256)
@@ -545,12 +536,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--data-root",
         type=Path,
-        default=REPO.parent / "shared" / "data",
-        help="folder holding cifar-10-batches-py/",
+        default=default_data_root(),
+        help="folder holding cifar-10-batches-py/ (default: $COMPRESSOR_DATA_ROOT, else "
+        "../shared/data)",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument(
-        "--num-threads", type=int, default=None, help="torch CPU threads; default: torch's"
+        "--num-threads", type=count(1), default=None, help="torch CPU threads; default: torch's"
     )
     parser.add_argument(
         "--student-checkpoint",
@@ -567,6 +559,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         action="store_true",
         help="also time torchdistill's KD (ResNet-56 → ResNet-20) against ours",
     )
+    parser.add_argument(
+        "--torchdistill-only",
+        action="store_true",
+        help="time the torchdistill comparison alone (the methods' block is left as it is)",
+    )
     parser.add_argument("--torchdistill-batch-size", type=count(1), default=128)
     parser.add_argument("--worker", choices=(*METHODS, DATA_ONLY), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -575,7 +572,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if args.teacher_checkpoint is None:
         if args.teacher not in TEACHER_FILES:
             parser.error(f"--teacher {args.teacher}: give its weights with --teacher-checkpoint")
-        args.teacher_checkpoint = REPO.parent / "shared" / "teachers" / TEACHER_FILES[args.teacher]
+        args.teacher_checkpoint = default_teacher(args.teacher)
     try:  # the recipe's own check, before any worker: `cuda:01` crashes torch itself
         TrainConfig(device=args.device)
     except ValidationError as error:
@@ -603,24 +600,27 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _measure_and_report(args: argparse.Namespace, argv: list[str]) -> None:
-    methods = {
-        name: _run_worker(_worker_command(args, name, args.student, args.batch_size), name)
-        for name in args.methods
-    }
-    data = _run_worker(_worker_command(args, DATA_ONLY, args.student, args.batch_size), "data")
-    torchdistill = None
-    if args.torchdistill:
+    if not args.torchdistill_only:
+        methods = {
+            name: _run_worker(_worker_command(args, name, args.student, args.batch_size), name)
+            for name in args.methods
+        }
+        data = _run_worker(_worker_command(args, DATA_ONLY, args.student, args.batch_size), "data")
+        report = _report(args, argv, methods, data)
+        print(report)
+        if args.write_docs:
+            replace_block("throughput", report, script="throughput.py")
+    if args.torchdistill or args.torchdistill_only:
         batch = args.torchdistill_batch_size
         ours = _run_worker(
             _worker_command(args, "kd", "resnet20", batch, comparison=True),
             f"compressor KD resnet20 b{batch}",
         )
         version, theirs = _torchdistill(args)
-        torchdistill = (version, ours, theirs)
-    section = _report(args, argv, methods, data, torchdistill)
-    print(section)
-    if args.write_docs:
-        replace_section(SECTION, section)
+        comparison = _torchdistill_report(args, argv, version, ours, theirs)
+        print(comparison)
+        if args.write_docs:
+            replace_block("throughput-torchdistill", comparison, script="throughput.py")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import int8
 import pytest
+import quality
 import step_profile
 import throughput
 
@@ -49,11 +50,28 @@ def test_missing_data_or_teacher_is_named_before_any_worker_runs(
 def test_the_default_teacher_file_follows_the_teacher(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`--teacher resnet20` kept ResNet-56's file, which then failed to load in every worker."""
-    monkeypatch.setattr(throughput, "REPO", tmp_path / "repo")
+    """`--teacher resnet20` kept ResNet-56's file, which then failed to load in every worker;
+    the folder is $COMPRESSOR_TEACHERS's, as for quality.py."""
+    monkeypatch.setenv("COMPRESSOR_TEACHERS", str(tmp_path / "shared" / "teachers"))
     teacher = tmp_path / "shared" / "teachers" / "resnet20-12fca82f.th"
     teacher.parent.mkdir(parents=True)
     teacher.touch()
     (tmp_path / "data" / "cifar-10-batches-py").mkdir(parents=True)
-    args = throughput.parse_args(["--teacher", "resnet20", "--data-root", str(tmp_path / "data")])
-    assert args.teacher_checkpoint == teacher
+    monkeypatch.setenv("COMPRESSOR_DATA_ROOT", str(tmp_path / "data"))
+    for script in (throughput, quality):
+        args = script.parse_args(["--teacher", "resnet20"])
+        assert (args.teacher_checkpoint, args.data_root) == (teacher, tmp_path / "data")
+
+
+def test_quality_names_missing_data_before_it_writes_a_recipe(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The run's own refusal said to edit a recipe the script writes again on every run."""
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as stopped:
+        quality.main(["--data-root", str(tmp_path), "--out", str(out)])
+    assert stopped.value.code == 2
+    error = capsys.readouterr().err
+    assert f"--data-root {tmp_path}: no cifar-10-batches-py folder in it" in error
+    assert "$COMPRESSOR_DATA_ROOT" in error
+    assert not out.exists()

@@ -6,7 +6,15 @@ import math
 from pathlib import Path
 
 import pytest
-from docs_section import block_markers, mean_std, replace_block, replace_section, wrap
+from docs_section import (
+    DOCS,
+    block_markers,
+    block_span,
+    mean_std,
+    replace_block,
+    replace_section,
+    wrap,
+)
 
 from compressor.errors import UserError
 
@@ -69,3 +77,13 @@ def test_wrap_folds_prose_but_not_tables_or_commands() -> None:
     assert wrap(table) == table
     command = "`.venv/bin/python " + "--flag " * 30 + "`"
     assert wrap(command) == command
+
+
+def test_the_docs_hold_every_block_the_throughput_script_writes() -> None:
+    """throughput.py --write-docs writes its methods and its torchdistill comparison into
+    blocks of their own: each run once replaced the whole section, the other's figures and
+    the prose around them with it."""
+    text = DOCS.read_text(encoding="utf-8")
+    for name in ("throughput", "throughput-torchdistill"):
+        start, end = block_span(text, name, script="throughput.py")
+        assert start < end
