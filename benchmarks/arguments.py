@@ -21,9 +21,15 @@ TEACHERS_ENV = "COMPRESSOR_TEACHERS"
 _SHARED = Path(__file__).resolve().parents[2] / "shared"  # ../shared beside the clone
 
 
-def default_data_root() -> Path:
-    """Where --data-root points unless given: $COMPRESSOR_DATA_ROOT, else ../shared/data."""
-    return Path(os.environ.get(DATA_ROOT_ENV) or _SHARED / "data")
+def add_data_root(parser: argparse.ArgumentParser) -> None:
+    """--data-root, the CIFAR-10 folder: $COMPRESSOR_DATA_ROOT unless given, else
+    ../shared/data (checked by `check_inputs`)."""
+    parser.add_argument(
+        "--data-root",
+        type=Path,
+        default=Path(os.environ.get(DATA_ROOT_ENV) or _SHARED / "data"),
+        help="holds cifar-10-batches-py (default: $COMPRESSOR_DATA_ROOT, else ../shared/data)",
+    )
 
 
 def default_teacher(name: str) -> Path:

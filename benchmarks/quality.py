@@ -29,7 +29,7 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any, get_args
 
-from arguments import TEACHER_FILES, check_inputs, count, default_data_root, default_teacher
+from arguments import TEACHER_FILES, add_data_root, check_inputs, count, default_teacher
 from docs_section import DOCS, block_span, mean_std, replace_block
 
 from compressor.engine.resume import recipe_changes, run_recipe_lost, started_recipe
@@ -570,12 +570,7 @@ CIFAR10_CLASSES = 10
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--data-root",
-        type=Path,
-        default=default_data_root(),
-        help="holds cifar-10-batches-py (default: $COMPRESSOR_DATA_ROOT, else ../shared/data)",
-    )
+    add_data_root(parser)
     parser.add_argument("--teacher", choices=sorted(TEACHER_FILES), default="resnet20")
     parser.add_argument(
         "--teacher-checkpoint",

@@ -33,9 +33,9 @@ from typing import Any
 import torch
 from arguments import (
     TEACHER_FILES,
+    add_data_root,
     check_inputs,
     count,
-    default_data_root,
     default_teacher,
     load_student_checkpoint,
 )
@@ -64,7 +64,6 @@ from compressor.recipe import (
     TrainConfig,
 )
 
-REPO = Path(__file__).resolve().parent.parent
 TOTAL = "total (sum of the medians)"
 STAGES = (
     "teacher, clean batch",
@@ -220,12 +219,7 @@ def profile(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--data-root",
-        type=Path,
-        default=default_data_root(),
-        help="holds cifar-10-batches-py (default: $COMPRESSOR_DATA_ROOT, else ../shared/data)",
-    )
+    add_data_root(parser)
     parser.add_argument(
         "--teacher", choices=sorted(TEACHER_FILES), default="resnet56", help="its architecture"
     )

@@ -50,9 +50,9 @@ from pathlib import Path
 
 from arguments import (
     TEACHER_FILES,
+    add_data_root,
     check_inputs,
     count,
-    default_data_root,
     default_teacher,
     load_student_checkpoint,
 )
@@ -533,13 +533,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--repeats", type=count(1), default=3, help="timed runs; the median is kept"
     )
-    parser.add_argument(
-        "--data-root",
-        type=Path,
-        default=default_data_root(),
-        help="folder holding cifar-10-batches-py/ (default: $COMPRESSOR_DATA_ROOT, else "
-        "../shared/data)",
-    )
+    add_data_root(parser)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument(
         "--num-threads", type=count(1), default=None, help="torch CPU threads; default: torch's"

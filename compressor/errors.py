@@ -24,12 +24,13 @@ class UserError(Exception):
 
 class ChannelsDiffer(UserError):
     """A model or checkpoint that takes another number of image channels than the data gives.
-    `channels` is the number it takes: where the data is an image folder, which reads as 1 or
-    3 channels by data.channels, the caller that knows the recipe says which setting fits."""
+    `channels` is the number it takes, said on `lines[line]`: where the data is an image
+    folder, which reads as 1 or 3 channels by data.channels, the caller that knows the recipe
+    adds there which setting fits."""
 
-    def __init__(self, *lines: str, channels: int) -> None:
+    def __init__(self, *lines: str, channels: int, line: int = 0) -> None:
         super().__init__(*lines)
-        self.channels = channels
+        self.channels, self.line = channels, line
 
 
 class SaidElsewhere(UserError):

@@ -333,7 +333,7 @@ class _Int8Job:
 
 
 def _warn_of_fractions(
-    settings: ExportConfig, options: ExportOptions, recipe: Path, say: Callable[[str], None]
+    settings: ExportConfig, options: ExportOptions, recipe: Path, warn: Callable[[str], None]
 ) -> None:
     """The run's recipe.yaml may be edited after training, past the preflight that warns of
     a percentage written as a fraction (0.999 for 99.9 %): warn here for the bars this export
@@ -342,7 +342,7 @@ def _warn_of_fractions(
     used += ["fp16_min_agreement"] * options.fp16 + ["int8_min_agreement"] * options.int8
     for field in used:
         for warning in fraction_for_percent(f"export.{field}", getattr(settings, field)):
-            say(f"{recipe}: {warning}")
+            warn(f"{recipe}: {warning}")
 
 
 def _int8_job(

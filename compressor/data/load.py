@@ -102,9 +102,7 @@ def with_channels_hint(error: UserError, cfg: DataConfig) -> UserError:
         hint = "; or leave out data.channels: 1 to read the image folder as RGB"
     else:
         return error
-    said = (i for i, line in enumerate(error.lines) if "-channel images" in line)
-    at = next(said, len(error.lines) - 1)
-    lines = [line + hint if i == at else line for i, line in enumerate(error.lines)]
+    lines = [line + hint if i == error.line else line for i, line in enumerate(error.lines)]
     hinted = UserError(*lines)
     hinted.__cause__ = error.__cause__
     return hinted

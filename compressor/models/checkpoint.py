@@ -334,9 +334,9 @@ def load_weights(
             lines.append(f"{source}: {'; '.join(layout)}; {hint}")
         head = _head_prefix(expected)
         stem = _stem_key(expected)
-        takes = _channels_taken(state_dict, expected, stem, data_channels)
+        takes: tuple[int, int] | None = None  # (channels, line) of a stem of other images
         for key in mismatched[:_PREVIEW]:
-            problem = _shape_problem(
+            problem, channels = _shape_problem(
                 key,
                 state_dict[key],
                 expected[key],
@@ -345,6 +345,8 @@ def load_weights(
                 arch_field,
                 data_channels,
             )
+            if channels is not None:
+                takes = channels, len(lines)
             lines.append(f"{source}: {problem}")
         if len(mismatched) > _PREVIEW:
             lines.append(f"{source}: ... and {len(mismatched) - _PREVIEW} more shape mismatches")
@@ -356,7 +358,7 @@ def load_weights(
                 "tensors: save the float model's state_dict(), before any quantisation"
             )
         if takes is not None:
-            raise ChannelsDiffer(*lines, channels=takes)
+            raise ChannelsDiffer(*lines, channels=takes[0], line=takes[1])
         raise UserError(*lines)
     complete: OrderedDict[str, torch.Tensor] = OrderedDict(state_dict)
     metadata = getattr(state_dict, "_metadata", None)
@@ -416,22 +418,6 @@ def _stem_key(expected: Mapping[str, torch.Tensor]) -> str | None:
     return next((k for k, v in expected.items() if k.endswith(".weight") and v.dim() == 4), None)
 
 
-def _channels_taken(
-    state_dict: Mapping[str, torch.Tensor],
-    expected: Mapping[str, torch.Tensor],
-    stem: str | None,
-    data_channels: int | None,
-) -> int | None:
-    """The checkpoint's image channels, where they alone set its first convolution apart from
-    a model built for the data's: other data could suit it as it is."""
-    if stem is None or stem not in state_dict:
-        return None
-    got, want = state_dict[stem].shape, expected[stem].shape
-    if got == want or got[:1] + got[2:] != want[:1] + want[2:]:
-        return None
-    return got[1] if data_channels is None or want[1] == data_channels else None
-
-
 def _shape_problem(
     key: str,
     got: torch.Tensor,
@@ -440,10 +426,12 @@ def _shape_problem(
     data_classes: int,
     arch_field: str,
     data_channels: int | None,
-) -> str:
+) -> tuple[str, int | None]:
     """The shapes; for the first convolution, when only its input channels differ, which
     count differs: the checkpoint's from the data's, or the model's (an entrypoint builds the
-    stem it builds); for the classifier likewise (a builder's kwargs can set its outputs)."""
+    stem it builds); for the classifier likewise (a builder's kwargs can set its outputs).
+    Second, the checkpoint's image channels when they are what sets it apart from the data:
+    data read with that many would suit it."""
     head, stem = layers
     text = f"{key}: checkpoint {list(got.shape)} vs model {list(want.shape)}"
     if key == stem and got.shape[:1] + got.shape[2:] == want.shape[:1] + want.shape[2:]:
@@ -453,21 +441,23 @@ def _shape_problem(
                 f"{text} — the checkpoint takes {trained}-channel images, the data has "
                 f"{built}: it was trained on another data set; give a checkpoint trained "
                 "on this one"
-            )
+            ), trained
         return (
             f"{text} — the model built takes {built}-channel images, the checkpoint "
             f"{trained}; the data has {data_channels}: check {arch_field} and its kwargs"
-        )
+        ), None
     in_head = head is not None and key.rsplit(".", 1)[0] == head
     if not (in_head and got.dim() == want.dim() and got.shape[1:] == want.shape[1:]):
-        return text
+        return text, None
     trained, built = got.shape[0], want.shape[0]
     if built == data_classes:
-        return f"{text} — the checkpoint was trained for {trained} classes, the data has {built}"
+        return (
+            f"{text} — the checkpoint was trained for {trained} classes, the data has {built}"
+        ), None
     return (
         f"{text} — the model built has {built} outputs, the checkpoint {trained}; the data has "
         f"{data_classes} classes: check {arch_field} and its kwargs"
-    )
+    ), None
 
 
 def _arch_hint(
