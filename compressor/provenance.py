@@ -74,6 +74,21 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
+def cpu_model() -> str:
+    """The processor's model name, which a latency is read against. On Linux
+    platform.processor() says only "x86_64", so /proc/cpuinfo's "model name" (or an ARM
+    board's "Model") comes first; elsewhere, what platform knows."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text(errors="replace").splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        key, _, value = line.partition(":")
+        if key.strip() in ("model name", "Model") and value.strip():
+            return value.strip()
+    return platform.processor() or platform.machine()
+
+
 def git_revision() -> str | None:
     """The compressor source revision, when it runs from a git checkout."""
     source = Path(compressor.__file__).resolve().parent

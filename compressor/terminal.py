@@ -212,5 +212,7 @@ def print_export(report: ExportReport) -> None:
             f"{row['model']} {row['precision']} vs fp32 ({row['backend']}): top-1 "
             f"{signed_points(-row['accuracy_drop'])} points, {speed}{smaller}"
         )
+    for failure in report.failures:
+        console.print(failure, style="red", highlight=False, soft_wrap=True)
     for warning in report.warnings:
         print_warning(warning)

@@ -18,7 +18,7 @@ back in `ExportReport.problems` for the caller (the CLI exits 2 with them).
 
 from __future__ import annotations
 
-import platform
+import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,7 +31,7 @@ from torch import nn
 
 import compressor
 from compressor.errors import UserError
-from compressor.provenance import export_section_hash
+from compressor.provenance import cpu_model, export_section_hash
 from compressor.recipe import ExportConfig
 from compressor.recipe.percent import fraction_for_percent
 from compressor.rundir import RunDir
@@ -45,6 +45,7 @@ from export.report import write_reports
 from export.results import (
     ExportReport,
     Result,
+    parity_failures,
     precision_comparison,
     result_warnings,
     speedups,
@@ -108,7 +109,8 @@ def export_run(
         eval_samples=len(bench.eval_set),
         settings=settings,
         host={
-            "cpu": platform.processor() or platform.machine(),
+            "cpu": cpu_model(),
+            "cpu_count": os.cpu_count(),
             "gpu": gpu,
             "threads": bench.threads,
         },
@@ -156,6 +158,7 @@ def export_run(
             # 5. Speedups, the precision comparison, warnings; the files, then the report.
             report.speedup = speedups(report.results)
             report.precisions = precision_comparison(report.results)
+            report.failures = parity_failures(report.results)
             report.warnings = result_warnings(report.results)
             if not options.onnxruntime and not options.tensorrt:
                 report.warnings.append(_unchecked_warning(artifacts, bench))

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import html
 import math
+import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -186,17 +188,90 @@ def _noisy_batches(payload: dict[str, Any]) -> dict[str, set[str]]:
     return noisy
 
 
-def _intro(payload: dict[str, Any]) -> str:
-    settings = payload["settings"]
-    host = payload["host"]
-    where = host["cpu"] + (f", {host['gpu']}" if host.get("gpu") else "")
-    where += f", {host['threads']} CPU thread(s) for PyTorch and ONNX Runtime alike"
+_BACKEND_NAMES = {"pytorch": "PyTorch", "onnxruntime": "ONNX Runtime", "tensorrt": "TensorRT"}
+
+
+def _intro(payload: dict[str, Any], code: Callable[[str], str]) -> str:
+    """What the figures were measured on and with: a latency means nothing without the
+    processor, the thread count and the versions behind it. `code` marks the user's names
+    (the data set's) as the format needs."""
+    settings, host, versions = payload["settings"], payload["host"], payload["versions"]
+    where = host["cpu"]
+    if host.get("cpu_count"):
+        where += f" ({host['cpu_count']} logical cores)"
+    where += f", {host['gpu']}" if host.get("gpu") else ""
+    on_cpu = [
+        _BACKEND_NAMES.get(backend, backend)
+        for backend in dict.fromkeys(
+            r["backend"] for r in payload["results"] if r["device"] == "cpu"
+        )
+    ]
+    if on_cpu:
+        alike = " alike" if len(on_cpu) > 1 else ""
+        where += f", {host['threads']} CPU thread(s) for {' and '.join(on_cpu)}{alike}"
+    ran = {r["backend"] for r in payload["results"]}
+    used = ["torch", "onnx"] + [name for name in ("onnxruntime", "tensorrt") if name in ran]
+    if "onnxruntime" in ran and not versions.get("onnxruntime"):
+        used[-1] = "onnxruntime-gpu"
+    software = ", ".join(f"{name} {versions[name]}" for name in used if versions.get(name))
     return (
-        f"{payload['eval_samples']:,} `{payload['dataset']}` test images, recipe "
-        f"`{payload['recipe_sha256'][:12]}`, ONNX opset {settings['opset']}. Latency: p50 of "
+        f"{payload['eval_samples']:,} {code(payload['dataset'])} test images, recipe "
+        f"{code(payload['recipe_sha256'][:12])}, ONNX opset {settings['opset']}. Latency: p50 of "
         f"{settings['timed_runs']} runs after {settings['warmup_runs']} warm-up, numpy in → "
-        f"numpy out, on {where}."
+        f"numpy out, on {where}. {software}; exported {payload['created'][:16].replace('T', ' ')}"
+        " UTC."
     )
+
+
+def _verdict_line(payload: dict[str, Any]) -> str:
+    """The export's outcome first, as the CLI's exit code gives it: the rest of the report
+    is the evidence."""
+    verdict = payload["verdict"]
+    if verdict == "passed":
+        return "✅ **Export passed**: every student file matches PyTorch (" + _bars(payload) + ")."
+    if verdict == "failed":
+        failed = ", ".join(
+            f"{r['model']} {r['backend']} {r['precision']}"
+            for r in payload["results"]
+            if r["model"] == "student" and r["parity"] and not r["parity"]["passed"]
+        )
+        return f"❌ **Export FAILED**: parity with PyTorch for {failed} ({_bars(payload)})."
+    if verdict == "incomplete":
+        return "❌ **Export incomplete**: some of the work asked for could not run (below)."
+    return "⚠️ **Export not validated**: no backend ran the exported files (`--no-onnx`)."
+
+
+def _bars(payload: dict[str, Any]) -> str:
+    """The parity bars the rows were judged by, per precision (fp32 elementwise and by
+    agreement; fp16 and INT8 by agreement alone), so a large INT8 difference beside a pass
+    reads as what it is."""
+    bars = []
+    for result in payload["results"]:
+        parity = result["parity"]
+        if parity is None:
+            continue
+        bar = f"top-1 agreement ≥ {parity['min_agreement']:.2f} %"
+        if parity["tolerance_max_abs"] is not None:
+            bar = f"max |diff| ≤ {parity['tolerance_max_abs']:g} and " + bar
+        bars.append(f"{result['precision']}: {bar}")
+    return "; ".join(dict.fromkeys(bars)) + ", against PyTorch fp32"
+
+
+def _no_teacher_sentence(payload: dict[str, Any]) -> str | None:
+    if any(r["model"] == "teacher" for r in payload["results"]):
+        return None
+    return (
+        "The teacher was not exported (`--no-teacher`, or a run without a teacher), so there "
+        "is no speedup over it."
+    )
+
+
+def _code(text: str) -> str:
+    """`text` as a Markdown code span, whatever backticks it holds (a run folder's name):
+    fenced by one more backtick than its longest run of them."""
+    ticks = "`" * (max(map(len, re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{ticks}{pad}{text}{pad}{ticks}"
 
 
 def _markdown_table(header: list[str], rows: list[list[str]], text_columns: int) -> list[str]:
@@ -206,41 +281,83 @@ def _markdown_table(header: list[str], rows: list[list[str]], text_columns: int)
     return lines
 
 
+def _one_image(payload: dict[str, Any]) -> str:
+    """How much one test image moves a top-1: on a small test set a Δ of 0.53 points is one
+    image, and the table should say so."""
+    return f"{100 / payload['eval_samples']:.2g}" if payload["eval_samples"] else "—"
+
+
+def _tail_note(payload: dict[str, Any]) -> str | None:
+    runs = payload["settings"]["timed_runs"]
+    if runs >= 100:
+        return None
+    return (
+        f"With {runs} timed runs, p95 and p99 rest on the slowest few of them: raise --runs "
+        "(export.timed_runs) to read tail latency."
+    )
+
+
 def markdown(payload: dict[str, Any]) -> str:
     header, rows = _summary_rows(payload)
-    lines = [f"## compressor export: `{payload['run']}`", "", _intro(payload), ""]
+    lines = [f"## compressor export: {_code(payload['run'])}", "", _verdict_line(payload), ""]
+    lines += [_intro(payload, _code), ""]
     lines += _markdown_table(header, rows, text_columns=4)
-    speedup = _speedup_sentence(payload)
-    if speedup:
-        lines += ["", speedup]
+    for sentence in (_speedup_sentence(payload), _no_teacher_sentence(payload)):
+        if sentence:
+            lines += ["", sentence]
     header, rows = _precision_rows(payload)
     if rows:
-        lines += ["", "Reduced precision against fp32 (same model, same backend):", ""]
+        lines += ["", _precision_heading(payload) + ":", ""]
         lines += _markdown_table(header, rows, text_columns=3)
     int8 = _int8_sentence(payload)
     if int8:
         lines += ["", int8]
-    for problem in payload["problems"]:
-        lines += ["", f"> ❌ {problem}"]
+    for failure in [*payload["problems"], *payload["failures"]]:
+        lines += ["", f"> ❌ {failure}"]
     for warning in payload["warnings"]:
         lines += ["", f"> ⚠️ {warning}"]
     header, rows = _percentile_rows(payload)
     lines += ["", "<details><summary>Latency percentiles (ms)</summary>", ""]
     lines += _markdown_table(header, rows, text_columns=3)
+    tail = _tail_note(payload)
+    if tail:
+        lines += ["", tail]
     lines += ["", "</details>"]
     return "\n".join(lines) + "\n"
 
 
-def _html_table(header: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{html.escape(cell)}</th>" for cell in header)
+def _precision_heading(payload: dict[str, Any]) -> str:
+    return (
+        "Reduced precision against fp32 (same model, same backend; one test image is "
+        f"{_one_image(payload)} points of top-1)"
+    )
+
+
+def _html_table(header: list[str], rows: list[list[str]], text_columns: int) -> str:
+    """Text columns left-aligned, figures right-aligned, as in the Markdown."""
+
+    def cell(tag: str, index: int, text: str) -> str:
+        align = ' class="text"' if index < text_columns else ""
+        return f"<{tag}{align}>{html.escape(text)}</{tag}>"
+
+    head = "".join(cell("th", index, text) for index, text in enumerate(header))
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>" for row in rows
+        "<tr>" + "".join(cell("td", index, text) for index, text in enumerate(row)) + "</tr>"
+        for row in rows
     )
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def _plots(payload: dict[str, Any]) -> list[str]:
-    """Accuracy per backend and p50 latency per batch size: student vs teacher side by side."""
+def _file_kind(file: str) -> str:
+    """A size bar's group: the precision and the file's format, so student.pt and
+    student.onnx (both fp32) are two bars, not one hiding the other."""
+    suffix = Path(file).suffix
+    return {".pt": "PyTorch .pt", ".onnx": "ONNX", ".engine": "TensorRT engine"}.get(suffix, suffix)
+
+
+def _plots(payload: dict[str, Any]) -> list[tuple[str, str]]:
+    """Accuracy per backend and p50 latency per batch size, student vs teacher side by side:
+    (title, for the alt text; base64 PNG)."""
     results = payload["results"]
     groups = list(dict.fromkeys(f"{r['backend']}\n{r['precision']}" for r in results))
     models = list(dict.fromkeys(r["model"] for r in results))
@@ -249,78 +366,75 @@ def _plots(payload: dict[str, Any]) -> list[str]:
         table = {(r["model"], f"{r['backend']}\n{r['precision']}"): value(r) for r in results}
         return {m: [table.get((m, g), math.nan) for g in groups] for m in models}
 
-    images = [
-        grouped_bar_plot(
-            "top-1 accuracy per backend",
-            groups,
-            series(lambda r: r["accuracy"]),
-            "%",
-            fmt=".2f",
-        )
-    ]
+    title = "top-1 accuracy per backend"
+    accuracy = series(lambda r: r["accuracy"])
+    images = [(title, grouped_bar_plot(title, groups, accuracy, "%", fmt=".2f"))]
     if any(r["precision"] != "fp32" for r in results):
-        sizes = {(r["model"], r["precision"]): r["size_bytes"] for r in results if r["file"]}
-        precisions = list(dict.fromkeys(precision for _, precision in sizes))
-        images.append(
-            grouped_bar_plot(
-                "size on disk per precision",
-                precisions,
-                {m: [(sizes.get((m, p)) or math.nan) / 1024 for p in precisions] for m in models},
-                "KiB",
-                fmt=".0f",
-            )
-        )
+        sizes = {
+            (r["model"], f"{r['precision']}\n{_file_kind(r['file'])}"): r["size_bytes"]
+            for r in results
+            if r["file"]
+        }
+        kinds = list(dict.fromkeys(kind for _, kind in sizes))
+        kib = {m: [(sizes.get((m, kind)) or math.nan) / 1024 for kind in kinds] for m in models}
+        title = "size on disk per precision and file format"
+        images.append((title, grouped_bar_plot(title, kinds, kib, "KiB", fmt=".0f")))
     for batch in _batches(payload):
         p50 = series(lambda r, b=batch: r["latency"].get(b, {}).get("p50_ms", math.nan))
         values = [v for column in p50.values() for v in column if not math.isnan(v)]
         # Eager PyTorch vs TensorRT can differ 100-fold: then only a log axis shows both.
         log = bool(values) and max(values) > 20 * min(values)
-        images.append(
-            grouped_bar_plot(
-                f"p50 latency, batch {batch}",
-                groups,
-                p50,
-                "ms (log scale)" if log else "ms",
-                log=log,
-            )
-        )
+        title = f"p50 latency, batch {batch}"
+        unit = "ms (log scale)" if log else "ms"
+        images.append((title, grouped_bar_plot(title, groups, p50, unit, log=log)))
     return images
+
+
+def _html_line(text: str) -> str:
+    """A Markdown-marked sentence of ours (no user text in its marks) as HTML."""
+    return html.escape(text).replace("**", "").replace("`", "")
 
 
 def html_page(payload: dict[str, Any]) -> str:
     title = f"compressor export {html.escape(payload['run'])}"
-    summary = _html_table(*_summary_rows(payload))
-    percentiles = _html_table(*_percentile_rows(payload))
-    speedup = _speedup_sentence(payload)
+    summary = _html_table(*_summary_rows(payload), text_columns=4)
+    percentiles = _html_table(*_percentile_rows(payload), text_columns=3)
+    sentences = [_speedup_sentence(payload), _no_teacher_sentence(payload)]
     precision_header, precision_rows = _precision_rows(payload)
     precision_html = (
-        "<h2>Reduced precision against fp32</h2>"
-        + _html_table(precision_header, precision_rows)
+        f"<h2>{html.escape(_precision_heading(payload))}</h2>"
+        + _html_table(precision_header, precision_rows, text_columns=3)
         + "".join(f"<p>{html.escape(line)}</p>" for line in [_int8_sentence(payload)] if line)
         if precision_rows
         else ""
     )
-    notes = "".join(
-        f'<p class="problem">{html.escape(line)}</p>' for line in payload["problems"]
-    ) + "".join(f'<p class="warning">{html.escape(line)}</p>' for line in payload["warnings"])
-    speedup_html = f"<p>{html.escape(speedup).replace('**', '')}</p>" if speedup is not None else ""
+    failures = [*payload["problems"], *payload["failures"]]
+    notes = "".join(f'<p class="problem">{html.escape(line)}</p>' for line in failures)
+    notes += "".join(f'<p class="warning">{html.escape(line)}</p>' for line in payload["warnings"])
+    sentences_html = "".join(f"<p>{_html_line(line)}</p>" for line in sentences if line)
     figures = "".join(
-        f'<img alt="plot" src="data:image/png;base64,{image}">' for image in _plots(payload)
+        f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{image}">'
+        for alt, image in _plots(payload)
     )
+    tail = _tail_note(payload)
+    tail_html = f"<p>{html.escape(tail)}</p>" if tail else ""
+    verdict_class = "passed" if payload["verdict"] == "passed" else "problem"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}}
 table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:3px 8px;
-text-align:right}}td:nth-child(-n+4){{text-align:left}}img{{max-width:100%;margin:8px 0}}
-.problem{{color:#b00}}.warning{{color:#a60}}</style></head><body>
+text-align:right}}.text{{text-align:left}}img{{max-width:100%;margin:8px 0}}
+.problem{{color:#b00}}.warning{{color:#a60}}.passed{{color:#070}}</style></head><body>
 <h1>{title}</h1>
-<p>{html.escape(_intro(payload)).replace("`", "")}</p>
+<p class="{verdict_class}"><strong>{_html_line(_verdict_line(payload))}</strong></p>
+<p>{html.escape(_intro(payload, lambda text: text))}</p>
 {summary}
-{speedup_html}
+{sentences_html}
 {precision_html}
 {notes}
 {figures}
 <h2>Latency percentiles (ms)</h2>
 {percentiles}
+{tail_html}
 </body></html>
 """

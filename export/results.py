@@ -56,12 +56,13 @@ class ExportReport:
     dataset: str
     eval_samples: int
     settings: ExportConfig
-    host: dict[str, str | None]
+    host: dict[str, Any]  # cpu (model name), cpu_count, gpu, threads
     int8: Int8Settings | None = None  # how the INT8 files were made; None without --int8
     results: list[Result] = field(default_factory=list)
     speedup: dict[str, dict[int, float]] = field(default_factory=dict)
     precisions: list[dict[str, Any]] = field(default_factory=list)  # vs fp32, same backend
     warnings: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)  # student files that failed parity
     problems: list[str] = field(default_factory=list)  # requested work that could not run
     files: dict[str, Path] = field(default_factory=dict)  # "json" | "md" | "html" → path
     # The model files this export wrote into export/ (not a --student-onnx file): the next
@@ -70,6 +71,18 @@ class ExportReport:
     # The --student-onnx file ({"file", "precision"}; file as the rows name files), or None:
     # the gate's re-export hints must give it again, or they would measure student.pt instead.
     student_onnx: dict[str, str | None] | None = None
+
+    def verdict(self) -> str:
+        """What the CLI's exit code says, for a reader of the report alone: `incomplete`
+        (exit 2: requested work could not run), `failed` (exit 1: a student file failed
+        parity), `unvalidated` (--no-onnx: no backend ran the files) or `passed`."""
+        if self.problems:
+            return "incomplete"
+        if self.failures:
+            return "failed"
+        if all(result.parity is None for result in self.results):
+            return "unvalidated"
+        return "passed"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -91,7 +104,9 @@ class ExportReport:
                 for backend, by_batch in self.speedup.items()
             },
             "precision_comparison": self.precisions,
+            "verdict": self.verdict(),
             "warnings": self.warnings,
+            "failures": self.failures,
             "problems": self.problems,
             "onnx_files": self.onnx_files,
             "student_onnx": self.student_onnx,
@@ -196,27 +211,45 @@ def _not_finite_reason(precision: str) -> str:
     return reason
 
 
+def _parity_failed(result: Result) -> bool:
+    return result.parity is not None and not result.parity.passed
+
+
+def _parity_line(result: Result) -> str:
+    """Why a row failed parity, by how much against which bar."""
+    parity = result.parity
+    assert parity is not None
+    what = f"{result.model} {result.backend} {result.precision}"
+    if not math.isfinite(parity.max_abs_diff):
+        return f"parity failed for {what}: {_not_finite_reason(result.precision)}"
+    limit = (
+        f"max |diff| {parity.max_abs_diff:.2e} (limit {parity.tolerance_max_abs:g}), "
+        if parity.tolerance_max_abs is not None
+        else ""
+    )
+    return (
+        f"parity failed for {what}: {limit}top-1 agreement "
+        f"{parity.top1_agreement:.2f} % (minimum {parity.min_agreement:.2f} %)"
+        + _rounding_note(parity)
+    )
+
+
+def parity_failures(results: Sequence[Result]) -> list[str]:
+    """The student files whose outputs left PyTorch's: what ships must match it, so each of
+    these fails the export (exit 1) and is reported as a failure, not as a warning."""
+    return [_parity_line(r) for r in results if r.model == "student" and _parity_failed(r)]
+
+
 def result_warnings(results: Sequence[Result]) -> list[str]:
-    lines = []
+    """What to look at that does not fail the export: a teacher file that failed parity (it
+    is exported for the speedup figures only) and timings too noisy to trust."""
+    lines = [_parity_line(r) for r in results if r.model != "student" and _parity_failed(r)]
     for r in results:
-        what = f"{r.model} {r.backend} {r.precision}"
-        if r.parity is not None and not math.isfinite(r.parity.max_abs_diff):
-            lines.append(f"parity failed for {what}: {_not_finite_reason(r.precision)}")
-        elif r.parity is not None and not r.parity.passed:
-            limit = (
-                f"max |diff| {r.parity.max_abs_diff:.2e} (limit {r.parity.tolerance_max_abs:g}), "
-                if r.parity.tolerance_max_abs is not None
-                else ""
-            )
-            lines.append(
-                f"parity failed for {what}: {limit}top-1 agreement "
-                f"{r.parity.top1_agreement:.2f} % (minimum {r.parity.min_agreement:.2f} %)"
-                + _rounding_note(r.parity)
-            )
         for batch, latency in r.latency.items():
             if latency.noisy:
                 lines.append(
-                    f"noisy latency for {what} at batch {batch}: coefficient of variation "
-                    f"{cv_text(latency.cv)}; close other programs or raise --runs"
+                    f"noisy latency for {r.model} {r.backend} {r.precision} at batch {batch}: "
+                    f"coefficient of variation {cv_text(latency.cv)}; close other programs or "
+                    "raise --runs"
                 )
     return lines

@@ -452,7 +452,8 @@ class ExportConfig(Strict):
     batch_sizes: list[Annotated[int, Field(ge=1)]] = Field(
         default_factory=lambda: [1, 64],
         min_length=1,
-        description="Latency batch sizes: batch 1 and a throughput batch.",
+        description="Latency batch sizes: batch 1 and a throughput batch (the largest); "
+        "timed and reported in increasing order.",
         json_schema_extra={"uniqueItems": True},
     )
     max_abs_diff: float = Field(
@@ -488,7 +489,9 @@ class ExportConfig(Strict):
         repeated = sorted({size for size in sizes if sizes.count(size) > 1})
         if repeated:
             raise ValueError(f"lists {', '.join(map(str, repeated))} more than once")
-        return sizes
+        # In increasing order, as every report's columns are read: the last is the largest,
+        # the throughput batch the reports and the gate's speedup name.
+        return sorted(sizes)
 
 
 class GateConfig(Strict):

@@ -168,7 +168,7 @@ def _write_xml(root: ET.Element, path: Path) -> None:
     _xml_safe(root)
     ET.indent(root)
     try:
-        write_bytes(path, ET.tostring(root, encoding="utf-8", xml_declaration=True))
+        write_bytes(path, ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n")
     except WriteFailed as error:
         raise UserError(f"{path}: cannot write the JUnit file ({error.strerror})") from None
 
@@ -198,10 +198,11 @@ def write_junit(result: GateResult, path: Path) -> None:
         ET.SubElement(properties, "property", name=name, value=value)
     for rule in result.rules:
         case = ET.SubElement(suite, "testcase", name=rule.name, classname=title, time="0")
-        if rule.failed:
+        if rule.failed:  # the failure holds the summary: no <system-out> to repeat it
             failure = ET.SubElement(case, "failure", message=rule.summary, type="GateFailure")
             failure.text = rule.summary
-        elif rule.skipped:
+            continue
+        if rule.skipped:
             ET.SubElement(case, "skipped", message=rule.detail)
         ET.SubElement(case, "system-out").text = rule.summary
     _write_xml(suites, path)

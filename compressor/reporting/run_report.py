@@ -19,21 +19,27 @@ def read_metrics(run: RunDir) -> list[dict[str, Any]]:
     return [loads_json(line) for line in lines if line.strip()]
 
 
-def _table_rows(fields: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """(quantity, teacher, student) rows; the teacher column is empty for plain training."""
-    student, teacher = fields["student"], fields["teacher"] or {}
+def _table(fields: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """The models' columns and the (quantity, value per model) rows; plain training has no
+    teacher, so no teacher column."""
+    student, teacher = fields["student"], fields["teacher"]
+    models = [teacher, student] if teacher else [student]
 
-    def fmt(model: dict[str, Any], key: str, spec: str) -> str:
-        return format(model[key], spec) if key in model else "—"
+    def row(quantity: str, key: str, spec: str, unit: int = 1) -> list[str]:
+        return [
+            quantity,
+            *(format(model[key] / unit if unit > 1 else model[key], spec) for model in models),
+        ]
 
     rows = [
-        ("test top-1 (%)", fmt(teacher, "accuracy", ".2f"), fmt(student, "accuracy", ".2f")),
-        ("parameters", fmt(teacher, "parameters", ","), fmt(student, "parameters", ",")),
-        ("FLOPs / image", fmt(teacher, "flops", ","), fmt(student, "flops", ",")),
+        row("test top-1 (%)", "accuracy", ".2f"),
+        row("parameters", "parameters", ","),
+        # Counted as 2 × multiply-accumulates (models/stats.py); many papers quote the MACs.
+        row("MFLOPs / image (2 × MACs)", "flops", ",.2f", unit=10**6),
     ]
     if teacher:
-        rows.append(("size vs the teacher (params)", "—", _relative_size(teacher, student)))
-    return rows
+        rows.append(["size vs the teacher (params)", "—", _relative_size(teacher, student)])
+    return (["teacher", "student"] if teacher else ["student"]), rows
 
 
 def _relative_size(teacher: dict[str, Any], student: dict[str, Any]) -> str:
@@ -114,13 +120,10 @@ def _markdown(report: dict[str, Any]) -> str:
         "",
         _markdown_text(_summary(report)),
         "",
-        "| | teacher | student |",
-        "|---|---:|---:|",
     ]
-    lines += [
-        f"| {name} | {teacher} | {student} |"
-        for name, teacher, student in _table_rows(report["results"])
-    ]
+    columns, rows = _table(report["results"])
+    lines += ["| | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
     for note in _notes(report):
         lines += ["", _markdown_text(note)]
     return "\n".join(lines) + "\n"
@@ -142,33 +145,28 @@ def _html(report: dict[str, Any]) -> str:
     """report.md's facts as a page that needs nothing else to open, plus the curves."""
     fields = report["results"]
     epochs_log = report["epochs_log"]
-    images = []
+    images: list[tuple[str, str]] = []  # (what it shows, for the alt text; base64 PNG)
     if epochs_log:
         x = [entry["epoch"] for entry in epochs_log]
         scored = [entry for entry in epochs_log if "test_accuracy" in entry]  # train.eval_every
-        images.append(
-            line_plot(
-                "test top-1",
-                [entry["epoch"] for entry in scored],
-                {"student": [entry["test_accuracy"] for entry in scored]},
-                "%",
-            )
-        )
-        images.append(line_plot("training loss", x, _loss_curves(epochs_log), "loss"))
+        title = "student test top-1 per epoch"
+        curve = {"student": [entry["test_accuracy"] for entry in scored]}
+        images.append((title, line_plot(title, [entry["epoch"] for entry in scored], curve, "%")))
+        title = "training loss per epoch"
+        images.append((title, line_plot(title, x, _loss_curves(epochs_log), "loss")))
     if fields["teacher"]:
-        images.append(
-            bar_plot(
-                "test top-1",
-                ["teacher", "student"],
-                [fields["teacher"]["accuracy"], fields["student"]["accuracy"]],
-                "%",
-            )
-        )
-    rows = "".join(
-        f"<tr><td>{html.escape(n)}</td><td>{html.escape(t)}</td><td>{html.escape(s)}</td></tr>"
-        for n, t, s in _table_rows(fields)
+        title = "test top-1, teacher and student"
+        accuracies = [fields["teacher"]["accuracy"], fields["student"]["accuracy"]]
+        images.append((title, bar_plot(title, ["teacher", "student"], accuracies, "%")))
+    columns, table = _table(fields)
+    head = "<tr><th></th>" + "".join(f"<th>{column}</th>" for column in columns) + "</tr>"
+    rows = head + "".join(
+        "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>" for row in table
     )
-    figures = "".join(f'<img alt="plot" src="data:image/png;base64,{image}">' for image in images)
+    figures = "".join(
+        f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{image}">'
+        for alt, image in images
+    )
     notes = "".join(f"<p>{_html_text(note)}</p>\n" for note in _notes(report))
     title = f"compressor run {html.escape(report['run'])}"
     return f"""<!doctype html>
@@ -178,7 +176,7 @@ table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 10px;t
 td:first-child{{text-align:left}}img{{max-width:100%;margin:8px 0}}</style></head><body>
 <h1>compressor run <code>{html.escape(report["run"])}</code></h1>
 <p>{_html_text(_summary(report))}</p>
-<table><tr><th></th><th>teacher</th><th>student</th></tr>{rows}</table>
+<table>{rows}</table>
 {notes}{figures}
 </body></html>
 """
@@ -199,7 +197,10 @@ def write_run_report(run: RunDir, recipe: Recipe, fields: dict[str, Any]) -> dic
         "results": fields,
         "epochs_log": read_metrics(run),
     }
-    write_json(run.report("json"), report)
+    # The JSON last, as the export writes its reports: it is the one programs read, so a
+    # process stopped between the files leaves the previous JSON, not a new one beside an
+    # old Markdown and HTML.
     write_text(run.report("md"), _markdown(report))
     write_text(run.report("html"), _html(report))
+    write_json(run.report("json"), report)
     return report

@@ -283,9 +283,24 @@ def test_a_failed_parity_check_fails_the_export_and_keeps_its_reports(
     )
     assert result.code == 1, result.stdout + result.stderr
     assert "export FAILED: parity with PyTorch for student onnxruntime fp32" in result.stdout
-    warnings = report_of(run)["warnings"]
-    assert any("(limit 0.00015)" in line for line in warnings), warnings  # as it was set
-    fp32 = rows_of(report_of(run))[("student", "onnxruntime", "fp32")]
+    said = " ".join(result.stdout.split())  # the console wraps long lines
+    assert "parity failed for student onnxruntime fp32: max |diff|" in said
+    assert "warning: parity failed" not in " ".join(result.stderr.split())
+    # The reports lead with the verdict and file the cause as a failure, not a warning.
+    report = report_of(run)
+    assert report["verdict"] == "failed"
+    [failure] = report["failures"]
+    assert "(limit 0.00015)" in failure  # as it was set
+    assert not any(line.startswith("parity failed") for line in report["warnings"])
+    markdown = (run / "export" / "export_report.md").read_text().splitlines()
+    assert markdown[2].startswith(
+        "❌ **Export FAILED**: parity with PyTorch for student onnxruntime fp32 (fp32: max |diff| "
+        "≤ 0.00015 and top-1 agreement ≥ 99.90 %"
+    )
+    assert f"> ❌ {failure}" in markdown
+    page = (run / "export" / "export_report.html").read_text()
+    assert '<p class="problem"><strong>❌ Export FAILED: parity with PyTorch for student' in page
+    fp32 = rows_of(report)[("student", "onnxruntime", "fp32")]
     assert fp32["parity"]["passed"] is False
     assert fp32["file"] == str(other.resolve())
 
@@ -323,7 +338,9 @@ def test_a_teacher_failing_parity_warns_and_the_export_passes(
         next(line for line in warnings if line.startswith("parity failed for teacher "))
     ]
     markdown = (run / "export" / "export_report.md").read_text()
-    assert "parity failed for teacher onnxruntime fp32" in markdown
+    assert "> ⚠️ parity failed for teacher onnxruntime fp32" in markdown
+    assert report_of(run)["verdict"] == "passed"
+    assert markdown.splitlines()[2].startswith("✅ **Export passed**: every student file")
     # The gate's speedup is against that teacher file: its detail says the baseline drifted.
     speedup = evaluate_gate(run, {"min_speedup": 0.01}).rules[-1]
     assert speedup.name == "speedup"

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import copy
+import re
+from pathlib import Path
+
+from compressor.provenance import cpu_model, package_versions
+from compressor.recipe.sections import ExportConfig
 from export.report import (
+    _code,
+    _file_kind,
     _percentile_rows,
     _precision_rows,
     _size,
     _speedup_sentence,
+    html_page,
+    markdown,
     signed_points,
     times,
 )
+from tests.export.helpers import report_of
 
 
 def test_signed_points_never_read_minus_zero() -> None:
@@ -73,3 +84,98 @@ def test_the_percentile_table_does_not_show_a_noisy_cv_as_the_bar() -> None:
     result = {"model": "teacher", "backend": "onnxruntime", "precision": "fp32"}
     _, (row,) = _percentile_rows({"results": [{**result, "latency": latency}]})
     assert row[9] == "0.1504"  # "0.150" would read as the bar too
+
+
+def test_the_report_leads_with_the_verdict_and_the_bars_each_precision_was_judged_by(
+    int8_run: Path,
+) -> None:
+    """A large INT8 max |diff| beside "pass" is read against the bar it passed: agreement."""
+    lines = (int8_run / "export" / "export_report.md").read_text().splitlines()
+    assert lines[2] == (
+        "✅ **Export passed**: every student file matches PyTorch (fp32: max |diff| ≤ 0.0001 "
+        "and top-1 agreement ≥ 99.90 %; int8: top-1 agreement ≥ 98.00 %, against PyTorch fp32)."
+    )
+    page = (int8_run / "export" / "export_report.html").read_text()
+    assert '<p class="passed"><strong>✅ Export passed: every student file' in page
+
+
+def test_the_intro_names_the_processor_and_the_versions_behind_the_timings(
+    int8_run: Path,
+) -> None:
+    report = report_of(int8_run)
+    assert report["host"]["cpu"] == cpu_model()
+    if "model name" in Path("/proc/cpuinfo").read_text(errors="replace"):
+        assert report["host"]["cpu"] not in ("x86_64", "aarch64")  # what platform says
+    versions = package_versions()
+    intro = markdown(report).splitlines()[4]
+    assert f"on {cpu_model()} ({report['host']['cpu_count']} logical cores), " in intro
+    assert "thread(s) for PyTorch and ONNX Runtime alike." in intro
+    assert f"torch {versions['torch']}, onnx {versions['onnx']}, onnxruntime " in intro
+    assert f"exported {report['created'][:10]} " in intro
+
+
+def test_an_export_that_ran_no_backend_and_no_teacher_says_so(int8_run: Path) -> None:
+    """--no-onnx --no-teacher: the PyTorch rows alone. The verdict must not read as a pass,
+    the intro must not name ONNX Runtime, and the missing speedup is explained."""
+    report = copy.deepcopy(report_of(int8_run))
+    report["results"] = [
+        r for r in report["results"] if r["model"] == "student" and r["backend"] == "pytorch"
+    ]
+    report.update(verdict="unvalidated", speedup={}, precision_comparison=[], int8=None)
+    text = markdown(report)
+    assert text.splitlines()[2] == (
+        "⚠️ **Export not validated**: no backend ran the exported files (`--no-onnx`)."
+    )
+    assert "thread(s) for PyTorch. torch " in text and "ONNX Runtime" not in text
+    assert "The teacher was not exported (`--no-teacher`, or a run without a teacher)" in text
+    assert "Student speedup" not in text
+
+
+def test_markdown_keeps_a_run_name_with_backticks_in_one_code_span() -> None:
+    assert [_code(name) for name in ("run", "a`b", "x``y", "`z")] == [
+        "`run`",
+        "``a`b``",
+        "```x``y```",
+        "`` `z ``",
+    ]
+
+
+def test_html_aligns_text_left_and_figures_right_and_describes_each_plot(
+    int8_run: Path,
+) -> None:
+    page = html_page(report_of(int8_run))
+    precision_table = page[page.index("<h2>Reduced precision") :]
+    first_row = re.search(r"<tr><td.*?</tr>", precision_table).group(0)
+    cells = re.findall(r"<td( class=\"text\")?>", first_row)
+    assert cells[:4] == [' class="text"'] * 3 + [""]  # model, backend, precision | top-1 %
+    assert re.findall(r'<img alt="([^"]*)"', page) == [
+        "top-1 accuracy per backend",
+        "size on disk per precision and file format",
+        "p50 latency, batch 1",
+        "p50 latency, batch 8",
+    ]
+
+
+def test_sizes_are_grouped_by_file_format_so_none_hides_another() -> None:
+    """student.pt and student.onnx are both fp32: keyed by precision alone, one overwrote
+    the other in the size plot."""
+    names = ["runs/a/student.pt", "export/student.onnx", "export/student.int8.onnx", "s.engine"]
+    assert [_file_kind(name) for name in names] == [
+        "PyTorch .pt",
+        "ONNX",
+        "ONNX",
+        "TensorRT engine",
+    ]
+
+
+def test_batch_sizes_are_timed_and_reported_in_increasing_order() -> None:
+    """The last column is the throughput batch, the largest, as the gate reads it."""
+    assert ExportConfig(batch_sizes=[64, 1, 8]).batch_sizes == [1, 8, 64]
+
+
+def test_a_tail_percentile_of_few_runs_is_said_to_rest_on_them(int8_run: Path) -> None:
+    report = report_of(int8_run)
+    few = markdown({**report, "settings": {**report["settings"], "timed_runs": 20}})
+    assert "With 20 timed runs, p95 and p99 rest on the slowest few of them" in few
+    many = markdown({**report, "settings": {**report["settings"], "timed_runs": 100}})
+    assert "p95 and p99 rest" not in many

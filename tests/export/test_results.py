@@ -9,6 +9,7 @@ from export.latency import Latency, cv_text
 from export.results import (
     Result,
     noisy_speedups,
+    parity_failures,
     precision_comparison,
     result_warnings,
     speedups,
@@ -107,29 +108,31 @@ def test_a_row_without_its_fp32_base_on_that_backend_is_not_compared() -> None:
     assert precision_comparison(rows) == []
 
 
-def test_failed_parity_and_noisy_latency_are_warned_about_by_name() -> None:
+def test_a_student_failing_parity_fails_and_a_teacher_or_noisy_timing_warns() -> None:
     failed = Parity(0.02, 0.001, 99.0, 1e-4, 99.9, False)
     rows = [
         _row("student", "onnxruntime", "fp32", {1: 0.5}, parity=failed),
-        _row("teacher", "onnxruntime", "fp32", {1: 1.5, 64: 30.0}, cv=0.5),
+        _row("teacher", "onnxruntime", "fp32", {1: 1.5, 64: 30.0}, cv=0.5, parity=failed),
     ]
-    lines = result_warnings(rows)
-    assert lines[0] == (
+    assert parity_failures(rows) == [
         "parity failed for student onnxruntime fp32: max |diff| 2.00e-02 (limit 0.0001), "
         "top-1 agreement 99.00 % (minimum 99.90 %)"
-    )
-    assert [line.split(":")[0] for line in lines[1:]] == [
+    ]
+    lines = result_warnings(rows)
+    assert [line.split(":")[0] for line in lines] == [
+        "parity failed for teacher onnxruntime fp32",
         "noisy latency for teacher onnxruntime fp32 at batch 1",
         "noisy latency for teacher onnxruntime fp32 at batch 64",
     ]
-    assert result_warnings([_row("student", "onnxruntime", "fp32", {1: 0.5})]) == []
+    passing = [_row("student", "onnxruntime", "fp32", {1: 0.5})]
+    assert result_warnings(passing) == parity_failures(passing) == []
 
 
 def test_a_failure_within_float32_rounding_of_large_logits_says_so() -> None:
     """An overconfident student's logits in the thousands differ by 4.6e-2 between ONNX
     Runtime and PyTorch: 4e-5 of their size, rounding, with every prediction agreeing."""
     rounding = Parity(0.046, 0.002, 100.0, 1e-4, 99.9, False, logit_scale=1100.0)
-    [line] = result_warnings([_row("student", "onnxruntime", "fp32", {1: 0.5}, parity=rounding)])
+    [line] = parity_failures([_row("student", "onnxruntime", "fp32", {1: 0.5}, parity=rounding)])
     assert line.endswith(
         "(minimum 99.90 %); the logits reach 1.1e+03, and a difference of 4.2e-05 of that is "
         "float32 rounding: if agreement is what matters for this model, raise --max-abs-diff "
@@ -139,7 +142,7 @@ def test_a_failure_within_float32_rounding_of_large_logits_says_so() -> None:
     disagreeing = Parity(0.046, 0.002, 99.0, 1e-4, 99.9, False, logit_scale=1100.0)
     large = Parity(0.046, 0.002, 100.0, 1e-4, 99.9, False, logit_scale=12.0)
     for parity in (disagreeing, large):
-        [line] = result_warnings([_row("student", "onnxruntime", "fp32", {1: 0.5}, parity=parity)])
+        [line] = parity_failures([_row("student", "onnxruntime", "fp32", {1: 0.5}, parity=parity)])
         assert "rounding" not in line
 
 
@@ -148,7 +151,7 @@ def test_logits_that_are_not_finite_are_named_as_the_failure(precision: str) -> 
     """fp16 judges agreement only, and argmax of a row with an infinite logit can still agree:
     the line must name the overflow, not figures that read as a pass."""
     overflow = Parity(float("inf"), float("inf"), 99.5, None, 99.0, False, logit_scale=12.0)
-    [line] = result_warnings([_row("student", "onnxruntime", precision, {1: 0.5}, parity=overflow)])
+    [line] = parity_failures([_row("student", "onnxruntime", precision, {1: 0.5}, parity=overflow)])
     assert line.startswith(
         f"parity failed for student onnxruntime {precision}: some of its logits are NaN or infinite"
     )

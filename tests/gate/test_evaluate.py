@@ -220,7 +220,9 @@ def test_all_rules_pass(kd_run: Path, capsys: pytest.CaptureFixture[str]) -> Non
     result = run_cli(capsys, "gate", str(kd_run))
     assert result.code == 0, result.stdout + result.stderr
     assert [row(result, rule)[3] for rule in RULES] == ["PASS"] * 4
-    assert row(result, "student_accuracy")[1:3] == [f"{student:.2f} %", f"≥ {teacher - 90:.2f} %"]
+    bar = f"≥ {max(teacher - 90, 0):.2f} %"  # the recipe's max_drop 90; never below 0 %
+    assert row(result, "student_accuracy")[1:3] == [f"{student:.2f} %", bar]
+    assert f"teacher {teacher:.2f} % − max_drop 90" in result.stdout
     # The speedup is judged at the largest timed batch: 15 / 5 ms, not 0.75 / 0.5 ms.
     assert row(result, "speedup")[1:3] == ["3.00×", "≥ 2.00×"]
     assert "gate passed" in result.stdout
@@ -578,7 +580,8 @@ def test_a_run_moved_elsewhere_may_say_where_its_files_are_now(
     edit_yaml("recipe.yaml", moved)(kd_run)
     result = run_cli(capsys, "gate", str(kd_run))
     assert result.code == 0, result.stdout + result.stderr
-    assert row(result, "student_accuracy")[2] == f"≥ {teacher - 95.0:.2f} %"
+    assert row(result, "student_accuracy")[2] == f"≥ {max(teacher - 95.0, 0):.2f} %"
+    assert f"teacher {teacher:.2f} % − max_drop 95" in result.stdout
 
 
 def test_an_export_report_from_before_student_hashes_is_still_gated(
@@ -1399,3 +1402,15 @@ def test_a_fraction_edited_into_the_runs_gate_section_is_warned_about(
         f"warning: {kd_run / 'recipe.yaml'}: gate.min_agreement is 0.995 %, a bar almost"
     )
     assert "warning" not in run_cli(capsys, "gate", str(kd_run), "--min-agreement", "99").stderr
+
+
+def test_a_drop_allowed_past_the_whole_accuracy_is_a_bar_of_zero(kd_run: Path) -> None:
+    """max_drop 100 against a teacher at 85 % would be a bar of -15 %: shown as a figure, it
+    reads as one. Every accuracy meets a bar of 0 % alike, so the verdict is the same."""
+    result = evaluate_gate(kd_run, {"max_drop": 100.0, "max_export_drop": 100.0})
+    rules = {rule.name: rule for rule in result.rules}
+    for name in ("student_accuracy", "export_accuracy"):
+        assert rules[name].threshold == 0.0
+        assert rules[name].threshold_text == "≥ 0.00 %"
+        assert rules[name].status == "PASS"
+    assert "− max_drop 100" in rules["student_accuracy"].detail

@@ -54,15 +54,14 @@ time="0">
       <failure message="export_agreement: FAIL: measured 98.75 %, needs ≥ 99.00 % \
 (a &lt;b&gt; &amp; c)" type="GateFailure">export_agreement: FAIL: measured 98.75 %, \
 needs ≥ 99.00 % (a &lt;b&gt; &amp; c)</failure>
-      <system-out>export_agreement: FAIL: measured 98.75 %, needs ≥ 99.00 % \
-(a &lt;b&gt; &amp; c)</system-out>
     </testcase>
     <testcase name="speedup" classname="compressor.gate.kd.onnxruntime.fp16" time="0">
       <skipped message="min_speedup is not set" />
       <system-out>speedup: skipped: min_speedup is not set</system-out>
     </testcase>
   </testsuite>
-</testsuites>"""
+</testsuites>
+"""
 
 
 def test_a_verdict_is_one_testcase_per_rule(tmp_path: Path) -> None:

@@ -116,3 +116,35 @@ def test_the_loss_plot_says_its_parts_are_unweighted() -> None:
     assert list(curves) == ["loss (trained on)", "bss (unweighted)", "ce (unweighted)"]
     assert curves["loss (trained on)"] == [1.2, 0.8]
     assert curves["bss (unweighted)"][0] == 15.0 and math.isnan(curves["bss (unweighted)"][1])
+
+
+def test_a_run_without_a_teacher_has_no_teacher_column(tmp_path: Path) -> None:
+    """Plain training (`compress train`): one column of figures, not a column of dashes."""
+    fields = {**FIELDS, "teacher": None, "top1_agreement": None}
+    run = _write_report(tmp_path / "ce", "resnet8", fields)
+    table = [line for line in run.report("md").read_text().splitlines() if line.startswith("|")]
+    assert table == [
+        "| | student |",
+        "|---|---:|",
+        "| test top-1 (%) | 99.17 |",
+        "| parameters | 75,002 |",
+        "| MFLOPs / image (2 × MACs) | 1.49 |",
+    ]
+    page = run.report("html").read_text()
+    assert "<th>teacher</th>" not in page and "<th>student</th>" in page
+
+
+def test_the_flops_row_says_its_unit_and_how_it_counts(tmp_path: Path) -> None:
+    """In MFLOPs as the terminal shows them, and named as 2 × MACs: papers often quote
+    ResNet-20's 41 M MACs, which this table gives as 82 MFLOPs."""
+    markdown = _write_report(tmp_path / "kd", "resnet8").report("md").read_text()
+    assert "| MFLOPs / image (2 × MACs) | 5.03 | 1.49 |" in markdown
+
+
+def test_every_plot_is_described_for_a_screen_reader(tmp_path: Path) -> None:
+    page = _write_report(tmp_path / "kd", "resnet8").report("html").read_text()
+    assert re.findall(r'<img alt="([^"]*)"', page) == [
+        "student test top-1 per epoch",
+        "training loss per epoch",
+        "test top-1, teacher and student",
+    ]
