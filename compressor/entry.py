@@ -85,9 +85,16 @@ def _another_process_says_it(error: UserError) -> bool:
     """Under torchrun every process of a machine reads the same recipe and files and hits the
     same refusal at once: LOCAL_RANK 0 prints it. A refusal one process alone hit is raised
     as OnlyHere (Distributed.together) and printed where it happened."""
-    if isinstance(error, OnlyHere) or not under_torchrun():
+    if isinstance(error, OnlyHere):
         return False
-    return os.environ.get("LOCAL_RANK", "0") not in ("", "0")
+    return not _speaks_for_this_machine()
+
+
+def _speaks_for_this_machine() -> bool:
+    """Outside torchrun, always; under it, LOCAL_RANK 0: a mistyped flag, or the SIGTERM
+    torchrun sends the rest once one process has exited, is the same on every process of a
+    machine, and one line of it is enough."""
+    return not under_torchrun() or os.environ.get("LOCAL_RANK", "0") in ("", "0")
 
 
 def _main() -> None:
@@ -125,6 +132,8 @@ def _main() -> None:
         )
         sys.exit(2)
     except _UsageError as error:
+        if not _speaks_for_this_machine():
+            sys.exit(2)
         # A group called with no command: its help, as click shows it (on stderr, exit 2).
         if type(error).__name__ == "NoArgsIsHelpError":
             error.show()
@@ -151,7 +160,7 @@ def _main() -> None:
     code = code if isinstance(code, int) else 0
     if code == _CTRL_C_EXIT:
         sigterm = stop.signal == signal.SIGTERM
-        if not stop.said:  # typer turned the KeyboardInterrupt into this exit, silently
+        if not stop.said and _speaks_for_this_machine():  # typer exited 130 silently
             error_console.print(f"stopped by {'SIGTERM' if sigterm else 'Ctrl-C'}", highlight=False)
         if sigterm:
             code = _SIGTERM_EXIT  # a scheduler reads 128 + 15 as "stopped by my SIGTERM"

@@ -110,3 +110,19 @@ def test_a_command_of_one_process_is_refused_under_torchrun(
         )
         assert result.stderr == (said if local_rank == "0" else "")
     assert run_cli(capsys, "--version").code == 0
+
+
+@pytest.mark.parametrize("local_rank", ["0", "1"])
+def test_a_usage_error_under_torchrun_is_said_once_per_machine(
+    local_rank: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every process parses the same command line: a mistyped flag was printed once per
+    process. The first process of the machine says it; the others end with it, silently."""
+    for name, value in {"WORLD_SIZE": "2", "RANK": local_rank, "LOCAL_RANK": local_rank}.items():
+        monkeypatch.setenv(name, value)
+    for command in (["distill", "recipe.yaml", "--bogus"], ["train"]):
+        result = run_cli(capsys, *command)
+        assert result.code == 2 and result.stdout == ""
+        lines = result.stderr.splitlines()
+        assert len(lines) == (1 if local_rank == "0" else 0), result.stderr
+        assert all(line.startswith("error: ") for line in lines)

@@ -9,6 +9,8 @@ stopped.
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -205,6 +207,16 @@ def saved_run_id(path: Path) -> str | None:
     return run_id if isinstance(run_id, str) else None
 
 
+def several_machines() -> bool:
+    """Under torchrun on more than one machine: its processes outnumber this machine's."""
+    try:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
+    except ValueError:
+        return False
+    return world > local
+
+
 def load_checkpoint(
     path: Path,
     warn: Callable[[str], None],
@@ -223,6 +235,13 @@ def load_checkpoint(
     """
     previous = previous_of(path)
     if not path.exists() and not previous.exists():
+        if several_machines():
+            raise UserError(
+                f"{path}: no checkpoint to resume from on this machine "
+                f"({socket.gethostname()}); a run on several machines resumes only where every "
+                "one of them reads the same run directory: put output.dir on a file system "
+                "they share"
+            )
         raise UserError(f"{path}: no checkpoint to resume from; start without --resume")
     try:
         return _read(path, fits)

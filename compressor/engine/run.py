@@ -57,12 +57,13 @@ from compressor.errors import ChannelsDiffer, UserError
 from compressor.interrupt import interrupts_ignored
 from compressor.io import WriteFailed, file_sha256, save_torch, write_json, write_text
 from compressor.methods import build_method, training_module
+from compressor.methods.amkd import refuse_under_torchrun
 from compressor.methods.boundary import normalized_bounds
 from compressor.models import create_model, student_kwargs
 from compressor.models.probe import check_student_output
 from compressor.preflight import check_recipe, setting_warnings, unused_settings
 from compressor.provenance import manifest, now_iso, trained_recipe_sha256
-from compressor.recipe import CEMethod, Recipe, recipe_to_yaml
+from compressor.recipe import AMKDMethod, CEMethod, Recipe, recipe_to_yaml
 from compressor.reporting.run_report import write_run_report
 from compressor.rundir import (
     RunDir,
@@ -237,6 +238,8 @@ def _execute(
     attempt: _Attempt,
 ) -> RunResult:
     batch_per_process = distributed.per_rank_batch(recipe.train.batch_size)
+    if distributed.enabled and isinstance(recipe.method, AMKDMethod):
+        refuse_under_torchrun(recipe.method)
     setup = setup_device(recipe.train)
     setup = replace(setup, device=distributed.take_device(setup.device))
     context = RunContext(recipe, source, run, distributed, batch_per_process, setup, observer)
@@ -248,7 +251,12 @@ def _execute(
     #    Teacher and data files can be missing on some nodes only: read `together`.
     distributed.together(lambda: _check_run_dir(context, resume, overwrite))
     pinned = _pin_teacher(context, resume) if recipe.teacher else None
-    observer.message(f"device {setup.device}, reading data set {recipe.data.name}")
+    processes = (
+        f" × {distributed.world_size} processes (torchrun, batch {batch_per_process} each)"
+        if distributed.enabled
+        else ""
+    )
+    observer.message(f"device {setup.device}{processes}, reading data set {recipe.data.name}")
     dataset = distributed.together(lambda: load_dataset(recipe.data))
     observer.message(data_summary(dataset, recipe.data))
     for warning in missing_class_warnings(dataset, recipe.data):

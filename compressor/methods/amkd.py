@@ -42,6 +42,16 @@ from compressor.models.features import LogitsAndFeatures, has_feature_interface,
 from compressor.recipe import AMKDMethod
 
 
+def refuse_under_torchrun(config: AMKDMethod) -> None:
+    """Each process would project its own gradients before DDP averages them: not PCGrad on
+    the batch's gradient, and not tested. Checked by the engine before the data and the
+    teacher load (minutes on real data), and here for a caller of the class."""
+    if config.project_conflicts:
+        raise UserError(
+            "method.project_conflicts runs in one process only; drop it, or train without torchrun"
+        )
+
+
 class AMKD:
     """Adversarial metric KD; parts are logged unweighted, alpha/beta as stats."""
 
@@ -56,13 +66,8 @@ class AMKD:
         self.config = config
         self.student = student
         self.teacher = teacher
-        if config.project_conflicts and dist.is_available() and dist.is_initialized():
-            # Each process would project its own gradients before DDP averages them: not
-            # PCGrad on the batch's gradient, and not tested.
-            raise UserError(
-                "method.project_conflicts runs in one process only; drop it, or train "
-                "without torchrun"
-            )
+        if dist.is_available() and dist.is_initialized():
+            refuse_under_torchrun(config)
         self.trainable = [p for p in student.parameters() if p.requires_grad]
         # In feature space, each model as a module returning (logits, features) in one pass.
         features = config.embedding == "features"

@@ -48,6 +48,24 @@ def repair_command(run: RunDir, recipe: Recipe) -> str:
     return f"`{command} --overwrite`"
 
 
+def _continue_command(run: RunDir, command: str, record: dict[str, Any] | None) -> str:
+    """How to finish a stopped run: resumed from its last checkpoint, or started again when
+    it stopped before the first. A run torchrun trained resumes under torchrun: in one
+    process it would go on only approximately (another process count), as the training
+    command's own message says."""
+    if not has_checkpoint(run):
+        return f"`{command} --overwrite`"
+    processes = (record or {}).get("processes")
+    if not isinstance(processes, int) or processes < 2:
+        return f"`{command} --resume`"
+    folder, _, compress = command.rpartition(" && ")
+    then = f"`{folder}`, then " if folder else ""
+    return (
+        f"{then}torchrun with its options as before ({processes} processes), running "
+        f"`-m compressor {compress.removeprefix('compress ')} --resume`"
+    )
+
+
 def read_completed_run(run: RunDir) -> tuple[Recipe, dict[str, Any]]:
     """The recipe and manifest of a finished run, its student.pt present: where `compress
     export` and `gate` start.
@@ -69,10 +87,9 @@ def read_completed_run(run: RunDir) -> tuple[Recipe, dict[str, Any]]:
         raise UserError(f"{run.root}: not a run directory (no recipe.yaml in it)")
     recipe = load_recipe(run.recipe, started=True)
     command = run_command(run, recipe)
-    # Resumed from its last checkpoint, or started again when it stopped before the first.
-    again = f"`{command} {'--resume' if has_checkpoint(run) else '--overwrite'}`"
-    rebuild = repair_command(run, recipe)
     record = manifest_record(run)
+    again = _continue_command(run, command, record)
+    rebuild = repair_command(run, recipe)
     if record is None or not isinstance(record.get("recipe_sha256"), str):
         raise UserError(
             f"{run.manifest}: missing or unreadable; the run directory is incomplete: repair "

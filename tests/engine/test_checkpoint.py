@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -157,3 +158,30 @@ def test_a_checkpoint_of_another_process_count_gives_each_process_a_stream_of_it
     assert not torch.equal(draws[0], draws[1])
     restore_every_rank_rng_state(saved, Distributed(), cpu, seed=0)
     assert torch.equal(torch.rand(4), expected)
+
+
+@pytest.mark.parametrize(
+    ("processes", "expected"),
+    [
+        ({}, "no checkpoint to resume from; start without --resume"),
+        ({"WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2"}, "start without --resume"),
+        (
+            {"WORLD_SIZE": "4", "LOCAL_WORLD_SIZE": "2"},
+            f"no checkpoint to resume from on this machine ({socket.gethostname()}); a run on "
+            "several machines resumes only where every one of them reads the same run "
+            "directory: put output.dir on a file system they share",
+        ),
+    ],
+)
+def test_a_machine_without_the_checkpoint_is_told_the_run_directory_must_be_shared(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, processes: dict[str, str], expected: str
+) -> None:
+    """On several machines "start without --resume" sent the user round: rank 0, on the
+    machine that has the run, then refused to start it again."""
+    for name in ("WORLD_SIZE", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in processes.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(UserError) as refused:
+        load_checkpoint(tmp_path / "last.pt", warn=lambda _: None)
+    assert refused.value.lines[0].endswith(expected)

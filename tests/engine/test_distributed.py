@@ -163,6 +163,7 @@ def distill_amkd_under_torchrun(
     done = torchrun("distill", recipe)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("reports:") == 1  # rank 0 alone prints the results
+    assert "device cpu × 2 processes (torchrun, batch 4 each)," in done.stdout
     assert "Warning" not in done.stderr
 
     metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
@@ -457,6 +458,31 @@ def test_a_refusal_every_process_hits_is_one_line(tmp_path: Path) -> None:
     assert done.returncode == 1
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "train.bogus" in errors[0], done.stderr
+
+
+def test_conflict_projection_is_refused_before_the_data_loads(
+    tmp_path: Path, digits_teacher: Path
+) -> None:
+    """The refusal came from the method, after the data and the teacher had loaded: minutes
+    on real data. The engine now refuses it first, before anything is read or written."""
+    recipe = tmp_path / "projected.yaml"
+    config = {
+        "teacher": {"arch": "resnet8", "checkpoint": str(digits_teacher)},
+        "student": {"arch": "resnet8"},
+        "method": {"name": "amkd", "project_conflicts": True},
+        "train": {"epochs": 1, "batch_size": 8, "device": "cpu"},
+        "output": {"dir": str(tmp_path), "name": "run"},
+    }
+    recipe.write_text(yaml.safe_dump(config))
+    done = torchrun("distill", recipe)
+    assert done.returncode == 1
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        "error: method.project_conflicts runs in one process only; drop it, or train without "
+        "torchrun"
+    ], done.stderr
+    assert "reading data set" not in done.stdout
+    assert not (tmp_path / "run").exists()
 
 
 _TORCHRUN = {"WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}

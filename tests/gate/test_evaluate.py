@@ -546,6 +546,25 @@ def test_unfinished_run_is_refused_with_its_resume_command(
     assert "gate passed" not in result.stdout
 
 
+def test_a_stopped_torchrun_run_is_continued_under_torchrun(
+    plain_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """In one process a 2-process run goes on only approximately (another process count):
+    the advice is the one the training command gave, torchrun with its options as before."""
+    edit_json("manifest.json", lambda manifest: manifest.update(status="interrupted", processes=2))(
+        plain_run
+    )
+    result = run_cli(capsys, "gate", str(plain_run))
+    assert result.code == 2
+    assert result.stderr.endswith(
+        with_recipe(
+            "finish it with torchrun with its options as before (2 processes), running "
+            "`-m compressor train RECIPE --resume`\n",
+            plain_run,
+        )
+    )
+
+
 def test_a_run_stopped_before_its_first_checkpoint_is_started_again(
     plain_run: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
