@@ -7,6 +7,8 @@ keeps its traceback, so the two never get confused.
 
 from __future__ import annotations
 
+import warnings
+
 
 class UserError(Exception):
     """Bad input: a recipe, checkpoint, data set, file or flag the user can correct.
@@ -55,3 +57,15 @@ def short_reason(error: BaseException) -> str:
     if lines[0].startswith("The following operation failed in the TorchScript interpreter"):
         return lines[-1][:200]  # the TorchScript traceback ends with the real "Error: ..." line
     return f"{type(error).__name__}: {lines[0].split('. ')[0][:160]}"
+
+
+class CompressorWarning(UserWarning):
+    """A warning for a caller of the Python API who gave no callback to hear it (the CLI
+    prints the same text as a `warning:` line): something to look at that does not stop
+    the work, such as a gate bar that almost anything passes."""
+
+
+def warn_caller(text: str) -> None:
+    """`text` as a CompressorWarning: what a library caller hears when nothing else listens,
+    rather than nothing (`warnings.simplefilter("error", CompressorWarning)` makes them fail)."""
+    warnings.warn(text, CompressorWarning, stacklevel=2)

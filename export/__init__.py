@@ -21,7 +21,24 @@ package costs nothing a deployment box lacks.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # for type checkers: the names' real types, not the Any of __getattr__
+    from export.latency import Latency as Latency
+    from export.latency import measure_latency as measure_latency
+    from export.onnx_export import export_onnx as export_onnx
+    from export.onnx_inspect import onnx_precision as onnx_precision
+    from export.onnx_inspect import read_metadata as read_metadata
+    from export.onnxruntime_runner import OnnxRuntimeRunner as OnnxRuntimeRunner
+    from export.pipeline import export_run as export_run
+    from export.results import ExportReport as ExportReport
+    from export.settings import ExportOptions as ExportOptions
+    from export.validate import EvalSet as EvalSet
+    from export.validate import Parity as Parity
+    from export.validate import Tolerance as Tolerance
+    from export.validate import accuracy as accuracy
+    from export.validate import parity as parity
+    from export.validate import predict as predict
 
 # Where each public name lives; `from export import X` imports only X's module.
 _HOMES = {

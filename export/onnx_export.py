@@ -87,7 +87,7 @@ def export_onnx(
     written = onnx_opset(proto)
     if written != opset:
         raise _opset_refusal(name, opset, written)
-    onnx.helper.set_model_props(proto, _metadata_strings(metadata))
+    onnx.helper.set_model_props(proto, metadata_strings(metadata))
     proto.doc_string = (
         "Image classifier. Input: float NCHW, pixels scaled to [0, 1] then (x - mean) / std "
         "per channel (metadata_props mean, std). Output: logits, one per class "
@@ -192,7 +192,8 @@ def _quiet_exporter() -> Iterator[None]:
         logging.disable(previous)
 
 
-def _metadata_strings(metadata: Mapping[str, Any]) -> dict[str, str]:
+def metadata_strings(metadata: Mapping[str, Any]) -> dict[str, str]:
+    """`metadata_props` hold strings: other values as JSON."""
     return {
         key: value if isinstance(value, str) else json.dumps(value)
         for key, value in metadata.items()

@@ -19,7 +19,7 @@ back in `ExportReport.problems` for the caller (the CLI exits 2 with them).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 import compressor
-from compressor.errors import UserError
+from compressor.errors import UserError, warn_caller
 from compressor.provenance import cpu_model, export_section_hash
 from compressor.recipe import ExportConfig
 from compressor.recipe.percent import fraction_for_percent
@@ -48,6 +48,7 @@ from export.results import (
     parity_failures,
     precision_comparison,
     result_warnings,
+    slower_precision_warnings,
     speedups,
 )
 from export.run_inputs import (
@@ -74,10 +75,13 @@ def export_run(
 ) -> ExportReport:
     """Export, validate and time the run's student (and teacher); write the export report.
     `log` hears each step, `warn` each warning on the inputs (the report keeps its own);
-    without `warn`, `log` hears them as "warning: ..." lines."""
+    without `warn`, `log` hears them as "warning: ..." lines, and without either they are
+    raised as CompressorWarning. The export's outcome is `report.verdict()`: this returns
+    whether or not a student file passed parity (the CLI exits 1 when one did not)."""
     options = options or ExportOptions()
     say = log or (lambda _line: None)
-    warn = warn or (lambda text: say(f"warning: {text}"))
+    if warn is None:
+        warn = warn_caller if log is None else (lambda text: say(f"warning: {text}"))
 
     # 1. Inputs. Everything that can be wrong with them fails here, before any file is written.
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
@@ -135,7 +139,8 @@ def export_run(
             }
             if int8 is not None:
                 for name, files in artifacts.items():
-                    files.append(int8.quantize(name, files, staging, say))
+                    metadata = _metadata(inputs, name, _arch(name, inputs), "int8")
+                    files.append(int8.quantize(name, files, staging, say, metadata))
 
             with _fits_in_memory(settings.batch_sizes):
                 # 3. Per model: the PyTorch reference (computed once), then ONNX Runtime.
@@ -160,6 +165,7 @@ def export_run(
             report.precisions = precision_comparison(report.results)
             report.failures = parity_failures(report.results)
             report.warnings = result_warnings(report.results)
+            report.warnings += slower_precision_warnings(report.precisions)
             if not options.onnxruntime and not options.tensorrt:
                 report.warnings.append(_unchecked_warning(artifacts, bench))
             report.onnx_files = sorted(p.name for p in staging.iterdir() if p.name in OUR_FILES)
@@ -323,7 +329,12 @@ class _Int8Job:
     images: np.ndarray
 
     def quantize(
-        self, name: str, files: Sequence[Artifact], out: Path, say: Callable[[str], None]
+        self,
+        name: str,
+        files: Sequence[Artifact],
+        out: Path,
+        say: Callable[[str], None],
+        metadata: Mapping[str, Any],
     ) -> Artifact:
         source = next(artifact.path for artifact in files if artifact.precision == "fp32")
         target = out / f"{name}.int8.onnx"
@@ -331,7 +342,7 @@ class _Int8Job:
             f"{name}: quantising {source.name} to INT8 ({len(self.images)} calibration "
             f"images, {self.settings.calibration_method}) → export/{target.name}"
         )
-        quantize_int8(source, target, self.images, self.settings, name=name)
+        quantize_int8(source, target, self.images, self.settings, name=name, metadata=metadata)
         return Artifact(name, "int8", target)
 
 

@@ -23,9 +23,10 @@ import contextlib
 import logging
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -42,7 +43,7 @@ from compressor.data.sets import balanced_indices
 from compressor.errors import UserError, short_reason
 from compressor.io import what_to_do
 from compressor.recipe import Int8Config
-from export.onnx_export import graph_inputs, write_checked
+from export.onnx_export import graph_inputs, metadata_strings, write_checked
 from export.onnx_inspect import onnx_precision
 from export.validate import EvalSet
 
@@ -111,13 +112,21 @@ def calibration_batch(
 
 
 def quantize_int8(
-    source: Path, target: Path, images: np.ndarray, settings: Int8Settings, *, name: str
+    source: Path,
+    target: Path,
+    images: np.ndarray,
+    settings: Int8Settings,
+    *,
+    name: str,
+    metadata: Mapping[str, Any] | None = None,
 ) -> None:
     """Write `target`, the static INT8 Q/DQ form of the fp32 ONNX file `source`.
 
     Calibration runs the model in ONNX Runtime on `images`. Anything ONNX Runtime's tools
     cannot do with the model ends in one UserError naming the file; `target` is written
-    atomically, only once the quantised model has passed `onnx.checker`.
+    atomically, only once the quantised model has passed `onnx.checker`. `metadata` (the
+    run's classes, mean/std, ...) goes over `source`'s own, which a file made elsewhere
+    (--student-onnx) may lack.
     """
     source = source.resolve()  # the pre-processing step runs in a scratch directory
     fp32 = onnx.load(str(source))
@@ -169,15 +178,35 @@ def quantize_int8(
                 f"{name}: cannot write ONNX Runtime's quantisation files in {scratch} "
                 f"({error.strerror}); {fix} (TMPDIR chooses where they go)"
             ) from None
+        except MemoryError as error:
+            raise _out_of_memory(name, len(images), settings) from error
         except Exception as error:  # onnxruntime raises untyped Fail/RuntimeError/KeyError
+            if any(words in str(error) for words in _ALLOCATION_FAILED):
+                raise _out_of_memory(name, len(images), settings) from None
             raise _cannot_quantise(name, source, error) from None
     if not any(node.op_type in _QDQ_OPS for node in model.graph.node):
         raise UserError(
             f"{name}: ONNX Runtime found nothing to quantise in {source.name} (no Conv, "
             "MatMul or Gemm with constant weights); INT8 would equal fp32: drop --int8"
         )
-    _copy_metadata(fp32, model, settings)
+    _copy_metadata(fp32, model, settings, metadata or {})
     write_checked(model, target, f"{name}: the INT8 model")
+
+
+# ONNX Runtime's words, in the error it raises, when its allocator ran out of memory.
+_ALLOCATION_FAILED = ("Failed to allocate", "bad_alloc")
+
+
+def _out_of_memory(name: str, images: int, settings: Int8Settings) -> UserError:
+    """Entropy and percentile calibration keep every activation of every calibration image
+    (about 2 MB per CIFAR image for a ResNet-20): a count that minmax handles can exhaust
+    memory with them."""
+    method = settings.calibration_method
+    fix = " or export.int8.calibration_method: minmax" if method != "minmax" else ""
+    return UserError(
+        f"{name}: out of memory calibrating {images} images with {method} ranges; give "
+        f"fewer --calibration-images{fix}"
+    )
 
 
 def _cannot_quantise(name: str, source: Path, error: Exception) -> UserError:
@@ -221,9 +250,16 @@ def _working_directory(path: Path) -> Iterator[None]:
         os.chdir(previous)
 
 
-def _copy_metadata(fp32: onnx.ModelProto, model: onnx.ModelProto, settings: Int8Settings) -> None:
-    """The fp32 file's metadata (classes, mean/std, recipe hash), marked int8, plus how."""
+def _copy_metadata(
+    fp32: onnx.ModelProto,
+    model: onnx.ModelProto,
+    settings: Int8Settings,
+    metadata: Mapping[str, Any],
+) -> None:
+    """The fp32 file's metadata (classes, mean/std, recipe hash) with `metadata` over it,
+    marked int8, plus how it was quantised."""
     props = {entry.key: entry.value for entry in fp32.metadata_props}
+    props.update(metadata_strings(metadata))
     props["precision"] = "int8"
     props.update(settings.metadata())
     onnx.helper.set_model_props(model, props)

@@ -231,7 +231,36 @@ def _parity_line(result: Result) -> str:
         f"parity failed for {what}: {limit}top-1 agreement "
         f"{parity.top1_agreement:.2f} % (minimum {parity.min_agreement:.2f} %)"
         + _rounding_note(parity)
+        + (_agreement_note(result.precision) if parity.tolerance_max_abs is None else "")
     )
+
+
+def _agreement_note(precision: str) -> str:
+    """fp16 and INT8 are judged by agreement alone, and a model with many low-margin
+    predictions (a student at 70 %) moves more of them than one at 99 % would, with its
+    accuracy where it was: say where to look, and which bar to lower if that is the case."""
+    return (
+        f"; a model with many low-margin predictions agrees less at {precision} with its "
+        "accuracy unchanged: compare the two accuracies in the reduced-precision table, and "
+        f"lower export.{precision}_min_agreement if accuracy is what matters"
+    )
+
+
+def slower_precision_warnings(precisions: Sequence[dict[str, Any]]) -> list[str]:
+    """A reduced-precision file slower than its fp32 file at every batch timed steadily: on a
+    CPU without int8 dot-product instructions (VNNI) INT8 is, and fp16 on most CPUs is. The
+    ratios sit in a table far from the verdict; deploying such a file would make things worse."""
+    lines = []
+    for row in precisions:
+        noisy = set(row["noisy_speedups"])
+        steady = {batch: ratio for batch, ratio in row["speedup"].items() if batch not in noisy}
+        if steady and all(ratio < 1 for ratio in steady.values()):
+            figures = ", ".join(f"{ratio:.2f}× at batch {batch}" for batch, ratio in steady.items())
+            lines.append(
+                f"{row['model']} {row['precision']} is slower than fp32 in {row['backend']} on "
+                f"this machine ({figures}): keep the fp32 file for it"
+            )
+    return lines
 
 
 def parity_failures(results: Sequence[Result]) -> list[str]:

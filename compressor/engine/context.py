@@ -11,6 +11,7 @@ from compressor.engine.device import DeviceSetup
 from compressor.engine.distributed import Distributed
 from compressor.engine.teacher import PreparedTeacher
 from compressor.engine.training import EpochResult, StepCallback
+from compressor.errors import warn_caller
 from compressor.methods import Method
 from compressor.recipe import Recipe
 from compressor.rundir import RunDir
@@ -24,8 +25,13 @@ class RunObserver:
 
     def warning(self, text: str) -> None:
         """A warning for the user (`text` without the "warning: " before it): a line like
-        the others unless the observer says warnings apart (the CLI's go to stderr)."""
-        self.message(f"warning: {text}")
+        the others unless the observer says warnings apart (the CLI's go to stderr); an
+        observer that hears no messages either (this class as it is, a library caller's
+        default) raises it as a CompressorWarning, so it is not lost."""
+        if type(self).message is RunObserver.message:
+            warn_caller(text)
+        else:
+            self.message(f"warning: {text}")
 
     def epoch_started(self, epoch: int, epochs: int, steps: int) -> StepCallback | None:
         return None
@@ -38,6 +44,14 @@ class RunObserver:
     def epoch_stopped(self) -> None:
         """The epoch ended in an exception (Ctrl-C, a NaN loss): take down what
         `epoch_started` put up, before the run says why it stopped."""
+
+
+class SilentObserver(RunObserver):
+    """Hears nothing, warnings included: the processes of a torchrun run other than rank 0,
+    which talks for the run."""
+
+    def warning(self, text: str) -> None:
+        """Rank 0 warns of the same things."""
 
 
 @dataclass(frozen=True)

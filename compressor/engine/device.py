@@ -114,15 +114,20 @@ def full_fp32() -> Iterator[None]:
 def restored_torch_settings() -> Iterator[None]:
     """Put back the process-wide torch settings a run changes, however the run ends.
 
-    `train.num_threads` and `train.deterministic` set process globals. A caller that runs
-    several recipes in one process (benchmarks/quality.py, a notebook, the tests) must not
-    have one run's settings carry over into the next, or into its own code afterwards.
+    `train.num_threads` and `train.deterministic` set process globals, and the run seeds
+    torch's global random generators from `train.seed`. A caller that runs several recipes in
+    one process (benchmarks/quality.py, a notebook, the tests) must not have one run's
+    settings carry over into the next, or into its own code afterwards: its random stream
+    goes on as if no run had drawn from it.
     """
     threads = torch.get_num_threads()
     deterministic = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    # fork_rng puts back the CPU generator and those of the GPUs this process has used.
+    gpus = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
     try:
-        yield
+        with torch.random.fork_rng(devices=gpus):
+            yield
     finally:
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)

@@ -25,7 +25,7 @@ from compressor.engine.checkpoint import (
     restore_every_rank_rng_state,
     saved_run_id,
 )
-from compressor.engine.context import RunContext, RunModels, RunObserver
+from compressor.engine.context import RunContext, RunModels, RunObserver, SilentObserver
 from compressor.engine.device import restored_torch_settings, select_device, setup_device
 from compressor.engine.distributed import (
     Distributed,
@@ -104,7 +104,7 @@ def _student_record(recipe: Recipe, dataset: Dataset, student: nn.Module) -> dic
 
 def run_training(
     recipe: Recipe,
-    recipe_path: Path,
+    recipe_path: Path | str,
     *,
     distill: bool,
     resume: bool = False,
@@ -113,8 +113,11 @@ def run_training(
     continue_with: str | None = None,
 ) -> RunResult:
     """Train (or distil) the recipe into its run directory; `continue_with` is the command
-    that goes on after a stop, where `compress train|distill RECIPE --resume` would not."""
+    that goes on after a stop, where `compress train|distill RECIPE --resume` would not.
+    Without an `observer`, the run is silent but for its warnings, raised as
+    CompressorWarning."""
     observer = observer or RunObserver()
+    recipe_path = Path(recipe_path)
     source = str(recipe_path)
     unused = unused_settings(recipe, distill=distill)  # before `train` drops teacher and method
     if not distill:
@@ -128,7 +131,7 @@ def run_training(
     #    `together` (distributed.join_process_group).
     distributed = join_process_group()
     if not distributed.is_main:
-        observer = RunObserver()  # one voice: rank 0 talks, the others work
+        observer = SilentObserver()  # one voice: rank 0 talks, the others work
     attempt = _Attempt()
     # `held` keeps the run's lock until the manifest says how the run ended (Ctrl-C included).
     with ExitStack() as held:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from compressor.errors import UserError
+from compressor.errors import UserError, warn_caller
 from compressor.gate.reports import ExportReport, RunReport, one_row, read_report
 from compressor.gate.rules import (
     changed_teacher_note,
@@ -115,20 +115,21 @@ def _no_export_writing(run: RunDir) -> Iterator[None]:
 
 
 def evaluate_gate(
-    run_dir: Path,
+    run_dir: Path | str,
     overrides: Mapping[str, float | None] | None = None,
     *,
     backend: str = "onnxruntime",
     precision: str = "fp32",
     speedup_batch: int | None = None,
-    warn: Callable[[str], None] = lambda _line: None,
+    warn: Callable[[str], None] = warn_caller,
 ) -> GateResult:
     """Judge a run directory against its gate rules.
 
     `overrides` maps GateConfig field names (max_drop, max_export_drop, min_agreement,
     min_speedup) to flag values; None means "not given, use the recipe's". Raises UserError
     for anything that keeps a rule from being judged, before any verdict is returned.
-    `warn` hears of a recipe bar that is likely a slip (a percentage written as a fraction).
+    `warn` hears of a recipe bar that is likely a slip (a percentage written as a fraction);
+    by default it is raised as a CompressorWarning.
     """
     started = time.perf_counter()
     flags = _validated_overrides(overrides)
@@ -191,7 +192,9 @@ def _read_export(
     export = read_report(
         export_path, ExportReport, "the export report", f"export the run with `{again}`"
     )
-    again = export_command(run.root, *reexport_flags(export, run.root, backend, precision))
+    calibration = recipe.export.int8.calibration_images
+    flags = reexport_flags(export, run.root, backend, precision, calibration)
+    again = export_command(run.root, *flags)
     # The export section first: edited through --resume, it changes the recipe's hash too,
     # and "other export settings" says what changed.
     section = export_section_hash(recipe)

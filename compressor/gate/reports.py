@@ -83,8 +83,15 @@ class GivenStudent(BaseModel):
     precision: str
 
 
+class Int8Record(BaseModel):
+    """How the INT8 files were calibrated: a re-export must calibrate them alike."""
+
+    calibration_images: int
+
+
 class ExportReport(Report):
     results: list[ExportRow]
+    int8: Int8Record | None = None  # None without --int8
     student_onnx: GivenStudent | None = None  # absent from reports written before it was kept
     eval_samples: int | None = None  # how many test images its accuracies are of
     student_sha256: str | None = None  # absent from reports written before it was recorded

@@ -43,12 +43,18 @@ def export_flags(backend: str, precision: str, exported: Iterable[ExportRow] = (
     return [flag for flag in _FLAG_OF.values() if flag in wanted]
 
 
-def reexport_flags(export: ExportReport, run: Path, backend: str, precision: str) -> list[str]:
+def reexport_flags(
+    export: ExportReport, run: Path, backend: str, precision: str, calibration_images: int
+) -> list[str]:
     """export_flags for the export that makes `export` anew: with the --student-onnx file it
     measured given again, or the re-export would measure a student exported from student.pt
     in its place. The given file's own precision takes no flag (`--int8` with an INT8 file is
-    refused: it quantises an fp32 one)."""
+    refused: it quantises an fp32 one). INT8 files calibrated on another count than the
+    recipe's `calibration_images` were given --calibration-images: given again."""
     flags = export_flags(backend, precision, export.results)
+    calibrated = export.int8.calibration_images if export.int8 else None
+    if "--int8" in flags and calibrated not in (None, calibration_images):
+        flags += ["--calibration-images", str(calibrated)]
     given = export.student_onnx
     if given is None:
         return flags
@@ -195,7 +201,11 @@ def export_agreement_rule(
         student.parity.top1_agreement,
         floor,
         f"{student.label} vs PyTorch fp32 top-1, max |Δ| {difference(student.parity)}"
-        + ("" if floor == config.min_agreement else " (export's bar for it)")
+        + (
+            ""
+            if floor == config.min_agreement
+            else f"; the bar is the export's for {student.precision}"
+        )
         + ("" if student.parity.passed else "; the export's own parity check failed this file"),
     )
 

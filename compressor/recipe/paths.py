@@ -4,8 +4,9 @@ Paths in a recipe may use `${VAR}` or `${VAR:-default}` and `~`. A relative inpu
 checkpoints) is read from the folder of whoever wrote its start: a path the recipe writes,
 including a `:-default` used because VAR is unset, from the recipe's folder, so a recipe finds
 its inputs from any working directory; a path that starts with a set variable's value from the
-working directory, as the shell that set it would. `output.dir` is relative to the working
-directory.
+working directory, as the shell that set it would, and so does every relative path of a
+recipe built in code (no file, no folder of its own). `output.dir` is relative to the
+working directory.
 
 A section remembers how each of its input paths was written (`PathSource`), so an error about
 a missing file can name the variable or folder to change.
@@ -89,12 +90,11 @@ def read_user_path(text: str, base_dir: Path | None) -> tuple[Path, PathSource]:
     path = Path(source.expanded)
     if path.is_absolute():
         return path, source
-    if source.variable is not None:
+    if source.variable is not None or base_dir is None:
         # Absolute now: the run's recipe.yaml is read again from the run directory (by export
-        # and --resume), where a relative path would point somewhere else.
+        # and --resume), where a relative path would point somewhere else. With no recipe file
+        # (a recipe built in code), the working folder is the only folder it can mean.
         return Path(os.path.abspath(path)), replace(source, folder="working")
-    if base_dir is None:
-        return path, replace(source, folder="working")
     # normpath: recipes/../data → data
     return Path(os.path.normpath(base_dir / path)), replace(source, folder="recipe")
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # after use("Agg"): no display is needed
+# Figure objects drawn straight to PNG, without pyplot: no display is needed, and the
+# process's backend (a notebook's inline one) is left as the caller set it.
+from matplotlib.figure import Figure
 from matplotlib.ticker import FormatStrFormatter, MaxNLocator, NullFormatter
 
 # One colour per model in every report, so the teacher is the same colour in report.html
@@ -23,18 +22,18 @@ def _colors(labels: Sequence[str]) -> list[str]:
     return [MODEL_COLORS.get(label) or next(others) for label in labels]
 
 
-def _png_base64(figure: plt.Figure) -> str:
+def _png_base64(figure: Figure) -> str:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    plt.close(figure)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def line_plot(
-    title: str, x: Sequence[float], series: dict[str, Sequence[float]], ylabel: str
+    title: str, x: Sequence[float], series: Mapping[str, Sequence[float]], ylabel: str
 ) -> str:
     """One line per series against a shared x axis (epochs); returns base64 PNG."""
-    figure, axis = plt.subplots(figsize=(6, 3.4))
+    figure = Figure(figsize=(6, 3.4))
+    axis = figure.subplots()
     for label, values in series.items():
         axis.plot(x, values, marker="o", markersize=3, label=label)
     axis.set_title(title)
@@ -49,7 +48,8 @@ def line_plot(
 
 def bar_plot(title: str, labels: Sequence[str], values: Sequence[float], ylabel: str) -> str:
     """Bars with their values written on top; returns base64 PNG."""
-    figure, axis = plt.subplots(figsize=(5, 3.4))
+    figure = Figure(figsize=(5, 3.4))
+    axis = figure.subplots()
     bars = axis.bar(labels, values, color=_colors(labels))
     axis.bar_label(bars, fmt="%.2f")
     axis.margins(y=0.12)  # room above the tallest bar for its value
@@ -62,7 +62,7 @@ def bar_plot(title: str, labels: Sequence[str], values: Sequence[float], ylabel:
 def grouped_bar_plot(
     title: str,
     groups: Sequence[str],
-    series: dict[str, Sequence[float]],
+    series: Mapping[str, Sequence[float]],
     ylabel: str,
     *,
     fmt: str = ".3g",
@@ -76,7 +76,8 @@ def grouped_bar_plot(
     as a bar's length on a log axis depends on where the axis starts and misstates ratios.
     The legend is drawn even for one series: it is what says whose values these are.
     """
-    figure, axis = plt.subplots(figsize=(max(5.0, 1.3 * len(groups) + 1.5), 3.6))
+    figure = Figure(figsize=(max(5.0, 1.3 * len(groups) + 1.5), 3.6))
+    axis = figure.subplots()
     width = 0.8 / max(len(series), 1)
     for index, ((label, values), color) in enumerate(
         zip(series.items(), _colors(list(series)), strict=True)

@@ -86,6 +86,18 @@ def test_a_runs_thread_count_and_determinism_are_put_back() -> None:
     assert torch.are_deterministic_algorithms_enabled() == deterministic
 
 
+def test_the_callers_random_stream_goes_on_as_if_no_run_had_drawn_from_it() -> None:
+    """A run seeds torch's global generator from train.seed: a notebook's own draws after
+    run_training came out as that seed's, whatever the notebook had seeded."""
+    torch.manual_seed(1234)
+    expected = torch.rand(3)
+    torch.manual_seed(1234)
+    with restored_torch_settings():
+        torch.manual_seed(0)  # as the run does
+        torch.rand(100)
+    assert torch.equal(torch.rand(3), expected)
+
+
 needs_precision_api = pytest.mark.skipif(
     not hasattr(torch.backends.mkldnn, "matmul"),
     reason="torch < 2.9 has no per-backend fp32_precision",

@@ -24,7 +24,7 @@ from compressor.cli import app
 from compressor.data import load_dataset
 from compressor.engine.context import RunObserver
 from compressor.engine.run import run_training
-from compressor.errors import UserError
+from compressor.errors import CompressorWarning, UserError
 from compressor.models import create_model
 from compressor.recipe import DataConfig, load_recipe
 from compressor.rundir import RunDir, read_completed_run
@@ -572,6 +572,18 @@ def test_an_observer_that_does_not_tell_warnings_apart_hears_them_as_lines(
     heard = Messages()
     run_training(load_recipe(recipe), recipe, distill=False, observer=heard)
     assert any(m.startswith("warning: no training image of 5") for m in heard.messages)
+
+
+def test_a_library_caller_without_an_observer_hears_warnings_as_python_warnings(
+    tmp_path: Path,
+) -> None:
+    """run_training(...) with no observer printed nothing and warned of nothing: the warning
+    `compress train` prints was lost. It is a CompressorWarning now."""
+    recipe = small_recipe(tmp_path / "few.yaml", tmp_path, epochs=1, batch_size=8)
+    edit = yaml.safe_load(recipe.read_text())
+    recipe.write_text(yaml.safe_dump({**edit, "data": {"max_train_samples": 5}}))
+    with pytest.warns(CompressorWarning, match="^no training image of 5"):
+        run_training(load_recipe(recipe), recipe, distill=False)
 
 
 class InterruptWhileReading(Messages):

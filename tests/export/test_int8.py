@@ -4,6 +4,7 @@ report, and gated on with `compress gate --precision int8`."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +15,19 @@ import torch
 import yaml
 from PIL import Image
 
+from compressor.errors import UserError
+from compressor.gate import evaluate_gate
+from export import quantize
 from export.onnx_inspect import onnx_precision, read_metadata
 from tests.cli_helpers import run_cli
-from tests.export.helpers import QUICK, one_error_line, report_of, rows_of, write_recipe
+from tests.export.helpers import (
+    QUICK,
+    invoke,
+    one_error_line,
+    report_of,
+    rows_of,
+    write_recipe,
+)
 
 
 def test_int8_files_are_static_qdq_with_metadata(int8_run: Path) -> None:
@@ -112,6 +123,10 @@ def test_gate_on_the_int8_student(int8_run: Path, capsys: pytest.CaptureFixture[
     assert "onnxruntime int8" in result.stdout
     int8 = rows_of(report_of(int8_run))[("student", "onnxruntime", "int8")]["accuracy"]
     assert f"{int8:.2f} %" in result.stdout  # the INT8 row's accuracy is what was judged
+    verdict = evaluate_gate(int8_run, {"max_drop": 100, "max_export_drop": 2}, precision="int8")
+    agreement = next(rule for rule in verdict.rules if rule.name == "export_agreement")
+    assert agreement.threshold == 98.0
+    assert agreement.detail.endswith("; the bar is the export's for int8")  # not |Δ|'s
 
 
 def test_gate_without_int8_export_says_how(
@@ -136,6 +151,81 @@ def test_too_few_or_too_many_calibration_images(
         capsys, "export", str(distilled_run), "--int8", "--calibration-images", count, *QUICK
     )
     assert expected in one_error_line(result)
+
+
+def test_the_gates_re_export_hint_calibrates_as_the_export_did(
+    int8_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """int8_run was calibrated with --calibration-images 256. Without it, following the hint
+    calibrated on the recipe's 512, or was refused on a data set with fewer images."""
+    run = Path(shutil.copytree(int8_run, tmp_path / "run"))
+    with (run / "export" / "student.int8.onnx").open("ab") as changed:
+        changed.write(b"\0")
+    line = one_error_line(run_cli(capsys, "gate", str(run), "--precision", "int8"))
+    assert f"`compress export {run} --int8 --calibration-images 256`" in line
+
+
+def test_int8_of_a_student_onnx_file_made_elsewhere_carries_the_runs_metadata(
+    distilled_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file made by another tool may have no metadata: its INT8 form had none either (no
+    classes, no mean/std), where the fp32 export writes them from the run."""
+    run = Path(shutil.copytree(distilled_run, tmp_path / "run"))
+    invoke("export", str(run), "--no-teacher", *QUICK)
+    fp32 = read_metadata(run / "export" / "student.onnx")
+    bare = onnx.load(str(run / "export" / "student.onnx"))
+    del bare.metadata_props[:]
+    onnx.save(bare, str(tmp_path / "bare.onnx"))
+    result = run_cli(
+        capsys,
+        "export",
+        str(run),
+        "--int8",
+        "--calibration-images",
+        "64",
+        "--no-teacher",
+        "--student-onnx",
+        str(tmp_path / "bare.onnx"),
+        "--min-agreement",
+        "0",
+        *QUICK,
+    )
+    assert result.code in (0, 1), result.stderr  # parity may fail: another student's file
+    metadata = read_metadata(run / "export" / "student.int8.onnx")
+    for key in ("classes", "mean", "std", "input_shape", "preprocessing", "recipe_sha256"):
+        assert metadata[key] == fp32[key], key
+    assert metadata["precision"] == "int8"
+
+
+def test_running_out_of_memory_while_calibrating_is_named_as_such(
+    int8_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Entropy and percentile keep every activation of every image: ONNX Runtime's failed
+    allocation read as "cannot quantise student.onnx", which blamed the model. The
+    allocation failure is ONNX Runtime's own words, raised where its allocator runs out."""
+
+    def out_of_memory(*args: object, **kwargs: object) -> None:
+        raise RuntimeError(
+            "[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Non-zero status code returned while "
+            "running Relu node. Status Message: BFCArena::AllocateRawInternal Failed to "
+            "allocate memory for requested buffer of size 4194304"
+        )
+
+    monkeypatch.setattr(quantize, "quantize_static", out_of_memory)
+    settings = quantize.Int8Settings(512, 0, "entropy", True, "uint8")
+    images = np.zeros((512, 3, 8, 8), np.float32)
+    with pytest.raises(UserError) as refused:
+        quantize.quantize_int8(
+            int8_run / "export" / "student.onnx",
+            int8_run / "unused.onnx",
+            images,
+            settings,
+            name="student",
+        )
+    assert refused.value.lines == [
+        "student: out of memory calibrating 512 images with entropy ranges; give fewer "
+        "--calibration-images or export.int8.calibration_method: minmax"
+    ]
 
 
 def test_int8_of_an_already_quantized_student(

@@ -12,6 +12,7 @@ from export.results import (
     parity_failures,
     precision_comparison,
     result_warnings,
+    slower_precision_warnings,
     speedups,
 )
 from export.validate import Parity
@@ -167,3 +168,39 @@ def test_a_noisy_coefficient_of_variation_does_not_read_as_the_bar_it_is_above()
         "0.15",
         "0.01",
     ]
+
+
+def test_a_reduced_precision_file_slower_than_fp32_at_every_steady_batch_is_warned_of() -> None:
+    """INT8 on a CPU without VNNI, fp16 on most CPUs: the ratios sat in the table alone."""
+    rows = precision_comparison(
+        [
+            _row("student", "onnxruntime", "fp32", {1: 0.25, 64: 15.5}),
+            _row("student", "onnxruntime", "int8", {1: 0.35, 64: 20.2}),
+            _row("teacher", "onnxruntime", "fp32", {1: 0.8, 64: 65.0}),
+            _row("teacher", "onnxruntime", "int8", {1: 0.9, 64: 28.0}),  # faster at 64
+        ]
+    )
+    assert slower_precision_warnings(rows) == [
+        "student int8 is slower than fp32 in onnxruntime on this machine (0.71× at batch 1, "
+        "0.77× at batch 64): keep the fp32 file for it"
+    ]
+    noisy = precision_comparison(
+        [
+            _row("student", "onnxruntime", "fp32", {1: 0.25}),
+            _row("student", "onnxruntime", "int8", {1: 0.35}, cv=0.5),
+        ]
+    )
+    assert slower_precision_warnings(noisy) == []  # a noisy ratio says nothing either way
+
+
+def test_an_agreement_failure_of_a_reduced_precision_file_says_where_to_look() -> None:
+    """A 70 % student agrees 97.6 % with fp32 at INT8, its accuracy unchanged: the failure
+    points at the accuracies and at the bar to lower, not at the file."""
+    failed = Parity(4.9, 0.3, 97.59, None, 98.0, False)
+    [line] = parity_failures([_row("student", "onnxruntime", "int8", {1: 0.5}, parity=failed)])
+    assert line == (
+        "parity failed for student onnxruntime int8: top-1 agreement 97.59 % (minimum 98.00 %); "
+        "a model with many low-margin predictions agrees less at int8 with its accuracy "
+        "unchanged: compare the two accuracies in the reduced-precision table, and lower "
+        "export.int8_min_agreement if accuracy is what matters"
+    )

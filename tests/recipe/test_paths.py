@@ -30,6 +30,25 @@ def test_relative_paths_resolve_against_the_recipe_folder(tmp_path: Path) -> Non
     assert load_recipe(up).teacher.checkpoint == (tmp_path / "w" / "t.pt").resolve()  # no ".."
 
 
+def test_a_recipe_built_in_code_reads_relative_paths_from_the_working_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It has no folder of its own. Kept relative, the run's recipe.yaml named the teacher
+    relative to the run folder, and export and the gate looked for it there."""
+    monkeypatch.chdir(tmp_path)
+    recipe = parse_recipe(
+        merged(
+            teacher={"arch": "resnet20", "checkpoint": "../w/t.pt"},
+            data={"name": "cifar10", "root": "data"},
+        )
+    )
+    assert recipe.teacher.checkpoint == tmp_path.parent / "w" / "t.pt"
+    assert recipe.data.root == tmp_path / "data"
+    assert "read from the working folder" in recipe.teacher.path_note("checkpoint")
+    written = recipe_to_yaml(recipe)
+    assert f"checkpoint: {tmp_path.parent / 'w' / 't.pt'}" in written
+
+
 def test_environment_variables_expand_in_paths(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
