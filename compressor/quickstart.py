@@ -125,7 +125,7 @@ def _run_steps(
     )
     print_export(report)
     console.rule("4/4 gate")
-    gate = evaluate_gate(run.run.root)
+    gate = evaluate_gate(run.run.root, warn=print_warning)
     print_gate(gate)
 
     assert run.teacher is not None  # a distillation run always has one

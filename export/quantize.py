@@ -190,7 +190,28 @@ def quantize_int8(
             "MatMul or Gemm with constant weights); INT8 would equal fp32: drop --int8"
         )
     _copy_metadata(fp32, model, settings, metadata or {})
+    _drop_unused_domains(model)
     write_checked(model, target, f"{name}: the INT8 model")
+
+
+def _drop_unused_domains(model: onnx.ModelProto) -> None:
+    """The pre-processing optimiser declares ONNX Runtime's own operator domains
+    (com.microsoft.nchwc, ai.onnx.training, ...) whether or not a node uses them; a runtime
+    that does not know a declared domain may refuse the file, so only those in use stay."""
+    used = {node.domain for node in _all_nodes(model.graph)}
+    used |= {function.domain for function in model.functions}
+    kept = [entry for entry in model.opset_import if entry.domain in ("", "ai.onnx", *used)]
+    del model.opset_import[:]
+    model.opset_import.extend(kept)
+
+
+def _all_nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
+    """Every node, those of subgraphs (If, Loop, Scan) included."""
+    for node in graph.node:
+        yield node
+        for attribute in node.attribute:
+            for subgraph in [attribute.g, *attribute.graphs]:
+                yield from _all_nodes(subgraph)
 
 
 # ONNX Runtime's words, in the error it raises, when its allocator ran out of memory.
