@@ -90,15 +90,37 @@ def cpu_model() -> str:
 
 
 def git_revision() -> str | None:
-    """The compressor source revision, when it runs from a git checkout."""
+    """The compressor source revision: the commit of the checkout it runs from, else the one
+    pip installed it from (`pip install git+...` records it in direct_url.json), else None.
+    A git repository that merely holds the installed package (a virtual environment inside
+    the user's own repository, as CI workspaces have it) is not compressor's checkout."""
     source = Path(compressor.__file__).resolve().parent
     try:
         result = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=source, capture_output=True, text=True, timeout=5
+            ["git", "rev-parse", "--show-toplevel", "HEAD"],
+            cwd=source,
+            capture_output=True,
+            text=True,
+            timeout=5,
         )
     except (OSError, subprocess.SubprocessError):
+        result = None
+    if result is not None and result.returncode == 0:
+        top, _, commit = result.stdout.strip().partition("\n")
+        if Path(top).resolve() == source.parent and commit:
+            return commit
+    return _installed_commit()
+
+
+def _installed_commit() -> str | None:
+    """The commit pip installed compressor from (PEP 610 direct_url.json), if it came from
+    a version control system."""
+    try:
+        text = metadata.distribution("compressor").read_text("direct_url.json")
+        commit = json.loads(text or "{}").get("vcs_info", {}).get("commit_id")
+    except (metadata.PackageNotFoundError, ValueError, AttributeError):
         return None
-    return result.stdout.strip() or None if result.returncode == 0 else None
+    return commit if isinstance(commit, str) else None
 
 
 def now_iso() -> str:

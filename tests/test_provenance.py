@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+from pathlib import Path
 from typing import Any
 
+import pytest
+
+import compressor
+from compressor import provenance
 from compressor.provenance import recipe_hash, with_free_settings_of
 from compressor.recipe import Recipe, parse_recipe
 
@@ -79,3 +86,58 @@ def test_free_settings_are_taken_from_the_new_recipe_and_the_rest_kept() -> None
     assert taken.data.root == retrained.data.root
     untaught = parse_recipe({"student": {"arch": "resnet8"}}, source="t")
     assert with_free_settings_of(started, untaught).teacher == started.teacher
+
+
+needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="no git on this machine")
+
+
+def _git(folder: Path, *args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=folder, capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+@needs_git
+def test_the_revision_is_compressors_own_checkouts_not_a_repository_around_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A virtual environment inside the user's repository (a CI workspace) put the user's
+    commit in every manifest as compressor's."""
+    repository = tmp_path / "user-repo"
+    package = repository / ".venv" / "site-packages" / "compressor"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    _git(repository, "init", "-q")
+    _git(
+        repository,
+        "-c",
+        "user.name=u",
+        "-c",
+        "user.email=u@x",
+        "commit",
+        "-q",
+        "--allow-empty",
+        "-m",
+        "user's",
+    )
+    monkeypatch.setattr(compressor, "__file__", str(package / "__init__.py"))
+    monkeypatch.setattr(provenance, "_installed_commit", lambda: None)
+    assert provenance.git_revision() is None
+
+    checkout = tmp_path / "clone"
+    (checkout / "compressor").mkdir(parents=True)
+    (checkout / "compressor" / "__init__.py").write_text("")
+    _git(checkout, "init", "-q")
+    _git(
+        checkout,
+        "-c",
+        "user.name=u",
+        "-c",
+        "user.email=u@x",
+        "commit",
+        "-q",
+        "--allow-empty",
+        "-m",
+        "compressor's",
+    )
+    monkeypatch.setattr(compressor, "__file__", str(checkout / "compressor" / "__init__.py"))
+    assert provenance.git_revision() == _git(checkout, "rev-parse", "HEAD")
