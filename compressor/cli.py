@@ -326,9 +326,8 @@ def gate_command(
         # Before the table: output cut short (a closed pipe, a Ctrl-C while it prints) must
         # not leave an earlier verdict in the file that CI shows.
         write_junit(result, junit)
-    print_gate(result)
-    if junit is not None:
         console.print(f"wrote {junit}", highlight=False)
+    print_gate(result)  # the verdict last: the line a CI log ends with (`tail -1`)
     if not result.passed:
         raise typer.Exit(1)
 

@@ -689,6 +689,7 @@ def test_junit_file_reports_each_rule(
     result = run_cli(capsys, "gate", str(kd_run), "--junit", str(junit))
     assert result.code == 1
     assert f"wrote {junit}" in result.stdout
+    assert result.stdout.splitlines()[-1].startswith("gate FAILED")  # the verdict last
     root = ET.parse(junit).getroot()
     assert_junit_10(root)
     assert root.tag == "testsuites"
