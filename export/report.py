@@ -212,7 +212,7 @@ def _intro(payload: dict[str, Any], code: Callable[[str], str]) -> str:
     ran = {r["backend"] for r in payload["results"]}
     used = ["torch", "onnx"] + [name for name in ("onnxruntime", "tensorrt") if name in ran]
     if "onnxruntime" in ran and not versions.get("onnxruntime"):
-        used[-1] = "onnxruntime-gpu"
+        used[used.index("onnxruntime")] = "onnxruntime-gpu"
     software = ", ".join(f"{name} {versions[name]}" for name in used if versions.get(name))
     return (
         f"{payload['eval_samples']:,} {code(payload['dataset'])} test images, recipe "

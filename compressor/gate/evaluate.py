@@ -192,12 +192,15 @@ def _read_export(
     export = read_report(
         export_path, ExportReport, "the export report", f"export the run with `{again}`"
     )
-    calibration = recipe.export.int8.calibration_images
-    flags = reexport_flags(export, run.root, backend, precision, calibration)
-    again = export_command(run.root, *flags)
     # The export section first: edited through --resume, it changes the recipe's hash too,
     # and "other export settings" says what changed.
     section = export_section_hash(recipe)
+    # A calibration count other than the recipe's came from --calibration-images, and the
+    # re-export gives it again; where the section was edited since, the recipe's is meant.
+    unedited = export.export_section_sha256 in (None, section)
+    calibration = recipe.export.int8.calibration_images if unedited else None
+    flags = reexport_flags(export, run.root, backend, precision, calibration)
+    again = export_command(run.root, *flags)
     if export.export_section_sha256 not in (None, section):
         raise UserError(
             f"{export_path}: made with other export settings than the `export:` section of "

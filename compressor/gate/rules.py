@@ -44,16 +44,21 @@ def export_flags(backend: str, precision: str, exported: Iterable[ExportRow] = (
 
 
 def reexport_flags(
-    export: ExportReport, run: Path, backend: str, precision: str, calibration_images: int
+    export: ExportReport, run: Path, backend: str, precision: str, calibration_images: int | None
 ) -> list[str]:
     """export_flags for the export that makes `export` anew: with the --student-onnx file it
     measured given again, or the re-export would measure a student exported from student.pt
     in its place. The given file's own precision takes no flag (`--int8` with an INT8 file is
     refused: it quantises an fp32 one). INT8 files calibrated on another count than the
-    recipe's `calibration_images` were given --calibration-images: given again."""
+    recipe's `calibration_images` were given --calibration-images: given again (None: the
+    recipe's count is meant, whatever the files were calibrated on)."""
     flags = export_flags(backend, precision, export.results)
     calibrated = export.int8.calibration_images if export.int8 else None
-    if "--int8" in flags and calibrated not in (None, calibration_images):
+    if (
+        "--int8" in flags
+        and None not in (calibrated, calibration_images)
+        and (calibrated != calibration_images)
+    ):
         flags += ["--calibration-images", str(calibrated)]
     given = export.student_onnx
     if given is None:

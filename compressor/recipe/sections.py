@@ -489,9 +489,7 @@ class ExportConfig(Strict):
         repeated = sorted({size for size in sizes if sizes.count(size) > 1})
         if repeated:
             raise ValueError(f"lists {', '.join(map(str, repeated))} more than once")
-        # In increasing order, as every report's columns are read: the last is the largest,
-        # the throughput batch the reports and the gate's speedup name.
-        return sorted(sizes)
+        return sizes
 
 
 class GateConfig(Strict):

@@ -4,6 +4,7 @@ sessions, the report a gate reads, and one clear line with exit 2 for every bad 
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import os
 import shutil
@@ -23,6 +24,7 @@ from filelock import FileLock
 
 from compressor import cli
 from compressor.data import load_dataset
+from compressor.errors import CompressorWarning
 from compressor.gate import evaluate_gate
 from compressor.io import file_sha256
 from compressor.models import create_model
@@ -300,6 +302,7 @@ def test_a_failed_parity_check_fails_the_export_and_keeps_its_reports(
     assert f"> ❌ {failure}" in markdown
     page = (run / "export" / "export_report.html").read_text()
     assert '<p class="problem"><strong>❌ Export FAILED: parity with PyTorch for student' in page
+    assert f'<p class="problem">{html.escape(failure)}</p>' in page  # the cause, in red
     fp32 = rows_of(report)[("student", "onnxruntime", "fp32")]
     assert fp32["parity"]["passed"] is False
     assert fp32["file"] == str(other.resolve())
@@ -521,6 +524,9 @@ def test_export_run_without_warn_tells_its_log_the_warnings(
         line.startswith(f"warning: {run / 'recipe.yaml'}: export.min_agreement is 0.999 %")
         for line in heard
     )
+    # With neither `log` nor `warn`, nothing hears them but Python's warnings.
+    with pytest.warns(CompressorWarning, match="export.min_agreement is 0.999 %"):
+        export_run(run, options)
 
 
 def test_a_fraction_edited_into_the_runs_recipe_is_warned_about(

@@ -167,6 +167,13 @@ def test_the_gates_re_export_hint_calibrates_as_the_export_did(
         changed.write(b"\0")
     line = one_error_line(run_cli(capsys, "gate", str(run), "--precision", "int8"))
     assert f"`compress export {run} --int8 --calibration-images 256`" in line
+    # Where the recipe's count was edited since, that count is meant: no flag over it.
+    edited = Path(shutil.copytree(int8_run, tmp_path / "edited"))
+    recipe = yaml.safe_load((edited / "recipe.yaml").read_text())
+    recipe["export"].setdefault("int8", {})["calibration_images"] = 100
+    (edited / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+    line = one_error_line(run_cli(capsys, "gate", str(edited), "--precision", "int8"))
+    assert f"re-export with `compress export {edited} --int8`" in line
 
 
 def test_int8_of_a_student_onnx_file_made_elsewhere_carries_the_runs_metadata(

@@ -20,6 +20,7 @@ from export.report import (
     signed_points,
     times,
 )
+from export.settings import ExportOptions, export_settings
 from tests.export.helpers import report_of
 
 
@@ -169,8 +170,13 @@ def test_sizes_are_grouped_by_file_format_so_none_hides_another() -> None:
 
 
 def test_batch_sizes_are_timed_and_reported_in_increasing_order() -> None:
-    """The last column is the throughput batch, the largest, as the gate reads it."""
-    assert ExportConfig(batch_sizes=[64, 1, 8]).batch_sizes == [1, 8, 64]
+    """The last column is the throughput batch, the largest, as the gate reads it. The
+    recipe keeps its order: sorted there, an existing recipe's hashes changed with an
+    upgrade, and the gate asked for a re-export nobody needed."""
+    recipe = ExportConfig(batch_sizes=[64, 1, 8])
+    assert recipe.batch_sizes == [64, 1, 8]
+    assert export_settings(recipe, ExportOptions()).batch_sizes == [1, 8, 64]
+    assert export_settings(recipe, ExportOptions(batch_sizes=[32, 4])).batch_sizes == [4, 32]
 
 
 def test_a_tail_percentile_of_few_runs_is_said_to_rest_on_them(int8_run: Path) -> None:
@@ -179,3 +185,13 @@ def test_a_tail_percentile_of_few_runs_is_said_to_rest_on_them(int8_run: Path) -
     assert "With 20 timed runs, p95 and p99 rest on the slowest few of them" in few
     many = markdown({**report, "settings": {**report["settings"], "timed_runs": 100}})
     assert "p95 and p99 rest" not in many
+
+
+def test_the_intro_names_onnxruntime_gpu_and_tensorrt_together(int8_run: Path) -> None:
+    """A GPU box with --trt: onnxruntime-gpu stood in for TensorRT, not for onnxruntime."""
+    report = copy.deepcopy(report_of(int8_run))
+    report["versions"] |= {"onnxruntime": None, "onnxruntime-gpu": "1.22.0", "tensorrt": "10.9"}
+    tensorrt = {**report["results"][1], "backend": "tensorrt", "device": "cuda"}
+    report["results"].append(tensorrt)
+    intro = markdown(report).splitlines()[4]
+    assert "onnxruntime-gpu 1.22.0, tensorrt 10.9;" in intro

@@ -3,10 +3,14 @@ against fp32, warnings. Built from hand-made rows, so each figure is known in ad
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from compressor.recipe import ExportConfig
 from export.latency import Latency, cv_text
 from export.results import (
+    ExportReport,
     Result,
     noisy_speedups,
     parity_failures,
@@ -204,3 +208,27 @@ def test_an_agreement_failure_of_a_reduced_precision_file_says_where_to_look() -
         "unchanged: compare the two accuracies in the reduced-precision table, and lower "
         "export.int8_min_agreement if accuracy is what matters"
     )
+
+
+def test_the_verdict_is_what_the_exit_code_says() -> None:
+    """exit 2 (incomplete) before exit 1 (failed), as the CLI checks them; no row validated
+    (--no-onnx) is not a pass."""
+    passed = Parity(1e-6, 1e-7, 100.0, 1e-4, 99.9, True)
+    report = ExportReport(
+        run=Path("runs/x"),
+        recipe_sha256="0" * 64,
+        export_section_sha256="0" * 64,
+        student_sha256="0" * 64,
+        dataset="digits",
+        eval_samples=360,
+        settings=ExportConfig(),
+        host={},
+        results=[_row("student", "pytorch", "fp32", {1: 1.0})],
+    )
+    assert report.verdict() == "unvalidated"
+    report.results.append(_row("student", "onnxruntime", "fp32", {1: 0.5}, parity=passed))
+    assert report.verdict() == "passed"
+    report.failures = ["parity failed for student onnxruntime fp32: ..."]
+    assert report.verdict() == "failed"
+    report.problems = ["tensorrt: the engine could not be built"]
+    assert report.verdict() == "incomplete"

@@ -28,7 +28,7 @@ from filelock import FileLock
 from typer.testing import CliRunner
 
 from compressor.cli import app
-from compressor.errors import UserError
+from compressor.errors import CompressorWarning, UserError
 from compressor.gate import evaluate_gate
 from compressor.io import lock_or_refuse, shared_lock_or_refuse
 from tests.cli_helpers import CliResult, run_cli, with_recipe
@@ -1423,6 +1423,9 @@ def test_a_fraction_edited_into_the_runs_gate_section_is_warned_about(
         f"warning: {kd_run / 'recipe.yaml'}: gate.min_agreement is 0.995 %, a bar almost"
     )
     assert "warning" not in run_cli(capsys, "gate", str(kd_run), "--min-agreement", "99").stderr
+    # The Python API without `warn`: a CompressorWarning, not silence.
+    with pytest.warns(CompressorWarning, match="gate.min_agreement is 0.995 %"):
+        evaluate_gate(kd_run)
 
 
 def test_a_drop_allowed_past_the_whole_accuracy_is_a_bar_of_zero(kd_run: Path) -> None:
