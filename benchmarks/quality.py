@@ -32,6 +32,7 @@ from typing import Any, get_args
 from arguments import TEACHER_FILES, add_data_root, check_inputs, count, default_teacher
 from docs_section import DOCS, block_span, mean_std, replace_block
 
+from compressor.engine.context import RunObserver
 from compressor.engine.resume import recipe_changes, run_recipe_lost, started_recipe
 from compressor.engine.run import run_training
 from compressor.engine.teacher import pin_teacher
@@ -388,8 +389,22 @@ def ensure_run(recipe_path: Path) -> RunDir:
     print(f"{'resume' if resume else 'train '} {run.root.name}", flush=True)
     # No checkpoint means no finished epoch: a stale manifest from a kill in epoch 1 is
     # written over rather than refused.
-    run_training(recipe, recipe_path, distill=True, resume=resume, overwrite=not resume)
+    observer = NamedWarnings(run.root.name)
+    run_training(
+        recipe, recipe_path, distill=True, resume=resume, overwrite=not resume, observer=observer
+    )
     return run
+
+
+class NamedWarnings(RunObserver):
+    """The runs train without a word, but for their warnings, each on stderr as the CLI
+    prints them and named by its run: with --jobs, several runs train at once."""
+
+    def __init__(self, run: str) -> None:
+        self.run = run
+
+    def warning(self, text: str) -> None:
+        print(f"warning: {self.run}: {text}", file=sys.stderr, flush=True)
 
 
 def collect(run: RunDir, label: str, seed: int) -> RunRecord:

@@ -292,3 +292,12 @@ def test_a_subset_too_small_to_hold_every_class_is_refused(
     assert stopped.value.code == 2
     assert f"argument {flag}: 5: must be at least 10" in capsys.readouterr().err
     assert getattr(quality.parse_args([flag, "10"]), flag[2:].replace("-", "_")) == 10
+
+
+def test_a_runs_warnings_are_printed_named_by_the_run(capsys: pytest.CaptureFixture[str]) -> None:
+    """The runs train without an observer's messages; their warnings went unheard, then came
+    as raw Python warning text. With --jobs several runs train at once: each is named."""
+    quality.NamedWarnings("amkd-s0").warning("train.batch_size 8 is more than the split's 5")
+    assert capsys.readouterr().err == (
+        "warning: amkd-s0: train.batch_size 8 is more than the split's 5\n"
+    )
