@@ -96,6 +96,15 @@ def _git(folder: Path, *args: str) -> str:
     return done.stdout.strip()
 
 
+def _repository_with_a_package(root: Path, package: Path) -> None:
+    """A git repository at `root` with one commit, holding an empty `package` folder."""
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    _git(root, "init", "-q")
+    author = ["-c", "user.name=u", "-c", "user.email=u@x"]
+    _git(root, *author, "commit", "-q", "--allow-empty", "-m", "first")
+
+
 @needs_git
 def test_the_revision_is_compressors_own_checkouts_not_a_repository_around_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -104,40 +113,12 @@ def test_the_revision_is_compressors_own_checkouts_not_a_repository_around_it(
     commit in every manifest as compressor's."""
     repository = tmp_path / "user-repo"
     package = repository / ".venv" / "site-packages" / "compressor"
-    package.mkdir(parents=True)
-    (package / "__init__.py").write_text("")
-    _git(repository, "init", "-q")
-    _git(
-        repository,
-        "-c",
-        "user.name=u",
-        "-c",
-        "user.email=u@x",
-        "commit",
-        "-q",
-        "--allow-empty",
-        "-m",
-        "user's",
-    )
+    _repository_with_a_package(repository, package)
     monkeypatch.setattr(compressor, "__file__", str(package / "__init__.py"))
     monkeypatch.setattr(provenance, "_installed_commit", lambda: None)
     assert provenance.git_revision() is None
 
     checkout = tmp_path / "clone"
-    (checkout / "compressor").mkdir(parents=True)
-    (checkout / "compressor" / "__init__.py").write_text("")
-    _git(checkout, "init", "-q")
-    _git(
-        checkout,
-        "-c",
-        "user.name=u",
-        "-c",
-        "user.email=u@x",
-        "commit",
-        "-q",
-        "--allow-empty",
-        "-m",
-        "compressor's",
-    )
+    _repository_with_a_package(checkout, checkout / "compressor")
     monkeypatch.setattr(compressor, "__file__", str(checkout / "compressor" / "__init__.py"))
     assert provenance.git_revision() == _git(checkout, "rev-parse", "HEAD")
