@@ -43,6 +43,12 @@ def _flag(field: str) -> str:
 def _validated_overrides(overrides: Mapping[str, float | None] | None) -> dict[str, float]:
     """The thresholds given on the command line, range-checked by the recipe's own model."""
     given = {name: value for name, value in (overrides or {}).items() if value is not None}
+    unknown = sorted(set(given) - set(GateConfig.model_fields))
+    if unknown:  # a library caller's key: the CLI gives only these
+        raise UserError(
+            f"overrides: {', '.join(unknown)} is not a gate setting; the settings are "
+            f"{', '.join(GateConfig.model_fields)}"
+        )
     try:
         GateConfig.model_validate(given)
     except ValidationError as error:

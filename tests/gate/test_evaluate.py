@@ -1438,3 +1438,14 @@ def test_a_drop_allowed_past_the_whole_accuracy_is_a_bar_of_zero(kd_run: Path) -
         assert rules[name].threshold_text == "≥ 0.00 %"
         assert rules[name].status == "PASS"
     assert "− max_drop 100" in rules["student_accuracy"].detail
+
+
+def test_an_override_that_is_no_gate_setting_is_named_as_a_key_not_a_flag(kd_run: Path) -> None:
+    """evaluate_gate(run, {"max_dorp": 1}) said "--max-dorp 1: Extra inputs are not
+    permitted", a flag nobody typed, in pydantic's words."""
+    with pytest.raises(UserError) as refused:
+        evaluate_gate(kd_run, {"max_dorp": 1.0})
+    assert refused.value.lines == [
+        "overrides: max_dorp is not a gate setting; the settings are max_drop, "
+        "max_export_drop, min_agreement, min_speedup"
+    ]
