@@ -162,11 +162,9 @@ def print_gate(result: GateResult) -> None:
 def students_failing_parity(report: ExportReport) -> str:
     """The exported students whose outputs left PyTorch's: what ships must match it. (A
     teacher's files, exported for the speedup figures, only warn.)"""
-    return ", ".join(
-        f"{r.model} {r.backend} {r.precision}"
-        for r in report.results
-        if r.model == "student" and r.parity is not None and not r.parity.passed
-    )
+    from export.results import failed_students
+
+    return ", ".join(failed_students(report.results))
 
 
 def print_export(report: ExportReport) -> None:

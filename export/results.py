@@ -265,6 +265,15 @@ def slower_precision_warnings(precisions: Sequence[dict[str, Any]]) -> list[str]
     return lines
 
 
+def failed_students(results: Sequence[Result]) -> list[str]:
+    """ "student onnxruntime fp32" and the like: the student files that failed parity."""
+    return [
+        f"{r.model} {r.backend} {r.precision}"
+        for r in results
+        if r.model == "student" and _parity_failed(r)
+    ]
+
+
 def parity_failures(results: Sequence[Result]) -> list[str]:
     """The student files whose outputs left PyTorch's: what ships must match it, so each of
     these fails the export (exit 1) and is reported as a failure, not as a warning."""
