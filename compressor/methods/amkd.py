@@ -132,8 +132,10 @@ class AMKD:
             stats.update(projection)
         else:
             loss = clean + boundary
-        parts = {"ce": ce.detach(), "kd": kd.detach(), "bss": bss.detach()}
-        parts["triplet"] = triplet.detach()
+        # Weighted as in the loss, so that the parts' sum over processes (the epoch figures)
+        # is the mean over the whole batch's rows, not a mean of the processes' means.
+        parts = {"ce": ce.detach(), "kd": kd.detach(), "bss": (bss * bss_share).detach()}
+        parts["triplet"] = (triplet * triplet_share).detach()
         return StepOutput(loss=loss, parts=parts, logits=logits, stats=stats)
 
     def _embed(self, logits: torch.Tensor, features: torch.Tensor | None) -> torch.Tensor:

@@ -93,5 +93,6 @@ class BSS:
             # Each process found its own number of samples: weighted to the whole batch's mean.
             (share,) = global_mean_weights(bss.new_tensor([float(adv.images.shape[0])]))
         loss = ce + alpha * kd + beta * bss * share
-        parts = {"ce": ce.detach(), "kd": kd.detach(), "bss": bss.detach()}
+        # Weighted as in the loss: summed over processes, the mean over the whole batch's rows.
+        parts = {"ce": ce.detach(), "kd": kd.detach(), "bss": (bss * share).detach()}
         return StepOutput(loss=loss, parts=parts, logits=logits, stats=stats)

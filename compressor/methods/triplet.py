@@ -90,5 +90,6 @@ class TripletKD:
         # negative: weighted to the mean over every process's rows, as AMKD's triplet is.
         (share,) = global_mean_weights(has_negative.sum()[None])
         loss = ce + kd + cfg.triplet_weight * triplet * share
-        parts = {"ce": ce.detach(), "kd": kd.detach(), "triplet": triplet.detach()}
+        # Weighted as in the loss: summed over processes, the mean over every row with one.
+        parts = {"ce": ce.detach(), "kd": kd.detach(), "triplet": (triplet * share).detach()}
         return StepOutput(loss=loss, parts=parts, logits=logits)

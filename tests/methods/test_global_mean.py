@@ -92,8 +92,10 @@ def _triplet_worker(rank: int, store_file: str, results: str) -> None:
     try:
         student, teacher = _triplet_models()
         replica = DistributedDataParallel(student)  # alive until after backward: its hooks
-        _triplet_step(replica, teacher, rank).loss.backward()  # average the gradients
-        torch.save([p.grad for p in student.parameters()], f"{results}.{rank}")
+        output = _triplet_step(replica, teacher, rank)
+        output.loss.backward()  # the replica's hooks average the gradients
+        grads = [p.grad for p in student.parameters()]
+        torch.save({"grads": grads, "triplet": output.parts["triplet"]}, f"{results}.{rank}")
         dist.barrier()  # as Distributed.settle() does before a process ends
     finally:
         dist.destroy_process_group()
@@ -113,10 +115,14 @@ def test_triplet_kd_under_two_processes_is_the_mean_over_all_rows_with_a_negativ
     assert first.parts["triplet"] == 0 and second.parts["triplet"] > 0
     ((first.loss + second.loss) / 2).backward()
     expected = [p.grad for p in student.parameters()]
-    for rank in (0, 1):
-        grads = torch.load(f"{results}.{rank}", weights_only=True)
+    saved = [torch.load(f"{results}.{rank}", weights_only=True) for rank in (0, 1)]
+    for grads in (each["grads"] for each in saved):
         for grad, want in zip(grads, expected, strict=True):
             torch.testing.assert_close(grad, want)
+    # The logged part, averaged over the processes as an epoch's figures are, is that mean
+    # too (unweighted, it read half of it).
+    logged = (saved[0]["triplet"] + saved[1]["triplet"]) / 2
+    torch.testing.assert_close(logged, second.parts["triplet"])
 
 
 def test_one_process_weighs_each_term_by_one() -> None:
