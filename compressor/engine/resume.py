@@ -12,7 +12,7 @@ from typing import Any
 from compressor.data import Dataset, class_changes
 from compressor.errors import UserError
 from compressor.io import loads_json, write_text
-from compressor.provenance import with_free_settings_of
+from compressor.provenance import trained_recipe_sha256, with_free_settings_of
 from compressor.recipe import Recipe, load_recipe, recipe_differences
 from compressor.rundir import RunDir, has_checkpoint, set_aside_note, training_command
 from compressor.rundir.layout import manifest_record
@@ -129,7 +129,9 @@ def check_same_data(state: dict[str, Any], dataset: Dataset, source: str) -> Non
 
 def started_recipe(run: RunDir, recipe: Recipe) -> Recipe | None:
     """The recipe `run` started with, to compare with `recipe` (== means the same run);
-    None when its recipe.yaml cannot be read.
+    None when its recipe.yaml cannot be read, or was edited since the run started it (the
+    manifest records its hash): its values would then not be the ones the checkpoint was
+    trained with, and a resume with the edited values would pass for the same run.
 
     Read from the run's recipe.yaml (every value resolved when it started) by this
     compressor: a field added since takes its default on both sides, while a default that
@@ -140,6 +142,8 @@ def started_recipe(run: RunDir, recipe: Recipe) -> Recipe | None:
     try:
         started_with = load_recipe(run.recipe, started=True)
     except UserError:
+        return None
+    if _edited(run):
         return None
     started_with = with_free_settings_of(started_with, recipe)
     granted = recipe.teacher is not None and recipe.teacher.trust_pickle
@@ -156,7 +160,18 @@ def run_recipe_lost(run: RunDir) -> str:
     recipe changed" would send the user looking for an edit they never made."""
     if not run.recipe.exists():
         return f"{run.recipe} is missing"
-    return f"{run.recipe} cannot be read as a recipe"
+    try:
+        load_recipe(run.recipe, started=True)
+    except UserError:
+        return f"{run.recipe} cannot be read as a recipe"
+    return f"{run.recipe} was edited since the run started (manifest.json records another hash)"
+
+
+def _edited(run: RunDir) -> bool:
+    """Does the run's (readable) recipe.yaml differ from the one it started with, beyond the
+    settings free to change? Runs whose manifest records no hash cannot tell, and pass."""
+    recorded = (manifest_record(run) or {}).get("trained_recipe_sha256")
+    return isinstance(recorded, str) and trained_recipe_sha256(run.recipe) != recorded
 
 
 def recipe_changes(started_with: Recipe, recipe: Recipe, shown: int = 3) -> str:

@@ -464,6 +464,8 @@ def _write_start(
     started = _Started(now_iso(), fields)
     if context.main:
         write_text(run.recipe, recipe_to_yaml(context.recipe))
+        # From the start, so that a resume can tell a recipe.yaml edited by hand meanwhile.
+        fields["trained_recipe_sha256"] = trained_recipe_sha256(run.recipe)
         write_json(run.manifest, _manifest(context, "running", attempt, started))
     return started
 
@@ -577,7 +579,6 @@ def _write_results(
         attempt,
         started,
         finished=now_iso(),
-        trained_recipe_sha256=trained_recipe_sha256(run.recipe),
         student_sha256=file_sha256(run.student),
     )
     write_json(run.manifest, completed)

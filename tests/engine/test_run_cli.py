@@ -540,6 +540,7 @@ def test_a_run_started_before_a_settings_check_still_resumes_and_exports(
     with pytest.raises(KeyboardInterrupt):
         run_training(load_recipe(recipe), recipe, distill=False, observer=Interrupt(1))
     run = tmp_path / "old"
+    as_started_by_an_older_compressor(run)
     for path in (recipe, run / "recipe.yaml"):  # as the older compressor wrote them
         data = yaml.safe_load(path.read_text())
         data["train"]["schedule"] = {**data["train"].get("schedule", {}), "gamma": 0.5}
@@ -839,6 +840,14 @@ def test_resume_refuses_a_checkpoint_another_run_saved(
     assert torch.load(run.checkpoint, weights_only=True)["run_id"] == run_id
 
 
+def as_started_by_an_older_compressor(run: Path) -> None:
+    """Its running manifest recorded no hash of recipe.yaml (recorded once it completed)."""
+    manifest = run / "manifest.json"
+    record = json.loads(manifest.read_text())
+    del record["trained_recipe_sha256"]
+    manifest.write_text(json.dumps(record))
+
+
 def test_resume_compares_with_the_recipe_the_run_started_with(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -849,6 +858,7 @@ def test_resume_compares_with_the_recipe_the_run_started_with(
         run_training(load_recipe(recipe), recipe, distill=False, observer=Interrupt(1))
     started = workdir / "upgraded" / "recipe.yaml"
     original = yaml.safe_load(started.read_text())
+    as_started_by_an_older_compressor(workdir / "upgraded")  # the edits below: what it pinned
 
     pinned_other_default = json.loads(json.dumps(original))
     pinned_other_default["train"]["optimizer"]["weight_decay"] = 1e-4
@@ -872,6 +882,31 @@ def test_resume_compares_with_the_recipe_the_run_started_with(
     resumed = run_cli(capsys, "train", str(recipe), "--resume")
     assert resumed.code == 0, resumed.stderr
     assert "resuming" in resumed.stdout
+
+
+def test_resume_refuses_a_run_whose_recipe_yaml_was_edited_by_hand(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its checkpoint was trained with the values as they were: resumed with a recipe that
+    matches the edit, the run would finish as if trained with it, and export and the gate
+    would accept it."""
+    recipe = small_recipe(workdir / "edited.yaml", workdir, epochs=2)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(load_recipe(recipe), recipe, distill=False, observer=Interrupt(1))
+    started = workdir / "edited" / "recipe.yaml"
+    body = yaml.safe_load(started.read_text())
+    body["train"]["optimizer"]["lr"] = 0.2
+    started.write_text(yaml.safe_dump(body))
+    matching = yaml.safe_load(recipe.read_text())
+    matching["train"].setdefault("optimizer", {})["lr"] = 0.2
+    recipe.write_text(yaml.safe_dump(matching))
+    refused = run_cli(capsys, "train", str(recipe), "--resume")
+    assert refused.code == 2
+    assert refused.stderr == (
+        f"error: {recipe}: {started} was edited since the run started (manifest.json records "
+        f"another hash), so the resume cannot tell whether {recipe} is the recipe the run "
+        "started with; put that file back, or start over with --overwrite\n"
+    )
 
 
 def test_overwrite_refuses_to_destroy_a_teacher_read_from_the_run_it_replaces(
@@ -1034,6 +1069,7 @@ def test_trust_given_on_resume_is_not_a_changed_recipe(
     )
     with pytest.raises(KeyboardInterrupt):
         run_training(load_recipe(recipe), recipe, distill=True, observer=Interrupt(1))
+    as_started_by_an_older_compressor(workdir / "scripted")
     started = workdir / "scripted" / "recipe.yaml"
     older = yaml.safe_load(started.read_text())
     older["teacher"]["trust_pickle"] = False  # as the older compressor wrote it
