@@ -37,3 +37,17 @@ def test_the_cache_of_runs_is_keyed_by_recipe_and_teacher_and_saved_whatever_the
 def test_the_junit_publisher_may_create_its_check_run() -> None:
     workflow = yaml.safe_load(WORKFLOW.read_text(encoding="utf-8"))
     assert workflow["permissions"]["checks"] == "write"
+
+
+def test_the_run_directory_is_named_once_for_a_recipe_that_names_its_run() -> None:
+    """Hard-coded in each step, runs/compress held only for a recipe without output.name (the
+    ready recipes all set one): the distillation never found its checkpoint to resume, and
+    export and the gates found no run."""
+    workflow = yaml.safe_load(WORKFLOW.read_text(encoding="utf-8"))
+    [job] = workflow["jobs"].values()
+    assert job["env"]["RUN"] == "runs/compress"  # compress.yaml's run without output.name
+    steps = yaml.safe_dump(job["steps"])
+    assert "runs/compress" not in steps
+    for command in ("compress export", "compress gate", "checkpoints/"):
+        for step in (step for step in job["steps"] if command in step.get("run", "")):
+            assert "$RUN" in step["run"], step["run"]
