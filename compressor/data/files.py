@@ -6,8 +6,10 @@ Decoding happens at load time only; the training loop never sees a file or PIL i
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -152,7 +154,8 @@ def _read_pixels(path: Path, channels: int) -> np.ndarray:
     scale: refused, not clipped."""
     try:
         with Image.open(path) as image:
-            if image.mode in _16_BIT_GRAYSCALE:
+            # Pillow opens a PGM whose maxval passes 255 as mode I, scaled to 0–65535.
+            if image.mode in _16_BIT_GRAYSCALE or (image.mode, image.format) == ("I", "PPM"):
                 gray = np.asarray(image).astype(np.float64) / 257.0  # 65535 → 255
                 eight = np.rint(gray).astype(np.uint8)
                 return np.repeat(eight[None], channels, axis=0)
@@ -176,6 +179,18 @@ def _read_pixels(path: Path, channels: int) -> np.ndarray:
     return rgb.transpose(2, 0, 1)
 
 
+@contextmanager
+def _quiet_about_large_images() -> Iterator[None]:
+    """PIL warns of an image over Image.MAX_IMAGE_PIXELS (89 M pixels: a 108-megapixel phone
+    photo) as a possible decompression bomb, in a line naming no file; a data set's own photos
+    are decoded and resized as the recipe says. One over twice that PIL refuses, and it is
+    named as undecodable. Warning filters are process-wide: set where the pool is started."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        yield
+
+
+@_quiet_about_large_images()
 def image_size(path: Path) -> tuple[int, int]:
     """(height, width) of an image file from its header, without decoding the pixels: what
     checking a recipe needs to know of a folder of photos, in milliseconds."""
@@ -207,17 +222,26 @@ def _undecodable(path: Path, error: Exception) -> Undecodable:
     return Undecodable(path, "an empty file (0 bytes)" if empty else reason)
 
 
-def _all_undecodable(failures: list[Undecodable]) -> UserError:
-    """Every unreadable file of a split in one line, so a folder with several is fixed in one
-    go rather than one run each."""
-    if len(failures) == 1:
-        return failures[0]
-    failures = sorted(failures, key=lambda failure: str(failure.path))
-    shown = ", ".join(f"{failure.path} ({failure.reason})" for failure in failures[:3])
-    more = f" and {len(failures) - 3} more" if len(failures) > 3 else ""
-    return UserError(
-        f"cannot decode {len(failures)} images: {shown}{more}; fix or delete the files"
-    )
+class UndecodableImages(UserError):
+    """Every unreadable file of a split (or of several: `together`) in one line, so a folder
+    with several is fixed in one go rather than one run each."""
+
+    def __init__(self, failures: list[Undecodable]) -> None:
+        self.failures = sorted(failures, key=lambda failure: str(failure.path))
+        if len(self.failures) == 1:
+            super().__init__(str(self.failures[0]))
+            return
+        shown = ", ".join(f"{each.path} ({each.reason})" for each in self.failures[:3])
+        more = f" and {len(self.failures) - 3} more" if len(self.failures) > 3 else ""
+        super().__init__(
+            f"cannot decode {len(self.failures)} images: {shown}{more}; fix or delete the files"
+        )
+
+    @staticmethod
+    def together(errors: Sequence[UndecodableImages | None]) -> UndecodableImages | None:
+        """The failures of several splits as one error; None when there were none."""
+        failures = [failure for error in errors if error is not None for failure in error.failures]
+        return UndecodableImages(failures) if failures else None
 
 
 def _first_readable(
@@ -230,9 +254,10 @@ def _first_readable(
             return index, _read_pixels(path, channels)
         except Undecodable as failure:
             failures.append(failure)
-    raise _all_undecodable(failures)
+    raise UndecodableImages(failures)
 
 
+@_quiet_about_large_images()
 def decode_images(paths: Sequence[Path], image_size: int | None, channels: int = 3) -> torch.Tensor:
     """Decode image files into one uint8 tensor [N, channels, H, W] using a thread pool.
 
@@ -284,7 +309,7 @@ def decode_images(paths: Sequence[Path], image_size: int | None, channels: int =
                 future.cancel()
             raise
     if failures:
-        raise _all_undecodable(failures)
+        raise UndecodableImages(failures)
     return out
 
 

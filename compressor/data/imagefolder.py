@@ -23,6 +23,7 @@ import numpy as np
 
 from compressor.data.files import (
     IMAGE_SUFFIXES,
+    UndecodableImages,
     dangling_link,
     decode_split,
     has_images,
@@ -250,12 +251,16 @@ def read(cfg: DataConfig, with_train: bool = True) -> tuple[ImageSet | None, Ima
     # over the whole split: decode only the images data.max_*_samples keeps (the ones
     # load_dataset would keep), so a quick run on a large folder of photos does not decode
     # them all.
-    train = (
-        None
+    train, unreadable_train = (
+        (None, None)
         if train_listed is None
         else _decoded(train_dir, *_kept(*train_listed, cfg.max_train_samples), cfg)
     )
-    test = _decoded(test_dir, *_kept(*test_listed, cfg.max_test_samples), cfg)
+    test, unreadable_test = _decoded(test_dir, *_kept(*test_listed, cfg.max_test_samples), cfg)
+    unreadable = UndecodableImages.together([unreadable_train, unreadable_test])
+    if unreadable is not None:
+        raise unreadable
+    assert test is not None
     if train is None and cfg.image_size is None:
         # Training refuses test images of another size than its own; so does scoring, from
         # the header of the training image the size is taken from.
@@ -265,10 +270,17 @@ def read(cfg: DataConfig, with_train: bool = True) -> tuple[ImageSet | None, Ima
     return train, test, classes
 
 
-def _decoded(split_dir: Path, paths: list[Path], labels: list[int], cfg: DataConfig) -> ImageSet:
-    split = decode_split(paths, labels, cfg.image_size, cfg.channels or 3)
+def _decoded(
+    split_dir: Path, paths: list[Path], labels: list[int], cfg: DataConfig
+) -> tuple[ImageSet | None, UndecodableImages | None]:
+    """The split, or the files of it that cannot be decoded: returned, not raised, so that
+    those of both splits are named in one line."""
+    try:
+        split = decode_split(paths, labels, cfg.image_size, cfg.channels or 3)
+    except UndecodableImages as unreadable:
+        return None, unreadable
     split.files_digest = files_digest(split_dir, paths, labels)
-    return split
+    return split, None
 
 
 def files_digest(split_dir: Path, paths: list[Path], labels: list[int]) -> str:

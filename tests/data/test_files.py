@@ -50,6 +50,20 @@ def test_every_undecodable_image_of_a_split_is_named_at_once(tmp_path: Path) -> 
     )
 
 
+def test_undecodable_images_of_both_splits_are_named_in_one_line(tmp_path: Path) -> None:
+    """Named a split at a time, the test split's came out only once the training split's
+    were fixed, after a second run's decoding."""
+    root = make_imagefolder(tmp_path)
+    (root / "train" / "dog" / "zero.png").write_bytes(b"")
+    test_split = root / "val"
+    (test_split / "cat" / "zero.png").write_bytes(b"")
+    assert load_error(DataConfig(name="imagefolder", root=root)) == (
+        f"cannot decode 2 images: {root / 'train' / 'dog' / 'zero.png'} (an empty file (0 "
+        f"bytes)), {test_split / 'cat' / 'zero.png'} (an empty file (0 bytes)); fix or delete "
+        "the files"
+    )
+
+
 def test_an_image_that_cannot_be_opened_is_named_with_the_systems_reason(tmp_path: Path) -> None:
     """Gone since it was listed (or unreadable): the reason read "No such file or directory:"
     with the path cut out after its colon."""
@@ -69,6 +83,30 @@ def test_16_bit_grayscale_is_scaled_to_8_bits_not_clipped_to_white(tmp_path: Pat
     pixels = decode_images([tmp_path / "grey16.png"], None)
     assert pixels.shape == (1, 3, 1, 4)
     assert pixels[0, :, 0].tolist() == [[0, 1, 128, 255]] * 3
+
+
+@pytest.mark.parametrize("maxval", [65535, 1023])
+def test_a_16_bit_pgm_is_scaled_to_8_bits_by_its_maxval(tmp_path: Path, maxval: int) -> None:
+    """Pillow opens it as a 32-bit integer image (mode I), which was refused as one whose
+    scale is unknown, telling the user to save it as 16-bit; a dark one would have passed
+    unscaled."""
+    levels = np.array([[0, maxval // 2, maxval]], dtype=">u2")
+    path = tmp_path / "grey16.pgm"
+    path.write_bytes(b"P5\n3 1\n%d\n" % maxval + levels.tobytes())
+    assert Image.open(path).mode == "I"
+    assert decode_images([path], None)[0, :, 0].tolist() == [[0, 127, 255]] * 3  # 127.4
+
+
+@pytest.mark.filterwarnings("error")
+def test_a_large_photo_is_read_without_pils_warning_that_names_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over PIL's pixel limit (as a 108-megapixel photo is), PIL warned of a decompression
+    bomb in a raw Python warning line without the file's name."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    save_image(tmp_path / "large.png", (12, 12))
+    assert image_size(tmp_path / "large.png") == (12, 12)
+    assert decode_images([tmp_path / "large.png"], 4).shape == (1, 3, 4, 4)
 
 
 @pytest.mark.filterwarnings("error")
