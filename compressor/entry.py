@@ -59,7 +59,10 @@ def main() -> None:
     except BrokenPipeError:  # from this function's own output: an error line, click's help
         _exit_on_closed_pipe()
     finally:
-        if remember_ctrl_c:  # as it was, for a caller that runs main() in its own process
+        # As it was, for a caller that runs main() in its own process; not after a stop: the
+        # process is ending, and another Ctrl-C now (one of several pressed) would raise
+        # KeyboardInterrupt in an atexit callback, printed with a traceback.
+        if remember_ctrl_c and stop.signal is None:
             signal.signal(signal.SIGINT, ctrl_c)
 
 
@@ -193,9 +196,15 @@ _BROKEN_PIPE_EXIT = 141  # 128 + SIGPIPE (13); Windows has no signal.SIGPIPE to 
 def _stop_as_ctrl_c(signum: int, frame: object) -> None:
     """Ctrl-C, and SIGTERM taking its path: KeyboardInterrupt, with the signal remembered, so
     that the exit code says which, and so that an error a library made of the interrupt
-    (torch's exporter wraps it in its own) is still known as a stop (export/onnx_export.py)."""
-    stop.signal = signum
-    if not stop.ending:
+    (torch's exporter wraps it in its own) is still known as a stop (export/onnx_export.py).
+
+    Once: a Ctrl-C pressed again while the command handles the first (writing the manifest
+    that says where it stopped) cut that short with a second traceback. The first signal is
+    the one the exit code tells."""
+    first = stop.signal is None
+    if first:
+        stop.signal = signum
+    if first and not stop.ending:
         raise KeyboardInterrupt
 
 

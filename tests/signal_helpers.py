@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -21,17 +22,29 @@ class CtrlC:
 
 
 sys.meta_path.insert(0, CtrlC())
+if os.environ.get("CTRL_C_AGAIN"):  # pressed again, and again as the process ends
+    import atexit
+
+    def again():
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    atexit.register(again)
 from compressor.__main__ import main
 
 main()
 """
 
 
-def ctrl_c_while_importing(module: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """`compress ARGS`, through the console script's function, Ctrl-C'd importing `module`."""
+def ctrl_c_while_importing(
+    module: str, *args: str, again: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """`compress ARGS`, through the console script's function, Ctrl-C'd importing `module`;
+    `again`: twice more as the process ends."""
     return subprocess.run(
         [sys.executable, "-c", _CTRL_C_DURING_IMPORT, module, *args],
         capture_output=True,
         text=True,
         timeout=120,
+        env={**os.environ, "CTRL_C_AGAIN": "1" if again else ""},
     )

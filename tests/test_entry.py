@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from compressor.entry import _stop_as_ctrl_c
 from compressor.errors import DEBUG_HINT
+from compressor.interrupt import stop
 from tests.cli_helpers import run_cli
 from tests.export.helpers import one_error_line
 from tests.signal_helpers import ctrl_c_while_importing
@@ -123,6 +125,31 @@ def test_ctrl_c_while_a_command_loads_torch_is_one_line_and_130(tmp_path: Path) 
     assert result.returncode == 130, result.stderr
     assert result.stderr == "stopped by Ctrl-C\n"
     assert result.stdout == ""
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGINT"), reason="needs POSIX signals")
+def test_ctrl_c_pressed_again_as_the_command_ends_changes_nothing(tmp_path: Path) -> None:
+    """Python's own handler was back by then: the process died of the signal, after a
+    traceback from an atexit callback."""
+    result = ctrl_c_while_importing("torch", "export", str(tmp_path / "run"), again=True)
+    assert (result.returncode, result.stderr) == (130, "stopped by Ctrl-C\n")
+
+
+def test_a_second_stop_signal_does_not_cut_short_the_handling_of_the_first() -> None:
+    """A Ctrl-C pressed again while the command wrote where it stopped raised a second
+    KeyboardInterrupt there; the exit code tells the first signal."""
+    stop.signal, stop.ending = None, False
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            _stop_as_ctrl_c(signal.SIGINT, None)
+        for again in (signal.SIGINT, signal.SIGTERM):
+            try:
+                _stop_as_ctrl_c(again, None)
+            except KeyboardInterrupt:
+                pytest.fail(f"signal {again} raised again")
+        assert stop.signal == signal.SIGINT
+    finally:
+        stop.signal = None
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGPIPE"), reason="needs POSIX pipes")
