@@ -117,8 +117,9 @@ def recipe_validate(path: RecipeFile) -> None:
 
     Checks the schema, files, architectures, class counts, that the student builds and the
     teacher loads (building it runs the entrypoint a recipe names) and gives one logit per
-    class, and that a feature-space triplet compares layers of one width; warns about a
-    train.device this machine lacks, and a percentage written as a fraction. `compress teacher`
+    class, that a feature-space triplet compares layers of one width, and that the run
+    directory can be made; warns about a train.device this machine lacks, a percentage
+    written as a fraction, and a teacher the method does not learn from. `compress teacher`
     also scores the teacher.
     """
     from compressor.preflight import (
@@ -126,13 +127,18 @@ def recipe_validate(path: RecipeFile) -> None:
         check_recipe,
         device_warnings,
         setting_warnings,
+        unused_settings,
     )
     from compressor.recipe import load_recipe
+    from compressor.rundir import check_run_dir_can_be_made, run_dir_for
 
     recipe = load_recipe(path)
     check_recipe(recipe, str(path), needs_teacher=False)
+    check_run_dir_can_be_made(run_dir_for(recipe, path))
     check_models_build(recipe, str(path))
-    for warning in [*device_warnings(recipe), *setting_warnings(recipe)]:
+    # A recipe with a teacher is meant for `compress distill` (`train` ignores the teacher).
+    unused = unused_settings(recipe, distill=True) if recipe.teacher is not None else []
+    for warning in [*device_warnings(recipe), *setting_warnings(recipe), *unused]:
         print_warning(f"{path}: {warning}")
     teacher = "no teacher" if recipe.teacher is None else "teacher loads"
     console.print(

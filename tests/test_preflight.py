@@ -111,6 +111,30 @@ def test_validate_loads_the_teacher(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "teacher loads" in result.stdout
 
 
+def test_validate_warns_of_a_teacher_the_default_method_would_not_learn_from(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`compress distill` warns of it at once; validate said "valid" alone."""
+    weights = _weights(tmp_path, "resnet20")
+    recipe = write_recipe(tmp_path, merged(teacher={"arch": "resnet20", "checkpoint": weights}))
+    result = run_cli(capsys, "recipe", "validate", str(recipe))
+    assert result.code == 0, result.stderr
+    assert f"warning: {recipe}: method 'ce' does not learn from the teacher" in result.stderr
+
+
+def test_validate_refuses_an_output_dir_the_run_cannot_be_made_in(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every run of it would stop at once: validate said "valid"."""
+    recipe = write_recipe(tmp_path, merged(), "other.yaml")
+    body = merged(output={"dir": str(recipe), "name": "x"})
+    result = run_cli(capsys, "recipe", "validate", str(write_recipe(tmp_path, body)))
+    assert result.code == 2
+    assert f"{recipe}: a file where the run directory {recipe / 'x'} needs a folder" in (
+        result.stderr
+    )
+
+
 UNLOADABLE_TEACHERS = [
     (
         "another architecture's weights",

@@ -11,7 +11,12 @@ Everything a later stage needs is read from here, so the export box needs no tra
 
 from __future__ import annotations
 
-from compressor.rundir.claim import check_inputs_outside_run, check_run_dir, claim_run_dir
+from compressor.rundir.claim import (
+    check_inputs_outside_run,
+    check_run_dir,
+    check_run_dir_can_be_made,
+    claim_run_dir,
+)
 from compressor.rundir.completed import (
     check_same_teacher,
     read_completed_run,
@@ -33,6 +38,7 @@ __all__ = [
     "RunDir",
     "check_inputs_outside_run",
     "check_run_dir",
+    "check_run_dir_can_be_made",
     "check_same_teacher",
     "claim_run_dir",
     "discard_replaced_run",

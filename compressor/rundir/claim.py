@@ -37,6 +37,15 @@ def check_run_dir(run: RunDir, *, resume: bool, overwrite: bool) -> None:
     _check_run_state(run, resume=resume, overwrite=overwrite)
 
 
+def check_run_dir_can_be_made(run: RunDir) -> None:
+    """What would stop any run of a recipe at its start, whatever the run directory holds
+    and whichever flags are given: a file where a folder of its path must be, a name too
+    long. For `compress recipe validate`, which says "valid" only if the run can start."""
+    _check_no_file_in_the_way(run)
+    if not run.root.exists():
+        _check_name_fits(run)
+
+
 def check_inputs_outside_run(
     run: RunDir, inputs: dict[str, Path | None], source: str, *, overwrite: bool
 ) -> None:
