@@ -27,7 +27,9 @@ class _SchemaWithListDefaults(GenerateJsonSchema):
 
 def recipe_schema() -> dict[str, Any]:
     """JSON Schema of the recipe, for editors (yaml-language-server) and docs."""
-    schema = Recipe.model_json_schema(schema_generator=_SchemaWithListDefaults)
+    generated = Recipe.model_json_schema(schema_generator=_SchemaWithListDefaults)
+    # The draft pydantic writes, named, so a validator or editor need not guess it.
+    schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", **generated}
     schema["title"] = "compressor recipe"
     # Which method a recipe without `method:` trains is the one section default that is a
     # choice, not a set of field defaults: say it.

@@ -522,11 +522,17 @@ class GateConfig(Strict):
 # The validator of OutputConfig.name refuses more than the pattern; this says so to editors
 # (their maxLength counts characters, not bytes: a name in another script can pass it and
 # still be refused).
+# The schema's pattern admits every character past ASCII: editors match patterns as
+# JavaScript does, where \w is ASCII alone and would flag a name the CLI takes ("résumé").
 _RunName = Annotated[
     str,
     Field(
         pattern=_RUN_NAME_PATTERN,
-        json_schema_extra={"not": {"pattern": r"^\.+$"}, "maxLength": MAX_RUN_NAME_BYTES},
+        json_schema_extra={
+            "pattern": r"^[\w.\u0080-\uffff-]+$",
+            "not": {"pattern": r"^\.+$"},
+            "maxLength": MAX_RUN_NAME_BYTES,
+        },
     ),
 ]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import jsonschema
@@ -93,3 +94,14 @@ def test_what_the_schema_refuses_recipe_validate_refuses(sections: dict) -> None
     assert _schema_errors(recipe) != []
     with pytest.raises(UserError):
         parse_recipe(recipe, source="r")
+
+
+@pytest.mark.parametrize("name", ["résumé-ü", "run_1.v2", "Übung"])
+def test_a_run_name_the_cli_takes_passes_the_schema_as_an_editor_matches_it(name: str) -> None:
+    """Editors match patterns as JavaScript does, \\w ASCII alone (re.ASCII here): a schema
+    pattern of ^[\\w.-]+$ flagged "résumé", which the CLI takes (Python's \\w is Unicode)."""
+    parse_recipe(merged(output={"name": name}), source="r")
+    pattern = recipe_schema()["$defs"]["OutputConfig"]["properties"]["name"]["anyOf"][0]
+    assert re.search(pattern["pattern"], name, re.ASCII)
+    assert not re.search(pattern["pattern"], "a b", re.ASCII)  # still no space, no slash
+    assert not re.search(pattern["pattern"], "a/b", re.ASCII)
