@@ -8,6 +8,8 @@ a recipe in one pass instead of one failed run per typo.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from compressor.data import (
@@ -106,7 +108,7 @@ def preflight_problems(recipe: Recipe, *, needs_teacher: bool) -> list[str]:
         problems.append(
             f"teacher.checkpoint: file {str(teacher.checkpoint)!r}"
             f"{teacher.path_note('checkpoint')} does not exist; point teacher.checkpoint at "
-            "the weights file"
+            f"the weights file{_run_trained_elsewhere(teacher.checkpoint)}"
         )
     elif teacher.checkpoint is not None and teacher.checkpoint.suffix.lower() == ".onnx":
         problems.append(
@@ -195,6 +197,24 @@ def _built_teacher(
     if images is not None:
         check_teacher_output(teacher.eval(), images, num_classes)
     return teacher
+
+
+def _run_trained_elsewhere(checkpoint: Path) -> str:
+    """A teacher run's student.pt missing, when a run of that name lies under the working
+    folder: the two-step recipes (train a teacher, then distil from runs/NAME/student.pt)
+    read the checkpoint from the recipe's folder, but a run is written under output.dir read
+    from the folder `compress` ran in, so step 1 run from another folder wrote it there."""
+    if checkpoint.name != "student.pt":
+        return ""
+    here = Path(checkpoint.parent.parent.name, checkpoint.parent.name, checkpoint.name)
+    if not here.is_file() or here.resolve() == checkpoint.resolve():
+        return ""
+    return (
+        f" (a run of that name is at {here.resolve()}: output.dir is read from the folder "
+        "`compress` runs in, and it was trained from another folder than the recipe's path "
+        f"assumes, {checkpoint.parent.parent.parent}; train it from there, or point "
+        "teacher.checkpoint at that file)"
+    )
 
 
 def device_warnings(recipe: Recipe) -> list[str]:

@@ -135,6 +135,29 @@ def test_validate_refuses_an_output_dir_the_run_cannot_be_made_in(
     )
 
 
+def test_a_teacher_run_trained_from_another_folder_is_pointed_to(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The two-step recipes read ../runs/NAME/student.pt from their folder; step 1, run from
+    the recipes' folder, wrote its run under it (output.dir is read from where compress
+    runs), and step 2 said only that the file does not exist."""
+    recipes = tmp_path / "recipes"
+    recipes.mkdir()
+    teacher = {"arch": "resnet20", "checkpoint": "../runs/teacher/student.pt"}
+    recipe = write_recipe(recipes, merged(teacher=teacher, method={"name": "kd"}))
+    trained = recipes / "runs" / "teacher" / "student.pt"
+    trained.parent.mkdir(parents=True)
+    trained.write_bytes(b"weights")
+    monkeypatch.chdir(recipes)
+    result = run_cli(capsys, "recipe", "validate", str(recipe))
+    assert result.code == 2
+    assert (
+        f"(a run of that name is at {trained}: output.dir is read from the folder `compress` "
+        f"runs in, and it was trained from another folder than the recipe's path assumes, "
+        f"{tmp_path}; train it from there, or point teacher.checkpoint at that file)"
+    ) in result.stderr
+
+
 UNLOADABLE_TEACHERS = [
     (
         "another architecture's weights",
