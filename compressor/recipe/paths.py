@@ -59,7 +59,13 @@ class PathSource:
         unset = [
             f"${name} {'is empty' if name in os.environ else 'is not set'}" for name in self.unset
         ]
-        return "; ".join(part for part in (where, *unset) if part)
+        # `$HOME/data`, `${1X}`, an unclosed `${X`: not expanded, so the path is taken as is.
+        literal = (
+            "its '$' was read as a character: a variable is written ${NAME} or ${NAME:-default}"
+            if re.search(r"\$[A-Za-z_{]", self.expanded)
+            else ""
+        )
+        return "; ".join(part for part in (where, *unset, literal) if part)
 
 
 def _expand(text: str) -> PathSource:

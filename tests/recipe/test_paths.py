@@ -178,6 +178,16 @@ def test_a_path_note_names_the_variable_or_the_folder(
     )
 
 
+@pytest.mark.parametrize("root", ["$HOME/data", "${1X}/data", "${X:-data"])
+def test_a_variable_not_written_as_one_is_named_in_the_note(tmp_path: Path, root: str) -> None:
+    """Taken as a path as it is, the '$' silently part of a folder's name."""
+    recipe = load_recipe(write_recipe(tmp_path, merged(data={"name": "cifar10", "root": root})))
+    assert recipe.data.root == tmp_path / root
+    assert recipe.data.path_note("root").endswith(
+        "its '$' was read as a character: a variable is written ${NAME} or ${NAME:-default})"
+    )
+
+
 def test_a_recipe_equals_itself_however_its_paths_were_written(tmp_path: Path) -> None:
     """A run's recipe.yaml holds absolute paths; the recipe that started it, relative ones.
     --resume and quickstart compare the two: how a path was written must not count."""
