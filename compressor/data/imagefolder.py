@@ -233,6 +233,31 @@ def _files(split_dir: Path, classes: list[str], require_all: bool) -> tuple[list
     return paths, labels
 
 
+def _refuse_one_file_in_two_places(
+    splits: dict[str, tuple[list[Path], list[int]]], classes: list[str]
+) -> None:
+    """One image file reached from two classes, or from both splits (a linked folder such as
+    `train/cat/up -> ..`, or a link into val/): listed silently, it was trained under two
+    labels, or scored on after training on it. The same file twice in one class of one split
+    is let be (a link that oversamples it)."""
+    first: dict[tuple[int, int], tuple[Path, str, str]] = {}
+    clashes: list[str] = []
+    for split, (paths, labels) in splits.items():
+        for path, label in zip(paths, labels, strict=True):
+            status = os.stat(path)
+            place = (path, split, classes[label])
+            seen = first.setdefault((status.st_dev, status.st_ino), place)
+            if seen[1:] != place[1:]:
+                clashes.append(f"{seen[0]} ({'/'.join(seen[1:])}) and {path} ({split}/{place[2]})")
+    if clashes:
+        others = len(clashes) - 1
+        more = f" (and {others} more such pair{'s' * (others > 1)})" if others else ""
+        raise UserError(
+            f"{clashes[0]} are one file, reached through a link{more}; an image needs one "
+            "class, and the test split must hold images training never saw: remove the link"
+        )
+
+
 def read(cfg: DataConfig, with_train: bool = True) -> tuple[ImageSet | None, ImageSet, list[str]]:
     """Decode val/test images and, when `with_train`, train images into uint8 tensors.
 
@@ -247,6 +272,9 @@ def read(cfg: DataConfig, with_train: bool = True) -> tuple[ImageSet | None, Ima
     train_listed = _files(train_dir, classes, True) if with_train else None
     test_dir = _test_dir(root)
     test_listed = _files(test_dir, classes, False)
+    if train_listed is not None:
+        splits = {train_dir.name: train_listed, test_dir.name: test_listed}
+        _refuse_one_file_in_two_places(splits, classes)
     # Image folders are normalised by data.mean/std or ImageNet's, never by statistics taken
     # over the whole split: decode only the images data.max_*_samples keeps (the ones
     # load_dataset would keep), so a quick run on a large folder of photos does not decode

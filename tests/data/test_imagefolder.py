@@ -316,3 +316,28 @@ def test_a_link_to_nothing_in_the_data_is_named_not_skipped(tmp_path: Path, link
         f"{root / link}: a link to {tmp_path / 'moved-away'}, which does not exist; point it "
         "at the data, or delete it"
     )
+
+
+def test_one_file_reached_from_two_classes_or_both_splits_is_refused(tmp_path: Path) -> None:
+    """A linked folder (`train/cat/up -> ..`, a link into val/) was followed without a word:
+    images trained under two labels, or test images trained on."""
+    root = make_imagefolder(tmp_path / "photos")
+    (root / "train" / "dog" / "seen").symlink_to(root / "val" / "dog")
+    assert load_error(DataConfig(name="imagefolder", root=root)) == (
+        f"{root / 'train' / 'dog' / 'seen' / 'c.png'} (train/dog) and "
+        f"{root / 'val' / 'dog' / 'c.png'} (val/dog) are one file, reached through a link; an "
+        "image needs one class, and the test split must hold images training never saw: "
+        "remove the link"
+    )
+    (root / "train" / "dog" / "seen").unlink()
+    (root / "train" / "cat" / "up").symlink_to(root / "train")
+    assert "(train/cat) and " in load_error(DataConfig(name="imagefolder", root=root))
+    (root / "train" / "cat" / "up").unlink()
+    (root / "train" / "cat" / "again.png").symlink_to(root / "train" / "cat" / "a.png")
+    assert load_dataset(DataConfig(name="imagefolder", root=root)).train.labels.tolist() == [
+        0,
+        0,
+        0,
+        1,
+        1,
+    ]  # the same file twice in its own class: an oversampling link, let be
