@@ -197,7 +197,7 @@ CASES = [
     Case(
         "control characters in the recipe",
         lambda t: ["train", str(_write_bytes(t / "r.yaml", b"\x00\x01student"))],
-        ("r.yaml: not valid YAML: special characters are not allowed",),
+        ("r.yaml: line 1, column 1: not valid YAML: a control character (U+0000)",),
     ),
     Case(
         "a section that is a number",

@@ -121,11 +121,17 @@ def load_recipe(path: Path | str, *, started: bool = False) -> Recipe:
         data = yaml.load(text, Loader=_UniqueKeyLoader)
     except RecursionError:  # the YAML composer recurses once per level of nesting
         raise UserError(f"{path}: nested too deeply to be a recipe (hundreds of levels)") from None
+    except yaml.reader.ReaderError as error:  # a control character: where, and which
+        line = text.count("\n", 0, error.position) + 1
+        column = error.position - (text.rfind("\n", 0, error.position) + 1) + 1
+        raise UserError(
+            f"{path}: line {line}, column {column}: not valid YAML: a control character "
+            f"(U+{error.character:04X}), which YAML does not allow; delete it"
+        ) from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
-        # A ReaderError (a control character) has a reason, not a problem.
-        problem = getattr(error, "problem", None) or getattr(error, "reason", None) or error
+        problem = getattr(error, "problem", None) or error
         raise UserError(f"{path}:{where} not valid YAML: {problem}") from None
     return parse_recipe(data, source=str(path), base_dir=path.resolve().parent, started=started)
 

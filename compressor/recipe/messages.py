@@ -65,6 +65,10 @@ def _describe(error: Any) -> str:
         return f"too large a whole number (got {_shown(error['input'])})"
     if kind in ("model_type", "model_attributes_type"):  # not pydantic's class names
         return f"expected a section of keys, not {yaml_kind(error['input'])}"
+    if kind == "invalid_key":  # YAML reads `~:`, `1:` or `true:` as a null, a number...
+        key = error["input"]
+        what = "a key that is empty (null)" if key is None else f"key {key!r} is {yaml_kind(key)}"
+        return f"{what}, not a name; quote it if it is meant as text"
     if kind == "union_tag_invalid":
         return f"unknown method {error['input'].get('name')!r}; allowed: {', '.join(METHOD_NAMES)}"
     if kind == "union_tag_not_found":
@@ -92,7 +96,14 @@ def _shown(value: object, limit: int = 80) -> str:
 
 def format_validation_error(source: str, error: ValidationError) -> list[str]:
     """One line per problem: file, field path, what is wrong and what is allowed."""
-    return [f"{source}: {_field_path(e['loc'])}: {_describe(e)}" for e in error.errors()]
+    return [f"{source}: {_where(e)}: {_describe(e)}" for e in error.errors()]
+
+
+def _where(error: Any) -> str:
+    """The field path; for a key that is not a name (`~:` or `1:`), the section it is in,
+    since pydantic puts the key itself last, where `1` read as a list index ([1])."""
+    loc = error["loc"][:-1] if error["type"] == "invalid_key" else error["loc"]
+    return _field_path(loc)
 
 
 def yaml_kind(value: Any) -> str:

@@ -11,6 +11,16 @@ from tests.cli_helpers import run_cli
 from tests.recipe.helpers import merged, write_recipe
 
 BAD_RECIPES = [
+    (
+        "a key YAML reads as null",
+        {**merged(), None: 1},
+        ["(top level): a key that is empty (null), not a name; quote it if it is meant as text"],
+    ),
+    (
+        "a key YAML reads as a number",  # was "student[1]": read as a list's item
+        merged(student={"arch": "resnet8", 1: 2}),
+        ["student: key 1 is a number, not a name"],
+    ),
     ("unknown top-level key", merged(trainer={"epochs": 1}), ["trainer", "unknown key"]),
     (
         "typo in a nested key",
