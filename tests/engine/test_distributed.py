@@ -552,16 +552,20 @@ def test_the_global_batch_must_split_into_2_or_more_per_process() -> None:
 def test_a_process_that_dies_stops_the_others_with_one_line_not_a_crash(
     tmp_path: Path,
 ) -> None:
-    """SIGKILL (the out-of-memory killer, say) on rank 1 a few seconds into training: rank 0
+    """SIGKILL (the out-of-memory killer, say) on rank 1 two seconds into training: rank 0
     printed gloo's traceback and "compress crashed ... a bug" (exit 3)."""
     (tmp_path / "dying_teacher.py").write_text(
-        "import os, signal, threading\n"
+        "import os, signal, threading, time\n"
         "import torch\n"
         "from compressor.models.cifar_resnet import cifar_resnet\n\n"
+        "def kill_once_training():\n"  # a fixed delay raced the start on a busy machine
+        f"    while not os.path.exists({str(tmp_path / 'run' / 'manifest.json')!r}):\n"
+        "        time.sleep(0.1)\n"
+        "    time.sleep(2.0)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n\n"
         "def build():\n"
         "    if os.environ['RANK'] == '1':\n"
-        "        kill = lambda: os.kill(os.getpid(), signal.SIGKILL)\n"
-        "        threading.Timer(4.0, kill).start()\n"
+        "        threading.Thread(target=kill_once_training, daemon=True).start()\n"
         "    torch.manual_seed(0)\n"
         "    return cifar_resnet(num_classes=10, in_channels=1, depth=8)\n"
     )
