@@ -134,13 +134,18 @@ def _scratch_beside(path: Path) -> tuple[int, str]:
 _SCRATCH_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
 
 
+def is_scratch_name(name: str) -> bool:
+    """Is `name` one an atomic write gives its scratch file (`_scratch_beside`)?"""
+    return _SCRATCH_NAME.fullmatch(name) is not None
+
+
 def remove_scratch_files(folder: Path) -> None:
     """Remove the scratch files atomic writes left in `folder` when killed before their
     rename (a whole checkpoint, say): nothing else removes them. Only by one who holds the
     folder's lock, so no write of another process is under way there."""
     with contextlib.suppress(OSError):  # a folder that cannot be listed has none to remove
         for entry in folder.iterdir():
-            if _SCRATCH_NAME.fullmatch(entry.name) and entry.is_file():
+            if is_scratch_name(entry.name) and entry.is_file():
                 entry.unlink(missing_ok=True)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from compressor.errors import UserError
-from compressor.io import file_in_the_way, remove_scratch_files
+from compressor.io import file_in_the_way, is_scratch_name, remove_scratch_files
 from compressor.recipe.sections import MAX_RUN_NAME_BYTES
 from compressor.rundir.layout import RunDir, has_checkpoint, holds_run, manifest_record
 from compressor.rundir.set_aside import (
@@ -30,6 +30,7 @@ def check_run_dir(run: RunDir, *, resume: bool, overwrite: bool) -> None:
         _check_no_folder_in_the_way(run)
     if overwrite or not run.root.exists():  # a run already there keeps its name
         _check_name_fits(run)
+    _check_not_a_folder_of_the_users(run)
     if overwrite:  # before the data is read and the teacher scored, not after
         check_set_aside_free(run)
     if run.lock.exists():
@@ -78,6 +79,26 @@ def _check_no_file_in_the_way(run: RunDir) -> None:
             f"{blocker}: a file where the run directory {run.root} needs a folder; move it "
             "away or choose another output.dir"
         )
+
+
+def _check_not_a_folder_of_the_users(run: RunDir) -> None:
+    """A folder of the user's that output.dir/output.name happens to name (a project folder;
+    a link to one): a run wrote its recipe.yaml, manifest.json and reports over theirs, and
+    --overwrite, finding no run worth setting aside, emptied it without a word. Refused
+    unless a run started there (a checkpoint, or a manifest.json a run wrote: web projects
+    have one too), or it holds nothing but what a run writes."""
+    record = manifest_record(run) or {}
+    if not run.root.is_dir() or run.checkpoint.exists() or "status" in record:
+        return
+    ours = {path.name for path in run.files if path != run.manifest}
+    ours |= {run.lock.name, "checkpoints", "export"}
+    for entry in sorted(run.root.iterdir()):
+        if entry.name not in ours and not is_scratch_name(entry.name):
+            raise UserError(
+                f"{run.root}: not a run directory (no manifest.json, no checkpoint), and it "
+                f"holds {entry.name}; a run is written in a folder of its own: move this one "
+                "away, or set output.name to name the run"
+            )
 
 
 def _check_name_fits(run: RunDir) -> None:

@@ -128,3 +128,37 @@ def test_a_folder_where_the_run_writes_a_file_is_named_before_anything_is_read(
         "away, or start the run over with --overwrite"
     )
     check_run_dir(run, resume=False, overwrite=True)
+
+
+@pytest.mark.parametrize("linked", [False, True], ids=["folder", "link to a folder"])
+def test_a_run_refuses_a_folder_of_the_users(tmp_path: Path, linked: bool) -> None:
+    """output.dir/output.name naming a folder of the user's (`dir: .`, a name reused): a run
+    wrote over its manifest.json, and --overwrite, finding no run worth setting aside,
+    emptied it, whatever it held; through a link, the folder linked to."""
+    project = tmp_path / "project"
+    (project / "src").mkdir(parents=True)
+    (project / "manifest.json").write_text('{"name": "a web app"}')
+    root = tmp_path / "runs" / "project"
+    if linked:
+        root.parent.mkdir()
+        root.symlink_to(project)
+    else:
+        root = project
+    for overwrite in (True, False):
+        with pytest.raises(UserError) as error:
+            claim_run_dir(RunDir(root), resume=False, overwrite=overwrite)
+        assert str(error.value) == (
+            f"{root}: not a run directory (no manifest.json, no checkpoint), and it holds "
+            "manifest.json; a run is written in a folder of its own: move this one away, or "
+            "set output.name to name the run"
+        )
+    assert sorted(path.name for path in project.iterdir()) == ["manifest.json", "src"]
+
+
+def test_overwrite_takes_a_folder_holding_only_what_a_run_writes(tmp_path: Path) -> None:
+    """A run stopped before its manifest (claimed: its lock and checkpoints/ made)."""
+    run = RunDir(tmp_path / "run")
+    run.checkpoint.parent.mkdir(parents=True)
+    run.lock.write_text("")
+    (run.root / ".metrics.jsonl.abcd1234.tmp").write_text("")
+    claim_run_dir(run, resume=False, overwrite=True).release()
