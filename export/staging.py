@@ -3,6 +3,7 @@ the previous export stays whole until export/publish.py swaps the new one in."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -25,6 +26,13 @@ def staging_folder(export_dir: Path, say: Callable[[str], None]) -> Iterator[Pat
     is removed, and a publish it left halfway is finished first (export/publish.py), so that
     should this export fail too, the previous export is a whole one.
     """
+    if export_dir.is_symlink():
+        # Followed, the export wrote its files into the folder linked to, and removed the
+        # files there an earlier export's report names: a crafted run directory's choice.
+        raise UserError(
+            f"{export_dir}: a link (to {os.readlink(export_dir)}), not a folder of the run; "
+            "the export writes and removes files in it: replace the link with a folder"
+        )
     try:
         # Not its parents: a run removed since it was read (the run an --overwrite set aside,
         # once the new one completes) must not come back as an export/ alone.

@@ -183,6 +183,27 @@ def test_an_export_says_which_files_of_the_previous_one_it_removed(
     assert again.code == 0 and "removed " not in again.stdout
 
 
+def test_an_export_folder_that_is_a_link_is_refused_and_its_target_untouched(
+    exported_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A crafted run directory (a CI artifact): followed, the export wrote into the folder
+    linked to and removed the model files there its report names."""
+    run = Path(shutil.copytree(exported_run, tmp_path / "run"))
+    outside = tmp_path / "outside"
+    (run / "export").rename(outside)
+    (run / "export").symlink_to(outside)
+    before = {path.name: path.read_bytes() for path in outside.iterdir() if path.is_file()}
+    result = run_cli(capsys, "export", str(run), "--no-teacher", *QUICK)
+    assert result.code == 2
+    assert one_error_line(result) == (
+        f"error: {run / 'export'}: a link (to {outside}), not a folder of the run; the export "
+        "writes and removes files in it: replace the link with a folder"
+    )
+    assert {path.name: path.read_bytes() for path in outside.iterdir() if path.is_file()} == (
+        before
+    )
+
+
 def test_a_model_file_of_the_users_own_in_export_is_never_removed(
     exported_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
