@@ -89,6 +89,23 @@ def what_to_do(folder: Path, code: int | None) -> str | None:
     return None
 
 
+# A run's JSON and YAML records (manifest, reports, recipe) are kilobytes. A crafted run
+# directory (a CI artifact) with a sparse file of gigabytes in their place took the gate's
+# memory, and a named pipe blocked it for ever.
+MAX_RECORD_BYTES = 16 * 2**20
+
+
+def record_unreadable(path: Path) -> str | None:
+    """Why `path` is not read as a record (not a regular file, or far too large); None when
+    it may be read."""
+    if not path.is_file():
+        return "not a regular file"
+    size = path.stat().st_size
+    if size > MAX_RECORD_BYTES:
+        return f"{size / 2**20:,.0f} MiB, far more than a record of a run holds"
+    return None
+
+
 def loads_json(text: str | bytes) -> Any:
     """`json.loads`, where every way the text is not JSON we can read is a ValueError: the
     parser's own RecursionError on nesting thousands deep (a damaged or crafted file) would

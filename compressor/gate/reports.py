@@ -11,7 +11,7 @@ from typing import Annotated, Literal, TypeVar
 from pydantic import BaseModel, Field, ValidationError
 
 from compressor.errors import UserError
-from compressor.io import file_in_the_way, loads_json
+from compressor.io import file_in_the_way, loads_json, record_unreadable
 from compressor.provenance import SCHEMA_VERSION
 from compressor.recipe import format_validation_error
 
@@ -109,8 +109,11 @@ def read_report(path: Path, model: type[ReportT], what: str, remedy: str) -> Rep
     in_the_way = file_in_the_way(path)
     if in_the_way is not None:  # `export` a file: the remedy alone would be refused by it
         raise UserError(f"{in_the_way}: a file, not a folder; move it away, then {remedy}")
-    if not path.is_file():
+    if not path.exists():
         raise UserError(f"{path}: not found; {remedy}")
+    unreadable = record_unreadable(path)
+    if unreadable is not None:
+        raise UserError(f"{path}: {unreadable}; {remedy}")
     try:
         data = loads_json(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from compressor.errors import UserError
-from compressor.io import loads_json, previous_of
+from compressor.io import loads_json, previous_of, record_unreadable
 from compressor.recipe import Recipe
 
 
@@ -82,6 +82,8 @@ def training_command(run_recipe: Recipe) -> str:
 def manifest_record(run: RunDir) -> dict[str, Any] | None:
     """manifest.json as a mapping; None when it is missing, unreadable or not a mapping."""
     try:
+        if record_unreadable(run.manifest) is not None:
+            return None
         record = loads_json(run.manifest.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None

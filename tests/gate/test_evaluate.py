@@ -972,6 +972,18 @@ BAD_INPUTS: list[tuple[str, Callable[[Path], None] | None, list[str], list[str]]
         ["report.json: no teacher result, but the run was distilled from a teacher", "repair"],
     ),
     (
+        "report that is a sparse file of gigabytes",  # read whole, it took the memory
+        lambda run: os.truncate(run / "report.json", 2**31),
+        [],
+        ["report.json: 2,048 MiB, far more than a record of a run holds; "],
+    ),
+    (
+        "manifest that is a named pipe",  # read, it blocked the gate for ever
+        lambda run: ((run / "manifest.json").unlink(), os.mkfifo(run / "manifest.json")),
+        [],
+        ["manifest.json: missing or unreadable; the run directory is incomplete"],
+    ),
+    (
         "report nested too deeply for the JSON reader",
         lambda run: (run / "report.json").write_text("[" * 100_000),
         [],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,18 @@ def test_unreadable_recipe_files(
     assert result.code == 2
     for fragment in expected:
         assert fragment in result.stderr
+
+
+def test_a_recipe_file_of_gigabytes_is_refused_unread(tmp_path: Path) -> None:
+    """A crafted run's recipe.yaml (a sparse file): read whole, it took the memory."""
+    path = tmp_path / "recipe.yaml"
+    path.write_bytes(b"")
+    os.truncate(path, 2**31)
+    with pytest.raises(UserError) as error:
+        load_recipe(path)
+    assert str(error.value) == (
+        f"{path}: 2,048 MiB, far more than a record of a run holds; a recipe is a small YAML file"
+    )
 
 
 def test_missing_recipe_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
