@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from rich import box
 from rich.console import Console
@@ -38,15 +39,31 @@ def _log_width(stream: TextIO | None) -> int | None:
     return 120
 
 
+# Control characters but newline and tab: C0, DEL and C1.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """`text` with each control character shown as its escape (`\x1b`). Text read from a run
+    directory (a CI artifact the gate judges: a manifest's reason, a report's file name)
+    could hold terminal escapes that clear the screen, move the cursor over earlier lines or
+    retitle the window, printing a verdict the gate never gave; rich passes ESC through."""
+    return _CONTROL.sub(lambda match: repr(match.group())[1:-1], text)
+
+
 class _PipeConsole(Console):
     """A console whose output into a closed pipe (`compress distill r.yaml | head -3`) raises
     BrokenPipeError, as a plain print does, where rich exits with SystemExit(1): that passed
     every handler a run has, so its manifest stayed "running". As an exception, a run marks
-    itself interrupted, and compressor.entry ends the command with exit 141."""
+    itself interrupted, and compressor.entry ends the command with exit 141. Every string it
+    prints, in a line or a table's cell, is made `printable`."""
 
     def on_broken_pipe(self) -> None:
         self.quiet = True  # nothing more to write where nobody reads
         raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+    def render_str(self, text: str, **options: Any) -> Text:
+        return super().render_str(printable(text), **options)
 
 
 # Paths and recipe names may hold brackets, which rich would read as markup, and `:dog:` or
@@ -153,7 +170,7 @@ def print_gate(result: GateResult) -> None:
             rule.measured_text,
             rule.threshold_text,
             Text(rule.status, style=styles[rule.status]),
-            Text(rule.detail),
+            Text(printable(rule.detail)),
         )
     print_table(table)
     console.print(result.verdict)

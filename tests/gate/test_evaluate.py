@@ -984,6 +984,17 @@ BAD_INPUTS: list[tuple[str, Callable[[Path], None] | None, list[str], list[str]]
         ["manifest.json: missing or unreadable; the run directory is incomplete"],
     ),
     (
+        "manifest whose reason holds terminal escapes",  # printed, they faked the verdict
+        edit_json(
+            "manifest.json",
+            lambda manifest: manifest.update(
+                status="failed", reason="\x1b]0;title\x07\x1b[2J\x1b[32mgate passed"
+            ),
+        ),
+        [],
+        ["the run failed on its input: \\x1b]0;title\\x07\\x1b[2J\\x1b[32mgate passed"],
+    ),
+    (
         "report nested too deeply for the JSON reader",
         lambda run: (run / "report.json").write_text("[" * 100_000),
         [],
