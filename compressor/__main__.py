@@ -6,6 +6,7 @@ a Ctrl-C anywhere else, one line and exit 130, instead of a traceback through im
 """
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -17,7 +18,13 @@ def main() -> None:
     except KeyboardInterrupt:
         sys.stderr.write("stopped by Ctrl-C while starting; nothing was done\n")
         sys.exit(130)
-    run_command()
+    try:
+        run_command()
+    finally:
+        # The process ends now, its exit code decided: a Ctrl-C pressed again (one of several)
+        # would raise KeyboardInterrupt in an atexit callback, printed with a traceback, and
+        # the process would die of the signal instead of exiting with its code.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _drop_working_folder_from_path() -> None:

@@ -19,6 +19,7 @@ from compressor.interrupt import stop
 from compressor.quickstart import run_quickstart
 from compressor.terminal import (
     console,
+    error_console,
     print_export,
     print_gate,
     print_warning,
@@ -463,7 +464,7 @@ def export_command(
     except KeyboardInterrupt:
         # The export is staged and swapped in only when it finishes: the previous one is intact.
         stop.said = True
-        console.print(
+        error_console.print(
             f"export interrupted: run `{shlex.join(['compress', *sys.argv[1:]])}` again to "
             "finish it; the previous export is as it was",
             highlight=False,
@@ -488,7 +489,7 @@ def _stopped_once_published(report: ExportReport) -> NoReturn:
     """Ctrl-C or SIGTERM after the export was in place: it is complete, and saying "run it
     again" would send the user to redo it."""
     stop.said = True
-    console.print(
+    error_console.print(
         f"export complete, then stopped: reports in {report.files['html']} (also .md, .json)",
         highlight=False,
     )

@@ -59,10 +59,7 @@ def main() -> None:
     except BrokenPipeError:  # from this function's own output: an error line, click's help
         _exit_on_closed_pipe()
     finally:
-        # As it was, for a caller that runs main() in its own process; not after a stop: the
-        # process is ending, and another Ctrl-C now (one of several pressed) would raise
-        # KeyboardInterrupt in an atexit callback, printed with a traceback.
-        if remember_ctrl_c and stop.signal is None:
+        if remember_ctrl_c:  # as it was, for a caller that runs main() in its own process
             signal.signal(signal.SIGINT, ctrl_c)
 
 

@@ -1,11 +1,13 @@
 """Live progress in the terminal: a bar per epoch with loss and throughput, a line per epoch.
 
-On a terminal the bar animates; in CI logs (no terminal) only the per-epoch lines are
-printed, so logs stay readable instead of filling with redraws.
+On a terminal the bar animates; in CI logs (no terminal) the per-epoch lines are printed,
+with a line of progress once a minute within an epoch, so logs stay readable instead of
+filling with redraws, and a long epoch still shows the job is alive.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 
@@ -17,11 +19,21 @@ from compressor.engine.training import EpochResult, StepCallback
 
 
 class RichObserver(RunObserver):
-    """The log on `console`; warnings through `warn`, which the CLI sends to stderr."""
+    """The log on `console`; warnings through `warn`, and how a stopped run goes on on
+    `stop_console`, which the CLI both sends to stderr: with the log in a file (`> train.log`),
+    Ctrl-C showed nothing on the terminal."""
 
-    def __init__(self, console: Console, warn: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        console: Console,
+        warn: Callable[[str], None],
+        clock: Callable[[], float] = time.perf_counter,
+        stop_console: Console | None = None,
+    ) -> None:
         self.console = console
         self._warn = warn
+        self._clock = clock
+        self._stop_console = stop_console or console  # the CLI's: stderr
         self._progress: Progress | None = None
 
     def message(self, text: str) -> None:
@@ -30,9 +42,12 @@ class RichObserver(RunObserver):
     def warning(self, text: str) -> None:
         self._warn(text)
 
+    def stopped(self, text: str) -> None:
+        self._stop_console.print(text, soft_wrap=True, highlight=False)
+
     def epoch_started(self, epoch: int, epochs: int, steps: int) -> StepCallback | None:
-        if not self.console.is_terminal:
-            return None
+        if not _animates(self.console):
+            return self._heartbeat(epoch, epochs)
         progress = Progress(
             TextColumn(f"epoch {epoch + 1}/{epochs}"),
             BarColumn(),
@@ -57,6 +72,25 @@ class RichObserver(RunObserver):
 
         return on_step
 
+    def _heartbeat(self, epoch: int, epochs: int) -> StepCallback:
+        """In a log, a line of progress at most once a minute: an epoch of a full data set
+        on the CPU takes ten minutes and more, silent in a CI log until its line."""
+        started = last = self._clock()
+
+        def on_step(step: int, total: int, loss: float, accuracy: float, images: int) -> None:
+            nonlocal last
+            now = self._clock()
+            if now - last < HEARTBEAT_SECONDS or step == total:  # the epoch's line follows
+                return
+            last = now
+            self.console.print(
+                f"epoch {epoch + 1}/{epochs}: step {step:,}/{total:,}, loss {loss:.4f}, "
+                f"top-1 {accuracy:.1f} %, {images / max(now - started, 1e-9):,.0f} images/s",
+                soft_wrap=True,
+            )
+
+        return on_step
+
     def epoch_stopped(self) -> None:
         """Stop the bar: left running, it is drawn again below the run's last words and the
         terminal's cursor stays hidden."""
@@ -77,3 +111,17 @@ class RichObserver(RunObserver):
             f"{result.images_per_second:,.0f} images/s, lr {result.lr:.4g}{attack_text}",
             soft_wrap=True,
         )
+
+
+HEARTBEAT_SECONDS = 60.0
+
+
+def _animates(console: Console) -> bool:
+    """Draw a live bar? Only on a terminal that can redraw a line: not TERM=dumb (each
+    redraw a new line there), and not a log that FORCE_COLOR makes rich take for a
+    terminal (CI jobs set it for coloured logs: the bar's redraws filled the log)."""
+    if not console.is_terminal or console.is_dumb_terminal:
+        return False
+    forced = os.environ.get("FORCE_COLOR") is not None
+    isatty = getattr(console.file, "isatty", None)
+    return not forced or (isatty is not None and isatty())

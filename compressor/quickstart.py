@@ -14,6 +14,7 @@ from compressor.errors import UserError
 from compressor.interrupt import stop
 from compressor.terminal import (
     console,
+    error_console,
     print_export,
     print_gate,
     print_warning,
@@ -67,7 +68,7 @@ def run_quickstart(given: Path | None, *, overwrite: bool) -> None:
         # Rerunning the quickstart resumes the step that stopped, and runs the steps after it.
         # A training step has said so ("continue with: compress quickstart"); the export's not.
         if not stop.said:
-            console.print(
+            error_console.print(
                 f"quickstart interrupted; continue with: {again.line()}",
                 highlight=False,
                 soft_wrap=True,
@@ -75,7 +76,7 @@ def run_quickstart(given: Path | None, *, overwrite: bool) -> None:
         # After --overwrite, continuing keeps what the new runs share with the old (an
         # identical teacher keeps its student): starting over needs the flag again.
         if overwrite:
-            console.print(
+            error_console.print(
                 f"or start over with: {again.line('--overwrite')}", highlight=False, soft_wrap=True
             )
         stop.said = True

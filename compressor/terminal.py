@@ -131,7 +131,7 @@ def train_and_print(
             distill=distill,
             resume=resume,
             overwrite=overwrite,
-            observer=RichObserver(console, warn=print_warning),
+            observer=RichObserver(console, warn=print_warning, stop_console=error_console),
             continue_with=continue_with,
         )
     except KeyboardInterrupt:

@@ -37,7 +37,9 @@ def console(terminal: bool) -> tuple[Console, io.StringIO]:
 def test_a_ci_log_gets_one_line_per_epoch_and_no_bar() -> None:
     log, output = console(terminal=False)
     observer = RichObserver(log, warn=print)
-    assert observer.epoch_started(1, 3, steps=10) is None
+    on_step = observer.epoch_started(1, 3, steps=10)
+    assert on_step is not None
+    on_step(5, 10, 0.5, 80.0, 320)  # within the first minute: nothing
     observer.epoch_finished(1, 3, RESULT, test=91.25)
     unscored = EpochResult(**{**RESULT.__dict__, "stats": {}})
     observer.epoch_finished(1, 3, unscored, test=None)
@@ -45,6 +47,41 @@ def test_a_ci_log_gets_one_line_per_epoch_and_no_bar() -> None:
         LINE,
         "epoch 2/3: loss 0.1235, train top-1 97.50 %, 12,346 images/s, lr 0.05",
     ]
+
+
+def test_a_long_epoch_in_a_log_says_how_far_it_got_once_a_minute() -> None:
+    """Silent until its line, an epoch of CIFAR-10 on the CPU (ten minutes and more) left a
+    CI log without a sign of life."""
+    log, output = console(terminal=False)
+    now = [0.0]
+    observer = RichObserver(log, warn=print, clock=lambda: now[0])
+    on_step = observer.epoch_started(0, 3, steps=2000)
+    assert on_step is not None
+    for step, seconds in ((10, 30.0), (500, 61.0), (510, 90.0), (1000, 125.0), (2000, 250.0)):
+        now[0] = seconds
+        on_step(step, 2000, 0.5, 80.0, 64 * step)
+    assert output.getvalue().splitlines() == [
+        "epoch 1/3: step 500/2,000, loss 0.5000, top-1 80.0 %, 525 images/s",
+        "epoch 1/3: step 1,000/2,000, loss 0.5000, top-1 80.0 %, 512 images/s",
+    ]  # not at the last step: the epoch's own line follows
+
+
+@pytest.mark.parametrize("env", [{"FORCE_COLOR": "1"}, {"TERM": "dumb"}])
+def test_a_log_taken_for_a_terminal_gets_no_bar(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FORCE_COLOR (set in CI for coloured logs) makes rich take a log for a terminal: the
+    bar's redraws filled it; on TERM=dumb each redraw was a line."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    output = io.StringIO()
+    log = Console(file=output, width=200, force_terminal=True if "TERM" in env else None)
+    assert log.is_terminal
+    observer = RichObserver(log, warn=print)
+    on_step = observer.epoch_started(1, 3, steps=10)
+    assert on_step is not None
+    on_step(5, 10, 0.5, 80.0, 320)
+    assert observer._progress is None and "\r" not in output.getvalue()
 
 
 def test_a_terminal_gets_a_bar_that_gives_way_to_the_epoch_line() -> None:

@@ -33,6 +33,11 @@ class RunObserver:
         else:
             self.message(f"warning: {text}")
 
+    def stopped(self, text: str) -> None:
+        """Where a run that stopped early got to, and the command that goes on: a line the
+        user must see with the log in a file (the CLI's go to stderr). A message here."""
+        self.message(text)
+
     def epoch_started(self, epoch: int, epochs: int, steps: int) -> StepCallback | None:
         return None
 

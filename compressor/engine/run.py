@@ -159,7 +159,7 @@ def run_training(
                     message = f"stopped before the run started; {run.root} is as it was"
                     if continue_with is not None:
                         message += f"; continue with: {continue_with}"
-                observer.message(message)
+                observer.stopped(message)
             raise
         except WriteFailed as error:
             # The disk filled up, or the folder turned read-only, mid-run: once that is put
@@ -179,7 +179,7 @@ def run_training(
                 mark_stopped(run, attempt.token, status="failed", reason=str(error))
                 note = set_aside_note(run) if attempt.claimed else ""
                 if note:
-                    observer.message(f"{run.root} failed{note}")
+                    observer.stopped(f"{run.root} failed{note}")
             raise
         except BrokenPipeError:
             # The output's reader stopped (`| head`): the run was stopped from outside, as by
@@ -194,7 +194,7 @@ def run_training(
             with interrupts_ignored():
                 started = distributed.is_main and mark_stopped(run, attempt.token, status="failed")
                 if started or (distributed.is_main and attempt.claimed):
-                    observer.message(
+                    observer.stopped(
                         interrupted_message(
                             run, source, distill, distributed.enabled, "failed", continue_with
                         )

@@ -104,7 +104,9 @@ def test_ctrl_c_says_how_to_resume_and_marks_the_run_interrupted(tmp_path: Path)
     stdout, stderr = process.communicate(timeout=120)
 
     assert process.returncode == 130
-    assert f"compress train {recipe} --resume" in stdout.decode()
+    # On stderr, so that a terminal shows it with the log (stdout) in a file.
+    assert f"compress train {recipe} --resume" in stderr.decode()
+    assert "--resume" not in stdout.decode()
     assert "Traceback" not in stderr.decode()
     manifest = yaml.safe_load((run / "manifest.json").read_text())
     assert manifest["status"] == "interrupted"

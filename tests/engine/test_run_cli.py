@@ -1210,7 +1210,7 @@ def test_diverging_loss_stops_the_run_with_the_part_named(
     failed = run_cli(capsys, "train", str(recipe), "--overwrite")
     assert failed.code == 2
     aside = workdir / "diverge.replaced"
-    assert f"{run} failed (the run it replaced is kept in {aside}" in failed.stdout
+    assert f"{run} failed (the run it replaced is kept in {aside}" in failed.stderr
     assert json.loads((aside / "manifest.json").read_text())["status"] == "completed"
 
 

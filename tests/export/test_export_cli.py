@@ -436,11 +436,11 @@ def test_ctrl_c_keeps_the_previous_export_and_says_how_to_finish(
         assert process.poll() is None and time.monotonic() < deadline, "the export did not start"
         time.sleep(0.05)
     process.send_signal(signal.SIGINT)
-    stdout, stderr = process.communicate(timeout=120)
+    _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130
     assert f"export interrupted: run `compress export {run} --runs 100000` again" in (
-        stdout.decode()
-    )
+        stderr.decode()
+    )  # on stderr, so that a terminal shows it with the log in a file
     assert "Traceback" not in stderr.decode()
     assert folder_contents(run / "export") == before
 
@@ -467,7 +467,7 @@ def test_a_ctrl_c_that_torchs_exporter_wraps_in_its_own_error_is_still_a_stop(
     monkeypatch.setattr(onnx_export, "_export", exporter_wrapping_ctrl_c)
     result = run_cli(capsys, "export", str(run), *QUICK)
     assert result.code == 130, result.stderr
-    assert f"export interrupted: run `compress export {run}" in result.stdout
+    assert f"export interrupted: run `compress export {run}" in result.stderr
     assert "cannot export" not in result.stdout + result.stderr
     assert folder_contents(run / "export") == before
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
@@ -593,7 +593,7 @@ def test_ctrl_c_once_the_export_is_in_place_says_it_is_complete(
         late = run_cli(capsys, "export", str(run), "--no-teacher", *QUICK)
     assert late.code == 130
     html = run / "export" / "export_report.html"
-    assert f"export complete, then stopped: reports in {html}" in late.stdout
+    assert f"export complete, then stopped: reports in {html}" in late.stderr
     assert "export interrupted" not in late.stdout + late.stderr
     assert report_of(run)["results"]  # the new export is there, whole
 
@@ -603,7 +603,7 @@ def test_ctrl_c_once_the_export_is_in_place_says_it_is_complete(
     monkeypatch.setattr(cli, "print_export", print_then_ctrl_c)
     printing = run_cli(capsys, "export", str(run), "--no-teacher", *QUICK)
     assert printing.code == 130
-    assert "export complete, then stopped" in printing.stdout
+    assert "export complete, then stopped" in printing.stderr
 
 
 def test_an_export_removes_the_staging_folder_a_killed_one_left(
