@@ -284,12 +284,17 @@ def result_warnings(results: Sequence[Result]) -> list[str]:
     """What to look at that does not fail the export: a teacher file that failed parity (it
     is exported for the speedup figures only) and timings too noisy to trust."""
     lines = [_parity_line(r) for r in results if r.model != "student" and _parity_failed(r)]
-    for r in results:
-        for batch, latency in r.latency.items():
-            if latency.noisy:
-                lines.append(
-                    f"noisy latency for {r.model} {r.backend} {r.precision} at batch {batch}: "
-                    f"coefficient of variation {cv_text(latency.cv)}; close other programs or "
-                    "raise --runs"
-                )
+    # One line for all of them: one per model, backend and batch repeated the same advice six
+    # times over in a quickstart on a busy machine.
+    noisy = [
+        f"{r.model} {r.backend} {r.precision} at batch {batch} ({cv_text(latency.cv)})"
+        for r in results
+        for batch, latency in r.latency.items()
+        if latency.noisy
+    ]
+    if noisy:
+        lines.append(
+            f"noisy latency (coefficient of variation) for {', '.join(noisy)}; close other "
+            "programs, or time more runs (`compress export RUN --runs N`)"
+        )
     return lines
