@@ -8,6 +8,7 @@ flags) — printed as one line per problem, without a traceback unless `--debug`
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import errno
 import os
@@ -63,16 +64,40 @@ def main() -> None:
             signal.signal(signal.SIGINT, ctrl_c)
 
 
-# Characters the messages and tables use that a legacy code page lacks.
-_OUR_SYMBOLS = "≥≤→×—…·Δ"
+# Characters the messages and tables use that a legacy code page lacks, and what stands in
+# for each there: `?` for ≥ left a gate's threshold unreadable (at least, or at most?).
+_ASCII_FOR = {
+    "≥": ">=",
+    "≤": "<=",
+    "→": "->",
+    "×": "x",
+    "—": "-",
+    "−": "-",
+    "…": "...",
+    "·": ".",
+    "Δ": "diff",
+}
+_OUR_SYMBOLS = "".join(_ASCII_FOR)
+
+
+def _in_ascii(error: UnicodeError) -> tuple[str, int]:
+    """The codec error handler `compressor-ascii`: our symbols spelt in ASCII, others `?`."""
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    text = error.object[error.start : error.end]
+    return "".join(_ASCII_FOR.get(char, "?") for char in text), error.end
+
+
+codecs.register_error("compressor-ascii", _in_ascii)
 
 
 def _tolerate_narrow_encodings() -> None:
     """Output to a stream whose encoding lacks our symbols (a Windows CI agent's cp1252 pipe,
-    PYTHONIOENCODING=ascii) shows `?` for them on stdout, an escape (\\u2265) on stderr, where a
-    crash's traceback must stay exact, instead of crashing the command: a gate that passed
-    must exit 0 and write its JUnit file whatever the log's code page."""
-    for stream, errors in ((sys.stdout, "replace"), (sys.stderr, "backslashreplace")):
+    PYTHONIOENCODING=ascii) shows them in ASCII (>=, x, ->) on stdout, and an escape
+    (\\u2265) on stderr, where a crash's traceback must stay exact, instead of crashing the
+    command: a gate that passed must exit 0 and write its JUnit file whatever the log's code
+    page."""
+    for stream, errors in ((sys.stdout, "compressor-ascii"), (sys.stderr, "backslashreplace")):
         encoding = getattr(stream, "encoding", None) or "utf-8"
         try:
             _OUR_SYMBOLS.encode(encoding)
