@@ -23,6 +23,7 @@ from compressor.terminal import (
     print_export,
     print_gate,
     print_warning,
+    shell_path,
     students_failing_parity,
     train_and_print,
 )
@@ -473,7 +474,7 @@ def export_command(
         raise typer.Exit(130) from None
     try:
         print_export(report)
-        console.print(f"reports: {report.files['html']} (also .md, .json)")
+        console.print(f"reports: {shell_path(report.files['html'])} (also .md, .json)")
     except KeyboardInterrupt:
         _stopped_once_published(report)
     if report.problems:

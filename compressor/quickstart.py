@@ -18,6 +18,7 @@ from compressor.terminal import (
     print_export,
     print_gate,
     print_warning,
+    shell_path,
     students_failing_parity,
     train_and_print,
 )
@@ -140,7 +141,8 @@ def _run_steps(
         f"gate {'passed' if gate.passed else 'FAILED'}{parity}",
         soft_wrap=True,
     )
-    console.print(f"reports: {run.run.root / 'report.html'}, {report.files['html']}")
+    reports = (run.run.root / "report.html", report.files["html"])
+    console.print(f"reports: {shell_path(reports[0])}, {shell_path(reports[1])}")
     if not gate.passed or failed_parity:
         raise typer.Exit(1)
 

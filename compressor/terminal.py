@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -41,6 +42,12 @@ def _log_width(stream: TextIO | None) -> int | None:
 
 # Control characters but newline and tab: C0, DEL and C1.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def shell_path(path: Path) -> str:
+    """A path as a shell takes it, quoted when it must be (`'runs/cifar small/report.html'`),
+    so a line that names a file to open can be pasted into `xdg-open` or `cp` as it is."""
+    return shlex.quote(str(path))
 
 
 def printable(text: str) -> str:
@@ -151,7 +158,7 @@ def train_and_print(
     print_table(table)
     if result.agreement is not None:
         console.print(f"top-1 agreement teacher/student: {result.agreement:.2f} %")
-    console.print(f"reports: {result.run.root / 'report.html'} (also .md, .json)")
+    console.print(f"reports: {shell_path(result.run.root / 'report.html')} (also .md, .json)")
     return result
 
 

@@ -4,6 +4,7 @@ it with every method, and check the run directory against an independent evaluat
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import signal
 import subprocess
@@ -528,7 +529,9 @@ def test_brackets_in_paths_are_printed_as_they_are(
     result = run_cli(capsys, "train", str(recipe), "--resume")
     assert result.code == 0, result.stderr
     assert f"resuming {runs / 'exp[v2]'} after epoch 1" in result.stdout
-    assert f"reports: {runs / 'exp[v2]' / 'report.html'}" in result.stdout.replace("\n", "")
+    # Quoted, so that it pastes into a shell as it is.
+    report = shlex.quote(str(runs / "exp[v2]" / "report.html"))
+    assert f"reports: {report} (also .md, .json)" in result.stdout.replace("\n", "")
 
 
 def test_a_run_started_before_a_settings_check_still_resumes_and_exports(
