@@ -90,8 +90,7 @@ def _check_not_a_folder_of_the_users(run: RunDir) -> None:
     record = manifest_record(run) or {}
     if not run.root.is_dir() or run.checkpoint.exists() or "status" in record:
         return
-    ours = {path.name for path in run.files if path != run.manifest}
-    ours |= {run.lock.name, "checkpoints", "export"}
+    ours = {path.name for path in run.files} | {run.lock.name, "checkpoints", "export"}
     for entry in sorted(run.root.iterdir()):
         if entry.name not in ours and not is_scratch_name(entry.name):
             raise UserError(

@@ -149,8 +149,8 @@ def test_a_run_refuses_a_folder_of_the_users(tmp_path: Path, linked: bool) -> No
             claim_run_dir(RunDir(root), resume=False, overwrite=overwrite)
         assert str(error.value) == (
             f"{root}: not a run directory (no manifest.json, no checkpoint), and it holds "
-            "manifest.json; a run is written in a folder of its own: move this one away, or "
-            "set output.name to name the run"
+            "src; a run is written in a folder of its own: move this one away, or set "
+            "output.name to name the run"
         )
     assert sorted(path.name for path in project.iterdir()) == ["manifest.json", "src"]
 
