@@ -125,12 +125,23 @@ def restored_torch_settings() -> Iterator[None]:
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     # fork_rng puts back the CPU generator and those of the GPUs this process has used.
     gpus = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+
+    def put_back() -> None:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+
     try:
         with torch.random.fork_rng(devices=gpus):
             yield
-    finally:
-        torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+    except BaseException:
+        # Stopped, perhaps while torch imported a module for the first time (torch._dynamo,
+        # on the optimizer's first use): putting the settings back imports the half-loaded
+        # torch._inductor, and its AttributeError replaced the Ctrl-C, a clean stop reported
+        # as a crash. What stopped the run is what the caller hears.
+        with contextlib.suppress(Exception):
+            put_back()
+        raise
+    put_back()
 
 
 def select_device(spec: str) -> torch.device:

@@ -86,6 +86,26 @@ def test_a_runs_thread_count_and_determinism_are_put_back() -> None:
     assert torch.are_deterministic_algorithms_enabled() == deterministic
 
 
+def test_a_stop_is_not_replaced_by_a_failure_to_put_the_settings_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ctrl-C while torch first imported torch._dynamo (the optimizer's first use) left
+    torch._inductor half-loaded; putting determinism back imports it, and its AttributeError
+    replaced the KeyboardInterrupt: a clean stop reported as a crash (exit 3)."""
+
+    def half_loaded(*args: object, **kwargs: object) -> None:
+        raise AttributeError("partially initialized module 'torch._inductor'")
+
+    with pytest.raises(KeyboardInterrupt), restored_torch_settings():
+        monkeypatch.setattr(torch, "use_deterministic_algorithms", half_loaded)
+        raise KeyboardInterrupt
+    monkeypatch.undo()
+    threads = torch.get_num_threads()
+    with restored_torch_settings():  # a run that ends well still puts them back
+        torch.set_num_threads(1 if threads > 1 else 2)
+    assert torch.get_num_threads() == threads
+
+
 def test_the_callers_random_stream_goes_on_as_if_no_run_had_drawn_from_it() -> None:
     """A run seeds torch's global generator from train.seed: a notebook's own draws after
     run_training came out as that seed's, whatever the notebook had seeded."""
