@@ -25,7 +25,7 @@ import typer
 from compressor.cli import app, debug_mode, record_gate_error, under_torchrun
 from compressor.errors import DEBUG_HINT, OnlyHere, SaidElsewhere, UserError
 from compressor.interrupt import stop
-from compressor.terminal import error_console
+from compressor.terminal import ASCII_FOR, OUR_SYMBOLS, error_console
 
 
 def main() -> None:
@@ -64,28 +64,12 @@ def main() -> None:
             signal.signal(signal.SIGINT, ctrl_c)
 
 
-# Characters the messages and tables use that a legacy code page lacks, and what stands in
-# for each there: `?` for ≥ left a gate's threshold unreadable (at least, or at most?).
-_ASCII_FOR = {
-    "≥": ">=",
-    "≤": "<=",
-    "→": "->",
-    "×": "x",
-    "—": "-",
-    "−": "-",
-    "…": "...",
-    "·": ".",
-    "Δ": "diff",
-}
-_OUR_SYMBOLS = "".join(_ASCII_FOR)
-
-
 def _in_ascii(error: UnicodeError) -> tuple[str, int]:
     """The codec error handler `compressor-ascii`: our symbols spelt in ASCII, others `?`."""
     if not isinstance(error, UnicodeEncodeError):
         raise error
     text = error.object[error.start : error.end]
-    return "".join(_ASCII_FOR.get(char, "?") for char in text), error.end
+    return "".join(ASCII_FOR.get(char, "?") for char in text), error.end
 
 
 codecs.register_error("compressor-ascii", _in_ascii)
@@ -100,7 +84,7 @@ def _tolerate_narrow_encodings() -> None:
     for stream, errors in ((sys.stdout, "compressor-ascii"), (sys.stderr, "backslashreplace")):
         encoding = getattr(stream, "encoding", None) or "utf-8"
         try:
-            _OUR_SYMBOLS.encode(encoding)
+            OUR_SYMBOLS.encode(encoding)
         except (UnicodeEncodeError, LookupError):
             with contextlib.suppress(AttributeError, ValueError):  # not a TextIOWrapper
                 stream.reconfigure(errors=errors)

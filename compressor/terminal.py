@@ -40,6 +40,22 @@ def _log_width(stream: TextIO | None) -> int | None:
     return 120
 
 
+# Characters the messages and tables use that a legacy code page lacks, and what stands in
+# for each there: `?` for ≥ left a gate's threshold unreadable (at least, or at most?).
+ASCII_FOR = {
+    "≥": ">=",
+    "≤": "<=",
+    "→": "->",
+    "×": "x",
+    "—": "-",
+    "−": "-",
+    "…": "...",
+    "·": ".",
+    "Δ": "diff",
+}
+OUR_SYMBOLS = "".join(ASCII_FOR)
+
+
 # Control characters but newline and tab: C0, DEL and C1.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
@@ -70,7 +86,20 @@ class _PipeConsole(Console):
         raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
 
     def render_str(self, text: str, **options: Any) -> Text:
-        return super().render_str(printable(text), **options)
+        text = printable(text)
+        if not _encodes(self.encoding, OUR_SYMBOLS):
+            # Spelt in ASCII before rich measures it: replaced as the stream encodes it
+            # (compressor.entry), a table's cells came out wider than measured, columns askew.
+            text = "".join(ASCII_FOR.get(char, char) for char in text)
+        return super().render_str(text, **options)
+
+
+def _encodes(encoding: str, text: str) -> bool:
+    try:
+        text.encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
 
 
 # Paths and recipe names may hold brackets, which rich would read as markup, and `:dog:` or
@@ -177,7 +206,7 @@ def print_gate(result: GateResult) -> None:
             rule.measured_text,
             rule.threshold_text,
             Text(rule.status, style=styles[rule.status]),
-            Text(printable(rule.detail)),
+            console.render_str(rule.detail, highlight=False),
         )
     print_table(table)
     console.print(result.verdict)

@@ -1325,6 +1325,8 @@ def test_a_log_that_cannot_show_the_symbols_keeps_the_verdict(kd_run: Path, tmp_
         )
         assert result.returncode == code, result.stdout + result.stderr
         assert ">= " in result.stdout and "?" not in result.stdout, result.stdout
+        table = [line for line in result.stdout.splitlines() if line.startswith("|")]
+        assert len({len(line) for line in table}) == 1, result.stdout  # columns aligned
         assert "crashed" not in result.stderr
         assert junit.is_file()
         junit.unlink()
