@@ -491,7 +491,8 @@ def _stopped_once_published(report: ExportReport) -> NoReturn:
     again" would send the user to redo it."""
     stop.said = True
     error_console.print(
-        f"export complete, then stopped: reports in {report.files['html']} (also .md, .json)",
+        f"export complete, then stopped: reports in {shell_path(report.files['html'])} (also "
+        ".md, .json)",
         highlight=False,
     )
     raise typer.Exit(130)

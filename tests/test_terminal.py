@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from compressor.terminal import printable
 from tests.cli_helpers import run_cli
 from tests.export.helpers import one_error_line
 
@@ -53,3 +54,11 @@ def test_text_between_colons_is_printed_as_written(
     """rich read `:dog:` in a file name, or `models:rocket` in an entrypoint, as emoji."""
     line = one_error_line(run_cli(capsys, "recipe", "validate", str(tmp_path / "exp:dog:1.yaml")))
     assert line == f"error: {tmp_path / 'exp:dog:1.yaml'}: recipe file not found (check the path)"
+
+
+def test_control_characters_are_printed_as_escapes() -> None:
+    """Text read from a run directory may carry terminal escapes: C0 (ESC), DEL and C1 (CSI,
+    0x9b, which some terminals take as ESC [); newlines and tabs stay."""
+    assert printable("a\x1b[2Jb\x07c\x7fd\x9b31me\tf\ng") == (
+        "a\\x1b[2Jb\\x07c\\x7fd\\x9b31me\tf\ng"
+    )

@@ -86,17 +86,30 @@ def _check_not_a_folder_of_the_users(run: RunDir) -> None:
     a link to one): a run wrote its recipe.yaml, manifest.json and reports over theirs, and
     --overwrite, finding no run worth setting aside, emptied it without a word. Refused
     unless a run started there (a checkpoint, or a manifest.json a run wrote: web projects
-    have one too), or it holds nothing but what a run writes."""
+    have one too), or it holds nothing but what a run writes, its checkpoints/ and export/
+    folders empty (made as a run is claimed, before its manifest)."""
     record = manifest_record(run) or {}
-    if not run.root.is_dir() or run.checkpoint.exists() or "status" in record:
+    if (
+        not run.root.is_dir()
+        or run.checkpoint.exists()
+        or {"status", "recipe_sha256"} <= set(record)
+    ):
         return
-    ours = {path.name for path in run.files} | {run.lock.name, "checkpoints", "export"}
-    for entry in sorted(run.root.iterdir()):
+    ours = {path.name for path in run.files} | {run.lock.name}
+    made_at_claim = ("checkpoints", "export")
+    found = [entry for entry in sorted(run.root.iterdir()) if entry.name not in made_at_claim]
+    for name in made_at_claim:
+        folder = run.root / name
+        if folder.is_dir():
+            found += sorted(folder.iterdir())
+        elif folder.exists():
+            found.append(folder)
+    for entry in found:
         if entry.name not in ours and not is_scratch_name(entry.name):
             raise UserError(
-                f"{run.root}: not a run directory (no manifest.json, no checkpoint), and it "
-                f"holds {entry.name}; a run is written in a folder of its own: move this one "
-                "away, or set output.name to name the run"
+                f"{run.root}: holds no run (no checkpoint, no manifest a run wrote), but "
+                f"{entry.relative_to(run.root)}; a run is written in a folder of its own: move "
+                "this one away, or set output.name to name the run"
             )
 
 

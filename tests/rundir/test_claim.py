@@ -148,11 +148,34 @@ def test_a_run_refuses_a_folder_of_the_users(tmp_path: Path, linked: bool) -> No
         with pytest.raises(UserError) as error:
             claim_run_dir(RunDir(root), resume=False, overwrite=overwrite)
         assert str(error.value) == (
-            f"{root}: not a run directory (no manifest.json, no checkpoint), and it holds "
-            "src; a run is written in a folder of its own: move this one away, or set "
-            "output.name to name the run"
+            f"{root}: holds no run (no checkpoint, no manifest a run wrote), but src; a run "
+            "is written in a folder of its own: move this one away, or set output.name to "
+            "name the run"
         )
     assert sorted(path.name for path in project.iterdir()) == ["manifest.json", "src"]
+
+
+@pytest.mark.parametrize(
+    ("theirs", "named"),
+    [
+        ("export/mymodel.onnx", "export/mymodel.onnx"),
+        ("checkpoints/epoch10.ckpt", "checkpoints/epoch10.ckpt"),
+        ("manifest.json", "src"),  # a manifest with a status, but none a run wrote
+    ],
+)
+def test_a_folder_of_the_users_is_told_by_what_is_inside_a_run_s_names(
+    tmp_path: Path, theirs: str, named: str
+) -> None:
+    """A user's export/ or checkpoints/ folder, or a manifest.json with a status of its own:
+    taken for a run's, --overwrite emptied the folder."""
+    root = tmp_path / "project"
+    if theirs == "manifest.json":
+        (root / "src").mkdir(parents=True)
+    (root / theirs).parent.mkdir(parents=True, exist_ok=True)
+    (root / theirs).write_text('{"status": "draft"}')
+    with pytest.raises(UserError, match=f"but {named}; a run is written"):
+        claim_run_dir(RunDir(root), resume=False, overwrite=True)
+    assert (root / theirs).exists()
 
 
 def test_overwrite_takes_a_folder_holding_only_what_a_run_writes(tmp_path: Path) -> None:
