@@ -25,7 +25,7 @@ import typer
 from compressor.cli import app, debug_mode, record_gate_error, under_torchrun
 from compressor.errors import DEBUG_HINT, OnlyHere, SaidElsewhere, UserError
 from compressor.interrupt import stop
-from compressor.terminal import ASCII_FOR, OUR_SYMBOLS, error_console
+from compressor.terminal import ASCII_FOR, error_console, shows_our_symbols
 
 
 def main() -> None:
@@ -82,10 +82,7 @@ def _tolerate_narrow_encodings() -> None:
     command: a gate that passed must exit 0 and write its JUnit file whatever the log's code
     page."""
     for stream, errors in ((sys.stdout, "compressor-ascii"), (sys.stderr, "backslashreplace")):
-        encoding = getattr(stream, "encoding", None) or "utf-8"
-        try:
-            OUR_SYMBOLS.encode(encoding)
-        except (UnicodeEncodeError, LookupError):
+        if not shows_our_symbols(getattr(stream, "encoding", None) or "utf-8"):
             with contextlib.suppress(AttributeError, ValueError):  # not a TextIOWrapper
                 stream.reconfigure(errors=errors)
 

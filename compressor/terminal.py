@@ -4,6 +4,7 @@ and a gate, shown alike by their own commands and by the quickstart."""
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import re
 import shlex
@@ -67,7 +68,7 @@ def shell_path(path: Path) -> str:
 
 
 def printable(text: str) -> str:
-    """`text` with each control character shown as its escape (`\x1b`). Text read from a run
+    """`text` with each control character shown as its escape (`\\x1b`). Text read from a run
     directory (a CI artifact the gate judges: a manifest's reason, a report's file name)
     could hold terminal escapes that clear the screen, move the cursor over earlier lines or
     retitle the window, printing a verdict the gate never gave; rich passes ESC through."""
@@ -87,16 +88,18 @@ class _PipeConsole(Console):
 
     def render_str(self, text: str, **options: Any) -> Text:
         text = printable(text)
-        if not _encodes(self.encoding, OUR_SYMBOLS):
+        if not shows_our_symbols(self.encoding):
             # Spelt in ASCII before rich measures it: replaced as the stream encodes it
             # (compressor.entry), a table's cells came out wider than measured, columns askew.
             text = "".join(ASCII_FOR.get(char, char) for char in text)
         return super().render_str(text, **options)
 
 
-def _encodes(encoding: str, text: str) -> bool:
+@functools.cache
+def shows_our_symbols(encoding: str) -> bool:
+    """Can a stream of this encoding show OUR_SYMBOLS (not cp1252, not ascii)?"""
     try:
-        text.encode(encoding)
+        OUR_SYMBOLS.encode(encoding)
     except (UnicodeEncodeError, LookupError):
         return False
     return True

@@ -240,15 +240,15 @@ def _refuse_one_file_in_two_places(
     `train/cat/up -> ..`, or a link into val/): listed silently, it was trained under two
     labels, or scored on after training on it. The same file twice in one class of one split
     is let be (a link that oversamples it)."""
-    first: dict[tuple[int, int], tuple[Path, str, str]] = {}
+    first: dict[tuple[int, int], tuple[Path, str]] = {}  # by file: path, "split/class"
     clashes: list[str] = []
     for split, (paths, labels) in splits.items():
         for path, label in zip(paths, labels, strict=True):
             status = os.stat(path)
-            place = (path, split, classes[label])
+            place = (path, f"{split}/{classes[label]}")
             seen = first.setdefault((status.st_dev, status.st_ino), place)
-            if seen[1:] != place[1:]:
-                clashes.append(f"{seen[0]} ({'/'.join(seen[1:])}) and {path} ({split}/{place[2]})")
+            if seen[1] != place[1]:
+                clashes.append(f"{seen[0]} ({seen[1]}) and {path} ({place[1]})")
     if clashes:
         others = len(clashes) - 1
         more = f" (and {others} more such pair{'s' * (others > 1)})" if others else ""

@@ -11,7 +11,7 @@ import yaml
 from pydantic import ValidationError
 
 from compressor.errors import UserError
-from compressor.io import MAX_RECORD_BYTES, record_unreadable
+from compressor.io import record_unreadable
 from compressor.recipe.messages import format_validation_error, yaml_kind
 from compressor.recipe.sections import Recipe
 
@@ -113,8 +113,9 @@ def load_recipe(path: Path | str, *, started: bool = False) -> Recipe:
             raise UserError(f"{path}: not a regular file; a recipe is a UTF-8 YAML file")
         if not path.is_file():
             raise UserError(f"{path}: recipe file not found (check the path)")
-        if path.stat().st_size > MAX_RECORD_BYTES:  # a crafted run's recipe.yaml, say
-            raise UserError(f"{path}: {record_unreadable(path)}; a recipe is a small YAML file")
+        too_large = record_unreadable(path)  # a crafted run's recipe.yaml of gigabytes, say
+        if too_large is not None:
+            raise UserError(f"{path}: {too_large}; a recipe is a small YAML file")
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise UserError(f"{path}: not a text file; a recipe is UTF-8 YAML") from None

@@ -521,9 +521,9 @@ class GateConfig(Strict):
 
 # The validator of OutputConfig.name refuses more than the pattern; this says so to editors
 # (their maxLength counts characters, not bytes: a name in another script can pass it and
-# still be refused).
-# The schema's pattern admits every character past ASCII: editors match patterns as
-# JavaScript does, where \w is ASCII alone and would flag a name the CLI takes ("résumé").
+# still be refused). The schema's pattern admits every character past ASCII: editors match
+# patterns as JavaScript does, where \w is ASCII alone and would flag a name the CLI takes
+# ("résumé").
 _RunName = Annotated[
     str,
     Field(
