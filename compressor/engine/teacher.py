@@ -30,9 +30,12 @@ from compressor.preflight import check_recipe
 from compressor.recipe import Recipe
 
 
-def ready_teacher(teacher: nn.Module, setup: DeviceSetup) -> nn.Module:
-    """The frozen teacher as training runs it: batch norm folded, on the device, its layout."""
-    teacher = fold_batchnorm(teacher).to(setup.device)
+def ready_teacher(
+    teacher: nn.Module, setup: DeviceSetup, probe: torch.Tensor | None = None
+) -> nn.Module:
+    """The frozen teacher as training runs it: batch norm folded, on the device, its layout.
+    `probe` (a few images on the CPU) checks the fold kept the teacher's logits."""
+    teacher = fold_batchnorm(teacher, probe).to(setup.device)
     if setup.channels_last:
         teacher = teacher.to(memory_format=torch.channels_last)
     return teacher
@@ -137,11 +140,11 @@ def prepare_teacher(
 ) -> PreparedTeacher:
     """Ready the pinned teacher and refuse to distil from one that does not score."""
     assert recipe.teacher is not None
-    teacher = ready_teacher(pinned.model, setup)
     test_loader = eval_loader(data.test, data, recipe, setup)
     # A TorchScript, exported or entrypoint teacher has no class count to check at load time:
     # one real batch shows a wrong output shape as one line, not as a crash inside a loss.
     probe, _ = next(iter(test_loader))
+    teacher = ready_teacher(pinned.model, setup, probe[:2].to("cpu", torch.float32))
     check_teacher_output(teacher, probe[:2], data.num_classes)
     evaluation = evaluate(teacher, test_loader, setup)
     if evaluation.accuracy < recipe.teacher.min_accuracy:

@@ -164,3 +164,50 @@ def test_compress_teacher_says_the_setting_warnings_a_run_would(
     result = run_cli(capsys, "teacher", str(recipe))
     assert result.code == 0, result.stderr
     assert f"warning: {recipe}: teacher.min_accuracy is 0.5 %" in result.stderr
+
+
+TRACED_OTHERWISE = """
+import torch
+from torch import fx, nn
+
+
+class TracedOtherwise(nn.Module):
+    def __init__(self, num_classes):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.norm = nn.BatchNorm2d(4)
+        self.head = nn.Linear(4, num_classes)
+        with torch.no_grad():
+            self.norm.running_mean.fill_(0.5)
+            self.norm.running_var.fill_(0.1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        y = self.norm(y) if isinstance(x, fx.Proxy) else self.norm(y) + y
+        return self.head(y.mean((2, 3)))
+
+
+def build(num_classes=10):
+    torch.manual_seed(0)
+    return TracedOtherwise(num_classes)
+"""
+
+
+def test_a_teacher_the_fold_would_change_is_scored_and_distilled_unfolded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A user's forward can compute what torch.fx's trace does not see; the folded copy is
+    checked on real images, and dropped: its accuracy was reported, and distilled from, as
+    the teacher's."""
+    (tmp_path / "traced_otherwise.py").write_text(TRACED_OTHERWISE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    recipe = parse_recipe(
+        {
+            "teacher": {"entrypoint": "traced_otherwise:build"},
+            "student": {"arch": "resnet8"},
+            "method": {"name": "kd"},
+            "train": {"device": "cpu"},
+        }
+    )
+    prepared = check_teacher(recipe, "test")
+    assert any(isinstance(module, torch.nn.BatchNorm2d) for module in prepared.model.modules())

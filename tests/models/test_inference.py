@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
+from torch import fx, nn
 
 from compressor.models import create_model
 from compressor.models.inference import fold_batchnorm
@@ -58,3 +58,68 @@ def test_a_conv_output_read_twice_is_not_folded() -> None:
     assert isinstance(folded.norm, nn.BatchNorm2d)
     x = torch.randn(2, 3, 8, 8)
     torch.testing.assert_close(folded(x), model(x))
+
+
+def _with_statistics(model: nn.Module) -> nn.Module:
+    """Batch norms with the non-trivial statistics of a trained model, so a fold shows."""
+    torch.manual_seed(0)
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-1.0, 1.0)
+            module.running_var.uniform_(0.05, 0.2)
+            module.weight.data.uniform_(0.5, 3.0)
+    return model.eval()
+
+
+class _TiedWeights(nn.Module):
+    """Reads its conv's weight outside the conv: folding the BN into it would change that."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1, bias=False)
+        self.norm = nn.BatchNorm2d(4)
+
+    def forward(self, x):
+        tied = nn.functional.conv2d(x, self.conv.weight, padding=1)
+        return self.norm(self.conv(x)) - tied
+
+
+def test_a_conv_whose_weight_the_forward_also_reads_is_not_folded() -> None:
+    model = _with_statistics(_TiedWeights())
+    folded = fold_batchnorm(model)
+    assert isinstance(folded.norm, nn.BatchNorm2d)
+    x = torch.randn(2, 3, 8, 8)
+    torch.testing.assert_close(folded(x), model(x))
+
+
+class _TracedOtherwise(nn.Module):
+    """A forward that runs another path under the trace (norm of the conv alone) than for
+    real (the conv's raw output read too): only running both shows the fold is wrong."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.norm = nn.BatchNorm2d(4)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return self.norm(y) if isinstance(x, fx.Proxy) else self.norm(y) + y
+
+
+def test_a_fold_that_changes_the_logits_on_the_probe_is_dropped() -> None:
+    model = _with_statistics(_TracedOtherwise())
+    assert isinstance(fold_batchnorm(model).norm, nn.Identity)  # the trace alone folds it
+    assert fold_batchnorm(model, torch.randn(2, 3, 8, 8)) is model
+
+
+def test_batch_norm_left_training_by_eval_is_not_folded() -> None:
+    """A model whose eval() keeps its batch norms training has no fixed statistics to fold
+    (torch's fuse asserted, and the run crashed)."""
+
+    class TrainsInEval(nn.Sequential):
+        def train(self, mode: bool = True):
+            return super().train(True)
+
+    model = TrainsInEval(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    folded = fold_batchnorm(model)
+    assert isinstance(folded[1], nn.BatchNorm2d)
