@@ -22,7 +22,7 @@ from compressor.data import (
 )
 from compressor.engine.device import amp_dtype, select_device
 from compressor.errors import UserError
-from compressor.methods.amkd import check_feature_embedding
+from compressor.methods.amkd import check_feature_embedding, uses_feature_embedding
 from compressor.models import (
     check_builds_the_same_weights,
     check_teacher_output,
@@ -36,7 +36,7 @@ from compressor.models import (
 from compressor.models.fingerprint import weights_sha256
 from compressor.models.probe import check_student_output
 from compressor.models.registry import did_you_mean
-from compressor.recipe import AMKDMethod, Recipe
+from compressor.recipe import Recipe
 from compressor.recipe.percent import fractions_for_percent
 
 
@@ -172,8 +172,7 @@ def check_models_build(recipe: Recipe, source: str) -> None:
             hinted = with_channels_hint(error, recipe.data)
             problems.extend(f"{source}: {_in_section('teacher', line)}" for line in hinted.lines)
             causes += [error] if error.__cause__ is not None else []
-    features = isinstance(recipe.method, AMKDMethod) and recipe.method.embedding == "features"
-    if features and student is not None and teacher is not None:
+    if uses_feature_embedding(recipe.method) and student is not None and teacher is not None:
         try:
             check_feature_embedding(student, teacher, images)
         except UserError as error:

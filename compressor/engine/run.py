@@ -57,7 +57,11 @@ from compressor.errors import ChannelsDiffer, UserError
 from compressor.interrupt import interrupts_ignored
 from compressor.io import WriteFailed, file_sha256, save_torch, write_json, write_text
 from compressor.methods import build_method, training_module
-from compressor.methods.amkd import refuse_under_torchrun
+from compressor.methods.amkd import (
+    check_feature_embedding,
+    refuse_under_torchrun,
+    uses_feature_embedding,
+)
 from compressor.methods.boundary import normalized_bounds
 from compressor.models import create_model, student_kwargs
 from compressor.models.probe import check_student_output
@@ -360,6 +364,8 @@ def _build_models(context: RunContext, dataset: Dataset, pinned: PinnedTeacher |
         student = student.to(memory_format=torch.channels_last)
     probe, _ = next(iter(eval_loader(dataset.test, dataset, recipe, setup)))
     check_student_output(student, recipe.student.arch, probe[:2], dataset.num_classes)
+    if teacher is not None and uses_feature_embedding(recipe.method):
+        check_feature_embedding(student, teacher.model, probe[:2])
     trained = training_module(recipe.method, student)
     if context.distributed.enabled:  # the student only: the frozen teacher has nothing to sync
         trained = ddp_wrap(trained, setup.device)

@@ -28,7 +28,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from compressor.errors import UserError
+from compressor.errors import DEBUG_HINT, UserError, short_reason
 from compressor.methods import StepOutput, TrainProgress
 from compressor.methods.bank import BoundarySampler
 from compressor.methods.boundary import Bounds, attack_stats
@@ -198,13 +198,19 @@ def _features_forward(student: nn.Module, teacher: nn.Module) -> nn.Module:
     return LogitsAndFeatures(student)
 
 
+def uses_feature_embedding(method: object) -> bool:
+    """AMKD's triplets in the penultimate feature space: they need both models' features."""
+    return isinstance(method, AMKDMethod) and method.embedding == "features"
+
+
 def check_feature_embedding(
     student: nn.Module, teacher: nn.Module, images: torch.Tensor | None = None
 ) -> None:
     """Feature-space triplets compare teacher and student vectors directly: widths must match.
-    With `images` (the recipe check's probe batch), both models' forward_features are run on
-    them: a timm-style model returns an unpooled map there ([B, C, H, W], pooled only in its
-    forward_head), which passed the width check and crashed the first step."""
+    With `images` (a probe batch: the recipe check's, or the run's first test images), both
+    models' forward_features are run on them: a timm-style model returns an unpooled map
+    there ([B, C, H, W], pooled only in its forward_head), which passed the width check and
+    crashed the first step."""
     for role, model in (("student", student), ("teacher", teacher)):
         if not has_feature_interface(model):
             raise UserError(
@@ -220,7 +226,7 @@ def check_feature_embedding(
     if images is None:
         return
     for role, model in (("student", student), ("teacher", teacher)):
-        shape = _feature_shape(model, images)
+        shape = _feature_shape(model, images, role)
         if shape != [len(images), model.num_features]:
             raise UserError(
                 f"method.embedding: features needs the {role}'s forward_features to return "
@@ -229,12 +235,22 @@ def check_feature_embedding(
             )
 
 
-def _feature_shape(model: nn.Module, images: torch.Tensor) -> list[int]:
+def _feature_shape(model: nn.Module, images: torch.Tensor, role: str) -> list[int] | str:
     """The shape of `model.forward_features(images)`, in eval mode and without gradients, the
-    model's mode put back."""
+    model's mode put back; what it returned, named, when that is no tensor. A user's
+    forward_features that fails is bad input, as a failing forward is."""
     training = model.training
     try:
         with torch.no_grad():
-            return list(model.eval().forward_features(images).shape)
+            features = model.eval().forward_features(images)
+    except Exception as error:
+        raise UserError(
+            f"method.embedding: features: the {role}'s forward_features fails on a batch of "
+            f"shape {list(images.shape)} ({short_reason(error)}); use embedding: logits or "
+            f"softmax{DEBUG_HINT}"
+        ) from error
     finally:
         model.train(training)
+    if not isinstance(features, torch.Tensor):
+        return type(features).__name__
+    return list(features.shape)

@@ -248,6 +248,87 @@ def test_a_method_refused_at_build_time_leaves_no_run_behind(
     assert {path: path.read_bytes() for path in run.rglob("*") if path.is_file()} == kept
 
 
+FEATURE_TEACHERS = """
+import torch
+from torch import nn
+
+
+class Unpooled(nn.Module):
+    num_features = 64  # resnet8's
+
+    def __init__(self, num_classes=10):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 64, 3, padding=1)
+        self.fc = nn.Linear(64, num_classes)
+
+    def forward_features(self, x):
+        return torch.relu(self.conv(x))  # pooled only in forward_head
+
+    def forward_head(self, features):
+        return self.fc(features.mean((2, 3)))
+
+    def forward(self, x):
+        return self.forward_head(self.forward_features(x))
+
+
+class FeaturesFail(Unpooled):
+    def forward_features(self, x):
+        raise ValueError("no features here")
+
+    def forward(self, x):
+        return self.forward_head(torch.relu(self.conv(x)))
+
+
+def unpooled(num_classes=10):
+    torch.manual_seed(0)
+    return Unpooled(num_classes)
+
+
+def features_fail(num_classes=10):
+    torch.manual_seed(0)
+    return FeaturesFail(num_classes)
+"""
+
+
+@pytest.mark.parametrize(
+    ("entrypoint", "says"),
+    [
+        ("unpooled", "teacher's forward_features to return [batch, num_features] = [batch, 64]"),
+        ("features_fail", "the teacher's forward_features fails on a batch of shape"),
+    ],
+)
+def test_a_teacher_whose_features_cannot_serve_is_refused_as_bad_input(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    entrypoint: str,
+    says: str,
+) -> None:
+    """A timm-style teacher (features pooled only in its head), or one whose forward_features
+    fails: `recipe validate` refused the first, but distill crashed in the triplet (exit 3,
+    a failed run left), and both crashed `recipe validate` on the second."""
+    (tmp_path / "feature_teachers.py").write_text(FEATURE_TEACHERS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    recipe = write(
+        tmp_path / "features.yaml",
+        {
+            "teacher": {"entrypoint": f"feature_teachers:{entrypoint}"},
+            "student": {"arch": "resnet8"},
+            "method": {"name": "amkd", "embedding": "features"},
+            "train": {"epochs": 1, "batch_size": 64, "max_steps_per_epoch": 2, "device": "cpu"},
+            "output": {"dir": str(tmp_path / "runs")},
+        },
+    )
+    for command in (["recipe", "validate"], ["distill"]):
+        result = run_cli(capsys, *command, str(recipe))
+        assert result.code == 2, result.stderr
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and says in errors[0], result.stderr
+        assert "Traceback" not in result.stderr  # (a warning that it scores at chance too)
+    assert not (tmp_path / "runs" / "features").exists()
+    sys.modules.pop("feature_teachers", None)
+
+
 def test_existing_run_is_not_overwritten(
     workdir: Path, teacher_checkpoint: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
