@@ -15,6 +15,7 @@ from compressor.rundir.set_aside import (
     check_set_aside_free,
     refuse_while_exporting,
     set_aside_note,
+    set_aside_only_note,
     set_aside_replaced_run,
 )
 from compressor.rundir.status import lock_run
@@ -95,7 +96,7 @@ def _check_not_a_folder_of_the_users(run: RunDir) -> None:
         or {"status", "recipe_sha256"} <= set(record)
     ):
         return
-    ours = {path.name for path in run.files} | {run.lock.name}
+    ours = {path.name for path in run.files} | {run.lock.name, run.replacing.name}
     made_at_claim = ("checkpoints", "export")
     found = [entry for entry in sorted(run.root.iterdir()) if entry.name not in made_at_claim]
     for name in made_at_claim:
@@ -183,11 +184,12 @@ def _no_run_to_resume(run: RunDir) -> str:
     working folder than the run was started in, where "drop --resume" would start a new run
     in the wrong place."""
     where = f"{run.root}: no such run to resume"
+    aside = set_aside_only_note(run)
     if run.root.is_absolute():
-        return f"{where}; check output.dir and output.name, or drop --resume to start it"
+        return f"{where}; check output.dir and output.name, or drop --resume to start it{aside}"
     return (
         f"{where} (output.dir is read from the working folder, here {Path.cwd()}); run the "
-        "command from the folder the run was started in, or drop --resume to start it here"
+        f"command from the folder the run was started in, or drop --resume to start it here{aside}"
     )
 
 

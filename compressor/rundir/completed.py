@@ -12,7 +12,7 @@ from compressor.io import file_sha256
 from compressor.provenance import trained_recipe_sha256
 from compressor.recipe import Recipe, load_recipe
 from compressor.rundir.layout import RunDir, has_checkpoint, manifest_record, training_command
-from compressor.rundir.set_aside import set_aside_file_note, set_aside_note
+from compressor.rundir.set_aside import set_aside_file_note, set_aside_note, set_aside_only_note
 from compressor.rundir.status import is_being_trained
 
 # How a run that no process is training stopped, as manifest.json's status says.
@@ -80,7 +80,7 @@ def read_completed_run(run: RunDir) -> tuple[Recipe, dict[str, Any]]:
     except OSError as error:  # a name too long to look up, say
         raise UserError(f"{run.root}: cannot be read ({error.strerror}); {where}") from None
     if not exists:
-        raise UserError(f"{run.root}: no such run directory; {where}")
+        raise UserError(f"{run.root}: no such run directory; {where}{set_aside_only_note(run)}")
     if not run.root.is_dir():
         raise UserError(f"{run.root}: a file, not a run directory; {where}")
     if not run.recipe.is_file():

@@ -58,6 +58,12 @@ class RunDir:
         """Where `--overwrite` keeps the run it replaces until the new one completes."""
         return self.root.with_name(f"{self.root.name}.replaced")
 
+    @property
+    def replacing(self) -> Path:
+        """Marks a run started with `--overwrite`: the one run whose completion may remove
+        the set-aside run (compressor/rundir/set_aside.py)."""
+        return self.root / ".replacing"
+
 
 def run_dir_for(recipe: Recipe, recipe_path: Path) -> RunDir:
     """The run directory: output.dir/output.name, the name by default the recipe file's."""

@@ -45,6 +45,9 @@ def set_aside_replaced_run(run: RunDir, lock: FileLock) -> FileLock:
     What is kept is the last run that can be gone back to: an earlier --overwrite's set-aside
     run stays while the run it was replaced by has not completed (that unfinished run is what
     goes), and is itself replaced by a completed run.
+
+    The new run is marked as the one replacing it (`RunDir.replacing`): a run started there
+    later without --overwrite (the user removed the unfinished one) never removes it.
     """
     aside = run.set_aside
     check_set_aside_free(run)
@@ -61,6 +64,12 @@ def set_aside_replaced_run(run: RunDir, lock: FileLock) -> FileLock:
             else:
                 lock = _move_aside(run, lock)
             run.checkpoint.parent.mkdir(exist_ok=True)
+            if holds_set_aside(run):
+                run.replacing.write_text(
+                    f"This run replaces the one set aside in {aside}, which goes when it "
+                    "completes.\n",
+                    encoding="utf-8",
+                )
         except OSError as error:
             raise UserError(
                 f"{run.root}: cannot set the run it replaces aside in {aside} "
@@ -108,6 +117,9 @@ def _move_aside(run: RunDir, lock: FileLock) -> FileLock:
     aside = run.set_aside
     if aside.exists():
         _delete(aside)
+    # This run replaced none that is still kept: going back to it must not make it remove
+    # the run set aside now, should it complete after another --overwrite's.
+    run.replacing.unlink(missing_ok=True)
     mark = _MARK_TEXT.format(root=run.root, time=now_iso())
     (run.root / SET_ASIDE_MARK).write_text(mark, encoding="utf-8")  # renamed with the run
     if os.name == "nt":  # Windows renames no folder with a file open in it: the lock's
@@ -143,10 +155,21 @@ def discard_replaced_run(run: RunDir) -> str | None:
     deleted: an export that read the run before can then neither write into a folder being
     deleted (it crashed, and the export/ it made anew stopped the next --overwrite), nor
     make it again (export/ is made only inside an existing run).
+
+    Only a run marked as the replacement removes it: after an interrupted --overwrite, the
+    user may remove the unfinished run and start one anew without --overwrite, meaning to
+    keep the set-aside one; it was deleted, exports and all, when that run completed.
     """
     aside = run.set_aside
     if not holds_set_aside(run):
+        run.replacing.unlink(missing_ok=True)
         return None
+    if not run.replacing.exists():
+        return (
+            f"kept {aside}, the run an earlier --overwrite set aside: this run was started "
+            "without --overwrite, so it replaced nothing; remove that one when you no longer "
+            f"need it (rm -r {shlex.quote(str(aside))})"
+        )
     lock = aside / "export" / ".lock"
     kept = (
         f"kept {aside}, the run this one replaced: an export or a gate of it is running; "
@@ -165,6 +188,7 @@ def discard_replaced_run(run: RunDir) -> str | None:
     finally:
         if held is not None:
             held.release()
+    run.replacing.unlink(missing_ok=True)
     return f"removed {aside}, the run this one replaced"
 
 
@@ -190,6 +214,19 @@ def set_aside_note(run: RunDir) -> str:
     return (
         f" (the run it replaced is kept in {run.set_aside} until it completes; to go back: "
         f"{_go_back_command(run)})"
+    )
+
+
+def set_aside_only_note(run: RunDir) -> str:
+    """For messages about a run folder that is gone: an --overwrite killed while it set the
+    run aside, or its unfinished replacement removed by hand, leaves the run under the
+    set-aside name alone; empty when none is there."""
+    if not holds_set_aside(run):
+        return ""
+    root, aside = (shlex.quote(str(path)) for path in (run.root, run.set_aside))
+    return (
+        f"; {run.set_aside} holds the run an --overwrite of it set aside: to go back to it, "
+        f"mv {aside} {root}"
     )
 
 

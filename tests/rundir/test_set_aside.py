@@ -16,6 +16,7 @@ from compressor.rundir import (
     check_run_dir,
     claim_run_dir,
     discard_replaced_run,
+    read_completed_run,
     set_aside_file_note,
     set_aside_note,
 )
@@ -29,7 +30,7 @@ def test_overwrite_sets_the_old_run_aside_and_starts_empty(tmp_path: Path) -> No
     run = started_run(tmp_path / "run")
     (run.root / "student.pt").write_bytes(b"old student")
     claim_run_dir(run, resume=False, overwrite=True).release()
-    assert sorted(p.name for p in run.root.iterdir()) == [".lock", "checkpoints"]
+    assert sorted(p.name for p in run.root.iterdir()) == [".lock", ".replacing", "checkpoints"]
     assert not any(run.checkpoint.parent.iterdir())
     aside = tmp_path / "run.replaced"
     assert (aside / "checkpoints" / "last.pt").read_bytes() == b"old run"
@@ -198,7 +199,7 @@ def test_a_run_put_back_is_set_aside_again_under_a_marker_of_its_own(tmp_path: P
         "Set aside by --overwrite of run on 2020-01-01T00:00:00+00:00; removed when"
     )
     claim_run_dir(run, resume=False, overwrite=True).release()
-    assert sorted(p.name for p in run.root.iterdir()) == [".lock", "checkpoints"]
+    assert sorted(p.name for p in run.root.iterdir()) == [".lock", ".replacing", "checkpoints"]
     assert (run.set_aside / "checkpoints" / "last.pt").read_bytes() == b"old run"
     assert "2020" not in (run.set_aside / ".set-aside").read_text()
     assert discard_replaced_run(run) and not run.set_aside.exists()
@@ -239,3 +240,51 @@ def test_a_set_aside_run_being_exported_or_gated_is_kept_until_that_ends(tmp_pat
     assert (run.set_aside / "checkpoints" / "last.pt").read_bytes() == b"old run"
     assert discard_replaced_run(run) == f"removed {run.set_aside}, the run this one replaced"
     assert sorted(tmp_path.iterdir()) == [run.root]  # nothing left of it, nor of its removal
+
+
+def test_only_the_run_started_with_overwrite_removes_the_one_it_set_aside(
+    tmp_path: Path,
+) -> None:
+    """--overwrite stopped, its unfinished run removed by hand, the recipe run again without
+    --overwrite: that run replaced nothing, and its completion deleted the set-aside run,
+    a completed one, exports and all. A run put back with the go-back command replaces
+    nothing either."""
+    run = started_run(tmp_path / "run")
+    claim_run_dir(run, resume=False, overwrite=True).release()
+    shutil.rmtree(run.root)
+    claim_run_dir(run, resume=False, overwrite=False).release()
+    assert discard_replaced_run(run) == (
+        f"kept {run.set_aside}, the run an earlier --overwrite set aside: this run was started "
+        "without --overwrite, so it replaced nothing; remove that one when you no longer need "
+        f"it (rm -r {run.set_aside})"
+    )
+    assert (run.set_aside / "checkpoints" / "last.pt").read_bytes() == b"old run"
+
+    shutil.rmtree(run.root)
+    run.set_aside.rename(run.root)  # the go-back command
+    claim_run_dir(run, resume=True, overwrite=False).release()
+    assert discard_replaced_run(run) is None and not run.replacing.exists()
+
+
+def test_a_run_resumed_after_its_overwrite_was_stopped_still_replaces(tmp_path: Path) -> None:
+    run = started_run(tmp_path / "run")
+    claim_run_dir(run, resume=False, overwrite=True).release()
+    run.checkpoint.write_bytes(b"new run")
+    claim_run_dir(run, resume=True, overwrite=False).release()
+    assert discard_replaced_run(run) == f"removed {run.set_aside}, the run this one replaced"
+    assert not run.replacing.exists()
+
+
+def test_a_run_found_only_aside_is_named_where_the_run_is_missing(tmp_path: Path) -> None:
+    """An --overwrite killed between moving the run aside and making its folder again, or its
+    unfinished run removed by hand: export, the gate and --resume said only "no such run"."""
+    run = started_run(tmp_path / "run")
+    claim_run_dir(run, resume=False, overwrite=True).release()
+    shutil.rmtree(run.root)
+    back = f"{run.set_aside} holds the run an --overwrite of it set aside: to go back to it, mv"
+    with pytest.raises(UserError, match="no such run directory") as missing:
+        read_completed_run(run)
+    assert back in str(missing.value)
+    with pytest.raises(UserError, match="no such run to resume") as missing:
+        check_run_dir(run, resume=True, overwrite=False)
+    assert back in str(missing.value)
