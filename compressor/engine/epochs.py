@@ -15,6 +15,7 @@ from compressor.engine.evaluate import Evaluation, evaluate
 from compressor.engine.scoring import eval_loader
 from compressor.engine.training import EpochResult, train_one_epoch
 from compressor.io import append_line
+from compressor.rundir import check_still_in_place
 
 
 def train_epochs(
@@ -103,6 +104,7 @@ def _record(context: RunContext, line: dict[str, Any], state: dict[str, Any]) ->
     mode's boundary samples (a resume starts with a refresh epoch; see
     compressor/methods/bank.py for why)."""
     if context.main:
+        check_still_in_place(context.run)
         append_line(context.run.metrics, json.dumps(line))
         save_checkpoint(context.run.checkpoint, state)
 

@@ -74,6 +74,7 @@ from compressor.rundir import (
     check_inputs_outside_run,
     check_run_dir,
     check_same_teacher,
+    check_still_in_place,
     claim_run_dir,
     discard_replaced_run,
     mark_stopped,
@@ -576,6 +577,7 @@ def _write_results(
     started: _Started,
 ) -> None:
     run = context.run
+    check_still_in_place(run)
     save_torch(run.student, _student_record(context.recipe, dataset, student))
     write_run_report(run, context.recipe, result_fields(result, dataset))
     # Export and the gate check the files they read are the ones this run wrote.

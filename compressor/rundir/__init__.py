@@ -32,7 +32,7 @@ from compressor.rundir.layout import (
     training_command,
 )
 from compressor.rundir.set_aside import discard_replaced_run, set_aside_file_note, set_aside_note
-from compressor.rundir.status import mark_stopped
+from compressor.rundir.status import check_still_in_place, mark_stopped
 
 __all__ = [
     "RunDir",
@@ -40,6 +40,7 @@ __all__ = [
     "check_run_dir",
     "check_run_dir_can_be_made",
     "check_same_teacher",
+    "check_still_in_place",
     "claim_run_dir",
     "discard_replaced_run",
     "has_checkpoint",

@@ -51,6 +51,19 @@ def is_being_trained(run: RunDir) -> bool:
     return False
 
 
+def check_still_in_place(run: RunDir) -> None:
+    """Before a run in progress writes: is its folder still where it was claimed? A run
+    folder moved or renamed while it trained took its lock along, and the next write made
+    the folder anew: the run ended split in two, neither half exportable, and the command
+    said it succeeded."""
+    if not run.lock.is_file():
+        raise UserError(
+            f"{run.root}: the run directory was moved or removed while the run trained (its "
+            f"{run.lock.name} is gone), so the run stops here; put the folder back at "
+            f"{run.root} and continue it with --resume, or start it again"
+        )
+
+
 def lock_run(run: RunDir) -> FileLock:
     """The run's lock, taken without waiting; one line if another process holds it."""
     busy = (

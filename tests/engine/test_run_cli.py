@@ -1036,6 +1036,35 @@ def test_an_epoch_is_shown_finished_only_once_its_checkpoint_is_saved(tmp_path: 
     assert observer.saved == [1, 2]
 
 
+class MovesTheRun(RunObserver):
+    """Renames the run folder as epoch `epoch` (from 0) finishes, as a user tidying runs/
+    might."""
+
+    def __init__(self, run: Path, epoch: int) -> None:
+        self.run, self.epoch = run, epoch
+
+    def epoch_finished(self, epoch: int, epochs: int, result: object, test: object) -> None:
+        if epoch == self.epoch:
+            self.run.rename(self.run.with_name("moved"))
+
+
+@pytest.mark.parametrize("epoch", [0, 1])  # the next epoch's checkpoint, or the results
+def test_a_run_moved_while_it_trains_stops_rather_than_make_its_folder_anew(
+    tmp_path: Path, epoch: int
+) -> None:
+    """The next write made runs/<name> again: the run ended split in two (its last epochs and
+    end in a new folder, without recipe.yaml or lock; its start in the moved one), neither
+    exportable, and the command said it succeeded."""
+    recipe = small_recipe(tmp_path / "r.yaml", tmp_path / "runs", epochs=2, max_steps_per_epoch=2)
+    run = tmp_path / "runs" / "r"
+    with pytest.raises(UserError, match="the run directory was moved or removed while the run"):
+        run_training(load_recipe(recipe), recipe, distill=False, observer=MovesTheRun(run, epoch))
+    assert not run.exists()
+    moved = tmp_path / "runs" / "moved"
+    assert len((moved / "metrics.jsonl").read_text().splitlines()) == epoch + 1
+    assert not (moved / "student.pt").exists()
+
+
 def _photos_run_stopped_after_epoch_1(tmp_path: Path) -> tuple[Path, Path]:
     """A run on an image folder, stopped after its first epoch: (the folder, the recipe)."""
     root = make_imagefolder(tmp_path / "photos")
