@@ -5,15 +5,18 @@ The commands that print where they stopped and how to go on set `stop.said`;
 compressor/entry.py sets `stop.signal` from its SIGINT and SIGTERM handler, and reads both
 when the command has ended: to print the one line nobody printed yet, and to tell Ctrl-C's exit
 code from SIGTERM's. `interrupts_deferred` (a checkpoint write: act on the stop after it) and
-`interrupts_ignored` (a publish: the command ends in moments anyway) hold them off.
+`interrupts_ignored` (a publish: the command ends in moments anyway) hold them off, as
+`import_whole` does around a slow first import.
 """
 
 from __future__ import annotations
 
+import importlib
 import signal as signals
+import sys
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
@@ -50,6 +53,20 @@ def interrupts_deferred() -> Iterator[None]:
             handler(number, frame)
         elif handler == signals.SIG_DFL:
             signals.raise_signal(number)
+
+
+def import_whole(*names: str) -> None:
+    """Import the modules `names` with a stop held off until they are loaded. torch imports
+    some only on first use, for seconds (torch._dynamo on an optimizer's first step, the
+    ONNX exporter on the first export): a Ctrl-C then left them half-loaded, and in a process
+    that goes on (a notebook) every later run crashed on them ("module 'sympy' has no
+    attribute 'logic'"), or blamed the user's checkpoint. A name this torch lacks is skipped:
+    what needs it imports it, or says why."""
+    for name in names:
+        if name in sys.modules:
+            continue
+        with interrupts_deferred(), suppress(ImportError):
+            importlib.import_module(name)
 
 
 @contextmanager

@@ -31,6 +31,7 @@ from torch import nn
 
 import compressor
 from compressor.errors import UserError, warn_caller
+from compressor.interrupt import import_whole
 from compressor.provenance import cpu_model, export_section_hash
 from compressor.recipe import ExportConfig
 from compressor.recipe.percent import fraction_for_percent
@@ -82,6 +83,9 @@ def export_run(
     say = log or (lambda _line: None)
     if warn is None:
         warn = warn_caller if log is None else (lambda text: say(f"warning: {text}"))
+
+    # torch imports these on first use, for seconds; a stop then must not leave them half-loaded.
+    import_whole("torch._dynamo", "torch.onnx._internal.exporter._core")
 
     # 1. Inputs. Everything that can be wrong with them fails here, before any file is written.
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None

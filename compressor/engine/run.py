@@ -54,7 +54,7 @@ from compressor.engine.teacher import (
     teacher_source,
 )
 from compressor.errors import ChannelsDiffer, UserError
-from compressor.interrupt import interrupts_ignored
+from compressor.interrupt import import_whole, interrupts_ignored
 from compressor.io import WriteFailed, file_sha256, save_torch, write_json, write_text
 from compressor.methods import build_method, training_module
 from compressor.methods.amkd import (
@@ -141,6 +141,7 @@ def run_training(
     # `held` keeps the run's lock until the manifest says how the run ended (Ctrl-C included).
     with ExitStack() as held:
         try:
+            import_whole("torch._dynamo")  # the optimizer's first use imports it
 
             def check_inputs() -> None:
                 distributed.take_device(select_device(recipe.train.device))
