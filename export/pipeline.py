@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 import compressor
+from compressor.engine.device import restored_torch_settings
 from compressor.errors import UserError, warn_caller
 from compressor.interrupt import import_whole
 from compressor.provenance import cpu_model, export_section_hash
@@ -78,7 +79,21 @@ def export_run(
     `log` hears each step, `warn` each warning on the inputs (the report keeps its own);
     without `warn`, `log` hears them as "warning: ..." lines, and without either they are
     raised as CompressorWarning. The export's outcome is `report.verdict()`: this returns
-    whether or not a student file passed parity (the CLI exits 1 when one did not)."""
+    whether or not a student file passed parity (the CLI exits 1 when one did not).
+
+    The caller's torch settings and random stream are as they were after it, as after a
+    run: building the models draws from it, and a notebook's results depended on whether
+    it had exported first."""
+    with restored_torch_settings():
+        return _export_run(run_dir, options, log, warn)
+
+
+def _export_run(
+    run_dir: Path | str,
+    options: ExportOptions | None,
+    log: Callable[[str], None] | None,
+    warn: Callable[[str], None] | None,
+) -> ExportReport:
     options = options or ExportOptions()
     say = log or (lambda _line: None)
     if warn is None:

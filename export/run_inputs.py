@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from compressor.data import Dataset, ImageSet, class_changes, load_dataset, load_test_split
@@ -103,12 +104,13 @@ def read_run(path: Path | str) -> RunInputs:
             f"{run.student}: not a student record written by compress train/distill "
             f"({problem}); train the run again with `{command} --overwrite`"
         )
-    student = create_model(
-        record["arch"],
-        record["num_classes"],
-        record["image_shape"][0],
-        **student_kwargs(record["arch"], record.get("kwargs", {})),
-    )
+    with torch.random.fork_rng(devices=[]):  # its weights are the record's: no draw
+        student = create_model(
+            record["arch"],
+            record["num_classes"],
+            record["image_shape"][0],
+            **student_kwargs(record["arch"], record.get("kwargs", {})),
+        )
     load_weights(
         student,
         record["state_dict"],

@@ -31,6 +31,7 @@ from compressor.models import create_model
 from compressor.recipe import DataConfig
 from compressor.rundir import RunDir, claim_run_dir, discard_replaced_run
 from export import ExportOptions, export_run, onnx_export, pipeline, staging
+from export.run_inputs import read_run
 from export.tensorrt_runner import tensorrt_missing
 from tests.cli_helpers import run_cli, with_recipe
 from tests.disk_full import compress_with_file_size_limit, needs_file_size_limits
@@ -527,6 +528,21 @@ def test_export_run_without_warn_tells_its_log_the_warnings(
     # With neither `log` nor `warn`, nothing hears them but Python's warnings.
     with pytest.warns(CompressorWarning, match="export.min_agreement is 0.999 %"):
         export_run(run, options)
+
+
+def test_export_run_and_read_run_leave_the_callers_random_stream_alone(
+    distilled_run: Path, tmp_path: Path
+) -> None:
+    """Building the models drew from it: a notebook's numbers depended on whether it had
+    exported first (a run already put the stream back)."""
+    run = copy_run(distilled_run, tmp_path / "api", "completed")
+    options = ExportOptions(teacher=True, batch_sizes=[1], timed_runs=2, warmup_runs=1)
+    for call in (lambda: read_run(run), lambda: export_run(run, options)):
+        torch.manual_seed(0)
+        expected = torch.rand(3)
+        torch.manual_seed(0)
+        call()
+        torch.testing.assert_close(torch.rand(3), expected)
 
 
 def test_a_fraction_edited_into_the_runs_recipe_is_warned_about(
