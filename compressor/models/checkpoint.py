@@ -9,6 +9,7 @@ a GPU, sometimes with pickled Python objects inside. Everything here turns those
 from __future__ import annotations
 
 import io
+import itertools
 import pickle
 import pickletools
 import re
@@ -303,7 +304,7 @@ def load_weights(
     it and batch norm fills it in.
     """
     expected = model.state_dict()
-    state_dict = _strip_outer_name(state_dict, expected)
+    state_dict = _fit_outer_name(state_dict, expected)
     missing = [k for k in expected if k not in state_dict and not _is_counter(k)]
     unexpected = [k for k in state_dict if k not in expected]
     mismatched = [
@@ -388,18 +389,31 @@ def _is_counter(key: str) -> bool:
     return key.rsplit(".", 1)[-1] == "num_batches_tracked"
 
 
-def _strip_outer_name(
+def _fit_outer_name(
     state_dict: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor]
 ) -> Mapping[str, torch.Tensor]:
-    """Drop an outer attribute name (Lightning's `model.`) when that makes the keys fit exactly."""
+    """Make the keys fit the model exactly, where an outer name is all that differs: drop one
+    (Lightning's `model.`), or put back a wrapper prefix `strip_prefixes` took off when the
+    model's own attribute has that name (a wrapper whose inner model is its `module`: its own
+    state_dict() was refused, every layer named missing)."""
     if set(state_dict) == set(expected):
         return state_dict
+
+    def fits(keys: set[str]) -> bool:
+        return keys <= set(expected) and all(_is_counter(k) for k in set(expected) - keys)
+
+    if fits(set(state_dict)):
+        return state_dict
+    for depth in (1, 2):
+        for prefixes in itertools.product(WRAPPER_PREFIXES, repeat=depth):
+            prefix = "".join(prefixes)
+            if fits({prefix + key for key in state_dict}):
+                return {prefix + key: value for key, value in state_dict.items()}
     outer = {key.split(".", 1)[0] for key in state_dict}
     if len(outer) != 1 or not all("." in key for key in state_dict):
         return state_dict
     inner = {key.split(".", 1)[1]: value for key, value in state_dict.items()}
-    fits = set(inner) <= set(expected) and all(_is_counter(k) for k in set(expected) - set(inner))
-    return inner if fits else state_dict
+    return inner if fits(set(inner)) else state_dict
 
 
 def _preview(keys: list[str]) -> str:

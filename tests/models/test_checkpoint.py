@@ -318,6 +318,34 @@ def test_load_accepts_old_batch_norm_and_lightning_names(resnet8_weights) -> Non
     assert torch.equal(model.linear.weight, resnet8_weights["linear.weight"])
 
 
+@pytest.mark.parametrize("wrapper", ["module", "_orig_mod"])
+def test_a_model_whose_inner_model_is_named_like_a_wrapper_loads_its_own_weights(
+    tmp_path: Path, wrapper: str
+) -> None:
+    """A user's wrapper keeping its model as `self.module`: the file is its own state_dict(),
+    but `module.` was stripped as DataParallel's, and every layer was named missing."""
+
+    class Wrapper(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            setattr(self, wrapper, create_model("resnet8", num_classes=10))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return getattr(self, wrapper)(x)
+
+    saved = Wrapper()
+    path = tmp_path / "wrapped.pt"
+    torch.save(saved.state_dict(), path)
+    model = Wrapper()
+    weights = read_state_dict(path)
+    load_weights(model, weights, source="w.pt", model_name="my:build", data_classes=10)
+    for key, value in saved.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value), key
+    ddp = {f"module.{key}": value for key, value in saved.state_dict().items()}
+    torch.save(ddp, path)  # and the same wrapped by DataParallel
+    load_weights(Wrapper(), read_state_dict(path), source="w.pt", model_name="m", data_classes=10)
+
+
 @pytest.mark.parametrize(
     ("convert", "problem"),
     [
