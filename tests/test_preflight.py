@@ -470,7 +470,8 @@ def test_validate_tells_a_head_built_by_kwargs_from_the_data_s_classes(
     assert result.stderr.splitlines()[0] == (
         f"error: {recipe}: teacher: {tmp_path / 'ten.pt'}: linear.weight: checkpoint [10, 64] vs "
         "model [100, 64] — the model built has 100 outputs, the checkpoint 10; the data has 10 "
-        "classes: check teacher.entrypoint and its kwargs"
+        "classes: check teacher.entrypoint and its kwargs (num_classes: 10 in kwargs, where the "
+        "function takes it through **kwargs, as torchvision's do)"
     )
 
 

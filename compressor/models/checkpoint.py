@@ -468,9 +468,17 @@ def _shape_problem(
         return (
             f"{text} — the checkpoint was trained for {trained} classes, the data has {built}"
         ), None
+    # torchvision's builders take num_classes through **kwargs, where an entrypoint's call
+    # cannot see it named: it must be given.
+    given = (
+        f" (num_classes: {trained} in kwargs, where the function takes it through **kwargs, "
+        "as torchvision's do)"
+        if arch_field.endswith("entrypoint")
+        else ""
+    )
     return (
         f"{text} — the model built has {built} outputs, the checkpoint {trained}; the data has "
-        f"{data_classes} classes: check {arch_field} and its kwargs"
+        f"{data_classes} classes: check {arch_field} and its kwargs{given}"
     ), None
 
 

@@ -158,8 +158,9 @@ def _call_entrypoint(
     """Import `package.module:callable` (only now: the recipe asked for it) and call it.
 
     `teacher.kwargs` are passed as given; `num_classes` and `in_channels` are added when the
-    callable names them as parameters, so `torchvision.models:resnet18` and `def build():`
-    both work.
+    callable names them as parameters, so `def build(num_classes):` and `def build():` both
+    work. A callable taking them only through **kwargs (torchvision's builders) is not given
+    them: what it would do with them cannot be seen, and the recipe's kwargs say it.
     """
     module_name, _, attribute = entrypoint.partition(":")
     where = f"teacher.entrypoint {entrypoint}"

@@ -304,10 +304,17 @@ def test_load_report_a_head_built_for_other_classes_than_the_data(resnet8_weight
     assert error.value.lines == [
         "r8.pth: linear.weight: checkpoint [10, 64] vs model [100, 64] — the model built has "
         "100 outputs, the checkpoint 10; the data has 10 classes: check teacher.entrypoint and "
-        "its kwargs",
+        f"its kwargs{KWARGS_HINT}",
         "r8.pth: linear.bias: checkpoint [10] vs model [100] — the model built has 100 outputs, "
-        "the checkpoint 10; the data has 10 classes: check teacher.entrypoint and its kwargs",
+        f"the checkpoint 10; the data has 10 classes: check teacher.entrypoint and its kwargs"
+        f"{KWARGS_HINT}",
     ]
+
+
+KWARGS_HINT = (
+    " (num_classes: 10 in kwargs, where the function takes it through **kwargs, as "
+    "torchvision's do)"
+)
 
 
 def test_load_accepts_old_batch_norm_and_lightning_names(resnet8_weights) -> None:
