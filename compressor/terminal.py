@@ -226,6 +226,7 @@ def students_failing_parity(report: ExportReport) -> str:
 def print_export(report: ExportReport) -> None:
     """The exported models as a table (accuracy, parity, p50 latency per batch size), then the
     student's speedups, each precision against fp32, and the export's warnings."""
+    from compressor.reporting.run_report import size_change
     from export.report import signed_points, times
     from export.results import NOISY_MARK, noisy_speedups
 
@@ -261,7 +262,7 @@ def print_export(report: ExportReport) -> None:
             f"{times(value)} at batch {b}" + (NOISY_MARK if b in row["noisy_speedups"] else "")
             for b, value in row["speedup"].items()
         )
-        smaller = f", {row['size_ratio']:.1f}× smaller" if row["size_ratio"] else ""
+        smaller = f", {size_change(row['size_ratio'])}" if row["size_ratio"] else ""
         console.print(
             f"{row['model']} {row['precision']} vs fp32 ({row['backend']}): top-1 "
             f"{signed_points(-row['accuracy_drop'])} points, {speed}{smaller}"

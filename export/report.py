@@ -16,6 +16,7 @@ from typing import Any
 
 from compressor.io import write_json, write_text
 from compressor.reporting.plots import grouped_bar_plot
+from compressor.reporting.run_report import size_change
 from export.latency import NOISY_CV, cv_text
 from export.publish import REPORT_NAME
 from export.results import NOISY_MARK
@@ -121,7 +122,7 @@ def _precision_rows(payload: dict[str, Any]) -> tuple[list[str], list[list[str]]
     """fp16/INT8 against fp32, same model and backend: the cost and the gain of each."""
     batches = _batches(payload)
     header = ["model", "backend", "precision", "top-1 %", "fp32 top-1 %", "Δ top-1 (points)"]
-    header += ["agree % (vs PyTorch fp32)"] + [f"speedup @{b}" for b in batches] + ["smaller"]
+    header += ["agree % (vs PyTorch fp32)"] + [f"speedup @{b}" for b in batches] + ["file size"]
     rows = []
     for row in payload.get("precision_comparison", []):
         agreement = row["top1_agreement"]
@@ -140,7 +141,7 @@ def _precision_rows(payload: dict[str, Any]) -> tuple[list[str], list[list[str]]
                     else "—"
                     for b in batches
                 ),
-                f"{row['size_ratio']:.1f}×" if row["size_ratio"] else "—",
+                size_change(row["size_ratio"]) if row["size_ratio"] else "—",
             ]
         )
     return header, rows

@@ -43,12 +43,16 @@ def _table(fields: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 
 
 def _relative_size(teacher: dict[str, Any], student: dict[str, Any]) -> str:
-    """ "3.6× smaller"; a student bigger than its teacher (a wide one, or a tiny teacher) reads
-    "5.7× larger", never "0.2× smaller"."""
-    ratio = teacher["parameters"] / max(student["parameters"], 1)
+    return size_change(teacher["parameters"] / max(student["parameters"], 1))
+
+
+def size_change(ratio: float) -> str:
+    """ "3.6× smaller" for a size ratio (before / after) of 3.6; one under 1 (a student wider
+    than its teacher; an INT8 file of a tiny model, larger for its scales) reads "1.4× larger",
+    never "0.7× smaller"."""
     if ratio >= 1:
         return f"{ratio:.1f}× smaller"
-    return f"{student['parameters'] / max(teacher['parameters'], 1):.1f}× larger"
+    return f"{1 / max(ratio, 1e-9):.1f}× larger"
 
 
 # A piece of a sentence and how it stands out: "" (plain), "strong" or "code". The report's

@@ -67,7 +67,10 @@ def test_a_reduced_precision_speedup_resting_on_a_noisy_timing_is_marked() -> No
     }
     payload = {"precision_comparison": [row], "settings": {"batch_sizes": [1, 64]}}
     _, (cells,) = _precision_rows(payload)
-    assert cells[-3:] == ["1.25× (noisy timing)", "1.50×", "3.5×"]
+    assert cells[-3:] == ["1.25× (noisy timing)", "1.50×", "3.5× smaller"]
+    # A tiny model's INT8 file, larger for its scales and zero points: never "0.7× smaller".
+    _, (cells,) = _precision_rows({**payload, "precision_comparison": [{**row, "size_ratio": 0.7}]})
+    assert cells[-1] == "1.4× larger"
 
 
 def test_sizes_are_in_binary_units_named_as_such() -> None:
