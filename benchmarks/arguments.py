@@ -37,14 +37,17 @@ def default_teacher(name: str) -> Path:
     return Path(os.environ.get(TEACHERS_ENV) or _SHARED / "teachers") / TEACHER_FILES[name]
 
 
-def count(minimum: int) -> Callable[[str], int]:
+def count(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
     """An argparse type: an integer of at least `minimum` (1 for steps and repeats, 0 for
-    warm-up steps)."""
+    warm-up steps, 2 for a batch, which batch norm needs) and, where given, at most `maximum`
+    (a subset no larger than the split it is taken from)."""
 
     def parse(text: str) -> int:
         value = int(text)  # not a number: argparse says "invalid count value"
         if value < minimum:
             raise argparse.ArgumentTypeError(f"{value}: must be at least {minimum}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"{value}: must be at most {maximum:,}")
         return value
 
     parse.__name__ = "count"

@@ -272,17 +272,23 @@ def _top1(model: nn.Module, test: EvalSet) -> float:
 
 def measure_all(
     runs: list[Path], args: argparse.Namespace, config: AttackConfig
-) -> list[RunResult]:
+) -> tuple[list[RunResult], int]:
     """Every run's student (and the reference, last) against their one teacher, on the first
-    `args.images` test images that all of them classify correctly."""
+    `args.images` test images that all of them classify correctly; and how many test images
+    that was (fewer where the test set is smaller)."""
     first, teacher, test, (classes, channels) = read_student(runs[0])
     fingerprint, models = weights_sha256(teacher), [first]
     for run in runs[1:]:
-        student, other_teacher, _, _ = read_student(run)
+        student, other_teacher, other_test, _ = read_student(run)
         if weights_sha256(other_teacher) != fingerprint:
             raise UserError(
                 f"{run}: distilled from another teacher than {runs[0]}; compare the runs of "
                 "one teacher"
+            )
+        if len(other_test) != len(test):  # its test top-1 would not compare with the others'
+            raise UserError(
+                f"{run}: scored on {len(other_test):,} test images, {runs[0]} on {len(test):,} "
+                "(data.max_test_samples); compare runs scored on one test set"
             )
         models.append(student)
     if args.reference is not None:
@@ -302,7 +308,7 @@ def measure_all(
         )
         results.append(RunResult(model.variant, model.epochs, model.test_top1, similarity))
         print(f"measured {model.variant}", file=sys.stderr, flush=True)
-    return results
+    return results, count
 
 
 def _variant(name: str) -> str:
@@ -367,14 +373,15 @@ def overshoot_sentence(overshoot: Overshoot) -> str:
     )
 
 
-def report(results: list[RunResult], args: argparse.Namespace, argv: list[str]) -> str:
-    """The block for docs/BENCHMARKS.md: the command, what was measured, the table."""
+def report(results: list[RunResult], images: int, args: argparse.Namespace, argv: list[str]) -> str:
+    """The block for docs/BENCHMARKS.md: the command, what was measured (on the first
+    `images` test images), the table."""
     command = shlex.join(["python", "benchmarks/boundary_similarity.py", *argv])
     lines = [
         f"`{command}`",
         "",
         wrap(
-            f"Of the first {args.images} test images, those the teacher and every row's model "
+            f"Of the first {images:,} test images, those the teacher and every row's model "
             f"get right (*images*); target classes drawn from the teacher (seed {args.seed}); "
             f"the training attack (η 0.3, ε 1e-4, at most {args.max_steps} steps) on the "
             "teacher and on the model from each image, each bisected back to just past that "
@@ -410,6 +417,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.images < 1 or not 1 <= args.max_steps <= 100:
         parser.error("--images must be at least 1 and --max-steps within 1..100")
+    twice = sorted({str(run) for run in args.runs if args.runs.count(run) > 1})
+    if len({run.resolve() for run in args.runs}) != len(args.runs):
+        # Counted twice, it would make a row of one run look like several, its ± a spread.
+        parser.error(f"a run given twice: {', '.join(twice) or 'the same folder by two paths'}")
     if args.reference is not None and "=" not in args.reference:
         parser.error("--reference takes ARCH=CHECKPOINT, e.g. resnet56=teachers/resnet56.th")
     return args
@@ -420,8 +431,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     config = AttackConfig(max_steps=args.max_steps)
     try:
-        results = measure_all(args.runs, args, config)
-        text = report(results, args, argv)
+        results, images = measure_all(args.runs, args, config)
+        text = report(results, images, args, argv)
         print(text)
         if args.write_docs:
             replace_block(BLOCK, text, script="boundary_similarity.py")

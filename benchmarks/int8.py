@@ -184,7 +184,9 @@ def section(
         f"`{report['run']}`: {record.record['arch']} {origin} with "
         f"`{recipe.method.name}` for {recipe.train.epochs} epochs; {platform.machine()}, "
         f"onnxruntime {ort.__version__}, intra-op threads: {threads}. The export runs on a "
-        "copy of the run in a temporary folder: the run's own export stays as it is."
+        "copy of the run in a temporary folder: the run's own export stays as it is. "
+        "`benchmarks/results/` is git-ignored: train a run first (`benchmarks/quality.py` "
+        "makes them, under `<out>/runs/`) and give its directory; any completed run will do."
         + (
             " `int8 s8s8` is the same model with symmetric int8 activations, the form TensorRT "
             "needs (`export.int8.activations: int8`, chosen by `auto` with `--trt`)."

@@ -338,7 +338,7 @@ def _train_in_worker(recipe: Path, parent: int) -> None:
     try:
         ensure_run(recipe)
     except UserError as error:
-        print("\n".join(error.lines), file=sys.stderr)
+        print("\n".join(f"error: {line}" for line in error.lines), file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)
@@ -358,9 +358,14 @@ def _stop_when_orphaned(parent: int) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
+# The stop signal that came, if one did: a scheduler's SIGTERM exits 143, Ctrl-C 130.
+_stopped_by: list[int] = []
+
+
 def _stop_as_ctrl_c(signum: int, frame: object) -> None:
     """SIGTERM (a scheduler's, or the parent's) stops a run as Ctrl-C does: marked
     interrupted, resumable."""
+    _stopped_by.append(signum)
     raise KeyboardInterrupt
 
 
@@ -559,7 +564,7 @@ def budget_text(args: argparse.Namespace, devices: Sequence[str]) -> str:
         else "the full 50,000-image training set"
     )
     tested = (
-        f"a class-balanced {args.max_test_samples}-image subset of the test set"
+        f"a class-balanced {args.max_test_samples:,}-image subset of the test set"
         if args.max_test_samples
         else "the full 10,000-image test set"
     )
@@ -581,6 +586,7 @@ def budget_text(args: argparse.Namespace, devices: Sequence[str]) -> str:
 
 # A class-balanced subset smaller than this cannot hold every class.
 CIFAR10_CLASSES = 10
+CIFAR10_TRAIN, CIFAR10_TEST = 50_000, 10_000  # the splits' sizes
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -593,29 +599,29 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=None,
         help="default: the --teacher's file in ../shared/teachers (or $COMPRESSOR_TEACHERS)",
     )
-    parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--epochs", type=count(1), default=15)
+    parser.add_argument("--batch-size", type=count(2), default=256)
     parser.add_argument(
         "--eval-every",
-        type=int,
+        type=count(1),
         default=1,
         help="score the test set every N epochs and after the last (train.eval_every); the "
         "best column is the best of those",
     )
     parser.add_argument(
         "--max-train-samples",
-        type=count(CIFAR10_CLASSES),
+        type=count(CIFAR10_CLASSES, CIFAR10_TRAIN),
         default=None,
         help="train on a class-balanced subset, the same for every method and seed (the "
         "data-scarce protocol; the full test set still scores it); at least one image per class",
     )
     parser.add_argument(
         "--max-test-samples",
-        type=count(CIFAR10_CLASSES),
+        type=count(CIFAR10_CLASSES, CIFAR10_TEST),
         default=None,
         help="class-balanced subset (smoke runs); at least one image per class",
     )
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=count(0), nargs="+", default=[0, 1, 2])
     parser.add_argument(
         "--methods",
         nargs="*",
@@ -669,7 +675,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "on a CPU: cores / --num-threads)",
     )
     parser.add_argument(
-        "--num-threads", type=int, default=None, help="train.num_threads (CPU); default: torch's"
+        "--num-threads",
+        type=count(1),
+        default=None,
+        help="train.num_threads (CPU); default: torch's",
     )
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "quality")
     parser.add_argument(
@@ -746,12 +755,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "written to docs/BENCHMARKS.md; check --out and the budget flags"
             )
     except UserError as error:
-        print("\n".join(error.lines), file=sys.stderr)
+        print("\n".join(f"error: {line}" for line in error.lines), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         # The run that stopped is marked interrupted and resumes from its last checkpoint.
         print("interrupted: run the same command again to continue", file=sys.stderr)
-        return 130
+        return 128 + (_stopped_by[0] if _stopped_by else signal.SIGINT)
     tables = [
         build_table(records, [v.label for v in variants], first_column)
         for first_column, variants in groups

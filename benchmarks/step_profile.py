@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> None:
         help="default: the --teacher's file in ../shared/teachers (or $COMPRESSOR_TEACHERS)",
     )
     parser.add_argument("--student-checkpoint", type=Path, default=None, help="ResNet-8 weights")
-    parser.add_argument("--batch-size", type=count(1), default=256)
+    parser.add_argument("--batch-size", type=count(2), default=256)
     parser.add_argument("--steps", type=count(1), default=10, help="profiled steps per method")
     parser.add_argument("--warmup", type=count(0), default=3)
     parser.add_argument("--repeats", type=count(1), default=3, help="profiles; the median is kept")

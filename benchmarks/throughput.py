@@ -527,7 +527,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "$COMPRESSOR_TEACHERS)",
     )
     parser.add_argument("--student", default="resnet8", help="zoo name of the student")
-    parser.add_argument("--batch-size", type=count(1), default=256)
+    parser.add_argument("--batch-size", type=count(2), default=256)
     parser.add_argument("--steps", type=count(1), default=20, help="timed steps per repeat")
     parser.add_argument("--warmup", type=count(0), default=5, help="untimed steps first")
     parser.add_argument(
@@ -558,7 +558,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         action="store_true",
         help="time the torchdistill comparison alone (the methods' block is left as it is)",
     )
-    parser.add_argument("--torchdistill-batch-size", type=count(1), default=128)
+    parser.add_argument("--torchdistill-batch-size", type=count(2), default=128)
     parser.add_argument("--worker", choices=(*METHODS, DATA_ONLY), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if "kd" not in args.methods or "ce" not in args.methods:

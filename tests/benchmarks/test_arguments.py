@@ -20,6 +20,14 @@ import throughput
         (step_profile.main, ["--repeats", "0"], "argument --repeats: 0: must be at least 1"),
         (int8.parse_args, ["runs/x", "--repeats", "0"], "--repeats: 0: must be at least 1"),
         (throughput.parse_args, ["--steps", "two"], "argument --steps: invalid count value: 'two'"),
+        # Batch norm cannot normalise a batch of one: a worker's traceback, exit 1.
+        (throughput.parse_args, ["--batch-size", "1"], "--batch-size: 1: must be at least 2"),
+        (
+            throughput.parse_args,
+            ["--torchdistill-batch-size", "1"],
+            "--torchdistill-batch-size: 1: must be at least 2",
+        ),
+        (step_profile.main, ["--batch-size", "1"], "--batch-size: 1: must be at least 2"),
     ],
 )
 def test_a_count_below_its_minimum_is_one_line(

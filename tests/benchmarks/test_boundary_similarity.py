@@ -3,6 +3,7 @@ sample exactly; real distilled runs (embedded digits) give a table; a bad run is
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import boundary_similarity
@@ -116,6 +117,24 @@ def test_runs_are_tabulated_one_row_per_variant(
     assert itself[4:6] == ["100.0", "0.0"] and float(itself[6]) >= 1.0
     assert itself[7:9] == ["1.000", "1.000"]
     assert "The training attack itself, unbisected, on the teacher" in out
+
+
+def test_a_run_given_twice_is_refused_and_the_header_says_how_many_images_were_read(
+    runs: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Given twice, one run made a row of 2 runs with a ± 0.00 spread; and --images above the
+    test set's size was echoed as read."""
+    twice = [str(runs["kd-s0"]), str(runs["kd-s0"])]
+    with pytest.raises(SystemExit) as refused:
+        boundary_similarity.main([*twice, "--images", "8"])
+    assert refused.value.code == 2
+    assert f"a run given twice: {runs['kd-s0']}" in capsys.readouterr().err
+    assert (
+        boundary_similarity.main([str(runs["kd-s0"]), "--images", "100000", "--max-steps", "1"])
+        == 0
+    )
+    read = re.search(r"Of the first ([\d,]+) test images", capsys.readouterr().out)
+    assert read is not None and int(read[1].replace(",", "")) < 100_000
 
 
 def test_a_missing_run_is_one_error_line(
