@@ -105,8 +105,7 @@ def read_completed_run(run: RunDir) -> tuple[Recipe, dict[str, Any]]:
     if status == "running":
         raise UserError(
             f"{run.root}: the run is still being trained (a process holds its .lock); wait "
-            "for it to end (a read-only copy of a run that stopped reads the same: copy it "
-            "somewhere writable)"
+            "for it to end"
         )
     reason = record.get("reason")
     if status == "failed" and isinstance(reason, str):

@@ -95,8 +95,8 @@ def refuse_while_exporting(run: RunDir) -> FileLock | None:
     if not (run.export_dir / ".lock").exists():  # `compress export` holds it while it writes
         return None
     busy = (
-        f"{run.root}: an export of this run is writing into {run.export_dir} now; wait "
-        "for it to end, then --overwrite"
+        f"{run.root}: an export of this run is writing into {run.export_dir}, or a gate is "
+        "reading it, now; wait for it to end, then --overwrite"
     )
     try:
         return lock_or_refuse(run.export_dir / ".lock", busy)

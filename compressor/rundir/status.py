@@ -7,7 +7,7 @@ import contextlib
 from filelock import FileLock
 
 from compressor.errors import UserError
-from compressor.io import WriteFailed, lock_or_refuse, write_json
+from compressor.io import WriteFailed, lock_or_refuse, shared_lock_or_refuse, write_json
 from compressor.provenance import now_iso
 from compressor.rundir.layout import RunDir, manifest_record
 
@@ -40,14 +40,17 @@ def mark_stopped(
 def is_being_trained(run: RunDir) -> bool:
     """Does a live process hold the run's lock? The kernel drops it when its holder dies, so
     a "running" manifest with the lock free is a run that crashed or was killed (SIGKILL, out
-    of memory) before it could say so. A lock that cannot be taken to find out (a read-only
-    copy of the run) counts as held: the manifest is then taken at its word."""
+    of memory) before it could say so. Asked with a shared lock, opened read-only: a
+    read-only copy of a killed run is told from a live one too (it was taken for one), and
+    two gates asking at once do not see each other as the trainer. A lock that cannot be
+    opened to find out counts as held: the manifest is then taken at its word."""
     if not run.lock.exists():
         return False
     try:
-        lock_run(run).release()
-    except UserError:
+        release = shared_lock_or_refuse(run.lock, "held")
+    except (UserError, OSError):
         return True
+    release()
     return False
 
 

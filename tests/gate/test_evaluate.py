@@ -535,8 +535,7 @@ def test_unfinished_run_is_refused_with_its_resume_command(
     if status == "running":
         assert result.stderr == (
             f"error: {plain_run}: the run is still being trained (a process holds its .lock); "
-            "wait for it to end (a read-only copy of a run that stopped reads the same: copy "
-            "it somewhere writable)\n"
+            "wait for it to end\n"
         )
     else:
         assert result.stderr == with_recipe(

@@ -129,7 +129,7 @@ def test_overwrite_waits_for_an_export_of_the_run_to_end(tmp_path: Path) -> None
     run.export_dir.mkdir()
     export = FileLock(run.export_dir / ".lock")
     export.acquire()
-    with pytest.raises(UserError, match="an export of this run is writing into"):
+    with pytest.raises(UserError, match=r"an export of this run is writing into .*, or a gate"):
         claim_run_dir(run, resume=False, overwrite=True)
     assert run.checkpoint.read_bytes() == b"old run" and not run.set_aside.exists()
     export.release()

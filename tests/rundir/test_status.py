@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from filelock import FileLock
+
 from compressor.rundir import mark_stopped
+from compressor.rundir.status import is_being_trained
+from tests.read_only import immutable
 from tests.rundir.helpers import started_run
 
 
@@ -19,3 +23,16 @@ def test_stopped_is_marked_only_on_the_processs_own_run(tmp_path: Path) -> None:
     assert json.loads(run.manifest.read_text())["status"] == "failed"
     mark_stopped(run, "mine")  # only a running manifest changes
     assert json.loads(run.manifest.read_text())["status"] == "failed"
+
+
+def test_a_killed_run_whose_lock_cannot_be_written_is_told_from_a_live_one(
+    tmp_path: Path,
+) -> None:
+    """A read-only copy of a run killed mid-training (a CI artifact): its lock could not be
+    taken to find out, and the run was called "still being trained"."""
+    run = started_run(tmp_path / "run")
+    run.lock.touch()
+    with immutable(run.lock):  # opened for writing, it is refused, root included
+        assert not is_being_trained(run)
+    with FileLock(run.lock):
+        assert is_being_trained(run)
