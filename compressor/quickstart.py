@@ -201,22 +201,11 @@ def _train_step(
 
 
 def _completed_run_result(path: Path, recipe: Recipe) -> RunResult | None:
-    """The figures of the recipe's run, read from its report.json once `read_completed_run`
-    (where export starts) finds it completed and whole. None otherwise: resuming finishes the
-    run, or writes its lost files again from the last checkpoint."""
-    from compressor.engine.run import RunResult
-    from compressor.engine.scoring import ModelSummary
-    from compressor.io import loads_json
-    from compressor.rundir import read_completed_run, run_dir_for
+    """The figures of the recipe's run when it completed and is whole; None otherwise."""
+    from compressor.engine.run import completed_run_result
+    from compressor.rundir import run_dir_for
 
-    run = run_dir_for(recipe, path)
-    try:
-        read_completed_run(run)
-        fields = loads_json(run.report("json").read_text(encoding="utf-8"))["results"]
-        teacher = ModelSummary(**fields["teacher"]) if fields["teacher"] else None
-        return RunResult(run, ModelSummary(**fields["student"]), teacher, fields["top1_agreement"])
-    except (UserError, OSError, ValueError, KeyError, TypeError):
-        return None
+    return completed_run_result(run_dir_for(recipe, path))
 
 
 def _free_settings_edited(run: RunDir, recipe: Recipe) -> bool:

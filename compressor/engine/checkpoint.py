@@ -196,15 +196,27 @@ def _read(path: Path, fits: Callable[[dict[str, Any]], str | None]) -> dict[str,
 
 
 def saved_run_id(path: Path) -> str | None:
-    """The run id a checkpoint carries, read without loading its tensors (memory-mapped), so
-    that a resume can refuse another run's checkpoint before minutes of data loading; None
-    when it has none or cannot be read (the full load decides what to do with that file)."""
+    """The run id a checkpoint carries, read without loading its tensors, so that a resume
+    can refuse another run's checkpoint before minutes of data loading; None when it has
+    none or cannot be read (the full load decides what to do with that file)."""
+    run_id = _saved_field(path, "run_id")
+    return run_id if isinstance(run_id, str) else None
+
+
+def saved_epoch(path: Path) -> int | None:
+    """The epoch a checkpoint was saved after, read as `saved_run_id` reads its run id: a
+    completed run whose last checkpoint is its last epoch has nothing left to train."""
+    epoch = _saved_field(path, "epoch")
+    return epoch if isinstance(epoch, int) else None
+
+
+def _saved_field(path: Path, key: str) -> object:
+    """One entry of a checkpoint, its tensors memory-mapped rather than read."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception:  # missing, damaged, not a zip file: for load_checkpoint to say so
         return None
-    run_id = state.get("run_id") if isinstance(state, dict) else None
-    return run_id if isinstance(run_id, str) else None
+    return state.get(key) if isinstance(state, dict) else None
 
 
 def several_machines() -> bool:

@@ -23,6 +23,7 @@ from compressor.engine.checkpoint import (
     mismatch,
     process_counts,
     restore_every_rank_rng_state,
+    saved_epoch,
     saved_run_id,
 )
 from compressor.engine.context import RunContext, RunModels, RunObserver, SilentObserver
@@ -55,7 +56,14 @@ from compressor.engine.teacher import (
 )
 from compressor.errors import ChannelsDiffer, UserError
 from compressor.interrupt import import_whole, interrupts_ignored
-from compressor.io import WriteFailed, file_sha256, save_torch, write_json, write_text
+from compressor.io import (
+    WriteFailed,
+    file_sha256,
+    loads_json,
+    save_torch,
+    write_json,
+    write_text,
+)
 from compressor.methods import build_method, training_module
 from compressor.methods.amkd import (
     check_feature_embedding,
@@ -67,7 +75,7 @@ from compressor.models import create_model, student_kwargs
 from compressor.models.probe import check_student_output
 from compressor.preflight import check_recipe, setting_warnings, unused_settings
 from compressor.provenance import manifest, now_iso, trained_recipe_sha256
-from compressor.recipe import AMKDMethod, CEMethod, Recipe, recipe_to_yaml
+from compressor.recipe import AMKDMethod, CEMethod, Recipe, load_recipe, recipe_to_yaml
 from compressor.reporting.run_report import write_run_report
 from compressor.rundir import (
     RunDir,
@@ -78,9 +86,11 @@ from compressor.rundir import (
     claim_run_dir,
     discard_replaced_run,
     mark_stopped,
+    read_completed_run,
     run_dir_for,
     set_aside_note,
 )
+from compressor.rundir.status import lock_run
 
 
 @dataclass(frozen=True)
@@ -260,6 +270,12 @@ def _execute(
     #    Teacher and data files can be missing on some nodes only: read `together`.
     distributed.together(lambda: _check_run_dir(context, resume, overwrite))
     pinned = _pin_teacher(context, resume) if recipe.teacher else None
+    # Under torchrun every process would have to agree; there the run is written again.
+    trained = resume and not distributed.enabled
+    trained = trained and saved_epoch(run.checkpoint) == recipe.train.epochs
+    done = completed_run_result(run) if trained else None
+    if done is not None:
+        return _completed_already(context, done)
     processes = (
         f" × {distributed.world_size} processes (torchrun, batch {batch_per_process} each)"
         if distributed.enabled
@@ -301,6 +317,44 @@ def _execute(
 
     # 4. Final evaluation, artifacts, report.
     return _finish(context, dataset, models, last_eval, attempt, started)
+
+
+def completed_run_result(run: RunDir) -> RunResult | None:
+    """The figures of a run that completed and is whole (`read_completed_run` accepts it, as
+    export does, and its reports are all there), read from its report.json; None otherwise:
+    resuming finishes the run, or writes its lost files again from the last checkpoint."""
+    try:
+        read_completed_run(run)
+        if not all(run.report(suffix).is_file() for suffix in ("md", "html")):
+            return None
+        fields = loads_json(run.report("json").read_text(encoding="utf-8"))["results"]
+        teacher = ModelSummary(**fields["teacher"]) if fields["teacher"] else None
+        return RunResult(run, ModelSummary(**fields["student"]), teacher, fields["top1_agreement"])
+    except (UserError, OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _completed_already(context: RunContext, done: RunResult) -> RunResult:
+    """--resume of a run that completed and is whole (a CI job restoring its cached run, as
+    docs/ci/github-actions.yml does): nothing to train or write again. Re-scoring the teacher
+    and the student on the test set took most of a minute for figures report.json has. The
+    settings that may change after training (export, gate, where files are) go into its
+    recipe.yaml, as a resume writes them, under the run's lock."""
+    run = context.run
+    lock = lock_run(run)
+    try:
+        if load_recipe(run.recipe, started=True) != context.recipe:
+            write_text(run.recipe, recipe_to_yaml(context.recipe))
+        discarded = discard_replaced_run(run)  # kept before, while an export of it ran
+    finally:
+        lock.release()
+    context.observer.message(
+        f"{run.root} has completed and its files are whole: nothing to train or write again "
+        f"(start it over with --overwrite)"
+    )
+    if discarded is not None:
+        context.observer.message(discarded)
+    return done
 
 
 def _check_split_for_batches(

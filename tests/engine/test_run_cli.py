@@ -341,6 +341,33 @@ def test_existing_run_is_not_overwritten(
     assert "reading data set" not in result.stdout  # refused before any slow work
 
 
+def test_resuming_a_completed_whole_run_trains_and_scores_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The CI workflow resumes a run restored from its cache: the teacher and the student
+    were scored on the whole test set again (most of a minute) for figures report.json has.
+    The settings free to change still reach its recipe.yaml; a lost report is written again."""
+    recipe = small_recipe(tmp_path / "done.yaml", tmp_path, epochs=1, max_steps_per_epoch=2)
+    assert run_cli(capsys, "train", str(recipe)).code == 0
+    run = tmp_path / "done"
+    kept = {path: path.read_bytes() for path in run.rglob("*") if path.is_file()}
+    body = yaml.safe_load(recipe.read_text())
+    write(recipe, {**body, "gate": {"max_drop": 3.0}})
+    again = run_cli(capsys, "train", str(recipe), "--resume")
+    assert again.code == 0, again.stderr
+    assert f"{run} has completed and its files are whole: nothing to train" in again.stdout
+    assert "reading data set" not in again.stdout
+    assert yaml.safe_load((run / "recipe.yaml").read_text())["gate"]["max_drop"] == 3.0
+    changed = {path for path, data in kept.items() if path.read_bytes() != data}
+    assert changed == {run / "recipe.yaml"}
+    read_completed_run(RunDir(run))  # export and the gate take it as it is
+
+    (run / "report.md").unlink()
+    again = run_cli(capsys, "train", str(recipe), "--resume")
+    assert "has trained its last epoch (1); writing its student.pt" in again.stdout
+    assert (run / "report.md").is_file()
+
+
 def test_train_resuming_a_distill_run_names_the_command_that_started_it(
     workdir: Path, teacher_checkpoint: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
