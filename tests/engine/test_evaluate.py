@@ -3,11 +3,16 @@ exported fp32 model scores."""
 
 from __future__ import annotations
 
+import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from compressor.engine.device import DeviceSetup
 from compressor.engine.evaluate import agreement, evaluate
 from compressor.models.registry import create_model
+
+CPU = DeviceSetup(torch.device("cpu"), None, channels_last=False)
 
 
 def _batches() -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -28,6 +33,32 @@ def test_mixed_precision_setup_evaluates_in_fp32() -> None:
     assert bf16.loss == fp32.loss  # under bf16 autocast the loss moves in the third digit
     assert torch.equal(bf16.predictions, fp32.predictions)
     assert (bf16.accuracy, bf16.count) == (fp32.accuracy, 48)
+
+
+def _unequal_batches() -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Logits as the batches' images (the model is nn.Identity): a batch of 3 and one of 2,
+    4 of the 5 predicted right, their losses far apart."""
+    first = torch.tensor([[2.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 1.0]])
+    second = torch.tensor([[5.0, 0.0, -5.0], [4.0, 0.0, 0.0]])
+    return [(first, torch.tensor([0, 1, 2])), (second, torch.tensor([0, 2]))]
+
+
+def test_the_loss_is_the_mean_over_samples_of_batches_of_unequal_size() -> None:
+    """Summed per batch, divided by the samples: a mean of the batches' means, or a sum over
+    the number of batches, weighs the last, short batch wrongly."""
+    batches = _unequal_batches()
+    result = evaluate(nn.Identity(), batches, CPU)
+    logits = torch.cat([logits for logits, _ in batches])
+    labels = torch.cat([labels for _, labels in batches])
+    assert result.loss == pytest.approx(F.cross_entropy(logits, labels).item(), rel=1e-6)
+
+
+def test_the_accuracy_counts_every_sample_of_batches_of_unequal_size() -> None:
+    """4 of 5 right is 80 %: counted as batches × the first batch's size, 5 samples read 6."""
+    result = evaluate(nn.Identity(), _unequal_batches(), CPU)
+    assert result.count == 5
+    assert result.accuracy == pytest.approx(80.0)
+    assert result.predictions.tolist() == [0, 1, 2, 0, 0]
 
 
 def test_agreement_is_the_exact_share_not_a_float32_mean() -> None:

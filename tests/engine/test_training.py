@@ -20,7 +20,7 @@ from compressor.engine.training import (
     _epoch_stats,
     train_one_epoch,
 )
-from compressor.methods import StepOutput, build_method
+from compressor.methods import StepOutput, TrainProgress, build_method
 from compressor.recipe import BSSMethod, CEMethod, KDMethod, MethodConfig, TrainConfig
 
 CPU = DeviceSetup(torch.device("cpu"), None, channels_last=False)
@@ -141,6 +141,64 @@ def test_each_step_is_plain_sgd_on_the_true_gradients(scaled: bool) -> None:
     assert len(batches) == 5
     for trained, expected in zip(student.parameters(), replayed.parameters(), strict=True):
         torch.testing.assert_close(trained, expected)
+
+
+def test_an_epoch_trains_a_student_handed_over_in_eval_mode_in_train_mode() -> None:
+    """The student comes back from the previous epoch's evaluation in eval mode: left so, its
+    BatchNorm layers normalised with frozen running statistics and never updated them."""
+    torch.manual_seed(0)
+    student = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 3),
+    ).eval()
+    norm = student[1]
+    running_mean = norm.running_mean.clone()
+    train(student, TrainConfig.model_validate({"epochs": 1, "device": "cpu"}))
+    assert student.training
+    assert norm.num_batches_tracked.item() == 5  # one update per step
+    assert not torch.equal(norm.running_mean, running_mean)
+
+
+class _InfiniteLoss:
+    """Cross-entropy plus +inf: a loss that overflowed without becoming NaN."""
+
+    def __init__(self, student: nn.Module) -> None:
+        self.student = student
+
+    def step(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        progress: TrainProgress,
+        indices: torch.Tensor | None = None,
+    ) -> StepOutput:
+        logits = self.student(images)
+        ce = nn.functional.cross_entropy(logits, labels)
+        return StepOutput(loss=ce + float("inf"), parts={"ce": ce.detach()}, logits=logits)
+
+
+def test_an_infinite_loss_stops_training_as_a_nan_does() -> None:
+    """+inf is no NaN: a check for NaN alone let an overflowed loss train on (its gradients
+    are finite) and checkpoint a meaningless epoch."""
+    config = TrainConfig.model_validate({"epochs": 1, "device": "cpu"})
+    student = small_net()
+    optimizer = torch.optim.SGD(student.parameters(), lr=config.optimizer.lr)
+    with pytest.raises(NonFiniteLoss, match=r"^the loss became NaN or infinite in epoch 1"):
+        train_one_epoch(
+            student,
+            _InfiniteLoss(student),
+            loader(),
+            optimizer,
+            torch.amp.GradScaler("cpu", enabled=False),
+            CPU,
+            config,
+            0,
+            Distributed(),
+        )
 
 
 def test_a_diverging_loss_names_the_part_and_epoch() -> None:

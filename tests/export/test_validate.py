@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from export import EvalSet, Tolerance, parity
 
@@ -40,6 +41,17 @@ def test_agreement_at_exactly_the_bar_passes() -> None:
         logits = reference.copy()
         logits[:changed] = logits[:changed, ::-1]
         assert parity(reference, logits, Tolerance(None, 99.9)).passed is passed
+
+
+def test_mean_abs_diff_is_the_mean_of_the_differences() -> None:
+    """One logit off by 0.4, eleven exact: the mean is 0.4 / 12, the max 0.4. A mean that
+    read the max hid how local a difference was."""
+    reference = np.zeros((4, 3), dtype=np.float32)
+    logits = reference.copy()
+    logits[2, 1] = -0.4
+    result = parity(reference, logits, Tolerance(None, 0.0))
+    assert result.max_abs_diff == pytest.approx(0.4)
+    assert result.mean_abs_diff == pytest.approx(0.4 / 12)
 
 
 def test_parity_fails_on_nan_logits() -> None:

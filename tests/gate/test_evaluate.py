@@ -31,6 +31,7 @@ from compressor.cli import app
 from compressor.errors import CompressorWarning, UserError
 from compressor.gate import evaluate_gate
 from compressor.io import lock_or_refuse, shared_lock_or_refuse
+from export.latency import NOISY_CV
 from tests.cli_helpers import CliResult, run_cli, with_recipe
 from tests.read_only import immutable
 
@@ -322,6 +323,40 @@ def test_a_speedup_from_noisy_timings_says_so(
     quiet = run_cli(capsys, "gate", str(kd_run), "--speedup-batch", "1", "--min-speedup", "1")
     assert quiet.code == 0
     assert "noisy timing" not in quiet.stdout
+
+
+def teacher_onnx_row(report: dict[str, Any]) -> dict[str, Any]:
+    """The export report's ONNX Runtime row of the teacher: the speedup's denominator."""
+    return next(r for r in report["results"] if r["model"] == "teacher" and r["file"])
+
+
+def test_a_timing_just_above_the_noise_bar_is_said_to_be_noisy(kd_run: Path) -> None:
+    """A CV a fifth above the bar (0.18 against 0.15) is noisy too: the note must not wait
+    for timings twice as spread as the bar allows."""
+    cv = 1.2 * NOISY_CV
+
+    def noisier(report: dict[str, Any]) -> None:
+        teacher_onnx_row(report)["latency"]["64"]["cv"] = cv
+
+    edit_json(EXPORT, noisier)(kd_run)
+    speedup = next(rule for rule in evaluate_gate(kd_run).rules if rule.name == "speedup")
+    assert f"; noisy timing (teacher CV {cv:.2f} > {NOISY_CV:g})" in speedup.detail
+
+
+def test_a_teacher_file_that_failed_parity_is_named_in_the_speedup_rule(kd_run: Path) -> None:
+    """The export warns and exits 0 when the teacher's file fails parity (only the student
+    ships), but the speedup is then over a graph that computes something else: the detail
+    says so, lest a gate job that sees only the reports trust it."""
+    edit_json(
+        EXPORT,
+        lambda report: teacher_onnx_row(report)["parity"].update(top1_agreement=97.0, passed=False),
+    )(kd_run)
+    speedup = next(rule for rule in evaluate_gate(kd_run).rules if rule.name == "speedup")
+    assert (
+        "; the teacher's onnxruntime fp32 file failed parity with PyTorch (max |Δ| "
+        in speedup.detail
+    )
+    assert "top-1 agreement 97.00 %), so its timing may not be the teacher's" in speedup.detail
 
 
 def test_the_judged_file_must_be_the_one_the_export_measured(

@@ -7,11 +7,13 @@ from collections.abc import Callable
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from compressor.errors import UserError
 from compressor.methods import TrainProgress, build_method, training_module
 from compressor.methods.amkd import check_feature_embedding
+from compressor.methods.kd import soft_kl
 from compressor.models.features import LogitsAndFeatures
 from compressor.recipe import AMKDMethod, AMKDWeights, BSSMethod, KDMethod
 from tests.methods.conftest import TinyNet
@@ -160,3 +162,49 @@ def test_feature_embedding_refuses_a_student_wrapped_the_wrong_way_round(
         build_method(AMKDMethod(embedding="features"), compiled, teacher)
     wrapped = torch.compile(training_module(AMKDMethod(embedding="features"), compiled._orig_mod))
     build_method(AMKDMethod(embedding="features"), wrapped, teacher)
+
+
+def test_the_whole_boundary_term_fades_with_beta(
+    teacher: nn.Module, student_factory: Callable[..., nn.Module], batch
+) -> None:
+    """L = CE + alpha KD + beta (lambda_bss BSS + gamma Triplet): with beta only on the BSS
+    term, the triplet kept its full weight as the attack faded out, and a test at beta 1 (or
+    0) could not tell."""
+    config = AMKDMethod(lambda_bss=1.0, margin=1.0)
+    method = build_method(config, student_factory(), teacher)
+    out = step(method, batch, TrainProgress(epoch=3, epochs=10))  # beta = 1 - 3 / 7.5
+    alpha, beta = out.stats["alpha"], out.stats["beta"]
+    assert beta == pytest.approx(0.6)
+    parts = out.parts
+    assert parts["bss"] > 0 and parts["triplet"] > 0
+    boundary = config.lambda_bss * parts["bss"] + config.gamma * parts["triplet"]
+    expected = parts["ce"] + alpha * parts["kd"] + beta * boundary
+    torch.testing.assert_close(out.loss.detach(), expected)
+
+
+@pytest.mark.parametrize("source", ["teacher", "student"])
+def test_student_negatives_pass_gradient_to_the_student(
+    source: str, teacher: nn.Module, student_factory: Callable[..., nn.Module], batch
+) -> None:
+    """negative_source: student means the student's own clean embeddings are the negatives,
+    so the triplet also pushes them away from the anchors; detached, they were no more than
+    teacher negatives with other values. The clean logits' gradient is the clean terms' alone
+    with teacher negatives, and more than that with student ones."""
+    config = AMKDMethod(negative_source=source, margin=1.0)
+    images, labels = batch
+    torch.manual_seed(0)
+    out = build_method(config, student_factory(), teacher).step(images, labels, EARLY)
+    assert out.parts["triplet"] > 0
+    out.logits.retain_grad()
+    out.loss.backward()
+    clean = out.logits.detach().clone().requires_grad_(True)
+    with torch.no_grad():
+        teacher_logits = teacher(images)
+    kd = soft_kl(clean, teacher_logits, config.temperature) * config.temperature**2
+    clean_loss = F.cross_entropy(clean, labels) + out.stats["alpha"] * kd
+    (clean_grad,) = torch.autograd.grad(clean_loss, clean)
+    through_negatives = (out.logits.grad - clean_grad).abs().max().item()
+    if source == "teacher":
+        assert through_negatives < 1e-6
+    else:
+        assert through_negatives > 1e-4

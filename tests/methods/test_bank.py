@@ -73,6 +73,29 @@ def test_refresh_banks_what_the_attack_made_and_reuse_hands_it_back(
         remove()
 
 
+def test_reuse_hands_out_only_rows_that_were_banked(teacher: nn.Module, batch) -> None:
+    """Half the batch banked (its other rows were in another batch at the refresh): reuse
+    picks among the banked rows only; any other row would hand out the bank's zero-filled
+    image, with a source and target of class 0, as a boundary sample."""
+    images, _ = batch
+    with torch.no_grad():
+        logits = teacher(images)
+    labels = logits.argmax(dim=1)  # every sample is a candidate base image
+    keys = _keys(len(labels))
+    sampler = BoundarySampler(teacher, EVERY_SAMPLE, None, bank_epochs=2, dataset_size=DATASET_SIZE)
+    half = slice(0, 16)
+    torch.manual_seed(0)
+    made = sampler.samples(images[half], labels[half], keys[half], logits[half], logits[half], 0)
+    assert made.index.numel() == 16
+    reused = sampler.samples(images, labels, keys, logits, logits, epoch=1)
+    assert sorted(reused.index.tolist()) == list(range(16))
+    assert all(image.abs().sum() > 0 for image in reused.images)
+    order = torch.argsort(made.index)
+    for position, row in enumerate(reused.index.tolist()):
+        where = order[row]
+        assert torch.equal(reused.images[position], made.images[where])
+
+
 def test_a_sampler_refreshes_the_first_epoch_it_sees(teacher: nn.Module) -> None:
     """After a resume the bank is empty, so the resumed epoch attacks even mid-window."""
     sampler = BoundarySampler(
