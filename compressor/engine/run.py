@@ -85,6 +85,7 @@ from compressor.rundir import (
     check_still_in_place,
     claim_run_dir,
     discard_replaced_run,
+    manifest_record,
     mark_stopped,
     read_completed_run,
     run_dir_for,
@@ -345,6 +346,12 @@ def _completed_already(context: RunContext, done: RunResult) -> RunResult:
     try:
         if load_recipe(run.recipe, started=True) != context.recipe:
             write_text(run.recipe, recipe_to_yaml(context.recipe))
+        # Where it was resumed from, as a resume records it: messages about the run give
+        # commands that paste from there (the project may have moved since).
+        record = manifest_record(run) or {}
+        where = _where_from(context)
+        if any(record.get(key) != value for key, value in where.items()):
+            write_json(run.manifest, {**record, **where})
         discarded = discard_replaced_run(run)  # kept before, while an export of it ran
     finally:
         lock.release()
@@ -511,9 +518,7 @@ def _write_start(
     files an image folder's splits were read from (export scores on the same test images)."""
     run = context.run
     fields: dict[str, Any] = {
-        "recipe_file": str(Path(context.source).resolve()),
-        "workdir": str(Path.cwd()),
-        "run_root": str(run.root.resolve()),
+        **_where_from(context),
         "processes": counts[-1]["processes"],  # torchrun's; results depend on it
         **({"process_counts": counts} if len(counts) > 1 else {}),  # resumed under another
         "run_id": run_id,
@@ -530,6 +535,16 @@ def _write_start(
         fields["trained_recipe_sha256"] = trained_recipe_sha256(run.recipe)
         write_json(run.manifest, _manifest(context, "running", attempt, started))
     return started
+
+
+def _where_from(context: RunContext) -> dict[str, str]:
+    """Where the run is trained or resumed from: its recipe file, the working folder and the
+    run directory, absolute."""
+    return {
+        "recipe_file": str(Path(context.source).resolve()),
+        "workdir": str(Path.cwd()),
+        "run_root": str(context.run.root.resolve()),
+    }
 
 
 def _manifest(

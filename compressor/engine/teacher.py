@@ -34,7 +34,7 @@ def ready_teacher(
     teacher: nn.Module, setup: DeviceSetup, probe: torch.Tensor | None = None
 ) -> nn.Module:
     """The frozen teacher as training runs it: batch norm folded, on the device, its layout.
-    `probe` (a few images on the CPU) checks the fold kept the teacher's logits."""
+    `probe` (a few images) checks the fold kept the teacher's logits."""
     teacher = fold_batchnorm(teacher, probe).to(setup.device)
     if setup.channels_last:
         teacher = teacher.to(memory_format=torch.channels_last)
@@ -144,7 +144,7 @@ def prepare_teacher(
     # A TorchScript, exported or entrypoint teacher has no class count to check at load time:
     # one real batch shows a wrong output shape as one line, not as a crash inside a loss.
     probe, _ = next(iter(test_loader))
-    teacher = ready_teacher(pinned.model, setup, probe[:2].to("cpu", torch.float32))
+    teacher = ready_teacher(pinned.model, setup, probe[:2])
     check_teacher_output(teacher, probe[:2], data.num_classes)
     evaluation = evaluate(teacher, test_loader, setup)
     if evaluation.accuracy < recipe.teacher.min_accuracy:

@@ -26,8 +26,7 @@ _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 def fold_batchnorm(model: nn.Module, probe: torch.Tensor | None = None) -> nn.Module:
     """A copy of `model` (in eval mode) with conv→BN pairs folded; `model` if untraceable,
-    or if the copy's logits on `probe` (images on the model's device) are
-    not the model's."""
+    or if the copy's logits on `probe` (a few images) are not the model's."""
     try:
         pairs = _conv_bn_pairs(fx.symbolic_trace(model))
     except (Exception, SystemExit):  # any tracing failure only means: run it unfolded
@@ -55,6 +54,9 @@ def _same_logits(folded: nn.Module, model: nn.Module, probe: torch.Tensor) -> bo
     """Equal up to the rounding a fold brings (about 1e-6 of the logits' scale); anything
     more is a function the trace did not see. A forward that fails here fails on its own in
     the checks after, so it only means: run it unfolded."""
+    reference = next(iter(model.parameters()), None)  # an entrypoint may build it on a GPU
+    if reference is not None:
+        probe = probe.to(reference.device, reference.dtype)
     try:
         expected, got = model(probe), folded(probe)
     except Exception:

@@ -16,7 +16,7 @@ from filelock import FileLock
 from compressor.errors import UserError
 from compressor.io import lock_or_refuse
 from compressor.provenance import now_iso
-from compressor.rundir.layout import RunDir, has_checkpoint, manifest_record
+from compressor.rundir.layout import RunDir, has_checkpoint, holds_run, manifest_record
 from compressor.rundir.status import lock_run
 
 # Marks a folder as one `set_aside_replaced_run` made, so a run the user named
@@ -80,11 +80,23 @@ def set_aside_replaced_run(run: RunDir, lock: FileLock) -> FileLock:
 
 def check_set_aside_free(run: RunDir) -> None:
     """`<name>.replaced` is free for --overwrite, or its own from an earlier --overwrite: a
-    folder of the user's by that name is never replaced."""
-    if run.set_aside.exists() and not holds_set_aside(run):
+    folder of the user's by that name is never replaced. Nor is a set-aside run that the run
+    here did not replace (started without --overwrite, once the unfinished replacement was
+    removed; or by a compressor without the mark): its completion kept it, saying so, and
+    the next --overwrite deleted it without a word."""
+    if not run.set_aside.exists():
+        return
+    if not holds_set_aside(run):
         raise UserError(
             f"{run.set_aside}: in the way of --overwrite, which keeps the run it replaces there "
             "until the new one completes; move or rename that folder"
+        )
+    if holds_run(run) and not run.replacing.exists():
+        raise UserError(
+            f"{run.set_aside}: holds a run an earlier --overwrite set aside, which the run in "
+            f"{run.root} did not replace (it was started without --overwrite); --overwrite "
+            f"keeps the run it replaces there: remove that one (rm -r "
+            f"{shlex.quote(str(run.set_aside))}) or move it away first"
         )
 
 
@@ -166,9 +178,9 @@ def discard_replaced_run(run: RunDir) -> str | None:
         return None
     if not run.replacing.exists():
         return (
-            f"kept {aside}, the run an earlier --overwrite set aside: this run was started "
-            "without --overwrite, so it replaced nothing; remove that one when you no longer "
-            f"need it (rm -r {shlex.quote(str(aside))})"
+            f"kept {aside}, the run an earlier --overwrite set aside: this run is not marked as "
+            "its replacement (it was started without --overwrite, or by an older compressor); "
+            f"remove that one when you no longer need it (rm -r {shlex.quote(str(aside))})"
         )
     lock = aside / "export" / ".lock"
     kept = (

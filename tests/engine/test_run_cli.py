@@ -359,8 +359,13 @@ def test_resuming_a_completed_whole_run_trains_and_scores_nothing(
     assert "reading data set" not in again.stdout
     assert yaml.safe_load((run / "recipe.yaml").read_text())["gate"]["max_drop"] == 3.0
     changed = {path for path, data in kept.items() if path.read_bytes() != data}
-    assert changed == {run / "recipe.yaml"}
+    assert changed == {run / "recipe.yaml"}  # its manifest too where it was resumed elsewhere
     read_completed_run(RunDir(run))  # export and the gate take it as it is
+    moved = tmp_path / "moved" / "done.yaml"  # the recipe moved: messages name it there
+    moved.parent.mkdir()
+    shutil.copy(recipe, moved)
+    assert run_cli(capsys, "train", str(moved), "--resume").code == 0
+    assert json.loads((run / "manifest.json").read_text())["recipe_file"] == str(moved)
 
     (run / "report.md").unlink()
     again = run_cli(capsys, "train", str(recipe), "--resume")

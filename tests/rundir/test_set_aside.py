@@ -254,11 +254,23 @@ def test_only_the_run_started_with_overwrite_removes_the_one_it_set_aside(
     shutil.rmtree(run.root)
     claim_run_dir(run, resume=False, overwrite=False).release()
     assert discard_replaced_run(run) == (
-        f"kept {run.set_aside}, the run an earlier --overwrite set aside: this run was started "
-        "without --overwrite, so it replaced nothing; remove that one when you no longer need "
-        f"it (rm -r {run.set_aside})"
+        f"kept {run.set_aside}, the run an earlier --overwrite set aside: this run is not marked "
+        "as its replacement (it was started without --overwrite, or by an older compressor); "
+        f"remove that one when you no longer need it (rm -r {run.set_aside})"
     )
     assert (run.set_aside / "checkpoints" / "last.pt").read_bytes() == b"old run"
+    # Kept, it is the user's: the next --overwrite refused, rather than delete it unsaid.
+    run.manifest.write_text(json.dumps({"status": "completed"}))
+    run.checkpoint.parent.mkdir(exist_ok=True)
+    run.checkpoint.write_bytes(b"plain run")
+    with pytest.raises(UserError, match=r"did not replace .*: remove that one"):
+        check_run_dir(run, resume=False, overwrite=True)
+    with pytest.raises(UserError, match="did not replace"):
+        claim_run_dir(run, resume=False, overwrite=True)
+    assert (run.set_aside / "checkpoints" / "last.pt").read_bytes() == b"old run"
+    assert run.checkpoint.read_bytes() == b"plain run"
+    run.checkpoint.unlink()
+    run.manifest.unlink()
 
     shutil.rmtree(run.root)
     run.set_aside.rename(run.root)  # the go-back command
