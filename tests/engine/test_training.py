@@ -3,6 +3,7 @@ learning rate it sets, and a diverging loss stopped with the part named."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -20,7 +21,8 @@ from compressor.engine.training import (
     _epoch_stats,
     train_one_epoch,
 )
-from compressor.methods import StepOutput, TrainProgress, build_method
+from compressor.methods import StepOutput, build_method
+from compressor.methods.ce import CE
 from compressor.recipe import BSSMethod, CEMethod, KDMethod, MethodConfig, TrainConfig
 
 CPU = DeviceSetup(torch.device("cpu"), None, channels_last=False)
@@ -163,22 +165,12 @@ def test_an_epoch_trains_a_student_handed_over_in_eval_mode_in_train_mode() -> N
     assert not torch.equal(norm.running_mean, running_mean)
 
 
-class _InfiniteLoss:
+class _InfiniteLoss(CE):
     """Cross-entropy plus +inf: a loss that overflowed without becoming NaN."""
 
-    def __init__(self, student: nn.Module) -> None:
-        self.student = student
-
-    def step(
-        self,
-        images: torch.Tensor,
-        labels: torch.Tensor,
-        progress: TrainProgress,
-        indices: torch.Tensor | None = None,
-    ) -> StepOutput:
-        logits = self.student(images)
-        ce = nn.functional.cross_entropy(logits, labels)
-        return StepOutput(loss=ce + float("inf"), parts={"ce": ce.detach()}, logits=logits)
+    def step(self, *args: Any, **kwargs: Any) -> StepOutput:
+        output = super().step(*args, **kwargs)
+        return replace(output, loss=output.loss + float("inf"))
 
 
 def test_an_infinite_loss_stops_training_as_a_nan_does() -> None:
@@ -190,7 +182,7 @@ def test_an_infinite_loss_stops_training_as_a_nan_does() -> None:
     with pytest.raises(NonFiniteLoss, match=r"^the loss became NaN or infinite in epoch 1"):
         train_one_epoch(
             student,
-            _InfiniteLoss(student),
+            _InfiniteLoss(CEMethod(), student),
             loader(),
             optimizer,
             torch.amp.GradScaler("cpu", enabled=False),

@@ -39,15 +39,19 @@ def test_untraceable_models_run_unfolded() -> None:
     assert fold_batchnorm(scripted) is scripted
 
 
+class _ConvNorm(nn.Module):
+    """A conv and a batch norm, for forwards that use them in ways a fold must respect."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.norm = nn.BatchNorm2d(4)
+
+
 def test_a_conv_output_read_twice_is_not_folded() -> None:
     """Folding BN into a conv whose raw output is also used elsewhere would change that use."""
 
-    class Branchy(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv = nn.Conv2d(3, 4, 3, padding=1)
-            self.norm = nn.BatchNorm2d(4)
-
+    class Branchy(_ConvNorm):
         def forward(self, x):
             y = self.conv(x)
             return self.norm(y) + y
@@ -92,14 +96,9 @@ def test_a_conv_whose_weight_the_forward_also_reads_is_not_folded() -> None:
     torch.testing.assert_close(folded(x), model(x))
 
 
-class _TracedOtherwise(nn.Module):
+class _TracedOtherwise(_ConvNorm):
     """A forward that runs another path under the trace (norm of the conv alone) than for
     real (the conv's raw output read too): only running both shows the fold is wrong."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 4, 3, padding=1)
-        self.norm = nn.BatchNorm2d(4)
 
     def forward(self, x):
         y = self.conv(x)
