@@ -417,10 +417,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.images < 1 or not 1 <= args.max_steps <= 100:
         parser.error("--images must be at least 1 and --max-steps within 1..100")
-    twice = sorted({str(run) for run in args.runs if args.runs.count(run) > 1})
-    if len({run.resolve() for run in args.runs}) != len(args.runs):
-        # Counted twice, it would make a row of one run look like several, its ± a spread.
-        parser.error(f"a run given twice: {', '.join(twice) or 'the same folder by two paths'}")
+    folders = [run.resolve() for run in args.runs]
+    twice = sorted(
+        {
+            str(run)
+            for run, folder in zip(args.runs, folders, strict=True)
+            if folders.count(folder) > 1
+        }
+    )
+    if twice:  # counted twice, a row of one run would look like several, its ± a spread
+        parser.error(f"a run given twice: {', '.join(twice)}")
     if args.reference is not None and "=" not in args.reference:
         parser.error("--reference takes ARCH=CHECKPOINT, e.g. resnet56=teachers/resnet56.th")
     return args

@@ -26,7 +26,6 @@ from compressor.terminal import (
 if TYPE_CHECKING:
     from compressor.engine.run import RunResult
     from compressor.recipe import Recipe
-    from compressor.rundir import RunDir
     from export import ExportReport
 
 
@@ -168,6 +167,7 @@ def _train_step(
     """One training step, continued where an earlier quickstart left it: a run that completed
     with this recipe is skipped, one that stopped is resumed from its checkpoint, and one
     stopped before its first checkpoint is started again. `start_over`: train afresh."""
+    from compressor.engine.run import write_free_settings
     from compressor.rundir import has_checkpoint, holds_run, run_dir_for
 
     run = run_dir_for(recipe, path)
@@ -193,8 +193,14 @@ def _train_step(
     _check_begun_with(path, recipe, again)
     if done is None:
         return train(resume=True, overwrite=False)
-    if _free_settings_edited(run, recipe):
-        _apply_free_settings(run, recipe)
+    # Skipping would export and gate with the settings the run still has (a teacher at the
+    # path the repository had before it moved): those a finished run may change are written
+    # into its recipe.yaml, as --resume writes them (the run may have no checkpoint left).
+    if write_free_settings(run, recipe):
+        console.print(
+            f"{run.root}: export, gate or file settings changed since (edited, or the folder "
+            "moved); written to its recipe.yaml"
+        )
     step = "student already distilled" if distill else "teacher already trained"
     console.print(f"{step}: {run.root} ({done.student.accuracy:.2f} %); skipping")
     return done
@@ -206,31 +212,6 @@ def _completed_run_result(path: Path, recipe: Recipe) -> RunResult | None:
     from compressor.rundir import run_dir_for
 
     return completed_run_result(run_dir_for(recipe, path))
-
-
-def _free_settings_edited(run: RunDir, recipe: Recipe) -> bool:
-    """Does the recipe differ from the run's recipe.yaml in the settings a finished run may
-    change (provenance.FREE_TO_CHANGE, which _check_begun_with allows): `export:`, `gate:`,
-    or where files are, as after the repository was moved or copied? The export and the
-    gate read them from the run's recipe.yaml."""
-    from compressor.recipe import load_recipe
-
-    return load_recipe(run.recipe, started=True) != recipe
-
-
-def _apply_free_settings(run: RunDir, recipe: Recipe) -> None:
-    """Write the recipe into the completed run's recipe.yaml, as `--resume` would, without
-    training: skipping would export and gate with the settings the run still has (a teacher
-    at the path the repository had before it moved), and these settings may change after
-    training (the run may have no checkpoints left to resume)."""
-    from compressor.io import write_text
-    from compressor.recipe import recipe_to_yaml
-
-    write_text(run.recipe, recipe_to_yaml(recipe))
-    console.print(
-        f"{run.root}: export, gate or file settings changed since (edited, or the folder "
-        "moved); written to its recipe.yaml"
-    )
 
 
 def _check_begun_with(path: Path, recipe: Recipe, again: QuickstartCommand) -> None:

@@ -272,9 +272,9 @@ def _execute(
     distributed.together(lambda: _check_run_dir(context, resume, overwrite))
     pinned = _pin_teacher(context, resume) if recipe.teacher else None
     # Under torchrun every process would have to agree; there the run is written again.
-    trained = resume and not distributed.enabled
-    trained = trained and saved_epoch(run.checkpoint) == recipe.train.epochs
-    done = completed_run_result(run) if trained else None
+    finished = resume and not distributed.enabled
+    finished = finished and saved_epoch(run.checkpoint) == recipe.train.epochs
+    done = completed_run_result(run) if finished else None
     if done is not None:
         return _completed_already(context, done)
     processes = (
@@ -335,6 +335,16 @@ def completed_run_result(run: RunDir) -> RunResult | None:
         return None
 
 
+def write_free_settings(run: RunDir, recipe: Recipe) -> bool:
+    """Write `recipe` into a completed run's recipe.yaml, as a resume writes it, where it
+    differs (the caller has checked it differs only in the settings free to change after
+    training: export, gate, where files are); whether it did."""
+    if load_recipe(run.recipe, started=True) == recipe:
+        return False
+    write_text(run.recipe, recipe_to_yaml(recipe))
+    return True
+
+
 def _completed_already(context: RunContext, done: RunResult) -> RunResult:
     """--resume of a run that completed and is whole (a CI job restoring its cached run, as
     docs/ci/github-actions.yml does): nothing to train or write again. Re-scoring the teacher
@@ -344,8 +354,7 @@ def _completed_already(context: RunContext, done: RunResult) -> RunResult:
     run = context.run
     lock = lock_run(run)
     try:
-        if load_recipe(run.recipe, started=True) != context.recipe:
-            write_text(run.recipe, recipe_to_yaml(context.recipe))
+        write_free_settings(run, context.recipe)
         # Where it was resumed from, as a resume records it: messages about the run give
         # commands that paste from there (the project may have moved since).
         record = manifest_record(run) or {}
