@@ -20,6 +20,7 @@ from compressor.data.load import (
     load_dataset,
     load_test_split,
     with_channels_hint,
+    with_same_effect_written_as,
 )
 from compressor.data.loader import BatchLoader
 from compressor.data.sets import Dataset, EvalData, ImageSet, class_changes
@@ -38,4 +39,5 @@ __all__ = [
     "load_dataset",
     "load_test_split",
     "with_channels_hint",
+    "with_same_effect_written_as",
 ]

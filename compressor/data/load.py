@@ -247,3 +247,47 @@ def load_test_split(cfg: DataConfig) -> EvalData:
         mean=tuple(mean),
         std=tuple(std),
     )
+
+
+def with_same_effect_written_as(started: DataConfig, current: DataConfig) -> DataConfig:
+    """`started` with each data setting that does what `current`'s does written as `current`
+    writes it: `flip: false` on digits, or CIFAR's own mean and std spelled out, is the
+    data set's default, and a resume must not refuse it as a change of recipe. A size that
+    cannot be told without the data (an image folder that no longer reads) is left as
+    written, and differs as written."""
+    if started.name != current.name:
+        return started
+    reader = READERS[started.name]
+    same: dict[str, object] = {}
+    if _effective_flip(started, reader) == _effective_flip(current, reader):
+        same["flip"] = current.flip
+    if dataset_channels(started) == dataset_channels(current):
+        same["channels"] = current.channels
+    stats = _given_stats(started, reader)
+    if stats is not None and stats == _given_stats(current, reader):
+        same.update(mean=current.mean, std=current.std)
+    if (started.image_size, started.crop_padding) != (current.image_size, current.crop_padding):
+        size = _training_size(started, reader)
+        if size is not None and size == _training_size(current, reader):
+            same["image_size"] = current.image_size
+            if _effective_padding(started, size) == _effective_padding(current, size):
+                same["crop_padding"] = current.crop_padding
+    return started.model_copy(update=same)
+
+
+def _effective_flip(cfg: DataConfig, reader: _Reader) -> bool:
+    return cfg.flip if cfg.flip is not None else reader.flip
+
+
+def _training_size(cfg: DataConfig, reader: _Reader) -> tuple[int, int] | None:
+    """(height, width) of the images training sees; None where the data cannot say."""
+    if cfg.image_size is not None:
+        return cfg.image_size, cfg.image_size
+    try:
+        return reader.native_size(cfg)
+    except UserError:
+        return None
+
+
+def _effective_padding(cfg: DataConfig, size: tuple[int, int]) -> int:
+    return cfg.crop_padding if cfg.crop_padding is not None else default_crop_padding(*size)

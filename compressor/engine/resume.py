@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from compressor.data import Dataset, class_changes
+from compressor.data import Dataset, class_changes, with_same_effect_written_as
 from compressor.errors import UserError
 from compressor.io import loads_json, write_text
 from compressor.provenance import trained_recipe_sha256, with_free_settings_of
@@ -137,7 +137,8 @@ def started_recipe(run: RunDir, recipe: Recipe) -> Recipe | None:
     compressor: a field added since takes its default on both sides, while a default that
     changed since shows up as a difference, because the run pinned the old one. Where files
     are and how the run is exported and gated (provenance.FREE_TO_CHANGE) are taken from
-    `recipe`: changing them does not make another run.
+    `recipe`: changing them does not make another run; nor does writing out a data set's
+    default, or leaving out a setting the run wrote as the default.
     """
     try:
         started_with = load_recipe(run.recipe, started=True)
@@ -146,6 +147,8 @@ def started_recipe(run: RunDir, recipe: Recipe) -> Recipe | None:
     if _edited(run):
         return None
     started_with = with_free_settings_of(started_with, recipe)
+    data = with_same_effect_written_as(started_with.data, recipe.data)
+    started_with = started_with.model_copy(update={"data": data})
     granted = recipe.teacher is not None and recipe.teacher.trust_pickle
     if started_with.teacher is not None and granted:
         # Trust may be given on resume: runs started before TorchScript and torch.export

@@ -74,7 +74,7 @@ from compressor.methods.boundary import normalized_bounds
 from compressor.models import create_model, student_kwargs
 from compressor.models.probe import check_student_output
 from compressor.preflight import check_recipe, setting_warnings, unused_settings
-from compressor.provenance import manifest, now_iso, trained_recipe_sha256
+from compressor.provenance import manifest, now_iso, trained_recipe_sha256, with_free_settings_of
 from compressor.recipe import AMKDMethod, CEMethod, Recipe, load_recipe, recipe_to_yaml
 from compressor.reporting.run_report import write_run_report
 from compressor.rundir import (
@@ -336,12 +336,15 @@ def completed_run_result(run: RunDir) -> RunResult | None:
 
 
 def write_free_settings(run: RunDir, recipe: Recipe) -> bool:
-    """Write `recipe` into a completed run's recipe.yaml, as a resume writes it, where it
-    differs (the caller has checked it differs only in the settings free to change after
-    training: export, gate, where files are); whether it did."""
-    if load_recipe(run.recipe, started=True) == recipe:
+    """Write `recipe`'s settings free to change after training (export, gate, where files
+    are) into a completed run's recipe.yaml, where they differ; whether it did. The caller
+    has checked that the rest does what the run's does; it stays as the run wrote it (a
+    `flip: false` the run left to the default), so the hash its manifest records holds."""
+    written = load_recipe(run.recipe, started=True)
+    updated = with_free_settings_of(written, recipe)
+    if updated == written:
         return False
-    write_text(run.recipe, recipe_to_yaml(recipe))
+    write_text(run.recipe, recipe_to_yaml(updated))
     return True
 
 

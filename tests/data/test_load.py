@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from compressor.data import Dataset, EvalData, load_dataset, load_test_split
+from compressor.data import (
+    Dataset,
+    EvalData,
+    load_dataset,
+    load_test_split,
+    with_same_effect_written_as,
+)
 from compressor.errors import UserError
 from compressor.recipe import DataConfig
 from tests.data.image_files import (
@@ -107,3 +113,43 @@ def test_statistics_measured_on_the_training_split_read_it() -> None:
     given = load_test_split(DataConfig(name="digits", mean=(0.5,), std=(0.25,)))
     assert not isinstance(given, Dataset)
     assert (given.mean, given.std) == ((0.5,), (0.25,))
+
+
+@pytest.mark.parametrize(
+    ("started", "current"),
+    [
+        ({"name": "digits"}, {"name": "digits", "flip": False}),
+        ({"name": "digits", "flip": False}, {"name": "digits"}),
+        ({"name": "digits"}, {"name": "digits", "image_size": 8, "crop_padding": 1}),
+        (
+            {"name": "cifar10", "root": "/nowhere"},
+            {
+                "name": "cifar10",
+                "root": "/nowhere",
+                "mean": [0.485, 0.456, 0.406],
+                "std": [0.229, 0.224, 0.225],
+                "flip": True,
+            },
+        ),
+    ],
+)
+def test_a_data_sets_default_written_out_is_the_same_setting(started: dict, current: dict) -> None:
+    """A resume compares the recipe with the one the run wrote: `flip: false` on digits is what
+    the run did with flip left out."""
+    written = with_same_effect_written_as(DataConfig(**started), DataConfig(**current))
+    assert written == DataConfig(**current)
+
+
+@pytest.mark.parametrize(
+    ("current", "field"),
+    [
+        ({"flip": True}, "flip"),
+        ({"crop_padding": 2}, "crop_padding"),
+        ({"image_size": 16}, "image_size"),
+        ({"mean": [0.5], "std": [0.2]}, "mean"),
+    ],
+)
+def test_a_setting_that_does_something_else_still_differs(current: dict, field: str) -> None:
+    started = DataConfig(name="digits")
+    written = with_same_effect_written_as(started, DataConfig(name="digits", **current))
+    assert getattr(written, field) is None

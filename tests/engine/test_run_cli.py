@@ -373,6 +373,27 @@ def test_resuming_a_completed_whole_run_trains_and_scores_nothing(
     assert (run / "report.md").is_file()
 
 
+def test_a_data_sets_default_written_out_resumes_the_run_it_left_to_the_default(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`flip: false` on digits (whose default it is) trains the same run: the resume goes on,
+    the run's recipe.yaml stays as it was written (the hash its manifest records holds, so
+    export and the gate take it), and a value that does something else is still refused."""
+    recipe = small_recipe(tmp_path / "flip.yaml", tmp_path, epochs=1, max_steps_per_epoch=2)
+    assert run_cli(capsys, "train", str(recipe)).code == 0
+    run = tmp_path / "flip"
+    written = (run / "recipe.yaml").read_bytes()
+    body = yaml.safe_load(recipe.read_text())
+    write(recipe, {**body, "data": {"name": "digits", "flip": False, "crop_padding": 1}})
+    again = run_cli(capsys, "train", str(recipe), "--resume")
+    assert again.code == 0, again.stderr
+    assert (run / "recipe.yaml").read_bytes() == written
+    read_completed_run(RunDir(run))
+    write(recipe, {**body, "data": {"name": "digits", "flip": True}})
+    refused = one_error_line(run_cli(capsys, "train", str(recipe), "--resume"))
+    assert "the recipe changed since" in refused and "data.flip: (unset) → true" in refused
+
+
 def test_train_resuming_a_distill_run_names_the_command_that_started_it(
     workdir: Path, teacher_checkpoint: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
