@@ -328,7 +328,8 @@ def gate_command(
     except Exception as crash:  # a bug: still no earlier passing verdict left in the file
         if junit is not None:
             with contextlib.suppress(UserError):
-                record_gate_error(UserError(f"the gate crashed: {crash!r}"), junit, suite)
+                said = UserError(f"the gate crashed: {crash!r}")
+                record_gate_error(said, junit, suite, kind=type(crash).__name__)
         raise
     if junit is not None:
         # Before the table: output cut short (a closed pipe, a Ctrl-C while it prints) must
@@ -340,7 +341,9 @@ def gate_command(
         raise typer.Exit(1)
 
 
-def record_gate_error(error: UserError, junit: Path, suite: str | None = None) -> None:
+def record_gate_error(
+    error: UserError, junit: Path, suite: str | None = None, kind: str = "UserError"
+) -> None:
     """The gate could not run: say so in the JUnit file, so a CI job does not go on showing an
     earlier, passing verdict. If that file cannot be written either, both problems are told.
     A file of a run is never written over, whichever run: after a usage error the command's
@@ -356,7 +359,7 @@ def record_gate_error(error: UserError, junit: Path, suite: str | None = None) -
         run = enclosing_run(junit)
         if run is not None:
             refuse_run_file(junit, run)
-        write_junit_error(error, junit, suite or SUITE_NAME)
+        write_junit_error(error, junit, suite or SUITE_NAME, kind)
     except UserError as unwritable:
         raise UserError(*error.lines, *unwritable.lines) from None
 

@@ -211,10 +211,15 @@ def previous_of(path: Path) -> Path:
 
 
 def write_json(path: Path, payload: Any) -> None:
+    """`payload` as strict JSON (`strict_json`), indented for people to read."""
+    write_text(path, strict_json(payload, indent=2) + "\n")
+
+
+def strict_json(payload: Any, indent: int | None = None) -> str:
     """Strict JSON, which jq and browsers read: a non-finite number (the parity of a model
-    whose outputs are not finite) is written as null, not as Python's NaN or Infinity."""
-    text = json.dumps(_finite(payload), indent=2, sort_keys=False, allow_nan=False)
-    write_text(path, text + "\n")
+    whose outputs are not finite, the test loss of a diverged student) is written as null,
+    not as Python's NaN or Infinity."""
+    return json.dumps(_finite(payload), indent=indent, sort_keys=False, allow_nan=False)
 
 
 def _finite(value: Any) -> Any:

@@ -258,6 +258,19 @@ def _bars(payload: dict[str, Any]) -> str:
     return "; ".join(dict.fromkeys(bars)) + ", against PyTorch fp32"
 
 
+def _given_file_sentence(payload: dict[str, Any], code: Callable[[str], str]) -> str | None:
+    """The file the student rows measured, where it is not this run's export of student.pt
+    (`--student-onnx`): a reviewer reading the table would otherwise take it for one."""
+    given = payload.get("student_onnx")
+    if not given:
+        return None
+    precision = f" ({given['precision']})" if given.get("precision") else ""
+    return (
+        f"The student rows measure {code(given['file'])}{precision}, given with "
+        f"{code('--student-onnx')}, not an export of the run's student.pt."
+    )
+
+
 def _no_teacher_sentence(payload: dict[str, Any]) -> str | None:
     if any(r["model"] == "teacher" for r in payload["results"]):
         return None
@@ -269,14 +282,35 @@ def _no_teacher_sentence(payload: dict[str, Any]) -> str | None:
 
 def _code(text: str) -> str:
     """`text` as a Markdown code span, whatever backticks it holds (a run folder's name):
-    fenced by one more backtick than its longest run of them."""
+    fenced by one more backtick than its longest run of them. A line break (a folder's name
+    may hold one) is shown as `\\n`: it would end the heading or table row the span sits in,
+    and leave the span open."""
+    text = text.replace("\r", "\\r").replace("\n", "\\n")
     ticks = "`" * (max(map(len, re.findall("`+", text)), default=0) + 1)
     pad = " " if text.startswith("`") or text.endswith("`") else ""
     return f"{ticks}{pad}{text}{pad}{ticks}"
 
 
+# What renders inline within a line (a line's start is ours: "> ❌ "): emphasis, code, links,
+# HTML tags and entities, table pipes, strikethrough, and the escape itself.
+_MARKDOWN_MARKS = re.compile(r"([\\`*_\[\]<>|~&])")
+
+
+def _plain(text: str) -> str:
+    """A message of the terminal's (it names the user's paths and files) as Markdown that
+    renders as the terminal printed it: its marks escaped, or a path holding `<img ...>` or
+    `*x*` would render as HTML or emphasis in the pull-request comment it is posted to."""
+    return _MARKDOWN_MARKS.sub(r"\\\1", " ".join(text.splitlines()))
+
+
+def _is_text(header: list[str], index: int, text_columns: int) -> bool:
+    """Left-aligned: the leading name columns, and the parity verdict ("✅ pass") wherever
+    it stands among the figures."""
+    return index < text_columns or header[index] == "parity"
+
+
 def _markdown_table(header: list[str], rows: list[list[str]], text_columns: int) -> list[str]:
-    align = ["---"] * text_columns + ["--:"] * (len(header) - text_columns)
+    align = ["---" if _is_text(header, i, text_columns) else "--:" for i in range(len(header))]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return lines
@@ -302,6 +336,9 @@ def markdown(payload: dict[str, Any]) -> str:
     header, rows = _summary_rows(payload)
     lines = [f"## compressor export: {_code(payload['run'])}", "", _verdict_line(payload), ""]
     lines += [_intro(payload, _code), ""]
+    given = _given_file_sentence(payload, _code)
+    if given:
+        lines += [given, ""]
     lines += _markdown_table(header, rows, text_columns=4)
     for sentence in (_speedup_sentence(payload), _no_teacher_sentence(payload)):
         if sentence:
@@ -314,9 +351,9 @@ def markdown(payload: dict[str, Any]) -> str:
     if int8:
         lines += ["", int8]
     for failure in [*payload["problems"], *payload["failures"]]:
-        lines += ["", f"> ❌ {failure}"]
+        lines += ["", f"> ❌ {_plain(failure)}"]
     for warning in payload["warnings"]:
-        lines += ["", f"> ⚠️ {warning}"]
+        lines += ["", f"> ⚠️ {_plain(warning)}"]
     header, rows = _percentile_rows(payload)
     lines += ["", "<details><summary>Latency percentiles (ms)</summary>", ""]
     lines += _markdown_table(header, rows, text_columns=3)
@@ -338,15 +375,16 @@ def _html_table(header: list[str], rows: list[list[str]], text_columns: int) -> 
     """Text columns left-aligned, figures right-aligned, as in the Markdown."""
 
     def cell(tag: str, index: int, text: str) -> str:
-        align = ' class="text"' if index < text_columns else ""
-        return f"<{tag}{align}>{html.escape(text)}</{tag}>"
+        align = ' class="text"' if _is_text(header, index, text_columns) else ""
+        scope = ' scope="col"' if tag == "th" else ""
+        return f"<{tag}{scope}{align}>{html.escape(text)}</{tag}>"
 
     head = "".join(cell("th", index, text) for index, text in enumerate(header))
     body = "".join(
         "<tr>" + "".join(cell("td", index, text) for index, text in enumerate(row)) + "</tr>"
         for row in rows
     )
-    return f"<table><tr>{head}</tr>{body}</table>"
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _file_kind(file: str) -> str:
@@ -409,9 +447,18 @@ def html_page(payload: dict[str, Any]) -> str:
         if precision_rows
         else ""
     )
+    given = _given_file_sentence(payload, lambda text: f"<code>{html.escape(text)}</code>")
+    given_html = f"<p>{given}</p>" if given else ""
+    # Marked in words as well as in colour: a failure (exit 1) and a warning can read alike.
     failures = [*payload["problems"], *payload["failures"]]
-    notes = "".join(f'<p class="problem">{html.escape(line)}</p>' for line in failures)
-    notes += "".join(f'<p class="warning">{html.escape(line)}</p>' for line in payload["warnings"])
+    notes = "".join(
+        f'<p class="problem"><strong>❌ failed:</strong> {html.escape(line)}</p>'
+        for line in failures
+    )
+    notes += "".join(
+        f'<p class="warning"><strong>⚠️ warning:</strong> {html.escape(line)}</p>'
+        for line in payload["warnings"]
+    )
     sentences_html = "".join(f"<p>{_html_line(line)}</p>" for line in sentences if line)
     figures = "".join(
         f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{image}">'
@@ -425,10 +472,12 @@ def html_page(payload: dict[str, Any]) -> str:
 <style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}}
 table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:3px 8px;
 text-align:right}}.text{{text-align:left}}img{{max-width:100%;margin:8px 0}}
-.problem{{color:#b00}}.warning{{color:#a60}}.passed{{color:#070}}</style></head><body>
+.problem{{color:#b00}}.warning{{color:#a60}}.passed{{color:#070}}
+h1,code{{overflow-wrap:anywhere}}</style></head><body>
 <h1>{title}</h1>
 <p class="{verdict_class}"><strong>{_html_line(_verdict_line(payload))}</strong></p>
 <p>{html.escape(_intro(payload, lambda text: text))}</p>
+{given_html}
 {summary}
 {sentences_html}
 {precision_html}

@@ -15,6 +15,7 @@ from compressor.io import (
     loads_json,
     remove_scratch_files,
     save_torch,
+    strict_json,
     write_json,
     write_text,
 )
@@ -44,6 +45,13 @@ class _CtrlCWhileSaved:
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGINT"), reason="needs POSIX signals")
+def test_a_metrics_line_is_strict_json_on_one_line() -> None:
+    """metrics.jsonl is read line by line by jq and pandas: a diverged student's test loss
+    written as NaN made the line unreadable to them."""
+    line = strict_json({"epoch": 3, "test_loss": float("nan"), "stat_beta": float("-inf")})
+    assert line == '{"epoch": 3, "test_loss": null, "stat_beta": null}'
+
+
 def test_a_ctrl_c_while_a_checkpoint_is_written_stops_after_it_is_whole(tmp_path: Path) -> None:
     """torch.save writes through C++: an interrupt raised inside it aborts the process. It is
     acted on once the file is in place, as the KeyboardInterrupt the caller handles."""

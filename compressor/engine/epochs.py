@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from functools import partial
 from typing import Any
 
@@ -14,7 +13,7 @@ from compressor.engine.context import RunContext, RunModels
 from compressor.engine.evaluate import Evaluation, evaluate
 from compressor.engine.scoring import eval_loader
 from compressor.engine.training import EpochResult, train_one_epoch
-from compressor.io import append_line
+from compressor.io import append_line, strict_json
 from compressor.rundir import check_still_in_place
 
 
@@ -105,7 +104,7 @@ def _record(context: RunContext, line: dict[str, Any], state: dict[str, Any]) ->
     compressor/methods/bank.py for why)."""
     if context.main:
         check_still_in_place(context.run)
-        append_line(context.run.metrics, json.dumps(line))
+        append_line(context.run.metrics, strict_json(line))
         save_checkpoint(context.run.checkpoint, state)
 
 

@@ -208,14 +208,17 @@ def write_junit(result: GateResult, path: Path) -> None:
     _write_xml(suites, path)
 
 
-def write_junit_error(error: UserError, path: Path, suite: str = SUITE_NAME) -> None:
+def write_junit_error(
+    error: UserError, path: Path, suite: str = SUITE_NAME, kind: str = "UserError"
+) -> None:
     """Record a gate that could not run as one JUnit <error>.
 
     Without it a CI job would go on displaying the JUnit file of an earlier, passing gate
     while this one exits 2. `suite`: the gate's own name where the command line was read.
+    `kind`, the error's type: bad input (UserError), or the exception a crash (a bug) raised.
     """
     suites, element = _junit_suite(suite, tests=1, failures=0, errors=1, skipped=0, seconds=0.0)
     case = ET.SubElement(element, "testcase", name="inputs", classname=suite, time="0")
-    said = ET.SubElement(case, "error", message=error.lines[0], type="UserError")
+    said = ET.SubElement(case, "error", message=error.lines[0], type=kind)
     said.text = "\n".join(error.lines)
     _write_xml(suites, path)

@@ -163,10 +163,18 @@ def _html(report: dict[str, Any]) -> str:
         accuracies = [fields["teacher"]["accuracy"], fields["student"]["accuracy"]]
         images.append((title, bar_plot(title, ["teacher", "student"], accuracies, "%")))
     columns, table = _table(fields)
-    head = "<tr><th></th>" + "".join(f"<th>{column}</th>" for column in columns) + "</tr>"
-    rows = head + "".join(
-        "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>" for row in table
+    # Header cells for the columns and for each row's label: a screen reader then names the
+    # figure a cell holds ("student, parameters") rather than reading bare numbers.
+    head = '<tr><th scope="col">measure</th>' + "".join(
+        f'<th scope="col">{html.escape(column)}</th>' for column in columns
     )
+    body = "".join(
+        f'<tr><th scope="row">{html.escape(label)}</th>'
+        + "".join(f"<td>{html.escape(cell)}</td>" for cell in cells)
+        + "</tr>"
+        for label, *cells in table
+    )
+    rows = f"<thead>{head}</tr></thead><tbody>{body}</tbody>"
     figures = "".join(
         f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{image}">'
         for alt, image in images
@@ -177,7 +185,8 @@ def _html(report: dict[str, Any]) -> str:
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;color:#222}}
 table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}
-td:first-child{{text-align:left}}img{{max-width:100%;margin:8px 0}}</style></head><body>
+th[scope=row],th:first-child{{text-align:left}}img{{max-width:100%;margin:8px 0}}
+h1,code{{overflow-wrap:anywhere}}</style></head><body>
 <h1>compressor run <code>{html.escape(report["run"])}</code></h1>
 <p>{_html_text(_summary(report))}</p>
 <table>{rows}</table>

@@ -144,6 +144,44 @@ def test_markdown_keeps_a_run_name_with_backticks_in_one_code_span() -> None:
     ]
 
 
+def test_markdown_keeps_a_run_name_with_a_line_break_in_its_heading() -> None:
+    """A folder's name may hold a line break: it would end the heading with the span open,
+    and the rest of the name would render as Markdown (or HTML)."""
+    assert _code("a\nb<img>") == "`a\\nb<img>`"
+
+
+def test_messages_render_in_markdown_as_the_terminal_printed_them(int8_run: Path) -> None:
+    """A warning or failure names the user's paths: posted as a pull-request comment, a path
+    holding `<img ...>` or `*u*` rendered as HTML or emphasis."""
+    report = copy.deepcopy(report_of(int8_run))
+    path = "/tmp/x<b>/s`t<img src=x onerror=alert(1)>*u*|v&amp;.onnx"
+    report.update(warnings=[f"--no-onnx: no backend timed {path}"], failures=[f"{path}\nfailed"])
+    text = markdown(report)
+    assert (
+        "> ⚠️ --no-onnx: no backend timed "
+        + (r"/tmp/x\<b\>/s\`t\<img src=x onerror=alert(1)\>\*u\*\|v\&amp;.onnx")
+        in text.splitlines()
+    )
+    assert any(
+        line.startswith("> ❌ /tmp/x") and line.endswith(" failed") for line in text.splitlines()
+    )
+    page = html_page(report)
+    assert '<p class="warning"><strong>⚠️ warning:</strong> --no-onnx' in page
+    assert '<p class="problem"><strong>❌ failed:</strong> /tmp/x&lt;b&gt;' in page
+
+
+def test_both_reports_name_a_student_file_given_with_student_onnx(int8_run: Path) -> None:
+    """The table reads as for an export of student.pt; the JSON alone named the file."""
+    report = copy.deepcopy(report_of(int8_run))
+    assert "--student-onnx" not in markdown(report)
+    report["student_onnx"] = {"file": "/elsewhere/made by hand.onnx", "precision": "int8"}
+    assert (
+        "The student rows measure `/elsewhere/made by hand.onnx` (int8), given with "
+        "`--student-onnx`, not an export of the run's student.pt."
+    ) in markdown(report)
+    assert "<code>/elsewhere/made by hand.onnx</code> (int8)" in html_page(report)
+
+
 def test_html_aligns_text_left_and_figures_right_and_describes_each_plot(
     int8_run: Path,
 ) -> None:
@@ -152,6 +190,13 @@ def test_html_aligns_text_left_and_figures_right_and_describes_each_plot(
     first_row = re.search(r"<tr><td.*?</tr>", precision_table).group(0)
     cells = re.findall(r"<td( class=\"text\")?>", first_row)
     assert cells[:4] == [' class="text"'] * 3 + [""]  # model, backend, precision | top-1 %
+    summary = page[: page.index("<h2>Reduced precision")]
+    header = re.findall(r'<th scope="col"( class="text")?>([^<]*)</th>', summary)
+    assert [bool(mark) for mark, name in header if name in ("device", "top-1 %", "parity")] == [
+        True,
+        False,
+        True,
+    ]
     assert re.findall(r'<img alt="([^"]*)"', page) == [
         "top-1 accuracy per backend",
         "size on disk per precision and file format",

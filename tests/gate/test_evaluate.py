@@ -807,6 +807,27 @@ def test_junit_file_records_a_gate_stopped_before_its_verdict(
     )
 
 
+def test_junit_file_records_a_crash_as_the_bug_it_is_not_as_bad_input(
+    kd_run: Path,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Exit 3 is a bug in compressor: a CI dashboard grouping errors by type must not file it
+    with the user's bad input (UserError)."""
+    junit = tmp_path / "gate.xml"
+
+    def crashed(*_args: object, **_kwargs: object) -> None:
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr("compressor.gate.evaluate_gate", crashed)
+    assert run_cli(capsys, "gate", str(kd_run), "--junit", str(junit)).code == 3
+    error = ET.parse(junit).getroot().find("testsuite/testcase/error")
+    assert error is not None
+    assert error.get("type") == "ZeroDivisionError"
+    assert error.get("message") == "the gate crashed: ZeroDivisionError('division by zero')"
+
+
 def test_junit_file_records_a_mistyped_command_line(
     kd_run: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

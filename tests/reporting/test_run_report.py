@@ -131,7 +131,8 @@ def test_a_run_without_a_teacher_has_no_teacher_column(tmp_path: Path) -> None:
         "| MFLOPs / image (2 × MACs) | 1.49 |",
     ]
     page = run.report("html").read_text()
-    assert "<th>teacher</th>" not in page and "<th>student</th>" in page
+    assert ">teacher</th>" not in page and '<th scope="col">student</th>' in page
+    assert '<th scope="row">parameters</th>' in page
 
 
 def test_the_flops_row_says_its_unit_and_how_it_counts(tmp_path: Path) -> None:
