@@ -154,6 +154,17 @@ def _main() -> None:
             for line in lines:
                 _print_error(line)
         sys.exit(2)
+    except PermissionError as error:
+        # A file or folder this user may not read or write (a data folder, a teacher in a
+        # folder it cannot enter): the system's refusal, not a bug, wherever it surfaced.
+        if debug_mode["enabled"]:
+            traceback.print_exc()
+        where = f"{error.filename}: " if error.filename else ""
+        _print_error(
+            f"{where}{error.strerror or 'permission denied'}; give this user access to it "
+            "(read, or write where compress writes) and to the folders above it"
+        )
+        sys.exit(2)
     except OSError as error:
         if error.errno not in _NO_SPACE:
             _crash(error)

@@ -15,7 +15,9 @@ import pytest
 from compressor.entry import _stop_as_ctrl_c
 from compressor.errors import DEBUG_HINT
 from compressor.interrupt import stop
+from tests.as_another_user import compress_as_nobody, open_folder
 from tests.cli_helpers import run_cli
+from tests.data.test_cifar import make_cifar10
 from tests.export.helpers import one_error_line
 from tests.signal_helpers import ctrl_c_while_importing
 
@@ -265,3 +267,35 @@ def test_a_crash_shows_its_traceback_and_exits_3_not_a_failed_checks_1(tmp_path:
     last = result.stderr.rstrip().splitlines()[-1]
     assert last.startswith("error: compress crashed (RuntimeError: boom in the user's teacher)")
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_data_folder_this_user_may_not_enter_is_bad_input_not_a_crash() -> None:
+    """Path.is_file raises on a folder it may not search (EACCES): `recipe validate`,
+    `teacher` and `distill` crashed with a traceback and exit 3 on a CIFAR root or a
+    teacher's folder another user owns."""
+    with open_folder() as folder:
+        data = folder / "data"
+        make_cifar10(data)
+        data.chmod(0o700)  # root's own: nobody may not enter it
+        recipe = folder / "locked.yaml"
+        recipe.write_text(
+            "student: {arch: resnet8}\n"
+            f"data: {{name: cifar10, root: {data}}}\n"
+            "train: {epochs: 1, device: cpu}\n"
+        )
+        said = compress_as_nobody(folder, "recipe", "validate", str(recipe))
+        refused = one_error_line(said)
+        assert refused.startswith(f"error: {data}/")
+        assert "Permission denied; give this user access to it" in refused
+
+        teacher = data / "teacher.pt"
+        teacher.write_bytes(b"weights")
+        recipe.write_text(
+            f"teacher: {{arch: resnet20, checkpoint: {teacher}}}\n"
+            "student: {arch: resnet8}\nmethod: {name: kd}\n"
+        )
+        said = compress_as_nobody(folder, "recipe", "validate", str(recipe))
+        assert one_error_line(said) == (
+            f"error: {teacher}: Permission denied; give this user access to it (read, or write "
+            "where compress writes) and to the folders above it"
+        )

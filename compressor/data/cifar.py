@@ -185,6 +185,10 @@ def _unpickle(path: Path) -> dict[bytes, Any]:
     try:
         with path.open("rb") as file:
             content = _ArrayUnpickler(file, encoding="bytes").load()
+    except OSError as error:  # the system's refusal (permissions, an I/O error), not the file
+        raise UserError(
+            f"{path}: cannot read it ({error.strerror or error}); make it readable by this user"
+        ) from None
     except Exception as error:  # any failure to unpickle means a damaged or foreign file
         raise UserError(
             f"{path} is not a readable CIFAR pickle ({type(error).__name__}: {error}); "

@@ -196,6 +196,8 @@ def _starts_like_torch_save(path: Path) -> bool:
 
 
 def _unreadable(path: Path, error: Exception) -> str:
+    if isinstance(error, OSError) and error.strerror:  # the system's refusal, not the file
+        return f"{path}: cannot read it ({error.strerror}); make it readable by this user"
     message = (
         f"{path}: cannot read this file as a PyTorch checkpoint; it is truncated, corrupt "
         "or not written by torch.save"

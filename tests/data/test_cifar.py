@@ -19,6 +19,8 @@ from compressor.data import Dataset, dataset_num_classes, load_dataset
 from compressor.data.cifar import LAYOUTS
 from compressor.errors import UserError
 from compressor.recipe import DataConfig
+from tests.as_another_user import compress_as_nobody, open_folder
+from tests.export.helpers import one_error_line
 
 CIFAR10_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
 
@@ -208,3 +210,20 @@ def test_the_file_layout_is_the_one_torchvision_downloads(name: str) -> None:
     assert [layout.test_file] == [file for file, _md5 in source.test_list]
     assert layout.meta_file == source.meta["filename"]
     assert layout.names_key.decode() == source.meta["key"]
+
+
+def test_a_batch_this_user_may_not_read_is_said_so_not_called_corrupt() -> None:
+    """ "download it again" sent the user after a file that only needed its permissions."""
+    with open_folder() as folder:
+        batches = make_cifar10(folder / "data")
+        (batches / "test_batch").chmod(0o600)  # root's own
+        recipe = folder / "r.yaml"
+        recipe.write_text(
+            f"student: {{arch: resnet8}}\ndata: {{name: cifar10, root: {folder / 'data'}}}\n"
+            "train: {epochs: 1, device: cpu}\n"
+        )
+        said = compress_as_nobody(folder, "train", str(recipe))
+        assert one_error_line(said) == (
+            f"error: {batches / 'test_batch'}: cannot read it (Permission denied); make it "
+            "readable by this user"
+        )

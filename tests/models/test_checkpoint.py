@@ -17,6 +17,8 @@ import torch
 
 from compressor.errors import UserError
 from compressor.models import create_model, detect_format, load_weights, read_state_dict
+from tests.as_another_user import compress_as_nobody, open_folder
+from tests.export.helpers import one_error_line
 
 
 @pytest.fixture(scope="module")
@@ -394,3 +396,19 @@ def test_a_sparse_checkpoint_is_read_without_torch_warning_first(
         warnings.simplefilter("error")
         weights = read_state_dict(path)
     assert weights["conv1.weight"].is_sparse
+
+
+def test_a_checkpoint_this_user_may_not_read_is_said_so_not_called_corrupt() -> None:
+    with open_folder() as folder:
+        teacher = folder / "teacher.pt"
+        torch.save(create_model("resnet8", 10, 1).state_dict(), teacher)
+        teacher.chmod(0o600)  # root's own
+        recipe = folder / "r.yaml"
+        recipe.write_text(
+            f"teacher: {{arch: resnet8, checkpoint: {teacher}}}\n"
+            "student: {arch: resnet8}\nmethod: {name: kd}\n"
+        )
+        said = compress_as_nobody(folder, "teacher", str(recipe))
+        assert one_error_line(said) == (
+            f"error: {teacher}: cannot read it (Permission denied); make it readable by this user"
+        )
