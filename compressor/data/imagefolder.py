@@ -186,7 +186,7 @@ def _not_a_training_class(folder: Path, classes: list[str]) -> UserError:
     same = [name for name in classes if _folded(name) == _folded(folder.name)]
     near = same or difflib.get_close_matches(folder.name, classes, n=1)
     rename = f"rename it {near[0]!r} as in train/, " if near else ""
-    if near and near[0].casefold() != folder.name.casefold():  # alike only once normalised
+    if same and same[0].casefold() != folder.name.casefold():  # alike only once normalised
         rename = (
             f"rename it {near[0]!r} as in train/ (the two look alike but are spelt with other "
             f"Unicode characters: {folder.name!a} here, {near[0]!a} there), "

@@ -71,6 +71,14 @@ def test_imagefolder_val_class_must_exist_in_train(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="^" + re.escape(renamed)):
         dataset_num_classes(config)
 
+    # A near name that is another word is named without a word of Unicode spellings.
+    (root / "val" / "Cat").rename(root / "val" / "cats")
+    assert load_error(config) == (
+        f"{root / 'val' / 'cats'}: class 'cats' has no folder in train/; rename it 'cat' as in "
+        "train/, remove it or add training images for it"
+    )
+    (root / "val" / "cats").rename(root / "val" / "Cat")
+
     # Spelt alike once normalised (macOS writes 'é' decomposed): the names are shown escaped,
     # where "rename it 'café'" named a folder that looks the same as the one there.
     (root / "train" / "cat").rename(root / "train" / "caf\u00e9")
