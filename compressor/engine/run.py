@@ -71,7 +71,7 @@ from compressor.methods.amkd import (
     uses_feature_embedding,
 )
 from compressor.methods.boundary import normalized_bounds
-from compressor.models import create_model, student_kwargs
+from compressor.models import count_flops, create_model, student_kwargs
 from compressor.models.probe import check_student_output
 from compressor.preflight import check_recipe, setting_warnings, unused_settings
 from compressor.provenance import manifest, now_iso, trained_recipe_sha256, with_free_settings_of
@@ -434,6 +434,8 @@ def _build_models(context: RunContext, dataset: Dataset, pinned: PinnedTeacher |
     except ChannelsDiffer as error:  # a torchvision student on grayscale images
         raise with_channels_hint(error, recipe.data) from None
     teacher = _ready_teacher(context, pinned, dataset) if pinned else None
+    if teacher is not None and context.main:
+        _warn_if_not_cheaper(context, student, teacher.summary, dataset)
     student = student.to(setup.device)
     if setup.channels_last:
         student = student.to(memory_format=torch.channels_last)
@@ -454,6 +456,30 @@ def _build_models(context: RunContext, dataset: Dataset, pinned: PinnedTeacher |
         dataset_size=len(dataset.train),
     )
     return RunModels(student, trained, method, teacher)
+
+
+def _warn_if_not_cheaper(
+    context: RunContext, student: nn.Module, teacher: ModelSummary, dataset: Dataset
+) -> None:
+    """A student that costs the teacher's compute or more will not run faster once exported,
+    and the gate's speedup rule fails at the end of a long run: say so before it starts. The
+    zoo's models keep CIFAR's strides, so on 64x64 images its mobilenetv2 costs more than a
+    torchvision ResNet-18."""
+    flops = count_flops(student, dataset.image_shape)
+    if flops < teacher.flops:
+        return
+    larger = max(dataset.image_shape[1:]) > 32
+    hint = (
+        " (the zoo's models are laid out for 32×32 images: on larger ones take a torchvision "
+        "model such as mobilenet_v2)"
+        if larger
+        else ""
+    )
+    context.observer.warning(
+        f"the student {context.recipe.student.arch} costs {flops / 1e6:,.1f} MFLOPs per "
+        f"{'×'.join(map(str, dataset.image_shape[1:]))} image, no fewer than the teacher's "
+        f"{teacher.flops / 1e6:,.1f}: it will not run faster; choose a smaller student{hint}"
+    )
 
 
 def _pin_teacher(context: RunContext, resume: bool) -> PinnedTeacher:

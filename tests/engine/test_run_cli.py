@@ -118,6 +118,7 @@ def test_distill_writes_a_complete_run(
     )
     result = run_cli(capsys, "distill", str(recipe))
     assert result.code == 0, result.stderr
+    assert "will not run faster" not in result.stderr
     run = workdir / f"distill-{method}"
     for name in RUN_FILES:
         assert (run / name).is_file(), name
@@ -149,6 +150,29 @@ def test_distill_writes_a_complete_run(
     html = (run / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 3
     assert f"student {student_accuracy:.2f}" not in result.stderr
+
+
+def test_a_student_costlier_than_its_teacher_is_warned_of_before_training(
+    tmp_path: Path, teacher_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The gate's speedup rule would fail it only at the end of a long run."""
+    recipe = write(
+        tmp_path / "bigger.yaml",
+        {
+            "teacher": {"arch": "resnet20", "checkpoint": str(teacher_checkpoint)},
+            "student": {"arch": "resnet32"},
+            "method": {"name": "kd"},
+            "train": {"epochs": 1, "batch_size": 64, "device": "cpu", "max_steps_per_epoch": 1},
+            "output": {"dir": str(tmp_path)},
+        },
+    )
+    result = run_cli(capsys, "distill", str(recipe))
+    assert result.code == 0, result.stderr
+    warned = [line for line in result.stderr.splitlines() if "will not run faster" in line]
+    assert warned == [
+        "warning: the student resnet32 costs 8.6 MFLOPs per 8×8 image, no fewer than the "
+        "teacher's 5.0: it will not run faster; choose a smaller student"
+    ]
 
 
 def test_eval_every_scores_some_epochs_and_always_the_last(
