@@ -33,6 +33,7 @@ def check_run_dir(run: RunDir, *, resume: bool, overwrite: bool) -> None:
         _check_name_fits(run)
     _check_not_a_folder_of_the_users(run)
     if overwrite:  # before the data is read and the teacher scored, not after
+        _check_not_a_link(run)
         check_set_aside_free(run)
     if run.lock.exists():
         lock_run(run).release()
@@ -69,6 +70,19 @@ def check_inputs_outside_run(
                 "of the run directory and point the recipe there, or set output.name to start a "
                 "new run"
             )
+
+
+def _check_not_a_link(run: RunDir) -> None:
+    """--overwrite sets the old run aside by renaming its folder: a run directory that is a
+    link (to a larger disk) would have the link renamed and deleted instead, the new run
+    written beside it on this disk, and the old run left whole behind the link."""
+    if run.root.is_symlink():
+        target = run.root.readlink()
+        raise UserError(
+            f"{run.root}: a link (to {target}), which --overwrite would replace by a folder "
+            f"here, leaving the old run at {target}; remove that run yourself and run again "
+            "without --overwrite, or link output.dir instead of the run"
+        )
 
 
 def _check_no_file_in_the_way(run: RunDir) -> None:

@@ -185,3 +185,21 @@ def test_overwrite_takes_a_folder_holding_only_what_a_run_writes(tmp_path: Path)
     run.lock.write_text("")
     (run.root / ".metrics.jsonl.abcd1234.tmp").write_text("")
     claim_run_dir(run, resume=False, overwrite=True).release()
+
+
+def test_overwrite_refuses_a_run_directory_that_is_a_link(tmp_path: Path) -> None:
+    """The link was renamed and deleted in the run's place: the new run went onto this disk,
+    and the old one stayed whole behind the link, said to be removed."""
+    target = started_run(tmp_path / "big-disk" / "run").root
+    link = tmp_path / "runs" / "run"
+    link.parent.mkdir()
+    link.symlink_to(target)
+    with pytest.raises(UserError) as error:
+        check_run_dir(RunDir(link), resume=False, overwrite=True)
+    assert str(error.value) == (
+        f"{link}: a link (to {target}), which --overwrite would replace by a folder here, "
+        f"leaving the old run at {target}; remove that run yourself and run again without "
+        "--overwrite, or link output.dir instead of the run"
+    )
+    assert link.is_symlink() and RunDir(target).checkpoint.read_bytes() == b"old run"
+    check_run_dir(RunDir(link), resume=True, overwrite=False)  # resuming through it is fine
