@@ -6,6 +6,7 @@ it change for different reasons: a CI system's schema is no business of the rule
 
 from __future__ import annotations
 
+import contextlib
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -170,7 +171,17 @@ def _write_xml(root: ET.Element, path: Path) -> None:
     try:
         write_bytes(path, ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n")
     except WriteFailed as error:
-        raise UserError(f"{path}: cannot write the JUnit file ({error.strerror})") from None
+        fix = what_to_do(path.parent, error.errno)
+        said = f"{path}: cannot write the JUnit file ({error.strerror})" + (
+            f"; {fix}" if fix else ""
+        )
+        # An earlier verdict left in its place is what CI would show (a pass, as like as
+        # not): removed, which a full disk still allows, so CI finds no file at all.
+        with contextlib.suppress(OSError):
+            if path.is_file():
+                path.unlink()
+                said += "; the earlier JUnit file there is removed, so CI shows no old verdict"
+        raise UserError(said) from None
 
 
 def write_junit(result: GateResult, path: Path) -> None:

@@ -21,6 +21,7 @@ from compressor.reporting.junit import (
     write_junit,
     write_junit_error,
 )
+from tests.disk_full import file_size_limit, needs_file_size_limits
 
 VERDICT = GateResult(
     run=Path("/runs/kd"),
@@ -188,3 +189,21 @@ def test_a_socket_or_device_is_not_replaced_by_a_file(tmp_path: Path) -> None:
         with pytest.raises(UserError, match=r"not a regular file \(a device, pipe or socket\)"):
             write_junit(VERDICT, path)
         assert stat.S_ISSOCK(path.stat().st_mode)
+
+
+@needs_file_size_limits
+def test_a_junit_file_that_cannot_be_written_takes_the_earlier_verdict_with_it(
+    tmp_path: Path,
+) -> None:
+    """On a full disk the error record failed to replace an earlier passing verdict, and CI
+    went on showing that pass. Removing a file needs no space."""
+    path = tmp_path / "gate.xml"
+    write_junit(VERDICT, path)
+    with file_size_limit(100), pytest.raises(UserError) as error:
+        write_junit_error(UserError("the run is missing"), path)
+    assert str(error.value) == (
+        f"{path}: cannot write the JUnit file (File too large); the file is larger than this "
+        "process may write (see `ulimit -f`); the earlier JUnit file there is removed, so CI "
+        "shows no old verdict"
+    )
+    assert not path.exists()
