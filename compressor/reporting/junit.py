@@ -100,7 +100,7 @@ def check_junit_path(path: Path) -> None:
     if not _replaceable(Path(path)):
         raise UserError(
             f"--junit {path}: holds something other than a JUnit file written by compress "
-            "gate, which the XML would replace; give another name, such as gate.xml"
+            f"gate, which the XML would replace; give another name, such as {_other_name(path)}"
         )
     try:
         check_writable(Path(path))
@@ -110,6 +110,11 @@ def check_junit_path(path: Path) -> None:
             f"--junit {path}: cannot write the JUnit file ({error.strerror})"
             + (f"; {fix}" if fix else "")
         ) from None
+
+
+def _other_name(path: Path | str) -> str:
+    """A file name to suggest instead of `path`'s: not the very name refused."""
+    return "compress-gate.xml" if Path(path).name == "gate.xml" else "gate.xml"
 
 
 # An earlier JUnit file of the gate is a few kilobytes; anything far larger is something else.
