@@ -100,7 +100,7 @@ def test_only_a_junit_file_is_written_over(tmp_path: Path) -> None:
                 write(tmp_path / name)
         assert (tmp_path / name).read_text() == text
     (tmp_path / "gate.xml").write_text(others["pytest.xml"])  # not to be suggested again
-    with pytest.raises(UserError, match="give another name, such as compress-gate.xml$"):
+    with pytest.raises(UserError, match=r"give another name, such as compress-gate\.xml$"):
         write_junit(VERDICT, tmp_path / "gate.xml")
     (tmp_path / "gate.xml").unlink()
     earlier, empty = tmp_path / "gate.xml", tmp_path / "empty.xml"
