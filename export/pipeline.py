@@ -159,7 +159,7 @@ def _export_run(
             if int8 is not None:
                 for name, files in artifacts.items():
                     metadata = _metadata(inputs, name, _arch(name, inputs), "int8")
-                    files.append(int8.quantize(name, files, staging, say, metadata))
+                    files.append(int8.quantize(name, files, staging, say, warn, metadata))
 
             with _fits_in_memory(settings.batch_sizes):
                 # 3. Per model: the PyTorch reference (computed once), then ONNX Runtime.
@@ -353,6 +353,7 @@ class _Int8Job:
         files: Sequence[Artifact],
         out: Path,
         say: Callable[[str], None],
+        warn: Callable[[str], None],
         metadata: Mapping[str, Any],
     ) -> Artifact:
         source = next(artifact.path for artifact in files if artifact.precision == "fp32")
@@ -361,7 +362,9 @@ class _Int8Job:
             f"{name}: quantising {source.name} to INT8 ({len(self.images)} calibration "
             f"images, {self.settings.calibration_method}) → export/{target.name}"
         )
-        quantize_int8(source, target, self.images, self.settings, name=name, metadata=metadata)
+        quantize_int8(
+            source, target, self.images, self.settings, name=name, metadata=metadata, warn=warn
+        )
         return Artifact(name, "int8", target)
 
 

@@ -23,7 +23,7 @@ import contextlib
 import logging
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,7 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from compressor.data.sets import balanced_indices
-from compressor.errors import UserError, short_reason
+from compressor.errors import UserError, short_reason, warn_caller
 from compressor.io import what_to_do
 from compressor.recipe import Int8Config
 from export.onnx_export import graph_inputs, metadata_strings, write_checked
@@ -119,6 +119,7 @@ def quantize_int8(
     *,
     name: str,
     metadata: Mapping[str, Any] | None = None,
+    warn: Callable[[str], None] = warn_caller,
 ) -> None:
     """Write `target`, the static INT8 Q/DQ form of the fp32 ONNX file `source`.
 
@@ -150,8 +151,13 @@ def quantize_int8(
             # then calibrated on the graph that will actually run. In the scratch directory,
             # because its symbolic shape inference dumps a file into the working directory
             # when it fails.
-            with _working_directory(Path(scratch)):
+            with _working_directory(Path(scratch)), _optimisation_failures() as failures:
                 quant_pre_process(str(source), str(prepared))
+            for failure in failures:
+                warn(
+                    f"{name}: ONNX Runtime could not optimise the graph before quantising it "
+                    f"({failure}); it is quantised as exported"
+                )
             with _without_norm_axis_warnings():
                 quantize_static(
                     str(prepared),
@@ -171,11 +177,13 @@ def quantize_int8(
         except UserError:
             raise
         except OSError as error:
-            fix = what_to_do(Path(scratch), error.errno)
+            # The scratch folder is gone by the time this is read: its parent is named.
+            where = Path(scratch).parent
+            fix = what_to_do(where, error.errno)
             if fix is None:  # not the scratch folder's disk: the tools failed on the model
                 raise _cannot_quantise(name, source, error) from None
             raise UserError(
-                f"{name}: cannot write ONNX Runtime's quantisation files in {scratch} "
+                f"{name}: cannot write ONNX Runtime's quantisation files in {where} "
                 f"({error.strerror}); {fix} (TMPDIR chooses where they go)"
             ) from None
         except MemoryError as error:
@@ -235,6 +243,39 @@ def _cannot_quantise(name: str, source: Path, error: Exception) -> UserError:
         f"{name}: ONNX Runtime cannot quantise {source.name} to INT8 ({short_reason(error)}); "
         "export without --int8, or quantise it elsewhere and validate it with --student-onnx"
     )
+
+
+class _Kept(logging.Handler):
+    """Keeps the records it is given, to be read instead of printed."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@contextlib.contextmanager
+def _optimisation_failures() -> Iterator[list[str]]:
+    """ONNX Runtime's pre-processing logs a failed graph optimisation (a full TMPDIR, say)
+    as a traceback on stderr, with advice for its own command line (`--skip_optimization`),
+    and goes on without it: kept from the terminal here, each failure's last line given back
+    once the block ends, for one warning each (or for nothing, where an error follows)."""
+    logger = logging.getLogger("onnxruntime.quantization.shape_inference")
+    kept, propagated = _Kept(), logger.propagate
+    logger.addHandler(kept)
+    logger.propagate = False
+    failures: list[str] = []
+    try:
+        yield failures
+    finally:
+        logger.removeHandler(kept)
+        logger.propagate = propagated
+        for record in kept.records:
+            lines = [line for line in record.getMessage().splitlines() if line.strip()]
+            if lines and lines[0].startswith("Traceback"):
+                failures.append(lines[-1].strip())
 
 
 class _NormAxisFilter(logging.Filter):

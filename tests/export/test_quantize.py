@@ -3,6 +3,9 @@ Q/DQ form, and one clear UserError for every model ONNX Runtime's tools cannot q
 
 from __future__ import annotations
 
+import logging
+import tempfile
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +19,13 @@ from compressor.errors import UserError
 from compressor.recipe import Int8Config
 from export.onnx_export import export_onnx
 from export.onnx_inspect import read_metadata
-from export.quantize import Int8Settings, calibration_batch, quantize_int8, resolve_settings
+from export.quantize import (
+    Int8Settings,
+    _optimisation_failures,
+    calibration_batch,
+    quantize_int8,
+    resolve_settings,
+)
 from export.validate import EvalSet
 from tests.disk_full import file_size_limit, needs_file_size_limits
 
@@ -219,16 +228,22 @@ def test_a_model_onnx_runtime_cannot_run(tmp_path: Path, monkeypatch: pytest.Mon
 
 @needs_file_size_limits
 def test_a_failed_write_to_the_scratch_folder_is_named_not_blamed_on_the_model(
-    fp32_model: Path, tmp_path: Path
+    fp32_model: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     """ONNX Runtime's tools write the prepared and quantised models to a scratch folder; a
     write that failed there (here: a file-size limit, as a full disk would) was reported as a
-    model ONNX Runtime cannot quantise, "drop --int8"."""
+    model ONNX Runtime cannot quantise, "drop --int8". Its optimiser's traceback and advice
+    for its own command line (`--skip_optimization`) stay off the terminal, and the folder
+    named is TMPDIR's, not the scratch folder already removed."""
     images = calibration_batch(_train_set(), 64, seed=0)
     with file_size_limit(fp32_model.stat().st_size // 2), pytest.raises(UserError) as caught:
         quantize_int8(fp32_model, tmp_path / "out.onnx", images, _settings(), name="student")
     [line] = caught.value.lines
-    assert line.startswith("student: cannot write ONNX Runtime's quantisation files in ")
+    assert line.startswith(
+        f"student: cannot write ONNX Runtime's quantisation files in {tempfile.gettempdir()} ("
+    )
+    printed = capfd.readouterr()
+    assert "Traceback" not in printed.err and "skip_optimization" not in printed.err
     assert line.endswith(
         "(File too large); the file is larger than this process may write (see `ulimit -f`) "
         "(TMPDIR chooses where they go)"
@@ -271,3 +286,20 @@ def test_a_preactivation_batchnorm_quantises_without_a_line_per_layer(
     kinds = [node.op_type for node in onnx.load(str(tmp_path / "bn.int8.onnx")).graph.node]
     assert "BatchNormalization" in kinds  # the case: a normalisation left unfolded
     assert not [r for r in caplog.records if "out-of-range" in r.getMessage()]
+
+
+def test_a_graph_optimisation_onnx_runtime_logs_as_failed_is_one_line_not_a_traceback(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """quant_pre_process logs a failed optimisation (a full TMPDIR) as its traceback and
+    advice for its own command line, then goes on without it; what is left is one line."""
+    logger = logging.getLogger("onnxruntime.quantization.shape_inference")
+    with _optimisation_failures() as failures:
+        try:
+            raise OSError(28, "No space left on device")
+        except OSError:  # as ONNX Runtime 1.2x logs it
+            logger.error("ONNX Runtime Model Optimization Failed! Consider rerun with option.")
+            logger.error(traceback.format_exc())
+    assert failures == ["OSError: [Errno 28] No space left on device"]
+    assert capfd.readouterr().err == ""
+    assert logger.propagate and not logger.handlers
