@@ -16,6 +16,7 @@ import re
 import shlex
 import signal
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import NoReturn
@@ -96,6 +97,19 @@ def _another_process_says_it(error: UserError) -> bool:
     return not _speaks_for_this_machine()
 
 
+def _exit_after_the_speaker() -> NoReturn:
+    """Exit 2 quietly, as the process that says the shared refusal (LOCAL_RANK 0) does, but
+    not before it: torchrun stops every process once one exits, and a process that got
+    there first had LOCAL_RANK 0 stopped before its line (the user saw "stopped by SIGTERM"
+    alone). Its own exit ends the wait: torchrun then stops this one."""
+    with contextlib.suppress(KeyboardInterrupt):  # torchrun's SIGTERM, taken as Ctrl-C
+        time.sleep(_SPEAKER_GRACE_SECONDS)
+    sys.exit(2)
+
+
+_SPEAKER_GRACE_SECONDS = 10.0
+
+
 def _speaks_for_this_machine() -> bool:
     """Outside torchrun, always; under it, LOCAL_RANK 0: a mistyped flag, or the SIGTERM
     torchrun sends the rest once one process has exited, is the same on every process of a
@@ -116,7 +130,7 @@ def _main() -> None:
         sys.exit(2)
     except UserError as error:
         if _another_process_says_it(error):
-            sys.exit(2)
+            _exit_after_the_speaker()
         lines = error.lines
         if debug_mode["enabled"]:
             traceback.print_exc()  # the traceback asked for, with bad input's exit code still
@@ -139,7 +153,7 @@ def _main() -> None:
         sys.exit(2)
     except _UsageError as error:
         if not _speaks_for_this_machine():
-            sys.exit(2)
+            _exit_after_the_speaker()
         # A group called with no command: its help, as click shows it (on stderr, exit 2).
         if type(error).__name__ == "NoArgsIsHelpError":
             error.show()

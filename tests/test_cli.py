@@ -101,6 +101,7 @@ def test_a_command_of_one_process_is_refused_under_torchrun(
     run it again. The first process of the machine says why; the others end with it."""
     for name, value in {"WORLD_SIZE": "2", "RANK": local_rank, "LOCAL_RANK": local_rank}.items():
         monkeypatch.setenv(name, value)
+    monkeypatch.setattr("compressor.entry._SPEAKER_GRACE_SECONDS", 0.0)  # no torchrun to stop it
     for command in (["quickstart"], ["export", "runs/quickstart"], ["recipe", "schema"]):
         result = run_cli(capsys, *command)
         assert result.code == 2 and result.stdout == ""
@@ -120,6 +121,7 @@ def test_a_usage_error_under_torchrun_is_said_once_per_machine(
     process. The first process of the machine says it; the others end with it, silently."""
     for name, value in {"WORLD_SIZE": "2", "RANK": local_rank, "LOCAL_RANK": local_rank}.items():
         monkeypatch.setenv(name, value)
+    monkeypatch.setattr("compressor.entry._SPEAKER_GRACE_SECONDS", 0.0)  # no torchrun to stop it
     for command in (["distill", "recipe.yaml", "--bogus"], ["train"]):
         result = run_cli(capsys, *command)
         assert result.code == 2 and result.stdout == ""

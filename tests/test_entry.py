@@ -8,11 +8,12 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
-from compressor.entry import _stop_as_ctrl_c
+from compressor.entry import _exit_after_the_speaker, _stop_as_ctrl_c
 from compressor.errors import DEBUG_HINT
 from compressor.interrupt import stop
 from tests.as_another_user import compress_as_nobody, open_folder
@@ -151,6 +152,25 @@ def test_a_second_stop_signal_does_not_cut_short_the_handling_of_the_first() -> 
                 pytest.fail(f"signal {again} raised again")
         assert stop.signal == signal.SIGINT
     finally:
+        stop.signal = None
+
+
+def test_a_process_that_does_not_say_a_shared_refusal_waits_for_the_one_that_does() -> None:
+    """Under torchrun a process that exited first had the one that says the refusal
+    (LOCAL_RANK 0) stopped before its line. It waits until torchrun stops it (SIGTERM) as
+    the speaker exits, and then exits 2 without a word."""
+    stop.signal, stop.ending = None, False
+    handler = signal.signal(signal.SIGTERM, _stop_as_ctrl_c)
+    timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    try:
+        with pytest.raises(SystemExit) as ended:
+            _exit_after_the_speaker()
+        assert ended.value.code == 2
+        assert stop.signal == signal.SIGTERM  # it was still waiting when torchrun stopped it
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGTERM, handler)
         stop.signal = None
 
 
