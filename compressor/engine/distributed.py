@@ -55,6 +55,15 @@ class Distributed:
             )
         return batch_size // self.world_size
 
+    def gather_objects(self, value: T) -> list[T]:
+        """Every process's `value` (any picklable object), in rank order; `[value]` alone
+        outside torchrun."""
+        if not self.enabled:
+            return [value]
+        everyone: list[T] = [value] * self.world_size
+        dist.all_gather_object(everyone, value)
+        return everyone
+
     def gather(self, values: torch.Tensor, device: torch.device) -> list[torch.Tensor]:
         """Every process's `values` (same shape and dtype on each), in rank order, on the CPU.
         Sent through `device`, so NCCL runs carry them too."""

@@ -44,6 +44,7 @@ from compressor.engine.resume import (
     data_digests,
     drop_metrics_after,
     interrupted_message,
+    recipe_changes,
 )
 from compressor.engine.schedule import build_optimizer
 from compressor.engine.scoring import ModelSummary, eval_loader, model_summary
@@ -159,6 +160,7 @@ def run_training(
                 check_recipe(recipe, source, needs_teacher=distill)
 
             distributed.together(check_inputs)
+            _check_one_recipe(distributed, recipe, source)
             for warning in warnings:
                 observer.warning(warning)
             with restored_torch_settings():
@@ -333,6 +335,22 @@ def completed_run_result(run: RunDir) -> RunResult | None:
         return RunResult(run, ModelSummary(**fields["student"]), teacher, fields["top1_agreement"])
     except (UserError, OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def _check_one_recipe(distributed: Distributed, recipe: Recipe, source: str) -> None:
+    """Each machine of a torchrun job reads its own copy of the recipe. Copies that differ in
+    what is trained (the epochs, a learning rate, the seed) crashed the run in a collective
+    that did not match, or trained each process its own way without a word. Where files are
+    may differ: each machine names its own paths."""
+    recipes = distributed.gather_objects(recipe)
+    first = recipes[0]
+    for rank, other in enumerate(recipes):
+        trained = with_free_settings_of(other, first)
+        if trained != first:
+            raise UserError(
+                f"{source}: process {rank}'s copy of the recipe differs from process 0's "
+                f"({recipe_changes(first, trained)}); give every machine the same recipe"
+            )
 
 
 def write_free_settings(run: RunDir, recipe: Recipe) -> bool:

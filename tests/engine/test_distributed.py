@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -447,6 +448,27 @@ def test_a_node_whose_recipe_does_not_read_stops_the_other_node_too(
     assert "train.bogus" in second, second
     assert "error: process 0 stopped: process 1 could not go on: " in first, first
     assert "train.bogus" in first
+
+
+def test_nodes_whose_copies_of_the_recipe_train_differently_are_refused(
+    tmp_path: Path, digits_teacher: Path
+) -> None:
+    """A copy with another epoch count crashed the run in a collective that did not match
+    (gloo's abort, the manifest left "running"); one with another learning rate trained
+    each process its own way. Where files are may differ: each machine names its own."""
+    other = _kd_recipe(tmp_path, digits_teacher)
+    other["train"]["epochs"] = 2
+    copied = tmp_path / "teacher-copy.pt"
+    shutil.copy(digits_teacher, copied)
+    other["teacher"]["checkpoint"] = str(copied)  # its own copy of the teacher: fine
+    (_, first), (_, second) = two_nodes(tmp_path, [_kd_recipe(tmp_path, digits_teacher), other])
+    for said in (first, second):
+        lines = [line for line in said.splitlines() if line.startswith("error: ")]
+        assert lines == [
+            f"error: {tmp_path / f'node{said is second:d}.yaml'}: process 1's copy of the recipe "
+            "differs from process 0's (train.epochs: 1 → 2); give every machine the same recipe"
+        ], said
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_refusal_every_process_hits_is_one_line(tmp_path: Path) -> None:
