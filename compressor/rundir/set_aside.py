@@ -3,6 +3,7 @@ once the new run completes; messages say where it is and how to go back."""
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shlex
@@ -14,7 +15,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from compressor.errors import UserError
-from compressor.io import lock_or_refuse
+from compressor.io import lock_or_refuse, what_to_do
 from compressor.provenance import now_iso
 from compressor.rundir.layout import RunDir, has_checkpoint, holds_run, manifest_record
 from compressor.rundir.status import lock_run
@@ -71,9 +72,12 @@ def set_aside_replaced_run(run: RunDir, lock: FileLock) -> FileLock:
                     encoding="utf-8",
                 )
         except OSError as error:
+            fix = what_to_do(run.root.parent, error.errno)  # a full disk, a size limit
+            if fix is None or error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                fix = "make both writable"
             raise UserError(
                 f"{run.root}: cannot set the run it replaces aside in {aside} "
-                f"({error.strerror}); make both writable, or set output.name to start a new run"
+                f"({error.strerror}); {fix}, or set output.name to start a new run"
             ) from None
     return lock
 
@@ -133,7 +137,11 @@ def _move_aside(run: RunDir, lock: FileLock) -> FileLock:
     # the run set aside now, should it complete after another --overwrite's.
     run.replacing.unlink(missing_ok=True)
     mark = _MARK_TEXT.format(root=run.root, time=now_iso())
-    (run.root / SET_ASIDE_MARK).write_text(mark, encoding="utf-8")  # renamed with the run
+    try:
+        (run.root / SET_ASIDE_MARK).write_text(mark, encoding="utf-8")  # renamed with the run
+    except OSError:  # a full disk: no empty mark left to say the run is set aside
+        (run.root / SET_ASIDE_MARK).unlink(missing_ok=True)
+        raise
     if os.name == "nt":  # Windows renames no folder with a file open in it: the lock's
         lock.release()
     run.root.rename(aside)

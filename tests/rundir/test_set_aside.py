@@ -21,6 +21,7 @@ from compressor.rundir import (
     set_aside_note,
 )
 from compressor.rundir.status import lock_run
+from tests.disk_full import file_size_limit, needs_file_size_limits
 from tests.rundir.helpers import started_run
 
 
@@ -300,3 +301,23 @@ def test_a_run_found_only_aside_is_named_where_the_run_is_missing(tmp_path: Path
     with pytest.raises(UserError, match="no such run to resume") as missing:
         check_run_dir(run, resume=True, overwrite=False)
     assert back in str(missing.value)
+
+
+@needs_file_size_limits
+def test_a_run_that_cannot_be_set_aside_is_left_as_it_was_and_the_fix_fits_the_cause(
+    tmp_path: Path,
+) -> None:
+    """On a full disk the mark that goes with a set-aside run could not be written: the line
+    said "make both writable", and an empty mark was left in the run."""
+    run = started_run(tmp_path / "run")
+    before = sorted(path.name for path in run.root.rglob("*"))
+    with file_size_limit(10), pytest.raises(UserError) as error:
+        claim_run_dir(run, resume=False, overwrite=True)
+    assert str(error.value) == (
+        f"{run.root}: cannot set the run it replaces aside in {tmp_path / 'run.replaced'} "
+        "(File too large); the file is larger than this process may write (see `ulimit -f`), "
+        "or set output.name to start a new run"
+    )
+    after = sorted(path.name for path in run.root.rglob("*") if path.name != ".lock")
+    assert after == before  # the lock the claim took is all it leaves
+    assert not (tmp_path / "run.replaced").exists()
