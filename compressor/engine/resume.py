@@ -35,7 +35,7 @@ def interrupted_message(
     if has_checkpoint(run):  # last.pt, or previous-last.pt that --resume falls back to
         said, flag = f"{ended}; continue from the last finished epoch with", "--resume"
     else:
-        said, flag = f"{ended} before the first epoch finished; start again with", "--overwrite"
+        said, flag = f"{ended} before its first checkpoint was written; start again with", "--overwrite"
     words = ["distill" if distill else "train", source, flag]
     if torchrun:  # its options are the user's; the command it runs is known, --overwrite gone
         return (

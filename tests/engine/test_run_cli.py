@@ -807,7 +807,7 @@ def test_an_overwrite_stopped_once_it_claimed_the_run_says_start_again(
     aside = tmp_path / "claimed.replaced"
     assert (aside / "checkpoints" / "last.pt").is_file()
     assert observer.messages[-1].startswith(
-        f"interrupted before the first epoch finished; start again with: compress train "
+        f"interrupted before its first checkpoint was written; start again with: compress train "
         f"{recipe} --overwrite (the run it replaced is kept in {aside} until it completes"
     )
 
