@@ -35,7 +35,8 @@ def interrupted_message(
     if has_checkpoint(run):  # last.pt, or previous-last.pt that --resume falls back to
         said, flag = f"{ended}; continue from the last finished epoch with", "--resume"
     else:
-        said, flag = f"{ended} before its first checkpoint was written; start again with", "--overwrite"
+        said = f"{ended} before its first checkpoint was written; start again with"
+        flag = "--overwrite"
     words = ["distill" if distill else "train", source, flag]
     if torchrun:  # its options are the user's; the command it runs is known, --overwrite gone
         return (
