@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from compressor.data.sets import ImageSet, size_text
+from compressor.data.sets import ImageSet, size_text, subset_indices
 from compressor.errors import UserError
 from compressor.recipe import DATA_ROOT_ENV, DataConfig
 
@@ -311,6 +311,18 @@ def decode_images(paths: Sequence[Path], image_size: int | None, channels: int =
     if failures:
         raise UndecodableImages(failures)
     return out
+
+
+def kept_files(
+    paths: list[Path], labels: list[int], count: int | None
+) -> tuple[list[Path], list[int]]:
+    """The files data.max_*_samples keeps (`subset_indices`, as `load_dataset` would take
+    them from the decoded split), chosen before decoding: a quick run on a folder of 100k
+    JPEGs decodes only the images it keeps."""
+    kept = subset_indices(np.asarray(labels), count)
+    if kept is None:
+        return paths, labels
+    return [paths[i] for i in kept], [labels[i] for i in kept]
 
 
 def decode_split(

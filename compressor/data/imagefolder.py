@@ -19,8 +19,6 @@ import os
 import unicodedata
 from pathlib import Path
 
-import numpy as np
-
 from compressor.data.files import (
     IMAGE_SUFFIXES,
     UndecodableImages,
@@ -28,11 +26,12 @@ from compressor.data.files import (
     decode_split,
     has_images,
     image_size,
+    kept_files,
     list_folder,
     list_images,
     require_root,
 )
-from compressor.data.sets import ImageSet, first_few, sizes_differ, subset_indices
+from compressor.data.sets import ImageSet, first_few, sizes_differ
 from compressor.errors import UserError
 from compressor.recipe import DataConfig
 
@@ -282,9 +281,9 @@ def read(cfg: DataConfig, with_train: bool = True) -> tuple[ImageSet | None, Ima
     train, unreadable_train = (
         (None, None)
         if train_listed is None
-        else _decoded(train_dir, *_kept(*train_listed, cfg.max_train_samples), cfg)
+        else _decoded(train_dir, *kept_files(*train_listed, cfg.max_train_samples), cfg)
     )
-    test, unreadable_test = _decoded(test_dir, *_kept(*test_listed, cfg.max_test_samples), cfg)
+    test, unreadable_test = _decoded(test_dir, *kept_files(*test_listed, cfg.max_test_samples), cfg)
     unreadable = UndecodableImages.together([unreadable_train, unreadable_test])
     if unreadable is not None:
         raise unreadable
@@ -326,10 +325,3 @@ def files_digest(split_dir: Path, paths: list[Path], labels: list[int]) -> str:
         name = path.relative_to(split_dir).as_posix()
         digest.update(f"{label}\t{name}\t{size}\n".encode("utf-8", "surrogateescape"))
     return digest.hexdigest()
-
-
-def _kept(paths: list[Path], labels: list[int], count: int | None) -> tuple[list[Path], list[int]]:
-    kept = subset_indices(np.asarray(labels), count)
-    if kept is None:
-        return paths, labels
-    return [paths[i] for i in kept], [labels[i] for i in kept]

@@ -15,6 +15,7 @@ from pathlib import Path
 from compressor.data.files import (
     decode_split,
     has_images,
+    kept_files,
     list_folder,
     list_images,
     require_root,
@@ -172,7 +173,7 @@ def _val_files(root: Path, wnids: list[str]) -> tuple[list[Path], list[int]]:
 
 def read(cfg: DataConfig, with_train: bool = True) -> tuple[ImageSet | None, ImageSet, list[str]]:
     """Decode the val split (10k JPEGs for the full set) and, when `with_train`, the training
-    split (100k)."""
+    split (100k); of each, only the images data.max_*_samples keeps."""
     root = _find_root(cfg)
     wnids = _wnids(root)
     # List both splits before decoding either, so layout mistakes surface in a second.
@@ -180,5 +181,10 @@ def read(cfg: DataConfig, with_train: bool = True) -> tuple[ImageSet | None, Ima
         _check_train_folders(root, wnids)
     train_listed = _train_files(root, wnids) if with_train else None
     val_paths, val_labels = _val_files(root, wnids)
-    train = None if train_listed is None else decode_split(*train_listed, cfg.image_size)
-    return train, decode_split(val_paths, val_labels, cfg.image_size), _class_names(root, wnids)
+    train = (
+        None
+        if train_listed is None
+        else decode_split(*kept_files(*train_listed, cfg.max_train_samples), cfg.image_size)
+    )
+    val = decode_split(*kept_files(val_paths, val_labels, cfg.max_test_samples), cfg.image_size)
+    return train, val, _class_names(root, wnids)

@@ -10,7 +10,7 @@ import torch
 from compressor.data import dataset_num_classes, load_dataset
 from compressor.errors import UserError
 from compressor.recipe import DataConfig
-from tests.data.image_files import WNIDS, load_error, make_tiny_imagenet
+from tests.data.image_files import WNIDS, load_error, make_tiny_imagenet, save_image
 
 
 def test_tiny_imagenet_reads_both_splits(tmp_path: Path) -> None:
@@ -118,3 +118,22 @@ def test_tiny_imagenet_classes_words_txt_names_alike_are_told_apart(tmp_path: Pa
     (root / "words.txt").write_text(f"{WNIDS[0]}\tfrog, tree frog\n{WNIDS[1]}\tfrog, bullfrog\n")
     classes = load_dataset(DataConfig(name="tiny_imagenet", root=root)).classes
     assert classes == [f"frog ({WNIDS[0]})", f"frog ({WNIDS[1]})", WNIDS[2]]
+
+
+def test_a_subset_decodes_only_the_images_it_keeps(tmp_path: Path) -> None:
+    """data.max_train_samples decoded all 100k training JPEGs, then kept a thousand; the
+    images kept are the ones the whole split gave."""
+    root = make_tiny_imagenet(tmp_path / "tiny", per_class=4)
+    files = sorted((root / "train").rglob("*.JPEG"))
+    for number, path in enumerate(files):  # each image told apart by its right half
+        save_image(path, value=10 * number)
+    config = DataConfig(name="tiny_imagenet", root=root, max_train_samples=3, max_test_samples=2)
+    whole = load_dataset(config)
+    assert (len(whole.train), len(whole.test)) == (3, 2)
+    kept = {round(float(value) / 10) for value in whole.train.images[:, 0, 0, -1]}
+    for number, path in enumerate(files):  # the images the subset drops, damaged
+        if number not in kept:
+            path.write_bytes(b"not a jpeg")
+    again = load_dataset(config)
+    assert torch.equal(again.train.images, whole.train.images)
+    assert torch.equal(again.train.labels, whole.train.labels)
