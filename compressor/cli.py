@@ -52,7 +52,7 @@ class _Command(typer.core.TyperCommand):
     """A command whose usage line names a required argument as click does, `compress export
     RUN`, as the README and the messages write it, not as typer's `{RUN}`."""
 
-    def collect_usage_pieces(self, ctx: typer.Context) -> list[str]:
+    def collect_usage_pieces(self, ctx: typer.Context) -> list[str]:  # type: ignore[override]
         pieces = super().collect_usage_pieces(ctx)
         return [piece.removeprefix("{").removesuffix("}") for piece in pieces]
 

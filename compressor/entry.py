@@ -85,7 +85,7 @@ def _tolerate_narrow_encodings() -> None:
     for stream, errors in ((sys.stdout, "compressor-ascii"), (sys.stderr, "backslashreplace")):
         if not shows_our_symbols(getattr(stream, "encoding", None) or "utf-8"):
             with contextlib.suppress(AttributeError, ValueError):  # not a TextIOWrapper
-                stream.reconfigure(errors=errors)
+                stream.reconfigure(errors=errors)  # type: ignore[union-attr]
 
 
 def _another_process_says_it(error: UserError) -> bool:
@@ -156,7 +156,7 @@ def _main() -> None:
             _exit_after_the_speaker()
         # A group called with no command: its help, as click shows it (on stderr, exit 2).
         if type(error).__name__ == "NoArgsIsHelpError":
-            error.show()
+            error.show()  # type: ignore[attr-defined]  # click's UsageError
         else:
             lines = [_usage_line(error)]
             junit = _junit_of_gate(sys.argv[1:])
@@ -263,7 +263,7 @@ def _misplaced_root_option(error: Exception, context: typer.Context) -> str | No
     --version belong to `compress` itself; say where they go, with the command fixed."""
     option = getattr(error, "option_name", None)
     root = context.find_root()
-    if type(error).__name__ != "NoSuchOption" or context is root:
+    if type(error).__name__ != "NoSuchOption" or context is root or not isinstance(option, str):
         return None
     if not any(option in param.opts for param in root.command.params):
         return None

@@ -48,7 +48,7 @@ def interrupts_deferred() -> Iterator[None]:
         yield
     if arrived:
         number, frame = arrived[0]
-        handler = before[number]
+        handler = before[signals.Signals(number)]
         if callable(handler):
             handler(number, frame)
         elif handler == signals.SIG_DFL:
@@ -80,7 +80,7 @@ def interrupts_ignored() -> Iterator[None]:
 @contextmanager
 def _stop_signals_handled_by(
     handler: Callable[[int, FrameType | None], Any] | int,
-) -> Iterator[dict[int, Any]]:
+) -> Iterator[dict[signals.Signals, Any]]:
     """SIGINT and SIGTERM go to `handler` during the block, then back to the handlers they
     had (yielded, by signal). Main thread only, where Python runs signal handlers: elsewhere
     nothing changes and nothing is yielded."""

@@ -198,7 +198,10 @@ def _fsync_directory(directory: Path) -> None:
 
 
 def write_bytes(path: Path, data: bytes | memoryview) -> None:
-    _atomic_write(path, lambda stream: stream.write(data))
+    def write(stream: IO[bytes]) -> None:
+        stream.write(data)
+
+    _atomic_write(path, write)
 
 
 def write_text(path: Path, text: str) -> None:

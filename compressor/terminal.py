@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from rich import box
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
@@ -233,7 +233,7 @@ def print_export(report: ExportReport) -> None:
     batches = report.settings.batch_sizes
     table = Table(title=f"export {report.run} (p50 latency in ms)", box=box.SIMPLE_HEAD)
     for column in ("model", "backend", "prec.", "device", "top-1 %", "parity"):
-        justify = "right" if column == "top-1 %" else "left"
+        justify: JustifyMethod = "right" if column == "top-1 %" else "left"
         table.add_column(column, justify=justify, no_wrap=True)
     for batch in batches:
         table.add_column(f"@{batch}", justify="right", no_wrap=True)

@@ -116,6 +116,7 @@ def _export(model: nn.Module, example: torch.Tensor, opset: int) -> onnx.ModelPr
             dynamic_shapes=({0: torch.export.Dim(BATCH_AXIS)},),
             verbose=False,
         )
+        assert program is not None  # dynamo=True always returns the program
         return program.model_proto
 
 
@@ -151,7 +152,7 @@ def _export_torchscript(model: torch.jit.ScriptModule, example: torch.Tensor, op
     torch.onnx.export(
         model,
         (example,),
-        buffer,
+        buffer,  # type: ignore[arg-type]  # the legacy exporter writes to a file object too
         dynamo=False,
         opset_version=opset,
         input_names=[INPUT_NAME],

@@ -26,7 +26,8 @@ class TorchRunner:
     def __init__(self, model: nn.Module, device: torch.device | None = None) -> None:
         self.torch_device = device or default_device()
         self.device = self.torch_device.type
-        self.model = model.to(self.torch_device, memory_format=torch.channels_last)
+        on_device = model.to(self.torch_device)
+        self.model = on_device.to(memory_format=torch.channels_last)
 
     def infer(self, images: np.ndarray) -> np.ndarray:
         batch = torch.from_numpy(images).to(self.torch_device)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import pickle
 import tarfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -227,7 +228,7 @@ def _read_batch(path: Path, layout: _Layout) -> tuple[np.ndarray, np.ndarray]:
     return data, labels
 
 
-def _read_split(directory: Path, files: list[str], layout: _Layout) -> ImageSet:
+def _read_split(directory: Path, files: Sequence[str], layout: _Layout) -> ImageSet:
     batches = [_read_batch(directory / name, layout) for name in files]
     data = np.concatenate([data for data, _ in batches]).reshape(-1, 3, _SIDE, _SIDE)
     labels = np.concatenate([labels for _, labels in batches])

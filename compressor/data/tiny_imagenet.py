@@ -80,8 +80,8 @@ def _class_names(root: Path, wnids: list[str]) -> list[str]:
         # Display names only: a byte that is not UTF-8 is shown replaced, not a stop.
         text = (root / "words.txt").read_text(encoding="utf-8-sig", errors="replace")
         for line in text.splitlines():
-            wnid, _, names = line.partition("\t")
-            words[wnid.strip()] = names.split(",")[0].strip()
+            wnid, _, synonyms = line.partition("\t")
+            words[wnid.strip()] = synonyms.split(",")[0].strip()
     names = [words.get(wnid) or wnid for wnid in wnids]
     # Two classes under one name ("frog" twice) could not be told apart in a report or by a
     # user of the ONNX file: each such name carries its WordNet id.

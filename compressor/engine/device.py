@@ -69,11 +69,12 @@ def _precision_api_switches() -> list[_PrecisionSwitch] | None:
     try:
         leaves = [
             backends.cuda.matmul,
-            backends.cudnn.conv,
-            backends.cudnn.rnn,
-            backends.mkldnn.matmul,
-            backends.mkldnn.conv,
-            backends.mkldnn.rnn,
+            # torch >= 2.9's, which its type stubs do not declare
+            backends.cudnn.conv,  # type: ignore[attr-defined]
+            backends.cudnn.rnn,  # type: ignore[attr-defined]
+            backends.mkldnn.matmul,  # type: ignore[attr-defined]
+            backends.mkldnn.conv,  # type: ignore[attr-defined]
+            backends.mkldnn.rnn,  # type: ignore[attr-defined]
         ]
     except AttributeError:
         return None

@@ -96,7 +96,9 @@ class Distributed:
         if not self.enabled:
             return
         for norm in module.modules():
-            if not isinstance(norm, _BatchNorm) or norm.running_mean is None:
+            if not isinstance(norm, _BatchNorm):
+                continue
+            if norm.running_mean is None or norm.running_var is None:
                 continue
             for statistic in (norm.running_mean, norm.running_var):
                 dist.all_reduce(statistic)

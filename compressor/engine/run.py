@@ -11,7 +11,7 @@ import uuid
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -452,8 +452,6 @@ def _build_models(context: RunContext, dataset: Dataset, pinned: PinnedTeacher |
     except ChannelsDiffer as error:  # a torchvision student on grayscale images
         raise with_channels_hint(error, recipe.data) from None
     teacher = _ready_teacher(context, pinned, dataset) if pinned else None
-    if teacher is not None and context.main:
-        _warn_if_not_cheaper(context, student, teacher.summary, dataset)
     student = student.to(setup.device)
     if setup.channels_last:
         student = student.to(memory_format=torch.channels_last)
@@ -461,11 +459,13 @@ def _build_models(context: RunContext, dataset: Dataset, pinned: PinnedTeacher |
     check_student_output(student, recipe.student.arch, probe[:2], dataset.num_classes)
     if teacher is not None and uses_feature_embedding(recipe.method):
         check_feature_embedding(student, teacher.model, probe[:2])
+    if teacher is not None and context.main:  # once nothing above refused the inputs
+        _warn_if_not_cheaper(context, student, teacher.summary, dataset)
     trained = training_module(recipe.method, student)
     if context.distributed.enabled:  # the student only: the frozen teacher has nothing to sync
         trained = ddp_wrap(trained, setup.device)
     if recipe.train.compile:
-        trained = torch.compile(trained)
+        trained = cast(nn.Module, torch.compile(trained))
     method = build_method(
         recipe.method,
         trained,

@@ -141,8 +141,8 @@ def train_one_epoch(
         for name, value in output.parts.items():
             sums[name] += value.detach()
         attacked = output.stats.get("attacked", 0.0)
-        for name, value in output.stats.items():
-            stats_sums[name] += value * attacked if name in PER_ATTACKED_STATS else value
+        for name, figure in output.stats.items():
+            stats_sums[name] += figure * attacked if name in PER_ATTACKED_STATS else figure
         sums[_CORRECT] += (output.logits.detach().argmax(dim=1) == labels).sum()
         sums[_IMAGES] += labels.numel()
         if (step + 1) % SYNC_EVERY == 0 or step + 1 == steps:

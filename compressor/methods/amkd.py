@@ -23,6 +23,8 @@ random or as the hardest (closest to the anchor).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -186,7 +188,7 @@ def _features_forward(student: nn.Module, teacher: nn.Module) -> nn.Module:
     or, for a bare student, a new such wrapper around it."""
     inner = innermost(student)
     wrapped = isinstance(inner, LogitsAndFeatures)
-    check_feature_embedding(inner.model if wrapped else inner, teacher)
+    check_feature_embedding(inner.model if isinstance(inner, LogitsAndFeatures) else inner, teacher)
     if wrapped:
         return student
     if inner is not student:
@@ -242,7 +244,8 @@ def _feature_shape(model: nn.Module, images: torch.Tensor, role: str) -> list[in
     training = model.training
     try:
         with torch.no_grad():
-            features = model.eval().forward_features(images)
+            evaluated: Any = model.eval()  # forward_features is the model's own
+            features = evaluated.forward_features(images)
     except Exception as error:
         raise UserError(
             f"method.embedding: features: the {role}'s forward_features fails on a batch of "

@@ -26,6 +26,7 @@ candidates one process would.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import torch
 from torch import nn
@@ -206,7 +207,8 @@ class BoundarySampler:
         )
         if self.features and adv.images.shape[0]:
             with torch.no_grad():
-                features = self.teacher.forward_features(adv.images)
+                teacher: Any = self.teacher  # forward_features is the model's own
+                features = teacher.forward_features(adv.images)
             adv = dataclasses.replace(adv, teacher_features=features)
         if self.bank is not None and indices is not None:
             self.bank.store(indices[adv.index], adv)

@@ -19,7 +19,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 import torch
 from torch import nn
@@ -86,15 +86,16 @@ def recorded_inputs(path: Path) -> RecordedInputs | None:
         return None
     if not isinstance(record, dict) or "state_dict" not in record:
         return None
-    numbers = [record.get(key) for key in ("image_shape", "mean", "std")]
-    if not all(
-        isinstance(value, list) and all(isinstance(x, int | float) for x in value)
-        for value in numbers
-    ):
+    image_shape, mean, std = (record.get(key) for key in ("image_shape", "mean", "std"))
+    if not (_numbers(image_shape) and _numbers(mean) and _numbers(std)):
         return None
     classes = record.get("classes")
     named = isinstance(classes, list) and all(isinstance(name, str) for name in classes)
-    return RecordedInputs(*numbers, classes=classes if named else None)
+    return RecordedInputs(image_shape, mean, std, classes=classes if named else None)
+
+
+def _numbers(value: object) -> TypeGuard[list[Any]]:
+    return isinstance(value, list) and all(isinstance(x, int | float) for x in value)
 
 
 def check_file(path: Path) -> None:

@@ -11,6 +11,8 @@ and saved checkpoint are unchanged.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -31,8 +33,9 @@ class LogitsAndFeatures(nn.Module):
         self.model = model
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        features = self.model.forward_features(x)
-        return self.model.forward_head(features), features
+        model: Any = self.model  # its feature interface is the model's own, not nn.Module's
+        features = model.forward_features(x)
+        return model.forward_head(features), features
 
 
 def innermost(model: nn.Module) -> nn.Module:
@@ -40,7 +43,7 @@ def innermost(model: nn.Module) -> nn.Module:
     while True:
         if isinstance(model, DistributedDataParallel):
             model = model.module
-        elif isinstance(getattr(model, "_orig_mod", None), nn.Module):  # torch.compile
-            model = model._orig_mod
+        elif isinstance(compiled := getattr(model, "_orig_mod", None), nn.Module):
+            model = compiled  # torch.compile's
         else:
             return model

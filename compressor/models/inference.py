@@ -42,6 +42,7 @@ def fold_batchnorm(model: nn.Module, probe: torch.Tensor | None = None) -> nn.Mo
     for conv_name, norm_name in pairs:
         conv = folded.get_submodule(conv_name)
         norm = folded.get_submodule(norm_name)
+        assert isinstance(conv, _CONVS) and isinstance(norm, _NORMS)  # as the pairs were found
         folded.set_submodule(conv_name, fuse_conv_bn_eval(conv, norm))
         folded.set_submodule(norm_name, nn.Identity())
     if probe is not None and not _same_logits(folded, model, probe):

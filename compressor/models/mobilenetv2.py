@@ -16,8 +16,15 @@ from compressor.models.registry import register_model
 
 # (expansion t, output channels c, repeats n, stride of the first block s); the paper's table
 # 2 with the stride of the second row changed from 2 to 1 for 32x32 inputs.
-_STAGES = ((1, 16, 1, 1), (6, 24, 2, 1), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1))
-_STAGES += ((6, 160, 3, 2), (6, 320, 1, 1))
+_STAGES: tuple[tuple[int, int, int, int], ...] = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 1),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
 
 
 def _make_divisible(value: float, divisor: int = 8) -> int:

@@ -118,10 +118,10 @@ def _build_with_weights(cfg: TeacherConfig, num_classes: int, in_channels: int) 
         # Only a weights file: usable if it pickles the whole model (torch.save(model)).
         assert path is not None  # TeacherConfig guarantees a source
         checkpoint = read_checkpoint(path, cfg.trust_pickle)
-        model = find_module(checkpoint)
-        if model is None:
+        pickled = find_module(checkpoint)
+        if pickled is None:
             raise UserError(_which_model_hint(path, checkpoint))
-        return model
+        return pickled
     if state_dict is not None:
         load_weights(
             model,
@@ -138,13 +138,14 @@ def _build_with_weights(cfg: TeacherConfig, num_classes: int, in_channels: int) 
 def _which_model_hint(path: Path, checkpoint: object) -> str:
     """A weights file without its model: a student.pt that compress wrote records the arch
     (and kwargs) that builds it, so the line can give the exact setting."""
-    recorded = checkpoint.get("arch") if isinstance(checkpoint, dict) else None
-    if not isinstance(recorded, str) or "state_dict" not in checkpoint:
+    record = checkpoint if isinstance(checkpoint, dict) else {}
+    recorded = record.get("arch")
+    if not isinstance(recorded, str) or "state_dict" not in record:
         return (
             f"{path} holds weights only; set teacher.arch (e.g. resnet56) or "
             "teacher.entrypoint to say which model they belong to"
         )
-    kwargs = checkpoint.get("kwargs")
+    kwargs = record.get("kwargs")
     with_kwargs = f" and teacher.kwargs: {kwargs}" if isinstance(kwargs, dict) and kwargs else ""
     return (
         f"{path} is a model compress trained, saved as weights and the arch that builds them; "
@@ -287,8 +288,9 @@ def _load_exported(path: Path, in_channels: int) -> nn.Module:
     module = program.module()
     for submodule in module.modules():
         submodule.training = False
-    module.train = types.MethodType(_eval_only, module)
-    module.eval = types.MethodType(nn.Module.eval, module)  # calls the train(False) above
+    module.train = types.MethodType(_eval_only, module)  # type: ignore[method-assign]
+    # calls the train(False) above
+    module.eval = types.MethodType(nn.Module.eval, module)  # type: ignore[method-assign]
     return module
 
 

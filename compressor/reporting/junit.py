@@ -36,9 +36,11 @@ def _junit_suite(
 ) -> tuple[ET.Element, ET.Element]:
     counts = {"tests": str(tests), "failures": str(failures), "errors": str(errors)}
     time_text = f"{seconds:.3f}"
-    suites = ET.Element("testsuites", name=SUITE_NAME, **counts, time=time_text)
+    suites = ET.Element("testsuites", {"name": SUITE_NAME, **counts, "time": time_text})
     suite = ET.SubElement(
-        suites, "testsuite", name=name, **counts, skipped=str(skipped), time=time_text
+        suites,
+        "testsuite",
+        {"name": name, **counts, "skipped": str(skipped), "time": time_text},
     )
     return suites, suite
 

@@ -29,7 +29,7 @@ def run_command(run: RunDir, recipe: Recipe) -> str:
     path, workdir, root = (record.get(key) for key in ("recipe_file", "workdir", "run_root"))
     placeholder = f"compress {training_command(recipe)} RECIPE"
     # A run moved or copied elsewhere: that recipe, from that folder, trains the original.
-    if not all(isinstance(value, str) for value in (path, workdir, root)):
+    if not (isinstance(path, str) and isinstance(workdir, str) and isinstance(root, str)):
         return placeholder
     if root != str(run.root.resolve()) or not Path(path).is_file() or not Path(workdir).is_dir():
         return placeholder

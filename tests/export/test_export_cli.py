@@ -300,10 +300,11 @@ def test_a_failed_parity_check_fails_the_export_and_keeps_its_reports(
         "❌ **Export FAILED**: parity with PyTorch for student onnxruntime fp32 (fp32: max |diff| "
         "≤ 0.00015 and top-1 agreement ≥ 99.90 %"
     )
-    assert f"> ❌ {failure}" in markdown
+    assert f"> ❌ {failure.replace('|', chr(92) + '|')}" in markdown  # its pipes escaped
     page = (run / "export" / "export_report.html").read_text()
     assert '<p class="problem"><strong>❌ Export FAILED: parity with PyTorch for student' in page
-    assert f'<p class="problem">{html.escape(failure)}</p>' in page  # the cause, in red
+    # The cause, in red and in words.
+    assert f'<p class="problem"><strong>❌ failed:</strong> {html.escape(failure)}</p>' in page
     fp32 = rows_of(report)[("student", "onnxruntime", "fp32")]
     assert fp32["parity"]["passed"] is False
     assert fp32["file"] == str(other.resolve())
