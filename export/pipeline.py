@@ -238,6 +238,14 @@ def _pytorch_reference(
     say(f"{name}: PyTorch reference on {len(bench.eval_set):,} test images")
     runner = TorchRunner(model)
     logits = predict(runner.infer, bench.eval_set, bench.eval_batch)
+    broken = int((~np.isfinite(logits)).any(axis=1).sum())
+    if broken:  # every file would "fail parity", blamed on the export
+        file = f" ({bench.display(source.path)})" if source is not None else ""
+        raise UserError(
+            f"{name}: the PyTorch model{file} gives NaN or infinite logits on {broken} of the "
+            f"{len(logits):,} test images: the trained model is broken, not its export; "
+            "train it again (a lower train.optimizer.lr)"
+        )
     row = Result(
         model=name,
         backend=runner.backend,

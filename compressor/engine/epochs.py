@@ -10,7 +10,7 @@ import torch
 from compressor.data import BatchLoader, Dataset
 from compressor.engine.checkpoint import every_rank_rng_state, save_checkpoint
 from compressor.engine.context import RunContext, RunModels
-from compressor.engine.evaluate import Evaluation, evaluate
+from compressor.engine.evaluate import Evaluation, check_finite_logits, evaluate
 from compressor.engine.scoring import eval_loader
 from compressor.engine.training import EpochResult, train_one_epoch
 from compressor.io import append_line, strict_json
@@ -71,6 +71,14 @@ def train_epochs(
             if (epoch + 1) % recipe.train.eval_every == 0 or epoch + 1 == epochs:
                 student.eval()
                 student_eval = evaluate(student, test_loader, setup)
+                check_finite_logits(
+                    student_eval,
+                    "student",
+                    f"after epoch {epoch + 1}",
+                    "the epoch is not checkpointed. Lower train.optimizer.lr (in eval mode a "
+                    "batch norm's running statistics can overflow while training's batch "
+                    "statistics do not) and start again with --overwrite",
+                )
             rng = every_rank_rng_state(context.distributed, setup.device)  # a collective
             state = {
                 "epoch": epoch + 1,

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from compressor.engine.device import DeviceSetup, full_fp32
+from compressor.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,9 @@ class Evaluation:
     loss: float  # mean cross-entropy
     predictions: torch.Tensor  # int64 [N] on the CPU, in loader order
     count: int
+    # Images whose logits hold a NaN or an infinity: their "prediction" is argmax's pick
+    # among NaNs (class 0), and the accuracy counts it as if it were one.
+    nonfinite: int = 0
 
 
 @torch.inference_mode()
@@ -39,6 +43,7 @@ def evaluate(
     (module docstring).
     """
     correct = torch.zeros((), dtype=torch.int64, device=setup.device)
+    nonfinite = torch.zeros((), dtype=torch.int64, device=setup.device)
     loss_sum = torch.zeros((), dtype=torch.float64, device=setup.device)
     predictions = []
     for images, labels in batches:
@@ -47,6 +52,7 @@ def evaluate(
         loss_sum += F.cross_entropy(logits, labels, reduction="sum").double()
         predicted = logits.argmax(dim=1)
         correct += (predicted == labels).sum()
+        nonfinite += (~torch.isfinite(logits)).any(dim=1).sum()
         predictions.append(predicted)
     all_predictions = (
         torch.cat(predictions).cpu() if predictions else torch.empty(0, dtype=torch.int64)
@@ -59,7 +65,20 @@ def evaluate(
         loss=loss_sum.item() / count,
         predictions=all_predictions,
         count=count,
+        nonfinite=int(nonfinite.item()),
     )
+
+
+def check_finite_logits(evaluation: Evaluation, model: str, when: str, fix: str) -> None:
+    """Refuse scores made of NaN or infinite logits: the accuracy is then argmax's pick among
+    NaNs (one class for every image, "10 %"), and the run, the export's reference and the
+    gate would go on as if the model had learnt that much. A model whose training loss is
+    finite can still give them in eval mode (a batch norm's running statistics overflow)."""
+    if evaluation.nonfinite:
+        raise UserError(
+            f"the {model}'s logits are NaN or infinite on {evaluation.nonfinite} of the "
+            f"{evaluation.count} test images {when}; {fix}"
+        )
 
 
 def agreement(first: torch.Tensor, second: torch.Tensor) -> float:

@@ -19,7 +19,7 @@ from compressor.data import (
 )
 from compressor.data.sets import image_text
 from compressor.engine.device import DeviceSetup, restored_torch_settings, setup_device
-from compressor.engine.evaluate import Evaluation, evaluate
+from compressor.engine.evaluate import Evaluation, check_finite_logits, evaluate
 from compressor.engine.scoring import ModelSummary, eval_loader, model_summary
 from compressor.errors import ChannelsDiffer, UserError
 from compressor.models import check_builds_the_same_weights, check_teacher_output, load_teacher
@@ -147,6 +147,12 @@ def prepare_teacher(
     teacher = ready_teacher(pinned.model, setup, probe[:2])
     check_teacher_output(teacher, probe[:2], data.num_classes)
     evaluation = evaluate(teacher, test_loader, setup)
+    check_finite_logits(
+        evaluation,
+        "teacher",
+        f"of {data.name}",
+        "check teacher.checkpoint, and that data.mean/std match the teacher's training",
+    )
     if evaluation.accuracy < recipe.teacher.min_accuracy:
         named = recipe.teacher.arch or recipe.teacher.entrypoint  # not a self-contained file
         builder = f"{recipe.teacher.builder()} and " if named else ""

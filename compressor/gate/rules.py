@@ -201,6 +201,17 @@ def export_agreement_rule(
         if student.precision == "fp32" or "min_agreement" in flags
         else student.parity.min_agreement
     )
+    if student.parity.max_abs_diff is None:
+        # Logits of NaN "agree" on argmax's class 0: a file (or a PyTorch reference) that
+        # outputs them would pass at 100 %.
+        return RuleResult(
+            "export_agreement",
+            student.parity.top1_agreement,
+            floor,
+            "FAIL",
+            f"{student.label} vs PyTorch fp32: logits NaN or infinite (max |Δ| not finite), "
+            "so no top-1 can be compared",
+        )
     return judge(
         "export_agreement",
         student.parity.top1_agreement,

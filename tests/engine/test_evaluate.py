@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from compressor.engine.device import DeviceSetup
-from compressor.engine.evaluate import agreement, evaluate
+from compressor.engine.evaluate import agreement, check_finite_logits, evaluate
+from compressor.errors import UserError
 from compressor.models.registry import create_model
 
 CPU = DeviceSetup(torch.device("cpu"), None, channels_last=False)
@@ -67,3 +68,32 @@ def test_agreement_is_the_exact_share_not_a_float32_mean() -> None:
     second = torch.ones(200, dtype=torch.long)
     second[:33] = 0
     assert agreement(first, second) == 16.5
+
+
+class _NaNInEvalMode(nn.Module):
+    """Finite logits in training, NaN in eval mode: a batch norm whose running statistics
+    overflowed while the batches' own did not."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = nn.Linear(64, 10)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        logits = self.head(images.flatten(1))
+        return logits if self.training else logits * float("nan")
+
+
+def test_scores_made_of_nan_logits_are_refused_not_reported_as_an_accuracy() -> None:
+    """argmax over NaN logits picks class 0 for every image: the run reported "10 %" and
+    completed, and the export and the gate went on from there."""
+    model = _NaNInEvalMode().eval()
+    images, labels = torch.rand(20, 1, 8, 8), torch.arange(20) % 10
+    evaluation = evaluate(model, [(images[:12], labels[:12]), (images[12:], labels[12:])], CPU)
+    assert (evaluation.nonfinite, evaluation.count) == (20, 20)
+    with pytest.raises(UserError) as refused:
+        check_finite_logits(evaluation, "student", "after epoch 3", "lower the lr")
+    assert str(refused.value) == (
+        "the student's logits are NaN or infinite on 20 of the 20 test images after epoch 3; "
+        "lower the lr"
+    )
+    check_finite_logits(evaluate(model.train(), [(images, labels)], CPU), "student", "", "")

@@ -353,6 +353,56 @@ def test_a_teacher_whose_features_cannot_serve_is_refused_as_bad_input(
     sys.modules.pop("feature_teachers", None)
 
 
+NAN_TEACHER = """
+import torch
+from torch import nn
+
+
+class NaNTeacher(nn.Module):
+    def __init__(self, num_classes=10):
+        super().__init__()
+        self.head = nn.Linear(64, num_classes)
+
+    def forward(self, x):
+        logits = self.head(x.flatten(1))
+        if x.shape[0] > 2:  # finite on the two images it is first checked on
+            logits[-1] = float("nan")
+        return logits
+
+
+def build(num_classes=10):
+    torch.manual_seed(0)
+    return NaNTeacher(num_classes)
+"""
+
+
+def test_a_teacher_whose_logits_are_nan_on_an_image_is_refused_not_scored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """argmax over NaN picks class 0: an image whose logits are NaN was scored as if the
+    teacher had answered, and the student was distilled from NaN on it."""
+    (tmp_path / "nan_teacher.py").write_text(NAN_TEACHER)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    recipe = write(
+        tmp_path / "nan.yaml",
+        {
+            "teacher": {"entrypoint": "nan_teacher:build"},
+            "student": {"arch": "resnet8"},
+            "method": {"name": "kd"},
+            "train": {"epochs": 1, "batch_size": 64, "max_steps_per_epoch": 2, "device": "cpu"},
+            "output": {"dir": str(tmp_path / "runs")},
+        },
+    )
+    result = run_cli(capsys, "distill", str(recipe))
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.code == 2 and errors == [
+        "error: the teacher's logits are NaN or infinite on 1 of the 360 test images of "
+        "digits; check teacher.checkpoint, and that data.mean/std match the teacher's training"
+    ], result.stderr
+    assert not (tmp_path / "runs" / "nan").exists()
+    sys.modules.pop("nan_teacher", None)
+
+
 def test_existing_run_is_not_overwritten(
     workdir: Path, teacher_checkpoint: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -508,6 +508,25 @@ def test_a_file_the_exports_parity_check_failed_is_named_in_the_agreement_rule(
     assert "parity check failed" not in agreement.detail
 
 
+def test_logits_that_are_not_finite_fail_the_agreement_rule_whatever_they_agree_on(
+    kd_run: Path,
+) -> None:
+    """Logits of NaN all argmax to class 0: an exported file (or a PyTorch student) that
+    gives them "agreed" 100 % and passed."""
+    edit_json(
+        EXPORT,
+        lambda report: report["results"][1]["parity"].update(
+            max_abs_diff=None, top1_agreement=100.0, passed=False
+        ),
+    )(kd_run)
+    result = evaluate_gate(kd_run)
+    agreement = next(rule for rule in result.rules if rule.name == "export_agreement")
+    assert (agreement.status, result.passed) == ("FAIL", False)
+    assert agreement.detail.endswith(
+        "vs PyTorch fp32: logits NaN or infinite (max |Δ| not finite), so no top-1 can be compared"
+    )
+
+
 def test_comparison_tolerates_float32_rounding(
     kd_run: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
