@@ -23,6 +23,7 @@ import contextlib
 import logging
 import os
 import tempfile
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,7 +159,10 @@ def quantize_int8(
                     f"{name}: ONNX Runtime could not optimise the graph before quantising it "
                     f"({failure}); it is quantised as exported"
                 )
-            with _without_norm_axis_warnings():
+            with _without_norm_axis_warnings(), warnings.catch_warnings():
+                # numpy's "All-NaN axis" from calibration on NaN activations: the failure
+                # that follows says what went wrong, in one line.
+                warnings.filterwarnings("ignore", category=RuntimeWarning, module="onnxruntime")
                 quantize_static(
                     str(prepared),
                     str(quantized),
@@ -239,6 +243,12 @@ def _out_of_memory(name: str, images: int, settings: Int8Settings) -> UserError:
 
 
 def _cannot_quantise(name: str, source: Path, error: Exception) -> UserError:
+    if "scale issue" in str(error):  # ONNX Runtime's assertion on a NaN or infinite range
+        return UserError(
+            f"{name}: ONNX Runtime cannot quantise {source.name} to INT8: its activations on "
+            "the calibration images are NaN or infinite (AssertionError: scale issue), so the "
+            "model itself is broken; train it again (a lower train.optimizer.lr)"
+        )
     return UserError(
         f"{name}: ONNX Runtime cannot quantise {source.name} to INT8 ({short_reason(error)}); "
         "export without --int8, or quantise it elsewhere and validate it with --student-onnx"

@@ -303,3 +303,24 @@ def test_a_graph_optimisation_onnx_runtime_logs_as_failed_is_one_line_not_a_trac
     assert failures == ["OSError: [Errno 28] No space left on device"]
     assert capfd.readouterr().err == ""
     assert logger.propagate and not logger.handlers
+
+
+def test_a_model_whose_activations_are_nan_is_said_to_be_broken(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Calibration on NaN activations: numpy's "All-NaN axis" warnings, then "scale issue",
+    which sent the user to quantise elsewhere a model that no quantiser can help."""
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(4 * 6 * 6, 10)).eval()
+    with torch.no_grad():
+        model[0].weight.fill_(float("nan"))
+    path = tmp_path / "broken.onnx"
+    export_onnx(model, path, image_shape=SHAPE, opset=18, metadata={})
+    images = calibration_batch(_train_set(), 64, seed=0)
+    with pytest.raises(UserError) as caught:
+        quantize_int8(path, tmp_path / "out.onnx", images, _settings(), name="student")
+    assert str(caught.value) == (
+        "student: ONNX Runtime cannot quantise broken.onnx to INT8: its activations on the "
+        "calibration images are NaN or infinite (AssertionError: scale issue), so the model "
+        "itself is broken; train it again (a lower train.optimizer.lr)"
+    )
+    assert "RuntimeWarning" not in capfd.readouterr().err
