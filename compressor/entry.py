@@ -147,8 +147,8 @@ def _main() -> None:
         words = sys.argv[1:3] if sys.argv[1:2] == ["recipe"] else sys.argv[1:2]
         _print_error(
             f"`compress {' '.join(words)}` needs {error.name}, which is not installed; install "
-            "compressor with its dependencies (`pip install -e .` in its clone, as the README "
-            "says), or use `compress gate`, which runs without it"
+            "compressor with its dependencies (without --no-deps: `pip install -e .` in a clone, "
+            "or `pip install` of its wheel), or use `compress gate`, which runs without it"
         )
         sys.exit(2)
     except _UsageError as error:
@@ -206,12 +206,32 @@ def _crash(error: BaseException) -> NoReturn:
     """An exception nobody expected: a bug in compressor or in code a recipe runs (a teacher
     entrypoint). Its traceback is what fixes it, so it is always shown; the exit code is its
     own, so a CI job does not read a crash as 1 (a failed check) or 2 (bad input)."""
+    shadow = _shadowing_export_module()
+    if shadow is not None and isinstance(error, ImportError) and not debug_mode["enabled"]:
+        _print_error(
+            f"{shadow} stands in for compressor's `export` package, as its folder comes first "
+            "on the module path (PYTHONPATH, or the working folder); rename that file, or "
+            "leave its folder out of PYTHONPATH"
+        )
+        sys.exit(2)
     traceback.print_exception(error)
     _print_error(
         f"compress crashed ({type(error).__name__}: {error}): a bug, not bad input or a failed "
         "check; the traceback above says where (in compressor, or in code the recipe runs)"
     )
     sys.exit(_CRASH_EXIT)
+
+
+def _shadowing_export_module() -> str | None:
+    """The file imported as `export` where it is not compressor's own package (installed
+    beside `compressor`): a user's export.py, common in ML projects, in a folder that
+    PYTHONPATH names, as the README's entrypoint recipes have users set it."""
+    module = sys.modules.get("export")
+    found = getattr(module, "__file__", None)
+    if not isinstance(found, str):
+        return None
+    ours = Path(__file__).resolve().parents[1] / "export" / "__init__.py"
+    return None if Path(found).resolve() == ours else found
 
 
 _TRAINING_PACKAGES = ("torch", "torchvision")

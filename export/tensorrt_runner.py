@@ -30,8 +30,11 @@ from export.onnx_export import input_name
 
 # onnxruntime (a core dependency) and onnxruntime-gpu install the same `onnxruntime` module:
 # after the extra, the CPU package goes and the GPU one is reinstalled over what it removed.
+# The [trt] extra, then onnxruntime-gpu in place of the CPU build both wheels install as
+# `onnxruntime`. In a clone the extra is `-e '.[trt]'`; from a wheel, `'compressor[trt]'`.
 INSTALL_HINT = (
-    "pip install -e '.[trt]' && pip uninstall -y onnxruntime && "
+    "install compressor's [trt] extra (pip install -e '.[trt]' in a clone, or "
+    "'<wheel>[trt]'), then pip uninstall -y onnxruntime && "
     "pip install --force-reinstall --no-deps onnxruntime-gpu"
 )
 

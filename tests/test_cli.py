@@ -3,12 +3,14 @@ leaves in its JUnit file when it crashes."""
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
 import pytest
 import typer
 
+import compressor
 from compressor.cli import app
 from tests.cli_helpers import run_cli
 
@@ -57,7 +59,15 @@ def test_help_and_version_exit_zero(capsys: pytest.CaptureFixture[str]) -> None:
     assert "..." not in commands.replace("(AMKD, KD, ...)", "")  # no summary cut short
     result = run_cli(capsys, "--version")
     assert result.code == 0
-    assert result.stdout.startswith("compressor ")
+    assert result.stdout.startswith(f"compressor {compressor.__version__}")
+
+
+def test_the_version_runs_record_is_the_one_the_package_is_built_with() -> None:
+    """`compress --version` and manifest.json read compressor.__version__; pyproject.toml's
+    version names the built package: a bump of one alone had runs record the wrong one."""
+    pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text(encoding="utf-8")
+    built = re.search(r'^version = "([^"]+)"$', pyproject, re.MULTILINE)
+    assert built is not None and built[1] == compressor.__version__
 
 
 def test_a_gate_that_crashes_leaves_no_earlier_verdict_in_its_junit_file(

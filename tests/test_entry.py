@@ -319,3 +319,23 @@ def test_a_data_folder_this_user_may_not_enter_is_bad_input_not_a_crash() -> Non
             f"error: {teacher}: Permission denied; give this user access to it (read, or write "
             "where compress writes) and to the folders above it"
         )
+
+
+def test_a_users_export_py_on_the_module_path_is_named_not_a_crash(tmp_path: Path) -> None:
+    """`PYTHONPATH=. compress export` (as entrypoint recipes have users set it) beside an
+    export.py, a common script name: "compress crashed ... a bug", exit 3."""
+    (tmp_path / "export.py").write_text("")
+    done = subprocess.run(
+        [sys.executable, "-m", "compressor", "export", "runs/none"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (done.returncode, done.stderr) == (
+        2,
+        f"error: {tmp_path / 'export.py'} stands in for compressor's `export` package, as its "
+        "folder comes first on the module path (PYTHONPATH, or the working folder); rename "
+        "that file, or leave its folder out of PYTHONPATH\n",
+    )
