@@ -59,9 +59,17 @@ def run_quickstart(given: Path | None, *, overwrite: bool) -> None:
             where = (
                 "give --recipes the repository's recipes/ folder"
                 if given
-                else "run from the repository root or pass --recipes FOLDER"
+                else "run from the folder holding recipes/ (the repository root, in a clone) or "
+                "pass --recipes FOLDER"
             )
             raise UserError(f"{path}: not found; {where}")
+    if recipes == SHIPPED_RECIPES:  # installed from a wheel, or run outside the clone
+        console.print(
+            f"recipes: the ones installed with compressor, in {shell_path(recipes)}; to run "
+            "the steps one by one or edit them, copy that folder to recipes/ here",
+            highlight=False,
+            soft_wrap=True,
+        )
     try:
         _run_steps(teacher_recipe, student_recipe, again, overwrite=overwrite)
     except KeyboardInterrupt:

@@ -40,6 +40,11 @@ def test_quickstart_runs_the_whole_flow(
     result = run_cli(capsys, "quickstart")
     assert result.code == 0, result.stderr
     assert "gate passed" in result.stdout
+    # Said, or a user of the wheel cannot find the recipes the README has them edit.
+    assert result.stdout.startswith(
+        f"recipes: the ones installed with compressor, in {SHIPPED_RECIPES}; to run the steps "
+        "one by one or edit them, copy that folder to recipes/ here\n"
+    )
     summary = result.stdout.split("summary")[-1]
     assert "teacher" in summary and "student" in summary
     exported = json.loads((tmp_path / "runs/quickstart/export/export_report.json").read_text())
@@ -217,8 +222,8 @@ def test_quickstart_outside_the_repository(
     result = run_cli(capsys, "quickstart")
     assert result.code == 2
     assert result.stderr == (
-        "error: recipes/quickstart-teacher.yaml: not found; run from the repository root or "
-        "pass --recipes FOLDER\n"
+        "error: recipes/quickstart-teacher.yaml: not found; run from the folder holding "
+        "recipes/ (the repository root, in a clone) or pass --recipes FOLDER\n"
     )
     # --recipes given: not "pass --recipes", which it was.
     missing = run_cli(capsys, "quickstart", "--recipes", "nowhere")
