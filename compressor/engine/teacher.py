@@ -122,7 +122,7 @@ def _classes_unlike_training(pinned: PinnedTeacher, data: EvalData) -> list[str]
     ]
 
 
-def _at_chance(evaluation: Evaluation, data: EvalData) -> list[str]:
+def _at_chance(evaluation: Evaluation, data: EvalData, min_accuracy: float) -> list[str]:
     """A teacher no better than guessing teaches nothing, and teacher.min_accuracy (0 unless
     set) lets it through: the usual cause is classes in another order, or the wrong weights."""
     chance = 100 / data.num_classes
@@ -131,7 +131,12 @@ def _at_chance(evaluation: Evaluation, data: EvalData) -> list[str]:
     return [
         f"the teacher scores {evaluation.accuracy:.2f} %, no better than chance ({chance:.2f} % "
         f"for {data.num_classes} classes): check teacher.checkpoint and that the classes are in "
-        "the order it was trained on; set teacher.min_accuracy to refuse such a teacher"
+        "the order it was trained on; "
+        + (
+            f"raise teacher.min_accuracy ({min_accuracy:g} %) above chance to refuse such a teacher"
+            if min_accuracy
+            else "set teacher.min_accuracy to refuse such a teacher"
+        )
     ]
 
 
@@ -167,7 +172,7 @@ def prepare_teacher(
     warnings = (
         *_classes_unlike_training(pinned, data),
         *_inputs_unlike_training(pinned, data),
-        *_at_chance(evaluation, data),
+        *_at_chance(evaluation, data, recipe.teacher.min_accuracy),
     )
     return PreparedTeacher(teacher, evaluation, summary, pinned.weights_sha256, warnings)
 

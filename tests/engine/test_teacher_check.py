@@ -148,6 +148,12 @@ def test_a_teacher_trained_on_other_classes_or_at_chance_is_warned_of(
         "for 10 classes): check teacher.checkpoint and that the classes are in the order it was "
         "trained on; set teacher.min_accuracy to refuse such a teacher",
     ]
+    body["teacher"]["min_accuracy"] = 5  # set, but below chance: "set it" would not help
+    recipe.write_text(yaml.safe_dump(body))
+    again = run_cli(capsys, "teacher", str(recipe))
+    assert again.stderr.splitlines()[-1].endswith(
+        "trained on; raise teacher.min_accuracy (5 %) above chance to refuse such a teacher"
+    )
 
 
 def test_compress_teacher_says_the_setting_warnings_a_run_would(
