@@ -274,14 +274,7 @@ def test_a_crash_shows_its_traceback_and_exits_3_not_a_failed_checks_1(tmp_path:
         "method: {name: kd}\ntrain: {epochs: 1, device: cpu}\n",
         encoding="utf-8",
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "compressor", "distill", "r.yaml"],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = _compress_with_modules_from(tmp_path, "distill", "r.yaml")
     assert result.returncode == 3, result.stderr
     assert "Traceback" in result.stderr and "boom in the user's teacher" in result.stderr
     last = result.stderr.rstrip().splitlines()[-1]
@@ -325,17 +318,22 @@ def test_a_users_export_py_on_the_module_path_is_named_not_a_crash(tmp_path: Pat
     """`PYTHONPATH=. compress export` (as entrypoint recipes have users set it) beside an
     export.py, a common script name: "compress crashed ... a bug", exit 3."""
     (tmp_path / "export.py").write_text("")
-    done = subprocess.run(
-        [sys.executable, "-m", "compressor", "export", "runs/none"],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = _compress_with_modules_from(tmp_path, "export", "runs/none")
     assert (done.returncode, done.stderr) == (
         2,
         f"error: {tmp_path / 'export.py'} stands in for compressor's `export` package, as its "
         "folder comes first on the module path (PYTHONPATH, or the working folder); rename "
         "that file, or leave its folder out of PYTHONPATH\n",
+    )
+
+
+def _compress_with_modules_from(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`compress ARGS` run from `folder`, with `folder` on PYTHONPATH (a user's modules)."""
+    return subprocess.run(
+        [sys.executable, "-m", "compressor", *args],
+        cwd=folder,
+        env={**os.environ, "PYTHONPATH": str(folder)},
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
