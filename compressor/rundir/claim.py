@@ -80,8 +80,9 @@ def _check_not_a_link(run: RunDir) -> None:
         target = run.root.readlink()
         raise UserError(
             f"{run.root}: a link (to {target}), which --overwrite would replace by a folder "
-            f"here, leaving the old run at {target}; remove that run yourself and run again "
-            "without --overwrite, or link output.dir instead of the run"
+            f"here, leaving the old run at {target}; to train it again, remove both the link "
+            "and that run and run without --overwrite (to keep runs on another disk, link "
+            "output.dir instead of a run)"
         )
 
 

@@ -198,8 +198,9 @@ def test_overwrite_refuses_a_run_directory_that_is_a_link(tmp_path: Path) -> Non
         check_run_dir(RunDir(link), resume=False, overwrite=True)
     assert str(error.value) == (
         f"{link}: a link (to {target}), which --overwrite would replace by a folder here, "
-        f"leaving the old run at {target}; remove that run yourself and run again without "
-        "--overwrite, or link output.dir instead of the run"
+        f"leaving the old run at {target}; to train it again, remove both the link and that "
+        "run and run without --overwrite (to keep runs on another disk, link output.dir "
+        "instead of a run)"
     )
     assert link.is_symlink() and RunDir(target).checkpoint.read_bytes() == b"old run"
     check_run_dir(RunDir(link), resume=True, overwrite=False)  # resuming through it is fine
