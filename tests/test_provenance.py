@@ -122,3 +122,41 @@ def test_the_revision_is_compressors_own_checkouts_not_a_repository_around_it(
     _repository_with_a_package(checkout, checkout / "compressor")
     monkeypatch.setattr(compressor, "__file__", str(checkout / "compressor" / "__init__.py"))
     assert provenance.git_revision() == _git(checkout, "rev-parse", "HEAD")
+
+
+def _recipe_file(folder: Path, name: str, text: str) -> Path:
+    path = folder / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_a_run_s_recipe_yaml_hashes_alike_after_edits_free_to_change(tmp_path: Path) -> None:
+    """A run's recipe.yaml may be edited after training where FREE_TO_CHANGE allows (the data
+    or teacher moved, download turned off, export, gate or output settings), and rewritten
+    in another key order: the run must still read as the one trained, or its export and
+    gate refuse it as a changed recipe. A change to what it trained with must show."""
+    trained = _recipe_file(
+        tmp_path,
+        "trained.yaml",
+        "student: {arch: resnet8}\n"
+        "teacher: {arch: resnet20, checkpoint: /a/t.pt}\n"
+        "data: {name: cifar10, root: /a, download: true}\n"
+        "train: {epochs: 2, device: cpu}\n",
+    )
+    edited = _recipe_file(
+        tmp_path,
+        "edited.yaml",
+        "train: {device: cpu, epochs: 2}\n"
+        "data: {download: false, name: cifar10, root: /b}\n"
+        "teacher: {checkpoint: /b/t.pt, arch: resnet20}\n"
+        "student: {arch: resnet8}\n"
+        "export: {opset: 17}\n"
+        "gate: {max_drop: 0.5}\n"
+        "output: {name: elsewhere}\n",
+    )
+    sha = provenance.trained_recipe_sha256
+    assert sha(trained) == sha(edited)
+    text = trained.read_text(encoding="utf-8")
+    for before, after in (("epochs: 2", "epochs: 3"), ("device: cpu", "device: cuda")):
+        changed = _recipe_file(tmp_path, "changed.yaml", text.replace(before, after))
+        assert sha(changed) != sha(trained), after

@@ -16,6 +16,7 @@ from compressor.data import (
     dataset_num_classes,
     imagefolder,
     load_dataset,
+    load_test_split,
 )
 from compressor.data.sets import subset_indices
 from compressor.errors import UserError
@@ -349,3 +350,42 @@ def test_one_file_reached_from_two_classes_or_both_splits_is_refused(tmp_path: P
         1,
         1,
     ]  # the same file twice in its own class: an oversampling link, let be
+
+
+def test_max_train_and_max_test_samples_each_cut_their_own_split(tmp_path: Path) -> None:
+    """A quick run that keeps few training images but scores on more: the test split cut to
+    the training split's count would report an accuracy over 2 images as if over 8."""
+    root = make_imagefolder(tmp_path)
+    for label, name in enumerate(("cat", "dog")):
+        for i in range(4):
+            save_image(root / "val" / name / f"more{i}.png", value=50 * label)
+    config = DataConfig(name="imagefolder", root=root, max_train_samples=2, max_test_samples=8)
+    dataset = load_dataset(config)
+    assert (len(dataset.train), len(dataset.test)) == (2, 8)
+    assert len(load_test_split(config).test) == 8
+
+
+def test_the_test_split_alone_of_non_square_images_is_read_height_first(tmp_path: Path) -> None:
+    """Scoring without the training split compares the test images with the first training
+    image's header, (height, width): compared the other way round, 24-wide, 16-high photos
+    were refused as a size mismatch with themselves."""
+    root = make_imagefolder(tmp_path)
+    for path in root.rglob("*"):
+        if path.suffix in (".png", ".JPG"):
+            save_image(path, size=(24, 16))
+    alone = load_test_split(DataConfig(name="imagefolder", root=root))
+    assert alone.image_shape == (3, 16, 24) and len(alone.test) == 2
+
+
+def test_class_labels_follow_the_sorted_folder_names_case_included(tmp_path: Path) -> None:
+    """Labels are the index of the class in `classes` (sorted as torchvision sorts, capitals
+    first): a label taken from another order would train every image under another class's
+    name, and the class names the student carries would not match its outputs."""
+    root = make_imagefolder(tmp_path, classes=("ant", "Zebra"))  # ant darker than Zebra
+    dataset = load_dataset(DataConfig(name="imagefolder", root=root))
+    assert dataset.classes == ["Zebra", "ant"]
+    for split in (dataset.train, dataset.test):
+        left = split.images[:, 0, 0, 0].tolist()  # value + 100: ant's 100, Zebra's 150
+        named = [dataset.classes[label] for label in split.labels.tolist()]
+        assert named == ["ant" if value < 125 else "Zebra" for value in left]  # JPEGs too
+        assert sorted(set(named)) == ["Zebra", "ant"]

@@ -183,3 +183,23 @@ def test_cuda_batches_equal_cpu_batches() -> None:
     for (x, y), (x_gpu, y_gpu) in zip(cpu, cuda, strict=True):
         assert x_gpu.is_cuda and torch.equal(y, y_gpu.cpu())
         torch.testing.assert_close(x, x_gpu.cpu(), rtol=0, atol=1e-6)
+
+
+def test_crop_padding_1_reaches_every_offset_including_the_last() -> None:
+    """With padding p the window may start anywhere in 0..2p on each axis: an off-by-one that
+    never shifts it down or right would make the augmentation lopsided, and a student trained
+    with it would see objects pushed only one way."""
+    split = _split(200)
+    images, labels = _epoch(_loader(split, batch_size=200, crop_padding=1))[0]
+    padded = F.pad(split.images, (1, 1, 1, 1))
+    seen: set[tuple[int, int]] = set()
+    for sample, label in zip(_to_uint8(images), labels.tolist(), strict=True):
+        windows = [
+            (top, left)
+            for top in range(3)
+            for left in range(3)
+            if torch.equal(sample, padded[label, :, top : top + 6, left : left + 6])
+        ]
+        assert len(windows) == 1, f"sample {label} matches windows {windows}"
+        seen.add(windows[0])
+    assert seen == {(top, left) for top in range(3) for left in range(3)}

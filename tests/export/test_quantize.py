@@ -324,3 +324,23 @@ def test_a_model_whose_activations_are_nan_is_said_to_be_broken(
         "itself is broken; train it again (a lower train.optimizer.lr)"
     )
     assert "RuntimeWarning" not in capfd.readouterr().err
+
+
+def test_the_recipe_s_seed_and_per_channel_reach_the_settings_and_metadata() -> None:
+    """The seed says which training images were drawn for calibration, and per_channel how
+    the weights were scaled: a file recorded with other values than it was made with cannot
+    be made again, nor told from one that was made otherwise."""
+    settings = resolve_settings(Int8Config(seed=7, per_channel=False), tensorrt=False)
+    assert (settings.calibration_seed, settings.per_channel) == (7, False)
+    metadata = settings.metadata()
+    assert metadata["int8_calibration_seed"] == "7"
+    assert metadata["int8_per_channel"] == "false"
+    assert _settings(per_channel=True).metadata()["int8_per_channel"] == "true"
+
+
+def test_exactly_as_many_calibration_images_as_training_images_is_the_most_allowed() -> None:
+    """One image more than the training split holds cannot be drawn: silently drawing fewer
+    would quantise with another count than the file's metadata and report record."""
+    assert calibration_batch(_train_set(40), 40, seed=0).shape == (40, *SHAPE)
+    with pytest.raises(UserError, match=r"41 calibration images asked for .* has only 40 images"):
+        calibration_batch(_train_set(40), 41, seed=0)

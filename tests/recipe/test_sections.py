@@ -114,3 +114,35 @@ def test_kwargs_of_plain_data_round_trip_through_recipe_yaml(tmp_path: Path) -> 
     again = tmp_path / "again.yaml"
     again.write_text(recipe_to_yaml(loaded), encoding="utf-8")
     assert load_recipe(again) == loaded
+
+
+def test_a_milestone_given_twice_is_refused() -> None:
+    """[3, 3] reads as "multiply the lr by gamma at epoch 3", but a multistep schedule counts
+    each entry: the lr would drop by gamma squared there, which no one asked for."""
+    schedule = {"name": "multistep", "milestones": [3, 3]}
+    with pytest.raises(UserError) as error:
+        parse_recipe(merged(train={"epochs": 5, "schedule": schedule}), source="r.yaml")
+    assert str(error.value) == (
+        "r.yaml: train.schedule: milestones must be increasing epoch numbers >= 1"
+    )
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_mixed_precision_on_a_cpu_device_is_refused(amp: str) -> None:
+    """amp bf16 and fp16 are mixed precision on CUDA, which a run on train.device cpu never
+    has: a recipe asking for either must be refused before the run, not train otherwise than
+    it reads."""
+    with pytest.raises(UserError) as error:
+        parse_recipe(merged(train={"device": "cpu", "amp": amp}), source="r.yaml")
+    assert str(error.value) == (
+        f"r.yaml: train: amp '{amp}' is mixed precision on CUDA, but device is 'cpu'; set "
+        "train.amp: auto or off, or train.device: cuda"
+    )
+
+
+def test_a_milestone_at_the_end_of_the_warm_up_is_accepted() -> None:
+    """The warm-up reaches the full lr at epoch warmup_epochs, so a drop from there on is
+    what the user asked for; only milestones inside the warm-up are refused."""
+    schedule = {"name": "multistep", "milestones": [2, 3], "warmup_epochs": 2}
+    train = parse_recipe(merged(train={"epochs": 5, "schedule": schedule})).train
+    assert (train.schedule.milestones, train.schedule.warmup_epochs) == ([2, 3], 2)

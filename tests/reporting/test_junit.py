@@ -211,3 +211,16 @@ def test_a_junit_file_that_cannot_be_written_takes_the_earlier_verdict_with_it(
         "shows no old verdict"
     )
     assert not path.exists()
+
+
+def test_a_file_too_large_to_be_a_junit_file_is_never_written_over(tmp_path: Path) -> None:
+    """An earlier JUnit file of the gate is a few kilobytes: a --junit naming something far
+    larger (a model, a data file, a log) is refused unread, before the gate runs, and left
+    whole. (A sparse 2 MiB file: its size is what tells.)"""
+    large = tmp_path / "model.bin"
+    with large.open("wb") as file:
+        file.write(b"not xml")
+        file.truncate(2 << 20)
+    with pytest.raises(UserError, match="holds something other than a JUnit file"):
+        check_junit_path(large)
+    assert large.stat().st_size == 2 << 20

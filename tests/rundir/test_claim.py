@@ -11,6 +11,7 @@ import pytest
 from compressor.errors import UserError
 from compressor.rundir import (
     RunDir,
+    check_inputs_outside_run,
     check_run_dir,
     claim_run_dir,
 )
@@ -204,3 +205,27 @@ def test_overwrite_refuses_a_run_directory_that_is_a_link(tmp_path: Path) -> Non
     )
     assert link.is_symlink() and RunDir(target).checkpoint.read_bytes() == b"old run"
     check_run_dir(RunDir(link), resume=True, overwrite=False)  # resuming through it is fine
+
+
+def test_an_input_the_run_writes_or_overwrite_replaces_is_refused(tmp_path: Path) -> None:
+    """A teacher read from the run's own student.pt is replaced by the new student as the run
+    trains, with or without --overwrite; a file merely kept in the run folder is safe from a
+    plain run but set aside and deleted by an --overwrite, so only then is it refused."""
+    run = started_run(tmp_path / "run")
+    student = run.root / "student.pt"
+    kept = run.root / "teacher.pt"
+    for overwrite in (False, True):
+        with pytest.raises(UserError, match=r"teacher\.checkpoint: .*student\.pt is in"):
+            check_inputs_outside_run(
+                run, {"teacher.checkpoint": student}, "r.yaml", overwrite=overwrite
+            )
+    check_inputs_outside_run(run, {"teacher.checkpoint": kept}, "r.yaml", overwrite=False)
+    with pytest.raises(UserError) as error:
+        check_inputs_outside_run(run, {"teacher.checkpoint": kept}, "r.yaml", overwrite=True)
+    assert str(error.value) == (
+        f"r.yaml: teacher.checkpoint: {kept} is in {run.root}, which this run --overwrite "
+        "replaces; copy it out of the run directory and point the recipe there, or set "
+        "output.name to start a new run"
+    )
+    outside = tmp_path / "teacher.pt"
+    check_inputs_outside_run(run, {"teacher.checkpoint": outside}, "r.yaml", overwrite=True)

@@ -321,3 +321,36 @@ def test_a_run_that_cannot_be_set_aside_is_left_as_it_was_and_the_fix_fits_the_c
     after = sorted(path.name for path in run.root.rglob("*") if path.name != ".lock")
     assert after == before  # the lock the claim took is all it leaves
     assert not (tmp_path / "run.replaced").exists()
+
+
+def test_a_users_folder_named_like_a_deletion_left_over_survives_the_removal(
+    tmp_path: Path,
+) -> None:
+    """Removing the set-aside run also sweeps the hidden folders an earlier removal killed
+    part-way left (`.run.replaced.` and 8 random characters); a user's own folder that only
+    starts like one (a backup they named `.run.replaced.backup-of-mine`) is theirs and must
+    not be deleted with it."""
+    run = started_run(tmp_path / "run")
+    claim_run_dir(run, resume=False, overwrite=True).release()
+    theirs = tmp_path / ".run.replaced.backup-of-mine"
+    (theirs / "notes").mkdir(parents=True)
+    assert discard_replaced_run(run) == f"removed {run.set_aside}, the run this one replaced"
+    assert (theirs / "notes").is_dir() and not run.set_aside.exists()
+
+
+def test_a_run_emptied_by_overwrite_keeps_its_lock_and_refuses_a_second_claim(
+    tmp_path: Path,
+) -> None:
+    """A run with nothing to go back to is emptied in place rather than set aside: its lock
+    file must stay, or a second training of the same run would lock a new file of that name
+    and both would write the same checkpoints."""
+    run = RunDir(tmp_path / "run")
+    run.root.mkdir()
+    run.manifest.write_text(json.dumps({"status": "interrupted"}))
+    held = claim_run_dir(run, resume=False, overwrite=True)
+    try:
+        assert not run.set_aside.exists() and run.lock.is_file()
+        with pytest.raises(UserError, match="another process is training this run now"):
+            claim_run_dir(run, resume=False, overwrite=True)
+    finally:
+        held.release()

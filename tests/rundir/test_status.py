@@ -36,3 +36,12 @@ def test_a_killed_run_whose_lock_cannot_be_written_is_told_from_a_live_one(
         assert not is_being_trained(run)
     with FileLock(run.lock):
         assert is_being_trained(run)
+
+
+def test_a_run_without_a_lock_file_is_not_being_trained(tmp_path: Path) -> None:
+    """No lock file means no process ever claimed the folder as it is now (a copied run, one
+    made by an older compressor): called "being trained", it could be neither exported nor
+    gated, and the user told to wait for a training that does not exist."""
+    run = started_run(tmp_path / "run")
+    assert not run.lock.exists()
+    assert not is_being_trained(run)
