@@ -238,6 +238,16 @@ def test_entrypoint_module_that_fails_to_import(tmp_path: Path, monkeypatch) -> 
         load_teacher(TeacherConfig(entrypoint="argparse_mod:build"), 10, 3)
 
 
+def _untouched_copy(model: nn.Module) -> nn.Module:
+    """The module fixture's resnet8, built anew with its weights: scripting the shared
+    instance failed once in a full suite run ("builtin cannot be used as a value" at a
+    Conv2d's padding attribute), after other tests of the worker had exported or traced it;
+    a scripted file here must not depend on what they left on the object."""
+    fresh = create_model("resnet8", num_classes=10)
+    fresh.load_state_dict(model.state_dict())
+    return fresh.eval()
+
+
 def test_torchscript(tmp_path: Path, original) -> None:
     path = tmp_path / "teacher.pt"  # the usual name says nothing about the format
     # torch.jit is deprecated: FutureWarning in torch 2.14, DeprecationWarning in 2.11 (seen
@@ -245,7 +255,7 @@ def test_torchscript(tmp_path: Path, original) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.jit.save(torch.jit.script(original[0]), path)
+        torch.jit.save(torch.jit.script(_untouched_copy(original[0])), path)
     assert detect_format(path) == "torchscript"
     _check_same(load_teacher(TeacherConfig(checkpoint=path, trust_pickle=True), 10, 3), original)
     # An arch given by habit is not needed: the file is the whole model (recipe validate and
@@ -316,7 +326,7 @@ def test_program_files_are_refused_unless_trusted(tmp_path: Path, original) -> N
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.jit.save(torch.jit.script(original[0]), scripted)
+        torch.jit.save(torch.jit.script(_untouched_copy(original[0])), scripted)
     programs = [(exported, "torch.export"), (scripted, "TorchScript")]
     crafted = _crafted_program(exported, marker=tmp_path / "ran")
     assert crafted is not None or torch.__version__ < (2, 9), "torch 2.9+ archives have one"
