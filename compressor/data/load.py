@@ -214,12 +214,8 @@ def load_dataset(cfg: DataConfig) -> Dataset:
         classes=classes,
         mean=tuple(mean),
         std=tuple(std),
-        crop_padding=(
-            cfg.crop_padding
-            if cfg.crop_padding is not None
-            else default_crop_padding(height, width)
-        ),
-        flip=cfg.flip if cfg.flip is not None else reader.flip,
+        crop_padding=_effective_padding(cfg, (height, width)),
+        flip=_effective_flip(cfg, reader),
     )
 
 

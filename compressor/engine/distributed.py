@@ -123,8 +123,7 @@ class Distributed:
             return
         said = None if error is None else _said(error)
         machine = self.rank - self.local_rank  # torchrun numbers a machine's ranks in a row
-        everyone: list[tuple[int, str | None]] = [(0, None)] * self.world_size
-        dist.all_gather_object(everyone, (machine, said))
+        everyone = self.gather_objects((machine, said))
         peers = [(rank, there, text) for rank, (there, text) in enumerate(everyone)]
         failed = [(rank, there, text) for rank, there, text in peers if text is not None]
         if not failed:

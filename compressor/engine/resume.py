@@ -147,9 +147,7 @@ def started_recipe(run: RunDir, recipe: Recipe) -> Recipe | None:
         return None
     if _edited(run):
         return None
-    started_with = with_free_settings_of(started_with, recipe)
-    data = with_same_effect_written_as(started_with.data, recipe.data)
-    started_with = started_with.model_copy(update={"data": data})
+    started_with = comparable_to(started_with, recipe)
     granted = recipe.teacher is not None and recipe.teacher.trust_pickle
     if started_with.teacher is not None and granted:
         # Trust may be given on resume: runs started before TorchScript and torch.export
@@ -157,6 +155,15 @@ def started_recipe(run: RunDir, recipe: Recipe) -> Recipe | None:
         trusted = started_with.teacher.model_copy(update={"trust_pickle": True})
         started_with = started_with.model_copy(update={"teacher": trusted})
     return started_with
+
+
+def comparable_to(other: Recipe, recipe: Recipe) -> Recipe:
+    """`other` with `recipe`'s values where they may differ without making another run:
+    where files are, the export and gate sections (provenance.FREE_TO_CHANGE), and a data
+    set's default written out or left out. `comparable_to(other, recipe) == recipe` says the
+    two train the same run."""
+    other = with_free_settings_of(other, recipe)
+    return other.model_copy(update={"data": with_same_effect_written_as(other.data, recipe.data)})
 
 
 def run_recipe_lost(run: RunDir) -> str:

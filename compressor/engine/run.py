@@ -40,6 +40,7 @@ from compressor.engine.resume import (
     check_checkpoint_is_the_runs,
     check_same_data,
     check_same_recipe,
+    comparable_to,
     data_counts,
     data_digests,
     drop_metrics_after,
@@ -345,7 +346,7 @@ def _check_one_recipe(distributed: Distributed, recipe: Recipe, source: str) -> 
     recipes = distributed.gather_objects(recipe)
     first = recipes[0]
     for rank, other in enumerate(recipes):
-        trained = with_free_settings_of(other, first)
+        trained = comparable_to(other, first)
         if trained != first:
             raise UserError(
                 f"{source}: process {rank}'s copy of the recipe differs from process 0's "

@@ -107,11 +107,13 @@ def check_junit_path(path: Path) -> None:
     try:
         check_writable(Path(path))
     except WriteFailed as error:
-        fix = what_to_do(error.path.parent, error.errno)
-        raise UserError(
-            f"--junit {path}: cannot write the JUnit file ({error.strerror})"
-            + (f"; {fix}" if fix else "")
-        ) from None
+        raise UserError(_cannot_write(f"--junit {path}", error)) from None
+
+
+def _cannot_write(named: str, error: WriteFailed) -> str:
+    """'NAMED: cannot write the JUnit file (why); the fix', the fix as every write gives it."""
+    fix = what_to_do(error.path.parent, error.errno)
+    return f"{named}: cannot write the JUnit file ({error.strerror})" + (f"; {fix}" if fix else "")
 
 
 def _other_name(path: Path | str) -> str:
@@ -178,10 +180,7 @@ def _write_xml(root: ET.Element, path: Path) -> None:
     try:
         write_bytes(path, ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n")
     except WriteFailed as error:
-        fix = what_to_do(path.parent, error.errno)
-        said = f"{path}: cannot write the JUnit file ({error.strerror})" + (
-            f"; {fix}" if fix else ""
-        )
+        said = _cannot_write(str(path), error)
         # An earlier verdict left in its place is what CI would show (a pass, as like as
         # not): removed, which a full disk still allows, so CI finds no file at all.
         with contextlib.suppress(OSError):
