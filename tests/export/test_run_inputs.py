@@ -128,6 +128,26 @@ def test_a_student_record_with_fields_of_the_wrong_kind_is_one_line(
     )
 
 
+def test_a_student_whose_logits_are_nan_is_refused_as_broken_not_as_a_failed_export(
+    distilled_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every ONNX file of a model that gives NaN logits in PyTorch fails parity: the export
+    names the trained model as broken instead, before writing anything."""
+    run = copy_run(distilled_run, tmp_path / "broken", "completed")
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest.pop("student_sha256", None)
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    record = torch.load(run / "student.pt", weights_only=True)
+    bias = next(name for name in record["state_dict"] if name.endswith("linear.bias"))
+    record["state_dict"][bias][0] = float("nan")
+    torch.save(record, run / "student.pt")
+    line = one_error_line(run_cli(capsys, "export", str(run), "--no-teacher", *QUICK))
+    assert "student: the PyTorch model (" in line
+    assert "gives NaN or infinite logits on " in line
+    assert "the trained model is broken, not its export" in line
+    assert [p.name for p in (run / "export").iterdir()] == [".lock"]  # no file, no staging
+
+
 def test_a_grayscale_image_folder_is_trained_distilled_and_exported_on_one_channel(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
