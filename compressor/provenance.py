@@ -89,6 +89,23 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def x86_without_vnni(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether this is an x86 CPU without int8 dot-product instructions (AVX-512 VNNI,
+    AVX-VNNI or AMX), whose ONNX Runtime U8S8 kernels saturate; an x86 CPU whose flags
+    cannot be read (not Linux) is taken to lack them."""
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686", "x86"):
+        return False
+    try:
+        text = cpuinfo.read_text(errors="replace")
+    except OSError:
+        return True
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flags":
+            return not {"avx512_vnni", "avx_vnni", "amx_int8"} & set(value.split())
+    return True
+
+
 def git_revision() -> str | None:
     """The compressor source revision: the commit of the checkout it runs from, else the one
     pip installed it from (`pip install git+...` records it in direct_url.json), else None.

@@ -17,7 +17,7 @@ from typing import Any
 from compressor.io import write_json, write_text
 from compressor.reporting.plots import grouped_bar_plot
 from compressor.reporting.run_report import size_change
-from export.latency import NOISY_CV, cv_text
+from export.latency import is_noisy, spread_of, spread_text
 from export.publish import REPORT_NAME
 from export.results import NOISY_MARK
 
@@ -87,7 +87,7 @@ def _summary_rows(payload: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 
 def _percentile_rows(payload: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     header = ["model", "backend", "precision", "batch", "p50", "p90", "p95", "p99", "mean"]
-    header += ["CV", "img/s (mean)", "runs"]
+    header += ["IQR / p50", "img/s (mean)", "runs"]
     rows = []
     for result in payload["results"]:
         for batch, lat in result["latency"].items():
@@ -99,7 +99,7 @@ def _percentile_rows(payload: dict[str, Any]) -> tuple[list[str], list[list[str]
                     batch,
                     *(f"{lat[key]:.3g}" for key in ("p50_ms", "p90_ms", "p95_ms", "p99_ms")),
                     f"{lat['mean_ms']:.3g}",
-                    cv_text(lat["cv"]),
+                    "—" if (spread := spread_of(lat)) is None else spread_text(spread),
                     f"{lat['throughput_ips']:,.0f}",
                     str(lat["runs"]),
                 ]
@@ -182,9 +182,7 @@ def _noisy_batches(payload: dict[str, Any]) -> dict[str, set[str]]:
     noisy: dict[str, set[str]] = {}
     for result in payload["results"]:
         if result["precision"] == "fp32" and result["model"] in ("teacher", "student"):
-            batches = {
-                b for b, timing in result["latency"].items() if (timing.get("cv") or 0) > NOISY_CV
-            }
+            batches = {b for b, timing in result["latency"].items() if is_noisy(spread_of(timing))}
             noisy.setdefault(result["backend"], set()).update(batches)
     return noisy
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from compressor.provenance import SCHEMA_VERSION, now_iso, package_versions
 from compressor.recipe import ExportConfig
-from export.latency import Latency, cv_text
+from export.latency import NOISY_SPREAD, Latency, spread_text
 from export.quantize import Int8Settings
 from export.validate import Parity
 
@@ -287,14 +287,15 @@ def result_warnings(results: Sequence[Result]) -> list[str]:
     # One line for all of them: one per model, backend and batch repeated the same advice six
     # times over in a quickstart on a busy machine.
     noisy = [
-        f"{r.model} {r.backend} {r.precision} at batch {batch} ({cv_text(latency.cv)})"
+        f"{r.model} {r.backend} {r.precision} at batch {batch} ({spread_text(latency.spread)})"
         for r in results
         for batch, latency in r.latency.items()
         if latency.noisy
     ]
     if noisy:
         lines.append(
-            f"noisy latency (coefficient of variation) for {', '.join(noisy)}; close other "
-            "programs, or time more runs (`compress export RUN --runs N`)"
+            f"noisy latency (interquartile range / median above {NOISY_SPREAD:g}) for "
+            f"{', '.join(noisy)}: other load on the machine; close other programs and export "
+            "again (more runs steady the median, not the machine)"
         )
     return lines

@@ -160,3 +160,24 @@ def test_a_run_s_recipe_yaml_hashes_alike_after_edits_free_to_change(tmp_path: P
     for before, after in (("epochs: 2", "epochs: 3"), ("device: cpu", "device: cuda")):
         changed = _recipe_file(tmp_path, "changed.yaml", text.replace(before, after))
         assert sha(changed) != sha(trained), after
+
+
+@pytest.mark.parametrize(
+    ("machine", "flags", "saturates"),
+    [
+        ("x86_64", "fpu sse2 avx2 fma", True),  # AVX2 only: an AMD EPYC of this project's CI
+        ("x86_64", "fpu avx2 avx512f avx512_vnni", False),
+        ("x86_64", "fpu avx2 avx_vnni", False),
+        ("x86_64", "fpu avx2 amx_int8 amx_tile", False),
+        ("aarch64", "fp asimd", False),  # ONNX Runtime's ARM kernels are others
+    ],
+)
+def test_a_cpu_whose_u8s8_kernels_saturate_is_told_by_its_flags(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, machine: str, flags: str, saturates: bool
+) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: {flags}\n\n")
+    monkeypatch.setattr(provenance.platform, "machine", lambda: machine)
+    assert provenance.x86_without_vnni(cpuinfo) is saturates
+    unreadable = tmp_path / "absent"  # not Linux: taken to lack them, 7 bits are safe
+    assert provenance.x86_without_vnni(unreadable) is (machine == "x86_64")

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from compressor.quickstart import SHIPPED_RECIPES, headline_batch
-from export.latency import NOISY_CV
+from export.latency import is_noisy, spread_of
 from tests.cli_helpers import run_cli
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
@@ -54,7 +54,7 @@ def test_quickstart_runs_the_whole_flow(
         for result in exported["results"]
         if result["backend"] == "onnxruntime" and result["precision"] == "fp32"
         for batch, latency in result["latency"].items()
-        if latency["cv"] > NOISY_CV
+        if is_noisy(spread_of(latency))
     }
     shown = headline_batch(by_batch, noisy)
     assert f"{by_batch[shown]:.2f}× faster in ONNX Runtime at batch {shown}" in summary

@@ -57,7 +57,12 @@ def difference(parity: Parity) -> str:
 class Latency(BaseModel):
     # Finite: an infinite p50 gave a speedup of "nan×", or passed a teacher at inf ms.
     p50_ms: float = Field(gt=0.0, allow_inf_nan=False)
-    cv: float | None = Field(None, ge=0.0, allow_inf_nan=False)  # None: from before it was kept
+    # None: from before it was kept; such a timing is not judged noisy.
+    iqr_ms: float | None = Field(None, ge=0.0, allow_inf_nan=False)
+
+    @property
+    def spread(self) -> float | None:
+        return None if self.iqr_ms is None else self.iqr_ms / self.p50_ms
 
 
 class ExportRow(BaseModel):

@@ -14,7 +14,7 @@ from compressor.gate.reports import ExportReport, ExportRow, Latency, RunReport,
 from compressor.gate.verdict import RuleResult, judge
 from compressor.io import file_sha256
 from compressor.recipe import GateConfig
-from export.latency import NOISY_CV, cv_text
+from export.latency import NOISY_SPREAD, is_noisy, spread_text
 
 
 def export_command(run: Path, *flags: str) -> str:
@@ -313,13 +313,13 @@ def _noise_note(teacher: Latency, student: Latency) -> str:
     """Say so when a timing behind the speedup was noisy (the export warned too): a verdict
     near the bar may flip on a re-run, and CI logs should show why."""
     noisy = [
-        f"{model} CV {cv_text(timing.cv)}"
+        f"{model} IQR / p50 {spread_text(timing.spread)}"
         for model, timing in (("teacher", teacher), ("student", student))
-        if timing.cv is not None and timing.cv > NOISY_CV
+        if timing.spread is not None and is_noisy(timing.spread)
     ]
     if not noisy:
         return ""
     return (
-        f"; noisy timing ({', '.join(noisy)} > {NOISY_CV:g}): other load on the machine, "
+        f"; noisy timing ({', '.join(noisy)} > {NOISY_SPREAD:g}): other load on the machine, "
         "so re-export on a quiet one before trusting a verdict near the bar"
     )

@@ -431,6 +431,13 @@ class Int8Config(Strict):
         description="Activation type: uint8 (asymmetric; fastest in ONNX Runtime on x86), int8 "
         "(symmetric; what TensorRT accepts). auto: int8 with --trt, else uint8.",
     )
+    reduce_range: bool | Literal["auto"] = Field(
+        "auto",
+        description="7-bit weights (ONNX Runtime's reduce_range). The U8S8 kernels of x86 CPUs "
+        "without VNNI saturate 8-bit products: on such a CPU a ResNet-8's INT8 file agreed "
+        "with PyTorch on 95.6 % of test images instead of over 98 %. auto: on with uint8 "
+        "activations on an x86 CPU without VNNI.",
+    )
     seed: int = Field(
         0, ge=0, le=MAX_SEED, description="Which training images are drawn for calibration."
     )

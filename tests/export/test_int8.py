@@ -17,6 +17,7 @@ from PIL import Image
 
 from compressor.errors import UserError
 from compressor.gate import evaluate_gate
+from compressor.provenance import x86_without_vnni
 from export import quantize
 from export.onnx_inspect import onnx_precision, read_metadata
 from tests.cli_helpers import run_cli
@@ -70,6 +71,7 @@ def test_int8_is_validated_like_fp32(int8_run: Path) -> None:
         "calibration_method": "minmax",
         "per_channel": True,
         "activations": "uint8",
+        "reduce_range": x86_without_vnni(),  # 7-bit weights where U8S8 saturates
     }
     assert report["settings"]["int8"]["calibration_images"] == 256
 
@@ -223,7 +225,7 @@ def test_running_out_of_memory_while_calibrating_is_named_as_such(
         )
 
     monkeypatch.setattr(quantize, "quantize_static", out_of_memory)
-    settings = quantize.Int8Settings(512, 0, "entropy", True, "uint8")
+    settings = quantize.Int8Settings(512, 0, "entropy", True, "uint8", False)
     images = np.zeros((512, 3, 8, 8), np.float32)
     with pytest.raises(UserError) as refused:
         quantize.quantize_int8(

@@ -38,8 +38,8 @@ def test_a_speedup_far_below_one_is_not_shown_as_zero() -> None:
 
 
 def test_a_speedup_resting_on_a_noisy_timing_is_marked_as_in_the_terminal() -> None:
-    def result(model: str, cv_by_batch: dict[str, float]) -> dict:
-        latency = {batch: {"p50_ms": 1.0, "cv": cv} for batch, cv in cv_by_batch.items()}
+    def result(model: str, spread_by_batch: dict[str, float]) -> dict:
+        latency = {batch: {"p50_ms": 2.0, "iqr_ms": 2 * s} for batch, s in spread_by_batch.items()}
         return {"model": model, "backend": "onnxruntime", "precision": "fp32", "latency": latency}
 
     payload = {
@@ -82,12 +82,16 @@ def test_sizes_are_in_binary_units_named_as_such() -> None:
     ]
 
 
-def test_the_percentile_table_does_not_show_a_noisy_cv_as_the_bar() -> None:
+def test_the_percentile_table_does_not_show_a_noisy_spread_as_the_bar() -> None:
     timing = {"p50_ms": 1.0, "p90_ms": 1.0, "p95_ms": 1.0, "p99_ms": 1.0, "mean_ms": 1.0}
-    latency = {"64": {**timing, "cv": 0.1504, "throughput_ips": 64_000.0, "runs": 50}}
+    latency = {"64": {**timing, "iqr_ms": 0.1004, "throughput_ips": 64_000.0, "runs": 50}}
     result = {"model": "teacher", "backend": "onnxruntime", "precision": "fp32"}
+    header, (row,) = _percentile_rows({"results": [{**result, "latency": latency}]})
+    assert header[9] == "IQR / p50"
+    assert row[9] == "0.1004"  # "0.100" would read as the bar too
+    del latency["64"]["iqr_ms"]  # a report from before it was kept
     _, (row,) = _percentile_rows({"results": [{**result, "latency": latency}]})
-    assert row[9] == "0.1504"  # "0.150" would read as the bar too
+    assert row[9] == "—"
 
 
 def test_the_report_leads_with_the_verdict_and_the_bars_each_precision_was_judged_by(

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from compressor.recipe import ExportConfig
-from export.latency import Latency, cv_text
+from export.latency import Latency, spread_text
 from export.results import (
     ExportReport,
     Result,
@@ -22,8 +22,10 @@ from export.results import (
 from export.validate import Parity
 
 
-def _latency(batch: int, p50_ms: float, cv: float = 0.01) -> Latency:
-    return Latency(batch, p50_ms, p50_ms, p50_ms, p50_ms, p50_ms, cv, batch / p50_ms * 1e3, 30)
+def _latency(batch: int, p50_ms: float, spread: float = 0.01) -> Latency:
+    """A timing whose interquartile range is `spread` of its p50."""
+    iqr_ms, throughput = spread * p50_ms, batch / p50_ms * 1e3
+    return Latency(batch, p50_ms, p50_ms, p50_ms, p50_ms, p50_ms, iqr_ms, 0.3, throughput, 30)
 
 
 def _row(
@@ -34,7 +36,7 @@ def _row(
     accuracy: float = 90.0,
     size: int | None = 1000,
     parity: Parity | None = None,
-    cv: float = 0.01,
+    spread: float = 0.01,
 ) -> Result:
     return Result(
         model=model,
@@ -46,7 +48,7 @@ def _row(
         sha256=None,
         accuracy=accuracy,
         parity=parity,
-        latency={batch: _latency(batch, ms, cv) for batch, ms in p50_ms.items()},
+        latency={batch: _latency(batch, ms, spread) for batch, ms in p50_ms.items()},
     )
 
 
@@ -62,12 +64,12 @@ def test_speedup_is_teacher_over_student_per_backend_and_batch_fp32_only() -> No
 
 def test_a_speedup_is_marked_noisy_where_either_timing_behind_it_was() -> None:
     teacher = _row("teacher", "onnxruntime", "fp32", {1: 1.5, 64: 40.0})
-    teacher.latency[64] = _latency(64, 40.0, cv=0.5)
+    teacher.latency[64] = _latency(64, 40.0, spread=0.5)
     rows = [
         _row("student", "onnxruntime", "fp32", {1: 0.5, 64: 10.0}),
         teacher,
-        _row("student", "onnxruntime", "int8", {1: 0.1}, cv=0.5),  # not behind a speedup
-        _row("student", "pytorch", "fp32", {1: 2.0}, cv=0.5),
+        _row("student", "onnxruntime", "int8", {1: 0.1}, spread=0.5),  # not behind a speedup
+        _row("student", "pytorch", "fp32", {1: 2.0}, spread=0.5),
         _row("teacher", "pytorch", "fp32", {1: 4.0}),
     ]
     assert noisy_speedups(rows) == {"onnxruntime": {64}, "pytorch": {1}}
@@ -98,9 +100,9 @@ def test_a_reduced_precision_row_is_compared_with_fp32_on_its_own_backend() -> N
 
 def test_a_reduced_precision_speedup_is_marked_noisy_where_either_timing_behind_it_was() -> None:
     fp32 = _row("student", "onnxruntime", "fp32", {1: 0.4, 8: 2.0, 64: 16.0})
-    fp32.latency[8] = _latency(8, 2.0, cv=0.5)
+    fp32.latency[8] = _latency(8, 2.0, spread=0.5)
     int8 = _row("student", "onnxruntime", "int8", {1: 0.2, 8: 1.0, 64: 10.0})
-    int8.latency[64] = _latency(64, 10.0, cv=0.16)
+    int8.latency[64] = _latency(64, 10.0, spread=0.11)
     (row,) = precision_comparison([fp32, int8])
     assert row["noisy_speedups"] == ["8", "64"]
 
@@ -117,7 +119,7 @@ def test_a_student_failing_parity_fails_and_a_teacher_or_noisy_timing_warns() ->
     failed = Parity(0.02, 0.001, 99.0, 1e-4, 99.9, False)
     rows = [
         _row("student", "onnxruntime", "fp32", {1: 0.5}, parity=failed),
-        _row("teacher", "onnxruntime", "fp32", {1: 1.5, 64: 30.0}, cv=0.5, parity=failed),
+        _row("teacher", "onnxruntime", "fp32", {1: 1.5, 64: 30.0}, spread=0.5, parity=failed),
     ]
     assert parity_failures(rows) == [
         "parity failed for student onnxruntime fp32: max |diff| 2.00e-02 (limit 0.0001), "
@@ -126,9 +128,10 @@ def test_a_student_failing_parity_fails_and_a_teacher_or_noisy_timing_warns() ->
     parity, noisy = result_warnings(rows)
     assert parity.startswith("parity failed for teacher onnxruntime fp32:")
     assert noisy == (  # one line, not one per timing with the same advice each
-        "noisy latency (coefficient of variation) for teacher onnxruntime fp32 at batch 1 "
-        "(0.50), teacher onnxruntime fp32 at batch 64 (0.50); close other programs, or time "
-        "more runs (`compress export RUN --runs N`)"
+        "noisy latency (interquartile range / median above 0.1) for teacher onnxruntime fp32 "
+        "at batch 1 (0.50), teacher onnxruntime fp32 at batch 64 (0.50): other load on the "
+        "machine; close other programs and export again (more runs steady the median, not "
+        "the machine)"
     )
     passing = [_row("student", "onnxruntime", "fp32", {1: 0.5})]
     assert result_warnings(passing) == parity_failures(passing) == []
@@ -165,12 +168,12 @@ def test_logits_that_are_not_finite_are_named_as_the_failure(precision: str) -> 
     assert "agreement" not in line
 
 
-def test_a_noisy_coefficient_of_variation_does_not_read_as_the_bar_it_is_above() -> None:
-    assert [cv_text(cv) for cv in (0.4, 0.15059, 0.1500004, 0.149, 0.01)] == [
+def test_a_noisy_spread_does_not_read_as_the_bar_it_is_above() -> None:
+    assert [spread_text(spread) for spread in (0.4, 0.10059, 0.1000004, 0.099, 0.01)] == [
         "0.40",
-        "0.151",
-        "0.1501",
-        "0.15",
+        "0.101",
+        "0.1001",
+        "0.10",
         "0.01",
     ]
 
@@ -192,7 +195,7 @@ def test_a_reduced_precision_file_slower_than_fp32_at_every_steady_batch_is_warn
     noisy = precision_comparison(
         [
             _row("student", "onnxruntime", "fp32", {1: 0.25}),
-            _row("student", "onnxruntime", "int8", {1: 0.35}, cv=0.5),
+            _row("student", "onnxruntime", "int8", {1: 0.35}, spread=0.5),
         ]
     )
     assert slower_precision_warnings(noisy) == []  # a noisy ratio says nothing either way

@@ -31,7 +31,7 @@ from compressor.cli import app
 from compressor.errors import CompressorWarning, UserError
 from compressor.gate import evaluate_gate
 from compressor.io import lock_or_refuse, shared_lock_or_refuse
-from export.latency import NOISY_CV
+from export.latency import NOISY_SPREAD
 from tests.cli_helpers import CliResult, run_cli, with_recipe
 from tests.read_only import immutable
 
@@ -102,6 +102,7 @@ def latency(batch_1_ms: float, batch_64_ms: float) -> dict[str, dict[str, float 
             "p95_ms": p50 * 1.2,
             "p99_ms": p50 * 1.3,
             "mean_ms": p50 * 1.05,
+            "iqr_ms": p50 * 0.02,
             "cv": 0.02,
             "throughput_ips": batch * 1000 / p50,
             "runs": 100,
@@ -314,12 +315,12 @@ def test_a_speedup_from_noisy_timings_says_so(
     path = kd_run / "export" / "export_report.json"
     export = json.loads(path.read_text())
     teacher = next(r for r in export["results"] if r["model"] == "teacher" and r["file"])
-    teacher["latency"]["64"]["cv"] = 0.4
+    teacher["latency"]["64"]["iqr_ms"] = 0.4 * teacher["latency"]["64"]["p50_ms"]
     path.write_text(json.dumps(export))
     junit = kd_run / "gate.xml"
     result = run_cli(capsys, "gate", str(kd_run), "--min-speedup", "4", "--junit", str(junit))
     assert result.code == 1
-    assert "noisy timing (teacher CV 0.40 &gt; 0.15)" in junit.read_text()
+    assert "noisy timing (teacher IQR / p50 0.40 &gt; 0.1)" in junit.read_text()
     quiet = run_cli(capsys, "gate", str(kd_run), "--speedup-batch", "1", "--min-speedup", "1")
     assert quiet.code == 0
     assert "noisy timing" not in quiet.stdout
@@ -331,16 +332,33 @@ def teacher_onnx_row(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_a_timing_just_above_the_noise_bar_is_said_to_be_noisy(kd_run: Path) -> None:
-    """A CV a fifth above the bar (0.18 against 0.15) is noisy too: the note must not wait
+    """A spread a fifth above the bar (0.12 against 0.1) is noisy too: the note must not wait
     for timings twice as spread as the bar allows."""
-    cv = 1.2 * NOISY_CV
+    spread = 1.2 * NOISY_SPREAD
 
     def noisier(report: dict[str, Any]) -> None:
-        teacher_onnx_row(report)["latency"]["64"]["cv"] = cv
+        timing = teacher_onnx_row(report)["latency"]["64"]
+        timing["iqr_ms"] = spread * timing["p50_ms"]
 
     edit_json(EXPORT, noisier)(kd_run)
     speedup = next(rule for rule in evaluate_gate(kd_run).rules if rule.name == "speedup")
-    assert f"; noisy timing (teacher CV {cv:.2f} > {NOISY_CV:g})" in speedup.detail
+    assert f"; noisy timing (teacher IQR / p50 {spread:.2f} > {NOISY_SPREAD:g})" in speedup.detail
+
+
+def test_a_report_from_before_the_interquartile_range_was_kept_is_not_called_noisy(
+    kd_run: Path,
+) -> None:
+    """Such a report's timings cannot be judged by the spread: no note, no refusal."""
+
+    def older(report: dict[str, Any]) -> None:
+        for result in report["results"]:
+            for timing in result["latency"].values():
+                del timing["iqr_ms"]
+                timing["cv"] = 0.9
+
+    edit_json(EXPORT, older)(kd_run)
+    speedup = next(rule for rule in evaluate_gate(kd_run).rules if rule.name == "speedup")
+    assert "noisy" not in speedup.detail
 
 
 def test_a_teacher_file_that_failed_parity_is_named_in_the_speedup_rule(kd_run: Path) -> None:
