@@ -93,14 +93,16 @@ class Bench:
         )
 
     def display(self, path: Path | None) -> str | None:
-        """Paths inside the run directory are written relative to it: reports move with it;
-        others absolute, for the gate to find wherever it runs. A staged file is named where
-        it is published, in export/."""
+        """Paths inside the run directory are written relative to it, with '/' on every OS:
+        reports move with it (a Windows `export\\student.onnx` read on Linux as one file name
+        that is "not here", and the gate passed a replaced model unchecked); others absolute,
+        for the gate to find wherever it runs. A staged file is named where it is published,
+        in export/."""
         if path is None:
             return None
         if path.parent.name.startswith(STAGING_PREFIX):
             path = path.parent.parent / path.name
         try:
-            return str(path.resolve().relative_to(self.root.resolve()))
+            return path.resolve().relative_to(self.root.resolve()).as_posix()
         except ValueError:
             return str(path.resolve())  # as typed it would be relative to another folder

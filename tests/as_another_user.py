@@ -34,7 +34,7 @@ def open_folder() -> Iterator[Path]:
 def compress_as_nobody(folder: Path, *args: str) -> CliResult:
     """`compress ARGS` run from `folder` as user nobody; skipped where that cannot be done
     (not root, no setpriv, or this checkout is not readable by others)."""
-    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+    if not hasattr(os, "geteuid") or os.geteuid() != 0 or shutil.which("setpriv") is None:
         pytest.skip("needs root and setpriv to run a command as another user")
     home = folder / "home"  # caches (matplotlib's, torch's) go somewhere it may write
     home.mkdir(exist_ok=True)

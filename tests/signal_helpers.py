@@ -6,6 +6,14 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+# os.kill(pid, SIGINT) on Windows terminates the process (the pytest worker with it), and
+# Popen.send_signal(SIGINT) raises: signal.SIGINT exists there, so it cannot be the test.
+needs_posix_signals = pytest.mark.skipif(
+    sys.platform == "win32", reason="needs POSIX signals (os.kill with SIGINT or SIGTERM)"
+)
+
 # The child sends itself SIGINT the moment it starts importing `module`: a Ctrl-C typed
 # while that import runs, on time however slow or busy the machine is.
 _CTRL_C_DURING_IMPORT = """

@@ -20,7 +20,7 @@ from tests.as_another_user import compress_as_nobody, open_folder
 from tests.cli_helpers import run_cli
 from tests.data.test_cifar import make_cifar10
 from tests.export.helpers import one_error_line
-from tests.signal_helpers import ctrl_c_while_importing
+from tests.signal_helpers import ctrl_c_while_importing, needs_posix_signals
 
 
 @pytest.mark.parametrize(
@@ -120,7 +120,7 @@ def test_the_hint_to_use_debug_is_left_out_under_debug(
         assert last.endswith("raised RuntimeError: GPU not found") and "--debug" not in last
 
 
-@pytest.mark.skipif(not hasattr(signal, "SIGINT"), reason="needs POSIX signals")
+@needs_posix_signals
 def test_ctrl_c_while_a_command_loads_torch_is_one_line_and_130(tmp_path: Path) -> None:
     """typer turns a KeyboardInterrupt the command does not handle into exit 130, silently:
     the command line says what stopped it (and only that, no traceback)."""
@@ -130,7 +130,7 @@ def test_ctrl_c_while_a_command_loads_torch_is_one_line_and_130(tmp_path: Path) 
     assert result.stdout == ""
 
 
-@pytest.mark.skipif(not hasattr(signal, "SIGINT"), reason="needs POSIX signals")
+@needs_posix_signals
 def test_ctrl_c_pressed_again_as_the_command_ends_changes_nothing(tmp_path: Path) -> None:
     """Python's own handler was back by then: the process died of the signal, after a
     traceback from an atexit callback."""
@@ -155,6 +155,7 @@ def test_a_second_stop_signal_does_not_cut_short_the_handling_of_the_first() -> 
         stop.signal = None
 
 
+@needs_posix_signals
 def test_a_process_that_does_not_say_a_shared_refusal_waits_for_the_one_that_does() -> None:
     """Under torchrun a process that exited first had the one that says the refusal
     (LOCAL_RANK 0) stopped before its line. It waits until torchrun stops it (SIGTERM) as

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from compressor.interrupt import import_whole, interrupts_deferred, interrupts_ignored
+from tests.signal_helpers import needs_posix_signals
 
-pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGINT"), reason="needs POSIX signals")
+pytestmark = needs_posix_signals
 
 
 def test_a_deferred_ctrl_c_is_acted_on_after_the_block_whole() -> None:

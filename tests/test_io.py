@@ -20,6 +20,7 @@ from compressor.io import (
     write_text,
 )
 from tests.disk_full import file_size_limit, needs_file_size_limits
+from tests.signal_helpers import needs_posix_signals
 
 
 def test_json_is_strict_non_finite_numbers_become_null(tmp_path: Path) -> None:
@@ -44,7 +45,6 @@ class _CtrlCWhileSaved:
         return (dict, ())
 
 
-@pytest.mark.skipif(not hasattr(signal, "SIGINT"), reason="needs POSIX signals")
 def test_a_metrics_line_is_strict_json_on_one_line() -> None:
     """metrics.jsonl is read line by line by jq and pandas: a diverged student's test loss
     written as NaN made the line unreadable to them."""
@@ -52,6 +52,7 @@ def test_a_metrics_line_is_strict_json_on_one_line() -> None:
     assert line == '{"epoch": 3, "test_loss": null, "stat_beta": null}'
 
 
+@needs_posix_signals
 def test_a_ctrl_c_while_a_checkpoint_is_written_stops_after_it_is_whole(tmp_path: Path) -> None:
     """torch.save writes through C++: an interrupt raised inside it aborts the process. It is
     acted on once the file is in place, as the KeyboardInterrupt the caller handles."""

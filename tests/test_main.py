@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from tests.signal_helpers import ctrl_c_while_importing
+from tests.signal_helpers import ctrl_c_while_importing, needs_posix_signals
 
 
-@pytest.mark.skipif(not hasattr(signal, "SIGINT"), reason="needs POSIX signals")
+@needs_posix_signals
 def test_ctrl_c_while_loading_the_command_line_is_one_line_and_130() -> None:
     """Before compressor.entry (typer, rich) has loaded: no traceback through importlib."""
     result = ctrl_c_while_importing("typer", "models")

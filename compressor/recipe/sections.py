@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -30,6 +31,9 @@ _ENTRYPOINT_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
 # its own, and wraps `cuda:128` round to device -128.
 _DEVICE_PATTERN = r"^(auto|cpu|mps|cuda(:(0|[1-9][0-9]?))?)$"
 _RUN_NAME_PATTERN = r"^[\w.-]+$"
+_WINDOWS_DEVICE_NAMES = frozenset(
+    ["CON", "PRN", "AUX", "NUL"] + [f"{port}{n}" for port in ("COM", "LPT") for n in range(1, 10)]
+)
 # --overwrite sets a run aside as NAME.replaced, which must fit in a folder name too.
 MAX_RUN_NAME_BYTES = MAX_NAME_BYTES - len(".replaced")
 # What each pattern means, for error messages: a regular expression is not an explanation.
@@ -549,6 +553,31 @@ class OutputConfig(Strict):
         Path("runs"), description="Parent of run directories, relative to the working directory."
     )
     name: _RunName | None = Field(None, description="Run name; default: the recipe file name.")
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_folder_on_every_system(
+        cls, name: str | None, info: ValidationInfo
+    ) -> str | None:
+        """Checks that came after runs were made: a started run keeps its name."""
+        if name is None or started(info) or set(name) == {"."}:  # the next check's
+            return name
+        encoding = sys.getfilesystemencoding()
+        try:
+            name.encode(encoding, sys.getfilesystemencodeerrors())
+        except UnicodeEncodeError:  # a C or Latin-1 locale: the run crashed making its folder
+            raise ValueError(
+                f"cannot name a folder in this system's file-name encoding ({encoding}); use "
+                "ASCII letters and digits, or run in a UTF-8 locale (LANG=C.UTF-8)"
+            ) from None
+        if name.split(".")[0].upper() in _WINDOWS_DEVICE_NAMES or name.endswith("."):
+            # runs/CON is the console on Windows, and a trailing dot is dropped there:
+            # runs move between machines.
+            raise ValueError(
+                "cannot name a folder on Windows (a device name such as CON or NUL, or a "
+                "trailing '.'); choose another name"
+            )
+        return name
 
     @field_validator("name")
     @classmethod

@@ -15,6 +15,8 @@ import pytest
 import torch
 import yaml
 
+from tests.signal_helpers import needs_posix_signals
+
 RECIPE = {
     "student": {"arch": "resnet14"},
     "train": {"epochs": 6, "batch_size": 64, "device": "cpu", "deterministic": True, "seed": 3},
@@ -89,7 +91,7 @@ def test_sigkill_and_resume_gives_the_uninterrupted_student(tmp_path: Path) -> N
     assert [yaml.safe_load(line)["epoch"] for line in lines] == [1, 2, 3, 4, 5, 6]
 
 
-@pytest.mark.skipif(not hasattr(signal, "SIGINT"), reason="needs POSIX signals")
+@needs_posix_signals
 def test_ctrl_c_says_how_to_resume_and_marks_the_run_interrupted(tmp_path: Path) -> None:
     recipe = tmp_path / "stopped.yaml"
     train = {**RECIPE["train"], "epochs": 2}  # stopped after the first, resumed for the second

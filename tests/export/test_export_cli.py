@@ -46,6 +46,7 @@ from tests.export.helpers import (
     write_recipe,
 )
 from tests.read_only import immutable
+from tests.signal_helpers import needs_posix_signals
 
 LATENCY_KEYS = {
     "p50_ms",
@@ -435,7 +436,7 @@ def test_a_new_export_removes_what_the_last_one_wrote(
     ]
 
 
-@pytest.mark.skipif(not hasattr(signal, "SIGINT"), reason="needs POSIX signals")
+@needs_posix_signals
 def test_ctrl_c_keeps_the_previous_export_and_says_how_to_finish(
     distilled_run: Path, tmp_path: Path
 ) -> None:
@@ -457,7 +458,7 @@ def test_ctrl_c_keeps_the_previous_export_and_says_how_to_finish(
     assert folder_contents(run / "export") == before
 
 
-@pytest.mark.skipif(not hasattr(signal, "SIGINT"), reason="needs POSIX signals")
+@needs_posix_signals
 def test_a_ctrl_c_that_torchs_exporter_wraps_in_its_own_error_is_still_a_stop(
     distilled_run: Path,
     tmp_path: Path,

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from compressor.errors import UserError
+from compressor.recipe import parse_recipe
 from tests.cli_helpers import run_cli
 from tests.recipe.helpers import merged, write_recipe
 
@@ -172,6 +174,16 @@ BAD_RECIPES = [
         ["output.name: is 247 bytes long", "keep it to 246"],
     ),
     (
+        "a run name that is a Windows device",
+        merged(output={"name": "con.v2"}),
+        ["output.name: cannot name a folder on Windows (a device name such as CON or NUL"],
+    ),
+    (
+        "a run name that ends in a dot, which Windows drops",
+        merged(output={"name": "run."}),
+        ["output.name: cannot name a folder on Windows", "trailing '.'"],
+    ),
+    (
         "an lr float32 cannot hold",
         merged(train={"optimizer": {"lr": 1e39}}),
         ["train.optimizer.lr: beyond float32's largest value (3.403e+38)", "(got 1e+39)"],
@@ -296,3 +308,26 @@ def test_several_problems_are_reported_together(
         "train.batch_size",
         "train.amp",
     }
+
+
+def test_a_run_name_the_file_system_encoding_cannot_hold_is_refused_by_validate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a C locale without UTF-8 mode, validate said "valid" and the run crashed making
+    its folder (UnicodeEncodeError, exit 3)."""
+    monkeypatch.setattr("sys.getfilesystemencoding", lambda: "ascii")
+    path = write_recipe(tmp_path, merged(output={"name": "résumé"}))
+    result = run_cli(capsys, "recipe", "validate", str(path))
+    assert result.code == 2, result
+    assert (
+        "output.name: cannot name a folder in this system's file-name encoding (ascii); use "
+        "ASCII letters and digits, or run in a UTF-8 locale (LANG=C.UTF-8)"
+    ) in result.stderr
+
+
+def test_a_started_run_keeps_a_name_checks_added_since_refuse() -> None:
+    """A run named `aux` before the Windows check must still resume, export and gate."""
+    data = merged(output={"name": "aux"})
+    with pytest.raises(UserError, match="cannot name a folder on Windows"):
+        parse_recipe(data)
+    assert parse_recipe(data, started=True).output.name == "aux"
