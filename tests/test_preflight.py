@@ -581,3 +581,26 @@ def test_a_model_of_other_channels_than_the_folder_is_read_with_names_data_chann
     assert result.code == 2
     [line] = [line for line in result.stderr.splitlines() if "-channel images" in line]
     assert line.endswith(hint)
+
+
+def test_bank_mode_that_would_reuse_almost_nothing_is_warned_about() -> None:
+    """Epochs cut short draw another part of the split each (reuse found 1.8 banked samples
+    per batch where the refresh made 13.8), and a window spanning every epoch that attacks
+    makes the bank once: valid, but not what bank mode is for."""
+    teacher = {"arch": "resnet20", "checkpoint": "t.pt"}
+
+    def warnings_for(method: dict, **train: object) -> list[str]:
+        recipe = merged(teacher=teacher, method=method, train={"batch_size": 64, **train})
+        return setting_warnings(parse_recipe(recipe))
+
+    assert warnings_for({"name": "amkd", "bank_epochs": 2}, epochs=8) == []
+    assert warnings_for({"name": "amkd"}, epochs=8, max_steps_per_epoch=6) == []
+    (short,) = warnings_for({"name": "bss", "bank_epochs": 2}, epochs=8, max_steps_per_epoch=6)
+    assert short.startswith("method.bank_epochs 2 with train.max_steps_per_epoch: ")
+    (once,) = warnings_for({"name": "amkd", "bank_epochs": 6}, epochs=8)
+    assert once == (
+        "method.bank_epochs 6 spans all 6 epochs that attack (weights.beta_stop_fraction 0.75 "
+        "of 8): the bank is made in epoch 1 and never refreshed; a smaller bank_epochs "
+        "refreshes it"
+    )
+    assert warnings_for({"name": "amkd", "bank_epochs": 5}, epochs=8) == []

@@ -4,7 +4,8 @@ Only tensors and plain Python containers go in, so the file loads with
 `torch.load(weights_only=True)`: resuming never executes code from disk. Shuffling and
 augmentation are a pure function of (seed, epoch), so the RNG states saved here (one per
 process under torchrun) are all that is needed to continue exactly where an interrupted run
-stopped.
+stopped; except in bank mode, whose bank of boundary samples is not saved
+(compressor/methods/bank.py).
 """
 
 from __future__ import annotations

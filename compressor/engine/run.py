@@ -648,6 +648,12 @@ def _restore(
         )
     else:
         context.observer.message(f"resuming {run.root} after epoch {start_epoch}")
+        if getattr(context.recipe.method, "bank_epochs", 1) > 1:
+            context.observer.warning(
+                f"bank mode: the bank of boundary samples is not checkpointed, so epoch "
+                f"{start_epoch + 1} attacks again and the samples of earlier windows are gone: "
+                "the run continues only approximately"
+            )
     if len(counts) > 1 and counts[-1]["from_epoch"] == start_epoch + 1:
         before, now = counts[-2]["processes"], counts[-1]["processes"]
         context.observer.warning(

@@ -16,8 +16,10 @@ what an attack step would pick.
 The bank lives on the training device, sized for the whole data set and allocated at the
 first stored sample (CIFAR-10 in fp32: 50,000 x 3 x 32 x 32 x 4 B = 614 MB). It is not
 checkpointed: it would add its size to every epoch's checkpoint (twice, with the previous
-one kept), while rebuilding it costs one attack epoch, so the first epoch after a resume is
-always a refresh (the run is then no longer bit-identical to an uninterrupted one). Under
+one kept). So the first epoch after a resume is always a refresh, and the entries earlier
+windows left are gone, which leaves later reuse epochs fewer candidates: a resumed run is not
+bit-identical to an uninterrupted one, even when it resumes at a window's start (the resume
+warns). Under
 DDP each rank keeps its own bank of the samples it attacked; since every epoch deals the
 shuffled data set to the ranks anew, a reuse step on W ranks finds about 1/W of the
 candidates one process would.
