@@ -144,7 +144,7 @@ def _run_steps(
     console.rule("summary")
     console.print(
         f"teacher {run.teacher.accuracy:.2f} % → student {run.student.accuracy:.2f} % top-1, "
-        f"{run.teacher.parameters / run.student.parameters:.1f}× fewer parameters{speedup}; "
+        f"{_parameter_ratio(run.teacher.parameters, run.student.parameters)}{speedup}; "
         f"gate {'passed' if gate.passed else 'FAILED'}{parity}",
         soft_wrap=True,
     )
@@ -273,6 +273,14 @@ def _best_speedup(report: ExportReport, backend: str) -> str:
     batch = headline_batch(speedups, noisy_batches)
     noisy = NOISY_MARK if batch in noisy_batches else ""
     return f", {speedups[batch]:.2f}× faster in ONNX Runtime at batch {batch}{noisy}"
+
+
+def _parameter_ratio(teacher: int, student: int) -> str:
+    """'3.6× fewer parameters', or 'N× more' for an edited recipe's larger student: "0.2×
+    fewer" read as a typo."""
+    if student > teacher:
+        return f"{student / teacher:.1f}× more parameters"
+    return f"{teacher / student:.1f}× fewer parameters"
 
 
 def headline_batch(speedups: dict[int, float], noisy: set[int]) -> int:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from compressor.quickstart import SHIPPED_RECIPES, headline_batch
+from compressor.quickstart import SHIPPED_RECIPES, _parameter_ratio, headline_batch
 from export.latency import is_noisy, spread_of
 from tests.cli_helpers import run_cli
 
@@ -344,3 +344,9 @@ def test_the_headline_speedup_is_the_best_steady_one() -> None:
     assert headline_batch(speedups, noisy={1}) == 256
     assert headline_batch(speedups, noisy=set()) == 1
     assert headline_batch(speedups, noisy={1, 64, 256}) == 1
+
+
+def test_a_student_larger_than_its_teacher_is_said_to_have_more_parameters() -> None:
+    """An edited quickstart recipe's larger student read "0.2× fewer parameters"."""
+    assert _parameter_ratio(269_722, 75_290) == "3.6× fewer parameters"
+    assert _parameter_ratio(269_722, 1_528_106) == "5.7× more parameters"

@@ -24,9 +24,10 @@ from typer.testing import CliRunner
 from compressor.cli import app
 from compressor.data import load_dataset
 from compressor.engine.context import RunObserver
-from compressor.engine.run import run_training
+from compressor.engine.run import not_smaller_warning, run_training
+from compressor.engine.scoring import ModelSummary
 from compressor.errors import CompressorWarning, UserError
-from compressor.models import create_model
+from compressor.models import count_flops, count_parameters, create_model
 from compressor.recipe import DataConfig, load_recipe
 from compressor.rundir import RunDir, read_completed_run
 from tests.cli_helpers import run_cli
@@ -171,8 +172,25 @@ def test_a_student_costlier_than_its_teacher_is_warned_of_before_training(
     warned = [line for line in result.stderr.splitlines() if "will not run faster" in line]
     assert warned == [
         "warning: the student resnet32 costs 8.6 MFLOPs per 8×8 image, no fewer than the "
-        "teacher's 5.0: it will not run faster; choose a smaller student"
+        "teacher's 5.0: it will not run faster; it has 463,866 parameters, no fewer than the "
+        "teacher's 269,434: its file will not be smaller; choose a smaller student"
     ]
+
+
+def test_a_student_with_more_parameters_than_its_teacher_is_warned_of() -> None:
+    """A wide, shallow student costs fewer FLOPs but makes a larger file: a compression
+    toolkit distilled torchvision's mobilenet_v3_small (5.7× a CIFAR ResNet-20's parameters)
+    into a larger model without a word."""
+    student = create_model("mobilenet_v3_small", 10, 3)
+    teacher = create_model("resnet20", 10, 3)
+    shape = (3, 32, 32)
+    summary = ModelSummary(91.73, count_parameters(teacher), count_flops(teacher, shape))
+    assert not_smaller_warning("mobilenet_v3_small", student, summary, shape) == (
+        "the student mobilenet_v3_small has 1,528,106 parameters, no fewer than the teacher's "
+        "269,722: its file will not be smaller; choose a smaller student"
+    )
+    smaller = create_model("resnet8", 10, 3)
+    assert not_smaller_warning("resnet8", smaller, summary, shape) is None
 
 
 def test_eval_every_scores_some_epochs_and_always_the_last(
