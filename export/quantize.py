@@ -116,7 +116,12 @@ def calibration_batch(
             f"export.int8.calibration_images in the recipe), but the training split has only "
             f"{len(train)} images"
             + (f" (the run's data.max_train_samples {max_train_samples})" if cut else "")
-            + "; ask for fewer (at least 32) or use more training data"
+            + (
+                f"; calibrate on all of them with --calibration-images {len(train)} (or "
+                f"export.int8.calibration_images: {len(train)})"
+                if len(train) >= 32
+                else "; INT8 needs at least 32: train on more images"
+            )
         )
     index = balanced_indices(train.labels, count, seed)
     chosen = EvalSet(train.name, train.images[index], train.labels[index], train.mean, train.std)

@@ -87,7 +87,7 @@ def test_calibration_draw_is_balanced_normalised_and_repeatable() -> None:
 
 
 def test_more_calibration_images_than_training_images() -> None:
-    with pytest.raises(UserError, match=r"training split has only 200 images; ask for fewer"):
+    with pytest.raises(UserError, match=r"only 200 images; calibrate on all of them with --cal"):
         calibration_batch(_train_set(), 512, seed=0)
     with pytest.raises(
         UserError, match=r"only 200 images \(the run's data.max_train_samples 200\)"
@@ -377,3 +377,16 @@ def test_exactly_as_many_calibration_images_as_training_images_is_the_most_allow
     assert calibration_batch(_train_set(40), 40, seed=0).shape == (40, *SHAPE)
     with pytest.raises(UserError, match=r"41 calibration images asked for .* has only 40 images"):
         calibration_batch(_train_set(40), 41, seed=0)
+
+
+def test_a_split_smaller_than_the_default_calibration_says_the_count_to_ask_for() -> None:
+    """An image folder of 36 training images met the default 512 with "ask for fewer": the
+    message gives the number that works."""
+    with pytest.raises(UserError) as refused:
+        calibration_batch(_train_set(36), 512, seed=0)
+    assert str(refused.value).endswith(
+        "the training split has only 36 images; calibrate on all of them with "
+        "--calibration-images 36 (or export.int8.calibration_images: 36)"
+    )
+    with pytest.raises(UserError, match=r"only 20 images; INT8 needs at least 32: train on more"):
+        calibration_batch(_train_set(20), 32, seed=0)
