@@ -267,6 +267,16 @@ def print_export(report: ExportReport) -> None:
             f"{row['model']} {row['precision']} vs fp32 ({row['backend']}): top-1 "
             f"{signed_points(-row['accuracy_drop'])} points, {speed}{smaller}"
         )
+        if row["teacher_speedup"]:  # what `compress gate --precision` judges
+            over = ", ".join(
+                f"{times(value)} at batch {b}"
+                + (NOISY_MARK if b in row["noisy_teacher_speedups"] else "")
+                for b, value in row["teacher_speedup"].items()
+            )
+            console.print(
+                f"student {row['precision']} speedup over the teacher "
+                f"{row['teacher_precision']} ({row['backend']}): {over}"
+            )
     for failure in report.failures:
         console.print(failure, style="red", highlight=False, soft_wrap=True)
     for warning in report.warnings:

@@ -155,7 +155,8 @@ def _int8_sentence(payload: dict[str, Any]) -> str | None:
         f"INT8: static Q/DQ (ONNX Runtime quantization), {int8['calibration_images']} "
         f"calibration images from the training split (seed {int8['calibration_seed']}), "
         f"{int8['calibration_method']} ranges, "
-        f"{int8['activations']} activations, int8 weights "
+        f"{int8['activations']} activations, "
+        f"{'7-bit (reduce_range)' if int8.get('reduce_range') else 'int8'} weights "
         f"{'per channel' if int8['per_channel'] else 'per tensor'}."
     )
 
@@ -174,6 +175,26 @@ def _speedup_sentence(payload: dict[str, Any]) -> str | None:
         for backend, by_batch in payload["speedup"].items()
     ]
     return "Student speedup over the teacher (p50, fp32): " + "; ".join(parts) if parts else None
+
+
+def _reduced_precision_speedup_sentences(payload: dict[str, Any]) -> list[str]:
+    """The student's fp16/INT8 file over the teacher, as `compress gate --precision` judges
+    it (the teacher's file of that precision, else its fp32): a figure the gate printed and
+    the report did not."""
+    sentences = []
+    for row in payload.get("precision_comparison", []):
+        if not row.get("teacher_speedup"):
+            continue
+        noisy = set(row["noisy_teacher_speedups"])
+        figures = ", ".join(
+            f"**{times(value)}** at batch {batch}" + (NOISY_MARK if batch in noisy else "")
+            for batch, value in row["teacher_speedup"].items()
+        )
+        sentences.append(
+            f"Student {row['precision']} speedup over the teacher {row['teacher_precision']} "
+            f"(p50): {row['backend']} {figures}"
+        )
+    return sentences
 
 
 def _noisy_batches(payload: dict[str, Any]) -> dict[str, set[str]]:
@@ -345,9 +366,9 @@ def markdown(payload: dict[str, Any]) -> str:
     if rows:
         lines += ["", _precision_heading(payload) + ":", ""]
         lines += _markdown_table(header, rows, text_columns=3)
-    int8 = _int8_sentence(payload)
-    if int8:
-        lines += ["", int8]
+    for sentence in [*_reduced_precision_speedup_sentences(payload), _int8_sentence(payload)]:
+        if sentence:
+            lines += ["", sentence]
     for failure in [*payload["problems"], *payload["failures"]]:
         lines += ["", f"> ❌ {_plain(failure)}"]
     for warning in payload["warnings"]:
@@ -441,6 +462,9 @@ def html_page(payload: dict[str, Any]) -> str:
     precision_html = (
         f"<h2>{html.escape(_precision_heading(payload))}</h2>"
         + _html_table(precision_header, precision_rows, text_columns=3)
+        + "".join(
+            f"<p>{_html_line(line)}</p>" for line in _reduced_precision_speedup_sentences(payload)
+        )
         + "".join(f"<p>{html.escape(line)}</p>" for line in [_int8_sentence(payload)] if line)
         if precision_rows
         else ""

@@ -146,11 +146,17 @@ def precision_comparison(results: Sequence[Result]) -> list[dict[str, Any]]:
     """Each reduced-precision file against the fp32 file of the same model on the same backend:
     what it cost in accuracy and agreement, and what it bought in latency and size."""
     fp32 = {(r.model, r.backend): r for r in results if r.precision == "fp32"}
+    teachers = {(r.backend, r.precision): r for r in results if r.model == "teacher"}
     rows = []
     for r in results:
         base = fp32.get((r.model, r.backend))
         if r.precision == "fp32" or base is None:
             continue
+        # The student's speedup over the teacher as the gate judges it at this precision:
+        # the teacher's file of the same precision, else its fp32 (never made fp16).
+        teacher = None
+        if r.model == "student":
+            teacher = teachers.get((r.backend, r.precision)) or teachers.get((r.backend, "fp32"))
         rows.append(
             {
                 "model": r.model,
@@ -174,6 +180,21 @@ def precision_comparison(results: Sequence[Result]) -> list[dict[str, Any]]:
                     str(batch)
                     for batch, latency in r.latency.items()
                     if batch in base.latency and (latency.noisy or base.latency[batch].noisy)
+                ],
+                "teacher_precision": None if teacher is None else teacher.precision,
+                "teacher_speedup": {}
+                if teacher is None
+                else {
+                    str(batch): teacher.latency[batch].p50_ms / latency.p50_ms
+                    for batch, latency in r.latency.items()
+                    if batch in teacher.latency
+                },
+                "noisy_teacher_speedups": []
+                if teacher is None
+                else [
+                    str(batch)
+                    for batch, latency in r.latency.items()
+                    if batch in teacher.latency and (latency.noisy or teacher.latency[batch].noisy)
                 ],
             }
         )

@@ -247,3 +247,22 @@ def test_the_intro_names_onnxruntime_gpu_and_tensorrt_together(int8_run: Path) -
     report["results"].append(tensorrt)
     intro = markdown(report).splitlines()[4]
     assert "onnxruntime-gpu 1.22.0, tensorrt 10.9;" in intro
+
+
+def test_the_reports_give_the_int8_student_s_speedup_over_the_int8_teacher(int8_run: Path) -> None:
+    """The figure `compress gate --precision int8` judges, and the weights' width as made."""
+    report = report_of(int8_run)
+    (student,) = [r for r in report["precision_comparison"] if r["model"] == "student"]
+    times_by_row = {(r["model"], r["precision"]): r["latency"] for r in report["results"]}
+    teacher, int8 = times_by_row["teacher", "int8"], times_by_row["student", "int8"]
+    for batch, ratio in student["teacher_speedup"].items():
+        assert ratio == teacher[batch]["p50_ms"] / int8[batch]["p50_ms"]
+    markdown_text = (int8_run / "export" / "export_report.md").read_text()
+    first = f"{student['teacher_speedup']['1']:.2f}×"
+    assert f"Student int8 speedup over the teacher int8 (p50): onnxruntime **{first}**" in (
+        markdown_text
+    )
+    page = (int8_run / "export" / "export_report.html").read_text()
+    assert f"Student int8 speedup over the teacher int8 (p50): onnxruntime {first}" in page
+    weights = "7-bit (reduce_range)" if report["int8"]["reduce_range"] else "int8"
+    assert f"activations, {weights} weights per channel." in markdown_text

@@ -236,3 +236,22 @@ def test_the_verdict_is_what_the_exit_code_says() -> None:
     assert report.verdict() == "failed"
     report.problems = ["tensorrt: the engine could not be built"]
     assert report.verdict() == "incomplete"
+
+
+def test_a_reduced_precision_student_is_compared_with_the_teacher_the_gate_judges_it_by() -> None:
+    """`compress gate --precision int8` judged the INT8 student against the INT8 teacher (a
+    given fp16 file against the fp32 one), a speedup no report showed."""
+    rows = [
+        _row("student", "onnxruntime", "fp32", {1: 0.4, 64: 16.0}),
+        _row("student", "onnxruntime", "int8", {1: 0.2, 64: 8.0}),
+        _row("student", "onnxruntime", "fp16", {1: 0.5, 64: 20.0}),
+        _row("teacher", "onnxruntime", "fp32", {1: 1.0, 64: 40.0}),
+        _row("teacher", "onnxruntime", "int8", {1: 0.6, 64: 20.0}, spread=0.5),
+    ]
+    int8, fp16, teacher_int8 = precision_comparison(rows)
+    assert int8["teacher_precision"] == "int8"
+    assert int8["teacher_speedup"] == {"1": pytest.approx(3.0), "64": pytest.approx(2.5)}
+    assert int8["noisy_teacher_speedups"] == ["1", "64"]
+    assert (fp16["teacher_precision"], fp16["teacher_speedup"]) == ("fp32", {"1": 2.0, "64": 2.0})
+    assert fp16["noisy_teacher_speedups"] == []
+    assert teacher_int8["teacher_speedup"] == {} and teacher_int8["teacher_precision"] is None
