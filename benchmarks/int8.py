@@ -12,6 +12,9 @@ load hits every file alike. Speedups are fp32 median / INT8 median of the same m
 
 `--symmetric` also quantises each model with symmetric int8 activations (S8S8, the form
 TensorRT needs) and times it alongside, to show what the activation type costs in ONNX Runtime.
+`--other-weights` also quantises it with the weight width `reduce_range: auto` did not choose
+here (8 bits on an x86 CPU without VNNI, where auto takes 7; 7 bits elsewhere), to show what
+the choice does to agreement and speed on this CPU.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from export.run_inputs import RunInputs, read_run, read_splits
 from export.validate import EvalSet, accuracy, predict
 
 SECTION = "## INT8 post-training quantisation (ONNX Runtime, CPU)"
-PRECISIONS = ("fp32", "int8", "int8 s8s8")
+PRECISIONS = ("fp32", "int8", "int8 7-bit w", "int8 8-bit w", "int8 s8s8")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -57,20 +60,31 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--symmetric", action="store_true", help="also time S8S8 (TensorRT's form) in ONNX Runtime"
     )
+    parser.add_argument(
+        "--other-weights",
+        action="store_true",
+        help="also time the weight width (reduce_range) auto did not choose on this CPU",
+    )
     parser.add_argument("--write-docs", action="store_true", help="update docs/BENCHMARKS.md")
     return parser.parse_args(argv)
 
 
-def symmetric_rows(
-    report: dict, inputs: RunInputs, train: EvalSet, test: EvalSet, args: argparse.Namespace
+def variant_rows(
+    report: dict,
+    inputs: RunInputs,
+    train: EvalSet,
+    test: EvalSet,
+    args: argparse.Namespace,
+    precision: str,
+    update: dict,
 ) -> list[dict]:
-    """The fp32 files quantised again with symmetric int8 activations, scored on the test set
-    (result rows shaped like the export report's)."""
+    """The fp32 files quantised again with `update` over the recipe's export.int8 settings,
+    scored on the test set (result rows shaped like the export report's, as `precision`)."""
     run = inputs.run.root
-    config = inputs.recipe.export.int8.model_copy(update={"activations": "int8"})
+    config = inputs.recipe.export.int8.model_copy(update=update)
     if args.calibration_images is not None:
         config = config.model_copy(update={"calibration_images": args.calibration_images})
-    settings = resolve_settings(config, tensorrt=True)
+    settings = resolve_settings(config, tensorrt=False)
     images = calibration_batch(train, config.calibration_images, config.seed)
     fp32 = {
         r["model"]: r
@@ -79,7 +93,7 @@ def symmetric_rows(
     }
     rows = []
     for model, row in fp32.items():
-        target = run / "export" / f"{model}.int8-s8s8.onnx"
+        target = run / "export" / f"{model}.{precision.replace(' ', '-')}.onnx"
         quantize_int8(run / row["file"], target, images, settings, name=model)
         logits = predict(OnnxRuntimeRunner(target).infer, test, 256)
         reference = predict(OnnxRuntimeRunner(run / row["file"]).infer, test, 256)
@@ -88,7 +102,7 @@ def symmetric_rows(
             {
                 "model": model,
                 "backend": "onnxruntime",
-                "precision": "int8 s8s8",
+                "precision": precision,
                 "file": str(target.relative_to(run)),
                 "size_bytes": target.stat().st_size,
                 "accuracy": accuracy(logits, test.labels),
@@ -96,6 +110,13 @@ def symmetric_rows(
             }
         )
     return rows
+
+
+def other_weights(report: dict) -> tuple[str, dict]:
+    """The row label and setting of the weight width the export's `auto` did not choose."""
+    if report["int8"]["reduce_range"]:
+        return "int8 8-bit w", {"reduce_range": False}
+    return "int8 7-bit w", {"reduce_range": True}
 
 
 def median_p50s(
@@ -177,7 +198,8 @@ def section(
         "",
         "`benchmarks/int8.py` runs `compress export RUN --int8` (static Q/DQ from ONNX Runtime's "
         f"quantisation tools: {int8['calibration_images']} class-balanced training images, "
-        f"{int8['calibration_method']} ranges, {int8['activations']} activations, int8 weights "
+        f"{int8['calibration_method']} ranges, {int8['activations']} activations, "
+        f"{'7-bit (reduce_range)' if int8['reduce_range'] else 'int8'} weights "
         f"{'per channel' if int8['per_channel'] else 'per tensor'}), scores every file on the "
         f"{report['eval_samples']:,} {report['dataset']} test images, then re-times the files "
         f"interleaved: median of {args.repeats} rounds' p50 of {args.runs} calls. Run "
@@ -191,6 +213,13 @@ def section(
             " `int8 s8s8` is the same model with symmetric int8 activations, the form TensorRT "
             "needs (`export.int8.activations: int8`, chosen by `auto` with `--trt`)."
             if args.symmetric
+            else ""
+        )
+        + (
+            f" `{other_weights(report)[0]}` is the same model with the weight width "
+            "`export.int8.reduce_range: auto` did not choose on this CPU (7 bits with uint8 "
+            "activations on an x86 CPU without VNNI, whose U8S8 kernels saturate; 8 elsewhere)."
+            if args.other_weights
             else ""
         ),
         "",
@@ -232,14 +261,19 @@ def scratch_copy(run: Path, into: Path) -> Path:
 
 
 def measure(args: argparse.Namespace, argv: list[str], run: Path, report_file: Path) -> int:
-    """Re-time the exported files (and the S8S8 ones, --symmetric); print, --write-docs."""
+    """Re-time the exported files (and the S8S8 ones, --symmetric, and those of the other
+    weight width, --other-weights); print, --write-docs."""
     report = json.loads(report_file.read_text(encoding="utf-8"))
     inputs = read_run(run)
-    # Read once: the S8S8 rows (calibrated on the training split) and the re-timing need them.
-    train, test = read_splits(inputs, with_train=args.symmetric)
+    # Read once: the variant rows (calibrated on the training split) and the re-timing need them.
+    train, test = read_splits(inputs, with_train=args.symmetric or args.other_weights)
     results = [r for r in report["results"] if r["backend"] == "onnxruntime"]
-    if train is not None:
-        results += symmetric_rows(report, inputs, train, test, args)
+    if train is not None and args.other_weights:
+        precision, update = other_weights(report)
+        results += variant_rows(report, inputs, train, test, args, precision, update)
+    if train is not None and args.symmetric:
+        update = {"activations": "int8"}
+        results += variant_rows(report, inputs, train, test, args, "int8 s8s8", update)
     order = {precision: index for index, precision in enumerate(PRECISIONS)}
     results.sort(key=lambda r: (r["model"] != "student", order[r["precision"]]))
     rows = {(r["model"], r["precision"]): r for r in results}

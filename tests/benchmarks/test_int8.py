@@ -11,6 +11,7 @@ import yaml
 from typer.testing import CliRunner
 
 from compressor.cli import app
+from compressor.provenance import x86_without_vnni
 
 
 @pytest.fixture(scope="module")
@@ -37,11 +38,15 @@ def test_int8_benchmark_exports_scores_and_retimes(
     trained_run: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = [str(trained_run), "--batch-sizes", "1", "--runs", "2", "--warmup", "1"]
-    assert int8.main([*argv, "--repeats", "1", "--threads", "1", "--symmetric"]) == 0
+    timing = [*argv, "--repeats", "1", "--threads", "1"]
+    assert int8.main([*timing, "--symmetric", "--other-weights"]) == 0
     printed = capsys.readouterr().out
     table = [line for line in printed.splitlines() if line.startswith("| student |")]
-    assert [line.split(" | ")[1] for line in table] == ["fp32", "int8", "int8 s8s8"]
-    assert "resnet8 trained with `ce`" in printed
+    other = "int8 8-bit w" if x86_without_vnni() else "int8 7-bit w"
+    assert [line.split(" | ")[1] for line in table] == ["fp32", "int8", other, "int8 s8s8"]
+    prose = " ".join(printed.split())  # wrapped at 100 columns
+    assert f"`{other}` is the same model with the weight width" in prose
+    assert "resnet8 trained with `ce`" in prose
     assert "Targets (accuracy drop ≤ 0.5 points, a latency gain at batch 1): student:" in printed
     # Exported in a copy: an export of the run's own would have been replaced.
     assert not (trained_run / "export").exists()
