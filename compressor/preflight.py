@@ -8,7 +8,6 @@ a recipe in one pass instead of one failed run per typo.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
@@ -24,6 +23,7 @@ from compressor.data import (
 from compressor.engine.device import amp_dtype, select_device
 from compressor.errors import UserError
 from compressor.methods.amkd import check_feature_embedding, uses_feature_embedding
+from compressor.methods.bss import attacking_epochs
 from compressor.models import (
     check_builds_the_same_weights,
     check_teacher_output,
@@ -239,26 +239,34 @@ def setting_warnings(recipe: Recipe) -> list[str]:
 
 
 def _bank_that_cannot_pay(recipe: Recipe) -> list[str]:
-    """Bank mode that reuses almost nothing: epochs cut short draw another part of the
-    training split each (a reuse epoch found 1.8 banked samples per batch where the refresh
-    had made 13.8), and a window as long as the attack's epochs makes the bank once."""
+    """Bank mode that reuses almost nothing: only epoch 1 attacks (the bank is made and never
+    used), epochs cut short draw another part of the training split each (a reuse epoch found
+    1.8 banked samples per batch where the refresh had made 13.8), or a window as long as the
+    attack's epochs makes the bank once."""
     method = recipe.method
     if not isinstance(method, BSSMethod | AMKDMethod) or method.bank_epochs == 1:
         return []
-    bank_epochs, warnings = method.bank_epochs, []
+    bank_epochs, epochs = method.bank_epochs, recipe.train.epochs
+    attacking = attacking_epochs(method.weights.beta_stop_fraction, epochs)
+    said = f"method.bank_epochs {bank_epochs}"
+    if attacking <= 1:
+        return [
+            f"{said}: only epoch 1 attacks (weights.beta_stop_fraction "
+            f"{method.weights.beta_stop_fraction:g} of {epochs}), so the bank is made and "
+            "never reused; remove bank_epochs"
+        ]
+    warnings = []
     if recipe.train.max_steps_per_epoch is not None:
         warnings.append(
-            f"method.bank_epochs {bank_epochs} with train.max_steps_per_epoch: each shortened "
-            "epoch draws another part of the training split, so reuse epochs find few of "
-            "their images in the bank and the boundary term all but stops"
+            f"{said} with train.max_steps_per_epoch: each shortened epoch draws another part "
+            "of the training split, so reuse epochs find few of their images in the bank and "
+            "the boundary term all but stops"
         )
-    attacking = math.ceil(method.weights.beta_stop_fraction * recipe.train.epochs)
-    if bank_epochs >= attacking > 1:
+    if bank_epochs >= attacking:
         warnings.append(
-            f"method.bank_epochs {bank_epochs} spans all {attacking} epochs that attack "
-            f"(weights.beta_stop_fraction {method.weights.beta_stop_fraction:g} of "
-            f"{recipe.train.epochs}): the bank is made in epoch 1 and never refreshed; a "
-            "smaller bank_epochs refreshes it"
+            f"{said} spans all {attacking} epochs that attack (weights.beta_stop_fraction "
+            f"{method.weights.beta_stop_fraction:g} of {epochs}): the bank is made in epoch 1 "
+            "and never refreshed; a smaller bank_epochs refreshes it"
         )
     return warnings
 

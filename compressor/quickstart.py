@@ -278,6 +278,8 @@ def _best_speedup(report: ExportReport, backend: str) -> str:
 def _parameter_ratio(teacher: int, student: int) -> str:
     """'3.6× fewer parameters', or 'N× more' for an edited recipe's larger student: "0.2×
     fewer" read as a typo."""
+    if round(teacher / student, 1) == 1.0 == round(student / teacher, 1):
+        return "as many parameters"
     if student > teacher:
         return f"{student / teacher:.1f}× more parameters"
     return f"{teacher / student:.1f}× fewer parameters"

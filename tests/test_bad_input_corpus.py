@@ -8,8 +8,11 @@ images, unwritable paths) and runs the real `compress` entry point.
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import socket
+import subprocess
+import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -258,6 +261,24 @@ CASES = [
             "--overwrite",
         ],
         ("...yaml: the run would be named '..' after the file", "or rename the file"),
+    ),
+    Case(
+        "run named after a recipe file 'con.yaml', a Windows device",
+        lambda t: [
+            "recipe",
+            "validate",
+            str(recipe(t, {"student": {"arch": "resnet8"}}, "con.yaml")),
+        ],
+        (
+            "con.yaml: the run would be named 'con' after the file, which cannot name a folder on "
+            "Windows",
+            "set output.name",
+        ),
+    ),
+    Case(
+        "run named after a recipe file 'run..yaml', ending in a dot",
+        lambda t: ["train", str(recipe(t, {"student": {"arch": "resnet8"}}, name="run..yaml"))],
+        ("the run would be named 'run.' after the file", "trailing '.'"),
     ),
     Case(
         "recipe nested too deeply for the YAML reader",
@@ -686,3 +707,19 @@ def finished_results(root: Path) -> set[Path]:
         if json.loads(path.read_text()).get("status") == "completed"
     }
     return runs | set(root.glob("runs/*/export/export_report.json"))
+
+
+def test_a_recipe_file_named_outside_ascii_in_a_c_locale_is_validated_not_a_crash(
+    tmp_path: Path,
+) -> None:
+    """Without UTF-8 mode a C locale reads the file name's bytes as surrogates: the run-name
+    check encoded them as UTF-8 and crashed (exit 3, a traceback)."""
+    path = recipe(tmp_path, {"student": {"arch": "resnet8"}}, name="café.yaml")
+    env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    result = subprocess.run(
+        [sys.executable, "-m", "compressor", "recipe", "validate", os.fsencode(path)],
+        env=env,
+        capture_output=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from compressor.methods.bss import attacking_epochs
 from compressor.models import create_model
 from compressor.preflight import setting_warnings, unused_settings
 from compressor.recipe import parse_recipe
@@ -604,3 +605,19 @@ def test_bank_mode_that_would_reuse_almost_nothing_is_warned_about() -> None:
         "refreshes it"
     )
     assert warnings_for({"name": "amkd", "bank_epochs": 5}, epochs=8) == []
+    # beta is 0 from a quarter of 4 epochs on: epoch 1 alone attacks, no epoch reuses.
+    early = {"name": "bss", "bank_epochs": 2, "weights": {"beta_stop_fraction": 0.25}}
+    assert warnings_for(early, epochs=4, max_steps_per_epoch=3) == [
+        "method.bank_epochs 2: only epoch 1 attacks (weights.beta_stop_fraction 0.25 of 4), so "
+        "the bank is made and never reused; remove bank_epochs"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("fraction", "epochs", "attacking"), [(0.75, 8, 6), (0.75, 2, 2), (0.25, 4, 1), (1.0, 3, 3)]
+)
+def test_the_epochs_that_attack_are_those_beta_is_above_zero_in(
+    fraction: float, epochs: int, attacking: int
+) -> None:
+    """beta(e) > 0 while e < f E: epoch k (e from k - 1 to k) attacks while k - 1 < f E."""
+    assert attacking_epochs(fraction, epochs) == attacking

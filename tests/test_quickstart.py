@@ -350,3 +350,5 @@ def test_a_student_larger_than_its_teacher_is_said_to_have_more_parameters() -> 
     """An edited quickstart recipe's larger student read "0.2× fewer parameters"."""
     assert _parameter_ratio(269_722, 75_290) == "3.6× fewer parameters"
     assert _parameter_ratio(269_722, 1_528_106) == "5.7× more parameters"
+    assert _parameter_ratio(269_722, 269_722) == _parameter_ratio(269_722, 270_000)
+    assert _parameter_ratio(269_722, 270_000) == "as many parameters"  # not "1.0× fewer"

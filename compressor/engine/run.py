@@ -73,11 +73,12 @@ from compressor.methods.amkd import (
     uses_feature_embedding,
 )
 from compressor.methods.boundary import normalized_bounds
+from compressor.methods.bss import attacking_epochs
 from compressor.models import count_flops, count_parameters, create_model, student_kwargs
 from compressor.models.probe import check_student_output
 from compressor.preflight import check_recipe, setting_warnings, unused_settings
 from compressor.provenance import manifest, now_iso, trained_recipe_sha256, with_free_settings_of
-from compressor.recipe import AMKDMethod, CEMethod, Recipe, load_recipe, recipe_to_yaml
+from compressor.recipe import AMKDMethod, BSSMethod, CEMethod, Recipe, load_recipe, recipe_to_yaml
 from compressor.reporting.run_report import write_run_report
 from compressor.rundir import (
     RunDir,
@@ -661,7 +662,13 @@ def _restore(
         )
     else:
         context.observer.message(f"resuming {run.root} after epoch {start_epoch}")
-        if getattr(context.recipe.method, "bank_epochs", 1) > 1:
+        method = context.recipe.method
+        if (
+            isinstance(method, BSSMethod | AMKDMethod)
+            and method.bank_epochs > 1
+            and start_epoch
+            < attacking_epochs(method.weights.beta_stop_fraction, context.recipe.train.epochs)
+        ):
             context.observer.warning(
                 f"bank mode: the bank of boundary samples is not checkpointed, so epoch "
                 f"{start_epoch + 1} attacks again and the samples of earlier windows are gone: "

@@ -32,9 +32,9 @@ The rules, in table order (all in percentage points unless said otherwise):
   fp32 only. SKIPPED when min_speedup is not set, with the speedup shown (not judged) where
   both were timed; once set (flag or recipe), missing timings are bad input, never a skip.
   A --speedup-batch that was not timed for both is bad input even when the rule is skipped:
-  the user asked about that batch. A timing the export found noisy (coefficient of
-  variation above export/latency.py's bar) leaves the verdict as it is and says so in the
-  rule's detail; so does a teacher file that failed parity with PyTorch (the export only
+  the user asked about that batch. A timing the export found noisy (interquartile
+  range over the median above export/latency.py's bar) leaves the verdict as it is and says
+  so in the rule's detail; so does a teacher file that failed parity with PyTorch (the export only
   warns of it: the teacher does not ship).
 
 Anything that stops a rule from being judged — a run that is not completed, missing or

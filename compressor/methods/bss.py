@@ -8,6 +8,8 @@ is learnt early; late epochs polish the clean fit and skip the attack's cost).
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -35,6 +37,11 @@ def schedule(weights: ScheduleWeights, progress: TrainProgress) -> tuple[float, 
     alpha = 1.0 + weights.alpha_extra * max(1.0 - e / total, 0.0)
     beta = weights.beta_init * max(1.0 - e / (weights.beta_stop_fraction * total), 0.0)
     return alpha, beta
+
+
+def attacking_epochs(beta_stop_fraction: float, epochs: int) -> int:
+    """How many epochs, from the first, have beta(e) > 0 at some step: the ones that attack."""
+    return math.ceil(beta_stop_fraction * epochs)
 
 
 class BSS:

@@ -3,6 +3,7 @@ resume a missing one; then claim the directory, its lock held until the run ends
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from filelock import FileLock
@@ -132,7 +133,7 @@ def _check_not_a_folder_of_the_users(run: RunDir) -> None:
 def _check_name_fits(run: RunDir) -> None:
     """A name too long to set aside trains once, then crashes the --overwrite that would
     train it again: refused before anything is written."""
-    size = len(run.root.name.encode())
+    size = len(os.fsencode(run.root.name))  # a name from the command line may not be UTF-8
     if size > MAX_RUN_NAME_BYTES:
         raise UserError(
             f"{run.root}: the run name is {size} bytes long; a folder name holds 255, and "

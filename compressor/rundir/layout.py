@@ -9,6 +9,7 @@ from typing import Any
 from compressor.errors import UserError
 from compressor.io import loads_json, previous_of, record_unreadable
 from compressor.recipe import Recipe
+from compressor.recipe.sections import run_name_problem
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,14 @@ def run_dir_for(recipe: Recipe, recipe_path: Path) -> RunDir:
             "output.dir or its parent, not a folder of its own; set output.name in the recipe "
             "or rename the file"
         )
-    return RunDir(Path(recipe.output.dir) / name)
+    root = Path(recipe.output.dir) / name
+    problem = None if recipe.output.name or root.exists() else run_name_problem(name)
+    if problem is not None:  # output.name was checked with the recipe; a run made keeps it
+        raise UserError(
+            f"{recipe_path}: the run would be named {name!r} after the file, which {problem}; "
+            "set output.name in the recipe or rename the file"
+        )
+    return RunDir(root)
 
 
 def training_command(run_recipe: Recipe) -> str:

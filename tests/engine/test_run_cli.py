@@ -938,6 +938,15 @@ def test_bank_mode_reuses_samples_and_refreshes_after_a_resume(
     lines = (workdir / "bank-resumed" / "metrics.jsonl").read_text().splitlines()
     assert json.loads(lines[1])["stat_mean_steps"] > 0
 
+    # beta is 0 after half of the 2 epochs: the resumed epoch does not attack, nothing said.
+    base["method"]["weights"] = {"beta_stop_fraction": 0.5}
+    base["train"]["max_steps_per_epoch"] = 2
+    late = write(workdir / "bank-late.yaml", base)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(load_recipe(late), late, distill=True, observer=Interrupt(1))
+    again = run_cli(capsys, "distill", str(late), "--resume")
+    assert again.code == 0 and "bank mode" not in again.stderr
+
 
 def _truncate(last: Path) -> None:
     last.write_bytes(last.read_bytes()[:1000])  # a disk error after the write

@@ -174,6 +174,16 @@ BAD_RECIPES = [
         ["output.name: is 247 bytes long", "keep it to 246"],
     ),
     (
+        "reduce_range in quotes",
+        merged(export={"int8": {"reduce_range": "true"}}),
+        ["export.int8.reduce_range: write true, false or auto (got 'true')"],
+    ),
+    (
+        "reduce_range as a number",
+        merged(export={"int8": {"reduce_range": 1}}),
+        ["export.int8.reduce_range: write true, false or auto (got 1)"],
+    ),
+    (
         "a run name that is a Windows device",
         merged(output={"name": "con.v2"}),
         ["output.name: cannot name a folder on Windows (a device name such as CON or NUL"],
