@@ -217,8 +217,8 @@ def section(
         )
         + (
             f" `{other_weights(report)[0]}` is the same model with the weight width "
-            "`export.int8.reduce_range: auto` did not choose on this CPU (7 bits with uint8 "
-            "activations on an x86 CPU without VNNI, whose U8S8 kernels saturate; 8 elsewhere)."
+            "`export.int8.reduce_range: auto` did not choose on this CPU (7 bits on an x86 CPU "
+            "without VNNI, whose int8 kernels saturate; 8 elsewhere)."
             if args.other_weights
             else ""
         ),

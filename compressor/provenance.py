@@ -91,7 +91,7 @@ def cpu_model() -> str:
 
 def x86_without_vnni(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
     """Whether this is an x86 CPU without int8 dot-product instructions (AVX-512 VNNI,
-    AVX-VNNI or AMX), whose ONNX Runtime U8S8 kernels saturate; an x86 CPU whose flags
+    AVX-VNNI or AMX), whose ONNX Runtime int8 kernels saturate; an x86 CPU whose flags
     cannot be read (not Linux) is taken to lack them."""
     if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686", "x86"):
         return False
