@@ -331,7 +331,7 @@ def test_a_run_name_the_file_system_encoding_cannot_hold_is_refused_by_validate(
     assert result.code == 2, result
     assert (
         "output.name: cannot name a folder in this system's file-name encoding (ascii); use "
-        "ASCII letters and digits, or run in a UTF-8 locale (LANG=C.UTF-8)"
+        "ASCII letters and digits, or run Python in UTF-8 mode (PYTHONUTF8=1)"
     ) in result.stderr
 
 
