@@ -74,36 +74,38 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
+CPUINFO = Path("/proc/cpuinfo")
+
+
+def _cpuinfo_value(keys: tuple[str, ...], cpuinfo: Path = CPUINFO) -> str | None:
+    """The first non-empty value of one of `keys` in /proc/cpuinfo; None where there is
+    none (not Linux)."""
+    try:
+        lines = cpuinfo.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        key, _, value = line.partition(":")
+        if key.strip() in keys and value.strip():
+            return value.strip()
+    return None
+
+
 def cpu_model() -> str:
     """The processor's model name, which a latency is read against. On Linux
     platform.processor() says only "x86_64", so /proc/cpuinfo's "model name" (or an ARM
     board's "Model") comes first; elsewhere, what platform knows."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text(errors="replace").splitlines()
-    except OSError:
-        lines = []
-    for line in lines:
-        key, _, value = line.partition(":")
-        if key.strip() in ("model name", "Model") and value.strip():
-            return value.strip()
-    return platform.processor() or platform.machine()
+    return _cpuinfo_value(("model name", "Model")) or platform.processor() or platform.machine()
 
 
-def x86_without_vnni(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+def x86_without_vnni(cpuinfo: Path = CPUINFO) -> bool:
     """Whether this is an x86 CPU without int8 dot-product instructions (AVX-512 VNNI,
     AVX-VNNI or AMX), whose ONNX Runtime int8 kernels saturate; an x86 CPU whose flags
     cannot be read (not Linux) is taken to lack them."""
     if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686", "x86"):
         return False
-    try:
-        text = cpuinfo.read_text(errors="replace")
-    except OSError:
-        return True
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "flags":
-            return not {"avx512_vnni", "avx_vnni", "amx_int8"} & set(value.split())
-    return True
+    flags = _cpuinfo_value(("flags",), cpuinfo)
+    return flags is None or not {"avx512_vnni", "avx_vnni", "amx_int8"} & set(flags.split())
 
 
 def git_revision() -> str | None:
